@@ -1,0 +1,153 @@
+"""NATS plumbing shared by every service: connect, the stream, request/reply with errors.
+
+Services reply to requests with the result's JSON body, or with an `Ironstar-Error` header
+and an `ErrorReply` body; `request` turns the latter back into the same exception class,
+so an error raised in the writer reaches the gateway's error table unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
+
+from common.errors import ErrorReply, IronstarError, Unavailable, from_reply
+from common.settings import NatsSettings
+from common.subjects import Subjects
+from common.telemetry import bind_correlation, correlation_id
+
+log = structlog.get_logger()
+
+ERROR_HEADER = "Ironstar-Error"
+CORRELATION_HEADER = "Ironstar-Correlation-Id"
+
+_json = msgspec.json.Encoder()
+_error_decoder = msgspec.json.Decoder(ErrorReply)
+
+Handler = Callable[[Msg], Awaitable[bytes]]
+
+
+async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Client:
+    """Connect, retrying until `wait_s` passes, and keep reconnecting forever afterwards."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    async def on_disconnected() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats_reconnected")
+
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        try:
+            return await nats.connect(
+                settings.url.split(","),
+                name=name,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None
+            await asyncio.sleep(0.2)
+
+
+def stream_config(settings: NatsSettings) -> StreamConfig:
+    """The event store: file storage, no limits, refuse when full, never delete history."""
+    return StreamConfig(
+        name=settings.stream,
+        subjects=[Subjects(settings.prefix).all_events],
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.NEW,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_s,
+        max_consumers=settings.max_consumers,
+        allow_direct=True,
+        allow_atomic=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
+    """Create the stream, or bring an existing one to the configured settings."""
+    js = nc.jetstream()
+    config = stream_config(settings)
+    try:
+        await js.stream_info(settings.stream)
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("stream_created", stream=settings.stream, replicas=settings.replicas)
+        return
+    try:
+        await js.update_stream(config)
+    except BadRequestError as exc:
+        raise Unavailable(
+            f"stream {settings.stream} exists with settings that cannot change to the "
+            f"configured ones ({exc.description}); align IRONSTAR_NATS_* or migrate the stream"
+        ) from None
+
+
+async def request(nc: Client, subject: str, body: bytes, timeout: float, what: str) -> bytes:
+    """Send a request to a service and return its reply body, raising its error if any."""
+    headers = {CORRELATION_HEADER: correlation_id()}
+    try:
+        reply = await nc.request(subject, body, timeout=timeout, headers=headers)
+    except NoRespondersError:
+        raise Unavailable(f"no {what} is running; start one and retry", retry_after=1) from None
+    except NatsTimeout:
+        raise Unavailable(
+            f"the {what} did not answer within {timeout:g} s; retry", retry_after=1
+        ) from None
+    if reply.headers and ERROR_HEADER in reply.headers:
+        raise from_reply(_error_decoder.decode(reply.data))
+    return reply.data
+
+
+async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurrency: int) -> Any:
+    """Answer requests on `subject` in `queue`, up to `concurrency` at once.
+
+    Each request runs in its own task so one slow request does not hold up the others;
+    an `IronstarError` becomes an error reply, anything else is logged and reported as
+    503 so a client never hangs until its timeout.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def answer(msg: Msg) -> None:
+        async with slots:
+            bind_correlation((msg.headers or {}).get(CORRELATION_HEADER))
+            try:
+                body, headers = await handler(msg), None
+            except IronstarError as exc:
+                body, headers = _json.encode(exc.to_reply()), {ERROR_HEADER: exc.code}
+            except Exception as exc:
+                log.exception("request_failed", subject=msg.subject)
+                error = Unavailable(f"internal error while answering {msg.subject}: {exc}")
+                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+            if msg.reply:
+                await nc.publish(msg.reply, body, headers=headers)
+
+    async def on_message(msg: Msg) -> None:
+        task = asyncio.create_task(answer(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)

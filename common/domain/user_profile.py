@@ -1,0 +1,91 @@
+"""The `user_profile` aggregate: register, update, deactivate."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+from msgspec.structs import replace
+
+from common.domain.rules import bounded_text, email, require
+
+
+class RegisterUser(Struct, frozen=True, tag="register_user", tag_field="type"):
+    name: str
+    email: str
+
+
+class UpdateProfile(Struct, frozen=True, tag="update_profile", tag_field="type"):
+    name: str | None = None
+    email: str | None = None
+
+
+class DeactivateUser(Struct, frozen=True, tag="deactivate_user", tag_field="type"):
+    pass
+
+
+Command = RegisterUser | UpdateProfile | DeactivateUser
+
+
+class UserRegistered(Struct, frozen=True, tag="user_registered", tag_field="event_type"):
+    name: str
+    email: str
+
+
+class ProfileUpdated(
+    Struct, frozen=True, tag="profile_updated", tag_field="event_type", omit_defaults=True
+):
+    name: str | None = None
+    email: str | None = None
+
+
+class UserDeactivated(Struct, frozen=True, tag="user_deactivated", tag_field="event_type"):
+    pass
+
+
+Event = UserRegistered | ProfileUpdated | UserDeactivated
+SCHEMAS: dict[str, int] = {}
+
+
+class UserProfile(Struct, frozen=True):
+    registered: bool = False
+    active: bool = False
+    name: str = ""
+    email: str = ""
+
+
+INITIAL = UserProfile()
+
+
+def decide(state: UserProfile, command: Command) -> list[Event]:
+    match command:
+        case RegisterUser(name=name, email=address):
+            require(not state.registered, "this user id is already registered; pick another id")
+            return [UserRegistered(name=bounded_text(name, "name", 100), email=email(address))]
+        case UpdateProfile(name=name, email=address):
+            require(state.registered, "this user is not registered; register it first")
+            require(state.active, "this user was deactivated; deactivated users cannot change")
+            if name is None and address is None:
+                return []
+            new_name = None if name is None else bounded_text(name, "name", 100)
+            new_email = None if address is None else email(address)
+            changed = ProfileUpdated(
+                name=new_name if new_name != state.name else None,
+                email=new_email if new_email != state.email else None,
+            )
+            return [] if changed == ProfileUpdated() else [changed]
+        case DeactivateUser():
+            require(state.registered, "this user is not registered; register it first")
+            return [UserDeactivated()] if state.active else []
+
+
+def evolve(state: UserProfile, event: Event) -> UserProfile:
+    match event:
+        case UserRegistered(name=name, email=address):
+            return UserProfile(registered=True, active=True, name=name, email=address)
+        case ProfileUpdated(name=name, email=address):
+            return replace(
+                state,
+                name=state.name if name is None else name,
+                email=state.email if address is None else address,
+            )
+        case UserDeactivated():
+            return replace(state, active=False)

@@ -1,0 +1,67 @@
+"""The event envelope: transport metadata around a domain event.
+
+The envelope is the JSON body of each stream message. Its global position is the stream
+sequence, taken from JetStream metadata and never written by the client; `Stored` pairs
+the two once an event has been read back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    command_id: str
+    correlation_id: str
+    causation_id: str | None = None
+    actor: str | None = None
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    event_type: str
+    schema: int
+    occurred_at: str
+    payload: dict[str, Any]
+    metadata: Metadata
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """An envelope with its stream sequence: what queries and feeds hand out."""
+
+    sequence: int
+    event: Envelope
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode(envelope: Envelope) -> bytes:
+    return _encoder.encode(envelope)
+
+
+def decode(data: bytes) -> Envelope:
+    return _decoder.decode(data)
+
+
+def uuid7(now_ms: int | None = None) -> str:
+    """A time-ordered UUIDv7 (RFC 9562): 48-bit unix ms, version, 74 random bits."""
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 66 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & (2**62 - 1)
+    return str(uuid.UUID(int=value))
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,0 +1,114 @@
+"""The one error tree of Ironstar.
+
+    IronstarError                 every error a client or operator may see
+    ├── BadRequest        400     malformed JSON, bad query parameters
+    ├── NotFound          404     unknown aggregate type, command or projection
+    ├── RuleViolation     409     a well-formed command broke a domain rule
+    ├── Conflict          409     concurrent writers kept winning; retry the command
+    ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
+    ├── TooLarge          413     body or payload over its limit
+    ├── Invalid           422     an id, payload field or parameter of the wrong shape
+    ├── TooManyRequests   429     a per-client limit was reached
+    ├── Unavailable       503     NATS, the writer or a projector cannot be reached
+    └── Timeout           504     a read model did not reach `min_seq` in time
+
+Errors cross process boundaries as `ErrorReply(code, message, detail)`; `from_reply`
+rebuilds the same class on the other side. The gateway maps classes to HTTP status codes
+in one table (`gateway/errors.py`). Every message says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+
+class IronstarError(Exception):
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_reply(self) -> ErrorReply:
+        return ErrorReply(code=self.code, message=self.message, detail=self.detail)
+
+
+class BadRequest(IronstarError):
+    code = "bad_request"
+
+
+class NotFound(IronstarError):
+    code = "not_found"
+
+
+class RuleViolation(IronstarError):
+    code = "rule_violation"
+
+
+class Conflict(IronstarError):
+    code = "conflict"
+
+
+class StaleVersion(IronstarError):
+    code = "stale_version"
+
+
+class TooLarge(IronstarError):
+    code = "too_large"
+
+
+class Invalid(IronstarError):
+    code = "invalid"
+
+
+class TooManyRequests(IronstarError):
+    code = "too_many_requests"
+
+
+class Unavailable(IronstarError):
+    code = "unavailable"
+
+
+class Timeout(IronstarError):
+    code = "timeout"
+
+
+class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
+    """An error as it travels over NATS and HTTP."""
+
+    code: str
+    message: str
+    detail: dict[str, Any] = {}
+
+
+_BY_CODE: dict[str, type[IronstarError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        NotFound,
+        RuleViolation,
+        Conflict,
+        StaleVersion,
+        TooLarge,
+        Invalid,
+        TooManyRequests,
+        Unavailable,
+        Timeout,
+    )
+}
+
+
+def from_reply(reply: ErrorReply) -> IronstarError:
+    cls = _BY_CODE.get(reply.code, Unavailable)
+    return cls(reply.message, **reply.detail)
+
+
+def invalid_from_msgspec(exc: msgspec.ValidationError, what: str) -> Invalid:
+    """Turn msgspec's "Expected `str`, got `int` - at `$.text`" into a 422 naming the field."""
+    text = str(exc)
+    field = text.rsplit("- at `", 1)[1].rstrip("`") if "- at `" in text else "$"
+    field = field.removeprefix("$.").removeprefix("$") or "(body)"
+    return Invalid(f"invalid {what}: {text}", field=field)

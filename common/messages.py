@@ -1,0 +1,47 @@
+"""Request and reply bodies exchanged between the services over NATS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from common.envelope import Envelope
+
+
+class CommandRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Sent by the gateway to `<prefix>.cmd.<aggregate_type>`."""
+
+    aggregate_id: str
+    type: str
+    payload: dict[str, Any] = {}
+    command_id: str
+    correlation_id: str
+    expected_sequence: int | None = None  # the client's If-Match: 412 instead of a retry
+    actor: str | None = None
+
+
+class CommandResult(msgspec.Struct, frozen=True, kw_only=True):
+    """`sequence` is the stream sequence of the aggregate's last event after the command."""
+
+    sequence: int
+    version: int
+    events: list[Envelope]
+    duplicate: bool = False
+
+
+class QueryRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Sent to `<prefix>.query.<projection>`; answered once `min_seq` is applied."""
+
+    name: str
+    params: dict[str, Any] = {}
+    min_seq: int = 0
+    timeout_s: float = 5.0
+
+
+class CommandBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP body of `POST /api/commands/{aggregate_type}/{aggregate_id}`."""
+
+    type: str
+    payload: dict[str, Any] | None = None
+    command_id: str | None = None

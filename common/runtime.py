@@ -1,0 +1,49 @@
+"""How every service process runs: logging, signals, readiness, a clean stop.
+
+A service is an async function `main(ready, stop)`: it calls `ready()` once it serves
+and returns after `stop` is set. SIGINT and SIGTERM set `stop`. When `ready_file` is given
+(by `ironstar up`), `ready()` writes it, so the supervisor knows without polling ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from common.errors import IronstarError
+from common.telemetry import configure_logging
+
+Main = Callable[[Callable[[str], None], asyncio.Event], Awaitable[None]]
+
+
+def run(service: str, main: Main, ready_file: Path | None = None) -> int:
+    configure_logging(service)
+    log = structlog.get_logger()
+
+    def ready(detail: str) -> None:
+        log.info("ready", detail=detail)
+        if ready_file is not None:
+            ready_file.write_text(detail)
+
+    async def supervise() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(ready, stop)
+
+    try:
+        asyncio.run(supervise())
+    except IronstarError as exc:
+        print(f"{service}: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{service}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    log.info("stopped")
+    return 0

@@ -1,0 +1,141 @@
+"""Settings: one frozen struct per concern, loaded once from `IRONSTAR_*` variables.
+
+Every field of a struct with `env_prefix = "NATS"` is read from `IRONSTAR_NATS_<FIELD>`
+(e.g. `url` ← `IRONSTAR_NATS_URL`). `ironstar config` prints every variable with its
+default, which is what the README's configuration table shows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Self
+
+import msgspec
+
+from common.errors import Invalid
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True):
+    env_prefix: ClassVar[str]
+    help: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def variables(cls) -> Iterator[tuple[str, str, Any, str]]:
+        """(field, variable, default, help) for every field."""
+        defaults = cls()
+        for name in cls.__struct_fields__:
+            variable = f"IRONSTAR_{cls.env_prefix}_{name.upper()}"
+            yield name, variable, getattr(defaults, name), cls.help.get(name, "")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            name: env[variable] for name, variable, _, _ in cls.variables() if variable in env
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"bad setting in {cls.env_prefix}: {exc}") from None
+
+
+class NatsSettings(_Section, frozen=True, kw_only=True):
+    env_prefix = "NATS"
+    help = {
+        "url": "NATS server URL(s), comma separated",
+        "prefix": "subject prefix of every Ironstar subject",
+        "stream": "name of the JetStream stream that is the event store",
+        "replicas": "stream replicas: 1 on a single server, 3 on a cluster",
+        "max_consumers": "stream's consumer limit (SSE clients + projector replicas)",
+        "duplicate_window_s": "command-id deduplication window of the stream",
+        "request_timeout_s": "timeout of NATS requests between services",
+    }
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "ironstar"
+    stream: str = "IRONSTAR_EVENTS"
+    replicas: int = 1
+    max_consumers: int = 10_000
+    duplicate_window_s: float = 300.0
+    request_timeout_s: float = 5.0
+
+
+class WriterSettings(_Section, frozen=True, kw_only=True):
+    env_prefix = "WRITER"
+    help = {
+        "max_retries": "re-decides after an optimistic-concurrency conflict before 409",
+        "cache_size": "aggregates whose state the writer keeps in memory",
+        "concurrency": "commands a writer process handles at once",
+        "metrics_port": "port of the writer's /metrics (0: a free port, -1: off)",
+        "metrics_host": "interface of the writer's /metrics",
+    }
+    max_retries: int = 8
+    cache_size: int = 10_000
+    concurrency: int = 256
+    metrics_port: int = -1
+    metrics_host: str = "127.0.0.1"
+
+
+class ProjectorSettings(_Section, frozen=True, kw_only=True):
+    env_prefix = "PROJECTOR"
+    help = {
+        "name": "replica name: names its durable consumer and its DuckDB file",
+        "data_dir": "directory of the replica's DuckDB file",
+        "batch_size": "events applied per DuckDB transaction at most",
+        "batch_ms": "longest wait to fill a batch",
+        "on_poison": "'skip': record an undecodable event in dead_letters, go on; 'halt': stop",
+        "sql_timeout_s": "time limit of an ad-hoc SQL query",
+        "sql_max_rows": "row limit of an ad-hoc SQL query",
+        "metrics_port": "port of the projector's /metrics (0: a free port, -1: off)",
+        "metrics_host": "interface of the projector's /metrics",
+    }
+    name: str = "projector-1"
+    data_dir: str = ".ironstar"
+    batch_size: int = 1000
+    batch_ms: int = 50
+    on_poison: str = "skip"
+    sql_timeout_s: float = 5.0
+    sql_max_rows: int = 10_000
+    metrics_port: int = -1
+    metrics_host: str = "127.0.0.1"
+
+
+class GatewaySettings(_Section, frozen=True, kw_only=True):
+    env_prefix = "GATEWAY"
+    help = {
+        "host": "HTTP interface; loopback by default",
+        "port": "HTTP port",
+        "max_body_bytes": "largest accepted request body",
+        "query_timeout_s": "how long a query waits for `min_seq` before 504",
+        "sse_capacity": "default per-client buffer / lag threshold (events)",
+        "sse_max_capacity": "largest `capacity` a client may ask for",
+        "sse_keepalive_s": "seconds between keep-alive comments",
+        "sse_retry_ms": "reconnect hint sent to clients",
+        "sse_inactive_s": "the server removes a gone client's consumer after this long",
+        "sse_unbounded_cap": "hard cap of the `unbounded` policy before disconnecting",
+        "sse_max_per_client": "open SSE connections per client id",
+        "sse_max_connections": "open SSE connections per gateway process",
+        "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
+    }
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 64 * 1024
+    query_timeout_s: float = 5.0
+    sse_capacity: int = 256
+    sse_max_capacity: int = 10_000
+    sse_keepalive_s: float = 15.0
+    sse_retry_ms: int = 2000
+    sse_inactive_s: float = 300.0
+    sse_unbounded_cap: int = 100_000
+    sse_max_per_client: int = 8
+    sse_max_connections: int = 5_000
+    datastar_url: str = ""
+
+
+SECTIONS: tuple[type[_Section], ...] = (
+    NatsSettings,
+    WriterSettings,
+    ProjectorSettings,
+    GatewaySettings,
+)

@@ -1,0 +1,65 @@
+"""Logging and metrics plumbing: structlog JSON lines, the correlation id, /metrics.
+
+The correlation id lives in a context variable, so every log line of a request carries it;
+it travels between services in the `Ironstar-Correlation-Id` NATS header and in each event's
+metadata. Metric objects themselves are defined in each service's `metrics` module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+import structlog
+from prometheus_client import start_http_server
+
+from common.envelope import uuid7
+
+_correlation: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """One JSON object per line on stderr, with the service name and correlation id."""
+
+    def add_context(
+        _logger: object, _name: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("service", service)
+        cid = _correlation.get()
+        if cid is not None:
+            event.setdefault("correlation_id", cid)
+        return event
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_context,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind_correlation(value: str | None) -> str:
+    """Set the current correlation id (a new one if none is given) and return it."""
+    cid = value or uuid7()
+    _correlation.set(cid)
+    return cid
+
+
+def correlation_id() -> str:
+    cid = _correlation.get()
+    return cid if cid is not None else bind_correlation(None)
+
+
+def serve_metrics(host: str, port: int) -> int | None:
+    """Expose the default registry over HTTP; port 0 picks a free one, -1 disables."""
+    if port < 0:
+        return None
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_port)

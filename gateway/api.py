@@ -1,0 +1,135 @@
+"""HTTP commands and read-model queries: translate, forward over NATS, reply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.params import Parameter
+
+from common.envelope import uuid7
+from common.errors import BadRequest, Invalid, invalid_from_msgspec
+from common.messages import CommandBody
+from common.subjects import valid_id
+from common.telemetry import bind_correlation
+from gateway.backend import Backend
+
+_bodies = msgspec.json.Decoder(CommandBody)
+_sql_bodies = msgspec.json.Decoder(dict[str, Any])
+_COMMAND_ID = "command_id"
+
+MinSeq = Annotated[
+    int,
+    Parameter(
+        ge=0,
+        default=0,
+        description="answer only once the read model has applied this stream sequence",
+    ),
+]
+
+
+def _json(body: bytes) -> Response[bytes]:
+    return Response(body, media_type=MediaType.JSON)
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise Invalid(
+            f'If-Match must be the aggregate\'s stream sequence, e.g. "42"; got {value[:40]!r}',
+            field="If-Match",
+        )
+    return int(text)
+
+
+class CommandController(Controller):
+    path = "/api/commands"
+    tags = ["commands"]
+
+    @post("/{aggregate_type:str}/{aggregate_id:str}", status_code=200)
+    async def send(
+        self,
+        request: Request[Any, Any, Any],
+        backend: Backend,
+        aggregate_type: str,
+        aggregate_id: str,
+        if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
+        correlation: Annotated[str | None, Parameter(header="X-Correlation-Id")] = None,
+    ) -> Response[bytes]:
+        """Send a command to an aggregate; returns its events and the new sequence."""
+        bind_correlation(correlation)
+        raw = await request.body()
+        try:
+            body = _bodies.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc, "command body") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(
+                f"the body is not valid JSON ({exc}); send "
+                '{"type": "<command>", "payload": {...}, "command_id": "<optional>"}'
+            ) from None
+        command_id = uuid7() if body.command_id is None else valid_id(body.command_id, _COMMAND_ID)
+        result = await backend.command(
+            aggregate_type,
+            aggregate_id,
+            body.type,
+            body.payload or {},
+            command_id,
+            _if_match(if_match),
+        )
+        return _json(result)
+
+
+class ReadModelController(Controller):
+    path = "/api"
+    tags = ["read models"]
+
+    @get("/todo-lists")
+    async def todo_lists(self, backend: Backend, min_seq: MinSeq) -> Response[bytes]:
+        """The most recently changed todo lists with their counts."""
+        return _json(await backend.query("todo_lists", "lists", {}, min_seq))
+
+    @get("/todo-lists/{list_id:str}")
+    async def todo_list(self, backend: Backend, list_id: str, min_seq: MinSeq) -> Response[bytes]:
+        """One todo list: its items in order and its active/completed counts."""
+        params = {"list_id": valid_id(list_id, "list_id")}
+        return _json(await backend.query("todo_lists", "get", params, min_seq))
+
+    @get("/users")
+    async def users(self, backend: Backend, min_seq: MinSeq) -> Response[bytes]:
+        """The most recently registered users."""
+        return _json(await backend.query("user_profiles", "list", {}, min_seq))
+
+    @get("/users/{user_id:str}")
+    async def user(self, backend: Backend, user_id: str, min_seq: MinSeq) -> Response[bytes]:
+        """One user profile."""
+        params = {"user_id": valid_id(user_id, "user_id")}
+        return _json(await backend.query("user_profiles", "get", params, min_seq))
+
+    @get("/analytics/{name:str}")
+    async def analytics(
+        self,
+        backend: Backend,
+        name: str,
+        min_seq: MinSeq,
+        minutes: Annotated[int, Parameter(ge=1, le=10_080, default=60)],
+    ) -> Response[bytes]:
+        """A named analytics query: `events_per_minute` or `totals`."""
+        params = {"minutes": minutes}
+        return _json(await backend.query("analytics", name, params, min_seq))
+
+    @post("/sql", status_code=200)
+    async def sql(
+        self, request: Request[Any, Any, Any], backend: Backend, min_seq: MinSeq
+    ) -> Response[bytes]:
+        """Run one read-only SELECT over the read models: body `{"sql": "SELECT ..."}`."""
+        try:
+            body = _sql_bodies.decode(await request.body())
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadRequest(
+                f'the body must be a JSON object {{"sql": "SELECT ..."}}: {exc}'
+            ) from None
+        return _json(await backend.query("sql", "sql", {"sql": body.get("sql")}, min_seq))

@@ -1,0 +1,83 @@
+"""The gateway's app factory: Litestar with NATS opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from nats.errors import Error as NatsError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common import bus
+from common.settings import GatewaySettings, NatsSettings
+from gateway import dashboard
+from gateway.api import CommandController, ReadModelController
+from gateway.backend import Backend
+from gateway.errors import HANDLERS
+from gateway.sse import EventsController
+
+
+@get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["health"])
+async def readyz(backend: Backend) -> Response[dict[str, Any]]:
+    """NATS is reachable and the event stream exists."""
+    try:
+        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+    except (TimeoutError, NatsError) as exc:
+        return Response(
+            {"status": "unavailable", "reason": str(exc) or type(exc).__name__}, status_code=503
+        )
+    return Response(
+        {"status": "ready", "stream": backend.nats.stream, "last_sequence": info.state.last_seq}
+    )
+
+
+@get("/metrics", tags=["health"], media_type=CONTENT_TYPE_LATEST)
+async def metrics() -> Response[bytes]:
+    """Prometheus metrics of this gateway process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        nc = await bus.connect(nats_settings, name="ironstar-gateway")
+        app.state.backend = Backend(nc, nats_settings, settings)
+        try:
+            yield
+        finally:
+            await nc.drain()
+
+    def provide_backend(state: State) -> Backend:
+        backend: Backend = state.backend
+        return backend
+
+    return Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics,
+            CommandController,
+            ReadModelController,
+            EventsController,
+            dashboard.page,
+        ],
+        dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
+        lifespan=[lifespan],
+        state=State({"closing": asyncio.Event()}),
+        exception_handlers=HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Ironstar gateway", version="0.1.0", path="/schema"),
+        debug=False,
+    )

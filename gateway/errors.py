@@ -1,0 +1,66 @@
+"""The one table from Ironstar errors to HTTP, and the handlers that apply it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from common import errors
+
+STATUS: dict[type[errors.IronstarError], int] = {
+    errors.BadRequest: 400,
+    errors.NotFound: 404,
+    errors.RuleViolation: 409,
+    errors.Conflict: 409,
+    errors.StaleVersion: 412,
+    errors.TooLarge: 413,
+    errors.Invalid: 422,
+    errors.TooManyRequests: 429,
+    errors.Unavailable: 503,
+    errors.Timeout: 504,
+}
+
+
+def error_response(exc: errors.IronstarError) -> Response[dict[str, Any]]:
+    status = STATUS.get(type(exc), 500)
+    headers = {}
+    if "retry_after" in exc.detail:
+        headers["Retry-After"] = str(exc.detail["retry_after"])
+    body = {"error": exc.code, "message": exc.message, **exc.detail}
+    return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+
+def _ironstar(_request: Request[Any, Any, Any], exc: errors.IronstarError) -> Response[Any]:
+    return error_response(exc)
+
+
+def _validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's own parameter validation: a 422 that names each parameter."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    fields = [p.get("key") for p in problems if isinstance(p, dict) and p.get("key")]
+    message = "; ".join(
+        f"{p.get('key')}: {p.get('message')}" for p in problems if isinstance(p, dict)
+    )
+    return error_response(errors.Invalid(message or str(exc.detail), fields=fields))
+
+
+def _http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    kind = {400: errors.BadRequest, 404: errors.NotFound, 413: errors.TooLarge}.get(exc.status_code)
+    if kind is not None:
+        return error_response(kind(str(exc.detail)))
+    return Response(
+        {"error": "http", "message": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type=MediaType.JSON,
+    )
+
+
+HANDLERS: ExceptionHandlersMap = {
+    errors.IronstarError: _ironstar,
+    ValidationException: _validation,
+    HTTPException: _http,
+}

@@ -1,0 +1,72 @@
+"""The gateway's composition root: serve the app with uvicorn under our own signals.
+
+uvicorn waits for open streaming responses before it shuts down, and SSE streams never end
+on their own: so on stop the app's `closing` event is set first, every stream sends a
+jittered `retry:` and ends, and only then is uvicorn told to exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from common.errors import Unavailable
+from common.settings import GatewaySettings, NatsSettings
+from gateway.app import create_app
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind ourselves, so a busy port is one clear error instead of uvicorn's exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # signals are the runtime's: see common/runtime.py
+
+
+async def serve(
+    nats_settings: NatsSettings,
+    settings: GatewaySettings,
+    ready: Callable[[str], None],
+    stop: asyncio.Event,
+) -> None:
+    app = create_app(nats_settings, settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
+    )
+    server = _Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[_listen(settings.host, settings.port)]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise Unavailable("the gateway stopped while starting; see the log above")
+        await asyncio.sleep(0.02)
+    ready(f"gateway listening on http://{settings.host}:{settings.port}/")
+    await asyncio.wait(
+        {serving, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    app.state.closing.set()
+    server.should_exit = True
+    await serving

@@ -1,0 +1,43 @@
+"""A full-state snapshot of a feed's topics, read from the projector's read models.
+
+Sent when a client's `Last-Event-ID` cannot be resumed (older than the stream's first
+sequence, ahead of its last, or malformed); the feed then continues live right after
+the sequence the snapshot was taken at, so nothing falls between the two.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common.errors import NotFound
+from gateway.backend import Backend
+from gateway.feed import Topic
+
+_QUERIES = {
+    ("todo_list", True): ("todo_lists", "get", "list_id"),
+    ("todo_list", False): ("todo_lists", "lists", None),
+    ("user_profile", True): ("user_profiles", "get", "user_id"),
+    ("user_profile", False): ("user_profiles", "list", None),
+}
+
+
+async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tuple[int, Any]:
+    """Return (sequence, {topic: state}) with every read model at or past `at_least`.
+
+    Topics may be answered at slightly different sequences; the snapshot is labelled
+    with the lowest, so the live part that follows can repeat an event but never skip one.
+    """
+    state: dict[str, Any] = {}
+    answered: list[int] = []
+    for topic in topics or (Topic("todo_list"), Topic("user_profile")):
+        projection, name, key = _QUERIES[(topic.aggregate_type, topic.aggregate_id is not None)]
+        params = {key: topic.aggregate_id} if key else {}
+        try:
+            reply = json.loads(await backend.query(projection, name, params, at_least))
+        except NotFound:
+            state[str(topic)] = None
+            continue
+        answered.append(int(reply["sequence"]))
+        state[str(topic)] = reply["result"]
+    return min(answered, default=at_least), state

@@ -1,0 +1,3 @@
+from ironstar.cli import main
+
+raise SystemExit(main())

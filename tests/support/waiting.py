@@ -1,0 +1,27 @@
+"""Deadlines instead of sleeps: wait for a condition, fail with what was last seen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    timeout: float = 10.0,
+    every: float = 0.05,
+) -> T:
+    """Call `probe` until `until(result)` holds; fail with the last result after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if until(last):
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {timeout} s; last: {last!r}")

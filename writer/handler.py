@@ -1,0 +1,188 @@
+"""Command handling: load, decide, append, reply — with optimistic concurrency.
+
+The writer keeps recently used aggregates in memory (state, version, last subject
+sequence, and the results of their recent command ids). A command is decided against that
+state and appended with the aggregate's last sequence as the expected one; if another
+writer got there first the append is refused, the aggregate catches up from the stream and
+the command is decided again, a bounded number of times.
+
+Idempotency comes from the stream itself: every event carries its command id, so after
+catching up a repeated command finds its first result and appends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from common.domain import Aggregate, aggregate
+from common.envelope import Envelope, Metadata, utc_now, uuid7
+from common.errors import Conflict, StaleVersion
+from common.messages import CommandRequest, CommandResult
+from common.subjects import valid_id
+
+REMEMBERED_COMMANDS = 256  # per aggregate; older repeats are still caught by the stream
+
+
+class WrongExpectedSequence(Exception):
+    """The aggregate's subject moved on since we read it (or the append was a duplicate)."""
+
+
+class EventStore(Protocol):
+    async def read(
+        self, aggregate_type: str, aggregate_id: str, after: int
+    ) -> list[tuple[int, Envelope]]: ...
+
+    async def append(
+        self, envelopes: Sequence[Envelope], msg_ids: Sequence[str], expected: int
+    ) -> int:
+        """Append all or none; return the last sequence or raise WrongExpectedSequence."""
+        ...
+
+
+@dataclass
+class Loaded:
+    state: Any
+    version: int = 0
+    sequence: int = 0
+    commands: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
+
+    def apply(self, kind: Aggregate, stored: list[tuple[int, Envelope]]) -> None:
+        for sequence, envelope in stored:
+            event = kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
+            self.state = kind.evolve(self.state, event)
+            self.version, self.sequence = envelope.version, sequence
+            self._remember(envelope.metadata.command_id, sequence, envelope)
+
+    def _remember(self, command_id: str, sequence: int, envelope: Envelope) -> None:
+        previous = self.commands.get(command_id)
+        events = [*previous.events, envelope] if previous else [envelope]
+        self.commands[command_id] = CommandResult(
+            sequence=sequence, version=envelope.version, events=events
+        )
+        self.commands.move_to_end(command_id)
+        if len(self.commands) > REMEMBERED_COMMANDS:
+            self.commands.popitem(last=False)
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        store: EventStore,
+        max_retries: int,
+        cache_size: int,
+        on_conflict: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.on_conflict = on_conflict
+        self.max_retries = max_retries
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    async def handle(self, aggregate_type: str, request: CommandRequest) -> CommandResult:
+        kind = aggregate(aggregate_type)
+        key = (aggregate_type, valid_id(request.aggregate_id))
+        command = kind.command(request.type, request.payload)
+        async with self._exclusive(key):
+            return await self._decide_and_append(kind, key, command, request)
+
+    @asynccontextmanager
+    async def _exclusive(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """One command per aggregate at a time in this process; other writers use the OCC."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _decide_and_append(
+        self, kind: Aggregate, key: tuple[str, str], command: Any, request: CommandRequest
+    ) -> CommandResult:
+        for attempt in range(self.max_retries + 1):
+            loaded = await self._load(kind, key)
+            done = loaded.commands.get(request.command_id)
+            if done is not None:
+                return CommandResult(
+                    sequence=done.sequence, version=done.version, events=done.events, duplicate=True
+                )
+            if request.expected_sequence not in (None, loaded.sequence):
+                raise StaleVersion(
+                    f"If-Match {request.expected_sequence} is stale: the aggregate is at "
+                    f"sequence {loaded.sequence}; read it again and resend",
+                    sequence=loaded.sequence,
+                )
+            events = kind.decide(loaded.state, command)
+            if not events:
+                return CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
+            envelopes = self._envelopes(kind, key, loaded.version, events, request)
+            msg_ids = [f"{request.command_id}:{i}" for i in range(len(envelopes))]
+            try:
+                last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
+            except WrongExpectedSequence:
+                self.on_conflict()
+                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+                continue
+            first = last - len(envelopes) + 1
+            loaded.apply(kind, list(zip(range(first, last + 1), envelopes, strict=True)))
+            return CommandResult(sequence=last, version=loaded.version, events=envelopes)
+        raise Conflict(
+            f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "
+            "resend the command",
+            sequence=self._cache[key].sequence if key in self._cache else 0,
+        )
+
+    async def _load(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
+        loaded = self._cache.get(key)
+        if loaded is None:
+            loaded = Loaded(state=kind.initial)
+            self._cache[key] = loaded
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
+        return loaded
+
+    @staticmethod
+    def _envelopes(
+        kind: Aggregate,
+        key: tuple[str, str],
+        version: int,
+        events: list[Any],
+        request: CommandRequest,
+    ) -> list[Envelope]:
+        metadata = Metadata(
+            command_id=request.command_id,
+            correlation_id=request.correlation_id,
+            causation_id=request.command_id,
+            actor=request.actor,
+        )
+        occurred_at = utc_now()
+        envelopes = []
+        for offset, event in enumerate(events, start=1):
+            event_type, payload = kind.to_payload(event)
+            envelopes.append(
+                Envelope(
+                    event_id=uuid7(),
+                    aggregate_type=key[0],
+                    aggregate_id=key[1],
+                    version=version + offset,
+                    event_type=event_type,
+                    schema=kind.schema(event_type),
+                    occurred_at=occurred_at,
+                    payload=payload,
+                    metadata=metadata,
+                )
+            )
+        return envelopes

@@ -1,0 +1,80 @@
+"""The writer's composition root: connect, ensure the stream, answer command requests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+
+from common import bus
+from common.domain import AGGREGATES
+from common.errors import IronstarError, invalid_from_msgspec
+from common.messages import CommandRequest
+from common.settings import NatsSettings, WriterSettings
+from common.subjects import Subjects
+from common.telemetry import serve_metrics
+from writer import metrics
+from writer.handler import CommandHandler
+from writer.store import JetStreamEventStore
+
+log = structlog.get_logger()
+_requests = msgspec.json.Decoder(CommandRequest)
+_results = msgspec.json.Encoder()
+
+
+async def serve(
+    nats_settings: NatsSettings,
+    settings: WriterSettings,
+    ready: Callable[[str], None],
+    stop: asyncio.Event,
+) -> None:
+    nc = await bus.connect(nats_settings, name="ironstar-writer")
+    try:
+        await bus.ensure_stream(nc, nats_settings)
+        subjects = Subjects(nats_settings.prefix)
+        store = JetStreamEventStore(
+            nc, nats_settings.stream, subjects, nats_settings.request_timeout_s
+        )
+        handler = CommandHandler(
+            store, settings.max_retries, settings.cache_size, metrics.CONFLICTS.inc
+        )
+        for aggregate_type in AGGREGATES:
+            await bus.serve(
+                nc,
+                subjects.command(aggregate_type),
+                "writers",
+                _answer(handler, aggregate_type),
+                settings.concurrency,
+            )
+        port = serve_metrics(settings.metrics_host, settings.metrics_port)
+        ready(f"writer serving {subjects.command('*')}" + (f", metrics :{port}" if port else ""))
+        await stop.wait()
+    finally:
+        await nc.drain()
+
+
+def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
+    async def answer(msg: Msg) -> bytes:
+        started = time.perf_counter()
+        try:
+            request = _requests.decode(msg.data)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc, "command request") from None
+        try:
+            result = await handler.handle(aggregate_type, request)
+        except IronstarError as exc:
+            metrics.COMMANDS.labels(request.type[:40], exc.code).inc()
+            log.info("command_refused", type=request.type, code=exc.code, reason=exc.message)
+            raise
+        metrics.COMMANDS.labels(request.type, "duplicate" if result.duplicate else "ok").inc()
+        if result.events and not result.duplicate:
+            metrics.EVENTS_APPENDED.labels(aggregate_type).inc(len(result.events))
+            metrics.APPEND_DURATION.observe(time.perf_counter() - started)
+        log.debug("command_applied", type=request.type, sequence=result.sequence)
+        return _results.encode(result)
+
+    return answer

@@ -1,0 +1,145 @@
+"""The JetStream event store: read one aggregate's events, append with concurrency checks.
+
+- Reading uses the stream's direct-get batch API on the aggregate's subject, so a writer
+  catches up with one round trip per 256 events and no consumer.
+- A single event is one publish carrying `Nats-Msg-Id` and
+  `Nats-Expected-Last-Subject-Sequence`. Several events are one atomic batch (ADR-50):
+  all are stored or none, and the first carries the expected sequence.
+- A publish whose ack is lost is retried with the same message ids; whatever the server
+  answers then (a duplicate ack, or a wrong-sequence error because our own write moved the
+  subject) makes the handler catch up and find its command already applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from common import envelope as codec
+from common.envelope import Envelope
+from common.errors import Unavailable
+from common.subjects import Subjects
+from writer.handler import WrongExpectedSequence
+
+log = structlog.get_logger()
+
+READ_PAGE = 256
+WRONG_LAST_SEQUENCE = 10071
+BATCH_DUPLICATE_MSG_ID = 10201  # a retried atomic batch never answers duplicate=True
+MOVED_ON = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
+PUBLISH_ATTEMPTS = 3
+
+
+class JetStreamEventStore:
+    def __init__(self, nc: Client, stream: str, subjects: Subjects, timeout: float) -> None:
+        self.nc = nc
+        self.stream = stream
+        self.subjects = subjects
+        self.timeout = timeout
+        self._direct = f"$JS.API.DIRECT.GET.{stream}"
+
+    async def read(
+        self, aggregate_type: str, aggregate_id: str, after: int
+    ) -> list[tuple[int, Envelope]]:
+        subject = self.subjects.events(aggregate_type, aggregate_id)
+        events: list[tuple[int, Envelope]] = []
+        while True:
+            page = await self._read_page(subject, after + 1)
+            events.extend(page)
+            if len(page) < READ_PAGE:
+                return events
+            after = page[-1][0]
+
+    async def _read_page(self, subject: str, start: int) -> list[tuple[int, Envelope]]:
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            body = json.dumps({"seq": start, "next_by_subj": subject, "batch": READ_PAGE})
+            await self.nc.publish(self._direct, body.encode(), reply=inbox)
+            page: list[tuple[int, Envelope]] = []
+            while True:
+                msg = await sub.next_msg(timeout=self.timeout)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status is not None:  # 204 end of batch, 404 nothing (more) on the subject
+                    if status not in ("204", "404"):
+                        raise Unavailable(f"reading {subject} failed: {status} {headers}")
+                    return page
+                page.append((int(headers["Nats-Sequence"]), codec.decode(msg.data)))
+                if len(page) == READ_PAGE:
+                    return page
+        except NatsTimeout:
+            raise Unavailable(f"reading {subject} from the stream timed out; retry") from None
+        finally:
+            await sub.unsubscribe()
+
+    async def append(
+        self, envelopes: Sequence[Envelope], msg_ids: Sequence[str], expected: int
+    ) -> int:
+        subject = self.subjects.events(envelopes[0].aggregate_type, envelopes[0].aggregate_id)
+        bodies = [codec.encode(e) for e in envelopes]
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            try:
+                if len(bodies) == 1:
+                    ack = await self._publish(subject, bodies[0], msg_ids[0], expected)
+                else:
+                    ack = await self._publish_batch(subject, bodies, msg_ids, expected)
+                break
+            except (NatsTimeout, NoRespondersError):
+                log.warning("append_ack_lost", subject=subject, attempt=attempt)
+                if attempt == PUBLISH_ATTEMPTS:
+                    raise Unavailable(
+                        "the event stream did not acknowledge the append; resend the command "
+                        "with the same command_id (it will not be applied twice)",
+                        retry_after=1,
+                    ) from None
+        if "error" in ack:
+            error = ack["error"]
+            if error.get("err_code") in MOVED_ON:
+                raise WrongExpectedSequence(error.get("description", ""))
+            raise Unavailable(f"the event stream refused the append: {error.get('description')}")
+        if ack.get("duplicate"):
+            raise WrongExpectedSequence("duplicate message id: the command was appended before")
+        return int(ack["seq"])
+
+    async def _publish(
+        self, subject: str, body: bytes, msg_id: str, expected: int
+    ) -> dict[str, Any]:
+        headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(expected)}
+        reply = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
+        return _ack(reply)
+
+    async def _publish_batch(
+        self, subject: str, bodies: list[bytes], msg_ids: Sequence[str], expected: int
+    ) -> dict[str, Any]:
+        batch_id = msg_ids[0].replace(":", "-")[-64:]
+        last = len(bodies)
+        for index, body in enumerate(bodies, start=1):
+            headers = {
+                "Nats-Batch-Id": batch_id,
+                "Nats-Batch-Sequence": str(index),
+                "Nats-Msg-Id": msg_ids[index - 1],
+            }
+            if index == 1:
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+            if index < last:
+                await self.nc.publish(subject, body, headers=headers)
+            else:
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
+                return _ack(reply)
+        raise AssertionError("unreachable: a batch has at least one event")
+
+
+def _ack(reply: Msg) -> dict[str, Any]:
+    result = json.loads(reply.data) if reply.data else {}
+    if not isinstance(result, dict):
+        raise Unavailable(f"unexpected reply from the event stream: {reply.data[:200]!r}")
+    return result
