@@ -1,0 +1,25 @@
+"""`ironstar config`: every IRONSTAR_* variable, its default and meaning."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from common.settings import SECTIONS
+
+
+def add(commands: Any) -> None:
+    config = commands.add_parser(
+        "config",
+        help="list every IRONSTAR_* variable with its default",
+        description="Print the configuration table (Markdown).  Example: ironstar config",
+    )
+    config.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("| variable | default | meaning |\n|---|---|---|")
+    for section in SECTIONS:
+        for _, variable, default, text in section.variables():
+            print(f"| `{variable}` | `{default}` | {text} |")
+    return 0

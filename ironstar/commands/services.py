@@ -1,0 +1,54 @@
+"""`ironstar writer|projector|gateway`: one service alone, against any NATS URL."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from common import runtime
+from common.settings import GatewaySettings, NatsSettings, ProjectorSettings, WriterSettings
+
+SERVICES = {
+    "writer": "validate commands and append events (queue group 'writers')",
+    "projector": "apply the stream into a DuckDB file and answer queries",
+    "gateway": "serve HTTP, SSE and the dashboard",
+}
+
+
+def add(commands: Any) -> None:
+    for service, text in SERVICES.items():
+        one = commands.add_parser(
+            service,
+            help=text,
+            description=f"Run the {service} alone against IRONSTAR_NATS_URL: {text}. "
+            f"Example: IRONSTAR_NATS_URL=nats://127.0.0.1:4222 ironstar {service}",
+        )
+        one.add_argument("--ready-file", type=Path, help="written once the service serves")
+        one.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    nats = NatsSettings.from_env()
+    match args.command:
+        case "writer":
+            from writer.main import serve as writer
+
+            writer_settings = WriterSettings.from_env()
+            return runtime.run(
+                "writer", lambda r, s: writer(nats, writer_settings, r, s), args.ready_file
+            )
+        case "projector":
+            from projector.main import serve as projector
+
+            projector_settings = ProjectorSettings.from_env()
+            return runtime.run(
+                "projector", lambda r, s: projector(nats, projector_settings, r, s), args.ready_file
+            )
+        case _:
+            from gateway.main import serve as gateway
+
+            gateway_settings = GatewaySettings.from_env()
+            return runtime.run(
+                "gateway", lambda r, s: gateway(nats, gateway_settings, r, s), args.ready_file
+            )
