@@ -116,6 +116,13 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_unbounded_cap": "hard cap of the `unbounded` policy before disconnecting",
         "sse_max_per_client": "open SSE connections per client id",
         "sse_max_connections": "open SSE connections per gateway process",
+        "sse_max_topics": "topics one feed may filter on",
+        "sse_debounce_ms": "debounce window of a feed that asks for `debounce_ms=on`",
+        "sse_debounce_max_wait_ms": "longest a debounced event waits under a continuous stream",
+        "sse_batch_ms": "batch window of a feed that asks for `batch_ms=on`",
+        "sse_batch_max": "events in one batch message at most",
+        "sse_max_window_ms": "largest `debounce_ms` / `batch_ms` a client may ask for",
+        "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
     }
     host: str = "127.0.0.1"
@@ -130,6 +137,13 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
     sse_max_connections: int = 5_000
+    sse_max_topics: int = 32
+    sse_debounce_ms: int = 300
+    sse_debounce_max_wait_ms: int = 1_000
+    sse_batch_ms: int = 100
+    sse_batch_max: int = 500
+    sse_max_window_ms: int = 10_000
+    sse_send_buffer_bytes: int = 0
     datastar_url: str = ""
 
 

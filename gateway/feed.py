@@ -1,26 +1,33 @@
 """One SSE client's durable JetStream consumer, pulled at the pace its socket drains.
 
 The consumer is named from the client id and a hash of its filter, so the same client
-with the same topics finds its position again, on any gateway replica. It acks every
-delivery only after the bytes were handed to the socket, and never has more than
-`capacity` deliveries unacknowledged: a slow client holds at most that many events in the
-gateway while the rest of its backlog waits in the stream.
+with the same topics finds its position again, on any gateway replica. Deliveries come
+from `MSG.NEXT` pull requests issued as credit: a new request only once everything asked
+for so far was handed to the socket (or the request expired), and never for more than
+`capacity` events; deliveries are acked (AckAll) only after their bytes were written. A
+slow client therefore holds at most `capacity` events in the gateway while the rest of its
+backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
+while the client is blocked, up to its safety cap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import uuid
+from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from common.domain import aggregate
-from common.errors import Invalid
+from common.errors import TooManyRequests
 from common.subjects import Subjects, valid_id
+from gateway.inbox import Inbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +49,11 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
         aggregate(kind)
         topics.append(Topic(kind, valid_id(ident, "topics") if ident else None))
     if len(topics) > max_topics:
-        raise Invalid(f"at most {max_topics} topics per feed, got {len(topics)}", field="topics")
+        raise TooManyRequests(
+            f"at most {max_topics} topics per feed, got {len(topics)}; "
+            "subscribe to the aggregate type instead of single ids",
+            field="topics",
+        )
     return tuple(sorted(set(topics), key=str))
 
 
@@ -55,40 +66,59 @@ class ClientFeed:
     def __init__(
         self,
         js: JetStreamContext,
+        inbox: Inbox,
         stream: str,
         subjects: Subjects,
         client_id: str,
         topics: tuple[Topic, ...],
         capacity: int,
         inactive_s: float,
+        max_ack_pending: int | None = None,
     ) -> None:
         self.js = js
+        self.inbox = inbox
         self.stream = stream
         self.name = consumer_name(client_id, topics)
         self.filters = [subjects.events(t.aggregate_type, t.aggregate_id) for t in topics] or [
             subjects.all_events
         ]
         self.capacity = capacity
+        self.max_ack_pending = max_ack_pending or capacity
         self.inactive_s = inactive_s
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self.buffer: deque[Msg] = deque()
+        self.expired = False  # the last pull request ended (keep-alive tick)
+        self.gone = ""  # why the consumer cannot be pulled any more
+        self._credit = 0
+        self._expiry = 15.0
+        self._asked = 0.0
+        self._token = uuid.uuid4().hex
+        self._reply = ""
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        self._wake = asyncio.Event()
+        self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
+        self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
+        self._refill: asyncio.Task[None] | None = None
 
     async def open(self, start: int | None) -> None:
         """Deliver from `start` (a new position), or continue where the consumer stopped.
 
         A start position always replaces the consumer (its position cannot be moved);
-        without one an existing consumer keeps its ack floor and a new one starts after
-        the stream's current last sequence.
+        without one an existing consumer continues after its ack floor (anything it had
+        handed to a connection that is gone is asked for again), and a new one starts
+        after the stream's current last sequence.
         """
-        exists = True
         try:
-            await self.js.consumer_info(self.stream, self.name)
+            info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
-            exists = False
-        if exists and start is not None:
+            info = None
+        if info is not None and start is None and (info.num_ack_pending or info.num_waiting):
+            start = info.ack_floor.stream_seq + 1 if info.ack_floor.stream_seq else None
+            start = start or info.config.opt_start_seq
+        if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
-        if not exists or start is not None:
+        if info is None or start is not None:
             await self.js.add_consumer(self.stream, self._config(start))
-        self._sub = await self.js.pull_subscribe_bind(durable=self.name, stream=self.stream)
+        self._reply = self.inbox.register(self._token, self)
 
     def _config(self, start: int | None) -> ConsumerConfig:
         return ConsumerConfig(
@@ -97,7 +127,8 @@ class ClientFeed:
             opt_start_seq=start or None,
             ack_policy=AckPolicy.ALL,
             ack_wait=30,
-            max_ack_pending=self.capacity,
+            max_ack_pending=self.max_ack_pending,
+            max_waiting=16,
             filter_subjects=self.filters if len(self.filters) > 1 else None,
             filter_subject=self.filters[0] if len(self.filters) == 1 else None,
             inactive_threshold=self.inactive_s,
@@ -105,14 +136,74 @@ class ClientFeed:
             mem_storage=True,
         )
 
-    async def pull(self, limit: int, timeout: float) -> list[Msg]:
-        """Up to `limit` deliveries; empty after `timeout` with nothing new."""
-        assert self._sub is not None, "open() first"
-        try:
-            return await self._sub.fetch(min(limit, self.capacity), timeout=timeout)
-        except (TimeoutError, NatsTimeout):
-            return []
+    # -- called by the inbox, never awaiting ------------------------------------------
+    def deliver(self, msg: Msg) -> None:
+        if msg.reply and msg.reply.startswith("$JS.ACK."):
+            self._credit -= 1
+            self.buffer.append(msg)
+        else:
+            status = (msg.headers or {}).get("Status", "")
+            if status == "100":  # idle heartbeat
+                return
+            if status == "409" and "Deleted" in (msg.headers or {}).get("Description", ""):
+                self.gone = "the feed's consumer was deleted"
+            self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
+            self.expired = True
+        if self.cap is not None:
+            self._unbounded()
+        self._wake.set()
 
-    async def close(self) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
+    def _unbounded(self) -> None:
+        assert self.cap is not None
+        if len(self.buffer) > self.cap:
+            self.overflowed += len(self.buffer)
+            self.buffer.clear()
+            self.cap = None  # stop asking: the stream ends with a notice
+        elif self._credit <= 0 and (self._refill is None or self._refill.done()):
+            count = min(self.capacity, self.cap + 1 - len(self.buffer))
+            self._refill = asyncio.get_running_loop().create_task(self.ask(count, self._expiry))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- called by the stream ---------------------------------------------------------
+    async def ask(self, count: int, expires_s: float) -> None:
+        """Issue credit: one pull request for `count` more deliveries."""
+        now = asyncio.get_running_loop().time()
+        if count <= 0 or (self._credit > 0 and now - self._asked < 2 * self._expiry):
+            return  # (a request unanswered for twice its expiry was lost: ask again)
+        self._asked = now
+        self._credit = count
+        self._expiry = expires_s
+        body = json.dumps({"batch": count, "expires": int(expires_s * 1e9)}).encode()
+        await self.inbox.nc.publish(self._next, body, reply=self._reply)
+
+    def topped_up(self) -> bool:
+        return self._credit > 0
+
+    async def wait(self, timeout: float | None) -> None:
+        """Until a delivery, the end of a pull request, a wake-up or `timeout`."""
+        if self.buffer or self.expired or self._wake.is_set():
+            self._wake.clear()
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    def take(self, limit: int) -> list[Msg]:
+        count = min(limit, len(self.buffer))
+        return [self.buffer.popleft() for _ in range(count)]
+
+    async def ack(self, reply: str) -> None:
+        """AckAll: everything up to this delivery was written (or intentionally skipped)."""
+        await self.inbox.nc.publish(reply, b"+ACK")
+
+    def close(self) -> None:
+        self.cap = None
+        if self._refill is not None:
+            self._refill.cancel()
+        self.inbox.unregister(self._token)
+        self.buffer.clear()

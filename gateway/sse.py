@@ -2,18 +2,16 @@
 
 Each message's `id:` is the stream sequence of its (last) event, so `Last-Event-ID`
 (header, or `last_event_id` query) resumes exactly after it on any gateway replica. A
-position that cannot be resumed gets a snapshot first, then live events.
+position that cannot be resumed gets a snapshot first, then live events. The controls
+(policy, capacity, debounce, batching, format) are parsed in `gateway/controls.py`; the
+stream loop that applies them is `gateway/stream.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -21,24 +19,19 @@ from litestar.response import Stream
 
 from common.envelope import uuid7
 from common.subjects import valid_id
-from gateway import snapshot
+from gateway import controls, inbox, snapshot
 from gateway.backend import Backend
-from gateway.feed import ClientFeed, Topic, parse_topics
-from gateway.wire import comment, frame, retry
-
-
-class _Head(msgspec.Struct):
-    event_type: str
-
-
-_heads = msgspec.json.Decoder(_Head)
+from gateway.feed import ClientFeed, parse_topics
+from gateway.policy import Policy
+from gateway.stream import Session, events
+from gateway.wire import frame
 
 
 def parse_last_event_id(value: str | None) -> int | None:
     """A non-negative integer, or None for absent; -1 marks malformed (snapshot)."""
     if value is None or value == "":
         return None
-    return int(value) if value.isdigit() else -1
+    return int(value) if value.isdigit() and len(value) < 20 else -1
 
 
 class EventsController(Controller):
@@ -59,76 +52,73 @@ class EventsController(Controller):
         client_id: Annotated[
             str | None, Parameter(description="names the client's durable consumer")
         ] = None,
-        capacity: Annotated[int | None, Parameter(ge=1)] = None,
+        policy: Annotated[
+            str | None,
+            Parameter(description="block (default), drop-oldest, drop-newest or unbounded"),
+        ] = None,
+        capacity: Annotated[
+            int | None, Parameter(ge=1, description="events held per client / lag threshold")
+        ] = None,
+        debounce_ms: Annotated[
+            str | None,
+            Parameter(description="last event per aggregate per window: ms, 'on' or 'off'"),
+        ] = None,
+        batch_ms: Annotated[
+            str | None, Parameter(description="one message per window: ms, 'on' or 'off'")
+        ] = None,
+        format: Annotated[str | None, Parameter(description="json (default) or datastar")] = None,
         last_event_id: Annotated[
             str | None, Parameter(query="last_event_id", description="resume after this sequence")
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        datastar_request: Annotated[str | None, Parameter(header="Datastar-Request")] = None,
     ) -> Stream:
         """Server-Sent Events of the stream, filtered by `topics`."""
         settings = backend.settings
-        parsed = parse_topics(topics)
-        client = valid_id(client_id, "client_id") if client_id else uuid7()
-        size = min(capacity or settings.sse_capacity, settings.sse_max_capacity)
-        feed = ClientFeed(
-            backend.nc.jetstream(),
-            backend.nats.stream,
-            backend.subjects,
-            client,
-            parsed,
-            size,
-            settings.sse_inactive_s,
+        ctl = controls.parse(
+            settings,
+            policy=policy,
+            capacity=capacity,
+            debounce_ms=debounce_ms,
+            batch_ms=batch_ms,
+            format=format,
+            datastar_request=datastar_request is not None,
         )
-        resume = parse_last_event_id(last_event_id_header or last_event_id)
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
-        first, last = info.state.first_seq, info.state.last_seq
-        snap: tuple[int, object] | None = None
-        if resume is not None and not (max(first, 1) - 1 <= resume <= last):
-            snap = await snapshot.take(backend, parsed, last)
-            resume = snap[0]
-        await feed.open(None if resume is None else resume + 1)
-        closing: asyncio.Event = state.closing
+        parsed = parse_topics(topics, settings.sse_max_topics)
+        client = valid_id(client_id, "client_id") if client_id else uuid7()
+        box = await inbox.of(
+            state, backend.nc, settings.sse_max_per_client, settings.sse_max_connections
+        )
+        box.admit(client)
+        try:
+            unbounded = ctl.policy is Policy.UNBOUNDED
+            feed = ClientFeed(
+                backend.nc.jetstream(),
+                box,
+                backend.nats.stream,
+                backend.subjects,
+                client,
+                parsed,
+                ctl.capacity,
+                settings.sse_inactive_s,
+                max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
+            )
+            resume = parse_last_event_id(last_event_id_header or last_event_id)
+            info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+            first, last = info.state.first_seq, info.state.last_seq
+            head = b""
+            if resume is not None and not (max(first, 1) - 1 <= resume <= last):
+                seq, body = await snapshot.take(backend, parsed, last)
+                head = frame(json.dumps(body, default=str), event="snapshot", id=seq)
+                resume = seq
+            await feed.open(None if resume is None else resume + 1)
+        except BaseException:
+            box.release(client)
+            raise
+        hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
+        session = Session(feed, ctl, settings, state.closing, client)
         return Stream(
-            _events(
-                feed, client, parsed, snap, closing, settings.sse_keepalive_s, settings.sse_retry_ms
-            ),
+            events(session, frame(json.dumps(hello), event="connected") + head),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-
-
-async def _events(
-    feed: ClientFeed,
-    client: str,
-    topics: tuple[Topic, ...],
-    snap: tuple[int, object] | None,
-    closing: asyncio.Event,
-    keepalive_s: float,
-    retry_ms: int,
-) -> AsyncIterator[bytes]:
-    closed = asyncio.ensure_future(closing.wait())
-    try:
-        yield retry(retry_ms)
-        hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in topics]}
-        yield frame(json.dumps(hello), event="connected")
-        if snap is not None:
-            yield frame(json.dumps(snap[1], default=str), event="snapshot", id=snap[0])
-        while not closing.is_set():
-            pull = asyncio.ensure_future(feed.pull(feed.capacity, keepalive_s))
-            await asyncio.wait({pull, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not pull.done():
-                pull.cancel()
-                break
-            msgs = pull.result()
-            if not msgs:
-                yield comment("keep-alive")
-                continue
-            for msg in msgs:
-                event_type = _heads.decode(msg.data).event_type
-                yield frame(msg.data, event=event_type, id=msg.metadata.sequence.stream)
-            await msgs[-1].ack()  # every byte above was handed to the socket
-        # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
-        yield retry(int(retry_ms * random.uniform(0.5, 1.5)))
-    finally:
-        closed.cancel()
-        await feed.close()

@@ -1,0 +1,96 @@
+"""The gateway's one subscription for every SSE client's deliveries, and its limits.
+
+Each feed pulls its consumer with `MSG.NEXT` requests whose reply subject is
+`<inbox>.<token>`; one wildcard subscription per process receives them all and hands each
+to its feed without awaiting anything. A thousand clients cost a thousand dictionary
+entries, not a thousand subscriptions and their tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any, Protocol
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from common.errors import TooManyRequests, Unavailable
+from gateway import metrics
+
+
+class Receiver(Protocol):
+    def deliver(self, msg: Msg) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+class Inbox:
+    def __init__(self, nc: Client, closing: asyncio.Event, per_client: int, total: int) -> None:
+        self.nc = nc
+        self.closing = closing
+        self.prefix = nc.new_inbox()
+        self.per_client = per_client
+        self.total = total
+        self._feeds: dict[str, Receiver] = {}
+        self._clients: Counter[str] = Counter()
+        self._sub: Any = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self._sub is None:
+            self._sub = await self.nc.subscribe(
+                f"{self.prefix}.*", cb=self._on_msg, pending_msgs_limit=0, pending_bytes_limit=0
+            )
+            self._watch = asyncio.create_task(self._wake_all_on_close())
+
+    def admit(self, client_id: str) -> None:
+        """Count a new connection, or refuse it: 429 per client id, 503 per process."""
+        if sum(self._clients.values()) >= self.total:
+            raise Unavailable(
+                f"this gateway serves its limit of {self.total} SSE connections; "
+                "retry, or connect to another replica",
+                retry_after=1,
+            )
+        if self._clients[client_id] >= self.per_client:
+            raise TooManyRequests(
+                f"client_id {client_id!r} already has {self.per_client} open SSE connections; "
+                "close one, or use another client_id per tab",
+                retry_after=1,
+            )
+        self._clients[client_id] += 1
+        metrics.connections.inc()
+
+    def release(self, client_id: str) -> None:
+        self._clients[client_id] -= 1
+        if self._clients[client_id] <= 0:
+            del self._clients[client_id]
+        metrics.connections.dec()
+
+    def register(self, token: str, feed: Receiver) -> str:
+        """The reply subject of `feed`'s pull requests."""
+        self._feeds[token] = feed
+        return f"{self.prefix}.{token}"
+
+    def unregister(self, token: str) -> None:
+        self._feeds.pop(token, None)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        feed = self._feeds.get(msg.subject[len(self.prefix) + 1 :])
+        if feed is not None:  # else: a late reply to a feed that has gone; the server redelivers
+            feed.deliver(msg)
+
+    async def _wake_all_on_close(self) -> None:
+        await self.closing.wait()
+        for feed in list(self._feeds.values()):
+            feed.wake()
+
+
+async def of(state: Any, nc: Client, per_client: int, total: int) -> Inbox:
+    """The process's inbox, created with the first feed."""
+    inbox: Inbox | None = getattr(state, "sse_inbox", None)
+    if inbox is None or inbox.nc is not nc:
+        inbox = Inbox(nc, state.closing, per_client, total)
+        state.sse_inbox = inbox
+    await inbox.start()
+    return inbox

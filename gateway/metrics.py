@@ -1,0 +1,26 @@
+"""The gateway's Prometheus metrics (the default registry, served at `/metrics`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Summary
+
+connections = Gauge("sse_connections", "open SSE connections of this gateway process")
+lags = Counter(
+    "broadcast_lags_total", "times an SSE client fell more than its capacity behind the stream"
+)
+emit_seconds = Histogram(
+    "sse_emit_duration_seconds",
+    "time to hand one SSE write to the client's socket (includes waiting for it to drain)",
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)
+drops = Counter(
+    "rate_limit_drops_total",
+    "events a client did not get because of its policy, debounce or buffer cap",
+    ["policy"],
+)
+batch_sizes = Histogram(
+    "batch_sizes", "events per SSE batch message", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500)
+)
+client_lag = Summary(
+    "sse_client_lag_events", "events still waiting in the stream for a client, per delivery"
+)

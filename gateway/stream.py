@@ -1,0 +1,191 @@
+"""The loop behind one SSE response: pull, apply the client's controls, write, ack.
+
+Deliveries are written in as few writes as possible (everything that arrived together is
+one write), and acked after the write returned: the socket's drain paces the consumer.
+Everything that is not written is accounted for: superseded by a later event of the same
+aggregate (debounce, drop-oldest) or dropped with a `lag` notice (the dropping policies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.msg import Msg
+
+from common import envelope
+from common.domain import CRITICAL_EVENT_TYPES
+from common.settings import GatewaySettings
+from gateway import datastar, metrics
+from gateway.controls import Controls
+from gateway.feed import ClientFeed
+from gateway.policy import Policy, Skip, overflowing, unbounded_notice
+from gateway.window import Batcher, Debouncer, Item
+from gateway.wire import comment, frame, retry
+
+
+class _Head(msgspec.Struct):
+    event_type: str
+
+
+_heads = msgspec.json.Decoder(_Head)
+
+
+@dataclass
+class Session:
+    feed: ClientFeed
+    controls: Controls
+    settings: GatewaySettings
+    closing: asyncio.Event
+    client_id: str
+
+
+def _position(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, events still pending) from the delivery's ack subject."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
+        return int(tokens[5]), int(tokens[8])
+    meta = msg.metadata
+    return meta.sequence.stream, meta.num_pending
+
+
+def _items(msgs: list[Msg]) -> list[Item]:
+    return [
+        Item(_position(m)[0], m.subject, _heads.decode(m.data).event_type, m.data, m.reply)
+        for m in msgs
+    ]
+
+
+class _Writer:
+    """Turns groups of items into SSE bytes in the client's format."""
+
+    def __init__(self, ctl: Controls) -> None:
+        self.datastar = ctl.format == "datastar"
+        self.batched = ctl.batch_s is not None
+
+    def one(self, item: Item) -> bytes:
+        if self.datastar:
+            return datastar.render(item.seq, envelope.decode(item.data))
+        return frame(item.data, event=item.event_type, id=item.seq)
+
+    def group(self, items: list[Item]) -> bytes:
+        if not self.batched or self.datastar:
+            return b"".join(map(self.one, items))
+        metrics.batch_sizes.observe(len(items))
+        body = b",".join(b'{"sequence":%d,"event":%s}' % (i.seq, i.data) for i in items)
+        return frame(b"[" + body + b"]", event="batch", id=items[-1].seq)
+
+
+class _Pipeline:
+    """Debounce, then batching, each optional: items in, groups of items out."""
+
+    def __init__(self, ctl: Controls) -> None:
+        self.debounce = (
+            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, CRITICAL_EVENT_TYPES)
+            if ctl.debounce_s is not None
+            else None
+        )
+        self.batch = Batcher(ctl.batch_s, ctl.batch_max) if ctl.batch_s is not None else None
+
+    def push(self, items: list[Item], now: float) -> list[list[Item]]:
+        if self.debounce is not None:
+            before = self.debounce.superseded
+            items = [out for item in items for out in self.debounce.add(item, now)]
+            items += self.debounce.due(now)
+            metrics.drops.labels("debounce").inc(self.debounce.superseded - before)
+        if self.batch is None:
+            return [items] if items else []
+        return [*self.batch.add(items, now), *self.batch.due(now)]
+
+    def deadline(self) -> float | None:
+        times = [t for t in (self._d(self.debounce), self._d(self.batch)) if t is not None]
+        return min(times, default=None)
+
+    @staticmethod
+    def _d(op: Debouncer | Batcher | None) -> float | None:
+        return op.deadline() if op is not None else None
+
+    def flush(self) -> list[list[Item]]:
+        items = self.debounce.flush() if self.debounce is not None else []
+        if self.batch is None:
+            return [items] if items else []
+        return [g for g in [*self.batch.add(items, 0.0), self.batch.flush()] if g]
+
+
+async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
+    feed, ctl, settings = session.feed, session.controls, session.settings
+    keepalive = settings.sse_keepalive_s
+    loop = asyncio.get_running_loop()
+    writer, pipeline = _Writer(ctl), _Pipeline(ctl)
+    if ctl.policy is Policy.UNBOUNDED:
+        feed.cap = settings.sse_unbounded_cap
+    try:
+        yield retry(settings.sse_retry_ms) + hello
+        last_write = loop.time()
+        while not session.closing.is_set() and not feed.gone:
+            if feed.overflowed:
+                metrics.drops.labels(ctl.policy.value).inc(feed.overflowed)
+                yield unbounded_notice(settings.sse_unbounded_cap, feed.overflowed)
+                return
+            await feed.ask(ctl.capacity, keepalive)
+            wake_at = min(last_write + keepalive, pipeline.deadline() or float("inf"))
+            await feed.wait(max(0.0, wake_at - loop.time()))
+            feed.expired = False
+            msgs = feed.take(ctl.capacity)
+            now = loop.time()
+            items = _items(msgs)
+            lag = _position(msgs[-1])[1] if msgs else 0
+            if msgs:
+                metrics.client_lag.observe(lag)
+            skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
+            groups: list[list[Item]] = []
+            if skip is not None and ctl.policy is Policy.DROP_OLDEST:
+                groups, items = pipeline.flush(), []
+                skip.take(_items(msgs))
+            groups += pipeline.push(items, now)
+            if skip is not None and ctl.policy is Policy.DROP_NEWEST:
+                groups += pipeline.flush()  # held back by a window: still owed
+            chunks = [writer.group(g) for g in groups]
+            if skip is not None:
+                metrics.lags.inc()
+                await _drain(session, skip, lag)
+                chunks.append(skip.notice() + (writer.group(skip.kept()) if skip.kept() else b""))
+            if chunks:
+                started = time.perf_counter()
+                yield b"".join(chunks)
+                metrics.emit_seconds.observe(time.perf_counter() - started)
+                if groups and skip is None:
+                    await feed.ack(groups[-1][-1].ack)  # every byte above went to the socket
+                last_write = loop.time()
+            elif now >= last_write + keepalive:
+                yield comment("keep-alive")
+                last_write = now
+        rest = pipeline.flush()
+        if rest:
+            yield b"".join(writer.group(g) for g in rest)
+            await feed.ack(rest[-1][-1].ack)
+        # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
+        yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
+    finally:
+        feed.close()
+        feed.inbox.release(session.client_id)
+
+
+async def _drain(session: Session, skip: Skip, pending: int) -> None:
+    """Pass over the backlog (acking it) until the consumer has nothing more pending."""
+    feed, ctl = session.feed, session.controls
+    idle_until = time.monotonic() + 5.0
+    while pending > 0 and not session.closing.is_set() and time.monotonic() < idle_until:
+        await feed.ask(ctl.capacity, 1.0)
+        await feed.wait(1.0)
+        feed.expired = False
+        msgs = feed.take(ctl.capacity)
+        if msgs:
+            skip.take(_items(msgs))
+            await feed.ack(msgs[-1].reply)
+            pending, idle_until = _position(msgs[-1])[1], time.monotonic() + 5.0
+    metrics.drops.labels(ctl.policy.value).inc(skip.dropped())
