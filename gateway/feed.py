@@ -107,6 +107,7 @@ class ClientFeed:
         handed to a connection that is gone is asked for again), and a new one starts
         after the stream's current last sequence.
         """
+        self._reply = self.inbox.register(self._token, self.name, self)
         try:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
@@ -118,7 +119,6 @@ class ClientFeed:
             await self.js.delete_consumer(self.stream, self.name)
         if info is None or start is not None:
             await self.js.add_consumer(self.stream, self._config(start))
-        self._reply = self.inbox.register(self._token, self)
 
     def _config(self, start: int | None) -> ConsumerConfig:
         return ConsumerConfig(
@@ -205,5 +205,5 @@ class ClientFeed:
         self.cap = None
         if self._refill is not None:
             self._refill.cancel()
-        self.inbox.unregister(self._token)
+        self.inbox.unregister(self._token, self.name)
         self.buffer.clear()

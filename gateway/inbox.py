@@ -2,7 +2,10 @@
 
 Each feed pulls its consumer with `MSG.NEXT` requests whose reply subject is
 `<inbox>.<token>`; one wildcard subscription per process receives them all and hands each
-to its feed without awaiting anything. A thousand clients cost a thousand dictionary
+to its feed without awaiting anything. A delivery keeps its event subject, so it is routed
+by the consumer named in its ack subject; the server's status replies (request expired,
+consumer deleted) come on the request's own reply subject, and are routed by its token.
+A thousand clients cost a thousand dictionary
 entries, not a thousand subscriptions and their tasks.
 """
 
@@ -32,7 +35,8 @@ class Inbox:
         self.prefix = nc.new_inbox()
         self.per_client = per_client
         self.total = total
-        self._feeds: dict[str, Receiver] = {}
+        self._feeds: dict[str, Receiver] = {}  # by the token of the request reply subject
+        self._consumers: dict[str, Receiver] = {}  # by consumer name
         self._clients: Counter[str] = Counter()
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
@@ -67,16 +71,28 @@ class Inbox:
             del self._clients[client_id]
         metrics.connections.dec()
 
-    def register(self, token: str, feed: Receiver) -> str:
+    def register(self, token: str, consumer: str, feed: Receiver) -> str:
         """The reply subject of `feed`'s pull requests."""
-        self._feeds[token] = feed
+        if consumer in self._consumers:
+            raise TooManyRequests(
+                f"consumer {consumer} already feeds an open connection on this gateway: the "
+                "same client_id and topics cannot be read twice at once; use another client_id",
+                retry_after=1,
+            )
+        self._feeds[token] = self._consumers[consumer] = feed
         return f"{self.prefix}.{token}"
 
-    def unregister(self, token: str) -> None:
-        self._feeds.pop(token, None)
+    def unregister(self, token: str, consumer: str) -> None:
+        if self._feeds.pop(token, None) is not None:
+            self._consumers.pop(consumer, None)
 
     async def _on_msg(self, msg: Msg) -> None:
-        feed = self._feeds.get(msg.subject[len(self.prefix) + 1 :])
+        reply = msg.reply
+        if reply and reply.startswith("$JS.ACK."):
+            tokens = reply.split(".")  # 9 tokens, or 12 with a JetStream domain
+            feed = self._consumers.get(tokens[3] if len(tokens) == 9 else tokens[5])
+        else:
+            feed = self._feeds.get(msg.subject[len(self.prefix) + 1 :])
         if feed is not None:  # else: a late reply to a feed that has gone; the server redelivers
             feed.deliver(msg)
 

@@ -19,11 +19,17 @@ from common.settings import GatewaySettings, NatsSettings
 from gateway.app import create_app
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind ourselves, so a busy port is one clear error instead of uvicorn's exit."""
+def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:
+    """Bind ourselves, so a busy port is one clear error instead of uvicorn's exit.
+
+    A `send_buffer` set here is inherited by every accepted connection: it bounds the bytes
+    a non-reading SSE client parks in the kernel before its feed stops pulling.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer > 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -57,7 +63,11 @@ async def serve(
         timeout_graceful_shutdown=3,
     )
     server = _Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[_listen(settings.host, settings.port)]))
+    serving = asyncio.create_task(
+        server.serve(
+            sockets=[_listen(settings.host, settings.port, settings.sse_send_buffer_bytes)]
+        )
+    )
     while not server.started:
         if serving.done():
             serving.result()

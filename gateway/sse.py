@@ -89,20 +89,20 @@ class EventsController(Controller):
         box = await inbox.of(
             state, backend.nc, settings.sse_max_per_client, settings.sse_max_connections
         )
+        unbounded = ctl.policy is Policy.UNBOUNDED
+        feed = ClientFeed(
+            backend.nc.jetstream(),
+            box,
+            backend.nats.stream,
+            backend.subjects,
+            client,
+            parsed,
+            ctl.capacity,
+            settings.sse_inactive_s,
+            max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
+        )
         box.admit(client)
         try:
-            unbounded = ctl.policy is Policy.UNBOUNDED
-            feed = ClientFeed(
-                backend.nc.jetstream(),
-                box,
-                backend.nats.stream,
-                backend.subjects,
-                client,
-                parsed,
-                ctl.capacity,
-                settings.sse_inactive_s,
-                max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
-            )
             resume = parse_last_event_id(last_event_id_header or last_event_id)
             info = await backend.nc.jetstream().stream_info(backend.nats.stream)
             first, last = info.state.first_seq, info.state.last_seq
@@ -113,6 +113,7 @@ class EventsController(Controller):
                 resume = seq
             await feed.open(None if resume is None else resume + 1)
         except BaseException:
+            feed.close()
             box.release(client)
             raise
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}

@@ -152,7 +152,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             chunks = [writer.group(g) for g in groups]
             if skip is not None:
                 metrics.lags.inc()
-                await _drain(session, skip, lag)
+                await _drain(session, skip, msgs[-1])
                 chunks.append(skip.notice() + (writer.group(skip.kept()) if skip.kept() else b""))
             if chunks:
                 started = time.perf_counter()
@@ -175,9 +175,11 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         feed.inbox.release(session.client_id)
 
 
-async def _drain(session: Session, skip: Skip, pending: int) -> None:
+async def _drain(session: Session, skip: Skip, last: Msg) -> None:
     """Pass over the backlog (acking it) until the consumer has nothing more pending."""
     feed, ctl = session.feed, session.controls
+    await feed.ack(last.reply)
+    pending = _position(last)[1]
     idle_until = time.monotonic() + 5.0
     while pending > 0 and not session.closing.is_set() and time.monotonic() < idle_until:
         await feed.ask(ctl.capacity, 1.0)

@@ -70,6 +70,7 @@ class NatsServer:
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        self._log = out  # closed in stop(): an unclosed file is a ResourceWarning (an error in tests)
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )
@@ -87,6 +88,9 @@ class NatsServer:
         raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout:g} s")
 
     def stop(self, timeout: float = 5.0) -> None:
+        log = getattr(self, "_log", None)
+        if log is not None and log != subprocess.DEVNULL:
+            log.close()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

@@ -1,0 +1,48 @@
+"""Fixtures of the SSE process tests: gateway processes against this test's stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ironstar.natsserver import free_port
+from tests.support.processes import Service
+
+Start = Callable[..., tuple[Service, str]]
+
+
+@pytest.fixture
+def start_gateway(service_env: dict[str, str], tmp_path: Path) -> Iterator[Start]:
+    """Start a gateway process (extra settings as keyword arguments); stopped after the test."""
+    started: list[Service] = []
+
+    def start(**settings: object) -> tuple[Service, str]:
+        port = free_port()
+        env = {**service_env, "IRONSTAR_GATEWAY_PORT": str(port)}
+        env.update({f"IRONSTAR_GATEWAY_{k.upper()}": str(v) for k, v in settings.items()})
+        service = Service("gateway", env, tmp_path).start()
+        started.append(service)
+        return service, f"http://127.0.0.1:{port}"
+
+    yield start
+    for service in started:
+        if service.process is not None and service.process.poll() is None:
+            service.kill()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(base: str) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+        client = httpx.AsyncClient(base_url=base, timeout=10, limits=limits)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()

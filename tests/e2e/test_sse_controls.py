@@ -1,0 +1,174 @@
+"""The feed's per-client controls, observed by real SSE clients of a gateway process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from common.settings import NatsSettings
+from tests.e2e.sse_fixtures import Start, http, start_gateway
+from tests.support.feeds import feed, make, publish, todo
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+__all__ = ["http", "start_gateway"]
+
+Http = Callable[[str], httpx.AsyncClient]
+
+
+async def test_unknown_control_values_are_422_naming_the_parameter(
+    nc: Client, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    client = http(base)
+    for params, field in [
+        ({"policy": "drop-everything"}, "policy"),
+        ({"format": "xml"}, "format"),
+        ({"debounce_ms": "soon"}, "debounce_ms"),
+        ({"batch_ms": "-5"}, "batch_ms"),
+        ({"capacity": "0"}, "capacity"),
+        ({"topics": "todo_list:bad id"}, "topics"),
+    ]:
+        reply = await client.get("/api/events", params=params)
+        assert reply.status_code == 422, (params, reply.text)
+        body = reply.json()
+        assert field in (body.get("field"), *body.get("fields", [])), body
+
+
+async def test_limits_refuse_with_429_per_client_and_503_per_process(
+    nc: Client, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_max_per_client=1, sse_max_connections=2, sse_max_topics=2)
+    client = http(base)
+    too_many = await client.get(
+        "/api/events", params={"topics": "todo_list:a,todo_list:b,user_profile"}
+    )
+    assert too_many.status_code == 429 and "topics" in too_many.json()["message"]
+    async with feed(client, client_id="alice") as first:
+        await first.until("connected")
+        again = await client.get("/api/events", params={"client_id": "alice"})
+        assert again.status_code == 429, again.text
+        assert "alice" in again.json()["message"] and again.headers["Retry-After"]
+        async with feed(client, client_id="bob") as second:
+            await second.until("connected")
+            full = await client.get("/api/events", params={"client_id": "carol"})
+            assert full.status_code == 503, full.text
+            assert "limit of 2 SSE connections" in full.json()["message"]
+
+    async def opens() -> int:
+        async with client.stream("GET", "/api/events", params={"client_id": "alice"}) as reply:
+            return reply.status_code
+
+    await eventually(opens, lambda status: status == 200)  # slots are given back on close
+
+
+async def test_batching_sends_one_message_per_window_with_the_last_sequence_as_id(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    async with feed(http(base), topics="todo_list", batch_ms="200") as reader:
+        await reader.until("connected")
+        sequences = await publish(nc, nats_settings, [todo("a", n) for n in range(1, 31)])
+        got: list[int] = []
+        while len(got) < 30:
+            message = await reader.next()
+            assert message.event == "batch"
+            assert message.id == message.data[-1]["sequence"]
+            got += [entry["sequence"] for entry in message.data]
+        assert got == sequences
+        assert len(got) > 1
+
+
+async def test_debounce_sends_the_last_event_per_aggregate_and_every_critical_event(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    async with feed(http(base), debounce_ms="300") as reader:
+        await reader.until("connected")
+        registered = {"name": "U", "email": "u@example.com"}
+        profile = [
+            ("user_profile.u1", make("user_profile", "u1", 1, "user_registered", registered)),
+            ("user_profile.u1", make("user_profile", "u1", 2, "user_deactivated", {})),
+        ]
+        events = [todo("a", 1), todo("a", 2), todo("b", 1), *profile, todo("a", 3), todo("b", 2)]
+        sequences = await publish(nc, nats_settings, events)
+        got = await reader.events(5)
+        # the critical deactivation flushes the group before it, itself last (superseding
+        # the registration); the window then sends the last todo of each list
+        assert [m.id for m in got] == [sequences[i] for i in (1, 2, 4, 5, 6)]
+        kinds = ["todo_added", "todo_added", "user_deactivated", "todo_added", "todo_added"]
+        assert [m.event for m in got] == kinds
+
+
+async def _stall_then_read(
+    nc: Client, nats_settings: NatsSettings, base: str, http: Http, policy: str, count: int
+) -> tuple[list[int], list]:
+    """A client that stops reading while `count` events are appended, then reads again."""
+    async with feed(http(base), topics="todo_list", policy=policy, capacity="16") as reader:
+        await reader.until("connected")
+        events = [todo(f"l{n % 5}", n // 5 + 1, "y" * 300) for n in range(count)]
+        sequences = await publish(nc, nats_settings, events)
+        seen = []
+        while not seen or seen[-1].id != sequences[-1]:
+            seen.append(await reader.next())
+        return sequences, seen
+
+
+async def test_block_policy_delivers_every_event_after_a_stall(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_send_buffer_bytes=4096)
+    sequences, seen = await _stall_then_read(nc, nats_settings, base, http, "block", 3000)
+    assert [m.id for m in seen] == sequences
+    assert {m.event for m in seen} == {"todo_added"}
+
+
+async def test_drop_oldest_skips_to_the_latest_event_per_aggregate_with_a_lag_notice(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_send_buffer_bytes=4096)
+    sequences, seen = await _stall_then_read(nc, nats_settings, base, http, "drop-oldest", 3000)
+    notices = [m for m in seen if m.event == "lag"]
+    assert notices, "no lag notice"
+    events = [m for m in seen if m.event == "todo_added"]
+    assert sum(n.data["dropped"] for n in notices) + len(events) == len(sequences)
+    ids = [m.id for m in events]
+    assert ids == sorted(ids) and ids[-1] == sequences[-1]
+    after = seen[seen.index(notices[-1]) + 1 :]
+    assert notices[-1].data["policy"] == "drop-oldest" and notices[-1].data["kept"] == len(after)
+    assert len({m.data["aggregate_id"] for m in after}) == len(after)  # latest per aggregate
+
+
+async def test_drop_newest_drops_the_backlog_and_says_what_was_dropped(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_send_buffer_bytes=4096)
+    async with feed(http(base), topics="todo_list", policy="drop-newest", capacity="16") as reader:
+        await reader.until("connected")
+        first = await publish(nc, nats_settings, [todo("a", n, "y" * 300) for n in range(1, 3001)])
+        seen = await reader.until("lag")
+        notice = seen[-1]
+        events = [m for m in seen if m.event == "todo_added"]
+        assert [m.id for m in events] == first[: len(events)]  # the oldest, in order
+        assert notice.data["policy"] == "drop-newest" and notice.id == first[-1]
+        assert notice.data["first_sequence"] == first[len(events)]
+        assert len(events) + notice.data["dropped"] == len(first)
+        later = await publish(nc, nats_settings, [todo("a", 3001)])
+        assert (await reader.next()).id == later[0]  # live again after the skip
+
+
+async def test_unbounded_policy_closes_with_a_notice_past_its_safety_cap(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_send_buffer_bytes=4096, sse_unbounded_cap=200)
+    async with feed(http(base), topics="todo_list", policy="unbounded", capacity="16") as reader:
+        await reader.until("connected")
+        await publish(nc, nats_settings, [todo("a", n, "y" * 300) for n in range(1, 3001)])
+        seen = await reader.until("lag")
+        assert seen[-1].data["policy"] == "unbounded" and seen[-1].data["cap"] == 200
+        assert [m.event for m in seen[:-1]] == ["todo_added"] * (len(seen) - 1)
+        with pytest.raises(StopAsyncIteration):
+            await reader.next()  # the gateway ended the stream
