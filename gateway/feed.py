@@ -27,6 +27,7 @@ from nats.js.errors import NotFoundError
 from common.domain import aggregate
 from common.errors import TooManyRequests
 from common.subjects import Subjects, valid_id
+from gateway import metrics
 from gateway.inbox import Inbox
 
 
@@ -155,12 +156,14 @@ class ClientFeed:
 
     def _unbounded(self) -> None:
         assert self.cap is not None
-        if len(self.buffer) > self.cap:
+        if len(self.buffer) >= self.cap:
+            metrics.lags.inc()
+            metrics.drops.labels("unbounded").inc(len(self.buffer))
             self.overflowed += len(self.buffer)
             self.buffer.clear()
             self.cap = None  # stop asking: the stream ends with a notice
         elif self._credit <= 0 and (self._refill is None or self._refill.done()):
-            count = min(self.capacity, self.cap + 1 - len(self.buffer))
+            count = min(self.capacity, self.cap - len(self.buffer))
             self._refill = asyncio.get_running_loop().create_task(self.ask(count, self._expiry))
 
     def wake(self) -> None:

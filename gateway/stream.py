@@ -128,7 +128,6 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         last_write = loop.time()
         while not session.closing.is_set() and not feed.gone:
             if feed.overflowed:
-                metrics.drops.labels(ctl.policy.value).inc(feed.overflowed)
                 yield unbounded_notice(settings.sse_unbounded_cap, feed.overflowed)
                 return
             await feed.ask(ctl.capacity, keepalive)

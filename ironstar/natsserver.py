@@ -70,7 +70,9 @@ class NatsServer:
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-        self._log = out  # closed in stop(): an unclosed file is a ResourceWarning (an error in tests)
+        self._log = (
+            out  # closed in stop(): an unclosed file is a ResourceWarning (an error in tests)
+        )
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )

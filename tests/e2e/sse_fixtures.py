@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -37,12 +38,25 @@ def start_gateway(service_env: dict[str, str], tmp_path: Path) -> Iterator[Start
 async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
 
-    def make(base: str) -> httpx.AsyncClient:
+    def make(base: str, receive_buffer: int = 0) -> httpx.AsyncClient:
+        """A client; `receive_buffer` shrinks its sockets' kernel buffer (a slow reader)."""
+        options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else []
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
-        client = httpx.AsyncClient(base_url=base, timeout=10, limits=limits)
+        transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=options)
+        client = httpx.AsyncClient(base_url=base, timeout=10, transport=transport)
         clients.append(client)
         return client
 
     yield make
     for client in clients:
         await client.aclose()
+
+
+async def metric(client: httpx.AsyncClient, name: str) -> float:
+    """The sum of a metric's samples on the gateway's /metrics (0 when absent)."""
+    text = (await client.get("/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )

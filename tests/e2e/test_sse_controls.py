@@ -9,14 +9,14 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from tests.e2e.sse_fixtures import Start, http, start_gateway
+from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
 from tests.support.feeds import feed, make, publish, todo
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 __all__ = ["http", "start_gateway"]
 
-Http = Callable[[str], httpx.AsyncClient]
+Http = Callable[..., httpx.AsyncClient]
 
 
 async def test_unknown_control_values_are_422_naming_the_parameter(
@@ -164,9 +164,12 @@ async def test_unbounded_policy_closes_with_a_notice_past_its_safety_cap(
     nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
 ) -> None:
     _, base = start_gateway(sse_send_buffer_bytes=4096, sse_unbounded_cap=200)
-    async with feed(http(base), topics="todo_list", policy="unbounded", capacity="16") as reader:
+    slow = http(base, receive_buffer=16384)
+    async with feed(slow, topics="todo_list", policy="unbounded", capacity="16") as reader:
         await reader.until("connected")
         await publish(nc, nats_settings, [todo("a", n, "y" * 300) for n in range(1, 3001)])
+        drops = 'rate_limit_drops_total{policy="unbounded"}'
+        await eventually(lambda: metric(http(base), drops), lambda n: n > 0)  # still not reading
         seen = await reader.until("lag")
         assert seen[-1].data["policy"] == "unbounded" and seen[-1].data["cap"] == 200
         assert [m.event for m in seen[:-1]] == ["todo_added"] * (len(seen) - 1)
