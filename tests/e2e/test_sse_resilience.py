@@ -1,0 +1,160 @@
+"""The feed across process failures, shutdown, slow clients and unresumable positions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from common import bus
+from common.settings import NatsSettings
+from tests.e2e.sse_fixtures import Start, http, start_gateway
+from tests.support.feeds import Reader, feed, publish, todo
+from tests.support.processes import Service
+
+pytestmark = pytest.mark.e2e
+__all__ = ["http", "start_gateway"]
+
+Http = Callable[..., httpx.AsyncClient]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def _read_ids(reader: Reader, until: int, into: list[int]) -> None:
+    while not into or into[-1] < until:
+        message = await reader.next()
+        if message.event == "todo_added" and message.id is not None:
+            into.append(message.id)
+
+
+async def test_a_client_of_a_killed_gateway_resumes_on_another_with_every_event_once_in_order(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    first, base1 = start_gateway()
+    _, base2 = start_gateway()
+    published: list[int] = []
+
+    async def append() -> None:  # a steady writer: 300 events over about a second
+        for n in range(30):
+            published.extend(
+                await publish(nc, nats_settings, [todo("a", 10 * n + k) for k in range(1, 11)])
+            )
+            await asyncio.sleep(0.03)
+
+    got: list[int] = []
+    with contextlib.suppress(httpx.HTTPError):
+        async with feed(http(base1), topics="todo_list", client_id="c1", last_event_id="0") as r:
+            writer = asyncio.create_task(append())
+            while len(got) < 50:
+                message = await r.next()
+                if message.event == "todo_added" and message.id is not None:
+                    got.append(message.id)
+            first.kill()  # SIGKILL mid-stream
+            await _read_ids(r, 10**9, got)  # until the connection breaks
+    headers = {"Last-Event-ID": str(got[-1])}
+    async with feed(http(base2), headers, topics="todo_list", client_id="c1") as reader:
+        await writer
+        await _read_ids(reader, published[-1], got)
+    assert got == published
+
+
+async def test_sigterm_with_100_open_streams_ends_them_and_exits_within_5_s(
+    nc: Client, start_gateway: Start, http: Http
+) -> None:
+    gateway, base = start_gateway()
+    client = http(base)
+    async with contextlib.AsyncExitStack() as stack:
+        readers = await asyncio.gather(
+            *(stack.enter_async_context(feed(client, client_id=f"c{n}")) for n in range(100))
+        )
+        await asyncio.gather(*(reader.until("connected") for reader in readers))
+        assert gateway.process is not None
+        started = time.monotonic()
+        code = await asyncio.to_thread(gateway.stop, signal.SIGTERM, 10.0)
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 5.0, f"the gateway took {elapsed:.1f} s to exit"
+
+
+async def test_a_client_that_stops_reading_costs_bounded_memory_and_does_not_slow_others(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    gateway, base = start_gateway(sse_send_buffer_bytes=65536)
+    assert gateway.process is not None
+    count, text = 8_000, "z" * 1000  # 8 MB of events while one client reads nothing
+    slow_client = http(base, receive_buffer=65536)
+    async with (
+        feed(slow_client, topics="todo_list", capacity="64") as slow,
+        feed(http(base), topics="todo_list") as fast,
+    ):
+        hello = (await slow.until("connected"))[-1].data
+        await fast.until("connected")
+        before = _rss_kib(gateway.process.pid)
+        fast_ids: list[int] = []
+        reading = asyncio.create_task(_read_ids(fast, 10**9, fast_ids))
+        sequences: list[int] = []
+        for start in range(0, count, 2000):
+            chunk = [todo("a", n, text) for n in range(start + 1, start + 2001)]
+            sequences += await publish(nc, nats_settings, chunk)
+        while not fast_ids or fast_ids[-1] < sequences[-1]:
+            await asyncio.wait({reading}, timeout=0.05)
+            if reading.done():
+                reading.result()
+        reading.cancel()
+        assert fast_ids == sequences  # the other client got everything meanwhile
+        grown = _rss_kib(gateway.process.pid) - before
+        info = await nc.jetstream().consumer_info(nats_settings.stream, hello["consumer"])
+        assert info.num_pending > count - 500  # the slow client's backlog waits in the stream
+        print(f"gateway RSS grew by {grown} KiB")
+        assert grown < 5_000, f"the gateway grew by {grown} KiB for a stalled client"
+        slow_ids: list[int] = []
+        await _read_ids(slow, sequences[-1], slow_ids)  # reading again: `block` loses nothing
+        assert slow_ids == sequences
+
+
+async def test_stale_future_and_malformed_last_event_ids_each_get_a_snapshot_then_live_events(
+    nats_settings: NatsSettings,
+    service_env: dict[str, str],
+    tmp_path: Path,
+    start_gateway: Start,
+    http: Http,
+) -> None:
+    nc = await bus.connect(nats_settings, name="tests")
+    try:
+        # first_seq 100: so that a small position is older than the stream's first
+        config = dataclasses.replace(bus.stream_config(nats_settings), first_seq=100)
+        await nc.jetstream().add_stream(config)
+        projector = Service("projector", service_env, tmp_path).start()
+        try:
+            _, base = start_gateway()
+            first = await publish(nc, nats_settings, [todo("a", n) for n in (1, 2, 3)])
+            assert first[0] == 100
+            todos = ["t1", "t2", "t3"]
+            for position in ("5", "999999", "not-a-number"):
+                headers = {"Last-Event-ID": position}
+                async with feed(http(base), headers, topics="todo_list:a") as reader:
+                    seen = await reader.until("snapshot")
+                    state = seen[-1].data["todo_list:a"]
+                    assert [item["todo_id"] for item in state["items"]] == todos
+                    assert seen[-1].id is not None and seen[-1].id >= first[-1]
+                    live = await publish(nc, nats_settings, [todo("a", len(todos) + 1)])
+                    todos.append(f"t{len(todos) + 1}")
+                    first += live
+                    assert (await reader.events(1))[0].id == live[0]
+        finally:
+            projector.stop()
+    finally:
+        await nc.drain()
