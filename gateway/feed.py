@@ -184,16 +184,14 @@ class ClientFeed:
     def topped_up(self) -> bool:
         return self._credit > 0
 
-    async def wait(self, timeout: float | None) -> None:
-        """Until a delivery, the end of a pull request, a wake-up or `timeout`."""
-        if self.buffer or self.expired or self._wake.is_set():
-            self._wake.clear()
-            return
-        try:
-            async with asyncio.timeout(timeout):
+    async def wait(self, timeout: float) -> None:
+        """Until a delivery, the end of a pull request, a wake-up or `timeout` seconds."""
+        if not (self.buffer or self.expired or self._wake.is_set()) and timeout > 0:
+            timer = asyncio.get_running_loop().call_later(timeout, self._wake.set)
+            try:
                 await self._wake.wait()
-        except TimeoutError:
-            pass
+            finally:
+                timer.cancel()
         self._wake.clear()
 
     def take(self, limit: int) -> list[Msg]:

@@ -9,6 +9,7 @@ aggregate (debounce, drop-oldest) or dropped with a `lag` notice (the dropping p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ class _Head(msgspec.Struct):
 
 
 _heads = msgspec.json.Decoder(_Head)
+INF = float("inf")
 
 
 @dataclass
@@ -70,7 +72,9 @@ class _Writer:
     def one(self, item: Item) -> bytes:
         if self.datastar:
             return datastar.render(item.seq, envelope.decode(item.data))
-        return frame(item.data, event=item.event_type, id=item.seq)
+        if b"\n" in item.data or b"\r" in item.data:
+            return frame(item.data, event=item.event_type, id=item.seq)
+        return b"event: %b\nid: %d\ndata: %b\n\n" % (item.event_type.encode(), item.seq, item.data)
 
     def group(self, items: list[Item]) -> bytes:
         if not self.batched or self.datastar:
@@ -123,6 +127,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     writer, pipeline = _Writer(ctl), _Pipeline(ctl)
     if ctl.policy is Policy.UNBOUNDED:
         feed.cap = settings.sse_unbounded_cap
+    acks = _Acks(feed, ctl.capacity, loop)
     try:
         yield retry(settings.sse_retry_ms) + hello
         last_write = loop.time()
@@ -131,8 +136,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 yield unbounded_notice(settings.sse_unbounded_cap, feed.overflowed)
                 return
             await feed.ask(ctl.capacity, keepalive)
-            wake_at = min(last_write + keepalive, pipeline.deadline() or float("inf"))
+            wake_at = min(last_write + keepalive, pipeline.deadline() or INF, acks.deadline())
             await feed.wait(max(0.0, wake_at - loop.time()))
+            await acks.flush_if_due()
             feed.expired = False
             msgs = feed.take(ctl.capacity)
             now = loop.time()
@@ -157,8 +163,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 started = time.perf_counter()
                 yield b"".join(chunks)
                 metrics.emit_seconds.observe(time.perf_counter() - started)
-                if groups and skip is None:
-                    await feed.ack(groups[-1][-1].ack)  # every byte above went to the socket
+                if groups and skip is None:  # every byte above went to the socket
+                    await acks.written(groups[-1][-1].ack, sum(map(len, groups)))
                 last_write = loop.time()
             elif now >= last_write + keepalive:
                 yield comment("keep-alive")
@@ -166,12 +172,46 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         rest = pipeline.flush()
         if rest:
             yield b"".join(writer.group(g) for g in rest)
-            await feed.ack(rest[-1][-1].ack)
+            await acks.written(rest[-1][-1].ack, ctl.capacity)
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     finally:
+        if acks.subject:  # those bytes were written: a returning client continues after them
+            with contextlib.suppress(Exception):
+                await acks.flush()
         feed.close()
         feed.inbox.release(session.client_id)
+
+
+class _Acks:
+    """AckAll, sent lazily: once half the capacity is unacknowledged, or `EVERY` seconds
+    after the first unacknowledged write. Saves an ack message per write under load; a
+    gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
+    see up to that much again."""
+
+    EVERY = 0.05
+
+    def __init__(self, feed: ClientFeed, capacity: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
+        self.subject, self.count, self.since = "", 0, 0.0
+
+    async def written(self, subject: str, count: int) -> None:
+        if not self.subject:
+            self.since = self.loop.time()
+        self.subject, self.count = subject, self.count + count
+        if self.count >= self.threshold:
+            await self.flush()
+
+    def deadline(self) -> float:
+        return self.since + self.EVERY if self.subject else INF
+
+    async def flush_if_due(self) -> None:
+        if self.subject and self.loop.time() >= self.since + self.EVERY:
+            await self.flush()
+
+    async def flush(self) -> None:
+        subject, self.subject, self.count = self.subject, "", 0
+        await self.feed.ack(subject)
 
 
 async def _drain(session: Session, skip: Skip, last: Msg) -> None:

@@ -1,14 +1,223 @@
-"""`ironstar bench sse` (not yet written: see its issue)."""
+"""`ironstar bench sse`: fan-out to many SSE clients, per-client consumers beside a broadcast.
+
+Starts its own nats-server (fsync always), appends events straight into the stream at a
+steady rate (no writer, no projector), and reads them through N real SSE connections,
+each with its own filter `todo_list:g<i % groups>` (so every event reaches N / groups
+clients). Each scenario runs against a fresh server process: the gateway (a durable
+consumer per client) and the ceiling, the seed's in-process broadcast
+(`ironstar/benchmarks/sse_baseline.py`), with the same HTTP stack and the same clients.
+Figures: deliveries/s, append→receive latency p50/p99 (one clock: the bench process),
+server RSS per idle connected client, and the others' p99 with one client that never reads.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
+
+from common import bus, envelope
+from common.envelope import Envelope, Metadata, uuid7
+from common.settings import NatsSettings
+from ironstar.natsserver import NatsServer, free_port
+
+_ID = re.compile(rb"^id: (\d+)$", re.M)
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    """Register this benchmark's options."""
+    parser.add_argument("--clients", default="100,1000", help="client counts, comma separated")
+    parser.add_argument("--rate", type=int, default=10_000, help="target deliveries/s")
+    parser.add_argument("--groups", type=int, default=10, help="distinct filters")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of appends")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the broadcast")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class _Client:
+    """A raw HTTP/1.0 SSE reader recording (sequence, arrival) of every message."""
+
+    def __init__(self, port: int, path: str, record: list[tuple[int, float]] | None) -> None:
+        self.port, self.path, self.record = port, path, record
+        self.task: asyncio.Task[None] | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self, receive_buffer: int = 0) -> None:
+        sock = socket.socket()
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        reader, self.writer = await asyncio.open_connection(sock=sock)
+        self.writer.write(f"GET {self.path} HTTP/1.0\r\nHost: bench\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"feed refused: {head[:200]!r}")
+        await reader.read(1)  # the first message (retry / connected) arrived
+        if self.record is not None:
+            self.task = asyncio.create_task(self._read(reader, self.record))
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader, record: list[tuple[int, float]]) -> None:
+        rest = b""
+        while data := await reader.read(262144):
+            now = time.perf_counter()
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            record.extend((int(m), now) for m in _ID.findall(data, 0, cut))
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _start_server(
+    kind: str, nats: NatsSettings, port: int, workdir: Path
+) -> subprocess.Popen[bytes]:
+    ready = workdir / f"{kind}-{port}.ready"
+    log = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
+    if kind == "gateway":
+        cmd = [sys.executable, "-m", "ironstar", "gateway", "--ready-file", str(ready)]
+    else:
+        cmd = [sys.executable, "-m", "ironstar.benchmarks.sse_baseline", nats.url, nats.prefix,
+               str(port), str(ready)]  # fmt: skip
+    env = {**os.environ, "IRONSTAR_NATS_URL": nats.url, "IRONSTAR_NATS_PREFIX": nats.prefix,
+           "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
+           "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000"}  # fmt: skip
+    process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{kind} did not start; see {workdir}")
+        time.sleep(0.02)
+    return process
+
+
+async def _append(
+    nc: Any, nats: NatsSettings, groups: int, rate: float, duration: float
+) -> dict[int, float]:
+    js = nc.jetstream(publish_async_max_pending=100_000)
+    bodies = [
+        envelope.encode(
+            Envelope(event_id=uuid7(), aggregate_type="todo_list", aggregate_id=f"g{g}",
+                     version=1, event_type="todo_added", schema=2,
+                     occurred_at="2026-01-01T00:00:00Z", payload={"todo_id": "t", "text": "x" * 64},
+                     metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()))
+        )
+        for g in range(groups)
+    ]  # fmt: skip
+    subjects = [f"{nats.prefix}.events.todo_list.g{g}" for g in range(groups)]
+    pending: list[tuple[Any, float]] = []
+    start, n = time.perf_counter(), 0
+    while (elapsed := time.perf_counter() - start) < duration:
+        for _ in range(int(elapsed * rate) - n):
+            pending.append(
+                (
+                    await js.publish_async(subjects[n % groups], bodies[n % groups]),
+                    time.perf_counter(),
+                )
+            )
+            n += 1
+        await asyncio.sleep(0.005)
+    return {(await future).seq: sent for future, sent in pending}
+
+
+async def _scenario(
+    kind: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
+    clients: int, slow: bool,
+) -> dict[str, float]:  # fmt: skip
+    port = free_port()
+    process = _start_server(kind, nats, port, workdir)
+    record: list[tuple[int, float]] = []
+    opened: list[_Client] = []
+    try:
+        before = _rss_kib(process.pid)
+        gate = asyncio.Semaphore(32)
+
+        async def connect(i: int) -> None:
+            path = f"/api/events?topics=todo_list:g{i % args.groups}&client_id=b{i}"
+            client = _Client(port, path, record)
+            async with gate:
+                await client.open()
+            opened.append(client)
+
+        await asyncio.gather(*(connect(i) for i in range(clients)))
+        idle = _rss_kib(process.pid)
+        if slow:  # one more client, reading nothing, on every group's events
+            stalled = _Client(port, "/api/events?topics=todo_list&client_id=slow", None)
+            await stalled.open(receive_buffer=4096)
+            opened.append(stalled)
+        rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
+        sent = await _append(nc, nats, args.groups, rate, args.duration)
+        expected = len(sent) * clients // args.groups
+        deadline = time.perf_counter() + 5
+        while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the clients only append to a list: poll it
+        latencies = sorted(t - sent[s] for s, t in record if s in sent)
+        q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+        return {
+            "deliveries_per_s": len(latencies) / args.duration,
+            "delivered_fraction": len(latencies) / max(expected, 1),
+            "p50_ms": q[49] * 1000,
+            "p99_ms": q[98] * 1000,
+            "rss_kib_per_idle_client": (idle - before) / clients,
+        }
+    finally:
+        for client in opened:
+            client.close()
+        process.terminate()
+        process.wait(15)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    return {"status": "not implemented yet"}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ironstar-bench-sse-") as tmp:
+        workdir = Path(tmp)
+        server = NatsServer(workdir / "nats", free_port()).start(log=workdir / "nats.log")
+        try:
+            nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE")
+            nc = await bus.connect(nats, name="bench-sse")
+            await bus.ensure_stream(nc, nats)
+            counts = [int(c) for c in args.clients.split(",")]
+            for clients in counts:
+                kinds = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
+                for kind in kinds:
+                    result = await _scenario(kind, nats, nc, workdir, args, clients, slow=False)
+                    figures.update({f"{kind}_{clients}_{k}": v for k, v in result.items()})
+            top = max(counts)
+            slowed = await _scenario("gateway", nats, nc, workdir, args, top, slow=True)
+            figures.update({f"gateway_{top}_with_slow_{k}": v for k, v in slowed.items()})
+            figures[f"gateway_{top}_p99_change_with_slow_client"] = (
+                slowed["p99_ms"] / max(figures[f"gateway_{top}_p99_ms"], 1e-9) - 1
+            )
+            if not args.no_baseline:
+                for clients in counts:
+                    figures[f"gateway_vs_baseline_throughput_{clients}"] = figures[
+                        f"gateway_{clients}_deliveries_per_s"
+                    ] / max(figures[f"baseline_{clients}_deliveries_per_s"], 1e-9)
+            await nc.drain()
+        finally:
+            server.stop()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return figures
