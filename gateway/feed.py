@@ -99,6 +99,7 @@ class ClientFeed:
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
         self._refill: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     async def open(self, start: int | None) -> None:
         """Deliver from `start` (a new position), or continue where the consumer stopped.
@@ -185,13 +186,22 @@ class ClientFeed:
         return self._credit > 0
 
     async def wait(self, timeout: float) -> None:
-        """Until a delivery, the end of a pull request, a wake-up or `timeout` seconds."""
+        """Until a delivery, the end of a pull request, a wake-up or `timeout` seconds.
+
+        One timer per feed, moved only when the wake-up must come sooner: a timer that
+        fires late for a deadline that moved on is a spurious wake-up, and cheaper than a
+        new timer per delivery.
+        """
         if not (self.buffer or self.expired or self._wake.is_set()) and timeout > 0:
-            timer = asyncio.get_running_loop().call_later(timeout, self._wake.set)
-            try:
-                await self._wake.wait()
-            finally:
-                timer.cancel()
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            when = now + timeout
+            timer = self._timer
+            if timer is None or timer.cancelled() or not now < timer.when() <= when:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(when, self._wake.set)
+            await self._wake.wait()
         self._wake.clear()
 
     def take(self, limit: int) -> list[Msg]:
@@ -204,6 +214,8 @@ class ClientFeed:
 
     def close(self) -> None:
         self.cap = None
+        if self._timer is not None:
+            self._timer.cancel()
         if self._refill is not None:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)

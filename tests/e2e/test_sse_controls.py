@@ -175,3 +175,18 @@ async def test_unbounded_policy_closes_with_a_notice_past_its_safety_cap(
         assert [m.event for m in seen[:-1]] == ["todo_added"] * (len(seen) - 1)
         with pytest.raises(StopAsyncIteration):
             await reader.next()  # the gateway ended the stream
+
+
+async def test_an_idle_feed_gets_keep_alive_comments_and_a_retry_hint(
+    nc: Client, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_keepalive_s=0.2, sse_retry_ms=1500)
+    seen = b""
+    async with http(base).stream("GET", "/api/events") as reply:
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        assert reply.headers["cache-control"] == "no-cache"
+        async for chunk in reply.aiter_bytes():
+            seen += chunk
+            if seen.count(b": keep-alive\n\n") >= 2:
+                break
+    assert seen.startswith(b"retry: 1500\n\n")
