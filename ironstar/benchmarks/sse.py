@@ -49,6 +49,12 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class _Client:
     """A raw HTTP/1.0 SSE reader recording (sequence, arrival) of every message."""
 
@@ -167,11 +173,13 @@ async def _scenario(
             await stalled.open(receive_buffer=4096)
             opened.append(stalled)
         rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
+        cpu = _cpu_s(process.pid)
         sent = await _append(nc, nats, args.groups, rate, args.duration)
         expected = len(sent) * clients // args.groups
         deadline = time.perf_counter() + 5
         while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the clients only append to a list: poll it
+        cpu = _cpu_s(process.pid) - cpu
         latencies = sorted(t - sent[s] for s, t in record if s in sent)
         q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
         return {
@@ -180,6 +188,7 @@ async def _scenario(
             "p50_ms": q[49] * 1000,
             "p99_ms": q[98] * 1000,
             "rss_kib_per_idle_client": (idle - before) / clients,
+            "server_cpu_us_per_delivery": cpu / max(len(record), 1) * 1e6,
         }
     finally:
         for client in opened:
