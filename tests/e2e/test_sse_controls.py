@@ -190,3 +190,21 @@ async def test_an_idle_feed_gets_keep_alive_comments_and_a_retry_hint(
             if seen.count(b": keep-alive\n\n") >= 2:
                 break
     assert seen.startswith(b"retry: 1500\n\n")
+
+
+async def test_datastar_format_is_chosen_by_parameter_or_header(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    client = http(base)
+    async with (
+        feed(client, topics="todo_list", format="datastar") as by_parameter,
+        feed(client, {"Datastar-Request": "true"}, topics="todo_list", client_id="d") as by_header,
+    ):
+        await by_parameter.until("connected")
+        await by_header.until("connected")
+        (sequence,) = await publish(nc, nats_settings, [todo("a", 1)])
+        for reader in (by_parameter, by_header):
+            message = await reader.next()
+            assert message.event == "datastar-patch-elements"
+            assert message.id == sequence and "todo_added" in message.data

@@ -71,7 +71,10 @@ class Reader:
     async def next(self, timeout: float = 10.0) -> Message:
         async with asyncio.timeout(timeout):
             sse: ServerSentEvent = await self._iter.__anext__()
-        data = json.loads(sse.data) if sse.data else None
+        try:
+            data = json.loads(sse.data) if sse.data else None
+        except ValueError:  # e.g. a Datastar message: kept as text
+            data = sse.data
         return Message(sse.event, int(sse.id) if sse.id else None, data)
 
     async def until(self, event: str, timeout: float = 10.0) -> list[Message]:
