@@ -23,7 +23,7 @@ from gateway import controls, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
 from gateway.policy import Policy
-from gateway.stream import Session, events
+from gateway.stream import Session, stream
 from gateway.wire import frame
 
 
@@ -119,7 +119,7 @@ class EventsController(Controller):
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
         session = Session(feed, ctl, settings, state.closing, client)
         return Stream(
-            events(session, frame(json.dumps(hello), event="connected") + head),
+            stream(session, frame(json.dumps(hello), event="connected") + head),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

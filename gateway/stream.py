@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -44,6 +45,21 @@ class Session:
     settings: GatewaySettings
     closing: asyncio.Event
     client_id: str
+    released: bool = False
+
+    def release(self) -> None:
+        """Give back the feed and the connection slot, once."""
+        if not self.released:
+            self.released = True
+            self.feed.close()
+            self.feed.inbox.release(self.client_id)
+
+
+def stream(session: Session, hello: bytes) -> AsyncIterator[bytes]:
+    """The response body; a body never started (the client left at once) still releases."""
+    body = events(session, hello)
+    weakref.finalize(body, session.release)
+    return body
 
 
 def _position(msg: Msg) -> tuple[int, int]:
@@ -179,17 +195,16 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         if acks.subject:  # those bytes were written: a returning client continues after them
             with contextlib.suppress(Exception):
                 await acks.flush()
-        feed.close()
-        feed.inbox.release(session.client_id)
+        session.release()
 
 
 class _Acks:
     """AckAll, sent lazily: once half the capacity is unacknowledged, or `EVERY` seconds
-    after the first unacknowledged write. Saves an ack message per write under load; a
-    gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
-    see up to that much again."""
+    after the first unacknowledged write. Saves an ack message per write (and the server's
+    work on it) under load; a gateway that dies meanwhile only makes a returning client
+    without `Last-Event-ID` see up to that much again."""
 
-    EVERY = 0.05
+    EVERY = 1.0
 
     def __init__(self, feed: ClientFeed, capacity: int, loop: asyncio.AbstractEventLoop) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
