@@ -1,0 +1,70 @@
+"""Parsing a feed's controls: defaults, caps, and 422s that name the parameter."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import Invalid
+from common.settings import GatewaySettings
+from gateway import controls
+from gateway.policy import Policy, Skip, overflowing
+from gateway.window import Item
+
+SETTINGS = GatewaySettings(sse_capacity=256, sse_max_capacity=1000, sse_max_window_ms=5000)
+
+
+def _parse(**query: object) -> controls.Controls:
+    values: dict[str, object] = dict.fromkeys(
+        ("policy", "capacity", "debounce_ms", "batch_ms", "format")
+    )
+    values.update(query)
+    return controls.parse(SETTINGS, datastar_request=False, **values)  # type: ignore[arg-type]
+
+
+def test_absent_controls_take_the_server_defaults() -> None:
+    ctl = _parse()
+    assert (ctl.policy, ctl.capacity, ctl.debounce_s, ctl.batch_s, ctl.format) == (
+        Policy.BLOCK, 256, None, None, "json",
+    )  # fmt: skip
+
+
+def test_on_means_the_default_window_and_numbers_are_capped() -> None:
+    ctl = _parse(debounce_ms="on", batch_ms="999999", capacity=50_000)
+    assert ctl.debounce_s == 0.3 and ctl.batch_s == 5.0 and ctl.capacity == 1000
+    assert _parse(debounce_ms="off", batch_ms="0").debounce_s is None
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"policy": "drop-all"}, "policy"),
+        ({"debounce_ms": "1.5"}, "debounce_ms"),
+        ({"batch_ms": "-1"}, "batch_ms"),
+        ({"format": "xml"}, "format"),
+    ],
+)
+def test_an_unknown_value_is_invalid_naming_its_parameter(
+    query: dict[str, str], field: str
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        _parse(**query)
+    assert caught.value.detail["field"] == field
+
+
+def test_a_datastar_request_header_picks_the_datastar_format() -> None:
+    assert controls.parse_format(None, datastar_request=True) == "datastar"
+    assert controls.parse_format("json", datastar_request=True) == "json"
+
+
+def test_only_the_dropping_policies_skip_a_backlog_over_capacity() -> None:
+    assert overflowing(Policy.DROP_OLDEST, 257, 256) and overflowing(Policy.DROP_NEWEST, 300, 256)
+    assert not overflowing(Policy.DROP_NEWEST, 256, 256)
+    assert not overflowing(Policy.BLOCK, 10**6, 256)
+    assert not overflowing(Policy.UNBOUNDED, 10**6, 256)
+
+
+def test_a_drop_newest_notice_carries_the_last_skipped_sequence_as_its_id() -> None:
+    skip = Skip(Policy.DROP_NEWEST)
+    skip.take([Item(seq, "k", "set", b"{}") for seq in range(5, 9)])
+    assert skip.dropped() == 4 and skip.kept() == []
+    assert skip.notice().startswith(b"event: lag\nid: 8\ndata: ")
