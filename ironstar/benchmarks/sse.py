@@ -107,7 +107,8 @@ def _start_server(
                str(port), str(ready)]  # fmt: skip
     env = {**os.environ, "IRONSTAR_NATS_URL": nats.url, "IRONSTAR_NATS_PREFIX": nats.prefix,
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
-           "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000"}  # fmt: skip
+           "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
+           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5"}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + 30
@@ -152,6 +153,7 @@ async def _scenario(
     clients: int, slow: bool,
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
+    tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
     process = _start_server(kind, nats, port, workdir)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
@@ -160,7 +162,7 @@ async def _scenario(
         gate = asyncio.Semaphore(32)
 
         async def connect(i: int) -> None:
-            path = f"/api/events?topics=todo_list:g{i % args.groups}&client_id=b{i}"
+            path = f"/api/events?topics=todo_list:g{i % args.groups}&client_id={tag}{i}"
             client = _Client(port, path, record)
             async with gate:
                 await client.open()
@@ -169,7 +171,7 @@ async def _scenario(
         await asyncio.gather(*(connect(i) for i in range(clients)))
         idle = _rss_kib(process.pid)
         if slow:  # one more client, reading nothing, on every group's events
-            stalled = _Client(port, "/api/events?topics=todo_list&client_id=slow", None)
+            stalled = _Client(port, f"/api/events?topics=todo_list&client_id={tag}slow", None)
             await stalled.open(receive_buffer=4096)
             opened.append(stalled)
         rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
