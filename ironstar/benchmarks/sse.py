@@ -150,7 +150,7 @@ async def _append(
 
 async def _scenario(
     kind: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
-    clients: int, slow: bool,
+    clients: int, slow: bool, nats_pid: int,
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
@@ -175,13 +175,14 @@ async def _scenario(
             await stalled.open(receive_buffer=4096)
             opened.append(stalled)
         rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
-        cpu = _cpu_s(process.pid)
+        cpu, nats_cpu, own_cpu = _cpu_s(process.pid), _cpu_s(nats_pid), time.process_time()
         sent = await _append(nc, nats, args.groups, rate, args.duration)
         expected = len(sent) * clients // args.groups
         deadline = time.perf_counter() + 5
         while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the clients only append to a list: poll it
-        cpu = _cpu_s(process.pid) - cpu
+        cpu, nats_cpu = _cpu_s(process.pid) - cpu, _cpu_s(nats_pid) - nats_cpu
+        own_cpu = time.process_time() - own_cpu
         latencies = sorted(t - sent[s] for s, t in record if s in sent)
         q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
         return {
@@ -191,6 +192,8 @@ async def _scenario(
             "p99_ms": q[98] * 1000,
             "rss_kib_per_idle_client": (idle - before) / clients,
             "server_cpu_us_per_delivery": cpu / max(len(record), 1) * 1e6,
+            "nats_cpu_us_per_delivery": nats_cpu / max(len(record), 1) * 1e6,
+            "bench_cpu_us_per_delivery": own_cpu / max(len(record), 1) * 1e6,
         }
     finally:
         for client in opened:
@@ -210,14 +213,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE")
             nc = await bus.connect(nats, name="bench-sse")
             await bus.ensure_stream(nc, nats)
+            assert server.process is not None
+            pid = server.process.pid
             counts = [int(c) for c in args.clients.split(",")]
             for clients in counts:
                 kinds = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
                 for kind in kinds:
-                    result = await _scenario(kind, nats, nc, workdir, args, clients, slow=False)
+                    result = await _scenario(kind, nats, nc, workdir, args, clients, False, pid)
                     figures.update({f"{kind}_{clients}_{k}": v for k, v in result.items()})
             top = max(counts)
-            slowed = await _scenario("gateway", nats, nc, workdir, args, top, slow=True)
+            slowed = await _scenario("gateway", nats, nc, workdir, args, top, True, pid)
             figures.update({f"gateway_{top}_with_slow_{k}": v for k, v in slowed.items()})
             figures[f"gateway_{top}_p99_change_with_slow_client"] = (
                 slowed["p99_ms"] / max(figures[f"gateway_{top}_p99_ms"], 1e-9) - 1
