@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from common.domain import Aggregate, aggregate
 from common.envelope import Envelope, Metadata, utc_now, uuid7
-from common.errors import Conflict, StaleVersion
+from common.errors import Conflict, RuleViolation, StaleVersion
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
 
@@ -30,7 +30,14 @@ REMEMBERED_COMMANDS = 256  # per aggregate; older repeats are still caught by th
 
 
 class WrongExpectedSequence(Exception):
-    """The aggregate's subject moved on since we read it (or the append was a duplicate)."""
+    """The aggregate's subject moved on since we read it (or the append was a duplicate).
+
+    `duplicate_of` is the stored sequence when the stream recognised the message id.
+    """
+
+    def __init__(self, reason: str, duplicate_of: int | None = None) -> None:
+        super().__init__(reason)
+        self.duplicate_of = duplicate_of
 
 
 class EventStore(Protocol):
@@ -110,28 +117,27 @@ class CommandHandler:
     async def _decide_and_append(
         self, kind: Aggregate, key: tuple[str, str], command: Any, request: CommandRequest
     ) -> CommandResult:
+        loaded, fresh = self._entry(kind, key), False
+        if loaded.sequence == 0:  # not cached: read it rather than guess it is new
+            await self._catch_up(kind, key, loaded)
+            fresh = True
         for attempt in range(self.max_retries + 1):
-            loaded = await self._load(kind, key)
-            done = loaded.commands.get(request.command_id)
-            if done is not None:
-                return CommandResult(
-                    sequence=done.sequence, version=done.version, events=done.events, duplicate=True
-                )
-            if request.expected_sequence not in (None, loaded.sequence):
-                raise StaleVersion(
-                    f"If-Match {request.expected_sequence} is stale: the aggregate is at "
-                    f"sequence {loaded.sequence}; read it again and resend",
-                    sequence=loaded.sequence,
-                )
-            events = kind.decide(loaded.state, command)
-            if not events:
-                return CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
-            envelopes = self._envelopes(kind, key, loaded.version, events, request)
+            decision = await self._decide(kind, key, loaded, command, request, fresh)
+            if isinstance(decision, CommandResult):
+                return decision
+            envelopes = self._envelopes(kind, key, loaded.version, decision, request)
             msg_ids = [f"{request.command_id}:{i}" for i in range(len(envelopes))]
             try:
                 last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
-            except WrongExpectedSequence:
+            except WrongExpectedSequence as exc:
                 self.on_conflict()
+                await self._catch_up(kind, key, loaded)
+                fresh = True
+                if exc.duplicate_of is not None and request.command_id not in loaded.commands:
+                    # appended long ago: the stream still knows the id, we no longer its events
+                    return CommandResult(
+                        sequence=exc.duplicate_of, version=loaded.version, events=[], duplicate=True
+                    )
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
             first = last - len(envelopes) + 1
@@ -140,10 +146,50 @@ class CommandHandler:
         raise Conflict(
             f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "
             "resend the command",
-            sequence=self._cache[key].sequence if key in self._cache else 0,
+            sequence=loaded.sequence,
         )
 
-    async def _load(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
+    async def _decide(
+        self,
+        kind: Aggregate,
+        key: tuple[str, str],
+        loaded: Loaded,
+        command: Any,
+        request: CommandRequest,
+        fresh: bool,
+    ) -> CommandResult | list[Any]:
+        """Decide on the cached state; its events are checked by the append's expected
+        sequence, but a refusal or a no-op is only trusted on a state just read."""
+        while True:
+            try:
+                decision = self._decide_on(kind, loaded, command, request)
+                if fresh or isinstance(decision, list) or decision.duplicate:
+                    return decision
+            except (RuleViolation, StaleVersion):
+                if fresh:
+                    raise
+            await self._catch_up(kind, key, loaded)
+            fresh = True
+
+    @staticmethod
+    def _decide_on(
+        kind: Aggregate, loaded: Loaded, command: Any, request: CommandRequest
+    ) -> CommandResult | list[Any]:
+        done = loaded.commands.get(request.command_id)
+        if done is not None:
+            return CommandResult(
+                sequence=done.sequence, version=done.version, events=done.events, duplicate=True
+            )
+        if request.expected_sequence not in (None, loaded.sequence):
+            raise StaleVersion(
+                f"If-Match {request.expected_sequence} is stale: the aggregate is at "
+                f"sequence {loaded.sequence}; read it again and resend",
+                sequence=loaded.sequence,
+            )
+        events = kind.decide(loaded.state, command)
+        return events or CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
+
+    def _entry(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
         loaded = self._cache.get(key)
         if loaded is None:
             loaded = Loaded(state=kind.initial)
@@ -151,8 +197,10 @@ class CommandHandler:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
-        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
         return loaded
+
+    async def _catch_up(self, kind: Aggregate, key: tuple[str, str], loaded: Loaded) -> None:
+        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
 
     @staticmethod
     def _envelopes(
