@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from common.errors import ErrorReply, IronstarError, Unavailable, from_reply
 from common.settings import NatsSettings
@@ -98,7 +98,7 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
         return
     try:
         await js.update_stream(config)
-    except BadRequestError as exc:
+    except APIError as exc:  # e.g. 10052: storage type or replicas of a R1 stream
         raise Unavailable(
             f"stream {settings.stream} exists with settings that cannot change to the "
             f"configured ones ({exc.description}); align IRONSTAR_NATS_* or migrate the stream"

@@ -5,8 +5,8 @@
 - A single event is one publish carrying `Nats-Msg-Id` and
   `Nats-Expected-Last-Subject-Sequence`. Several events are one atomic batch (ADR-50):
   all are stored or none, and the first carries the expected sequence.
-- Every publish has a deadline (`publish_async` futures under `wait_for`, batch commits as
-  requests with a timeout). A publish whose ack is lost is retried with the same message
+- Every publish that expects an ack is a request with a deadline (the request timeout).
+  A publish whose ack is lost is retried with the same message
   ids; whatever the server answers then (a duplicate ack on a replicated stream, or 10071
   because our own write moved the subject on one server) makes the handler catch up and
   find its command already applied.
@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,7 +23,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import APIError, NoStreamResponseError
 
 from common import envelope as codec
 from common.envelope import Envelope
@@ -51,7 +49,6 @@ class JetStreamEventStore:
         on_retry: Callable[[], None] = lambda: None,
     ) -> None:
         self.nc = nc
-        self.js = nc.jetstream()
         self.on_retry = on_retry
         self.stream = stream
         self.subjects = subjects
@@ -105,7 +102,7 @@ class JetStreamEventStore:
                 else:
                     ack = await self._publish_batch(subject, bodies, msg_ids, expected)
                 break
-            except (NatsTimeout, TimeoutError, NoRespondersError, NoStreamResponseError):
+            except (NatsTimeout, NoRespondersError):
                 # Same message ids again: the stream stores the events at most once.
                 log.warning("append_ack_lost", subject=subject, attempt=attempt)
                 self.on_retry()
@@ -128,12 +125,10 @@ class JetStreamEventStore:
         self, subject: str, body: bytes, msg_id: str, expected: int
     ) -> dict[str, Any]:
         headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(expected)}
-        future = await self.js.publish_async(subject, body, headers=headers)
-        try:
-            ack = await asyncio.wait_for(future, self.timeout)
-        except APIError as exc:
-            return {"error": {"err_code": exc.err_code, "description": exc.description}}
-        return {"seq": ack.seq, "duplicate": bool(ack.duplicate)}
+        # A request, not `js.publish_async`: nats-py 2.16 raises an error ack inside its
+        # reply callback, so that future would never resolve and only its deadline would fire.
+        reply = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
+        return _ack(reply)
 
     async def _publish_batch(
         self, subject: str, bodies: list[bytes], msg_ids: Sequence[str], expected: int
