@@ -1,10 +1,13 @@
-"""Command handling: load, decide, append, reply — with optimistic concurrency.
+"""Command handling: decide, append, reply — with optimistic concurrency.
 
 The writer keeps recently used aggregates in memory (state, version, last subject
 sequence, and the results of their recent command ids). A command is decided against that
-state and appended with the aggregate's last sequence as the expected one; if another
-writer got there first the append is refused, the aggregate catches up from the stream and
-the command is decided again, a bounded number of times.
+state without reading the stream, and appended with the cached last sequence as the
+expected one: the stream itself checks that the cache was current. If another writer got
+there first (or the aggregate was not cached and is not new) the append is refused, the
+aggregate catches up from the stream and the command is decided again, a bounded number of
+times. A refusal or a no-op is never checked by an append, so it is only answered on a
+state that was just caught up.
 
 Idempotency comes from the stream itself: every event carries its command id, so after
 catching up a repeated command finds its first result and appends nothing.
@@ -58,6 +61,7 @@ class Loaded:
     version: int = 0
     sequence: int = 0
     commands: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
+    read: bool = False  # caught up with the stream at least once
 
     def apply(self, kind: Aggregate, stored: list[tuple[int, Envelope]]) -> None:
         for sequence, envelope in stored:
@@ -117,10 +121,8 @@ class CommandHandler:
     async def _decide_and_append(
         self, kind: Aggregate, key: tuple[str, str], command: Any, request: CommandRequest
     ) -> CommandResult:
+        # Not cached: assume new (expected sequence 0); the append says if it is not.
         loaded, fresh = self._entry(kind, key), False
-        if loaded.sequence == 0:  # not cached: read it rather than guess it is new
-            await self._catch_up(kind, key, loaded)
-            fresh = True
         for attempt in range(self.max_retries + 1):
             decision = await self._decide(kind, key, loaded, command, request, fresh)
             if isinstance(decision, CommandResult):
@@ -130,7 +132,8 @@ class CommandHandler:
             try:
                 last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
             except WrongExpectedSequence as exc:
-                self.on_conflict()
+                if loaded.read:  # a cold cache entry missing history is no conflict
+                    self.on_conflict()
                 await self._catch_up(kind, key, loaded)
                 fresh = True
                 if exc.duplicate_of is not None and request.command_id not in loaded.commands:
@@ -201,6 +204,7 @@ class CommandHandler:
 
     async def _catch_up(self, kind: Aggregate, key: tuple[str, str], loaded: Loaded) -> None:
         loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
+        loaded.read = True
 
     @staticmethod
     def _envelopes(
