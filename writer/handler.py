@@ -63,9 +63,16 @@ class Loaded:
     commands: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
     read: bool = False  # caught up with the stream at least once
 
-    def apply(self, kind: Aggregate, stored: list[tuple[int, Envelope]]) -> None:
-        for sequence, envelope in stored:
-            event = kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
+    def apply(
+        self, kind: Aggregate, stored: list[tuple[int, Envelope]], events: list[Any] | None = None
+    ) -> None:
+        """Fold stored events in; `events` are their decoded forms when we decided them."""
+        for index, (sequence, envelope) in enumerate(stored):
+            event = (
+                events[index]
+                if events is not None
+                else kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
+            )
             self.state = kind.evolve(self.state, event)
             self.version, self.sequence = envelope.version, sequence
             self._remember(envelope.metadata.command_id, sequence, envelope)
@@ -144,7 +151,8 @@ class CommandHandler:
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
             first = last - len(envelopes) + 1
-            loaded.apply(kind, list(zip(range(first, last + 1), envelopes, strict=True)))
+            stored = list(zip(range(first, last + 1), envelopes, strict=True))
+            loaded.apply(kind, stored, decision)
             return CommandResult(sequence=last, version=loaded.version, events=envelopes)
         raise Conflict(
             f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "

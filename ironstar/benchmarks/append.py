@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -41,11 +42,12 @@ _json = msgspec.json.Encoder()
 
 
 def add(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--commands", type=int, default=4000, help="commands per phase")
+    parser.add_argument("--commands", type=int, default=6000, help="commands per phase")
     parser.add_argument("--concurrency", type=int, default=64, help="commands in flight")
     parser.add_argument("--aggregates", type=int, default=2000, help="todo lists written to")
     parser.add_argument("--rate", type=int, default=1000, help="open-loop HTTP commands/s")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the open loop")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the phases")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,32 +61,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             stack.start(say=False)
             assert stack.nats is not None
-            return await _measure(args, stack.nats.url, stack.http_port)
+            assert stack.nats.process is not None
+            pids = {name: process.pid for name, process in stack.processes.items()}
+            pids["nats-server"] = stack.nats.process.pid
+            return await _measure(args, stack.nats.url, stack.http_port, pids)
         finally:
             stack.stop()
 
 
-async def _measure(args: argparse.Namespace, url: str, http_port: int) -> dict[str, Any]:
+async def _measure(
+    args: argparse.Namespace, url: str, http_port: int, pids: dict[str, int]
+) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "fsync": "always",
         "aggregates": args.aggregates,
         "concurrency": args.concurrency,
         "commands_per_phase": args.commands,
+        "event_bytes": len(_envelope("ceiling-0", 1)),
     }
     nc = await nats.connect(url)
+    pool = await _Pool.open(http_port, args.concurrency)
     try:
-        body = _envelope("ceiling-0", 1)
-        figures["event_bytes"] = len(body)
-        figures.update(await _phase("ceiling", args, _publisher(nc)))
-        figures.update(await _phase("nats", args, _commander(nc)))
+        phases = {
+            "ceiling": _publisher(nc),
+            "nats": _commander(nc),
+            "http": _poster(pool, "closed"),
+        }
+        latencies: dict[str, list[float]] = {name: [] for name in phases}
+        elapsed = dict.fromkeys(phases, 0.0)
+        cpu = {name: dict.fromkeys([*pids, "client"], 0.0) for name in phases}
+        for round in range(args.rounds):  # interleaved, so a noisy disk or CPU hits all alike
+            for name, send in phases.items():
+                before = _cpu_seconds(pids)
+                elapsed[name] += await _closed_loop(args, send, round, latencies[name])
+                for process, used in _cpu_seconds(pids).items():
+                    cpu[name][process] += used - before[process]
+        for name in phases:
+            done = len(latencies[name])
+            figures[f"{name}_per_s"] = done / elapsed[name]
+            figures.update(_percentiles(name, latencies[name]))
+            figures[f"{name}_cpu_us_per_command"] = ", ".join(
+                f"{process} {used / done * 1e6:.0f}" for process, used in cpu[name].items() if used
+            )
         figures["ratio_nats_to_ceiling"] = figures["nats_per_s"] / figures["ceiling_per_s"]
-        pool = await _Pool.open(http_port, args.concurrency)
-        try:
-            figures.update(await _phase("http", args, _poster(pool, "closed")))
-            figures.update(await _open_loop(args, _poster(pool, "open")))
-        finally:
-            pool.close()
+        figures["ratio_http_to_ceiling"] = figures["http_per_s"] / figures["ceiling_per_s"]
+        figures.update(await _open_loop(args, _poster(pool, "open")))
     finally:
+        pool.close()
         await nc.drain()
     return figures
 
@@ -92,22 +115,22 @@ async def _measure(args: argparse.Namespace, url: str, http_port: int) -> dict[s
 Send = Callable[[int, int], Awaitable[None]]  # (aggregate number, command number)
 
 
-async def _phase(name: str, args: argparse.Namespace, send: Send) -> dict[str, Any]:
+async def _closed_loop(
+    args: argparse.Namespace, send: Send, round: int, latencies: list[float]
+) -> float:
     """`concurrency` workers, each sending to its own aggregates, one command at a time."""
-    latencies: list[float] = []
-    per_worker = args.commands // args.concurrency
+    per_worker = args.commands // args.rounds // args.concurrency
 
     async def worker(w: int) -> None:
         mine = range(w, args.aggregates, args.concurrency)
-        for n in range(per_worker):
+        for n in range(round * per_worker, (round + 1) * per_worker):
             started = time.perf_counter()
             await send(mine[n % len(mine)], n)
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(args.concurrency)))
-    elapsed = time.perf_counter() - started
-    return {f"{name}_per_s": len(latencies) / elapsed, **_percentiles(name, latencies)}
+    return time.perf_counter() - started
 
 
 async def _open_loop(args: argparse.Namespace, send: Send) -> dict[str, Any]:
@@ -126,6 +149,16 @@ async def _open_loop(args: argparse.Namespace, send: Send) -> dict[str, Any]:
     achieved = total / (time.perf_counter() - start)
     name = f"http_at_{args.rate}"
     return {f"{name}_achieved_per_s": achieved, **_percentiles(name, latencies)}
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each process and by this one."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"client": time.process_time()}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
 
 
 def _percentiles(name: str, latencies: list[float]) -> dict[str, float]:
@@ -209,19 +242,25 @@ class _Pool:
     async def post(self, path: str, body: bytes) -> int:
         reader, writer = await self.idle.get()
         try:
-            writer.write(
+            request = (
                 f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            status = int((await reader.readline()).split()[1])
+            writer.write(request)
+            status_line = await reader.readline()
+            if not status_line:  # the server closed an idle keep-alive connection: reopen
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                self.all.append(writer)
+                writer.write(request)
+                status_line = await reader.readline()
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
                 if name.lower() == b"content-length":
                     length = int(value)
             await reader.readexactly(length)
-            return status
+            return int(status_line.split()[1])
         finally:
             self.idle.put_nowait((reader, writer))
 

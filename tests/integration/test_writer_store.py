@@ -160,3 +160,15 @@ async def test_a_multi_event_batch_with_a_stale_expected_sequence_stores_nothing
     )  # the clear, and nothing of the stale batch
     read = await handler.store.read("todo_list", "l", after=0)
     assert [s for s, _ in read] == list(range(read[0][0], read[0][0] + before + 3))
+
+
+async def test_a_repeated_message_id_is_reported_as_a_duplicate_of_its_sequence(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    """What a replicated stream answers to a retried publish; the writer then catches up."""
+    handler = writer(nc, nats_settings)
+    added = await handler.handle("todo_list", command("l", "add_todo", "c1", todo_id="a", text="A"))
+    with pytest.raises(WrongExpectedSequence) as caught:
+        await handler.store.append(added.events, ["c1:0"], expected=added.sequence)
+    assert caught.value.duplicate_of == added.sequence
+    assert await stored(nc, nats_settings) == 1
