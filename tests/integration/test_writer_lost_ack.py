@@ -16,10 +16,10 @@ import pytest
 from nats.aio.client import Client
 
 from common import bus
-from common.messages import CommandRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from ironstar.natsserver import NatsServer, free_port
+from tests.support.commands import command
 from writer.handler import CommandHandler
 from writer.store import JetStreamEventStore
 
@@ -42,16 +42,6 @@ async def client(paused_server: NatsServer) -> AsyncIterator[tuple[Client, NatsS
     await nc.drain()
 
 
-def command(type: str, command_id: str, **payload: object) -> CommandRequest:
-    return CommandRequest(
-        aggregate_id="l",
-        type=type,
-        payload=dict(payload),
-        command_id=command_id,
-        correlation_id="c",
-    )
-
-
 @pytest.mark.parametrize("events", [1, 2])
 async def test_a_lost_ack_is_retried_with_the_same_message_ids_and_stores_once(
     paused_server: NatsServer, client: tuple[Client, NatsSettings], events: int
@@ -68,12 +58,14 @@ async def test_a_lost_ack_is_retried_with_the_same_message_ids_and_stores_once(
     store = JetStreamEventStore(nc, settings.stream, Subjects("lost"), 0.5, on_retry=resume)
     handler = CommandHandler(store, max_retries=3, cache_size=10)
     for n in range(events):
-        await handler.handle("todo_list", command("add_todo", f"a{n}", todo_id=f"t{n}", text="x"))
-        await handler.handle("todo_list", command("complete_todo", f"c{n}", todo_id=f"t{n}"))
+        await handler.handle(
+            "todo_list", command("l", "add_todo", f"a{n}", todo_id=f"t{n}", text="x")
+        )
+        await handler.handle("todo_list", command("l", "complete_todo", f"c{n}", todo_id=f"t{n}"))
     before = (await nc.jetstream().stream_info(settings.stream)).state.messages
 
     os.kill(pid, signal.SIGSTOP)
-    result = await handler.handle("todo_list", command("clear_completed", "clear"))
+    result = await handler.handle("todo_list", command("l", "clear_completed", "clear"))
 
     assert retries == [1]
     assert len(result.events) == events

@@ -16,6 +16,7 @@ from common.errors import Conflict, RuleViolation
 from common.messages import CommandRequest, CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
+from tests.support.commands import command
 from tests.support.processes import Service
 from writer.store import JetStreamEventStore
 
@@ -38,30 +39,25 @@ async def send(nc: Client, settings: NatsSettings, request: CommandRequest) -> C
     return _results.decode(body)
 
 
-def request(command_id: str, type: str, **payload: object) -> CommandRequest:
-    return CommandRequest(
-        aggregate_id="shared",
-        type=type,
-        payload=dict(payload),
-        command_id=command_id,
-        correlation_id=f"corr-{command_id}",
-    )
-
-
 async def test_two_writers_append_every_accepted_command_exactly_once_in_version_order(
     writers: list[Service], nc: Client, nats_settings: NatsSettings
 ) -> None:
     commands = [
-        request(f"add-{n}", "add_todo", todo_id=f"t{n}", text=f"todo {n}") for n in range(150)
+        command("shared", "add_todo", f"add-{n}", todo_id=f"t{n}", text=f"todo {n}")
+        for n in range(150)
     ]
-    commands += [request(f"done-{n}", "complete_todo", todo_id=f"t{n}") for n in range(50)]
+    commands += [
+        command("shared", "complete_todo", f"done-{n}", todo_id=f"t{n}") for n in range(50)
+    ]
     outcomes = await asyncio.gather(
         *(send(nc, nats_settings, c) for c in commands), return_exceptions=True
     )
     accepted = [o for o in outcomes if isinstance(o, CommandResult)]
     refused = [o for o in outcomes if not isinstance(o, CommandResult)]
     assert all(isinstance(o, RuleViolation | Conflict) for o in refused), refused[:3]
-    assert len(accepted) >= 150  # every add has no rule to break; only completes may race
+    # Completes may come before their add (409 rule); rarely a command loses every retry to
+    # the other writer (409 conflict). Neither may leave a trace in the stream.
+    assert sum(isinstance(o, Conflict) for o in refused) <= 10
 
     store = JetStreamEventStore(nc, nats_settings.stream, Subjects(nats_settings.prefix), 5.0)
     stream = await store.read("todo_list", "shared", after=0)
@@ -78,18 +74,22 @@ async def test_two_writers_append_every_accepted_command_exactly_once_in_version
     folded = todo_list.fold(
         todo_list.from_payload(e.event_type, e.schema, e.payload) for _, e in stream
     )
-    completed = {
-        e.payload["todo_id"] for r in accepted for e in r.events if e.event_type == "todo_completed"
-    }
-    assert set(folded.todos) == {f"t{n}" for n in range(150)}
+
+    def todo_ids(event_type: str) -> set[str]:
+        return {
+            e.payload["todo_id"] for r in accepted for e in r.events if e.event_type == event_type
+        }
+
+    completed = todo_ids("todo_completed")
+    assert set(folded.todos) == todo_ids("todo_added")
     assert {tid for tid, todo in folded.todos.items() if todo.completed} == completed
 
 
 async def test_the_same_command_id_sent_three_times_concurrently_appends_once(
     writers: list[Service], nc: Client, nats_settings: NatsSettings
 ) -> None:
-    await send(nc, nats_settings, request("warm", "add_todo", todo_id="w", text="warm"))
-    add = request("once", "add_todo", todo_id="milk", text="Buy milk")
+    await send(nc, nats_settings, command("shared", "add_todo", "warm", todo_id="w", text="warm"))
+    add = command("shared", "add_todo", "once", todo_id="milk", text="Buy milk")
     results = await asyncio.gather(*(send(nc, nats_settings, add) for _ in range(3)))
     results.append(await send(nc, nats_settings, add))
     answers = {msgspec.json.encode(msgspec.structs.replace(r, duplicate=False)) for r in results}

@@ -12,9 +12,10 @@ from nats.js.api import DiscardPolicy, StorageType
 
 from common import bus
 from common.errors import StaleVersion, Unavailable
-from common.messages import CommandRequest, CommandResult
+from common.messages import CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
+from tests.support.commands import command
 from writer.handler import CommandHandler, WrongExpectedSequence
 from writer.store import JetStreamEventStore
 
@@ -22,16 +23,6 @@ from writer.store import JetStreamEventStore
 def writer(nc: Client, settings: NatsSettings, timeout: float = 5.0) -> CommandHandler:
     store = JetStreamEventStore(nc, settings.stream, Subjects(settings.prefix), timeout)
     return CommandHandler(store, max_retries=8, cache_size=100)
-
-
-def command(list_id: str, type: str, command_id: str, **payload: object) -> CommandRequest:
-    return CommandRequest(
-        aggregate_id=list_id,
-        type=type,
-        payload=dict(payload),
-        command_id=command_id,
-        correlation_id=f"corr-{command_id}",
-    )
 
 
 async def stored(nc: Client, settings: NatsSettings) -> int:
