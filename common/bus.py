@@ -21,7 +21,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from common.errors import ErrorReply, IronstarError, Unavailable, from_reply
+from common.errors import ErrorReply, Invalid, IronstarError, Unavailable, from_reply
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import bind_correlation, correlation_id
@@ -30,6 +30,7 @@ log = structlog.get_logger()
 
 ERROR_HEADER = "Ironstar-Error"
 CORRELATION_HEADER = "Ironstar-Correlation-Id"
+MIN_DUPLICATE_WINDOW_S = 120.0
 
 _json = msgspec.json.Encoder()
 _error_decoder = msgspec.json.Decoder(ErrorReply)
@@ -71,6 +72,12 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
 
 def stream_config(settings: NatsSettings) -> StreamConfig:
     """The event store: file storage, no limits, refuse when full, never delete history."""
+    if settings.duplicate_window_s < MIN_DUPLICATE_WINDOW_S:
+        raise Invalid(
+            f"IRONSTAR_NATS_DUPLICATE_WINDOW_S is {settings.duplicate_window_s:g}; it must be at "
+            f"least {MIN_DUPLICATE_WINDOW_S:g} s so a client's retry is still recognised",
+            field="duplicate_window_s",
+        )
     return StreamConfig(
         name=settings.stream,
         subjects=[Subjects(settings.prefix).all_events],

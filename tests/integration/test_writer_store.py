@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StorageType
 
 from common import bus
-from common.errors import StaleVersion, Unavailable
+from common.errors import Invalid, StaleVersion, Unavailable
 from common.messages import CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -70,6 +70,15 @@ async def test_ensure_stream_refuses_a_stream_it_cannot_change_with_a_clear_reas
         await bus.ensure_stream(nc, other)
     assert other.stream in caught.value.message
     assert (await nc.jetstream().stream_info(other.stream)).config.storage == StorageType.MEMORY
+
+
+async def test_a_duplicate_window_under_two_minutes_is_refused_before_any_change(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    with pytest.raises(Invalid, match="at least 120"):
+        await bus.ensure_stream(nc, msgspec.structs.replace(nats_settings, duplicate_window_s=60))
+    config = (await nc.jetstream().stream_info(nats_settings.stream)).config
+    assert config.duplicate_window == nats_settings.duplicate_window_s
 
 
 async def test_the_same_command_id_three_times_appends_once_and_answers_the_same(
