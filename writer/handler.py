@@ -61,7 +61,7 @@ class Loaded:
     version: int = 0
     sequence: int = 0
     commands: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
-    read: bool = False  # caught up with the stream at least once
+    known: bool = False  # proven current once (caught up, or appended to), not just assumed new
 
     def apply(
         self, kind: Aggregate, stored: list[tuple[int, Envelope]], events: list[Any] | None = None
@@ -106,6 +106,7 @@ class CommandHandler:
     async def handle(self, aggregate_type: str, request: CommandRequest) -> CommandResult:
         kind = aggregate(aggregate_type)
         key = (aggregate_type, valid_id(request.aggregate_id))
+        valid_id(request.command_id, "command_id")  # it becomes message ids (headers)
         command = kind.command(request.type, request.payload)
         async with self._exclusive(key):
             return await self._decide_and_append(kind, key, command, request)
@@ -139,7 +140,7 @@ class CommandHandler:
             try:
                 last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
             except WrongExpectedSequence as exc:
-                if loaded.read:  # a cold cache entry missing history is no conflict
+                if loaded.known:  # a cold cache entry missing history is no conflict
                     self.on_conflict()
                 await self._catch_up(kind, key, loaded)
                 fresh = True
@@ -153,6 +154,7 @@ class CommandHandler:
             first = last - len(envelopes) + 1
             stored = list(zip(range(first, last + 1), envelopes, strict=True))
             loaded.apply(kind, stored, decision)
+            loaded.known = True
             return CommandResult(sequence=last, version=loaded.version, events=envelopes)
         raise Conflict(
             f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "
@@ -212,7 +214,7 @@ class CommandHandler:
 
     async def _catch_up(self, kind: Aggregate, key: tuple[str, str], loaded: Loaded) -> None:
         loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
-        loaded.read = True
+        loaded.known = True
 
     @staticmethod
     def _envelopes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,31 @@ def environment(nats_server: NatsServer, prefix: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Stack:
+    gateway: str
+    writer_metrics: str
+    writer_log: Path
+
+
 @pytest.fixture(scope="module")
-def gateway_url(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One writer and one gateway for the module: every test uses its own aggregate ids."""
     env, workdir = environment(nats_server, "http"), tmp_path_factory.mktemp("http")
-    started = [Service(name, env, workdir).start() for name in ("writer", "gateway")]
-    yield f"http://127.0.0.1:{env['IRONSTAR_GATEWAY_PORT']}"
-    for service in reversed(started):
+    env["IRONSTAR_WRITER_METRICS_PORT"] = str(free_port())
+    writer, gateway = (Service(name, env, workdir).start() for name in ("writer", "gateway"))
+    yield Stack(
+        gateway=f"http://127.0.0.1:{env['IRONSTAR_GATEWAY_PORT']}",
+        writer_metrics=f"http://127.0.0.1:{env['IRONSTAR_WRITER_METRICS_PORT']}/metrics",
+        writer_log=writer.log,
+    )
+    for service in (gateway, writer):
         assert service.stop() == 0
 
 
 @pytest.fixture
-async def http(gateway_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=10) as client:
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.gateway, timeout=10) as client:
         yield client
 
 
@@ -184,3 +197,26 @@ async def test_no_running_writer_is_503_with_retry_after(
         assert gateway.stop() == 0
     assert "no writer is running" in error(reply, 503, "unavailable")["message"]
     assert reply.headers["Retry-After"] == "1"
+
+
+async def test_the_writer_counts_commands_and_events_and_logs_their_ids(
+    http: httpx.AsyncClient, stack: Stack
+) -> None:
+    one = path()
+    await post(http, one, {**ADD, "command_id": "metrics-1"})
+    refused = {"type": "delete_todo", "payload": {"todo_id": "nope"}, "command_id": "refused-1"}
+    await post(http, one, refused, {"X-Correlation-Id": "corr-refused-1"})
+    metrics = (await http.get(stack.writer_metrics)).text
+    for line in (
+        'events_appended_total{aggregate_type="todo_list"}',
+        'commands_total{outcome="ok",type="add_todo"}',
+        'commands_total{outcome="rule_violation",type="delete_todo"}',
+        "append_duration_seconds_count",
+        "append_conflicts_total",
+        "append_retries_total",
+    ):
+        assert line in metrics, line
+    logged = [json.loads(line) for line in stack.writer_log.read_text().splitlines() if "{" in line]
+    refusal = next(entry for entry in logged if entry.get("command_id") == "refused-1")
+    assert refusal["event"] == "command_refused" and refusal["code"] == "rule_violation"
+    assert refusal["correlation_id"] == "corr-refused-1"

@@ -11,7 +11,7 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StorageType
 
 from common import bus
-from common.errors import Invalid, StaleVersion, Unavailable
+from common.errors import Conflict, Invalid, StaleVersion, Unavailable
 from common.messages import CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -172,3 +172,33 @@ async def test_a_repeated_message_id_is_reported_as_a_duplicate_of_its_sequence(
         await handler.store.append(added.events, ["c1:0"], expected=added.sequence)
     assert caught.value.duplicate_of == added.sequence
     assert await stored(nc, nats_settings) == 1
+
+
+async def test_a_writer_that_keeps_losing_the_race_answers_409_with_the_current_sequence(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    store = JetStreamEventStore(nc, nats_settings.stream, Subjects(nats_settings.prefix), 5.0)
+    conflicts: list[int] = []
+    loser = CommandHandler(
+        store, max_retries=0, cache_size=10, on_conflict=lambda: conflicts.append(1)
+    )
+    winner = writer(nc, nats_settings)
+    await loser.handle("todo_list", command("l", "add_todo", "c1", todo_id="a", text="A"))
+    moved = await winner.handle("todo_list", command("l", "add_todo", "c2", todo_id="b", text="B"))
+    with pytest.raises(Conflict) as caught:
+        await loser.handle("todo_list", command("l", "add_todo", "c3", todo_id="c", text="C"))
+    assert caught.value.detail["sequence"] == moved.sequence
+    assert "resend the command" in caught.value.message
+    assert conflicts == [1]
+    assert await stored(nc, nats_settings) == 2
+
+
+async def test_a_command_id_that_cannot_be_a_message_id_is_invalid(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    with pytest.raises(Invalid) as caught:
+        await writer(nc, nats_settings).handle(
+            "todo_list", command("l", "add_todo", "a\r\nb", todo_id="a", text="A")
+        )
+    assert caught.value.detail["field"] == "command_id"
+    assert await stored(nc, nats_settings) == 0
