@@ -57,7 +57,7 @@ async def test_two_writers_append_every_accepted_command_exactly_once_in_version
     assert all(isinstance(o, RuleViolation | Conflict) for o in refused), refused[:3]
     # Completes may come before their add (409 rule); rarely a command loses every retry to
     # the other writer (409 conflict). Neither may leave a trace in the stream.
-    assert sum(isinstance(o, Conflict) for o in refused) <= 10
+    assert sum(isinstance(o, Conflict) for o in refused) <= 20
 
     store = JetStreamEventStore(nc, nats_settings.stream, Subjects(nats_settings.prefix), 5.0)
     stream = await store.read("todo_list", "shared", after=0)
