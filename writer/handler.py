@@ -77,6 +77,15 @@ class Loaded:
             self.version, self.sequence = envelope.version, sequence
             self._remember(envelope.metadata.command_id, sequence, envelope)
 
+    def result_of(self, command_id: str) -> CommandResult | None:
+        """The first result of a command already applied to this aggregate, if remembered."""
+        done = self.commands.get(command_id)
+        if done is None:
+            return None
+        return CommandResult(
+            sequence=done.sequence, version=done.version, events=done.events, duplicate=True
+        )
+
     def _remember(self, command_id: str, sequence: int, envelope: Envelope) -> None:
         previous = self.commands.get(command_id)
         events = [*previous.events, envelope] if previous else [envelope]
@@ -144,7 +153,10 @@ class CommandHandler:
                     self.on_conflict()
                 await self._catch_up(kind, key, loaded)
                 fresh = True
-                if exc.duplicate_of is not None and request.command_id not in loaded.commands:
+                done = loaded.result_of(request.command_id)
+                if done is not None:  # our own append after all (a lost ack, a repeat)
+                    return done
+                if exc.duplicate_of is not None:
                     # appended long ago: the stream still knows the id, we no longer its events
                     return CommandResult(
                         sequence=exc.duplicate_of, version=loaded.version, events=[], duplicate=True
@@ -188,11 +200,9 @@ class CommandHandler:
     def _decide_on(
         kind: Aggregate, loaded: Loaded, command: Any, request: CommandRequest
     ) -> CommandResult | list[Any]:
-        done = loaded.commands.get(request.command_id)
+        done = loaded.result_of(request.command_id)
         if done is not None:
-            return CommandResult(
-                sequence=done.sequence, version=done.version, events=done.events, duplicate=True
-            )
+            return done
         if request.expected_sequence not in (None, loaded.sequence):
             raise StaleVersion(
                 f"If-Match {request.expected_sequence} is stale: the aggregate is at "
