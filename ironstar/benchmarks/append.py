@@ -119,7 +119,7 @@ async def _closed_loop(
     args: argparse.Namespace, send: Send, round: int, latencies: list[float]
 ) -> float:
     """`concurrency` workers, each sending to its own aggregates, one command at a time."""
-    per_worker = args.commands // args.rounds // args.concurrency
+    per_worker = max(1, args.commands // args.rounds // args.concurrency)
 
     async def worker(w: int) -> None:
         mine = range(w, args.aggregates, args.concurrency)
