@@ -157,4 +157,6 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    return await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)
+    sub = await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)
+    await nc.flush()  # the server knows the subscription before anyone is told we serve
+    return sub
