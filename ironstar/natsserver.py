@@ -69,13 +69,12 @@ class NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-        self._log = (
-            out  # closed in stop(): an unclosed file is a ResourceWarning (an error in tests)
-        )
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed once handed over
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )
+        if not isinstance(out, int):
+            out.close()  # the child has its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -90,9 +89,6 @@ class NatsServer:
         raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout:g} s")
 
     def stop(self, timeout: float = 5.0) -> None:
-        log = getattr(self, "_log", None)
-        if log is not None and log != subprocess.DEVNULL:
-            log.close()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

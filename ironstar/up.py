@@ -34,6 +34,7 @@ class Stack:
     http_port: int = 8000
     nats_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -65,7 +66,7 @@ class Stack:
             **self.extra_env,
         }
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
-            for service in SERVICES:
+            for service in self.services:
                 ready = Path(ready_dir) / service
                 log = open(logs / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
                 self.processes[service] = subprocess.Popen(
@@ -76,7 +77,7 @@ class Stack:
                     stdin=subprocess.DEVNULL,
                 )
             deadline = time.monotonic() + timeout
-            pending = list(SERVICES)
+            pending = list(self.services)
             while pending:
                 for service in list(pending):
                     ready = Path(ready_dir) / service
@@ -109,7 +110,7 @@ class Stack:
         return all(p.poll() is None for p in self.processes.values())
 
     def stop(self) -> None:
-        for service in reversed(SERVICES):
+        for service in reversed(self.services):
             process = self.processes.get(service)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
