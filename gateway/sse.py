@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
+from nats.errors import Error as NatsError
 
 from common.envelope import uuid7
+from common.errors import Unavailable
 from common.subjects import valid_id
 from gateway import controls, inbox, snapshot
 from gateway.backend import Backend
@@ -25,6 +28,8 @@ from gateway.feed import ClientFeed, parse_topics
 from gateway.policy import Policy
 from gateway.stream import Session, stream
 from gateway.wire import frame
+
+log = structlog.get_logger()
 
 
 def parse_last_event_id(value: str | None) -> int | None:
@@ -112,10 +117,19 @@ class EventsController(Controller):
                 head = frame(json.dumps(body, default=str), event="snapshot", id=seq)
                 resume = seq
             await feed.open(None if resume is None else resume + 1)
+        except (TimeoutError, NatsError) as exc:
+            feed.close()
+            box.release(client)
+            raise Unavailable(
+                f"the event stream cannot be followed right now ({exc!s:.200}); retry",
+                retry_after=1,
+            ) from None
         except BaseException:
             feed.close()
             box.release(client)
             raise
+        log.info("sse_opened", client_id=client, consumer=feed.name, policy=ctl.policy.value,
+                 resume=resume, snapshot=bool(head))  # fmt: skip
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
         session = Session(feed, ctl, settings, state.closing, client)
         return Stream(

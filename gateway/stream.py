@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
+import structlog
 from nats.aio.msg import Msg
 
 from common import envelope
@@ -36,6 +37,7 @@ class _Head(msgspec.Struct):
 
 _heads = msgspec.json.Decoder(_Head)
 INF = float("inf")
+log = structlog.get_logger()
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Session:
             self.released = True
             self.feed.close()
             self.feed.inbox.release(self.client_id)
+            log.info("sse_closed", client_id=self.client_id, consumer=self.feed.name)
 
 
 def stream(session: Session, hello: bytes) -> AsyncIterator[bytes]:

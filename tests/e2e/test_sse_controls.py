@@ -208,3 +208,10 @@ async def test_datastar_format_is_chosen_by_parameter_or_header(
             message = await reader.next()
             assert message.event == "datastar-patch-elements"
             assert message.id == sequence and "todo_added" in message.data
+
+
+async def test_a_missing_event_stream_is_a_503_not_a_500(start_gateway: Start, http: Http) -> None:
+    _, base = start_gateway()  # no `nc` fixture: this test's stream was never created
+    reply = await http(base).get("/api/events", params={"topics": "todo_list"})
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["Retry-After"] == "1" and "retry" in reply.json()["message"]
