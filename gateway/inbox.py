@@ -48,6 +48,13 @@ class Inbox:
             )
             self._watch = asyncio.create_task(self._wake_all_on_close())
 
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        self._sub = self._watch = None
+
     def admit(self, client_id: str) -> None:
         """Count a new connection, or refuse it: 429 per client id, 503 per process."""
         if sum(self._clients.values()) >= self.total:

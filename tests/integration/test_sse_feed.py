@@ -1,0 +1,70 @@
+"""A client feed against a real JetStream: credit-paced pulls through the shared inbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client
+
+from common.settings import NatsSettings
+from common.subjects import Subjects
+from gateway.feed import ClientFeed, Topic
+from gateway.inbox import Inbox
+from tests.support.feeds import publish, todo
+from tests.support.waiting import eventually
+
+
+def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: Topic) -> ClientFeed:
+    return ClientFeed(
+        nc.jetstream(), box, settings.stream, Subjects(settings.prefix), client, (topic,), 8, 60
+    )
+
+
+async def test_a_feed_holds_at_most_its_capacity_while_the_backlog_waits_in_the_stream(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100)
+    await box.start()
+    feed = _feed(nc, box, nats_settings, "slow", Topic("todo_list"))
+    await feed.open(1)
+    try:
+        sequences = await publish(nc, nats_settings, [todo("a", n) for n in range(1, 101)])
+        await feed.ask(64, 5.0)  # more credit than capacity: max_ack_pending still caps it
+
+        async def held() -> tuple[int, int]:
+            info = await nc.jetstream().consumer_info(nats_settings.stream, feed.name)
+            return len(feed.buffer), info.num_pending
+
+        assert await eventually(held, lambda h: h == (8, 92))
+        taken = feed.take(100)
+        assert [m.metadata.sequence.stream for m in taken] == sequences[:8]
+        await feed.ack(taken[-1].reply)  # written: the next 8 may come
+        assert await eventually(held, lambda h: h == (8, 84))
+    finally:
+        feed.close()
+        await box.stop()
+
+
+async def test_one_inbox_routes_each_consumers_deliveries_to_its_own_feed(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100)
+    await box.start()
+    feeds = [_feed(nc, box, nats_settings, f"c{n}", Topic("todo_list", f"l{n}")) for n in (1, 2)]
+    for feed in feeds:
+        await feed.open(1)
+        await feed.ask(8, 5.0)
+    try:
+        ones = await publish(nc, nats_settings, [todo("l1", n) for n in (1, 2, 3)])
+        twos = await publish(nc, nats_settings, [todo("l2", n) for n in (1, 2)])
+
+        async def buffered() -> list[int]:
+            return [len(feed.buffer) for feed in feeds]
+
+        await eventually(buffered, lambda sizes: sizes == [3, 2])
+        got = [[m.metadata.sequence.stream for m in feed.take(8)] for feed in feeds]
+        assert got == [ones, twos]
+    finally:
+        for feed in feeds:
+            feed.close()
+        await box.stop()
