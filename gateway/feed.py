@@ -105,17 +105,29 @@ class ClientFeed:
         """Deliver from `start` (a new position), or continue where the consumer stopped.
 
         A start position always replaces the consumer (its position cannot be moved);
-        without one an existing consumer continues after its ack floor (anything it had
-        handed to a connection that is gone is asked for again), and a new one starts
-        after the stream's current last sequence.
+        without one an existing consumer continues after its ack floor, and a new one
+        starts after the stream's current last sequence. An existing consumer that still
+        has deliveries in flight (to a connection that is gone) or another capacity is
+        replaced from its ack floor, so those come again at once and the bound is this
+        connection's.
         """
         self._reply = self.inbox.register(self._token, self.name, self)
         try:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
             info = None
-        if info is not None and start is None and (info.num_ack_pending or info.num_waiting):
-            start = info.ack_floor.stream_seq + 1 if info.ack_floor.stream_seq else None
+        stale = info is not None and (
+            info.num_ack_pending
+            or info.num_waiting
+            or info.config.max_ack_pending != self.max_ack_pending
+        )
+        if info is not None and start is None and stale:
+            floor, delivered = info.ack_floor.stream_seq, info.delivered.stream_seq
+            start = (
+                floor + 1
+                if floor
+                else (delivered + 1 if delivered and not info.num_ack_pending else None)
+            )
             start = start or info.config.opt_start_seq
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)

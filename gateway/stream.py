@@ -9,7 +9,6 @@ aggregate (debounce, drop-oldest) or dropped with a `lag` notice (the dropping p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import weakref
@@ -38,6 +37,7 @@ class _Head(msgspec.Struct):
 _heads = msgspec.json.Decoder(_Head)
 INF = float("inf")
 log = structlog.get_logger()
+_last_acks: set[asyncio.Task[None]] = set()
 
 
 @dataclass
@@ -195,10 +195,12 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     finally:
-        if acks.subject:  # those bytes were written: a returning client continues after them
-            with contextlib.suppress(Exception):
-                await acks.flush()
         session.release()
+        if acks.subject:  # those bytes were written: a returning client continues after them
+            # not awaited here: a cancelled response (the client left) may not await again
+            task = asyncio.get_running_loop().create_task(acks.flush())
+            _last_acks.add(task)
+            task.add_done_callback(_last_acks.discard)
 
 
 class _Acks:

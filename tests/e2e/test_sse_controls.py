@@ -215,3 +215,20 @@ async def test_a_missing_event_stream_is_a_503_not_a_500(start_gateway: Start, h
     reply = await http(base).get("/api/events", params={"topics": "todo_list"})
     assert reply.status_code == 503, reply.text
     assert reply.headers["Retry-After"] == "1" and "retry" in reply.json()["message"]
+
+
+async def test_a_returning_client_without_last_event_id_continues_after_what_it_was_sent(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    client = http(base)
+    first = await publish(nc, nats_settings, [todo("a", n) for n in (1, 2, 3)])
+    async with feed(client, topics="todo_list", client_id="back", last_event_id="0") as reader:
+        assert [m.id for m in await reader.events(3)] == first
+    later = await publish(nc, nats_settings, [todo("a", n) for n in (4, 5)])
+
+    async def resumed() -> list[int | None]:
+        async with feed(client, topics="todo_list", client_id="back") as again:
+            return [m.id for m in await again.events(2, timeout=2)]
+
+    assert await eventually(resumed, lambda ids: ids == later)

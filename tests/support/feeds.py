@@ -87,12 +87,12 @@ class Reader:
                     return seen
 
     async def events(self, count: int, timeout: float = 10.0) -> list[Message]:
-        """The next `count` event messages, skipping `connected`."""
+        """The next `count` event messages, skipping `connected` and bare `retry:` lines."""
         out: list[Message] = []
         async with asyncio.timeout(timeout):
             while len(out) < count:
                 message = await self.next(timeout)
-                if message.event != "connected":
+                if message.event != "connected" and message.data is not None:
                     out.append(message)
         return out
 
