@@ -183,19 +183,21 @@ class ClientFeed:
         self._wake.set()
 
     # -- called by the stream ---------------------------------------------------------
+    def should_ask(self) -> bool:
+        """No request open, or one unanswered for twice its expiry (lost: ask again)."""
+        if self._credit <= 0:
+            return True
+        return asyncio.get_running_loop().time() - self._asked >= 2 * self._expiry
+
     async def ask(self, count: int, expires_s: float) -> None:
         """Issue credit: one pull request for `count` more deliveries."""
-        now = asyncio.get_running_loop().time()
-        if count <= 0 or (self._credit > 0 and now - self._asked < 2 * self._expiry):
-            return  # (a request unanswered for twice its expiry was lost: ask again)
-        self._asked = now
+        if count <= 0 or not self.should_ask():
+            return
+        self._asked = asyncio.get_running_loop().time()
         self._credit = count
         self._expiry = expires_s
         body = json.dumps({"batch": count, "expires": int(expires_s * 1e9)}).encode()
         await self.inbox.nc.publish(self._next, body, reply=self._reply)
-
-    def topped_up(self) -> bool:
-        return self._credit > 0
 
     async def wait(self, timeout: float) -> None:
         """Until a delivery, the end of a pull request, a wake-up or `timeout` seconds.

@@ -125,6 +125,8 @@ class _Pipeline:
         return [*self.batch.add(items, now), *self.batch.due(now)]
 
     def deadline(self) -> float | None:
+        if self.debounce is None and self.batch is None:
+            return None
         times = [t for t in (self._d(self.debounce), self._d(self.batch)) if t is not None]
         return min(times, default=None)
 
@@ -154,10 +156,12 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if feed.overflowed:
                 yield unbounded_notice(settings.sse_unbounded_cap, feed.overflowed)
                 return
-            await feed.ask(ctl.capacity, keepalive)
+            if feed.should_ask():
+                await feed.ask(ctl.capacity, keepalive)
             wake_at = min(last_write + keepalive, pipeline.deadline() or INF, acks.deadline())
             await feed.wait(max(0.0, wake_at - loop.time()))
-            await acks.flush_if_due()
+            if acks.due():
+                await acks.flush()
             feed.expired = False
             msgs = feed.take(ctl.capacity)
             now = loop.time()
@@ -225,9 +229,8 @@ class _Acks:
     def deadline(self) -> float:
         return self.since + self.EVERY if self.subject else INF
 
-    async def flush_if_due(self) -> None:
-        if self.subject and self.loop.time() >= self.since + self.EVERY:
-            await self.flush()
+    def due(self) -> bool:
+        return bool(self.subject) and self.loop.time() >= self.since + self.EVERY
 
     async def flush(self) -> None:
         subject, self.subject, self.count = self.subject, "", 0

@@ -9,11 +9,10 @@ it (delivered, or intentionally superseded).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One delivery: its stream sequence, aggregate key, event type and raw envelope."""
 
     seq: int
