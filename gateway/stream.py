@@ -115,14 +115,15 @@ class _Pipeline:
         self.batch = Batcher(ctl.batch_s, ctl.batch_max) if ctl.batch_s is not None else None
 
     def push(self, items: list[Item], now: float) -> list[list[Item]]:
+        """Windows that ended before `now` close first; then `items` join new ones."""
         if self.debounce is not None:
             before = self.debounce.superseded
-            items = [out for item in items for out in self.debounce.add(item, now)]
-            items += self.debounce.due(now)
+            due = self.debounce.due(now)
+            items = due + [out for item in items for out in self.debounce.add(item, now)]
             metrics.drops.labels("debounce").inc(self.debounce.superseded - before)
         if self.batch is None:
             return [items] if items else []
-        return [*self.batch.add(items, now), *self.batch.due(now)]
+        return [*self.batch.due(now), *self.batch.add(items, now)]
 
     def deadline(self) -> float | None:
         if self.debounce is None and self.batch is None:
