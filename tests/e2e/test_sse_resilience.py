@@ -85,8 +85,20 @@ async def test_sigterm_with_100_open_streams_ends_them_and_exits_within_5_s(
         started = time.monotonic()
         code = await asyncio.to_thread(gateway.stop, signal.SIGTERM, 10.0)
         elapsed = time.monotonic() - started
+        ends = await asyncio.gather(*(_end(reader) for reader in readers))
     assert code == 0
     assert elapsed < 5.0, f"the gateway took {elapsed:.1f} s to exit"
+    assert all(ends), "a stream did not end with a retry hint and a clean end of body"
+
+
+async def _end(reader: Reader) -> bool:
+    """The stream's last message is a bare `retry:` and the body then ends cleanly."""
+    last = None
+    try:
+        while True:
+            last = await reader.next()
+    except StopAsyncIteration:
+        return last is not None and last.data is None and last.event == "message"
 
 
 async def test_a_client_that_stops_reading_costs_bounded_memory_and_does_not_slow_others(
