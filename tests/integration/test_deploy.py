@@ -89,7 +89,8 @@ def test_compose_runs_replicas_of_every_service_against_every_node(
 
 def test_prometheus_scrapes_every_service_on_its_metrics_port(compose: dict[str, Any]) -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    targets = {t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}  # fmt: skip
+    jobs = config["scrape_configs"]
+    targets = {t for job in jobs for c in job["static_configs"] for t in c["targets"]}
     for name, service in compose["services"].items():
         env = service.get("environment", {})
         port = env.get("IRONSTAR_WRITER_METRICS_PORT") or env.get("IRONSTAR_PROJECTOR_METRICS_PORT")
@@ -113,7 +114,8 @@ def test_alert_rules_pass_promtool_and_fire_at_the_design_thresholds() -> None:
             [str(PROMTOOL), *command], capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    exprs = " ".join(r["expr"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"])  # fmt: skip
+    groups = yaml.safe_load(rules.read_text())["groups"]
+    exprs = " ".join(rule["expr"] for group in groups for rule in group["rules"])
     for threshold in (
         "append_duration_seconds_bucket[5m]))) > 0.1",
         "sse_emit_duration_seconds_bucket[5m]))) > 0.05",
