@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
+import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter
@@ -28,9 +29,16 @@ from gateway.backend import Backend
 from gateway.feed import ClientFeed, Topic, parse_topics
 from gateway.wire import comment, frame, retry
 
+log = structlog.get_logger()
+
+
+class _Meta(msgspec.Struct):
+    correlation_id: str = ""
+
 
 class _Head(msgspec.Struct):
     event_type: str
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
 
 
 _heads = msgspec.json.Decoder(_Head)
@@ -151,13 +159,22 @@ async def _events(
             if delivered is not None and msgs[0].metadata.sequence.consumer != delivered + 1:
                 break
             delivered = msgs[-1].metadata.sequence.consumer
+            correlation_ids = set()
             for msg in msgs:
                 if msg.metadata.sequence.stream <= after:
                     continue
                 after = msg.metadata.sequence.stream
-                event_type = _heads.decode(msg.data).event_type
-                yield frame(msg.data, event=event_type, id=after)
+                head = _heads.decode(msg.data)
+                correlation_ids.add(head.metadata.correlation_id)
+                yield frame(msg.data, event=head.event_type, id=after)
             await msgs[-1].ack()  # every byte above was handed to the socket
+            log.info(
+                "sse_delivered",
+                client_id=client,
+                events=len(msgs),
+                last=after,
+                correlation_ids=sorted(correlation_ids)[:100],
+            )
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(retry_ms * random.uniform(0.5, 1.5)))
     finally:

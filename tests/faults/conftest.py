@@ -38,7 +38,7 @@ class Row:
 REPORT: list[Row] = []
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory: Path = tmp_path_factory.mktemp("cluster")
     topology = Cluster(directory, http_port=0, extra_env=CLUSTER_ENV)
