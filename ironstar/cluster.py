@@ -7,13 +7,13 @@ reconnects to another. Every member keeps its ports for its lifetime, so a membe
 killed and started again in place (the fault tests do exactly that).
 
 With `detach` the processes get sessions of their own and the members' pids are written
-to `<data dir>/cluster.json`; `down(data_dir)` stops exactly those pids.
+to `<data dir>/cluster.json` (see ironstar/detached.py), and `ironstar cluster down` stops
+exactly those pids.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -23,17 +23,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nats.errors import Error as NatsError
 
 from common import bus
 from common.settings import NatsSettings
+from ironstar import detached
+from ironstar.detached import KINDS
 from ironstar.natsserver import NatsServer, free_port, port_is_free
 from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, stop_all, wait_ready
-
-KINDS = ("nats", "writer", "projector", "gateway")  # start order; stop order is reversed
-STATE_FILE = "cluster.json"
 
 
 @dataclass
@@ -249,11 +247,7 @@ class Cluster:
         return "\n".join(lines)
 
     def save_state(self) -> None:
-        state = {
-            name: {"kind": m.kind, "url": m.url, "pid": m.pid, "cmdline": _cmdline(m.pid)}
-            for name, m in self.members.items()
-        }
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        detached.record(self.data_dir, {n: (m.kind, m.url, m.pid) for n, m in self.members.items()})
 
 
 def _say_ready(name: str, detail: str) -> None:
@@ -266,49 +260,3 @@ def _healthy(url: str) -> bool:
             return bool(reply.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _cmdline(pid: int | None) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
-    """Stop the members a detached `cluster up` recorded; return the names it stopped.
-
-    Kind by kind (gateways first, NATS last), SIGTERM then SIGKILL after `grace`. Only
-    pids whose command line is still the recorded one are signalled, so a pid the system
-    reused for something else is never touched.
-    """
-    path = data_dir / STATE_FILE
-    if not path.exists():
-        raise StartError(f"no detached cluster recorded in {path}")
-    state: dict[str, dict[str, Any]] = json.loads(path.read_text())
-    stopped: list[str] = []
-    for kind in reversed(KINDS):
-        mine = {
-            name: (int(entry["pid"]), str(entry["cmdline"]))
-            for name, entry in state.items()
-            if entry["kind"] == kind and entry["pid"] and _cmdline(entry["pid"]) == entry["cmdline"]
-        }
-        for pid, _ in mine.values():
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for pid, cmdline in mine.values():
-            while _cmdline(pid) == cmdline and not _zombie(pid):
-                if time.monotonic() > deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    break
-                time.sleep(0.05)
-        stopped.extend(mine)
-    path.unlink()
-    return stopped
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True

@@ -36,7 +36,8 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironstar.cluster import Cluster, down
+    from ironstar.cluster import Cluster
+    from ironstar.detached import down
     from ironstar.processes import StartError, foreground
 
     if args.action == "down":
