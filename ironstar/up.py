@@ -29,6 +29,7 @@ class Stack:
     http_port: int = 8000
     nats_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -62,7 +63,7 @@ class Stack:
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             launches = [
                 spawn(service, env, logs / f"{service}.log", Path(ready_dir) / service)
-                for service in SERVICES
+                for service in self.services
             ]
             self.processes = {launch.name: launch.process for launch in launches}
             wait_ready(launches, timeout, _say_ready if say else None)
@@ -74,7 +75,7 @@ class Stack:
         return not self.exited()
 
     def stop(self) -> None:
-        stop_all([self.processes[s] for s in reversed(SERVICES) if s in self.processes])
+        stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
             self.nats.stop(timeout=2.0)
 
