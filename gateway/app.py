@@ -53,7 +53,7 @@ def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litest
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
-        app.state.backend = Backend(nc, nats_settings, settings)
+        app.state.backend = Backend(nc, nats_settings, settings, app.state.closing)
         try:
             yield
         finally:

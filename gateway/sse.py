@@ -131,7 +131,7 @@ class EventsController(Controller):
         log.info("sse_opened", client_id=client, consumer=feed.name, policy=ctl.policy.value,
                  resume=resume, snapshot=bool(head))  # fmt: skip
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
-        session = Session(feed, ctl, settings, state.closing, client)
+        session = Session(feed, ctl, settings, state.closing, client, after=resume or 0)
         return Stream(
             stream(session, frame(json.dumps(hello), event="connected") + head),
             media_type="text/event-stream",

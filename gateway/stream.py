@@ -30,8 +30,13 @@ from gateway.window import Batcher, Debouncer, Item
 from gateway.wire import comment, frame, retry
 
 
+class _Meta(msgspec.Struct):
+    correlation_id: str = ""
+
+
 class _Head(msgspec.Struct):
     event_type: str
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
 
 
 _heads = msgspec.json.Decoder(_Head)
@@ -47,6 +52,7 @@ class Session:
     settings: GatewaySettings
     closing: asyncio.Event
     client_id: str
+    after: int = 0  # the stream sequence the client already has everything up to
     released: bool = False
 
     def release(self) -> None:
@@ -65,20 +71,52 @@ def stream(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     return body
 
 
-def _position(msg: Msg) -> tuple[int, int]:
-    """(stream sequence, events still pending) from the delivery's ack subject."""
+def _position(msg: Msg) -> tuple[int, int, int]:
+    """(stream sequence, delivery sequence, events still pending) from the ack subject."""
     tokens = msg.reply.split(".")
     if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
-        return int(tokens[5]), int(tokens[8])
+        return int(tokens[5]), int(tokens[6]), int(tokens[8])
     meta = msg.metadata
-    return meta.sequence.stream, meta.num_pending
+    return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
 
 
-def _items(msgs: list[Msg]) -> list[Item]:
-    return [
-        Item(_position(m)[0], m.subject, _heads.decode(m.data).event_type, m.data, m.reply)
-        for m in msgs
-    ]
+def _items(msgs: list[Msg], trace: set[str] | None = None) -> list[Item]:
+    items = []
+    for m in msgs:
+        head = _heads.decode(m.data)
+        if trace is not None and len(trace) < 100:
+            trace.add(head.metadata.correlation_id)
+        items.append(Item(_position(m)[0], m.subject, head.event_type, m.data, m.reply))
+    return items
+
+
+class _Order:
+    """Each event once and in order, whatever NATS does underneath.
+
+    A redelivery of an event the client already has (its ack was lost when a NATS node
+    went away) is dropped; a hole in the consumer's delivery sequence (deliveries went to a
+    pull request lost in a reconnect, and AckAll would skip them) ends the stream, so the
+    client resumes from its `Last-Event-ID` on a fresh consumer.
+    """
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.delivered: int | None = None
+
+    def admit(self, msgs: list[Msg]) -> list[Msg] | None:
+        """The deliveries that are new to the client; None for a hole."""
+        first, last = _position(msgs[0])[1], _position(msgs[-1])[1]
+        if last - first != len(msgs) - 1 or self.delivered not in (None, first - 1):
+            return None
+        self.delivered = last
+        fresh = [m for m in msgs if _position(m)[0] > self.after]
+        if fresh:
+            self.after = _position(fresh[-1])[0]
+        return fresh
+
+    def skipped(self, last: int) -> None:
+        """A drain consumed deliveries up to stream sequence `last`."""
+        self.delivered, self.after = None, max(self.after, last)
 
 
 class _Writer:
@@ -149,7 +187,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     writer, pipeline = _Writer(ctl), _Pipeline(ctl)
     if ctl.policy is Policy.UNBOUNDED:
         feed.cap = settings.sse_unbounded_cap
-    acks = _Acks(feed, ctl.capacity, loop)
+    acks = _Acks(feed, ctl.capacity, loop, session.client_id)
+    order = _Order(session.after)
     try:
         yield retry(settings.sse_retry_ms) + hello
         last_write = loop.time()
@@ -164,24 +203,31 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if acks.due():
                 await acks.flush()
             feed.expired = False
-            msgs = feed.take(ctl.capacity)
+            taken = feed.take(ctl.capacity)
+            msgs = order.admit(taken) if taken else []
+            if msgs is None:
+                log.warning("sse_delivery_gap", client_id=session.client_id, consumer=feed.name)
+                break
+            if taken and not msgs:  # only redeliveries: the client has them, ack again
+                await feed.ack(taken[-1].reply)
             now = loop.time()
-            items = _items(msgs)
-            lag = _position(msgs[-1])[1] if msgs else 0
+            items = _items(msgs, acks.trace)
+            lag = _position(taken[-1])[2] if taken else 0
             if msgs:
                 metrics.client_lag.observe(lag)
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
             groups: list[list[Item]] = []
             if skip is not None and ctl.policy is Policy.DROP_OLDEST:
+                skip.take(items)
                 groups, items = pipeline.flush(), []
-                skip.take(_items(msgs))
             groups += pipeline.push(items, now)
             if skip is not None and ctl.policy is Policy.DROP_NEWEST:
                 groups += pipeline.flush()  # held back by a window: still owed
             chunks = [writer.group(g) for g in groups]
             if skip is not None:
                 metrics.lags.inc()
-                await _drain(session, skip, msgs[-1])
+                await _drain(session, skip, taken[-1])
+                order.skipped(skip.last)
                 chunks.append(skip.notice() + (writer.group(skip.kept()) if skip.kept() else b""))
             if chunks:
                 started = time.perf_counter()
@@ -216,9 +262,12 @@ class _Acks:
 
     EVERY = 1.0
 
-    def __init__(self, feed: ClientFeed, capacity: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, feed: ClientFeed, capacity: int, loop: asyncio.AbstractEventLoop, client_id: str
+    ) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
         self.subject, self.count, self.since = "", 0, 0.0
+        self.client_id, self.trace, self.sent = client_id, set[str](), 0
 
     async def written(self, subject: str, count: int) -> None:
         if not self.subject:
@@ -234,15 +283,20 @@ class _Acks:
         return bool(self.subject) and self.loop.time() >= self.since + self.EVERY
 
     async def flush(self) -> None:
-        subject, self.subject, self.count = self.subject, "", 0
+        """Ack, and log what was delivered since the last ack with its correlation ids."""
+        subject, count, self.subject, self.count = self.subject, self.count, "", 0
         await self.feed.ack(subject)
+        log.info("sse_delivered", client_id=self.client_id, events=count,
+                 last=int(subject.split(".")[5]) if subject.count(".") == 8 else None,
+                 correlation_ids=sorted(self.trace - {""}))  # fmt: skip
+        self.trace.clear()
 
 
 async def _drain(session: Session, skip: Skip, last: Msg) -> None:
     """Pass over the backlog (acking it) until the consumer has nothing more pending."""
     feed, ctl = session.feed, session.controls
     await feed.ack(last.reply)
-    pending = _position(last)[1]
+    pending = _position(last)[2]
     idle_until = time.monotonic() + 5.0
     while pending > 0 and not session.closing.is_set() and time.monotonic() < idle_until:
         await feed.ask(ctl.capacity, 1.0)
@@ -252,5 +306,5 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
         if msgs:
             skip.take(_items(msgs))
             await feed.ack(msgs[-1].reply)
-            pending, idle_until = _position(msgs[-1])[1], time.monotonic() + 5.0
+            pending, idle_until = _position(msgs[-1])[2], time.monotonic() + 5.0
     metrics.drops.labels(ctl.policy.value).inc(skip.dropped())

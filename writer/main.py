@@ -84,7 +84,7 @@ def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
         if result.events and not result.duplicate:
             metrics.EVENTS_APPENDED.labels(aggregate_type).inc(len(result.events))
             metrics.APPEND_DURATION.observe(time.perf_counter() - started)
-        log.debug("command_applied", type=request.type, sequence=result.sequence, **ids)
+        log.info("command_applied", type=request.type, sequence=result.sequence, **ids)
         return _results.encode(result)
 
     return answer

@@ -34,8 +34,9 @@ log = structlog.get_logger()
 
 READ_PAGE = 256
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_SEQUENCE_NO_NUMBER = 10164  # what a clustered stream answers during a leader change
 BATCH_DUPLICATE_MSG_ID = 10201  # a retried atomic batch never answers duplicate=True
-MOVED_ON = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
+MOVED_ON = {WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_NO_NUMBER, BATCH_DUPLICATE_MSG_ID}
 PUBLISH_ATTEMPTS = 3
 
 
