@@ -39,6 +39,15 @@ def parse_last_event_id(value: str | None) -> int | None:
     return int(value) if value.isdigit() and len(value) < 20 else -1
 
 
+def resumable(position: int, first: int, last: int) -> bool:
+    """Can a feed continue right after `position` in a stream holding `first`..`last`?
+
+    Not when events after it are gone (older than the first, e.g. after a purge), when it
+    is ahead of the stream (another stream, or a client's mistake), or malformed (-1).
+    """
+    return max(first, 1) - 1 <= position <= last
+
+
 class EventsController(Controller):
     path = "/api/events"
     tags = ["feed"]
@@ -112,7 +121,7 @@ class EventsController(Controller):
             info = await backend.nc.jetstream().stream_info(backend.nats.stream)
             first, last = info.state.first_seq, info.state.last_seq
             head = b""
-            if resume is not None and not (max(first, 1) - 1 <= resume <= last):
+            if resume is not None and not resumable(resume, first, last):
                 seq, body = await snapshot.take(backend, parsed, last)
                 head = frame(json.dumps(body, default=str), event="snapshot", id=seq)
                 resume = seq

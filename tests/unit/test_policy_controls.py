@@ -8,6 +8,7 @@ from common.errors import Invalid
 from common.settings import GatewaySettings
 from gateway import controls
 from gateway.policy import Policy, Skip, overflowing
+from gateway.sse import parse_last_event_id, resumable
 from gateway.window import Item
 
 SETTINGS = GatewaySettings(sse_capacity=256, sse_max_capacity=1000, sse_max_window_ms=5000)
@@ -68,3 +69,24 @@ def test_a_drop_newest_notice_carries_the_last_skipped_sequence_as_its_id() -> N
     skip.take([Item(seq, "k", "set", b"{}") for seq in range(5, 9)])
     assert skip.dropped() == 4 and skip.kept() == []
     assert skip.notice().startswith(b"event: lag\nid: 8\ndata: ")
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last", "expected"),
+    [
+        ("0", 1, 10, True),  # from the beginning
+        ("10", 1, 10, True),  # caught up
+        ("49", 50, 80, True),  # right before the first event still stored
+        ("5", 50, 80, False),  # stale: events after it are gone
+        ("81", 50, 80, False),  # future: ahead of the stream
+        ("abc", 1, 10, False),  # malformed
+        ("-3", 1, 10, False),
+        ("0", 0, 0, True),  # an empty stream
+    ],
+)
+def test_only_a_position_inside_the_stream_is_resumable(
+    header: str, first: int, last: int, expected: bool
+) -> None:
+    position = parse_last_event_id(header)
+    assert position is not None
+    assert resumable(position, first, last) is expected
