@@ -4,7 +4,7 @@ Each message's `id:` is the stream sequence of its (last) event, so `Last-Event-
 (header, or `last_event_id` query) resumes exactly after it on any gateway replica. A
 position that cannot be resumed gets a snapshot first, then live events. The controls
 (policy, capacity, debounce, batching, format) are parsed in `gateway/controls.py`; the
-stream loop that applies them is `gateway/stream.py`.
+stream loop that applies them is `gateway/stream.py` (windows and formats: `gateway/pipeline.py`).
 """
 
 from __future__ import annotations

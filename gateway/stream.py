@@ -19,15 +19,14 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 
-from common import envelope
-from common.domain import CRITICAL_EVENT_TYPES
 from common.settings import GatewaySettings
-from gateway import datastar, metrics
+from gateway import metrics
 from gateway.controls import Controls
 from gateway.feed import ClientFeed
+from gateway.pipeline import Pipeline, Writer
 from gateway.policy import Policy, Skip, overflowing, unbounded_notice
-from gateway.window import Batcher, Debouncer, Item
-from gateway.wire import comment, frame, retry
+from gateway.window import Item
+from gateway.wire import comment, retry
 
 
 class _Meta(msgspec.Struct):
@@ -119,72 +118,11 @@ class _Order:
         self.delivered, self.after = None, max(self.after, last)
 
 
-class _Writer:
-    """Turns groups of items into SSE bytes in the client's format."""
-
-    def __init__(self, ctl: Controls) -> None:
-        self.datastar = ctl.format == "datastar"
-        self.batched = ctl.batch_s is not None
-
-    def one(self, item: Item) -> bytes:
-        if self.datastar:
-            return datastar.render(item.seq, envelope.decode(item.data))
-        if b"\n" in item.data or b"\r" in item.data:
-            return frame(item.data, event=item.event_type, id=item.seq)
-        return b"event: %b\nid: %d\ndata: %b\n\n" % (item.event_type.encode(), item.seq, item.data)
-
-    def group(self, items: list[Item]) -> bytes:
-        if not self.batched or self.datastar:
-            return b"".join(map(self.one, items))
-        metrics.batch_sizes.observe(len(items))
-        body = b",".join(b'{"sequence":%d,"event":%s}' % (i.seq, i.data) for i in items)
-        return frame(b"[" + body + b"]", event="batch", id=items[-1].seq)
-
-
-class _Pipeline:
-    """Debounce, then batching, each optional: items in, groups of items out."""
-
-    def __init__(self, ctl: Controls) -> None:
-        self.debounce = (
-            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, CRITICAL_EVENT_TYPES)
-            if ctl.debounce_s is not None
-            else None
-        )
-        self.batch = Batcher(ctl.batch_s, ctl.batch_max) if ctl.batch_s is not None else None
-
-    def push(self, items: list[Item], now: float) -> list[list[Item]]:
-        """Windows that ended before `now` close first; then `items` join new ones."""
-        if self.debounce is not None:
-            before = self.debounce.superseded
-            due = self.debounce.due(now)
-            items = due + [out for item in items for out in self.debounce.add(item, now)]
-            metrics.drops.labels("debounce").inc(self.debounce.superseded - before)
-        if self.batch is None:
-            return [items] if items else []
-        return [*self.batch.due(now), *self.batch.add(items, now)]
-
-    def deadline(self) -> float | None:
-        if self.debounce is None and self.batch is None:
-            return None
-        times = [t for t in (self._d(self.debounce), self._d(self.batch)) if t is not None]
-        return min(times, default=None)
-
-    @staticmethod
-    def _d(op: Debouncer | Batcher | None) -> float | None:
-        return op.deadline() if op is not None else None
-
-    def flush(self) -> list[list[Item]]:
-        items = self.debounce.flush() if self.debounce is not None else []
-        if self.batch is None:
-            return [items] if items else []
-        return [g for g in [*self.batch.add(items, 0.0), self.batch.flush()] if g]
-
-
 async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     feed, ctl, settings = session.feed, session.controls, session.settings
     keepalive = settings.sse_keepalive_s
     loop = asyncio.get_running_loop()
-    writer, pipeline = _Writer(ctl), _Pipeline(ctl)
+    writer, pipeline = Writer(ctl), Pipeline(ctl)
     if ctl.policy is Policy.UNBOUNDED:
         feed.cap = settings.sse_unbounded_cap
     acks = _Acks(feed, ctl.capacity, loop, session.client_id)
