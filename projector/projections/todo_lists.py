@@ -1,20 +1,25 @@
-"""`todo_lists`: TodoMVC state per list, one row per todo."""
+"""`todo_lists`: TodoMVC state per list (one row per todo) and todo counts over time.
+
+`todo_changes` holds, per minute, how the number of active and completed todos moved;
+the `todos_over_time` view (in `analytics`) sums it into counts at the end of each minute.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import duckdb
 
 from common.envelope import Envelope
-from projector.projection import Query, rows
-from projector.projections.upsert import collapse_and_upsert, fetch_existing
+from projector.projection import Event, Query, each, minute, payload, rows
+from projector.projections.upsert import add_counts, collapse_and_upsert, fetch_existing
 
 name = "todo_lists"
-version = 1
-tables = ("todos",)
+version = 2
+tables = ("todos", "todo_changes")
 ddl = (
     """CREATE TABLE IF NOT EXISTS todos (
         list_id VARCHAR NOT NULL,
@@ -28,37 +33,73 @@ ddl = (
         updated_seq BIGINT NOT NULL,
         PRIMARY KEY (list_id, todo_id)
     )""",
+    """CREATE TABLE IF NOT EXISTS todo_changes (
+        minute TIMESTAMPTZ PRIMARY KEY,
+        active_delta BIGINT NOT NULL,
+        completed_delta BIGINT NOT NULL
+    )""",
 )
 _COLUMNS = (
     "list_id", "todo_id", "text", "completed", "deleted",
     "position", "created_at", "updated_at", "updated_seq",
 )  # fmt: skip
-_CHANGES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "todo_renamed": lambda p: {"text": p["text"]},
-    "todo_completed": lambda p: {"completed": True},
-    "todo_reopened": lambda p: {"completed": False},
-    "todo_deleted": lambda p: {"deleted": True},
-}
 
 
-def apply(con: duckdb.DuckDBPyConnection, events: Sequence[tuple[int, Envelope]]) -> None:
+def _state(row: dict[str, Any] | None) -> tuple[int, int]:
+    """(active, completed) contribution of one todo row."""
+    if row is None or row["deleted"]:
+        return 0, 0
+    return (0, 1) if row["completed"] else (1, 0)
+
+
+def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: str) -> None:
     mine = [(seq, e) for seq, e in events if e.aggregate_type == "todo_list"]
     if not mine:
         return
-    keys = {(e.aggregate_id, e.payload["todo_id"]) for _, e in mine}
+    # Todos added in this batch are new: only the others are read back.
+    keys = {(e.aggregate_id, e.payload.get("todo_id")) for _, e in mine}
+    keys -= {
+        (e.aggregate_id, e.payload.get("todo_id")) for _, e in mine if e.event_type == "todo_added"
+    }
     current = fetch_existing(con, "todos", ("list_id", "todo_id"), keys)
-    for seq, e in mine:
-        key, at = (e.aggregate_id, e.payload["todo_id"]), datetime.fromisoformat(e.occurred_at)
+    changes: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def step(seq: int, e: Envelope) -> None:
+        data = payload(e)
+        key = (e.aggregate_id, data["todo_id"])
+        row = current.get(key)
+        before = _state(row)
+        at = datetime.fromisoformat(e.occurred_at)
         if e.event_type == "todo_added":
-            current[key] = {
-                "list_id": key[0], "todo_id": key[1], "text": e.payload["text"],
+            row = current[key] = {
+                "list_id": key[0], "todo_id": key[1], "text": str(data["text"]),
                 "completed": False, "deleted": False, "position": e.version,
                 "created_at": at, "updated_at": at, "updated_seq": seq,
             }  # fmt: skip
-        elif key in current and e.event_type in _CHANGES:
-            current[key].update(_CHANGES[e.event_type](e.payload))
-            current[key].update(updated_at=at, updated_seq=seq)
+        elif row is None:
+            return  # a change to a todo this model never saw added: nothing to change
+        elif e.event_type == "todo_renamed":
+            row["text"] = str(data["text"])
+        elif e.event_type in ("todo_completed", "todo_reopened"):
+            row["completed"] = e.event_type == "todo_completed"
+        elif e.event_type == "todo_deleted":
+            row["deleted"] = True
+        else:
+            return
+        row["updated_at"], row["updated_seq"] = at, seq
+        after, delta = _state(row), changes[minute(e.occurred_at)]
+        delta[0] += after[0] - before[0]
+        delta[1] += after[1] - before[1]
+
+    each(mine, step)
     collapse_and_upsert(con, "todos", _COLUMNS, current.values())
+    add_counts(
+        con,
+        "todo_changes",
+        ("minute",),
+        {(m,): tuple(d) for m, d in changes.items()},
+        ("active_delta", "completed_delta"),
+    )
 
 
 def get_list(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import duckdb
 
 from common.envelope import Envelope
 from common.errors import NotFound
-from projector.projection import Query, rows
+from projector.projection import Event, Query, each, payload, rows
 from projector.projections.upsert import collapse_and_upsert, fetch_existing
 
 name = "user_profiles"
@@ -30,27 +30,31 @@ ddl = (
 _COLUMNS = ("user_id", "name", "email", "active", "registered_at", "updated_at", "updated_seq")
 
 
-def apply(con: duckdb.DuckDBPyConnection, events: Sequence[tuple[int, Envelope]]) -> None:
+def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: str) -> None:
     mine = [(seq, e) for seq, e in events if e.aggregate_type == "user_profile"]
     if not mine:
         return
     current = fetch_existing(con, "users", ("user_id",), {(e.aggregate_id,) for _, e in mine})
-    for seq, e in mine:
-        key, at = (e.aggregate_id,), datetime.fromisoformat(e.occurred_at)
+
+    def step(seq: int, e: Envelope) -> None:
+        key, at, data = (e.aggregate_id,), datetime.fromisoformat(e.occurred_at), payload(e)
         if e.event_type == "user_registered":
             current[key] = {
-                "user_id": e.aggregate_id, "name": e.payload["name"], "email": e.payload["email"],
-                "active": True, "registered_at": at, "updated_at": at, "updated_seq": seq,
+                "user_id": e.aggregate_id, "name": str(data["name"]),
+                "email": str(data["email"]), "active": True,
+                "registered_at": at, "updated_at": at, "updated_seq": seq,
             }  # fmt: skip
-            continue
+            return
         row = current.get(key)
         if row is None:
-            continue
+            return
         if e.event_type == "profile_updated":
-            row.update({k: v for k, v in e.payload.items() if k in ("name", "email") and v})
+            row.update({k: str(v) for k, v in data.items() if k in ("name", "email") and v})
         elif e.event_type == "user_deactivated":
             row["active"] = False
         row.update(updated_at=at, updated_seq=seq)
+
+    each(mine, step)
     collapse_and_upsert(con, "users", _COLUMNS, current.values())
 
 
