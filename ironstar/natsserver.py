@@ -73,6 +73,8 @@ class NatsServer:
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )
+        if log:
+            out.close()  # the child holds its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -200,7 +200,7 @@ class ReadModel:
             self.con.execute("BEGIN")
             for name in names:
                 for table in self.projections[name].tables:
-                    data = source.con.cursor().execute(f"SELECT * FROM {table}").to_arrow_table()
+                    data = source.con.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
                     self.con.execute(f"DELETE FROM {table}")
                     self.con.register("_copy", data)
                     self.con.execute(f"INSERT INTO {table} SELECT * FROM _copy")
