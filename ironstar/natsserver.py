@@ -73,7 +73,7 @@ class NatsServer:
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )
-        if log:
+        if not isinstance(out, int):
             out.close()  # the child holds its own descriptor
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
