@@ -89,6 +89,7 @@ class Feed:
         self._heard = time.monotonic()
         self._lost: FeedLost | None = None
         self._sub: object | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Feed:
         js = self.nc.jetstream()
@@ -114,6 +115,8 @@ class Feed:
         return self
 
     async def close(self, delete: bool = False) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()  # type: ignore[attr-defined]
@@ -129,6 +132,8 @@ class Feed:
     async def next(self, stop: asyncio.Event) -> Batch | None:
         """The next batch: `size` events, or fewer once the stream has no more or the first
         waited `linger_s`. None once `stop` is set."""
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._wake_on(stop))
         while not stop.is_set():
             if self._lost is not None:
                 raise self._lost
@@ -150,6 +155,10 @@ class Feed:
                 self._credit, self._heard = 0, time.monotonic()
                 await self._refill()
         return None
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
 
     def _take(self) -> Batch:
         reply, pending = self._filling_tail
