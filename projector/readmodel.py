@@ -38,6 +38,8 @@ LOCKED_DOWN = {
 _META_DDL = (
     """CREATE TABLE IF NOT EXISTS checkpoint (
         id INTEGER PRIMARY KEY, sequence BIGINT NOT NULL, command_id VARCHAR NOT NULL)""",
+    # Files of the walking skeleton have no command_id: add it (their projections rebuild).
+    "ALTER TABLE checkpoint ADD COLUMN IF NOT EXISTS command_id VARCHAR DEFAULT ''",
     "CREATE TABLE IF NOT EXISTS projection_versions (name VARCHAR PRIMARY KEY, version INTEGER)",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         sequence BIGINT PRIMARY KEY, subject VARCHAR, error VARCHAR, data BLOB,
@@ -65,14 +67,13 @@ class ReadModel:
             for statement in _META_DDL:
                 self.con.execute(statement)
             self.con.execute("INSERT OR IGNORE INTO checkpoint VALUES (1, 0, '')")
-            fresh = self._read_checkpoint() == 0
-            for projection in projections:
-                for statement in projection.ddl:
-                    self.con.execute(statement)
-                if fresh:  # an empty file holds every projection at its current version
+            self.checkpoint = self._read_checkpoint()
+            if not self.stale():  # a stale file is only read until its rebuild swaps in
+                for projection in projections:
+                    for statement in projection.ddl:
+                        self.con.execute(statement)
                     self._set_version(projection)
             self.con.execute("COMMIT")
-        self.checkpoint, self._command = self._read_checkpoint(), ""
         found = self.con.execute("SELECT command_id FROM checkpoint WHERE id = 1").fetchall()
         self._command = str(found[0][0])
 
@@ -87,22 +88,14 @@ class ReadModel:
         )
 
     def stale(self) -> list[str]:
-        """Projections whose tables in this file were built by another code version."""
+        """Projections whose tables in this file were built by another code version (or
+        are missing from a file that has applied events already)."""
         stored = dict(self.con.execute("SELECT name, version FROM projection_versions").fetchall())
-        return [p.name for p in self.projections.values() if stored.get(p.name) != p.version]
-
-    def reset(self, names: Collection[str]) -> None:
-        """Drop and recreate the tables of `names` at their current version (for a rebuild)."""
-        with self._write:
-            self.con.execute("BEGIN")
-            for name in names:
-                projection = self.projections[name]
-                for table in projection.tables:
-                    self.con.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
-                for statement in projection.ddl:
-                    self.con.execute(statement)
-                self._set_version(projection)
-            self.con.execute("COMMIT")
+        return [
+            p.name
+            for p in self.projections.values()
+            if stored.get(p.name, None if self.checkpoint == 0 else -1) not in (None, p.version)
+        ]
 
     def apply(
         self,
