@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,10 +42,17 @@ from projector.replica import apply
 _EPOCH_MS = 1_790_000_000_000  # events are spread over time, 5 ms apart
 
 
+def _say(what: str) -> None:
+    print(f"bench project: {what}", file=sys.stderr, flush=True)
+
+
 def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to store")
     parser.add_argument("--lists", type=int, default=5_000, help="todo lists among them")
     parser.add_argument("--users", type=int, default=20_000, help="user profiles among them")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="events per DuckDB transaction (default 1000)"
+    )
 
 
 def domain_events(
@@ -145,8 +154,9 @@ async def load(nc: Client, prefix: str, envelopes: list[Envelope], window: int =
     return time.perf_counter() - started
 
 
-async def _nats_only(nc: Client, settings: NatsSettings, count: int) -> float:
-    feed = Feed(nc, settings.stream, "bench-nats-only", Subjects(settings.prefix).all_events, 0)
+async def _nats_only(nc: Client, settings: NatsSettings, count: int, size: int) -> float:
+    subject = Subjects(settings.prefix).all_events
+    feed = Feed(nc, settings.stream, "bench-nats-only", subject, 0, size)
     await feed.start()
     started, never = time.perf_counter(), asyncio.Event()
     seen = 0
@@ -160,11 +170,11 @@ async def _nats_only(nc: Client, settings: NatsSettings, count: int) -> float:
     return elapsed
 
 
-def _duckdb_only(path: Path, bodies: list[bytes]) -> float:
+def _duckdb_only(path: Path, bodies: list[bytes], size: int) -> float:
     model = ReadModel(path)
     started = time.perf_counter()
-    for offset in range(0, len(bodies), 1000):
-        chunk = bodies[offset : offset + 1000]
+    for offset in range(0, len(bodies), size):
+        chunk = bodies[offset : offset + size]
         deliveries = [(offset + i + 1, "", body) for i, body in enumerate(chunk)]
         apply(model, deliveries, offset + len(chunk), halt=True)
     elapsed = time.perf_counter() - started
@@ -172,9 +182,11 @@ def _duckdb_only(path: Path, bodies: list[bytes]) -> float:
     return elapsed
 
 
-async def _end_to_end(nc: Client, settings: NatsSettings, data_dir: Path, count: int) -> float:
+async def _end_to_end(
+    nc: Client, settings: NatsSettings, data_dir: Path, count: int, size: int
+) -> float:
     stop, ready = asyncio.Event(), asyncio.Event()
-    config = ProjectorSettings(name="bench", data_dir=str(data_dir))
+    config = ProjectorSettings(name="bench", data_dir=str(data_dir), batch_size=size)
     service = asyncio.create_task(projector.serve(settings, config, lambda _: ready.set(), stop))
     await ready.wait()
     started = time.perf_counter()
@@ -203,11 +215,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         nc = await bus.connect(settings, name="bench-project")
         try:
             await bus.ensure_stream(nc, settings)
+            _say(f"loading {count:,} events")
             loaded = await load(nc, settings.prefix, envelopes)
-            nats_s = await _nats_only(nc, settings, count)
+            _say("ceiling: consuming with nats-py, applying nothing")
+            nats_s = await _nats_only(nc, settings, count, args.batch_size)
+            _say("ceiling: applying to DuckDB, no NATS")
             bodies = [codec.encode(e) for e in envelopes]
-            duck_s = await asyncio.to_thread(_duckdb_only, directory / "ceiling.duckdb", bodies)
-            e2e_s = await _end_to_end(nc, settings, directory / "projector", count)
+            ceiling = directory / "ceiling.duckdb"
+            duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, args.batch_size)
+            _say("end to end: the projector from an empty file")
+            e2e_s = await _end_to_end(nc, settings, directory / "projector", count, args.batch_size)
         finally:
             await nc.drain()
             server.stop()
@@ -218,5 +235,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ceiling_nats_only_events_per_s": round(count / nats_s),
         "ceiling_duckdb_only_events_per_s": round(count / duck_s),
         "end_to_end_s": round(e2e_s, 2),
+        "batch_size": args.batch_size,
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "goal_events_per_s": 50_000,
     }
