@@ -92,3 +92,37 @@ def test_a_poison_event_halts_the_projection_when_set_to_halt(model: ReadModel) 
         apply(model, [(1, "s", codec.encode(good)), (2, "s", b"{not json")], 2, halt=True)
     assert model.checkpoint == 0
     assert model.con.execute("SELECT count(*) FROM todos").fetchall() == [(0,)]
+
+
+def test_a_change_to_a_todo_never_added_leaves_no_row_and_moves_no_count(
+    model: ReadModel,
+) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_completed", todo_id="ghost"),
+        _event("todo_list", "l", 3, "todo_deleted", todo_id="ghost"),
+        _event("user_profile", "nobody", 1, "profile_updated", name="X"),
+    ]
+    apply(model, _deliveries(events), len(events), halt=True)
+    assert model.con.execute("SELECT todo_id FROM todos").fetchall() == [("a",)]
+    assert model.con.execute("SELECT count(*) FROM users").fetchall() == [(0,)]
+    assert model.con.execute("SELECT active, completed FROM todos_over_time").fetchall() == [(1, 0)]
+
+
+def test_deleting_a_todo_from_an_earlier_batch_moves_the_count_it_was_in(
+    model: ReadModel,
+) -> None:
+    first = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
+        _event("todo_list", "l", 3, "todo_completed", todo_id="b"),
+    ]
+    apply(model, _deliveries(first), 3, halt=True)
+    second = [
+        _event("todo_list", "l", 4, "todo_deleted", todo_id="b"),
+        _event("todo_list", "l", 5, "todo_renamed", todo_id="a", text="uno"),
+    ]
+    apply(model, _deliveries(second, 4), 5, halt=True)
+    counts = model.con.execute("SELECT active, completed FROM todos_over_time ORDER BY minute")
+    assert counts.fetchall()[-1] == (1, 0)
+    assert model.con.execute("SELECT text FROM todos WHERE NOT deleted").fetchall() == [("uno",)]
