@@ -33,6 +33,7 @@ from common.envelope import Envelope, Metadata
 from common.messages import QueryRequest
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
+from common.telemetry import configure_logging
 from ironstar.natsserver import NatsServer, free_port
 from projector import main as projector
 from projector.feed import Feed
@@ -206,6 +207,7 @@ async def _end_to_end(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    configure_logging("bench", "WARNING")  # JSON lines on stderr; figures on stdout
     envelopes = list(domain_events(args.events, args.lists, args.users))
     count = len(envelopes)
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-project-") as tmp:
