@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -71,7 +70,7 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
     def step(seq: int, e: Envelope) -> None:
         data, kind = payload(e), e.event_type
         key = (e.aggregate_id, str(data["todo_id"]))
-        at = datetime.fromisoformat(e.occurred_at)
+        at = e.occurred_at  # RFC 3339 text: DuckDB casts it to TIMESTAMPTZ on insert
         row = changed.setdefault(key, {"list_id": key[0], "todo_id": key[1], "deleted": False})
         row["updated_at"], row["updated_seq"] = at, seq
         if kind == "todo_added":

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -43,7 +42,7 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
     changed: dict[str, dict[str, Any]] = {}
 
     def step(seq: int, e: Envelope) -> None:
-        data, at = payload(e), datetime.fromisoformat(e.occurred_at)
+        data, at = payload(e), e.occurred_at  # RFC 3339 text, cast by DuckDB
         row = changed.setdefault(e.aggregate_id, {"user_id": e.aggregate_id})
         row["updated_at"], row["updated_seq"] = at, seq
         if e.event_type == "user_registered":
