@@ -66,6 +66,7 @@ async def serve(
         await _follow(nc, nats_settings, settings, replica, durable, subjects, stop)
     except Poisoned as exc:
         metrics.HALTED.set(1)
+        await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
         log.error("projection_halted", error=str(exc), sequence=replica.model.checkpoint)
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:

@@ -109,31 +109,38 @@ class ReadModel:
 
         Events at or below the checkpoint were applied before and are skipped; the
         checkpoint advances even if nothing changes. An event a projection cannot apply
-        becomes a dead letter and the batch is applied again without it (or, with
-        `halt`, `Poisoned` is raised and nothing is written). Returns the dead letters.
-        The caller acks the stream only after this returns.
+        becomes a dead letter and the batch is applied again without it; with `halt`,
+        the events before it are applied, the checkpoint stops just before it and
+        `Poisoned` is raised. Returns the dead letters. The caller acks the stream only
+        after this returns.
         """
         if last_sequence <= self.checkpoint:
             return []
         fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
         dead = [d for d in dead if d[0] > self.checkpoint]
-        if dead and halt:
-            raise Poisoned(f"cannot decode sequence {dead[0][0]}: {dead[0][2]}")
+        poison = (dead[0][0], dead[0][2]) if dead and halt else None
         projections = [p for p in self.projections.values() if only is None or p.name in only]
         while True:
+            if poison is not None:
+                fresh = [(s, e) for s, e in fresh if s < poison[0]]
+                last_sequence, dead = poison[0] - 1, []
             try:
-                self._commit(projections, fresh, last_sequence, dead)
+                if last_sequence > self.checkpoint:
+                    self._commit(projections, fresh, last_sequence, dead)
                 break
             except Unapplicable as exc:
                 if halt:
-                    raise Poisoned(f"cannot apply {exc}") from exc
+                    poison = (exc.sequence, f"cannot apply: {exc.error}")
+                    continue
                 event = next(e for s, e in fresh if s == exc.sequence)
                 subject = f"{event.aggregate_type}.{event.aggregate_id}"
                 dead.append((exc.sequence, subject, exc.error, codec.encode(event)))
                 fresh = [(s, e) for s, e in fresh if s != exc.sequence]
         for sequence, subject, error, _ in dead:
             log.error("dead_letter", sequence=sequence, subject=subject, error=error)
-        self.checkpoint = last_sequence
+        self.checkpoint = max(self.checkpoint, last_sequence)
+        if poison is not None:
+            raise Poisoned(f"sequence {poison[0]}: {poison[1]}")
         return dead
 
     def _commit(

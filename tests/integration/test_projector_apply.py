@@ -88,10 +88,17 @@ def test_a_poison_event_becomes_a_dead_letter_and_the_batch_goes_on(model: ReadM
 
 def test_a_poison_event_halts_the_projection_when_set_to_halt(model: ReadModel) -> None:
     good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
+    later = _event("todo_list", "l", 2, "todo_renamed", todo_id="t", text="two")
+    deliveries = [
+        (1, "s", codec.encode(good)),
+        (2, "s", b"{not json"),
+        (3, "s", codec.encode(later)),
+    ]
     with pytest.raises(Poisoned, match="sequence 2"):
-        apply(model, [(1, "s", codec.encode(good)), (2, "s", b"{not json")], 2, halt=True)
-    assert model.checkpoint == 0
-    assert model.con.execute("SELECT count(*) FROM todos").fetchall() == [(0,)]
+        apply(model, deliveries, 3, halt=True)
+    assert model.checkpoint == 1  # stopped just before the poison event
+    assert model.con.execute("SELECT text FROM todos").fetchall() == [("one",)]
+    assert model.con.execute("SELECT count(*) FROM dead_letters").fetchall() == [(0,)]
 
 
 def test_a_change_to_a_todo_never_added_leaves_no_row_and_moves_no_count(

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import duckdb
 import msgspec
+import pytest
 from nats.aio.client import Client
 
 from common import bus
+from common.errors import Timeout
 from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -110,3 +112,22 @@ async def test_a_snapshot_opens_in_plain_duckdb_while_the_projector_writes(
     (checkpoint,) = copy.execute("SELECT sequence FROM checkpoint").fetchall()[0]
     (counted,) = copy.execute("SELECT coalesce(sum(events), 0) FROM event_counts").fetchall()[0]
     assert checkpoint == taken["sequence"] == counted  # consistent at a batch boundary
+
+
+async def test_a_poison_event_is_skipped_by_default_and_halts_when_set_to_halt(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    events = list(domain_events(10, lists=2, users=2, seed=2))
+    await store(nc, nats_settings, events[:5])
+    await nc.jetstream().publish(Subjects(nats_settings.prefix).events("todo_list", "x"), b"{oops")
+    last = await store(nc, nats_settings, events[5:])
+    async with replica(nats_settings, tmp_path, "skip"):
+        dead = await sql(nc, nats_settings, "SELECT sequence FROM dead_letters", last)
+        assert dead == [[6]]
+    async with replica(nats_settings, tmp_path, "halt", on_poison="halt"):
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint", 5) == [[5]]
+        body = msgspec.json.encode(QueryRequest(name="totals", min_seq=last, timeout_s=0.3))
+        subject = Subjects(nats_settings.prefix).query("analytics")
+        with pytest.raises(Timeout) as waited:
+            await bus.request(nc, subject, body, 5, "projector")
+        assert waited.value.detail["sequence"] == 5  # halted before the poison, still serving
