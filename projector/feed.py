@@ -33,7 +33,7 @@ _json = msgspec.json.Encoder()
 
 
 class FeedLost(Exception):
-    """The consumer went away (deleted, or the server lost it); recreate the feed."""
+    """The consumer went away, or a delivery went missing; recreate the feed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,13 @@ class Feed:
         if reply and reply.startswith("$JS.ACK."):
             self._credit -= 1
             sequence, pending = _ack_tokens(reply)
+            if sequence > self._seen + 1:
+                # A delivery to a pull request lost in a reconnect: the next AckAll would
+                # acknowledge it unseen. The stream has no holes, so start over from the
+                # last applied sequence instead.
+                self._lost = FeedLost(f"sequence {self._seen + 1} went missing")
+                self._wake.set()
+                return
             if sequence > self._seen:  # a redelivery of what we hold already is dropped
                 self._seen = sequence
                 if not self._filling:

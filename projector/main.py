@@ -12,6 +12,9 @@ from pathlib import Path
 
 import structlog
 from nats.aio.client import Client
+from nats.errors import ConnectionReconnectingError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import ServiceUnavailableError
 
 from common import bus
 from common.settings import NatsSettings, ProjectorSettings
@@ -111,5 +114,10 @@ async def _follow(
                     metrics.LAG.labels(name).set(batch.pending)
         except FeedLost as exc:
             log.warning("feed_lost", error=str(exc))
+        except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError) as exc:
+            log.warning("feed_unavailable", error=repr(exc))  # e.g. a consumer leader moving
+            await asyncio.sleep(settings.batch_ms / 1000)  # back off, then recreate the feed
+        except (TimeoutError, NatsTimeout) as exc:
+            log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()

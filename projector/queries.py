@@ -97,7 +97,6 @@ async def serve(
     )
     mine = subjects.query(f"rebuild.{valid_id(settings.name, 'replica')}")
     await bus.serve(nc, mine, f"rebuild.{settings.name}", rebuild, 4)
-    await nc.flush()  # subscribed on the server before anyone is told we serve
 
 
 def _decode(data: bytes) -> QueryRequest:

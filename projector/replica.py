@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
 import msgspec
+import structlog
 
 from common import envelope as codec
 from projector import metrics
@@ -21,6 +22,9 @@ from projector.feed import Delivery
 from projector.progress import Progress
 from projector.projection import Event
 from projector.readmodel import DeadLetter, ReadModel
+
+log = structlog.get_logger()
+LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
 
 
 class Replica:
@@ -83,6 +87,13 @@ def apply(
     started = time.perf_counter()
     events, dead = decode(deliveries)
     dead = model.apply(events, last, dead, halt, only)
+    log.info(
+        "batch_applied",
+        first=deliveries[0][0] if deliveries else last,
+        last=last,
+        events=len(deliveries),
+        correlation_ids=sorted({e.metadata.correlation_id for _, e in events})[:LOGGED_IDS],
+    )
     metrics.DEAD_LETTERS.inc(len(dead))
     metrics.EVENTS_PROCESSED.inc(len(deliveries))
     metrics.BATCH_SIZES.observe(len(deliveries))
