@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from litestar import Controller, get
@@ -19,9 +19,10 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from common import envelope
 from common.envelope import uuid7
 from common.subjects import valid_id
-from gateway import snapshot
+from gateway import datastar, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, Topic, parse_topics
 from gateway.wire import comment, frame, retry
@@ -64,6 +65,10 @@ class EventsController(Controller):
             str | None, Parameter(query="last_event_id", description="resume after this sequence")
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        format: Annotated[
+            Literal["json", "datastar"],
+            Parameter(description="json: envelopes; datastar: server-rendered HTML patches"),
+        ] = "json",
     ) -> Stream:
         """Server-Sent Events of the stream, filtered by `topics`."""
         settings = backend.settings
@@ -90,7 +95,14 @@ class EventsController(Controller):
         closing: asyncio.Event = state.closing
         return Stream(
             _events(
-                feed, client, parsed, snap, closing, settings.sse_keepalive_s, settings.sse_retry_ms
+                feed,
+                client,
+                parsed,
+                snap,
+                closing,
+                settings.sse_keepalive_s,
+                settings.sse_retry_ms,
+                format == "datastar",
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -105,13 +117,16 @@ async def _events(
     closing: asyncio.Event,
     keepalive_s: float,
     retry_ms: int,
+    as_datastar: bool = False,
 ) -> AsyncIterator[bytes]:
     closed = asyncio.ensure_future(closing.wait())
     try:
         yield retry(retry_ms)
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in topics]}
         yield frame(json.dumps(hello), event="connected")
-        if snap is not None:
+        if snap is not None and as_datastar:
+            yield datastar.render_snapshot(snap[0], snap[1])
+        elif snap is not None:
             yield frame(json.dumps(snap[1], default=str), event="snapshot", id=snap[0])
         while not closing.is_set():
             pull = asyncio.ensure_future(feed.pull(feed.capacity, keepalive_s))
@@ -124,6 +139,9 @@ async def _events(
                 yield comment("keep-alive")
                 continue
             for msg in msgs:
+                if as_datastar:
+                    yield datastar.render(msg.metadata.sequence.stream, envelope.decode(msg.data))
+                    continue
                 event_type = _heads.decode(msg.data).event_type
                 yield frame(msg.data, event=event_type, id=msg.metadata.sequence.stream)
             await msgs[-1].ack()  # every byte above was handed to the socket

@@ -11,14 +11,16 @@ import sys
 from collections.abc import Sequence
 
 from common.errors import IronstarError
-from ironstar.commands import bench, config, services, up
+from ironstar.commands import bench, config, demo, services, status, up
 
-COMMANDS = (up, services, config, bench)
+COMMANDS = (up, services, status, demo, config, bench)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
   ironstar up --http-port 8080 --data-dir /tmp/demo
   IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar writer
+  ironstar up --demo                        the same, with demo traffic on the dashboard
+  ironstar status                           health, stream size, consumers, projection lag
   ironstar config                           every IRONSTAR_* variable and its default
 """
 

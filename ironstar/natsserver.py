@@ -69,10 +69,12 @@ class NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         self.process = subprocess.Popen(
             [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
         )
+        if not isinstance(out, int):
+            out.close()  # the child has its own copy; ours would leak (a ResourceWarning)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -8,12 +8,15 @@ alive after the grace period is killed, so nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,13 +52,16 @@ class Stack:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         if say:
-            print(f"ironstar: data in {self.data_dir.resolve()} (logs in {logs})")
+            print(
+                f"ironstar: starting nats-server, {', '.join(SERVICES)}"
+                f"  (data in {self.data_dir.resolve()}, logs in {logs.resolve()})"
+            )
         try:
             self.nats = NatsServer(self.data_dir, port).start(log=logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
         if say:
-            print(f"ironstar: nats-server  {self.nats.url}  (JetStream, fsync before ack)")
+            print(f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack)")
         env = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats.url,
@@ -84,7 +90,7 @@ class Stack:
                     if ready.exists():
                         pending.remove(service)
                         if say:
-                            print(f"ironstar: {service:<10} ready: {ready.read_text()}")
+                            print(f"ironstar: {service:<11} ready  {ready.read_text()}")
                     elif process.poll() is not None:
                         raise StartError(
                             f"{service} exited with {process.returncode}: "
@@ -132,8 +138,39 @@ def _last_line(path: Path) -> str:
     return lines[-1][-400:] if lines else "(no output)"
 
 
-def up(stack: Stack) -> int:
-    """Run the stack in the foreground until Ctrl-C or SIGTERM."""
+def banner(stack: Stack) -> str:
+    """Where everything is, once it all runs."""
+    assert stack.nats is not None
+    http = f"http://{stack.http_host}:{stack.http_port}"
+    data = stack.data_dir.resolve()
+    return "\n".join(
+        (
+            "",
+            f"  dashboard  {http}/",
+            f"  HTTP API   {http}/schema (OpenAPI)   metrics {http}/metrics",
+            f"  NATS       {stack.nats.url}   (export IRONSTAR_NATS_URL={stack.nats.url})",
+            f"  data       {data}",
+            f"  try        ironstar demo --url {http}    ironstar status --data-dir {data}",
+            "",
+            "ironstar: running; Ctrl-C stops everything",
+        )
+    )
+
+
+def _write_address(stack: Stack) -> Path:
+    """`<data dir>/up.json`: where this stack listens, so `ironstar status` finds it."""
+    assert stack.nats is not None
+    path = stack.data_dir / "up.json"
+    http = f"http://{stack.http_host}:{stack.http_port}"
+    path.write_text(json.dumps({"nats_url": stack.nats.url, "http_url": http, "pid": os.getpid()}))
+    return path
+
+
+def up(stack: Stack, on_ready: Callable[[str], object] | None = None) -> int:
+    """Run the stack in the foreground until Ctrl-C or SIGTERM.
+
+    `on_ready(http_url)` runs in a daemon thread once everything serves (`up --demo`).
+    """
     stopping = False
 
     def on_signal(_sig: int, _frame: object) -> None:
@@ -144,11 +181,11 @@ def up(stack: Stack) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         stack.start()
-        print(
-            f"ironstar: dashboard    http://{stack.http_host}:{stack.http_port}/"
-            "   (Ctrl-C stops everything)"
-        )
-        sys.stdout.flush()
+        _write_address(stack)
+        print(banner(stack), flush=True)
+        if on_ready is not None:
+            url = f"http://{stack.http_host}:{stack.http_port}"
+            threading.Thread(target=on_ready, args=(url,), daemon=True).start()
         while not stopping:
             if not stack.alive():
                 dead = [s for s, p in stack.processes.items() if p.poll() is not None]
@@ -161,4 +198,5 @@ def up(stack: Stack) -> int:
         return 1
     finally:
         stack.stop()
+        (stack.data_dir / "up.json").unlink(missing_ok=True)
         print("ironstar: stopped")
