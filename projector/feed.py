@@ -66,7 +66,7 @@ async def batches(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(size, timeout=wait_s)
-            except NatsTimeout:
+            except (NatsTimeout, TimeoutError):  # nats-py raises either when nothing came
                 continue
             if not msgs:
                 continue

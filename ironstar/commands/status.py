@@ -49,11 +49,11 @@ def add(commands: Any) -> None:
 def _http(url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=3) as reply:
-            return {"status": reply.status, **json.loads(reply.read())}
+            return {**json.loads(reply.read()), "http": reply.status}
     except urllib.error.HTTPError as exc:
-        return {"status": exc.code, **json.loads(exc.read() or b"{}")}
+        return {**json.loads(exc.read() or b"{}"), "http": exc.code}
     except (urllib.error.URLError, OSError) as exc:
-        return {"status": 0, "reason": str(getattr(exc, "reason", exc))}
+        return {"http": 0, "reason": str(getattr(exc, "reason", exc))}
 
 
 async def _probe(nc: Any, subject: str, body: bytes, what: str) -> dict[str, Any]:
@@ -68,13 +68,23 @@ async def _probe(nc: Any, subject: str, body: bytes, what: str) -> dict[str, Any
     return {"up": True, "ms": round((time.perf_counter() - started) * 1000, 1), **reply}
 
 
+async def _quiet(_exc: Exception) -> None:
+    """nats-py prints every failed attempt otherwise; the report says it once."""
+
+
 async def gather(nats: NatsSettings) -> dict[str, Any]:
     try:
-        nc = await nats_client.connect(
-            nats.url.split(","), name="ironstar-status", connect_timeout=2, allow_reconnect=False
-        )
+        async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
+            nc = await nats_client.connect(
+                nats.url.split(","),
+                name="ironstar-status",
+                connect_timeout=2,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                error_cb=_quiet,
+            )
     except (OSError, TimeoutError, NoServersError) as exc:
-        raise Unavailable(f"cannot reach NATS at {nats.url}: {exc}") from None
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {exc or 'no answer in 4 s'}") from None
     try:
         js = nc.jetstream()
         info = await js.stream_info(nats.stream)
@@ -179,8 +189,8 @@ def report(state: dict[str, Any]) -> list[str]:
             f"projector    {mark[p['up']]}  "
             + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
         )
-    ready = gateway.get("status") == 200
-    detail = gateway.get("reason") or gateway.get("status")
+    ready = gateway.get("http") == 200
+    detail = gateway.get("reason") or gateway.get("http")
     lines.append(
         f"gateway      {mark[ready]}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
     )
@@ -209,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         state["nats"]["up"]
         and state.get("writer", {}).get("up")
         and state.get("projector", {}).get("up")
-        and state["gateway"].get("status") == 200
+        and state["gateway"].get("http") == 200
     )
     if args.json:
         print(json.dumps(state, default=str))

@@ -11,11 +11,10 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from tests.support.processes import Service
+from tests.support.stack import Stack
 
 CHROMIUM = Path(os.environ.get("IRONSTAR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -77,42 +76,6 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
     for page in pages:
         page.close()
     assert not errors, errors
-
-
-class Stack:
-    """writer, projector and gateway as processes on this test's stream."""
-
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = env
-        self.workdir = workdir
-        self.url = f"http://127.0.0.1:{env['IRONSTAR_GATEWAY_PORT']}"
-        self.services = {
-            name: Service(name, env, workdir).start() for name in ("writer", "projector")
-        }
-        self.gateway = Service("gateway", env, workdir).start()
-
-    def restart_gateway(self) -> None:
-        self.gateway.stop()
-        self.gateway = Service("gateway", self.env, self.workdir).start()
-
-    def command(self, list_id: str, type_: str, **payload: str) -> dict[str, object]:
-        return send(self.url, "todo_list", list_id, type_, payload)
-
-    def stop(self) -> None:
-        self.gateway.stop()
-        for service in self.services.values():
-            service.stop()
-
-
-def send(
-    url: str, aggregate: str, ident: str, type_: str, payload: dict[str, str]
-) -> dict[str, object]:
-    reply = httpx.post(
-        f"{url}/api/commands/{aggregate}/{ident}", json={"type": type_, "payload": payload}
-    )
-    assert reply.status_code == 200, reply.text
-    body: dict[str, object] = reply.json()
-    return body
 
 
 @pytest.fixture

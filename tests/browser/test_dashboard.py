@@ -9,7 +9,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, Stack, send
+from tests.browser.conftest import ARTIFACTS
+from tests.support.stack import Stack, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
