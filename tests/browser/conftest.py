@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 
-from tests.support.stack import Stack
-
 CHROMIUM = Path(os.environ.get("IRONSTAR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ARGS = [
@@ -76,10 +74,3 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
     for page in pages:
         page.close()
     assert not errors, errors
-
-
-@pytest.fixture
-def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(service_env, tmp_path)
-    yield running
-    running.stop()

@@ -25,6 +25,14 @@ def _live(page: Page) -> None:
     expect(page.locator("#connection")).to_have_text("live", timeout=10_000)
 
 
+def _fresh_list(stack: Stack, open_page: Callable[[str], Page]) -> tuple[str, Page]:
+    """A new list's page, once its feed is live."""
+    list_id = _list()
+    page = open_page(f"{stack.url}/?list={list_id}")
+    _live(page)
+    return list_id, page
+
+
 def _add(page: Page, text: str) -> None:
     page.fill("#new-todo", text)
     page.press("#new-todo", "Enter")
@@ -33,9 +41,7 @@ def _add(page: Page, text: str) -> None:
 def test_todos_are_added_completed_and_deleted_through_the_page(
     stack: Stack, open_page: Callable[[str], Page]
 ) -> None:
-    list_id = _list()
-    page = open_page(f"{stack.url}/?list={list_id}")
-    _live(page)
+    list_id, page = _fresh_list(stack, open_page)
     _add(page, "Buy milk")
     item = page.locator(f"#todos-{list_id} .todo", has_text="Buy milk")
     expect(item).to_have_count(1)
@@ -74,9 +80,7 @@ def test_a_second_page_on_the_same_list_sees_changes_within_a_second(
 def test_the_page_reconnects_after_a_gateway_restart_and_catches_up_without_reload(
     stack: Stack, open_page: Callable[[str], Page]
 ) -> None:
-    list_id = _list()
-    page = open_page(f"{stack.url}/?list={list_id}")
-    _live(page)
+    list_id, page = _fresh_list(stack, open_page)
     _add(page, "Before the restart")
     expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(1)
     page.evaluate("window.sameDocument = true")
@@ -102,9 +106,7 @@ def test_the_page_reconnects_after_a_gateway_restart_and_catches_up_without_relo
 def test_a_rejected_command_shows_the_servers_message_next_to_its_input(
     stack: Stack, open_page: Callable[[str], Page]
 ) -> None:
-    list_id = _list()
-    page = open_page(f"{stack.url}/?list={list_id}")
-    _live(page)
+    list_id, page = _fresh_list(stack, open_page)
     _add(page, "   ")
     error = page.locator("#add-todo-error")
     expect(error).to_contain_text("text")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,13 +11,6 @@ import pytest
 from tests.support.stack import Stack, send
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(service_env, tmp_path)
-    yield running
-    running.stop()
 
 
 def test_the_page_loads_only_first_party_assets_and_shows_the_read_models(stack: Stack) -> None:
