@@ -30,7 +30,7 @@ STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 DEFAULT_LIST = "inbox"
 FEED_TOPICS = "todo_list,user_profile"
-CHART_MINUTES = 30
+CHART_MINUTES = 15
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:

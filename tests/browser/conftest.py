@@ -60,11 +60,7 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
         page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         page.on(
             "console",
-            lambda m: (
-                errors.append(f"console: {m.text}")
-                if m.type == "error" and "Failed to load resource" not in m.text
-                else None
-            ),
+            lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None,
         )
         page.goto(url)
         pages.append(page)

@@ -17,7 +17,7 @@ def test_the_page_loads_only_first_party_assets_and_shows_the_read_models(stack:
     reply = send(stack.url, "todo_list", "home", "add_todo", {"todo_id": "a", "text": "<b>A</b>"})
     page = httpx.get(f"{stack.url}/?list=home").text
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sources and all(s.startswith(("/", "#")) for s in sources), sources
+    assert sources and all(s.startswith(("/", "#", "data:")) for s in sources), sources
     for asset in ("/static/datastar-lite.js", "/static/dashboard.js", "/static/dashboard.css"):
         assert asset in sources
         assert httpx.get(f"{stack.url}{asset}").status_code == 200
