@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
 
 CHROMIUM = Path(os.environ.get("IRONSTAR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -49,6 +49,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _unexpected(message: ConsoleMessage) -> bool:
+    """A console error, except a request's failure (a 4xx the test provokes, a gateway down)."""
+    return message.type == "error" and "Failed to load resource" not in message.text
+
+
 @pytest.fixture
 def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
     """Open a page and fail the test on any script error or console error it logs."""
@@ -59,8 +64,7 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
         page = browser.new_page()
         page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         page.on(
-            "console",
-            lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None,
+            "console", lambda m: errors.append(f"console: {m.text}") if _unexpected(m) else None
         )
         page.goto(url)
         pages.append(page)
