@@ -85,9 +85,14 @@ def patches(sequence: int, event: Envelope) -> list[str]:
     return [*changed, patch_elements(line, "#events", "prepend")]
 
 
-def render(sequence: int, event: Envelope) -> bytes:
-    """The Datastar messages of `event`; the last one's `id:` is its stream sequence."""
-    return _messages(patches(sequence, event), {"seq": sequence}, sequence)
+def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
+    """The Datastar messages of `event`; the last one's `id:` is its stream sequence.
+
+    `behind` (the client's consumer's pending count when the event was delivered) becomes
+    the `behind` signal, so the page can say how far it trails.
+    """
+    signals = {"seq": sequence} if behind is None else {"seq": sequence, "behind": behind}
+    return _messages(patches(sequence, event), signals, sequence)
 
 
 def render_snapshot(sequence: int, state: Any) -> bytes:

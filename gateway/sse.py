@@ -140,7 +140,10 @@ async def _events(
                 continue
             for msg in msgs:
                 if as_datastar:
-                    yield datastar.render(msg.metadata.sequence.stream, envelope.decode(msg.data))
+                    meta = msg.metadata
+                    yield datastar.render(
+                        meta.sequence.stream, envelope.decode(msg.data), meta.num_pending
+                    )
                     continue
                 event_type = _heads.decode(msg.data).event_type
                 yield frame(msg.data, event=event_type, id=msg.metadata.sequence.stream)

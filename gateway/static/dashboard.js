@@ -10,7 +10,6 @@
   // --- connection state --------------------------------------------------------------
   const connection = $("#connection");
   let state = "connecting";
-  let feed = null;
   function show(text, kind) {
     connection.textContent = text;
     connection.className = `conn conn-${kind}`;
@@ -20,23 +19,12 @@
     show(next === "live" ? "live" : "reconnecting…", next === "live" ? "live" : "reconnecting");
   }
 
-  // Lag: the stream's head a poll ago, not yet reached by the feed now, means we trail.
-  let previousHead = null;
-  async function checkLag() {
-    if (!feed || state !== "live" || document.hidden) return;
-    try {
-      const reply = await fetch("/readyz", { cache: "no-store" });
-      const head = (await reply.json()).last_sequence;
-      const seen = feed.lastId();
-      if (previousHead !== null && seen < previousHead && head > seen) {
-        show(`lagging: ${head - seen} behind`, "lagging");
-      } else if (state === "live") {
-        show("live", "live");
-      }
-      previousHead = head;
-    } catch (_) {
-      previousHead = null;
-    }
+  // Lag: each event says how many more its consumer held when it was delivered.
+  const LAGGING_AT = 10;
+  function showLag(behind) {
+    if (state !== "live") return;
+    if (behind >= LAGGING_AT) show(`lagging: ${behind} behind`, "lagging");
+    else if (behind === 0) show("live", "live");
   }
 
   // --- fragments the feed does not carry --------------------------------------------
@@ -61,13 +49,13 @@
   document.addEventListener("datastar-signals", (event) => {
     if ("snapshot" in event.detail) reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
     if ("seq" in event.detail) refreshAnalytics();
+    if ("behind" in event.detail) showLag(event.detail.behind);
     const log = $("#events");
     while (log && log.children.length > 50) log.lastElementChild.remove();
   });
 
   if (body.dataset.mode === "lite" && window.datastarLite) {
-    feed = window.datastarLite.connect(body.dataset.feed, setState);
-    setInterval(checkLag, 2000);
+    window.datastarLite.connect(body.dataset.feed, setState);
   } else {
     show("live (Datastar)", "live");
     setInterval(refreshAnalytics, 3000);

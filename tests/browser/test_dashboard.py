@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable
 
@@ -154,3 +155,34 @@ def test_the_dashboard_renders_every_panel_and_is_saved_as_a_screenshot(
     assert overflow <= 0, f"the page scrolls sideways on a phone by {overflow}px"
     page.screenshot(path=ARTIFACTS / "dashboard-phone.png", full_page=True)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_a_page_that_falls_behind_says_it_is_lagging_and_by_how_many_events(
+    stack: Stack, open_page: Callable[[str], Page]
+) -> None:
+    list_id, page = _fresh_list(stack, open_page)
+    page.evaluate(
+        """() => { window.states = [];
+        new MutationObserver(() => window.states.push(document.querySelector('#connection')
+            .textContent)).observe(document.querySelector('#connection'), {childList: true}); }"""
+    )
+    # The page's gateway is frozen while another one takes 60 commands: its consumer
+    # falls 60 behind, and the page hears so from the first events it gets afterwards.
+    assert stack.gateway.process is not None
+    other_env = {**stack.env, "IRONSTAR_GATEWAY_PORT": str(free_port())}
+    other = Service("gateway", other_env, stack.workdir).start()
+    stack.gateway.process.send_signal(signal.SIGSTOP)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{other_env['IRONSTAR_GATEWAY_PORT']}") as c:
+            for i in range(60):
+                body = {"type": "add_todo", "payload": {"todo_id": f"t{i}", "text": f"Todo {i}"}}
+                assert c.post(f"/api/commands/todo_list/{list_id}", json=body).status_code == 200
+    finally:
+        stack.gateway.process.send_signal(signal.SIGCONT)
+        other.stop()
+    expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(60, timeout=10_000)
+    expect(page.locator("#connection")).to_have_text("live")
+    states = page.evaluate("window.states")
+    lagging = [s for s in states if s.startswith("lagging")]
+    assert lagging, states
+    assert 10 <= int(lagging[0].split()[1]) < 60

@@ -112,3 +112,8 @@ def test_the_chart_stacks_each_minute_by_event_type_and_says_its_numbers_in_text
 
 def test_the_chart_without_events_says_how_to_make_some():
     assert "ironstar demo" in chart.chart([])
+
+
+def test_how_far_the_client_trails_rides_along_as_the_behind_signal():
+    raw = datastar.render(8, _event("todo_list", "l", "todo_deleted", todo_id="t"), behind=41)
+    assert _messages(raw)[-1]["data"] == ['signals {"seq":8,"behind":41}']
