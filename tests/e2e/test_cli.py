@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ironstar.cli import COMMANDS, parser
+from ironstar.natsserver import free_port
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
@@ -25,6 +27,13 @@ def _ironstar(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
         text=True,
         timeout=60,
     )
+
+
+def _start(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ironstar", *args], stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
@@ -71,3 +80,36 @@ def test_every_command_has_help_with_an_example() -> None:
     for name, sub in commands.choices.items():  # type: ignore[union-attr]
         text = sub.format_help()
         assert "Example" in text, f"`ironstar {name} --help` shows no example"
+
+
+async def test_up_with_demo_says_where_everything_is_and_status_finds_it_by_data_dir(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    log = tmp_path / "up.log"
+    up = _start(log, "up", "--demo", "20", "--data-dir", str(data), "--http-port", str(port))
+    try:
+
+        async def status() -> dict[str, object]:
+            assert up.poll() is None, log.read_text()
+            if not (data / "up.json").exists():
+                return {}
+            done = _ironstar({}, "status", "--json", "--data-dir", str(data))
+            return json.loads(done.stdout) if done.stdout else {}
+
+        report = await eventually(
+            status,
+            lambda r: r.get("stream", {}).get("events", 0) > 0,
+            timeout=30,  # type: ignore[union-attr]
+        )
+        assert report["gateway"]["url"] == f"http://127.0.0.1:{port}"  # type: ignore[index]
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(15) == 0
+    said = log.read_text()
+    for line in ("writer      ready", "projector   ready", "gateway     ready"):
+        assert line in said, said
+    assert f"dashboard  http://127.0.0.1:{port}/" in said
+    assert "NATS       nats://127.0.0.1:" in said and f"data       {data.resolve()}" in said
+    assert not (data / "up.json").exists(), "up.json outlived the stack"
