@@ -33,7 +33,7 @@ def _minute(value: Any) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 30) -> str:
+def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15) -> str:
     """`events_per_minute` rows (`minute`, `event_type`, `events`) as an SVG bar chart."""
     counts: dict[datetime, dict[str, int]] = defaultdict(dict)
     for row in rows:
@@ -79,8 +79,9 @@ def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 30) -> str:
 def totals(result: Mapping[str, Any]) -> str:
     """The `totals` query: all events, active and completed todos, events by type."""
     legend = "".join(
-        f'<li><span class="swatch" style="background:{COLOURS.get(r["event_type"], _OTHER)}">'
-        f"</span>{e(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
+        f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect width="10" '
+        f'height="10" rx="2" fill="{COLOURS.get(r["event_type"], _OTHER)}"/></svg>'
+        f"{e(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
         for r in result.get("events_by_type") or []
     )
     return (
@@ -92,7 +93,9 @@ def totals(result: Mapping[str, Any]) -> str:
     )
 
 
-def panel(rows: Iterable[Mapping[str, Any]], result: Mapping[str, Any] | None) -> str:
+def panel(
+    rows: Iterable[Mapping[str, Any]], result: Mapping[str, Any] | None, minutes: int = 15
+) -> str:
     """`div#analytics`: chart and totals; what the page shows and refreshes."""
-    body = chart(rows) + (totals(result) if result is not None else "")
+    body = chart(rows, minutes) + (totals(result) if result is not None else "")
     return f'<div id="analytics" aria-live="off">{body}</div>'

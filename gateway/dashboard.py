@@ -53,7 +53,7 @@ async def _analytics(backend: Backend) -> tuple[str, list[int]]:
     )
     rows = per_minute[1] if per_minute else []
     seqs = [r[0] for r in (per_minute, totals) if r]
-    return chart.panel(rows, totals[1] if totals else None), seqs
+    return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
