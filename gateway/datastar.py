@@ -25,10 +25,10 @@ def patch_elements(elements: str = "", selector: str | None = None, mode: str = 
     """The data lines of one `datastar-patch-elements` event."""
     assert mode in MODES, mode
     lines = []
-    if selector is not None:
-        lines.append(f"selector {selector}")
     if mode != "outer":
         lines.append(f"mode {mode}")
+    if selector is not None:
+        lines.append(f"selector {selector}")
     lines.extend(f"elements {line}" for line in elements.split("\n") if elements)
     return "\n".join(lines)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from datastar_py import ServerSentEventGenerator as Official
+
 from common.envelope import Envelope, Metadata
 from gateway import chart, datastar
+from gateway.wire import frame
 
 
 def _event(aggregate_type: str, aggregate_id: str, event_type: str, **payload: Any) -> Envelope:
@@ -43,9 +46,9 @@ def test_an_added_todo_is_appended_to_its_list_then_logged_and_only_the_last_mes
     )
     first, log, signals = _messages(raw)
     assert first["event"] == "datastar-patch-elements"
-    assert first["data"][:2] == ["selector #todos-groceries", "mode append"]
+    assert first["data"][:2] == ["mode append", "selector #todos-groceries"]
     assert first["data"][2].startswith('elements <li id="todo-milk" class="todo"')
-    assert log["data"][:2] == ["selector #events", "mode prepend"]
+    assert log["data"][:2] == ["mode prepend", "selector #events"]
     assert signals == {"event": "datastar-patch-signals", "id": "7", "data": ['signals {"seq":7}']}
     assert "id" not in first and "id" not in log
 
@@ -65,7 +68,7 @@ def test_user_text_is_escaped_and_a_newline_in_it_becomes_another_elements_line(
 
 def test_a_deleted_todo_is_removed_by_selector_without_elements():
     raw = datastar.render(9, _event("todo_list", "l", "todo_deleted", todo_id="t"))
-    assert _messages(raw)[0]["data"] == ["selector #todos-l #todo-t", "mode remove"]
+    assert _messages(raw)[0]["data"] == ["mode remove", "selector #todos-l #todo-t"]
 
 
 def test_completing_and_reopening_replace_only_the_checkbox():
@@ -92,8 +95,8 @@ def test_a_snapshot_replaces_whole_fragments_and_raises_the_snapshot_signal():
         "user_profile": [{"user_id": "u", "name": "U", "email": "u@x.org", "active": True}],
     }
     todos, users, signals = _messages(datastar.render_snapshot(12, state))
-    assert todos["data"][:2] == ["selector #todos-l", "mode inner"]
-    assert users["data"][:2] == ["selector #users", "mode inner"]
+    assert todos["data"][:2] == ["mode inner", "selector #todos-l"]
+    assert users["data"][:2] == ["mode inner", "selector #users"]
     assert signals["id"] == "12"
     assert signals["data"] == ['signals {"seq":12,"snapshot":12}']
 
@@ -117,3 +120,23 @@ def test_the_chart_without_events_says_how_to_make_some():
 def test_how_far_the_client_trails_rides_along_as_the_behind_signal():
     raw = datastar.render(8, _event("todo_list", "l", "todo_deleted", todo_id="t"), behind=41)
     assert _messages(raw)[-1]["data"] == ['signals {"seq":8,"behind":41}']
+
+
+def test_the_wire_format_is_byte_for_byte_what_the_official_python_sdk_writes():
+    item = '<li id="a">two\nlines</li>'
+    ours = [
+        frame(datastar.patch_elements(item, "#l", "append"), event="datastar-patch-elements"),
+        frame(datastar.patch_elements(item), event="datastar-patch-elements"),
+        frame(
+            datastar.patch_elements(selector="#l #a", mode="remove"),
+            event="datastar-patch-elements",
+        ),
+        frame(datastar.patch_signals({"seq": 3}), event="datastar-patch-signals", id=3),
+    ]
+    official = [
+        Official.patch_elements(item, selector="#l", mode="append"),
+        Official.patch_elements(item),
+        Official.remove_elements("#l #a"),
+        Official.patch_signals({"seq": 3}, event_id="3"),
+    ]
+    assert [o.decode() for o in ours] == [str(o) for o in official]
