@@ -53,7 +53,7 @@ def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litest
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
-        app.state.backend = Backend(nc, nats_settings, settings)
+        app.state.backend = Backend(nc, nats_settings, settings, app.state.closing)
         try:
             yield
         finally:
@@ -79,5 +79,6 @@ def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litest
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Ironstar gateway", version="0.1.0", path="/schema"),
+        logging_config=None,  # structlog owns logging: see common/telemetry.py
         debug=False,
     )

