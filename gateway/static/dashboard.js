@@ -5,6 +5,7 @@
   const body = document.body;
   const listId = body.dataset.list;
   const $ = (selector) => document.querySelector(selector);
+  const SQL_ROWS_SHOWN = 200;
   const ERROR_FALLBACK = "The gateway is not reachable; check that `ironstar up` runs and try again.";
 
   // --- connection state --------------------------------------------------------------
@@ -183,11 +184,13 @@
       head.append(th);
     }
     const rows = el.createTBody();
-    for (const row of result.rows) {
+    for (const row of result.rows.slice(0, SQL_ROWS_SHOWN)) {
       const tr = rows.insertRow();
       for (const value of row) tr.insertCell().textContent = value === null ? "" : String(value);
     }
-    if (result.truncated) el.createCaption().textContent = "first rows only (row limit reached)";
+    if (result.truncated || result.rows.length > SQL_ROWS_SHOWN) {
+      el.createCaption().textContent = `first ${Math.min(result.rows.length, SQL_ROWS_SHOWN)} rows`;
+    }
     return el;
   }
 })();

@@ -124,7 +124,7 @@
       }
     };
     open();
-    return { lastId: () => Number(lastId || 0), close: () => source && source.close() };
+    return { close: () => source && source.close() };
   }
 
   window.datastarLite = { apply, connect, signals };
