@@ -128,6 +128,10 @@ def test_a_rejected_command_shows_the_servers_message_next_to_its_input(
     _add(page, "Now it is fine")
     expect(error).to_be_hidden()
 
+    page.fill("#sql", "DELETE FROM todos")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("#sql-error")).to_contain_text("only read-only SELECT")
+
 
 def test_the_dashboard_renders_every_panel_and_is_saved_as_a_screenshot(
     stack: Stack, open_page: Callable[[str], Page]
