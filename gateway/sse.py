@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import structlog
@@ -21,10 +21,11 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from nats.errors import Error as NatsError
 
+from common import envelope
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import snapshot
+from gateway import datastar, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, Topic, parse_topics
 from gateway.wire import comment, frame, retry
@@ -74,6 +75,10 @@ class EventsController(Controller):
             str | None, Parameter(query="last_event_id", description="resume after this sequence")
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        format: Annotated[
+            Literal["json", "datastar"],
+            Parameter(description="json: envelopes; datastar: server-rendered HTML patches"),
+        ] = "json",
     ) -> Stream:
         """Server-Sent Events of the stream, filtered by `topics`."""
         settings = backend.settings
@@ -115,6 +120,7 @@ class EventsController(Controller):
                 settings.sse_keepalive_s,
                 settings.sse_retry_ms,
                 resume or 0,
+                format == "datastar",
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -130,6 +136,7 @@ async def _events(
     keepalive_s: float,
     retry_ms: int,
     after: int = 0,
+    as_datastar: bool = False,
 ) -> AsyncIterator[bytes]:
     """The client's frames, each event once and in order.
 
@@ -144,7 +151,9 @@ async def _events(
         yield retry(retry_ms)
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in topics]}
         yield frame(json.dumps(hello), event="connected")
-        if snap is not None:
+        if snap is not None and as_datastar:
+            yield datastar.render_snapshot(snap[0], snap[1])
+        elif snap is not None:
             yield frame(json.dumps(snap[1], default=str), event="snapshot", id=snap[0])
         while not closing.is_set():
             pull = asyncio.ensure_future(feed.pull(feed.capacity, keepalive_s))
@@ -166,7 +175,11 @@ async def _events(
                 after = msg.metadata.sequence.stream
                 head = _heads.decode(msg.data)
                 correlation_ids.add(head.metadata.correlation_id)
-                yield frame(msg.data, event=head.event_type, id=after)
+                if as_datastar:
+                    event = envelope.decode(msg.data)
+                    yield datastar.render(after, event, msg.metadata.num_pending)
+                else:
+                    yield frame(msg.data, event=head.event_type, id=after)
             await msgs[-1].ack()  # every byte above was handed to the socket
             log.info(
                 "sse_delivered",
