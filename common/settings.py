@@ -84,7 +84,8 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "data_dir": "directory of the replica's DuckDB file",
         "batch_size": "events applied per DuckDB transaction at most",
         "batch_ms": "longest wait to fill a batch",
-        "on_poison": "'skip': record an undecodable event in dead_letters, go on; 'halt': stop",
+        "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
+        "go on; 'halt': stop applying (queries go on)",
         "sql_timeout_s": "time limit of an ad-hoc SQL query",
         "sql_max_rows": "row limit of an ad-hoc SQL query",
         "metrics_port": "port of the projector's /metrics (0: a free port, -1: off)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import csv
+import io
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -117,19 +119,41 @@ class ReadModelController(Controller):
         min_seq: MinSeq,
         minutes: Annotated[int, Parameter(ge=1, le=10_080, default=60)],
     ) -> Response[bytes]:
-        """A named analytics query: `events_per_minute` or `totals`."""
+        """A named analytics query over the last `minutes`: `events_per_minute`,
+        `commands_per_minute`, `throughput`, `todos_over_time` or `totals`."""
         params = {"minutes": minutes}
         return _json(await backend.query("analytics", name, params, min_seq))
 
     @post("/sql", status_code=200)
     async def sql(
-        self, request: Request[Any, Any, Any], backend: Backend, min_seq: MinSeq
+        self,
+        request: Request[Any, Any, Any],
+        backend: Backend,
+        min_seq: MinSeq,
+        format: Annotated[
+            Literal["json", "csv"], Parameter(default="json", description="json or csv")
+        ],
     ) -> Response[bytes]:
-        """Run one read-only SELECT over the read models: body `{"sql": "SELECT ..."}`."""
+        """Run one read-only SELECT over the read models: body `{"sql": "SELECT ..."}`.
+
+        JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "max_rows"}}`;
+        `format=csv` answers the rows as CSV with a header line."""
         try:
             body = _sql_bodies.decode(await request.body())
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BadRequest(
                 f'the body must be a JSON object {{"sql": "SELECT ..."}}: {exc}'
             ) from None
-        return _json(await backend.query("sql", "sql", {"sql": body.get("sql")}, min_seq))
+        answer = await backend.query("sql", "sql", {"sql": body.get("sql")}, min_seq)
+        if format == "csv":
+            return Response(_csv(answer), media_type="text/csv")
+        return _json(answer)
+
+
+def _csv(answer: bytes) -> bytes:
+    result = msgspec.json.decode(answer)["result"]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(result["columns"])
+    writer.writerows(result["rows"])
+    return out.getvalue().encode()

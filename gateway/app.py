@@ -71,7 +71,7 @@ def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litest
             CommandController,
             ReadModelController,
             EventsController,
-            dashboard.page,
+            *dashboard.ROUTES,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         lifespan=[lifespan],

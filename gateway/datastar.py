@@ -2,22 +2,114 @@
 
 `render` turns one stored event into the `datastar-patch-elements` /
 `datastar-patch-signals` messages the dashboard applies; the feed calls it for clients that
-ask for `format=datastar` (or send `Datastar-Request`). Owned by the dashboard.
+ask for `format=datastar`. One event becomes a few messages (the changed fragment, a line
+in the event log, the `seq` signal); only the last carries `id:`, so a client that drops
+mid-way resumes before the event and gets all of it again. `render_snapshot` renders the
+feed's full-state snapshot the same way. Markup comes from `gateway.render`.
 """
 
 from __future__ import annotations
 
-import html
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from common.envelope import Envelope
+from gateway import render as html
 from gateway.wire import frame
 
+MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
 
-def render(sequence: int, event: Envelope) -> bytes:
-    """One Datastar message for `event`; `id:` is its stream sequence."""
-    text = html.escape(
-        f"#{sequence} {event.event_type} {event.aggregate_type}:{event.aggregate_id}"
-    )
-    elements = f'<li id="event-{sequence}">{text}</li>'
-    lines = "selector #events\nmode prepend\nelements " + elements
-    return frame(lines, event="datastar-patch-elements", id=sequence)
+
+def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> str:
+    """The data lines of one `datastar-patch-elements` event."""
+    assert mode in MODES, mode
+    lines = []
+    if mode != "outer":
+        lines.append(f"mode {mode}")
+    if selector is not None:
+        lines.append(f"selector {selector}")
+    lines.extend(f"elements {line}" for line in elements.split("\n") if elements)
+    return "\n".join(lines)
+
+
+def patch_signals(signals: Mapping[str, Any]) -> str:
+    return "signals " + json.dumps(signals, separators=(",", ":"), default=str)
+
+
+def _messages(patches: Iterable[str], signals: Mapping[str, Any], sequence: int | None) -> bytes:
+    out = [frame(p, event="datastar-patch-elements") for p in patches]
+    out.append(frame(patch_signals(signals), event="datastar-patch-signals", id=sequence))
+    return b"".join(out)
+
+
+def _todo(event: Envelope) -> list[str]:
+    scope = f"#todos-{event.aggregate_id}"
+    todo = str(event.payload.get("todo_id", ""))
+    item = f"{scope} #todo-{todo}"
+    match event.event_type:
+        case "todo_added":
+            return [patch_elements(html.todo_item(todo, event.payload["text"]), scope, "append")]
+        case "todo_renamed":
+            return [patch_elements(html.todo_text(todo, event.payload["text"]), f"{item} .text")]
+        case "todo_completed" | "todo_reopened":
+            done = event.event_type == "todo_completed"
+            return [patch_elements(html.todo_toggle(todo, done), f"{item} .toggle")]
+        case "todo_deleted":
+            return [patch_elements(selector=item, mode="remove")]
+    return []
+
+
+def _user(event: Envelope) -> list[str]:
+    user = f"#user-{event.aggregate_id}"
+    match event.event_type:
+        case "user_registered":
+            row = {"user_id": event.aggregate_id, **event.payload}
+            return [patch_elements(html.user_item(row), "#users", "append")]
+        case "profile_updated":
+            return [
+                patch_elements(html.user_field(field, value), f"{user} .{field}")
+                for field, value in event.payload.items()
+                if field in ("name", "email") and value
+            ]
+        case "user_deactivated":
+            return [patch_elements(html.user_state(False), f"{user} .state")]
+    return []
+
+
+def patches(sequence: int, event: Envelope) -> list[str]:
+    """The element patches of one event: its fragment, then its line in the event log."""
+    kind = {"todo_list": _todo, "user_profile": _user}.get(event.aggregate_type)
+    changed = kind(event) if kind else []
+    line = html.event_line(sequence, event.event_type, event.aggregate_type, event.aggregate_id)
+    return [*changed, patch_elements(line, "#events", "prepend")]
+
+
+def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
+    """The Datastar messages of `event`; the last one's `id:` is its stream sequence.
+
+    `behind` (the client's consumer's pending count when the event was delivered) becomes
+    the `behind` signal, so the page can say how far it trails.
+    """
+    signals = {"seq": sequence} if behind is None else {"seq": sequence, "behind": behind}
+    return _messages(patches(sequence, event), signals, sequence)
+
+
+def render_snapshot(sequence: int, state: Any) -> bytes:
+    """A feed snapshot (`{topic: read-model state}`) as whole fragments, `id:` = `sequence`.
+
+    The `snapshot` signal tells the page to reload what the snapshot does not hold (the
+    items of a list when the feed follows every list).
+    """
+    out = []
+    for topic, value in state.items():
+        kind, _, ident = topic.partition(":")
+        if value is None:
+            continue
+        if kind == "todo_list" and ident:
+            out.append(patch_elements(html.todo_items(value["items"]), f"#todos-{ident}", "inner"))
+        elif kind == "user_profile" and not ident:
+            out.append(patch_elements(html.users(value), "#users", "inner"))
+        elif kind == "user_profile":
+            out.append(patch_elements(html.user_item(value)))
+    return _messages(out, {"seq": sequence, "snapshot": sequence}, sequence)

@@ -22,7 +22,7 @@ from nats.errors import Error as NatsError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import controls, inbox, snapshot
+from gateway import controls, datastar, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
 from gateway.policy import Policy
@@ -123,7 +123,11 @@ class EventsController(Controller):
             head = b""
             if resume is not None and not resumable(resume, first, last):
                 seq, body = await snapshot.take(backend, parsed, last)
-                head = frame(json.dumps(body, default=str), event="snapshot", id=seq)
+                head = (
+                    datastar.render_snapshot(seq, body)
+                    if ctl.format == "datastar"
+                    else frame(json.dumps(body, default=str), event="snapshot", id=seq)
+                )
                 resume = seq
             await feed.open(None if resume is None else resume + 1)
         except (TimeoutError, NatsError) as exc:

@@ -153,6 +153,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             lag = _position(taken[-1])[2] if taken else 0
             if msgs:
                 metrics.client_lag.observe(lag)
+                writer.behind = lag
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
             groups: list[list[Item]] = []
             if skip is not None and ctl.policy is Policy.DROP_OLDEST:

@@ -11,16 +11,30 @@ import sys
 from collections.abc import Sequence
 
 from common.errors import IronstarError
-from ironstar.commands import bench, cluster, config, services, up
+from ironstar.commands import (
+    bench,
+    cluster,
+    config,
+    demo,
+    query,
+    rebuild,
+    services,
+    snapshot,
+    status,
+    up,
+)
 
-COMMANDS = (up, services, config, bench, cluster)
+COMMANDS = (up, services, status, demo, query, rebuild, snapshot, config, bench, cluster)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
   ironstar up --http-port 8080 --data-dir /tmp/demo
   IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar writer
+  ironstar up --demo                        the same, with demo traffic on the dashboard
+  ironstar status                           health, stream size, consumers, projection lag
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
+  ironstar query "SELECT * FROM throughput"  read-only SQL over the read models
 """
 
 

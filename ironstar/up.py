@@ -8,9 +8,12 @@ alive after the grace period is killed, so nothing is left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,13 +48,16 @@ class Stack:
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         if say:
-            print(f"ironstar: data in {self.data_dir.resolve()} (logs in {logs})")
+            print(
+                f"ironstar: starting nats-server, {', '.join(self.services)}"
+                f"  (data in {self.data_dir.resolve()}, logs in {logs.resolve()})"
+            )
         try:
             self.nats = NatsServer(self.data_dir, port).start(log=logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
         if say:
-            print(f"ironstar: nats-server  {self.nats.url}  (JetStream, fsync before ack)")
+            print(f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack)")
         env = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats.url,
@@ -81,17 +87,49 @@ class Stack:
 
 
 def _say_ready(service: str, detail: str) -> None:
-    print(f"ironstar: {service:<10} ready: {detail}")
+    print(f"ironstar: {service:<11} ready  {detail}")
 
 
-def up(stack: Stack) -> int:
-    """Run the stack in the foreground until Ctrl-C or SIGTERM."""
+def banner(stack: Stack) -> str:
+    """Where everything is, once it all runs."""
+    assert stack.nats is not None
+    http = f"http://{stack.http_host}:{stack.http_port}"
+    data = stack.data_dir.resolve()
+    return "\n".join(
+        (
+            "",
+            f"  dashboard  {http}/",
+            f"  HTTP API   {http}/schema (OpenAPI)   metrics {http}/metrics",
+            f"  NATS       {stack.nats.url}   (export IRONSTAR_NATS_URL={stack.nats.url})",
+            f"  data       {data}",
+            f"  try        ironstar demo --url {http}    ironstar status --data-dir {data}",
+            "",
+            "ironstar: running; Ctrl-C stops everything",
+        )
+    )
+
+
+def up(stack: Stack, on_ready: Callable[[str], object] | None = None) -> int:
+    """Run the stack in the foreground until Ctrl-C or SIGTERM.
+
+    While it runs, `<data dir>/up.json` says where it listens, so `ironstar status` finds
+    it. `on_ready(http_url)` runs in a daemon thread once everything serves (`up --demo`).
+    """
+    address = stack.data_dir / "up.json"
+    http = f"http://{stack.http_host}:{stack.http_port}"
 
     def start() -> str:
         stack.start()
-        return (
-            f"ironstar: dashboard    http://{stack.http_host}:{stack.http_port}/"
-            "   (Ctrl-C stops everything)"
+        assert stack.nats is not None
+        address.write_text(
+            json.dumps({"nats_url": stack.nats.url, "http_url": http, "pid": os.getpid()})
         )
+        if on_ready is not None:
+            threading.Thread(target=on_ready, args=(http,), daemon=True).start()
+        return banner(stack)
 
-    return foreground(start, stack.exited, stack.stop)
+    def stop() -> None:
+        stack.stop()
+        address.unlink(missing_ok=True)
+
+    return foreground(start, stack.exited, stop)

@@ -1,110 +1,211 @@
-"""The projector's feed: its own durable consumer, recreated from the DuckDB checkpoint.
+"""The projector's feed: its own durable consumer, pulled with credit, in ordered batches.
 
 The DuckDB file is the truth about what was applied; the consumer is only a cursor. At
-start the replica's consumer is deleted and created again to deliver from checkpoint + 1,
-so a crash between commit and ack re-delivers nothing that was applied, and an old
-consumer position never skips events the file has not seen.
+start the consumer is deleted and created again to deliver from checkpoint + 1, so a
+crash between commit and ack re-delivers nothing that was applied, and an old consumer
+position never skips events the file has not seen.
+
+Speed: nats-py's `fetch` costs a request and a future per batch and tops out near 20k
+messages/s here. Instead the feed keeps raw `CONSUMER.MSG.NEXT` pull requests outstanding
+("credit", at most `credit_batches` x `size` messages) on one inbox whose callback only
+appends to the batch being filled. Credit is issued only while fewer than `max_ready` full
+batches wait, so a slow DuckDB back-pressures the server instead of filling memory; the
+consumer's `max_ack_pending` bounds the same window on the server side. One AckAll on the
+last message of a batch acknowledges the whole batch, after its commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections import deque
 from dataclasses import dataclass
 
-import structlog
+import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionReconnectingError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError
 
-log = structlog.get_logger()
+Delivery = tuple[int, str, bytes]  # stream sequence, subject, body
+_json = msgspec.json.Encoder()
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    sequence: int
-    subject: str
-    data: bytes
+class FeedLost(Exception):
+    """The consumer went away, or a delivery went missing; recreate the feed."""
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     deliveries: list[Delivery]
     pending: int  # messages left in the stream for this consumer after this batch
-    _last: Msg
+    reply: str  # the last message's ack subject: AckAll acknowledges the whole batch
 
-    async def ack(self) -> None:
-        """Ack every message of the batch at once (AckAll); call only after commit."""
-        await self._last.ack()
+    @property
+    def last(self) -> int:
+        return self.deliveries[-1][0]
 
 
-async def batches(
-    nc: Client,
-    stream: str,
-    durable: str,
-    subject: str,
-    after: int,
-    size: int,
-    wait_s: float,
-    stop: asyncio.Event,
-) -> AsyncIterator[Batch]:
-    """Contiguous batches after `after`: the stream's sequences have no holes.
+def _ack_tokens(reply: str) -> tuple[int, int]:
+    """(stream sequence, pending) from the ack subject
+    `$JS.ACK.<stream>.<consumer>.<n>.<sseq>.<dseq>.<ts>.<pending>` (or its 12-token form)."""
+    tokens = reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[8])
+    return int(tokens[7]), int(tokens[10])
 
-    A delivery that went to a pull request lost in a reconnect would be acknowledged by
-    the next batch's AckAll and never seen: so a batch that does not start right after
-    the last one is not applied; the consumer is recreated from the last applied sequence
-    instead. Redeliveries of what was already yielded are dropped.
-    """
-    position = after
-    sub = await _subscribe(nc.jetstream(), stream, durable, subject, position)
-    try:
+
+class Feed:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        durable: str,
+        subject: str,
+        after: int,
+        size: int = 1000,
+        linger_s: float = 0.05,
+        credit_batches: int = 2,
+        max_ready: int = 2,
+        heartbeat_s: float = 2.0,
+    ) -> None:
+        self.nc, self.stream, self.durable, self.subject = nc, stream, durable, subject
+        self.after, self.size, self.linger_s = after, size, linger_s
+        self.max_credit, self.max_ready = credit_batches * size, max_ready
+        self.heartbeat_s = heartbeat_s
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._pull = _json.encode(
+            {"batch": size, "expires": int(30e9), "idle_heartbeat": int(heartbeat_s * 1e9)}
+        )
+        self._inbox = nc.new_inbox()
+        self._credit = 0
+        self._filling: list[Delivery] = []
+        self._filling_since = 0.0
+        self._filling_tail = ("", 0)  # reply and pending of the last message taken
+        self._ready: deque[Batch] = deque()
+        self._wake = asyncio.Event()
+        self._seen = after
+        self._heard = time.monotonic()
+        self._lost: FeedLost | None = None
+        self._sub: object | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> Feed:
+        js = self.nc.jetstream()
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(self.stream, self.durable)
+        await js.add_consumer(
+            self.stream,
+            ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=AckPolicy.ALL,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.after else DeliverPolicy.ALL,
+                opt_start_seq=self.after + 1 if self.after else None,
+                filter_subject=self.subject,
+                max_ack_pending=self.max_credit + (self.max_ready + 2) * self.size,
+                ack_wait=60,
+                max_waiting=64,
+            ),
+        )
+        self._sub = await self.nc.subscribe(
+            self._inbox, cb=self._on_message, pending_msgs_limit=0, pending_bytes_limit=0
+        )
+        await self._refill()
+        return self
+
+    async def close(self, delete: bool = False) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()  # type: ignore[attr-defined]
+            self._sub = None
+        if delete:
+            with contextlib.suppress(Exception):
+                await self.nc.jetstream().delete_consumer(self.stream, self.durable)
+
+    async def ack(self, batch: Batch) -> None:
+        """AckAll up to the batch's last message; call only after its commit."""
+        await self.nc.publish(batch.reply, b"+ACK")
+
+    async def next(self, stop: asyncio.Event) -> Batch | None:
+        """The next batch: `size` events, or fewer once the stream has no more or the first
+        waited `linger_s`. None once `stop` is set."""
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._wake_on(stop))
         while not stop.is_set():
-            try:
-                msgs = await sub.fetch(size, timeout=wait_s)
-            except (TimeoutError, NatsTimeout):  # nats-py raises both kinds
-                continue
-            except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError):
-                await asyncio.sleep(wait_s)  # the cluster is moving the consumer's leader
-                continue
-            fresh = [m for m in msgs if m.metadata.sequence.stream > position]
-            contiguous = [
-                m for n, m in enumerate(fresh) if m.metadata.sequence.stream == position + 1 + n
-            ]
-            if contiguous:
-                deliveries = [
-                    Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in contiguous
-                ]
-                yield Batch(deliveries, contiguous[-1].metadata.num_pending, contiguous[-1])
-                position = deliveries[-1].sequence
-            if len(contiguous) < len(fresh):
-                log.warning(
-                    "feed_gap", after=position, got=fresh[len(contiguous)].metadata.sequence.stream
-                )
-                await sub.unsubscribe()
-                sub = await _subscribe(nc.jetstream(), stream, durable, subject, position)
-    finally:
-        await sub.unsubscribe()
+            if self._lost is not None:
+                raise self._lost
+            if self._ready:
+                batch = self._ready.popleft()
+                await self._refill()
+                return batch
+            wait = self.heartbeat_s
+            if self._filling:
+                wait = self._filling_since + self.linger_s - time.monotonic()
+                if wait <= 0 or self._filling_tail[1] == 0:
+                    return self._take()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, self.heartbeat_s)):
+                    await self._wake.wait()
+            if time.monotonic() - self._heard > 3 * self.heartbeat_s:
+                # No message and no heartbeat: the pull requests were lost (e.g. reconnect).
+                self._credit, self._heard = 0, time.monotonic()
+                await self._refill()
+        return None
 
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._wake.set()
 
-async def _subscribe(
-    js: JetStreamContext, stream: str, durable: str, subject: str, after: int
-) -> JetStreamContext.PullSubscription:
-    """(Re)create the durable consumer to deliver from `after + 1`."""
-    with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(stream, durable)
-    config = ConsumerConfig(
-        durable_name=durable,
-        ack_policy=AckPolicy.ALL,
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
-        opt_start_seq=after + 1 if after else None,
-        filter_subject=subject,
-        max_ack_pending=-1,
-        ack_wait=60,
-        max_waiting=4,
-    )
-    return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    def _take(self) -> Batch:
+        reply, pending = self._filling_tail
+        batch = Batch(self._filling, pending, reply)
+        self._filling = []
+        return batch
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._heard = time.monotonic()
+        reply = msg.reply
+        if reply and reply.startswith("$JS.ACK."):
+            self._credit -= 1
+            sequence, pending = _ack_tokens(reply)
+            if sequence > self._seen + 1:
+                # A delivery to a pull request lost in a reconnect: the next AckAll would
+                # acknowledge it unseen. The stream has no holes, so start over from the
+                # last applied sequence instead.
+                self._lost = FeedLost(f"sequence {self._seen + 1} went missing")
+                self._wake.set()
+                return
+            if sequence > self._seen:  # a redelivery of what we hold already is dropped
+                self._seen = sequence
+                if not self._filling:
+                    self._filling_since = self._heard
+                self._filling.append((sequence, msg.subject, msg.data))
+                self._filling_tail = (reply, pending)
+                if len(self._filling) >= self.size:
+                    self._ready.append(self._take())
+                if pending == 0 or len(self._filling) == 1 or not self._filling:
+                    self._wake.set()
+        else:
+            headers = msg.headers or {}
+            status = headers.get("Status", "")
+            if status in ("404", "408"):  # request expired: its unused credit comes back
+                self._credit -= int(headers.get("Nats-Pending-Messages", "0") or 0)
+            elif status == "409":
+                description = headers.get("Description", "")
+                if "Deleted" in description:
+                    self._lost = FeedLost(f"consumer {self.durable} was deleted")
+                    self._wake.set()
+                    return
+                self._credit = 0  # e.g. leadership change: outstanding requests are gone
+        await self._refill()
+
+    async def _refill(self) -> None:
+        if len(self._ready) >= self.max_ready:
+            return
+        while self._credit < self.max_credit:
+            self._credit += self.size
+            await self.nc.publish(self._next, self._pull, reply=self._inbox)

@@ -7,6 +7,7 @@ LAG = Gauge(
 )
 EVENTS_PROCESSED = Counter("projection_events_processed_total", "Events applied to the read model")
 DEAD_LETTERS = Counter("projection_dead_letters_total", "Events recorded as dead letters")
+HALTED = Gauge("projection_halted", "1 while the replica has stopped on a poison event")
 BATCH_SIZES = Histogram(
     "projection_batch_sizes",
     "Events per applied batch",
@@ -18,5 +19,7 @@ BATCH_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 QUERY_DURATION = Histogram(
-    "query_duration_seconds", "Time to answer a read-model query, min_seq wait included"
+    "query_duration_seconds",
+    "Time to answer a read-model query, min_seq wait included",
+    ["query"],
 )

@@ -7,16 +7,20 @@ it. The projector needs none of that: batches arrive as registered Arrow tables.
 
 from __future__ import annotations
 
+import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import structlog
 
-from common.envelope import Envelope
-from projector.projection import Projection
+from common import envelope as codec
+from projector.projection import Event, Projection, Unapplicable
 from projector.projections import analytics, todo_lists, user_profiles
+
+log = structlog.get_logger()
 
 PROJECTIONS: tuple[Projection, ...] = (todo_lists, user_profiles, analytics)  # type: ignore[assignment]
 
@@ -26,15 +30,27 @@ LOCKED_DOWN = {
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
     "lock_configuration": "true",
+    # One thread: on a small machine the writer competes with the NATS client and server
+    # for cores, and DuckDB's parallel operators cost more than they gain on 1,000 rows.
+    "threads": "1",
 }
 
 _META_DDL = (
-    "CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY, sequence BIGINT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS checkpoint (
+        id INTEGER PRIMARY KEY, sequence BIGINT NOT NULL, command_id VARCHAR NOT NULL)""",
+    # Files of the walking skeleton have no command_id: add it (their projections rebuild).
+    "ALTER TABLE checkpoint ADD COLUMN IF NOT EXISTS command_id VARCHAR DEFAULT ''",
     "CREATE TABLE IF NOT EXISTS projection_versions (name VARCHAR PRIMARY KEY, version INTEGER)",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         sequence BIGINT PRIMARY KEY, subject VARCHAR, error VARCHAR, data BLOB,
         recorded_at TIMESTAMPTZ DEFAULT current_timestamp)""",
 )
+
+DeadLetter = tuple[int, str, str, bytes]  # sequence, subject, error, body
+
+
+class Poisoned(Exception):
+    """An event could not be decoded or applied and the replica is set to halt."""
 
 
 class ReadModel:
@@ -50,53 +66,111 @@ class ReadModel:
             self.con.execute("BEGIN")
             for statement in _META_DDL:
                 self.con.execute(statement)
-            for projection in projections:
-                for statement in projection.ddl:
-                    self.con.execute(statement)
-                self.con.execute(
-                    "INSERT OR REPLACE INTO projection_versions VALUES (?, ?)",
-                    [projection.name, projection.version],
-                )
-            self.con.execute("INSERT OR IGNORE INTO checkpoint VALUES (1, 0)")
+            self.con.execute("INSERT OR IGNORE INTO checkpoint VALUES (1, 0, '')")
+            self.checkpoint = self._read_checkpoint()
+            if not self.stale():  # a stale file is only read until its rebuild swaps in
+                for projection in projections:
+                    for statement in projection.ddl:
+                        self.con.execute(statement)
+                    self._set_version(projection)
             self.con.execute("COMMIT")
-        self.checkpoint = self._read_checkpoint()
+        found = self.con.execute("SELECT command_id FROM checkpoint WHERE id = 1").fetchall()
+        self._command = str(found[0][0])
 
     def _read_checkpoint(self) -> int:
-        row = self.con.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchone()
-        return int(row[0]) if row else 0
+        found = self.con.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchall()
+        return int(found[0][0]) if found else 0
+
+    def _set_version(self, projection: Projection) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO projection_versions VALUES (?, ?)",
+            [projection.name, projection.version],
+        )
+
+    def stale(self) -> list[str]:
+        """Projections whose tables in this file were built by another code version (or
+        are missing from a file that has applied events already)."""
+        stored = dict(self.con.execute("SELECT name, version FROM projection_versions").fetchall())
+        return [
+            p.name
+            for p in self.projections.values()
+            if stored.get(p.name, None if self.checkpoint == 0 else -1) not in (None, p.version)
+        ]
 
     def apply(
         self,
-        events: Sequence[tuple[int, Envelope]],
+        events: Sequence[Event],
         last_sequence: int,
-        dead: Sequence[tuple[int, str, str, bytes]] = (),
-    ) -> int:
+        dead: Sequence[DeadLetter] = (),
+        halt: bool = False,
+        only: Collection[str] | None = None,
+    ) -> list[DeadLetter]:
         """Apply a batch and move the checkpoint to `last_sequence`, all in one transaction.
 
-        Events at or below the checkpoint were applied before and are skipped. Returns the
-        new checkpoint. The caller acks the stream only after this returns.
+        Events at or below the checkpoint were applied before and are skipped; the
+        checkpoint advances even if nothing changes. An event a projection cannot apply
+        becomes a dead letter and the batch is applied again without it; with `halt`,
+        the events before it are applied, the checkpoint stops just before it and
+        `Poisoned` is raised. Returns the dead letters. The caller acks the stream only
+        after this returns.
         """
-        fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
         if last_sequence <= self.checkpoint:
-            return self.checkpoint
+            return []
+        fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
+        dead = [d for d in dead if d[0] > self.checkpoint]
+        poison = (dead[0][0], dead[0][2]) if dead and halt else None
+        projections = [p for p in self.projections.values() if only is None or p.name in only]
+        while True:
+            if poison is not None:
+                fresh = [(s, e) for s, e in fresh if s < poison[0]]
+                last_sequence, dead = poison[0] - 1, []
+            try:
+                if last_sequence > self.checkpoint:
+                    self._commit(projections, fresh, last_sequence, dead)
+                break
+            except Unapplicable as exc:
+                if halt:
+                    poison = (exc.sequence, f"cannot apply: {exc.error}")
+                    continue
+                event = next(e for s, e in fresh if s == exc.sequence)
+                subject = f"{event.aggregate_type}.{event.aggregate_id}"
+                dead.append((exc.sequence, subject, exc.error, codec.encode(event)))
+                fresh = [(s, e) for s, e in fresh if s != exc.sequence]
+        for sequence, subject, error, _ in dead:
+            log.error("dead_letter", sequence=sequence, subject=subject, error=error)
+        self.checkpoint = max(self.checkpoint, last_sequence)
+        if poison is not None:
+            raise Poisoned(f"sequence {poison[0]}: {poison[1]}")
+        return dead
+
+    def _commit(
+        self,
+        projections: Sequence[Projection],
+        events: Sequence[Event],
+        last_sequence: int,
+        dead: Sequence[DeadLetter],
+    ) -> None:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                for projection in self.projections.values():
-                    projection.apply(self.con, fresh)
+                for projection in projections:
+                    projection.apply(self.con, events, self._command)
                 if dead:
                     self.con.executemany(
                         "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
                         "VALUES (?, ?, ?, ?)",
-                        [list(d) for d in dead if d[0] > self.checkpoint],
+                        [list(d) for d in dead],
                     )
-                self.con.execute("UPDATE checkpoint SET sequence = ? WHERE id = 1", [last_sequence])
+                command = events[-1][1].metadata.command_id if events else self._command
+                self.con.execute(
+                    "UPDATE checkpoint SET sequence = ?, command_id = ? WHERE id = 1",
+                    [last_sequence, command],
+                )
                 self.con.execute("COMMIT")
+                self._command = command
             except BaseException:
                 self.con.execute("ROLLBACK")
                 raise
-        self.checkpoint = last_sequence
-        return last_sequence
 
     def query(self, projection: str, name: str, params: dict[str, Any]) -> Any:
         cursor = self.con.cursor()
@@ -104,6 +178,35 @@ class ReadModel:
             return self.projections[projection].queries[name](cursor, params)
         finally:
             cursor.close()
+
+    def snapshot(self, target: Path) -> int:
+        """Copy the file, consistent at a batch boundary, to `target`; returns its sequence.
+
+        Between batches the WAL is folded into the file (CHECKPOINT works beside open
+        readers), so the one file is the whole database and any DuckDB client opens it.
+        """
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with self._write:
+            self.con.execute("CHECKPOINT")
+            shutil.copyfile(self.path, partial)
+            sequence = self.checkpoint
+        partial.replace(target)
+        return sequence
+
+    def copy_tables(self, source: ReadModel, names: Collection[str]) -> None:
+        """Replace the tables of projections `names` with `source`'s (same versions)."""
+        with self._write:
+            self.con.execute("BEGIN")
+            for name in names:
+                for table in self.projections[name].tables:
+                    data = source.con.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
+                    self.con.execute(f"DELETE FROM {table}")
+                    self.con.register("_copy", data)
+                    self.con.execute(f"INSERT INTO {table} SELECT * FROM _copy")
+                    self.con.unregister("_copy")
+                self._set_version(self.projections[name])
+            self.con.execute("COMMIT")
 
     def close(self) -> None:
         self.con.close()

@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from common import bus
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
+from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,11 @@ def service_env(nats_settings: NatsSettings, tmp_path: Path) -> dict[str, str]:
         "IRONSTAR_PROJECTOR_DATA_DIR": str(tmp_path / "projector"),
         "IRONSTAR_GATEWAY_PORT": str(free_port()),
     }
+
+
+@pytest.fixture
+def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """writer, projector and gateway as processes on this test's stream."""
+    running = Stack(service_env, tmp_path)
+    yield running
+    running.stop()

@@ -12,16 +12,31 @@ def add(commands: Any) -> None:
         "up",
         help="start nats-server, writer, projector and gateway locally",
         description="Start a local nats-server (JetStream, fsync before ack) and every service "
-        "as its own process; Ctrl-C stops them all.  Example: ironstar up --http-port 8080",
+        "as its own process; Ctrl-C stops them all.  "
+        "Examples: ironstar up --http-port 8080    ironstar up --demo",
     )
     up.add_argument("--data-dir", type=Path, default=Path(".ironstar"), help="default: ./.ironstar")
     up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
     up.add_argument("--http-port", type=int, default=8000, help="default: 8000")
     up.add_argument("--nats-port", type=int, default=0, help="default: a free port")
+    up.add_argument(
+        "--demo",
+        nargs="?",
+        type=float,
+        const=4.0,
+        default=0.0,
+        metavar="RATE",
+        help="also feed demo commands (RATE per second, default 4); see `ironstar demo`",
+    )
     up.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ironstar.commands.demo import feed
     from ironstar.up import Stack, up
 
-    return up(Stack(args.data_dir, args.http_host, args.http_port, args.nats_port))
+    stack = Stack(args.data_dir, args.http_host, args.http_port, args.nats_port)
+    if not args.demo:
+        return up(stack)
+    print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
+    return up(stack, lambda url: feed(url, args.demo, 0, None, quiet=True))

@@ -1,0 +1,101 @@
+"""The analytics panel (pure): events per minute by type as a server-rendered SVG.
+
+Stacked bars, one per minute of the window ending at the latest minute with events; each
+event type has a fixed colour and a legend entry with its total. The SVG carries a `<title>`
+and `<desc>` so screen readers get the numbers, not just the picture.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.render import e
+
+COLOURS = {
+    "todo_added": "#2563eb",
+    "todo_renamed": "#7c3aed",
+    "todo_completed": "#16a34a",
+    "todo_reopened": "#ca8a04",
+    "todo_deleted": "#dc2626",
+    "user_registered": "#0891b2",
+    "profile_updated": "#db2777",
+    "user_deactivated": "#57534e",
+}
+_OTHER = "#94a3b8"
+WIDTH, HEIGHT, PAD = 600, 180, 28
+
+
+def _minute(value: Any) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment.replace(second=0, microsecond=0)
+
+
+def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15) -> str:
+    """`events_per_minute` rows (`minute`, `event_type`, `events`) as an SVG bar chart."""
+    counts: dict[datetime, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        counts[_minute(row["minute"])][row["event_type"]] = int(row["events"])
+    if not counts:
+        return (
+            '<svg class="chart" role="img" viewBox="0 0 600 60" aria-label="No events yet">'
+            '<text x="300" y="35" text-anchor="middle">No events yet: send a command, '
+            'or run <tspan font-family="monospace">ironstar demo</tspan></text></svg>'
+        )
+    end = max(counts)
+    window = [end - timedelta(minutes=minutes - 1 - i) for i in range(minutes)]
+    peak = max(sum(counts.get(m, {}).values()) for m in window) or 1
+    slot = (WIDTH - PAD) / minutes
+    bars = []
+    for i, moment in enumerate(window):
+        y = float(HEIGHT - PAD)
+        for event_type, n in sorted(counts.get(moment, {}).items()):
+            h = n / peak * (HEIGHT - 2 * PAD)
+            y -= h
+            bars.append(
+                f'<rect x="{PAD + i * slot + 1:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS.get(event_type, _OTHER)}">'
+                f"<title>{moment:%H:%M} {e(event_type)}: {n}</title></rect>"
+            )
+    axis = (
+        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH}" y2="{HEIGHT - PAD}" class="axis"/>'
+        f'<text x="{PAD}" y="{HEIGHT - 8}" class="tick">{window[0]:%H:%M}</text>'
+        f'<text x="{WIDTH}" y="{HEIGHT - 8}" text-anchor="end" class="tick">{end:%H:%M} UTC</text>'
+        f'<text x="{PAD - 4}" y="{PAD}" text-anchor="end" class="tick">{peak}</text>'
+        f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" text-anchor="end" class="tick">0</text>'
+    )
+    total = sum(sum(c.values()) for m, c in counts.items() if m >= window[0])
+    return (
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'aria-labelledby="chart-title chart-desc">'
+        f'<title id="chart-title">Events per minute by type</title>'
+        f'<desc id="chart-desc">{total} events in the {minutes} minutes up to {end:%H:%M} UTC; '
+        f"busiest minute {peak}.</desc>{axis}{''.join(bars)}</svg>"
+    )
+
+
+def totals(result: Mapping[str, Any]) -> str:
+    """The `totals` query: all events, active and completed todos, events by type."""
+    legend = "".join(
+        f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect width="10" '
+        f'height="10" rx="2" fill="{COLOURS.get(r["event_type"], _OTHER)}"/></svg>'
+        f"{e(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
+        for r in result.get("events_by_type") or []
+    )
+    return (
+        '<dl class="totals">'
+        f"<div><dt>events</dt><dd>{int(result.get('events') or 0)}</dd></div>"
+        f"<div><dt>active todos</dt><dd>{int(result.get('active') or 0)}</dd></div>"
+        f"<div><dt>completed todos</dt><dd>{int(result.get('completed') or 0)}</dd></div>"
+        f'</dl><ul class="legend" aria-label="Events by type">{legend}</ul>'
+    )
+
+
+def panel(
+    rows: Iterable[Mapping[str, Any]], result: Mapping[str, Any] | None, minutes: int = 15
+) -> str:
+    """`div#analytics`: chart and totals; what the page shows and refreshes."""
+    body = chart(rows, minutes) + (totals(result) if result is not None else "")
+    return f'<div id="analytics" aria-live="off">{body}</div>'

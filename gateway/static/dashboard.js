@@ -1,0 +1,196 @@
+// The dashboard's behaviour: commands go to the HTTP API, changes come back over the feed.
+// Nothing is changed optimistically except a checkbox, which is put back if its command fails.
+"use strict";
+(() => {
+  const body = document.body;
+  const listId = body.dataset.list;
+  const $ = (selector) => document.querySelector(selector);
+  const SQL_ROWS_SHOWN = 200;
+  const ERROR_FALLBACK = "The gateway is not reachable; check that `ironstar up` runs and try again.";
+
+  // --- connection state --------------------------------------------------------------
+  const connection = $("#connection");
+  let state = "connecting";
+  function show(text, kind) {
+    connection.textContent = text;
+    connection.className = `conn conn-${kind}`;
+  }
+  function setState(next) {
+    state = next;
+    show(next === "live" ? "live" : "reconnecting…", next === "live" ? "live" : "reconnecting");
+  }
+
+  // Lag: each event says how many more its consumer held when it was delivered.
+  const LAGGING_AT = 10;
+  function showLag(behind) {
+    if (state !== "live") return;
+    if (behind >= LAGGING_AT) show(`lagging: ${behind} behind`, "lagging");
+    else if (behind === 0) show("live", "live");
+  }
+
+  // --- fragments the feed does not carry --------------------------------------------
+  async function reload(url, selector) {
+    try {
+      const reply = await fetch(url, { cache: "no-store" });
+      if (!reply.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = await reply.text();
+      $(selector)?.replaceWith(template.content);
+    } catch (_) { /* the next event or interval tries again */ }
+  }
+  let analyticsDue = null;
+  function refreshAnalytics() {
+    if (analyticsDue) return;
+    analyticsDue = setTimeout(() => {
+      analyticsDue = null;
+      reload("/ui/analytics", "#analytics");
+    }, 700);
+  }
+
+  document.addEventListener("datastar-signals", (event) => {
+    if ("snapshot" in event.detail) reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
+    if ("seq" in event.detail) refreshAnalytics();
+    if ("behind" in event.detail) showLag(event.detail.behind);
+    const log = $("#events");
+    while (log && log.children.length > 50) log.lastElementChild.remove();
+  });
+
+  if (body.dataset.mode === "lite" && window.datastarLite) {
+    window.datastarLite.connect(body.dataset.feed, setState);
+  } else {
+    show("live (Datastar)", "live");
+    setInterval(refreshAnalytics, 3000);
+  }
+
+  // --- commands ----------------------------------------------------------------------
+  function newId() {
+    const bytes = crypto.getRandomValues(new Uint8Array(8));
+    return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function send(aggregate, id, type, payload, errorBox) {
+    let message = ERROR_FALLBACK;
+    try {
+      const reply = await fetch(`/api/commands/${aggregate}/${encodeURIComponent(id)}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ type, payload }),
+      });
+      if (reply.ok) {
+        if (errorBox) errorBox.textContent = "";
+        return true;
+      }
+      const problem = await reply.json().catch(() => ({}));
+      message = problem.message || `${reply.status} ${reply.statusText}`;
+    } catch (_) { /* network error: the fallback message */ }
+    if (errorBox) errorBox.textContent = message;
+    return false;
+  }
+  const todo = (type, payload, errorBox) => send("todo_list", listId, type, payload, errorBox);
+
+  $("#add-todo").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("#new-todo");
+    if (await todo("add_todo", { todo_id: newId(), text: input.value }, $("#add-todo-error"))) {
+      input.value = "";
+    }
+    input.focus();
+  });
+
+  $("#clear-completed").addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
+
+  document.addEventListener("change", async (event) => {
+    const box = event.target;
+    if (!box.matches?.(".todo .toggle")) return;
+    const type = box.checked ? "complete_todo" : "reopen_todo";
+    if (!(await todo(type, { todo_id: box.dataset.todo }, $("#list-error")))) {
+      box.checked = !box.checked;
+    }
+  });
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest?.(".todo button");
+    if (!button) return;
+    if (button.matches(".delete")) todo("delete_todo", { todo_id: button.dataset.todo }, $("#list-error"));
+    if (button.matches(".rename")) startRename(button.closest(".todo"));
+  });
+
+  // Rename in place: Enter sends, Escape cancels; a rejection is shown under the input.
+  function startRename(item) {
+    if (item.querySelector(".edit")) return;
+    const id = item.dataset.todo;
+    const text = item.querySelector(".text");
+    const form = document.createElement("form");
+    form.className = "edit";
+    form.innerHTML = `<label class="visually-hidden" for="edit-${id}">New text</label>
+      <input id="edit-${id}" aria-describedby="edit-error-${id}">
+      <p class="error" id="edit-error-${id}" role="alert"></p>`;
+    const input = form.querySelector("input");
+    input.value = text.textContent;
+    item.append(form);
+    input.focus();
+    input.select();
+    const close = () => { form.remove(); item.querySelector(".rename")?.focus(); };
+    input.addEventListener("keydown", (e) => { if (e.key === "Escape") close(); });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const box = form.querySelector(".error");
+      if (await todo("rename_todo", { todo_id: id, text: input.value }, box)) close();
+    });
+  }
+
+  $("#user-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const type = event.submitter?.value || "register_user";
+    const payload = {};
+    for (const field of ["name", "email"]) {
+      const value = form.elements[field].value.trim();
+      if (value || type === "register_user") payload[field] = value;
+    }
+    const id = form.elements.user_id.value.trim();
+    const box = $("#user-error");
+    if (!id) { box.textContent = "Give the user an id, e.g. ada."; return; }
+    await send("user_profile", id, type, payload, box);
+  });
+
+  // --- SQL ---------------------------------------------------------------------------
+  $("#sql-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const box = $("#sql-error");
+    const out = $("#sql-result");
+    try {
+      const reply = await fetch("/api/sql", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sql: $("#sql").value }),
+      });
+      const answer = await reply.json();
+      if (!reply.ok) { box.textContent = answer.message; return; }
+      box.textContent = "";
+      out.replaceChildren(table(answer.result));
+    } catch (_) {
+      box.textContent = ERROR_FALLBACK;
+    }
+  });
+
+  function table(result) {
+    const el = document.createElement("table");
+    const head = el.createTHead().insertRow();
+    for (const name of result.columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = name;
+      head.append(th);
+    }
+    const rows = el.createTBody();
+    for (const row of result.rows.slice(0, SQL_ROWS_SHOWN)) {
+      const tr = rows.insertRow();
+      for (const value of row) tr.insertCell().textContent = value === null ? "" : String(value);
+    }
+    if (result.truncated || result.rows.length > SQL_ROWS_SHOWN) {
+      el.createCaption().textContent = `first ${Math.min(result.rows.length, SQL_ROWS_SHOWN)} rows`;
+    }
+    return el;
+  }
+})();

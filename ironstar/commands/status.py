@@ -1,0 +1,228 @@
+"""`ironstar status`: is everything up, how big is the stream, how far behind is each reader.
+
+It asks NATS (stream and consumer info; a probe request to the writers' and projectors'
+queue groups, which answer without appending) and the gateway over HTTP (`/healthz`,
+`/readyz`). With `--data-dir` of a running `ironstar up` it finds both by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats as nats_client
+from nats.errors import NoServersError
+
+from common import bus
+from common.errors import IronstarError, Unavailable
+from common.messages import CommandRequest, QueryRequest
+from common.settings import NatsSettings
+from common.subjects import Subjects
+
+PROBE_ID = "ironstar-status"
+_encode = msgspec.json.Encoder().encode
+
+
+def add(commands: Any) -> None:
+    status = commands.add_parser(
+        "status",
+        help="health of each service, stream size, consumers, projection lag",
+        description="Ask NATS and the gateway how the system is.  Exit status 1 when "
+        "something is down.  Examples: ironstar status    ironstar status --json    "
+        "IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar status --url http://10.0.0.5:8000",
+    )
+    status.add_argument(
+        "--data-dir", type=Path, default=Path(".ironstar"), help="of a running `ironstar up`"
+    )
+    status.add_argument("--url", default=None, help="gateway base URL (default from --data-dir)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(run=run)
+
+
+def _http(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as reply:
+            return {**json.loads(reply.read()), "http": reply.status}
+    except urllib.error.HTTPError as exc:
+        return {**json.loads(exc.read() or b"{}"), "http": exc.code}
+    except (urllib.error.URLError, OSError) as exc:
+        return {"http": 0, "reason": str(getattr(exc, "reason", exc))}
+
+
+async def _probe(nc: Any, subject: str, body: bytes, what: str) -> dict[str, Any]:
+    """Up when anything answers (an error reply too); down on no responders or timeout."""
+    started = time.perf_counter()
+    try:
+        reply = json.loads(await bus.request(nc, subject, body, 2.0, what))
+    except Unavailable as exc:
+        return {"up": False, "reason": exc.message}
+    except IronstarError:
+        reply = {}
+    return {"up": True, "ms": round((time.perf_counter() - started) * 1000, 1), **reply}
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py prints every failed attempt otherwise; the report says it once."""
+
+
+async def gather(nats: NatsSettings) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
+            nc = await nats_client.connect(
+                nats.url.split(","),
+                name="ironstar-status",
+                connect_timeout=2,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                error_cb=_quiet,
+            )
+    except (OSError, TimeoutError, NoServersError) as exc:
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {exc or 'no answer in 4 s'}") from None
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(nats.stream)
+        consumers = await js.consumers_info(nats.stream)
+        subjects = Subjects(nats.prefix)
+        writer = await _probe(
+            nc,
+            subjects.command("user_profile"),
+            _encode(
+                CommandRequest(
+                    aggregate_id=PROBE_ID,
+                    type="status_probe",
+                    payload={},
+                    command_id=PROBE_ID,
+                    correlation_id=PROBE_ID,
+                )
+            ),
+            "writer",
+        )
+        projector = await _probe(
+            nc,
+            subjects.query("analytics"),
+            _encode(QueryRequest(name="totals", params={}, min_seq=0, timeout_s=1.0)),
+            "projector",
+        )
+    finally:
+        await nc.close()
+    last = info.state.last_seq
+    readers = [
+        {
+            "name": c.name,
+            "kind": "sse" if c.name.startswith("sse_") else "projector",
+            "pending": c.num_pending or 0,
+            "ack_pending": c.num_ack_pending or 0,
+            "delivered": c.delivered.stream_seq if c.delivered else 0,
+        }
+        for c in consumers
+    ]
+    return {
+        "nats": {"url": nats.url, "up": True},
+        "stream": {
+            "name": nats.stream,
+            "events": info.state.messages,
+            "bytes": info.state.bytes,
+            "first_sequence": info.state.first_seq,
+            "last_sequence": last,
+            "consumers": info.state.consumer_count,
+        },
+        "writer": {k: v for k, v in writer.items() if k in ("up", "ms", "reason")},
+        "projector": {
+            "up": projector["up"],
+            "at": projector.get("sequence"),
+            "lag": None if projector.get("sequence") is None else last - projector["sequence"],
+            **({"reason": projector["reason"]} if "reason" in projector else {}),
+        },
+        "consumers": readers,
+    }
+
+
+def _where(args: argparse.Namespace) -> tuple[NatsSettings, str]:
+    """NATS settings and gateway URL: from `up.json` in the data dir, else the environment."""
+    nats = NatsSettings.from_env()
+    url = "http://127.0.0.1:8000"
+    found = args.data_dir / "up.json"
+    if found.exists():
+        address = json.loads(found.read_text())
+        nats = NatsSettings.from_env(url=address["nats_url"])
+        url = address["http_url"]
+    return nats, (args.url or url).rstrip("/")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def report(state: dict[str, Any]) -> list[str]:
+    """The human-readable lines of a status."""
+    mark = {True: "up  ", False: "DOWN"}
+    stream, gateway = state.get("stream"), state["gateway"]
+    lines = [f"nats-server  {mark[state['nats']['up']]}  {state['nats']['url']}"]
+    if not state["nats"]["up"]:
+        lines[-1] += f"  ({state['nats']['reason']})"
+    if stream:
+        lines.append(
+            f"  stream     {stream['name']}: {stream['events']:,} events, "
+            f"{_size(stream['bytes'])}, "
+            f"sequences {stream['first_sequence']}..{stream['last_sequence']}, "
+            f"{stream['consumers']} consumers"
+        )
+    if "writer" in state:
+        w = state["writer"]
+        lines.append(
+            f"writer       {mark[w['up']]}  "
+            + (f"answered in {w['ms']} ms" if w["up"] else w["reason"])
+        )
+        p = state["projector"]
+        lines.append(
+            f"projector    {mark[p['up']]}  "
+            + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
+        )
+    ready = gateway.get("http") == 200
+    detail = gateway.get("reason") or gateway.get("http")
+    lines.append(
+        f"gateway      {mark[ready]}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
+    )
+    readers = state.get("consumers") or []
+    sse = [c for c in readers if c["kind"] == "sse"]
+    for c in readers:
+        if c["kind"] == "projector":
+            lines.append(
+                f"  consumer   {c['name']}: {c['pending']} pending, {c['ack_pending']} unacked"
+            )
+    if sse:
+        behind = sum(c["pending"] for c in sse)
+        lines.append(f"  consumers  {len(sse)} SSE clients, {behind} events pending in total")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    nats, url = _where(args)
+    try:
+        state = asyncio.run(gather(nats))
+    except (IronstarError, OSError, TimeoutError) as exc:
+        reason = exc.message if isinstance(exc, IronstarError) else str(exc) or type(exc).__name__
+        state = {"nats": {"url": nats.url, "up": False, "reason": reason}}
+    state["gateway"] = {"url": url, **_http(f"{url}/readyz")}
+    healthy = (
+        state["nats"]["up"]
+        and state.get("writer", {}).get("up")
+        and state.get("projector", {}).get("up")
+        and state["gateway"].get("http") == 200
+    )
+    if args.json:
+        print(json.dumps(state, default=str))
+    else:
+        print("\n".join(report(state)))
+    return 0 if healthy else 1

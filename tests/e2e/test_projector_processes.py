@@ -1,0 +1,150 @@
+"""Projector replicas as real processes: kill -9 while events flow, read-your-writes over
+HTTP whichever replica answers, SQL refusals as HTTP 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from common.settings import NatsSettings
+from ironstar.benchmarks.project import domain_events
+from tests.support.processes import Service
+from tests.support.projections import TODO_ROWS, USER_ROWS, fold, sql, store
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_killing_the_projector_at_random_points_loses_and_repeats_nothing(
+    nc: Client, nats_settings: NatsSettings, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    events = list(domain_events(12_000, lists=40, users=40, seed=11))
+    env = {**service_env, "IRONSTAR_PROJECTOR_BATCH_SIZE": "200"}
+    projector = Service("projector", env, tmp_path)
+    await asyncio.to_thread(projector.start)
+    rnd = random.Random(4)
+
+    async def flow() -> int:
+        last = 0
+        for offset in range(0, len(events), 300):
+            last = await store(nc, nats_settings, events[offset : offset + 300])
+            await asyncio.sleep(0.15)  # pace the flow, so kills land while events arrive
+        return last
+
+    flowing = asyncio.create_task(flow())
+    for _ in range(10):
+        assert not flowing.done(), "the flow ended before the kills: slow it down"
+        await asyncio.sleep(rnd.uniform(0.05, 0.4))  # a random point in the flow to kill at
+        projector.kill()
+        await asyncio.to_thread(projector.start)
+    last = await flowing
+    try:
+        todos, users = fold(events)
+        assert {tuple(r) for r in await sql(nc, nats_settings, TODO_ROWS, last)} == todos
+        assert {tuple(r) for r in await sql(nc, nats_settings, USER_ROWS, last)} == users
+        counted = await sql(nc, nats_settings, "SELECT sum(events) FROM event_counts", last)
+        assert counted == [[len(events)]]
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[last]]
+    finally:
+        projector.stop()
+
+
+def _ironstar(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ironstar", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    started = [Service("writer", service_env, tmp_path).start()]
+    for name in ("p1", "p2"):
+        env = {
+            **service_env,
+            "IRONSTAR_PROJECTOR_NAME": name,
+            "IRONSTAR_PROJECTOR_SQL_TIMEOUT_S": "1",
+        }
+        started.append(Service("projector", env, tmp_path).start())
+    started.append(Service("gateway", service_env, tmp_path).start())
+    yield f"http://127.0.0.1:{service_env['IRONSTAR_GATEWAY_PORT']}"
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+async def http(stack: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack, timeout=10) as client:
+        yield client
+
+
+async def test_a_query_with_min_seq_sees_the_command_whichever_replica_answers(
+    http: httpx.AsyncClient,
+) -> None:
+    for number in range(20):
+        sent = await http.post(
+            "/api/commands/todo_list/ryw",
+            json={"type": "add_todo", "payload": {"todo_id": f"t{number}", "text": f"n{number}"}},
+        )
+        assert sent.status_code == 200, sent.text
+        sequence = sent.json()["sequence"]
+        read = await http.get("/api/todo-lists/ryw", params={"min_seq": sequence})
+        assert read.status_code == 200, read.text
+        assert [item["todo_id"] for item in read.json()["result"]["items"]][-1] == f"t{number}"
+    ahead = await http.get("/api/todo-lists/ryw", params={"min_seq": sequence + 1000})
+    assert ahead.status_code == 504 and ahead.json()["sequence"] == sequence
+
+
+async def test_sql_over_http_refuses_with_4xx_and_answers_csv(http: httpx.AsyncClient) -> None:
+    refusals = {
+        "SELECT * FROM read_csv('/etc/passwd')": 400,
+        "COPY (SELECT 1) TO '/tmp/x.csv'": 422,
+        "SELECT 1; SELECT 2": 422,
+        "SELECT count(*) FROM range(1000000000000) a, range(1000000000000) b": 400,
+    }
+    for statement, status in refusals.items():
+        answer = await http.post("/api/sql", json={"sql": statement})
+        assert answer.status_code == status, answer.text
+        assert answer.json()["message"]
+    csv = await http.post("/api/sql", params={"format": "csv"}, json={"sql": "SELECT 1 AS one"})
+    assert csv.status_code == 200 and csv.text.splitlines() == ["one", "1"]
+
+
+def test_the_cli_queries_snapshots_and_rebuilds_a_running_projector(
+    stack: str, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    added = httpx.post(
+        f"{stack}/api/commands/todo_list/cli",
+        json={"type": "add_todo", "payload": {"todo_id": "t", "text": "from the cli"}},
+    )
+    sequence = str(added.json()["sequence"])
+    query = _ironstar(
+        service_env, "query", "SELECT text FROM todos", "--csv", "--min-seq", sequence
+    )
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.splitlines() == ["text", "from the cli"]
+    aligned = _ironstar(service_env, "query", "SELECT 1 AS one, 'x' AS letter")
+    assert aligned.stdout.splitlines()[0].split() == ["one", "letter"]
+    refused = _ironstar(service_env, "query", "COPY todos TO '/tmp/x.csv'")
+    assert refused.returncode == 1 and "COPY" in refused.stderr
+    copy = tmp_path / "snap.duckdb"
+    snapshot = _ironstar(service_env, "snapshot", "--output", str(copy))
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert duckdb.connect(str(copy), read_only=True).execute(
+        "SELECT text FROM todos"
+    ).fetchall() == [("from the cli",)]
+    rebuilt = _ironstar(service_env, "rebuild", "--replica", "p1", "--projection", "todo_lists")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert f"up to sequence {sequence}" in rebuilt.stdout and "events" in rebuilt.stderr

@@ -1,0 +1,135 @@
+"""Applying batches to a real DuckDB file: last write wins, checkpoint, poison events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import envelope as codec
+from common.envelope import Envelope, Metadata
+from projector.readmodel import Poisoned, ReadModel
+from projector.replica import apply
+
+
+def _event(kind: str, key: str, version: int, event_type: str, **payload: Any) -> Envelope:
+    return Envelope(
+        event_id=codec.uuid7(),
+        aggregate_type=kind,
+        aggregate_id=key,
+        version=version,
+        event_type=event_type,
+        schema=2 if event_type == "todo_added" else 1,
+        occurred_at=f"2026-01-01T00:00:{version:02d}.000Z",
+        payload=payload,
+        metadata=Metadata(command_id=f"c{key}{version}", correlation_id="x"),
+    )
+
+
+def _deliveries(events: list[Envelope], first: int = 1) -> list[tuple[int, str, bytes]]:
+    return [(first + i, "s", codec.encode(e)) for i, e in enumerate(events)]
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> ReadModel:
+    return ReadModel(tmp_path / "r.duckdb")
+
+
+def test_a_batch_holding_the_same_key_several_times_keeps_the_last_write(model: ReadModel) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one"),
+        _event("todo_list", "l", 2, "todo_renamed", todo_id="t", text="two"),
+        _event("todo_list", "l", 3, "todo_completed", todo_id="t"),
+        _event("todo_list", "l", 4, "todo_renamed", todo_id="t", text="three"),
+        _event("user_profile", "u", 1, "user_registered", name="Ann", email="a@x.io"),
+        _event("user_profile", "u", 2, "profile_updated", name="Bea"),
+        _event("user_profile", "u", 3, "profile_updated", email="b@x.io"),
+    ]
+    apply(model, _deliveries(events), len(events), halt=True)
+    todos = model.con.execute("SELECT text, completed, updated_seq FROM todos").fetchall()
+    users = model.con.execute("SELECT name, email, active FROM users").fetchall()
+    assert todos == [("three", True, 4)]
+    assert users == [("Bea", "b@x.io", True)]
+    active = model.con.execute("SELECT active, completed FROM todos_over_time").fetchall()
+    assert active == [(0, 1)]
+
+
+def test_the_checkpoint_advances_on_an_empty_batch_and_old_sequences_are_skipped(
+    model: ReadModel,
+) -> None:
+    added = [_event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")]
+    apply(model, _deliveries(added), 1, halt=True)
+    apply(model, [], 5, halt=True)
+    assert model.checkpoint == 5
+    apply(model, _deliveries(added), 1, halt=True)  # a redelivery of sequence 1
+    assert model.con.execute("SELECT sum(events) FROM event_counts").fetchall() == [(1,)]
+    reopened = ReadModel(model.path.with_name("other.duckdb"))
+    assert reopened.checkpoint == 0
+    model.close()
+    assert ReadModel(model.path).checkpoint == 5
+
+
+def test_a_poison_event_becomes_a_dead_letter_and_the_batch_goes_on(model: ReadModel) -> None:
+    good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
+    unreadable = _event("todo_list", "l", 2, "todo_renamed", todo_id="t")  # no text
+    deliveries = [
+        (1, "s", codec.encode(good)),
+        (2, "s", b"{not json"),
+        *_deliveries([unreadable], 3),
+    ]
+    apply(model, deliveries, 3, halt=False)
+    dead = model.con.execute("SELECT sequence, error FROM dead_letters ORDER BY 1").fetchall()
+    assert [sequence for sequence, _ in dead] == [2, 3]
+    assert "decode" in dead[0][1] and "text" in dead[1][1]
+    assert model.con.execute("SELECT text FROM todos").fetchall() == [("one",)]
+    assert model.checkpoint == 3
+
+
+def test_a_poison_event_halts_the_projection_when_set_to_halt(model: ReadModel) -> None:
+    good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
+    later = _event("todo_list", "l", 2, "todo_renamed", todo_id="t", text="two")
+    deliveries = [
+        (1, "s", codec.encode(good)),
+        (2, "s", b"{not json"),
+        (3, "s", codec.encode(later)),
+    ]
+    with pytest.raises(Poisoned, match="sequence 2"):
+        apply(model, deliveries, 3, halt=True)
+    assert model.checkpoint == 1  # stopped just before the poison event
+    assert model.con.execute("SELECT text FROM todos").fetchall() == [("one",)]
+    assert model.con.execute("SELECT count(*) FROM dead_letters").fetchall() == [(0,)]
+
+
+def test_a_change_to_a_todo_never_added_leaves_no_row_and_moves_no_count(
+    model: ReadModel,
+) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_completed", todo_id="ghost"),
+        _event("todo_list", "l", 3, "todo_deleted", todo_id="ghost"),
+        _event("user_profile", "nobody", 1, "profile_updated", name="X"),
+    ]
+    apply(model, _deliveries(events), len(events), halt=True)
+    assert model.con.execute("SELECT todo_id FROM todos").fetchall() == [("a",)]
+    assert model.con.execute("SELECT count(*) FROM users").fetchall() == [(0,)]
+    assert model.con.execute("SELECT active, completed FROM todos_over_time").fetchall() == [(1, 0)]
+
+
+def test_deleting_a_todo_from_an_earlier_batch_moves_the_count_it_was_in(
+    model: ReadModel,
+) -> None:
+    first = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
+        _event("todo_list", "l", 3, "todo_completed", todo_id="b"),
+    ]
+    apply(model, _deliveries(first), 3, halt=True)
+    second = [
+        _event("todo_list", "l", 4, "todo_deleted", todo_id="b"),
+        _event("todo_list", "l", 5, "todo_renamed", todo_id="a", text="uno"),
+    ]
+    apply(model, _deliveries(second, 4), 5, halt=True)
+    counts = model.con.execute("SELECT active, completed FROM todos_over_time ORDER BY minute")
+    assert counts.fetchall()[-1] == (1, 0)
+    assert model.con.execute("SELECT text FROM todos WHERE NOT deleted").fetchall() == [("uno",)]
