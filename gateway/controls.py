@@ -34,7 +34,9 @@ def parse_window(value: str | None, field: str, default_ms: int, max_ms: int) ->
         return default_ms / 1000
     if not value.isdigit():
         raise Invalid(
-            f"{field} {value[:40]!r} is not a number of milliseconds, 'on' or 'off'", field=field
+            f"{field} {value[:40]!r} is not a number of milliseconds, 'on' or 'off'",
+            field=field,
+            fields=[field],
         )
     return min(int(value), max_ms) / 1000
 
@@ -43,7 +45,11 @@ def parse_format(value: str | None, datastar_request: bool) -> str:
     if value is None or value == "":
         return "datastar" if datastar_request else "json"
     if value not in FORMATS:
-        raise Invalid(f"format {value[:40]!r} is unknown; use json or datastar", field="format")
+        raise Invalid(
+            f"format {value[:40]!r} is unknown; use json or datastar",
+            field="format",
+            fields=["format"],
+        )
     return value
 
 

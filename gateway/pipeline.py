@@ -16,11 +16,10 @@ class Writer:
     def __init__(self, ctl: Controls) -> None:
         self.datastar = ctl.format == "datastar"
         self.batched = ctl.batch_s is not None
-        self.behind: int | None = None  # the consumer's pending count at the last delivery
 
     def one(self, item: Item) -> bytes:
         if self.datastar:
-            return datastar.render(item.seq, envelope.decode(item.data), self.behind)
+            return datastar.render(item.seq, envelope.decode(item.data), item.pending)
         if b"\n" in item.data or b"\r" in item.data:
             return frame(item.data, event=item.event_type, id=item.seq)
         return b"event: %b\nid: %d\ndata: %b\n\n" % (item.event_type.encode(), item.seq, item.data)

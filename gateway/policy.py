@@ -33,7 +33,9 @@ def parse_policy(value: str | None) -> Policy:
     except ValueError:
         known = ", ".join(p.value for p in Policy)
         raise Invalid(
-            f"policy {value[:40]!r} is unknown; use one of {known}", field="policy"
+            f"policy {value[:40]!r} is unknown; use one of {known}",
+            field="policy",
+            fields=["policy"],
         ) from None
 
 

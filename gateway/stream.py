@@ -79,13 +79,16 @@ def _position(msg: Msg) -> tuple[int, int, int]:
     return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
 
 
-def _items(msgs: list[Msg], trace: set[str] | None = None) -> list[Item]:
+def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> list[Item]:
+    """Items of `msgs`; each one's `pending` counts what comes after it for this client:
+    the rest of `msgs`, plus `backlog` (held in the gateway or waiting in the stream)."""
     items = []
-    for m in msgs:
+    for index, m in enumerate(msgs):
         head = _heads.decode(m.data)
         if trace is not None and len(trace) < 100:
             trace.add(head.metadata.correlation_id)
-        items.append(Item(_position(m)[0], m.subject, head.event_type, m.data, m.reply))
+        behind = backlog + len(msgs) - 1 - index
+        items.append(Item(_position(m)[0], m.subject, head.event_type, m.data, m.reply, behind))
     return items
 
 
@@ -149,11 +152,11 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if taken and not msgs:  # only redeliveries: the client has them, ack again
                 await feed.ack(taken[-1].reply)
             now = loop.time()
-            items = _items(msgs, acks.trace)
-            lag = _position(taken[-1])[2] if taken else 0
+            # behind: still in the stream after the last delivery, plus held in the gateway
+            lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
+            items = _items(msgs, acks.trace, lag)
             if msgs:
                 metrics.client_lag.observe(lag)
-                writer.behind = lag
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
             groups: list[list[Item]] = []
             if skip is not None and ctl.policy is Policy.DROP_OLDEST:
@@ -237,7 +240,9 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
     await feed.ack(last.reply)
     pending = _position(last)[2]
     idle_until = time.monotonic() + 5.0
-    while pending > 0 and not session.closing.is_set() and time.monotonic() < idle_until:
+    while (pending > 0 or feed.buffer) and not session.closing.is_set():
+        if time.monotonic() > idle_until:
+            break
         await feed.ask(ctl.capacity, 1.0)
         await feed.wait(1.0)
         feed.expired = False

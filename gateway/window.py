@@ -20,6 +20,7 @@ class Item(NamedTuple):
     event_type: str
     data: bytes
     ack: str = ""  # the JetStream ack subject of this delivery
+    pending: int = 0  # events still waiting in the stream for this client when delivered
 
 
 def latest_per_key(items: Iterable[Item]) -> list[Item]:
