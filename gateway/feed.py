@@ -89,6 +89,7 @@ class ClientFeed:
         self.buffer: deque[Msg] = deque()
         self.expired = False  # the last pull request ended (keep-alive tick)
         self.gone = ""  # why the consumer cannot be pulled any more
+        self.delivered = 0  # the consumer's delivery sequence before this connection's first
         self._credit = 0
         self._expiry = 15.0
         self._asked = 0.0
@@ -133,6 +134,9 @@ class ClientFeed:
             await self.js.delete_consumer(self.stream, self.name)
         if info is None or start is not None:
             await self.js.add_consumer(self.stream, self._config(start))
+            self.delivered = 0
+        else:  # continuing: nothing in flight, so the next delivery follows the last one
+            self.delivered = info.delivered.consumer_seq
 
     def _config(self, start: int | None) -> ConsumerConfig:
         return ConsumerConfig(

@@ -101,9 +101,9 @@ class _Order:
     client resumes from its `Last-Event-ID` on a fresh consumer.
     """
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, delivered: int | None = None) -> None:
         self.after = after
-        self.delivered: int | None = None
+        self.delivered = delivered  # None: not known (after a drain)
 
     def admit(self, msgs: list[Msg]) -> list[Msg] | None:
         """The deliveries that are new to the client; None for a hole."""
@@ -129,7 +129,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     if ctl.policy is Policy.UNBOUNDED:
         feed.cap = settings.sse_unbounded_cap
     acks = _Acks(feed, ctl.capacity, loop, session.client_id)
-    order = _Order(session.after)
+    order = _Order(session.after, feed.delivered)
     try:
         yield retry(settings.sse_retry_ms) + hello
         last_write = loop.time()
