@@ -165,6 +165,8 @@ class ClientFeed:
                 return
             if status == "409" and "Deleted" in (msg.headers or {}).get("Description", ""):
                 self.gone = "the feed's consumer was deleted"
+            elif status == "503":  # no responders: the consumer is gone (its node died)
+                self.gone = "the feed's consumer cannot be reached"
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
             self.expired = True
         if self.cap is not None:

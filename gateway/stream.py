@@ -181,6 +181,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             elif now >= last_write + keepalive:
                 yield comment("keep-alive")
                 last_write = now
+        if feed.gone:
+            log.warning("sse_feed_gone", client_id=session.client_id, reason=feed.gone)
         rest = pipeline.flush()
         if rest:
             yield b"".join(writer.group(g) for g in rest)
