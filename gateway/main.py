@@ -15,8 +15,9 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from common.errors import Unavailable
-from common.settings import GatewaySettings, NatsSettings
+from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
 from gateway.app import create_app
+from gateway.auth import bind_notice, verifier
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -45,8 +46,12 @@ async def serve(
     settings: GatewaySettings,
     ready: Callable[[str], None],
     stop: asyncio.Event,
+    auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
 ) -> None:
-    app = create_app(nats_settings, settings)
+    auth = auth or AuthSettings()
+    notice = bind_notice(settings.host, verifier(auth))
+    app = create_app(nats_settings, settings, auth, limits)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -63,7 +68,7 @@ async def serve(
             serving.result()
             raise Unavailable("the gateway stopped while starting; see the log above")
         await asyncio.sleep(0.02)
-    ready(f"gateway listening on http://{settings.host}:{settings.port}/")
+    ready(f"gateway listening on http://{settings.host}:{settings.port}/ ({notice})")
     await asyncio.wait(
         {serving, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
     )
