@@ -117,24 +117,21 @@ class Gate:
         if self.check is None:
             return None
         needed = needed_scopes(method, path, query)
-        claims = self.authenticate(method, headers, required=bool(needed))
+        if not needed:
+            return None
+        claims = self.authenticate(method, headers)
         for scope in needed:
-            assert claims is not None
             claims.require(scope)
         return claims
 
-    def authenticate(
-        self, method: str, headers: Mapping[str, str], required: bool = True
-    ) -> Claims | None:
+    def authenticate(self, method: str, headers: Mapping[str, str]) -> Claims:
         assert self.check is not None
         token = self._token(method, headers)
         if token is None:
-            if required:
-                raise Unauthorized(
-                    "this gateway needs a token: send `Authorization: Bearer <token>` "
-                    "(mint one with `ironstar token`), or a session cookie from POST /api/session"
-                )
-            return None
+            raise Unauthorized(
+                "this gateway needs a token: send `Authorization: Bearer <token>` "
+                "(mint one with `ironstar token`), or a session cookie from POST /api/session"
+            )
         return self.check.verify(token)
 
     def _token(self, method: str, headers: Mapping[str, str]) -> str | None:
@@ -188,7 +185,6 @@ class SessionController(Controller):
                 "send the token as `Authorization: Bearer <token>` to open a session"
             )
         claims = gate.authenticate("POST", request.headers)
-        assert claims is not None
         max_age = max(0, claims.expires - int(time.time()))
         body = {
             "subject": claims.subject,

@@ -69,10 +69,14 @@ class NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.write_text(self.config())
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(
-            [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
-        )
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps a copy
+        try:
+            self.process = subprocess.Popen(
+                [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            )
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
