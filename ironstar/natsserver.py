@@ -50,6 +50,7 @@ class NatsServer:
     port: int
     host: str = "127.0.0.1"
     sync_always: bool = True
+    authorization: str = ""  # an `authorization { users: ... }` block (ironstar/natsusers.py)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,12 +63,14 @@ class NatsServer:
         return (
             f"listen: {self.host}:{self.port}\n"
             "server_name: ironstar-local\n"
-            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n'
+            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n' + self.authorization
         )
 
     def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
+        conf.touch()
+        conf.chmod(0o600)  # it may hold the services' passwords
         conf.write_text(self.config())
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps a copy
         try:

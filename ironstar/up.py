@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port, port_is_free
+from ironstar.natsusers import ServiceUser, authorization, service_users
 
 SERVICES = ("writer", "projector", "gateway")
 STOP_GRACE_S = 4.0
@@ -36,6 +38,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats_users: dict[str, ServiceUser] = field(default_factory=dict)
 
     def start(self, say: bool = True, timeout: float = 30.0) -> None:
         self._check_data_dir()
@@ -50,12 +53,18 @@ class Stack:
         logs.mkdir(exist_ok=True)
         if say:
             print(f"ironstar: data in {self.data_dir.resolve()} (logs in {logs})")
+        names = NatsSettings.from_env({**os.environ, **self.extra_env})
+        self.nats_users = service_users(names.prefix, names.stream)
+        server = NatsServer(self.data_dir, port, authorization=authorization(self.nats_users))
         try:
-            self.nats = NatsServer(self.data_dir, port).start(log=logs / "nats-server.log")
+            self.nats = server.start(log=logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
         if say:
-            print(f"ironstar: nats-server  {self.nats.url}  (JetStream, fsync before ack)")
+            print(
+                f"ironstar: nats-server  {self.nats.url}  (JetStream, fsync before ack, "
+                "a user per service)"
+            )
         env = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats.url,
@@ -67,14 +76,14 @@ class Stack:
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             for service in SERVICES:
                 ready = Path(ready_dir) / service
-                log = open(logs / f"{service}.log", "ab")  # noqa: SIM115 - owned by the child
-                self.processes[service] = subprocess.Popen(
-                    [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)],
-                    env=env,
-                    stdout=log,
-                    stderr=log,
-                    stdin=subprocess.DEVNULL,
-                )
+                with open(logs / f"{service}.log", "ab") as log:  # the child keeps a copy
+                    self.processes[service] = subprocess.Popen(
+                        [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)],
+                        env={**env, **self.nats_users[service].env()},
+                        stdout=log,
+                        stderr=log,
+                        stdin=subprocess.DEVNULL,
+                    )
             deadline = time.monotonic() + timeout
             pending = list(SERVICES)
             while pending:

@@ -66,7 +66,7 @@ async def batches(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(size, timeout=wait_s)
-            except NatsTimeout:
+            except (TimeoutError, NatsTimeout):  # nats-py raises either on an empty fetch
                 continue
             if not msgs:
                 continue
