@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, post
+from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import Cookie
 
 from common.domain import AGGREGATES
@@ -168,37 +168,25 @@ def _same_origin(headers: Mapping[str, str]) -> bool:
     return origin is not None and host is not None and origin.split("://", 1)[-1] == host
 
 
-class SessionController(Controller):
-    """Exchange a bearer token for the session cookie browsers need for EventSource."""
-
-    path = "/api/session"
-    tags = ["auth"]
-
-    @post(status_code=200)
-    async def open(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-        """Set the HttpOnly session cookie from `Authorization: Bearer <token>`."""
-        gate: Gate = request.app.state.gate
-        if gate.check is None:
-            raise NotFound("authentication is off on this gateway (loopback only): no session")
-        if "authorization" not in request.headers:
-            raise Unauthorized(
-                "send the token as `Authorization: Bearer <token>` to open a session"
-            )
-        claims = gate.authenticate("POST", request.headers)
-        max_age = max(0, claims.expires - int(time.time()))
-        body = {
-            "subject": claims.subject,
-            "scopes": sorted(claims.scopes),
-            "expires": claims.expires,
-        }
-        token = request.headers["authorization"].strip().partition(" ")[2].strip()
-        return Response(body, cookies=[_cookie(request, gate.cookie_name, token, max_age)])
-
-    @delete(status_code=204)
-    async def close(self, request: Request[Any, Any, Any]) -> Response[None]:
-        """Clear the session cookie."""
-        gate: Gate = request.app.state.gate
-        return Response(None, status_code=204, cookies=[_cookie(request, gate.cookie_name, "", 0)])
+@route(
+    "/api/session", http_method=[HttpMethod.POST, HttpMethod.DELETE], status_code=200, tags=["auth"]
+)
+async def session(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """POST: set the HttpOnly session cookie from `Authorization: Bearer <token>` (for
+    EventSource, which cannot send headers). DELETE: clear it."""
+    gate: Gate = request.app.state.gate
+    if request.method == HttpMethod.DELETE:
+        closed = {"session": "closed"}
+        return Response(closed, cookies=[_cookie(request, gate.cookie_name, "", 0)])
+    if gate.check is None:
+        raise NotFound("authentication is off on this gateway (loopback only): no session")
+    if "authorization" not in request.headers:
+        raise Unauthorized("send the token as `Authorization: Bearer <token>` to open a session")
+    claims = gate.authenticate("POST", request.headers)
+    max_age = max(0, claims.expires - int(time.time()))
+    body = {"subject": claims.subject, "scopes": sorted(claims.scopes), "expires": claims.expires}
+    token = request.headers["authorization"].strip().partition(" ")[2].strip()
+    return Response(body, cookies=[_cookie(request, gate.cookie_name, token, max_age)])
 
 
 def _cookie(request: Request[Any, Any, Any], name: str, value: str, max_age: int) -> Cookie:

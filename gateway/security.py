@@ -27,8 +27,9 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import Forbidden, TooLarge, Unauthorized
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
-from gateway.auth import Gate, SessionController, verifier
+from gateway.auth import Gate, session, verifier
 from gateway.limits import RateLimiter, check_json, read_body, replay
+from gateway.openapi import complete
 
 HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -62,9 +63,10 @@ class Security:
             "middleware": [DefineMiddleware(FrontDoor, security=self)],
             "before_send": [security_headers],
             "cors_config": cors,
+            "on_startup": [lambda app: complete(app, self.gate.check is not None)],
         }
 
-    route_handlers = (SessionController,)
+    route_handlers = (session,)
 
     def state(self) -> dict[str, Any]:
         return {"gate": self.gate, "cookie_secure": self.auth.cookie_secure}
