@@ -81,12 +81,14 @@ class WriterSettings(_Section, frozen=True, kw_only=True):
         "concurrency": "commands a writer process handles at once",
         "metrics_port": "port of the writer's /metrics (0: a free port, -1: off)",
         "metrics_host": "interface of the writer's /metrics",
+        "max_events_per_command": "most events one command may append (one atomic batch)",
     }
     max_retries: int = 8
     cache_size: int = 10_000
     concurrency: int = 256
     metrics_port: int = -1
     metrics_host: str = "127.0.0.1"
+    max_events_per_command: int = 1000
 
 
 class ProjectorSettings(_Section, frozen=True, kw_only=True):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from common.domain import Aggregate, aggregate
 from common.envelope import Envelope, Metadata, utc_now, uuid7
-from common.errors import Conflict, StaleVersion
+from common.errors import Conflict, StaleVersion, TooLarge
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
 
@@ -77,8 +77,10 @@ class CommandHandler:
         max_retries: int,
         cache_size: int,
         on_conflict: Callable[[], None] = lambda: None,
+        max_events: int = 1000,
     ) -> None:
         self.store = store
+        self.max_events = max_events
         self.on_conflict = on_conflict
         self.max_retries = max_retries
         self.cache_size = cache_size
@@ -124,6 +126,12 @@ class CommandHandler:
                     sequence=loaded.sequence,
                 )
             events = kind.decide(loaded.state, command)
+            if len(events) > self.max_events:
+                raise TooLarge(
+                    f"{request.type} would append {len(events)} events; at most "
+                    f"{self.max_events} per command (IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND)",
+                    limit=self.max_events,
+                )
             if not events:
                 return CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
             envelopes = self._envelopes(kind, key, loaded.version, events, request)

@@ -40,7 +40,11 @@ async def serve(
             nc, nats_settings.stream, subjects, nats_settings.request_timeout_s
         )
         handler = CommandHandler(
-            store, settings.max_retries, settings.cache_size, metrics.CONFLICTS.inc
+            store,
+            settings.max_retries,
+            settings.cache_size,
+            metrics.CONFLICTS.inc,
+            settings.max_events_per_command,
         )
         for aggregate_type in AGGREGATES:
             await bus.serve(

@@ -95,6 +95,21 @@ async def test_oversize_and_overdeep_bodies_are_refused_with_413(http: httpx.Asy
     await _still_serves(http)
 
 
+async def test_command_yielding_more_events_than_allowed_is_refused_with_413(
+    http: httpx.AsyncClient,
+) -> None:
+    headers = bearer("commands:todo_list", subject=unique("many"))
+    url = f"/api/commands/todo_list/{unique()}"
+    for todo in ("a", "b", "c"):
+        body = {"type": "add_todo", "payload": {"todo_id": todo, "text": todo}}
+        assert (await http.post(url, json=body, headers=headers)).status_code == 200
+        body = {"type": "complete_todo", "payload": {"todo_id": todo}}
+        assert (await http.post(url, json=body, headers=headers)).status_code == 200
+    reply = await http.post(url, json={"type": "clear_completed"}, headers=headers)
+    assert reply.status_code == 413  # IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND=2
+    assert "would append 3 events" in reply.json()["message"]
+
+
 async def test_slowloris_request_body_is_cut_off_with_408(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
