@@ -14,6 +14,7 @@ import pytest
 
 from ironstar.natsserver import NatsServer, free_port
 from tests.security.conftest import SECRET, Stack, bearer, token, unique
+from tests.support.processes import Service
 
 pytestmark = pytest.mark.e2e
 
@@ -170,6 +171,31 @@ async def test_cors_is_off_by_default(http: httpx.AsyncClient) -> None:
         headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "GET"},
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_cors_allows_only_the_configured_origins(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    env = {
+        "IRONSTAR_NATS_URL": nats_server.url,
+        "IRONSTAR_GATEWAY_PORT": str(free_port()),
+        "IRONSTAR_AUTH_CORS_ORIGINS": "https://dash.example.com",
+    }
+    gateway = Service("gateway", env, tmp_path).start()
+    try:
+        base = f"http://127.0.0.1:{env['IRONSTAR_GATEWAY_PORT']}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            for origin, allowed in (
+                ("https://dash.example.com", True),
+                ("https://x.example", False),
+            ):
+                reply = await client.options(
+                    "/api/users",
+                    headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+                )
+                assert ("access-control-allow-origin" in reply.headers) is allowed, origin
+    finally:
+        gateway.stop()
 
 
 def _gateway(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
