@@ -16,14 +16,15 @@ from tests.security.conftest import running, token
 
 pytestmark = pytest.mark.e2e
 
-CASES_PER_OPERATION = 130  # x 12 operations, coverage and fuzzing phases: > 1,000 cases
+CASES_PER_OPERATION = 170  # x 12 operations, coverage and fuzzing phases: > 1,000 cases
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
 def test_a_thousand_generated_requests_get_no_server_error_and_match_the_schema(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    settings = {"IRONSTAR_LIMIT_REQUESTS_PER_S": "0", "IRONSTAR_GATEWAY_QUERY_TIMEOUT_S": "0.2"}
+    # Fuzzed `min_seq` values lie beyond the stream: let their documented 504 come quickly.
+    settings = {"IRONSTAR_LIMIT_REQUESTS_PER_S": "0", "IRONSTAR_GATEWAY_QUERY_TIMEOUT_S": "0.02"}
     with running(nats_server, tmp_path, **settings) as stack:
         command = [
             str(Path(sys.executable).with_name("st")),
@@ -36,7 +37,7 @@ def test_a_thousand_generated_requests_get_no_server_error_and_match_the_schema(
             "--exclude-path", "/api/events",
             "--phases", "coverage,fuzzing",
             "--max-examples", str(CASES_PER_OPERATION),
-            "--workers", "2",
+            "--workers", "4",
             "--seed", "8",
             "--generation-database", "none",
             "--request-timeout", "10",
