@@ -50,11 +50,43 @@ class RateLimiter:
 
 def check_json(value: Any, max_depth: int, max_string_bytes: int) -> None:
     """413 naming the field when the value nests too deep or holds too long a string."""
+    if not _fits(value, max_depth, max_string_bytes):
+        _refuse(value, max_depth, max_string_bytes)
+
+
+def _too_long(text: str, max_bytes: int) -> bool:
+    return len(text) > max_bytes // 4 and len(text.encode()) > max_bytes
+
+
+def _fits(value: Any, max_depth: int, max_string_bytes: int) -> bool:
+    """The fast pass: no paths kept, since nearly every body fits."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _too_long(item, max_string_bytes):
+                return False
+        elif isinstance(item, dict):
+            if depth > max_depth:
+                return False
+            for key, child in item.items():
+                if _too_long(key, max_string_bytes):
+                    return False
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            if depth > max_depth:
+                return False
+            stack.extend([(child, depth + 1) for child in item])
+    return True
+
+
+def _refuse(value: Any, max_depth: int, max_string_bytes: int) -> None:
+    """The slow pass, only for a body that does not fit: find and name the field."""
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         item, depth, path = stack.pop()
         if isinstance(item, str):
-            if len(item) > max_string_bytes // 4 and len(item.encode()) > max_string_bytes:
+            if _too_long(item, max_string_bytes):
                 raise TooLarge(
                     f"{path or 'the body'} is {len(item.encode())} bytes long; "
                     f"at most {max_string_bytes} bytes per string",

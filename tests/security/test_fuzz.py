@@ -19,7 +19,7 @@ from common.messages import CommandBody
 from common.subjects import Subjects, valid_id
 from common.tokens import Verifier
 from gateway.feed import parse_topics
-from gateway.limits import check_json
+from gateway.limits import _fits, _refuse, check_json
 from gateway.sse import parse_last_event_id
 
 json_values = st.recursive(
@@ -122,6 +122,17 @@ def test_json_limits_raise_only_too_large(value: Any) -> None:
         check_json(value, max_depth=3, max_string_bytes=20)
     except TooLarge as exc:
         assert exc.detail["field"]
+
+
+@FUZZ
+@given(json_values, st.integers(1, 4), st.integers(4, 40))
+def test_json_limits_fast_and_naming_passes_agree(value: Any, depth: int, size: int) -> None:
+    refused = False
+    try:
+        _refuse(value, depth, size)
+    except TooLarge:
+        refused = True
+    assert refused is not _fits(value, depth, size)
 
 
 def test_every_documented_error_is_an_ironstar_error() -> None:
