@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MIN_SECRET_BYTES, Claims, Verifier
 from gateway.feed import parse_topics
+
+# The verified token's subject during a request: the gateway records it as the `actor` of
+# the events a command appends (None when auth is off).
+ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
 
 PUBLIC = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/api/session"})
 PUBLIC_PREFIXES = ("/schema", "/static/")

@@ -27,7 +27,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import Forbidden, TooLarge, Unauthorized
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
-from gateway.auth import Gate, session, verifier
+from gateway.auth import ACTOR, Gate, session, verifier
 from gateway.limits import RateLimiter, check_json, read_body, replay
 from gateway.openapi import complete
 
@@ -127,8 +127,7 @@ class FrontDoor:
         )
         if refused is not None:
             raise refused
-        if claims is not None:
-            scope.setdefault("state", {})["claims"] = claims
+        ACTOR.set(claims.subject if claims is not None else None)
         if method in _BODY_METHODS:
             receive = await self._bounded(headers, receive)
         if not path.startswith("/schema"):

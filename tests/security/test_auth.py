@@ -75,9 +75,10 @@ async def test_token_without_the_aggregate_scope_cannot_send_its_commands(
 
 async def test_command_scope_lets_the_command_through(http: httpx.AsyncClient) -> None:
     list_id = unique()
-    headers = bearer("commands:todo_list", "read:todo_list")
+    headers = bearer("commands:todo_list", "read:todo_list", subject="alice")
     reply = await http.post(f"/api/commands/todo_list/{list_id}", json=_add(), headers=headers)
     assert reply.status_code == 200, reply.text
+    assert reply.json()["events"][0]["metadata"]["actor"] == "alice"  # who, for the audit
     sequence = reply.json()["sequence"]
     read = await http.get(
         f"/api/todo-lists/{list_id}", params={"min_seq": sequence}, headers=headers
