@@ -181,12 +181,14 @@ class LimitSettings(_Section, frozen=True, kw_only=True):
         "json_depth": "deepest nesting of arrays/objects in a JSON body",
         "string_bytes": "longest string (or key) in a JSON body, in bytes",
         "body_timeout_s": "time a client has to send its whole request body (else 408)",
+        "header_timeout_s": "time a client has to send its request headers (else 408, closed)",
     }
     requests_per_s: float = 1000.0
     burst: int = 2000
     json_depth: int = 32
     string_bytes: int = 16 * 1024
     body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
 
 
 SECTIONS: tuple[type[_Section], ...] = (

@@ -18,6 +18,7 @@ from common.errors import Unavailable
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
 from gateway.app import create_app
 from gateway.auth import bind_notice, verifier
+from gateway.deadlines import header_deadline
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -49,7 +50,7 @@ async def serve(
     auth: AuthSettings | None = None,
     limits: LimitSettings | None = None,
 ) -> None:
-    auth = auth or AuthSettings()
+    auth, limits = auth or AuthSettings(), limits or LimitSettings()
     notice = bind_notice(settings.host, verifier(auth))
     app = create_app(nats_settings, settings, auth, limits)
     config = uvicorn.Config(
@@ -60,6 +61,7 @@ async def serve(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        http=header_deadline(limits.header_timeout_s),
     )
     server = _Server(config)
     serving = asyncio.create_task(server.serve(sockets=[_listen(settings.host, settings.port)]))

@@ -70,6 +70,7 @@ def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
         IRONSTAR_LIMIT_REQUESTS_PER_S="50",
         IRONSTAR_LIMIT_BURST="100",
         IRONSTAR_LIMIT_BODY_TIMEOUT_S="1",
+        IRONSTAR_LIMIT_HEADER_TIMEOUT_S="1",
         IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND="2",
     ) as running_stack:
         yield running_stack

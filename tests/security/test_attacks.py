@@ -140,6 +140,32 @@ async def test_slowloris_request_body_is_cut_off_with_408(
     await _still_serves(http)
 
 
+async def test_slowloris_request_headers_are_cut_off_with_408(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    started = time.monotonic()
+
+    async def dribble() -> None:
+        while True:
+            writer.write(b"X")  # a header line that never ends
+            await writer.drain()
+            await asyncio.sleep(0.1)
+
+    dribbling = asyncio.create_task(dribble())
+    try:
+        status = await asyncio.wait_for(reader.readline(), timeout=5)
+        rest = await asyncio.wait_for(reader.read(), timeout=5)  # then the server closes
+    finally:
+        dribbling.cancel()
+        writer.close()
+    assert status.startswith(b"HTTP/1.1 408"), status
+    assert b"connection: close" in rest
+    assert time.monotonic() - started < 4  # IRONSTAR_LIMIT_HEADER_TIMEOUT_S=1
+    await _still_serves(http)
+
+
 async def test_ten_thousand_connection_attempts_from_one_client_are_refused_and_it_stays_up(
     stack: Stack, http: httpx.AsyncClient
 ) -> None:
