@@ -50,7 +50,7 @@ class NatsServer:
     port: int
     host: str = "127.0.0.1"
     sync_always: bool = True
-    authorization: str = ""  # an `authorization { users: ... }` block (ironstar/natsusers.py)
+    extra_config: str = ""  # appended: e.g. `authorization { users: ... }`, `tls { ... }`
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,7 +63,7 @@ class NatsServer:
         return (
             f"listen: {self.host}:{self.port}\n"
             "server_name: ironstar-local\n"
-            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n' + self.authorization
+            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n' + self.extra_config
         )
 
     def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:

@@ -55,7 +55,7 @@ class Stack:
             print(f"ironstar: data in {self.data_dir.resolve()} (logs in {logs})")
         names = NatsSettings.from_env({**os.environ, **self.extra_env})
         self.nats_users = service_users(names.prefix, names.stream)
-        server = NatsServer(self.data_dir, port, authorization=authorization(self.nats_users))
+        server = NatsServer(self.data_dir, port, extra_config=authorization(self.nats_users))
         try:
             self.nats = server.start(log=logs / "nats-server.log")
         except RuntimeError as exc:
