@@ -25,7 +25,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.errors import Forbidden, TooLarge, Unauthorized
+from common.errors import BadRequest, IronstarError, TooLarge
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
 from gateway.auth import ACTOR, Gate, session, verifier
 from gateway.limits import RateLimiter, check_json, read_body, replay
@@ -114,12 +114,12 @@ class FrontDoor:
         security = self.security
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         refused: Exception | None = None
         claims = None
         try:
+            query = _query(scope["query_string"])
             claims = security.gate.admit(method, path, headers, query)
-        except (Unauthorized, Forbidden) as exc:
+        except IronstarError as exc:  # counted against the client's rate all the same
             refused = exc
         client = (scope.get("client") or ("unknown", 0))[0]
         security.limiter.take(
@@ -147,6 +147,19 @@ class FrontDoor:
                 value = None  # the handler says what is malformed
             check_json(value, limits.json_depth, limits.string_bytes)
         return replay(body, receive)
+
+
+def _query(raw: bytes) -> dict[str, str]:
+    """Query parameters, each at most once: the grant is checked on the value the handler
+    uses, so `?topics=granted&topics=other` must not pick one here and another there."""
+    found: dict[str, str] = {}
+    for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+        if key in found:
+            raise BadRequest(
+                f"query parameter {key[:40]!r} is given twice; give it once", field=key
+            )
+        found[key] = value
+    return found
 
 
 def _with_page_csp(send: Send, security: Security) -> Send:
