@@ -21,9 +21,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
-from common.errors import ErrorReply, IronstarError, Unavailable, from_reply
+from common.errors import ErrorReply, Invalid, IronstarError, Unavailable, from_reply
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import bind_correlation, correlation_id
@@ -32,6 +32,7 @@ log = structlog.get_logger()
 
 ERROR_HEADER = "Ironstar-Error"
 CORRELATION_HEADER = "Ironstar-Correlation-Id"
+MIN_DUPLICATE_WINDOW_S = 120.0
 
 _json = msgspec.json.Encoder()
 _error_decoder = msgspec.json.Decoder(ErrorReply)
@@ -117,6 +118,12 @@ def credentials(settings: NatsSettings) -> dict[str, Any]:
 
 def stream_config(settings: NatsSettings) -> StreamConfig:
     """The event store: file storage, no limits, refuse when full, never delete history."""
+    if settings.duplicate_window_s < MIN_DUPLICATE_WINDOW_S:
+        raise Invalid(
+            f"IRONSTAR_NATS_DUPLICATE_WINDOW_S is {settings.duplicate_window_s:g}; it must be at "
+            f"least {MIN_DUPLICATE_WINDOW_S:g} s so a client's retry is still recognised",
+            field="duplicate_window_s",
+        )
     return StreamConfig(
         name=settings.stream,
         subjects=[Subjects(settings.prefix).all_events],
@@ -144,7 +151,7 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
         return
     try:
         await js.update_stream(config)
-    except BadRequestError as exc:
+    except APIError as exc:  # e.g. 10052: storage type or replicas of a R1 stream
         raise Unavailable(
             f"stream {settings.stream} exists with settings that cannot change to the "
             f"configured ones ({exc.description}); align IRONSTAR_NATS_* or migrate the stream"
@@ -196,4 +203,6 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    return await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)
+    sub = await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)
+    await nc.flush()  # the server knows the subscription before anyone is told we serve
+    return sub

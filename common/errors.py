@@ -128,5 +128,8 @@ def invalid_from_msgspec(exc: msgspec.ValidationError, what: str) -> Invalid:
     """Turn msgspec's "Expected `str`, got `int` - at `$.text`" into a 422 naming the field."""
     text = str(exc)
     field = text.rsplit("- at `", 1)[1].rstrip("`") if "- at `" in text else "$"
+    if " field `" in text:  # "Object missing required field `text`" / "... unknown field `x`"
+        name = text.split(" field `", 1)[1].split("`", 1)[0]
+        field = f"{field}.{name}"
     field = field.removeprefix("$.").removeprefix("$") or "(body)"
     return Invalid(f"invalid {what}: {text}", field=field)

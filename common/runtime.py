@@ -43,7 +43,8 @@ def run(service: str, main: Main, ready_file: Path | None = None) -> int:
         print(f"{service}: {exc.message}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"{service}: {exc.strerror or exc}", file=sys.stderr)
+        log.exception("failed")
+        print(f"{service}: {exc.strerror or exc!r}", file=sys.stderr)
         return 1
     log.info("stopped")
     return 0

@@ -61,7 +61,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
-        app.state.backend = Backend(nc, nats_settings, settings)
+        app.state.backend = Backend(nc, nats_settings, settings, app.state.closing)
         try:
             yield
         finally:
@@ -88,6 +88,7 @@ def create_app(
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Ironstar gateway", version="0.1.0", path="/schema"),
+        logging_config=None,  # structlog owns logging: see common/telemetry.py
         debug=False,
         **security.app_options(),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -10,6 +12,7 @@ from nats.aio.client import Client
 
 from common import bus
 from common.domain import aggregate
+from common.errors import Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
@@ -24,6 +27,24 @@ class Backend:
     nc: Client
     nats: NatsSettings
     settings: GatewaySettings
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _unless_closing(self, request: Awaitable[bytes]) -> bytes:
+        """A request still waiting when the gateway shuts down gets a 503, not a 500.
+
+        (uvicorn cancels what outlives its graceful shutdown.) A command cut off here is
+        safe to resend with its command id.
+        """
+        answer = asyncio.ensure_future(request)
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({answer, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if not answer.done():
+            answer.cancel()
+            raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
+        return answer.result()
 
     @property
     def subjects(self) -> Subjects:
@@ -49,12 +70,14 @@ class Backend:
             expected_sequence=expected_sequence,
             actor=ACTOR.get(),
         )
-        return await bus.request(
-            self.nc,
-            self.subjects.command(aggregate_type),
-            _json.encode(request),
-            self.nats.request_timeout_s,
-            "writer",
+        return await self._unless_closing(
+            bus.request(
+                self.nc,
+                self.subjects.command(aggregate_type),
+                _json.encode(request),
+                self.nats.request_timeout_s,
+                "writer",
+            )
         )
 
     async def query(
@@ -63,10 +86,12 @@ class Backend:
         """Ask a projector replica; it answers once it has applied `min_seq`."""
         wait = self.settings.query_timeout_s
         request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)
-        return await bus.request(
-            self.nc,
-            self.subjects.query(projection),
-            _json.encode(request),
-            wait + self.nats.request_timeout_s,
-            f"projector ({projection})",
+        return await self._unless_closing(
+            bus.request(
+                self.nc,
+                self.subjects.query(projection),
+                _json.encode(request),
+                wait + self.nats.request_timeout_s,
+                f"projector ({projection})",
+            )
         )

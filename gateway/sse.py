@@ -14,21 +14,31 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
+import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
+from nats.errors import Error as NatsError
 
 from common.envelope import uuid7
+from common.errors import Unavailable
 from common.subjects import valid_id
 from gateway import snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, Topic, parse_topics
 from gateway.wire import comment, frame, retry
 
+log = structlog.get_logger()
+
+
+class _Meta(msgspec.Struct):
+    correlation_id: str = ""
+
 
 class _Head(msgspec.Struct):
     event_type: str
+    metadata: _Meta = msgspec.field(default_factory=_Meta)
 
 
 _heads = msgspec.json.Decoder(_Head)
@@ -81,17 +91,31 @@ class EventsController(Controller):
             settings.sse_inactive_s,
         )
         resume = parse_last_event_id(last_event_id_header or last_event_id)
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
-        first, last = info.state.first_seq, info.state.last_seq
-        snap: tuple[int, object] | None = None
-        if resume is not None and not (max(first, 1) - 1 <= resume <= last):
-            snap = await snapshot.take(backend, parsed, last)
-            resume = snap[0]
-        await feed.open(None if resume is None else resume + 1)
+        try:  # a cluster electing a new stream leader answers with errors for a moment
+            info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+            first, last = info.state.first_seq, info.state.last_seq
+            snap: tuple[int, object] | None = None
+            if resume is not None and not (max(first, 1) - 1 <= resume <= last):
+                snap = await snapshot.take(backend, parsed, last)
+                resume = snap[0]
+            await feed.open(None if resume is None else resume + 1)
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable(
+                f"the event stream is unavailable ({type(exc).__name__}); reconnect with "
+                "the same Last-Event-ID",
+                retry_after=1,
+            ) from None
         closing: asyncio.Event = state.closing
         return Stream(
             _events(
-                feed, client, parsed, snap, closing, settings.sse_keepalive_s, settings.sse_retry_ms
+                feed,
+                client,
+                parsed,
+                snap,
+                closing,
+                settings.sse_keepalive_s,
+                settings.sse_retry_ms,
+                resume or 0,
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -106,7 +130,16 @@ async def _events(
     closing: asyncio.Event,
     keepalive_s: float,
     retry_ms: int,
+    after: int = 0,
 ) -> AsyncIterator[bytes]:
+    """The client's frames, each event once and in order.
+
+    A redelivery (its ack was lost when a NATS node went away) of an event already sent is
+    dropped; a hole in the consumer's delivery sequence (a delivery went to a pull request
+    lost in a reconnect, and AckAll would skip it) ends the stream, so the client resumes
+    from its Last-Event-ID on a fresh consumer.
+    """
+    delivered: int | None = None  # the consumer's delivery sequence of the last message
     closed = asyncio.ensure_future(closing.wait())
     try:
         yield retry(retry_ms)
@@ -124,10 +157,25 @@ async def _events(
             if not msgs:
                 yield comment("keep-alive")
                 continue
+            if delivered is not None and msgs[0].metadata.sequence.consumer != delivered + 1:
+                break
+            delivered = msgs[-1].metadata.sequence.consumer
+            correlation_ids = set()
             for msg in msgs:
-                event_type = _heads.decode(msg.data).event_type
-                yield frame(msg.data, event=event_type, id=msg.metadata.sequence.stream)
+                if msg.metadata.sequence.stream <= after:
+                    continue
+                after = msg.metadata.sequence.stream
+                head = _heads.decode(msg.data)
+                correlation_ids.add(head.metadata.correlation_id)
+                yield frame(msg.data, event=head.event_type, id=after)
             await msgs[-1].ack()  # every byte above was handed to the socket
+            log.info(
+                "sse_delivered",
+                client_id=client,
+                events=len(msgs),
+                last=after,
+                correlation_ids=sorted(correlation_ids)[:100],
+            )
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(retry_ms * random.uniform(0.5, 1.5)))
     finally:

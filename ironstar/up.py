@@ -1,7 +1,7 @@
 """`ironstar up`: nats-server, writer, projector and gateway as separate processes.
 
 Each service is started as `python -m ironstar <service> --ready-file F` with the settings
-passed as `IRONSTAR_*` variables; it writes F once it serves. On Ctrl-C or SIGTERM the
+passed as `IRONSTAR_*` variables (see ironstar/processes.py). On Ctrl-C or SIGTERM the
 services are stopped in reverse order (gateway first, NATS last) and any process still
 alive after the grace period is killed, so nothing is left behind.
 """
@@ -9,24 +9,19 @@ alive after the grace period is killed, so nothing is left behind.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port, port_is_free
 from ironstar.natsusers import ServiceUser, authorization, service_users
+from ironstar.processes import StartError, check_writable, foreground, spawn, stop_all, wait_ready
 
 SERVICES = ("writer", "projector", "gateway")
-STOP_GRACE_S = 4.0
 
-
-class StartError(Exception):
-    """A one-line reason why the system could not start."""
+__all__ = ["SERVICES", "Stack", "StartError", "up"]
 
 
 @dataclass
@@ -36,12 +31,13 @@ class Stack:
     http_port: int = 8000
     nats_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    services: tuple[str, ...] = SERVICES
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nats_users: dict[str, ServiceUser] = field(default_factory=dict)
 
     def start(self, say: bool = True, timeout: float = 30.0) -> None:
-        self._check_data_dir()
+        check_writable(self.data_dir)
         if not port_is_free(self.http_host, self.http_port):
             raise StartError(
                 f"HTTP port {self.http_host}:{self.http_port} is busy; choose one with --http-port"
@@ -74,100 +70,42 @@ class Stack:
             **self.extra_env,
         }
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
-            for service in SERVICES:
-                ready = Path(ready_dir) / service
-                with open(logs / f"{service}.log", "ab") as log:  # the child keeps a copy
-                    self.processes[service] = subprocess.Popen(
-                        [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)],
-                        env={**env, **self.nats_users[service].env()},
-                        stdout=log,
-                        stderr=log,
-                        stdin=subprocess.DEVNULL,
-                    )
-            deadline = time.monotonic() + timeout
-            pending = list(SERVICES)
-            while pending:
-                for service in list(pending):
-                    ready = Path(ready_dir) / service
-                    process = self.processes[service]
-                    if ready.exists():
-                        pending.remove(service)
-                        if say:
-                            print(f"ironstar: {service:<10} ready: {ready.read_text()}")
-                    elif process.poll() is not None:
-                        raise StartError(
-                            f"{service} exited with {process.returncode}: "
-                            f"{_last_line(logs / f'{service}.log')}"
-                        )
-                if time.monotonic() > deadline:
-                    raise StartError(
-                        f"{', '.join(pending)} not ready within {timeout:g} s; see {logs}"
-                    )
-                time.sleep(0.05)
+            launches = [
+                spawn(
+                    service,
+                    {**env, **self.nats_users[service].env()},
+                    logs / f"{service}.log",
+                    Path(ready_dir) / service,
+                )
+                for service in self.services
+            ]
+            self.processes = {launch.name: launch.process for launch in launches}
+            wait_ready(launches, timeout, _say_ready if say else None)
 
-    def _check_data_dir(self) -> None:
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.data_dir / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise StartError(f"cannot write to data dir {self.data_dir}: {exc.strerror}") from None
+    def exited(self) -> list[str]:
+        return [name for name, process in self.processes.items() if process.poll() is not None]
 
     def alive(self) -> bool:
-        return all(p.poll() is None for p in self.processes.values())
+        return not self.exited()
 
     def stop(self) -> None:
-        for service in reversed(SERVICES):
-            process = self.processes.get(service)
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
             self.nats.stop(timeout=2.0)
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    return lines[-1][-400:] if lines else "(no output)"
+def _say_ready(service: str, detail: str) -> None:
+    print(f"ironstar: {service:<10} ready: {detail}")
 
 
 def up(stack: Stack) -> int:
     """Run the stack in the foreground until Ctrl-C or SIGTERM."""
-    stopping = False
 
-    def on_signal(_sig: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
+    def start() -> str:
         stack.start()
-        print(
+        return (
             f"ironstar: dashboard    http://{stack.http_host}:{stack.http_port}/"
             "   (Ctrl-C stops everything)"
         )
-        sys.stdout.flush()
-        while not stopping:
-            if not stack.alive():
-                dead = [s for s, p in stack.processes.items() if p.poll() is not None]
-                print(f"ironstar: {', '.join(dead)} exited; stopping", file=sys.stderr)
-                return 1
-            time.sleep(0.2)
-        return 0
-    except StartError as exc:
-        print(f"ironstar: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        stack.stop()
-        print("ironstar: stopped")
+
+    return foreground(start, stack.exited, stack.stop)

@@ -13,11 +13,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import ConnectionReconnectingError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,48 @@ async def batches(
     wait_s: float,
     stop: asyncio.Event,
 ) -> AsyncIterator[Batch]:
-    js = nc.jetstream()
+    """Contiguous batches after `after`: the stream's sequences have no holes.
+
+    A delivery that went to a pull request lost in a reconnect would be acknowledged by
+    the next batch's AckAll and never seen: so a batch that does not start right after
+    the last one is not applied; the consumer is recreated from the last applied sequence
+    instead. Redeliveries of what was already yielded are dropped.
+    """
+    position = after
+    sub = await _subscribe(nc.jetstream(), stream, durable, subject, position)
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(size, timeout=wait_s)
+            except (TimeoutError, NatsTimeout):  # nats-py raises both kinds
+                continue
+            except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError):
+                await asyncio.sleep(wait_s)  # the cluster is moving the consumer's leader
+                continue
+            fresh = [m for m in msgs if m.metadata.sequence.stream > position]
+            contiguous = [
+                m for n, m in enumerate(fresh) if m.metadata.sequence.stream == position + 1 + n
+            ]
+            if contiguous:
+                deliveries = [
+                    Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in contiguous
+                ]
+                yield Batch(deliveries, contiguous[-1].metadata.num_pending, contiguous[-1])
+                position = deliveries[-1].sequence
+            if len(contiguous) < len(fresh):
+                log.warning(
+                    "feed_gap", after=position, got=fresh[len(contiguous)].metadata.sequence.stream
+                )
+                await sub.unsubscribe()
+                sub = await _subscribe(nc.jetstream(), stream, durable, subject, position)
+    finally:
+        await sub.unsubscribe()
+
+
+async def _subscribe(
+    js: JetStreamContext, stream: str, durable: str, subject: str, after: int
+) -> JetStreamContext.PullSubscription:
+    """(Re)create the durable consumer to deliver from `after + 1`."""
     with contextlib.suppress(NotFoundError):
         await js.delete_consumer(stream, durable)
     config = ConsumerConfig(
@@ -61,16 +107,4 @@ async def batches(
         ack_wait=60,
         max_waiting=4,
     )
-    sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
-    try:
-        while not stop.is_set():
-            try:
-                msgs = await sub.fetch(size, timeout=wait_s)
-            except (TimeoutError, NatsTimeout):  # nats-py raises either on an empty fetch
-                continue
-            if not msgs:
-                continue
-            deliveries = [Delivery(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
-            yield Batch(deliveries, msgs[-1].metadata.num_pending, msgs[-1])
-    finally:
-        await sub.unsubscribe()
+    return await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)

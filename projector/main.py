@@ -29,6 +29,7 @@ from projector.readmodel import ReadModel
 log = structlog.get_logger()
 _queries = msgspec.json.Decoder(QueryRequest)
 _json = msgspec.json.Encoder()
+LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
 
 
 class Poison(Exception):
@@ -87,6 +88,13 @@ async def _apply(model: ReadModel, batch: Batch, on_poison: str) -> None:
             dead.append((delivery.sequence, delivery.subject, str(exc), delivery.data))
     last = batch.deliveries[-1].sequence
     await asyncio.to_thread(model.apply, events, last, dead)
+    log.info(
+        "batch_applied",
+        first=batch.deliveries[0].sequence,
+        last=last,
+        events=len(batch.deliveries),
+        correlation_ids=sorted({e.metadata.correlation_id for _, e in events})[:LOGGED_IDS],
+    )
     metrics.DEAD_LETTERS.inc(len(dead))
     metrics.EVENTS_PROCESSED.inc(len(batch.deliveries))
     metrics.BATCH_SIZES.observe(len(batch.deliveries))

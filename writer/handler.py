@@ -1,10 +1,13 @@
-"""Command handling: load, decide, append, reply — with optimistic concurrency.
+"""Command handling: decide, append, reply — with optimistic concurrency.
 
 The writer keeps recently used aggregates in memory (state, version, last subject
 sequence, and the results of their recent command ids). A command is decided against that
-state and appended with the aggregate's last sequence as the expected one; if another
-writer got there first the append is refused, the aggregate catches up from the stream and
-the command is decided again, a bounded number of times.
+state without reading the stream, and appended with the cached last sequence as the
+expected one: the stream itself checks that the cache was current. If another writer got
+there first (or the aggregate was not cached and is not new) the append is refused, the
+aggregate catches up from the stream and the command is decided again, a bounded number of
+times. A refusal or a no-op is never checked by an append, so it is only answered on a
+state that was just caught up.
 
 Idempotency comes from the stream itself: every event carries its command id, so after
 catching up a repeated command finds its first result and appends nothing.
@@ -22,7 +25,7 @@ from typing import Any, Protocol
 
 from common.domain import Aggregate, aggregate
 from common.envelope import Envelope, Metadata, utc_now, uuid7
-from common.errors import Conflict, StaleVersion, TooLarge
+from common.errors import Conflict, RuleViolation, StaleVersion, TooLarge
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
 
@@ -30,7 +33,14 @@ REMEMBERED_COMMANDS = 256  # per aggregate; older repeats are still caught by th
 
 
 class WrongExpectedSequence(Exception):
-    """The aggregate's subject moved on since we read it (or the append was a duplicate)."""
+    """The aggregate's subject moved on since we read it (or the append was a duplicate).
+
+    `duplicate_of` is the stored sequence when the stream recognised the message id.
+    """
+
+    def __init__(self, reason: str, duplicate_of: int | None = None) -> None:
+        super().__init__(reason)
+        self.duplicate_of = duplicate_of
 
 
 class EventStore(Protocol):
@@ -51,13 +61,30 @@ class Loaded:
     version: int = 0
     sequence: int = 0
     commands: OrderedDict[str, CommandResult] = field(default_factory=OrderedDict)
+    known: bool = False  # proven current once (caught up, or appended to), not just assumed new
 
-    def apply(self, kind: Aggregate, stored: list[tuple[int, Envelope]]) -> None:
-        for sequence, envelope in stored:
-            event = kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
+    def apply(
+        self, kind: Aggregate, stored: list[tuple[int, Envelope]], events: list[Any] | None = None
+    ) -> None:
+        """Fold stored events in; `events` are their decoded forms when we decided them."""
+        for index, (sequence, envelope) in enumerate(stored):
+            event = (
+                events[index]
+                if events is not None
+                else kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
+            )
             self.state = kind.evolve(self.state, event)
             self.version, self.sequence = envelope.version, sequence
             self._remember(envelope.metadata.command_id, sequence, envelope)
+
+    def result_of(self, command_id: str) -> CommandResult | None:
+        """The first result of a command already applied to this aggregate, if remembered."""
+        done = self.commands.get(command_id)
+        if done is None:
+            return None
+        return CommandResult(
+            sequence=done.sequence, version=done.version, events=done.events, duplicate=True
+        )
 
     def _remember(self, command_id: str, sequence: int, envelope: Envelope) -> None:
         previous = self.commands.get(command_id)
@@ -90,6 +117,7 @@ class CommandHandler:
     async def handle(self, aggregate_type: str, request: CommandRequest) -> CommandResult:
         kind = aggregate(aggregate_type)
         key = (aggregate_type, valid_id(request.aggregate_id))
+        valid_id(request.command_id, "command_id")  # it becomes message ids (headers)
         command = kind.command(request.type, request.payload)
         async with self._exclusive(key):
             return await self._decide_and_append(kind, key, command, request)
@@ -112,46 +140,87 @@ class CommandHandler:
     async def _decide_and_append(
         self, kind: Aggregate, key: tuple[str, str], command: Any, request: CommandRequest
     ) -> CommandResult:
+        # Not cached: assume new (expected sequence 0); the append says if it is not.
+        loaded, fresh = self._entry(kind, key), False
         for attempt in range(self.max_retries + 1):
-            loaded = await self._load(kind, key)
-            done = loaded.commands.get(request.command_id)
-            if done is not None:
-                return CommandResult(
-                    sequence=done.sequence, version=done.version, events=done.events, duplicate=True
-                )
-            if request.expected_sequence not in (None, loaded.sequence):
-                raise StaleVersion(
-                    f"If-Match {request.expected_sequence} is stale: the aggregate is at "
-                    f"sequence {loaded.sequence}; read it again and resend",
-                    sequence=loaded.sequence,
-                )
-            events = kind.decide(loaded.state, command)
-            if len(events) > self.max_events:
+            decision = await self._decide(kind, key, loaded, command, request, fresh)
+            if isinstance(decision, CommandResult):
+                return decision
+            if len(decision) > self.max_events:
                 raise TooLarge(
-                    f"{request.type} would append {len(events)} events; at most "
+                    f"{request.type} would append {len(decision)} events; at most "
                     f"{self.max_events} per command (IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND)",
                     limit=self.max_events,
                 )
-            if not events:
-                return CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
-            envelopes = self._envelopes(kind, key, loaded.version, events, request)
+            envelopes = self._envelopes(kind, key, loaded.version, decision, request)
             msg_ids = [f"{request.command_id}:{i}" for i in range(len(envelopes))]
             try:
                 last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
-            except WrongExpectedSequence:
-                self.on_conflict()
+            except WrongExpectedSequence as exc:
+                if loaded.known:  # a cold cache entry missing history is no conflict
+                    self.on_conflict()
+                await self._catch_up(kind, key, loaded)
+                fresh = True
+                done = loaded.result_of(request.command_id)
+                if done is not None:  # our own append after all (a lost ack, a repeat)
+                    return done
+                if exc.duplicate_of is not None:
+                    # appended long ago: the stream still knows the id, we no longer its events
+                    return CommandResult(
+                        sequence=exc.duplicate_of, version=loaded.version, events=[], duplicate=True
+                    )
                 await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
                 continue
             first = last - len(envelopes) + 1
-            loaded.apply(kind, list(zip(range(first, last + 1), envelopes, strict=True)))
+            stored = list(zip(range(first, last + 1), envelopes, strict=True))
+            loaded.apply(kind, stored, decision)
+            loaded.known = True
             return CommandResult(sequence=last, version=loaded.version, events=envelopes)
         raise Conflict(
             f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "
             "resend the command",
-            sequence=self._cache[key].sequence if key in self._cache else 0,
+            sequence=loaded.sequence,
         )
 
-    async def _load(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
+    async def _decide(
+        self,
+        kind: Aggregate,
+        key: tuple[str, str],
+        loaded: Loaded,
+        command: Any,
+        request: CommandRequest,
+        fresh: bool,
+    ) -> CommandResult | list[Any]:
+        """Decide on the cached state; its events are checked by the append's expected
+        sequence, but a refusal or a no-op is only trusted on a state just read."""
+        while True:
+            try:
+                decision = self._decide_on(kind, loaded, command, request)
+                if fresh or isinstance(decision, list) or decision.duplicate:
+                    return decision
+            except (RuleViolation, StaleVersion):
+                if fresh:
+                    raise
+            await self._catch_up(kind, key, loaded)
+            fresh = True
+
+    @staticmethod
+    def _decide_on(
+        kind: Aggregate, loaded: Loaded, command: Any, request: CommandRequest
+    ) -> CommandResult | list[Any]:
+        done = loaded.result_of(request.command_id)
+        if done is not None:
+            return done
+        if request.expected_sequence not in (None, loaded.sequence):
+            raise StaleVersion(
+                f"If-Match {request.expected_sequence} is stale: the aggregate is at "
+                f"sequence {loaded.sequence}; read it again and resend",
+                sequence=loaded.sequence,
+            )
+        events = kind.decide(loaded.state, command)
+        return events or CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
+
+    def _entry(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
         loaded = self._cache.get(key)
         if loaded is None:
             loaded = Loaded(state=kind.initial)
@@ -159,8 +228,11 @@ class CommandHandler:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
-        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
         return loaded
+
+    async def _catch_up(self, kind: Aggregate, key: tuple[str, str], loaded: Loaded) -> None:
+        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
+        loaded.known = True
 
     @staticmethod
     def _envelopes(

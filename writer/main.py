@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 
 from common import bus
 from common.domain import AGGREGATES
-from common.errors import IronstarError, invalid_from_msgspec
+from common.errors import BadRequest, IronstarError, invalid_from_msgspec
 from common.messages import CommandRequest
 from common.settings import NatsSettings, WriterSettings
 from common.subjects import Subjects
@@ -37,7 +37,11 @@ async def serve(
         await bus.ensure_stream(nc, nats_settings)
         subjects = Subjects(nats_settings.prefix)
         store = JetStreamEventStore(
-            nc, nats_settings.stream, subjects, nats_settings.request_timeout_s
+            nc,
+            nats_settings.stream,
+            subjects,
+            nats_settings.request_timeout_s,
+            on_retry=metrics.RETRIES.inc,
         )
         handler = CommandHandler(
             store,
@@ -68,17 +72,29 @@ def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
             request = _requests.decode(msg.data)
         except msgspec.ValidationError as exc:
             raise invalid_from_msgspec(exc, "command request") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"a command request must be a JSON CommandRequest: {exc}") from None
+        ids = {"command_id": request.command_id, "correlation_id": request.correlation_id}
         try:
             result = await handler.handle(aggregate_type, request)
         except IronstarError as exc:
-            metrics.COMMANDS.labels(request.type[:40], exc.code).inc()
-            log.info("command_refused", type=request.type, code=exc.code, reason=exc.message)
+            metrics.COMMANDS.labels(_label(request.type), exc.code).inc()
+            log.info(
+                "command_refused", type=request.type[:80], code=exc.code, reason=exc.message, **ids
+            )
             raise
-        metrics.COMMANDS.labels(request.type, "duplicate" if result.duplicate else "ok").inc()
+        outcome = "duplicate" if result.duplicate else "ok" if result.events else "no_op"
+        metrics.COMMANDS.labels(request.type, outcome).inc()
         if result.events and not result.duplicate:
             metrics.EVENTS_APPENDED.labels(aggregate_type).inc(len(result.events))
             metrics.APPEND_DURATION.observe(time.perf_counter() - started)
-        log.debug("command_applied", type=request.type, sequence=result.sequence)
+        log.info("command_applied", type=request.type, sequence=result.sequence, **ids)
         return _results.encode(result)
 
     return answer
+
+
+def _label(command_type: str) -> str:
+    """A metric label from a client's string: known command types only, so no label explosion."""
+    known = any(command_type in kind.command_types for kind in AGGREGATES.values())
+    return command_type if known else "unknown"

@@ -14,3 +14,6 @@ COMMANDS = Counter("commands_total", "Commands handled", ["type", "outcome"])
 CONFLICTS = Counter(
     "append_conflicts_total", "Appends refused because another writer moved the aggregate"
 )
+RETRIES = Counter(
+    "append_retries_total", "Publishes resent with the same message ids after a lost ack"
+)

@@ -5,15 +5,17 @@
 - A single event is one publish carrying `Nats-Msg-Id` and
   `Nats-Expected-Last-Subject-Sequence`. Several events are one atomic batch (ADR-50):
   all are stored or none, and the first carries the expected sequence.
-- A publish whose ack is lost is retried with the same message ids; whatever the server
-  answers then (a duplicate ack, or a wrong-sequence error because our own write moved the
-  subject) makes the handler catch up and find its command already applied.
+- Every publish that expects an ack is a request with a deadline (the request timeout).
+  A publish whose ack is lost is retried with the same message
+  ids; whatever the server answers then (a duplicate ack on a replicated stream, or 10071
+  because our own write moved the subject on one server) makes the handler catch up and
+  find its command already applied.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -32,14 +34,23 @@ log = structlog.get_logger()
 
 READ_PAGE = 256
 WRONG_LAST_SEQUENCE = 10071
+WRONG_LAST_SEQUENCE_NO_NUMBER = 10164  # what a clustered stream answers during a leader change
 BATCH_DUPLICATE_MSG_ID = 10201  # a retried atomic batch never answers duplicate=True
-MOVED_ON = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
+MOVED_ON = {WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_NO_NUMBER, BATCH_DUPLICATE_MSG_ID}
 PUBLISH_ATTEMPTS = 3
 
 
 class JetStreamEventStore:
-    def __init__(self, nc: Client, stream: str, subjects: Subjects, timeout: float) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        subjects: Subjects,
+        timeout: float,
+        on_retry: Callable[[], None] = lambda: None,
+    ) -> None:
         self.nc = nc
+        self.on_retry = on_retry
         self.stream = stream
         self.subjects = subjects
         self.timeout = timeout
@@ -93,7 +104,9 @@ class JetStreamEventStore:
                     ack = await self._publish_batch(subject, bodies, msg_ids, expected)
                 break
             except (NatsTimeout, NoRespondersError):
+                # Same message ids again: the stream stores the events at most once.
                 log.warning("append_ack_lost", subject=subject, attempt=attempt)
+                self.on_retry()
                 if attempt == PUBLISH_ATTEMPTS:
                     raise Unavailable(
                         "the event stream did not acknowledge the append; resend the command "
@@ -106,13 +119,15 @@ class JetStreamEventStore:
                 raise WrongExpectedSequence(error.get("description", ""))
             raise Unavailable(f"the event stream refused the append: {error.get('description')}")
         if ack.get("duplicate"):
-            raise WrongExpectedSequence("duplicate message id: the command was appended before")
+            raise WrongExpectedSequence("the command was appended before", int(ack["seq"]))
         return int(ack["seq"])
 
     async def _publish(
         self, subject: str, body: bytes, msg_id: str, expected: int
     ) -> dict[str, Any]:
         headers = {"Nats-Msg-Id": msg_id, "Nats-Expected-Last-Subject-Sequence": str(expected)}
+        # A request, not `js.publish_async`: nats-py 2.16 raises an error ack inside its
+        # reply callback, so that future would never resolve and only its deadline would fire.
         reply = await self.nc.request(subject, body, timeout=self.timeout, headers=headers)
         return _ack(reply)
 

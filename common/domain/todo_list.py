@@ -9,29 +9,39 @@ from common.domain.rules import require, todo_id, todo_text
 
 
 # Commands: orders, tagged by their snake_case `type`.
-class AddTodo(Struct, frozen=True, tag="add_todo", tag_field="type"):
+class AddTodo(Struct, frozen=True, tag="add_todo", tag_field="type", forbid_unknown_fields=True):
     todo_id: str
     text: str
 
 
-class RenameTodo(Struct, frozen=True, tag="rename_todo", tag_field="type"):
+class RenameTodo(
+    Struct, frozen=True, tag="rename_todo", tag_field="type", forbid_unknown_fields=True
+):
     todo_id: str
     text: str
 
 
-class CompleteTodo(Struct, frozen=True, tag="complete_todo", tag_field="type"):
+class CompleteTodo(
+    Struct, frozen=True, tag="complete_todo", tag_field="type", forbid_unknown_fields=True
+):
     todo_id: str
 
 
-class ReopenTodo(Struct, frozen=True, tag="reopen_todo", tag_field="type"):
+class ReopenTodo(
+    Struct, frozen=True, tag="reopen_todo", tag_field="type", forbid_unknown_fields=True
+):
     todo_id: str
 
 
-class DeleteTodo(Struct, frozen=True, tag="delete_todo", tag_field="type"):
+class DeleteTodo(
+    Struct, frozen=True, tag="delete_todo", tag_field="type", forbid_unknown_fields=True
+):
     todo_id: str
 
 
-class ClearCompleted(Struct, frozen=True, tag="clear_completed", tag_field="type"):
+class ClearCompleted(
+    Struct, frozen=True, tag="clear_completed", tag_field="type", forbid_unknown_fields=True
+):
     pass
 
 

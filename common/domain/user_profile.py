@@ -8,17 +8,23 @@ from msgspec.structs import replace
 from common.domain.rules import bounded_text, email, require
 
 
-class RegisterUser(Struct, frozen=True, tag="register_user", tag_field="type"):
+class RegisterUser(
+    Struct, frozen=True, tag="register_user", tag_field="type", forbid_unknown_fields=True
+):
     name: str
     email: str
 
 
-class UpdateProfile(Struct, frozen=True, tag="update_profile", tag_field="type"):
+class UpdateProfile(
+    Struct, frozen=True, tag="update_profile", tag_field="type", forbid_unknown_fields=True
+):
     name: str | None = None
     email: str | None = None
 
 
-class DeactivateUser(Struct, frozen=True, tag="deactivate_user", tag_field="type"):
+class DeactivateUser(
+    Struct, frozen=True, tag="deactivate_user", tag_field="type", forbid_unknown_fields=True
+):
     pass
 
 

@@ -53,3 +53,11 @@ class Service:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def children(pid: int) -> set[int]:
+    """The pids of a process's direct children (zombies included until reaped)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(child) for child in (task / "children").read_text().split())
+    return found

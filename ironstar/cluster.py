@@ -1,0 +1,262 @@
+"""`ironstar cluster up`: the distributed topology as local processes on loopback.
+
+N nats-server nodes form one JetStream cluster (routes between all of them, fsync before
+ack, stream replicas min(N, 3)); writers, projectors and gateways run as their own
+processes with `IRONSTAR_NATS_URL` listing every node, so a client whose node dies
+reconnects to another. Every member keeps its ports for its lifetime, so a member can be
+killed and started again in place (the fault tests do exactly that).
+
+With `detach` the processes get sessions of their own and the members' pids are written
+to `<data dir>/cluster.json` (see ironstar/detached.py), and `ironstar cluster down` stops
+exactly those pids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.errors import Error as NatsError
+
+from common import bus
+from common.settings import NatsSettings
+from ironstar import detached
+from ironstar.detached import KINDS
+from ironstar.natsserver import NatsServer, free_port, port_is_free
+from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, stop_all, wait_ready
+
+
+@dataclass
+class Member:
+    name: str  # e.g. "nats-1", "writer-2"
+    kind: str
+    url: str  # what it serves: client URL, HTTP URL or metrics URL
+    env: dict[str, str] = field(default_factory=dict)
+    nats: NatsServer | None = None
+    process: subprocess.Popen[bytes] | None = None  # a service's process
+
+    @property
+    def handle(self) -> subprocess.Popen[bytes] | None:
+        return self.nats.process if self.nats is not None else self.process
+
+    @property
+    def pid(self) -> int | None:
+        return self.handle.pid if self.handle is not None else None
+
+    def running(self) -> bool:
+        return self.handle is not None and self.handle.poll() is None
+
+
+@dataclass
+class Cluster:
+    data_dir: Path
+    nats: int = 3
+    writers: int = 2
+    projectors: int = 2
+    gateways: int = 2
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000  # first gateway's port, the others follow; 0: free ports
+    extra_env: dict[str, str] = field(default_factory=dict)
+    detach: bool = False
+    members: dict[str, Member] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def nats_url(self) -> str:
+        return ",".join(m.url for m in self.of("nats"))
+
+    def of(self, kind: str) -> list[Member]:
+        return [m for m in self.members.values() if m.kind == kind]
+
+    def plan(self) -> None:
+        """Choose every port and setting once, so members restart in place."""
+        if self.nats < 1 or min(self.writers, self.projectors, self.gateways) < 1:
+            raise StartError(
+                "a cluster needs at least one of each: nats, writer, projector, gateway"
+            )
+        clustered = self.nats > 1
+        cluster_ports = [free_port() for _ in range(self.nats)] if clustered else [0]
+        for index in range(self.nats):
+            name = f"nats-{index + 1}"
+            server = NatsServer(
+                self.data_dir / name,
+                free_port(),
+                name=f"ironstar-{name}",
+                cluster_port=cluster_ports[index],
+                routes=tuple(p for i, p in enumerate(cluster_ports) if i != index and clustered),
+                monitor_port=free_port(),
+                detach=self.detach,
+            )
+            self.members[name] = Member(name, "nats", server.url, nats=server)
+        base = {
+            **os.environ,
+            "IRONSTAR_NATS_URL": self.nats_url,
+            "IRONSTAR_NATS_REPLICAS": str(min(self.nats, 3)),
+            **self.extra_env,
+        }
+        for index in range(self.writers):
+            port = free_port()
+            self._add(f"writer-{index + 1}", "writer", f"http://{self.http_host}:{port}/metrics", {
+                **base, "IRONSTAR_WRITER_METRICS_HOST": self.http_host,
+                "IRONSTAR_WRITER_METRICS_PORT": str(port),
+            })  # fmt: skip
+        for index in range(self.projectors):
+            port = free_port()
+            name = f"projector-{index + 1}"
+            self._add(name, "projector", f"http://{self.http_host}:{port}/metrics", {
+                **base, "IRONSTAR_PROJECTOR_NAME": name,
+                "IRONSTAR_PROJECTOR_DATA_DIR": str(self.data_dir / "projectors"),
+                "IRONSTAR_PROJECTOR_METRICS_HOST": self.http_host,
+                "IRONSTAR_PROJECTOR_METRICS_PORT": str(port),
+            })  # fmt: skip
+        for index in range(self.gateways):
+            port = self.http_port + index if self.http_port else free_port(self.http_host)
+            if not port_is_free(self.http_host, port):
+                raise StartError(f"HTTP port {self.http_host}:{port} is busy; use --http-port")
+            self._add(f"gateway-{index + 1}", "gateway", f"http://{self.http_host}:{port}/", {
+                **base, "IRONSTAR_GATEWAY_HOST": self.http_host,
+                "IRONSTAR_GATEWAY_PORT": str(port),
+            })  # fmt: skip
+
+    def _add(self, name: str, kind: str, url: str, env: dict[str, str]) -> None:
+        self.members[name] = Member(name, kind, url, env)
+
+    def start(self, say: bool = True, timeout: float = 60.0) -> None:
+        check_writable(self.data_dir)
+        self.logs.mkdir(exist_ok=True)
+        if not self.members:
+            self.plan()
+        for member in self.of("nats"):
+            self._start_nats(member)
+        self.wait_jetstream(timeout)
+        asyncio.run(self._ensure_stream(timeout))
+        services = [m.name for m in self.members.values() if m.kind != "nats"]
+        self.start_services(services, timeout, say)
+        if self.detach:
+            self.save_state()
+
+    async def _ensure_stream(self, timeout: float) -> None:
+        """Create the replicated stream once, before the services race to create it."""
+        settings = NatsSettings.from_env(self.of("writer")[0].env)
+        deadline = time.monotonic() + timeout
+        nc = await bus.connect(settings, name="ironstar-cluster", wait_s=timeout)
+        try:
+            while True:
+                try:
+                    await bus.ensure_stream(nc, settings)
+                    return
+                except (NatsError, TimeoutError) as exc:  # the new cluster is still electing
+                    if time.monotonic() > deadline:
+                        raise StartError(f"cannot create the stream: {exc!r}") from None
+                    await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+
+    def _start_nats(self, member: Member) -> None:
+        assert member.nats is not None
+        try:
+            member.nats.start(log=self.logs / f"{member.name}.log")
+        except RuntimeError as exc:
+            raise StartError(str(exc)) from None
+
+    def start_services(self, names: list[str], timeout: float = 60.0, say: bool = False) -> None:
+        with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
+            launches = []
+            for name in names:
+                member = self.members[name]
+                launch = spawn(
+                    member.kind,
+                    member.env,
+                    self.logs / f"{name}.log",
+                    Path(ready_dir) / name,
+                    name=name,
+                    detach=self.detach,
+                )
+                member.process = launch.process
+                launches.append(launch)
+            wait_ready(launches, timeout, _say_ready if say else None)
+
+    def start_member(self, name: str, timeout: float = 60.0) -> None:
+        """Start one member again (after `kill` or `stop_member`), in place."""
+        member = self.members[name]
+        if member.kind == "nats":
+            self._start_nats(member)
+            self.wait_jetstream(timeout)
+        else:
+            self.start_services([name], timeout)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one member: no goodbye, as a crash or a power cut would."""
+        self._signal_and_reap(name, signal.SIGKILL)
+
+    def stop_member(self, name: str) -> None:
+        """SIGTERM one member and wait for it (SIGKILL after the grace period)."""
+        self._signal_and_reap(name, signal.SIGTERM)
+
+    def _signal_and_reap(self, name: str, sig: int) -> None:
+        handle = self.members[name].handle
+        if handle is None:
+            return
+        if handle.poll() is None:
+            handle.send_signal(sig)
+        stop_all([handle])
+
+    def wait_jetstream(self, timeout: float = 60.0) -> None:
+        """Every running node answers /healthz: JetStream is up and the node is current."""
+        deadline = time.monotonic() + timeout
+        for member in self.of("nats"):
+            assert member.nats is not None
+            if not member.running():
+                continue
+            url = f"http://{member.nats.host}:{member.nats.monitor_port}/healthz"
+            while not _healthy(url):
+                if time.monotonic() > deadline:
+                    raise StartError(f"{member.name} not healthy within {timeout:g} s ({url})")
+                time.sleep(0.1)
+
+    def exited(self) -> list[str]:
+        return [m.name for m in self.members.values() if not m.running()]
+
+    def stop(self) -> None:
+        for kind in reversed(KINDS):
+            handles = [m.process for m in self.of(kind) if m.process is not None]
+            stop_all(handles)
+        for member in self.of("nats"):
+            assert member.nats is not None
+            member.nats.stop(timeout=STOP_GRACE_S)
+
+    def banner(self) -> str:
+        lines = [f"ironstar: cluster data in {self.data_dir.resolve()} (logs in {self.logs})"]
+        for member in self.members.values():
+            extra = ""
+            if member.nats is not None:
+                extra = f"  monitor http://{member.nats.host}:{member.nats.monitor_port}/"
+            lines.append(f"ironstar: {member.name:<12} {member.url}{extra}  pid {member.pid}")
+        lines.append(f"ironstar: IRONSTAR_NATS_URL={self.nats_url}")
+        return "\n".join(lines)
+
+    def save_state(self) -> None:
+        detached.record(self.data_dir, {n: (m.kind, m.url, m.pid) for n, m in self.members.items()})
+
+
+def _say_ready(name: str, detail: str) -> None:
+    print(f"ironstar: {name:<12} ready: {detail}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

@@ -1,0 +1,76 @@
+"""`ironstar cluster up|down`: the distributed topology as local processes on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add(commands: Any) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help="start or stop a local NATS cluster with replicas of every service",
+        description="Run the distributed topology on this machine: a JetStream cluster "
+        "(stream replicas 3, fsync before ack) and replicas of every service, on loopback. "
+        "Example: ironstar cluster up --nats 3 --writers 2 --projectors 2 --gateways 2",
+    )
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start the cluster (foreground unless --detach)")
+    up.add_argument("--nats", type=int, default=3, help="nats-server nodes (default: 3)")
+    up.add_argument("--writers", type=int, default=2, help="writer replicas (default: 2)")
+    up.add_argument("--projectors", type=int, default=2, help="projector replicas (default: 2)")
+    up.add_argument("--gateways", type=int, default=2, help="gateway replicas (default: 2)")
+    up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
+    up.add_argument(
+        "--http-port", type=int, default=8000, help="first gateway's port, the others follow"
+    )
+    up.add_argument("--data-dir", type=Path, default=Path(".ironstar-cluster"))
+    up.add_argument(
+        "--detach", action="store_true", help="leave it running; `ironstar cluster down` stops it"
+    )
+    down = actions.add_parser("down", help="stop a cluster started with --detach")
+    down.add_argument("--data-dir", type=Path, default=Path(".ironstar-cluster"))
+    cluster.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ironstar.cluster import Cluster
+    from ironstar.detached import down
+    from ironstar.processes import StartError, foreground
+
+    if args.action == "down":
+        try:
+            stopped = down(args.data_dir)
+        except StartError as exc:
+            print(f"ironstar: {exc}", file=sys.stderr)
+            return 1
+        print(f"ironstar: stopped {', '.join(stopped) or 'nothing (already gone)'}")
+        return 0
+    cluster = Cluster(
+        args.data_dir,
+        nats=args.nats,
+        writers=args.writers,
+        projectors=args.projectors,
+        gateways=args.gateways,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        detach=args.detach,
+    )
+    if args.detach:
+        try:
+            cluster.start()
+        except StartError as exc:
+            cluster.stop()
+            print(f"ironstar: {exc}", file=sys.stderr)
+            return 1
+        print(cluster.banner())
+        print(f"ironstar: detached; `ironstar cluster down --data-dir {args.data_dir}` stops it")
+        return 0
+
+    def start() -> str:
+        cluster.start()
+        return cluster.banner() + "\nironstar: running (Ctrl-C stops everything)"
+
+    return foreground(start, cluster.exited, cluster.stop)

@@ -1,0 +1,143 @@
+"""Service processes as `ironstar up` and `ironstar cluster up` run them.
+
+Each service is `python -m ironstar <service> --ready-file F` with its settings passed as
+`IRONSTAR_*` variables; it writes F once it serves, so the supervisor never polls ports.
+Stopping is SIGTERM to all, then SIGKILL to whatever outlives the grace period.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+STOP_GRACE_S = 4.0
+
+
+class StartError(Exception):
+    """A one-line reason why the system could not start."""
+
+
+@dataclass
+class Launch:
+    """A service process that was started and has not yet said it is ready."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ready_file: Path
+    log: Path
+
+
+def spawn(
+    service: str,
+    env: Mapping[str, str],
+    log: Path,
+    ready_file: Path,
+    name: str | None = None,
+    detach: bool = False,
+) -> Launch:
+    """Start `python -m ironstar <service>`; `detach` puts it in a session of its own."""
+    ready_file.unlink(missing_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready_file)],
+            env=dict(env),
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
+    return Launch(name or service, process, ready_file, log)
+
+
+def wait_ready(
+    launches: list[Launch], timeout: float, on_ready: Callable[[str, str], None] | None = None
+) -> None:
+    """Wait until each launch wrote its ready file; raise StartError naming the first failure."""
+    deadline = time.monotonic() + timeout
+    pending = list(launches)
+    while pending:
+        for launch in list(pending):
+            if launch.ready_file.exists():
+                pending.remove(launch)
+                if on_ready is not None:
+                    on_ready(launch.name, launch.ready_file.read_text())
+            elif launch.process.poll() is not None:
+                raise StartError(
+                    f"{launch.name} exited with {launch.process.returncode}: "
+                    f"{last_line(launch.log)}"
+                )
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(launch.name for launch in pending)
+            raise StartError(f"{names} not ready within {timeout:g} s; see {pending[0].log.parent}")
+        if pending:
+            time.sleep(0.05)
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM every live process in the given order, then SIGKILL what outlives `grace`."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][-400:] if lines else "(no output)"
+
+
+def check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise StartError(f"cannot write to data dir {directory}: {exc.strerror}") from None
+
+
+def foreground(
+    start: Callable[[], str], exited: Callable[[], list[str]], stop: Callable[[], None]
+) -> int:
+    """Start, print the banner `start` returns, run until Ctrl-C or SIGTERM, then stop.
+
+    `exited` names the processes that ended on their own: any of them stops everything.
+    """
+    stopping = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        print(start())
+        sys.stdout.flush()
+        while not stopping:
+            dead = exited()
+            if dead:
+                print(f"ironstar: {', '.join(dead)} exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    except StartError as exc:
+        print(f"ironstar: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stop()
+        print("ironstar: stopped")

@@ -1,0 +1,106 @@
+"""`ironstar cluster up|down` as a user runs it: foreground with Ctrl-C, or detached."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.processes import children
+
+pytestmark = pytest.mark.e2e
+
+SMALL = [
+    "--nats",
+    "3",
+    "--writers",
+    "1",
+    "--projectors",
+    "1",
+    "--gateways",
+    "1",
+    "--http-port",
+    "0",
+]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.split(") ", 1)[1].startswith("Z")
+
+
+def _command(gateway: str) -> int:
+    reply = httpx.post(
+        f"{gateway}api/commands/todo_list/ops",
+        json={"type": "add_todo", "payload": {"todo_id": "a", "text": "replicated"}},
+        timeout=10,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.status_code
+
+
+def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "cluster"
+    up = subprocess.run(
+        [sys.executable, "-m", "ironstar", "cluster", "up", *SMALL, "--data-dir", str(data),
+         "--detach"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = json.loads((data / "cluster.json").read_text())
+    pids = [entry["pid"] for entry in state.values()]
+    try:
+        assert len(pids) == 6 and all(_alive(pid) for pid in pids)
+        assert "IRONSTAR_NATS_URL=nats://" in up.stdout
+        _command(state["gateway-1"]["url"])
+    finally:
+        down = subprocess.run(
+            [sys.executable, "-m", "ironstar", "cluster", "down", "--data-dir", str(data)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert down.returncode == 0, down.stderr
+    assert not any(_alive(pid) for pid in pids)
+    assert not (data / "cluster.json").exists()
+
+
+def test_foreground_cluster_prints_every_url_and_stops_everything_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "up.log"
+    with open(output, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ironstar", "cluster", "up", *SMALL, "--data-dir",
+             str(tmp_path / "cluster")],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "running (Ctrl-C" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, output.read_text()
+            time.sleep(0.1)
+        text = output.read_text()
+        for name in ("nats-1", "nats-2", "nats-3", "writer-1", "projector-1", "gateway-1"):
+            assert re.search(rf"{name}\s+(nats|http)://127\.0\.0\.1:\d+", text), name
+        gateway = re.search(r"gateway-1\s+(http://\S+)", text)
+        assert gateway is not None
+        _command(gateway.group(1))
+        started = children(process.pid)
+        assert len(started) == 6
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+        assert not any(_alive(pid) for pid in started)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
