@@ -8,6 +8,8 @@ so an error raised in the writer reaches the gateway's error table unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,10 +41,16 @@ Handler = Callable[[Msg], Awaitable[bytes]]
 
 
 async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Client:
-    """Connect, retrying until `wait_s` passes, and keep reconnecting forever afterwards."""
+    """Connect, retrying until `wait_s` passes, and keep reconnecting forever afterwards.
+
+    Wrong credentials fail at once with a clear error instead of retrying until the deadline.
+    """
+    refused = asyncio.Event()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
+        if "authorization violation" in str(exc).lower():
+            refused.set()
 
     async def on_disconnected() -> None:
         log.warning("nats_disconnected")
@@ -50,12 +58,14 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
     async def on_reconnected() -> None:
         log.info("nats_reconnected")
 
-    deadline = asyncio.get_running_loop().time() + wait_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
     while True:
-        try:
-            return await nats.connect(
+        connecting = asyncio.ensure_future(
+            nats.connect(
                 settings.url.split(","),
                 name=name,
+                **credentials(settings),
                 connect_timeout=2,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -64,10 +74,46 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
             )
+        )
+        refusal = asyncio.ensure_future(refused.wait())
+        await asyncio.wait(
+            {connecting, refusal},
+            timeout=max(0.1, deadline - loop.time()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        refusal.cancel()
+        if not connecting.done() or refused.is_set():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            if refused.is_set():
+                raise Unavailable(
+                    f"NATS at {settings.url} refused our credentials (user {settings.user!r}); "
+                    "check IRONSTAR_NATS_USER/_PASSWORD/_CREDS_FILE"
+                )
+            raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
+        try:
+            return connecting.result()
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
-            if asyncio.get_running_loop().time() > deadline:
+            if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None
             await asyncio.sleep(0.2)
+
+
+def credentials(settings: NatsSettings) -> dict[str, Any]:
+    """nats.connect options for user/password or a creds file, and TLS when configured."""
+    options: dict[str, Any] = {}
+    if settings.user:
+        options.update(user=settings.user, password=settings.password)
+    if settings.creds_file:
+        options["user_credentials"] = settings.creds_file
+    wants_tls = settings.tls_ca_file or settings.tls_cert_file or "tls://" in settings.url
+    if wants_tls:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file or None)
+        if settings.tls_cert_file:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file or None)
+        options["tls"] = context
+    return options
 
 
 def stream_config(settings: NatsSettings) -> StreamConfig:

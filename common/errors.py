@@ -2,7 +2,10 @@
 
     IronstarError                 every error a client or operator may see
     ├── BadRequest        400     malformed JSON, bad query parameters
+    ├── Unauthorized      401     no bearer token, or one that is expired or wrongly signed
+    ├── Forbidden         403     the token does not grant this command, topic or query
     ├── NotFound          404     unknown aggregate type, command or projection
+    ├── RequestTimeout    408     the request body arrived too slowly
     ├── RuleViolation     409     a well-formed command broke a domain rule
     ├── Conflict          409     concurrent writers kept winning; retry the command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
@@ -42,6 +45,18 @@ class BadRequest(IronstarError):
 
 class NotFound(IronstarError):
     code = "not_found"
+
+
+class Unauthorized(IronstarError):
+    code = "unauthorized"
+
+
+class Forbidden(IronstarError):
+    code = "forbidden"
+
+
+class RequestTimeout(IronstarError):
+    code = "request_timeout"
 
 
 class RuleViolation(IronstarError):
@@ -89,6 +104,9 @@ _BY_CODE: dict[str, type[IronstarError]] = {
     for cls in (
         BadRequest,
         NotFound,
+        Unauthorized,
+        Forbidden,
+        RequestTimeout,
         RuleViolation,
         Conflict,
         StaleVersion,

@@ -51,6 +51,12 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
         "max_consumers": "stream's consumer limit (SSE clients + projector replicas)",
         "duplicate_window_s": "command-id deduplication window of the stream",
         "request_timeout_s": "timeout of NATS requests between services",
+        "user": "NATS user name (with `password`); `ironstar up` sets one per service",
+        "password": "NATS password of `user`",
+        "creds_file": "NATS credentials file (JWT + nkey seed) instead of user/password",
+        "tls_ca_file": "CA bundle to verify the NATS server (turns TLS on)",
+        "tls_cert_file": "client certificate for NATS mutual TLS",
+        "tls_key_file": "key of `tls_cert_file`",
     }
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "ironstar"
@@ -59,6 +65,12 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
     max_consumers: int = 10_000
     duplicate_window_s: float = 300.0
     request_timeout_s: float = 5.0
+    user: str = ""
+    password: str = ""
+    creds_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
 
 class WriterSettings(_Section, frozen=True, kw_only=True):
@@ -69,12 +81,14 @@ class WriterSettings(_Section, frozen=True, kw_only=True):
         "concurrency": "commands a writer process handles at once",
         "metrics_port": "port of the writer's /metrics (0: a free port, -1: off)",
         "metrics_host": "interface of the writer's /metrics",
+        "max_events_per_command": "most events one command may append (one atomic batch)",
     }
     max_retries: int = 8
     cache_size: int = 10_000
     concurrency: int = 256
     metrics_port: int = -1
     metrics_host: str = "127.0.0.1"
+    max_events_per_command: int = 1000
 
 
 class ProjectorSettings(_Section, frozen=True, kw_only=True):
@@ -148,9 +162,55 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     datastar_url: str = ""
 
 
+class AuthSettings(_Section, frozen=True, kw_only=True):
+    """Who may use the gateway: see docs/security.md. No secret: no auth, loopback only."""
+
+    env_prefix = "AUTH"
+    help = {
+        "secret": "HS256 key of bearer tokens (>= 32 bytes); empty: no auth, loopback only",
+        "secret_file": "file holding the HS256 key (preferred over `secret`)",
+        "issuer": "required `iss` of tokens (empty: not checked)",
+        "audience": "required `aud` of tokens (empty: not checked)",
+        "leeway_s": "clock skew allowed when checking `exp` and `nbf`",
+        "cookie_name": "session cookie set by POST /api/session (for EventSource)",
+        "cookie_secure": "mark the session cookie Secure (HTTPS only; browsers allow localhost)",
+        "cors_origins": "origins allowed by CORS, comma separated (empty: CORS off)",
+    }
+    secret: str = ""
+    secret_file: str = ""
+    issuer: str = ""
+    audience: str = ""
+    leeway_s: float = 30.0
+    cookie_name: str = "ironstar_session"
+    cookie_secure: bool = True
+    cors_origins: str = ""
+
+
+class LimitSettings(_Section, frozen=True, kw_only=True):
+    """Per-request limits of the gateway (the body size is GATEWAY_MAX_BODY_BYTES)."""
+
+    env_prefix = "LIMIT"
+    help = {
+        "requests_per_s": "requests per client (token subject, else IP) per second; 0: off",
+        "burst": "requests a client may send at once above its rate",
+        "json_depth": "deepest nesting of arrays/objects in a JSON body",
+        "string_bytes": "longest string (or key) in a JSON body, in bytes",
+        "body_timeout_s": "time a client has to send its whole request body (else 408)",
+        "header_timeout_s": "time a client has to send its request headers (else 408, closed)",
+    }
+    requests_per_s: float = 1000.0
+    burst: int = 2000
+    json_depth: int = 32
+    string_bytes: int = 16 * 1024
+    body_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+
+
 SECTIONS: tuple[type[_Section], ...] = (
     NatsSettings,
     WriterSettings,
     ProjectorSettings,
     GatewaySettings,
+    AuthSettings,
+    LimitSettings,
 )

@@ -39,7 +39,7 @@ def _if_match(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
         raise Invalid(
             f'If-Match must be the aggregate\'s stream sequence, e.g. "42"; got {value[:40]!r}',
             field="If-Match",

@@ -15,11 +15,12 @@ from nats.errors import Error as NatsError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common import bus
-from common.settings import GatewaySettings, NatsSettings
+from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
 from gateway import dashboard
 from gateway.api import CommandController, ReadModelController
 from gateway.backend import Backend
 from gateway.errors import HANDLERS
+from gateway.security import Security
 from gateway.sse import EventsController
 
 
@@ -49,7 +50,14 @@ async def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litestar:
+def create_app(
+    nats_settings: NatsSettings,
+    settings: GatewaySettings,
+    auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
+) -> Litestar:
+    security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
@@ -72,13 +80,15 @@ def create_app(nats_settings: NatsSettings, settings: GatewaySettings) -> Litest
             ReadModelController,
             EventsController,
             *dashboard.ROUTES,
+            *security.route_handlers,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         lifespan=[lifespan],
-        state=State({"closing": asyncio.Event()}),
+        state=State({"closing": asyncio.Event(), **security.state()}),
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Ironstar gateway", version="0.1.0", path="/schema"),
         logging_config=None,  # structlog owns logging: see common/telemetry.py
         debug=False,
+        **security.app_options(),
     )

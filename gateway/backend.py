@@ -17,6 +17,7 @@ from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
+from gateway.auth import ACTOR
 
 _json = msgspec.json.Encoder()
 
@@ -67,6 +68,7 @@ class Backend:
             command_id=command_id,
             correlation_id=correlation_id(),
             expected_sequence=expected_sequence,
+            actor=ACTOR.get(),
         )
         return await self._unless_closing(
             bus.request(

@@ -12,7 +12,10 @@ from common import errors
 
 STATUS: dict[type[errors.IronstarError], int] = {
     errors.BadRequest: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
+    errors.RequestTimeout: 408,
     errors.RuleViolation: 409,
     errors.Conflict: 409,
     errors.StaleVersion: 412,
@@ -29,6 +32,8 @@ def error_response(exc: errors.IronstarError) -> Response[dict[str, Any]]:
     headers = {}
     if "retry_after" in exc.detail:
         headers["Retry-After"] = str(exc.detail["retry_after"])
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="ironstar"'
     body = {"error": exc.code, "message": exc.message, **exc.detail}
     return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 

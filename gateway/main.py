@@ -15,8 +15,10 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from common.errors import Unavailable
-from common.settings import GatewaySettings, NatsSettings
+from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
 from gateway.app import create_app
+from gateway.auth import bind_notice, verifier
+from gateway.deadlines import header_deadline
 
 
 def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:
@@ -51,8 +53,12 @@ async def serve(
     settings: GatewaySettings,
     ready: Callable[[str], None],
     stop: asyncio.Event,
+    auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
 ) -> None:
-    app = create_app(nats_settings, settings)
+    auth, limits = auth or AuthSettings(), limits or LimitSettings()
+    notice = bind_notice(settings.host, verifier(auth))
+    app = create_app(nats_settings, settings, auth, limits)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -61,6 +67,7 @@ async def serve(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
+        http=header_deadline(limits.header_timeout_s),
     )
     server = _Server(config)
     serving = asyncio.create_task(
@@ -73,7 +80,7 @@ async def serve(
             serving.result()
             raise Unavailable("the gateway stopped while starting; see the log above")
         await asyncio.sleep(0.02)
-    ready(f"gateway listening on http://{settings.host}:{settings.port}/")
+    ready(f"gateway listening on http://{settings.host}:{settings.port}/ ({notice})")
     await asyncio.wait(
         {serving, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
     )

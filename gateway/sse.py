@@ -36,7 +36,8 @@ def parse_last_event_id(value: str | None) -> int | None:
     """A non-negative integer, or None for absent; -1 marks malformed (snapshot)."""
     if value is None or value == "":
         return None
-    return int(value) if value.isdigit() and len(value) < 20 else -1
+    digits = value.isascii() and value.isdigit() and len(value) <= 19  # no '²', no 10**5000
+    return int(value) if digits else -1
 
 
 def resumable(position: int, first: int, last: int) -> bool:

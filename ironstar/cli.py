@@ -21,10 +21,11 @@ from ironstar.commands import (
     services,
     snapshot,
     status,
+    token,
     up,
 )
 
-COMMANDS = (up, services, status, demo, query, rebuild, snapshot, config, bench, cluster)
+COMMANDS = (up, services, status, demo, query, rebuild, snapshot, config, bench, cluster, token)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
@@ -35,6 +36,7 @@ EXAMPLES = """examples:
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
   ironstar query "SELECT * FROM throughput"  read-only SQL over the read models
+  ironstar token --scope read:todo_list     a bearer token signed with IRONSTAR_AUTH_SECRET
 """
 
 

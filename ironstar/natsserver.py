@@ -61,6 +61,7 @@ class NatsServer:
     monitor_port: int = 0  # 0: no monitoring endpoint
     cluster_name: str = "ironstar"
     detach: bool = False  # own session: outlives the command that started it
+    extra_config: str = ""  # appended: e.g. `authorization { users: ... }`, `tls { ... }`
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,11 +84,13 @@ class NatsServer:
                 f"cluster {{\n  name: {self.cluster_name}\n"
                 f"  listen: {self.host}:{self.cluster_port}\n  routes: [{routes}]\n}}\n"
             )
-        return text
+        return text + self.extra_config
 
     def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
+        conf.touch()
+        conf.chmod(0o600)  # it may hold the services' passwords
         conf.write_text(self.config())
         with open(log or os.devnull, "ab") as out:  # the child keeps its own copy
             self.process = subprocess.Popen(

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port, port_is_free
+from ironstar.natsusers import ServiceUser, authorization, service_users
 from ironstar.processes import StartError, check_writable, foreground, spawn, stop_all, wait_ready
 
 SERVICES = ("writer", "projector", "gateway")
@@ -35,6 +37,7 @@ class Stack:
     services: tuple[str, ...] = SERVICES
     nats: NatsServer | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    nats_users: dict[str, ServiceUser] = field(default_factory=dict)
 
     def start(self, say: bool = True, timeout: float = 30.0) -> None:
         check_writable(self.data_dir)
@@ -52,12 +55,18 @@ class Stack:
                 f"ironstar: starting nats-server, {', '.join(self.services)}"
                 f"  (data in {self.data_dir.resolve()}, logs in {logs.resolve()})"
             )
+        names = NatsSettings.from_env({**os.environ, **self.extra_env})
+        self.nats_users = service_users(names.prefix, names.stream)
+        server = NatsServer(self.data_dir, port, extra_config=authorization(self.nats_users))
         try:
-            self.nats = NatsServer(self.data_dir, port).start(log=logs / "nats-server.log")
+            self.nats = server.start(log=logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
         if say:
-            print(f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack)")
+            print(
+                f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack, "
+                "a user per service)"
+            )
         env = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats.url,
@@ -68,7 +77,12 @@ class Stack:
         }
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             launches = [
-                spawn(service, env, logs / f"{service}.log", Path(ready_dir) / service)
+                spawn(
+                    service,
+                    {**env, **self.nats_users[service].env()},
+                    logs / f"{service}.log",
+                    Path(ready_dir) / service,
+                )
                 for service in self.services
             ]
             self.processes = {launch.name: launch.process for launch in launches}

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from common.domain import Aggregate, aggregate
 from common.envelope import Envelope, Metadata, utc_now, uuid7
-from common.errors import Conflict, RuleViolation, StaleVersion
+from common.errors import Conflict, RuleViolation, StaleVersion, TooLarge
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
 
@@ -104,8 +104,10 @@ class CommandHandler:
         max_retries: int,
         cache_size: int,
         on_conflict: Callable[[], None] = lambda: None,
+        max_events: int = 1000,
     ) -> None:
         self.store = store
+        self.max_events = max_events
         self.on_conflict = on_conflict
         self.max_retries = max_retries
         self.cache_size = cache_size
@@ -144,6 +146,12 @@ class CommandHandler:
             decision = await self._decide(kind, key, loaded, command, request, fresh)
             if isinstance(decision, CommandResult):
                 return decision
+            if len(decision) > self.max_events:
+                raise TooLarge(
+                    f"{request.type} would append {len(decision)} events; at most "
+                    f"{self.max_events} per command (IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND)",
+                    limit=self.max_events,
+                )
             envelopes = self._envelopes(kind, key, loaded.version, decision, request)
             msg_ids = [f"{request.command_id}:{i}" for i in range(len(envelopes))]
             try:

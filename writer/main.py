@@ -44,7 +44,11 @@ async def serve(
             on_retry=metrics.RETRIES.inc,
         )
         handler = CommandHandler(
-            store, settings.max_retries, settings.cache_size, metrics.CONFLICTS.inc
+            store,
+            settings.max_retries,
+            settings.cache_size,
+            metrics.CONFLICTS.inc,
+            settings.max_events_per_command,
         )
         for aggregate_type in AGGREGATES:
             await bus.serve(

@@ -16,6 +16,7 @@ BENCHMARKS = {
     "append": "commands/s and latency of the write path beside raw JetStream publishes",
     "project": "catch-up of the projector over stored events beside NATS-only and DuckDB-only",
     "sse": "fan-out to many SSE clients beside an in-process broadcast",
+    "auth": "per-request cost of token checks and limits beside HMAC and JSON decoding",
 }
 
 

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from common import runtime
-from common.settings import GatewaySettings, NatsSettings, ProjectorSettings, WriterSettings
+from common.settings import (
+    AuthSettings,
+    GatewaySettings,
+    LimitSettings,
+    NatsSettings,
+    ProjectorSettings,
+    WriterSettings,
+)
 
 SERVICES = {
     "writer": "validate commands and append events (queue group 'writers')",
@@ -49,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
             from gateway.main import serve as gateway
 
             gateway_settings = GatewaySettings.from_env()
+            auth, limits = AuthSettings.from_env(), LimitSettings.from_env()
             return runtime.run(
-                "gateway", lambda r, s: gateway(nats, gateway_settings, r, s), args.ready_file
+                "gateway",
+                lambda r, s: gateway(nats, gateway_settings, r, s, auth, limits),
+                args.ready_file,
             )

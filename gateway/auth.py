@@ -1,0 +1,207 @@
+"""Who may do what: bearer tokens (or the session cookie) checked against each request.
+
+The scope a request needs follows from its method and path alone (`needed_scopes`), so
+every route is covered without touching its handler; a path not in the table needs
+`admin` (deny by default). The SSE feed needs `read:` for every topic it asks for: a
+filter outside the grant is 403, never silently narrowed.
+
+Browsers' EventSource cannot send headers, so `POST /api/session` exchanges a bearer token
+for an HttpOnly, SameSite=Strict cookie. The cookie is honoured for reads; for anything
+else it also needs a same-origin request, so another site cannot spend it (CSRF).
+Tokens are never read from the URL, where they would end up in logs and histories.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from litestar import HttpMethod, Request, Response, route
+from litestar.datastructures import Cookie
+
+from common.domain import AGGREGATES
+from common.errors import BadRequest, Invalid, NotFound, Unauthorized
+from common.settings import AuthSettings
+from common.tokens import MIN_SECRET_BYTES, Claims, Verifier
+from gateway.feed import parse_topics
+
+# The verified token's subject during a request: the gateway records it as the `actor` of
+# the events a command appends (None when auth is off).
+ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
+
+PUBLIC = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/api/session"})
+PUBLIC_PREFIXES = ("/schema", "/static/")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorization"})
+_READS = {"todo-lists": "todo_list", "users": "user_profile", "analytics": "analytics"}
+
+
+def verifier(settings: AuthSettings) -> Verifier | None:
+    """The token verifier, or None when no secret is configured (auth off)."""
+    secret = settings.secret
+    if settings.secret_file:
+        try:
+            secret = Path(settings.secret_file).read_text().strip()
+        except OSError as exc:
+            raise Invalid(
+                f"cannot read IRONSTAR_AUTH_SECRET_FILE {settings.secret_file}: {exc.strerror}"
+            ) from None
+    if not secret:
+        return None
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise Invalid(
+            f"the auth secret must be at least {MIN_SECRET_BYTES} bytes; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    return Verifier(secret.encode(), settings.issuer, settings.audience, settings.leeway_s)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_notice(host: str, check: Verifier | None) -> str:
+    """What to say at start about auth; refuses a non-loopback address without auth."""
+    if check is not None:
+        return "bearer-token auth on"
+    if not is_loopback(host):
+        raise Invalid(
+            f"refusing to listen on {host} without authentication: set IRONSTAR_AUTH_SECRET "
+            "(or _SECRET_FILE), or bind to 127.0.0.1 (see docs/security.md)"
+        )
+    return "NO AUTH: loopback only, unauthenticated (set IRONSTAR_AUTH_SECRET to require tokens)"
+
+
+def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
+    """The grants a request needs; [] for a public path."""
+    if path in PUBLIC or path.startswith(PUBLIC_PREFIXES):
+        return []
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "commands"] and len(parts) >= 3:
+        return [f"commands:{parts[2]}"]
+    if parts[:2] == ["api", "events"] and len(parts) == 2:
+        topics = parse_topics(query.get("topics"))
+        if not topics:
+            return [f"read:{name}" for name in sorted(AGGREGATES)]
+        return [f"read:{topic}" for topic in topics]
+    if parts[:2] == ["api", "sql"]:
+        return ["sql"]
+    if parts[0] == "api" and len(parts) >= 2 and parts[1] in _READS and method in SAFE_METHODS:
+        kind = _READS[parts[1]]
+        return [
+            f"read:{kind}:{parts[2]}" if len(parts) == 3 and kind != "analytics" else f"read:{kind}"
+        ]
+    return ["admin"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    check: Verifier | None
+    cookie_name: str
+
+    def admit(
+        self, method: str, path: str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Claims | None:
+        """The caller's verified claims (None when auth is off); 401 or 403 otherwise."""
+        if _URL_TOKENS & {key.lower() for key in query}:
+            raise BadRequest(
+                "tokens are never accepted in the URL (it ends up in logs); send "
+                "`Authorization: Bearer <token>`, or POST /api/session for a cookie",
+                field="query",
+            )
+        if self.check is None:
+            return None
+        needed = needed_scopes(method, path, query)
+        if not needed:
+            return None
+        claims = self.authenticate(method, headers)
+        for scope in needed:
+            claims.require(scope)
+        return claims
+
+    def authenticate(self, method: str, headers: Mapping[str, str]) -> Claims:
+        assert self.check is not None
+        token = self._token(method, headers)
+        if token is None:
+            raise Unauthorized(
+                "this gateway needs a token: send `Authorization: Bearer <token>` "
+                "(mint one with `ironstar token`), or a session cookie from POST /api/session"
+            )
+        return self.check.verify(token)
+
+    def _token(self, method: str, headers: Mapping[str, str]) -> str | None:
+        value = headers.get("authorization")
+        if value is not None:
+            scheme, _, token = value.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthorized("the Authorization header must be `Bearer <token>`")
+            return token.strip()
+        cookie = _cookies(headers.get("cookie", "")).get(self.cookie_name)
+        if cookie is None:
+            return None
+        if method not in SAFE_METHODS and not _same_origin(headers):
+            raise Unauthorized(
+                "the session cookie is only honoured for same-origin requests; "
+                "send `Authorization: Bearer <token>` from other origins"
+            )
+        return cookie
+
+
+def _cookies(header: str) -> dict[str, str]:
+    found = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            found[name] = value
+    return found
+
+
+def _same_origin(headers: Mapping[str, str]) -> bool:
+    if headers.get("sec-fetch-site") == "same-origin":
+        return True
+    origin, host = headers.get("origin"), headers.get("host")
+    return origin is not None and host is not None and origin.split("://", 1)[-1] == host
+
+
+@route(
+    "/api/session", http_method=[HttpMethod.POST, HttpMethod.DELETE], status_code=200, tags=["auth"]
+)
+async def session(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """POST: set the HttpOnly session cookie from `Authorization: Bearer <token>` (for
+    EventSource, which cannot send headers). DELETE: clear it."""
+    gate: Gate = request.app.state.gate
+    if request.method == HttpMethod.DELETE:
+        closed = {"session": "closed"}
+        return Response(closed, cookies=[_cookie(request, gate.cookie_name, "", 0)])
+    if gate.check is None:
+        raise NotFound("authentication is off on this gateway (loopback only): no session")
+    if "authorization" not in request.headers:
+        raise Unauthorized("send the token as `Authorization: Bearer <token>` to open a session")
+    claims = gate.authenticate("POST", request.headers)
+    max_age = max(0, claims.expires - int(time.time()))
+    body = {"subject": claims.subject, "scopes": sorted(claims.scopes), "expires": claims.expires}
+    token = request.headers["authorization"].strip().partition(" ")[2].strip()
+    return Response(body, cookies=[_cookie(request, gate.cookie_name, token, max_age)])
+
+
+def _cookie(request: Request[Any, Any, Any], name: str, value: str, max_age: int) -> Cookie:
+    secure: bool = request.app.state.cookie_secure
+    return Cookie(
+        key=name,
+        value=value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="strict",
+    )

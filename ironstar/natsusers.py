@@ -1,0 +1,86 @@
+"""Per-service NATS users for a local server: each may touch only its own subjects.
+
+`ironstar up` makes one user per service with a fresh random password, writes them into
+the nats-server config (mode 0600) and hands each service its own credentials. What each
+user may publish and subscribe to follows the services' wire contracts:
+
+- writer: answers `<prefix>.cmd.>`, appends to `<prefix>.events.>`, reads aggregates with
+  direct get, creates or updates the stream.
+- projector: answers `<prefix>.query.>`, creates/reads/acks its consumer, creates or
+  updates the stream.
+- gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, delete)
+  and reads stream info. It can not publish to the event stream: only the writer appends.
+
+Every user may reply to the requests it receives (`allow_responses`) and receive replies
+on `_INBOX.>`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    name: str
+    password: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    def env(self) -> dict[str, str]:
+        return {"IRONSTAR_NATS_USER": self.name, "IRONSTAR_NATS_PASSWORD": self.password}
+
+
+def service_users(
+    prefix: str = "ironstar", stream: str = "IRONSTAR_EVENTS"
+) -> dict[str, ServiceUser]:
+    manage_stream = tuple(
+        f"$JS.API.STREAM.{verb}.{stream}" for verb in ("INFO", "CREATE", "UPDATE")
+    )
+    consumers = (
+        f"$JS.API.CONSUMER.*.{stream}.>",  # CREATE, INFO, DELETE
+        f"$JS.API.CONSUMER.*.*.{stream}.>",  # DURABLE.CREATE, MSG.NEXT
+        f"$JS.ACK.{stream}.>",
+    )
+    inbox = ("_INBOX.>",)
+
+    def user(name: str, publish: tuple[str, ...], subscribe: tuple[str, ...]) -> ServiceUser:
+        return ServiceUser(name, secrets.token_urlsafe(24), publish, subscribe + inbox)
+
+    return {
+        "writer": user(
+            "writer",
+            (
+                f"{prefix}.events.>",
+                f"$JS.API.DIRECT.GET.{stream}",
+                f"$JS.API.DIRECT.GET.{stream}.>",
+                *manage_stream,
+            ),
+            (f"{prefix}.cmd.>",),
+        ),
+        "projector": user("projector", manage_stream + consumers, (f"{prefix}.query.>",)),
+        "gateway": user(
+            "gateway",
+            (f"{prefix}.cmd.>", f"{prefix}.query.>", f"$JS.API.STREAM.INFO.{stream}", *consumers),
+            (),
+        ),
+    }
+
+
+def authorization(users: dict[str, ServiceUser]) -> str:
+    """The nats-server `authorization` block for these users (JSON is valid NATS config)."""
+    entries = [
+        {
+            "user": u.name,
+            "password": u.password,
+            "permissions": {
+                "publish": {"allow": list(u.publish)},
+                "subscribe": {"allow": list(u.subscribe)},
+                "allow_responses": True,
+            },
+        }
+        for u in users.values()
+    ]
+    return f"authorization {{\n  users: {json.dumps(entries, indent=2)}\n}}\n"

@@ -1,0 +1,100 @@
+"""Tokens, grants and limits as pure functions: no server needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from common.errors import Forbidden, Invalid, TooLarge, TooManyRequests, Unauthorized
+from common.tokens import Claims, Verifier
+from gateway.auth import bind_notice, is_loopback, needed_scopes
+from gateway.limits import RateLimiter, check_json
+
+KEY = b"k" * 32
+NOW = 1_800_000_000.0
+
+
+def test_a_minted_token_verifies_with_its_subject_and_scopes() -> None:
+    verifier = Verifier(KEY, issuer="ironstar", audience="dash")
+    claims = verifier.verify(verifier.mint("alice", ["read:todo_list", "sql"], 60, NOW), NOW + 1)
+    assert claims.subject == "alice" and claims.scopes == {"read:todo_list", "sql"}
+
+
+@pytest.mark.parametrize(
+    ("verifier", "at", "reason"),
+    [
+        (Verifier(KEY), NOW + 3600, "expired"),
+        (Verifier(KEY), NOW - 3600, "not valid yet"),
+        (Verifier(KEY, issuer="other"), NOW, "not issued by"),
+        (Verifier(KEY, audience="other"), NOW, "not meant for"),
+        (Verifier(b"j" * 32), NOW, "signature"),
+    ],
+)
+def test_tokens_out_of_time_issuer_audience_or_key_are_unauthorized(
+    verifier: Verifier, at: float, reason: str
+) -> None:
+    minted = Verifier(KEY).mint("bob", ["admin"], 60, NOW)
+    with pytest.raises(Unauthorized, match=reason):
+        verifier.verify(minted, at)
+
+
+def test_grants_cover_children_and_wildcards_but_not_siblings() -> None:
+    claims = Claims("c", frozenset({"read:todo_list", "commands:*"}), 0)
+    assert claims.grants("read:todo_list:abc")
+    assert claims.grants("commands:user_profile")
+    assert not claims.grants("read:user_profile")
+    assert not claims.grants("sql")
+    assert Claims("a", frozenset({"admin"}), 0).grants("sql")
+    with pytest.raises(Forbidden, match="read:user_profile"):
+        claims.require("read:user_profile")
+
+
+def test_every_api_path_needs_a_scope_and_unknown_ones_need_admin() -> None:
+    assert needed_scopes("POST", "/api/commands/todo_list/x", {}) == ["commands:todo_list"]
+    assert needed_scopes("GET", "/api/users/u1", {}) == ["read:user_profile:u1"]
+    assert needed_scopes("GET", "/api/analytics/totals", {}) == ["read:analytics"]
+    assert needed_scopes("GET", "/api/events", {"topics": "todo_list:a"}) == ["read:todo_list:a"]
+    assert needed_scopes("GET", "/api/whatever-is-added-later", {}) == ["admin"]
+    assert needed_scopes("GET", "/healthz", {}) == []
+
+
+def test_loopback_is_the_only_address_served_without_auth() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert "loopback only" in bind_notice("127.0.0.1", None)
+    assert bind_notice("0.0.0.0", Verifier(KEY)) == "bearer-token auth on"
+    with pytest.raises(Invalid, match=r"refusing to listen on 10\.0\.0\.5"):
+        bind_notice("10.0.0.5", None)
+
+
+def test_token_bucket_refuses_past_the_burst_and_refills_with_time() -> None:
+    limiter = RateLimiter(rate=2, burst=3)
+    for _ in range(3):
+        limiter.take("c", NOW)
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.take("c", NOW)
+    assert refused.value.detail["retry_after"] == 1
+    limiter.take("other", NOW)  # one client's flood costs another nothing
+    limiter.take("c", NOW + 0.5)
+
+
+def test_json_limits_name_the_field_that_is_too_deep_or_too_long() -> None:
+    with pytest.raises(TooLarge) as deep:
+        check_json({"payload": {"a": [[[1]]]}}, max_depth=3, max_string_bytes=100)
+    assert deep.value.detail["field"] == "payload.a[0]"
+    with pytest.raises(TooLarge) as long:
+        check_json({"payload": {"text": "é" * 60}}, max_depth=8, max_string_bytes=100)
+    assert long.value.detail["field"] == "payload.text"
+    check_json({"payload": {"text": "é" * 50}}, max_depth=8, max_string_bytes=100)
+
+
+def test_token_command_mints_a_token_the_gateway_accepts() -> None:
+    env = {**os.environ, "IRONSTAR_AUTH_SECRET": KEY.decode()}
+    done = subprocess.run(
+        [sys.executable, "-m", "ironstar", "token", "--subject", "ci", "--scope", "sql"],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    claims = Verifier(KEY).verify(done.stdout.strip())
+    assert claims.subject == "ci" and claims.scopes == {"sql"}
