@@ -99,6 +99,7 @@ async def _follow(
             replica.model.checkpoint,
             settings.batch_size,
             settings.batch_ms / 1000,
+            catchup_size=settings.catchup_batch_size,
         )
         try:
             await feed.start()
