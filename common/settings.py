@@ -82,7 +82,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     help = {
         "name": "replica name: names its durable consumer and its DuckDB file",
         "data_dir": "directory of the replica's DuckDB file",
-        "batch_size": "events applied per DuckDB transaction at most",
+        "batch_size": "events applied per DuckDB transaction at most when not catching up",
         "batch_ms": "longest wait to fill a batch",
         "catchup_batch_size": "events per transaction at most while more than batch_size wait",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
