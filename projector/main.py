@@ -46,7 +46,7 @@ async def serve(
         nats_settings.stream,
         subjects.all_events,
         f"{durable}-rebuild",
-        settings.batch_size,
+        max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
     )
     try:
