@@ -46,8 +46,11 @@ async def test_killing_the_projector_at_random_points_loses_and_repeats_nothing(
     last = await flowing
     try:
         todos, users = fold(events)
-        assert {tuple(r) for r in await sql(nc, nats_settings, TODO_ROWS, last)} == todos
-        assert {tuple(r) for r in await sql(nc, nats_settings, USER_ROWS, last)} == users
+        todo_rows = await sql(nc, nats_settings, TODO_ROWS, last)
+        user_rows = await sql(nc, nats_settings, USER_ROWS, last)
+        assert {tuple(r) for r in todo_rows} == todos
+        assert {tuple(r) for r in user_rows} == users
+        assert (len(todo_rows), len(user_rows)) == (len(todos), len(users))  # one row per key
         counted = await sql(nc, nats_settings, "SELECT sum(events) FROM event_counts", last)
         assert counted == [[len(events)]]
         assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[last]]
