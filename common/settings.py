@@ -96,8 +96,9 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     help = {
         "name": "replica name: names its durable consumer and its DuckDB file",
         "data_dir": "directory of the replica's DuckDB file",
-        "batch_size": "events applied per DuckDB transaction at most",
+        "batch_size": "events applied per DuckDB transaction at most when not catching up",
         "batch_ms": "longest wait to fill a batch",
+        "catchup_batch_size": "events per transaction at most while more than batch_size wait",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
         "sql_timeout_s": "time limit of an ad-hoc SQL query",
@@ -109,6 +110,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     data_dir: str = ".ironstar"
     batch_size: int = 1000
     batch_ms: int = 50
+    catchup_batch_size: int = 5000
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000

@@ -10,6 +10,7 @@ user may publish and subscribe to follows the services' wire contracts:
   updates the stream.
 - gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, delete)
   and reads stream info. It can not publish to the event stream: only the writer appends.
+- operator: everything; for the CLI commands run by the person who started the stack.
 
 Every user may reply to the requests it receives (`allow_responses`) and receive replies
 on `_INBOX.>`.
@@ -66,6 +67,9 @@ def service_users(
             (f"{prefix}.cmd.>", f"{prefix}.query.>", f"$JS.API.STREAM.INFO.{stream}", *consumers),
             (),
         ),
+        # The person at the keyboard: `ironstar status|query|rebuild|snapshot` find it in
+        # <data dir>/up.json (mode 0600). No service runs with it.
+        "operator": user("operator", (">",), (">",)),
     }
 
 

@@ -8,7 +8,6 @@ alive after the grace period is killed, so nothing is left behind.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.settings import NatsSettings
+from ironstar import local
 from ironstar.natsserver import NatsServer, free_port, port_is_free
 from ironstar.natsusers import ServiceUser, authorization, service_users
 from ironstar.processes import StartError, check_writable, foreground, spawn, stop_all, wait_ready
@@ -135,9 +135,8 @@ def up(stack: Stack, on_ready: Callable[[str], object] | None = None) -> int:
     def start() -> str:
         stack.start()
         assert stack.nats is not None
-        address.write_text(
-            json.dumps({"nats_url": stack.nats.url, "http_url": http, "pid": os.getpid()})
-        )
+        operator = stack.nats_users["operator"]
+        local.write(stack.data_dir, stack.nats.url, http, operator.name, operator.password)
         if on_ready is not None:
             threading.Thread(target=on_ready, args=(http,), daemon=True).start()
         return banner(stack)

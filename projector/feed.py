@@ -12,6 +12,10 @@ appends to the batch being filled. Credit is issued only while fewer than `max_r
 batches wait, so a slow DuckDB back-pressures the server instead of filling memory; the
 consumer's `max_ack_pending` bounds the same window on the server side. One AckAll on the
 last message of a batch acknowledges the whole batch, after its commit.
+
+Catching up, a batch grows to `catchup_size` while the server reports more than `size`
+messages pending: the DuckDB stage pays per statement (see projections/bulk.py), so
+larger batches amortise it. A live tail (pending at or below `size`) keeps `size`.
 """
 
 from __future__ import annotations
@@ -69,9 +73,11 @@ class Feed:
         credit_batches: int = 2,
         max_ready: int = 2,
         heartbeat_s: float = 2.0,
+        catchup_size: int = 0,
     ) -> None:
         self.nc, self.stream, self.durable, self.subject = nc, stream, durable, subject
         self.after, self.size, self.linger_s = after, size, linger_s
+        self.catchup = max(size, catchup_size)
         self.max_credit, self.max_ready = credit_batches * size, max_ready
         self.heartbeat_s = heartbeat_s
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
@@ -103,7 +109,7 @@ class Feed:
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.after else DeliverPolicy.ALL,
                 opt_start_seq=self.after + 1 if self.after else None,
                 filter_subject=self.subject,
-                max_ack_pending=self.max_credit + (self.max_ready + 2) * self.size,
+                max_ack_pending=self.max_credit + (self.max_ready + 2) * self.catchup,
                 ack_wait=60,
                 max_waiting=64,
             ),
@@ -185,7 +191,7 @@ class Feed:
                     self._filling_since = self._heard
                 self._filling.append((sequence, msg.subject, msg.data))
                 self._filling_tail = (reply, pending)
-                if len(self._filling) >= self.size:
+                if len(self._filling) >= (self.catchup if pending > self.size else self.size):
                     self._ready.append(self._take())
                 if pending == 0 or len(self._filling) == 1 or not self._filling:
                     self._wake.set()

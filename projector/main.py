@@ -46,7 +46,7 @@ async def serve(
         nats_settings.stream,
         subjects.all_events,
         f"{durable}-rebuild",
-        settings.batch_size,
+        max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
     )
     try:
@@ -99,6 +99,7 @@ async def _follow(
             replica.model.checkpoint,
             settings.batch_size,
             settings.batch_ms / 1000,
+            catchup_size=settings.catchup_batch_size,
         )
         try:
             await feed.start()

@@ -56,7 +56,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             Path(directory),
             http_port=free_port(),
             services=("writer", "gateway"),
-            extra_env={"IRONSTAR_NATS_PREFIX": PREFIX, "IRONSTAR_NATS_STREAM": STREAM},
+            extra_env={
+                "IRONSTAR_NATS_PREFIX": PREFIX,
+                "IRONSTAR_NATS_STREAM": STREAM,
+                "IRONSTAR_LIMIT_REQUESTS_PER_S": "0",  # one client drives the whole load
+            },
         )
         try:
             stack.start(say=False)

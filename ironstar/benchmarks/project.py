@@ -6,7 +6,8 @@ The server runs with its default `sync_interval` (not `always`): only loading is
 consumption never writes to the stream. Then, in one run:
 
 - `nats_only`: the projector's feed over every event, acking each batch, applying nothing;
-- `duckdb_only`: decoding and applying the same bodies in batches of 1,000, no NATS;
+- `duckdb_only`: decoding and applying the same bodies in batches of the catch-up size
+  (the size the projector's batches reach while catching up), no NATS;
 - `end_to_end`: the projector service (in this process) from an empty file until a query
   with `min_seq` = the last sequence answers.
 """
@@ -53,6 +54,12 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--users", type=int, default=20_000, help="user profiles among them")
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="events per DuckDB transaction (default 1000)"
+    )
+    parser.add_argument(
+        "--catchup-batch-size",
+        type=int,
+        default=5000,
+        help="events per transaction while more than --batch-size wait (default 5000)",
     )
 
 
@@ -184,10 +191,12 @@ def _duckdb_only(path: Path, bodies: list[bytes], size: int) -> float:
 
 
 async def _end_to_end(
-    nc: Client, settings: NatsSettings, data_dir: Path, count: int, size: int
+    nc: Client, settings: NatsSettings, data_dir: Path, count: int, size: int, catchup: int
 ) -> float:
     stop, ready = asyncio.Event(), asyncio.Event()
-    config = ProjectorSettings(name="bench", data_dir=str(data_dir), batch_size=size)
+    config = ProjectorSettings(
+        name="bench", data_dir=str(data_dir), batch_size=size, catchup_batch_size=catchup
+    )
     service = asyncio.create_task(projector.serve(settings, config, lambda _: ready.set(), stop))
     await ready.wait()
     started = time.perf_counter()
@@ -224,9 +233,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _say("ceiling: applying to DuckDB, no NATS")
             bodies = [codec.encode(e) for e in envelopes]
             ceiling = directory / "ceiling.duckdb"
-            duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, args.batch_size)
+            catchup = max(args.batch_size, args.catchup_batch_size)
+            duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup)
             _say("end to end: the projector from an empty file")
-            e2e_s = await _end_to_end(nc, settings, directory / "projector", count, args.batch_size)
+            e2e_s = await _end_to_end(
+                nc, settings, directory / "projector", count, args.batch_size, catchup
+            )
         finally:
             await nc.drain()
             server.stop()
@@ -238,6 +250,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ceiling_duckdb_only_events_per_s": round(count / duck_s),
         "end_to_end_s": round(e2e_s, 2),
         "batch_size": args.batch_size,
+        "catchup_batch_size": catchup,
         "load_average_1m": round(os.getloadavg()[0], 1),
         "goal_events_per_s": 50_000,
     }

@@ -18,7 +18,8 @@ from typing import Any
 import duckdb
 
 from common.errors import Invalid
-from common.settings import NatsSettings, ProjectorSettings
+from common.settings import ProjectorSettings
+from ironstar import local
 from ironstar.commands.remote import ask
 
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         answer: dict[str, Any] = {"sequence": None, "result": result}
     else:
         answer = asyncio.run(
-            ask(NatsSettings.from_env(), "sql", "sql", {"sql": args.sql}, args.min_seq)
+            ask(local.nats_settings(), "sql", "sql", {"sql": args.sql}, args.min_seq)
         )
     result = answer["result"]
     if args.json:

@@ -17,6 +17,7 @@ from typing import Any
 from common.errors import Unavailable
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import valid_id
+from ironstar import local
 from ironstar.commands.remote import ask
 
 
@@ -37,7 +38,7 @@ def add(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     replica = valid_id(args.replica or ProjectorSettings.from_env().name, "replica")
-    status = asyncio.run(_follow(NatsSettings.from_env(), replica, args.projection))
+    status = asyncio.run(_follow(local.nats_settings(), replica, args.projection))
     if status["state"] != "done":
         print(f"rebuild failed: {status['error']}", file=sys.stderr)
         return 1

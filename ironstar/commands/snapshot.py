@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import Unavailable
-from common.settings import NatsSettings, ProjectorSettings
+from common.settings import ProjectorSettings
+from ironstar import local
 from ironstar.commands.remote import ask
 
 
@@ -34,7 +35,7 @@ def add(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        taken = asyncio.run(ask(NatsSettings.from_env(), "snapshot", "snapshot", {}))["result"]
+        taken = asyncio.run(ask(local.nats_settings(), "snapshot", "snapshot", {}))["result"]
         path, sequence = Path(taken["path"]), int(taken["sequence"])
     except Unavailable as exc:
         path, sequence = _offline(exc)

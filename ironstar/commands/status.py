@@ -25,6 +25,7 @@ from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
+from ironstar import local
 
 PROBE_ID = "ironstar-status"
 _encode = msgspec.json.Encoder().encode
@@ -82,8 +83,9 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
                 allow_reconnect=False,
                 max_reconnect_attempts=0,
                 error_cb=_quiet,
+                **bus.credentials(nats),
             )
-    except (OSError, TimeoutError, NoServersError) as exc:
+    except (OSError, TimeoutError, NoServersError, nats_client.errors.Error) as exc:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {exc or 'no answer in 4 s'}") from None
     try:
         js = nc.jetstream()
@@ -146,14 +148,9 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
 
 def _where(args: argparse.Namespace) -> tuple[NatsSettings, str]:
     """NATS settings and gateway URL: from `up.json` in the data dir, else the environment."""
-    nats = NatsSettings.from_env()
-    url = "http://127.0.0.1:8000"
-    found = args.data_dir / "up.json"
-    if found.exists():
-        address = json.loads(found.read_text())
-        nats = NatsSettings.from_env(url=address["nats_url"])
-        url = address["http_url"]
-    return nats, (args.url or url).rstrip("/")
+    found = local.read(args.data_dir)
+    url = found["http_url"] if found else "http://127.0.0.1:8000"
+    return local.nats_settings(args.data_dir), (args.url or url).rstrip("/")
 
 
 def _size(n: int) -> str:

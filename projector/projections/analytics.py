@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from projector.projection import Event, Query, minute, rows
-from projector.projections.upsert import add_counts
+from projector.projections.bulk import add_counts
 
 name = "analytics"
 version = 2
@@ -62,7 +63,7 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
     add_counts(
         con,
         "event_counts",
-        ("minute", "aggregate_type", "event_type"),
+        dict.fromkeys(("minute", "aggregate_type", "event_type"), pa.string()),
         counts,
         ("events", "commands"),
     )

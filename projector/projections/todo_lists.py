@@ -1,12 +1,13 @@
 """`todo_lists`: TodoMVC state per list (one row per todo) and todo counts over time.
 
-A batch is written without reading first: each touched todo becomes one partial row (None
-= unchanged) merged by a single upsert. `todo_changes` holds, per minute, how the numbers
-of active and completed todos moved (the `todos_over_time` view in `analytics` sums it).
-The domain guarantees what a change implies: `todo_completed` only happens to an active
-todo, `todo_reopened` only to a completed one, deleted is terminal; only a delete whose
-todo was not touched before in the batch needs its prior state, which the upsert returns.
-A change to a todo never added (no created_at after the merge) is dropped again.
+A batch is written without reading first (see `bulk.py`): a todo added in the batch is
+inserted as its final row, every other touched todo becomes one partial row (None =
+unchanged) of a single UPDATE, which leaves a todo never added untouched. `todo_changes`
+holds, per minute, how the numbers of active and completed todos moved (the
+`todos_over_time` view in `analytics` sums it). The domain guarantees what a change
+implies: `todo_completed` only happens to an active todo, `todo_reopened` only to a
+completed one, deleted is terminal; only a delete whose todo was not touched before in
+the batch needs its prior state, which the UPDATE returns (it changes only `deleted`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from common.envelope import Envelope
 from projector.projection import Event, Query, each, minute, payload, rows
-from projector.projections.upsert import add_counts, merge
+from projector.projections.bulk import add_counts, insert, update
 
 name = "todo_lists"
-version = 2
+version = 3
 tables = ("todos", "todo_changes")
 ddl = (
+    # No primary key: rows are appended when added and updated by a join (see bulk.py).
     """CREATE TABLE IF NOT EXISTS todos (
         list_id VARCHAR NOT NULL,
         todo_id VARCHAR NOT NULL,
@@ -34,8 +37,7 @@ ddl = (
         position BIGINT,
         created_at TIMESTAMPTZ,
         updated_at TIMESTAMPTZ NOT NULL,
-        updated_seq BIGINT NOT NULL,
-        PRIMARY KEY (list_id, todo_id)
+        updated_seq BIGINT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS todo_changes (
         minute TIMESTAMPTZ PRIMARY KEY,
@@ -43,15 +45,16 @@ ddl = (
         completed_delta BIGINT NOT NULL
     )""",
 )
-_COLUMNS = (
-    "list_id", "todo_id", "text", "completed", "deleted",
-    "position", "created_at", "updated_at", "updated_seq",
-)  # fmt: skip
-_MERGED = (
-    "text = coalesce(excluded.text, todos.text), "
-    "completed = coalesce(excluded.completed, todos.completed), "
-    "deleted = todos.deleted OR excluded.deleted, "
-    "updated_at = excluded.updated_at, updated_seq = excluded.updated_seq"
+_S, _B, _I = pa.string(), pa.bool_(), pa.int64()  # timestamps travel as RFC 3339 text
+_COLUMNS = {
+    "list_id": _S, "todo_id": _S, "text": _S, "completed": _B, "deleted": _B,
+    "position": _I, "created_at": _S, "updated_at": _S, "updated_seq": _I,
+}  # fmt: skip
+_CHANGES = {c: _COLUMNS[c] for c in ("list_id", "todo_id", "text", "completed", "deleted",
+                                     "updated_at", "updated_seq")}  # fmt: skip
+_SET = (
+    "text = coalesce(b.text, t.text), completed = coalesce(b.completed, t.completed), "
+    "deleted = t.deleted OR b.deleted, updated_at = b.updated_at, updated_seq = b.updated_seq"
 )
 Key = tuple[str, str]
 _MOVES = {"todo_added": (1, 0), "todo_completed": (-1, 1), "todo_reopened": (1, -1)}
@@ -63,6 +66,7 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
     if not mine:
         return
     changed: dict[Key, dict[str, Any]] = {}
+    added: set[Key] = set()
     state: dict[Key, tuple[int, int]] = {}  # (active, completed) once known in this batch
     moves: defaultdict[Key, list[tuple[str, int, int]]] = defaultdict(list)
     unknown_deletes: dict[Key, str] = {}  # key -> minute of a delete of unknown prior state
@@ -70,12 +74,17 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
     def step(seq: int, e: Envelope) -> None:
         data, kind = payload(e), e.event_type
         key = (e.aggregate_id, str(data["todo_id"]))
-        at = e.occurred_at  # RFC 3339 text: DuckDB casts it to TIMESTAMPTZ on insert
+        at = e.occurred_at  # RFC 3339 text: DuckDB casts it to TIMESTAMPTZ
+        if kind == "todo_added":  # a todo is added once; anything before it was an orphan
+            added.add(key)
+            moves.pop(key, None)
+            unknown_deletes.pop(key, None)
+            changed[key] = {"list_id": key[0], "todo_id": key[1], "deleted": False,
+                            "text": str(data["text"]), "completed": False,
+                            "position": e.version, "created_at": at}  # fmt: skip
         row = changed.setdefault(key, {"list_id": key[0], "todo_id": key[1], "deleted": False})
         row["updated_at"], row["updated_seq"] = at, seq
-        if kind == "todo_added":
-            row.update(text=str(data["text"]), completed=False, position=e.version, created_at=at)
-        elif kind == "todo_renamed":
+        if kind == "todo_renamed":
             row["text"] = str(data["text"])
         elif kind in ("todo_completed", "todo_reopened"):
             row["completed"] = kind == "todo_completed"
@@ -83,37 +92,33 @@ def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: st
             row["deleted"] = True
             if key in state:
                 active, completed = state[key]
-                moves[key].append((minute(e.occurred_at), -active, -completed))
+                moves[key].append((minute(at), -active, -completed))
             else:
-                unknown_deletes[key] = minute(e.occurred_at)
+                unknown_deletes[key] = minute(at)
             state[key] = (0, 0)
         if kind in _MOVES:
-            moves[key].append((minute(e.occurred_at), *_MOVES[kind]))
+            moves[key].append((minute(at), *_MOVES[kind]))
             state[key] = _AFTER[kind]
 
     each(mine, step)
-    written = merge(
-        con, "todos", _COLUMNS, changed.values(), _MERGED,
-        "list_id, todo_id, created_at IS NULL, completed",
-    )  # fmt: skip
-    orphans = [(list_id, todo_id) for list_id, todo_id, orphan, _ in written if orphan]
-    if orphans:
-        con.execute("DELETE FROM todos WHERE created_at IS NULL")
-    for list_id, todo_id, orphan, completed in written:
-        key = (list_id, todo_id)
-        if not orphan and key in unknown_deletes:
-            moves[key].append(
-                (unknown_deletes[key], 0, -1) if completed else (unknown_deletes[key], -1, 0)
-            )
+    insert(con, "todos", _COLUMNS, [changed[key] for key in added])
+    changes = [row for key, row in changed.items() if key not in added]
+    asks = any(key not in added for key in moves) or bool(unknown_deletes)
+    found = update(con, "todos", ("list_id", "todo_id"), _CHANGES, changes, _SET,
+                   "list_id, todo_id, completed" if asks else "")  # fmt: skip
+    existing = {(list_id, todo_id): completed for list_id, todo_id, completed in found}
+    for key, at_minute in unknown_deletes.items():
+        if key in existing:
+            moves[key].append((at_minute, 0, -1) if existing[key] else (at_minute, -1, 0))
     counts: defaultdict[tuple[str], list[int]] = defaultdict(lambda: [0, 0])
     for key, moved in moves.items():
-        if key in orphans:
-            continue
+        if key not in added and key not in existing:
+            continue  # an orphan: changes to a todo never added
         for at_minute, active, completed in moved:
             count = counts[(at_minute,)]
             count[0] += active
             count[1] += completed
-    add_counts(con, "todo_changes", ("minute",), counts, ("active_delta", "completed_delta"))
+    add_counts(con, "todo_changes", {"minute": _S}, counts, ("active_delta", "completed_delta"))
 
 
 def get_list(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,20 +12,11 @@ import pytest
 
 from ironstar.cli import COMMANDS, parser
 from ironstar.natsserver import free_port
+from tests.support.processes import run_cli
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _ironstar(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ironstar", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def _start(log: Path, *args: str) -> subprocess.Popen[bytes]:
@@ -39,14 +29,14 @@ def _start(log: Path, *args: str) -> subprocess.Popen[bytes]:
 async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
     stack: Stack, tmp_path: Path
 ) -> None:
-    demo = _ironstar(stack.env, "demo", "--url", stack.url, "--rate", "40", "--duration", "1")
+    demo = run_cli(stack.env, "demo", "--url", stack.url, "--rate", "40", "--duration", "1")
     assert demo.returncode == 0, demo.stderr
     assert "commands accepted" in demo.stdout
     accepted = int(demo.stdout.rsplit("ironstar demo: ", 1)[1].split()[0])
     assert accepted >= 10
 
     async def status() -> dict[str, object]:
-        done = _ironstar(
+        done = run_cli(
             stack.env, "status", "--json", "--url", stack.url, "--data-dir", str(tmp_path / "none")
         )
         report: dict[str, object] = json.loads(done.stdout)
@@ -62,13 +52,13 @@ async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
     names = [c["name"] for c in report["consumers"]]  # type: ignore[attr-defined]
     assert "projector-projector-1" in names
 
-    readable = _ironstar(stack.env, "status", "--url", stack.url, "--data-dir", str(tmp_path))
+    readable = run_cli(stack.env, "status", "--url", stack.url, "--data-dir", str(tmp_path))
     assert "events behind" in readable.stdout and "writer       up" in readable.stdout
 
 
 def test_status_says_what_is_down_and_exits_1_when_nothing_runs(tmp_path: Path) -> None:
     env = {"IRONSTAR_NATS_URL": "nats://127.0.0.1:1"}
-    done = _ironstar(env, "status", "--url", "http://127.0.0.1:1", "--data-dir", str(tmp_path))
+    done = run_cli(env, "status", "--url", "http://127.0.0.1:1", "--data-dir", str(tmp_path))
     assert done.returncode == 1
     assert "nats-server  DOWN" in done.stdout and "gateway      DOWN" in done.stdout
 
@@ -95,7 +85,7 @@ async def test_up_with_demo_says_where_everything_is_and_status_finds_it_by_data
             assert up.poll() is None, log.read_text()
             if not (data / "up.json").exists():
                 return {}
-            done = _ironstar({}, "status", "--json", "--data-dir", str(data))
+            done = run_cli({}, "status", "--json", "--data-dir", str(data))
             return json.loads(done.stdout) if done.stdout else {}
 
         report = await eventually(

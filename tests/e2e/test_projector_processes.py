@@ -4,10 +4,7 @@ HTTP whichever replica answers, SQL refusals as HTTP 4xx."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +15,7 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from ironstar.benchmarks.project import domain_events
-from tests.support.processes import Service
+from tests.support.processes import Service, run_cli
 from tests.support.projections import TODO_ROWS, USER_ROWS, fold, sql, store
 
 pytestmark = pytest.mark.e2e
@@ -49,23 +46,16 @@ async def test_killing_the_projector_at_random_points_loses_and_repeats_nothing(
     last = await flowing
     try:
         todos, users = fold(events)
-        assert {tuple(r) for r in await sql(nc, nats_settings, TODO_ROWS, last)} == todos
-        assert {tuple(r) for r in await sql(nc, nats_settings, USER_ROWS, last)} == users
+        todo_rows = await sql(nc, nats_settings, TODO_ROWS, last)
+        user_rows = await sql(nc, nats_settings, USER_ROWS, last)
+        assert {tuple(r) for r in todo_rows} == todos
+        assert {tuple(r) for r in user_rows} == users
+        assert (len(todo_rows), len(user_rows)) == (len(todos), len(users))  # one row per key
         counted = await sql(nc, nats_settings, "SELECT sum(events) FROM event_counts", last)
         assert counted == [[len(events)]]
         assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[last]]
     finally:
         projector.stop()
-
-
-def _ironstar(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ironstar", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
@@ -130,21 +120,19 @@ def test_the_cli_queries_snapshots_and_rebuilds_a_running_projector(
         json={"type": "add_todo", "payload": {"todo_id": "t", "text": "from the cli"}},
     )
     sequence = str(added.json()["sequence"])
-    query = _ironstar(
-        service_env, "query", "SELECT text FROM todos", "--csv", "--min-seq", sequence
-    )
+    query = run_cli(service_env, "query", "SELECT text FROM todos", "--csv", "--min-seq", sequence)
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines() == ["text", "from the cli"]
-    aligned = _ironstar(service_env, "query", "SELECT 1 AS one, 'x' AS letter")
+    aligned = run_cli(service_env, "query", "SELECT 1 AS one, 'x' AS letter")
     assert aligned.stdout.splitlines()[0].split() == ["one", "letter"]
-    refused = _ironstar(service_env, "query", "COPY todos TO '/tmp/x.csv'")
+    refused = run_cli(service_env, "query", "COPY todos TO '/tmp/x.csv'")
     assert refused.returncode == 1 and "COPY" in refused.stderr
     copy = tmp_path / "snap.duckdb"
-    snapshot = _ironstar(service_env, "snapshot", "--output", str(copy))
+    snapshot = run_cli(service_env, "snapshot", "--output", str(copy))
     assert snapshot.returncode == 0, snapshot.stderr
     assert duckdb.connect(str(copy), read_only=True).execute(
         "SELECT text FROM todos"
     ).fetchall() == [("from the cli",)]
-    rebuilt = _ironstar(service_env, "rebuild", "--replica", "p1", "--projection", "todo_lists")
+    rebuilt = run_cli(service_env, "rebuild", "--replica", "p1", "--projection", "todo_lists")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert f"up to sequence {sequence}" in rebuilt.stdout and "events" in rebuilt.stderr

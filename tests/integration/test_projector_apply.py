@@ -70,6 +70,22 @@ def test_the_checkpoint_advances_on_an_empty_batch_and_old_sequences_are_skipped
     assert ReadModel(model.path).checkpoint == 5
 
 
+def test_a_batch_redelivered_after_a_restart_leaves_one_row_per_key(model: ReadModel) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one"),
+        _event("user_profile", "u", 1, "user_registered", name="Ann", email="a@x.io"),
+        _event("todo_list", "l", 2, "todo_added", todo_id="s", text="two"),
+        _event("todo_list", "l", 3, "todo_completed", todo_id="t"),
+    ]
+    apply(model, _deliveries(events[:2]), 2, halt=True)
+    model.close()
+    restarted = ReadModel(model.path)  # the stream redelivers from before the checkpoint
+    apply(restarted, _deliveries(events), len(events), halt=True)
+    todos = restarted.con.execute("SELECT todo_id, completed FROM todos ORDER BY todo_id")
+    assert todos.fetchall() == [("s", False), ("t", True)]
+    assert restarted.con.execute("SELECT count(*) FROM users").fetchall() == [(1,)]
+
+
 def test_a_poison_event_becomes_a_dead_letter_and_the_batch_goes_on(model: ReadModel) -> None:
     good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
     unreadable = _event("todo_list", "l", 2, "todo_renamed", todo_id="t")  # no text

@@ -61,3 +61,14 @@ def children(pid: int) -> set[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found.update(int(child) for child in (task / "children").read_text().split())
     return found
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `ironstar ARGS` to completion with extra environment; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ironstar", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
