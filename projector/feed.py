@@ -99,6 +99,10 @@ class Feed:
 
     async def start(self) -> Feed:
         js = self.nc.jetstream()
+        # A stream need not start at 1 (e.g. restored from a backup that began later):
+        # its first sequence, not our checkpoint, is where deliveries start without a hole.
+        first = (await js.stream_info(self.stream)).state.first_seq
+        self._seen = max(self.after, first - 1)
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(self.stream, self.durable)
         await js.add_consumer(
