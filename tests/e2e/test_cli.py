@@ -45,8 +45,9 @@ async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
 
     report = await eventually(status, lambda r: r["projector"]["lag"] == 0, timeout=20)  # type: ignore[index]
     assert report["returncode"] == 0
-    # Accepted commands that change nothing (clearing an empty list) append no event.
-    assert 0 < report["stream"]["events"] <= accepted  # type: ignore[index]
+    # Not one event per command: clearing an empty list appends none, clearing a list with
+    # several completed todos appends several.
+    assert report["stream"]["events"] > 0  # type: ignore[index]
     assert report["projector"]["at"] == report["stream"]["last_sequence"]  # type: ignore[index]
     assert report["writer"]["up"] and report["gateway"]["http"] == 200  # type: ignore[index]
     names = [c["name"] for c in report["consumers"]]  # type: ignore[attr-defined]
