@@ -68,13 +68,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             assert stack.nats.process is not None
             pids = {name: process.pid for name, process in stack.processes.items()}
             pids["nats-server"] = stack.nats.process.pid
-            return await _measure(args, stack.nats.url, stack.http_port, pids)
+            operator = stack.nats_users["operator"]  # publishes the raw ceiling itself
+            credentials = {"user": operator.name, "password": operator.password}
+            return await _measure(args, stack.nats.url, credentials, stack.http_port, pids)
         finally:
             stack.stop()
 
 
 async def _measure(
-    args: argparse.Namespace, url: str, http_port: int, pids: dict[str, int]
+    args: argparse.Namespace,
+    url: str,
+    credentials: dict[str, str],
+    http_port: int,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "fsync": "always",
@@ -83,7 +89,7 @@ async def _measure(
         "commands_per_phase": args.commands,
         "event_bytes": len(_envelope("ceiling-0", 1)),
     }
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, **credentials)
     pool = await _Pool.open(http_port, args.concurrency)
     try:
         phases = {
