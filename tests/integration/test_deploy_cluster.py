@@ -7,13 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.processes import children
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -84,11 +84,12 @@ def test_foreground_cluster_prints_every_url_and_stops_everything_on_ctrl_c(
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        while "running (Ctrl-C" not in output.read_text():
+
+        def running() -> bool:
             assert process.poll() is None, output.read_text()
-            assert time.monotonic() < deadline, output.read_text()
-            time.sleep(0.1)
+            return "running (Ctrl-C" in output.read_text()
+
+        until(running, 90, output.read_text)
         text = output.read_text()
         for name in ("nats-1", "nats-2", "nats-3", "writer-1", "projector-1", "gateway-1"):
             assert re.search(rf"{name}\s+(nats|http)://127\.0\.0\.1:\d+", text), name

@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support.waiting import until
 
 
 class Service:
@@ -31,13 +32,13 @@ class Service:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + timeout
-        while not self.ready_file.exists():
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} not ready: {self.log.read_text()[-2000:]}")
-            time.sleep(0.02)
+        process = self.process
+
+        def ready() -> bool:
+            assert process.poll() is None, f"{self.name} exited: {self.log.read_text()[-2000:]}"
+            return self.ready_file.exists()
+
+        until(ready, timeout, lambda: f"{self.name} not ready: {self.log.read_text()[-2000:]}")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

@@ -25,3 +25,12 @@ async def eventually(
             return last
         await asyncio.sleep(every)
     raise AssertionError(f"condition not met within {timeout} s; last: {last!r}")
+
+
+def until(condition: Callable[[], bool], timeout: float, say: Callable[[], str]) -> None:
+    """Blocking twin of `eventually` for synchronous tests: `say()` explains a timeout."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {say()}")
+        time.sleep(0.02)
