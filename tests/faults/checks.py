@@ -24,6 +24,7 @@ from common import envelope as codec
 from common.envelope import Envelope
 from ironstar.cluster import Cluster
 from tests.faults.workload import SseClient, Tally
+from tests.support.waiting import eventually
 
 T = TypeVar("T")
 
@@ -74,12 +75,13 @@ async def _read_stream(nc: Client, stream: str, after: int) -> list[tuple[int, E
 
 async def stream_leader(nc: Client, stream: str) -> str:
     """The member name (`nats-2`) of the stream's current leader."""
-    for _ in range(100):
+
+    async def leader() -> str:
         info = await retrying(lambda: nc.jetstream().stream_info(stream))
-        if info.cluster is not None and info.cluster.leader:
-            return str(info.cluster.leader).removeprefix("ironstar-")
-        await asyncio.sleep(0.1)
-    raise AssertionError("the stream has no leader")
+        return str(info.cluster.leader or "") if info.cluster is not None else ""
+
+    found = await eventually(leader, bool, timeout=10)
+    return found.removeprefix("ironstar-")
 
 
 def exactly_once(events: list[tuple[int, Envelope]], tally: Tally) -> None:

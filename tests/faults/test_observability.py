@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -81,7 +80,6 @@ async def test_a_correlation_id_flows_from_command_to_projector_and_sse_logs(
         return cid in _correlation_ids(cluster, name, event)
 
     async def traced() -> dict[str, bool]:
-        await asyncio.sleep(0)
         return {
             "writer": any(carries(m.name, "command_applied") for m in cluster.of("writer")),
             **{m.name: carries(m.name, "batch_applied") for m in cluster.of("projector")},

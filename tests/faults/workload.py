@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from tests.support.waiting import eventually
+
 PACE_S = 0.02  # between one writer's commands: load shaping on a 2-core machine
 GIVE_UP_S = 30.0  # a command still failing after this long fails the round
 
@@ -79,17 +81,17 @@ class Workload:
     async def acks(self, count: int, timeout: float = 60.0) -> None:
         """Wait until `count` more writes were acknowledged."""
         target = len(self.tally.ack_times) + count
-        deadline = time.monotonic() + timeout
-        while len(self.tally.ack_times) < target:
-            self._raise_failures()
-            assert time.monotonic() < deadline, f"writes did not resume: {self.tally}"
-            await asyncio.sleep(0.05)
+        await eventually(self._acked, lambda acked: acked >= target, timeout=timeout)
 
     async def stop(self) -> None:
         """Take no new commands; wait until every command in flight got its 200."""
         self.stopping.set()
         await asyncio.gather(*self._tasks)
         self._raise_failures()
+
+    async def _acked(self) -> int:
+        self._raise_failures()
+        return len(self.tally.ack_times)
 
     def _raise_failures(self) -> None:
         for task in [*self._tasks, *self._sse_tasks]:
@@ -98,12 +100,16 @@ class Workload:
 
     async def drain(self, expected: dict[str, int], timeout: float = 30.0) -> None:
         """Wait until each SSE client reached the position `expected` gives for it."""
-        deadline = time.monotonic() + timeout
-        for client in self.clients:
-            while client.position < expected[client.client_id]:
-                self._raise_failures()
-                assert time.monotonic() < deadline, f"{client.client_id} stuck: {client}"
-                await asyncio.sleep(0.05)
+
+        async def behind() -> list[str]:
+            self._raise_failures()
+            return [
+                f"{c.client_id} at {c.position} of {expected[c.client_id]}"
+                for c in self.clients
+                if c.position < expected[c.client_id]
+            ]
+
+        await eventually(behind, lambda stuck: not stuck, timeout=timeout)
         for task in self._sse_tasks:
             task.cancel()
         await asyncio.gather(*self._sse_tasks, return_exceptions=True)
