@@ -8,6 +8,7 @@ the two once an event has been read back.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -52,6 +53,39 @@ def encode(envelope: Envelope) -> bytes:
 
 def decode(data: bytes) -> Envelope:
     return _decoder.decode(data)
+
+
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case, as every registered type
+
+
+class Undecodable(ValueError):
+    """A stream message that is not an event envelope of the aggregate whose subject it is
+    on. Its stream sequence still counts: every reader skips it visibly (the projector's
+    dead letters, the feed's `skipped` frame) or, where a decision needs it (the writer),
+    refuses to decide."""
+
+
+def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelope:
+    """The envelope stored on `aggregate_type`.`aggregate_id`'s subject, checked.
+
+    Raises Undecodable when the body is not an envelope, names another aggregate than its
+    subject, has a version below 1, or an event type that is not a snake_case name (so it
+    can never carry a line break or a wildcard into an SSE field or a metric label).
+    """
+    try:
+        stored = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Undecodable(f"not an event envelope ({exc})") from None
+    if (stored.aggregate_type, stored.aggregate_id) != (aggregate_type, aggregate_id):
+        raise Undecodable(
+            f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "
+            f"on the subject of {aggregate_type!r}.{aggregate_id!r}"
+        )
+    if stored.version < 1:
+        raise Undecodable(f"version {stored.version} (versions start at 1)")
+    if not EVENT_TYPE.fullmatch(stored.event_type):
+        raise Undecodable(f"event type {stored.event_type[:64]!r} is not a snake_case name")
+    return stored
 
 
 def uuid7(now_ms: int | None = None) -> str:

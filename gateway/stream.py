@@ -15,12 +15,12 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 
 from common.settings import GatewaySettings
-from gateway import metrics
+from common.subjects import Subjects
+from gateway import metrics, reading
 from gateway.controls import Controls
 from gateway.feed import ClientFeed
 from gateway.pipeline import Pipeline, Writer
@@ -28,17 +28,6 @@ from gateway.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.window import Item
 from gateway.wire import comment, retry
 
-
-class _Meta(msgspec.Struct):
-    correlation_id: str = ""
-
-
-class _Head(msgspec.Struct):
-    event_type: str
-    metadata: _Meta = msgspec.field(default_factory=_Meta)
-
-
-_heads = msgspec.json.Decoder(_Head)
 INF = float("inf")
 log = structlog.get_logger()
 _last_acks: set[asyncio.Task[None]] = set()
@@ -79,16 +68,19 @@ def _position(msg: Msg) -> tuple[int, int, int]:
     return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
 
 
-def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> list[Item]:
-    """Items of `msgs`; each one's `pending` counts what comes after it for this client:
-    the rest of `msgs`, plus `backlog` (held in the gateway or waiting in the stream)."""
+def _items(
+    subjects: Subjects, msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0
+) -> list[Item]:
+    """Items of `msgs` (undecodable ones marked skipped); each one's `pending` counts what
+    comes after it for this client: the rest of `msgs`, plus `backlog` (held in the
+    gateway or waiting in the stream)."""
     items = []
     for index, m in enumerate(msgs):
-        head = _heads.decode(m.data)
-        if trace is not None and len(trace) < 100:
-            trace.add(head.metadata.correlation_id)
         behind = backlog + len(msgs) - 1 - index
-        items.append(Item(_position(m)[0], m.subject, head.event_type, m.data, m.reply, behind))
+        one = reading.item(subjects, _position(m)[0], m.subject, m.data, m.reply, behind)
+        if trace is not None and len(trace) < 100 and one.event is not None:
+            trace.add(one.event.metadata.correlation_id)
+        items.append(one)
     return items
 
 
@@ -154,7 +146,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             now = loop.time()
             # behind: still in the stream after the last delivery, plus held in the gateway
             lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
-            items = _items(msgs, acks.trace, lag)
+            items = _items(feed.subjects, msgs, acks.trace, lag)
             if msgs:
                 metrics.client_lag.observe(lag)
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
@@ -250,7 +242,7 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
         feed.expired = False
         msgs = feed.take(ctl.capacity)
         if msgs:
-            skip.take(_items(msgs))
+            skip.take(_items(feed.subjects, msgs))
             await feed.ack(msgs[-1].reply)
             pending, idle_until = _position(msgs[-1])[2], time.monotonic() + 5.0
     metrics.drops.labels(ctl.policy.value).inc(skip.dropped())
