@@ -22,6 +22,7 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     correlation_id: str
     causation_id: str | None = None
     actor: str | None = None
+    fingerprint: str | None = None  # of the command (type, payload, actor): see writer/handler
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
