@@ -71,9 +71,8 @@ class Parser:
         elif name == "id":
             if "\0" not in value:
                 self._id_buffer = value
-        elif name == "retry":
-            if value and value.isascii() and value.isdigit():
-                self.retries.append(int(value))
+        elif name == "retry" and value and value.isascii() and value.isdigit():
+            self.retries.append(int(value))
         # any other field name is ignored
 
     def _dispatch(self) -> None:
