@@ -181,6 +181,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             await acks.written(rest[-1][-1].ack, ctl.capacity)
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
+    except Exception:  # a bug must not leave a client without a way back: it resumes by id
+        log.exception("sse_stream_failed", client_id=session.client_id, consumer=feed.name)
+        yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     finally:
         session.release()
         if acks.subject:  # those bytes were written: a returning client continues after them
