@@ -16,6 +16,8 @@ from typing import Any
 
 import msgspec
 
+from common.subjects import ID_PATTERN
+
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     command_id: str
@@ -56,7 +58,7 @@ def decode(data: bytes) -> Envelope:
     return _decoder.decode(data)
 
 
-EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case, as every registered type
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case, as every registered name
 
 
 class Undecodable(ValueError):
@@ -69,14 +71,18 @@ class Undecodable(ValueError):
 def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelope:
     """The envelope stored on `aggregate_type`.`aggregate_id`'s subject, checked.
 
-    Raises Undecodable when the body is not an envelope, names another aggregate than its
-    subject, has a version below 1, or an event type that is not a snake_case name (so it
-    can never carry a line break or a wildcard into an SSE field or a metric label).
+    Raises Undecodable when the subject's tokens are not a valid type and id, the body is
+    not an envelope, names another aggregate than its subject, has a version below 1, or
+    an event type that is not a snake_case name (so none of them can carry a line break,
+    a selector or a wildcard into an SSE field, a page or a metric label).
     """
     try:
         stored = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise Undecodable(f"not an event envelope ({exc})") from None
+    if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
+        # a subject token that no command can make: it would become a selector or a label
+        raise Undecodable(f"subject tokens {aggregate_type[:64]!r}.{aggregate_id[:64]!r}")
     if (stored.aggregate_type, stored.aggregate_id) != (aggregate_type, aggregate_id):
         raise Undecodable(
             f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "

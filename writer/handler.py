@@ -114,7 +114,12 @@ class Loaded:
         """
         for index, (sequence, envelope) in enumerate(stored):
             event = events[index] if events is not None else _event(kind, sequence, envelope)
-            self.state = kind.evolve(self.state, event)
+            try:
+                self.state = kind.evolve(self.state, event)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # e.g. a change to a todo never added, published around the writer
+                reason = f"{envelope.event_type} cannot be folded: {exc!r}"
+                raise undecidable(*_key(envelope), sequence, reason) from None
             self.version, self.sequence = envelope.version, sequence
             self._remember(envelope.metadata, sequence, envelope)
 
@@ -161,7 +166,11 @@ def _event(kind: Aggregate, sequence: int, envelope: Envelope) -> Any:
             return kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
         except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
             reason = f"{envelope.event_type[:64]}: {exc}"
-    raise undecidable(envelope.aggregate_type, envelope.aggregate_id, sequence, reason)
+    raise undecidable(*_key(envelope), sequence, reason)
+
+
+def _key(envelope: Envelope) -> tuple[str, str]:
+    return envelope.aggregate_type, envelope.aggregate_id
 
 
 def undecidable(aggregate_type: str, aggregate_id: str, sequence: int, reason: str) -> Undecidable:

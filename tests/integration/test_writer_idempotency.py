@@ -140,6 +140,7 @@ def _envelope(list_id: str, version: int, event_type: str, payload: dict, schema
         _envelope("l", 2, "todo_added", {"todo_id": "b", "text": "B"}, schema=9),  # newer schema
         _envelope("l", 2, "todo_added", {"todo_id": "b"}, schema=2),  # a field missing
         _envelope("l", 2, "todo\nadded", {}),
+        _envelope("l", 2, "todo_completed", {"todo_id": "ghost"}),  # a todo never added
     ],
     ids=[
         "garbage",
@@ -149,6 +150,7 @@ def _envelope(list_id: str, version: int, event_type: str, payload: dict, schema
         "newer-schema",
         "bad-payload",
         "line-break-type",
+        "cannot-fold",
     ],
 )
 async def test_an_aggregate_with_an_unreadable_event_answers_undecidable_naming_its_sequence(
