@@ -7,6 +7,7 @@ the two once an event has been read back.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -80,19 +81,29 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
         stored = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise Undecodable(f"not an event envelope ({exc})") from None
-    if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
-        # a subject token that no command can make: it would become a selector or a label
-        raise Undecodable(f"subject tokens {aggregate_type[:64]!r}.{aggregate_id[:64]!r}")
     if (stored.aggregate_type, stored.aggregate_id) != (aggregate_type, aggregate_id):
         raise Undecodable(
             f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "
-            f"on the subject of {aggregate_type!r}.{aggregate_id!r}"
+            f"on the subject of {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
         )
     if stored.version < 1:
         raise Undecodable(f"version {stored.version} (versions start at 1)")
-    if not EVENT_TYPE.fullmatch(stored.event_type):
-        raise Undecodable(f"event type {stored.event_type[:64]!r} is not a snake_case name")
+    names = (aggregate_type, aggregate_id, stored.event_type)
+    problem = _names(*names) if max(map(len, names)) <= 64 else "a name over 64 characters"
+    if problem:
+        raise Undecodable(problem)
     return stored
+
+
+@functools.lru_cache(maxsize=4096)  # a feed checks every delivery: keep it off the regexes
+def _names(aggregate_type: str, aggregate_id: str, event_type: str) -> str:
+    """What is wrong with these names, or "" when they are all valid tokens."""
+    if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
+        # a subject token no command can make: it would become a selector or a label
+        return f"subject tokens {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
+    if not EVENT_TYPE.fullmatch(event_type):
+        return f"event type {event_type[:64]!r} is not a snake_case name"
+    return ""
 
 
 def uuid7(now_ms: int | None = None) -> str:

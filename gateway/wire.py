@@ -19,6 +19,7 @@ is a field of its own. Hence:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -35,17 +36,20 @@ def lines(text: str | bytes) -> list[bytes]:
     return _BREAKS.split(raw)
 
 
+@functools.lru_cache(maxsize=1024)  # a few names, written per event: check each once
+def _event_line(event: str) -> bytes:
+    if not EVENT_TOKEN.fullmatch(event):
+        raise ValueError(f"an SSE event type must match {EVENT_TOKEN.pattern}: {event[:200]!r}")
+    return b"event: " + event.encode() + b"\n"
+
+
 def _head(event: str | None, id: int | None) -> bytes:
-    head = b""
-    if event is not None:
-        if not EVENT_TOKEN.fullmatch(event):
-            raise ValueError(f"an SSE event type must match {EVENT_TOKEN.pattern}: {event!r}")
-        head += b"event: " + event.encode() + b"\n"
-    if id is not None:
-        if id < 0:
-            raise ValueError(f"an SSE id must be a non-negative integer: {id}")
-        head += b"id: %d\n" % id
-    return head
+    head = b"" if event is None else _event_line(event)
+    if id is None:
+        return head
+    if id < 0:
+        raise ValueError(f"an SSE id must be a non-negative integer: {id}")
+    return b"%bid: %d\n" % (head, id)
 
 
 def frame(data: str | bytes, event: str | None = None, id: int | None = None) -> bytes:
