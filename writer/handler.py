@@ -133,7 +133,7 @@ class Loaded:
         if first_print is not None and first_print != print_:
             raise CommandIdReused(
                 f"command_id {command_id!r} was already used on this aggregate for another "
-                f"command (first applied at sequence {result.sequence}); a retry must resend "
+                f"command (applied up to sequence {result.sequence}); a retry must resend "
                 "the same command, a new command needs a new command_id",
                 field="command_id",
                 sequence=result.sequence,
