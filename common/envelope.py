@@ -7,7 +7,6 @@ the two once an event has been read back.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import time
@@ -88,22 +87,35 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
         )
     if stored.version < 1:
         raise Undecodable(f"version {stored.version} (versions start at 1)")
-    names = (aggregate_type, aggregate_id, stored.event_type)
-    problem = _names(*names) if max(map(len, names)) <= 64 else "a name over 64 characters"
+    problem = _names((aggregate_type, aggregate_id, stored.event_type))
     if problem:
         raise Undecodable(problem)
     return stored
 
 
-@functools.lru_cache(maxsize=4096)  # a feed checks every delivery: keep it off the regexes
-def _names(aggregate_type: str, aggregate_id: str, event_type: str) -> str:
-    """What is wrong with these names, or "" when they are all valid tokens."""
+_checked: dict[tuple[str, str, str], str] = {}  # a feed checks every delivery: once per name
+
+
+def _names(names: tuple[str, str, str]) -> str:
+    """What is wrong with (aggregate type, aggregate id, event type), or "" when each is a
+    valid token. Answers are kept for up to 4,096 triples of names of at most 64 characters."""
+    problem = _checked.get(names)
+    if problem is not None:
+        return problem
+    aggregate_type, aggregate_id, event_type = names
+    if max(map(len, names)) > 64:
+        return "a name over 64 characters"
     if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
         # a subject token no command can make: it would become a selector or a label
-        return f"subject tokens {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
-    if not EVENT_TYPE.fullmatch(event_type):
-        return f"event type {event_type[:64]!r} is not a snake_case name"
-    return ""
+        problem = f"subject tokens {aggregate_type!r}.{aggregate_id!r}"
+    elif not EVENT_TYPE.fullmatch(event_type):
+        problem = f"event type {event_type!r} is not a snake_case name"
+    else:
+        problem = ""
+    if len(_checked) >= 4096:
+        _checked.clear()
+    _checked[names] = problem
+    return problem
 
 
 def uuid7(now_ms: int | None = None) -> str:

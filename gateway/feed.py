@@ -102,7 +102,6 @@ class ClientFeed:
         self.js = js
         self.inbox = inbox
         self.stream = stream
-        self.subjects = subjects
         self.name = consumer_name(client_id, topics)
         self.filters = [subjects.events(t.aggregate_type, t.aggregate_id) for t in topics] or [
             subjects.all_events

@@ -14,7 +14,6 @@ from __future__ import annotations
 import structlog
 
 from common.envelope import Undecodable, decode_stored
-from common.subjects import Subjects
 from gateway import metrics
 from gateway.window import Item
 
@@ -22,16 +21,15 @@ FEED_EVENTS = frozenset({"connected", "snapshot", "batch", "lag", "skipped"})
 log = structlog.get_logger()
 
 
-def item(
-    subjects: Subjects, seq: int, subject: str, data: bytes, ack: str = "", pending: int = 0
-) -> Item:
-    """The item of one delivery: its decoded envelope, or `skipped` with the reason."""
+def item(seq: int, subject: str, data: bytes, ack: str = "", pending: int = 0) -> Item:
+    """The item of one delivery on `subject` (`<prefix>.events.<type>.<id>`, as the feed's
+    filters guarantee): its decoded envelope, or `skipped` with the reason."""
     try:
-        aggregate_type, aggregate_id = subjects.parse_event(subject)
+        _, aggregate_type, aggregate_id = subject.rsplit(".", 2)
         event = decode_stored(data, aggregate_type, aggregate_id)
         if event.event_type in FEED_EVENTS:
             raise Undecodable(f"event type {event.event_type!r} is the name of a feed message")
-    except (Undecodable, ValueError) as exc:
+    except ValueError as exc:  # Undecodable, or a subject of too few tokens
         return skipped(Item(seq, subject, "", data, ack, pending), f"cannot be decoded: {exc}")
     return Item(seq, subject, event.event_type, data, ack, pending, event)
 

@@ -19,7 +19,6 @@ import structlog
 from nats.aio.msg import Msg
 
 from common.settings import GatewaySettings
-from common.subjects import Subjects
 from gateway import metrics, reading
 from gateway.controls import Controls
 from gateway.feed import ClientFeed
@@ -68,16 +67,14 @@ def _position(msg: Msg) -> tuple[int, int, int]:
     return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
 
 
-def _items(
-    subjects: Subjects, msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0
-) -> list[Item]:
+def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> list[Item]:
     """Items of `msgs` (undecodable ones marked skipped); each one's `pending` counts what
     comes after it for this client: the rest of `msgs`, plus `backlog` (held in the
     gateway or waiting in the stream)."""
     items = []
     for index, m in enumerate(msgs):
         behind = backlog + len(msgs) - 1 - index
-        one = reading.item(subjects, _position(m)[0], m.subject, m.data, m.reply, behind)
+        one = reading.item(_position(m)[0], m.subject, m.data, m.reply, behind)
         if trace is not None and len(trace) < 100 and one.event is not None:
             trace.add(one.event.metadata.correlation_id)
         items.append(one)
@@ -146,7 +143,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             now = loop.time()
             # behind: still in the stream after the last delivery, plus held in the gateway
             lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
-            items = _items(feed.subjects, msgs, acks.trace, lag)
+            items = _items(msgs, acks.trace, lag)
             if msgs:
                 metrics.client_lag.observe(lag)
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
@@ -245,7 +242,7 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
         feed.expired = False
         msgs = feed.take(ctl.capacity)
         if msgs:
-            skip.take(_items(feed.subjects, msgs))
+            skip.take(_items(msgs))
             await feed.ack(msgs[-1].reply)
             pending, idle_until = _position(msgs[-1])[2], time.monotonic() + 5.0
     metrics.drops.labels(ctl.policy.value).inc(skip.dropped())

@@ -59,6 +59,8 @@ def frame(data: str | bytes, event: str | None = None, id: int | None = None) ->
     """
     raw = data.encode() if isinstance(data, str) else data
     if b"\n" not in raw and b"\r" not in raw:  # the common case: compact JSON
+        if event is not None and id is not None and id >= 0:  # an event: one format step
+            return b"%bid: %d\ndata: %b\n\n" % (_event_line(event), id, raw)
         return _head(event, id) + b"data: " + raw + b"\n\n"
     return _head(event, id) + b"".join(b"data: " + line + b"\n" for line in lines(raw)) + b"\n"
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.subjects import Subjects
 from gateway import reading
 from tests.support.feeds import make
-
-SUBJECTS = Subjects("p")
 
 
 @pytest.mark.parametrize(
@@ -29,7 +26,7 @@ SUBJECTS = Subjects("p")
 def test_a_delivery_that_is_not_an_event_of_its_subject_is_skipped_with_its_reason(
     subject: str, body: bytes, reason: str
 ) -> None:
-    item = reading.item(SUBJECTS, 7, subject, body)
+    item = reading.item(7, subject, body)
     assert (item.seq, item.event_type, item.event) == (7, "skipped", None)
     assert reason in item.skipped
     assert reading.subject_of(item) == subject
@@ -38,7 +35,7 @@ def test_a_delivery_that_is_not_an_event_of_its_subject_is_skipped_with_its_reas
 
 def test_a_well_formed_event_of_a_type_this_gateway_does_not_know_is_relayed() -> None:
     body = make("todo_list", "l", 3, "todo_archived", {"todo_id": "a"})
-    item = reading.item(SUBJECTS, 9, "p.events.todo_list.l", body)
+    item = reading.item(9, "p.events.todo_list.l", body)
     assert (item.event_type, item.skipped, item.key) == (
         "todo_archived",
         "",
