@@ -20,7 +20,7 @@ from tests.support.feeds import make
         ("p.events.todo_list.l", make("todo_list", "l", 1, "connected", {}), "feed message"),
         ("p.events.todo_list.l", make("todo_list", "l", 1, "skipped", {}), "feed message"),
         ("p.events.todo_list.x,body", make("todo_list", "x,body", 1, "t", {}), "subject tokens"),
-        ("p.events.todo_list.a.b", make("todo_list", "a.b", 1, "t", {}), "subject tokens"),
+        ("p.events.todo_list.a.b", make("todo_list", "a.b", 1, "t", {}), "on the subject"),
     ],
 )
 def test_a_delivery_that_is_not_an_event_of_its_subject_is_skipped_with_its_reason(
