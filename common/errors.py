@@ -8,10 +8,14 @@
     ├── RequestTimeout    408     the request body arrived too slowly
     ├── RuleViolation     409     a well-formed command broke a domain rule
     ├── Conflict          409     concurrent writers kept winning; retry the command
+    ├── CommandIdReused   409     a command_id already used on the aggregate, for another command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
     ├── TooLarge          413     body or payload over its limit
     ├── Invalid           422     an id, payload field or parameter of the wrong shape
     ├── TooManyRequests   429     a per-client limit was reached
+    ├── Undecidable       500     the aggregate's history holds an event this writer cannot
+    │                             read (undecodable, or a type/schema it does not know): no
+    │                             retry helps until an operator acts; names the sequence
     ├── Unavailable       503     NATS, the writer or a projector cannot be reached
     └── Timeout           504     a read model did not reach `min_seq` in time
 
@@ -67,6 +71,14 @@ class Conflict(IronstarError):
     code = "conflict"
 
 
+class CommandIdReused(IronstarError):
+    code = "command_id_reused"
+
+
+class Undecidable(IronstarError):
+    code = "undecidable"
+
+
 class StaleVersion(IronstarError):
     code = "stale_version"
 
@@ -109,6 +121,8 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         RequestTimeout,
         RuleViolation,
         Conflict,
+        CommandIdReused,
+        Undecidable,
         StaleVersion,
         TooLarge,
         Invalid,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import msgspec
 
@@ -149,7 +149,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_capacity: int = 256
     sse_max_capacity: int = 10_000
     sse_keepalive_s: float = 15.0
-    sse_retry_ms: int = 2000
+    sse_retry_ms: Annotated[int, msgspec.Meta(ge=0)] = 2000  # an SSE `retry:` is digits only
     sse_inactive_s: float = 300.0
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8

@@ -15,37 +15,43 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.envelope import Envelope
+from common.subjects import valid_id
 from gateway import render as html
-from gateway.wire import frame
+from gateway.wire import fields
 
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
+Patch = list[tuple[str, str]]  # the `key value` data fields of one Datastar event
 
 
-def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> str:
-    """The data lines of one `datastar-patch-elements` event."""
+def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> Patch:
+    """The data fields of one `datastar-patch-elements` event (framed by `wire.fields`,
+    which gives every line of multi-line `elements` its key)."""
     assert mode in MODES, mode
-    lines = []
+    pairs = []
     if mode != "outer":
-        lines.append(f"mode {mode}")
+        pairs.append(("mode", mode))
     if selector is not None:
-        lines.append(f"selector {selector}")
-    lines.extend(f"elements {line}" for line in elements.split("\n") if elements)
-    return "\n".join(lines)
+        pairs.append(("selector", selector))
+    if elements:
+        pairs.append(("elements", elements))
+    return pairs
 
 
-def patch_signals(signals: Mapping[str, Any]) -> str:
-    return "signals " + json.dumps(signals, separators=(",", ":"), default=str)
+def patch_signals(signals: Mapping[str, Any]) -> Patch:
+    return [("signals", json.dumps(signals, separators=(",", ":"), default=str))]
 
 
-def _messages(patches: Iterable[str], signals: Mapping[str, Any], sequence: int | None) -> bytes:
-    out = [frame(p, event="datastar-patch-elements") for p in patches]
-    out.append(frame(patch_signals(signals), event="datastar-patch-signals", id=sequence))
+def _messages(patches: Iterable[Patch], signals: Mapping[str, Any], sequence: int | None) -> bytes:
+    out = [fields(p, event="datastar-patch-elements") for p in patches]
+    out.append(fields(patch_signals(signals), event="datastar-patch-signals", id=sequence))
     return b"".join(out)
 
 
-def _todo(event: Envelope) -> list[str]:
+def _todo(event: Envelope) -> list[Patch]:
+    if event.event_type not in _TODO_EVENTS:
+        return []  # a type this gateway does not know (a rolling upgrade): the log line only
     scope = f"#todos-{event.aggregate_id}"
-    todo = str(event.payload.get("todo_id", ""))
+    todo = valid_id(event.payload.get("todo_id", ""), "todo_id")  # it becomes a selector
     item = f"{scope} #todo-{todo}"
     match event.event_type:
         case "todo_added":
@@ -55,12 +61,15 @@ def _todo(event: Envelope) -> list[str]:
         case "todo_completed" | "todo_reopened":
             done = event.event_type == "todo_completed"
             return [patch_elements(html.todo_toggle(todo, done), f"{item} .toggle")]
-        case "todo_deleted":
-            return [patch_elements(selector=item, mode="remove")]
-    return []
+    return [patch_elements(selector=item, mode="remove")]  # todo_deleted
 
 
-def _user(event: Envelope) -> list[str]:
+_TODO_EVENTS = frozenset(
+    {"todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted"}
+)
+
+
+def _user(event: Envelope) -> list[Patch]:
     user = f"#user-{event.aggregate_id}"
     match event.event_type:
         case "user_registered":
@@ -77,7 +86,7 @@ def _user(event: Envelope) -> list[str]:
     return []
 
 
-def patches(sequence: int, event: Envelope) -> list[str]:
+def patches(sequence: int, event: Envelope) -> list[Patch]:
     """The element patches of one event: its fragment, then its line in the event log."""
     kind = {"todo_list": _todo, "user_profile": _user}.get(event.aggregate_type)
     changed = kind(event) if kind else []
@@ -95,13 +104,20 @@ def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
     return _messages(patches(sequence, event), signals, sequence)
 
 
+def render_skipped(sequence: int, reason: str) -> bytes:
+    """An event the feed could not show: a line in the event log, and `seq` moves past it
+    (its `id:`), so a client that resumes later does not meet it again."""
+    line = html.skipped_line(sequence, reason)
+    return _messages([patch_elements(line, "#events", "prepend")], {"seq": sequence}, sequence)
+
+
 def render_snapshot(sequence: int, state: Any) -> bytes:
     """A feed snapshot (`{topic: read-model state}`) as whole fragments, `id:` = `sequence`.
 
     The `snapshot` signal tells the page to reload what the snapshot does not hold (the
     items of a list when the feed follows every list).
     """
-    out = []
+    out: list[Patch] = []
     for topic, value in state.items():
         kind, _, ident = topic.partition(":")
         if value is None:

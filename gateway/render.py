@@ -15,8 +15,12 @@ from typing import Any
 
 
 def e(value: object) -> str:
-    """Escape text and attribute values (quotes included)."""
-    return escape(str(value), quote=True)
+    """Escape text and attribute values (quotes included).
+
+    A CR becomes the character reference `&#13;`: the HTML parser would turn a raw one
+    into LF, and the SSE framing would end a line there (the DOM keeps the reference's CR).
+    """
+    return escape(str(value), quote=True).replace("\r", "&#13;")
 
 
 def todo_toggle(todo_id: str, completed: bool) -> str:
@@ -90,3 +94,9 @@ def event_line(sequence: int, event_type: str, aggregate_type: str, aggregate_id
         f'<li id="ev-{sequence}"><code>#{sequence}</code> {e(event_type)} '
         f"<small>{e(aggregate_type)}:{e(aggregate_id)}</small></li>"
     )
+
+
+def skipped_line(sequence: int, reason: str) -> str:
+    """The event log's line for an event the feed skipped (it could not be decoded)."""
+    code = f"<code>#{sequence}</code>"
+    return f'<li id="ev-{sequence}" class="skipped">{code} skipped: {e(reason)}</li>'

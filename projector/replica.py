@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
-import msgspec
 import structlog
 
 from common import envelope as codec
@@ -65,13 +64,16 @@ class Replica:
 
 
 def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
-    """Envelopes of a batch, and a dead letter for each body that does not decode."""
+    """Envelopes of a batch, and a dead letter for each message that is not an envelope of
+    the aggregate whose subject it is on (the same check as the writer's and the feed's:
+    `common.envelope.decode_stored`)."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
     for sequence, subject, data in deliveries:
+        parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
         try:
-            events.append((sequence, codec.decode(data)))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            events.append((sequence, codec.decode_stored(data, *parts[-2:])))
+        except codec.Undecodable as exc:
             dead.append((sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
 

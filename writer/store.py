@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,7 +29,7 @@ from common import envelope as codec
 from common.envelope import Envelope
 from common.errors import Unavailable
 from common.subjects import Subjects
-from writer.handler import WrongExpectedSequence
+from writer.handler import WrongExpectedSequence, undecidable
 
 log = structlog.get_logger()
 
@@ -62,13 +63,15 @@ class JetStreamEventStore:
         subject = self.subjects.events(aggregate_type, aggregate_id)
         events: list[tuple[int, Envelope]] = []
         while True:
-            page = await self._read_page(subject, after + 1)
+            page = await self._read_page(subject, (aggregate_type, aggregate_id), after + 1)
             events.extend(page)
             if len(page) < READ_PAGE:
                 return events
             after = page[-1][0]
 
-    async def _read_page(self, subject: str, start: int) -> list[tuple[int, Envelope]]:
+    async def _read_page(
+        self, subject: str, key: tuple[str, str], start: int
+    ) -> list[tuple[int, Envelope]]:
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
         try:
@@ -83,7 +86,14 @@ class JetStreamEventStore:
                     if status not in ("204", "404"):
                         raise Unavailable(f"reading {subject} failed: {status} {headers}")
                     return page
-                page.append((int(headers["Nats-Sequence"]), codec.decode(msg.data)))
+                sequence = int(headers["Nats-Sequence"])
+                try:
+                    page.append((sequence, codec.decode_stored(msg.data, *key)))
+                except codec.Undecodable as exc:
+                    log.error(
+                        "event_unreadable", subject=subject, sequence=sequence, error=str(exc)
+                    )
+                    raise undecidable(*key, sequence, str(exc)) from None
                 if len(page) == READ_PAGE:
                     return page
         except NatsTimeout:
@@ -134,7 +144,7 @@ class JetStreamEventStore:
     async def _publish_batch(
         self, subject: str, bodies: list[bytes], msg_ids: Sequence[str], expected: int
     ) -> dict[str, Any]:
-        batch_id = msg_ids[0].replace(":", "-")[-64:]
+        batch_id = hashlib.blake2b(msg_ids[0].encode(), digest_size=16).hexdigest()  # ≤ 64
         last = len(bodies)
         for index, body in enumerate(bodies, start=1):
             headers = {

@@ -8,7 +8,7 @@ from datastar_py import ServerSentEventGenerator as Official
 
 from common.envelope import Envelope, Metadata
 from gateway import chart, datastar
-from gateway.wire import frame
+from gateway.wire import fields
 
 
 def _event(aggregate_type: str, aggregate_id: str, event_type: str, **payload: Any) -> Envelope:
@@ -125,13 +125,13 @@ def test_how_far_the_client_trails_rides_along_as_the_behind_signal():
 def test_the_wire_format_is_byte_for_byte_what_the_official_python_sdk_writes():
     item = '<li id="a">two\nlines</li>'
     ours = [
-        frame(datastar.patch_elements(item, "#l", "append"), event="datastar-patch-elements"),
-        frame(datastar.patch_elements(item), event="datastar-patch-elements"),
-        frame(
+        fields(datastar.patch_elements(item, "#l", "append"), event="datastar-patch-elements"),
+        fields(datastar.patch_elements(item), event="datastar-patch-elements"),
+        fields(
             datastar.patch_elements(selector="#l #a", mode="remove"),
             event="datastar-patch-elements",
         ),
-        frame(datastar.patch_signals({"seq": 3}), event="datastar-patch-signals", id=3),
+        fields(datastar.patch_signals({"seq": 3}), event="datastar-patch-signals", id=3),
     ]
     official = [
         Official.patch_elements(item, selector="#l", mode="append"),
