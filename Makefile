@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+ARGS   ?=
 
 .PHONY: run test lint bench clean
 
@@ -21,9 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed-run
 
+# IRONSTAR_* variables reach `ironstar up` (e.g. IRONSTAR_GATEWAY_PORT=8001 make run);
+# ARGS are its options (e.g. make run ARGS='--http-port 8001 --data-dir .ironstar-2').
 run: $(VENV)/.installed-run
 	@echo "make: starting ironstar (Ctrl-C stops everything)"
-	$(BIN)/ironstar up
+	$(BIN)/ironstar up $(ARGS)
 
 lint: $(VENV)/.installed-test
 	@echo "make: ruff and mypy"

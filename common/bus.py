@@ -52,7 +52,11 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
         if "authorization violation" in str(exc).lower():
             refused.set()
 
+    connected: list[Client] = []
+
     async def on_disconnected() -> None:
+        if connected and connected[0].is_closed:
+            return  # our own close(): not news
         log.warning("nats_disconnected")
 
     async def on_reconnected() -> None:
@@ -93,7 +97,8 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 )
             raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
         try:
-            return connecting.result()
+            connected.append(connecting.result())
+            return connected[0]
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
             if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None

@@ -26,8 +26,8 @@ from gateway.sse import EventsController
 
 @get("/healthz", tags=["health"])
 async def healthz() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
+    """The process is up; `service` tells `ironstar up` that a busy port is Ironstar's."""
+    return {"status": "ok", "service": "ironstar-gateway"}
 
 
 @get("/readyz", tags=["health"])

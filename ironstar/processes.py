@@ -38,9 +38,13 @@ def spawn(
     log: Path,
     ready_file: Path,
     name: str | None = None,
-    detach: bool = False,
+    keep_fds: tuple[int, ...] = (),
 ) -> Launch:
-    """Start `python -m ironstar <service>`; `detach` puts it in a session of its own."""
+    """Start `python -m ironstar <service>` in a session of its own.
+
+    Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
+    only the supervisor, which stops the services in order. `keep_fds` are inherited.
+    """
     ready_file.unlink(missing_ok=True)
     with open(log, "ab") as out:
         process = subprocess.Popen(
@@ -49,7 +53,8 @@ def spawn(
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
-            start_new_session=detach,
+            start_new_session=True,
+            pass_fds=keep_fds,
         )
     return Launch(name or service, process, ready_file, log)
 
@@ -111,11 +116,12 @@ def check_writable(directory: Path) -> None:
 
 
 def foreground(
-    start: Callable[[], str], exited: Callable[[], list[str]], stop: Callable[[], None]
+    start: Callable[[], str], check: Callable[[], str | None], stop: Callable[[], None]
 ) -> int:
     """Start, print the banner `start` returns, run until Ctrl-C or SIGTERM, then stop.
 
-    `exited` names the processes that ended on their own: any of them stops everything.
+    `check` runs every 0.2 s and supervises: it may restart what died, and returns a reason
+    to stop everything (printed) when it cannot.
     """
     stopping = False
 
@@ -129,9 +135,9 @@ def foreground(
         print(start())
         sys.stdout.flush()
         while not stopping:
-            dead = exited()
-            if dead:
-                print(f"ironstar: {', '.join(dead)} exited; stopping", file=sys.stderr)
+            reason = check()
+            if reason:
+                print(f"ironstar: {reason}; stopping everything", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         return 0
@@ -141,3 +147,14 @@ def foreground(
     finally:
         stop()
         print("ironstar: stopped")
+
+
+def exit_reason(name: str, process: subprocess.Popen[bytes], log: Path) -> str:
+    """`writer exited with 1: <last log line>`, or `... was killed by SIGKILL`."""
+    code = process.returncode
+    how = (
+        f"was killed by {signal.Signals(-code).name}"
+        if code is not None and code < 0
+        else f"exited with {code}"
+    )
+    return f"{name} {how} (last log line: {last_line(log)})"

@@ -2,7 +2,9 @@
 
 It asks NATS (stream and consumer info; a probe request to the writers' and projectors'
 queue groups, which answer without appending) and the gateway over HTTP (`/healthz`,
-`/readyz`). With `--data-dir` of a running `ironstar up` it finds both by itself.
+`/readyz`). It finds the stack as every CLI command does (ironstar/local.py): `--data-dir`
+of a running `ironstar up` or `ironstar cluster up`, else `IRONSTAR_NATS_URL`, else the
+stack in ./.ironstar or ./.ironstar-cluster.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,7 +26,8 @@ from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from ironstar import local
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, target
 
 PROBE_ID = "ironstar-status"
 _encode = msgspec.json.Encoder().encode
@@ -36,13 +38,16 @@ def add(commands: Any) -> None:
         "status",
         help="health of each service, stream size, consumers, projection lag",
         description="Ask NATS and the gateway how the system is.  Exit status 1 when "
-        "something is down.  Examples: ironstar status    ironstar status --json    "
-        "IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar status --url http://10.0.0.5:8000",
+        "something is down.",
+        **examples(
+            "ironstar status",
+            "ironstar status --json",
+            "ironstar status --data-dir .ironstar-cluster",
+            "IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar status --url http://10.0.0.5:8000",
+        ),
     )
-    status.add_argument(
-        "--data-dir", type=Path, default=Path(".ironstar"), help="of a running `ironstar up`"
-    )
-    status.add_argument("--url", default=None, help="gateway base URL (default from --data-dir)")
+    add_data_dir(status)
+    status.add_argument("--url", default=None, help="gateway base URL (default: the stack's)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run)
 
@@ -86,7 +91,8 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
                 **bus.credentials(nats),
             )
     except (OSError, TimeoutError, NoServersError, nats_client.errors.Error) as exc:
-        raise Unavailable(f"cannot reach NATS at {nats.url}: {exc or 'no answer in 4 s'}") from None
+        why = str(exc) or f"{type(exc).__name__}, no answer within 4 s"
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {why}") from None
     try:
         js = nc.jetstream()
         info = await js.stream_info(nats.stream)
@@ -146,13 +152,6 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
     }
 
 
-def _where(args: argparse.Namespace) -> tuple[NatsSettings, str]:
-    """NATS settings and gateway URL: from `up.json` in the data dir, else the environment."""
-    found = local.read(args.data_dir)
-    url = found["http_url"] if found else "http://127.0.0.1:8000"
-    return local.nats_settings(args.data_dir), (args.url or url).rstrip("/")
-
-
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -205,7 +204,15 @@ def report(state: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    nats, url = _where(args)
+    try:
+        stack = target(args)
+    except Unavailable as exc:
+        if args.json:
+            print(json.dumps({"nats": {"up": False, "reason": exc.message}}))
+        else:
+            print(f"nothing runs: {exc.message}")
+        return 1
+    nats, url = stack.nats, (args.url or stack.http_url).rstrip("/")
     try:
         state = asyncio.run(gather(nats))
     except (IronstarError, OSError, TimeoutError) as exc:
