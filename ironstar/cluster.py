@@ -32,8 +32,8 @@ from nats.errors import Error as NatsError
 from common import bus
 from common.settings import NatsSettings
 from ironstar import detached
-from ironstar.detached import KINDS
 from ironstar.datadir import DataDirLock
+from ironstar.detached import KINDS
 from ironstar.natsserver import NatsServer
 from ironstar.ports import busy_http, free_port, port_is_free
 from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, stop_all, wait_ready

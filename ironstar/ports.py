@@ -41,14 +41,23 @@ def serves_ironstar(url: str) -> bool:
     return isinstance(body, dict) and body.get("service") == GATEWAY_SERVICE
 
 
+def _listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def busy_http(host: str, port: int) -> str:
     """Why `host:port` cannot be the gateway's, and how to choose another port."""
     url = f"http://{host}:{port}"
-    who = (
-        f"an Ironstar gateway already serves {url}/ (see `ironstar status --url {url}`)"
-        if serves_ironstar(url)
-        else "another program listens there (not Ironstar)"
-    )
+    if serves_ironstar(url):
+        who = f"an Ironstar gateway already serves {url}/ (see `ironstar status --url {url}`)"
+    elif _listens(host, port):
+        who = "another program listens there (not Ironstar)"
+    else:
+        who = "a socket that does not listen holds it"
     other = port + 1
     return (
         f"HTTP port {host}:{port} is busy: {who}. Choose another port: "
