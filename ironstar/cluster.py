@@ -147,12 +147,13 @@ class Cluster:
         self.members[name] = Member(name, kind, url, env)
 
     def start(self, say: bool = True, timeout: float = 60.0) -> None:
+        if not self.members:
+            self.plan()  # chooses ports only; touches nothing in the data dir
         if self.lock.fd is None:  # before touching anything in the data dir
-            self.lock.acquire("ironstar cluster up", f"http://{self.http_host}:{self.http_port}")
+            command = "ironstar cluster up" + (" --detach" if self.detach else "")
+            self.lock.acquire(command, self.of("gateway")[0].url.rstrip("/"))
         check_writable(self.data_dir)
         self.logs.mkdir(exist_ok=True)
-        if not self.members:
-            self.plan()
         for member in self.of("nats"):
             self._start_nats(member)
         self.wait_jetstream(timeout)

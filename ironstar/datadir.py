@@ -83,6 +83,11 @@ def in_use(data_dir: Path) -> str:
     found = holder(data_dir) or {}
     pid, command, url = found.get("pid"), found.get("command", "ironstar"), found.get("http_url")
     where = f"{data_dir.resolve()}"
+    if "--detach" in command:
+        return (
+            f"data dir {where} is in use by a detached `ironstar cluster up` ({url}); "
+            f"`ironstar cluster down --data-dir {data_dir}` stops it"
+        )
     if isinstance(pid, int) and not _alive(pid):
         return (
             f"data dir {where} is still held by processes that `{command}` (pid {pid}, gone) "
