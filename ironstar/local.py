@@ -80,6 +80,7 @@ class Target:
     http_url: str
     source: str
     projector_dir: Path | None = None  # where its replicas' DuckDB files are, when known
+    data_dir: Path | None = None  # its data dir, when it runs on this machine
 
     def say(self) -> None:
         print(f"ironstar: using {self.source}", file=sys.stderr)
@@ -94,6 +95,7 @@ def _from_up(data_dir: Path, found: dict[str, Any], env: Mapping[str, str]) -> T
         f"`ironstar up` in {data_dir} (pid {found.get('pid')}): {found['nats_url']}, "
         f"{found['http_url']}",
         projector_dir(data_dir),
+        data_dir,
     )
 
 
@@ -112,6 +114,7 @@ def _from_cluster(data_dir: Path, env: Mapping[str, str]) -> Target | None:
         http,
         f"`ironstar cluster` in {data_dir}: {nats}, {http}",
         projector_dir(data_dir),
+        data_dir,
     )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import storage
 from common.settings import NatsSettings
 from ironstar import local
 from ironstar.datadir import DataDirLock
@@ -26,6 +27,7 @@ from ironstar.natsserver import NatsServer
 from ironstar.natsusers import ServiceUser, authorization, service_users
 from ironstar.ports import busy_http, free_port, port_is_free
 from ironstar.processes import (
+    STOP_GRACE_S,
     StartError,
     check_writable,
     exit_reason,
@@ -54,6 +56,7 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nats_users: dict[str, ServiceUser] = field(default_factory=dict)
     nats_restarts: list[float] = field(default_factory=list)
+    storage_full: bool = False
     lock: DataDirLock = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,7 @@ class Stack:
             "IRONSTAR_PROJECTOR_DATA_DIR": str(self.data_dir / "projector"),
             "IRONSTAR_GATEWAY_HOST": self.http_host,
             "IRONSTAR_GATEWAY_PORT": str(self.http_port),
+            "IRONSTAR_GATEWAY_STORAGE_PATHS": str((self.data_dir / "jetstream").resolve()),
             **self.extra_env,
         }
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
@@ -132,6 +136,7 @@ class Stack:
         for name, process in self.processes.items():
             if process.poll() is not None:
                 return exit_reason(name, process, self.logs / f"{name}.log")
+        self._watch_storage()
         nats = self.nats
         if nats is None or nats.process is None or nats.process.poll() is None:
             return None
@@ -149,6 +154,26 @@ class Stack:
             return f"{why}; it did not start again: {exc}"
         print("ironstar: nats-server running again; the services reconnect", flush=True)
         return None
+
+    def _watch_storage(self) -> None:
+        """Say when the data dir's disk fills; once space returns, restart nats-server, whose
+        file store stays broken after a failed write (it would never ack again)."""
+        why = storage.shortage([str(self.data_dir)], self.storage_full)
+        if why is not None and not self.storage_full:
+            print(
+                f"ironstar: storage exhausted: {why}; commands get 503 storage_full, reads go "
+                "on; everything resumes by itself once space is freed",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif why is None and self.storage_full and self.nats is not None:
+            print("ironstar: space available again; restarting nats-server", flush=True)
+            self.nats.stop(timeout=STOP_GRACE_S)
+            try:
+                self.nats.start(log=self.logs / "nats-server.log")
+            except RuntimeError as exc:  # the next check reports it as a dead nats-server
+                print(f"ironstar: nats-server did not start again: {exc}", file=sys.stderr)
+        self.storage_full = why is not None
 
     def stop(self) -> None:
         stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])

@@ -21,7 +21,7 @@ import msgspec
 import nats as nats_client
 from nats.errors import NoServersError
 
-from common import bus
+from common import bus, storage
 from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
@@ -146,18 +146,11 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
             "up": projector["up"],
             "at": projector.get("sequence"),
             "lag": None if projector.get("sequence") is None else last - projector["sequence"],
+            **{k: projector[k] for k in ("storage_exhausted",) if k in projector},
             **({"reason": projector["reason"]} if "reason" in projector else {}),
         },
         "consumers": readers,
     }
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def report(state: dict[str, Any]) -> list[str]:
@@ -170,7 +163,7 @@ def report(state: dict[str, Any]) -> list[str]:
     if stream:
         lines.append(
             f"  stream     {stream['name']}: {stream['events']:,} events, "
-            f"{_size(stream['bytes'])}, "
+            f"{storage.size(stream['bytes'])}, "
             f"sequences {stream['first_sequence']}..{stream['last_sequence']}, "
             f"{stream['consumers']} consumers"
         )
@@ -184,12 +177,24 @@ def report(state: dict[str, Any]) -> list[str]:
         lines.append(
             f"projector    {mark[p['up']]}  "
             + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
+            + (
+                f"; STORAGE EXHAUSTED: {p['storage_exhausted']}"
+                if p.get("storage_exhausted")
+                else ""
+            )
         )
     ready = gateway.get("http") == 200
     detail = gateway.get("reason") or gateway.get("http")
     lines.append(
         f"gateway      {mark[ready]}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
     )
+    disk = state.get("storage")
+    if disk:
+        lines.append(
+            f"disk         {'FULL' if disk['full'] else 'ok  '}  "
+            f"{storage.size(disk['free_bytes'])} free in {disk['path']}"
+            + ("; commands are refused until space is freed, reads go on" if disk["full"] else "")
+        )
     readers = state.get("consumers") or []
     sse = [c for c in readers if c["kind"] == "sse"]
     for c in readers:
@@ -219,8 +224,13 @@ def run(args: argparse.Namespace) -> int:
         reason = exc.message if isinstance(exc, IronstarError) else str(exc) or type(exc).__name__
         state = {"nats": {"url": nats.url, "up": False, "reason": reason}}
     state["gateway"] = {"url": url, **_http(f"{url}/readyz")}
+    if stack.data_dir is not None:
+        why = storage.shortage([str(stack.data_dir)])
+        free = storage.free_bytes(stack.data_dir)
+        state["storage"] = {"path": str(stack.data_dir), "free_bytes": free, "full": bool(why)}
     healthy = (
-        state["nats"]["up"]
+        not state.get("storage", {}).get("full")
+        and state["nats"]["up"]
         and state.get("writer", {}).get("up")
         and state.get("projector", {}).get("up")
         and state["gateway"].get("http") == 200
