@@ -30,6 +30,7 @@ class Launch:
     process: subprocess.Popen[bytes]
     ready_file: Path
     log: Path
+    offset: int = 0  # the log's size at the start: what this run wrote comes after it
 
 
 def spawn(
@@ -46,6 +47,7 @@ def spawn(
     only the supervisor, which stops the services in order. `keep_fds` are inherited.
     """
     ready_file.unlink(missing_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready_file)],
@@ -56,7 +58,7 @@ def spawn(
             start_new_session=True,
             pass_fds=keep_fds,
         )
-    return Launch(name or service, process, ready_file, log)
+    return Launch(name or service, process, ready_file, log, offset)
 
 
 def wait_ready(
@@ -74,7 +76,7 @@ def wait_ready(
             elif launch.process.poll() is not None:
                 raise StartError(
                     f"{launch.name} exited with {launch.process.returncode}: "
-                    f"{last_line(launch.log)}"
+                    f"{last_line(launch.log, launch.offset)}"
                 )
         if pending and time.monotonic() > deadline:
             names = ", ".join(launch.name for launch in pending)
@@ -97,11 +99,15 @@ def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE
             process.wait()
 
 
-def last_line(path: Path) -> str:
+def last_line(path: Path, offset: int = 0) -> str:
+    """The last line written to the log after `offset` (not an old run's)."""
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        with open(path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][-400:] if lines else "(no output)"
 
 

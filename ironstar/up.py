@@ -73,6 +73,9 @@ class Stack:
     def start(self, say: bool = True, timeout: float = 30.0) -> None:
         self.lock.acquire("ironstar up", self.http_url)  # before touching anything in it
         check_writable(self.data_dir)
+        full = storage.shortage([str(self.data_dir)])
+        if full is not None:
+            raise StartError(f"{full}: too little to start on; free some space first")
         if not port_is_free(self.http_host, self.http_port):
             raise StartError(busy_http(self.http_host, self.http_port))
         port = self.nats_port or free_port()

@@ -185,8 +185,9 @@ def report(state: dict[str, Any]) -> list[str]:
         )
     ready = gateway.get("http") == 200
     detail = gateway.get("reason") or gateway.get("http")
+    state_mark = "FULL" if gateway.get("status") == "storage_exhausted" else mark[ready]
     lines.append(
-        f"gateway      {mark[ready]}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
+        f"gateway      {state_mark}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
     )
     disk = state.get("storage")
     if disk:
