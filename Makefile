@@ -7,7 +7,7 @@ ARGS   ?=
 .PHONY: run test lint bench clean
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ironstar needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Ironstar needs Python 3.11 or newer, but $(PYTHON) is Python {v[0]}.{v[1]}.{v[2]} ({sys.executable}); give a newer one, e.g. make run PYTHON=python3.12")'
 	@echo "make: creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -8,6 +8,7 @@ from typing import Any
 
 from common.errors import Invalid
 from common.settings import AuthSettings
+from common.tokens import MAKE_SECRET
 from ironstar.commands import examples
 
 SCOPES = (
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     check = verifier(AuthSettings.from_env())
     if check is None:
         raise Invalid(
-            "no IRONSTAR_AUTH_SECRET or IRONSTAR_AUTH_SECRET_FILE is set: make one with "
-            "`ironstar token --new-secret` and give the same one to the gateway"
+            f"no IRONSTAR_AUTH_SECRET or IRONSTAR_AUTH_SECRET_FILE is set: {MAKE_SECRET}, "
+            "and give the same one to the gateway"
         )
     if args.ttl <= 0:
         raise Invalid("--ttl must be positive: a token needs a lifetime")
