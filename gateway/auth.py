@@ -54,9 +54,7 @@ def verifier(settings: AuthSettings) -> Verifier | None:
     if not secret:
         return None
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise Invalid(
-            f"the auth secret must be at least {MIN_SECRET_BYTES} bytes; {MAKE_SECRET}"
-        )
+        raise Invalid(f"the auth secret must be at least {MIN_SECRET_BYTES} bytes; {MAKE_SECRET}")
     return Verifier(secret.encode(), settings.issuer, settings.audience, settings.leeway_s)
 
 

@@ -14,7 +14,7 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ironstar.commands import examples
@@ -94,16 +94,26 @@ def _register(user: tuple[str, str, str]) -> Command:
     )
 
 
-def script(rng: random.Random) -> Iterator[Command]:
+Lists = dict[str, dict[str, tuple[str, bool]]]  # list id → todo id → (text, completed)
+
+
+def script(
+    rng: random.Random, lists: Lists | None = None, registered: Iterable[str] = ()
+) -> Iterator[Command]:
     """An endless, plausible sequence of (aggregate type, id, command, payload).
 
     A list never holds the same text twice; people join one by one and sometimes change
-    their name to another real form of it.
+    their name to another real form of it. `lists` and `registered` are what a stack
+    already holds (a demo run again on the same data goes on from there).
     """
-    todos: dict[str, dict[str, tuple[str, bool]]] = {name: {} for name in LISTS}
-    joined = list(PEOPLE[:FIRST_USERS])
-    for user in joined:
-        yield _register(user)
+    todos: Lists = {name: dict((lists or {}).get(name, {})) for name in LISTS}
+    known = set(registered)
+    joined = [p for p in PEOPLE if p[0] in known]
+    for user in PEOPLE[:FIRST_USERS]:
+        if user[0] not in known:
+            joined.append(user)
+            yield _register(user)
+    run = f"{rng.randrange(16**4):04x}"  # todo ids of this run, apart from an earlier run's
     n = 0
     while True:
         n += 1
@@ -113,7 +123,7 @@ def script(rng: random.Random) -> Iterator[Command]:
         fresh = [text for text in THINGS[list_id] if text not in used]
         roll = rng.random()
         if fresh and (roll < 0.4 or len(items) < 2):
-            todo_id = f"t{n}"
+            todo_id = f"{run}-{n}"
             text = rng.choice(fresh)
             items[todo_id] = (text, False)
             yield "todo_list", list_id, "add_todo", {"todo_id": todo_id, "text": text}
@@ -137,7 +147,7 @@ def script(rng: random.Random) -> Iterator[Command]:
             todos[list_id] = {k: v for k, v in items.items() if not v[1]}
             yield "todo_list", list_id, "clear_completed", {}
         elif roll < 0.95 and len(joined) < len(PEOPLE):
-            joined.append(PEOPLE[len(joined)])
+            joined.append(next(p for p in PEOPLE if p not in joined))
             yield _register(joined[-1])
         else:
             user_id, name, other = rng.choice(joined)
@@ -178,13 +188,44 @@ def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
     return answer
 
 
+def _get(url: str) -> dict[str, Any] | None:
+    """A read model's answer, or None when it holds nothing there (404)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return _json(url, reply.status, reply.headers, reply.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        return _json(url, exc.code, exc.headers, exc.read() or b"{}")
+
+
+def _current(url: str) -> tuple[Lists, list[str]]:
+    """The demo's lists and people as the stack holds them now."""
+    lists: Lists = {}
+    for list_id in LISTS:
+        found = _get(f"{url}/api/todo-lists/{list_id}") or {}
+        items = (found.get("result") or {}).get("items") or []
+        lists[list_id] = {i["todo_id"]: (i["text"], bool(i["completed"])) for i in items}
+    registered = [p[0] for p in PEOPLE if _get(f"{url}/api/users/{p[0]}") is not None]
+    return lists, registered
+
+
 def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool = False) -> int:
     """Send commands at `rate` per second; returns how many were accepted."""
     rng = random.Random(seed)
     url = url.rstrip("/")
     started = time.monotonic()
     accepted = rejected = 0
-    for i, command in enumerate(script(rng)):
+    try:
+        lists, registered = _current(url)
+    except NotIronstar as exc:
+        print(f"ironstar demo: {exc}")
+        return 0
+    except (urllib.error.URLError, OSError) as exc:
+        if not quiet:
+            print(f"ironstar demo: cannot reach {url}: {getattr(exc, 'reason', exc)}")
+        return 0
+    for i, command in enumerate(script(rng, lists, registered)):
         if duration and time.monotonic() - started >= duration:
             break
         try:

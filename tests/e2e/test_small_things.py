@@ -7,10 +7,12 @@ import re
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ironstar.commands.demo import LISTS, script
 from tests.support.processes import run_cli
+from tests.support.stack import Stack
 from tests.support.up import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -82,3 +84,17 @@ def test_demo_traffic_looks_like_people_using_todo_lists() -> None:
     registered = [c for c in commands if c[2] == "register_user"]
     assert len(registered) > 3, "nobody new joins while the demo runs"
     assert len({c[1] for c in registered}) == len(registered)
+
+
+def test_demo_run_again_on_the_same_stack_goes_on_from_what_is_there(stack: Stack) -> None:
+    for _ in range(2):
+        done = run_cli(stack.env, "demo", "--url", stack.url, "--rate", "60", "--duration", "2")
+        assert done.returncode == 0 and "commands accepted" in done.stdout, done.stdout
+    for list_id in LISTS:
+        items = httpx.get(f"{stack.url}/api/todo-lists/{list_id}", timeout=10).json()
+        texts = [i["text"].split(" (")[0] for i in items["result"]["items"]]
+        assert len(texts) == len(set(texts)), f"{list_id} repeats itself: {texts}"
+    seeded = script(random.Random(1), {"groceries": {"t1": ("Milk", False)}}, ["ada", "grace"])
+    first = [c for _, c in zip(range(500), seeded, strict=False)]
+    assert [c[1] for c in first if c[2] == "register_user"][:1] == ["alan"]
+    assert not any(c[2] == "add_todo" and c[3]["todo_id"] == "t1" for c in first)
