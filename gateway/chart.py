@@ -43,10 +43,9 @@ def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15, now: datetime | 
     for row in rows:
         counts[_minute(row["minute"])][row["event_type"]] = int(row["events"])
     if not counts:
-        return (
-            '<svg class="chart" role="img" viewBox="0 0 600 60" aria-label="No events yet">'
-            '<text x="300" y="35" text-anchor="middle">No events yet: send a command, '
-            'or run <tspan font-family="monospace">ironstar demo</tspan></text></svg>'
+        return (  # text, not SVG: it wraps at any width
+            '<p class="chart chart-empty">No events yet: send a command, '
+            "or run <code>ironstar demo</code></p>"
         )
     latest = max(counts)
     current = _minute(now or datetime.now(UTC))
