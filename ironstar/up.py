@@ -211,7 +211,7 @@ def banner(stack: Stack) -> str:
     cli = cli_command()
     where = "" if data == local.DEFAULT_DATA_DIR.resolve() else f" --data-dir {stack.data_dir}"
     activate = (
-        f"   (or `source {Path(cli).parent.parent}/bin/activate`, then `ironstar ...`)"
+        f"  (or `source {Path(cli).parent}/activate` once, then `ironstar ...`)"
         if cli != "ironstar"
         else ""
     )
@@ -222,7 +222,8 @@ def banner(stack: Stack) -> str:
             f"  HTTP API   {http}/schema (OpenAPI)   metrics {http}/metrics",
             f"  NATS       {stack.nats.url}   (operator credentials in {data / 'up.json'})",
             f"  data       {data}",
-            f"  try        {cli} status{where}    {cli} demo{where}{activate}",
+            f"  try        {cli} status{where}{activate}",
+            f"             {cli} demo{where}",
             "",
             "ironstar: running; Ctrl-C stops everything",
         )

@@ -179,4 +179,6 @@ def test_the_banner_says_exactly_what_to_type(two: tuple[Up, Up]) -> None:
     runnable = (ROOT / command).exists() or Path(command).is_absolute() or command == "ironstar"
     assert runnable, line
     if command != "ironstar":
-        assert "source " in line and "/bin/activate" in line
+        assert f"`source {Path(command).parent}/activate` once" in line
+        assert (ROOT / Path(command).parent / "activate").exists() or Path(command).is_absolute()
+    assert f"{command} demo" in a.output()
