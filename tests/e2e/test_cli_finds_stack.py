@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ironstar.ports import free_port
@@ -43,11 +42,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, Up]]:
     try:
         a.ready(), b.ready()
         for up, list_id in ((a, "only-in-a"), (b, "only-in-b")):
-            reply = httpx.post(
-                f"{up.url}/api/commands/todo_list/{list_id}",
-                json={"type": "add_todo", "payload": {"todo_id": "x", "text": list_id}},
-                timeout=15,
-            )
+            reply = up.add_todo(list_id, "x")
             assert reply.status_code == 200, reply.text
         yield a, b
     finally:
@@ -68,7 +63,7 @@ def test_query_snapshot_and_rebuild_take_data_dir_and_say_which_stack(
 ) -> None:
     _, b = two
     where = ("--data-dir", str(b.data_dir))
-    sql = "SELECT text FROM todos"
+    sql = "SELECT list_id FROM todos"
     done = cli(tmp_path, "query", *where, "--min-seq", "1", sql)
     assert "only-in-b" in _texts(done) and "only-in-a" not in done.stdout
     assert f"ironstar: using `ironstar up` in {b.data_dir}" in done.stderr
@@ -96,11 +91,11 @@ def test_explicit_nats_url_wins_over_the_stack_found_in_the_working_directory(
         "IRONSTAR_NATS_USER": str(found["nats_user"]),
         "IRONSTAR_NATS_PASSWORD": str(found["nats_password"]),
     }
-    done = cli(here, "query", "--min-seq", "1", "SELECT text FROM todos", **explicit)
+    done = cli(here, "query", "--min-seq", "1", "SELECT list_id FROM todos", **explicit)
     assert "only-in-b" in _texts(done) and "only-in-a" not in done.stdout
     assert f"using IRONSTAR_NATS_URL={found['nats_url']}" in done.stderr
 
-    mine = cli(here, "query", "--min-seq", "1", "SELECT text FROM todos")
+    mine = cli(here, "query", "--min-seq", "1", "SELECT list_id FROM todos")
     assert "only-in-a" in _texts(mine) and "using `ironstar up` in .ironstar" in mine.stderr
     # The URL alone of the local stack (as `export IRONSTAR_NATS_URL=...` gives it): its
     # operator credentials come from ./.ironstar/up.json.
@@ -154,12 +149,7 @@ def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(
     up = Up(data, free_port(), tmp_path / "up.log").start()
     try:
         up.ready()
-        reply = httpx.post(
-            f"{up.url}/api/commands/todo_list/kept",
-            json={"type": "add_todo", "payload": {"todo_id": "x", "text": "kept"}},
-            timeout=15,
-        )
-        assert reply.status_code == 200
+        assert up.add_todo("kept", "x").status_code == 200
         until_applied = cli(tmp_path, "query", "--min-seq", "1", "SELECT 1")
         assert until_applied.returncode == 0, until_applied.stderr
     finally:
@@ -168,7 +158,7 @@ def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(
     done = cli(tmp_path, "snapshot", "--output", str(copy))
     assert "snapshot at sequence 1" in _texts(done), done.stderr
     assert f"copying {Path('.ironstar/projector/projector-1.duckdb')}" in done.stderr
-    assert "kept" in _texts(cli(tmp_path, "query", "--file", str(copy), "SELECT text FROM todos"))
+    assert "Buy x" in _texts(cli(tmp_path, "query", "--file", str(copy), "SELECT text FROM todos"))
 
 
 def test_the_banner_says_exactly_what_to_type(two: tuple[Up, Up]) -> None:

@@ -48,14 +48,6 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
-def _add(url: str, list_id: str, todo_id: str) -> httpx.Response:
-    return httpx.post(
-        f"{url}/api/commands/todo_list/{list_id}",
-        json={"type": "add_todo", "payload": {"todo_id": todo_id, "text": f"Buy {todo_id}"}},
-        timeout=15,
-    )
-
-
 def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_recovers(
     small_disk: Path, tmp_path: Path
 ) -> None:
@@ -65,11 +57,11 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         up.ready()
         acknowledged = [f"before{i}" for i in range(5)]
         for todo in acknowledged:
-            assert _add(up.url, "disk", todo).status_code == 200
+            assert up.add_todo("disk", todo).status_code == 200
         filler = _fill(small_disk)
 
         started = time.monotonic()
-        refused = _add(up.url, "disk", "during")
+        refused = up.add_todo("disk", "during")
         assert time.monotonic() - started < 3, "the command waited for an append that cannot be"
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "storage_full"
@@ -90,7 +82,7 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         filler.unlink()
 
         def accepted() -> bool:
-            return _add(up.url, "disk", f"after{time.monotonic_ns()}").status_code == 200
+            return up.add_todo("disk", f"after{time.monotonic_ns()}").status_code == 200
 
         until(accepted, 30, up.output)
         until(lambda: "space available again" in up.output(), 10, up.output)

@@ -41,20 +41,12 @@ def make_up(tmp_path: Path) -> Iterator[MakeUp]:
             up.kill()
 
 
-def _todo(url: str, list_id: str, todo_id: str) -> httpx.Response:
-    return httpx.post(
-        f"{url}/api/commands/todo_list/{list_id}",
-        json={"type": "add_todo", "payload": {"todo_id": todo_id, "text": f"Buy {todo_id}"}},
-        timeout=15,
-    )
-
-
 def test_a_stack_stopped_with_an_sse_client_attached_starts_again_at_once_on_its_port(
     make_up: MakeUp, tmp_path: Path
 ) -> None:
     data, port = tmp_path / "data", free_port()
     first = make_up(data, port).ready()
-    assert _todo(first.url, "groceries", "milk").status_code == 200
+    assert first.add_todo("groceries", "milk").status_code == 200
     # An SSE client attached when the stack stops, that keeps its socket open (as a browser
     # tab does): the server closes the connection first, so its end of it stays bound to the
     # port (FIN_WAIT2, then TIME_WAIT) for about a minute after the stack has gone.
@@ -147,7 +139,7 @@ def test_up_restarts_its_nats_server_after_kill_9_and_loses_nothing_acknowledged
     up = make_up(tmp_path / "data", free_port()).ready()
     acknowledged = [f"before{i}" for i in range(5)]
     for todo in acknowledged:
-        assert _todo(up.url, "kill9", todo).status_code == 200
+        assert up.add_todo("kill9", todo).status_code == 200
     nats = up.nats_pid()
     assert nats is not None
     subprocess.run(["kill", "-9", str(nats)], check=True)
@@ -161,7 +153,7 @@ def test_up_restarts_its_nats_server_after_kill_9_and_loses_nothing_acknowledged
     until(restarted, 20, up.output)
 
     def accepted() -> bool:
-        return _todo(up.url, "kill9", f"after{time.monotonic_ns()}").status_code == 200
+        return up.add_todo("kill9", f"after{time.monotonic_ns()}").status_code == 200
 
     until(accepted, 30, up.output)
     todos = httpx.get(f"{up.url}/api/todo-lists/kill9", timeout=10).json()["result"]["items"]
@@ -200,7 +192,7 @@ def test_ctrl_c_stops_the_services_before_nats_and_logs_no_failed_shutdown(
 ) -> None:
     data = tmp_path / "data"
     up = make_up(data, free_port()).ready()
-    assert _todo(up.url, "shutdown", "bread").status_code == 200
+    assert up.add_todo("shutdown", "bread").status_code == 200
     with httpx.stream("GET", f"{up.url}/api/events?last_event_id=0", timeout=30) as feed:
         lines = feed.iter_lines()
         until(lambda: next(lines).startswith("id:"), 20, lambda: "no SSE frame")

@@ -81,6 +81,14 @@ class Up:
         until(serving, timeout, lambda: self.output()[-3000:])
         return self
 
+    def add_todo(self, list_id: str, todo_id: str) -> httpx.Response:
+        """POST an `add_todo` (text `Buy <todo_id>`) to this stack's gateway."""
+        return httpx.post(
+            f"{self.url}/api/commands/todo_list/{list_id}",
+            json={"type": "add_todo", "payload": {"todo_id": todo_id, "text": f"Buy {todo_id}"}},
+            timeout=15,
+        )
+
     def address(self) -> dict[str, object]:
         found: dict[str, object] = json.loads((self.data_dir / "up.json").read_text())
         return found
