@@ -245,7 +245,10 @@ class Cluster:
     def exited(self) -> list[str]:
         return [m.name for m in self.members.values() if not m.running()]
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop every member, services before NATS; False when nothing had started."""
+        if self.lock.fd is None and not any(m.running() for m in self.members.values()):
+            return False
         for kind in reversed(KINDS):
             handles = [m.process for m in self.of(kind) if m.process is not None]
             stop_all(handles)
@@ -255,10 +258,7 @@ class Cluster:
         if self.lock.fd is not None:
             (self.data_dir / detached.STATE_FILE).unlink(missing_ok=True)
             self.lock.release()
-
-    def leave(self) -> None:
-        """Detach: the members run on, holding the data dir's lock; this process lets go."""
-        self.lock.release()
+        return True
 
     def banner(self) -> str:
         lines = [f"ironstar: cluster data in {self.data_dir.resolve()} (logs in {self.logs})"]

@@ -96,8 +96,9 @@ def in_use(data_dir: Path) -> str:
     return (
         f"data dir {where} is in use by `{command}` (pid {pid}"
         + (f", {url}" if url else "")
-        + "); one stack per data dir: stop that one, or start another with "
-        "--data-dir DIR --http-port N"
+        + "); one stack per data dir: stop that one, or start another beside it with its own "
+        "data dir and port: `make run ARGS='--data-dir .ironstar-2 --http-port 8001'` "
+        "(ironstar up --data-dir .ironstar-2 --http-port 8001)"
     )
 
 

@@ -122,10 +122,11 @@ def check_writable(directory: Path) -> None:
 
 
 def foreground(
-    start: Callable[[], str], check: Callable[[], str | None], stop: Callable[[], None]
+    start: Callable[[], str], check: Callable[[], str | None], stop: Callable[[], bool]
 ) -> int:
     """Start, print the banner `start` returns, run until Ctrl-C or SIGTERM, then stop.
 
+    `stop` returns whether there was anything to stop (a start refused at once has none).
     `check` runs every 0.2 s and supervises: it may restart what died, and returns a reason
     to stop everything (printed) when it cannot.
     """
@@ -151,8 +152,8 @@ def foreground(
         print(f"ironstar: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop()
-        print("ironstar: stopped")
+        if stop():
+            print("ironstar: stopped")
 
 
 def exit_reason(name: str, process: subprocess.Popen[bytes], log: Path) -> str:

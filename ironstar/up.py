@@ -178,13 +178,16 @@ class Stack:
                 print(f"ironstar: nats-server did not start again: {exc}", file=sys.stderr)
         self.storage_full = why is not None
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop what runs, services first; False when nothing had started."""
+        if self.lock.fd is None:  # refused before it started anything: nothing is ours
+            return False
         stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
             self.nats.stop(timeout=2.0)
-        if self.lock.fd is not None:  # only the stack that holds the data dir cleans it up
-            local.forget(self.data_dir)
-            self.lock.release()
+        local.forget(self.data_dir)  # only the stack that holds the data dir cleans it up
+        self.lock.release()
+        return True
 
 
 def _say_ready(service: str, detail: str) -> None:

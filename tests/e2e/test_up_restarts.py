@@ -102,6 +102,8 @@ def test_a_second_up_on_the_same_data_dir_is_refused_naming_the_first_and_touchi
     said = second.output()
     assert f"is in use by `ironstar up` (pid {pid}, {first.url})" in said, said
     assert "nats-server" not in said.split("is in use")[0]  # refused before starting anything
+    assert "ironstar: stopped" not in said  # it stopped nothing: nothing was its own
+    assert "make run ARGS='--data-dir .ironstar-2 --http-port 8001'" in said
     for name, content in files.items():
         assert (data / name).read_bytes() == content, f"{name} was rewritten"
         assert (data / name).stat().st_mtime_ns == stamps[name], f"{name} was touched"
