@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -203,5 +206,14 @@ def test_ctrl_c_stops_the_services_before_nats_and_logs_no_failed_shutdown(
         text = log.read_text(errors="replace")
         assert "Application shutdown failed" not in text, f"{log.name}: {text[-2000:]}"
         assert "Traceback" not in text, f"{log.name}: {text[-2000:]}"
+    # In order: nats-server begins to shut down only after every service has finished.
+    nats_log = (data / "logs" / "nats-server.log").read_text()
+    stamp = re.search(r"\] (\S+ \S+) \[INF\] Initiating Shutdown", nats_log)
+    assert stamp is not None, nats_log[-2000:]
+    nats_down = datetime.strptime(stamp.group(1), "%Y/%m/%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    for service in ("gateway", "projector", "writer"):
+        lines = (data / "logs" / f"{service}.log").read_text().splitlines()
+        last = json.loads(lines[-1])["timestamp"]
+        assert datetime.fromisoformat(last) <= nats_down, f"{service} logged after NATS went"
     assert "ironstar: stopped" in up.output()
     assert not (data / "up.json").exists()
