@@ -111,10 +111,12 @@ class Cluster:
                 monitor_port=free_port(),
             )
             self.members[name] = Member(name, "nats", server.url, nats=server)
+        stores = [str((self.data_dir / m.name).resolve()) for m in self.of("nats")]
         base = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats_url,
             "IRONSTAR_NATS_REPLICAS": str(min(self.nats, 3)),
+            "IRONSTAR_GATEWAY_STORAGE_PATHS": ",".join(stores),
             **self.extra_env,
         }
         for index in range(self.writers):
