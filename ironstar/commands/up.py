@@ -24,18 +24,12 @@ def add(commands: Any) -> None:
             "make run ARGS='--http-port 8001 --data-dir .ironstar-2'",
         ),
     )
-    gateway = GatewaySettings.from_env()
     up.add_argument("--data-dir", type=Path, default=Path(".ironstar"), help="default: ./.ironstar")
     up.add_argument(
-        "--http-host",
-        default=gateway.host,
-        help=f"default: IRONSTAR_GATEWAY_HOST, else 127.0.0.1 (now {gateway.host})",
+        "--http-host", default=None, help="default: IRONSTAR_GATEWAY_HOST, else 127.0.0.1"
     )
     up.add_argument(
-        "--http-port",
-        type=int,
-        default=gateway.port,
-        help=f"default: IRONSTAR_GATEWAY_PORT, else 8000 (now {gateway.port})",
+        "--http-port", type=int, default=None, help="default: IRONSTAR_GATEWAY_PORT, else 8000"
     )
     up.add_argument("--nats-port", type=int, default=0, help="default: a free port")
     up.add_argument(
@@ -54,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from ironstar.commands.demo import feed
     from ironstar.up import Stack, up
 
-    stack = Stack(args.data_dir, args.http_host, args.http_port, args.nats_port)
+    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
+    host = args.http_host or gateway.host
+    port = gateway.port if args.http_port is None else args.http_port
+    stack = Stack(args.data_dir, host, port, args.nats_port)
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
