@@ -105,6 +105,16 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
             await asyncio.sleep(0.2)
 
 
+async def goodbye(nc: Client) -> None:
+    """Drain at shutdown, or just close when NATS is already gone (reconnecting or closed):
+    a server that went first leaves nothing to flush, and is no reason to fail a clean stop."""
+    try:
+        await nc.drain()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as exc:
+        log.warning("nats_gone_at_shutdown", error=type(exc).__name__)
+        await nc.close()
+
+
 def credentials(settings: NatsSettings) -> dict[str, Any]:
     """nats.connect options for user/password or a creds file, and TLS when configured."""
     options: dict[str, Any] = {}

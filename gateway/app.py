@@ -76,7 +76,7 @@ def create_app(
         try:
             yield
         finally:
-            await nc.drain()
+            await bus.goodbye(nc)
 
     def provide_backend(state: State) -> Backend:
         backend: Backend = state.backend

@@ -75,7 +75,7 @@ async def serve(
         log.error("projection_halted", error=str(exc), sequence=replica.model.checkpoint)
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
-        await nc.drain()
+        await bus.goodbye(nc)
         replica.model.close()
 
 

@@ -190,6 +190,10 @@ def test_up_stops_everything_saying_why_when_nats_server_keeps_dying(
     assert "nats-server was killed by SIGKILL" in said
     assert "it died 4 times within 60 s; stopping everything" in said, said
     assert not (tmp_path / "data" / "up.json").exists()
+    for service in ("gateway", "projector", "writer"):  # NATS was gone before they stopped
+        text = (tmp_path / "data" / "logs" / f"{service}.log").read_text()
+        assert "Application shutdown failed" not in text, text[-3000:]
+        assert "Traceback" not in text, f"{service}: {text[-3000:]}"
 
 
 def test_ctrl_c_stops_the_services_before_nats_and_logs_no_failed_shutdown(
