@@ -45,11 +45,14 @@ class DataDirLock:
         except BlockingIOError:
             os.close(fd)
             raise StartError(in_use(self.data_dir)) from None
-        os.ftruncate(fd, 0)
-        os.write(
-            fd, json.dumps({"pid": os.getpid(), "command": command, "http_url": http_url}).encode()
-        )
         self.fd = fd
+        note = {"pid": os.getpid(), "command": command, "http_url": http_url}
+        try:  # who holds it, for the line that refuses a second stack
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(note).encode())
+        except OSError as exc:
+            self.release()
+            raise StartError(f"cannot write to data dir {self.data_dir}: {exc.strerror}") from None
 
     def release(self) -> None:
         if self.fd is not None:

@@ -136,3 +136,19 @@ def test_a_projector_whose_disk_fills_keeps_answering_says_why_and_catches_up_af
         assert projector.process is not None and projector.process.poll() is None
     finally:
         stack.stop()
+
+
+def test_starting_on_a_full_disk_says_so_instead_of_quoting_an_old_log_line(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    data = small_disk / "data"
+    (data / "logs").mkdir(parents=True)
+    (data / "logs" / "writer.log").write_text('{"event": "an old line from last week"}\n')
+    filler = _fill(small_disk)
+    up = Up(data, free_port(), tmp_path / "up.log").start()
+    assert up.wait(30) == 1
+    said = up.output()
+    assert "too little to start on" in said or "No space left on device" in said, said
+    assert "an old line from last week" not in said
+    assert "Traceback" not in said, said
+    filler.unlink()
