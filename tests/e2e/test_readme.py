@@ -48,7 +48,9 @@ def test_the_readme_curl_sequence_works_pasted_in_order_twice(up: Up) -> None:
     for attempt in (1, 2):
         posted = json.loads(_run(lines[0], up.port))
         assert posted["events"][0]["event_type"] == "todo_added", posted
-        read = json.loads(_run(lines[1], up.port))
+        # Read your write: min_seq is the sequence the POST answered (1 the first time).
+        read_line = lines[1].replace("min_seq=1", f"min_seq={posted['sequence']}")
+        read = json.loads(_run(read_line, up.port))
         assert len(read["result"]["items"]) == attempt
         for live in lines[2:]:
             shown = _run(live, up.port)
