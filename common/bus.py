@@ -52,7 +52,11 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
         if "authorization violation" in str(exc).lower():
             refused.set()
 
+    connected: list[Client] = []
+
     async def on_disconnected() -> None:
+        if connected and connected[0].is_closed:
+            return  # our own close(): not news
         log.warning("nats_disconnected")
 
     async def on_reconnected() -> None:
@@ -93,11 +97,22 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 )
             raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
         try:
-            return connecting.result()
+            connected.append(connecting.result())
+            return connected[0]
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
             if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None
             await asyncio.sleep(0.2)
+
+
+async def goodbye(nc: Client) -> None:
+    """Drain at shutdown, or just close when NATS is already gone (reconnecting or closed):
+    a server that went first leaves nothing to flush, and is no reason to fail a clean stop."""
+    try:
+        await nc.drain()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as exc:
+        log.warning("nats_gone_at_shutdown", error=type(exc).__name__)
+        await nc.close()
 
 
 def credentials(settings: NatsSettings) -> dict[str, Any]:

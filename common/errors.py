@@ -17,6 +17,7 @@
     │                             read (undecodable, or a type/schema it does not know): no
     │                             retry helps until an operator acts; names the sequence
     ├── Unavailable       503     NATS, the writer or a projector cannot be reached
+    │   └── StorageFull   503     a disk is full: the event store or a read model cannot write
     └── Timeout           504     a read model did not reach `min_seq` in time
 
 Errors cross process boundaries as `ErrorReply(code, message, detail)`; `from_reply`
@@ -26,6 +27,7 @@ in one table (`gateway/errors.py`). Every message says what was wrong and what t
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 import msgspec
@@ -99,8 +101,30 @@ class Unavailable(IronstarError):
     code = "unavailable"
 
 
+class StorageFull(Unavailable):
+    """Storage is exhausted; reads go on, writes wait until space returns (with Retry-After)."""
+
+    code = "storage_full"
+
+
 class Timeout(IronstarError):
     code = "timeout"
+
+
+_NO_SPACE = (
+    "no space left on device",
+    "disk quota exceeded",
+    "insufficient resources",  # JetStream 10047: its storage limit or the disk is exhausted
+    "insufficient storage",
+)
+
+
+def storage_exhausted(exc: BaseException) -> bool:
+    """`exc` says a disk or a storage limit is full (ENOSPC, EDQUOT, JetStream 10047/10023)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in _NO_SPACE)
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +152,7 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         Invalid,
         TooManyRequests,
         Unavailable,
+        StorageFull,
         Timeout,
     )
 }

@@ -141,6 +141,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_max_window_ms": "largest `debounce_ms` / `batch_ms` a client may ask for",
         "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
+        "storage_paths": "event store directories whose disk to watch: full, commands get 503 "
+        "at once (`ironstar up` sets it)",
     }
     host: str = "127.0.0.1"
     port: int = 8000
@@ -162,6 +164,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_max_window_ms: int = 10_000
     sse_send_buffer_bytes: int = 0
     datastar_url: str = ""
+    storage_paths: str = ""
 
 
 class AuthSettings(_Section, frozen=True, kw_only=True):

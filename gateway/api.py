@@ -74,6 +74,7 @@ class CommandController(Controller):
                 '{"type": "<command>", "payload": {...}, "command_id": "<optional>"}'
             ) from None
         command_id = uuid7() if body.command_id is None else valid_id(body.command_id, _COMMAND_ID)
+        backend.storage.check_writable()
         result = await backend.command(
             aggregate_type,
             aggregate_id,

@@ -18,6 +18,7 @@ from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
 from gateway.auth import ACTOR
+from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
 
@@ -28,6 +29,7 @@ class Backend:
     nats: NatsSettings
     settings: GatewaySettings
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    storage: StorageWatch = field(default_factory=StorageWatch)
 
     async def _unless_closing(self, request: Awaitable[bytes]) -> bytes:
         """A request still waiting when the gateway shuts down gets a 503, not a 500.

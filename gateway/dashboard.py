@@ -79,7 +79,7 @@ async def page(
         list_id=render.e(list_id),
         todos=render.todo_list(list_id, todos[1]["items"] if todos else []),
         todos_note="" if todos else _unavailable("todo list"),
-        lists=render.list_links(lists[1] if lists else [], list_id),
+        lists=render.lists(lists[1] if lists else [], list_id),
         users=render.users(users[1] if users else []),
         users_note="" if users else _unavailable("user profile"),
         analytics=analytics,
@@ -103,6 +103,15 @@ async def todos_fragment(backend: Backend, list_id: str) -> str:
     return render.todo_list(list_id, found[1]["items"] if found else [])
 
 
+@get("/ui/lists", media_type=MediaType.HTML, include_in_schema=False)
+async def lists_fragment(
+    backend: Backend, chosen: Annotated[str, Parameter(query="list")] = DEFAULT_LIST
+) -> str:
+    """`ul#lists`: every list's chip with its active count, as it is now."""
+    found = await _ask(backend, "todo_lists", "lists", {})
+    return render.lists(found[1] if found else [], valid_id(chosen, "list"))
+
+
 @get("/ui/analytics", media_type=MediaType.HTML, include_in_schema=False)
 async def analytics_fragment(backend: Backend) -> str:
     """`div#analytics`: the chart and totals as they are now."""
@@ -112,4 +121,4 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES = (page, todos_fragment, analytics_fragment, static)
+ROUTES = (page, todos_fragment, lists_fragment, analytics_fragment, static)

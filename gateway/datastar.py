@@ -74,7 +74,7 @@ def _user(event: Envelope) -> list[Patch]:
     match event.event_type:
         case "user_registered":
             row = {"user_id": event.aggregate_id, **event.payload}
-            return [patch_elements(html.user_item(row), "#users", "append")]
+            return [patch_elements(html.user_item(row), "#users", "prepend")]  # newest first
         case "profile_updated":
             return [
                 patch_elements(html.user_field(field, value), f"{user} .{field}")

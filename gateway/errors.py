@@ -25,6 +25,7 @@ STATUS: dict[type[errors.IronstarError], int] = {
     errors.Invalid: 422,
     errors.TooManyRequests: 429,
     errors.Unavailable: 503,
+    errors.StorageFull: 503,
     errors.Timeout: 504,
 }
 

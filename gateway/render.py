@@ -58,6 +58,13 @@ def todo_list(list_id: str, items: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
+def lists(items: Iterable[Mapping[str, Any]], current: str) -> str:
+    """`ul#lists`: a chip per list with its active count (the page reloads it as events come)."""
+    return (
+        f'<ul id="lists" class="lists" aria-label="Recent lists">{list_links(items, current)}</ul>'
+    )
+
+
 def list_links(lists: Iterable[Mapping[str, Any]], current: str) -> str:
     links = []
     for one in lists:

@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import ServiceUnavailableError
 
 from common import bus
+from common.errors import StorageFull
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
@@ -27,6 +28,7 @@ from projector.rebuild import Rebuilder
 from projector.replica import Replica, apply
 
 log = structlog.get_logger()
+STORAGE_RETRY_S = 1.0  # how often a replica whose disk is full tries its batch again
 
 
 async def serve(
@@ -73,7 +75,7 @@ async def serve(
         log.error("projection_halted", error=str(exc), sequence=replica.model.checkpoint)
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
-        await nc.drain()
+        await bus.goodbye(nc)
         replica.model.close()
 
 
@@ -110,9 +112,20 @@ async def _follow(
                     model = replica.model
                     await asyncio.to_thread(apply, model, batch.deliveries, batch.last, halt)
                     await feed.ack(batch)
+                if replica.storage is not None:
+                    replica.storage = None
+                    metrics.STORAGE_EXHAUSTED.set(0)
+                    log.info("storage_available", sequence=model.checkpoint)
                 await replica.progress.advance(model.checkpoint)
                 for name in names:
                     metrics.LAG.labels(name).set(batch.pending)
+        except StorageFull as exc:
+            if replica.storage is None:
+                log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
+            replica.storage = exc.message
+            metrics.STORAGE_EXHAUSTED.set(1)
+            # Nothing of the batch was acked: the feed starts again from the checkpoint.
+            await asyncio.sleep(STORAGE_RETRY_S)  # a retry interval, not synchronisation
         except FeedLost as exc:
             log.warning("feed_lost", error=str(exc))
         except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError) as exc:

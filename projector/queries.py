@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from common import bus
-from common.errors import Invalid, NotFound, invalid_from_msgspec
+from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
@@ -43,11 +43,20 @@ async def serve(
         async def answer(msg: Msg) -> bytes:
             request = _decode(msg.data)
             started = time.perf_counter()
+            if replica.storage is not None and request.min_seq > replica.model.checkpoint:
+                raise StorageFull(  # it cannot get there before space returns: say so now
+                    f"this read model is at sequence {replica.model.checkpoint} and cannot "
+                    f"apply more: {replica.storage}",
+                    retry_after=5,
+                )
             sequence = await replica.progress.reach(request.min_seq, request.timeout_s)
             async with replica.reading() as model:
                 result = await asyncio.to_thread(run, model, request)
             metrics.QUERY_DURATION.labels(label).observe(time.perf_counter() - started)
-            return _json.encode({"sequence": max(sequence, model.checkpoint), "result": result})
+            answer = {"sequence": max(sequence, model.checkpoint), "result": result}
+            if replica.storage is not None:
+                answer["storage_exhausted"] = replica.storage
+            return _json.encode(answer)
 
         return answer
 

@@ -7,6 +7,7 @@ it. The projector needs none of that: batches arrive as registered Arrow tables.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections.abc import Collection, Sequence
@@ -17,6 +18,7 @@ import duckdb
 import structlog
 
 from common import envelope as codec
+from common.errors import StorageFull, storage_exhausted
 from projector.projection import Event, Projection, Unapplicable
 from projector.projections import analytics, todo_lists, user_profiles
 
@@ -168,8 +170,15 @@ class ReadModel:
                 )
                 self.con.execute("COMMIT")
                 self._command = command
-            except BaseException:
-                self.con.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT ended it
+                    self.con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error) and storage_exhausted(exc):
+                    raise StorageFull(
+                        f"the read model {self.path} cannot be written: {exc}; events wait in "
+                        "the stream until space returns",
+                        retry_after=5,
+                    ) from exc
                 raise
 
     def query(self, projection: str, name: str, params: dict[str, Any]) -> Any:

@@ -31,6 +31,7 @@ class Replica:
         self.model = model
         self.progress = Progress(model.checkpoint)
         self.generation = 0  # bumped by every swap: the live feed restarts from the new file
+        self.storage: str | None = None  # why the model cannot be written now (a full disk)
         self.writing = asyncio.Lock()
         self._state = asyncio.Condition()
         self._readers = 0

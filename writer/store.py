@@ -27,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from common import envelope as codec
 from common.envelope import Envelope
-from common.errors import Unavailable
+from common.errors import StorageFull, Unavailable
 from common.subjects import Subjects
 from writer.handler import WrongExpectedSequence, undecidable
 
@@ -39,6 +39,8 @@ WRONG_LAST_SEQUENCE_NO_NUMBER = 10164  # what a clustered stream answers during 
 BATCH_DUPLICATE_MSG_ID = 10201  # a retried atomic batch never answers duplicate=True
 MOVED_ON = {WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_NO_NUMBER, BATCH_DUPLICATE_MSG_ID}
 PUBLISH_ATTEMPTS = 3
+OUT_OF_STORAGE = {10047, 10023}  # JetStream: insufficient (storage) resources
+STORAGE_RETRY_AFTER_S = 5
 
 
 class JetStreamEventStore:
@@ -119,14 +121,21 @@ class JetStreamEventStore:
                 self.on_retry()
                 if attempt == PUBLISH_ATTEMPTS:
                     raise Unavailable(
-                        "the event stream did not acknowledge the append; resend the command "
-                        "with the same command_id (it will not be applied twice)",
+                        "the event stream did not acknowledge the append (its server may be "
+                        "down or out of disk space); resend the command with the same "
+                        "command_id (it will not be applied twice)",
                         retry_after=1,
                     ) from None
         if "error" in ack:
             error = ack["error"]
             if error.get("err_code") in MOVED_ON:
                 raise WrongExpectedSequence(error.get("description", ""))
+            if error.get("err_code") in OUT_OF_STORAGE:
+                raise StorageFull(
+                    f"the event store is out of storage ({error.get('description')}); nothing "
+                    "was appended: retry once space is freed or its limits are raised",
+                    retry_after=STORAGE_RETRY_AFTER_S,
+                )
             raise Unavailable(f"the event stream refused the append: {error.get('description')}")
         if ack.get("duplicate"):
             raise WrongExpectedSequence("the command was appended before", int(ack["seq"]))

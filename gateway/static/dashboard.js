@@ -44,6 +44,7 @@
     analyticsDue = setTimeout(() => {
       analyticsDue = null;
       reload("/ui/analytics", "#analytics");
+      reload(`/ui/lists?list=${encodeURIComponent(listId)}`, "#lists");
     }, 700);
   }
 

@@ -14,17 +14,49 @@ import random
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, target
 
 LISTS = ("inbox", "groceries", "work", "holiday")
 THINGS = {
-    "inbox": ("Call the plumber", "Renew passport", "Book dentist", "Back up the laptop"),
-    "groceries": ("Milk", "Sourdough", "Coffee beans", "Tomatoes", "Olive oil", "Lemons"),
-    "work": ("Review the PR", "Write the release notes", "Rotate the keys", "Plan the sprint"),
-    "holiday": ("Book the train", "Pack sunscreen", "Print tickets", "Water the plants"),
-}
-PEOPLE = (("ada", "Ada Lovelace"), ("grace", "Grace Hopper"), ("alan", "Alan Turing"))
+    "inbox": (
+        "Call the plumber", "Renew passport", "Book dentist", "Back up the laptop",
+        "Pay the electricity bill", "Reply to Sam", "Return the library books",
+        "Fix the bike light", "Send the birthday card", "Cancel the gym trial",
+    ),
+    "groceries": (
+        "Milk", "Sourdough", "Coffee beans", "Tomatoes", "Olive oil", "Lemons", "Eggs",
+        "Basil", "Parmesan", "Rice", "Apples", "Greek yoghurt", "Dark chocolate", "Oat milk",
+    ),
+    "work": (
+        "Review the PR", "Write the release notes", "Rotate the keys", "Plan the sprint",
+        "Update the runbook", "Answer the security review", "Fix the flaky test",
+        "Draft the Q3 roadmap", "Prepare the demo", "Book the offsite room",
+    ),
+    "holiday": (
+        "Book the train", "Pack sunscreen", "Print tickets", "Water the plants",
+        "Buy travel adapters", "Download offline maps", "Check the passport dates",
+        "Book the ferry", "Find a cat sitter", "Pack the hiking boots",
+    ),
+}  # fmt: skip
+DETAILS = ("today", "before Friday", "this weekend", "after lunch", "first thing Monday")
+# (id, name, another name they might switch to): real people, real alternative spellings.
+PEOPLE = (
+    ("ada", "Ada Lovelace", "Augusta Ada King"),
+    ("grace", "Grace Hopper", "Grace Brewster Hopper"),
+    ("alan", "Alan Turing", "Alan M. Turing"),
+    ("katherine", "Katherine Johnson", "Katherine G. Johnson"),
+    ("edsger", "Edsger Dijkstra", "Edsger W. Dijkstra"),
+    ("barbara", "Barbara Liskov", "Barbara H. Liskov"),
+    ("margaret", "Margaret Hamilton", "Margaret H. Hamilton"),
+    ("donald", "Donald Knuth", "Donald E. Knuth"),
+    ("radia", "Radia Perlman", "Radia J. Perlman"),
+    ("frances", "Frances Allen", "Frances E. Allen"),
+)
+FIRST_USERS = 3  # registered at once; the others join one by one as the demo runs
 
 Command = tuple[str, str, str, dict[str, Any]]
 
@@ -34,65 +66,96 @@ def add(commands: Any) -> None:
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
         description="Feed a running Ironstar (e.g. `ironstar up`) with todo and profile "
-        "commands over its HTTP API until Ctrl-C.  "
-        "Example: ironstar demo --rate 10 --duration 60",
+        "commands over its HTTP API until Ctrl-C.",
+        **examples("ironstar demo", "ironstar demo --rate 10 --duration 60"),
     )
-    demo.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
-    demo.add_argument("--rate", type=float, default=4.0, help="commands per second (default 4)")
-    demo.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
-    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+    demo.add_argument(
+        "--url",
+        default=None,
+        help="gateway base URL (default: the running stack's, see --data-dir)",
+    )
+    add_data_dir(demo)
+    demo.add_argument("--rate", type=float, default=4.0, help="commands per second (default: 4)")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="seconds (default: 0, runs until Ctrl-C)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="random seed, for a repeatable run (default: none)"
+    )
     demo.set_defaults(run=run)
 
 
-def script(rng: random.Random) -> Iterator[Command]:
-    """An endless, plausible sequence of (aggregate type, id, command, payload)."""
-    todos: dict[str, dict[str, bool]] = {name: {} for name in LISTS}
-    for user_id, name in PEOPLE:
-        yield (
-            "user_profile",
-            user_id,
-            "register_user",
-            {"name": name, "email": f"{user_id}@example.org"},
-        )
+def _register(user: tuple[str, str, str]) -> Command:
+    return (
+        "user_profile",
+        user[0],
+        "register_user",
+        {"name": user[1], "email": f"{user[0]}@example.org"},
+    )
+
+
+Lists = dict[str, dict[str, tuple[str, bool]]]  # list id → todo id → (text, completed)
+
+
+def script(
+    rng: random.Random, lists: Lists | None = None, registered: Iterable[str] = ()
+) -> Iterator[Command]:
+    """An endless, plausible sequence of (aggregate type, id, command, payload).
+
+    A list never holds the same text twice; people join one by one and sometimes change
+    their name to another real form of it. `lists` and `registered` are what a stack
+    already holds (a demo run again on the same data goes on from there).
+    """
+    todos: Lists = {name: dict((lists or {}).get(name, {})) for name in LISTS}
+    known = set(registered)
+    joined = [p for p in PEOPLE if p[0] in known]
+    for user in PEOPLE[:FIRST_USERS]:
+        if user[0] not in known:
+            joined.append(user)
+            yield _register(user)
+    run = f"{rng.randrange(16**4):04x}"  # todo ids of this run, apart from an earlier run's
     n = 0
     while True:
         n += 1
         list_id = rng.choice(LISTS)
         items = todos[list_id]
+        used = {text.split(" (")[0] for text, _ in items.values()}
+        fresh = [text for text in THINGS[list_id] if text not in used]
         roll = rng.random()
-        if roll < 0.4 or len(items) < 2:
-            todo_id = f"t{n}"
-            items[todo_id] = False
-            yield (
-                "todo_list",
-                list_id,
-                "add_todo",
-                {"todo_id": todo_id, "text": rng.choice(THINGS[list_id])},
-            )
-        elif roll < 0.65:
+        if fresh and (roll < 0.4 or len(items) < 2):
+            todo_id = f"{run}-{n}"
+            text = rng.choice(fresh)
+            items[todo_id] = (text, False)
+            yield "todo_list", list_id, "add_todo", {"todo_id": todo_id, "text": text}
+        elif roll < 0.65 and items:
             todo_id = rng.choice(list(items))
-            items[todo_id] = not items[todo_id]
-            command = "complete_todo" if items[todo_id] else "reopen_todo"
+            text, done = items[todo_id]
+            items[todo_id] = (text, not done)
+            command = "reopen_todo" if done else "complete_todo"
             yield "todo_list", list_id, command, {"todo_id": todo_id}
-        elif roll < 0.75:
+        elif roll < 0.72 and items:
             todo_id = rng.choice(list(items))
-            text = f"{rng.choice(THINGS[list_id])} ({rng.choice(('today', 'soon', 'maybe'))})"
+            text, done = items[todo_id]
+            text = f"{text.split(' (')[0]} ({rng.choice(DETAILS)})"
+            items[todo_id] = (text, done)
             yield "todo_list", list_id, "rename_todo", {"todo_id": todo_id, "text": text}
-        elif roll < 0.85:
+        elif roll < 0.85 and items:
             todo_id = rng.choice(list(items))
             del items[todo_id]
             yield "todo_list", list_id, "delete_todo", {"todo_id": todo_id}
         elif roll < 0.9:
-            todos[list_id] = {k: v for k, v in items.items() if not v}
+            todos[list_id] = {k: v for k, v in items.items() if not v[1]}
             yield "todo_list", list_id, "clear_completed", {}
+        elif roll < 0.95 and len(joined) < len(PEOPLE):
+            joined.append(next(p for p in PEOPLE if p not in joined))
+            yield _register(joined[-1])
         else:
-            user_id, name = rng.choice(PEOPLE)
-            yield (
-                "user_profile",
-                user_id,
-                "update_profile",
-                {"name": f"{name} {rng.randint(1, 99)}"},
-            )
+            user_id, name, other = rng.choice(joined)
+            yield "user_profile", user_id, "update_profile", {"name": rng.choice((name, other))}
+
+
+class NotIronstar(Exception):
+    """The URL answered, but not as an Ironstar gateway does."""
 
 
 def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
@@ -105,9 +168,46 @@ def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
+            return reply.status, _json(url, reply.status, reply.headers, reply.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _json(url, exc.code, exc.headers, exc.read() or b"{}")
+
+
+def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        kind = headers.get("Content-Type", "no content type")
+        raise NotIronstar(
+            f"{url} answered HTTP {status} ({kind}), not Ironstar's JSON: "
+            f"{body[:80].decode(errors='replace')!r}; is it an Ironstar gateway? "
+            f"(`ironstar status --url {url}`)"
+        )
+    return answer
+
+
+def _get(url: str) -> dict[str, Any] | None:
+    """A read model's answer, or None when it holds nothing there (404)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return _json(url, reply.status, reply.headers, reply.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        return _json(url, exc.code, exc.headers, exc.read() or b"{}")
+
+
+def _current(url: str) -> tuple[Lists, list[str]]:
+    """The demo's lists and people as the stack holds them now."""
+    lists: Lists = {}
+    for list_id in LISTS:
+        found = _get(f"{url}/api/todo-lists/{list_id}") or {}
+        items = (found.get("result") or {}).get("items") or []
+        lists[list_id] = {i["todo_id"]: (i["text"], bool(i["completed"])) for i in items}
+    registered = [p[0] for p in PEOPLE if _get(f"{url}/api/users/{p[0]}") is not None]
+    return lists, registered
 
 
 def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool = False) -> int:
@@ -116,11 +216,23 @@ def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool =
     url = url.rstrip("/")
     started = time.monotonic()
     accepted = rejected = 0
-    for i, command in enumerate(script(rng)):
+    try:
+        lists, registered = _current(url)
+    except NotIronstar as exc:
+        print(f"ironstar demo: {exc}")
+        return 0
+    except (urllib.error.URLError, OSError) as exc:
+        if not quiet:
+            print(f"ironstar demo: cannot reach {url}: {getattr(exc, 'reason', exc)}")
+        return 0
+    for i, command in enumerate(script(rng, lists, registered)):
         if duration and time.monotonic() - started >= duration:
             break
         try:
             status, body = send(url, command)
+        except NotIronstar as exc:
+            print(f"ironstar demo: {exc}")
+            return accepted
         except (urllib.error.URLError, OSError) as exc:
             if not quiet:
                 print(f"ironstar demo: cannot reach {url}: {getattr(exc, 'reason', exc)}")
@@ -139,9 +251,10 @@ def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool =
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"ironstar demo: {args.rate:g} commands/s to {args.url} (Ctrl-C stops)")
+    url = args.url or target(args).http_url
+    print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)")
     try:
-        feed(args.url, args.rate, args.duration, args.seed)
+        feed(url, args.rate, args.duration, args.seed)
     except KeyboardInterrupt:
         print("\nironstar demo: stopped")
     return 0

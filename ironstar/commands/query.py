@@ -19,8 +19,8 @@ import duckdb
 
 from common.errors import Invalid
 from common.settings import ProjectorSettings
-from ironstar import local
-from ironstar.commands.remote import ask
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, ask, target
 
 
 def add(commands: Any) -> None:
@@ -28,8 +28,12 @@ def add(commands: Any) -> None:
         "query",
         help="run one read-only SELECT over the read models",
         description="Run one read-only SELECT over the read models of a running projector "
-        "(IRONSTAR_NATS_URL), or of a DuckDB file with --file.  Example: "
-        'ironstar query "SELECT event_type, sum(events) FROM event_counts GROUP BY ALL"',
+        "(see --data-dir), or of a DuckDB file with --file.",
+        **examples(
+            'ironstar query "SELECT event_type, sum(events) FROM event_counts GROUP BY ALL"',
+            'ironstar query --csv "SELECT * FROM todos"',
+            'ironstar query --file /tmp/ironstar.duckdb "SELECT count(*) FROM users"',
+        ),
     )
     one.add_argument("sql", help="one SELECT (or WITH … SELECT) statement")
     shape = one.add_mutually_exclusive_group()
@@ -37,6 +41,7 @@ def add(commands: Any) -> None:
     shape.add_argument("--csv", action="store_true", help="print CSV with a header line")
     one.add_argument("--min-seq", type=int, default=0, help="wait until this sequence is applied")
     one.add_argument("--file", type=Path, help="query this DuckDB file instead (e.g. a snapshot)")
+    add_data_dir(one)
     one.set_defaults(run=run)
 
 
@@ -53,9 +58,7 @@ def run(args: argparse.Namespace) -> int:
         result = sql.run(con, args.sql, settings.sql_timeout_s, settings.sql_max_rows)
         answer: dict[str, Any] = {"sequence": None, "result": result}
     else:
-        answer = asyncio.run(
-            ask(local.nats_settings(), "sql", "sql", {"sql": args.sql}, args.min_seq)
-        )
+        answer = asyncio.run(ask(target(args).nats, "sql", "sql", {"sql": args.sql}, args.min_seq))
     result = answer["result"]
     if args.json:
         print(json.dumps(answer, default=str))
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(table(result["columns"], result["rows"]))
         more = f", truncated at {result['max_rows']}" if result["truncated"] else ""
-        print(f"({len(result['rows'])} rows{more})", file=sys.stderr)
+        count = len(result["rows"])
+        print(f"({count} row{'' if count == 1 else 's'}{more})", file=sys.stderr)
     return 0
 
 

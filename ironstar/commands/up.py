@@ -6,18 +6,31 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from common.settings import GatewaySettings
+from ironstar.commands import examples
+
 
 def add(commands: Any) -> None:
     up = commands.add_parser(
         "up",
         help="start nats-server, writer, projector and gateway locally",
         description="Start a local nats-server (JetStream, fsync before ack) and every service "
-        "as its own process; Ctrl-C stops them all.  "
-        "Examples: ironstar up --http-port 8080    ironstar up --demo",
+        "as its own process; Ctrl-C stops them all. One stack per data dir. The gateway's "
+        "address defaults to IRONSTAR_GATEWAY_HOST / IRONSTAR_GATEWAY_PORT.",
+        **examples(
+            "ironstar up --http-port 8080",
+            "ironstar up --demo",
+            "IRONSTAR_GATEWAY_PORT=8001 make run",
+            "make run ARGS='--http-port 8001 --data-dir .ironstar-2'",
+        ),
     )
     up.add_argument("--data-dir", type=Path, default=Path(".ironstar"), help="default: ./.ironstar")
-    up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    up.add_argument("--http-port", type=int, default=8000, help="default: 8000")
+    up.add_argument(
+        "--http-host", default=None, help="default: IRONSTAR_GATEWAY_HOST, else 127.0.0.1"
+    )
+    up.add_argument(
+        "--http-port", type=int, default=None, help="default: IRONSTAR_GATEWAY_PORT, else 8000"
+    )
     up.add_argument("--nats-port", type=int, default=0, help="default: a free port")
     up.add_argument(
         "--demo",
@@ -35,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     from ironstar.commands.demo import feed
     from ironstar.up import Stack, up
 
-    stack = Stack(args.data_dir, args.http_host, args.http_port, args.nats_port)
+    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
+    host = args.http_host or gateway.host
+    port = gateway.port if args.http_port is None else args.http_port
+    stack = Stack(args.data_dir, host, port, args.nats_port)
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
