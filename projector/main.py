@@ -2,12 +2,15 @@
 
 A file whose projections were built by another code version is rebuilt first (queries
 are answered from it meanwhile); then the live feed applies batches from the checkpoint.
+Batches are applied on a thread of their own, which no query ever occupies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -49,9 +52,10 @@ async def serve(
         max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
     )
+    stop_queries: Callable[[], None] = lambda: None  # noqa: E731
     try:
         await bus.ensure_stream(nc, nats_settings)
-        await queries.serve(nc, subjects, replica, rebuilder, settings)
+        stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
         port = serve_metrics(settings.metrics_host, settings.metrics_port)
         stale = model.stale()
         ready(
@@ -74,6 +78,7 @@ async def serve(
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
         await nc.drain()
+        stop_queries()
         replica.model.close()
 
 
@@ -89,6 +94,8 @@ async def _follow(
     """Apply batches until `stop`; restart the feed after a swap or a lost consumer."""
     halt = settings.on_poison == "halt"
     names = list(replica.model.projections)
+    applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
         feed = Feed(
@@ -108,7 +115,8 @@ async def _follow(
                     if replica.generation != generation:
                         break  # a rebuilt file was swapped in: follow it from its checkpoint
                     model = replica.model
-                    await asyncio.to_thread(apply, model, batch.deliveries, batch.last, halt)
+                    work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
+                    await loop.run_in_executor(applier, work)
                     await feed.ack(batch)
                 await replica.progress.advance(model.checkpoint)
                 for name in names:
@@ -122,3 +130,4 @@ async def _follow(
             log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()
+    applier.shutdown(wait=True)

@@ -29,6 +29,10 @@ LOCKED_DOWN = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
+    "python_enable_replacements": "false",  # no query reads a Python variable by its name
+    # One budget for the projector and its queries: a query that needs more fails alone.
+    "memory_limit": "2GB",
+    "max_temp_directory_size": "4GB",
     "lock_configuration": "true",
     # One thread: on a small machine the writer competes with the NATS client and server
     # for cores, and DuckDB's parallel operators cost more than they gain on 1,000 rows.
