@@ -96,7 +96,10 @@ async def serve(
     def snapshot(model: ReadModel, request: QueryRequest) -> Any:
         target = Path(settings.data_dir).resolve() / "snapshots"
         target = target / f"{settings.name}-{int(time.time())}-{model.checkpoint}.duckdb"
-        sequence = model.snapshot(target)
+        version = request.params.get("storage_version") or settings.snapshot_storage_version
+        if not isinstance(version, str):
+            raise Invalid("storage_version must be text such as 'v1.5.0'", field="storage_version")
+        sequence = model.snapshot(target, version)
         return {"path": str(target), "sequence": sequence, "replica": settings.name}
 
     async def rebuild(msg: Msg) -> bytes:

@@ -7,7 +7,6 @@ it. The projector needs none of that: batches arrive as registered Arrow tables.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import duckdb
 import structlog
 
 from common import envelope as codec
+from projector import snapshot
 from projector.projection import Event, Projection, Unapplicable
 from projector.projections import analytics, todo_lists, user_profiles
 
@@ -183,20 +183,10 @@ class ReadModel:
         finally:
             cursor.close()
 
-    def snapshot(self, target: Path) -> int:
-        """Copy the file, consistent at a batch boundary, to `target`; returns its sequence.
-
-        Between batches the WAL is folded into the file (CHECKPOINT works beside open
-        readers), so the one file is the whole database and any DuckDB client opens it.
-        """
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        with self._write:
-            self.con.execute("CHECKPOINT")
-            shutil.copyfile(self.path, partial)
-            sequence = self.checkpoint
-        partial.replace(target)
-        return sequence
+    def snapshot(self, target: Path, storage_version: str = "v1.5.0") -> int:
+        """A consistent copy of the read models at `target`, written through this
+        connection (see `projector/snapshot.py`); returns the sequence it holds."""
+        return snapshot.write(self.con, target, storage_version)
 
     def copy_tables(self, source: ReadModel, names: Collection[str]) -> None:
         """Replace the tables of projections `names` with `source`'s (same versions)."""

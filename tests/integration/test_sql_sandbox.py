@@ -1,44 +1,107 @@
-"""Ad-hoc SQL over NATS: every attack refused with a 4xx that says why; serving goes on."""
+"""Ad-hoc SQL over NATS: read-only by construction, bounded in time, concurrency and bytes.
+
+Every attack is refused with a 4xx that says why, and afterwards every table, the
+checkpoint, the settings and the attached databases are exactly as before; a replica
+restarted on the same file is exactly current.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client
 
-from common.errors import BadRequest, Invalid
+from common.envelope import Envelope, Metadata, uuid7
+from common.errors import BadRequest, Invalid, IronstarError, TooLarge, TooManyRequests
 from common.settings import NatsSettings
 from ironstar.benchmarks.project import domain_events
-from tests.support.projections import ask, replica, sql, store
+from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 
-ATTACKS = [
+WRITES = [
+    "WITH x AS (DELETE FROM todos RETURNING *) SELECT count(*) FROM x",
+    "WITH x AS (UPDATE checkpoint SET sequence = 0 RETURNING *) SELECT * FROM x",
+    "WITH x AS (INSERT INTO dead_letters (sequence) VALUES (-1) RETURNING *) SELECT * FROM x",
+    "WITH x AS (DELETE FROM users RETURNING 1) SELECT 1",
+    "WITH a AS (SELECT 1), b AS (DELETE FROM projection_versions RETURNING *) FROM b",
+    "WITH x AS MATERIALIZED (DELETE FROM event_counts RETURNING *) SELECT count(*) FROM x",
+    "wItH x As (dElEtE fRoM TODOS returning *) select 1 from x",
+]
+ATTACKS: list[tuple[str, type[IronstarError], str]] = [
+    *((write, BadRequest, "read-only") for write in WRITES),
+    (
+        "SELECT * FROM (WITH x AS (UPDATE todos SET text = 'p' RETURNING *) SELECT * FROM x)",
+        BadRequest,
+        "data-modifying",
+    ),
     ("SELECT * FROM read_csv('/etc/passwd')", BadRequest, "access is disabled"),
     ("SELECT content FROM read_text('/etc/passwd')", BadRequest, "access is disabled"),
     ("SELECT * FROM read_blob('/etc/passwd')", BadRequest, "access is disabled"),
     ("SELECT * FROM glob('/etc/*')", BadRequest, "access is disabled"),
     ("SELECT * FROM read_parquet('https://example.com/x.parquet')", BadRequest, "disabled"),
+    ("SELECT * FROM duckdb_secrets()", BadRequest, "access is disabled"),
     ("COPY (SELECT * FROM todos) TO '/tmp/stolen.csv'", Invalid, "COPY"),
+    ("COPY todos FROM '/etc/passwd'", Invalid, "COPY"),
     ("EXPORT DATABASE '/tmp/stolen'", Invalid, "EXPORT"),
+    ("IMPORT DATABASE '/tmp/stolen'", Invalid, "read-only"),
     ("ATTACH '/tmp/other.duckdb' AS other", Invalid, "ATTACH"),
     ("ATTACH ':memory:' AS scratch", Invalid, "ATTACH"),
+    ("DETACH scratch", Invalid, "DETACH"),
+    ("USE temp", Invalid, "SET"),
     ("INSTALL httpfs", Invalid, "LOAD"),
     ("LOAD httpfs", Invalid, "LOAD"),
     ("SET threads = 64", Invalid, "SET"),
+    ("SET GLOBAL memory_limit = '100GB'", Invalid, "SET"),
     ("SET VARIABLE x = 1", Invalid, "cannot be changed"),
     ("RESET threads", Invalid, "SET"),
     ("PRAGMA show_tables", Invalid, "PRAGMA"),
+    ("PRAGMA enable_profiling", Invalid, "PRAGMA"),
     ("CALL pragma_version()", Invalid, "CALL"),
+    ("CALL checkpoint()", Invalid, "CALL"),
+    ("CHECKPOINT", Invalid, "read-only"),
+    ("FORCE CHECKPOINT", Invalid, "read-only"),
+    ("SELECT * FROM checkpoint()", Invalid, "checkpoint() is not allowed"),
+    ("SELECT * FROM main.force_checkpoint()", Invalid, "force_checkpoint() is not allowed"),
+    ('SELECT * FROM "CheckPoint"()', Invalid, "checkpoint() is not allowed"),
+    ("SELECT (SELECT count(*) FROM truncate_duckdb_logs())", Invalid, "truncate_duckdb_logs"),
+    ("SELECT * FROM query('DELETE FROM todos')", Invalid, "query() is not allowed"),
+    ("SELECT * FROM query_table('todos')", Invalid, "query_table() is not allowed"),
+    ("SELECT * FROM enable_logging()", Invalid, "enable_logging() is not allowed"),
+    ("BEGIN", Invalid, "TRANSACTION"),
+    ("COMMIT", Invalid, "TRANSACTION"),
+    ("ROLLBACK", Invalid, "TRANSACTION"),
+    ("ABORT", Invalid, "TRANSACTION"),
     ("SELECT 1; SELECT 2", Invalid, "exactly one statement"),
     ("SELECT 1; DROP TABLE todos", Invalid, "exactly one statement"),
+    ("COMMIT; DELETE FROM todos", Invalid, "exactly one statement"),
+    ("SELECT 1 /* ; */; DELETE FROM todos", Invalid, "exactly one statement"),
+    ("SELECT 1 -- harmless\n; UPDATE checkpoint SET sequence = 0", Invalid, "exactly one"),
     ("DELETE FROM todos", Invalid, "read-only"),
     ("UPDATE checkpoint SET sequence = 0", Invalid, "read-only"),
     ("INSERT INTO users VALUES ('x', 'x', 'x', true, now(), now(), 1)", Invalid, "read-only"),
+    (
+        "MERGE INTO todos USING (SELECT 1 AS a) s ON false WHEN NOT MATCHED THEN DO NOTHING",
+        Invalid,
+        "read-only",
+    ),
+    ("TRUNCATE todos", Invalid, "read-only"),
     ("CREATE TABLE evil AS SELECT 1", Invalid, "read-only"),
+    ("CREATE TEMP TABLE evil AS SELECT 1", Invalid, "read-only"),
+    ("CREATE MACRO evil(x) AS x", Invalid, "read-only"),
+    ("CREATE OR REPLACE VIEW throughput AS SELECT 1", Invalid, "read-only"),
+    ("CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')", Invalid, "read-only"),
+    ("CREATE SEQUENCE q", Invalid, "read-only"),
     ("DROP TABLE todos", Invalid, "read-only"),
-    ("CHECKPOINT", Invalid, "read-only"),
-    ("SELECT * FROM query('DROP TABLE todos')", Invalid, "query() is not allowed"),
+    ("ALTER TABLE checkpoint RENAME TO c2", Invalid, "read-only"),
+    ("VACUUM", Invalid, "read-only"),
+    ("ANALYZE", Invalid, "read-only"),
+    ("PREPARE p AS DELETE FROM todos", Invalid, "read-only"),
+    ("EXPLAIN ANALYZE DELETE FROM todos", Invalid, "read-only"),
+    ("PIVOT todos ON completed USING count(*)", Invalid, "read-only"),
     ("SELEC nothing", Invalid, "does not parse"),
     (
         "SELECT count(*) FROM range(1000000000000) a, range(1000000000000) b",
@@ -47,33 +110,163 @@ ATTACKS = [
     ),
 ]
 
+STATE = [
+    "SELECT md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)) FROM todos t",
+    "SELECT md5(string_agg(u::VARCHAR, '|' ORDER BY u::VARCHAR)) FROM users u",
+    "SELECT md5(string_agg(e::VARCHAR, '|' ORDER BY e::VARCHAR)) FROM event_counts e",
+    "SELECT * FROM checkpoint",
+    "SELECT * FROM projection_versions ORDER BY name",
+    "SELECT count(*) FROM dead_letters",
+    "SELECT name, value FROM duckdb_settings() ORDER BY name",
+    "SELECT database_name FROM duckdb_databases() ORDER BY 1",
+    "SELECT table_name, estimated_size, column_count FROM duckdb_tables() ORDER BY 1",
+    "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1",
+    "SELECT function_name FROM duckdb_functions() WHERE NOT internal ORDER BY 1",
+    "SELECT sequence_name FROM duckdb_sequences()",
+]
+
+
+async def state(nc: Client, settings: NatsSettings) -> list[list[list[Any]]]:
+    """Everything a write could change, read through the sandbox itself."""
+    return [await sql(nc, settings, statement) for statement in STATE]
+
 
 @pytest.fixture
-async def served(nc: Client, nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[int]:
-    last = await store(nc, nats_settings, domain_events(300, lists=5, users=5))
-    async with replica(nats_settings, tmp_path, sql_timeout_s=1.0, sql_max_rows=50):
-        yield last
+async def served(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> AsyncIterator[tuple[int, list[Envelope]]]:
+    events = list(domain_events(300, lists=5, users=5))
+    last = await store(nc, nats_settings, events)
+    async with replica(nats_settings, tmp_path, sql_timeout_s=1.0, sql_max_rows=1000):
+        yield last, events
 
 
-async def test_the_sandbox_refuses_every_attack_with_a_reason_and_keeps_serving(
-    nc: Client, nats_settings: NatsSettings, served: int
+async def test_every_attack_is_refused_with_a_reason_and_changes_nothing_even_after_restart(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
 ) -> None:
-    for statement, error, reason in ATTACKS:
-        with pytest.raises(error) as refused:
-            await sql(nc, nats_settings, statement)
-        assert reason in refused.value.message, (statement, refused.value.message)
-        assert await sql(nc, nats_settings, "SELECT count(*) FROM todos", served) != [[0]]
-    assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[served]]
+    events = list(domain_events(400, lists=5, users=5, seed=4))
+    first = await store(nc, nats_settings, events[:300])
+    async with replica(nats_settings, tmp_path, sql_timeout_s=1.0):
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint", first) == [[first]]
+        before = await state(nc, nats_settings)
+        for statement, error, reason in ATTACKS:
+            with pytest.raises(error) as refused:
+                await sql(nc, nats_settings, statement)
+            assert reason in refused.value.message, (statement, refused.value.message)
+        assert await state(nc, nats_settings) == before
+    last = await store(nc, nats_settings, events[300:])
+    async with replica(nats_settings, tmp_path):  # the same file, restarted
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint", last) == [[last]]
+        todos, users = fold(events)
+        assert {tuple(r) for r in await sql(nc, nats_settings, TODO_ROWS)} == todos
+        assert {tuple(r) for r in await sql(nc, nats_settings, USER_ROWS)} == users
 
 
 async def test_a_select_with_a_cte_answers_with_columns_and_a_row_limit(
-    nc: Client, nats_settings: NatsSettings, served: int
+    nc: Client, nats_settings: NatsSettings, served: tuple[int, list[Envelope]]
 ) -> None:
     answer = await ask(
-        nc, nats_settings, "sql", "sql", served,
-        sql="WITH r AS (SELECT range AS n FROM range(100)) SELECT n, n * 2 AS twice FROM r",
+        nc, nats_settings, "sql", "sql", served[0],
+        sql="WITH r AS (SELECT range AS n FROM range(2000)) SELECT n, n * 2 AS twice FROM r",
     )  # fmt: skip
     result = answer["result"]
     assert result["columns"] == ["n", "twice"]
-    assert len(result["rows"]) == 50 and result["truncated"] is True
-    assert answer["sequence"] >= served
+    assert len(result["rows"]) == 1000 and result["truncated"] is True
+    assert result["truncated_by"] == "rows"
+    assert answer["sequence"] >= served[0]
+
+
+async def test_a_query_cannot_see_what_an_earlier_query_left_on_its_cursor(
+    nc: Client, nats_settings: NatsSettings, served: tuple[int, list[Envelope]]
+) -> None:
+    with pytest.raises(Invalid):
+        await sql(nc, nats_settings, "SET VARIABLE secret = 'x'")
+    assert await sql(nc, nats_settings, "SELECT getvariable('secret')") == [[None]]
+    tables = await sql(nc, nats_settings, "SELECT count(*) FROM duckdb_tables() WHERE temporary")
+    assert tables == [[0]]
+
+
+async def test_an_answer_over_the_byte_limit_is_cut_and_says_so(
+    nc: Client, nats_settings: NatsSettings, served: tuple[int, list[Envelope]]
+) -> None:
+    answer = await ask(
+        nc, nats_settings, "sql", "sql", sql="SELECT repeat('x', 2000) FROM range(2000)"
+    )
+    result = answer["result"]
+    assert result["truncated"] is True and result["truncated_by"] == "bytes"
+    assert 300 < len(result["rows"]) < 600  # under the row limit of 1,000
+    assert result["max_bytes"] <= 1_000_000
+
+
+async def test_a_single_row_over_the_byte_limit_is_a_413_at_once(
+    nc: Client, nats_settings: NatsSettings, served: tuple[int, list[Envelope]]
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(TooLarge) as refused:
+        await sql(nc, nats_settings, "SELECT repeat('x', 3000000) AS big")
+    assert "over the" in refused.value.message and time.monotonic() - started < 3
+
+
+async def test_a_todo_list_bigger_than_a_message_is_readable_and_marked_truncated(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    last = await store(nc, nats_settings, big_list("big", 4_500))
+    async with replica(nats_settings, tmp_path):
+        answer = await ask(nc, nats_settings, "todo_lists", "get", last, list_id="big")
+    assert answer["truncated"]["field"] == "items" and answer["truncated"]["total"] == 4_500
+    kept = answer["truncated"]["returned"]
+    assert 1_000 < kept < 4_500 and len(answer["result"]["items"]) == kept
+    assert answer["result"]["items"][0]["todo_id"] == "t0"  # the first ones, in order
+
+
+async def test_slow_queries_past_the_slots_get_429_and_never_delay_applying_events(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    events = list(domain_events(200, lists=5, users=5, seed=7))
+    await store(nc, nats_settings, events[:100])
+    async with replica(nats_settings, tmp_path, sql_timeout_s=2.0, sql_concurrency=2, sql_queue=2):
+        slow = "SELECT count(*) FROM range(100000000000)"
+        flood = [asyncio.create_task(_outcome(sql(nc, nats_settings, slow))) for _ in range(20)]
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        last = await store(nc, nats_settings, events[100:])
+        assert await sql_or_429(nc, nats_settings, "SELECT 1", last) in ("ok", "429")
+        read = await ask(nc, nats_settings, "user_profiles", "list", last)
+        assert read["sequence"] >= last and time.monotonic() - started < 1.5
+        outcomes = await asyncio.gather(*flood)
+    assert set(outcomes) <= {"429", "time"} and outcomes.count("429") >= 16, outcomes
+
+
+async def _outcome(query: Any) -> str:
+    try:
+        await query
+    except TooManyRequests as exc:
+        assert exc.detail["retry_after"] == 1
+        return "429"
+    except BadRequest as exc:
+        assert exc.detail.get("limit") == "time", exc.message
+        return "time"
+    return "ok"
+
+
+async def sql_or_429(nc: Client, settings: NatsSettings, text: str, min_seq: int) -> str:
+    return await _outcome(sql(nc, settings, text, min_seq))
+
+
+def big_list(list_id: str, todos: int) -> list[Envelope]:
+    """`todos` todos of 200 characters each (the most the domain takes) added to one list."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    return [
+        Envelope(
+            event_id=uuid7(),
+            aggregate_type="todo_list",
+            aggregate_id=list_id,
+            version=n + 1,
+            event_type="todo_added",
+            schema=2,
+            occurred_at=now,
+            payload={"todo_id": f"t{n}", "text": f"{n:<6}".ljust(200, "x")},
+            metadata=Metadata(command_id=f"c{n}", correlation_id=f"c{n}"),
+        )
+        for n in range(todos)
+    ]
