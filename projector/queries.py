@@ -37,6 +37,7 @@ from projector.slots import Slots
 _queries = msgspec.json.Decoder(QueryRequest)
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 Run = Callable[[ReadModel, QueryRequest], Any]
+SQL_HANDLERS = 256  # SQL requests handled at once; `Slots` admits few of them
 NAMED_THREADS = 4  # named queries are short: a few threads keep them off the apply thread
 
 
@@ -73,14 +74,15 @@ async def serve(
         text = request.params.get("sql")
         if not isinstance(text, str) or not text.strip():
             raise Invalid("give the SQL text as a non-empty string", field="sql")
-        wait = min(request.timeout_s, settings.sql_timeout_s)
-        sequence = await replica.progress.reach(request.min_seq, wait)
-        async with adhoc_slots.slot(deadline), replica.reading() as model:
-            work = functools.partial(
-                sql.run, model.con, text, deadline, settings.sql_max_rows, max_bytes,
-                settings.sql_timeout_s,
-            )  # fmt: skip
-            result = await adhoc_slots.call(work)
+        async with adhoc_slots.admitted():
+            wait = min(request.timeout_s, settings.sql_timeout_s)
+            sequence = await replica.progress.reach(request.min_seq, wait)
+            async with adhoc_slots.slot(deadline), replica.reading() as model:
+                work = functools.partial(
+                    sql.run, model.con, text, deadline, settings.sql_max_rows, max_bytes,
+                    settings.sql_timeout_s,
+                )  # fmt: skip
+                result = await adhoc_slots.call(work)
         metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
         return answers.reply(max(sequence, model.checkpoint), result, max_bytes)
 
@@ -121,9 +123,9 @@ async def serve(
             answer_with(projection, named(projection)),
             concurrency=64,
         )
-    # Every SQL request reaches `adhoc` at once: its slots, not this, bound and refuse them.
-    waiting_room = 4 * (settings.sql_concurrency + settings.sql_queue)
-    await bus.serve(nc, subjects.query("sql"), "projection.sql", adhoc, waiting_room)
+    # Every SQL request reaches `adhoc` at once: its slots, not this, bound and refuse them
+    # (a refusal takes microseconds, so these handlers are mostly the admitted ones).
+    await bus.serve(nc, subjects.query("sql"), "projection.sql", adhoc, SQL_HANDLERS)
     await bus.serve(
         nc, subjects.query("snapshot"), "projection.snapshot", answer_with("snapshot", snapshot), 1
     )

@@ -3,9 +3,10 @@
 Ad-hoc SQL runs here, never on the threads that apply events or answer named queries, so a
 flood of slow queries can only make other ad-hoc queries wait. At most `running` queries
 run at once (each on its own DuckDB cursor and thread) and `waiting` more wait for a slot;
-past that a request is refused at once with 429 and `Retry-After`. A request's deadline
-counts from its arrival: one that waits for a slot until its deadline gets a 429 too,
-since the replica was busy rather than the query slow.
+past that a request is refused at once with 429 and `Retry-After`. A request holds its
+place from arrival (also while it waits for `min_seq`), and its deadline counts from
+arrival: one that waits for a slot until its deadline gets a 429 too, since the replica
+was busy rather than the query slow.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Slots:
         self._admitted = 0
 
     @asynccontextmanager
-    async def slot(self, deadline: float) -> AsyncIterator[None]:
-        """Hold one of the slots, taken before `deadline` (`time.monotonic()`), or 429."""
+    async def admitted(self) -> AsyncIterator[None]:
+        """A place among the `running + waiting` this replica holds at once, or 429 now."""
         if self._admitted >= self.running + self.waiting:
             raise TooManyRequests(
                 f"{self.running} {self.what} queries are running and {self.waiting} waiting on "
@@ -42,22 +43,27 @@ class Slots:
             )
         self._admitted += 1
         try:
-            try:
-                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-                    await self._free.acquire()
-            except TimeoutError:
-                raise TooManyRequests(
-                    f"no {self.what} slot of this replica's {self.running} came free before the "
-                    f"query's time limit; retry in {RETRY_AFTER_S} s",
-                    retry_after=RETRY_AFTER_S,
-                    limit="concurrency",
-                ) from None
-            try:
-                yield
-            finally:
-                self._free.release()
+            yield
         finally:
             self._admitted -= 1
+
+    @asynccontextmanager
+    async def slot(self, deadline: float) -> AsyncIterator[None]:
+        """One of the running slots, free before `deadline` (`time.monotonic()`), or 429."""
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                await self._free.acquire()
+        except TimeoutError:
+            raise TooManyRequests(
+                f"no {self.what} slot of this replica's {self.running} came free before the "
+                f"query's time limit; retry in {RETRY_AFTER_S} s",
+                retry_after=RETRY_AFTER_S,
+                limit="concurrency",
+            ) from None
+        try:
+            yield
+        finally:
+            self._free.release()
 
     async def call(self, work: Callable[[], T]) -> T:
         """Run `work` on one of the slots' threads (hold a `slot` first)."""

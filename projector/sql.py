@@ -59,7 +59,8 @@ _UNSAFE_FUNCTIONS = {
     "query_table": "it runs SQL text; name the table itself",
 }
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
-_CHUNK = 256  # rows fetched at a time while counting bytes
+_CHUNK = 256  # rows fetched at a time at most while counting bytes
+INTERRUPT_EVERY_S = 0.05
 ENVELOPE_BYTES = 1024  # room kept in `max_bytes` for the reply around the rows
 
 
@@ -82,7 +83,12 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             field="sql",
             statement=kind,
         )
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    except RecursionError:
+        raise Invalid(
+            "the statement is nested too deeply to check; flatten it", field="sql"
+        ) from None
     if tree.get("error"):
         raise Invalid(
             f"the statement cannot be checked: {tree.get('error_message', '')[:200]}; "
@@ -99,17 +105,18 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
     return statements[0]
 
 
-def _functions(node: Any) -> Iterator[str]:
+def _functions(tree: Any) -> Iterator[str]:
     """Every function name anywhere in a `json_serialize_sql` tree, lower case."""
-    if isinstance(node, dict):
-        name = node.get("function_name")
-        if isinstance(name, str):
-            yield name.lower()
-        for value in node.values():
-            yield from _functions(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _functions(value)
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("function_name")
+            if isinstance(name, str):
+                yield name.lower()
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def run(
@@ -124,11 +131,12 @@ def run(
     `{"columns", "rows", "truncated", "truncated_by", "max_rows", "max_bytes"}` whose JSON
     stays under `max_bytes`. `limit_s` is the whole time limit, for messages."""
     cursor = con.cursor()
-    timer = threading.Timer(max(deadline - time.monotonic(), 0.0), cursor.interrupt)
+    done = threading.Event()
+    watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
         cursor.execute("BEGIN TRANSACTION READ ONLY")
         statement = check(cursor, sql)
-        timer.start()
+        watchdog.start()
         result = cursor.execute(statement)
         columns = [d[0] for d in result.description or ()]
         budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
@@ -155,7 +163,7 @@ def run(
     except duckdb.Error as exc:
         raise BadRequest(f"the query failed: {_first_line(exc)}", field="sql") from None
     finally:
-        timer.cancel()
+        done.set()
         cursor.close()  # rolls the read-only transaction back with everything of the cursor
     if cut == "bytes" and not rows:
         raise TooLarge(
@@ -174,18 +182,34 @@ def run(
     }
 
 
+def _interrupt_at(
+    cursor: duckdb.DuckDBPyConnection, deadline: float, done: threading.Event
+) -> None:
+    """Interrupt the cursor from `deadline` on until the query is done. Repeatedly: DuckDB
+    forgets an interrupt that arrives before the query starts executing."""
+    if done.wait(max(deadline - time.monotonic(), 0.0)):
+        return
+    while True:
+        cursor.interrupt()
+        if done.wait(INTERRUPT_EVERY_S):
+            return
+
+
 def _fetch(
     result: duckdb.DuckDBPyConnection, max_rows: int, budget: int
 ) -> tuple[list[msgspec.Raw], str | None]:
     """Rows as encoded JSON, up to `max_rows` rows and `budget` bytes; and which cut them."""
     rows: list[msgspec.Raw] = []
-    used = 0
-    while chunk := result.fetchmany(_CHUNK):
+    used, widest = 0, 0
+    # One row first, then as many as the bytes left would hold at the widest row seen, so
+    # rows of many megabytes are never fetched into Python by the hundred.
+    while chunk := result.fetchmany(max(1, min(_CHUNK, (budget - used) // (widest or budget)))):
         for row in chunk:
             if len(rows) == max_rows:
                 return rows, "rows"
             encoded = _json.encode(list(row))
             used += len(encoded) + 1
+            widest = max(widest, len(encoded) + 1)
             if used > budget:
                 return rows, "bytes"
             rows.append(msgspec.Raw(encoded))

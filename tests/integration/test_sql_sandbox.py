@@ -17,9 +17,11 @@ import pytest
 from nats.aio.client import Client
 
 from common.envelope import Envelope, Metadata, uuid7
-from common.errors import BadRequest, Invalid, TooLarge, TooManyRequests
+from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequests
 from common.settings import NatsSettings
 from ironstar.benchmarks.project import domain_events
+from projector.readmodel import ReadModel
+from projector.sql import run as sql_run
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 from tests.support.sql_attacks import ATTACKS, STATE
 
@@ -123,7 +125,7 @@ async def test_slow_queries_past_the_slots_get_429_and_never_delay_applying_even
     events = list(domain_events(200, lists=5, users=5, seed=7))
     await store(nc, nats_settings, events[:100])
     async with replica(nats_settings, tmp_path, sql_timeout_s=2.0, sql_concurrency=2, sql_queue=2):
-        slow = "SELECT count(*) FROM range(100000000000)"
+        slow = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
         flood = [asyncio.create_task(_outcome(sql(nc, nats_settings, slow))) for _ in range(20)]
         await asyncio.sleep(0)
         started = time.monotonic()
@@ -135,6 +137,22 @@ async def test_slow_queries_past_the_slots_get_429_and_never_delay_applying_even
     assert set(outcomes) <= {"429", "time"} and outcomes.count("429") >= 16, outcomes
 
 
+async def test_requests_waiting_for_min_seq_hold_their_places_and_the_next_gets_429_at_once(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await store(nc, nats_settings, domain_events(20, lists=2, users=2))
+    async with replica(nats_settings, tmp_path, sql_timeout_s=2.0, sql_concurrency=1, sql_queue=2):
+        never = 10**12
+        waiting = [asyncio.create_task(_outcome(sql(nc, nats_settings, "SELECT 1", never)))
+                   for _ in range(3)]  # fmt: skip
+        await asyncio.sleep(0.2)  # they have arrived
+        started = time.monotonic()
+        assert await sql_or_429(nc, nats_settings, "SELECT 1", 0) == "429"
+        assert time.monotonic() - started < 1.0
+        assert await asyncio.gather(*waiting) == ["504"] * 3
+        assert await sql(nc, nats_settings, "SELECT 42") == [[42]]  # the places are free again
+
+
 async def _outcome(query: Any) -> str:
     try:
         await query
@@ -144,6 +162,8 @@ async def _outcome(query: Any) -> str:
     except BadRequest as exc:
         assert exc.detail.get("limit") == "time", exc.message
         return "time"
+    except Timeout:
+        return "504"
     return "ok"
 
 
@@ -168,3 +188,17 @@ def big_list(list_id: str, todos: int) -> list[Envelope]:
         )
         for n in range(todos)
     ]
+
+
+def test_a_query_whose_deadline_passed_before_it_started_is_still_stopped(tmp_path: Path) -> None:
+    model = ReadModel(tmp_path / "late.duckdb")
+    endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
+    try:
+        for late in (-1.0, 0.0, 0.001, 0.05):
+            started = time.monotonic()
+            with pytest.raises(BadRequest) as stopped:
+                sql_run(model.con, endless, started + late, 10, 10_000, 1.0)
+            assert stopped.value.detail["limit"] == "time"
+            assert time.monotonic() - started < 2.0, late
+    finally:
+        model.close()

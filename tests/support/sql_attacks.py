@@ -87,6 +87,8 @@ ATTACKS: list[tuple[str, type[IronstarError], str]] = [
     ("EXPLAIN ANALYZE DELETE FROM todos", Invalid, "read-only"),
     ("PIVOT todos ON completed USING count(*)", Invalid, "read-only"),
     ("SELEC nothing", Invalid, "does not parse"),
+    ("SELECT " + "[" * 999 + "1" + "]" * 999, Invalid, "nested too deeply"),
+    ("SELECT " + "(SELECT " * 1001 + "1" + ")" * 1001, Invalid, "does not parse"),
     (
         "SELECT count(*) FROM range(1000000000000) a, range(1000000000000) b",
         BadRequest,
