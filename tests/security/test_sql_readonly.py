@@ -222,6 +222,12 @@ async def test_answers_too_big_for_a_message_are_cut_or_refused_never_retryable(
             "/api/sql", json={"sql": "SELECT repeat('x',1000) FROM range(2000)"}
         )
         assert rows.status_code == 200 and rows.json()["result"]["truncated_by"] == "bytes"
+        csv = await client.post(
+            "/api/sql",
+            params={"format": "csv"},
+            json={"sql": "SELECT repeat('x',1000) FROM range(2000)"},
+        )
+        assert csv.status_code == 200 and csv.headers["Ironstar-Truncated"] == "bytes"
         one = await client.post("/api/sql", json={"sql": "SELECT repeat('x', 3000000)"})
         assert one.status_code == 413 and "Retry-After" not in one.headers
         for format in ("json", "datastar"):
