@@ -239,3 +239,5 @@ async def test_answers_too_big_for_a_message_are_cut_or_refused_never_retryable(
             assert frames[-1].id is not None and frames[-1].id >= last, frames[-1]
             text = " ".join(str(f.data) for f in frames)
             assert "t0" in text and not any("error" in f.event for f in frames), format
+            if format == "json":
+                assert frames[-1].data["todo_list:huge"]["truncated"]["total"] == 4_500
