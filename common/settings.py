@@ -105,6 +105,8 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "sql_max_rows": "row limit of an ad-hoc SQL query",
         "sql_concurrency": "ad-hoc SQL queries running at once per replica",
         "sql_queue": "ad-hoc SQL queries waiting for a slot per replica; more get 429",
+        "sql_per_principal": "ad-hoc SQL queries one principal may have running or waiting "
+        "per replica (and at most half the running slots)",
         "max_answer_bytes": "largest reply in bytes (capped by the NATS max payload); "
         "longer answers are cut and marked truncated",
         "snapshot_storage_version": "DuckDB storage version of snapshots (v1.5.0: read by "
@@ -122,6 +124,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     sql_max_rows: int = 10_000
     sql_concurrency: int = 2
     sql_queue: int = 8
+    sql_per_principal: int = 4
     max_answer_bytes: int = 1_000_000
     snapshot_storage_version: str = "v1.5.0"
     metrics_port: int = -1

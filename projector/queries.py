@@ -50,7 +50,9 @@ async def serve(
 ) -> Callable[[], None]:
     """Answer queries until the connection drains; returns what stops their threads."""
     named_pool = ThreadPoolExecutor(NAMED_THREADS, thread_name_prefix="query")
-    adhoc_slots = Slots(settings.sql_concurrency, settings.sql_queue, "sql")
+    adhoc_slots = Slots(
+        settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
+    )
     max_bytes = answers.budget(nc.max_payload, settings.max_answer_bytes)
 
     def answer_with(label: str, run: Run) -> bus.Handler:
@@ -74,10 +76,11 @@ async def serve(
         text = request.params.get("sql")
         if not isinstance(text, str) or not text.strip():
             raise Invalid("give the SQL text as a non-empty string", field="sql")
-        async with adhoc_slots.admitted():
+        principal = request.actor or ""
+        async with adhoc_slots.admitted(principal):
             wait = min(request.timeout_s, settings.sql_timeout_s)
             sequence = await replica.progress.reach(request.min_seq, wait)
-            async with adhoc_slots.slot(deadline), replica.reading() as model:
+            async with adhoc_slots.slot(principal, deadline), replica.reading() as model:
                 work = functools.partial(
                     sql.run, model.con, text, deadline, settings.sql_max_rows, max_bytes,
                     settings.sql_timeout_s,

@@ -1,21 +1,25 @@
-"""Bounded concurrency with a waiting room and deadlines, on threads of its own.
+"""Bounded concurrency with a waiting room and deadlines, on threads of its own, fair
+between principals.
 
 Ad-hoc SQL runs here, never on the threads that apply events or answer named queries, so a
 flood of slow queries can only make other ad-hoc queries wait. At most `running` queries
 run at once (each on its own DuckDB cursor and thread) and `waiting` more wait for a slot;
-past that a request is refused at once with 429 and `Retry-After`. A request holds its
-place from arrival (also while it waits for `min_seq`), and its deadline counts from
-arrival: one that waits for a slot until its deadline gets a 429 too, since the replica
-was busy rather than the query slow.
+past that a request is refused at once with 429 and `Retry-After`. One principal (the
+token's subject; "" without auth) holds at most `per_principal` of those places and at
+most half of the running slots (at least one), so one client cannot lock the others out.
+A request holds its place from arrival (also while it waits for `min_seq`), and its
+deadline counts from arrival: one that waits for a slot until its deadline gets a 429 too,
+since the replica was busy rather than the query slow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypeVar
 
 from common.errors import TooManyRequests
@@ -24,46 +28,60 @@ T = TypeVar("T")
 RETRY_AFTER_S = 1
 
 
+def _busy(message: str) -> TooManyRequests:
+    return TooManyRequests(
+        f"{message}; retry in {RETRY_AFTER_S} s", retry_after=RETRY_AFTER_S, limit="concurrency"
+    )
+
+
 class Slots:
-    def __init__(self, running: int, waiting: int, what: str) -> None:
+    def __init__(self, running: int, waiting: int, per_principal: int, what: str) -> None:
         self.running, self.waiting, self.what = running, waiting, what
+        self.per_principal = max(1, per_principal)
         self.pool = ThreadPoolExecutor(running, thread_name_prefix=what)
         self._free = asyncio.Semaphore(running)
-        self._admitted = 0
+        self._admitted: Counter[str] = Counter()
+        self._running_of: dict[str, asyncio.Semaphore] = {}  # per admitted principal
 
     @asynccontextmanager
-    async def admitted(self) -> AsyncIterator[None]:
+    async def admitted(self, principal: str) -> AsyncIterator[None]:
         """A place among the `running + waiting` this replica holds at once, or 429 now."""
-        if self._admitted >= self.running + self.waiting:
-            raise TooManyRequests(
+        if self._admitted.total() >= self.running + self.waiting:
+            raise _busy(
                 f"{self.running} {self.what} queries are running and {self.waiting} waiting on "
-                f"this replica, its limit; retry in {RETRY_AFTER_S} s",
-                retry_after=RETRY_AFTER_S,
-                limit="concurrency",
+                "this replica, its limit"
             )
-        self._admitted += 1
+        if self._admitted[principal] >= self.per_principal:
+            raise _busy(
+                f"you have {self.per_principal} {self.what} queries running or waiting on this "
+                "replica, the most one principal may"
+            )
+        if not self._admitted[principal]:
+            self._running_of[principal] = asyncio.Semaphore(max(1, self.running // 2))
+        self._admitted[principal] += 1
         try:
             yield
         finally:
-            self._admitted -= 1
+            self._admitted[principal] -= 1
+            if not self._admitted[principal]:
+                del self._admitted[principal], self._running_of[principal]
 
     @asynccontextmanager
-    async def slot(self, deadline: float) -> AsyncIterator[None]:
-        """One of the running slots, free before `deadline` (`time.monotonic()`), or 429."""
-        try:
-            async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
-                await self._free.acquire()
-        except TimeoutError:
-            raise TooManyRequests(
-                f"no {self.what} slot of this replica's {self.running} came free before the "
-                f"query's time limit; retry in {RETRY_AFTER_S} s",
-                retry_after=RETRY_AFTER_S,
-                limit="concurrency",
-            ) from None
-        try:
+    async def slot(self, principal: str, deadline: float) -> AsyncIterator[None]:
+        """One of the running slots, free before `deadline` (`time.monotonic()`), or 429;
+        hold `admitted(principal)` first."""
+        async with AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    for semaphore in (self._running_of[principal], self._free):
+                        await semaphore.acquire()
+                        held.callback(semaphore.release)
+            except TimeoutError:
+                raise _busy(
+                    f"no {self.what} slot of this replica's {self.running} came free before the "
+                    "query's time limit"
+                ) from None
             yield
-        finally:
-            self._free.release()
 
     async def call(self, work: Callable[[], T]) -> T:
         """Run `work` on one of the slots' threads (hold a `slot` first)."""

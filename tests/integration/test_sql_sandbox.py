@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.client import Client
 
+from common import bus
 from common.envelope import Envelope, Metadata, uuid7
 from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequests
+from common.messages import QueryRequest
 from common.settings import NatsSettings
+from common.subjects import Subjects
 from ironstar.benchmarks.project import domain_events
 from projector.readmodel import ReadModel
 from projector.sql import run as sql_run
@@ -151,6 +155,31 @@ async def test_requests_waiting_for_min_seq_hold_their_places_and_the_next_gets_
         assert time.monotonic() - started < 1.0
         assert await asyncio.gather(*waiting) == ["504"] * 3
         assert await sql(nc, nats_settings, "SELECT 42") == [[42]]  # the places are free again
+
+
+async def test_one_principal_cannot_lock_another_out_of_ad_hoc_sql(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    await store(nc, nats_settings, domain_events(20, lists=2, users=2))
+    async with replica(nats_settings, tmp_path, sql_timeout_s=3.0, sql_per_principal=4):
+        endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
+        flood = [asyncio.create_task(_outcome(as_principal(nc, nats_settings, "mallory", endless)))
+                 for _ in range(10)]  # fmt: skip
+        await asyncio.sleep(0.3)  # the flood has arrived
+        started = time.monotonic()
+        assert await as_principal(nc, nats_settings, "alice", "SELECT 42") == [[42]]
+        assert time.monotonic() - started < 1.0
+        outcomes = await asyncio.gather(*flood)
+    # 6 over mallory's 4 places at once; of the 4, one runs at a time (half the 2 slots)
+    assert set(outcomes) == {"429", "time"} and outcomes.count("429") >= 6, outcomes
+
+
+async def as_principal(nc: Client, settings: NatsSettings, actor: str, text: str) -> Any:
+    """Ad-hoc SQL as the gateway sends it for an authenticated subject; the rows."""
+    request = QueryRequest(name="sql", params={"sql": text}, timeout_s=10, actor=actor)
+    subject = Subjects(settings.prefix).query("sql")
+    reply = await bus.request(nc, subject, msgspec.json.encode(request), 15, "projector")
+    return msgspec.json.decode(reply)["result"]["rows"]
 
 
 async def _outcome(query: Any) -> str:
