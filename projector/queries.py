@@ -81,11 +81,13 @@ async def serve(
             wait = min(request.timeout_s, settings.sql_timeout_s)
             sequence = await replica.progress.reach(request.min_seq, wait)
             async with adhoc_slots.slot(principal, deadline), replica.reading() as model:
+                cursor = model.con.cursor()
                 work = functools.partial(
-                    sql.run, model.con, text, deadline, settings.sql_max_rows, max_bytes,
+                    sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
                     settings.sql_timeout_s,
                 )  # fmt: skip
-                result = await adhoc_slots.call(work)
+                with replica.interruptible(cursor.interrupt):
+                    result = await adhoc_slots.call(work)
         metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
         return answers.reply(max(sequence, model.checkpoint), result, max_bytes)
 

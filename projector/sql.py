@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import msgspec
 
-from common.errors import BadRequest, Invalid, TooLarge
+from common.errors import BadRequest, Invalid, TooLarge, Unavailable
 
 _REFUSED = {
     "ATTACH": "attaching databases is not allowed",
@@ -120,17 +120,18 @@ def _functions(tree: Any) -> Iterator[str]:
 
 
 def run(
-    con: duckdb.DuckDBPyConnection,
+    cursor: duckdb.DuckDBPyConnection,
     sql: str,
     deadline: float,
     max_rows: int,
     max_bytes: int,
     limit_s: float,
 ) -> dict[str, Any]:
-    """Run one read-only SELECT until `deadline` (time.monotonic()); returns
-    `{"columns", "rows", "truncated", "truncated_by", "max_rows", "max_bytes"}` whose JSON
-    stays under `max_bytes`. `limit_s` is the whole time limit, for messages."""
-    cursor = con.cursor()
+    """Run one read-only SELECT on a fresh `cursor` (closed here) until `deadline`
+    (time.monotonic()); returns `{"columns", "rows", "truncated", "truncated_by",
+    "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`. `limit_s` is the whole
+    time limit, for messages. Interrupted before its deadline (the replica swapped in a
+    rebuilt file), it is a 503 to retry."""
     done = threading.Event()
     watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
@@ -142,6 +143,11 @@ def run(
         budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
         rows, cut = _fetch(result, max_rows, budget)
     except duckdb.InterruptException:
+        if time.monotonic() < deadline:
+            raise Unavailable(
+                "the read model was swapped for a rebuilt one while the query ran; retry",
+                retry_after=1,
+            ) from None
         raise BadRequest(
             f"the query ran into the {limit_s:g} s limit (counted from its arrival, waiting "
             "for a slot included) and was stopped; narrow it (WHERE, LIMIT) or aggregate first",

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         settings = ProjectorSettings.from_env()
         deadline = time.monotonic() + settings.sql_timeout_s
         result = sql.run(
-            con, args.sql, deadline, settings.sql_max_rows, settings.max_answer_bytes,
+            con.cursor(), args.sql, deadline, settings.sql_max_rows, settings.max_answer_bytes,
             settings.sql_timeout_s,
         )  # fmt: skip
         answer: dict[str, Any] = msgspec.json.decode(

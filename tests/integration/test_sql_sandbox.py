@@ -19,7 +19,7 @@ from nats.aio.client import Client
 
 from common import bus
 from common.envelope import Envelope, Metadata, uuid7
-from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequests
+from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequests, Unavailable
 from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -28,6 +28,7 @@ from projector.readmodel import ReadModel
 from projector.sql import run as sql_run
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 from tests.support.sql_attacks import ATTACKS, STATE
+from tests.support.waiting import eventually
 
 
 async def state(nc: Client, settings: NatsSettings) -> list[list[list[Any]]]:
@@ -226,8 +227,35 @@ def test_a_query_whose_deadline_passed_before_it_started_is_still_stopped(tmp_pa
         for late in (-1.0, 0.0, 0.001, 0.05):
             started = time.monotonic()
             with pytest.raises(BadRequest) as stopped:
-                sql_run(model.con, endless, started + late, 10, 10_000, 1.0)
+                sql_run(model.con.cursor(), endless, started + late, 10, 10_000, 1.0)
             assert stopped.value.detail["limit"] == "time"
             assert time.monotonic() - started < 2.0, late
     finally:
         model.close()
+
+
+async def test_a_rebuild_swap_stops_running_queries_instead_of_pausing_the_feed_for_them(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    last = await store(nc, nats_settings, domain_events(300, lists=5, users=5, seed=8))
+    async with replica(nats_settings, tmp_path, "sw", sql_timeout_s=30.0):
+        await sql(nc, nats_settings, "SELECT 1", last)
+        endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
+        running = asyncio.create_task(sql(nc, nats_settings, endless))
+        await asyncio.sleep(0.3)  # it runs
+        started = time.monotonic()
+        subject = Subjects(nats_settings.prefix).query("rebuild.sw")
+
+        async def rebuild(name: str) -> Any:
+            body = msgspec.json.encode(QueryRequest(name=name, params={"projections": []}))
+            return msgspec.json.decode(await bus.request(nc, subject, body, 10, "rebuild"))
+
+        await rebuild("start")
+        done = await eventually(
+            lambda: rebuild("status"), lambda s: s["result"]["state"] == "done", timeout=20
+        )
+        assert done["sequence"] == last and time.monotonic() - started < 10
+        with pytest.raises(Unavailable) as stopped:
+            await running
+        assert "swapped" in stopped.value.message and stopped.value.detail["retry_after"] == 1
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[last]]
