@@ -53,6 +53,7 @@ async def serve(
         halt,
     )
     stop_queries: Callable[[], None] = lambda: None  # noqa: E731
+    applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     try:
         await bus.ensure_stream(nc, nats_settings)
         stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
@@ -70,7 +71,7 @@ async def serve(
             await rebuilder.task
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
-        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop)
+        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop, applier)
     except Poisoned as exc:
         metrics.HALTED.set(1)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
@@ -79,6 +80,7 @@ async def serve(
     finally:
         await nc.drain()
         stop_queries()
+        applier.shutdown(wait=True)
         replica.model.close()
 
 
@@ -90,11 +92,12 @@ async def _follow(
     durable: str,
     subjects: Subjects,
     stop: asyncio.Event,
+    applier: ThreadPoolExecutor,
 ) -> None:
-    """Apply batches until `stop`; restart the feed after a swap or a lost consumer."""
+    """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
+    consumer."""
     halt = settings.on_poison == "halt"
     names = list(replica.model.projections)
-    applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
@@ -130,4 +133,3 @@ async def _follow(
             log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()
-    applier.shutdown(wait=True)

@@ -138,7 +138,8 @@ async def serve(
     await bus.serve(nc, mine, f"rebuild.{settings.name}", rebuild, 4)
 
     def close() -> None:
-        named_pool.shutdown(wait=False, cancel_futures=True)
+        replica.interrupt_queries()  # so the model can close without waiting for them
+        named_pool.shutdown(wait=True, cancel_futures=True)
         adhoc_slots.close()
 
     return close

@@ -65,6 +65,11 @@ class Replica:
         finally:
             self._interrupts.discard(interrupt)
 
+    def interrupt_queries(self) -> None:
+        """Interrupt every ad-hoc query running now (they answer 503, retry)."""
+        for interrupt in list(self._interrupts):
+            interrupt()
+
     async def swap(self, replace: Callable[[ReadModel], ReadModel]) -> None:
         """`replace(old)` closes the old model and returns the new one; hold `writing`."""
         async with self._state:
@@ -73,8 +78,7 @@ class Replica:
                 async with asyncio.timeout(SWAP_GRACE_S):
                     await self._state.wait_for(lambda: self._readers == 0)
             while self._readers:
-                for interrupt in list(self._interrupts):
-                    interrupt()
+                self.interrupt_queries()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(INTERRUPT_EVERY_S):
                         await self._state.wait_for(lambda: self._readers == 0)

@@ -88,4 +88,5 @@ class Slots:
         return await asyncio.get_running_loop().run_in_executor(self.pool, work)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """Wait for the queries running now (interrupt them first); drop the waiting ones."""
+        self.pool.shutdown(wait=True, cancel_futures=True)

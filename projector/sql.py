@@ -131,7 +131,7 @@ def run(
     (time.monotonic()); returns `{"columns", "rows", "truncated", "truncated_by",
     "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`. `limit_s` is the whole
     time limit, for messages. Interrupted before its deadline (the replica swapped in a
-    rebuilt file), it is a 503 to retry."""
+    rebuilt file or stops), it is a 503 to retry."""
     done = threading.Event()
     watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
@@ -145,7 +145,8 @@ def run(
     except duckdb.InterruptException:
         if time.monotonic() < deadline:
             raise Unavailable(
-                "the read model was swapped for a rebuilt one while the query ran; retry",
+                "the replica stopped the query before its time limit (it swapped in a rebuilt "
+                "read model, or is shutting down); retry",
                 retry_after=1,
             ) from None
         raise BadRequest(

@@ -259,3 +259,17 @@ async def test_a_rebuild_swap_stops_running_queries_instead_of_pausing_the_feed_
             await running
         assert "swapped" in stopped.value.message and stopped.value.detail["retry_after"] == 1
         assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint") == [[last]]
+
+
+async def test_a_replica_stops_promptly_while_an_endless_query_runs(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    last = await store(nc, nats_settings, domain_events(50, lists=2, users=2))
+    async with replica(nats_settings, tmp_path, "stop", sql_timeout_s=60.0) as task:
+        await sql(nc, nats_settings, "SELECT 1", last)
+        endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
+        running = asyncio.create_task(sql(nc, nats_settings, endless))
+        await asyncio.sleep(0.3)  # it runs
+        started = time.monotonic()
+    assert task.done() and time.monotonic() - started < 5.0
+    running.cancel()
