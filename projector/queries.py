@@ -86,7 +86,7 @@ async def serve(
                     sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
                     settings.sql_timeout_s,
                 )  # fmt: skip
-                with replica.interruptible(cursor.interrupt):
+                with replica.interruptible(sql.interrupter(cursor)):
                     result = await adhoc_slots.call(work)
         metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
         return answers.reply(max(sequence, model.checkpoint), result, max_bytes)

@@ -21,10 +21,11 @@ bytes of JSON, saying which limit cut it. Every refusal is a 4xx that says why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -189,6 +190,16 @@ def run(
     }
 
 
+def interrupter(cursor: duckdb.DuckDBPyConnection) -> Callable[[], None]:
+    """`cursor.interrupt`, harmless once the cursor is closed."""
+
+    def interrupt() -> None:
+        with contextlib.suppress(duckdb.Error):
+            cursor.interrupt()
+
+    return interrupt
+
+
 def _interrupt_at(
     cursor: duckdb.DuckDBPyConnection, deadline: float, done: threading.Event
 ) -> None:
@@ -197,7 +208,7 @@ def _interrupt_at(
     if done.wait(max(deadline - time.monotonic(), 0.0)):
         return
     while True:
-        cursor.interrupt()
+        interrupter(cursor)()
         if done.wait(INTERRUPT_EVERY_S):
             return
 
