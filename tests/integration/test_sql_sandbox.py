@@ -137,7 +137,7 @@ async def test_slow_queries_past_the_slots_get_429_and_never_delay_applying_even
         last = await store(nc, nats_settings, events[100:])
         assert await sql_or_429(nc, nats_settings, "SELECT 1", last) in ("ok", "429")
         read = await ask(nc, nats_settings, "user_profiles", "list", last)
-        assert read["sequence"] >= last and time.monotonic() - started < 1.5
+        assert read["sequence"] >= last and time.monotonic() - started < 3.0  # 9 s before
         outcomes = await asyncio.gather(*flood)
     assert set(outcomes) <= {"429", "time"} and outcomes.count("429") >= 16, outcomes
 
@@ -153,7 +153,7 @@ async def test_requests_waiting_for_min_seq_hold_their_places_and_the_next_gets_
         await asyncio.sleep(0.2)  # they have arrived
         started = time.monotonic()
         assert await sql_or_429(nc, nats_settings, "SELECT 1", 0) == "429"
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         assert await asyncio.gather(*waiting) == ["504"] * 3
         assert await sql(nc, nats_settings, "SELECT 42") == [[42]]  # the places are free again
 
@@ -169,7 +169,7 @@ async def test_one_principal_cannot_lock_another_out_of_ad_hoc_sql(
         await asyncio.sleep(0.3)  # the flood has arrived
         started = time.monotonic()
         assert await as_principal(nc, nats_settings, "alice", "SELECT 42") == [[42]]
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0
         outcomes = await asyncio.gather(*flood)
     # 6 over mallory's 4 places at once; of the 4, one runs at a time (half the 2 slots)
     assert set(outcomes) == {"429", "time"} and outcomes.count("429") >= 6, outcomes
