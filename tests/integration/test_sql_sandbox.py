@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from common import bus
@@ -27,7 +29,7 @@ from ironstar.benchmarks.project import domain_events
 from projector.readmodel import ReadModel
 from projector.sql import run as sql_run
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
-from tests.support.sql_attacks import ATTACKS, STATE
+from tests.support.sql_attacks import ATTACKS, CORES, GLUE, STATE, WRAPS, mixed_case
 from tests.support.waiting import eventually
 
 
@@ -273,3 +275,37 @@ async def test_a_replica_stops_promptly_while_an_endless_query_runs(
         started = time.monotonic()
     assert task.done() and time.monotonic() - started < 5.0
     running.cancel()
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReadModel]:
+    """A read model with rows, attacked directly (no NATS) by generated statements."""
+    model = ReadModel(tmp_path_factory.mktemp("mix") / "mix.duckdb")
+    events = list(domain_events(300, lists=4, users=4, seed=11))
+    model.apply(list(enumerate(events, start=1)), len(events))
+    yield model
+    model.close()
+
+
+def fingerprint(model: ReadModel) -> list[Any]:
+    return [model.con.execute(statement).fetchall() for statement in STATE]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cores=st.lists(st.sampled_from(CORES), min_size=1, max_size=3),
+    wrap=st.sampled_from(WRAPS),
+    glue=st.lists(st.sampled_from(GLUE), min_size=1, max_size=3),
+    flips=st.lists(st.booleans(), min_size=1, max_size=7),
+)
+def test_generated_mixes_change_nothing_at_the_projector_level(
+    attacked: ReadModel, cores: list[str], wrap: str, glue: list[str], flips: list[bool]
+) -> None:
+    text = mixed_case(glue[0].join(wrap.format(core) for core in cores) + glue[-1], flips)
+    before = fingerprint(attacked)
+    try:
+        sql_run(attacked.con.cursor(), text, time.monotonic() + 2, 100, 100_000, 2.0)
+    except (BadRequest, Invalid, TooLarge) as refused:
+        assert refused.message, text
+    assert fingerprint(attacked) == before, text
+    assert attacked.con.execute("SELECT sequence FROM checkpoint").fetchall() == [(300,)]

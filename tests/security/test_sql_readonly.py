@@ -23,7 +23,7 @@ from tests.integration.test_sql_sandbox import big_list
 from tests.security.conftest import SECRET, bearer
 from tests.support.feeds import feed
 from tests.support.projections import store
-from tests.support.sql_attacks import ATTACKS, STATE, WRITES
+from tests.support.sql_attacks import ATTACKS, CORES, GLUE, STATE, WRAPS, WRITES, mixed_case
 from tests.support.stack import Stack
 
 SQL = bearer("sql", subject="analyst")
@@ -85,41 +85,6 @@ def test_every_attack_is_a_4xx_naming_why_and_changes_nothing(sql_stack: Stack) 
     assert state(sql_stack.url) == before
 
 
-# Pieces an attacker combines: writes wrapped in every shape SQL allows, comments and
-# separators that might hide a second statement, and harmless reads around them.
-CORES = [
-    *WRITES,
-    "DELETE FROM todos",
-    "UPDATE checkpoint SET sequence = 0",
-    "INSERT INTO projection_versions VALUES ('x', 1)",
-    "DROP TABLE users",
-    "CHECKPOINT",
-    "SET threads = 8",
-    "ATTACH ':memory:' AS m",
-    "CREATE TEMP TABLE t AS SELECT 1",
-    "SELECT * FROM checkpoint()",
-    "SELECT * FROM query('SELECT 1')",
-    "SELECT count(*) FROM todos",
-    "SELECT 42",
-    "FROM checkpoint",
-]
-WRAPS = [
-    "{}",
-    "WITH w AS ({}) SELECT * FROM w",
-    "SELECT * FROM ({})",
-    "SELECT ({}) AS v",
-    "EXPLAIN {}",
-    "{} UNION ALL SELECT 1",
-]
-GLUE = ["", ";", " -- c\n", " /* ; */ ", ";\n", "\t"]
-
-
-def _mixed_case(text: str, flips: list[bool]) -> str:
-    return "".join(
-        c.upper() if f else c.lower() for c, f in zip(text, flips * len(text), strict=False)
-    )
-
-
 @settings(
     max_examples=60,
     deadline=None,
@@ -135,7 +100,7 @@ def test_generated_mixes_never_change_the_read_models(
     sql_stack: Stack, cores: list[str], wrap: str, glue: list[str], flips: list[bool]
 ) -> None:
     pieces = [wrap.format(core) for core in cores]
-    text = _mixed_case(glue[0].join(pieces) + glue[-1], flips)
+    text = mixed_case(glue[0].join(pieces) + glue[-1], flips)
     before = post_sql(sql_stack.url, STATE[0]).json(), post_sql(sql_stack.url, STATE[3]).json()
     answer = post_sql(sql_stack.url, text)
     assert answer.status_code in (200, 400, 413, 422), (text, answer.text)

@@ -110,3 +110,39 @@ STATE = [
     "SELECT function_name FROM duckdb_functions() WHERE NOT internal ORDER BY 1",
     "SELECT sequence_name FROM duckdb_sequences()",
 ]
+
+
+# Pieces an attacker combines: writes wrapped in every shape SQL allows, comments and
+# separators that might hide a second statement, and harmless reads around them.
+CORES = [
+    *WRITES,
+    "DELETE FROM todos",
+    "UPDATE checkpoint SET sequence = 0",
+    "INSERT INTO projection_versions VALUES ('x', 1)",
+    "DROP TABLE users",
+    "CHECKPOINT",
+    "SET threads = 8",
+    "ATTACH ':memory:' AS m",
+    "CREATE TEMP TABLE t AS SELECT 1",
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT count(*) FROM todos",
+    "SELECT 42",
+    "FROM checkpoint",
+]
+WRAPS = [
+    "{}",
+    "WITH w AS ({}) SELECT * FROM w",
+    "SELECT * FROM ({})",
+    "SELECT ({}) AS v",
+    "EXPLAIN {}",
+    "{} UNION ALL SELECT 1",
+]
+GLUE = ["", ";", " -- c\n", " /* ; */ ", ";\n", "\t"]
+
+
+def mixed_case(text: str, flips: list[bool]) -> str:
+    """`text` with its letters' case flipped by the repeating pattern `flips`."""
+    return "".join(
+        c.upper() if f else c.lower() for c, f in zip(text, flips * len(text), strict=False)
+    )
