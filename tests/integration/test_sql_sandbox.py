@@ -16,7 +16,6 @@ from typing import Any
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from nats.aio.client import Client
 
 from common import bus
@@ -29,7 +28,7 @@ from ironstar.benchmarks.project import domain_events
 from projector.readmodel import ReadModel
 from projector.sql import run as sql_run
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
-from tests.support.sql_attacks import ATTACKS, CORES, GLUE, STATE, WRAPS, mixed_case
+from tests.support.sql_attacks import ATTACKS, MIXES, STATE
 from tests.support.waiting import eventually
 
 
@@ -292,16 +291,10 @@ def fingerprint(model: ReadModel) -> list[Any]:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    cores=st.lists(st.sampled_from(CORES), min_size=1, max_size=3),
-    wrap=st.sampled_from(WRAPS),
-    glue=st.lists(st.sampled_from(GLUE), min_size=1, max_size=3),
-    flips=st.lists(st.booleans(), min_size=1, max_size=7),
-)
+@given(text=MIXES)
 def test_generated_mixes_change_nothing_at_the_projector_level(
-    attacked: ReadModel, cores: list[str], wrap: str, glue: list[str], flips: list[bool]
+    attacked: ReadModel, text: str
 ) -> None:
-    text = mixed_case(glue[0].join(wrap.format(core) for core in cores) + glue[-1], flips)
     before = fingerprint(attacked)
     try:
         sql_run(attacked.con.cursor(), text, time.monotonic() + 2, 100, 100_000, 2.0)

@@ -4,6 +4,8 @@ Each attack: the SQL, the error class it must get, and words the refusal must sa
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
 from common.errors import BadRequest, Invalid, IronstarError
 
 WRITES = [
@@ -146,3 +148,16 @@ def mixed_case(text: str, flips: list[bool]) -> str:
     return "".join(
         c.upper() if f else c.lower() for c, f in zip(text, flips * len(text), strict=False)
     )
+
+
+def _mix(cores: list[str], wrap: str, glue: list[str], flips: list[bool]) -> str:
+    return mixed_case(glue[0].join(wrap.format(core) for core in cores) + glue[-1], flips)
+
+
+MIXES = st.builds(
+    _mix,
+    cores=st.lists(st.sampled_from(CORES), min_size=1, max_size=3),
+    wrap=st.sampled_from(WRAPS),
+    glue=st.lists(st.sampled_from(GLUE), min_size=1, max_size=3),
+    flips=st.lists(st.booleans(), min_size=1, max_size=7),
+)  # SQL texts an attacker composes from the pieces above
