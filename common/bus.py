@@ -23,7 +23,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from common.errors import ErrorReply, Invalid, IronstarError, Unavailable, from_reply
+from common.errors import ErrorReply, Invalid, IronstarError, TooLarge, Unavailable, from_reply
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import bind_correlation, correlation_id
@@ -33,6 +33,7 @@ log = structlog.get_logger()
 ERROR_HEADER = "Ironstar-Error"
 CORRELATION_HEADER = "Ironstar-Correlation-Id"
 MIN_DUPLICATE_WINDOW_S = 120.0
+REPLY_HEADROOM = 1024  # bytes of a message kept for the reply's headers
 
 _json = msgspec.json.Encoder()
 _error_decoder = msgspec.json.Decoder(ErrorReply)
@@ -194,7 +195,8 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
 
     Each request runs in its own task so one slow request does not hold up the others;
     an `IronstarError` becomes an error reply, anything else is logged and reported as
-    503 so a client never hangs until its timeout.
+    503 so a client never hangs until its timeout. A reply over the server's max payload
+    becomes a 413 (it could never be delivered, so a retry would not help).
     """
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
@@ -210,6 +212,14 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
                 log.exception("request_failed", subject=msg.subject)
                 error = Unavailable(f"internal error while answering {msg.subject}: {exc}")
                 body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+            if len(body) > nc.max_payload - REPLY_HEADROOM:  # could never be delivered
+                log.error("reply_too_large", subject=msg.subject, size=len(body))
+                too_large = TooLarge(
+                    f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte limit "
+                    "of a NATS message; ask for less",
+                    limit="bytes",
+                )
+                body, headers = _json.encode(too_large.to_reply()), {ERROR_HEADER: too_large.code}
             if msg.reply:
                 await nc.publish(msg.reply, body, headers=headers)
 

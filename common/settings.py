@@ -101,8 +101,16 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "catchup_batch_size": "events per transaction at most while more than batch_size wait",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
-        "sql_timeout_s": "time limit of an ad-hoc SQL query",
+        "sql_timeout_s": "time limit of an ad-hoc SQL query, counted from its arrival",
         "sql_max_rows": "row limit of an ad-hoc SQL query",
+        "sql_concurrency": "ad-hoc SQL queries running at once per replica",
+        "sql_queue": "ad-hoc SQL queries waiting for a slot per replica; more get 429",
+        "sql_per_principal": "ad-hoc SQL queries one principal may have running or waiting "
+        "per replica (and at most half the running slots)",
+        "max_answer_bytes": "largest reply in bytes (capped by the NATS max payload); "
+        "longer answers are cut and marked truncated",
+        "snapshot_storage_version": "DuckDB storage version of snapshots (v1.5.0: read by "
+        "DuckDB 1.5 and later, e.g. the pip duckdb-cli)",
         "metrics_port": "port of the projector's /metrics (0: a free port, -1: off)",
         "metrics_host": "interface of the projector's /metrics",
     }
@@ -114,6 +122,11 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000
+    sql_concurrency: int = 2
+    sql_queue: int = 8
+    sql_per_principal: int = 4
+    max_answer_bytes: int = 1_000_000
+    snapshot_storage_version: str = "v1.5.0"
     metrics_port: int = -1
     metrics_host: str = "127.0.0.1"
 

@@ -137,8 +137,10 @@ class ReadModelController(Controller):
     ) -> Response[bytes]:
         """Run one read-only SELECT over the read models: body `{"sql": "SELECT ..."}`.
 
-        JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "max_rows"}}`;
-        `format=csv` answers the rows as CSV with a header line."""
+        JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "truncated_by",
+        "max_rows", "max_bytes"}}` (`truncated_by`: "rows", "bytes" or null); `format=csv`
+        answers the rows as CSV with a header line, and `Ironstar-Truncated: rows|bytes` when
+        cut."""
         try:
             body = _sql_bodies.decode(await request.body())
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -147,12 +149,14 @@ class ReadModelController(Controller):
             ) from None
         answer = await backend.query("sql", "sql", {"sql": body.get("sql")}, min_seq)
         if format == "csv":
-            return Response(_csv(answer), media_type="text/csv")
+            result = msgspec.json.decode(answer)["result"]
+            cut = result.get("truncated_by")
+            headers = {"Ironstar-Truncated": str(cut)} if cut else {}
+            return Response(_csv(result), media_type="text/csv", headers=headers)
         return _json(answer)
 
 
-def _csv(answer: bytes) -> bytes:
-    result = msgspec.json.decode(answer)["result"]
+def _csv(result: dict[str, Any]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(result["columns"])

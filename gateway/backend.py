@@ -87,7 +87,9 @@ class Backend:
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`."""
         wait = self.settings.query_timeout_s
-        request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)
+        request = QueryRequest(
+            name=name, params=params, min_seq=min_seq, timeout_s=wait, actor=ACTOR.get()
+        )
         return await self._unless_closing(
             bus.request(
                 self.nc,

@@ -2,12 +2,15 @@
 
 A file whose projections were built by another code version is rebuilt first (queries
 are answered from it meanwhile); then the live feed applies batches from the checkpoint.
+Batches are applied on a thread of their own, which no query ever occupies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -51,9 +54,11 @@ async def serve(
         max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
     )
+    stop_queries: Callable[[], None] = lambda: None  # noqa: E731
+    applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     try:
         await bus.ensure_stream(nc, nats_settings)
-        await queries.serve(nc, subjects, replica, rebuilder, settings)
+        stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
         port = serve_metrics(settings.metrics_host, settings.metrics_port)
         stale = model.stale()
         ready(
@@ -68,7 +73,7 @@ async def serve(
             await rebuilder.task
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
-        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop)
+        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop, applier)
     except Poisoned as exc:
         metrics.HALTED.set(1)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
@@ -76,6 +81,8 @@ async def serve(
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
         await bus.goodbye(nc)
+        stop_queries()
+        applier.shutdown(wait=True)
         replica.model.close()
 
 
@@ -87,10 +94,13 @@ async def _follow(
     durable: str,
     subjects: Subjects,
     stop: asyncio.Event,
+    applier: ThreadPoolExecutor,
 ) -> None:
-    """Apply batches until `stop`; restart the feed after a swap or a lost consumer."""
+    """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
+    consumer."""
     halt = settings.on_poison == "halt"
     names = list(replica.model.projections)
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
         feed = Feed(
@@ -110,7 +120,8 @@ async def _follow(
                     if replica.generation != generation:
                         break  # a rebuilt file was swapped in: follow it from its checkpoint
                     model = replica.model
-                    await asyncio.to_thread(apply, model, batch.deliveries, batch.last, halt)
+                    work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
+                    await loop.run_in_executor(applier, work)
                     await feed.ack(batch)
                 if replica.storage is not None:
                     replica.storage = None

@@ -12,10 +12,12 @@ import asyncio
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 
 from common.errors import Invalid
 from common.settings import ProjectorSettings
@@ -55,8 +57,14 @@ def run(args: argparse.Namespace) -> int:
         except duckdb.Error as exc:
             raise Invalid(f"cannot open {args.file}: {exc}", field="file") from None
         settings = ProjectorSettings.from_env()
-        result = sql.run(con, args.sql, settings.sql_timeout_s, settings.sql_max_rows)
-        answer: dict[str, Any] = {"sequence": None, "result": result}
+        deadline = time.monotonic() + settings.sql_timeout_s
+        result = sql.run(
+            con.cursor(), args.sql, deadline, settings.sql_max_rows, settings.max_answer_bytes,
+            settings.sql_timeout_s,
+        )  # fmt: skip
+        answer: dict[str, Any] = msgspec.json.decode(
+            sql.encode({"sequence": None, "result": result})
+        )
     else:
         answer = asyncio.run(ask(target(args).nats, "sql", "sql", {"sql": args.sql}, args.min_seq))
     result = answer["result"]
@@ -68,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(result["rows"])
     else:
         print(table(result["columns"], result["rows"]))
-        more = f", truncated at {result['max_rows']}" if result["truncated"] else ""
+        cut = result["truncated_by"]
+        limit = f"{result['max_rows']} rows" if cut == "rows" else f"{result['max_bytes']:,} bytes"
+        more = f", truncated at {limit}" if cut else ""
         count = len(result["rows"])
         print(f"({count} row{'' if count == 1 else 's'}{more})", file=sys.stderr)
     return 0

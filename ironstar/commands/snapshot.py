@@ -1,7 +1,9 @@
 """`ironstar snapshot`: a consistent read-only copy of the read models, for any DuckDB client.
 
-Asks a running projector over NATS (`IRONSTAR_NATS_URL`): between two batches it folds
-its WAL into the file and copies it into `<data dir>/snapshots/`, then goes on writing.
+Asks a running projector over NATS (`IRONSTAR_NATS_URL`): it copies its tables, as of one
+commit, through its own connection into a new file under `<data dir>/snapshots/` while it
+goes on writing, in a storage version older DuckDB clients read (`--storage-version`,
+default `v1.5.0`: the pip `duckdb-cli` 1.5 opens it).
 With `--output` the copy is moved there (the projector's data dir must be reachable from
 here, as with `ironstar up`). With no projector running, the replica's file is copied
 directly: from `IRONSTAR_PROJECTOR_DATA_DIR` when set, else from where `ironstar up` keeps
@@ -38,6 +40,11 @@ def add(commands: Any) -> None:
     )
     one.add_argument("--output", type=Path, help="move the copy here")
     add_data_dir(one)
+    one.add_argument(
+        "--storage-version",
+        help="DuckDB storage version of the copy, e.g. v1.5.0 (default: "
+        "IRONSTAR_PROJECTOR_SNAPSHOT_STORAGE_VERSION)",
+    )
     one.set_defaults(run=run)
 
 
@@ -45,14 +52,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         stack = local.target(args.data_dir)
     except Unavailable as exc:  # nothing runs: the file may still be where `up` left it
-        path, sequence = _offline(exc, local.projector_dir(args.data_dir or local.DEFAULT_DATA_DIR))
+        projector_dir = local.projector_dir(args.data_dir or local.DEFAULT_DATA_DIR)
+        path, sequence = _offline(exc, projector_dir, args.storage_version)
     else:
         stack.say()
+        params = {"storage_version": args.storage_version} if args.storage_version else {}
         try:
-            taken = asyncio.run(ask(stack.nats, "snapshot", "snapshot", {}))["result"]
+            taken = asyncio.run(ask(stack.nats, "snapshot", "snapshot", params))["result"]
             path, sequence = Path(taken["path"]), int(taken["sequence"])
         except Unavailable as exc:
-            path, sequence = _offline(exc, stack.projector_dir)
+            path, sequence = _offline(exc, stack.projector_dir, args.storage_version)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, args.output)
@@ -61,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _offline(why: Unavailable, projector_dir: Path | None) -> tuple[Path, int]:
+def _offline(
+    why: Unavailable, projector_dir: Path | None, storage_version: str | None
+) -> tuple[Path, int]:
     """No projector answers: copy its file directly if nobody holds it."""
     from projector.readmodel import ReadModel
 
@@ -75,6 +86,7 @@ def _offline(why: Unavailable, projector_dir: Path | None) -> tuple[Path, int]:
     model = ReadModel(source)
     try:
         target = source.parent / "snapshots" / f"{settings.name}-{model.checkpoint}.duckdb"
-        return target.resolve(), model.snapshot(target)
+        version = storage_version or settings.snapshot_storage_version
+        return target.resolve(), model.snapshot(target, version)
     finally:
         model.close()
