@@ -10,6 +10,7 @@
     ├── Conflict          409     concurrent writers kept winning; retry the command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
     ├── TooLarge          413     body or payload over its limit
+    ├── HeaderTooLarge    431     a request header (or all of them) over its limit
     ├── Invalid           422     an id, payload field or parameter of the wrong shape
     ├── TooManyRequests   429     a per-client limit was reached
     ├── Unavailable       503     NATS, the writer or a projector cannot be reached
@@ -75,6 +76,10 @@ class TooLarge(IronstarError):
     code = "too_large"
 
 
+class HeaderTooLarge(IronstarError):
+    code = "header_too_large"
+
+
 class Invalid(IronstarError):
     code = "invalid"
 
@@ -111,6 +116,7 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         Conflict,
         StaleVersion,
         TooLarge,
+        HeaderTooLarge,
         Invalid,
         TooManyRequests,
         Unavailable,

@@ -37,6 +37,7 @@ ERRORS = {
     "413": "body, field or nesting over its limit",
     "422": "invalid id, payload field or parameter (named in `field`)",
     "429": "too many requests from this client; see Retry-After",
+    "431": "a request header, or all of them, over its limit",
     "503": "NATS, the writer or a projector is unavailable; see Retry-After",
     "504": "the read model did not reach min_seq in time",
 }
