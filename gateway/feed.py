@@ -17,6 +17,7 @@ import hashlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -58,9 +59,11 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
     return tuple(sorted(set(topics), key=str))
 
 
-def consumer_name(client_id: str, topics: tuple[Topic, ...]) -> str:
+def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") -> str:
+    """`sse_[<owner>_]<client_id>_<topics hash>`: the owner (gateway/consumers.py) binds
+    the consumer to one principal when auth is on."""
     digest = hashlib.sha256(",".join(map(str, topics)).encode()).hexdigest()[:12]
-    return f"sse_{client_id}_{digest}"
+    return f"sse_{owner}_{client_id}_{digest}" if owner else f"sse_{client_id}_{digest}"
 
 
 class ClientFeed:
@@ -75,11 +78,13 @@ class ClientFeed:
         capacity: int,
         inactive_s: float,
         max_ack_pending: int | None = None,
+        owner: str = "",
     ) -> None:
         self.js = js
         self.inbox = inbox
         self.stream = stream
-        self.name = consumer_name(client_id, topics)
+        self.name = consumer_name(client_id, topics, owner)
+        self.on_close: Callable[[], None] | None = None  # once, when the feed is given up
         self.filters = [subjects.events(t.aggregate_type, t.aggregate_id) for t in topics] or [
             subjects.all_events
         ]
@@ -240,3 +245,6 @@ class ClientFeed:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)
         self.buffer.clear()
+        closed, self.on_close = self.on_close, None
+        if closed is not None:
+            closed()

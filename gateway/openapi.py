@@ -24,7 +24,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
-from gateway.auth import needed_scopes
+from gateway.auth import credentials
 
 ERRORS = {
     "400": "malformed JSON or bad parameter",
@@ -97,5 +97,5 @@ def _amend(path: str, method: str, operation: Operation, tokens_required: bool) 
     if path in BODIES and method == "POST":
         content = {"application/json": OpenAPIMediaType(schema=BODIES[path])}
         operation.request_body = RequestBody(content=content, required=True)
-    if tokens_required and not needed_scopes(method, path, {}):
+    if tokens_required and credentials(method, path) == "none":
         operation.security = []

@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from common.errors import BadRequest, IronstarError, TooLarge
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
 from gateway.auth import ACTOR, Gate, session, verifier
+from gateway.grants import PRINCIPAL, Principal
 from gateway.headers import bounded
 from gateway.limits import RateLimiter, check_json, read_body, replay
 from gateway.openapi import complete
@@ -122,12 +123,12 @@ class FrontDoor:
         except IronstarError as exc:  # counted against the client's rate all the same
             refused = exc
         client = (scope.get("client") or ("unknown", 0))[0]
-        security.limiter.take(
-            f"sub:{claims.subject}" if claims else f"ip:{client}", time.monotonic()
-        )
+        key = f"sub:{claims.subject}" if claims else f"ip:{client}"
+        security.limiter.take(key, time.monotonic())
         if refused is not None:
             raise refused
         ACTOR.set(claims.subject if claims is not None else None)
+        PRINCIPAL.set(Principal(key, claims, auth=security.gate.check is not None))
         if method in _BODY_METHODS:
             receive = await self._bounded(headers, receive)
         if not path.startswith("/schema"):

@@ -10,6 +10,7 @@ stream loop that applies them is `gateway/stream.py` (windows and formats: `gate
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import structlog
@@ -22,9 +23,10 @@ from nats.errors import Error as NatsError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import controls, datastar, inbox, snapshot
+from gateway import consumers, controls, datastar, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
+from gateway.grants import PRINCIPAL
 from gateway.policy import Policy
 from gateway.stream import Session, stream
 from gateway.wire import frame
@@ -104,6 +106,9 @@ class EventsController(Controller):
         box = await inbox.of(
             state, backend.nc, settings.sse_max_per_client, settings.sse_max_connections
         )
+        principal = PRINCIPAL.get()
+        own = consumers.owner(principal.claims.subject if principal.claims else None)
+        who = f"{own}_{client}" if own else client  # connections counted per owned client id
         unbounded = ctl.policy is Policy.UNBOUNDED
         feed = ClientFeed(
             backend.nc.jetstream(),
@@ -115,12 +120,28 @@ class EventsController(Controller):
             ctl.capacity,
             settings.sse_inactive_s,
             max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
+            owner=own,
         )
-        box.admit(client)
+        box.admit(who)
+        ledger = consumers.ledger_of(state, settings)
+        try:
+            new = ledger.claim(principal.key, feed.name, time.monotonic())
+        except BaseException:
+            box.release(who)
+            raise
+        feed.on_close = consumers.on_close(ledger, principal.key, feed, ephemeral=not client_id)
+        ledger.opening += new  # counted against the stream's headroom until it exists
         try:
             resume = parse_last_event_id(last_event_id_header or last_event_id)
             info = await backend.nc.jetstream().stream_info(backend.nats.stream)
             first, last = info.state.first_seq, info.state.last_seq
+            if new:
+                consumers.check_headroom(
+                    info.state.consumer_count,
+                    info.config.max_consumers or 0,
+                    settings.sse_reserved_consumers,
+                    ledger.opening - 1,
+                )
             head = b""
             if resume is not None and not resumable(resume, first, last):
                 seq, body = await snapshot.take(backend, parsed, last)
@@ -133,19 +154,21 @@ class EventsController(Controller):
             await feed.open(None if resume is None else resume + 1)
         except (TimeoutError, NatsError) as exc:
             feed.close()
-            box.release(client)
+            box.release(who)
             raise Unavailable(
                 f"the event stream cannot be followed right now ({exc!s:.200}); retry",
                 retry_after=1,
             ) from None
         except BaseException:
             feed.close()
-            box.release(client)
+            box.release(who)
             raise
+        finally:
+            ledger.opening -= new
         log.info("sse_opened", client_id=client, consumer=feed.name, policy=ctl.policy.value,
                  resume=resume, snapshot=bool(head))  # fmt: skip
         hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
-        session = Session(feed, ctl, settings, state.closing, client, after=resume or 0)
+        session = Session(feed, ctl, settings, state.closing, who, after=resume or 0)
         return Stream(
             stream(session, frame(json.dumps(hello), event="connected") + head),
             media_type="text/event-stream",
