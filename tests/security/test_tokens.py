@@ -12,8 +12,8 @@ from common.errors import Forbidden, Invalid, TooLarge, TooManyRequests, Unautho
 from common.tokens import Claims, Verifier
 from gateway.auth import bind_notice, credentials, is_loopback, needed_scopes
 from gateway.grants import read_grant
-from tests.security.conftest import signed
 from gateway.limits import RateLimiter, check_json
+from tests.security.conftest import signed
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0
