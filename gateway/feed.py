@@ -7,7 +7,8 @@ for so far was handed to the socket (or the request expired), and never for more
 `capacity` events; deliveries are acked (AckAll) only after their bytes were written. A
 slow client therefore holds at most `capacity` events in the gateway while the rest of its
 backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
-while the client is blocked, up to its safety cap.
+while the client is blocked, up to its safety cap and the process-wide budget of
+`gateway/holdings.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nats.js.errors import NotFoundError
 from common.domain import aggregate
 from common.errors import TooManyRequests
 from common.subjects import Subjects, valid_id
-from gateway import metrics
+from gateway import holdings, metrics
 from gateway.inbox import Inbox
 
 
@@ -79,6 +80,7 @@ class ClientFeed:
         inactive_s: float,
         max_ack_pending: int | None = None,
         owner: str = "",
+        held: holdings.Holdings | None = None,
     ) -> None:
         self.js = js
         self.inbox = inbox
@@ -104,6 +106,9 @@ class ClientFeed:
         self._wake = asyncio.Event()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
+        self.overflow_reason = ""
+        self.holdings = held  # `unbounded`: the process-wide budget of held bytes
+        self.held_bytes = 0
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -163,7 +168,11 @@ class ClientFeed:
     def deliver(self, msg: Msg) -> None:
         if msg.reply and msg.reply.startswith("$JS.ACK."):
             self._credit -= 1
+            if self.overflowed:  # ending with a notice; the client resumes from its id
+                return
             self.buffer.append(msg)
+            if self.holdings is not None:
+                self.holdings.add(self, holdings.size(msg))
         else:
             status = (msg.headers or {}).get("Status", "")
             if status == "100":  # idle heartbeat
@@ -181,14 +190,22 @@ class ClientFeed:
     def _unbounded(self) -> None:
         assert self.cap is not None
         if len(self.buffer) >= self.cap:
-            metrics.lags.inc()
-            metrics.drops.labels("unbounded").inc(len(self.buffer))
-            self.overflowed += len(self.buffer)
-            self.buffer.clear()
-            self.cap = None  # stop asking: the stream ends with a notice
+            self.overflow("buffer over its cap")
         elif self._credit <= 0 and (self._refill is None or self._refill.done()):
             count = min(self.capacity, self.cap - len(self.buffer))
             self._refill = asyncio.get_running_loop().create_task(self.ask(count, self._expiry))
+
+    def overflow(self, reason: str) -> None:
+        """`unbounded` past a bound: drop what is held, stop asking, end with a notice."""
+        metrics.lags.inc()
+        metrics.drops.labels("unbounded").inc(len(self.buffer))
+        self.overflowed += len(self.buffer) or 1
+        self.overflow_reason = reason
+        self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
+        self.cap = None  # stop asking: the stream ends with a notice
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -231,7 +248,10 @@ class ClientFeed:
 
     def take(self, limit: int) -> list[Msg]:
         count = min(limit, len(self.buffer))
-        return [self.buffer.popleft() for _ in range(count)]
+        taken = [self.buffer.popleft() for _ in range(count)]
+        if self.holdings is not None and taken:
+            self.holdings.remove(self, sum(map(holdings.size, taken)))
+        return taken
 
     async def ack(self, reply: str) -> None:
         """AckAll: everything up to this delivery was written (or intentionally skipped)."""
@@ -245,6 +265,8 @@ class ClientFeed:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)
         self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
         closed, self.on_close = self.on_close, None
         if closed is not None:
             closed()

@@ -23,7 +23,7 @@ from nats.errors import Error as NatsError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import consumers, controls, datastar, inbox, snapshot
+from gateway import consumers, controls, datastar, holdings, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
 from gateway.grants import PRINCIPAL
@@ -121,6 +121,7 @@ class EventsController(Controller):
             settings.sse_inactive_s,
             max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
             owner=own,
+            held=holdings.of(state, settings.sse_unbounded_budget_bytes) if unbounded else None,
         )
         box.admit(who)
         ledger = consumers.ledger_of(state, settings)
