@@ -47,12 +47,11 @@ def bounded(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
                 f"the request headers are over {MAX_COUNT} lines or {MAX_TOTAL} bytes; send fewer",
                 limit=MAX_TOTAL,
             )
-        found[name] = value.decode("latin-1")
-    correlation = found.get("x-correlation-id")
-    if correlation is not None and not CORRELATION_ID.fullmatch(correlation):
-        raise BadRequest(
-            f"X-Correlation-Id {correlation[:40]!r} is not 1 to 128 characters of letters, "
-            "digits and . _ : / + = @ -; send such an id, or none and the gateway makes one",
-            field="X-Correlation-Id",
-        )
+        text = found[name] = value.decode("latin-1")
+        if name == "x-correlation-id" and not CORRELATION_ID.fullmatch(text):  # each one
+            raise BadRequest(
+                f"X-Correlation-Id {text[:40]!r} is not 1 to 128 characters of letters, "
+                "digits and . _ : / + = @ -; send such an id, or none and the gateway makes one",
+                field="X-Correlation-Id",
+            )
     return found

@@ -142,6 +142,37 @@ def test_a_60000_character_correlation_id_is_refused_and_a_good_one_is_kept(
     assert kept.json()["events"][0]["metadata"]["correlation_id"] == "req-42.a:b/c"
 
 
+@pytest.mark.parametrize("number", ["9" * 5000, "-" + "9" * 5000, "9" * 30, "1e400", "²"])
+def test_numbers_past_any_integer_type_are_4xx_naming_the_parameter(
+    client: httpx.Client, number: str
+) -> None:
+    admin = bearer("admin", subject=unique("numbers"))
+    for path, name in (
+        ("/api/events", "capacity"),
+        ("/api/todo-lists", "min_seq"),
+        ("/api/analytics/totals", "minutes"),
+        ("/api/analytics/totals", "min_seq"),
+    ):
+        reply = _status(client, "GET", path, params={name: number}, headers=admin)
+        if reply.status_code == 200:  # a capacity over the cap is lowered to it
+            assert name == "capacity" and number.isdigit(), (path, number[:10])
+            continue
+        assert 400 <= reply.status_code < 500, (path, name, reply.status_code)
+        assert name in reply.text, (path, name)
+    resumed = _status(client, "GET", "/api/events", params={"last_event_id": number}, headers=admin)
+    assert resumed.status_code == 200  # an id that cannot be resumed: a snapshot
+
+
+def test_every_correlation_id_of_a_request_is_checked_not_only_the_last(
+    client: httpx.Client,
+) -> None:
+    writer = bearer("commands:todo_list", subject=unique("twice"))
+    headers = [*writer.items(), ("X-Correlation-Id", "x" * 200), ("X-Correlation-Id", "ok")]
+    body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "x"}}
+    reply = client.post(f"/api/commands/todo_list/{unique()}", json=body, headers=headers)
+    assert reply.status_code == 400 and reply.json()["field"] == "X-Correlation-Id"
+
+
 @pytest.mark.parametrize(
     "headers",
     [
