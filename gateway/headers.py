@@ -9,7 +9,7 @@ request's headers are checked once, in the front door, before anything reads the
 |---|---|---|
 | any one header value | `MAX_VALUE` = 8 KiB | 431 naming the header |
 | all header lines | `MAX_TOTAL` = 32 KiB, `MAX_COUNT` = 100 | 431 |
-| `X-Correlation-Id` | 1-128 of `A-Z a-z 0-9 . _ : / + = @ -` | 400 naming the header |
+| `X-Correlation-Id` | empty, or 1-128 of `A-Z a-z 0-9 . _ : / + = @ -` | 400 (after auth) |
 | `If-Match` | a stream sequence (api.py) | 422 naming the header |
 | `Last-Event-ID` | digits (sse.py); anything else | a snapshot, never an error |
 
@@ -47,11 +47,21 @@ def bounded(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
                 f"the request headers are over {MAX_COUNT} lines or {MAX_TOTAL} bytes; send fewer",
                 limit=MAX_TOTAL,
             )
-        text = found[name] = value.decode("latin-1")
-        if name == "x-correlation-id" and not CORRELATION_ID.fullmatch(text):  # each one
-            raise BadRequest(
-                f"X-Correlation-Id {text[:40]!r} is not 1 to 128 characters of letters, "
-                "digits and . _ : / + = @ -; send such an id, or none and the gateway makes one",
-                field="X-Correlation-Id",
-            )
+        found[name] = value.decode("latin-1")
     return found
+
+
+def check_correlation(raw: Iterable[tuple[bytes, bytes]]) -> None:
+    """400 unless every `X-Correlation-Id` is empty (the gateway makes one) or well formed.
+
+    Checked after authentication, so a caller without a token learns nothing else first."""
+    for key, value in raw:
+        if key.lower() == b"x-correlation-id" and value:
+            text = value.decode("latin-1")
+            if not CORRELATION_ID.fullmatch(text):
+                raise BadRequest(
+                    f"X-Correlation-Id {text[:40]!r} is not 1 to 128 characters of letters, "
+                    "digits and . _ : / + = @ -; send such an id, or none and the gateway "
+                    "makes one",
+                    field="X-Correlation-Id",
+                )

@@ -29,7 +29,7 @@ from common.errors import BadRequest, IronstarError, TooLarge
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
 from gateway.auth import ACTOR, Gate, session, verifier
 from gateway.grants import PRINCIPAL, Principal
-from gateway.headers import bounded
+from gateway.headers import bounded, check_correlation
 from gateway.limits import RateLimiter, check_json, read_body, replay
 from gateway.openapi import complete
 
@@ -127,6 +127,7 @@ class FrontDoor:
         security.limiter.take(key, time.monotonic())
         if refused is not None:
             raise refused
+        check_correlation(scope["headers"])
         ACTOR.set(claims.subject if claims is not None else None)
         PRINCIPAL.set(Principal(key, claims, auth=security.gate.check is not None))
         if method in _BODY_METHODS:
