@@ -10,6 +10,7 @@
     ├── Conflict          409     concurrent writers kept winning; retry the command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
     ├── TooLarge          413     body or payload over its limit
+    ├── UriTooLong        414     the request's path and query over their limit
     ├── HeaderTooLarge    431     a request header (or all of them) over its limit
     ├── Invalid           422     an id, payload field or parameter of the wrong shape
     ├── TooManyRequests   429     a per-client limit was reached
@@ -76,6 +77,10 @@ class TooLarge(IronstarError):
     code = "too_large"
 
 
+class UriTooLong(IronstarError):
+    code = "uri_too_long"
+
+
 class HeaderTooLarge(IronstarError):
     code = "header_too_large"
 
@@ -116,6 +121,7 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         Conflict,
         StaleVersion,
         TooLarge,
+        UriTooLong,
         HeaderTooLarge,
         Invalid,
         TooManyRequests,

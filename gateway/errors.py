@@ -29,6 +29,7 @@ STATUS: dict[type[errors.IronstarError], int] = {
     errors.Conflict: 409,
     errors.StaleVersion: 412,
     errors.TooLarge: 413,
+    errors.UriTooLong: 414,
     errors.HeaderTooLarge: 431,
     errors.Invalid: 422,
     errors.TooManyRequests: 429,

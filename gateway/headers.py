@@ -7,6 +7,7 @@ request's headers are checked once, in the front door, before anything reads the
 
 | what | bound | past it |
 |---|---|---|
+| path + query string | `MAX_TARGET` = 8 KiB | 414 |
 | any one header value | `MAX_VALUE` = 8 KiB | 431 naming the header |
 | all header lines | `MAX_TOTAL` = 32 KiB, `MAX_COUNT` = 100 | 431 |
 | `X-Correlation-Id` | empty, or 1-128 of `A-Z a-z 0-9 . _ : / + = @ -` | 400 (after auth) |
@@ -21,12 +22,23 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from common.errors import BadRequest, HeaderTooLarge
+from common.errors import BadRequest, HeaderTooLarge, UriTooLong
 
+MAX_TARGET = 8 * 1024
 MAX_VALUE = 8 * 1024
 MAX_TOTAL = 32 * 1024
 MAX_COUNT = 100
 CORRELATION_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def check_target(path: str, query: bytes) -> None:
+    """414 for a path and query string over `MAX_TARGET` (they are parsed and logged)."""
+    size = len(path.encode("utf-8", "replace")) + len(query)
+    if size > MAX_TARGET:
+        raise UriTooLong(
+            f"the request's path and query are {size} bytes; at most {MAX_TARGET}",
+            limit=MAX_TARGET,
+        )
 
 
 def bounded(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

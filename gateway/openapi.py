@@ -35,6 +35,7 @@ ERRORS = {
     "409": "a domain rule was broken, or writers kept conflicting",
     "412": "stale If-Match",
     "413": "body, field or nesting over its limit",
+    "414": "the path and query are over 8 KiB",
     "422": "invalid id, payload field or parameter (named in `field`)",
     "429": "too many requests from this client; see Retry-After",
     "431": "a request header, or all of them, over its limit",

@@ -29,7 +29,7 @@ from common.errors import BadRequest, IronstarError, TooLarge
 from common.settings import AuthSettings, GatewaySettings, LimitSettings
 from gateway.auth import ACTOR, Gate, session, verifier
 from gateway.grants import PRINCIPAL, Principal
-from gateway.headers import bounded, check_correlation
+from gateway.headers import bounded, check_correlation, check_target
 from gateway.limits import RateLimiter, check_json, read_body, replay
 from gateway.openapi import complete
 
@@ -117,6 +117,7 @@ class FrontDoor:
         refused: Exception | None = None
         claims, headers = None, {}
         try:
+            check_target(path, scope["query_string"])
             headers = bounded(scope["headers"])
             query = _query(scope["query_string"])
             claims = security.gate.admit(method, path, headers, query)

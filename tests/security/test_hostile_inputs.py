@@ -362,3 +362,15 @@ def test_an_unexpected_exception_is_logged_with_its_traceback_and_answered_witho
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize("size", [9_000, 60_000])
+def test_a_huge_url_is_refused_with_414(client: httpx.Client, size: int) -> None:
+    admin = bearer("admin", subject=unique("url"))
+    for method, path, params in (
+        ("GET", "/api/events", {"topics": "todo_list," * (size // 10)}),
+        ("GET", "/", {"list": "a" * size}),
+        ("GET", "/api/todo-lists/" + "a" * size, {}),
+    ):
+        reply = _status(client, method, path, params=params, headers=admin)
+        assert reply.status_code == 414, (path[:30], size, reply.status_code)
