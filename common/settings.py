@@ -146,6 +146,13 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_unbounded_cap": "hard cap of the `unbounded` policy before disconnecting",
         "sse_max_per_client": "open SSE connections per client id",
         "sse_max_connections": "open SSE connections per gateway process",
+        "sse_max_consumers_per_principal": "feed consumers one principal (token subject, or "
+        "client address without auth) may hold on a gateway: open, or closed less than "
+        "sse_inactive_s ago",
+        "sse_reserved_consumers": "consumers of the stream's max_consumers feeds never take "
+        "(left for projector replicas and tools)",
+        "sse_unbounded_budget_bytes": "bytes of events all `unbounded` feeds of a gateway "
+        "may hold together; past it the feed holding most is ended with a notice",
         "sse_max_topics": "topics one feed may filter on",
         "sse_debounce_ms": "debounce window of a feed that asks for `debounce_ms=on`",
         "sse_debounce_max_wait_ms": "longest a debounced event waits under a continuous stream",
@@ -169,6 +176,9 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
     sse_max_connections: int = 5_000
+    sse_max_consumers_per_principal: int = 256
+    sse_reserved_consumers: int = 100
+    sse_unbounded_budget_bytes: int = 64 * 1024 * 1024
     sse_max_topics: int = 32
     sse_debounce_ms: int = 300
     sse_debounce_max_wait_ms: int = 1_000

@@ -1,9 +1,11 @@
 """Who may do what: bearer tokens (or the session cookie) checked against each request.
 
-The scope a request needs follows from its method and path alone (`needed_scopes`), so
-every route is covered without touching its handler; a path not in the table needs
-`admin` (deny by default). The SSE feed needs `read:` for every topic it asks for: a
-filter outside the grant is 403, never silently narrowed.
+The scope a request needs at the door follows from its method and path alone
+(`needed_scopes`), so every route is covered without touching its handler; a path not in
+the table needs `admin` (deny by default). The SSE feed needs `read:` for every topic it
+asks for: a filter outside the grant is 403, never silently narrowed. Read models are
+checked where they are read, by one rule (`gateway/grants.py`); the dashboard's pages take
+a token when there is a valid one and show nothing private without.
 
 Browsers' EventSource cannot send headers, so `POST /api/session` exchanges a bearer token
 for an HttpOnly, SameSite=Strict cookie. The cookie is honoured for reads; for anything
@@ -29,16 +31,19 @@ from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
 from gateway.feed import parse_topics
+from gateway.grants import topic_grant
 
 # The verified token's subject during a request: the gateway records it as the `actor` of
 # the events a command appends (None when auth is off).
 ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
 
-PUBLIC = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/api/session"})
+PUBLIC = frozenset({"/healthz", "/readyz", "/favicon.ico", "/api/session"})
 PUBLIC_PREFIXES = ("/schema", "/static/")
+PAGES = frozenset({"/"})
+PAGE_PREFIXES = ("/ui/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorization"})
-_READS = {"todo-lists": "todo_list", "users": "user_profile", "analytics": "analytics"}
+_READS = frozenset({"todo-lists", "users", "analytics"})
 
 
 def verifier(settings: AuthSettings) -> Verifier | None:
@@ -79,9 +84,24 @@ def bind_notice(host: str, check: Verifier | None) -> str:
     return "NO AUTH: loopback only, unauthenticated (set IRONSTAR_AUTH_SECRET to require tokens)"
 
 
-def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
-    """The grants a request needs; [] for a public path."""
+def credentials(method: str, path: str) -> str:
+    """`none` for public paths; `optional` for the dashboard's pages, which show what a
+    valid token or cookie grants and nothing private without one; `required` otherwise."""
     if path in PUBLIC or path.startswith(PUBLIC_PREFIXES):
+        return "none"
+    if path in PAGES or path.startswith(PAGE_PREFIXES):
+        return "optional"
+    return "required"
+
+
+def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
+    """The grants a request needs at the door; [] when none is checked here.
+
+    Read models (`/api/todo-lists`, `/api/users`, `/api/analytics`, `/api/sql`, and the
+    pages) need a principal, and the grant of what they show where it is read
+    (`gateway/grants.py`), so that rule has one place. A path in no table needs `admin`.
+    """
+    if credentials(method, path) != "required":
         return []
     parts = path.strip("/").split("/")
     if parts[:2] == ["api", "commands"] and len(parts) >= 3:
@@ -89,15 +109,12 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
     if parts[:2] == ["api", "events"] and len(parts) == 2:
         topics = parse_topics(query.get("topics"))
         if not topics:
-            return [f"read:{name}" for name in sorted(AGGREGATES)]
-        return [f"read:{topic}" for topic in topics]
-    if parts[:2] == ["api", "sql"]:
-        return ["sql"]
-    if parts[0] == "api" and len(parts) >= 2 and parts[1] in _READS and method in SAFE_METHODS:
-        kind = _READS[parts[1]]
-        return [
-            f"read:{kind}:{parts[2]}" if len(parts) == 3 and kind != "analytics" else f"read:{kind}"
-        ]
+            return [topic_grant(name) for name in sorted(AGGREGATES)]
+        return [topic_grant(t.aggregate_type, t.aggregate_id) for t in topics]
+    if parts[:2] == ["api", "sql"] and len(parts) == 2 and method == "POST":
+        return []
+    if len(parts) >= 2 and parts[0] == "api" and parts[1] in _READS and method in SAFE_METHODS:
+        return []
     return ["admin"]
 
 
@@ -118,11 +135,16 @@ class Gate:
             )
         if self.check is None:
             return None
-        needed = needed_scopes(method, path, query)
-        if not needed:
+        kind = credentials(method, path)
+        if kind == "none":
             return None
+        if kind == "optional":  # a page: an expired cookie gets the sign-in prompt
+            try:
+                return self.authenticate(method, headers)
+            except Unauthorized:
+                return None
         claims = self.authenticate(method, headers)
-        for scope in needed:
+        for scope in needed_scopes(method, path, query):
             claims.require(scope)
         return claims
 

@@ -5,6 +5,10 @@ answered at; the script follows `GET /api/events?format=datastar` from there, so
 falls between the first render and the feed. A read model that cannot answer leaves its
 panel with a note instead of failing the page. `/ui/*` serve single fragments the script
 reloads (the chart, a list after a feed snapshot).
+
+Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
+as the API): a panel outside them says which grant it needs, the feed follows only the
+granted topics, and a caller granted none of them gets the sign-in page instead.
 """
 
 from __future__ import annotations
@@ -17,26 +21,32 @@ from pathlib import Path
 from string import Template
 from typing import Annotated, Any
 
-from litestar import MediaType, get
+from litestar import MediaType, Response, get
 from litestar.params import Parameter
 from litestar.static_files import create_static_files_router
 
-from common.errors import IronstarError
+from common.errors import Forbidden, IronstarError, Unauthorized
 from common.subjects import valid_id
 from gateway import chart, render
 from gateway.backend import Backend
+from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
 
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
+_SIGN_IN = (STATIC / "signin.html").read_bytes()
 DEFAULT_LIST = "inbox"
-FEED_TOPICS = "todo_list,user_profile"
 CHART_MINUTES = 15
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now."""
+    """(sequence, result) of a read-model query, or None when it cannot answer now.
+
+    401/403 (the caller may not see it) go through: a fragment answers them as they are.
+    """
     try:
         reply = json.loads(await backend.query(projection, name, params, 0))
+    except (Unauthorized, Forbidden):
+        raise
     except IronstarError:
         return None
     return int(reply["sequence"]), reply["result"]
@@ -46,7 +56,27 @@ def _unavailable(what: str) -> str:
     return f'<p class="note">The {what} read model is not answering yet; it appears live.</p>'
 
 
+def _not_granted(projection: str, params: dict[str, Any]) -> str:
+    grant = render.e(read_grant(projection, params))
+    return f'<p class="note">Your sign-in does not grant <code>{grant}</code>.</p>'
+
+
+def _feed_topics(list_id: str) -> list[str]:
+    """The page's feed topics the caller may follow: all lists or this one, users."""
+    may = PRINCIPAL.get().may
+    topics = []
+    if may(topic_grant("todo_list")):
+        topics.append("todo_list")
+    elif may(topic_grant("todo_list", list_id)):
+        topics.append(f"todo_list:{list_id}")
+    if may(topic_grant("user_profile")):
+        topics.append("user_profile")
+    return topics
+
+
 async def _analytics(backend: Backend) -> tuple[str, list[int]]:
+    if not may_read("analytics", {}):
+        return f'<div id="analytics">{_not_granted("analytics", {})}</div>', []
     per_minute, totals = await asyncio.gather(
         _ask(backend, "analytics", "events_per_minute", {"minutes": CHART_MINUTES}),
         _ask(backend, "analytics", "totals", {}),
@@ -56,42 +86,66 @@ async def _analytics(backend: Backend) -> tuple[str, list[int]]:
     return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
 
 
+async def _granted(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
+    """`_ask`, or False when the caller may not see the answer (nothing is asked)."""
+    if not may_read(projection, params):
+        return False
+    return await _ask(backend, projection, name, params)
+
+
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
 async def page(
     backend: Backend, chosen: Annotated[str, Parameter(query="list")] = DEFAULT_LIST
-) -> str:
+) -> Response[Any]:
     """The dashboard: a todo list, user profiles, analytics, SQL and the live event log."""
     list_id = valid_id(chosen, "list")
+    topics = _feed_topics(list_id)
+    if not topics:  # nothing on this page is granted: not even which lists exist
+        return Response(_SIGN_IN, media_type=MediaType.HTML)
+    one = {"list_id": list_id}
     queries: list[Awaitable[Any]] = [
-        _ask(backend, "todo_lists", "get", {"list_id": list_id}),
-        _ask(backend, "todo_lists", "lists", {}),
-        _ask(backend, "user_profiles", "list", {}),
+        _granted(backend, "todo_lists", "get", one),
+        _granted(backend, "todo_lists", "lists", {}),
+        _granted(backend, "user_profiles", "list", {}),
     ]
     todos, lists, users = await asyncio.gather(*queries)
     analytics, seqs = await _analytics(backend)
     seqs += [r[0] for r in (todos, lists, users) if r]
     url = backend.settings.datastar_url
     since = min(seqs) if seqs else None
-    feed = f"/api/events?format=datastar&topics={FEED_TOPICS}"
+    feed = f"/api/events?format=datastar&topics={','.join(topics)}"
     if since is not None:
         feed += f"&last_event_id={since}"
-    return _PAGE.substitute(
-        list_id=render.e(list_id),
-        todos=render.todo_list(list_id, todos[1]["items"] if todos else []),
-        todos_note="" if todos else _unavailable("todo list"),
-        lists=render.lists(lists[1] if lists else [], list_id),
-        users=render.users(users[1] if users else []),
-        users_note="" if users else _unavailable("user profile"),
-        analytics=analytics,
-        seq="" if since is None else since,
-        feed=render.e(feed),
-        mode="datastar" if url else "lite",
-        datastar=(
-            f'<script type="module" src="{render.e(url)}"></script>'
+    return Response(
+        _PAGE.substitute(
+            list_id=render.e(list_id),
+            todos=render.todo_list(list_id, todos[1]["items"] if todos else []),
+            todos_note=(
+                _not_granted("todo_lists", one)
+                if todos is False
+                else ("" if todos else _unavailable("todo list"))
+            ),
+            lists=render.lists(lists[1] if lists else [], list_id),
+            users=render.users(users[1] if users else []),
+            users_note=(
+                _not_granted("user_profiles", {})
+                if users is False
+                else ("" if users else _unavailable("user profile"))
+            ),
+            analytics=analytics,
+            seq="" if since is None else since,
+            feed=render.e(feed),
+            mode="datastar" if url else "lite",
+            datastar=(
+                f'<script type="module" src="{render.e(url)}"></script>'
+                if url
+                else '<script src="/static/datastar-lite.js" defer></script>'
+            ),
+            init=f" data-init=\"@get('{render.e(feed)}', {{openWhenHidden: true}})\""
             if url
-            else '<script src="/static/datastar-lite.js" defer></script>'
+            else "",
         ),
-        init=f" data-init=\"@get('{render.e(feed)}', {{openWhenHidden: true}})\"" if url else "",
+        media_type=MediaType.HTML,
     )
 
 
