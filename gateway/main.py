@@ -25,6 +25,7 @@ from common.settings import (
 from gateway.app import create_app
 from gateway.auth import bind_notice, verifier
 from gateway.deadlines import header_deadline
+from gateway.head import HeadAsGet
 
 
 def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:
@@ -67,7 +68,7 @@ async def serve(
     app = create_app(nats_settings, settings, auth, limits)
     proxies = proxy_networks(settings.trusted_proxies)
     config = uvicorn.Config(
-        app,
+        HeadAsGet(app),
         host=settings.host,
         port=settings.port,
         log_config=None,

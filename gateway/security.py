@@ -38,9 +38,6 @@ HEADERS = {
 }
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Answered for HEAD exactly as for GET, without the body (load balancers probe with HEAD).
-# Not the feeds: a HEAD must never open a consumer or a stream that does not end.
-HEAD_AS_GET = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 _INLINE = re.compile(rb"<(script|style)(?![^>]*\bsrc=)[^>]*>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
 
 
@@ -132,9 +129,6 @@ class FrontDoor:
         ACTOR.set(claims.subject if claims is not None else None)
         if method in _BODY_METHODS:
             receive = await self._bounded(headers, receive)
-        if method == "HEAD" and path in HEAD_AS_GET:
-            scope = {**scope, "method": "GET"}  # a copy: the server still knows it was HEAD
-            send = _without_body(send)
         if not path.startswith("/schema"):
             send = _with_page_csp(send, security)
         await self.app(scope, receive, send)
@@ -165,19 +159,6 @@ def _query(raw: bytes) -> dict[str, str]:
             )
         found[key] = value
     return found
-
-
-def _without_body(send: Send) -> Send:
-    """The response to HEAD: GET's status and headers (Content-Length too), no body."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            if message.get("more_body", False):
-                return
-            message = {"type": "http.response.body", "body": b"", "more_body": False}
-        await send(message)
-
-    return sending
 
 
 def _with_page_csp(send: Send, security: Security) -> Send:
