@@ -14,7 +14,6 @@ import socket
 import ssl
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ import pytest
 
 from ironstar.natsserver import free_port
 from tests.support.eventsource import EventSourceClient
-from tests.support.nginx import Nginx
+from tests.support.nginx import Nginx, behind_nginx
 from tests.support.processes import Service
 from tests.support.stack import Stack, send
 from tests.support.waiting import eventually
@@ -31,21 +30,6 @@ pytestmark = pytest.mark.e2e
 
 
 LIMITED = {"IRONSTAR_LIMIT_REQUESTS_PER_S": "0.5", "IRONSTAR_LIMIT_BURST": "5"}
-
-
-@contextmanager
-def behind_nginx(env: dict[str, str], workdir: Path) -> Iterator[tuple[Stack, Nginx]]:
-    """writer, projector, a gateway that trusts 127.0.0.1 as its proxy, and nginx before it."""
-    stack = Stack({**env, "IRONSTAR_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"}, workdir)
-    proxy: Nginx | None = None
-    try:
-        (workdir / "nginx").mkdir()
-        proxy = Nginx(workdir / "nginx", int(stack.env["IRONSTAR_GATEWAY_PORT"])).start()
-        yield stack, proxy
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        stack.stop()
 
 
 @pytest.fixture

@@ -14,11 +14,14 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ironstar.natsserver import free_port
+from tests.support.stack import Stack
 from tests.support.waiting import until
 
 NGINX = Path(os.environ.get("IRONSTAR_NGINX", "/usr/sbin/nginx"))
@@ -150,3 +153,18 @@ class Nginx:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@contextmanager
+def behind_nginx(env: dict[str, str], workdir: Path) -> Iterator[tuple[Stack, Nginx]]:
+    """writer, projector, a gateway that trusts 127.0.0.1 as its proxy, and nginx before it."""
+    stack = Stack({**env, "IRONSTAR_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"}, workdir)
+    proxy: Nginx | None = None
+    try:
+        (workdir / "nginx").mkdir()
+        proxy = Nginx(workdir / "nginx", int(stack.env["IRONSTAR_GATEWAY_PORT"])).start()
+        yield stack, proxy
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        stack.stop()

@@ -1,0 +1,110 @@
+"""Many tabs, one feed: over HTTP/1.1 a browser opens six connections per origin at most, so
+the dashboard's tabs share one feed (a leader tab, BroadcastChannel) instead of one each."""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser.conftest import _unexpected
+from tests.support.nginx import behind_nginx
+from tests.support.stack import Stack, send
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+# Counts every event-log line a page ever inserts, by id: an event applied twice (even one
+# swapped in place) is inserted twice.
+COUNT_INSERTS = """
+window.inserted = {};
+new MutationObserver((records) => {
+  for (const r of records) for (const n of r.addedNodes)
+    if (n.id && n.id.startsWith("ev-")) window.inserted[n.id] = (window.inserted[n.id] || 0) + 1;
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest.fixture
+def tabs(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
+    """Open pages that count their event-log inserts; fail on any script or console error."""
+    pages: list[Page] = []
+    errors: list[str] = []
+
+    def open_(url: str) -> Page:
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        page.on("console", lambda m: errors.append(m.text) if _unexpected(m) else None)
+        page.add_init_script(COUNT_INSERTS)
+        page.goto(url)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        if not page.is_closed():
+            page.close()
+    assert not errors, errors
+
+
+def _live(page: Page) -> None:
+    expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
+
+
+def _sse_connections(gateway: str) -> float:
+    metrics = httpx.get(f"{gateway}/metrics", timeout=5).text
+    found = re.search(r"^sse_connections (\S+)$", metrics, re.MULTILINE)
+    assert found, "no sse_connections gauge"
+    return float(found.group(1))
+
+
+def test_eight_tabs_over_http1_through_nginx_are_all_live_on_one_shared_feed(
+    service_env: dict[str, str], tmp_path: Path, tabs: Callable[[str], Page]
+) -> None:
+    with behind_nginx(service_env, tmp_path) as (stack, proxy):
+        list_id = f"tabs{uuid.uuid4().hex[:6]}"
+        pages = []
+        for _ in range(8):
+            pages.append(tabs(f"{proxy.http}/?list={list_id}"))  # HTTP/1.1, no TLS
+            _live(pages[-1])
+        # The eighth tab can still send commands (a seventh feed would have blocked fetch).
+        pages[-1].fill("#new-todo", "From the eighth tab")
+        pages[-1].press("#new-todo", "Enter")
+        for page in pages:
+            expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+                ["From the eighth tab"], timeout=10_000
+            )
+            expect(page.locator("#events li")).to_have_count(1)
+        assert _sse_connections(stack.url) <= 2  # the leader's feed (+ a catch-up closing)
+
+
+def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicates(
+    stack: Stack, tabs: Callable[[str], Page]
+) -> None:
+    list_id = f"hand{uuid.uuid4().hex[:6]}"
+    pages = [tabs(f"{stack.url}/?list={list_id}") for _ in range(3)]
+    for page in pages:
+        _live(page)
+    total = 40
+
+    def append() -> None:
+        for i in range(total):
+            send(stack.url, "todo_list", list_id, "add_todo", {"todo_id": f"t{i}", "text": f"{i}"})
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    expect(pages[1].locator(f"#todos-{list_id} .todo")).not_to_have_count(0, timeout=10_000)
+    pages[0].close()  # the first tab took the lock: it leads
+    writer.join(60)
+    for page in pages[1:]:
+        expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(total, timeout=15_000)
+        inserted: dict[str, int] = page.evaluate("window.inserted")
+        assert len(inserted) == total, inserted
+        assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}
+        texts = page.locator(f"#todos-{list_id} .todo .text").all_text_contents()
+        assert texts == [str(i) for i in range(total)]
