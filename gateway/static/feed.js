@@ -9,7 +9,8 @@
 // is filled by a short catch-up feed of its own from its position, closed once it meets the
 // shared one. When the leader closes, the lock passes to another tab, which opens the feed
 // from its own applied position: nothing is lost, nothing applied twice. Partial groups are
-// never forwarded, so a leader dying mid-event costs nothing.
+// never forwarded, so a leader dying mid-event costs nothing. A group whose id is below the
+// one before it is a snapshot after an unresumable position: it is applied and starts over.
 //
 // Without Web Locks or BroadcastChannel (an insecure context: plain HTTP to a host that is
 // not localhost) every tab follows its own feed, as before.
@@ -52,7 +53,10 @@
         if (PATCHES.includes(type)) pending.push({ type, data: event.data });
         const id = num(event.lastEventId);
         if (id !== null && id !== last) {
-          const group = { prev: last, id, messages: pending };
+          // An id below the last one: the server could not resume there (a stream that was
+          // replaced) and sent a snapshot; positions start again from it.
+          const reset = last !== null && id < last;
+          const group = { prev: last, id, messages: pending, reset };
           pending = [];
           last = id;
           onGroup(group);
@@ -84,6 +88,11 @@
     // `current`: a catch-up just found nothing more to send, so a group without messages
     // (a position marker, e.g. a fresh feed's first frame) cannot hide events from us.
     const take = (group, current = false) => {
+      if (group.reset) {
+        apply(group.messages);
+        applied = group.id;
+        return true;
+      }
       if (applied !== null && group.id <= applied) return true;
       const gap = applied !== null && (group.prev === null || group.prev > applied);
       if (gap && !(current && group.messages.length === 0)) return false;
