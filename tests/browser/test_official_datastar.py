@@ -90,6 +90,19 @@ def official(service_env: dict[str, str], tmp_path: Path, bundle_url: str) -> It
     running.stop()
 
 
+@pytest.fixture(params=["lite", "official"])
+def either(
+    request: pytest.FixtureRequest, service_env: dict[str, str], tmp_path: Path
+) -> Iterator[Stack]:
+    """The stack with the built-in client, then with the official bundle."""
+    env = dict(service_env)
+    if request.param == "official":
+        env["IRONSTAR_GATEWAY_DATASTAR_URL"] = request.getfixturevalue("bundle_url")
+    running = Stack(env, tmp_path)
+    yield running
+    running.stop()
+
+
 def _live(page: Page) -> None:
     expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
 
@@ -144,8 +157,9 @@ def test_the_official_bundle_page_reconnects_after_the_gateway_ends_its_streams(
 
 
 def test_an_unresumable_position_brings_a_snapshot_that_replaces_stale_todos(
-    official: Stack, open_page: Callable[[str], Page], browser: BrowserContext
+    either: Stack, open_page: Callable[[str], Page], browser: BrowserContext
 ) -> None:
+    official = either
     list_id = f"ds{uuid.uuid4().hex[:8]}"
     for i in range(3):
         official.command(list_id, "add_todo", todo_id=f"t{i}", text=f"Real {i}")
