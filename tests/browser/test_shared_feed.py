@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import _unexpected
 from tests.support.nginx import behind_nginx
 from tests.support.stack import Stack, send
 
@@ -30,28 +29,6 @@ new MutationObserver((records) => {
 """
 
 
-@pytest.fixture
-def tabs(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
-    """Open pages that count their event-log inserts; fail on any script or console error."""
-    pages: list[Page] = []
-    errors: list[str] = []
-
-    def open_(url: str) -> Page:
-        page = browser.new_page()
-        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-        page.on("console", lambda m: errors.append(m.text) if _unexpected(m) else None)
-        page.add_init_script(COUNT_INSERTS)
-        page.goto(url)
-        pages.append(page)
-        return page
-
-    yield open_
-    for page in pages:
-        if not page.is_closed():
-            page.close()
-    assert not errors, errors
-
-
 def _live(page: Page) -> None:
     expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
 
@@ -64,13 +41,13 @@ def _sse_connections(gateway: str) -> float:
 
 
 def test_eight_tabs_over_http1_through_nginx_are_all_live_on_one_shared_feed(
-    service_env: dict[str, str], tmp_path: Path, tabs: Callable[[str], Page]
+    service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
 ) -> None:
     with behind_nginx(service_env, tmp_path) as (stack, proxy):
         list_id = f"tabs{uuid.uuid4().hex[:6]}"
         pages = []
-        for _ in range(8):
-            pages.append(tabs(f"{proxy.http}/?list={list_id}"))  # HTTP/1.1, no TLS
+        for _ in range(8):  # plain HTTP through nginx: HTTP/1.1, six connections at most
+            pages.append(open_page(f"{proxy.http}/?list={list_id}", COUNT_INSERTS))
             _live(pages[-1])
         # The eighth tab can still send commands (a seventh feed would have blocked fetch).
         pages[-1].fill("#new-todo", "From the eighth tab")
@@ -84,10 +61,10 @@ def test_eight_tabs_over_http1_through_nginx_are_all_live_on_one_shared_feed(
 
 
 def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicates(
-    stack: Stack, tabs: Callable[[str], Page]
+    stack: Stack, open_page: Callable[..., Page]
 ) -> None:
     list_id = f"hand{uuid.uuid4().hex[:6]}"
-    pages = [tabs(f"{stack.url}/?list={list_id}") for _ in range(3)]
+    pages = [open_page(f"{stack.url}/?list={list_id}", COUNT_INSERTS) for _ in range(3)]
     for page in pages:
         _live(page)
     total = 40

@@ -64,10 +64,8 @@ async def test_events_flow_through_nginx_one_by_one_as_they_are_appended(
 ) -> None:
     stack, proxy = proxied
     list_id = _list()
-    url = f"{proxy.https}/api/events?topics=todo_list:{list_id}"
-    client = EventSourceClient(url, verify=_tls(proxy)).start()
+    client = await _following(proxy, list_id)
     try:
-        await eventually(lambda: _value(client.connections), lambda n: n >= 1)
         for i in range(3):
             await asyncio.to_thread(stack.command, list_id, "add_todo", todo_id=f"t{i}", text="x")
             # Unbuffered: each event arrives before the next one is even sent.
@@ -82,10 +80,8 @@ async def test_a_gateway_restart_behind_nginx_is_resumed_exactly_once_in_order(
 ) -> None:
     stack, proxy = proxied
     list_id = _list()
-    url = f"{proxy.https}/api/events?topics=todo_list:{list_id}"
-    client = EventSourceClient(url, verify=_tls(proxy), speed=0.2).start()
+    client = await _following(proxy, list_id, speed=0.2)
     try:
-        await eventually(lambda: _value(client.connections), lambda n: n >= 1)
         for i in range(5):
             await asyncio.to_thread(stack.command, list_id, "add_todo", todo_id=f"a{i}", text="x")
         await eventually(lambda: _value(_added(client)), lambda seen: len(seen) == 5)
@@ -156,6 +152,18 @@ def test_a_forged_forwarded_for_from_a_peer_that_is_not_a_trusted_proxy_is_ignor
     finally:
         stack.stop()
     assert codes.count(429) >= 14, codes
+
+
+async def _following(proxy: Nginx, list_id: str, speed: float = 1.0) -> EventSourceClient:
+    """An EventSource-style client on the list's feed through nginx, once it is connected."""
+    url = f"{proxy.https}/api/events?topics=todo_list:{list_id}"
+    client = EventSourceClient(url, verify=_tls(proxy), speed=speed).start()
+    try:
+        await eventually(lambda: _value(client.connections), lambda n: n >= 1)
+    except BaseException:
+        await client.stop()
+        raise
+    return client
 
 
 async def _value(value: object) -> object:
