@@ -187,12 +187,16 @@ def proxy_networks(value: str) -> list[str]:
         if not item:
             continue
         try:
-            networks.append(str(ipaddress.ip_network(item, strict=False)))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             raise Invalid(
                 f"IRONSTAR_GATEWAY_TRUSTED_PROXIES: {item[:64]!r} is not an IP address or CIDR; "
                 "list the proxy's addresses, e.g. 127.0.0.1,10.0.0.0/8"
             ) from None
+        networks.append(str(network))
+        if isinstance(network, ipaddress.IPv4Network):  # as a dual-stack socket sees it
+            mapped = ipaddress.IPv6Address(f"::ffff:{network.network_address}")
+            networks.append(f"{mapped}/{96 + network.prefixlen}")
     return networks
 
 

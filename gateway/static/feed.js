@@ -115,12 +115,20 @@
       : leaderAt === null || applied >= leaderAt);
     const startCatchUp = () => {
       if (catchUp || leading || applied === null) return;
+      let reached = false; // the catch-up feed answered: its silence then means "nothing more"
       const settle = () => {
         if (caughtUp()) { stopCatchUp(); drain(); }
       };
-      const quiet = () => { leaderAt = null; stopCatchUp(); drain(true); };
+      const quiet = () => {
+        if (reached) leaderAt = null;
+        stopCatchUp();
+        drain(reached);
+      };
       const rest = () => { clearTimeout(idle); idle = setTimeout(quiet, CATCH_UP_IDLE_MS); };
-      catchUp = read(url, applied, (group) => { take(group); rest(); settle(); }, rest);
+      catchUp = read(url, applied, (group) => { take(group); rest(); settle(); }, (next) => {
+        if (next === "live") reached = true;
+        rest();
+      });
       rest();
     };
 

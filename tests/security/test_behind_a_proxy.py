@@ -3,13 +3,14 @@ cookie POSTs when the proxy rewrites `Host`, and settings that would trust the w
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from common.errors import Invalid
-from common.settings import GatewaySettings, origin_of
+from common.settings import GatewaySettings, origin_of, proxy_networks
 from ironstar.natsserver import NatsServer
 from tests.security.conftest import Stack, bearer, running, token, unique
 from tests.support.processes import run_cli
@@ -99,3 +100,11 @@ def test_a_gateway_with_a_bad_proxy_setting_does_not_start() -> None:
     done = run_cli({"IRONSTAR_GATEWAY_TRUSTED_PROXIES": "*"}, "gateway")
     assert done.returncode != 0
     assert "TRUSTED_PROXIES" in done.stderr + done.stdout
+
+
+def test_trusted_ipv4_proxies_are_trusted_as_a_dual_stack_socket_sees_them_too() -> None:
+    networks = [ipaddress.ip_network(n) for n in proxy_networks("127.0.0.1, 10.0.0.0/8")]
+    for peer in ("127.0.0.1", "::ffff:127.0.0.1", "::ffff:10.9.8.7"):
+        assert any(ipaddress.ip_address(peer) in n for n in networks), peer
+    for peer in ("127.0.0.2", "::ffff:127.0.0.2", "::1", "11.0.0.1"):
+        assert not any(ipaddress.ip_address(peer) in n for n in networks), peer
