@@ -85,3 +85,32 @@ def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicate
         assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}
         texts = page.locator(f"#todos-{list_id} .todo .text").all_text_contents()
         assert texts == [str(i) for i in range(total)]
+
+
+def test_a_tab_opened_while_events_flow_catches_up_without_loss_or_duplicates(
+    stack: Stack, open_page: Callable[..., Page]
+) -> None:
+    list_id = f"join{uuid.uuid4().hex[:6]}"
+    leader = open_page(f"{stack.url}/?list={list_id}", COUNT_INSERTS)
+    _live(leader)
+    total = 60
+
+    def append() -> None:
+        for i in range(total):
+            send(stack.url, "todo_list", list_id, "add_todo", {"todo_id": f"t{i}", "text": f"{i}"})
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    expect(leader.locator(f"#todos-{list_id} .todo")).not_to_have_count(0, timeout=10_000)
+    late = open_page(f"{stack.url}/?list={list_id}", COUNT_INSERTS)  # rendered mid-flow
+    writer.join(60)
+    since = int(late.evaluate("new URL(document.body.dataset.feed, location).searchParams"
+                              ".get('last_event_id') || 0"))  # fmt: skip
+    for page in (leader, late):
+        expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(total, timeout=15_000)
+        texts = page.locator(f"#todos-{list_id} .todo .text").all_text_contents()
+        assert texts == [str(i) for i in range(total)]
+    inserted: dict[str, int] = late.evaluate("window.inserted")
+    assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}
+    last = max(int(k[3:]) for k in leader.evaluate("window.inserted"))
+    assert sorted(int(k[3:]) for k in inserted) == list(range(since + 1, last + 1))
