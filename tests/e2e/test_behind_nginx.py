@@ -136,14 +136,24 @@ def _burst(proxy: Nginx, source: str, count: int, forge: bool) -> list[int]:
         ]
 
 
+@pytest.mark.parametrize(
+    ("trusted", "peer"),
+    [
+        ("", "127.0.0.1"),  # the default trusts nobody, loopback included
+        ("127.0.0.1", "127.0.0.4"),  # a peer that is not the configured proxy
+        ("10.0.0.0/8,127.0.0.1", "127.0.0.5"),
+    ],
+)
 def test_a_forged_forwarded_for_from_a_peer_that_is_not_a_trusted_proxy_is_ignored(
-    service_env: dict[str, str], tmp_path: Path
+    service_env: dict[str, str], tmp_path: Path, trusted: str, peer: str
 ) -> None:
-    stack = Stack({**service_env, **LIMITED, "IRONSTAR_GATEWAY_TRUSTED_PROXIES": "127.0.0.1"},
-                  tmp_path)  # fmt: skip
+    env = {**service_env, **LIMITED}
+    if trusted:
+        env["IRONSTAR_GATEWAY_TRUSTED_PROXIES"] = trusted
+    stack = Stack(env, tmp_path)
     try:
-        # Straight to the gateway from 127.0.0.4, which is not a trusted proxy.
-        transport = httpx.HTTPTransport(local_address="127.0.0.4")
+        # Straight to the gateway, a new forged X-Forwarded-For on every request.
+        transport = httpx.HTTPTransport(local_address=peer)
         with httpx.Client(transport=transport, base_url=stack.url, timeout=10) as http:
             codes = [
                 http.get("/healthz", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
