@@ -13,7 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from ironstar.natsserver import free_port
 from tests.support.nginx import behind_nginx
+from tests.support.processes import Service
 from tests.support.stack import Stack, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -114,3 +116,31 @@ def test_a_tab_opened_while_events_flow_catches_up_without_loss_or_duplicates(
     assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}
     last = max(int(k[3:]) for k in leader.evaluate("window.inserted"))
     assert sorted(int(k[3:]) for k in inserted) == list(range(since + 1, last + 1))
+
+
+def test_tabs_behind_nginx_come_back_after_a_gateway_restart_with_each_event_once(
+    service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
+) -> None:
+    with behind_nginx(service_env, tmp_path) as (stack, proxy):
+        list_id = f"back{uuid.uuid4().hex[:6]}"
+        pages = [open_page(f"{proxy.http}/?list={list_id}", COUNT_INSERTS) for _ in range(3)]
+        for page in pages:
+            _live(page)
+        stack.command(list_id, "add_todo", todo_id="a", text="Before")
+        stack.gateway.stop()  # nginx answers the retry stanza meanwhile
+        for page in pages:
+            expect(page.locator("#connection")).to_have_text("reconnecting…", timeout=10_000)
+        other_env = {**stack.env, "IRONSTAR_GATEWAY_PORT": str(free_port())}
+        other = Service("gateway", other_env, stack.workdir).start()
+        other_url = f"http://127.0.0.1:{other_env['IRONSTAR_GATEWAY_PORT']}"
+        send(other_url, "todo_list", list_id, "add_todo", {"todo_id": "b", "text": "While away"})
+        other.stop()
+        stack.restart_gateway_after_stop()
+        stack.command(list_id, "add_todo", todo_id="c", text="After")
+        for page in pages:
+            _live(page)
+            expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+                ["Before", "While away", "After"], timeout=15_000
+            )
+            inserted: dict[str, int] = page.evaluate("window.inserted")
+            assert sorted(inserted) == ["ev-1", "ev-2", "ev-3"] and set(inserted.values()) == {1}
