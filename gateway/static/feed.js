@@ -115,21 +115,25 @@
       : leaderAt === null || applied >= leaderAt);
     const startCatchUp = () => {
       if (catchUp || leading || applied === null) return;
-      let reached = false; // the catch-up feed answered: its silence then means "nothing more"
+      // Idle only counts once the catch-up feed answered (its `connected` frame): then its
+      // silence means "nothing more". Until then EventSource keeps trying, like the leader.
+      let reached = false;
       const settle = () => {
         if (caughtUp()) { stopCatchUp(); drain(); }
       };
       const quiet = () => {
-        if (reached) leaderAt = null;
+        leaderAt = null;
         stopCatchUp();
-        drain(reached);
+        drain(true);
       };
-      const rest = () => { clearTimeout(idle); idle = setTimeout(quiet, CATCH_UP_IDLE_MS); };
+      const rest = () => {
+        clearTimeout(idle);
+        if (reached) idle = setTimeout(quiet, CATCH_UP_IDLE_MS);
+      };
       catchUp = read(url, applied, (group) => { take(group); rest(); settle(); }, (next) => {
         if (next === "live") reached = true;
         rest();
       });
-      rest();
     };
 
     if (!("locks" in navigator) || !("BroadcastChannel" in window)) {
