@@ -29,7 +29,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.e2e
 
 
-LIMITED = {"IRONSTAR_LIMIT_REQUESTS_PER_S": "0.5", "IRONSTAR_LIMIT_BURST": "5"}
+LIMITED = {"IRONSTAR_LIMIT_REQUESTS_PER_S": "0.2", "IRONSTAR_LIMIT_BURST": "5"}
 
 
 @pytest.fixture
