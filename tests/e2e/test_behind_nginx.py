@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from ironstar.natsserver import free_port
+from tests.security.conftest import SECRET, token
 from tests.support.eventsource import EventSourceClient
 from tests.support.nginx import Nginx, behind_nginx
 from tests.support.processes import Service
@@ -192,3 +193,22 @@ async def _stanzas(proxy: Nginx) -> int:
     log = (proxy.directory / "access.log").read_text()
     return sum(1 for line in log.splitlines() if "/api/events" in line and '" 200 ' in line
                and int(line.split('" 200 ')[1].split()[0]) < 40)  # fmt: skip
+
+
+def test_a_cookie_post_through_nginx_passes_from_the_page_origin_and_no_other(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A browser that sends Origin but no Sec-Fetch-Site, through the shipped config (which
+    # passes the browser's Host, port included), to a gateway with auth on.
+    with behind_nginx({**service_env, "IRONSTAR_AUTH_SECRET": SECRET}, tmp_path) as (_, proxy):
+        cookies = {"ironstar_session": token("commands:todo_list")}
+        body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "milk"}}
+        with httpx.Client(base_url=proxy.https, verify=_tls(proxy), cookies=cookies) as http:
+            codes = {
+                origin: http.post(
+                    f"/api/commands/todo_list/{_list()}", json=body, headers={"Origin": origin}
+                ).status_code
+                for origin in (proxy.https, "https://evil.example", proxy.https + ".evil.example")
+            }
+    assert codes == {proxy.https: 200, "https://evil.example": 401,
+                     proxy.https + ".evil.example": 401}  # fmt: skip
