@@ -35,6 +35,18 @@ def _live(page: Page) -> None:
     expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
 
 
+def _appending(stack: Stack, list_id: str, total: int) -> threading.Thread:
+    """A thread adding todos "0".."total-1" to the list, one command after another."""
+
+    def append() -> None:
+        for i in range(total):
+            send(stack.url, "todo_list", list_id, "add_todo", {"todo_id": f"t{i}", "text": f"{i}"})
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    return writer
+
+
 def _sse_connections(gateway: str) -> float:
     metrics = httpx.get(f"{gateway}/metrics", timeout=5).text
     found = re.search(r"^sse_connections (\S+)$", metrics, re.MULTILINE)
@@ -73,12 +85,7 @@ def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicate
         _live(page)
     total = 40
 
-    def append() -> None:
-        for i in range(total):
-            send(stack.url, "todo_list", list_id, "add_todo", {"todo_id": f"t{i}", "text": f"{i}"})
-
-    writer = threading.Thread(target=append)
-    writer.start()
+    writer = _appending(stack, list_id, total)
     expect(pages[1].locator(f"#todos-{list_id} .todo")).not_to_have_count(0, timeout=10_000)
     pages[0].close()  # the first tab took the lock: it leads
     writer.join(60)
@@ -99,12 +106,7 @@ def test_a_tab_opened_while_events_flow_catches_up_without_loss_or_duplicates(
     _live(leader)
     total = 60
 
-    def append() -> None:
-        for i in range(total):
-            send(stack.url, "todo_list", list_id, "add_todo", {"todo_id": f"t{i}", "text": f"{i}"})
-
-    writer = threading.Thread(target=append)
-    writer.start()
+    writer = _appending(stack, list_id, total)
     expect(leader.locator(f"#todos-{list_id} .todo")).not_to_have_count(0, timeout=10_000)
     late = open_page(f"{stack.url}/?list={list_id}", COUNT_INSERTS)  # rendered mid-flow
     writer.join(60)
