@@ -99,7 +99,7 @@ MEMBER = "starhtml/static/js/datastar-core.js"
 SHA256 = "31c8c9efb895beadeba5f73407c3ca60201dee321c5dea56c182817b475bde9f"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Datastar v1.0.1 as the starhtml wheel ships it (downloaded, never installed)."""
     where = tmp_path_factory.mktemp("starhtml")
@@ -120,7 +120,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return code
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundle_url(bundle: bytes) -> Iterator[str]:
     """The bundle served from another local origin, with CORS (module scripts need it)."""
 
