@@ -137,8 +137,11 @@ def test_tabs_behind_nginx_come_back_after_a_gateway_restart_with_each_event_onc
         other_env = {**stack.env, "IRONSTAR_GATEWAY_PORT": str(free_port())}
         other = Service("gateway", other_env, stack.workdir).start()
         other_url = f"http://127.0.0.1:{other_env['IRONSTAR_GATEWAY_PORT']}"
-        send(other_url, "todo_list", list_id, "add_todo", {"todo_id": "b", "text": "While away"})
-        other.stop()
+        try:
+            away = {"todo_id": "b", "text": "While away"}
+            send(other_url, "todo_list", list_id, "add_todo", away)
+        finally:
+            other.stop()
         stack.restart_gateway_after_stop()
         stack.command(list_id, "add_todo", todo_id="c", text="After")
         for page in pages:

@@ -112,12 +112,14 @@ async def test_a_gateway_restart_behind_nginx_is_resumed_exactly_once_in_order(
         other_env = {**stack.env, "IRONSTAR_GATEWAY_PORT": str(free_port())}
         other = await asyncio.to_thread(Service("gateway", other_env, stack.workdir).start)
         other_url = f"http://127.0.0.1:{other_env['IRONSTAR_GATEWAY_PORT']}"
-        for i in range(5):
-            payload = {"todo_id": f"b{i}", "text": "x"}
-            await asyncio.to_thread(send, other_url, "todo_list", list_id, "add_todo", payload)
-        retried = await _stanzas(proxy)
-        await eventually(lambda: _stanzas(proxy), lambda n: n >= retried + 2, timeout=20)
-        await asyncio.to_thread(other.stop)
+        try:
+            for i in range(5):
+                payload = {"todo_id": f"b{i}", "text": "x"}
+                await asyncio.to_thread(send, other_url, "todo_list", list_id, "add_todo", payload)
+            retried = await _stanzas(proxy)
+            await eventually(lambda: _stanzas(proxy), lambda n: n >= retried + 2, timeout=20)
+        finally:
+            await asyncio.to_thread(other.stop)
 
         await asyncio.to_thread(stack.restart_gateway_after_stop)
         for i in range(5):
