@@ -72,11 +72,21 @@
       document.dispatchEvent(new CustomEvent("datastar-fetch", { detail }));
     }
   }
+  let snapshotSeen = null;
   function react(signals) {
-    if ("snapshot" in signals) reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
+    if (!signals || typeof signals !== "object") return;
+    if ("snapshot" in signals && signals.snapshot !== snapshotSeen) {
+      snapshotSeen = signals.snapshot;
+      reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
+    }
     if ("seq" in signals) refreshAnalytics();
     if ("behind" in signals) showLag(signals.behind);
   }
+  // Signals patched by any other feed on the page: the built-in client says
+  // `datastar-signals`, the official bundle `datastar-signal-patch` (only for values that
+  // changed). The shared feed's own messages are reacted to below, once, whatever the client.
+  document.addEventListener("datastar-signals", (event) => react(event.detail));
+  document.addEventListener("datastar-signal-patch", (event) => react(event.detail));
   function apply(messages) {
     for (const { type, data } of messages) {
       patch(type, data);

@@ -95,5 +95,13 @@
     else if (type === "datastar-patch-signals") patchSignals(fields);
   }
 
-  window.datastarLite = { apply, signals };
+  // Follow a feed on its own (the dashboard shares one per browser: feed.js) and apply it.
+  function connect(url, onState = () => {}) {
+    const from = new URL(url, location.href).searchParams.get("last_event_id");
+    const each = (group) => group.messages.forEach((m) => apply(m.type, m.data));
+    return window.ironstarFeed.read(url, Number.isFinite(Number(from)) && from ? Number(from) : null,
+      each, onState);
+  }
+
+  window.datastarLite = { apply, connect, signals };
 })();

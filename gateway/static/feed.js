@@ -19,7 +19,10 @@
   const PATCHES = ["datastar-patch-elements", "datastar-patch-signals"];
   const MARKERS = ["connected", "skipped", "lag", "snapshot", "batch", "message"];
   const CATCH_UP_IDLE_MS = 1500;
-  const num = (id) => (id === "" || id === null || id === undefined ? null : Number(id));
+  const num = (id) => {
+    const n = id === "" || id === null || id === undefined ? NaN : Number(id);
+    return Number.isFinite(n) ? n : null;
+  };
 
   // Read a feed from position `from` with EventSource; `onGroup` hears each complete group.
   // EventSource reconnects by itself with Last-Event-ID; when it gives up (a status it
@@ -34,7 +37,6 @@
     const open = () => {
       if (closed) return;
       const target = new URL(url, location.href);
-      target.searchParams.delete("last_event_id");
       if (last !== null) target.searchParams.set("last_event_id", String(last));
       pending = [];
       source = new EventSource(target);
