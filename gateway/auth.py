@@ -122,6 +122,7 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
 class Gate:
     check: Verifier | None
     cookie_name: str
+    public_origin: str = ""  # normalised `IRONSTAR_GATEWAY_PUBLIC_ORIGIN`, '' when unset
 
     def admit(
         self, method: str, path: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -168,7 +169,7 @@ class Gate:
         cookie = _cookies(headers.get("cookie", "")).get(self.cookie_name)
         if cookie is None:
             return None
-        if method not in SAFE_METHODS and not _same_origin(headers):
+        if method not in SAFE_METHODS and not _same_origin(headers, self.public_origin):
             raise Unauthorized(
                 "the session cookie is only honoured for same-origin requests; "
                 "send `Authorization: Bearer <token>` from other origins"
@@ -185,11 +186,18 @@ def _cookies(header: str) -> dict[str, str]:
     return found
 
 
-def _same_origin(headers: Mapping[str, str]) -> bool:
+def _same_origin(headers: Mapping[str, str], public_origin: str) -> bool:
+    """The browser says the request comes from this site: `Sec-Fetch-Site: same-origin`, or
+    an `Origin` equal to the configured public origin or naming the `Host` it was sent to
+    (a proxy that rewrites `Host` needs the public origin configured)."""
     if headers.get("sec-fetch-site") == "same-origin":
         return True
     origin, host = headers.get("origin"), headers.get("host")
-    return origin is not None and host is not None and origin.split("://", 1)[-1] == host
+    if origin is None:
+        return False
+    if public_origin and origin.lower() == public_origin:
+        return True
+    return host is not None and origin.split("://", 1)[-1] == host
 
 
 @route(

@@ -141,9 +141,6 @@ async def page(
                 if url
                 else '<script src="/static/datastar-lite.js" defer></script>'
             ),
-            init=f" data-init=\"@get('{render.e(feed)}', {{openWhenHidden: true}})\""
-            if url
-            else "",
         ),
         media_type=MediaType.HTML,
     )

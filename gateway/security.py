@@ -26,7 +26,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BadRequest, IronstarError, TooLarge
-from common.settings import AuthSettings, GatewaySettings, LimitSettings
+from common.settings import AuthSettings, GatewaySettings, LimitSettings, origin_of
 from gateway.auth import ACTOR, Gate, session, verifier
 from gateway.grants import PRINCIPAL, Principal
 from gateway.headers import bounded, check_correlation, check_target
@@ -48,7 +48,7 @@ class Security:
         self.auth = auth
         self.limits = limits
         self.gateway = gateway
-        self.gate = Gate(verifier(auth), auth.cookie_name)
+        self.gate = Gate(verifier(auth), auth.cookie_name, origin_of(gateway.public_origin))
         self.limiter = RateLimiter(limits.requests_per_s, limits.burst)
 
     def app_options(self) -> dict[str, Any]:
