@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.settings import GatewaySettings
+from common.telemetry import configure_logging
 from ironstar.commands import examples
 
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"ironstar: stopped {', '.join(stopped) or 'nothing (already gone)'}")
         return 0
+    configure_logging("ironstar", "ERROR")  # its own `ironstar:` lines say what happens
     gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
     cluster = Cluster(
         args.data_dir,

@@ -234,8 +234,8 @@ def _wrong_target(url: str, status: int, body: dict[str, Any]) -> str:
             "give the gateway's base URL, without /api, e.g. --url http://127.0.0.1:8000"
         )
     return (
-        f"{url} refused a command ({status} {why}): this gateway needs a token with a write "
-        "grant (`ironstar token --scope write:todo_list --scope write:user_profile`)"
+        f"{url} refused a command ({status} {why}): it requires a token and the demo sends "
+        "none; run the demo against a gateway without authentication (loopback)"
     )
 
 
@@ -283,7 +283,7 @@ def feed(
 
 def run(args: argparse.Namespace) -> int:
     """0 when commands were accepted; 1 when the target could not be reached or took none."""
-    url = target(args).gateway()
+    url = args.url if args.url and args.data_dir is None else target(args).gateway()
     print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)", flush=True)
     tally = Tally()
     try:
