@@ -15,6 +15,7 @@ import json
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -80,7 +81,24 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py prints every failed attempt otherwise; the report says it once."""
 
 
+def _refused(url: str) -> str | None:
+    """Why no server of `url` (comma separated) accepts a TCP connection; None when one does."""
+    reasons, servers = [], url.split(",")
+    for server in servers:
+        where = urllib.parse.urlsplit(server.strip())
+        try:
+            socket.create_connection((where.hostname or "", where.port or 4222), timeout=2).close()
+            return None
+        except OSError as exc:
+            why = str(exc.strerror or exc)
+            reasons.append(f"{server.strip()}: {why}" if len(servers) > 1 else why)
+    return "; ".join(reasons)
+
+
 async def gather(nats: NatsSettings) -> dict[str, Any]:
+    refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
+    if refused:
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
     try:
         async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
             nc = await nats_client.connect(
@@ -200,7 +218,7 @@ def report(state: dict[str, Any]) -> list[str]:
         )
     for m in state.get("members", ()):
         lines.append(
-            f"  {m['name']:<11}{mark[m['up']]}  {m['url']}  pid {m['pid']}"
+            f"  {m['name']:<13}{mark[m['up']]}  {m['url']}  pid {m['pid']}"
             + ("" if m["up"] else f"  ({m['reason']})")
         )
     readers = state.get("consumers") or []

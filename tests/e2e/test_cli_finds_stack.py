@@ -215,6 +215,17 @@ def test_with_nothing_running_each_command_says_so_at_once_and_how_to_start(
     assert "Traceback" not in said
 
 
+def test_status_says_connection_refused_at_once_when_nothing_listens_at_the_nats_url(
+    tmp_path: Path,
+) -> None:
+    nats, started = f"nats://127.0.0.1:{free_port()}", time.monotonic()
+    done = cli(tmp_path, "status", "--url", "http://127.0.0.1:1", IRONSTAR_NATS_URL=nats)
+    assert time.monotonic() - started < 10
+    assert done.returncode == 1
+    assert f"cannot reach NATS at {nats}: Connection refused" in done.stdout, done.stdout
+    assert "TimeoutError" not in done.stdout
+
+
 def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(
     tmp_path: Path,
 ) -> None:
