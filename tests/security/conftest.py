@@ -23,7 +23,10 @@ SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 VERIFIER = Verifier(SECRET.encode())
 
 
-def token(*scopes: str, subject: str = "tester", ttl_s: float = 600, secret: str = SECRET) -> str:
+def token(
+    *scopes: str, subject: str = "tester", ttl_s: float = 6 * 3600, secret: str = SECRET
+) -> str:
+    # Long enough for tokens minted at import (module constants) to outlive a slow suite.
     return Verifier(secret.encode()).mint(subject, scopes, ttl_s)
 
 
