@@ -117,7 +117,8 @@ def apply(
     """Decode and apply one batch (in a worker thread), recording its metrics."""
     started = time.perf_counter()
     events, dead = decode(deliveries)
-    dead = model.apply(events, last, dead, halt, only)
+    subjects = {sequence: subject for sequence, subject, _ in deliveries}
+    dead = model.apply(events, last, dead, halt, only, subjects)
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from msgspec import Struct, field
+from typing import Annotated
+
+from msgspec import Meta, Struct, field
 from msgspec.structs import replace
 
 from common.domain.rules import require, todo_id, todo_text
@@ -48,27 +50,32 @@ class ClearCompleted(
 Command = AddTodo | RenameTodo | CompleteTodo | ReopenTodo | DeleteTodo | ClearCompleted
 
 
-# Events: facts, in the past tense, tagged by their `event_type`.
+# Events: facts, in the past tense, tagged by their `event_type`. Their fields carry the
+# domain `decide` guarantees, so a stored payload outside it is not an event of this type.
+TodoId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+Text = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
 class TodoAdded(Struct, frozen=True, tag="todo_added", tag_field="event_type"):
-    todo_id: str
-    text: str
+    todo_id: TodoId
+    text: Text
 
 
 class TodoRenamed(Struct, frozen=True, tag="todo_renamed", tag_field="event_type"):
-    todo_id: str
-    text: str
+    todo_id: TodoId
+    text: Text
 
 
 class TodoCompleted(Struct, frozen=True, tag="todo_completed", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 class TodoReopened(Struct, frozen=True, tag="todo_reopened", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 class TodoDeleted(Struct, frozen=True, tag="todo_deleted", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 Event = TodoAdded | TodoRenamed | TodoCompleted | TodoReopened | TodoDeleted

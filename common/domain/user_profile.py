@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from msgspec import Struct
+from typing import Annotated
+
+from msgspec import Meta, Struct
 from msgspec.structs import replace
 
 from common.domain.rules import bounded_text, email, require
@@ -31,16 +33,21 @@ class DeactivateUser(
 Command = RegisterUser | UpdateProfile | DeactivateUser
 
 
+# Event fields carry the domain `decide` guarantees (see `common/domain/rules.py`).
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Email = Annotated[str, Meta(min_length=3, max_length=254)]
+
+
 class UserRegistered(Struct, frozen=True, tag="user_registered", tag_field="event_type"):
-    name: str
-    email: str
+    name: Name
+    email: Email
 
 
 class ProfileUpdated(
     Struct, frozen=True, tag="profile_updated", tag_field="event_type", omit_defaults=True
 ):
-    name: str | None = None
-    email: str | None = None
+    name: Name | None = None
+    email: Email | None = None
 
 
 class UserDeactivated(Struct, frozen=True, tag="user_deactivated", tag_field="event_type"):
