@@ -7,7 +7,7 @@ from typing import Annotated
 from msgspec import Meta, Struct
 from msgspec.structs import replace
 
-from common.domain.rules import bounded_text, email, require
+from common.domain.rules import bounded_text, email, possible, require
 
 
 class RegisterUser(
@@ -91,14 +91,19 @@ def decide(state: UserProfile, command: Command) -> list[Event]:
 
 
 def evolve(state: UserProfile, event: Event) -> UserProfile:
+    """The state after `event`; ImpossibleEvent for an event `decide` could not have made
+    here (a second registration, a change of a user not registered or deactivated)."""
     match event:
         case UserRegistered(name=name, email=address):
+            possible(not state.registered, "the user was registered before")
             return UserProfile(registered=True, active=True, name=name, email=address)
         case ProfileUpdated(name=name, email=address):
+            possible(state.active, "the user is not registered or was deactivated")
             return replace(
                 state,
                 name=state.name if name is None else name,
                 email=state.email if address is None else address,
             )
         case UserDeactivated():
+            possible(state.active, "the user is not registered or was deactivated")
             return replace(state, active=False)
