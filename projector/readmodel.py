@@ -22,11 +22,13 @@ from common.errors import StorageFull, storage_exhausted
 from common.subjects import Subjects
 from projector import snapshot
 from projector.projection import Event, Projection, Unapplicable
-from projector.projections import analytics, todo_lists, user_profiles
+from projector.projections import analytics, todo_lists, user_profiles, versions
 
 log = structlog.get_logger()
 
-PROJECTIONS: tuple[Projection, ...] = (todo_lists, user_profiles, analytics)  # type: ignore[assignment]
+# `versions` first: it refuses an event out of its aggregate's order before the others see it.
+PROJECTIONS: tuple[Projection, ...] = (versions, todo_lists, user_profiles, analytics)  # type: ignore[assignment]
+ALWAYS = frozenset({versions.name})  # applied with every batch, also when others are rebuilt
 
 LOCKED_DOWN = {
     "enable_external_access": "false",
@@ -155,7 +157,11 @@ class ReadModel:
             return []
         fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
         dead = [d for d in dead if d[0] > self.checkpoint]
-        projections = [p for p in self.projections.values() if only is None or p.name in only]
+        projections = [
+            p
+            for p in self.projections.values()
+            if only is None or p.name in only or p.name in ALWAYS
+        ]
         batch = _Batch(projections, subjects or {}, halt)
         try:
             self._settle(batch, fresh, dead, last_sequence)
@@ -193,13 +199,19 @@ class ReadModel:
                 if not events:
                     raise
                 culprit, error = events[0][0], f"{type(exc).__name__}: {exc}"
+            # Every event before the culprit passed every projection: commit them as they are.
+            before = [e for e in events if e[0] < culprit]
+            self._settle(batch, before, [d for d in dead if d[0] < culprit], culprit - 1)
+            error = f"cannot apply: {error}"[:2000]
+            if batch.halt:
+                raise Poisoned(f"sequence {culprit}: {error}")
             event = next(e for s, e in events if s == culprit)
             subject = batch.subjects.get(culprit) or _SUBJECTS.events(
                 event.aggregate_type, event.aggregate_id
             )
-            letter = (culprit, subject, f"cannot apply: {error}"[:2000], codec.encode(event))
-            dead = sorted([*dead, letter])
-            events = [e for e in events if e[0] != culprit]
+            dead = sorted([d for d in dead if d[0] > culprit] + [(culprit, subject, error,
+                          codec.encode(event))])  # fmt: skip
+            events = [e for e in events if e[0] > culprit]
 
     def _commit(
         self,
@@ -211,8 +223,14 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                for projection in projections:
-                    projection.apply(self.con, events, self._command)
+                refused: list[Unapplicable] = []
+                for projection in projections:  # each stops at its first refusal (no writes)
+                    try:
+                        projection.apply(self.con, events, self._command)
+                    except Unapplicable as exc:
+                        refused.append(exc)
+                if refused:  # the earliest: those after it may only follow from it
+                    raise min(refused, key=lambda exc: exc.sequence)
                 if dead:
                     self.con.executemany(
                         "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
