@@ -32,6 +32,23 @@ def insert(
              f"SELECT {', '.join(columns)} FROM _batch")  # fmt: skip
 
 
+def lookup(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    keys: Columns,
+    wanted: Sequence[Key],
+    columns: str,
+) -> list[tuple[Any, ...]]:
+    """The `columns` (over `t`, the table) of the rows whose `keys` equal one of `wanted`:
+    one hash join of the table against the batch's keys, read before a batch is written."""
+    if not wanted:
+        return []
+    values = zip(*wanted, strict=True)
+    data = pa.table({c: pa.array(v, t) for (c, t), v in zip(keys.items(), values, strict=True)})
+    join = " AND ".join(f"t.{k} = b.{k}" for k in keys)
+    return _run(con, data, f"SELECT {columns} FROM {table} AS t JOIN _batch AS b ON {join}")
+
+
 def update(
     con: duckdb.DuckDBPyConnection,
     table: str,

@@ -1,13 +1,12 @@
 """`todo_lists`: TodoMVC state per list (one row per todo) and todo counts over time.
 
-A batch is written without reading first (see `bulk.py`): a todo added in the batch is
-inserted as its final row, every other touched todo becomes one partial row (None =
-unchanged) of a single UPDATE, which leaves a todo never added untouched. `todo_changes`
-holds, per minute, how the numbers of active and completed todos moved (the
-`todos_over_time` view in `analytics` sums it). The domain guarantees what a change
-implies: `todo_completed` only happens to an active todo, `todo_reopened` only to a
-completed one, deleted is terminal; only a delete whose todo was not touched before in
-the batch needs its prior state, which the UPDATE returns (it changes only `deleted`).
+A batch reads the rows of the todos it touches once (one hash join), folds its events
+onto them with the domain's own `evolve` (so an event `decide` could not have made, such
+as adding a todo already in the list, is `Unapplicable` here as it is undecidable in the
+writer), then writes: the todos new in the batch as one INSERT of their final rows, the
+others as one UPDATE. `todo_changes` holds, per minute, how the numbers of active and
+completed todos moved (the `todos_over_time` view in `analytics` sums it), from each
+todo's state before and after each event.
 """
 
 from __future__ import annotations
@@ -19,12 +18,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from common.domain import AGGREGATES
+from common.domain.todo_list import INITIAL, Todo, TodoAdded, TodoList
 from common.envelope import Envelope
-from projector.projection import Event, Query, each, minute, payload, rows
-from projector.projections.bulk import add_counts, insert, update
+from projector.projection import Event, Query, each, minute, rows
+from projector.projections.bulk import add_counts, insert, lookup, update
 
 name = "todo_lists"
-version = 3
+version = 4
 tables = ("todos", "todo_changes")
 ddl = (
     # No primary key: rows are appended when added and updated by a join (see bulk.py).
@@ -50,74 +51,60 @@ _COLUMNS = {
     "list_id": _S, "todo_id": _S, "text": _S, "completed": _B, "deleted": _B,
     "position": _I, "created_at": _S, "updated_at": _S, "updated_seq": _I,
 }  # fmt: skip
-_CHANGES = {c: _COLUMNS[c] for c in ("list_id", "todo_id", "text", "completed", "deleted",
-                                     "updated_at", "updated_seq")}  # fmt: skip
+_KEY = {"list_id": _S, "todo_id": _S}
+_CHANGES = {c: t for c, t in _COLUMNS.items() if c not in ("position", "created_at")}
 _SET = (
-    "text = coalesce(b.text, t.text), completed = coalesce(b.completed, t.completed), "
-    "deleted = t.deleted OR b.deleted, updated_at = b.updated_at, updated_seq = b.updated_seq"
+    "text = b.text, completed = b.completed, deleted = b.deleted, "
+    "updated_at = b.updated_at, updated_seq = b.updated_seq"
 )
+_TODOS = AGGREGATES["todo_list"]
 Key = tuple[str, str]
-_MOVES = {"todo_added": (1, 0), "todo_completed": (-1, 1), "todo_reopened": (1, -1)}
-_AFTER = {"todo_added": (1, 0), "todo_completed": (0, 1), "todo_reopened": (1, 0)}
+
+
+def _counted(todo: Todo | None) -> tuple[int, int]:
+    """(active, completed) that one todo adds to the counts."""
+    if todo is None or todo.deleted:
+        return 0, 0
+    return (0, 1) if todo.completed else (1, 0)
 
 
 def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: str) -> None:
     mine = [(seq, e) for seq, e in events if e.aggregate_type == "todo_list"]
     if not mine:
         return
+    touched = sorted({(e.aggregate_id, str(e.payload.get("todo_id"))) for _, e in mine})
+    found = lookup(con, "todos", _KEY, touched,
+                   "t.list_id, t.todo_id, t.text, t.completed, t.deleted")  # fmt: skip
+    before: defaultdict[str, dict[str, Todo]] = defaultdict(dict)
+    for list_id, tid, text, completed, deleted in found:
+        before[list_id][tid] = Todo(text=text, completed=bool(completed), deleted=deleted)
+    lists = {list_id: TodoList(todos) for list_id, todos in before.items()}
     changed: dict[Key, dict[str, Any]] = {}
-    added: set[Key] = set()
-    state: dict[Key, tuple[int, int]] = {}  # (active, completed) once known in this batch
-    moves: defaultdict[Key, list[tuple[str, int, int]]] = defaultdict(list)
-    unknown_deletes: dict[Key, str] = {}  # key -> minute of a delete of unknown prior state
+    counts: defaultdict[tuple[str], list[int]] = defaultdict(lambda: [0, 0])
 
     def step(seq: int, e: Envelope) -> None:
-        data, kind = payload(e), e.event_type
-        key = (e.aggregate_id, str(data["todo_id"]))
-        at = e.occurred_at  # RFC 3339 text: DuckDB casts it to TIMESTAMPTZ
-        if kind == "todo_added":  # a todo is added once; anything before it was an orphan
-            added.add(key)
-            moves.pop(key, None)
-            unknown_deletes.pop(key, None)
-            changed[key] = {"list_id": key[0], "todo_id": key[1], "deleted": False,
-                            "text": str(data["text"]), "completed": False,
-                            "position": e.version, "created_at": at}  # fmt: skip
-        row = changed.setdefault(key, {"list_id": key[0], "todo_id": key[1], "deleted": False})
-        row["updated_at"], row["updated_seq"] = at, seq
-        if kind == "todo_renamed":
-            row["text"] = str(data["text"])
-        elif kind in ("todo_completed", "todo_reopened"):
-            row["completed"] = kind == "todo_completed"
-        elif kind == "todo_deleted":
-            row["deleted"] = True
-            if key in state:
-                active, completed = state[key]
-                moves[key].append((minute(at), -active, -completed))
-            else:
-                unknown_deletes[key] = minute(at)
-            state[key] = (0, 0)
-        if kind in _MOVES:
-            moves[key].append((minute(at), *_MOVES[kind]))
-            state[key] = _AFTER[kind]
+        event = _TODOS.from_payload(e.event_type, e.schema, e.payload)
+        state = lists.get(e.aggregate_id, INITIAL)
+        tid = event.todo_id
+        old = state.todos.get(tid)
+        state = lists[e.aggregate_id] = _TODOS.evolve(state, event)  # ImpossibleEvent
+        new = state.todos[tid]
+        row = changed.setdefault((e.aggregate_id, tid), {"list_id": e.aggregate_id, "todo_id": tid})
+        if isinstance(event, TodoAdded):
+            row["position"], row["created_at"] = e.version, e.occurred_at
+        row.update(text=new.text, completed=new.completed, deleted=new.deleted,
+                   updated_at=e.occurred_at, updated_seq=seq)  # fmt: skip
+        (was_active, was_completed), (active, completed) = _counted(old), _counted(new)
+        if (active, completed) != (was_active, was_completed):
+            count = counts[(minute(e.occurred_at),)]
+            count[0] += active - was_active
+            count[1] += completed - was_completed
 
     each(mine, step)
-    insert(con, "todos", _COLUMNS, [changed[key] for key in added])
-    changes = [row for key, row in changed.items() if key not in added]
-    asks = any(key not in added for key in moves) or bool(unknown_deletes)
-    found = update(con, "todos", ("list_id", "todo_id"), _CHANGES, changes, _SET,
-                   "list_id, todo_id, completed" if asks else "")  # fmt: skip
-    existing = {(list_id, todo_id): completed for list_id, todo_id, completed in found}
-    for key, at_minute in unknown_deletes.items():
-        if key in existing:
-            moves[key].append((at_minute, 0, -1) if existing[key] else (at_minute, -1, 0))
-    counts: defaultdict[tuple[str], list[int]] = defaultdict(lambda: [0, 0])
-    for key, moved in moves.items():
-        if key not in added and key not in existing:
-            continue  # an orphan: changes to a todo never added
-        for at_minute, active, completed in moved:
-            count = counts[(at_minute,)]
-            count[0] += active
-            count[1] += completed
+    existing = {(list_id, tid) for list_id, todos in before.items() for tid in todos}
+    insert(con, "todos", _COLUMNS, [row for key, row in changed.items() if key not in existing])
+    update(con, "todos", tuple(_KEY), _CHANGES,
+           [row for key, row in changed.items() if key in existing], _SET)  # fmt: skip
     add_counts(con, "todo_changes", {"minute": _S}, counts, ("active_delta", "completed_delta"))
 
 

@@ -1,6 +1,7 @@
-"""`user_profiles`: one row per registered user, written per batch without reading first
-(see `bulk.py`): a user registered in the batch is inserted as its final row, changes to
-other users are one UPDATE, which leaves a user never registered without a row."""
+"""`user_profiles`: one row per registered user. A batch reads the rows of the users it
+touches once, folds its events onto them with the domain's own `evolve` (a second
+registration, a change to a user never registered: `Unapplicable`, as the writer refuses
+them), then inserts the users new in the batch and updates the others (see `bulk.py`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from common.domain import AGGREGATES
+from common.domain.user_profile import INITIAL, UserProfile, UserRegistered
 from common.envelope import Envelope
 from common.errors import NotFound
-from projector.projection import Event, Query, each, payload, rows
-from projector.projections.bulk import insert, update
+from projector.projection import Event, Query, each, rows
+from projector.projections.bulk import insert, lookup, update
 
 name = "user_profiles"
-version = 3
+version = 4
 tables = ("users",)
 ddl = (
     # No primary key: rows are appended when registered and updated by a join (bulk.py).
@@ -37,36 +40,40 @@ _COLUMNS = {
 }  # fmt: skip
 _CHANGES = {c: t for c, t in _COLUMNS.items() if c != "registered_at"}
 _SET = (
-    "name = coalesce(b.name, t.name), email = coalesce(b.email, t.email), "
-    "active = coalesce(b.active, t.active), "
+    "name = b.name, email = b.email, active = b.active, "
     "updated_at = b.updated_at, updated_seq = b.updated_seq"
 )
+_USERS = AGGREGATES["user_profile"]
 
 
 def apply(con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: str) -> None:
     mine = [(seq, e) for seq, e in events if e.aggregate_type == "user_profile"]
     if not mine:
         return
+    touched = sorted({(e.aggregate_id,) for _, e in mine})
+    found = lookup(con, "users", {"user_id": _S}, touched,
+                   "t.user_id, t.name, t.email, t.active")  # fmt: skip
+    users = {
+        user: UserProfile(registered=True, active=bool(active), name=name, email=email)
+        for user, name, email, active in found
+    }
+    existing = set(users)
     changed: dict[str, dict[str, Any]] = {}
-    registered: set[str] = set()
 
     def step(seq: int, e: Envelope) -> None:
-        data, at = payload(e), e.occurred_at  # RFC 3339 text, cast by DuckDB
-        if e.event_type == "user_registered":  # once per user; anything before: an orphan
-            registered.add(e.aggregate_id)
-            changed[e.aggregate_id] = {"name": str(data["name"]), "email": str(data["email"]),
-                                       "active": True, "registered_at": at}  # fmt: skip
-        row = changed.setdefault(e.aggregate_id, {})
-        row["user_id"], row["updated_at"], row["updated_seq"] = e.aggregate_id, at, seq
-        if e.event_type == "profile_updated":
-            row.update({k: str(v) for k, v in data.items() if k in ("name", "email") and v})
-        elif e.event_type == "user_deactivated":
-            row["active"] = False
+        event = _USERS.from_payload(e.event_type, e.schema, e.payload)
+        user = e.aggregate_id
+        state = users[user] = _USERS.evolve(users.get(user, INITIAL), event)  # ImpossibleEvent
+        row = changed.setdefault(user, {"user_id": user})
+        if isinstance(event, UserRegistered):
+            row["registered_at"] = e.occurred_at
+        row.update(name=state.name, email=state.email, active=state.active,
+                   updated_at=e.occurred_at, updated_seq=seq)  # fmt: skip
 
     each(mine, step)
-    insert(con, "users", _COLUMNS, [changed[user] for user in registered])
-    changes = [row for user, row in changed.items() if user not in registered]
-    update(con, "users", ("user_id",), _CHANGES, changes, _SET)
+    insert(con, "users", _COLUMNS, [row for u, row in changed.items() if u not in existing])
+    update(con, "users", ("user_id",), _CHANGES,
+           [row for u, row in changed.items() if u in existing], _SET)  # fmt: skip
 
 
 def get_user(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> dict[str, Any]:
