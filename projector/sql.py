@@ -99,9 +99,9 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
                 field="sql",
                 table=name,
             )
-        if key == "function_name" and (reason := refusal(name)) is not None:
+        if key == "function_name" and (why := refusal(name)) is not None:
             raise Invalid(
-                f"{name.lower()}() is not allowed in ad-hoc SQL: {reason}",
+                f"{name.lower()}() is not allowed in ad-hoc SQL: {why}",
                 field="sql",
                 function=name.lower(),
             )
