@@ -17,6 +17,39 @@ WRITES = [
     "WITH x AS MATERIALIZED (DELETE FROM event_counts RETURNING *) SELECT count(*) FROM x",
     "wItH x As (dElEtE fRoM TODOS returning *) select 1 from x",
 ]
+_RUN_SQL = [
+    "WITH x AS (DELETE FROM todos RETURNING 1) SELECT count(*) FROM x",
+    "INSERT INTO users VALUES ('x', 'x', 'x', true, now(), now(), 1)",
+    "UPDATE checkpoint SET sequence = 0",
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM query('select 42')",
+    "PREPARE p AS DELETE FROM todos",
+]
+# Functions that run SQL of their own (outside the read-only transaction and the checks),
+# under every name, qualification, case and nesting an attacker tried or might.
+SQL_RUNNERS = [
+    *(
+        "SELECT * FROM json_execute_serialized_sql(json_serialize_sql({}))".format(
+            "'" + inner.replace("'", "''") + "'"
+        )
+        for inner in _RUN_SQL
+    ),
+    "SELECT * FROM main.json_execute_serialized_sql(json_serialize_sql('DELETE FROM todos'))",
+    "SELECT * FROM system.main.json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+    "SELECT * FROM \"JSON_Execute_Serialized_SQL\"(json_serialize_sql('SELECT 1'))",
+    "SELECT * FROM JSON_EXECUTE_SERIALIZED_SQL('{}')",
+    "SELECT (SELECT count(*) FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1')))",
+    "WITH s AS (SELECT json_serialize_sql('DELETE FROM todos') AS j) "
+    "SELECT * FROM s, json_execute_serialized_sql(s.j)",
+    "SELECT json_deserialize_sql(json_serialize_sql('SELECT 1'))",
+    "SELECT json_serialize_sql(json_serialize_sql('DELETE FROM todos'))",
+    "SELECT json_serialize_plan('DELETE FROM todos')",
+    "SELECT * FROM main.query('DELETE FROM todos')",
+    "SELECT * FROM system.main.query_table('todos')",
+    "SELECT * FROM \"Query\"('select 42')",
+    "SELECT invoke(lambda x: x, 1)",
+    "SELECT list_transform([1], lambda x: (SELECT count(*) FROM query('SELECT 1')))",
+]
 ATTACKS: list[tuple[str, type[IronstarError], str]] = [
     *((write, BadRequest, "read-only") for write in WRITES),
     (
@@ -24,12 +57,26 @@ ATTACKS: list[tuple[str, type[IronstarError], str]] = [
         BadRequest,
         "data-modifying",
     ),
-    ("SELECT * FROM read_csv('/etc/passwd')", BadRequest, "access is disabled"),
-    ("SELECT content FROM read_text('/etc/passwd')", BadRequest, "access is disabled"),
-    ("SELECT * FROM read_blob('/etc/passwd')", BadRequest, "access is disabled"),
-    ("SELECT * FROM glob('/etc/*')", BadRequest, "access is disabled"),
-    ("SELECT * FROM read_parquet('https://example.com/x.parquet')", BadRequest, "disabled"),
-    ("SELECT * FROM duckdb_secrets()", BadRequest, "access is disabled"),
+    ("SELECT * FROM read_csv('/etc/passwd')", Invalid, "read_csv() is not allowed"),
+    ("SELECT content FROM read_text('/etc/passwd')", Invalid, "read_text() is not allowed"),
+    ("SELECT * FROM read_blob('/etc/passwd')", Invalid, "read_blob() is not allowed"),
+    ("SELECT * FROM glob('/etc/*')", Invalid, "glob() is not allowed"),
+    ("SELECT * FROM read_parquet('https://example.com/x.parquet')", Invalid, "not allowed"),
+    ("SELECT * FROM duckdb_secrets()", Invalid, "duckdb_secrets() is not allowed"),
+    ("SELECT * FROM '/etc/passwd.csv'", Invalid, "files cannot be read"),
+    ("SELECT * FROM 'projector-1.duckdb.wal'", Invalid, "files cannot be read"),
+    ('FROM "../projector/projector-1.duckdb"', Invalid, "files cannot be read"),
+    *((attack, Invalid, "() is not allowed") for attack in SQL_RUNNERS),
+    ("SELECT nextval('s')", Invalid, "nextval() is not allowed"),
+    ("SELECT setseed(0.5)", Invalid, "setseed() is not allowed"),
+    ("SELECT current_setting('memory_limit')", Invalid, "current_setting() is not allowed"),
+    ("SELECT pg_sleep(100)", Invalid, "pg_sleep() is not allowed"),
+    ("SELECT * FROM pragma_database_size()", Invalid, "pragma_database_size() is not allowed"),
+    ("SELECT * FROM duckdb_logs()", Invalid, "duckdb_logs() is not allowed"),
+    ("SELECT * FROM sniff_csv('/etc/passwd')", Invalid, "sniff_csv() is not allowed"),
+    ("SELECT no_such_function(1)", Invalid, "not on the reviewed list"),
+    ("UPDATE EXTENSIONS", Invalid, "UPDATE EXTENSIONS"),
+    ("UPDATE EXTENSIONS (httpfs)", Invalid, "UPDATE EXTENSIONS"),
     ("COPY (SELECT * FROM todos) TO '/tmp/stolen.csv'", Invalid, "COPY"),
     ("COPY todos FROM '/etc/passwd'", Invalid, "COPY"),
     ("EXPORT DATABASE '/tmp/stolen'", Invalid, "EXPORT"),
@@ -128,6 +175,8 @@ CORES = [
     "CREATE TEMP TABLE t AS SELECT 1",
     "SELECT * FROM checkpoint()",
     "SELECT * FROM query('SELECT 1')",
+    "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('DELETE FROM todos'))",
+    "SELECT * FROM read_blob('projector-1.duckdb.wal')",
     "SELECT count(*) FROM todos",
     "SELECT 42",
     "FROM checkpoint",
