@@ -174,6 +174,12 @@ def run(
         ) from None
     except duckdb.Error as exc:
         raise BadRequest(f"the query failed: {_first_line(exc)}", field="sql") from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
+        raise BadRequest(
+            f"the answer cannot be converted to JSON ({type(exc).__name__}: {_first_line(exc)}); "
+            "cast the column to VARCHAR",
+            field="sql",
+        ) from None
     finally:
         done.set()
         cursor.close()  # rolls the read-only transaction back with everything of the cursor
