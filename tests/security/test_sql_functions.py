@@ -168,3 +168,24 @@ def test_what_an_analyst_needs_still_runs(model: ReadModel) -> None:
     )
     assert windowed == [[1, 1, None, 1], [2, 2, 1, 3], [3, 3, 2, 6]]
     assert ask(model, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'todos'") == [[1]]
+
+
+def test_the_only_paths_duckdb_opens_to_the_database_are_its_own_files(model: ReadModel) -> None:
+    """DuckDB opens its own file, WAL and temporary directory to itself even with external
+    access off (the attacker's read_blob of the WAL went through there); no query can name
+    them any more, and nothing else is open."""
+    path = model.con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
+    assert path is not None
+    settings = dict(
+        model.con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN "
+            "('allowed_directories', 'allowed_paths', 'enable_external_access')"
+        ).fetchall()
+    )
+    assert settings["enable_external_access"] == "false"
+    opened = settings["allowed_paths"].strip("[]").split(", ")
+    opened += settings["allowed_directories"].strip("[]").split(", ")
+    assert opened and all(p.startswith(path[0]) for p in opened), opened
+    for file in opened:
+        with pytest.raises(Invalid):
+            ask(model, f"SELECT * FROM read_blob('{file}')")
