@@ -48,6 +48,11 @@ SQL_RUNNERS = [
     "SELECT * FROM system.main.query_table('todos')",
     "SELECT * FROM \"Query\"('select 42')",
     "SELECT invoke(lambda x: x, 1)",
+    "SELECT 'DELETE FROM todos'.query()",
+    "SELECT * FROM todos WHERE text IN (FROM query('DELETE FROM todos RETURNING text'))",
+    "SUMMARIZE SELECT * FROM query('SELECT 1')",
+    "DESCRIBE SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+    "SELECT * FROM histogram(todos, completed)",
     "SELECT list_transform([1], lambda x: (SELECT count(*) FROM query('SELECT 1')))",
 ]
 ATTACKS: list[tuple[str, type[IronstarError], str]] = [
@@ -75,6 +80,9 @@ ATTACKS: list[tuple[str, type[IronstarError], str]] = [
     ("SELECT * FROM duckdb_logs()", Invalid, "duckdb_logs() is not allowed"),
     ("SELECT * FROM sniff_csv('/etc/passwd')", Invalid, "sniff_csv() is not allowed"),
     ("SELECT no_such_function(1)", Invalid, "not on the reviewed list"),
+    ("SELECT TRY(nextval('s'))", Invalid, "nextval() is not allowed"),
+    ("SUMMARIZE '/etc/passwd'", Invalid, "files cannot be read"),
+    ("DESCRIBE SELECT * FROM read_blob('/etc/passwd')", Invalid, "read_blob() is not allowed"),
     ("UPDATE EXTENSIONS", Invalid, "UPDATE EXTENSIONS"),
     ("UPDATE EXTENSIONS (httpfs)", Invalid, "UPDATE EXTENSIONS"),
     ("COPY (SELECT * FROM todos) TO '/tmp/stolen.csv'", Invalid, "COPY"),
