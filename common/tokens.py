@@ -98,7 +98,7 @@ def parse_scopes(value: object) -> frozenset[str]:
 
 def numeric_date(claims: dict[str, Any], name: str, required: bool = False) -> float | None:
     """A NumericDate claim (RFC 7519 §2, §4.1.4-6): a finite JSON number, not a string,
-    boolean, `Infinity`, `NaN` or `1e400`."""
+    boolean, `Infinity`, `NaN`, `1e400` or an integer of hundreds of digits; 401 naming it."""
     if name not in claims:
         if required:
             raise _bad_claim(name, "is missing; mint the token with a lifetime")
@@ -106,7 +106,9 @@ def numeric_date(claims: dict[str, Any], name: str, required: bool = False) -> f
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad_claim(name, f"must be a number of seconds since 1970 (got {_shape(value)})")
-    if not math.isfinite(value) or not 0 <= value <= MAX_NUMERIC_DATE:
+    # The range first: it is exact for integers of any size (math.isfinite and float()
+    # overflow on one of 310 digits) and false for NaN and the infinities.
+    if not 0 <= value <= MAX_NUMERIC_DATE or not math.isfinite(value):
         raise _bad_claim(name, f"must be a finite time between 0 and {MAX_NUMERIC_DATE}")
     return float(value)
 

@@ -39,7 +39,8 @@ CHART_MINUTES = 15
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now.
+    """(sequence, result) of a read-model query, or None when it cannot answer now. A result
+    the read model cut to fit one answer carries the reply's `truncated`.
 
     401/403 (the caller may not see it) go through: a fragment answers them as they are.
     """
@@ -49,7 +50,10 @@ async def _ask(backend: Backend, projection: str, name: str, params: dict[str, A
         raise
     except IronstarError:
         return None
-    return int(reply["sequence"]), reply["result"]
+    result = reply["result"]
+    if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
+        result = {**result, "truncated": reply["truncated"]}
+    return int(reply["sequence"]), result
 
 
 def _unavailable(what: str) -> str:
@@ -119,7 +123,11 @@ async def page(
     return Response(
         _PAGE.substitute(
             list_id=render.e(list_id),
-            todos=render.todo_list(list_id, todos[1]["items"] if todos else []),
+            todos=(
+                render.todo_list(list_id, todos[1]["items"], todos[1].get("truncated"))
+                if todos
+                else render.todo_list(list_id, [])
+            ),
             todos_note=(
                 _not_granted("todo_lists", one)
                 if todos is False
@@ -151,7 +159,9 @@ async def todos_fragment(backend: Backend, list_id: str) -> str:
     """`ul#todos-<list>` as it is now."""
     list_id = valid_id(list_id, "list_id")
     found = await _ask(backend, "todo_lists", "get", {"list_id": list_id})
-    return render.todo_list(list_id, found[1]["items"] if found else [])
+    if not found:
+        return render.todo_list(list_id, [])
+    return render.todo_list(list_id, found[1]["items"], found[1].get("truncated"))
 
 
 @get("/ui/lists", media_type=MediaType.HTML, include_in_schema=False)

@@ -123,7 +123,13 @@ def render_snapshot(sequence: int, state: Any) -> bytes:
         if value is None:
             continue
         if kind == "todo_list" and ident:
-            out.append(patch_elements(html.todo_items(value["items"]), f"#todos-{ident}", "inner"))
+            out.append(
+                patch_elements(
+                    html.todo_items(value["items"], value.get("truncated")),
+                    f"#todos-{ident}",
+                    "inner",
+                )
+            )
         elif kind == "user_profile" and not ident:
             out.append(patch_elements(html.users(value), "#users", "inner"))
         elif kind == "user_profile":

@@ -47,14 +47,32 @@ def todo_item(todo_id: str, text: str, completed: bool = False) -> str:
     )
 
 
-def todo_items(items: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(todo_item(i["todo_id"], i["text"], bool(i["completed"])) for i in items)
+def todo_items(
+    items: Iterable[Mapping[str, Any]], truncated: Mapping[str, Any] | None = None
+) -> str:
+    """The `<li>`s of the todos, after a note saying how many are shown when the read model
+    cut the list to fit one answer (`truncated`: the reply's {"returned", "total", ...})."""
+    return cut_note(truncated) + "".join(
+        todo_item(i["todo_id"], i["text"], bool(i["completed"])) for i in items
+    )
 
 
-def todo_list(list_id: str, items: Iterable[Mapping[str, Any]]) -> str:
+def cut_note(truncated: Mapping[str, Any] | None) -> str:
+    """`<li class="note">showing 3,841 of 4,600 todos — ...</li>`, or "" when nothing is cut."""
+    if not truncated:
+        return ""
+    return (
+        f'<li class="note truncated" role="note">showing {int(truncated["returned"]):,} of '
+        f"{int(truncated['total']):,} todos — the rest is too large for one answer</li>"
+    )
+
+
+def todo_list(
+    list_id: str, items: Iterable[Mapping[str, Any]], truncated: Mapping[str, Any] | None = None
+) -> str:
     return (
         f'<ul id="todos-{e(list_id)}" class="todo-list" aria-label="Todos of {e(list_id)}">'
-        f"{todo_items(items)}</ul>"
+        f"{todo_items(items, truncated)}</ul>"
     )
 
 

@@ -70,6 +70,7 @@ async def http(
                 return 0
 
         await eventually(health, lambda status: status == 200, timeout=30)
+
         # The gateway answers before every service is up; `up` says when all of them are.
         async def banner() -> str:
             return (tmp_path / "up.log").read_text()
