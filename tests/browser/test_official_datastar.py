@@ -86,3 +86,47 @@ def test_an_unresumable_position_brings_a_snapshot_that_replaces_stale_todos(
     )
     official.command(list_id, "add_todo", todo_id="t3", text="Real 3")
     expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(4)
+
+
+AHEAD = 999_999_999  # a position the stream never reached (another stream's, a stale tab's)
+
+
+def _held_from_ahead(list_id: str) -> str:
+    """A script that makes the page as a browser would hold it from before the stream was
+    replaced (before the page's deferred scripts run): its feed resumes from a position
+    ahead of the stream, and its list shows a todo the read model no longer has."""
+    stale = '<li id="todo-stale" class="todo"><span class="text">Stale</span></li>'
+    return f"""document.addEventListener("readystatechange", () => {{
+      const list = document.getElementById("todos-{list_id}");
+      if (document.readyState !== "interactive" || !list) return;
+      list.insertAdjacentHTML("afterbegin", {stale!r});
+      const body = document.body;
+      body.dataset.feed = body.dataset.feed.replace(/last_event_id=\\d+/,
+                                                    "last_event_id={AHEAD}");
+    }});"""
+
+
+@pytest.mark.parametrize("tabs", [1, 2])
+def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
+    either: Stack, open_page: Callable[..., Page], tabs: int
+) -> None:
+    """Both clients, one tab and two sharing the feed: the snapshot replaces the stale list,
+    and the feed goes on from the snapshot's position (the todo, its log line, `#seq`)."""
+    list_id = f"ah{uuid.uuid4().hex[:8]}"
+    either.command(list_id, "add_todo", todo_id="t0", text="Real 0")
+    pages = [open_page(f"{either.url}/?list={list_id}", _held_from_ahead(list_id))
+             for _ in range(tabs)]  # fmt: skip
+    for page in pages:
+        _live(page)
+        assert f"last_event_id={AHEAD}" in page.evaluate("document.body.dataset.feed")
+        expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+            ["Real 0"], timeout=10_000
+        )
+    reply = either.command(list_id, "add_todo", todo_id="t1", text="Real 1")
+    for page in pages:
+        expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+            ["Real 0", "Real 1"], timeout=10_000
+        )
+        expect(page.locator("#events li")).to_have_count(1)
+        expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))
+        expect(page.locator("#connection")).to_have_text("live")
