@@ -65,11 +65,21 @@
     return Object.fromEntries(Object.entries(lines).map(([k, v]) => [k, v.join("\n")]));
   }
   const official = body.dataset.mode !== "lite";
+  // The feed carries every followed aggregate's patches, some for elements this page does
+  // not show (another list's todos, when the caller may follow all lists for the log and the
+  // list panel). Those are dropped here, so both clients do the same (the built-in one
+  // patched nothing, the official one warned PatchElementsNoTargetsFound each time).
+  function onPage(args) {
+    if (args.selector === undefined) return true; // targets by the elements' own ids
+    try { return document.querySelector(args.selector) !== null; } catch (_) { return false; }
+  }
   function patch(type, data) {
+    const args = fields(data);
+    if (type === "datastar-patch-elements" && !onPage(args)) return;
     if (!official && window.datastarLite) {
       window.datastarLite.apply(type, data);
     } else {
-      const detail = { type, el: document.documentElement, argsRaw: fields(data) };
+      const detail = { type, el: document.documentElement, argsRaw: args };
       document.dispatchEvent(new CustomEvent("datastar-fetch", { detail }));
     }
   }

@@ -122,11 +122,15 @@ def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
         expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
             ["Real 0"], timeout=10_000
         )
+    # Another list's event first: the page shows it in the log, patches no list of its own,
+    # and neither client logs an error for the list it does not show (open_page checks).
+    either.command(f"{list_id}x", "add_todo", todo_id="o", text="Elsewhere")
     reply = either.command(list_id, "add_todo", todo_id="t1", text="Real 1")
     for page in pages:
         expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
             ["Real 0", "Real 1"], timeout=10_000
         )
-        expect(page.locator("#events li")).to_have_count(1)
+        expect(page.locator("#events li")).to_have_count(2)
         expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))
         expect(page.locator("#connection")).to_have_text("live")
+        assert page.locator(f"#todos-{list_id}x").count() == 0
