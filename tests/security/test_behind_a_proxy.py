@@ -77,6 +77,55 @@ def test_a_cookie_post_with_neither_origin_nor_fetch_metadata_is_refused(stack: 
     assert _post(stack, {}) == 401
 
 
+def _cookie_post(base: str, headers: dict[str, str]) -> int:
+    body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "milk"}}
+    cookies = {"ironstar_session": token("commands:todo_list")}
+    with httpx.Client(base_url=base, timeout=10, cookies=cookies) as client:
+        return client.post(
+            f"/api/commands/todo_list/{unique()}", json=body, headers=headers
+        ).status_code
+
+
+def test_a_cookie_post_naming_the_host_passes_only_with_the_connections_scheme(
+    stack: Stack,
+) -> None:
+    """Plain HTTP straight to the gateway: `Origin` must be `http://` + `Host`; the same
+    host and port under https is another origin, whatever an untrusted peer forwards."""
+    host = stack.base.removeprefix("http://")
+    assert _cookie_post(stack.base, {"Origin": f"http://{host}"}) == 200
+    assert _cookie_post(stack.base, {"Origin": f"HTTP://{host.upper()}"}) == 200
+    assert _cookie_post(stack.base, {"Origin": f"https://{host}"}) == 401
+    forged = {"Origin": f"https://{host}", "X-Forwarded-Proto": "https"}
+    assert _cookie_post(stack.base, forged) == 401  # 127.0.0.1 is no trusted proxy here
+
+
+@pytest.fixture(scope="module")
+def forwarding(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A gateway behind a proxy it trusts (127.0.0.1) that rewrites `Host`, no public origin."""
+    workdir = tmp_path_factory.mktemp("forwarded")
+    with running(nats_server, workdir, IRONSTAR_GATEWAY_TRUSTED_PROXIES="127.0.0.1") as up:
+        yield up
+
+
+@pytest.mark.parametrize(
+    ("proto", "origin", "status"),
+    [
+        ("https", "https://internal-gw.local", 200),
+        ("https", "http://internal-gw.local", 401),  # the proxy's side is not the browser's
+        ("https", "https://internal-gw.local:80", 401),
+        ("http", "https://internal-gw.local", 401),
+        ("http", "http://internal-gw.local", 200),
+    ],
+)
+def test_behind_a_trusted_proxy_the_forwarded_scheme_is_the_requests_scheme(
+    forwarding: Stack, proto: str, origin: str, status: int
+) -> None:
+    headers = {"Host": "internal-gw.local", "X-Forwarded-Proto": proto, "Origin": origin}
+    assert _cookie_post(forwarding.base, headers) == status
+
+
 @pytest.mark.parametrize("value", ["*", "nginx.internal", "10.0.0.0/33", "127.0.0.1;rm"])
 def test_trusted_proxies_must_be_addresses_or_networks(value: str) -> None:
     with pytest.raises(Invalid, match="TRUSTED_PROXIES"):
