@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.errors import Invalid
 from common.settings import GatewaySettings, origin_of, proxy_networks
@@ -34,6 +35,20 @@ def test_head_answers_like_get_without_a_body(stack: Stack, path: str) -> None:
     assert head.content == b""
     assert head.headers["content-type"] == got.headers["content-type"]
     assert int(head.headers["content-length"]) == len(got.content)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_metrics_are_the_classic_text_format_with_one_charset(stack: Stack, method: str) -> None:
+    """What a scraper (directly or through a proxy) parses: `text/plain; version=0.0.4;
+    charset=utf-8`, each parameter once, and a body in that format."""
+    reply = httpx.request(method, f"{stack.base}/metrics", headers=bearer("admin"), timeout=10)
+    assert reply.status_code == 200
+    kind, *params = [part.strip() for part in reply.headers["content-type"].split(";")]
+    assert kind == "text/plain"
+    assert sorted(params) == ["charset=utf-8", "version=0.0.4"]
+    if method == "GET":
+        names = {f.name for f in text_string_to_metric_families(reply.text)}
+        assert "sse_connections" in names
 
 
 def test_head_of_the_feed_is_refused_without_opening_a_stream(stack: Stack) -> None:
