@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from ironstar.natsserver import free_port
 from tests.support.stack import Stack, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -134,3 +135,20 @@ def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
         expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))
         expect(page.locator("#connection")).to_have_text("live")
         assert page.locator(f"#todos-{list_id}x").count() == 0
+
+
+def test_a_page_whose_bundle_did_not_load_says_so_instead_of_live(
+    service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
+) -> None:
+    """A bundle that cannot load (a wrong URL, CORS, an address the browser blocks) leaves
+    the events unapplied: the header must not keep saying "live"."""
+    nowhere = f"http://127.0.0.1:{free_port()}/datastar.js"  # nothing listens there
+    stack = Stack({**service_env, "IRONSTAR_GATEWAY_DATASTAR_URL": nowhere}, tmp_path)
+    try:
+        list_id = f"nb{uuid.uuid4().hex[:8]}"
+        page = open_page(f"{stack.url}/?list={list_id}")
+        _live(page)
+        stack.command(list_id, "add_todo", todo_id="t", text="Unseen")
+        expect(page.locator("#connection")).to_contain_text("the Datastar bundle did not load")
+    finally:
+        stack.stop()
