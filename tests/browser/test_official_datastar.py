@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from ironstar.natsserver import free_port
 from tests.support.stack import Stack, send
@@ -53,40 +53,6 @@ def _id(item: Locator) -> str:
     todo = item.get_attribute("data-todo")
     assert todo is not None
     return todo
-
-
-def test_an_unresumable_position_brings_a_snapshot_that_replaces_stale_todos(
-    either: Stack, open_page: Callable[[str], Page], browser: BrowserContext
-) -> None:
-    official = either
-    list_id = f"ds{uuid.uuid4().hex[:8]}"
-    for i in range(3):
-        official.command(list_id, "add_todo", todo_id=f"t{i}", text=f"Real {i}")
-
-    # The page as a browser would hold it from before the stream was replaced: todos the
-    # read model no longer has, and a position the stream never reached.
-    stale_items = "".join(
-        f'<li id="todo-s{i}" class="todo"><span class="text">Stale {i}</span></li>'
-        for i in range(5)
-    )
-    browser.add_init_script(
-        f"""document.addEventListener("readystatechange", () => {{
-          const list = document.getElementById("todos-{list_id}");
-          if (document.readyState !== "interactive" || !list) return;
-          list.insertAdjacentHTML("beforeend", {stale_items!r});
-          const body = document.body;
-          body.dataset.feed = body.dataset.feed.replace(/last_event_id=\\d+/,
-                                                        "last_event_id=987654321");
-        }});"""
-    )
-    page = open_page(f"{official.url}/?list={list_id}")
-    _live(page)
-    assert "last_event_id=987654321" in page.evaluate("document.body.dataset.feed")
-    expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
-        ["Real 0", "Real 1", "Real 2"], timeout=10_000
-    )
-    official.command(list_id, "add_todo", todo_id="t3", text="Real 3")
-    expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(4)
 
 
 AHEAD = 999_999_999  # a position the stream never reached (another stream's, a stale tab's)
