@@ -15,9 +15,10 @@ Fences, each holding on its own (docs/security.md lists what each one stops):
 4. Every function, table function and macro its parse tree calls, at any depth and under
    any qualification or case, is on the reviewed allow-list of `projector.sql_functions`:
    nothing that runs SQL of its own (which would run outside fences 2 and 4), reads files,
-   or acts outside the transaction. A table name that looks like a file path is refused,
-   so no replacement scan reads a file either (the database's own included, which fence 1
-   cannot close).
+   or acts outside the transaction; and every table it reads is a CTE in scope or one of
+   the read model's own tables and views (`projector.sql_refs`), so no name becomes a file
+   scan or a database file to open (the database's own included, which fence 1 cannot
+   close).
 
 A query is interrupted at its deadline and answers at most `max_rows` rows and `max_bytes`
 bytes of JSON, saying which limit cut it. Every refusal is a 4xx that says why.
@@ -29,14 +30,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import msgspec
 
 from common.errors import BadRequest, Invalid, TooLarge, Unavailable
-from projector.sql_functions import refusal
+from projector.sql_refs import check_refs, read_model_tables
 
 _REFUSED = {
     "ATTACH": "attaching databases is not allowed",
@@ -51,7 +52,6 @@ _REFUSED = {
     "CALL": "CALL is not allowed; use SELECT * FROM <table function>",
     "TRANSACTION": "transactions are the sandbox's own; send the SELECT alone",
 }
-_FILE_LIKE = set("./\\:")  # in a table name: a file path DuckDB would scan in its place
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 _CHUNK = 256  # rows fetched at a time at most while counting bytes
 INTERRUPT_EVERY_S = 0.05
@@ -92,36 +92,8 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             "write it as a plain SELECT",
             field="sql",
         )
-    for key, name in _names(tree):
-        if key == "table_name" and _FILE_LIKE & set(name):
-            raise Invalid(
-                f"{name!r} is not a table of the read models; files cannot be read",
-                field="sql",
-                table=name,
-            )
-        if key == "function_name" and (why := refusal(name)) is not None:
-            raise Invalid(
-                f"{name.lower()}() is not allowed in ad-hoc SQL: {why}",
-                field="sql",
-                function=name.lower(),
-            )
+    check_refs(tree, *read_model_tables(con))
     return statements[0]
-
-
-def _names(tree: Any) -> Iterator[tuple[str, str]]:
-    """Every `(key, name)` of a function (`function_name`: scalar, aggregate, window, table
-    function or macro, whatever its qualification) or table (`table_name`) anywhere in a
-    `json_serialize_sql` tree."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            for key in ("function_name", "table_name"):
-                if isinstance(name := node.get(key), str):
-                    yield key, name
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def run(

@@ -17,7 +17,7 @@ from common.errors import Invalid
 from projector.readmodel import ReadModel
 from projector.sql import run
 from projector.sql_functions import ALLOWED, DENIED, DENIED_PREFIXES, refusal
-from tests.support.sql_attacks import SQL_RUNNERS, STATE
+from tests.support.sql_attacks import BY_NAME, NOT_TABLES, SQL_RUNNERS, STATE
 
 
 def installed() -> dict[str, set[str]]:
@@ -128,9 +128,60 @@ def test_the_read_models_own_files_cannot_be_read_by_name_or_function(
             f'SELECT * FROM "{file}"',
             f"SELECT * FROM read_csv('{file}')",
             f"SELECT * FROM glob('{file}/*')",
+            f'SELECT * FROM "{file.with_suffix("")}"."{file.suffix.lstrip(".")}"',
+            f'SELECT * FROM "{file}.tmp/x"."csv"',
+            f'SELECT * FROM "{file}".main."csv"',
+            f'DESCRIBE "{file.parent}"."{file.name}"',
         ):
             with pytest.raises(Invalid):
                 ask(model, attack)
+
+
+@pytest.mark.parametrize("attack", NOT_TABLES)
+def test_a_table_reference_outside_the_read_models_is_a_422_naming_it(
+    model: ReadModel, attack: str
+) -> None:
+    with pytest.raises(Invalid, match="is not a table of the read models") as refused:
+        ask(model, attack)
+    assert refused.value.detail["table"] in refused.value.message
+
+
+def test_the_read_models_tables_views_and_ctes_are_readable_however_qualified(
+    model: ReadModel,
+) -> None:
+    database = model.con.execute("SELECT current_database()").fetchall()[0][0]
+    for text in (
+        "SELECT count(*) FROM todos",
+        "SELECT count(*) FROM TODOS",
+        "SELECT count(*) FROM main.todos",
+        f'SELECT count(*) FROM "{database}".main.todos',
+        f'SELECT count(*) FROM "{database.upper()}"."MAIN"."Todos"',
+        "SELECT count(*) FROM throughput",
+        "WITH c AS (SELECT 1) SELECT count(*) FROM c",
+        "WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT count(*) FROM b",
+        "SELECT (WITH c AS (SELECT 1) SELECT count(*) FROM c)",
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 1) "
+        "SELECT count(*) FROM r",
+    ):
+        assert len(ask(model, text)) == 1, text
+    assert len(ask(model, "DESCRIBE todos")) == len(ask(model, "SUMMARIZE main.todos")) > 0
+
+
+@pytest.mark.parametrize("attack", BY_NAME)
+def test_a_function_named_by_string_runs_only_if_a_literal_names_an_allowed_one(
+    model: ReadModel, attack: str
+) -> None:
+    with pytest.raises(Invalid, match=r"\(\) is not allowed"):
+        ask(model, attack)
+
+
+def test_list_aggregate_of_an_allowed_aggregate_still_runs(model: ReadModel) -> None:
+    assert ask(
+        model,
+        "SELECT list_aggregate([1, 2], 'sum'), [3, 4].list_aggr('max'), "
+        "aggregate(['a', 'b'], function_name := 'string_agg'), "
+        "array_aggregate(['a', 'b'], 'string_agg', '-')",
+    ) == [[3, 4, "a,b", "a-b"]]
 
 
 def test_a_statement_type_the_duckdb_module_does_not_know_is_a_422_naming_it(

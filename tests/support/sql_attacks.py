@@ -55,7 +55,58 @@ SQL_RUNNERS = [
     "SELECT * FROM histogram(todos, completed)",
     "SELECT list_transform([1], lambda x: (SELECT count(*) FROM query('SELECT 1')))",
 ]
+# Table references that are no table of the read models: qualified names DuckDB would turn
+# into a file scan or a database file to open, other catalogs and schemas, CTEs out of scope.
+NOT_TABLES = [
+    'SELECT * FROM "projector/projector-1"."duckdb"',
+    'SELECT * FROM "projector-1"."duckdb"',
+    'SELECT * FROM "projector-1.duckdb.tmp/x"."csv"',
+    'SELECT * FROM "x"."csv"',
+    'SELECT * FROM "x".main."csv"',
+    'SELECT * FROM "https://example"."csv"',
+    'SELECT * FROM "x"."parquet"',
+    'SELECT * FROM "x"."json"',
+    'SELECT * FROM "/etc/passwd".main."csv"',
+    "SELECT * FROM x.y.z",
+    'SELECT * FROM "projector-1".other.todos',
+    "SELECT * FROM memory.main.todos",
+    "SELECT * FROM temp.main.todos",
+    "SELECT * FROM system.main.todos",
+    "SELECT * FROM information_schema.tables",
+    "SELECT * FROM pg_catalog.pg_class",
+    'SELECT * FROM todos, (SELECT * FROM "x"."csv")',
+    'SELECT * FROM todos WHERE text IN (SELECT * FROM "x"."csv")',
+    'SELECT * FROM (WITH "c.csv" AS (SELECT 1) SELECT 1), "c.csv"',
+    'WITH a AS (SELECT * FROM "b.csv"), "b.csv" AS (SELECT 1) SELECT * FROM a',
+    'WITH "x.csv" AS (SELECT 1) SELECT * FROM "x.csv"',
+    'SHOW "x"."csv"',
+    'DESCRIBE "x".main."csv"',
+    'SUMMARIZE "x"."parquet"',
+    'SELECT * FROM "projector-1.duckdb"',
+    'SELECT * FROM "TODOS.csv"',
+]
+# Functions that run another function named by a string: refused unless it is a literal
+# naming an allowed function.
+BY_NAME = [
+    "SELECT list_aggregate([1, 2], 'histogram')",
+    "SELECT list_aggr([1, 2], 'histogram')",
+    "SELECT aggregate([1, 2], 'histogram')",
+    "SELECT array_aggregate([1, 2], 'histogram')",
+    "SELECT array_aggr([1, 2], 'HISTOGRAM')",
+    "SELECT [1, 2].list_aggregate('histogram')",
+    "SELECT main.list_aggregate([1, 2], 'histogram')",
+    "SELECT list_aggregate([1, 2], function_name := 'histogram')",
+    "SELECT list_aggregate(['select 1'], 'query')",
+    "SELECT list_aggregate([1, 2], 'hist' || 'ogram')",
+    "SELECT list_aggregate([1, 2], (SELECT 'histogram'))",
+    "SELECT list_aggregate([1, 2], ?)",
+    "SELECT list_aggregate([1, 2], text) FROM todos",
+    "SELECT list_aggregate([1, 2], 'histogram_values')",
+    "SELECT list_aggregate([1, 2], 'no_such_aggregate')",
+]
 ATTACKS: list[tuple[str, type[IronstarError], str]] = [
+    *((attack, Invalid, "is not a table of the read models") for attack in NOT_TABLES),
+    *((attack, Invalid, "() is not allowed") for attack in BY_NAME),
     *((write, BadRequest, "read-only") for write in WRITES),
     (
         "SELECT * FROM (WITH x AS (UPDATE todos SET text = 'p' RETURNING *) SELECT * FROM x)",
