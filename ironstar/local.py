@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from common.errors import Unavailable
 from common.settings import GatewaySettings, NatsSettings
@@ -140,16 +141,37 @@ def in_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Target | Non
     return _from_cluster(data_dir, env)
 
 
-def _urls(url: str) -> set[str]:
-    return {u.strip().rstrip("/") for u in url.split(",") if u.strip()}
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def same_servers(url: str) -> set[str]:
+    """The servers of a NATS URL (comma separated) as comparable `host:port` strings.
+
+    Names of this machine's loopback (localhost, 127.0.0.1, ::1 / [::1]) compare equal, a
+    missing port is 4222 and a missing scheme nats://; e.g. `nats://localhost:4222/` and
+    `127.0.0.1:4222` give the same set.
+    """
+    found = set()
+    for server in (u.strip() for u in url.split(",")):
+        if not server:
+            continue
+        where = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            port = where.port or 4222
+        except ValueError:
+            found.add(server.rstrip("/"))
+            continue
+        host = (where.hostname or "").lower()
+        found.add(f"{'loopback' if host in LOOPBACK else host}:{port}")
+    return found
 
 
 def _stack_at(nats_url: str, env: Mapping[str, str]) -> Target | None:
     """The stack running in a ./.ironstar* data dir whose NATS listens at `nats_url`."""
-    wanted = _urls(nats_url)
+    wanted = same_servers(nats_url)
     for where in sorted(Path(".").glob(".ironstar*")):
         found = in_dir(where, env) if where.is_dir() else None
-        if found is not None and wanted <= _urls(found.nats.url):
+        if found is not None and wanted <= same_servers(found.nats.url):
             return found
     return None
 
