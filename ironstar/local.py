@@ -25,15 +25,12 @@ from urllib.parse import urlsplit
 from common.errors import Unavailable
 from common.settings import GatewaySettings, NatsSettings
 from ironstar import datadir
+from ironstar.rerun import typed
 
 DEFAULT_DATA_DIR = Path(".ironstar")
 DEFAULT_CLUSTER_DIR = Path(".ironstar-cluster")
 UP_FILE = "up.json"
 CLUSTER_FILE = "cluster.json"
-START_HINT = (
-    "start one with `make run` (or `.venv/bin/ironstar up`), or point at a running one "
-    "with --data-dir DIR or IRONSTAR_NATS_URL"
-)
 
 
 def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str) -> Path:
@@ -248,21 +245,27 @@ def target(
 
 
 def start_hint(data_dir: Path | None = None) -> str:
-    """How to start the stack asked about: `ironstar cluster up` for a cluster's data dir."""
+    """How to start the stack asked about: `ironstar cluster up` for a cluster's data dir;
+    each command in the form the user ran this one (ironstar/rerun.py)."""
     cluster = data_dir is not None and (
         (data_dir / CLUSTER_FILE).exists()
         or (data_dir / "projectors").is_dir()
         or data_dir.resolve() == DEFAULT_CLUSTER_DIR.resolve()
     )
     if cluster:
-        where = "" if data_dir == DEFAULT_CLUSTER_DIR else f" --data-dir {data_dir}"
+        where = [] if data_dir == DEFAULT_CLUSTER_DIR else ["--data-dir", str(data_dir)]
         return (
-            f"start it with `ironstar cluster up{where}` (add --detach to keep it running), "
+            f"start it with `{typed(['cluster', 'up', *where])}` (add --detach to keep it "
+            "running), "
             "or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
         )
     if data_dir is not None and data_dir.resolve() != DEFAULT_DATA_DIR.resolve():
         return (
-            f"start it with `make run ARGS='--data-dir {data_dir}'` (or `ironstar up --data-dir "
-            f"{data_dir}`), or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
+            f"start it with `make run ARGS='--data-dir {data_dir}'` (or "
+            f"`{typed(['up', '--data-dir', str(data_dir)], {})}`), or point at a running stack "
+            "with --data-dir DIR or IRONSTAR_NATS_URL"
         )
-    return START_HINT
+    return (
+        f"start one with `make run` (or `{typed(['up'], {})}`), or point at a running one "
+        "with --data-dir DIR or IRONSTAR_NATS_URL"
+    )

@@ -21,6 +21,7 @@ from typing import Any
 
 from ironstar.commands import examples
 from ironstar.commands.remote import add_data_dir, target
+from ironstar.rerun import typed
 
 LISTS = ("inbox", "groceries", "work", "holiday")
 THINGS = {
@@ -185,7 +186,7 @@ def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
         raise NotIronstar(
             f"{url} answered HTTP {status} ({kind}), not Ironstar's JSON: "
             f"{body[:80].decode(errors='replace')!r}; is it an Ironstar gateway? "
-            f"(`ironstar status --url {url}`)"
+            f"(`{typed(['status', '--url', url])}`)"
         )
     return answer
 
@@ -314,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
     print(tally.summary())
     if tally.problem is None and tally.rejected and not tally.accepted:
         print(
-            "ironstar demo: every command was rejected; `ironstar status` says whether the "
+            f"ironstar demo: every command was rejected; `{typed(['status'])}` says whether the "
             "writer runs"
         )
     return 0 if tally.accepted and tally.problem is None else 1
