@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -105,29 +103,6 @@ def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
         expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))
         expect(page.locator("#connection")).to_have_text("live")
         assert page.locator(f"#todos-{list_id}x").count() == 0
-
-
-@pytest.fixture
-def answers_404() -> Iterator[str]:
-    """An origin that answers every request 404 (a bundle URL with a typo)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(404)  # with CORS: a plain 404, not a CORS refusal
-            self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/datastar.js"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
 
 
 # Every text the header shows, in order, from before the page's own scripts run.
