@@ -38,12 +38,13 @@ def start_gateway(service_env: dict[str, str], tmp_path: Path) -> Iterator[Start
 async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     clients: list[httpx.AsyncClient] = []
 
-    def make(base: str, receive_buffer: int = 0) -> httpx.AsyncClient:
-        """A client; `receive_buffer` shrinks its sockets' kernel buffer (a slow reader)."""
+    def make(base: str, receive_buffer: int = 0, timeout: float = 10) -> httpx.AsyncClient:
+        """A client; `receive_buffer` shrinks its sockets' kernel buffer (a slow reader);
+        `timeout` (s) bounds each connect, write and read."""
         options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else []
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
         transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=options)
-        client = httpx.AsyncClient(base_url=base, timeout=10, transport=transport)
+        client = httpx.AsyncClient(base_url=base, timeout=timeout, transport=transport)
         clients.append(client)
         return client
 

@@ -116,7 +116,8 @@ def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: P
     for command in ("status", "query"):
         gone = run_cli({}, command, "--data-dir", str(data), *(["SELECT 1"] * (command == "query")))
         said = gone.stdout + gone.stderr
-        assert gone.returncode == 1 and f"`ironstar cluster up --data-dir {data}`" in said, said
+        # the hint names the command as it was run (`ironstar`, `.venv/bin/ironstar`, ...)
+        assert gone.returncode == 1 and f"ironstar cluster up --data-dir {data}`" in said, said
         assert "make run" not in said
 
 
