@@ -24,7 +24,7 @@ from typing import Any
 from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import Cookie
 
-from common.domain import AGGREGATES
+from common import catalogue
 from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MIN_SECRET_BYTES, Claims, Verifier
@@ -92,7 +92,7 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
     if parts[:2] == ["api", "events"] and len(parts) == 2:
         topics = parse_topics(query.get("topics"))
         if not topics:
-            return [f"read:{name}" for name in sorted(AGGREGATES)]
+            return [f"read:{name}" for name in sorted(catalogue.current().aggregates)]
         return [f"read:{topic}" for topic in topics]
     if parts[:2] == ["api", "sql"]:
         return ["sql"]

@@ -10,8 +10,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from common import bus
-from common.domain import aggregate
+from common import bus, catalogue
 from common.errors import Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
@@ -60,7 +59,7 @@ class Backend:
         expected_sequence: int | None,
     ) -> bytes:
         """Forward a command to a writer; returns the writer's JSON result as is."""
-        aggregate(aggregate_type)  # 404 before any subject is built
+        catalogue.current().aggregate(aggregate_type)  # 404 before any subject is built
         request = CommandRequest(
             aggregate_id=valid_id(aggregate_id),
             type=command_type,

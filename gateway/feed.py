@@ -24,7 +24,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from common.domain import aggregate
+from common import catalogue
 from common.errors import TooManyRequests
 from common.subjects import Subjects, valid_id
 from gateway import metrics
@@ -47,7 +47,7 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
     topics = []
     for part in value.split(","):
         kind, _, ident = part.strip().partition(":")
-        aggregate(kind)
+        catalogue.current().aggregate(kind)
         topics.append(Topic(kind, valid_id(ident, "topics") if ident else None))
     if len(topics) > max_topics:
         raise TooManyRequests(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from common import envelope
-from common.domain import CRITICAL_EVENT_TYPES
+from common import catalogue, envelope
 from gateway import datastar, metrics
 from gateway.controls import Controls
 from gateway.window import Batcher, Debouncer, Item
@@ -37,7 +36,7 @@ class Pipeline:
 
     def __init__(self, ctl: Controls) -> None:
         self.debounce = (
-            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, CRITICAL_EVENT_TYPES)
+            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, catalogue.current().critical)
             if ctl.debounce_s is not None
             else None
         )

@@ -16,13 +16,14 @@ from typing import Any
 import duckdb
 import structlog
 
+from common import catalogue as catalogues
 from common import envelope as codec
-from projector.projection import Event, Projection, Unapplicable
-from projector.projections import analytics, todo_lists, user_profiles
+from common.app import Projection, Unapplicable
+from projector.projection import Event, answer
+from projector.projection import apply as apply_projections
+from projector.staging import Checker
 
 log = structlog.get_logger()
-
-PROJECTIONS: tuple[Projection, ...] = (todo_lists, user_profiles, analytics)  # type: ignore[assignment]
 
 LOCKED_DOWN = {
     "enable_external_access": "false",
@@ -56,9 +57,13 @@ class Poisoned(Exception):
 class ReadModel:
     """Owns the DuckDB connection; `apply` is called from one thread at a time."""
 
-    def __init__(self, path: Path, projections: Sequence[Projection] = PROJECTIONS) -> None:
+    def __init__(self, path: Path, projections: Sequence[Projection] | None = None) -> None:
+        catalogue = catalogues.current()
+        if projections is None:
+            projections = tuple(catalogue.projections.values())
         self.path = path
         self.projections = {p.name: p for p in projections}
+        self.checker = Checker(catalogue)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path), config=dict(LOCKED_DOWN))
         self._write = threading.Lock()
@@ -153,8 +158,7 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                for projection in projections:
-                    projection.apply(self.con, events, self._command)
+                apply_projections(self.con, self.checker, projections, events, self._command)
                 if dead:
                     self.con.executemany(
                         "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
@@ -172,10 +176,11 @@ class ReadModel:
                 self.con.execute("ROLLBACK")
                 raise
 
-    def query(self, projection: str, name: str, params: dict[str, Any]) -> Any:
+    def query(self, projection: str, name: str, params: Any) -> Any:
+        """The answer of query `name` of `projection` with its typed `params` (a Struct)."""
         cursor = self.con.cursor()
         try:
-            return self.projections[projection].queries[name](cursor, params)
+            return answer(cursor, self.projections[projection].queries[name], params)
         finally:
             cursor.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from msgspec import Struct
 from msgspec.structs import replace
 
-from common.domain.rules import bounded_text, email, require
+from examples.todo.rules import bounded_text, email, require
 
 
 class RegisterUser(
@@ -49,6 +49,7 @@ class UserDeactivated(Struct, frozen=True, tag="user_deactivated", tag_field="ev
 
 Event = UserRegistered | ProfileUpdated | UserDeactivated
 SCHEMAS: dict[str, int] = {}
+CRITICAL = frozenset({"user_deactivated"})
 
 
 class UserProfile(Struct, frozen=True):

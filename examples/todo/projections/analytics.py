@@ -1,0 +1,124 @@
+"""`analytics`: what an analyst opens first.
+
+Table `event_counts`: per minute, aggregate type and event type, the events and the
+commands (a command is counted under the type of its first event: the staged batch's
+`new_command` marks the first event of each command, across batches too). Views:
+`commands_per_minute`, `throughput` and `todos_over_time` (active and completed todos at
+the end of each minute, summed from `todo_lists`' `todo_changes`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from msgspec import Meta, Struct
+
+from common.app import NoParams, Projection, Query
+
+COUNT_EVENTS = """
+INSERT INTO event_counts (minute, aggregate_type, event_type, events, commands)
+SELECT date_trunc('minute', occurred_at), aggregate_type, event_type,
+       count(*), count(*) FILTER (new_command)
+FROM batch GROUP BY ALL
+ON CONFLICT DO UPDATE SET
+    events = event_counts.events + excluded.events,
+    commands = event_counts.commands + excluded.commands
+"""
+
+
+class Recent(Struct, frozen=True, forbid_unknown_fields=True):
+    minutes: Annotated[int, Meta(ge=1, le=10_080)] = 60
+
+
+def _recent(view: str, description: str) -> Query:
+    return Query(
+        sql=f"""SELECT * FROM {view}
+                WHERE minute >= (SELECT max(minute) FROM {view}) - to_minutes($minutes::BIGINT)
+                ORDER BY minute""",
+        params=Recent,
+        description=description,
+    )
+
+
+def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
+    by_type = cursor.execute(
+        """SELECT event_type, sum(events)::BIGINT, sum(commands)::BIGINT FROM event_counts
+           GROUP BY event_type ORDER BY event_type"""
+    ).fetchall()
+    active, completed = cursor.execute(
+        """SELECT count(*) FILTER (NOT deleted AND NOT completed),
+                  count(*) FILTER (NOT deleted AND completed) FROM todos"""
+    ).fetchone()
+    return {
+        "events_by_type": [
+            {"event_type": kind, "events": events, "commands": commands}
+            for kind, events, commands in by_type
+        ],
+        "events": sum(row[1] for row in by_type),
+        "commands": sum(row[2] for row in by_type),
+        "active": active,
+        "completed": completed,
+    }
+
+
+class TypeCount(Struct, frozen=True):
+    event_type: str
+    events: int
+    commands: int
+
+
+class Totals(Struct, frozen=True):
+    events_by_type: list[TypeCount]
+    events: int
+    commands: int
+    active: int
+    completed: int
+
+
+projection = Projection(
+    name="analytics",
+    version=3,
+    tables=("event_counts",),
+    ddl=(
+        """CREATE TABLE IF NOT EXISTS event_counts (
+            minute TIMESTAMPTZ NOT NULL,
+            aggregate_type VARCHAR NOT NULL,
+            event_type VARCHAR NOT NULL,
+            events BIGINT NOT NULL,
+            commands BIGINT NOT NULL,
+            PRIMARY KEY (minute, aggregate_type, event_type)
+        )""",
+        """CREATE OR REPLACE VIEW commands_per_minute AS
+            SELECT minute, aggregate_type, sum(commands)::BIGINT AS commands FROM event_counts
+            GROUP BY minute, aggregate_type""",
+        """CREATE OR REPLACE VIEW throughput AS
+            SELECT minute, sum(events)::BIGINT AS events, sum(commands)::BIGINT AS commands,
+                   round(sum(events) / 60.0, 3) AS events_per_second,
+                   round(sum(commands) / 60.0, 3) AS commands_per_second
+            FROM event_counts GROUP BY minute""",
+        """CREATE OR REPLACE VIEW todos_over_time AS
+            SELECT minute,
+                   sum(active_delta) OVER (ORDER BY minute)::BIGINT AS active,
+                   sum(completed_delta) OVER (ORDER BY minute)::BIGINT AS completed
+            FROM todo_changes""",
+    ),
+    apply=(COUNT_EVENTS,),
+    queries={
+        "events_per_minute": Query(
+            sql="""SELECT minute, aggregate_type, event_type, events FROM event_counts
+                   WHERE minute >= (SELECT max(minute) FROM event_counts)
+                                   - to_minutes($minutes::BIGINT)
+                   ORDER BY minute, aggregate_type, event_type""",
+            params=Recent,
+            description="Events per minute and type over the last `minutes`.",
+        ),
+        "commands_per_minute": _recent("commands_per_minute", "Commands per minute."),
+        "throughput": _recent("throughput", "Events and commands per minute and second."),
+        "todos_over_time": _recent("todos_over_time", "Active and completed todos per minute."),
+        "totals": Query(
+            run=totals,
+            result=Totals,
+            description="All events and commands, by type, and the active/completed todos.",
+        ),
+    },
+)

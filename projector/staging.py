@@ -1,0 +1,109 @@
+"""The staged batch: the events of one batch as the DuckDB relation `batch`.
+
+SQL projections read `batch`, one row per event in stream order, with the columns
+
+| column | type | |
+|---|---|---|
+| `sequence` | BIGINT | stream sequence (global position) |
+| `aggregate_type`, `aggregate_id` | VARCHAR | |
+| `event_type` | VARCHAR | |
+| `version` | BIGINT | 1-based per aggregate |
+| `occurred_at` | TIMESTAMPTZ | |
+| `payload` | JSON | in the event type's current schema (older schemas upcast) |
+| `metadata` | JSON | `command_id`, `correlation_id`, `causation_id`, `actor` |
+| `command_id` | VARCHAR | the command that appended the event |
+| `new_command` | BOOLEAN | first event of its command (commands' events are adjacent) |
+
+Every payload is checked against its event type's Struct first: an event of the app's
+aggregates whose payload does not fit is `Unapplicable` (a dead letter), so the SQL
+never meets a payload it cannot read. The batch is registered as an Arrow table; the
+read model runs with external access off, which also turns off scanning Python objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, get_args
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from common.app import Aggregate, Unapplicable
+from common.catalogue import Catalogue
+from common.envelope import Envelope
+
+Event = tuple[int, Envelope]
+VIEW = """CREATE TEMP VIEW IF NOT EXISTS batch AS
+    SELECT sequence, aggregate_type, aggregate_id, event_type, version,
+           occurred_at::TIMESTAMPTZ AS occurred_at, payload::JSON AS payload,
+           metadata::JSON AS metadata, command_id, new_command
+    FROM _staged"""
+_json = msgspec.json.Encoder()
+_S, _I = pa.string(), pa.int64()
+
+
+class Checker:
+    """Brings payloads to their current schema and checks them against their Struct."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._aggregates = catalogue.aggregates
+        self._types: dict[tuple[str, str], Any] = {
+            (a.name, t): member
+            for a in catalogue.aggregates.values()
+            for member in _members(a)
+            if (t := str(member.__struct_config__.tag))
+        }
+
+    def payload(self, sequence: int, event: Envelope) -> dict[str, Any]:
+        kind = self._types.get((event.aggregate_type, event.event_type))
+        if kind is None:
+            return event.payload  # not the app's: the SQL filters it out or reads it as is
+        aggregate = self._aggregates[event.aggregate_type]
+        try:
+            data = event.payload
+            if event.schema < aggregate.schema(event.event_type):
+                data = aggregate.upcast(event.event_type, event.schema, data)
+            msgspec.convert(data, kind)
+        except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
+            raise Unapplicable(sequence, f"{event.event_type}: {exc}") from exc
+        return data
+
+
+def _members(aggregate: Aggregate) -> tuple[Any, ...]:
+    return get_args(aggregate.events) or (aggregate.events,)
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Event], preceding: str
+) -> None:
+    """Register `events` as `_staged` (the view `batch` reads it); checks every payload."""
+    payloads = [_json.encode(checker.payload(seq, e)) for seq, e in events]
+    commands = [e.metadata.command_id for _, e in events]
+    previous = [preceding, *commands[:-1]]
+    table = pa.table(
+        {
+            "sequence": pa.array([seq for seq, _ in events], _I),
+            "aggregate_type": pa.array([e.aggregate_type for _, e in events], _S),
+            "aggregate_id": pa.array([e.aggregate_id for _, e in events], _S),
+            "event_type": pa.array([e.event_type for _, e in events], _S),
+            "version": pa.array([e.version for _, e in events], _I),
+            "occurred_at": pa.array([e.occurred_at for _, e in events], _S),
+            "payload": pa.array(payloads, pa.binary()).cast(_S),
+            "metadata": pa.array([_json.encode(e.metadata) for _, e in events], pa.binary()).cast(
+                _S
+            ),
+            "command_id": pa.array(commands, _S),
+            "new_command": pa.array(
+                [c != p for c, p in zip(commands, previous, strict=True)], pa.bool_()
+            ),
+        }
+    )
+    con.register("_staged", table)
+    con.execute(VIEW)
+
+
+def unstage(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # an aborted transaction is rolled back anyway
+        con.unregister("_staged")
