@@ -22,8 +22,8 @@ import msgspec
 
 from common.app import Aggregate, App, Feed, Projection, Query
 from common.errors import Invalid, NotFound
+from common.settings import DEFAULT_APP, app_name
 
-DEFAULT_APP = "examples.todo"
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
@@ -138,7 +138,7 @@ def install(catalogue: Catalogue) -> Catalogue:
 
 def current() -> Catalogue:
     """This process's catalogue (the app of `IRONSTAR_APP`, default the example)."""
-    return _cached or install(load(os.environ.get("IRONSTAR_APP") or DEFAULT_APP))
+    return _cached or install(load(app_name()))
 
 
 def _problems(cat: Catalogue) -> Iterator[str]:
@@ -203,3 +203,8 @@ def _feed_problems(cat: Catalogue, feed: Feed) -> Iterator[str]:
     one = projection.queries.get(feed.one)
     if one is not None and not one.key:
         yield f"{where}: query {feed.projection}/{feed.one} needs key= (the aggregate id)"
+
+
+def aggregate(name: str) -> Aggregate:
+    """The current app's aggregate `name` (404 naming the known ones)."""
+    return current().aggregate(name)

@@ -15,9 +15,10 @@ from nats.errors import Error as NatsError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common import bus
+from common import catalogue as catalogues
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
-from gateway import dashboard
-from gateway.api import CommandController, ReadModelController
+from gateway import dashboard, reads
+from gateway.api import CommandController, SqlController
 from gateway.backend import Backend
 from gateway.errors import HANDLERS
 from gateway.security import Security
@@ -77,7 +78,8 @@ def create_app(
             readyz,
             metrics,
             CommandController,
-            ReadModelController,
+            SqlController,
+            *reads.routes(catalogues.current()),
             EventsController,
             *dashboard.ROUTES,
             *security.route_handlers,

@@ -38,7 +38,6 @@ PUBLIC = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/api/session"})
 PUBLIC_PREFIXES = ("/schema", "/static/")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorization"})
-_READS = {"todo-lists": "todo_list", "users": "user_profile", "analytics": "analytics"}
 
 
 def verifier(settings: AuthSettings) -> Verifier | None:
@@ -96,12 +95,29 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
         return [f"read:{topic}" for topic in topics]
     if parts[:2] == ["api", "sql"]:
         return ["sql"]
-    if parts[0] == "api" and len(parts) >= 2 and parts[1] in _READS and method in SAFE_METHODS:
-        kind = _READS[parts[1]]
-        return [
-            f"read:{kind}:{parts[2]}" if len(parts) == 3 and kind != "analytics" else f"read:{kind}"
-        ]
+    if method in SAFE_METHODS and parts[0] == "api":
+        scope = _read_scope(path, query)
+        if scope:
+            return [scope]
     return ["admin"]
+
+
+def _read_scope(path: str, query: Mapping[str, str]) -> str | None:
+    """The scope of a catalogue read (`/api/read/{projection}/{query}` or an app alias),
+    from the projection's grant and, for a query keyed by an aggregate id, that id."""
+    cat = catalogue.current()
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "read"] and len(parts) == 4:
+        target: tuple[str, str, Mapping[str, str]] | None = (parts[2], parts[3], query)
+    else:
+        found = cat.alias(path)
+        target = (found[0], found[1], {**query, **found[2]}) if found else None
+    if target is None or target[0] not in cat.projections:
+        return None
+    projection, name, values = target
+    if name not in cat.projections[projection].queries:
+        return cat.projections[projection].scope
+    return cat.read_scope(projection, name, values)
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,35 @@
 """`GET /`: the live dashboard, server-rendered, then patched live from the Datastar feed.
 
-The page is rendered from the read models and tells its script the lowest sequence they
+The page holds the app's panels (each renders itself from queries) beside the generic
+parts: analytics chart and totals, the SQL box and the live event log. It is rendered from
+the read models and tells its script the lowest sequence they
 answered at; the script follows `GET /api/events?format=datastar` from there, so nothing
 falls between the first render and the feed. A read model that cannot answer leaves its
 panel with a note instead of failing the page. `/ui/*` serve single fragments the script
-reloads (the chart, a list after a feed snapshot).
+reloads (the chart, a panel after a feed snapshot).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any
+from typing import Any
 
-from litestar import MediaType, get
-from litestar.params import Parameter
+from litestar import MediaType, Request, get
 from litestar.static_files import create_static_files_router
 
-from common.errors import IronstarError
-from common.subjects import valid_id
+from common import catalogue
+from common.app import Ask, Panel
+from common.errors import IronstarError, NotFound
 from gateway import chart, render
 from gateway.backend import Backend
 
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
-DEFAULT_LIST = "inbox"
-FEED_TOPICS = "todo_list,user_profile"
 CHART_MINUTES = 15
 
 
@@ -56,32 +56,48 @@ async def _analytics(backend: Backend) -> tuple[str, list[int]]:
     return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
 
 
+def _asker(backend: Backend, seqs: list[int]) -> Ask:
+    """What a panel asks with: a query's result, or None when it cannot answer now; the
+    sequences answered at are collected in `seqs`."""
+
+    async def ask(projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        found = await _ask(backend, projection, name, dict(params))
+        if found is None:
+            return None
+        seqs.append(found[0])
+        return found[1]
+
+    return ask
+
+
+async def _panel(panel: Panel, ask: Ask, params: Mapping[str, str]) -> str:
+    inner = await panel.render(ask, params)
+    return f'<div class="panel-slot" data-panel="{render.e(panel.name)}">{inner}</div>'
+
+
+async def _panels(backend: Backend, params: Mapping[str, str], seqs: list[int]) -> str:
+    panels = catalogue.current().app.panels
+    ask = _asker(backend, seqs)
+    return "\n".join(await asyncio.gather(*(_panel(p, ask, params) for p in panels)))
+
+
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
-async def page(
-    backend: Backend, chosen: Annotated[str, Parameter(query="list")] = DEFAULT_LIST
-) -> str:
-    """The dashboard: a todo list, user profiles, analytics, SQL and the live event log."""
-    list_id = valid_id(chosen, "list")
-    queries: list[Awaitable[Any]] = [
-        _ask(backend, "todo_lists", "get", {"list_id": list_id}),
-        _ask(backend, "todo_lists", "lists", {}),
-        _ask(backend, "user_profiles", "list", {}),
-    ]
-    todos, lists, users = await asyncio.gather(*queries)
-    analytics, seqs = await _analytics(backend)
-    seqs += [r[0] for r in (todos, lists, users) if r]
+async def page(request: Request[Any, Any, Any], backend: Backend) -> str:
+    """The dashboard: the app's panels, analytics, SQL and the live event log."""
+    params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+    seqs: list[int] = []
+    panels = await _panels(backend, params, seqs)
+    analytics, chart_seqs = await _analytics(backend)
+    seqs += chart_seqs
     url = backend.settings.datastar_url
     since = min(seqs) if seqs else None
-    feed = f"/api/events?format=datastar&topics={FEED_TOPICS}"
+    topics = ",".join(sorted(catalogue.current().aggregates))
+    feed = f"/api/events?format=datastar&topics={topics}"
     if since is not None:
         feed += f"&last_event_id={since}"
     return _PAGE.substitute(
-        list_id=render.e(list_id),
-        todos=render.todo_list(list_id, todos[1]["items"] if todos else []),
-        todos_note="" if todos else _unavailable("todo list"),
-        lists=render.list_links(lists[1] if lists else [], list_id),
-        users=render.users(users[1] if users else []),
-        users_note="" if users else _unavailable("user profile"),
+        title=render.e(catalogue.current().app.name),
+        panels=panels,
         analytics=analytics,
         seq="" if since is None else since,
         feed=render.e(feed),
@@ -95,12 +111,14 @@ async def page(
     )
 
 
-@get("/ui/todos/{list_id:str}", media_type=MediaType.HTML, include_in_schema=False)
-async def todos_fragment(backend: Backend, list_id: str) -> str:
-    """`ul#todos-<list>` as it is now."""
-    list_id = valid_id(list_id, "list_id")
-    found = await _ask(backend, "todo_lists", "get", {"list_id": list_id})
-    return render.todo_list(list_id, found[1]["items"] if found else [])
+@get("/ui/panels/{name:str}", media_type=MediaType.HTML, include_in_schema=False)
+async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name: str) -> str:
+    """One app panel as it is now (the page reloads them after a feed snapshot)."""
+    found = [p for p in catalogue.current().app.panels if p.name == name]
+    if not found:
+        raise NotFound(f"no panel {name[:80]!r}", field="name")
+    params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+    return await _panel(found[0], _asker(backend, []), params)
 
 
 @get("/ui/analytics", media_type=MediaType.HTML, include_in_schema=False)
@@ -112,4 +130,4 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES = (page, todos_fragment, analytics_fragment, static)
+ROUTES = (page, panel_fragment, analytics_fragment, static)

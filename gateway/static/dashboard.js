@@ -3,7 +3,7 @@
 "use strict";
 (() => {
   const body = document.body;
-  const listId = body.dataset.list;
+  const listId = document.querySelector("[data-list]")?.dataset.list;
   const $ = (selector) => document.querySelector(selector);
   const SQL_ROWS_SHOWN = 200;
   const ERROR_FALLBACK = "The gateway is not reachable; check that `ironstar up` runs and try again.";
@@ -38,6 +38,13 @@
       $(selector)?.replaceWith(template.content);
     } catch (_) { /* the next event or interval tries again */ }
   }
+  // After a feed snapshot every app panel is fetched again as it is now.
+  function reloadPanels() {
+    for (const panel of document.querySelectorAll("[data-panel]")) {
+      const name = panel.dataset.panel;
+      reload(`/ui/panels/${encodeURIComponent(name)}${location.search}`, `[data-panel="${CSS.escape(name)}"]`);
+    }
+  }
   let analyticsDue = null;
   function refreshAnalytics() {
     if (analyticsDue) return;
@@ -48,7 +55,7 @@
   }
 
   document.addEventListener("datastar-signals", (event) => {
-    if ("snapshot" in event.detail) reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
+    if ("snapshot" in event.detail) reloadPanels();
     if ("seq" in event.detail) refreshAnalytics();
     if ("behind" in event.detail) showLag(event.detail.behind);
     const log = $("#events");
@@ -88,7 +95,7 @@
   }
   const todo = (type, payload, errorBox) => send("todo_list", listId, type, payload, errorBox);
 
-  $("#add-todo").addEventListener("submit", async (event) => {
+  $("#add-todo")?.addEventListener("submit", async (event) => {
     event.preventDefault();
     const input = $("#new-todo");
     if (await todo("add_todo", { todo_id: newId(), text: input.value }, $("#add-todo-error"))) {
@@ -97,7 +104,7 @@
     input.focus();
   });
 
-  $("#clear-completed").addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
+  $("#clear-completed")?.addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
 
   document.addEventListener("change", async (event) => {
     const box = event.target;
@@ -139,7 +146,7 @@
     });
   }
 
-  $("#user-form").addEventListener("submit", async (event) => {
+  $("#user-form")?.addEventListener("submit", async (event) => {
     event.preventDefault();
     const form = event.target;
     const type = event.submitter?.value || "register_user";

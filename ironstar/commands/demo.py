@@ -1,9 +1,9 @@
 """`ironstar demo`: a realistic stream of commands, so a new user sees the dashboard move.
 
-A few people keep a few todo lists: they add, complete, rename, reopen and delete todos,
-clear completed ones now and then, register and update their profiles. Commands go to the
-gateway's HTTP API like any client's; the occasional rejection (a rule broken) is part of
-real traffic and is counted, not fatal. Stops after `--duration` seconds or on Ctrl-C.
+The commands come from the loaded app's demo script (`App.demo`; the example's: people
+keeping todo lists and their profiles). They go to the gateway's HTTP API like any
+client's; the occasional rejection (a rule broken) is part of real traffic and is counted,
+not fatal. Stops after `--duration` seconds or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,24 +17,18 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-LISTS = ("inbox", "groceries", "work", "holiday")
-THINGS = {
-    "inbox": ("Call the plumber", "Renew passport", "Book dentist", "Back up the laptop"),
-    "groceries": ("Milk", "Sourdough", "Coffee beans", "Tomatoes", "Olive oil", "Lemons"),
-    "work": ("Review the PR", "Write the release notes", "Rotate the keys", "Plan the sprint"),
-    "holiday": ("Book the train", "Pack sunscreen", "Print tickets", "Water the plants"),
-}
-PEOPLE = (("ada", "Ada Lovelace"), ("grace", "Grace Hopper"), ("alan", "Alan Turing"))
+from common import catalogue
+from common.app import DemoCommand
 
-Command = tuple[str, str, str, dict[str, Any]]
+Command = DemoCommand
 
 
 def add(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
-        description="Feed a running Ironstar (e.g. `ironstar up`) with todo and profile "
-        "commands over its HTTP API until Ctrl-C.  "
+        description="Feed a running Ironstar (e.g. `ironstar up`) with the app's demo "
+        "commands (IRONSTAR_APP) over its HTTP API until Ctrl-C.  "
         "Example: ironstar demo --rate 10 --duration 60",
     )
     demo.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
@@ -45,54 +39,11 @@ def add(commands: Any) -> None:
 
 
 def script(rng: random.Random) -> Iterator[Command]:
-    """An endless, plausible sequence of (aggregate type, id, command, payload)."""
-    todos: dict[str, dict[str, bool]] = {name: {} for name in LISTS}
-    for user_id, name in PEOPLE:
-        yield (
-            "user_profile",
-            user_id,
-            "register_user",
-            {"name": name, "email": f"{user_id}@example.org"},
-        )
-    n = 0
-    while True:
-        n += 1
-        list_id = rng.choice(LISTS)
-        items = todos[list_id]
-        roll = rng.random()
-        if roll < 0.4 or len(items) < 2:
-            todo_id = f"t{n}"
-            items[todo_id] = False
-            yield (
-                "todo_list",
-                list_id,
-                "add_todo",
-                {"todo_id": todo_id, "text": rng.choice(THINGS[list_id])},
-            )
-        elif roll < 0.65:
-            todo_id = rng.choice(list(items))
-            items[todo_id] = not items[todo_id]
-            command = "complete_todo" if items[todo_id] else "reopen_todo"
-            yield "todo_list", list_id, command, {"todo_id": todo_id}
-        elif roll < 0.75:
-            todo_id = rng.choice(list(items))
-            text = f"{rng.choice(THINGS[list_id])} ({rng.choice(('today', 'soon', 'maybe'))})"
-            yield "todo_list", list_id, "rename_todo", {"todo_id": todo_id, "text": text}
-        elif roll < 0.85:
-            todo_id = rng.choice(list(items))
-            del items[todo_id]
-            yield "todo_list", list_id, "delete_todo", {"todo_id": todo_id}
-        elif roll < 0.9:
-            todos[list_id] = {k: v for k, v in items.items() if not v}
-            yield "todo_list", list_id, "clear_completed", {}
-        else:
-            user_id, name = rng.choice(PEOPLE)
-            yield (
-                "user_profile",
-                user_id,
-                "update_profile",
-                {"name": f"{name} {rng.randint(1, 99)}"},
-            )
+    """The loaded app's endless demo script; AppError when the app has none."""
+    app = catalogue.current().app
+    if app.demo is None:
+        raise catalogue.AppError(f"app {app.name} declares no demo traffic (App(demo=...))")
+    return app.demo(rng)
 
 
 def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:

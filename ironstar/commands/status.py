@@ -20,7 +20,7 @@ import msgspec
 import nats as nats_client
 from nats.errors import NoServersError
 
-from common import bus
+from common import bus, catalogue
 from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
@@ -94,7 +94,7 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         subjects = Subjects(nats.prefix)
         writer = await _probe(
             nc,
-            subjects.command("user_profile"),
+            subjects.command(next(iter(catalogue.current().aggregates))),
             _encode(
                 CommandRequest(
                     aggregate_id=PROBE_ID,
@@ -108,8 +108,8 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         )
         projector = await _probe(
             nc,
-            subjects.query("analytics"),
-            _encode(QueryRequest(name="totals", params={}, min_seq=0, timeout_s=1.0)),
+            subjects.query("sql"),  # every replica answers it, whatever the app
+            _encode(QueryRequest(name="sql", params={"sql": "SELECT 1"}, min_seq=0, timeout_s=1.0)),
             "projector",
         )
     finally:

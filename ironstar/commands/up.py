@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
+
+from common import catalogue
+from common.settings import APP_VARIABLE, app_name
 
 
 def add(commands: Any) -> None:
@@ -28,6 +32,12 @@ def add(commands: Any) -> None:
         metavar="RATE",
         help="also feed demo commands (RATE per second, default 4); see `ironstar demo`",
     )
+    up.add_argument(
+        "--app",
+        default=None,
+        help="the app package every service loads (sets IRONSTAR_APP; default: "
+        "$IRONSTAR_APP or examples.todo); a package in the current directory loads",
+    )
     up.set_defaults(run=run)
 
 
@@ -35,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from ironstar.commands.demo import feed
     from ironstar.up import Stack, up
 
+    name = args.app or app_name()
+    try:  # refuse before starting anything, with the same line a service would print
+        catalogue.install(catalogue.load(name))
+    except catalogue.AppError as exc:
+        print(f"ironstar up: {exc}", file=sys.stderr)
+        return 2
     stack = Stack(args.data_dir, args.http_host, args.http_port, args.nats_port)
+    stack.extra_env[APP_VARIABLE] = name
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")

@@ -10,7 +10,7 @@ from nats.aio.client import Client
 
 from common.errors import BadRequest, Invalid
 from common.settings import NatsSettings
-from ironstar.benchmarks.project import domain_events
+from examples.todo.history import domain_events
 from tests.support.projections import ask, replica, sql, store
 
 ATTACKS = [
