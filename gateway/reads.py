@@ -9,6 +9,8 @@ aggregate id, checked like one (422) before it reaches a scope or a subject.
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +24,7 @@ from common.subjects import valid_id
 from gateway.backend import Backend
 
 MIN_SEQ = "min_seq"
+_PATH_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 TAG = "read models"
 
 
@@ -73,15 +76,26 @@ def _query_handler(projection: str, query: str) -> HTTPRouteHandler:
 
 
 def _alias_handler(template: str, projection: str, query: str) -> HTTPRouteHandler:
+    template = template.replace("{query}", "{query_name}")  # `query` is reserved by Litestar
     path = template.replace("}", ":str}")
 
-    async def alias(request: Request[Any, Any, Any], backend: Backend) -> Response[bytes]:
-        values = {**request.query_params, **request.path_params}
-        name = values.pop("query", query)
+    async def alias(
+        request: Request[Any, Any, Any], backend: Backend, **path: str
+    ) -> Response[bytes]:
+        values = {**request.query_params, **path}
+        name = values.pop("query_name", query)
         catalogues.current().query(projection, name)  # 404 naming the known queries
         return await _read(backend, projection, name, values)
 
     alias.__doc__ = f"Alias of `{read_path(projection, query or '{query}')}`."
+    # Litestar wants every path parameter in the handler's signature: declare them.
+    names = _PATH_PARAM.findall(template)
+    signature = inspect.signature(alias)
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names]
+    alias.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*list(signature.parameters.values())[:-1], *extra]  # not **path
+    )
+    alias.__annotations__ = {**alias.__annotations__, **dict.fromkeys(names, str)}
     return get(path, tags=[TAG], name=f"alias:{template}")(alias)
 
 

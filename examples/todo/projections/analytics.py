@@ -77,7 +77,7 @@ class Totals(Struct, frozen=True):
 
 projection = Projection(
     name="analytics",
-    version=3,
+    version=2,
     tables=("event_counts",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS event_counts (

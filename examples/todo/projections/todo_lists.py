@@ -107,7 +107,7 @@ class ListSummary(Struct, frozen=True):
 
 projection = Projection(
     name="todo_lists",
-    version=4,
+    version=3,
     grant="todo_list",
     tables=("todos", "todo_changes"),
     ddl=(

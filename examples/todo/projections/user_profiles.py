@@ -59,7 +59,7 @@ class UserSummary(Struct, frozen=True):
 
 projection = Projection(
     name="user_profiles",
-    version=4,
+    version=3,
     grant="user_profile",
     tables=("users",),
     ddl=(
