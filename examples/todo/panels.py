@@ -9,16 +9,15 @@ list that is not on screen patches nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from html import escape
 from typing import Any
 
 from common.app import Ask, Panel, Patch
 from common.envelope import Envelope
+from common.subjects import valid_id
 
 DEFAULT_LIST = "inbox"
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def e(value: object) -> str:
@@ -97,8 +96,8 @@ def _unavailable(what: str) -> str:
 
 
 def chosen_list(params: Mapping[str, str]) -> str:
-    chosen = params.get("list", DEFAULT_LIST)
-    return chosen if _ID.fullmatch(chosen) else DEFAULT_LIST
+    """The page's `?list=`: an id, else 422 (a panel may refuse its parameters)."""
+    return valid_id(params.get("list", DEFAULT_LIST), "list")
 
 
 async def todos_panel(ask: Ask, params: Mapping[str, str]) -> str:
