@@ -185,12 +185,12 @@ class Projection:
 class Feed:
     """How the feed of one aggregate type is snapshotted (for an unresumable
     `Last-Event-ID`): `one` answers a single aggregate (its `key` parameter is the id),
-    `every` answers the whole type."""
+    `every` answers the whole type (none: the snapshot of the whole type is null)."""
 
     aggregate: str
     projection: str
     one: str
-    every: str
+    every: str = ""
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,7 @@ def _feed_problems(cat: Catalogue, feed: Feed) -> Iterator[str]:
         yield f"{where}: no projection {feed.projection!r}"
         return
     for name in (feed.one, feed.every):
-        if name not in projection.queries:
+        if name and name not in projection.queries:
             yield f"{where}: no query {feed.projection}/{name}"
     one = projection.queries.get(feed.one)
     if one is not None and not one.key:

@@ -30,6 +30,9 @@ async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tu
         feed = cat.feeds[topic.aggregate_type]  # every aggregate has one (catalogue check)
         projection = feed.projection
         name = feed.one if topic.aggregate_id else feed.every
+        if not name:  # the app offers no snapshot of the whole type
+            state[str(topic)] = None
+            continue
         key = cat.query(projection, name).key if topic.aggregate_id else None
         params = {key: topic.aggregate_id} if key else {}
         try:

@@ -57,8 +57,13 @@ class Poisoned(Exception):
 class ReadModel:
     """Owns the DuckDB connection; `apply` is called from one thread at a time."""
 
-    def __init__(self, path: Path, projections: Sequence[Projection] | None = None) -> None:
-        catalogue = catalogues.current()
+    def __init__(
+        self,
+        path: Path,
+        projections: Sequence[Projection] | None = None,
+        catalogue: catalogues.Catalogue | None = None,
+    ) -> None:
+        catalogue = catalogue or catalogues.current()
         if projections is None:
             projections = tuple(catalogue.projections.values())
         self.path = path
