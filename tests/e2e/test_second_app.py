@@ -87,7 +87,7 @@ async def test_its_projection_answers_over_http_and_nats_and_the_feed_resumes(
     env = {**inventory.env, "IRONSTAR_AUTH_SECRET": SECRET}
     query = run_cli(env, "query", "--json", f"SELECT on_hand FROM stock_levels WHERE sku = '{sku}'")
     assert query.returncode == 0, query.stderr
-    assert json.loads(query.stdout)["rows"] == [[3]]
+    assert json.loads(query.stdout)["result"]["rows"] == [[3]]
 
     topic = f"stock_item:{sku}"
     async with feed(http, ADMIN, topics=topic, last_event_id=str(sequence - 1)) as reader:
@@ -101,8 +101,10 @@ async def test_its_projection_answers_over_http_and_nats_and_the_feed_resumes(
 async def test_tokens_are_scoped_by_the_apps_grants(http: httpx.AsyncClient) -> None:
     sku = unique("sku")
     mine = bearer("commands:stock_item", f"read:stock_item:{sku}")
-    assert (await _send(http, sku, "register_item", mine, payload={"name": "A"})).status_code == 200
-    own = await http.get("/api/read/stock/item", params={"sku": sku}, headers=mine)
+    registered = await _send(http, sku, "register_item", mine, payload={"name": "A"})
+    assert registered.status_code == 200, registered.text
+    at = registered.json()["sequence"]
+    own = await http.get("/api/read/stock/item", params={"sku": sku, "min_seq": at}, headers=mine)
     other = await http.get("/api/read/stock/item", params={"sku": "someone-else"}, headers=mine)
     listing = await http.get("/api/read/stock/low", headers=mine)
     assert (own.status_code, other.status_code, listing.status_code) == (200, 403, 403)
@@ -118,4 +120,4 @@ def test_rebuild_of_its_projection_keeps_its_answers(inventory: Any, tmp_path: P
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "rebuilt stock" in rebuilt.stdout
     after = run_cli(env, "query", "--json", "SELECT sum(on_hand) FROM stock_levels")
-    assert json.loads(after.stdout)["rows"] == json.loads(before.stdout)["rows"]
+    assert json.loads(after.stdout)["result"]["rows"] == json.loads(before.stdout)["result"]["rows"]
