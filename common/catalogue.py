@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from common import builtin
 from common.app import Aggregate, App, Feed, Projection, Query
 from common.errors import Invalid, NotFound
 from common.settings import DEFAULT_APP, app_name
@@ -50,7 +51,11 @@ class Catalogue:
     def __init__(self, app: App) -> None:
         self.app = app
         self.aggregates: dict[str, Aggregate] = {a.name: a for a in app.aggregates}
-        self.projections: dict[str, Projection] = {p.name: p for p in app.projections}
+        # Every app gets the built-in `stream` projection first (its tables may be read by
+        # the app's views and queries).
+        self.projections: dict[str, Projection] = {
+            p.name: p for p in (builtin.STREAM, *app.projections)
+        }
         self.feeds: dict[str, Feed] = {f.aggregate: f for f in app.feeds}
         self.critical = frozenset().union(*(a.critical for a in app.aggregates))
 
@@ -146,6 +151,8 @@ def _problems(cat: Catalogue) -> Iterator[str]:
     if not app.aggregates:
         yield "declares no aggregate"
     names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
+    if builtin.NAME in (p.name for p in app.projections):
+        yield f"projection name {builtin.NAME!r} is Ironstar's own (events per minute)"
     for name in names:
         if not _NAME.fullmatch(name):
             yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
@@ -156,7 +163,7 @@ def _problems(cat: Catalogue) -> Iterator[str]:
         if aggregate.name not in cat.feeds:
             yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
     tables: dict[str, str] = {}
-    for projection in app.projections:
+    for projection in cat.projections.values():
         if projection.name in ("sql", "snapshot", "rebuild"):
             yield f"projection name {projection.name!r} is reserved"
         for table in projection.tables:

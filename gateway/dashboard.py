@@ -22,7 +22,7 @@ from typing import Any
 from litestar import MediaType, Request, get
 from litestar.static_files import create_static_files_router
 
-from common import catalogue
+from common import builtin, catalogue
 from common.app import Ask, Panel
 from common.errors import IronstarError, NotFound
 from gateway import chart, render
@@ -48,8 +48,8 @@ def _unavailable(what: str) -> str:
 
 async def _analytics(backend: Backend) -> tuple[str, list[int]]:
     per_minute, totals = await asyncio.gather(
-        _ask(backend, "analytics", "events_per_minute", {"minutes": CHART_MINUTES}),
-        _ask(backend, "analytics", "totals", {}),
+        _ask(backend, builtin.NAME, "events_per_minute", {"minutes": CHART_MINUTES}),
+        _ask(backend, builtin.NAME, "totals", {}),
     )
     rows = per_minute[1] if per_minute else []
     seqs = [r[0] for r in (per_minute, totals) if r]

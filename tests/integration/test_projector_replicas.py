@@ -84,19 +84,19 @@ async def test_a_changed_projection_version_is_rebuilt_at_start(
     events = list(domain_events(1_500, lists=10, users=10, seed=5))
     last = await store(nc, nats_settings, events)
     async with replica(nats_settings, tmp_path, "v"):
-        expected = await sql(nc, nats_settings, "SELECT * FROM event_counts ORDER BY ALL", last)
+        expected = await sql(nc, nats_settings, "SELECT * FROM todos ORDER BY ALL", last)
     old = duckdb.connect(str(tmp_path / "v.duckdb"))
-    old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'analytics'")
-    old.execute("DELETE FROM event_counts")  # what an old version left behind
+    old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'todo_lists'")
+    old.execute("DELETE FROM todos")  # what an old version left behind
     old.close()
     async with replica(nats_settings, tmp_path, "v"):
         # Answered from the old file while the rebuild runs, from the new one after the swap.
         await eventually(
-            lambda: sql(nc, nats_settings, "SELECT * FROM event_counts ORDER BY ALL", last),
+            lambda: sql(nc, nats_settings, "SELECT * FROM todos ORDER BY ALL", last),
             lambda rows: rows == expected,
         )
         versions = await sql(nc, nats_settings, "SELECT count(*) FROM projection_versions "
-                             "WHERE name = 'analytics' AND version = 2")  # fmt: skip
+                             "WHERE name = 'todo_lists' AND version = 3")  # fmt: skip
         assert versions == [[1]]
 
 

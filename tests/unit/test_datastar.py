@@ -110,7 +110,7 @@ def test_the_chart_stacks_each_minute_by_event_type_and_says_its_numbers_in_text
     svg = chart.chart(rows, minutes=5)
     assert svg.count("<rect") == 3
     assert "6 events in the 5 minutes up to 12:02 UTC; busiest minute 4." in svg
-    assert 'fill="#2563eb"' in svg  # todo_added's colour
+    assert f'fill="{chart.colour("todo_added")}"' in svg  # todo_added's own colour
 
 
 def test_the_chart_without_events_says_how_to_make_some():

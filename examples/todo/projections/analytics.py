@@ -1,10 +1,9 @@
 """`analytics`: what an analyst opens first.
 
-Table `event_counts`: per minute, aggregate type and event type, the events and the
-commands (a command is counted under the type of its first event: the staged batch's
-`new_command` marks the first event of each command, across batches too). Views:
-`commands_per_minute`, `throughput` and `todos_over_time` (active and completed todos at
-the end of each minute, summed from `todo_lists`' `todo_changes`).
+Views only, applying nothing itself: `event_counts` (per minute, aggregate type and event
+type, the events and the commands: Ironstar's built-in `stream_counts`, under the name the
+example's users know), `commands_per_minute`, `throughput` and `todos_over_time` (active
+and completed todos at the end of each minute, summed from `todo_lists`' `todo_changes`).
 """
 
 from __future__ import annotations
@@ -14,16 +13,6 @@ from typing import Annotated, Any
 from msgspec import Meta, Struct
 
 from common.app import NoParams, Projection, Query
-
-COUNT_EVENTS = """
-INSERT INTO event_counts (minute, aggregate_type, event_type, events, commands)
-SELECT date_trunc('minute', occurred_at), aggregate_type, event_type,
-       count(*), count(*) FILTER (new_command)
-FROM batch GROUP BY ALL
-ON CONFLICT DO UPDATE SET
-    events = event_counts.events + excluded.events,
-    commands = event_counts.commands + excluded.commands
-"""
 
 
 class Recent(Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,17 +66,10 @@ class Totals(Struct, frozen=True):
 
 projection = Projection(
     name="analytics",
-    version=2,
-    tables=("event_counts",),
+    version=3,
+    tables=(),
     ddl=(
-        """CREATE TABLE IF NOT EXISTS event_counts (
-            minute TIMESTAMPTZ NOT NULL,
-            aggregate_type VARCHAR NOT NULL,
-            event_type VARCHAR NOT NULL,
-            events BIGINT NOT NULL,
-            commands BIGINT NOT NULL,
-            PRIMARY KEY (minute, aggregate_type, event_type)
-        )""",
+        "CREATE OR REPLACE VIEW event_counts AS SELECT * FROM stream_counts",
         """CREATE OR REPLACE VIEW commands_per_minute AS
             SELECT minute, aggregate_type, sum(commands)::BIGINT AS commands FROM event_counts
             GROUP BY minute, aggregate_type""",
@@ -102,7 +84,7 @@ projection = Projection(
                    sum(completed_delta) OVER (ORDER BY minute)::BIGINT AS completed
             FROM todo_changes""",
     ),
-    apply=(COUNT_EVENTS,),
+    apply=(),
     queries={
         "events_per_minute": Query(
             sql="""SELECT minute, aggregate_type, event_type, events FROM event_counts

@@ -1,0 +1,85 @@
+"""The projection every app gets: events and commands per minute, aggregate and event type.
+
+It feeds what the dashboard shows for any app (the events-per-minute chart, the totals)
+and what an analyst asks first. Named `stream` (reserved for apps), table `stream_counts`.
+A command is counted once, under the type of its first event (`new_command`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from msgspec import Meta, Struct
+
+from common.app import NoParams, Projection, Query
+
+NAME = "stream"
+
+
+class Recent(Struct, frozen=True, forbid_unknown_fields=True):
+    minutes: Annotated[int, Meta(ge=1, le=10_080)] = 60
+
+
+class TypeCount(Struct, frozen=True):
+    event_type: str
+    events: int
+    commands: int
+
+
+class Totals(Struct, frozen=True):
+    events_by_type: list[TypeCount]
+    events: int
+    commands: int
+
+
+def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
+    rows = cursor.execute(
+        """SELECT event_type, sum(events)::BIGINT, sum(commands)::BIGINT FROM stream_counts
+           GROUP BY event_type ORDER BY event_type"""
+    ).fetchall()
+    return {
+        "events_by_type": [{"event_type": t, "events": e, "commands": c} for t, e, c in rows],
+        "events": sum(row[1] for row in rows),
+        "commands": sum(row[2] for row in rows),
+    }
+
+
+STREAM = Projection(
+    name=NAME,
+    version=1,
+    tables=("stream_counts",),
+    ddl=(
+        """CREATE TABLE IF NOT EXISTS stream_counts (
+            minute TIMESTAMPTZ NOT NULL,
+            aggregate_type VARCHAR NOT NULL,
+            event_type VARCHAR NOT NULL,
+            events BIGINT NOT NULL,
+            commands BIGINT NOT NULL,
+            PRIMARY KEY (minute, aggregate_type, event_type)
+        )""",
+    ),
+    apply=(
+        """INSERT INTO stream_counts (minute, aggregate_type, event_type, events, commands)
+           SELECT date_trunc('minute', occurred_at), aggregate_type, event_type,
+                  count(*), count(*) FILTER (new_command)
+           FROM batch GROUP BY ALL
+           ON CONFLICT DO UPDATE SET
+               events = stream_counts.events + excluded.events,
+               commands = stream_counts.commands + excluded.commands""",
+    ),
+    queries={
+        "events_per_minute": Query(
+            sql="""SELECT minute, aggregate_type, event_type, events FROM stream_counts
+                   WHERE minute >= (SELECT max(minute) FROM stream_counts)
+                                   - to_minutes($minutes::BIGINT)
+                   ORDER BY minute, aggregate_type, event_type""",
+            params=Recent,
+            description="Events per minute and type over the last `minutes`.",
+        ),
+        "totals": Query(
+            run=totals,
+            result=Totals,
+            description="All events and commands, and both by event type.",
+        ),
+    },
+)
