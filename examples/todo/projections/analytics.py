@@ -8,15 +8,11 @@ and completed todos at the end of each minute, summed from `todo_lists`' `todo_c
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from msgspec import Meta, Struct
-
+from common import builtin
 from common.app import NoParams, Projection, Query
-
-
-class Recent(Struct, frozen=True, forbid_unknown_fields=True):
-    minutes: Annotated[int, Meta(ge=1, le=10_080)] = 60
+from common.builtin import Recent
 
 
 def _recent(view: str, description: str) -> Query:
@@ -30,36 +26,15 @@ def _recent(view: str, description: str) -> Query:
 
 
 def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
-    by_type = cursor.execute(
-        """SELECT event_type, sum(events)::BIGINT, sum(commands)::BIGINT FROM event_counts
-           GROUP BY event_type ORDER BY event_type"""
-    ).fetchall()
+    """The stream's totals and the active and completed todos now."""
     active, completed = cursor.execute(
         """SELECT count(*) FILTER (NOT deleted AND NOT completed),
                   count(*) FILTER (NOT deleted AND completed) FROM todos"""
     ).fetchone()
-    return {
-        "events_by_type": [
-            {"event_type": kind, "events": events, "commands": commands}
-            for kind, events, commands in by_type
-        ],
-        "events": sum(row[1] for row in by_type),
-        "commands": sum(row[2] for row in by_type),
-        "active": active,
-        "completed": completed,
-    }
+    return {**builtin.totals(cursor, params), "active": active, "completed": completed}
 
 
-class TypeCount(Struct, frozen=True):
-    event_type: str
-    events: int
-    commands: int
-
-
-class Totals(Struct, frozen=True):
-    events_by_type: list[TypeCount]
-    events: int
-    commands: int
+class Totals(builtin.Totals, frozen=True):
     active: int
     completed: int
 
