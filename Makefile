@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+ARGS   ?=
 
 .PHONY: run test lint bench clean
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Ironstar needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if v >= (3, 11) else f"Ironstar needs Python 3.11 or newer, but $(PYTHON) is Python {v[0]}.{v[1]}.{v[2]} ({sys.executable}); give a newer one, e.g. make run PYTHON=python3.12")'
 	@echo "make: creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -21,9 +22,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@ $(VENV)/.installed-run
 
+# IRONSTAR_* variables reach `ironstar up` (e.g. IRONSTAR_GATEWAY_PORT=8001 make run);
+# ARGS are its options (e.g. make run ARGS='--http-port 8001 --data-dir .ironstar-2').
 run: $(VENV)/.installed-run
 	@echo "make: starting ironstar (Ctrl-C stops everything)"
-	$(BIN)/ironstar up
+	$(BIN)/ironstar up $(ARGS)
 
 lint: $(VENV)/.installed-test
 	@echo "make: ruff and mypy"

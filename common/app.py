@@ -203,6 +203,7 @@ class Patch:
 
 
 Ask = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]  # (projection, query, params)
+Fragment = Callable[[Ask, Mapping[str, str]], Awaitable[str]]  # (ask, page params) -> HTML
 
 
 @dataclass(frozen=True)
@@ -210,30 +211,35 @@ class Panel:
     """A dashboard panel. `render(ask, params)` returns its HTML from queries (`ask`
     answers None when the read model cannot answer now); `patches(sequence, event)`
     are the Datastar patches a live event makes to it; `snapshot(topic, state)` the
-    patches a feed snapshot of `topic` makes. `params` are the page's query string."""
+    patches a feed snapshot of `topic` makes. `params` are the page's query string.
+    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`: an element
+    with `data-refresh="<that url>"` and an id is reloaded from it as events come."""
 
     name: str
     title: str
-    render: Callable[[Ask, Mapping[str, str]], Awaitable[str]]
+    render: Fragment
     patches: Callable[[int, Envelope], list[Patch]] | None = None
     snapshot: Callable[[str, Any], list[Patch]] | None = None
+    fragments: Mapping[str, Fragment] = field(default_factory=dict)
 
 
 DemoCommand = tuple[str, str, str, Payload]  # aggregate type, id, command type, payload
+Read = Callable[[str, str, Mapping[str, Any]], Any]  # a query's result, None when not found
 
 
 @dataclass(frozen=True)
 class App:
-    """Everything per-domain Ironstar runs. `demo(rng)` yields an endless plausible
-    command script; `events(count, seed)` yields stored envelopes of valid histories for
-    the benchmarks. `aliases` are extra GET paths for queries (`{param}` segments, and
-    `{query}` for the query's name)."""
+    """Everything per-domain Ironstar runs. `demo(rng, read)` yields an endless plausible
+    command script (`read(projection, query, params)` answers from the running stack);
+    `events(count, seed)` yields stored envelopes of valid histories for the benchmarks.
+    `aliases` are extra GET paths for queries (`{param}` segments, and `{query}` for the
+    query's name)."""
 
     name: str
     aggregates: tuple[Aggregate, ...]
     projections: tuple[Projection, ...]
     feeds: tuple[Feed, ...] = ()
     panels: tuple[Panel, ...] = ()
-    demo: Callable[[random.Random], Iterator[DemoCommand]] | None = None
+    demo: Callable[[random.Random, Read], Iterator[DemoCommand]] | None = None
     events: Callable[[int, int], Iterator[Envelope]] | None = None
     aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from common.errors import ErrorReply, Invalid, IronstarError, Unavailable, from_reply
+from common.errors import ErrorReply, Invalid, IronstarError, TooLarge, Unavailable, from_reply
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import bind_correlation, correlation_id
@@ -33,6 +33,7 @@ log = structlog.get_logger()
 ERROR_HEADER = "Ironstar-Error"
 CORRELATION_HEADER = "Ironstar-Correlation-Id"
 MIN_DUPLICATE_WINDOW_S = 120.0
+REPLY_HEADROOM = 1024  # bytes of a message kept for the reply's headers
 
 _json = msgspec.json.Encoder()
 _error_decoder = msgspec.json.Decoder(ErrorReply)
@@ -52,7 +53,11 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
         if "authorization violation" in str(exc).lower():
             refused.set()
 
+    connected: list[Client] = []
+
     async def on_disconnected() -> None:
+        if connected and connected[0].is_closed:
+            return  # our own close(): not news
         log.warning("nats_disconnected")
 
     async def on_reconnected() -> None:
@@ -93,11 +98,22 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 )
             raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
         try:
-            return connecting.result()
+            connected.append(connecting.result())
+            return connected[0]
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
             if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None
             await asyncio.sleep(0.2)
+
+
+async def goodbye(nc: Client) -> None:
+    """Drain at shutdown, or just close when NATS is already gone (reconnecting or closed):
+    a server that went first leaves nothing to flush, and is no reason to fail a clean stop."""
+    try:
+        await nc.drain()
+    except (nats.errors.ConnectionReconnectingError, nats.errors.ConnectionClosedError) as exc:
+        log.warning("nats_gone_at_shutdown", error=type(exc).__name__)
+        await nc.close()
 
 
 def credentials(settings: NatsSettings) -> dict[str, Any]:
@@ -179,7 +195,8 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
 
     Each request runs in its own task so one slow request does not hold up the others;
     an `IronstarError` becomes an error reply, anything else is logged and reported as
-    503 so a client never hangs until its timeout.
+    503 so a client never hangs until its timeout. A reply over the server's max payload
+    becomes a 413 (it could never be delivered, so a retry would not help).
     """
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
@@ -195,6 +212,14 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
                 log.exception("request_failed", subject=msg.subject)
                 error = Unavailable(f"internal error while answering {msg.subject}: {exc}")
                 body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+            if len(body) > nc.max_payload - REPLY_HEADROOM:  # could never be delivered
+                log.error("reply_too_large", subject=msg.subject, size=len(body))
+                too_large = TooLarge(
+                    f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte limit "
+                    "of a NATS message; ask for less",
+                    limit="bytes",
+                )
+                body, headers = _json.encode(too_large.to_reply()), {ERROR_HEADER: too_large.code}
             if msg.reply:
                 await nc.publish(msg.reply, body, headers=headers)
 

@@ -8,6 +8,7 @@ the two once an event has been read back.
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -15,12 +16,15 @@ from typing import Any
 
 import msgspec
 
+from common.subjects import ID_PATTERN
+
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     command_id: str
     correlation_id: str
     causation_id: str | None = None
     actor: str | None = None
+    fingerprint: str | None = None  # of the command (type, payload, actor): see writer/handler
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +56,66 @@ def encode(envelope: Envelope) -> bytes:
 
 def decode(data: bytes) -> Envelope:
     return _decoder.decode(data)
+
+
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # snake_case, as every registered name
+
+
+class Undecodable(ValueError):
+    """A stream message that is not an event envelope of the aggregate whose subject it is
+    on. Its stream sequence still counts: every reader skips it visibly (the projector's
+    dead letters, the feed's `skipped` frame) or, where a decision needs it (the writer),
+    refuses to decide."""
+
+
+def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelope:
+    """The envelope stored on `aggregate_type`.`aggregate_id`'s subject, checked.
+
+    Raises Undecodable when the subject's tokens are not a valid type and id, the body is
+    not an envelope, names another aggregate than its subject, has a version below 1, or
+    an event type that is not a snake_case name (so none of them can carry a line break,
+    a selector or a wildcard into an SSE field, a page or a metric label).
+    """
+    try:
+        stored = _decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise Undecodable(f"not an event envelope ({exc})") from None
+    if (stored.aggregate_type, stored.aggregate_id) != (aggregate_type, aggregate_id):
+        raise Undecodable(
+            f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "
+            f"on the subject of {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
+        )
+    if stored.version < 1:
+        raise Undecodable(f"version {stored.version} (versions start at 1)")
+    problem = _names((aggregate_type, aggregate_id, stored.event_type))
+    if problem:
+        raise Undecodable(problem)
+    return stored
+
+
+_checked: dict[tuple[str, str, str], str] = {}  # a feed checks every delivery: once per name
+
+
+def _names(names: tuple[str, str, str]) -> str:
+    """What is wrong with (aggregate type, aggregate id, event type), or "" when each is a
+    valid token. Answers are kept for up to 4,096 triples of names of at most 64 characters."""
+    problem = _checked.get(names)
+    if problem is not None:
+        return problem
+    aggregate_type, aggregate_id, event_type = names
+    if max(map(len, names)) > 64:
+        return "a name over 64 characters"
+    if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
+        # a subject token no command can make: it would become a selector or a label
+        problem = f"subject tokens {aggregate_type!r}.{aggregate_id!r}"
+    elif not EVENT_TYPE.fullmatch(event_type):
+        problem = f"event type {event_type!r} is not a snake_case name"
+    else:
+        problem = ""
+    if len(_checked) >= 4096:
+        _checked.clear()
+    _checked[names] = problem
+    return problem
 
 
 def uuid7(now_ms: int | None = None) -> str:

@@ -8,11 +8,16 @@
     ├── RequestTimeout    408     the request body arrived too slowly
     ├── RuleViolation     409     a well-formed command broke a domain rule
     ├── Conflict          409     concurrent writers kept winning; retry the command
+    ├── CommandIdReused   409     a command_id already used on the aggregate, for another command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
     ├── TooLarge          413     body or payload over its limit
     ├── Invalid           422     an id, payload field or parameter of the wrong shape
     ├── TooManyRequests   429     a per-client limit was reached
+    ├── Undecidable       500     the aggregate's history holds an event this writer cannot
+    │                             read (undecodable, or a type/schema it does not know): no
+    │                             retry helps until an operator acts; names the sequence
     ├── Unavailable       503     NATS, the writer or a projector cannot be reached
+    │   └── StorageFull   503     a disk is full: the event store or a read model cannot write
     └── Timeout           504     a read model did not reach `min_seq` in time
 
 Errors cross process boundaries as `ErrorReply(code, message, detail)`; `from_reply`
@@ -22,6 +27,7 @@ in one table (`gateway/errors.py`). Every message says what was wrong and what t
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 import msgspec
@@ -67,6 +73,14 @@ class Conflict(IronstarError):
     code = "conflict"
 
 
+class CommandIdReused(IronstarError):
+    code = "command_id_reused"
+
+
+class Undecidable(IronstarError):
+    code = "undecidable"
+
+
 class StaleVersion(IronstarError):
     code = "stale_version"
 
@@ -87,8 +101,30 @@ class Unavailable(IronstarError):
     code = "unavailable"
 
 
+class StorageFull(Unavailable):
+    """Storage is exhausted; reads go on, writes wait until space returns (with Retry-After)."""
+
+    code = "storage_full"
+
+
 class Timeout(IronstarError):
     code = "timeout"
+
+
+_NO_SPACE = (
+    "no space left on device",
+    "disk quota exceeded",
+    "insufficient resources",  # JetStream 10047: its storage limit or the disk is exhausted
+    "insufficient storage",
+)
+
+
+def storage_exhausted(exc: BaseException) -> bool:
+    """`exc` says a disk or a storage limit is full (ENOSPC, EDQUOT, JetStream 10047/10023)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in _NO_SPACE)
 
 
 class ErrorReply(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,11 +145,14 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         RequestTimeout,
         RuleViolation,
         Conflict,
+        CommandIdReused,
+        Undecidable,
         StaleVersion,
         TooLarge,
         Invalid,
         TooManyRequests,
         Unavailable,
+        StorageFull,
         Timeout,
     )
 }

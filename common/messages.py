@@ -37,6 +37,7 @@ class QueryRequest(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, Any] = {}
     min_seq: int = 0
     timeout_s: float = 5.0
+    actor: str | None = None  # the authenticated subject: ad-hoc SQL is budgeted per principal
 
 
 class CommandBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
 import msgspec
 
@@ -112,8 +112,16 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "catchup_batch_size": "events per transaction at most while more than batch_size wait",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
-        "sql_timeout_s": "time limit of an ad-hoc SQL query",
+        "sql_timeout_s": "time limit of an ad-hoc SQL query, counted from its arrival",
         "sql_max_rows": "row limit of an ad-hoc SQL query",
+        "sql_concurrency": "ad-hoc SQL queries running at once per replica",
+        "sql_queue": "ad-hoc SQL queries waiting for a slot per replica; more get 429",
+        "sql_per_principal": "ad-hoc SQL queries one principal may have running or waiting "
+        "per replica (and at most half the running slots)",
+        "max_answer_bytes": "largest reply in bytes (capped by the NATS max payload); "
+        "longer answers are cut and marked truncated",
+        "snapshot_storage_version": "DuckDB storage version of snapshots (v1.5.0: read by "
+        "DuckDB 1.5 and later, e.g. the pip duckdb-cli)",
         "metrics_port": "port of the projector's /metrics (0: a free port, -1: off)",
         "metrics_host": "interface of the projector's /metrics",
     }
@@ -125,6 +133,11 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000
+    sql_concurrency: int = 2
+    sql_queue: int = 8
+    sql_per_principal: int = 4
+    max_answer_bytes: int = 1_000_000
+    snapshot_storage_version: str = "v1.5.0"
     metrics_port: int = -1
     metrics_host: str = "127.0.0.1"
 
@@ -152,6 +165,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_max_window_ms": "largest `debounce_ms` / `batch_ms` a client may ask for",
         "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
+        "storage_paths": "event store directories whose disk to watch: full, commands get 503 "
+        "at once (`ironstar up` sets it)",
     }
     host: str = "127.0.0.1"
     port: int = 8000
@@ -160,7 +175,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_capacity: int = 256
     sse_max_capacity: int = 10_000
     sse_keepalive_s: float = 15.0
-    sse_retry_ms: int = 2000
+    sse_retry_ms: Annotated[int, msgspec.Meta(ge=0)] = 2000  # an SSE `retry:` is digits only
     sse_inactive_s: float = 300.0
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
@@ -173,6 +188,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_max_window_ms: int = 10_000
     sse_send_buffer_bytes: int = 0
     datastar_url: str = ""
+    storage_paths: str = ""
 
 
 class AuthSettings(_Section, frozen=True, kw_only=True):

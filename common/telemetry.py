@@ -10,17 +10,45 @@ from __future__ import annotations
 import logging
 import sys
 from contextvars import ContextVar
+from typing import TextIO
 
 import structlog
-from prometheus_client import start_http_server
+from prometheus_client import Counter, start_http_server
 
 from common.envelope import uuid7
 
 _correlation: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
+LOG_LINES_DROPPED = Counter(
+    "log_lines_dropped_total", "log lines that could not be written (e.g. the disk is full)"
+)
+
+
+class _Lossy:
+    """stderr that drops a line it cannot write (ENOSPC, EPIPE) instead of raising into the
+    code that logged it: a full disk must not crash a service through its log."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError:
+            LOG_LINES_DROPPED.inc()
+            return 0
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            LOG_LINES_DROPPED.inc()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """One JSON object per line on stderr, with the service name and correlation id."""
+    out = _Lossy(sys.stderr)
 
     def add_context(
         _logger: object, _name: str, event: structlog.typing.EventDict
@@ -37,7 +65,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         add_context,
     ]
     # Libraries (uvicorn, litestar, nats) log through the standard library: same JSON lines.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
@@ -55,7 +83,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

@@ -29,6 +29,10 @@ from common.errors import Forbidden, Unauthorized
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
+MAKE_SECRET = (  # the one way every error about the secret suggests
+    "make one with `ironstar token --new-secret`, e.g. "
+    "`export IRONSTAR_AUTH_SECRET=$(.venv/bin/ironstar token --new-secret)`"
+)
 _HEADER = {"alg": ALGORITHM, "typ": "JWT"}
 
 

@@ -75,6 +75,7 @@ class CommandController(Controller):
                 '{"type": "<command>", "payload": {...}, "command_id": "<optional>"}'
             ) from None
         command_id = uuid7() if body.command_id is None else valid_id(body.command_id, _COMMAND_ID)
+        backend.storage.check_writable()
         result = await backend.command(
             aggregate_type,
             aggregate_id,
@@ -102,8 +103,10 @@ class SqlController(Controller):
     ) -> Response[bytes]:
         """Run one read-only SELECT over the read models: body `{"sql": "SELECT ..."}`.
 
-        JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "max_rows"}}`;
-        `format=csv` answers the rows as CSV with a header line."""
+        JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "truncated_by",
+        "max_rows", "max_bytes"}}` (`truncated_by`: "rows", "bytes" or null); `format=csv`
+        answers the rows as CSV with a header line, and `Ironstar-Truncated: rows|bytes` when
+        cut."""
         try:
             body = _sql_bodies.decode(await request.body())
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -112,12 +115,14 @@ class SqlController(Controller):
             ) from None
         answer = await backend.query("sql", "sql", {"sql": body.get("sql")}, min_seq)
         if format == "csv":
-            return Response(_csv(answer), media_type="text/csv")
+            result = msgspec.json.decode(answer)["result"]
+            cut = result.get("truncated_by")
+            headers = {"Ironstar-Truncated": str(cut)} if cut else {}
+            return Response(_csv(result), media_type="text/csv", headers=headers)
         return _json(answer)
 
 
-def _csv(answer: bytes) -> bytes:
-    result = msgspec.json.decode(answer)["result"]
+def _csv(result: dict[str, Any]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(result["columns"])

@@ -23,17 +23,26 @@ from gateway.backend import Backend
 from gateway.errors import HANDLERS
 from gateway.security import Security
 from gateway.sse import EventsController
+from gateway.storage import StorageWatch
 
 
 @get("/healthz", tags=["health"])
 async def healthz() -> dict[str, str]:
-    """The process is up."""
-    return {"status": "ok"}
+    """The process is up; `service` tells `ironstar up` that a busy port is Ironstar's."""
+    return {"status": "ok", "service": "ironstar-gateway"}
 
 
 @get("/readyz", tags=["health"])
 async def readyz(backend: Backend) -> Response[dict[str, Any]]:
-    """NATS is reachable and the event stream exists."""
+    """NATS is reachable, the event stream exists, and its disk is not full."""
+    full = backend.storage.shortage()
+    if full is not None:
+        return Response(
+            {"status": "storage_exhausted", "reason": f"the event store is out of disk space "
+             f"({full}); commands are refused until space returns, reads go on"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )  # fmt: skip
     try:
         info = await backend.nc.jetstream().stream_info(backend.nats.stream)
     except (TimeoutError, NatsError) as exc:
@@ -62,11 +71,13 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
-        app.state.backend = Backend(nc, nats_settings, settings, app.state.closing)
+        app.state.backend = Backend(
+            nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
+        )
         try:
             yield
         finally:
-            await nc.drain()
+            await bus.goodbye(nc)
 
     def provide_backend(state: State) -> Backend:
         backend: Backend = state.backend

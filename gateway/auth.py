@@ -27,7 +27,7 @@ from litestar.datastructures import Cookie
 from common import catalogue
 from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
-from common.tokens import MIN_SECRET_BYTES, Claims, Verifier
+from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
 from gateway.feed import parse_topics
 
 # The verified token's subject during a request: the gateway records it as the `actor` of
@@ -53,10 +53,7 @@ def verifier(settings: AuthSettings) -> Verifier | None:
     if not secret:
         return None
     if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise Invalid(
-            f"the auth secret must be at least {MIN_SECRET_BYTES} bytes; "
-            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        )
+        raise Invalid(f"the auth secret must be at least {MIN_SECRET_BYTES} bytes; {MAKE_SECRET}")
     return Verifier(secret.encode(), settings.issuer, settings.audience, settings.leeway_s)
 
 

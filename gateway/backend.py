@@ -17,6 +17,7 @@ from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
 from gateway.auth import ACTOR
+from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
 
@@ -27,6 +28,7 @@ class Backend:
     nats: NatsSettings
     settings: GatewaySettings
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    storage: StorageWatch = field(default_factory=StorageWatch)
 
     async def _unless_closing(self, request: Awaitable[bytes]) -> bytes:
         """A request still waiting when the gateway shuts down gets a 503, not a 500.
@@ -84,7 +86,9 @@ class Backend:
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`."""
         wait = self.settings.query_timeout_s
-        request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)
+        request = QueryRequest(
+            name=name, params=params, min_seq=min_seq, timeout_s=wait, actor=ACTOR.get()
+        )
         return await self._unless_closing(
             bus.request(
                 self.nc,

@@ -1,8 +1,10 @@
 """The analytics panel (pure): events per minute by type as a server-rendered SVG, from
 the built-in `stream` projection (every app has it).
 
-Stacked bars, one per minute of the window ending at the latest minute with events; each
-event type has a fixed colour and a legend entry with its total. The SVG carries a `<title>`
+Stacked bars, one per minute of the window ending now (a quiet stretch shows as empty
+minutes, not as a chart that stops at the last event); each event type has a fixed colour
+and a legend entry with its total. Tick labels are sized for the chart's narrowest width
+(a phone's 390 px scales the 600-unit viewBox down by half). The SVG carries a `<title>`
 and `<desc>` so screen readers get the numbers, not just the picture.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import catalogue
@@ -21,7 +23,8 @@ PALETTE = (
     "#9333ea", "#0d9488", "#ea580c", "#4f46e5",
 )  # fmt: skip
 _OTHER = "#94a3b8"
-WIDTH, HEIGHT, PAD = 600, 180, 28
+WIDTH, HEIGHT = 600, 200
+LEFT, BOTTOM, TOP = 46, 30, 22  # room for the peak label, the time ticks and headroom
 
 
 def colour(event_type: str) -> str:
@@ -37,38 +40,43 @@ def _minute(value: Any) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15) -> str:
-    """`events_per_minute` rows (`minute`, `event_type`, `events`) as an SVG bar chart."""
+def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15, now: datetime | None = None) -> str:
+    """`events_per_minute` rows (`minute`, `event_type`, `events`) as an SVG bar chart of the
+    `minutes` up to `now` (default: the current minute, UTC)."""
     counts: dict[datetime, dict[str, int]] = defaultdict(dict)
     for row in rows:
         counts[_minute(row["minute"])][row["event_type"]] = int(row["events"])
     if not counts:
-        return (
-            '<svg class="chart" role="img" viewBox="0 0 600 60" aria-label="No events yet">'
-            '<text x="300" y="35" text-anchor="middle">No events yet: send a command, '
-            'or run <tspan font-family="monospace">ironstar demo</tspan></text></svg>'
+        return (  # text, not SVG: it wraps at any width
+            '<p class="chart chart-empty">No events yet: send a command, '
+            "or run <code>ironstar demo</code></p>"
         )
-    end = max(counts)
+    latest = max(counts)
+    current = _minute(now or datetime.now(UTC))
+    if latest.tzinfo is None:  # the read model's minutes are naive UTC
+        current = current.replace(tzinfo=None)
+    end = max(latest, current)
     window = [end - timedelta(minutes=minutes - 1 - i) for i in range(minutes)]
     peak = max(sum(counts.get(m, {}).values()) for m in window) or 1
-    slot = (WIDTH - PAD) / minutes
+    slot = (WIDTH - LEFT) / minutes
+    base = HEIGHT - BOTTOM
     bars = []
     for i, moment in enumerate(window):
-        y = float(HEIGHT - PAD)
+        y = float(base)
         for event_type, n in sorted(counts.get(moment, {}).items()):
-            h = n / peak * (HEIGHT - 2 * PAD)
+            h = n / peak * (base - TOP)
             y -= h
             bars.append(
-                f'<rect x="{PAD + i * slot + 1:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" '
+                f'<rect x="{LEFT + i * slot + 1:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" '
                 f'height="{h:.1f}" fill="{colour(event_type)}">'
                 f"<title>{moment:%H:%M} {e(event_type)}: {n}</title></rect>"
             )
     axis = (
-        f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH}" y2="{HEIGHT - PAD}" class="axis"/>'
-        f'<text x="{PAD}" y="{HEIGHT - 8}" class="tick">{window[0]:%H:%M}</text>'
-        f'<text x="{WIDTH}" y="{HEIGHT - 8}" text-anchor="end" class="tick">{end:%H:%M} UTC</text>'
-        f'<text x="{PAD - 4}" y="{PAD}" text-anchor="end" class="tick">{peak}</text>'
-        f'<text x="{PAD - 4}" y="{HEIGHT - PAD}" text-anchor="end" class="tick">0</text>'
+        f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH}" y2="{base}" class="axis"/>'
+        f'<text x="{LEFT}" y="{HEIGHT - 6}" class="tick">{window[0]:%H:%M}</text>'
+        f'<text x="{WIDTH}" y="{HEIGHT - 6}" text-anchor="end" class="tick">{end:%H:%M} UTC</text>'
+        f'<text x="{LEFT - 6}" y="{TOP + 6}" text-anchor="end" class="tick">{peak}</text>'
+        f'<text x="{LEFT - 6}" y="{base}" text-anchor="end" class="tick">0</text>'
     )
     total = sum(sum(c.values()) for m, c in counts.items() if m >= window[0])
     return (

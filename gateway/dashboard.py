@@ -84,7 +84,7 @@ async def _panels(backend: Backend, params: Mapping[str, str], seqs: list[int]) 
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
 async def page(request: Request[Any, Any, Any], backend: Backend) -> str:
     """The dashboard: the app's panels, analytics, SQL and the live event log."""
-    params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+    params = _params(request)
     seqs: list[int] = []
     panels = await _panels(backend, params, seqs)
     analytics, chart_seqs = await _analytics(backend)
@@ -111,14 +111,32 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> str:
     )
 
 
+def _find(name: str) -> Panel:
+    for panel in catalogue.current().app.panels:
+        if panel.name == name:
+            return panel
+    raise NotFound(f"no panel {name[:80]!r}", field="name")
+
+
+def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+
+
 @get("/ui/panels/{name:str}", media_type=MediaType.HTML, include_in_schema=False)
 async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name: str) -> str:
     """One app panel as it is now (the page reloads them after a feed snapshot)."""
-    found = [p for p in catalogue.current().app.panels if p.name == name]
-    if not found:
-        raise NotFound(f"no panel {name[:80]!r}", field="name")
-    params = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
-    return await _panel(found[0], _asker(backend, []), params)
+    return await _panel(_find(name), _asker(backend, []), _params(request))
+
+
+@get("/ui/panels/{name:str}/{part:str}", media_type=MediaType.HTML, include_in_schema=False)
+async def part_fragment(
+    request: Request[Any, Any, Any], backend: Backend, name: str, part: str
+) -> str:
+    """A fragment of an app panel as it is now (elements with `data-refresh` ask it)."""
+    fragment = _find(name).fragments.get(part)
+    if fragment is None:
+        raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
+    return await fragment(_asker(backend, []), _params(request))
 
 
 @get("/ui/analytics", media_type=MediaType.HTML, include_in_schema=False)
@@ -130,4 +148,4 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES = (page, panel_fragment, analytics_fragment, static)
+ROUTES = (page, panel_fragment, part_fragment, analytics_fragment, static)

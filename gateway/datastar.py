@@ -19,38 +19,41 @@ from common import catalogue
 from common.app import Patch
 from common.envelope import Envelope
 from gateway import render as html
-from gateway.wire import frame
+from gateway.wire import fields
 
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
+Fields = list[tuple[str, str]]  # the `key value` data fields of one Datastar event
 
 
-def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> str:
-    """The data lines of one `datastar-patch-elements` event."""
+def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> Fields:
+    """The data fields of one `datastar-patch-elements` event (framed by `wire.fields`,
+    which gives every line of multi-line `elements` its key)."""
     assert mode in MODES, mode
-    lines = []
+    pairs = []
     if mode != "outer":
-        lines.append(f"mode {mode}")
+        pairs.append(("mode", mode))
     if selector is not None:
-        lines.append(f"selector {selector}")
-    lines.extend(f"elements {line}" for line in elements.split("\n") if elements)
-    return "\n".join(lines)
+        pairs.append(("selector", selector))
+    if elements:
+        pairs.append(("elements", elements))
+    return pairs
 
 
-def patch_signals(signals: Mapping[str, Any]) -> str:
-    return "signals " + json.dumps(signals, separators=(",", ":"), default=str)
+def patch_signals(signals: Mapping[str, Any]) -> Fields:
+    return [("signals", json.dumps(signals, separators=(",", ":"), default=str))]
 
 
-def _messages(patches: Iterable[str], signals: Mapping[str, Any], sequence: int | None) -> bytes:
-    out = [frame(p, event="datastar-patch-elements") for p in patches]
-    out.append(frame(patch_signals(signals), event="datastar-patch-signals", id=sequence))
+def _messages(patches: Iterable[Fields], signals: Mapping[str, Any], sequence: int | None) -> bytes:
+    out = [fields(p, event="datastar-patch-elements") for p in patches]
+    out.append(fields(patch_signals(signals), event="datastar-patch-signals", id=sequence))
     return b"".join(out)
 
 
-def _patch(patch: Patch) -> str:
+def _patch(patch: Patch) -> Fields:
     return patch_elements(patch.elements, patch.selector, patch.mode)
 
 
-def patches(sequence: int, event: Envelope) -> tuple[list[str], bool]:
+def patches(sequence: int, event: Envelope) -> tuple[list[Fields], bool]:
     """The element patches of one event: the app's panels' own, then its line in the event
     log; and whether any panel rendered it (if none did, the event goes out as a signal)."""
     changed = [
@@ -81,6 +84,13 @@ def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
             "payload": event.payload,
         }
     return _messages(elements, signals, sequence)
+
+
+def render_skipped(sequence: int, reason: str) -> bytes:
+    """An event the feed could not show: a line in the event log, and `seq` moves past it
+    (its `id:`), so a client that resumes later does not meet it again."""
+    line = html.skipped_line(sequence, reason)
+    return _messages([patch_elements(line, "#events", "prepend")], {"seq": sequence}, sequence)
 
 
 def render_snapshot(sequence: int, state: Any) -> bytes:

@@ -18,11 +18,14 @@ STATUS: dict[type[errors.IronstarError], int] = {
     errors.RequestTimeout: 408,
     errors.RuleViolation: 409,
     errors.Conflict: 409,
+    errors.CommandIdReused: 409,
+    errors.Undecidable: 500,  # not 503: retrying cannot help (docs/architecture.md)
     errors.StaleVersion: 412,
     errors.TooLarge: 413,
     errors.Invalid: 422,
     errors.TooManyRequests: 429,
     errors.Unavailable: 503,
+    errors.StorageFull: 503,
     errors.Timeout: 504,
 }
 

@@ -25,7 +25,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from common import catalogue
-from common.errors import TooManyRequests
+from common.errors import Invalid, TooManyRequests
 from common.subjects import Subjects, valid_id
 from gateway import metrics
 from gateway.inbox import Inbox
@@ -41,21 +41,45 @@ class Topic:
 
 
 def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
-    """`todo_list:abc,user_profile` → topics; empty means every aggregate."""
+    """`todo_list:abc,user_profile` → topics in canonical form; empty means every aggregate.
+
+    Normalised so that equal feeds get one consumer name and JetStream never sees filters
+    that overlap (it refuses them, err 10138): duplicates go, a type covers its own ids
+    (`todo_list,todo_list:abc` is `todo_list`), and the order is sorted. An unknown type
+    or a malformed part is a 422 naming `topics`; more than `max_topics` left is a 429.
+    """
     if not value:
         return ()
-    topics = []
-    for part in value.split(","):
+    parts = value.split(",")
+    if len(parts) > 4 * max_topics:  # bound the work before looking at each part
+        raise _too_many(max_topics, len(parts))
+    topics = set()
+    for part in parts:
         kind, _, ident = part.strip().partition(":")
-        catalogue.current().aggregate(kind)
-        topics.append(Topic(kind, valid_id(ident, "topics") if ident else None))
-    if len(topics) > max_topics:
-        raise TooManyRequests(
-            f"at most {max_topics} topics per feed, got {len(topics)}; "
-            "subscribe to the aggregate type instead of single ids",
-            field="topics",
-        )
-    return tuple(sorted(set(topics), key=str))
+        aggregates = catalogue.current().aggregates
+        if kind not in aggregates:
+            known = ", ".join(sorted(aggregates))
+            raise Invalid(
+                f"topics: unknown aggregate type {kind[:80]!r} in {part[:100]!r}; "
+                f"use type or type:id, comma separated (types: {known})",
+                field="topics",
+            )
+        topics.add(Topic(kind, valid_id(ident, "topics") if ident else None))
+    wide = {t.aggregate_type for t in topics if t.aggregate_id is None}
+    kept = sorted(
+        (t for t in topics if t.aggregate_id is None or t.aggregate_type not in wide), key=str
+    )
+    if len(kept) > max_topics:
+        raise _too_many(max_topics, len(kept))
+    return tuple(kept)
+
+
+def _too_many(max_topics: int, count: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"at most {max_topics} topics per feed, got {count}; "
+        "subscribe to the aggregate type instead of single ids",
+        field="topics",
+    )
 
 
 def consumer_name(client_id: str, topics: tuple[Topic, ...]) -> str:
@@ -102,15 +126,17 @@ class ClientFeed:
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
-    async def open(self, start: int | None) -> None:
-        """Deliver from `start` (a new position), or continue where the consumer stopped.
+    async def open(self, start: int | None, last: int) -> int:
+        """Deliver from `start` (a new position), or continue where the consumer stopped;
+        returns the stream position the feed starts after (the `connected` frame's `id:`):
+        every event of its topics after it comes next, none at or before it.
 
         A start position always replaces the consumer (its position cannot be moved);
         without one an existing consumer continues after its ack floor, and a new one
-        starts after the stream's current last sequence. An existing consumer that still
-        has deliveries in flight (to a connection that is gone) or another capacity is
-        replaced from its ack floor, so those come again at once and the bound is this
-        connection's.
+        starts after `last` (the stream's last sequence when the client came), so that
+        position is known exactly. An existing consumer that still has deliveries in
+        flight (to a connection that is gone) or another capacity is replaced from its
+        ack floor, so those come again at once and the bound is this connection's.
         """
         self._reply = self.inbox.register(self._token, self.name, self)
         try:
@@ -129,20 +155,25 @@ class ClientFeed:
                 if floor
                 else (delivered + 1 if delivered and not info.num_ack_pending else None)
             )
-            start = start or info.config.opt_start_seq
+            start = start or info.config.opt_start_seq or last + 1
+        if info is None and start is None:
+            start = last + 1
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
-        if info is None or start is not None:
+        if start is not None:
             await self.js.add_consumer(self.stream, self._config(start))
             self.delivered = 0
-        else:  # continuing: nothing in flight, so the next delivery follows the last one
-            self.delivered = info.delivered.consumer_seq
+            return start - 1
+        assert info is not None  # continuing: nothing in flight, the next delivery follows
+        self.delivered = info.delivered.consumer_seq
+        # the consumer's cursor minus one (nats-server reports `delivered.stream_seq` so)
+        return int(info.delivered.stream_seq)
 
-    def _config(self, start: int | None) -> ConsumerConfig:
+    def _config(self, start: int) -> ConsumerConfig:
         return ConsumerConfig(
             durable_name=self.name,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.NEW,
-            opt_start_seq=start or None,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
             ack_policy=AckPolicy.ALL,
             ack_wait=30,
             max_ack_pending=self.max_ack_pending,

@@ -24,3 +24,7 @@ batch_sizes = Histogram(
 client_lag = Summary(
     "sse_client_lag_events", "events still waiting in the stream for a client, per delivery"
 )
+skipped = Counter(
+    "sse_skipped_events_total",
+    "stream messages a feed could not decode or render: sent as `skipped` frames (id only)",
+)

@@ -34,7 +34,7 @@ ERRORS = {
     "403": "the token does not grant this",
     "404": "unknown aggregate type, command, projection or query",
     "408": "the request body arrived too slowly",
-    "409": "a domain rule was broken, or writers kept conflicting",
+    "409": "a domain rule was broken, writers kept conflicting, or command_id was reused",
     "412": "stale If-Match",
     "413": "body, field or nesting over its limit",
     "422": "invalid id, payload field or parameter (named in `field`)",
@@ -42,6 +42,11 @@ ERRORS = {
     "503": "NATS, the writer or a projector is unavailable; see Retry-After",
     "504": "the read model did not reach min_seq in time",
 }
+COMMANDS = "/api/commands/{aggregate_type}/{aggregate_id}"
+UNDECIDABLE = (
+    "`undecidable`: the aggregate's history holds an event this writer cannot read (its "
+    "`sequence` named); not retryable"
+)
 _OBJECT = Schema(type=OpenAPIType.OBJECT)
 _TEXT = Schema(type=OpenAPIType.STRING)
 _NULLABLE_TEXT = Schema(one_of=[_TEXT, Schema(type=OpenAPIType.NULL)])
@@ -51,7 +56,7 @@ ERROR_BODY = Schema(
     properties={"error": _TEXT, "message": _TEXT},
 )
 BODIES = {
-    "/api/commands/{aggregate_type}/{aggregate_id}": Schema(
+    COMMANDS: Schema(
         type=OpenAPIType.OBJECT,
         required=["type"],
         properties={
@@ -95,6 +100,9 @@ def _amend(path: str, method: str, operation: Operation, tokens_required: bool) 
     for status, description in ERRORS.items():
         content = {"application/json": OpenAPIMediaType(schema=ERROR_BODY)}
         responses[status] = OpenAPIResponse(description=description, content=content)
+    if path == COMMANDS:
+        content = {"application/json": OpenAPIMediaType(schema=ERROR_BODY)}
+        responses["500"] = OpenAPIResponse(description=UNDECIDABLE, content=content)
     operation.responses = responses
     if path in BODIES and method == "POST":
         content = {"application/json": OpenAPIMediaType(schema=BODIES[path])}

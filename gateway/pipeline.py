@@ -2,32 +2,55 @@
 
 from __future__ import annotations
 
-from common import catalogue, envelope
-from gateway import datastar, metrics
+import json
+
+from common import catalogue
+from common.errors import Invalid
+from gateway import datastar, metrics, reading
 from gateway.controls import Controls
 from gateway.window import Batcher, Debouncer, Item
 from gateway.wire import frame
 
 
 class Writer:
-    """Turns groups of items into SSE bytes in the client's format."""
+    """Turns groups of items into SSE bytes in the client's format.
+
+    A skipped item (see `gateway.reading`) is written as `event: skipped` with its `id:`
+    and `{"sequence", "subject", "reason"}` (json), as `{"sequence", "skipped"}` inside a
+    batch, and as an event-log line plus the `seq` signal (datastar); so is an event the
+    datastar renderer cannot render (a payload without the fields its type needs).
+    """
 
     def __init__(self, ctl: Controls) -> None:
         self.datastar = ctl.format == "datastar"
         self.batched = ctl.batch_s is not None
 
     def one(self, item: Item) -> bytes:
+        if item.skipped:
+            return self._skipped(item)
         if self.datastar:
-            return datastar.render(item.seq, envelope.decode(item.data), item.pending)
-        if b"\n" in item.data or b"\r" in item.data:
-            return frame(item.data, event=item.event_type, id=item.seq)
-        return b"event: %b\nid: %d\ndata: %b\n\n" % (item.event_type.encode(), item.seq, item.data)
+            try:
+                return datastar.render(item.seq, item.event, item.pending)
+            except (KeyError, TypeError, ValueError, AttributeError, Invalid) as exc:
+                return self._skipped(reading.skipped(item, f"cannot be rendered: {exc!r}"))
+        return frame(item.data, event=item.event_type, id=item.seq)
+
+    def _skipped(self, item: Item) -> bytes:
+        if self.datastar:
+            return datastar.render_skipped(item.seq, item.skipped)
+        body = {"sequence": item.seq, "subject": reading.subject_of(item), "reason": item.skipped}
+        return frame(json.dumps(body), event="skipped", id=item.seq)
 
     def group(self, items: list[Item]) -> bytes:
         if not self.batched or self.datastar:
             return b"".join(map(self.one, items))
         metrics.batch_sizes.observe(len(items))
-        body = b",".join(b'{"sequence":%d,"event":%s}' % (i.seq, i.data) for i in items)
+        body = b",".join(
+            b'{"sequence":%d,"skipped":%b}' % (i.seq, json.dumps(i.skipped).encode())
+            if i.skipped
+            else b'{"sequence":%d,"event":%s}' % (i.seq, i.data)
+            for i in items
+        )
         return frame(b"[" + body + b"]", event="batch", id=items[-1].seq)
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from html import escape
+from common.html import e
 
-
-def e(value: object) -> str:
-    """Escape text and attribute values (quotes included)."""
-    return escape(str(value), quote=True)
+__all__ = ["e", "event_line", "skipped_line"]
 
 
 def event_line(sequence: int, event_type: str, aggregate_type: str, aggregate_id: str) -> str:
@@ -15,3 +12,9 @@ def event_line(sequence: int, event_type: str, aggregate_type: str, aggregate_id
         f'<li id="ev-{sequence}"><code>#{sequence}</code> {e(event_type)} '
         f"<small>{e(aggregate_type)}:{e(aggregate_id)}</small></li>"
     )
+
+
+def skipped_line(sequence: int, reason: str) -> str:
+    """The event log's line for an event the feed skipped (it could not be decoded)."""
+    code = f"<code>#{sequence}</code>"
+    return f'<li id="ev-{sequence}" class="skipped">{code} skipped: {e(reason)}</li>'

@@ -22,6 +22,8 @@ async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tu
 
     Topics may be answered at slightly different sequences; the snapshot is labelled
     with the lowest, so the live part that follows can repeat an event but never skip one.
+    A state the projector cut to fit one message (e.g. a list of thousands of todos) keeps
+    its first items and carries the reply's `truncated` ({"field", "returned", "total"}).
     """
     state: dict[str, Any] = {}
     answered: list[int] = []
@@ -41,5 +43,8 @@ async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tu
             state[str(topic)] = None
             continue
         answered.append(int(reply["sequence"]))
-        state[str(topic)] = reply["result"]
+        result = reply["result"]
+        if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
+            result = {**result, "truncated": reply["truncated"]}
+        state[str(topic)] = result
     return min(answered, default=at_least), state

@@ -18,6 +18,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
 from nats.errors import Error as NatsError
+from nats.js.errors import APIError
 
 from common.envelope import uuid7
 from common.errors import Unavailable
@@ -26,6 +27,7 @@ from gateway import controls, datastar, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
 from gateway.policy import Policy
+from gateway.refusals import refusal
 from gateway.stream import Session, stream
 from gateway.wire import frame
 
@@ -130,7 +132,12 @@ class EventsController(Controller):
                     else frame(json.dumps(body, default=str), event="snapshot", id=seq)
                 )
                 resume = seq
-            await feed.open(None if resume is None else resume + 1)
+            position = await feed.open(None if resume is None else resume + 1, last)
+        except APIError as exc:
+            feed.close()
+            box.release(client)
+            log.info("sse_refused", client_id=client, err_code=exc.err_code, error=str(exc)[:200])
+            raise refusal(exc) from None
         except (TimeoutError, NatsError) as exc:
             feed.close()
             box.release(client)
@@ -143,11 +150,19 @@ class EventsController(Controller):
             box.release(client)
             raise
         log.info("sse_opened", client_id=client, consumer=feed.name, policy=ctl.policy.value,
-                 resume=resume, snapshot=bool(head))  # fmt: skip
-        hello = {"client_id": client, "consumer": feed.name, "topics": [str(t) for t in parsed]}
-        session = Session(feed, ctl, settings, state.closing, client, after=resume or 0)
+                 resume=resume, position=position, snapshot=bool(head))  # fmt: skip
+        hello = {
+            "client_id": client,
+            "consumer": feed.name,
+            "topics": [str(t) for t in parsed],
+            "position": position,
+        }
+        # The first frame a client may resume from carries its position too; not when a
+        # snapshot follows: then the client keeps its old id and gets the snapshot again.
+        connected = frame(json.dumps(hello), event="connected", id=None if head else position)
+        session = Session(feed, ctl, settings, state.closing, client, after=position)
         return Stream(
-            stream(session, frame(json.dumps(hello), event="connected") + head),
+            stream(session, connected + head),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

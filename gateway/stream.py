@@ -15,12 +15,11 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 
 from common.settings import GatewaySettings
-from gateway import metrics
+from gateway import metrics, reading
 from gateway.controls import Controls
 from gateway.feed import ClientFeed
 from gateway.pipeline import Pipeline, Writer
@@ -28,17 +27,6 @@ from gateway.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.window import Item
 from gateway.wire import comment, retry
 
-
-class _Meta(msgspec.Struct):
-    correlation_id: str = ""
-
-
-class _Head(msgspec.Struct):
-    event_type: str
-    metadata: _Meta = msgspec.field(default_factory=_Meta)
-
-
-_heads = msgspec.json.Decoder(_Head)
 INF = float("inf")
 log = structlog.get_logger()
 _last_acks: set[asyncio.Task[None]] = set()
@@ -80,15 +68,16 @@ def _position(msg: Msg) -> tuple[int, int, int]:
 
 
 def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> list[Item]:
-    """Items of `msgs`; each one's `pending` counts what comes after it for this client:
-    the rest of `msgs`, plus `backlog` (held in the gateway or waiting in the stream)."""
+    """Items of `msgs` (undecodable ones marked skipped); each one's `pending` counts what
+    comes after it for this client: the rest of `msgs`, plus `backlog` (held in the
+    gateway or waiting in the stream)."""
     items = []
     for index, m in enumerate(msgs):
-        head = _heads.decode(m.data)
-        if trace is not None and len(trace) < 100:
-            trace.add(head.metadata.correlation_id)
         behind = backlog + len(msgs) - 1 - index
-        items.append(Item(_position(m)[0], m.subject, head.event_type, m.data, m.reply, behind))
+        one = reading.item(_position(m)[0], m.subject, m.data, m.reply, behind)
+        if trace is not None and len(trace) < 100 and one.event is not None:
+            trace.add(one.event.metadata.correlation_id)
+        items.append(one)
     return items
 
 
@@ -188,6 +177,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             yield b"".join(writer.group(g) for g in rest)
             await acks.written(rest[-1][-1].ack, ctl.capacity)
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
+        yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
+    except Exception:  # a bug must not leave a client without a way back: it resumes by id
+        log.exception("sse_stream_failed", client_id=session.client_id, consumer=feed.name)
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     finally:
         session.release()

@@ -9,7 +9,7 @@ it (delivered, or intentionally superseded).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Item(NamedTuple):
@@ -21,6 +21,8 @@ class Item(NamedTuple):
     data: bytes
     ack: str = ""  # the JetStream ack subject of this delivery
     pending: int = 0  # events still waiting in the stream for this client when delivered
+    event: Any = None  # the decoded envelope (`common.envelope.Envelope`)
+    skipped: str = ""  # why the feed cannot show this delivery (it still moves `id:` past it)
 
 
 def latest_per_key(items: Iterable[Item]) -> list[Item]:

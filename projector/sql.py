@@ -1,37 +1,72 @@
-"""Read-only ad-hoc SQL over the read models.
+"""Read-only ad-hoc SQL over the read models, read-only by construction.
 
-Two fences. The database is opened with external access, extension loading and
-configuration changes locked (`readmodel.LOCKED_DOWN`), so no statement can reach a file,
-the network or a setting. In front of that, only a single SELECT (or WITH … SELECT)
-statement is accepted: no ATTACH, COPY, EXPORT, INSTALL, LOAD, SET, PRAGMA, CALL or
-writes. The query runs on its own cursor, is interrupted after a time limit and returns
-at most a row limit. Every refusal is a 4xx that says why; none disturbs the projector.
+Fences, each holding on its own (docs/security.md lists what each one stops):
+
+1. The database is opened locked down (`readmodel.LOCKED_DOWN`): no file or network
+   access, no extension loading, no replacement scans of Python variables, and its
+   configuration frozen, so no statement reaches a file, the network or a setting.
+2. The query runs on a fresh cursor inside `BEGIN TRANSACTION READ ONLY`, which is always
+   rolled back: DuckDB refuses every write to the read models in such a transaction, in
+   whatever shape it comes (`WITH x AS (DELETE ... RETURNING *) SELECT ...`, MERGE, DDL,
+   sequences), and nothing of it could commit anyway. Whatever is local to the cursor
+   (temporary objects, variables, a search path) goes with it.
+3. Only one statement, of type SELECT, is executed, and it is the parsed statement that runs
+   (never the text again), so a comment or a second statement cannot ride along. Its parse
+   tree may not call the few functions whose effects are database-wide rather than
+   transactional (checkpoints, log truncation) or that run SQL text themselves (`query`).
+
+A query is interrupted at its deadline and answers at most `max_rows` rows and `max_bytes`
+bytes of JSON, saying which limit cut it. Every refusal is a 4xx that says why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
+import msgspec
 
-from common.errors import BadRequest, Invalid
+from common.errors import BadRequest, Invalid, TooLarge, Unavailable
 
 _REFUSED = {
     "ATTACH": "attaching databases is not allowed",
     "DETACH": "detaching databases is not allowed",
     "COPY": "COPY reads or writes files; it is not allowed",
+    "COPY_DATABASE": "COPY reads or writes files; it is not allowed",
     "EXPORT": "EXPORT writes files; it is not allowed",
     "LOAD": "INSTALL and LOAD of extensions are not allowed",
     "SET": "settings cannot be changed",
     "VARIABLE_SET": "settings and variables cannot be changed",
     "PRAGMA": "PRAGMA is not allowed; use SELECT over duckdb_tables() and friends",
     "CALL": "CALL is not allowed; use SELECT * FROM <table function>",
+    "TRANSACTION": "transactions are the sandbox's own; send the SELECT alone",
 }
+# Functions whose effect is not undone by rolling back the query's transaction, or that run
+# SQL text the parse tree does not show. The rest are read-only or refused by fence 1 or 2.
+_UNSAFE_FUNCTIONS = {
+    "checkpoint": "checkpoints rewrite the database file",
+    "force_checkpoint": "checkpoints rewrite the database file and abort transactions",
+    "truncate_duckdb_logs": "it clears the database's logs",
+    "enable_logging": "settings cannot be changed",
+    "disable_logging": "settings cannot be changed",
+    "enable_profiling": "settings cannot be changed",
+    "disable_profiling": "settings cannot be changed",
+    "query": "it runs SQL text; write the query itself",
+    "query_table": "it runs SQL text; name the table itself",
+}
+_json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
+_CHUNK = 256  # rows fetched at a time at most while counting bytes
+INTERRUPT_EVERY_S = 0.05
+ENVELOPE_BYTES = 1024  # room kept in `max_bytes` for the reply around the rows
 
 
-def check(sql: str) -> None:
-    """Refuse anything but one read-only SELECT, saying why."""
+def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
+    """The one read-only SELECT in `sql`, or a 422 saying why it is refused."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -49,23 +84,75 @@ def check(sql: str) -> None:
             field="sql",
             statement=kind,
         )
+    try:
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+    except RecursionError:
+        raise Invalid(
+            "the statement is nested too deeply to check; flatten it", field="sql"
+        ) from None
+    if tree.get("error"):
+        raise Invalid(
+            f"the statement cannot be checked: {tree.get('error_message', '')[:200]}; "
+            "write it as a plain SELECT",
+            field="sql",
+        )
+    for name in _functions(tree):
+        if name in _UNSAFE_FUNCTIONS:
+            raise Invalid(
+                f"{name}() is not allowed in ad-hoc SQL: {_UNSAFE_FUNCTIONS[name]}",
+                field="sql",
+                function=name,
+            )
+    return statements[0]
+
+
+def _functions(tree: Any) -> Iterator[str]:
+    """Every function name anywhere in a `json_serialize_sql` tree, lower case."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("function_name")
+            if isinstance(name, str):
+                yield name.lower()
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def run(
-    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float, max_rows: int
+    cursor: duckdb.DuckDBPyConnection,
+    sql: str,
+    deadline: float,
+    max_rows: int,
+    max_bytes: int,
+    limit_s: float,
 ) -> dict[str, Any]:
-    check(sql)
-    cursor = con.cursor()
-    timer = threading.Timer(timeout_s, cursor.interrupt)
-    timer.start()
+    """Run one read-only SELECT on a fresh `cursor` (closed here) until `deadline`
+    (time.monotonic()); returns `{"columns", "rows", "truncated", "truncated_by",
+    "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`. `limit_s` is the whole
+    time limit, for messages. Interrupted before its deadline (the replica swapped in a
+    rebuilt file or stops), it is a 503 to retry."""
+    done = threading.Event()
+    watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
-        result = cursor.execute(sql)
+        cursor.execute("BEGIN TRANSACTION READ ONLY")
+        statement = check(cursor, sql)
+        watchdog.start()
+        result = cursor.execute(statement)
         columns = [d[0] for d in result.description or ()]
-        fetched = result.fetchmany(max_rows + 1)
+        budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
+        rows, cut = _fetch(result, max_rows, budget)
     except duckdb.InterruptException:
+        if time.monotonic() < deadline:
+            raise Unavailable(
+                "the replica stopped the query before its time limit (it swapped in a rebuilt "
+                "read model, or is shutting down); retry",
+                retry_after=1,
+            ) from None
         raise BadRequest(
-            f"the query ran longer than the {timeout_s:g} s limit and was stopped; "
-            "narrow it (WHERE, LIMIT) or aggregate first",
+            f"the query ran into the {limit_s:g} s limit (counted from its arrival, waiting "
+            "for a slot included) and was stopped; narrow it (WHERE, LIMIT) or aggregate first",
             field="sql",
             limit="time",
         ) from None
@@ -75,17 +162,81 @@ def run(
             f"({_first_line(exc)}); query the read-model tables instead",
             field="sql",
         ) from None
+    except duckdb.TransactionException as exc:
+        raise BadRequest(
+            f"ad-hoc SQL is read-only and cannot change the read models ({_first_line(exc)})",
+            field="sql",
+            limit="read-only",
+        ) from None
     except duckdb.Error as exc:
         raise BadRequest(f"the query failed: {_first_line(exc)}", field="sql") from None
     finally:
-        timer.cancel()
-        cursor.close()
+        done.set()
+        cursor.close()  # rolls the read-only transaction back with everything of the cursor
+    if cut == "bytes" and not rows:
+        raise TooLarge(
+            f"the first row of the answer alone is over the {max_bytes:,}-byte limit of an "
+            "answer; select fewer or shorter columns (e.g. left(text, 1000))",
+            field="sql",
+            limit="bytes",
+        )
     return {
         "columns": columns,
-        "rows": [list(row) for row in fetched[:max_rows]],
-        "truncated": len(fetched) > max_rows,
+        "rows": rows,
+        "truncated": cut is not None,
+        "truncated_by": cut,
         "max_rows": max_rows,
+        "max_bytes": max_bytes,
     }
+
+
+def interrupter(cursor: duckdb.DuckDBPyConnection) -> Callable[[], None]:
+    """`cursor.interrupt`, harmless once the cursor is closed."""
+
+    def interrupt() -> None:
+        with contextlib.suppress(duckdb.Error):
+            cursor.interrupt()
+
+    return interrupt
+
+
+def _interrupt_at(
+    cursor: duckdb.DuckDBPyConnection, deadline: float, done: threading.Event
+) -> None:
+    """Interrupt the cursor from `deadline` on until the query is done. Repeatedly: DuckDB
+    forgets an interrupt that arrives before the query starts executing."""
+    if done.wait(max(deadline - time.monotonic(), 0.0)):
+        return
+    while True:
+        interrupter(cursor)()
+        if done.wait(INTERRUPT_EVERY_S):
+            return
+
+
+def _fetch(
+    result: duckdb.DuckDBPyConnection, max_rows: int, budget: int
+) -> tuple[list[msgspec.Raw], str | None]:
+    """Rows as encoded JSON, up to `max_rows` rows and `budget` bytes; and which cut them."""
+    rows: list[msgspec.Raw] = []
+    used, widest = 0, 0
+    # One row first, then as many as the bytes left would hold at the widest row seen, so
+    # rows of many megabytes are never fetched into Python by the hundred.
+    while chunk := result.fetchmany(max(1, min(_CHUNK, (budget - used) // (widest or budget)))):
+        for row in chunk:
+            if len(rows) == max_rows:
+                return rows, "rows"
+            encoded = _json.encode(list(row))
+            used += len(encoded) + 1
+            widest = max(widest, len(encoded) + 1)
+            if used > budget:
+                return rows, "bytes"
+            rows.append(msgspec.Raw(encoded))
+    return rows, None
+
+
+def encode(value: Any) -> bytes:
+    """JSON of an answer holding encoded rows (any other DuckDB value as text)."""
+    return _json.encode(value)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -61,7 +61,7 @@ async def serve(
         ready(f"writer serving {subjects.command('*')}" + (f", metrics :{port}" if port else ""))
         await stop.wait()
     finally:
-        await nc.drain()
+        await bus.goodbye(nc)
 
 
 def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,9 +27,9 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from common import envelope as codec
 from common.envelope import Envelope
-from common.errors import Unavailable
+from common.errors import StorageFull, Unavailable
 from common.subjects import Subjects
-from writer.handler import WrongExpectedSequence
+from writer.handler import WrongExpectedSequence, undecidable
 
 log = structlog.get_logger()
 
@@ -38,6 +39,8 @@ WRONG_LAST_SEQUENCE_NO_NUMBER = 10164  # what a clustered stream answers during 
 BATCH_DUPLICATE_MSG_ID = 10201  # a retried atomic batch never answers duplicate=True
 MOVED_ON = {WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_NO_NUMBER, BATCH_DUPLICATE_MSG_ID}
 PUBLISH_ATTEMPTS = 3
+OUT_OF_STORAGE = {10047, 10023}  # JetStream: insufficient (storage) resources
+STORAGE_RETRY_AFTER_S = 5
 
 
 class JetStreamEventStore:
@@ -62,13 +65,15 @@ class JetStreamEventStore:
         subject = self.subjects.events(aggregate_type, aggregate_id)
         events: list[tuple[int, Envelope]] = []
         while True:
-            page = await self._read_page(subject, after + 1)
+            page = await self._read_page(subject, (aggregate_type, aggregate_id), after + 1)
             events.extend(page)
             if len(page) < READ_PAGE:
                 return events
             after = page[-1][0]
 
-    async def _read_page(self, subject: str, start: int) -> list[tuple[int, Envelope]]:
+    async def _read_page(
+        self, subject: str, key: tuple[str, str], start: int
+    ) -> list[tuple[int, Envelope]]:
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
         try:
@@ -83,7 +88,14 @@ class JetStreamEventStore:
                     if status not in ("204", "404"):
                         raise Unavailable(f"reading {subject} failed: {status} {headers}")
                     return page
-                page.append((int(headers["Nats-Sequence"]), codec.decode(msg.data)))
+                sequence = int(headers["Nats-Sequence"])
+                try:
+                    page.append((sequence, codec.decode_stored(msg.data, *key)))
+                except codec.Undecodable as exc:
+                    log.error(
+                        "event_unreadable", subject=subject, sequence=sequence, error=str(exc)
+                    )
+                    raise undecidable(*key, sequence, str(exc)) from None
                 if len(page) == READ_PAGE:
                     return page
         except NatsTimeout:
@@ -109,14 +121,21 @@ class JetStreamEventStore:
                 self.on_retry()
                 if attempt == PUBLISH_ATTEMPTS:
                     raise Unavailable(
-                        "the event stream did not acknowledge the append; resend the command "
-                        "with the same command_id (it will not be applied twice)",
+                        "the event stream did not acknowledge the append (its server may be "
+                        "down or out of disk space); resend the command with the same "
+                        "command_id (it will not be applied twice)",
                         retry_after=1,
                     ) from None
         if "error" in ack:
             error = ack["error"]
             if error.get("err_code") in MOVED_ON:
                 raise WrongExpectedSequence(error.get("description", ""))
+            if error.get("err_code") in OUT_OF_STORAGE:
+                raise StorageFull(
+                    f"the event store is out of storage ({error.get('description')}); nothing "
+                    "was appended: retry once space is freed or its limits are raised",
+                    retry_after=STORAGE_RETRY_AFTER_S,
+                )
             raise Unavailable(f"the event stream refused the append: {error.get('description')}")
         if ack.get("duplicate"):
             raise WrongExpectedSequence("the command was appended before", int(ack["seq"]))
@@ -134,7 +153,7 @@ class JetStreamEventStore:
     async def _publish_batch(
         self, subject: str, bodies: list[bytes], msg_ids: Sequence[str], expected: int
     ) -> dict[str, Any]:
-        batch_id = msg_ids[0].replace(":", "-")[-64:]
+        batch_id = hashlib.blake2b(msg_ids[0].encode(), digest_size=16).hexdigest()  # ≤ 64
         last = len(bodies)
         for index, body in enumerate(bodies, start=1):
             headers = {

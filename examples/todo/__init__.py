@@ -42,7 +42,7 @@ app = App(
         Feed("user_profile", "user_profiles", one="get", every="list"),
     ),
     panels=PANELS,
-    demo=demo.script,
+    demo=demo.demo,
     events=history.events,
     aliases={  # the example's paths from before `/api/read/{projection}/{query}`
         "/api/todo-lists": ("todo_lists", "lists"),

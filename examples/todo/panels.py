@@ -10,19 +10,14 @@ list that is not on screen patches nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from html import escape
 from typing import Any
 
 from common.app import Ask, Panel, Patch
 from common.envelope import Envelope
+from common.html import e
 from common.subjects import valid_id
 
 DEFAULT_LIST = "inbox"
-
-
-def e(value: object) -> str:
-    """Escape text and attribute values (quotes included)."""
-    return escape(str(value), quote=True)
 
 
 def todo_toggle(todo_id: str, completed: bool) -> str:
@@ -57,6 +52,16 @@ def todo_list(list_id: str, items: Iterable[Mapping[str, Any]]) -> str:
     return (
         f'<ul id="todos-{e(list_id)}" class="todo-list" aria-label="Todos of {e(list_id)}">'
         f"{todo_items(items)}</ul>"
+    )
+
+
+def lists(items: Iterable[Mapping[str, Any]], current: str) -> str:
+    """`ul#lists`: a chip per list with its active count; the page reloads it as events
+    come (`data-refresh`: the panel's `lists` fragment)."""
+    refresh = f"/ui/panels/todos/lists?list={e(current)}"
+    return (
+        f'<ul id="lists" class="lists" aria-label="Recent lists" data-refresh="{refresh}">'
+        f"{list_links(items, current)}</ul>"
     )
 
 
@@ -103,7 +108,7 @@ def chosen_list(params: Mapping[str, str]) -> str:
 async def todos_panel(ask: Ask, params: Mapping[str, str]) -> str:
     list_id = chosen_list(params)
     todos = await ask("todo_lists", "get", {"list_id": list_id})
-    lists = await ask("todo_lists", "lists", {})
+    found = await ask("todo_lists", "lists", {})
     lid = e(list_id)
     return f"""<section class="panel todos" aria-labelledby="todos-heading" data-list="{lid}">
     <h2 id="todos-heading">Todos: <span class="list-name">{lid}</span></h2>
@@ -113,7 +118,7 @@ async def todos_panel(ask: Ask, params: Mapping[str, str]) -> str:
              pattern="[A-Za-z0-9_\\-]{{1,64}}" title="letters, digits, - and _ (up to 64)">
       <button type="submit">Open</button>
     </form>
-    <ul id="lists" class="lists" aria-label="Recent lists">{list_links(lists or [], list_id)}</ul>
+    {lists(found or [], list_id)}
     <form id="add-todo" class="row" data-command="add_todo">
       <label for="new-todo">What needs doing?</label>
       <input id="new-todo" name="text" autocomplete="off" placeholder="Buy milk"
@@ -154,11 +159,21 @@ async def users_panel(ask: Ask, params: Mapping[str, str]) -> str:
   </section>"""
 
 
+async def lists_fragment(ask: Ask, params: Mapping[str, str]) -> str:
+    """`ul#lists` as it is now."""
+    return lists(await ask("todo_lists", "lists", {}) or [], chosen_list(params))
+
+
+_TODO_EVENTS = frozenset(
+    {"todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted"}
+)
+
+
 def todo_patches(sequence: int, event: Envelope) -> list[Patch]:
-    if event.aggregate_type != "todo_list":
-        return []
+    if event.aggregate_type != "todo_list" or event.event_type not in _TODO_EVENTS:
+        return []  # a type this gateway does not know (a rolling upgrade): the log line only
     scope = f"#todos-{event.aggregate_id}"
-    todo = str(event.payload.get("todo_id", ""))
+    todo = valid_id(event.payload.get("todo_id", ""), "todo_id")  # it becomes a selector
     item = f"{scope} #todo-{todo}"
     match event.event_type:
         case "todo_added":
@@ -168,9 +183,7 @@ def todo_patches(sequence: int, event: Envelope) -> list[Patch]:
         case "todo_completed" | "todo_reopened":
             done = event.event_type == "todo_completed"
             return [Patch(todo_toggle(todo, done), f"{item} .toggle")]
-        case "todo_deleted":
-            return [Patch(selector=item, mode="remove")]
-    return []
+    return [Patch(selector=item, mode="remove")]  # todo_deleted
 
 
 def user_patches(sequence: int, event: Envelope) -> list[Patch]:
@@ -180,7 +193,7 @@ def user_patches(sequence: int, event: Envelope) -> list[Patch]:
     match event.event_type:
         case "user_registered":
             row = {"user_id": event.aggregate_id, **event.payload}
-            return [Patch(user_item(row), "#users", "append")]
+            return [Patch(user_item(row), "#users", "prepend")]  # newest first
         case "profile_updated":
             return [
                 Patch(user_field(field, value), f"{user} .{field}")
@@ -207,6 +220,6 @@ def user_snapshot(topic: str, state: Any) -> list[Patch]:
 
 
 PANELS = (
-    Panel("todos", "Todos", todos_panel, todo_patches, todo_snapshot),
+    Panel("todos", "Todos", todos_panel, todo_patches, todo_snapshot, {"lists": lists_fragment}),
     Panel("users", "User profiles", users_panel, user_patches, user_snapshot),
 )

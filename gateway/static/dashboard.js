@@ -51,6 +51,9 @@
     analyticsDue = setTimeout(() => {
       analyticsDue = null;
       reload("/ui/analytics", "#analytics");
+      for (const el of document.querySelectorAll("[data-refresh][id]")) {
+        reload(el.dataset.refresh, `#${CSS.escape(el.id)}`);  // an app panel's live part
+      }
     }, 700);
   }
 

@@ -116,6 +116,11 @@
           onState("reconnecting");
         }
       };
+      // `connected` carries the position the feed starts after: a page that saw nothing
+      // else still resumes from it, so nothing appended while it was away is lost.
+      source.addEventListener("connected", (event) => {
+        if (event.lastEventId) lastId = event.lastEventId;
+      });
       for (const type of ["datastar-patch-elements", "datastar-patch-signals"]) {
         source.addEventListener(type, (event) => {
           if (event.lastEventId) lastId = event.lastEventId;

@@ -90,12 +90,12 @@ async def _nats_only(nc: Client, settings: NatsSettings, count: int, size: int) 
     return elapsed
 
 
-def _duckdb_only(path: Path, bodies: list[bytes], size: int) -> float:
+def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], size: int) -> float:
     model = ReadModel(path)
     started = time.perf_counter()
     for offset in range(0, len(bodies), size):
         chunk = bodies[offset : offset + size]
-        deliveries = [(offset + i + 1, "", body) for i, body in enumerate(chunk)]
+        deliveries = [(offset + i + 1, subject, body) for i, (subject, body) in enumerate(chunk)]
         apply(model, deliveries, offset + len(chunk), halt=True)
     elapsed = time.perf_counter() - started
     model.close()
@@ -146,7 +146,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _say("ceiling: consuming with nats-py, applying nothing")
             nats_s = await _nats_only(nc, settings, count, args.batch_size)
             _say("ceiling: applying to DuckDB, no NATS")
-            bodies = [codec.encode(e) for e in envelopes]
+            bodies = [
+                (Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
+                for e in envelopes
+            ]
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
             duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup)

@@ -12,6 +12,8 @@ import importlib
 import json
 from typing import Any
 
+from ironstar.commands import DefaultsHelp, examples
+
 BENCHMARKS = {
     "append": "commands/s and latency of the write path beside raw JetStream publishes",
     "project": "catch-up of the projector over stored events beside NATS-only and DuckDB-only",
@@ -24,12 +26,12 @@ def add(commands: Any) -> None:
     bench = commands.add_parser(
         "bench",
         help="run a benchmark and print it beside its ceiling",
-        description="Benchmarks print a table, or one JSON object with --json.  "
-        "Example: ironstar bench append --json",
+        description="Benchmarks print a table, or one JSON object with --json.",
+        **examples("ironstar bench append --json", "ironstar bench project --events 100000"),
     )
     names = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     for name, text in BENCHMARKS.items():
-        one = names.add_parser(name, help=text, description=text)
+        one = names.add_parser(name, help=text, description=text, formatter_class=DefaultsHelp)
         one.add_argument("--json", action="store_true", help="print one JSON object")
         _module(name).add(one)
         one.set_defaults(run=run)

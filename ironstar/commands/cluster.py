@@ -7,31 +7,66 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ironstar.commands import examples
+
 
 def add(commands: Any) -> None:
     cluster = commands.add_parser(
         "cluster",
         help="start or stop a local NATS cluster with replicas of every service",
         description="Run the distributed topology on this machine: a JetStream cluster "
-        "(stream replicas 3, fsync before ack) and replicas of every service, on loopback. "
-        "Example: ironstar cluster up --nats 3 --writers 2 --projectors 2 --gateways 2",
+        "(stream replicas 3, fsync before ack) and replicas of every service, on loopback.",
+        **examples(
+            "ironstar cluster up",
+            "ironstar cluster up --detach",
+            "ironstar cluster up --nats 3 --writers 2 --projectors 2 --gateways 2",
+            "ironstar cluster down",
+        ),
     )
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
-    up = actions.add_parser("up", help="start the cluster (foreground unless --detach)")
+    up = actions.add_parser(
+        "up",
+        help="start the cluster (foreground unless --detach)",
+        description="Start N nats-server nodes as one JetStream cluster (stream replicas "
+        "min(N, 3), fsync before ack) and the services' replicas, each its own process, on "
+        "loopback. In the foreground Ctrl-C stops everything; with --detach it keeps running "
+        "until `ironstar cluster down`. One stack per data dir.",
+        **examples("ironstar cluster up --detach", "ironstar cluster up --nats 1 --gateways 1"),
+    )
     up.add_argument("--nats", type=int, default=3, help="nats-server nodes (default: 3)")
     up.add_argument("--writers", type=int, default=2, help="writer replicas (default: 2)")
     up.add_argument("--projectors", type=int, default=2, help="projector replicas (default: 2)")
     up.add_argument("--gateways", type=int, default=2, help="gateway replicas (default: 2)")
     up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
     up.add_argument(
-        "--http-port", type=int, default=8000, help="first gateway's port, the others follow"
+        "--http-port",
+        type=int,
+        default=8000,
+        help="first gateway's port, the others follow (default: 8000)",
     )
-    up.add_argument("--data-dir", type=Path, default=Path(".ironstar-cluster"))
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".ironstar-cluster"),
+        help="default: ./.ironstar-cluster",
+    )
     up.add_argument(
         "--detach", action="store_true", help="leave it running; `ironstar cluster down` stops it"
     )
-    down = actions.add_parser("down", help="stop a cluster started with --detach")
-    down.add_argument("--data-dir", type=Path, default=Path(".ironstar-cluster"))
+    down = actions.add_parser(
+        "down",
+        help="stop a cluster started with --detach",
+        description="Stop exactly the processes `ironstar cluster up --detach` recorded in "
+        "<data dir>/cluster.json: gateways first, NATS last (SIGTERM, then SIGKILL after "
+        "the grace period).",
+        **examples("ironstar cluster down", "ironstar cluster down --data-dir /tmp/cluster"),
+    )
+    down.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".ironstar-cluster"),
+        help="default: ./.ironstar-cluster",
+    )
     cluster.set_defaults(run=run)
 
 
@@ -73,4 +108,8 @@ def run(args: argparse.Namespace) -> int:
         cluster.start()
         return cluster.banner() + "\nironstar: running (Ctrl-C stops everything)"
 
-    return foreground(start, cluster.exited, cluster.stop)
+    def check() -> str | None:
+        gone = cluster.exited()
+        return f"{', '.join(gone)} exited" if gone else None
+
+    return foreground(start, check, cluster.stop)

@@ -6,13 +6,15 @@ import argparse
 from typing import Any
 
 from common.settings import SECTIONS
+from ironstar.commands import examples
 
 
 def add(commands: Any) -> None:
     config = commands.add_parser(
         "config",
         help="list every IRONSTAR_* variable with its default",
-        description="Print the configuration table (Markdown).  Example: ironstar config",
+        description="Print the configuration table (Markdown).",
+        **examples("ironstar config"),
     )
     config.set_defaults(run=run)
 

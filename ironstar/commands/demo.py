@@ -1,24 +1,29 @@
 """`ironstar demo`: a realistic stream of commands, so a new user sees the dashboard move.
 
 The commands come from the loaded app's demo script (`App.demo`; the example's: people
-keeping todo lists and their profiles). They go to the gateway's HTTP API like any
-client's; the occasional rejection (a rule broken) is part of real traffic and is counted,
-not fatal. Stops after `--duration` seconds or on Ctrl-C.
+keeping todo lists and their profiles), which may read the read models first to go on
+from what the stack holds. They go to the gateway's HTTP API like any client's; the
+occasional rejection (a rule broken) is part of real traffic and is counted, not fatal.
+Stops after `--duration` seconds or on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from common import catalogue
-from common.app import DemoCommand
+from common.app import DemoCommand, Read
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, target
 
 Command = DemoCommand
 
@@ -28,22 +33,27 @@ def add(commands: Any) -> None:
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
         description="Feed a running Ironstar (e.g. `ironstar up`) with the app's demo "
-        "commands (IRONSTAR_APP) over its HTTP API until Ctrl-C.  "
-        "Example: ironstar demo --rate 10 --duration 60",
+        "commands (IRONSTAR_APP) over its HTTP API until Ctrl-C.",
+        **examples("ironstar demo", "ironstar demo --rate 10 --duration 60"),
     )
-    demo.add_argument("--url", default="http://127.0.0.1:8000", help="gateway base URL")
-    demo.add_argument("--rate", type=float, default=4.0, help="commands per second (default 4)")
-    demo.add_argument("--duration", type=float, default=0, help="seconds; 0 runs until Ctrl-C")
-    demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
+    demo.add_argument(
+        "--url",
+        default=None,
+        help="gateway base URL (default: the running stack's, see --data-dir)",
+    )
+    add_data_dir(demo)
+    demo.add_argument("--rate", type=float, default=4.0, help="commands per second (default: 4)")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="seconds (default: 0, runs until Ctrl-C)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=None, help="random seed, for a repeatable run (default: none)"
+    )
     demo.set_defaults(run=run)
 
 
-def script(rng: random.Random) -> Iterator[Command]:
-    """The loaded app's endless demo script; AppError when the app has none."""
-    app = catalogue.current().app
-    if app.demo is None:
-        raise catalogue.AppError(f"app {app.name} declares no demo traffic (App(demo=...))")
-    return app.demo(rng)
+class NotIronstar(Exception):
+    """The URL answered, but not as an Ironstar gateway does."""
 
 
 def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
@@ -56,9 +66,55 @@ def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, json.loads(reply.read())
+            return reply.status, _json(url, reply.status, reply.headers, reply.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return exc.code, _json(url, exc.code, exc.headers, exc.read() or b"{}")
+
+
+def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        kind = headers.get("Content-Type", "no content type")
+        raise NotIronstar(
+            f"{url} answered HTTP {status} ({kind}), not Ironstar's JSON: "
+            f"{body[:80].decode(errors='replace')!r}; is it an Ironstar gateway? "
+            f"(`ironstar status --url {url}`)"
+        )
+    return answer
+
+
+def _get(url: str) -> dict[str, Any] | None:
+    """A read model's answer, or None when it holds nothing there (404)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return _json(url, reply.status, reply.headers, reply.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        return _json(url, exc.code, exc.headers, exc.read() or b"{}")
+
+
+def _reader(url: str) -> Read:
+    """Read a catalogue query over HTTP: its result, or None when it holds nothing (404)."""
+
+    def read(projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        query = urllib.parse.urlencode(params)
+        found = _get(f"{url}/api/read/{projection}/{name}?{query}")
+        return None if found is None else found.get("result")
+
+    return read
+
+
+def script(rng: random.Random, url: str) -> Iterator[Command]:
+    """The loaded app's demo script, lazily (so reading the stack fails where sending
+    does); AppError when the app has none."""
+    app = catalogue.current().app
+    if app.demo is None:
+        raise catalogue.AppError(f"app {app.name} declares no demo traffic (App(demo=...))")
+    yield from app.demo(rng, _reader(url))
 
 
 def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool = False) -> int:
@@ -67,11 +123,16 @@ def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool =
     url = url.rstrip("/")
     started = time.monotonic()
     accepted = rejected = 0
-    for i, command in enumerate(script(rng)):
+    commands = script(rng, url)
+    for i in itertools.count():
         if duration and time.monotonic() - started >= duration:
             break
-        try:
+        try:  # the script may read the stack as it goes: the same failures apply
+            command = next(commands)
             status, body = send(url, command)
+        except NotIronstar as exc:
+            print(f"ironstar demo: {exc}")
+            return accepted
         except (urllib.error.URLError, OSError) as exc:
             if not quiet:
                 print(f"ironstar demo: cannot reach {url}: {getattr(exc, 'reason', exc)}")
@@ -90,9 +151,10 @@ def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool =
 
 
 def run(args: argparse.Namespace) -> int:
-    print(f"ironstar demo: {args.rate:g} commands/s to {args.url} (Ctrl-C stops)")
+    url = args.url or target(args).http_url
+    print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)")
     try:
-        feed(args.url, args.rate, args.duration, args.seed)
+        feed(url, args.rate, args.duration, args.seed)
     except KeyboardInterrupt:
         print("\nironstar demo: stopped")
     return 0

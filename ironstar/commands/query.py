@@ -12,15 +12,17 @@ import asyncio
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 
 from common.errors import Invalid
 from common.settings import ProjectorSettings
-from ironstar import local
-from ironstar.commands.remote import ask
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, ask, target
 
 
 def add(commands: Any) -> None:
@@ -28,8 +30,12 @@ def add(commands: Any) -> None:
         "query",
         help="run one read-only SELECT over the read models",
         description="Run one read-only SELECT over the read models of a running projector "
-        "(IRONSTAR_NATS_URL), or of a DuckDB file with --file.  Example: "
-        'ironstar query "SELECT event_type, sum(events) FROM event_counts GROUP BY ALL"',
+        "(see --data-dir), or of a DuckDB file with --file.",
+        **examples(
+            'ironstar query "SELECT event_type, sum(events) FROM event_counts GROUP BY ALL"',
+            'ironstar query --csv "SELECT * FROM todos"',
+            'ironstar query --file /tmp/ironstar.duckdb "SELECT count(*) FROM users"',
+        ),
     )
     one.add_argument("sql", help="one SELECT (or WITH … SELECT) statement")
     shape = one.add_mutually_exclusive_group()
@@ -37,6 +43,7 @@ def add(commands: Any) -> None:
     shape.add_argument("--csv", action="store_true", help="print CSV with a header line")
     one.add_argument("--min-seq", type=int, default=0, help="wait until this sequence is applied")
     one.add_argument("--file", type=Path, help="query this DuckDB file instead (e.g. a snapshot)")
+    add_data_dir(one)
     one.set_defaults(run=run)
 
 
@@ -50,12 +57,16 @@ def run(args: argparse.Namespace) -> int:
         except duckdb.Error as exc:
             raise Invalid(f"cannot open {args.file}: {exc}", field="file") from None
         settings = ProjectorSettings.from_env()
-        result = sql.run(con, args.sql, settings.sql_timeout_s, settings.sql_max_rows)
-        answer: dict[str, Any] = {"sequence": None, "result": result}
-    else:
-        answer = asyncio.run(
-            ask(local.nats_settings(), "sql", "sql", {"sql": args.sql}, args.min_seq)
+        deadline = time.monotonic() + settings.sql_timeout_s
+        result = sql.run(
+            con.cursor(), args.sql, deadline, settings.sql_max_rows, settings.max_answer_bytes,
+            settings.sql_timeout_s,
+        )  # fmt: skip
+        answer: dict[str, Any] = msgspec.json.decode(
+            sql.encode({"sequence": None, "result": result})
         )
+    else:
+        answer = asyncio.run(ask(target(args).nats, "sql", "sql", {"sql": args.sql}, args.min_seq))
     result = answer["result"]
     if args.json:
         print(json.dumps(answer, default=str))
@@ -65,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(result["rows"])
     else:
         print(table(result["columns"], result["rows"]))
-        more = f", truncated at {result['max_rows']}" if result["truncated"] else ""
-        print(f"({len(result['rows'])} rows{more})", file=sys.stderr)
+        cut = result["truncated_by"]
+        limit = f"{result['max_rows']} rows" if cut == "rows" else f"{result['max_bytes']:,} bytes"
+        more = f", truncated at {limit}" if cut else ""
+        count = len(result["rows"])
+        print(f"({count} row{'' if count == 1 else 's'}{more})", file=sys.stderr)
     return 0
 
 

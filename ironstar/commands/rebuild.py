@@ -17,8 +17,8 @@ from typing import Any
 from common.errors import Unavailable
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import valid_id
-from ironstar import local
-from ironstar.commands.remote import ask
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, ask, target
 
 
 def add(commands: Any) -> None:
@@ -26,19 +26,20 @@ def add(commands: Any) -> None:
         "rebuild",
         help="rebuild read models into a new file and swap it in",
         description="Rebuild projections of a running projector replica from sequence 1 "
-        "into a new DuckDB file, then swap it in.  Example: "
-        "ironstar rebuild --projection analytics",
+        "into a new DuckDB file, then swap it in.",
+        **examples("ironstar rebuild --projection analytics"),
     )
     one.add_argument(
         "--projection", action="append", default=[], help="only this projection (repeatable)"
     )
     one.add_argument("--replica", help="the replica to rebuild (default IRONSTAR_PROJECTOR_NAME)")
+    add_data_dir(one)
     one.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     replica = valid_id(args.replica or ProjectorSettings.from_env().name, "replica")
-    status = asyncio.run(_follow(local.nats_settings(), replica, args.projection))
+    status = asyncio.run(_follow(target(args).nats, replica, args.projection))
     if status["state"] != "done":
         print(f"rebuild failed: {status['error']}", file=sys.stderr)
         return 1

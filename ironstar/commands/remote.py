@@ -1,16 +1,38 @@
-"""What `ironstar query|snapshot|rebuild` share: one request to a running projector."""
+"""What `ironstar query|snapshot|rebuild|status|demo` share: finding the stack, asking it."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from common import bus
+from common.errors import Unavailable
 from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import configure_logging
+from ironstar import local
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    """`--data-dir`: the stack of this `ironstar up` / `ironstar cluster up` data dir."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the stack running with this data dir (default: IRONSTAR_NATS_URL if set, "
+        "else the stack in ./.ironstar, else ./.ironstar-cluster)",
+    )
+
+
+def target(args: argparse.Namespace) -> local.Target:
+    """The stack the command is asked about, said on stderr; Unavailable when none runs."""
+    found = local.target(args.data_dir)
+    found.say()
+    return found
 
 
 async def ask(
@@ -18,7 +40,10 @@ async def ask(
 ) -> dict[str, Any]:
     """Send one query request to `<prefix>.query.<target>`; returns {"sequence", "result"}."""
     configure_logging("ironstar", "ERROR")  # stdout is for results; problems are raised
-    nc = await bus.connect(settings, name=f"ironstar-cli-{target}", wait_s=3)
+    try:
+        nc = await bus.connect(settings, name=f"ironstar-cli-{target}", wait_s=3)
+    except Unavailable as exc:
+        raise Unavailable(f"{exc.message}; is the stack running? {local.START_HINT}") from None
     try:
         wait = settings.request_timeout_s
         request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)

@@ -17,6 +17,7 @@ from common.settings import (
     WriterSettings,
     app_name,
 )
+from ironstar.commands import examples
 
 SERVICES = {
     "writer": "validate commands and append events (queue group 'writers')",
@@ -30,8 +31,8 @@ def add(commands: Any) -> None:
         one = commands.add_parser(
             service,
             help=text,
-            description=f"Run the {service} alone against IRONSTAR_NATS_URL: {text}. "
-            f"Example: IRONSTAR_NATS_URL=nats://127.0.0.1:4222 ironstar {service}",
+            description=f"Run the {service} alone against IRONSTAR_NATS_URL: {text}.",
+            **examples(f"IRONSTAR_NATS_URL=nats://127.0.0.1:4222 ironstar {service}"),
         )
         one.add_argument("--ready-file", type=Path, help="written once the service serves")
         one.set_defaults(run=run)

@@ -2,7 +2,9 @@
 
 It asks NATS (stream and consumer info; a probe request to the writers' and projectors'
 queue groups, which answer without appending) and the gateway over HTTP (`/healthz`,
-`/readyz`). With `--data-dir` of a running `ironstar up` it finds both by itself.
+`/readyz`). It finds the stack as every CLI command does (ironstar/local.py): `--data-dir`
+of a running `ironstar up` or `ironstar cluster up`, else `IRONSTAR_NATS_URL`, else the
+stack in ./.ironstar or ./.ironstar-cluster.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats as nats_client
 from nats.errors import NoServersError
 
-from common import bus, catalogue
+from common import bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from ironstar import local
+from ironstar.commands import examples
+from ironstar.commands.remote import add_data_dir, target
 
 PROBE_ID = "ironstar-status"
 _encode = msgspec.json.Encoder().encode
@@ -36,13 +38,16 @@ def add(commands: Any) -> None:
         "status",
         help="health of each service, stream size, consumers, projection lag",
         description="Ask NATS and the gateway how the system is.  Exit status 1 when "
-        "something is down.  Examples: ironstar status    ironstar status --json    "
-        "IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar status --url http://10.0.0.5:8000",
+        "something is down.",
+        **examples(
+            "ironstar status",
+            "ironstar status --json",
+            "ironstar status --data-dir .ironstar-cluster",
+            "IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar status --url http://10.0.0.5:8000",
+        ),
     )
-    status.add_argument(
-        "--data-dir", type=Path, default=Path(".ironstar"), help="of a running `ironstar up`"
-    )
-    status.add_argument("--url", default=None, help="gateway base URL (default from --data-dir)")
+    add_data_dir(status)
+    status.add_argument("--url", default=None, help="gateway base URL (default: the stack's)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(run=run)
 
@@ -86,7 +91,8 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
                 **bus.credentials(nats),
             )
     except (OSError, TimeoutError, NoServersError, nats_client.errors.Error) as exc:
-        raise Unavailable(f"cannot reach NATS at {nats.url}: {exc or 'no answer in 4 s'}") from None
+        why = str(exc) or f"{type(exc).__name__}, no answer within 4 s"
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {why}") from None
     try:
         js = nc.jetstream()
         info = await js.stream_info(nats.stream)
@@ -140,25 +146,11 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
             "up": projector["up"],
             "at": projector.get("sequence"),
             "lag": None if projector.get("sequence") is None else last - projector["sequence"],
+            **{k: projector[k] for k in ("storage_exhausted",) if k in projector},
             **({"reason": projector["reason"]} if "reason" in projector else {}),
         },
         "consumers": readers,
     }
-
-
-def _where(args: argparse.Namespace) -> tuple[NatsSettings, str]:
-    """NATS settings and gateway URL: from `up.json` in the data dir, else the environment."""
-    found = local.read(args.data_dir)
-    url = found["http_url"] if found else "http://127.0.0.1:8000"
-    return local.nats_settings(args.data_dir), (args.url or url).rstrip("/")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def report(state: dict[str, Any]) -> list[str]:
@@ -171,7 +163,7 @@ def report(state: dict[str, Any]) -> list[str]:
     if stream:
         lines.append(
             f"  stream     {stream['name']}: {stream['events']:,} events, "
-            f"{_size(stream['bytes'])}, "
+            f"{storage.size(stream['bytes'])}, "
             f"sequences {stream['first_sequence']}..{stream['last_sequence']}, "
             f"{stream['consumers']} consumers"
         )
@@ -185,12 +177,25 @@ def report(state: dict[str, Any]) -> list[str]:
         lines.append(
             f"projector    {mark[p['up']]}  "
             + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
+            + (
+                f"; STORAGE EXHAUSTED: {p['storage_exhausted']}"
+                if p.get("storage_exhausted")
+                else ""
+            )
         )
     ready = gateway.get("http") == 200
     detail = gateway.get("reason") or gateway.get("http")
+    state_mark = "FULL" if gateway.get("status") == "storage_exhausted" else mark[ready]
     lines.append(
-        f"gateway      {mark[ready]}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
+        f"gateway      {state_mark}  {gateway['url']}/" + ("" if ready else f"  ({detail})")
     )
+    disk = state.get("storage")
+    if disk:
+        lines.append(
+            f"disk         {'FULL' if disk['full'] else 'ok  '}  "
+            f"{storage.size(disk['free_bytes'])} free in {disk['path']}"
+            + ("; commands are refused until space is freed, reads go on" if disk["full"] else "")
+        )
     readers = state.get("consumers") or []
     sse = [c for c in readers if c["kind"] == "sse"]
     for c in readers:
@@ -205,15 +210,28 @@ def report(state: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    nats, url = _where(args)
+    try:
+        stack = target(args)
+    except Unavailable as exc:
+        if args.json:
+            print(json.dumps({"nats": {"up": False, "reason": exc.message}}))
+        else:
+            print(f"nothing runs: {exc.message}")
+        return 1
+    nats, url = stack.nats, (args.url or stack.http_url).rstrip("/")
     try:
         state = asyncio.run(gather(nats))
     except (IronstarError, OSError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, IronstarError) else str(exc) or type(exc).__name__
         state = {"nats": {"url": nats.url, "up": False, "reason": reason}}
     state["gateway"] = {"url": url, **_http(f"{url}/readyz")}
+    if stack.data_dir is not None:
+        why = storage.shortage([str(stack.data_dir)])
+        free = storage.free_bytes(stack.data_dir)
+        state["storage"] = {"path": str(stack.data_dir), "free_bytes": free, "full": bool(why)}
     healthy = (
-        state["nats"]["up"]
+        not state.get("storage", {}).get("full")
+        and state["nats"]["up"]
         and state.get("writer", {}).get("up")
         and state.get("projector", {}).get("up")
         and state["gateway"].get("http") == 200

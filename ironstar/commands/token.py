@@ -8,6 +8,8 @@ from typing import Any
 
 from common.errors import Invalid
 from common.settings import AuthSettings
+from common.tokens import MAKE_SECRET
+from ironstar.commands import examples
 
 SCOPES = (
     "commands:<aggregate_type>, read:<topic> (todo_list, todo_list:<id>, analytics, *), sql, admin"
@@ -19,8 +21,11 @@ def add(commands: Any) -> None:
         "token",
         help="mint a bearer token (or a new secret) for the gateway",
         description="Print an HS256 token signed with IRONSTAR_AUTH_SECRET (or _SECRET_FILE). "
-        f"Scopes: {SCOPES}.  Example: ironstar token --subject alice "
-        "--scope commands:todo_list --scope read:todo_list --ttl 3600",
+        f"Scopes: {SCOPES}.",
+        **examples(
+            "ironstar token --subject alice --scope commands:todo_list --scope read:todo_list "
+            "--ttl 3600"
+        ),
     )
     token.add_argument("--subject", default="ironstar-cli", help="who the token is for (`sub`)")
     token.add_argument(
@@ -42,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     check = verifier(AuthSettings.from_env())
     if check is None:
         raise Invalid(
-            "no IRONSTAR_AUTH_SECRET or IRONSTAR_AUTH_SECRET_FILE is set: make one with "
-            "`ironstar token --new-secret` and give the same one to the gateway"
+            f"no IRONSTAR_AUTH_SECRET or IRONSTAR_AUTH_SECRET_FILE is set: {MAKE_SECRET}, "
+            "and give the same one to the gateway"
         )
     if args.ttl <= 0:
         raise Invalid("--ttl must be positive: a token needs a lifetime")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from common import catalogue
-from common.settings import APP_VARIABLE, app_name
+from common.settings import APP_VARIABLE, GatewaySettings, app_name
+from ironstar.commands import examples
 
 
 def add(commands: Any) -> None:
@@ -16,12 +17,23 @@ def add(commands: Any) -> None:
         "up",
         help="start nats-server, writer, projector and gateway locally",
         description="Start a local nats-server (JetStream, fsync before ack) and every service "
-        "as its own process; Ctrl-C stops them all.  "
-        "Examples: ironstar up --http-port 8080    ironstar up --demo",
+        "as its own process; Ctrl-C stops them all. One stack per data dir. The gateway's "
+        "address defaults to IRONSTAR_GATEWAY_HOST / IRONSTAR_GATEWAY_PORT.",
+        **examples(
+            "ironstar up --http-port 8080",
+            "ironstar up --demo",
+            "ironstar up --app billing",
+            "IRONSTAR_GATEWAY_PORT=8001 make run",
+            "make run ARGS='--http-port 8001 --data-dir .ironstar-2'",
+        ),
     )
     up.add_argument("--data-dir", type=Path, default=Path(".ironstar"), help="default: ./.ironstar")
-    up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    up.add_argument("--http-port", type=int, default=8000, help="default: 8000")
+    up.add_argument(
+        "--http-host", default=None, help="default: IRONSTAR_GATEWAY_HOST, else 127.0.0.1"
+    )
+    up.add_argument(
+        "--http-port", type=int, default=None, help="default: IRONSTAR_GATEWAY_PORT, else 8000"
+    )
     up.add_argument("--nats-port", type=int, default=0, help="default: a free port")
     up.add_argument(
         "--demo",
@@ -51,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     except catalogue.AppError as exc:
         print(f"ironstar up: {exc}", file=sys.stderr)
         return 2
-    stack = Stack(args.data_dir, args.http_host, args.http_port, args.nats_port)
+    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
+    host = args.http_host or gateway.host
+    port = gateway.port if args.http_port is None else args.http_port
+    stack = Stack(args.data_dir, host, port, args.nats_port)
     stack.extra_env[APP_VARIABLE] = name
     if not args.demo:
         return up(stack)

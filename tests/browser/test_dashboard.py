@@ -193,3 +193,42 @@ def test_a_page_that_falls_behind_says_it_is_lagging_and_by_how_many_events(
     lagging = [s for s in states if s.startswith("lagging")]
     assert lagging, states
     assert 10 <= int(lagging[0].split()[1]) < 60
+
+
+def test_what_a_new_user_notices_first_updates_live_and_reads_at_phone_width(
+    stack: Stack, open_page: Callable[[str], Page]
+) -> None:
+    list_id, page = _fresh_list(stack, open_page)
+    # An empty live-events panel says what will appear there.
+    placeholder = page.evaluate(
+        "getComputedStyle(document.querySelector('#events'), '::before').content"
+    )
+    assert "events appear here" in placeholder, placeholder
+
+    # The chips of the lists update live: a new list appears, a count changes.
+    other = _list()
+    send(stack.url, "todo_list", other, "add_todo", {"todo_id": "a", "text": "Elsewhere"})
+    chip = page.locator("#lists li", has_text=other)
+    expect(chip).to_contain_text("1 active", timeout=5_000)
+    send(stack.url, "todo_list", other, "add_todo", {"todo_id": "b", "text": "Elsewhere too"})
+    expect(chip).to_contain_text("2 active", timeout=5_000)
+    expect(page.locator("#lists li", has_text=list_id)).to_have_count(0)  # nothing in it yet
+    _add(page, "Mine")
+    expect(page.locator("#lists li", has_text=list_id)).to_contain_text("1 active", timeout=5_000)
+
+    # A new user appears at the top of the newest-first list.
+    for user in ("first", "second"):
+        send(stack.url, "user_profile", f"{user}-{list_id}", "register_user",
+             {"name": user.title(), "email": f"{user}@example.org"})  # fmt: skip
+    expect(page.locator("#users li").first).to_have_id(f"user-second-{list_id}", timeout=5_000)
+
+    # The chart's tick labels stay readable on a phone: at least 10 CSS pixels high.
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#analytics svg rect")).not_to_have_count(0, timeout=5_000)
+    heights = page.evaluate(
+        "[...document.querySelectorAll('#analytics .tick')]"
+        ".map(t => t.getBoundingClientRect().height)"
+    )
+    assert heights and min(heights) >= 10, heights
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "dashboard-first-hour-390.png", full_page=True)

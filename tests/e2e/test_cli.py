@@ -36,9 +36,7 @@ async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
     assert accepted >= 10
 
     async def status() -> dict[str, object]:
-        done = run_cli(
-            stack.env, "status", "--json", "--url", stack.url, "--data-dir", str(tmp_path / "none")
-        )
+        done = run_cli(stack.env, "status", "--json", "--url", stack.url)  # env wins
         report: dict[str, object] = json.loads(done.stdout)
         report["returncode"] = done.returncode
         return report
@@ -53,15 +51,17 @@ async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
     names = [c["name"] for c in report["consumers"]]  # type: ignore[attr-defined]
     assert "projector-projector-1" in names
 
-    readable = run_cli(stack.env, "status", "--url", stack.url, "--data-dir", str(tmp_path))
+    readable = run_cli(stack.env, "status", "--url", stack.url)
     assert "events behind" in readable.stdout and "writer       up" in readable.stdout
 
 
 def test_status_says_what_is_down_and_exits_1_when_nothing_runs(tmp_path: Path) -> None:
     env = {"IRONSTAR_NATS_URL": "nats://127.0.0.1:1"}
-    done = run_cli(env, "status", "--url", "http://127.0.0.1:1", "--data-dir", str(tmp_path))
+    done = run_cli(env, "status", "--url", "http://127.0.0.1:1")
     assert done.returncode == 1
     assert "nats-server  DOWN" in done.stdout and "gateway      DOWN" in done.stdout
+    assert "cannot reach NATS at nats://127.0.0.1:1: " in done.stdout
+    assert "()" not in done.stdout  # the reason is never empty
 
 
 def test_every_command_has_help_with_an_example() -> None:
@@ -70,7 +70,9 @@ def test_every_command_has_help_with_an_example() -> None:
     assert len(commands.choices) >= len(COMMANDS)  # type: ignore[arg-type]
     for name, sub in commands.choices.items():  # type: ignore[union-attr]
         text = sub.format_help()
-        assert "Example" in text, f"`ironstar {name} --help` shows no example"
+        assert "\nexamples:\n  " in text, f"`ironstar {name} --help` shows no example"
+        examples = text.split("\nexamples:\n", 1)[1].splitlines()
+        assert all(line.startswith("  ") and "    " not in line.strip() for line in examples)
 
 
 async def test_up_with_demo_says_where_everything_is_and_status_finds_it_by_data_dir(
@@ -104,3 +106,21 @@ async def test_up_with_demo_says_where_everything_is_and_status_finds_it_by_data
     assert f"dashboard  http://127.0.0.1:{port}/" in said
     assert "NATS       nats://127.0.0.1:" in said and f"data       {data.resolve()}" in said
     assert not (data / "up.json").exists(), "up.json outlived the stack"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("cluster", "up"), "Start N nats-server nodes as one JetStream cluster"),
+        (("cluster", "down"), "Stop exactly the processes"),
+        (("demo",), "commands per second (default: 4)"),
+        (("bench", "sse"), "(default: 10000)"),
+        (("bench", "append"), "(default: 6000)"),
+    ],
+)
+def test_help_describes_cluster_actions_and_shows_defaults(
+    args: tuple[str, ...], expected: str
+) -> None:
+    done = run_cli({}, *args, "--help")
+    assert done.returncode == 0
+    assert expected in " ".join(done.stdout.split()), done.stdout

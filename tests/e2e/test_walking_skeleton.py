@@ -81,7 +81,7 @@ async def _read_events(
     async with aconnect_sse(client, "GET", "/api/events", params=params, headers=headers) as source:
         assert source.response.status_code == 200
         async for sse in source.aiter_sse():
-            if sse.id:
+            if sse.id and sse.event != "connected":  # connected carries its position too
                 events.append((int(sse.id), sse.event, json.loads(sse.data)))
             if len(events) == count:
                 return events

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import children
+from tests.support.processes import children, run_cli
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +46,8 @@ def _command(gateway: str) -> int:
         timeout=10,
     )
     assert reply.status_code == 200, reply.text
-    return reply.status_code
+    sequence: int = reply.json()["sequence"]
+    return sequence
 
 
 def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: Path) -> None:
@@ -62,7 +63,27 @@ def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: P
     try:
         assert len(pids) == 6 and all(_alive(pid) for pid in pids)
         assert "IRONSTAR_NATS_URL=nats://" in up.stdout
-        _command(state["gateway-1"]["url"])
+        assert "nats_disconnected" not in up.stdout + up.stderr, "a warning on success"
+        sequence = _command(state["gateway-1"]["url"])
+        status = run_cli({}, "status", "--data-dir", str(data))
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"`ironstar cluster` in {data}" in status.stderr
+        assert state["gateway-1"]["url"].rstrip("/") in status.stdout
+        rows = run_cli(
+            {},
+            "query",
+            "--data-dir",
+            str(data),
+            "--min-seq",
+            str(sequence),
+            "SELECT text FROM todos",
+        )
+        assert "replicated" in rows.stdout, rows.stderr
+        again = run_cli({}, "cluster", "up", *SMALL, "--data-dir", str(data), "--detach")
+        assert again.returncode == 1
+        assert "is in use by a detached `ironstar cluster up`" in again.stderr, again.stderr
+        assert "ironstar cluster down --data-dir" in again.stderr
+        assert json.loads((data / "cluster.json").read_text()) == state, "the record was touched"
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "ironstar", "cluster", "down", "--data-dir", str(data)],

@@ -28,7 +28,11 @@ def _event(kind: str, key: str, version: int, event_type: str, **payload: Any) -
 
 
 def _deliveries(events: list[Envelope], first: int = 1) -> list[tuple[int, str, bytes]]:
-    return [(first + i, "s", codec.encode(e)) for i, e in enumerate(events)]
+    return [(first + i, _subject(e), codec.encode(e)) for i, e in enumerate(events)]
+
+
+def _subject(e: Envelope) -> str:
+    return f"x.events.{e.aggregate_type}.{e.aggregate_id}"
 
 
 @pytest.fixture
@@ -90,25 +94,26 @@ def test_a_poison_event_becomes_a_dead_letter_and_the_batch_goes_on(model: ReadM
     good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
     unreadable = _event("todo_list", "l", 2, "todo_renamed", todo_id="t")  # no text
     deliveries = [
-        (1, "s", codec.encode(good)),
-        (2, "s", b"{not json"),
-        *_deliveries([unreadable], 3),
+        *_deliveries([good]),
+        (2, _subject(good), b"{not json"),
+        (3, "x.events.todo_list.other", codec.encode(good)),  # another aggregate's envelope
+        *_deliveries([unreadable], 4),
     ]
-    apply(model, deliveries, 3, halt=False)
+    apply(model, deliveries, 4, halt=False)
     dead = model.con.execute("SELECT sequence, error FROM dead_letters ORDER BY 1").fetchall()
-    assert [sequence for sequence, _ in dead] == [2, 3]
-    assert "decode" in dead[0][1] and "text" in dead[1][1]
+    assert [sequence for sequence, _ in dead] == [2, 3, 4]
+    assert "decode" in dead[0][1] and "subject" in dead[1][1] and "text" in dead[2][1]
     assert model.con.execute("SELECT text FROM todos").fetchall() == [("one",)]
-    assert model.checkpoint == 3
+    assert model.checkpoint == 4
 
 
 def test_a_poison_event_halts_the_projection_when_set_to_halt(model: ReadModel) -> None:
     good = _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one")
     later = _event("todo_list", "l", 2, "todo_renamed", todo_id="t", text="two")
     deliveries = [
-        (1, "s", codec.encode(good)),
-        (2, "s", b"{not json"),
-        (3, "s", codec.encode(later)),
+        *_deliveries([good]),
+        (2, _subject(good), b"{not json"),
+        *_deliveries([later], 3),
     ]
     with pytest.raises(Poisoned, match="sequence 2"):
         apply(model, deliveries, 3, halt=True)

@@ -26,7 +26,7 @@ async def test_a_feed_holds_at_most_its_capacity_while_the_backlog_waits_in_the_
     box = Inbox(nc, asyncio.Event(), per_client=8, total=100)
     await box.start()
     feed = _feed(nc, box, nats_settings, "slow", Topic("todo_list"))
-    await feed.open(1)
+    await feed.open(1, 0)
     try:
         sequences = await publish(nc, nats_settings, [todo("a", n) for n in range(1, 101)])
         await feed.ask(64, 5.0)  # more credit than capacity: max_ack_pending still caps it
@@ -52,7 +52,7 @@ async def test_one_inbox_routes_each_consumers_deliveries_to_its_own_feed(
     await box.start()
     feeds = [_feed(nc, box, nats_settings, f"c{n}", Topic("todo_list", f"l{n}")) for n in (1, 2)]
     for feed in feeds:
-        await feed.open(1)
+        await feed.open(1, 0)
         await feed.ask(8, 5.0)
     try:
         ones = await publish(nc, nats_settings, [todo("l1", n) for n in (1, 2, 3)])

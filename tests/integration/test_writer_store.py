@@ -16,7 +16,7 @@ from common.messages import CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from tests.support.commands import command
-from writer.handler import CommandHandler, WrongExpectedSequence
+from writer.handler import CommandHandler, WrongExpectedSequence, message_ids
 from writer.store import JetStreamEventStore
 
 
@@ -169,7 +169,8 @@ async def test_a_repeated_message_id_is_reported_as_a_duplicate_of_its_sequence(
     handler = writer(nc, nats_settings)
     added = await handler.handle("todo_list", command("l", "add_todo", "c1", todo_id="a", text="A"))
     with pytest.raises(WrongExpectedSequence) as caught:
-        await handler.store.append(added.events, ["c1:0"], expected=added.sequence)
+        ids = message_ids(("todo_list", "l"), 0, "c1", 1)  # what the first append sent
+        await handler.store.append(added.events, ids, expected=added.sequence)
     assert caught.value.duplicate_of == added.sequence
     assert await stored(nc, nats_settings) == 1
 

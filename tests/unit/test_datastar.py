@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from datastar_py import ServerSentEventGenerator as Official
 
 from common.envelope import Envelope, Metadata
 from gateway import chart, datastar
-from gateway.wire import frame
+from gateway.wire import fields
 
 
 def _event(aggregate_type: str, aggregate_id: str, event_type: str, **payload: Any) -> Envelope:
@@ -107,10 +108,26 @@ def test_the_chart_stacks_each_minute_by_event_type_and_says_its_numbers_in_text
         {"minute": "2026-01-01T12:00:00+00:00", "event_type": "todo_completed", "events": 1},
         {"minute": "2026-01-01T12:02:00+00:00", "event_type": "todo_added", "events": 2},
     ]
-    svg = chart.chart(rows, minutes=5)
+    svg = chart.chart(rows, minutes=5, now=datetime(2026, 1, 1, 12, 2, 40, tzinfo=UTC))
     assert svg.count("<rect") == 3
     assert "6 events in the 5 minutes up to 12:02 UTC; busiest minute 4." in svg
     assert f'fill="{chart.colour("todo_added")}"' in svg  # todo_added's own colour
+
+
+def test_the_chart_time_axis_runs_to_now_not_to_the_last_event():
+    rows = [{"minute": "2026-01-01T12:00:00+00:00", "event_type": "todo_added", "events": 3}]
+    svg = chart.chart(rows, minutes=15, now=datetime(2026, 1, 1, 12, 20, 5, tzinfo=UTC))
+    assert "12:20 UTC</text>" in svg and "12:06</text>" in svg
+    assert svg.count("<rect") == 0  # 12:00 lies before the window: nothing happened since
+    naive = [{"minute": datetime(2026, 1, 1, 12, 19), "event_type": "todo_added", "events": 1}]
+    assert "12:20 UTC" in chart.chart(naive, now=datetime(2026, 1, 1, 12, 20, tzinfo=UTC))
+
+
+def test_a_registered_user_is_put_at_the_top_of_the_newest_first_list():
+    event = _event("user_profile", "linus", "user_registered", name="Linus Torvalds",
+                   email="linus@example.org")  # fmt: skip
+    first = datastar.patches(9, event)[0]
+    assert first.splitlines()[:2] == ["mode prepend", "selector #users"]
 
 
 def test_the_chart_without_events_says_how_to_make_some():
@@ -125,13 +142,13 @@ def test_how_far_the_client_trails_rides_along_as_the_behind_signal():
 def test_the_wire_format_is_byte_for_byte_what_the_official_python_sdk_writes():
     item = '<li id="a">two\nlines</li>'
     ours = [
-        frame(datastar.patch_elements(item, "#l", "append"), event="datastar-patch-elements"),
-        frame(datastar.patch_elements(item), event="datastar-patch-elements"),
-        frame(
+        fields(datastar.patch_elements(item, "#l", "append"), event="datastar-patch-elements"),
+        fields(datastar.patch_elements(item), event="datastar-patch-elements"),
+        fields(
             datastar.patch_elements(selector="#l #a", mode="remove"),
             event="datastar-patch-elements",
         ),
-        frame(datastar.patch_signals({"seq": 3}), event="datastar-patch-signals", id=3),
+        fields(datastar.patch_signals({"seq": 3}), event="datastar-patch-signals", id=3),
     ]
     official = [
         Official.patch_elements(item, selector="#l", mode="append"),

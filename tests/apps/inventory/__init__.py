@@ -9,7 +9,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from common.app import Aggregate, App, DemoCommand, Feed, Panel, Patch, Projection, Query
+from common.app import Aggregate, App, DemoCommand, Feed, Panel, Patch, Projection, Query, Read
 from common.envelope import Envelope
 from tests.apps.inventory import domain
 
@@ -104,7 +104,7 @@ def _patches(sequence: int, event: Envelope) -> list[Patch]:
     return []  # quantities arrive as the generic `event` signal
 
 
-def _demo(rng: random.Random) -> Iterator[DemoCommand]:
+def _demo(rng: random.Random, read: Read) -> Iterator[DemoCommand]:
     skus = [f"sku-{n}" for n in range(5)]
     for sku in skus:
         yield "stock_item", sku, "register_item", {"name": sku.upper()}

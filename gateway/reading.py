@@ -1,0 +1,48 @@
+"""What a feed reads from the stream: one `Item` per delivery, checked before it is shown.
+
+A delivery that is not an event envelope of the aggregate whose subject it is on (see
+`common.envelope.decode_stored`), or whose event type is one of the feed's own message
+names, becomes a *skipped* item: it is counted (`sse_skipped_events_total`), logged, and
+written as an `event: skipped` frame carrying its `id:` (in the `datastar` format, a line
+in the event log and the `seq` signal), so the client's `Last-Event-ID` moves past it and
+the feed goes on. Never the end of the feed: the same message would end it again on every
+resume.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from common.envelope import Undecodable, decode_stored
+from gateway import metrics
+from gateway.window import Item
+
+FEED_EVENTS = frozenset({"connected", "snapshot", "batch", "lag", "skipped"})
+log = structlog.get_logger()
+
+
+def item(seq: int, subject: str, data: bytes, ack: str = "", pending: int = 0) -> Item:
+    """The item of one delivery on `subject` (`<prefix>.events.<type>.<id>`, as the feed's
+    filters guarantee): its decoded envelope, or `skipped` with the reason."""
+    try:
+        _, aggregate_type, aggregate_id = subject.rsplit(".", 2)
+        event = decode_stored(data, aggregate_type, aggregate_id)
+        if event.event_type in FEED_EVENTS:
+            raise Undecodable(f"event type {event.event_type!r} is the name of a feed message")
+    except ValueError as exc:  # Undecodable, or a subject of too few tokens
+        return skipped(Item(seq, subject, "", data, ack, pending), f"cannot be decoded: {exc}")
+    return Item(seq, subject, event.event_type, data, ack, pending, event)
+
+
+def skipped(one: Item, reason: str) -> Item:
+    """`one`, marked to be shown as skipped; its key (`<subject>#<seq>`) is its own, so a
+    window never merges it with an event."""
+    metrics.skipped.inc()
+    log.warning("sse_event_skipped", sequence=one.seq, subject=one.key[:200], reason=reason[:300])
+    key = f"{one.key}#{one.seq}"
+    return one._replace(key=key, event_type="skipped", skipped=reason[:300])
+
+
+def subject_of(one: Item) -> str:
+    """The stream subject of an item (a skipped one's key carries its sequence too)."""
+    return one.key.rsplit("#", 1)[0] if one.skipped else one.key

@@ -1,0 +1,163 @@
+"""Attacks on the ad-hoc SQL sandbox, and the state none of them may change.
+
+Each attack: the SQL, the error class it must get, and words the refusal must say."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from common.errors import BadRequest, Invalid, IronstarError
+
+WRITES = [
+    "WITH x AS (DELETE FROM todos RETURNING *) SELECT count(*) FROM x",
+    "WITH x AS (UPDATE checkpoint SET sequence = 0 RETURNING *) SELECT * FROM x",
+    "WITH x AS (INSERT INTO dead_letters (sequence) VALUES (-1) RETURNING *) SELECT * FROM x",
+    "WITH x AS (DELETE FROM users RETURNING 1) SELECT 1",
+    "WITH a AS (SELECT 1), b AS (DELETE FROM projection_versions RETURNING *) FROM b",
+    "WITH x AS MATERIALIZED (DELETE FROM event_counts RETURNING *) SELECT count(*) FROM x",
+    "wItH x As (dElEtE fRoM TODOS returning *) select 1 from x",
+]
+ATTACKS: list[tuple[str, type[IronstarError], str]] = [
+    *((write, BadRequest, "read-only") for write in WRITES),
+    (
+        "SELECT * FROM (WITH x AS (UPDATE todos SET text = 'p' RETURNING *) SELECT * FROM x)",
+        BadRequest,
+        "data-modifying",
+    ),
+    ("SELECT * FROM read_csv('/etc/passwd')", BadRequest, "access is disabled"),
+    ("SELECT content FROM read_text('/etc/passwd')", BadRequest, "access is disabled"),
+    ("SELECT * FROM read_blob('/etc/passwd')", BadRequest, "access is disabled"),
+    ("SELECT * FROM glob('/etc/*')", BadRequest, "access is disabled"),
+    ("SELECT * FROM read_parquet('https://example.com/x.parquet')", BadRequest, "disabled"),
+    ("SELECT * FROM duckdb_secrets()", BadRequest, "access is disabled"),
+    ("COPY (SELECT * FROM todos) TO '/tmp/stolen.csv'", Invalid, "COPY"),
+    ("COPY todos FROM '/etc/passwd'", Invalid, "COPY"),
+    ("EXPORT DATABASE '/tmp/stolen'", Invalid, "EXPORT"),
+    ("IMPORT DATABASE '/tmp/stolen'", Invalid, "read-only"),
+    ("ATTACH '/tmp/other.duckdb' AS other", Invalid, "ATTACH"),
+    ("ATTACH ':memory:' AS scratch", Invalid, "ATTACH"),
+    ("DETACH scratch", Invalid, "DETACH"),
+    ("USE temp", Invalid, "SET"),
+    ("INSTALL httpfs", Invalid, "LOAD"),
+    ("LOAD httpfs", Invalid, "LOAD"),
+    ("SET threads = 64", Invalid, "SET"),
+    ("SET GLOBAL memory_limit = '100GB'", Invalid, "SET"),
+    ("SET VARIABLE x = 1", Invalid, "cannot be changed"),
+    ("RESET threads", Invalid, "SET"),
+    ("PRAGMA show_tables", Invalid, "PRAGMA"),
+    ("PRAGMA enable_profiling", Invalid, "PRAGMA"),
+    ("CALL pragma_version()", Invalid, "CALL"),
+    ("CALL checkpoint()", Invalid, "CALL"),
+    ("CHECKPOINT", Invalid, "read-only"),
+    ("FORCE CHECKPOINT", Invalid, "read-only"),
+    ("SELECT * FROM checkpoint()", Invalid, "checkpoint() is not allowed"),
+    ("SELECT * FROM main.force_checkpoint()", Invalid, "force_checkpoint() is not allowed"),
+    ('SELECT * FROM "CheckPoint"()', Invalid, "checkpoint() is not allowed"),
+    ("SELECT (SELECT count(*) FROM truncate_duckdb_logs())", Invalid, "truncate_duckdb_logs"),
+    ("SELECT * FROM query('DELETE FROM todos')", Invalid, "query() is not allowed"),
+    ("SELECT * FROM query_table('todos')", Invalid, "query_table() is not allowed"),
+    ("SELECT * FROM enable_logging()", Invalid, "enable_logging() is not allowed"),
+    ("BEGIN", Invalid, "TRANSACTION"),
+    ("COMMIT", Invalid, "TRANSACTION"),
+    ("ROLLBACK", Invalid, "TRANSACTION"),
+    ("ABORT", Invalid, "TRANSACTION"),
+    ("SELECT 1; SELECT 2", Invalid, "exactly one statement"),
+    ("SELECT 1; DROP TABLE todos", Invalid, "exactly one statement"),
+    ("COMMIT; DELETE FROM todos", Invalid, "exactly one statement"),
+    ("SELECT 1 /* ; */; DELETE FROM todos", Invalid, "exactly one statement"),
+    ("SELECT 1 -- harmless\n; UPDATE checkpoint SET sequence = 0", Invalid, "exactly one"),
+    ("DELETE FROM todos", Invalid, "read-only"),
+    ("UPDATE checkpoint SET sequence = 0", Invalid, "read-only"),
+    ("INSERT INTO users VALUES ('x', 'x', 'x', true, now(), now(), 1)", Invalid, "read-only"),
+    (
+        "MERGE INTO todos USING (SELECT 1 AS a) s ON false WHEN NOT MATCHED THEN DO NOTHING",
+        Invalid,
+        "read-only",
+    ),
+    ("TRUNCATE todos", Invalid, "read-only"),
+    ("CREATE TABLE evil AS SELECT 1", Invalid, "read-only"),
+    ("CREATE TEMP TABLE evil AS SELECT 1", Invalid, "read-only"),
+    ("CREATE MACRO evil(x) AS x", Invalid, "read-only"),
+    ("CREATE OR REPLACE VIEW throughput AS SELECT 1", Invalid, "read-only"),
+    ("CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')", Invalid, "read-only"),
+    ("CREATE SEQUENCE q", Invalid, "read-only"),
+    ("DROP TABLE todos", Invalid, "read-only"),
+    ("ALTER TABLE checkpoint RENAME TO c2", Invalid, "read-only"),
+    ("VACUUM", Invalid, "read-only"),
+    ("ANALYZE", Invalid, "read-only"),
+    ("PREPARE p AS DELETE FROM todos", Invalid, "read-only"),
+    ("EXPLAIN ANALYZE DELETE FROM todos", Invalid, "read-only"),
+    ("PIVOT todos ON completed USING count(*)", Invalid, "read-only"),
+    ("SELEC nothing", Invalid, "does not parse"),
+    ("SELECT " + "[" * 999 + "1" + "]" * 999, Invalid, "nested too deeply"),
+    ("SELECT " + "(SELECT " * 1001 + "1" + ")" * 1001, Invalid, "does not parse"),
+    (
+        "SELECT count(*) FROM range(1000000000000) a, range(1000000000000) b",
+        BadRequest,
+        "s limit (counted from its arrival",
+    ),
+]
+
+STATE = [
+    "SELECT md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)) FROM todos t",
+    "SELECT md5(string_agg(u::VARCHAR, '|' ORDER BY u::VARCHAR)) FROM users u",
+    "SELECT md5(string_agg(e::VARCHAR, '|' ORDER BY e::VARCHAR)) FROM event_counts e",
+    "SELECT * FROM checkpoint",
+    "SELECT * FROM projection_versions ORDER BY name",
+    "SELECT count(*) FROM dead_letters",
+    "SELECT name, value FROM duckdb_settings() ORDER BY name",
+    "SELECT database_name FROM duckdb_databases() ORDER BY 1",
+    "SELECT table_name, estimated_size, column_count FROM duckdb_tables() ORDER BY 1",
+    "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1",
+    "SELECT function_name FROM duckdb_functions() WHERE NOT internal ORDER BY 1",
+    "SELECT sequence_name FROM duckdb_sequences()",
+]
+
+
+# Pieces an attacker combines: writes wrapped in every shape SQL allows, comments and
+# separators that might hide a second statement, and harmless reads around them.
+CORES = [
+    *WRITES,
+    "DELETE FROM todos",
+    "UPDATE checkpoint SET sequence = 0",
+    "INSERT INTO projection_versions VALUES ('x', 1)",
+    "DROP TABLE users",
+    "CHECKPOINT",
+    "SET threads = 8",
+    "ATTACH ':memory:' AS m",
+    "CREATE TEMP TABLE t AS SELECT 1",
+    "SELECT * FROM checkpoint()",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT count(*) FROM todos",
+    "SELECT 42",
+    "FROM checkpoint",
+]
+WRAPS = [
+    "{}",
+    "WITH w AS ({}) SELECT * FROM w",
+    "SELECT * FROM ({})",
+    "SELECT ({}) AS v",
+    "EXPLAIN {}",
+    "{} UNION ALL SELECT 1",
+]
+GLUE = ["", ";", " -- c\n", " /* ; */ ", ";\n", "\t"]
+
+
+def mixed_case(text: str, flips: list[bool]) -> str:
+    """`text` with its letters' case flipped by the repeating pattern `flips`."""
+    return "".join(
+        c.upper() if f else c.lower() for c, f in zip(text, flips * len(text), strict=False)
+    )
+
+
+def _mix(cores: list[str], wrap: str, glue: list[str], flips: list[bool]) -> str:
+    return mixed_case(glue[0].join(wrap.format(core) for core in cores) + glue[-1], flips)
+
+
+MIXES = st.builds(
+    _mix,
+    cores=st.lists(st.sampled_from(CORES), min_size=1, max_size=3),
+    wrap=st.sampled_from(WRAPS),
+    glue=st.lists(st.sampled_from(GLUE), min_size=1, max_size=3),
+    flips=st.lists(st.booleans(), min_size=1, max_size=7),
+)  # SQL texts an attacker composes from the pieces above
