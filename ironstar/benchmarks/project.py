@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from common import bus, catalogue
+from common import builtin, bus, catalogue
 from common import envelope as codec
 from common.envelope import Envelope
 from common.messages import QueryRequest
@@ -112,16 +112,16 @@ async def _end_to_end(
     service = asyncio.create_task(projector.serve(settings, config, lambda _: ready.set(), stop))
     await ready.wait()
     started = time.perf_counter()
-    request = QueryRequest(name="sql", params={"sql": "SELECT 1"}, min_seq=count, timeout_s=3600)
+    request = QueryRequest(name="totals", min_seq=count, timeout_s=3600)
     reply = await bus.request(
         nc,
-        Subjects(settings.prefix).query("sql"),
+        Subjects(settings.prefix).query(builtin.NAME),
         msgspec.json.encode(request),
         3600,
         "projector",
     )
     elapsed = time.perf_counter() - started
-    assert msgspec.json.decode(reply)["sequence"] >= count
+    assert msgspec.json.decode(reply)["result"]["events"] == count
     stop.set()
     await service
     return elapsed

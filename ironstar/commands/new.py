@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import Invalid
+from ironstar.commands import examples
 from ironstar.scaffold import write_app
 
 
@@ -16,7 +17,8 @@ def add(commands: Any) -> None:
         "new",
         help="write a new app package (one aggregate, a SQL projection, a query, a panel, tests)",
         description="Write package NAME in the current directory: the smallest working app. "
-        "Then: pytest NAME && ironstar up --app NAME.  Example: ironstar new billing",
+        "Then: pytest NAME && ironstar up --app NAME.",
+        **examples("ironstar new billing", "ironstar new billing --dir apps"),
     )
     new.add_argument("name", help="the package (and aggregate) name, e.g. billing")
     new.add_argument("--dir", type=Path, default=Path("."), help="where (default: here)")

@@ -21,7 +21,7 @@ import msgspec
 import nats as nats_client
 from nats.errors import NoServersError
 
-from common import bus, catalogue, storage
+from common import builtin, bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
@@ -114,8 +114,8 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         )
         projector = await _probe(
             nc,
-            subjects.query("sql"),  # every replica answers it, whatever the app
-            _encode(QueryRequest(name="sql", params={"sql": "SELECT 1"}, min_seq=0, timeout_s=1.0)),
+            subjects.query(builtin.NAME),  # every app has the built-in projection
+            _encode(QueryRequest(name="totals", params={}, min_seq=0, timeout_s=1.0)),
             "projector",
         )
     finally:
