@@ -213,7 +213,9 @@ class Panel:
     are the Datastar patches a live event makes to it; `snapshot(topic, state)` the
     patches a feed snapshot of `topic` makes. `params` are the page's query string.
     `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`: an element
-    with `data-refresh="<that url>"` and an id is reloaded from it as events come."""
+    with `data-refresh="<that url>"` and an id is reloaded from it as events come.
+    `topics(params)` are the feed topics the panel follows (`type` or `type:id`; the
+    page follows those the caller is granted; no panel naming any: every type)."""
 
     name: str
     title: str
@@ -221,6 +223,7 @@ class Panel:
     patches: Callable[[int, Envelope], list[Patch]] | None = None
     snapshot: Callable[[str, Any], list[Patch]] | None = None
     fragments: Mapping[str, Fragment] = field(default_factory=dict)
+    topics: Callable[[Mapping[str, str]], list[str]] | None = None
 
 
 DemoCommand = tuple[str, str, str, Payload]  # aggregate type, id, command type, payload

@@ -47,6 +47,7 @@ def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
 STREAM = Projection(
     name=NAME,
     version=1,
+    grant="analytics",  # what the dashboard's chart has always needed: `read:analytics`
     tables=("stream_counts",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS stream_counts (

@@ -11,6 +11,8 @@
     ├── CommandIdReused   409     a command_id already used on the aggregate, for another command
     ├── StaleVersion      412     the client's If-Match sequence is not the aggregate's
     ├── TooLarge          413     body or payload over its limit
+    ├── UriTooLong        414     the request's path and query over their limit
+    ├── HeaderTooLarge    431     a request header (or all of them) over its limit
     ├── Invalid           422     an id, payload field or parameter of the wrong shape
     ├── TooManyRequests   429     a per-client limit was reached
     ├── Undecidable       500     the aggregate's history holds an event this writer cannot
@@ -89,6 +91,14 @@ class TooLarge(IronstarError):
     code = "too_large"
 
 
+class UriTooLong(IronstarError):
+    code = "uri_too_long"
+
+
+class HeaderTooLarge(IronstarError):
+    code = "header_too_large"
+
+
 class Invalid(IronstarError):
     code = "invalid"
 
@@ -149,6 +159,8 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         Undecidable,
         StaleVersion,
         TooLarge,
+        UriTooLong,
+        HeaderTooLarge,
         Invalid,
         TooManyRequests,
         Unavailable,

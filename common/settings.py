@@ -7,9 +7,11 @@ default, which is what the README's configuration table shows.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -157,6 +159,13 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_unbounded_cap": "hard cap of the `unbounded` policy before disconnecting",
         "sse_max_per_client": "open SSE connections per client id",
         "sse_max_connections": "open SSE connections per gateway process",
+        "sse_max_consumers_per_principal": "feed consumers one principal (token subject, or "
+        "client address without auth) may hold on a gateway: open, or closed less than "
+        "sse_inactive_s ago",
+        "sse_reserved_consumers": "consumers of the stream's max_consumers feeds never take "
+        "(left for projector replicas and tools)",
+        "sse_unbounded_budget_bytes": "bytes of events all `unbounded` feeds of a gateway "
+        "may hold together; past it the feed holding most is ended with a notice",
         "sse_max_topics": "topics one feed may filter on",
         "sse_debounce_ms": "debounce window of a feed that asks for `debounce_ms=on`",
         "sse_debounce_max_wait_ms": "longest a debounced event waits under a continuous stream",
@@ -167,6 +176,10 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
         "storage_paths": "event store directories whose disk to watch: full, commands get 503 "
         "at once (`ironstar up` sets it)",
+        "trusted_proxies": "proxies (IPs or CIDRs, comma separated) whose X-Forwarded-For/-Proto "
+        "are believed; empty: none, the peer address is the client",
+        "public_origin": "origin browsers use (https://host[:port]) when a proxy rewrites Host; "
+        "cookie POSTs must come from it",
     }
     host: str = "127.0.0.1"
     port: int = 8000
@@ -180,6 +193,9 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
     sse_max_connections: int = 5_000
+    sse_max_consumers_per_principal: int = 256
+    sse_reserved_consumers: int = 100
+    sse_unbounded_budget_bytes: int = 64 * 1024 * 1024
     sse_max_topics: int = 32
     sse_debounce_ms: int = 300
     sse_debounce_max_wait_ms: int = 1_000
@@ -189,6 +205,68 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_send_buffer_bytes: int = 0
     datastar_url: str = ""
     storage_paths: str = ""
+    trusted_proxies: str = ""
+    public_origin: str = ""
+
+    def __post_init__(self) -> None:
+        proxy_networks(self.trusted_proxies)
+        origin_of(self.public_origin)
+
+
+def proxy_networks(value: str) -> list[str]:
+    """The trusted proxies of `IRONSTAR_GATEWAY_TRUSTED_PROXIES` as normalised networks.
+
+    Only IP addresses and CIDRs: a host name or `*` is refused (Invalid), because trusting
+    every peer lets any client choose the address it is rate-limited under.
+    """
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            network = ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise Invalid(
+                f"IRONSTAR_GATEWAY_TRUSTED_PROXIES: {item[:64]!r} is not an IP address or CIDR; "
+                "list the proxy's addresses, e.g. 127.0.0.1,10.0.0.0/8"
+            ) from None
+        networks.append(str(network))
+        if isinstance(network, ipaddress.IPv4Network):  # as a dual-stack socket sees it
+            mapped = ipaddress.IPv6Address(f"::ffff:{network.network_address}")
+            networks.append(f"{mapped}/{96 + network.prefixlen}")
+    return networks
+
+
+def origin_of(value: str) -> str:
+    """`IRONSTAR_GATEWAY_PUBLIC_ORIGIN` as a browser writes `Origin` ('' when unset).
+
+    Invalid unless it is `http(s)://host[:port]` with nothing after it.
+    """
+    if not value:
+        return ""
+    parts = urlsplit(value.strip())
+    try:
+        port_given = parts.port
+    except ValueError:
+        port_given = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port_given == -1
+        or parts.path.strip("/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
+        raise Invalid(
+            f"IRONSTAR_GATEWAY_PUBLIC_ORIGIN: {value[:100]!r} is not an origin; "
+            "give scheme, host and port only, e.g. https://dashboard.example.org"
+        )
+    default = {"http": 80, "https": 443}[parts.scheme]
+    port = "" if port_given in (None, default) else f":{port_given}"
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}{port}"
 
 
 class AuthSettings(_Section, frozen=True, kw_only=True):

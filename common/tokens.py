@@ -11,6 +11,9 @@ A token carries `sub` (who), `scope` (space separated grants) and `exp` (always 
     admin                       everything, including /metrics
 
 Only `alg: HS256` is accepted (never `none`), and signatures are compared in constant time.
+Claims are parsed strictly: `exp`, `nbf` and `iat` are finite JSON numbers (RFC 7519
+NumericDate), `sub` a printable string, and every word of `scope` follows the grammar above;
+anything else is a 401 naming the claim, never a token that is half understood.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,7 +38,15 @@ MAKE_SECRET = (  # the one way every error about the secret suggests
     "make one with `ironstar token --new-secret`, e.g. "
     "`export IRONSTAR_AUTH_SECRET=$(.venv/bin/ironstar token --new-secret)`"
 )
+MAX_TOKEN_BYTES = 8192
 _HEADER = {"alg": ALGORITHM, "typ": "JWT"}
+_NAME = r"[A-Za-z0-9_-]{1,64}"
+SCOPE = re.compile(rf"admin|sql|commands:(?:\*|{_NAME})|read:(?:\*|{_NAME}(?::{_NAME})?)")
+MAX_SUBJECT = 256
+MAX_SCOPES = 256
+# RFC 7519 §2: a NumericDate is a JSON number of seconds since the epoch; we also keep it
+# inside what a calendar can name (year 9999), so no date arithmetic can overflow.
+MAX_NUMERIC_DATE = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +56,18 @@ class Claims:
     expires: int
 
     def grants(self, needed: str) -> bool:
-        """Whether one scope (`commands:todo_list`, `read:todo_list:abc`, `sql`) is granted."""
+        """Whether one scope (`commands:todo_list`, `read:todo_list:abc`, `sql`) is granted.
+
+        Only `commands:*` and `read:*` are wildcards; `read:<type>` covers
+        `read:<type>:<id>`. Nothing else widens a grant (`admin:*` and `sql:*` grant nothing).
+        """
         if "admin" in self.scopes or needed in self.scopes:
             return True
         kind, _, rest = needed.partition(":")
-        if f"{kind}:*" in self.scopes:
+        if kind in ("read", "commands") and f"{kind}:*" in self.scopes:
             return True
-        # `read:todo_list` covers `read:todo_list:<any id>`
-        parent = rest.partition(":")[0]
-        return bool(rest) and ":" in rest and f"{kind}:{parent}" in self.scopes
+        parent, child, _ = rest.partition(":")
+        return kind == "read" and bool(child) and f"read:{parent}" in self.scopes
 
     def require(self, needed: str) -> None:
         if not self.grants(needed):
@@ -60,6 +76,47 @@ class Claims:
                 f"{' '.join(sorted(self.scopes)) or 'nothing'}); ask for a token with that scope",
                 scope=needed,
             )
+
+
+def parse_scopes(value: object) -> frozenset[str]:
+    """The `scope` claim: space-separated scopes of the grammar in the module docstring;
+    anything else is a 401 naming the claim and the first value that is not a scope."""
+    if not isinstance(value, str):
+        raise _bad_claim("scope", "must be a string of space-separated scopes")
+    scopes = value.split(" ")
+    if len(scopes) > MAX_SCOPES:
+        raise _bad_claim("scope", f"holds more than {MAX_SCOPES} scopes")
+    for scope in scopes:
+        if scope and not SCOPE.fullmatch(scope):
+            raise _bad_claim(
+                "scope",
+                f"holds {scope[:80]!r}, which is not a scope (admin, sql, commands:<type>|*, "
+                "read:<type>|*, read:<type>:<id>)",
+            )
+    return frozenset(s for s in scopes if s)
+
+
+def numeric_date(claims: dict[str, Any], name: str, required: bool = False) -> float | None:
+    """A NumericDate claim (RFC 7519 §2, §4.1.4-6): a finite JSON number, not a string,
+    boolean, `Infinity`, `NaN` or `1e400`."""
+    if name not in claims:
+        if required:
+            raise _bad_claim(name, "is missing; mint the token with a lifetime")
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad_claim(name, f"must be a number of seconds since 1970 (got {_shape(value)})")
+    if not math.isfinite(value) or not 0 <= value <= MAX_NUMERIC_DATE:
+        raise _bad_claim(name, f"must be a finite time between 0 and {MAX_NUMERIC_DATE}")
+    return float(value)
+
+
+def _shape(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _bad_claim(name: str, why: str) -> Unauthorized:
+    return Unauthorized(f"the token's `{name}` claim {why}", claim=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,32 +147,46 @@ class Verifier:
         return f"{signing}.{_b64(self._sign(signing))}"
 
     def verify(self, token: str, now: float | None = None) -> Claims:
-        """The token's claims, or Unauthorized saying what is wrong with it."""
+        """The token's claims, or Unauthorized saying what is wrong with it (and naming the
+        claim, `claim`, when one is malformed)."""
         parts = token.split(".")
-        if len(parts) != 3 or len(token) > 8192:
+        if len(parts) != 3 or len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("the bearer token is not a JWT (header.claims.signature)")
         header, claims = _json_part(parts[0], "header"), _json_part(parts[1], "claims")
         if header.get("alg") != ALGORITHM:
             raise Unauthorized(f"the token must be signed with {ALGORITHM}")
+        if "crit" in header:  # RFC 7515 §4.1.11: extensions we do not understand
+            raise Unauthorized("the token's header has `crit` extensions this gateway lacks")
         if not hmac.compare_digest(self._sign(f"{parts[0]}.{parts[1]}"), _unb64(parts[2])):
             raise Unauthorized("the token's signature is wrong: it was not issued for this gateway")
         clock = time.time() if now is None else now
-        expires = claims.get("exp")
-        if not isinstance(expires, int | float) or isinstance(expires, bool):
-            raise Unauthorized("the token has no expiry (`exp`); mint one with a lifetime")
+        expires = numeric_date(claims, "exp", required=True)
+        assert expires is not None
+        not_before, _issued = numeric_date(claims, "nbf"), numeric_date(claims, "iat")
         if clock > expires + self.leeway_s:
-            raise Unauthorized("the token has expired; get a new one")
-        not_before = claims.get("nbf", 0)
-        if isinstance(not_before, int | float) and clock + self.leeway_s < not_before:
-            raise Unauthorized("the token is not valid yet (`nbf` is in the future)")
-        if self.issuer and claims.get("iss") != self.issuer:
-            raise Unauthorized(f"the token was not issued by {self.issuer!r}")
-        if self.audience and not _has_audience(claims.get("aud"), self.audience):
-            raise Unauthorized(f"the token is not meant for {self.audience!r}")
-        subject, scope = claims.get("sub"), claims.get("scope", "")
-        if not isinstance(subject, str) or not subject or not isinstance(scope, str):
-            raise Unauthorized("the token needs a `sub` string and a space-separated `scope`")
-        return Claims(subject[:200], frozenset(scope.split()), int(expires))
+            raise Unauthorized("the token has expired; get a new one", claim="exp")
+        if not_before is not None and clock + self.leeway_s < not_before:
+            raise Unauthorized("the token is not valid yet (`nbf` is in the future)", claim="nbf")
+        issuer, audience = claims.get("iss"), claims.get("aud")
+        if issuer is not None and not isinstance(issuer, str):
+            raise _bad_claim("iss", "must be a string")
+        if audience is not None and not (
+            isinstance(audience, str)
+            or (isinstance(audience, list) and all(isinstance(a, str) for a in audience))
+        ):
+            raise _bad_claim("aud", "must be a string or an array of strings")
+        if self.issuer and issuer != self.issuer:
+            raise Unauthorized(f"the token was not issued by {self.issuer!r}", claim="iss")
+        if self.audience and not _has_audience(audience, self.audience):
+            raise Unauthorized(f"the token is not meant for {self.audience!r}", claim="aud")
+        subject = claims.get("sub")
+        if (
+            not isinstance(subject, str)
+            or not 0 < len(subject) <= MAX_SUBJECT
+            or not subject.isprintable()
+        ):
+            raise _bad_claim("sub", f"must be a printable string of 1 to {MAX_SUBJECT} characters")
+        return Claims(subject, parse_scopes(claims.get("scope", "")), int(expires))
 
     def _sign(self, signing_input: str) -> bytes:
         return hmac.new(self.secret, signing_input.encode(), hashlib.sha256).digest()

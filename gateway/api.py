@@ -26,6 +26,7 @@ MinSeq = Annotated[
     int,
     Parameter(
         ge=0,
+        le=2**63 - 1,
         default=0,
         description="answer only once the read model has applied this stream sequence",
     ),

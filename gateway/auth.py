@@ -1,9 +1,11 @@
 """Who may do what: bearer tokens (or the session cookie) checked against each request.
 
-The scope a request needs follows from its method and path alone (`needed_scopes`), so
-every route is covered without touching its handler; a path not in the table needs
-`admin` (deny by default). The SSE feed needs `read:` for every topic it asks for: a
-filter outside the grant is 403, never silently narrowed.
+The scope a request needs at the door follows from its method and path alone
+(`needed_scopes`), so every route is covered without touching its handler; a path not in
+the table needs `admin` (deny by default). The SSE feed needs `read:` for every topic it
+asks for: a filter outside the grant is 403, never silently narrowed. Read models are
+checked where they are read, by one rule (`gateway/grants.py`); the dashboard's pages take
+a token when there is a valid one and show nothing private without.
 
 Browsers' EventSource cannot send headers, so `POST /api/session` exchanges a bearer token
 for an HttpOnly, SameSite=Strict cookie. The cookie is honoured for reads; for anything
@@ -29,13 +31,16 @@ from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
 from gateway.feed import parse_topics
+from gateway.grants import topic_grant
 
 # The verified token's subject during a request: the gateway records it as the `actor` of
 # the events a command appends (None when auth is off).
 ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
 
-PUBLIC = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/api/session"})
+PUBLIC = frozenset({"/healthz", "/readyz", "/favicon.ico", "/api/session"})
 PUBLIC_PREFIXES = ("/schema", "/static/")
+PAGES = frozenset({"/"})
+PAGE_PREFIXES = ("/ui/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorization"})
 
@@ -78,9 +83,24 @@ def bind_notice(host: str, check: Verifier | None) -> str:
     return "NO AUTH: loopback only, unauthenticated (set IRONSTAR_AUTH_SECRET to require tokens)"
 
 
-def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
-    """The grants a request needs; [] for a public path."""
+def credentials(method: str, path: str) -> str:
+    """`none` for public paths; `optional` for the dashboard's pages, which show what a
+    valid token or cookie grants and nothing private without one; `required` otherwise."""
     if path in PUBLIC or path.startswith(PUBLIC_PREFIXES):
+        return "none"
+    if path in PAGES or path.startswith(PAGE_PREFIXES):
+        return "optional"
+    return "required"
+
+
+def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
+    """The grants a request needs at the door; [] when none is checked here.
+
+    Read models (`/api/todo-lists`, `/api/users`, `/api/analytics`, `/api/sql`, and the
+    pages) need a principal, and the grant of what they show where it is read
+    (`gateway/grants.py`), so that rule has one place. A path in no table needs `admin`.
+    """
+    if credentials(method, path) != "required":
         return []
     parts = path.strip("/").split("/")
     if parts[:2] == ["api", "commands"] and len(parts) >= 3:
@@ -88,39 +108,28 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
     if parts[:2] == ["api", "events"] and len(parts) == 2:
         topics = parse_topics(query.get("topics"))
         if not topics:
-            return [f"read:{name}" for name in sorted(catalogue.current().aggregates)]
-        return [f"read:{topic}" for topic in topics]
-    if parts[:2] == ["api", "sql"]:
-        return ["sql"]
-    if method in SAFE_METHODS and parts[0] == "api":
-        scope = _read_scope(path, query)
-        if scope:
-            return [scope]
+            return [topic_grant(name) for name in sorted(catalogue.current().aggregates)]
+        return [topic_grant(t.aggregate_type, t.aggregate_id) for t in topics]
+    if parts[:2] == ["api", "sql"] and len(parts) == 2 and method == "POST":
+        return []
+    if method in SAFE_METHODS and _is_read(path):
+        return []  # the catalogue read's grant is checked where it is read (grants.py)
     return ["admin"]
 
 
-def _read_scope(path: str, query: Mapping[str, str]) -> str | None:
-    """The scope of a catalogue read (`/api/read/{projection}/{query}` or an app alias),
-    from the projection's grant and, for a query keyed by an aggregate id, that id."""
-    cat = catalogue.current()
+def _is_read(path: str) -> bool:
+    """A catalogue read: `/api/read/{projection}/{query}` or one of the app's aliases."""
     parts = path.strip("/").split("/")
     if parts[:2] == ["api", "read"] and len(parts) == 4:
-        target: tuple[str, str, Mapping[str, str]] | None = (parts[2], parts[3], query)
-    else:
-        found = cat.alias(path)
-        target = (found[0], found[1], {**query, **found[2]}) if found else None
-    if target is None or target[0] not in cat.projections:
-        return None
-    projection, name, values = target
-    if name not in cat.projections[projection].queries:
-        return cat.projections[projection].scope
-    return cat.read_scope(projection, name, values)
+        return True
+    return catalogue.current().alias(path) is not None
 
 
 @dataclass(frozen=True)
 class Gate:
     check: Verifier | None
     cookie_name: str
+    public_origin: str = ""  # normalised `IRONSTAR_GATEWAY_PUBLIC_ORIGIN`, '' when unset
 
     def admit(
         self, method: str, path: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -134,11 +143,16 @@ class Gate:
             )
         if self.check is None:
             return None
-        needed = needed_scopes(method, path, query)
-        if not needed:
+        kind = credentials(method, path)
+        if kind == "none":
             return None
+        if kind == "optional":  # a page: an expired cookie gets the sign-in prompt
+            try:
+                return self.authenticate(method, headers)
+            except Unauthorized:
+                return None
         claims = self.authenticate(method, headers)
-        for scope in needed:
+        for scope in needed_scopes(method, path, query):
             claims.require(scope)
         return claims
 
@@ -162,7 +176,7 @@ class Gate:
         cookie = _cookies(headers.get("cookie", "")).get(self.cookie_name)
         if cookie is None:
             return None
-        if method not in SAFE_METHODS and not _same_origin(headers):
+        if method not in SAFE_METHODS and not _same_origin(headers, self.public_origin):
             raise Unauthorized(
                 "the session cookie is only honoured for same-origin requests; "
                 "send `Authorization: Bearer <token>` from other origins"
@@ -179,11 +193,18 @@ def _cookies(header: str) -> dict[str, str]:
     return found
 
 
-def _same_origin(headers: Mapping[str, str]) -> bool:
+def _same_origin(headers: Mapping[str, str], public_origin: str) -> bool:
+    """The browser says the request comes from this site: `Sec-Fetch-Site: same-origin`, or
+    an `Origin` equal to the configured public origin or naming the `Host` it was sent to
+    (a proxy that rewrites `Host` needs the public origin configured)."""
     if headers.get("sec-fetch-site") == "same-origin":
         return True
     origin, host = headers.get("origin"), headers.get("host")
-    return origin is not None and host is not None and origin.split("://", 1)[-1] == host
+    if origin is None:
+        return False
+    if public_origin and origin.lower() == public_origin:
+        return True
+    return host is not None and origin.split("://", 1)[-1] == host
 
 
 @route(

@@ -17,6 +17,7 @@ from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
 from gateway.auth import ACTOR
+from gateway.grants import require_read
 from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
@@ -84,7 +85,11 @@ class Backend:
     async def query(
         self, projection: str, name: str, params: dict[str, Any], min_seq: int
     ) -> bytes:
-        """Ask a projector replica; it answers once it has applied `min_seq`."""
+        """Ask a projector replica; it answers once it has applied `min_seq`.
+
+        Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
+        """
+        require_read(projection, params, name)
         wait = self.settings.query_timeout_s
         request = QueryRequest(
             name=name, params=params, min_seq=min_seq, timeout_s=wait, actor=ACTOR.get()

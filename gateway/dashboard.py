@@ -1,12 +1,18 @@
 """`GET /`: the live dashboard, server-rendered, then patched live from the Datastar feed.
 
-The page holds the app's panels (each renders itself from queries) beside the generic
-parts: analytics chart and totals, the SQL box and the live event log. It is rendered from
-the read models and tells its script the lowest sequence they
-answered at; the script follows `GET /api/events?format=datastar` from there, so nothing
-falls between the first render and the feed. A read model that cannot answer leaves its
-panel with a note instead of failing the page. `/ui/*` serve single fragments the script
-reloads (the chart, a panel after a feed snapshot).
+The page holds the app's panels (each renders itself from queries, `common.app.Panel`)
+beside the generic parts: the events-per-minute chart and totals (the built-in `stream`
+projection), the SQL box and the live event log. It is rendered from the read models and
+tells its script the lowest sequence they answered at; the script follows
+`GET /api/events?format=datastar` from there, so nothing falls between the first render
+and the feed. A read model that cannot answer leaves a note instead of failing the page.
+`/ui/*` serve single fragments the script reloads (the chart, a panel after a feed
+snapshot, a panel's `data-refresh` parts as events come).
+
+Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
+as the API): a query outside them is not asked and the panel says which grant it needs,
+the feed follows only the granted topics, and a caller granted none of them gets the
+sign-in page instead. A fragment whose every query is refused answers the 401/403.
 """
 
 from __future__ import annotations
@@ -19,24 +25,31 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from litestar import MediaType, Request, get
+from litestar import MediaType, Request, Response, get
 from litestar.static_files import create_static_files_router
 
 from common import builtin, catalogue
-from common.app import Ask, Panel
-from common.errors import IronstarError, NotFound
+from common.app import Panel
+from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
 from gateway import chart, render
 from gateway.backend import Backend
+from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
 
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
+_SIGN_IN = (STATIC / "signin.html").read_bytes()
 CHART_MINUTES = 15
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now."""
+    """(sequence, result) of a read-model query, or None when it cannot answer now.
+
+    401/403 (the caller may not see it) go through: a fragment answers them as they are.
+    """
     try:
         reply = json.loads(await backend.query(projection, name, params, 0))
+    except (Unauthorized, Forbidden):
+        raise
     except IronstarError:
         return None
     return int(reply["sequence"]), reply["result"]
@@ -46,7 +59,63 @@ def _unavailable(what: str) -> str:
     return f'<p class="note">The {what} read model is not answering yet; it appears live.</p>'
 
 
+def _not_granted(grant: str) -> str:
+    return f'<p class="note">Your sign-in does not grant <code>{render.e(grant)}</code>.</p>'
+
+
+class _Asker:
+    """What a panel asks with: a query's result, or None when it cannot answer now or the
+    caller may not see it (then nothing is asked, and the grant it needs is noted)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.seqs: list[int] = []
+        self.denied: list[str] = []
+        self.asked = 0
+
+    async def __call__(self, projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        self.asked += 1
+        values = dict(params)
+        if not may_read(projection, values):
+            self.denied.append(read_grant(projection, values, name))
+            return None
+        found = await _ask(self.backend, projection, name, values)
+        if found is None:
+            return None
+        self.seqs.append(found[0])
+        return found[1]
+
+    def notes(self) -> str:
+        return "".join(_not_granted(grant) for grant in dict.fromkeys(self.denied))
+
+
+async def _panel(panel: Panel, asker: _Asker, params: Mapping[str, str]) -> str:
+    inner = await panel.render(asker, params)
+    return (
+        f'<div class="panel-slot" data-panel="{render.e(panel.name)}">{asker.notes()}{inner}</div>'
+    )
+
+
+def _feed_topics(params: Mapping[str, str]) -> list[str]:
+    """The page's feed topics the caller may follow: each panel's (`Panel.topics`; every
+    aggregate type when no panel names any), an id topic only when its type is not."""
+    panels = catalogue.current().app.panels
+    wanted = [t for p in panels if p.topics is not None for t in p.topics(params)]
+    may = PRINCIPAL.get().may
+    granted = [t for t in wanted or sorted(catalogue.current().aggregates) if may(_grant(t))]
+    wide = {t for t in granted if ":" not in t}
+    return list(dict.fromkeys(t for t in granted if t.partition(":")[0] not in wide or t in wide))
+
+
+def _grant(topic: str) -> str:
+    kind, _, ident = topic.partition(":")
+    return topic_grant(kind, ident or None)
+
+
 async def _analytics(backend: Backend) -> tuple[str, list[int]]:
+    if not may_read(builtin.NAME, {}):
+        grant = read_grant(builtin.NAME, {})
+        return f'<div id="analytics">{_not_granted(grant)}</div>', []
     per_minute, totals = await asyncio.gather(
         _ask(backend, builtin.NAME, "events_per_minute", {"minutes": CHART_MINUTES}),
         _ask(backend, builtin.NAME, "totals", {}),
@@ -56,58 +125,43 @@ async def _analytics(backend: Backend) -> tuple[str, list[int]]:
     return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
 
 
-def _asker(backend: Backend, seqs: list[int]) -> Ask:
-    """What a panel asks with: a query's result, or None when it cannot answer now; the
-    sequences answered at are collected in `seqs`."""
-
-    async def ask(projection: str, name: str, params: Mapping[str, Any]) -> Any:
-        found = await _ask(backend, projection, name, dict(params))
-        if found is None:
-            return None
-        seqs.append(found[0])
-        return found[1]
-
-    return ask
-
-
-async def _panel(panel: Panel, ask: Ask, params: Mapping[str, str]) -> str:
-    inner = await panel.render(ask, params)
-    return f'<div class="panel-slot" data-panel="{render.e(panel.name)}">{inner}</div>'
-
-
-async def _panels(backend: Backend, params: Mapping[str, str], seqs: list[int]) -> str:
-    panels = catalogue.current().app.panels
-    ask = _asker(backend, seqs)
-    return "\n".join(await asyncio.gather(*(_panel(p, ask, params) for p in panels)))
+def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if isinstance(v, str)}
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
-async def page(request: Request[Any, Any, Any], backend: Backend) -> str:
+async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[Any]:
     """The dashboard: the app's panels, analytics, SQL and the live event log."""
     params = _params(request)
-    seqs: list[int] = []
-    panels = await _panels(backend, params, seqs)
-    analytics, chart_seqs = await _analytics(backend)
-    seqs += chart_seqs
+    topics = _feed_topics(params)
+    if not topics:  # nothing on this page is granted: not even which aggregates exist
+        return Response(_SIGN_IN, media_type=MediaType.HTML)
+    askers = [_Asker(backend) for _ in catalogue.current().app.panels]
+    rendered = await asyncio.gather(
+        *(_panel(p, a, params) for p, a in zip(catalogue.current().app.panels, askers, strict=True))
+    )
+    analytics, seqs = await _analytics(backend)
+    seqs += [seq for asker in askers for seq in asker.seqs]
     url = backend.settings.datastar_url
     since = min(seqs) if seqs else None
-    topics = ",".join(sorted(catalogue.current().aggregates))
-    feed = f"/api/events?format=datastar&topics={topics}"
+    feed = f"/api/events?format=datastar&topics={','.join(topics)}"
     if since is not None:
         feed += f"&last_event_id={since}"
-    return _PAGE.substitute(
-        title=render.e(catalogue.current().app.name),
-        panels=panels,
-        analytics=analytics,
-        seq="" if since is None else since,
-        feed=render.e(feed),
-        mode="datastar" if url else "lite",
-        datastar=(
-            f'<script type="module" src="{render.e(url)}"></script>'
-            if url
-            else '<script src="/static/datastar-lite.js" defer></script>'
+    return Response(
+        _PAGE.substitute(
+            title=render.e(catalogue.current().app.name),
+            panels="\n".join(rendered),
+            analytics=analytics,
+            seq="" if since is None else since,
+            feed=render.e(feed),
+            mode="datastar" if url else "lite",
+            datastar=(
+                f'<script type="module" src="{render.e(url)}"></script>'
+                if url
+                else '<script src="/static/datastar-lite.js" defer></script>'
+            ),
         ),
-        init=f" data-init=\"@get('{render.e(feed)}', {{openWhenHidden: true}})\"" if url else "",
+        media_type=MediaType.HTML,
     )
 
 
@@ -118,14 +172,19 @@ def _find(name: str) -> Panel:
     raise NotFound(f"no panel {name[:80]!r}", field="name")
 
 
-def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+def _refused(asker: _Asker) -> None:
+    """A fragment whose every query was refused answers as the API would: 401 or 403."""
+    if asker.asked and len(asker.denied) == asker.asked:
+        PRINCIPAL.get().require(asker.denied[0])
 
 
 @get("/ui/panels/{name:str}", media_type=MediaType.HTML, include_in_schema=False)
 async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name: str) -> str:
     """One app panel as it is now (the page reloads them after a feed snapshot)."""
-    return await _panel(_find(name), _asker(backend, []), _params(request))
+    asker = _Asker(backend)
+    html = await _panel(_find(name), asker, _params(request))
+    _refused(asker)
+    return html
 
 
 @get("/ui/panels/{name:str}/{part:str}", media_type=MediaType.HTML, include_in_schema=False)
@@ -136,7 +195,10 @@ async def part_fragment(
     fragment = _find(name).fragments.get(part)
     if fragment is None:
         raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
-    return await fragment(_asker(backend, []), _params(request))
+    asker = _Asker(backend)
+    html = await fragment(asker, _params(request))
+    _refused(asker)
+    return html
 
 
 @get("/ui/analytics", media_type=MediaType.HTML, include_in_schema=False)

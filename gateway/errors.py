@@ -1,14 +1,23 @@
-"""The one table from Ironstar errors to HTTP, and the handlers that apply it."""
+"""The one table from Ironstar errors to HTTP, and the handlers that apply it.
+
+Anything else a handler raises is a bug, never the client's fault: `_unexpected` logs it
+with its traceback (structlog, `unhandled_exception`) and answers a 500 whose body says
+only that, with the correlation id to find the log line — no internals.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from common import errors
+from common.telemetry import correlation_id
+
+log = structlog.get_logger()
 
 STATUS: dict[type[errors.IronstarError], int] = {
     errors.BadRequest: 400,
@@ -22,6 +31,8 @@ STATUS: dict[type[errors.IronstarError], int] = {
     errors.Undecidable: 500,  # not 503: retrying cannot help (docs/architecture.md)
     errors.StaleVersion: 412,
     errors.TooLarge: 413,
+    errors.UriTooLong: 414,
+    errors.HeaderTooLarge: 431,
     errors.Invalid: 422,
     errors.TooManyRequests: 429,
     errors.Unavailable: 503,
@@ -41,8 +52,28 @@ def error_response(exc: errors.IronstarError) -> Response[dict[str, Any]]:
     return Response(body, status_code=status, headers=headers, media_type=MediaType.JSON)
 
 
-def _ironstar(_request: Request[Any, Any, Any], exc: errors.IronstarError) -> Response[Any]:
+def _ironstar(request: Request[Any, Any, Any], exc: errors.IronstarError) -> Response[Any]:
+    if type(exc) not in STATUS:
+        return _unexpected(request, exc)
     return error_response(exc)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A 500 for a bug: logged with its traceback, answered without internals."""
+    cid = correlation_id()
+    log.error(
+        "unhandled_exception",
+        method=request.method,
+        path=request.url.path[:200],
+        error=type(exc).__name__,
+        exc_info=exc,
+    )
+    body = {
+        "error": "internal",
+        "message": f"the gateway failed on this request; it is logged under correlation id {cid}",
+        "correlation_id": cid,
+    }
+    return Response(body, status_code=500, media_type=MediaType.JSON)
 
 
 def _validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -55,7 +86,9 @@ def _validation(_request: Request[Any, Any, Any], exc: ValidationException) -> R
     return error_response(errors.Invalid(message or str(exc.detail), fields=fields))
 
 
-def _http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 500:
+        return _unexpected(request, exc)
     kind = {400: errors.BadRequest, 404: errors.NotFound, 413: errors.TooLarge}.get(exc.status_code)
     if kind is not None:
         return error_response(kind(str(exc.detail)))
@@ -71,4 +104,5 @@ HANDLERS: ExceptionHandlersMap = {
     errors.IronstarError: _ironstar,
     ValidationException: _validation,
     HTTPException: _http,
+    Exception: _unexpected,
 }

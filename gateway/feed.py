@@ -7,7 +7,8 @@ for so far was handed to the socket (or the request expired), and never for more
 `capacity` events; deliveries are acked (AckAll) only after their bytes were written. A
 slow client therefore holds at most `capacity` events in the gateway while the rest of its
 backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
-while the client is blocked, up to its safety cap.
+while the client is blocked, up to its safety cap and the process-wide budget of
+`gateway/holdings.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
@@ -27,7 +29,7 @@ from nats.js.errors import NotFoundError
 from common import catalogue
 from common.errors import Invalid, TooManyRequests
 from common.subjects import Subjects, valid_id
-from gateway import metrics
+from gateway import holdings, metrics
 from gateway.inbox import Inbox
 
 
@@ -82,9 +84,11 @@ def _too_many(max_topics: int, count: int) -> TooManyRequests:
     )
 
 
-def consumer_name(client_id: str, topics: tuple[Topic, ...]) -> str:
+def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") -> str:
+    """`sse_[<owner>_]<client_id>_<topics hash>`: the owner (gateway/consumers.py) binds
+    the consumer to one principal when auth is on."""
     digest = hashlib.sha256(",".join(map(str, topics)).encode()).hexdigest()[:12]
-    return f"sse_{client_id}_{digest}"
+    return f"sse_{owner}_{client_id}_{digest}" if owner else f"sse_{client_id}_{digest}"
 
 
 class ClientFeed:
@@ -99,11 +103,14 @@ class ClientFeed:
         capacity: int,
         inactive_s: float,
         max_ack_pending: int | None = None,
+        owner: str = "",
+        held: holdings.Holdings | None = None,
     ) -> None:
         self.js = js
         self.inbox = inbox
         self.stream = stream
-        self.name = consumer_name(client_id, topics)
+        self.name = consumer_name(client_id, topics, owner)
+        self.on_close: Callable[[], None] | None = None  # once, when the feed is given up
         self.filters = [subjects.events(t.aggregate_type, t.aggregate_id) for t in topics] or [
             subjects.all_events
         ]
@@ -123,6 +130,9 @@ class ClientFeed:
         self._wake = asyncio.Event()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
+        self.overflow_reason = ""
+        self.holdings = held  # `unbounded`: the process-wide budget of held bytes
+        self.held_bytes = 0
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -189,7 +199,11 @@ class ClientFeed:
     def deliver(self, msg: Msg) -> None:
         if msg.reply and msg.reply.startswith("$JS.ACK."):
             self._credit -= 1
+            if self.overflowed:  # ending with a notice; the client resumes from its id
+                return
             self.buffer.append(msg)
+            if self.holdings is not None:
+                self.holdings.add(self, holdings.size(msg))
         else:
             status = (msg.headers or {}).get("Status", "")
             if status == "100":  # idle heartbeat
@@ -207,14 +221,22 @@ class ClientFeed:
     def _unbounded(self) -> None:
         assert self.cap is not None
         if len(self.buffer) >= self.cap:
-            metrics.lags.inc()
-            metrics.drops.labels("unbounded").inc(len(self.buffer))
-            self.overflowed += len(self.buffer)
-            self.buffer.clear()
-            self.cap = None  # stop asking: the stream ends with a notice
+            self.overflow("buffer over its cap")
         elif self._credit <= 0 and (self._refill is None or self._refill.done()):
             count = min(self.capacity, self.cap - len(self.buffer))
             self._refill = asyncio.get_running_loop().create_task(self.ask(count, self._expiry))
+
+    def overflow(self, reason: str) -> None:
+        """`unbounded` past a bound: drop what is held, stop asking, end with a notice."""
+        metrics.lags.inc()
+        metrics.drops.labels("unbounded").inc(len(self.buffer))
+        self.overflowed += len(self.buffer) or 1
+        self.overflow_reason = reason
+        self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
+        self.cap = None  # stop asking: the stream ends with a notice
+        self._wake.set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -257,7 +279,10 @@ class ClientFeed:
 
     def take(self, limit: int) -> list[Msg]:
         count = min(limit, len(self.buffer))
-        return [self.buffer.popleft() for _ in range(count)]
+        taken = [self.buffer.popleft() for _ in range(count)]
+        if self.holdings is not None and taken:
+            self.holdings.remove(self, sum(map(holdings.size, taken)))
+        return taken
 
     async def ack(self, reply: str) -> None:
         """AckAll: everything up to this delivery was written (or intentionally skipped)."""
@@ -271,3 +296,8 @@ class ClientFeed:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)
         self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
+        closed, self.on_close = self.on_close, None
+        if closed is not None:
+            closed()

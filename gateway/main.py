@@ -15,10 +15,17 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from common.errors import Unavailable
-from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
+from common.settings import (
+    AuthSettings,
+    GatewaySettings,
+    LimitSettings,
+    NatsSettings,
+    proxy_networks,
+)
 from gateway.app import create_app
 from gateway.auth import bind_notice, verifier
 from gateway.deadlines import header_deadline
+from gateway.head import HeadAsGet
 
 
 def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:
@@ -59,8 +66,9 @@ async def serve(
     auth, limits = auth or AuthSettings(), limits or LimitSettings()
     notice = bind_notice(settings.host, verifier(auth))
     app = create_app(nats_settings, settings, auth, limits)
+    proxies = proxy_networks(settings.trusted_proxies)
     config = uvicorn.Config(
-        app,
+        HeadAsGet(app),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -68,6 +76,10 @@ async def serve(
         lifespan="on",
         timeout_graceful_shutdown=3,
         http=header_deadline(limits.header_timeout_s),
+        # X-Forwarded-For/-Proto only from the configured proxies (none by default: uvicorn
+        # would otherwise believe 127.0.0.1, so any local client could pick its address).
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
     )
     server = _Server(config)
     serving = asyncio.create_task(

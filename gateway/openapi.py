@@ -26,7 +26,7 @@ from litestar.openapi.spec import (
 
 from common import catalogue
 from gateway import readschema
-from gateway.auth import needed_scopes
+from gateway.auth import credentials
 
 ERRORS = {
     "400": "malformed JSON or bad parameter",
@@ -37,8 +37,10 @@ ERRORS = {
     "409": "a domain rule was broken, writers kept conflicting, or command_id was reused",
     "412": "stale If-Match",
     "413": "body, field or nesting over its limit",
+    "414": "the path and query are over 8 KiB",
     "422": "invalid id, payload field or parameter (named in `field`)",
     "429": "too many requests from this client; see Retry-After",
+    "431": "a request header, or all of them, over its limit",
     "503": "NATS, the writer or a projector is unavailable; see Retry-After",
     "504": "the read model did not reach min_seq in time",
 }
@@ -107,5 +109,5 @@ def _amend(path: str, method: str, operation: Operation, tokens_required: bool) 
     if path in BODIES and method == "POST":
         content = {"application/json": OpenAPIMediaType(schema=BODIES[path])}
         operation.request_body = RequestBody(content=content, required=True)
-    if tokens_required and not needed_scopes(method, path, {}):
+    if tokens_required and credentials(method, path) == "none":
         operation.security = []

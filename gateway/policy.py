@@ -84,10 +84,10 @@ class Skip:
         return frame(json.dumps(body), event="lag", id=None if self._kept else self.last)
 
 
-def unbounded_notice(cap: int, held: int) -> bytes:
+def unbounded_notice(cap: int, held: int, reason: str = "buffer over its cap") -> bytes:
     body = {
         "policy": Policy.UNBOUNDED.value,
-        "reason": "buffer over its cap",
+        "reason": reason,
         "cap": cap,
         "dropped": held,
         "action": "reconnect with Last-Event-ID to continue",

@@ -26,8 +26,10 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BadRequest, IronstarError, TooLarge
-from common.settings import AuthSettings, GatewaySettings, LimitSettings
+from common.settings import AuthSettings, GatewaySettings, LimitSettings, origin_of
 from gateway.auth import ACTOR, Gate, session, verifier
+from gateway.grants import PRINCIPAL, Principal
+from gateway.headers import bounded, check_correlation, check_target
 from gateway.limits import RateLimiter, check_json, read_body, replay
 from gateway.openapi import complete
 
@@ -46,7 +48,7 @@ class Security:
         self.auth = auth
         self.limits = limits
         self.gateway = gateway
-        self.gate = Gate(verifier(auth), auth.cookie_name)
+        self.gate = Gate(verifier(auth), auth.cookie_name, origin_of(gateway.public_origin))
         self.limiter = RateLimiter(limits.requests_per_s, limits.burst)
 
     def app_options(self) -> dict[str, Any]:
@@ -112,21 +114,23 @@ class FrontDoor:
             return
         security = self.security
         method, path = scope["method"], scope["path"]
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refused: Exception | None = None
-        claims = None
+        claims, headers = None, {}
         try:
+            check_target(path, scope["query_string"])
+            headers = bounded(scope["headers"])
             query = _query(scope["query_string"])
             claims = security.gate.admit(method, path, headers, query)
         except IronstarError as exc:  # counted against the client's rate all the same
             refused = exc
         client = (scope.get("client") or ("unknown", 0))[0]
-        security.limiter.take(
-            f"sub:{claims.subject}" if claims else f"ip:{client}", time.monotonic()
-        )
+        key = f"sub:{claims.subject}" if claims else f"ip:{client}"
+        security.limiter.take(key, time.monotonic())
         if refused is not None:
             raise refused
+        check_correlation(scope["headers"])
         ACTOR.set(claims.subject if claims is not None else None)
+        PRINCIPAL.set(Principal(key, claims, auth=security.gate.check is not None))
         if method in _BODY_METHODS:
             receive = await self._bounded(headers, receive)
         if not path.startswith("/schema"):
@@ -136,14 +140,20 @@ class FrontDoor:
     async def _bounded(self, headers: dict[str, str], receive: Receive) -> Receive:
         limits, most = self.security.limits, self.security.gateway.max_body_bytes
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > most:
+        if declared.isascii() and declared.isdigit() and int(declared) > most:
             raise TooLarge(f"the request body is over {most} bytes; send less", limit=most)
         body = await read_body(receive, most, limits.body_timeout_s)
-        if body[:1] in (b"{", b"["):
+        if body.lstrip()[:1] in (b"{", b"["):
             try:
                 value = msgspec.json.decode(body)
             except msgspec.DecodeError:
                 value = None  # the handler says what is malformed
+            except RecursionError:  # deeper than the decoder goes: far past any limit
+                raise TooLarge(
+                    f"the JSON body nests deeper than {limits.json_depth} levels",
+                    field="(body)",
+                    limit=limits.json_depth,
+                ) from None
             check_json(value, limits.json_depth, limits.string_bytes)
         return replay(body, receive)
 

@@ -10,6 +10,7 @@ stream loop that applies them is `gateway/stream.py` (windows and formats: `gate
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import structlog
@@ -23,9 +24,10 @@ from nats.js.errors import APIError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import controls, datastar, inbox, snapshot
+from gateway import consumers, controls, datastar, holdings, inbox, snapshot
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
+from gateway.grants import PRINCIPAL
 from gateway.policy import Policy
 from gateway.refusals import refusal
 from gateway.stream import Session, stream
@@ -106,6 +108,9 @@ class EventsController(Controller):
         box = await inbox.of(
             state, backend.nc, settings.sse_max_per_client, settings.sse_max_connections
         )
+        principal = PRINCIPAL.get()
+        own = consumers.owner(principal.claims.subject if principal.claims else None)
+        who = f"{own}_{client}" if own else client  # connections counted per owned client id
         unbounded = ctl.policy is Policy.UNBOUNDED
         feed = ClientFeed(
             backend.nc.jetstream(),
@@ -117,12 +122,29 @@ class EventsController(Controller):
             ctl.capacity,
             settings.sse_inactive_s,
             max_ack_pending=settings.sse_unbounded_cap + ctl.capacity if unbounded else None,
+            owner=own,
+            held=holdings.of(state, settings.sse_unbounded_budget_bytes) if unbounded else None,
         )
-        box.admit(client)
+        box.admit(who)
+        ledger = consumers.ledger_of(state, settings)
+        try:
+            new = ledger.claim(principal.key, feed.name, time.monotonic())
+        except BaseException:
+            box.release(who)
+            raise
+        feed.on_close = consumers.on_close(ledger, principal.key, feed, ephemeral=not client_id)
+        ledger.opening += new  # counted against the stream's headroom until it exists
         try:
             resume = parse_last_event_id(last_event_id_header or last_event_id)
             info = await backend.nc.jetstream().stream_info(backend.nats.stream)
             first, last = info.state.first_seq, info.state.last_seq
+            if new:
+                consumers.check_headroom(
+                    info.state.consumer_count,
+                    info.config.max_consumers or 0,
+                    settings.sse_reserved_consumers,
+                    ledger.opening - 1,
+                )
             head = b""
             if resume is not None and not resumable(resume, first, last):
                 seq, body = await snapshot.take(backend, parsed, last)
@@ -135,20 +157,22 @@ class EventsController(Controller):
             position = await feed.open(None if resume is None else resume + 1, last)
         except APIError as exc:
             feed.close()
-            box.release(client)
+            box.release(who)
             log.info("sse_refused", client_id=client, err_code=exc.err_code, error=str(exc)[:200])
             raise refusal(exc) from None
         except (TimeoutError, NatsError) as exc:
             feed.close()
-            box.release(client)
+            box.release(who)
             raise Unavailable(
                 f"the event stream cannot be followed right now ({exc!s:.200}); retry",
                 retry_after=1,
             ) from None
         except BaseException:
             feed.close()
-            box.release(client)
+            box.release(who)
             raise
+        finally:
+            ledger.opening -= new
         log.info("sse_opened", client_id=client, consumer=feed.name, policy=ctl.policy.value,
                  resume=resume, position=position, snapshot=bool(head))  # fmt: skip
         hello = {
@@ -160,7 +184,7 @@ class EventsController(Controller):
         # The first frame a client may resume from carries its position too; not when a
         # snapshot follows: then the client keeps its old id and gets the snapshot again.
         connected = frame(json.dumps(hello), event="connected", id=None if head else position)
-        session = Session(feed, ctl, settings, state.closing, client, after=position)
+        session = Session(feed, ctl, settings, state.closing, who, after=position)
         return Stream(
             stream(session, connected + head),
             media_type="text/event-stream",

@@ -124,7 +124,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         last_write = loop.time()
         while not session.closing.is_set() and not feed.gone:
             if feed.overflowed:
-                yield unbounded_notice(settings.sse_unbounded_cap, feed.overflowed)
+                yield unbounded_notice(
+                    settings.sse_unbounded_cap, feed.overflowed, feed.overflow_reason
+                )
                 return
             if feed.should_ask():
                 await feed.ask(ctl.capacity, keepalive)

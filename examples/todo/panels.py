@@ -219,7 +219,34 @@ def user_snapshot(topic: str, state: Any) -> list[Patch]:
     return [Patch(user_item(state))] if ident else [Patch(users(state), "#users", "inner")]
 
 
+async def items_fragment(ask: Ask, params: Mapping[str, str]) -> str:
+    """`ul#todos-<list>` as it is now."""
+    list_id = chosen_list(params)
+    found = await ask("todo_lists", "get", {"list_id": list_id})
+    return todo_list(list_id, found["items"] if found else [])
+
+
+def todo_topics(params: Mapping[str, str]) -> list[str]:
+    """Every list's events, or (granted only one) the page's list's."""
+    return ["todo_list", f"todo_list:{chosen_list(params)}"]
+
+
 PANELS = (
-    Panel("todos", "Todos", todos_panel, todo_patches, todo_snapshot, {"lists": lists_fragment}),
-    Panel("users", "User profiles", users_panel, user_patches, user_snapshot),
+    Panel(
+        "todos",
+        "Todos",
+        todos_panel,
+        todo_patches,
+        todo_snapshot,
+        {"lists": lists_fragment, "items": items_fragment},
+        todo_topics,
+    ),
+    Panel(
+        "users",
+        "User profiles",
+        users_panel,
+        user_patches,
+        user_snapshot,
+        topics=lambda _: ["user_profile"],
+    ),
 )

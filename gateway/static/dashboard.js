@@ -3,7 +3,7 @@
 "use strict";
 (() => {
   const body = document.body;
-  const listId = document.querySelector("[data-list]")?.dataset.list;
+  const listId = document.querySelector("[data-list]")?.dataset.list;  // the example's panel
   const $ = (selector) => document.querySelector(selector);
   const SQL_ROWS_SHOWN = 200;
   const ERROR_FALLBACK = "The gateway is not reachable; check that `ironstar up` runs and try again.";
@@ -57,20 +57,60 @@
     }, 700);
   }
 
-  document.addEventListener("datastar-signals", (event) => {
-    if ("snapshot" in event.detail) reloadPanels();
-    if ("seq" in event.detail) refreshAnalytics();
-    if ("behind" in event.detail) showLag(event.detail.behind);
-    const log = $("#events");
-    while (log && log.children.length > 50) log.lastElementChild.remove();
-  });
-
-  if (body.dataset.mode === "lite" && window.datastarLite) {
-    window.datastarLite.connect(body.dataset.feed, setState);
-  } else {
-    show("live (Datastar)", "live");
-    setInterval(refreshAnalytics, 3000);
+  // --- the feed ---------------------------------------------------------------------
+  // Each message is applied by whichever Datastar client the page loaded: the built-in
+  // datastar-lite.js, or the official bundle, which applies the `datastar-fetch` events its
+  // own @get dispatches for each SSE message (type, and the data lines keyed by their first
+  // word). The page's own reactions (reload after a snapshot, chart refresh, lag, log cap)
+  // come from the same messages, not from either client's signal event.
+  const EVENTS_KEPT = 50;
+  function fields(data) {
+    const lines = {};
+    for (const line of data.split("\n")) {
+      const cut = line.indexOf(" ");
+      const key = cut < 0 ? line : line.slice(0, cut);
+      (lines[key] ||= []).push(cut < 0 ? "" : line.slice(cut + 1));
+    }
+    return Object.fromEntries(Object.entries(lines).map(([k, v]) => [k, v.join("\n")]));
   }
+  const official = body.dataset.mode !== "lite";
+  function patch(type, data) {
+    if (!official && window.datastarLite) {
+      window.datastarLite.apply(type, data);
+    } else {
+      const detail = { type, el: document.documentElement, argsRaw: fields(data) };
+      document.dispatchEvent(new CustomEvent("datastar-fetch", { detail }));
+    }
+  }
+  let snapshotSeen = null;
+  function react(signals) {
+    if (!signals || typeof signals !== "object") return;
+    if ("snapshot" in signals && signals.snapshot !== snapshotSeen) {
+      snapshotSeen = signals.snapshot;
+      reloadPanels();
+    }
+    if ("seq" in signals) refreshAnalytics();
+    if ("behind" in signals) showLag(signals.behind);
+  }
+  // Signals patched by any other feed on the page: the built-in client says
+  // `datastar-signals`, the official bundle `datastar-signal-patch` (only for values that
+  // changed). The shared feed's own messages are reacted to below, once, whatever the client.
+  document.addEventListener("datastar-signals", (event) => react(event.detail));
+  document.addEventListener("datastar-signal-patch", (event) => react(event.detail));
+  function apply(messages) {
+    for (const { type, data } of messages) {
+      patch(type, data);
+      if (type === "datastar-patch-signals") {
+        try { react(JSON.parse(fields(data).signals || "{}")); } catch (_) { /* not ours */ }
+      }
+    }
+    const log = $("#events");
+    while (log && log.children.length > EVENTS_KEPT) log.lastElementChild.remove();
+  }
+
+  const feed = new URL(body.dataset.feed, location.href);
+  const since = feed.searchParams.get("last_event_id");
+  window.ironstarFeed.follow(feed, since, apply, setState);
 
   // --- commands ----------------------------------------------------------------------
   function newId() {

@@ -5,7 +5,7 @@
 // store; `data-text="$name"` elements show a signal). Differences from the official
 // bundle, on purpose: outer/replace swap the element instead of morphing it (focus is put
 // back), and an inserted element whose id is already on the page replaces it, so an event
-// delivered twice around a reconnect never shows twice.
+// delivered twice never shows twice. The feed itself is followed by feed.js.
 "use strict";
 (() => {
   const signals = {};
@@ -95,41 +95,12 @@
     else if (type === "datastar-patch-signals") patchSignals(fields);
   }
 
-  // Follow a feed. EventSource reconnects by itself with `Last-Event-ID`; when it gives up
-  // (a 5xx or a refused connection it treats as fatal) we open a new one that resumes
-  // with `last_event_id`, backing off up to 10 s. `onState(state)` hears every change.
-  function connect(url, onState) {
-    let lastId = new URL(url, location.href).searchParams.get("last_event_id") || "";
-    let source = null;
-    let delay = 500;
-    const open = () => {
-      const target = new URL(url, location.href);
-      if (lastId) target.searchParams.set("last_event_id", lastId);
-      source = new EventSource(target);
-      source.onopen = () => { delay = 500; onState("live"); };
-      source.onerror = () => {
-        if (source.readyState === EventSource.CLOSED) {
-          onState("reconnecting");
-          setTimeout(open, delay);
-          delay = Math.min(delay * 2, 10000);
-        } else {
-          onState("reconnecting");
-        }
-      };
-      // `connected` carries the position the feed starts after: a page that saw nothing
-      // else still resumes from it, so nothing appended while it was away is lost.
-      source.addEventListener("connected", (event) => {
-        if (event.lastEventId) lastId = event.lastEventId;
-      });
-      for (const type of ["datastar-patch-elements", "datastar-patch-signals"]) {
-        source.addEventListener(type, (event) => {
-          if (event.lastEventId) lastId = event.lastEventId;
-          apply(type, event.data);
-        });
-      }
-    };
-    open();
-    return { close: () => source && source.close() };
+  // Follow a feed on its own (the dashboard shares one per browser: feed.js) and apply it.
+  function connect(url, onState = () => {}) {
+    const from = new URL(url, location.href).searchParams.get("last_event_id");
+    const each = (group) => group.messages.forEach((m) => apply(m.type, m.data));
+    return window.ironstarFeed.read(url, Number.isFinite(Number(from)) && from ? Number(from) : null,
+      each, onState);
   }
 
   window.datastarLite = { apply, connect, signals };

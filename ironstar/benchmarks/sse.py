@@ -108,6 +108,7 @@ def _start_server(
     env = {**os.environ, "IRONSTAR_NATS_URL": nats.url, "IRONSTAR_NATS_PREFIX": nats.prefix,
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
            "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
+           "IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL": "100000",
            "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5"}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()

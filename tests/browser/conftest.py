@@ -6,13 +6,22 @@ fail instead, because `.ci/run` installs chromium and they must run there.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import threading
+import zipfile
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from ironstar.natsserver import free_port
+from tests.support.stack import Stack
 
 CHROMIUM = Path(os.environ.get("IRONSTAR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -55,17 +64,20 @@ def _unexpected(message: ConsoleMessage) -> bool:
 
 
 @pytest.fixture
-def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
-    """Open a page and fail the test on any script error or console error it logs."""
+def open_page(browser: BrowserContext) -> Iterator[Callable[..., Page]]:
+    """Open a page (`init`: a script run before the page's own) and fail the test on any
+    script error or console error it logs."""
     pages: list[Page] = []
     errors: list[str] = []
 
-    def open_(url: str) -> Page:
+    def open_(url: str, init: str | None = None) -> Page:
         page = browser.new_page()
         page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
         page.on(
             "console", lambda m: errors.append(f"console: {m.text}") if _unexpected(m) else None
         )
+        if init is not None:
+            page.add_init_script(init)
         page.goto(url)
         pages.append(page)
         return page
@@ -74,3 +86,73 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[[str], Page]]:
     for page in pages:
         page.close()
     assert not errors, errors
+
+
+# The official Datastar bundle. No package registry serves the pristine 1.0.1 bundle (npm
+# has 1.0.0-beta.11 at most). The `starhtml` wheel on PyPI ships Datastar v1.0.1 as
+# `datastar-core.js`, patched by starhtml (a shadow-DOM scan and a race fix, neither on the
+# paths the page uses). It is downloaded without being installed (it needs Python >= 3.12),
+# checked by hash and served from a local server (no CDN), as IRONSTAR_GATEWAY_DATASTAR_URL
+# would point at a team's own copy.
+WHEEL = "starhtml==0.7.0"
+MEMBER = "starhtml/static/js/datastar-core.js"
+SHA256 = "31c8c9efb895beadeba5f73407c3ca60201dee321c5dea56c182817b475bde9f"
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Datastar v1.0.1 as the starhtml wheel ships it (downloaded, never installed)."""
+    where = tmp_path_factory.mktemp("starhtml")
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--python-version", "3.12", "--dest", str(where), WHEEL],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    wheels = list(where.glob("starhtml-*.whl"))
+    if got.returncode != 0 or not wheels:
+        reason = f"cannot download {WHEEL} from PyPI: {got.stderr.strip()[-300:]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    code = zipfile.ZipFile(wheels[0]).read(MEMBER)
+    assert hashlib.sha256(code).hexdigest() == SHA256, "the wheel's Datastar bundle changed"
+    assert b"Datastar v1.0.1" in code
+    return code
+
+
+@pytest.fixture(scope="session")
+def bundle_url(bundle: bytes) -> Iterator[str]:
+    """The bundle served from another local origin, with CORS (module scripts need it)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(bundle)))
+            self.end_headers()
+            self.wfile.write(bundle)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/datastar.js"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture(params=["lite", "official"])
+def either(
+    request: pytest.FixtureRequest, service_env: dict[str, str], tmp_path: Path
+) -> Iterator[Stack]:
+    """The stack with the built-in client, then with the official bundle."""
+    env = dict(service_env)
+    if request.param == "official":
+        env["IRONSTAR_GATEWAY_DATASTAR_URL"] = request.getfixturevalue("bundle_url")
+    running = Stack(env, tmp_path)
+    yield running
+    running.stop()

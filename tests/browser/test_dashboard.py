@@ -82,8 +82,10 @@ def test_a_second_page_on_the_same_list_sees_changes_within_a_second(
 
 
 def test_the_page_reconnects_after_a_gateway_restart_and_catches_up_without_reload(
-    stack: Stack, open_page: Callable[[str], Page]
+    either: Stack, open_page: Callable[[str], Page]
 ) -> None:
+    """With both Datastar clients: the gateway's SIGTERM ends the streams, the page comes back."""
+    stack = either
     list_id, page = _fresh_list(stack, open_page)
     _add(page, "Before the restart")
     expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(1)
@@ -165,8 +167,10 @@ def test_the_dashboard_renders_every_panel_and_is_saved_as_a_screenshot(
 
 
 def test_a_page_that_falls_behind_says_it_is_lagging_and_by_how_many_events(
-    stack: Stack, open_page: Callable[[str], Page]
+    either: Stack, open_page: Callable[[str], Page]
 ) -> None:
+    """With the built-in Datastar client and with the official bundle."""
+    stack = either
     list_id, page = _fresh_list(stack, open_page)
     page.evaluate(
         """() => { window.states = [];
@@ -193,6 +197,7 @@ def test_a_page_that_falls_behind_says_it_is_lagging_and_by_how_many_events(
     lagging = [s for s in states if s.startswith("lagging")]
     assert lagging, states
     assert 10 <= int(lagging[0].split()[1]) < 60
+    expect(page.locator("#events li")).to_have_count(50)  # the event log keeps the last 50
 
 
 def test_what_a_new_user_notices_first_updates_live_and_reads_at_phone_width(

@@ -18,7 +18,9 @@ def test_the_page_loads_only_first_party_assets_and_shows_the_read_models(stack:
     page = httpx.get(f"{stack.url}/?list=home").text
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert sources and all(s.startswith(("/", "#", "data:")) for s in sources), sources
-    for asset in ("/static/datastar-lite.js", "/static/dashboard.js", "/static/dashboard.css"):
+    assets = ("/static/datastar-lite.js", "/static/feed.js", "/static/dashboard.js",
+              "/static/dashboard.css")  # fmt: skip
+    for asset in assets:
         assert asset in sources
         assert httpx.get(f"{stack.url}{asset}").status_code == 200
     assert 'id="todos-home"' in page
@@ -39,7 +41,9 @@ def test_a_deployment_can_load_the_official_datastar_bundle_instead(
         running.stop()
     assert f'<script type="module" src="{bundle}"></script>' in page
     assert "datastar-lite.js" not in page
-    assert "data-init=\"@get('/api/events?format=datastar" in page
+    # The shared feed (one per browser) hands the bundle its messages; no @get per tab.
+    assert 'data-mode="datastar"' in page and "data-init" not in page
+    assert "/static/feed.js" in page
 
 
 def test_an_unknown_feed_format_is_a_422_naming_the_parameter(stack: Stack) -> None:

@@ -10,8 +10,10 @@ import pytest
 
 from common.errors import Forbidden, Invalid, TooLarge, TooManyRequests, Unauthorized
 from common.tokens import Claims, Verifier
-from gateway.auth import bind_notice, is_loopback, needed_scopes
+from gateway.auth import bind_notice, credentials, is_loopback, needed_scopes
+from gateway.grants import read_grant
 from gateway.limits import RateLimiter, check_json
+from tests.security.conftest import signed
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0
@@ -52,10 +54,63 @@ def test_grants_cover_children_and_wildcards_but_not_siblings() -> None:
         claims.require("read:user_profile")
 
 
+@pytest.mark.parametrize("scope", ["admin:*", "sql:*", "*", "read:", "commands:a:b", "read:a:*"])
+def test_a_scope_outside_the_grammar_grants_nothing_and_refuses_the_token(scope: str) -> None:
+    lookalike = Claims("m", frozenset({scope}), 0)
+    for needed in ("admin", "sql", "read:todo_list", "commands:todo_list", "read:analytics"):
+        assert not lookalike.grants(needed), (scope, needed)
+    minted = Verifier(KEY).mint("mallory", [scope, "read:todo_list"], 60, NOW)
+    with pytest.raises(Unauthorized, match="`scope` claim") as refused:
+        Verifier(KEY).verify(minted, NOW)
+    assert refused.value.detail["claim"] == "scope"
+
+
+@pytest.mark.parametrize(
+    ("claims", "named"),
+    [
+        ('{"sub":"a","scope":"sql","exp":Infinity}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":-Infinity}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":NaN}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":1e400}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":"2000000000"}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":true}', "exp"),
+        ('{"sub":"a","scope":"sql"}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"nbf":"tomorrow"}', "nbf"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"nbf":NaN}', "nbf"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iat":[1]}', "iat"),
+        ('{"sub":"a","scope":["sql"],"exp":2000000000}', "scope"),
+        ('{"sub":"a","scope":"sql  admin:*","exp":2000000000}', "scope"),
+        ('{"sub":7,"scope":"sql","exp":2000000000}', "sub"),
+        ('{"sub":"","scope":"sql","exp":2000000000}', "sub"),
+        ('{"sub":"a\\u0000b","scope":"sql","exp":2000000000}', "sub"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iss":5}', "iss"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"aud":[1]}', "aud"),
+    ],
+)
+def test_malformed_claims_are_unauthorized_naming_the_claim(claims: str, named: str) -> None:
+    with pytest.raises(Unauthorized) as refused:
+        Verifier(KEY).verify(signed(claims, KEY), NOW)
+    assert refused.value.detail["claim"] == named
+    assert f"`{named}`" in refused.value.message
+
+
+def test_well_formed_numeric_dates_may_be_integers_or_fractions() -> None:
+    claims = Verifier(KEY).verify(signed('{"sub":"a","scope":"sql","exp":1800000060.5}', KEY), NOW)
+    assert claims.expires == 1_800_000_060 and claims.scopes == {"sql"}
+
+
 def test_every_api_path_needs_a_scope_and_unknown_ones_need_admin() -> None:
     assert needed_scopes("POST", "/api/commands/todo_list/x", {}) == ["commands:todo_list"]
-    assert needed_scopes("GET", "/api/users/u1", {}) == ["read:user_profile:u1"]
-    assert needed_scopes("GET", "/api/analytics/totals", {}) == ["read:analytics"]
+    # read models: a token at the door, the grant of what is shown where it is read
+    assert needed_scopes("GET", "/api/users/u1", {}) == []
+    assert credentials("GET", "/api/users/u1") == "required"
+    assert credentials("POST", "/api/sql") == "required"
+    assert credentials("GET", "/") == credentials("GET", "/ui/analytics") == "optional"
+    assert read_grant("user_profiles", {"user_id": "u1"}) == "read:user_profile:u1"
+    assert read_grant("todo_lists", {}) == "read:todo_list"
+    assert read_grant("analytics", {"minutes": 5}) == "read:analytics"
+    assert read_grant("sql", {"sql": "select 1"}) == "sql"
+    assert read_grant("a_projection_added_later", {}) == "admin"
     assert needed_scopes("GET", "/api/events", {"topics": "todo_list:a"}) == ["read:todo_list:a"]
     assert needed_scopes("GET", "/api/whatever-is-added-later", {}) == ["admin"]
     assert needed_scopes("GET", "/healthz", {}) == []

@@ -126,8 +126,8 @@ def test_the_chart_time_axis_runs_to_now_not_to_the_last_event():
 def test_a_registered_user_is_put_at_the_top_of_the_newest_first_list():
     event = _event("user_profile", "linus", "user_registered", name="Linus Torvalds",
                    email="linus@example.org")  # fmt: skip
-    first = datastar.patches(9, event)[0][0]
-    assert first[:2] == [("mode", "prepend"), ("selector", "#users")]
+    first = dict(datastar.patches(9, event)[0][0])
+    assert (first["mode"], first["selector"]) == ("prepend", "#users")
 
 
 def test_the_chart_without_events_says_how_to_make_some():
