@@ -61,14 +61,7 @@ projection = Projection(
     ),
     apply=(),
     queries={
-        "events_per_minute": Query(
-            sql="""SELECT minute, aggregate_type, event_type, events FROM event_counts
-                   WHERE minute >= (SELECT max(minute) FROM event_counts)
-                                   - to_minutes($minutes::BIGINT)
-                   ORDER BY minute, aggregate_type, event_type""",
-            params=Recent,
-            description="Events per minute and type over the last `minutes`.",
-        ),
+        "events_per_minute": builtin.STREAM.queries["events_per_minute"],
         "commands_per_minute": _recent("commands_per_minute", "Commands per minute."),
         "throughput": _recent("throughput", "Events and commands per minute and second."),
         "todos_over_time": _recent("todos_over_time", "Active and completed todos per minute."),
