@@ -236,7 +236,8 @@ class App:
     command script (`read(projection, query, params)` answers from the running stack);
     `events(count, seed)` yields stored envelopes of valid histories for the benchmarks.
     `aliases` are extra GET paths for queries (`{param}` segments, and `{query}` for the
-    query's name)."""
+    query's name). `assets` is a directory served at `/app/`; `scripts` are file names in
+    it the dashboard loads after its own script (which offers `window.ironstar.send`)."""
 
     name: str
     aggregates: tuple[Aggregate, ...]
@@ -246,3 +247,5 @@ class App:
     demo: Callable[[random.Random, Read], Iterator[DemoCommand]] | None = None
     events: Callable[[int, int], Iterator[Envelope]] | None = None
     aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    assets: str = ""
+    scripts: tuple[str, ...] = ()

@@ -92,7 +92,7 @@ def create_app(
             SqlController,
             *reads.routes(catalogues.current()),
             EventsController,
-            *dashboard.ROUTES,
+            *dashboard.routes(),
             *security.route_handlers,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},

@@ -38,7 +38,7 @@ from gateway.grants import topic_grant
 ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/favicon.ico", "/api/session"})
-PUBLIC_PREFIXES = ("/schema", "/static/")
+PUBLIC_PREFIXES = ("/schema", "/static/", "/app/")
 PAGES = frozenset({"/"})
 PAGE_PREFIXES = ("/ui/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

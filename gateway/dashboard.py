@@ -150,6 +150,10 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
     return Response(
         _PAGE.substitute(
             title=render.e(catalogue.current().app.name),
+            scripts="".join(
+                f'<script src="/app/{render.e(name)}" defer></script>\n'
+                for name in catalogue.current().app.scripts
+            ),
             panels="\n".join(rendered),
             analytics=analytics,
             seq="" if since is None else since,
@@ -210,4 +214,15 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES = (page, panel_fragment, part_fragment, analytics_fragment, static)
+ROUTES: tuple[Any, ...] = (page, panel_fragment, part_fragment, analytics_fragment, static)
+
+
+def routes() -> tuple[Any, ...]:
+    """The dashboard's routes, with the app's assets at `/app/` when it has some."""
+    assets = catalogue.current().app.assets
+    if not assets:
+        return ROUTES
+    own = create_static_files_router(
+        path="/app", directories=[Path(assets)], include_in_schema=False, name="app"
+    )
+    return (*ROUTES, own)

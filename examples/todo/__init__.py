@@ -6,6 +6,8 @@ packages knows about todos.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from common.app import Aggregate, App, Feed
 from examples.todo import demo, history, todo_list, user_profile
 from examples.todo.panels import PANELS
@@ -44,6 +46,8 @@ app = App(
     panels=PANELS,
     demo=demo.demo,
     events=history.events,
+    assets=str(Path(__file__).with_name("static")),
+    scripts=("todo.js",),
     aliases={  # the example's paths from before `/api/read/{projection}/{query}`
         "/api/todo-lists": ("todo_lists", "lists"),
         "/api/todo-lists/{list_id}": ("todo_lists", "get"),
