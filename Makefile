@@ -26,7 +26,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 # ARGS are its options (e.g. make run ARGS='--http-port 8001 --data-dir .ironstar-2').
 run: $(VENV)/.installed-run
 	@echo "make: starting ironstar (Ctrl-C stops everything)"
-	$(BIN)/ironstar up $(ARGS)
+	IRONSTAR_RUN_BY=make $(BIN)/ironstar up $(ARGS)
 
 lint: $(VENV)/.installed-test
 	@echo "make: ruff and mypy"

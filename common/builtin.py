@@ -1,7 +1,14 @@
-"""The projection every app gets: events and commands per minute, aggregate and event type.
+"""The projections every app gets, applied before the app's own.
 
-It feeds what the dashboard shows for any app (the events-per-minute chart, the totals)
-and what an analyst asks first. Named `stream` (reserved for apps), table `stream_counts`.
+`versions` (table `aggregate_versions`): the last version and state of every aggregate, so
+an event that is not its aggregate's next version (a repeat, a gap, one published around
+the writer) or that its `evolve` refuses is dead-lettered, as the writer refuses it
+(`writer/handler.py`; the check is `projector.staging.Checker.fold`). It is applied with
+every batch, also when only other projections are rebuilt.
+
+`stream`: events and commands per minute, aggregate and event type. It feeds what the
+dashboard shows for any app (the events-per-minute chart, the totals) and what an analyst
+asks first. Named `stream` (reserved for apps), table `stream_counts`.
 A command is counted once, under the type of its first event (`new_command`).
 """
 
@@ -14,6 +21,7 @@ from msgspec import Meta, Struct
 from common.app import NoParams, Projection, Query
 
 NAME = "stream"
+VERSIONS_NAME = "versions"
 
 
 class Recent(Struct, frozen=True, forbid_unknown_fields=True):
@@ -84,3 +92,23 @@ STREAM = Projection(
         ),
     },
 )
+
+
+VERSIONS = Projection(
+    name=VERSIONS_NAME,
+    version=2,
+    grant="analytics",
+    tables=("aggregate_versions",),
+    ddl=(
+        """CREATE TABLE IF NOT EXISTS aggregate_versions (
+            aggregate_type VARCHAR NOT NULL,
+            aggregate_id VARCHAR NOT NULL,
+            version BIGINT NOT NULL,
+            state VARCHAR,  -- msgspec JSON of the aggregate's state (its app's aggregates)
+            PRIMARY KEY (aggregate_type, aggregate_id)
+        )""",
+    ),
+    apply=(),  # the engine's own check: `projector.staging.Checker.fold`
+)
+BUILT_IN = (VERSIONS, STREAM)  # in the order they are applied, before the app's
+ALWAYS = frozenset({VERSIONS_NAME})  # applied with every batch, also when others rebuild

@@ -51,10 +51,10 @@ class Catalogue:
     def __init__(self, app: App) -> None:
         self.app = app
         self.aggregates: dict[str, Aggregate] = {a.name: a for a in app.aggregates}
-        # Every app gets the built-in `stream` projection first (its tables may be read by
-        # the app's views and queries).
+        # Every app gets the built-in `versions` and `stream` projections first (their
+        # tables may be read by the app's views and queries).
         self.projections: dict[str, Projection] = {
-            p.name: p for p in (builtin.STREAM, *app.projections)
+            p.name: p for p in (*builtin.BUILT_IN, *app.projections)
         }
         self.feeds: dict[str, Feed] = {f.aggregate: f for f in app.feeds}
         self.critical = frozenset().union(*(a.critical for a in app.aggregates))
@@ -151,8 +151,9 @@ def _problems(cat: Catalogue) -> Iterator[str]:
     if not app.aggregates:
         yield "declares no aggregate"
     names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
-    if builtin.NAME in (p.name for p in app.projections):
-        yield f"projection name {builtin.NAME!r} is Ironstar's own (events per minute)"
+    for own in builtin.BUILT_IN:
+        if own.name in (p.name for p in app.projections):
+            yield f"projection name {own.name!r} is Ironstar's own"
     for name in names:
         if not _NAME.fullmatch(name):
             yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"

@@ -12,29 +12,38 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import Meta
 
 from common.subjects import ID_PATTERN
 
+# The domain of every envelope field, checked when a stored message is read (so writer,
+# projector and gateway read one message the same way): the limits are in docs/security.md.
+MAX_VERSION = 2**53 - 1  # exact in every JSON reader, and in DuckDB's BIGINT
+Token = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]  # as an aggregate id
+Label = Annotated[str, Meta(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*\Z")]  # one line
+# RFC 3339 in UTC, as `utc_now` writes it (`Z`, 0-6 fractional digits); a real date besides
+TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z"
+
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    command_id: str
-    correlation_id: str
-    causation_id: str | None = None
-    actor: str | None = None
-    fingerprint: str | None = None  # of the command (type, payload, actor): see writer/handler
+    command_id: Token
+    correlation_id: Label
+    causation_id: Label | None = None
+    actor: Label | None = None
+    fingerprint: Label | None = None  # of the command (type, payload, actor): see writer/handler
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: str
+    event_id: Token
     aggregate_type: str
     aggregate_id: str
-    version: int
+    version: Annotated[int, Meta(ge=1, le=MAX_VERSION)]
     event_type: str
-    schema: int
-    occurred_at: str
+    schema: Annotated[int, Meta(ge=1, le=2**31 - 1)]
+    occurred_at: Annotated[str, Meta(pattern=TIMESTAMP)]
     payload: dict[str, Any]
     metadata: Metadata
 
@@ -72,9 +81,13 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
     """The envelope stored on `aggregate_type`.`aggregate_id`'s subject, checked.
 
     Raises Undecodable when the subject's tokens are not a valid type and id, the body is
-    not an envelope, names another aggregate than its subject, has a version below 1, or
-    an event type that is not a snake_case name (so none of them can carry a line break,
-    a selector or a wildcard into an SSE field, a page or a metric label).
+    not an envelope, names another aggregate than its subject, or any field is outside
+    its domain: version 1..2**53-1, schema 1..the current one of its event type (this
+    version must know the type), occurred_at a real RFC 3339 UTC time, event and command
+    ids tokens, other metadata one line of at most 200 characters, and a payload its event
+    type's struct accepts (ids, text lengths; the aggregates of the app's catalogue). So
+    none of them can carry a line break, a selector or a wildcard into an SSE field, a
+    page or a metric label, nor a value a read model cannot store.
     """
     try:
         stored = _decoder.decode(data)
@@ -85,12 +98,33 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
             f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "
             f"on the subject of {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
         )
-    if stored.version < 1:
-        raise Undecodable(f"version {stored.version} (versions start at 1)")
-    problem = _names((aggregate_type, aggregate_id, stored.event_type))
+    problem = _names((aggregate_type, aggregate_id, stored.event_type)) or _content(stored)
     if problem:
         raise Undecodable(problem)
     return stored
+
+
+def _content(stored: Envelope) -> str:
+    """What is wrong with an envelope's time, event type, schema or payload, or ""."""
+    try:
+        datetime.fromisoformat(stored.occurred_at)  # the pattern let 2026-13-45 through
+    except ValueError:
+        return f"occurred_at {stored.occurred_at!r} is not a real time"
+    from common import catalogue  # the app's catalogue imports this module
+
+    kind = catalogue.current().aggregates.get(stored.aggregate_type)
+    if kind is None:
+        return f"aggregate type {stored.aggregate_type!r} is unknown to this version"
+    if stored.event_type not in kind.event_types:
+        return f"event type {stored.event_type!r} of {kind.name} is unknown to this version"
+    current = kind.schema(stored.event_type)
+    if stored.schema > current:
+        return f"schema {stored.schema} of {stored.event_type} (this version knows {current})"
+    try:
+        kind.from_payload(stored.event_type, stored.schema, stored.payload)
+    except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
+        return f"payload of {stored.event_type} schema {stored.schema}: {str(exc)[:200]}"
+    return ""
 
 
 _checked: dict[tuple[str, str, str], str] = {}  # a feed checks every delivery: once per name

@@ -98,7 +98,7 @@ def parse_scopes(value: object) -> frozenset[str]:
 
 def numeric_date(claims: dict[str, Any], name: str, required: bool = False) -> float | None:
     """A NumericDate claim (RFC 7519 §2, §4.1.4-6): a finite JSON number, not a string,
-    boolean, `Infinity`, `NaN` or `1e400`."""
+    boolean, `Infinity`, `NaN`, `1e400` or an integer of hundreds of digits; 401 naming it."""
     if name not in claims:
         if required:
             raise _bad_claim(name, "is missing; mint the token with a lifetime")
@@ -106,7 +106,9 @@ def numeric_date(claims: dict[str, Any], name: str, required: bool = False) -> f
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _bad_claim(name, f"must be a number of seconds since 1970 (got {_shape(value)})")
-    if not math.isfinite(value) or not 0 <= value <= MAX_NUMERIC_DATE:
+    # The range first: it is exact for integers of any size (math.isfinite and float()
+    # overflow on one of 310 digits) and false for NaN and the infinities.
+    if not 0 <= value <= MAX_NUMERIC_DATE or not math.isfinite(value):
         raise _bad_claim(name, f"must be a finite time between 0 and {MAX_NUMERIC_DATE}")
     return float(value)
 
@@ -168,9 +170,9 @@ class Verifier:
         if not_before is not None and clock + self.leeway_s < not_before:
             raise Unauthorized("the token is not valid yet (`nbf` is in the future)", claim="nbf")
         issuer, audience = claims.get("iss"), claims.get("aud")
-        if issuer is not None and not isinstance(issuer, str):
-            raise _bad_claim("iss", "must be a string")
-        if audience is not None and not (
+        if "iss" in claims and not isinstance(issuer, str):  # null included
+            raise _bad_claim("iss", f"must be a string (got {_shape(issuer)})")
+        if "aud" in claims and not (
             isinstance(audience, str)
             or (isinstance(audience, list) and all(isinstance(a, str) for a in audience))
         ):
@@ -208,10 +210,44 @@ def _unb64(text: str) -> bytes:
 
 
 def _json_part(text: str, what: str) -> dict[str, Any]:
+    """The JSON object of a token's header or claims. A member name twice, at any depth, is
+    a 401 naming it: verifiers disagree on which one counts (RFC 7515 §5.2 and RFC 7519 §4
+    allow rejecting). An integer too long for Python's `int` (4,300 digits) parses as
+    infinity, which the NumericDate check then refuses naming its claim."""
     try:
-        value = json.loads(_unb64(text))
-    except (ValueError, RecursionError):
+        value = json.loads(_unb64(text), object_pairs_hook=_unique_members, parse_int=_bounded_int)
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, _Duplicate):
+            raise Unauthorized(
+                f"the token's {what} holds `{exc.name[:80]}` more than once; refused, since "
+                "verifiers disagree on which one counts",
+                **({"claim": exc.name} if what == "claims" else {"header": exc.name}),
+            ) from None
         raise Unauthorized(f"the token's {what} is not JSON") from None
     if not isinstance(value, dict):
         raise Unauthorized(f"the token's {what} is not a JSON object")
     return value
+
+
+class _Duplicate(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for name, member in pairs:
+        if name in value:
+            raise _Duplicate(name)
+        value[name] = member
+    return value
+
+
+_MAX_INT_DIGITS = 40  # far beyond any NumericDate; longer parses as infinity
+
+
+def _bounded_int(text: str) -> int | float:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        return -math.inf if text.startswith("-") else math.inf
+    return int(text)

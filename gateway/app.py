@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from nats.errors import Error as NatsError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from common import bus
 from common import catalogue as catalogues
@@ -54,10 +54,16 @@ async def readyz(backend: Backend) -> Response[dict[str, Any]]:
     )
 
 
-@get("/metrics", tags=["health"], media_type=CONTENT_TYPE_LATEST)
+# The classic text exposition format, which `generate_latest` writes and every Prometheus
+# version parses; Litestar appends `; charset=utf-8` to any text/ type itself (so
+# prometheus_client's CONTENT_TYPE_* constants, which carry it already, would send it twice).
+METRICS_TYPE = "text/plain; version=0.0.4"
+
+
+@get("/metrics", tags=["health"], media_type=METRICS_TYPE)
 async def metrics() -> Response[bytes]:
-    """Prometheus metrics of this gateway process."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of this gateway process (text format 0.0.4, UTF-8)."""
+    return Response(generate_latest(), media_type=METRICS_TYPE)
 
 
 def create_app(

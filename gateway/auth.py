@@ -132,9 +132,18 @@ class Gate:
     public_origin: str = ""  # normalised `IRONSTAR_GATEWAY_PUBLIC_ORIGIN`, '' when unset
 
     def admit(
-        self, method: str, path: str, headers: Mapping[str, str], query: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        scheme: str,
     ) -> Claims | None:
-        """The caller's verified claims (None when auth is off); 401 or 403 otherwise."""
+        """The caller's verified claims (None when auth is off); 401 or 403 otherwise.
+
+        `scheme`: the request's, `http` or `https` (the connection's, or a trusted proxy's
+        `X-Forwarded-Proto`, as the ASGI scope has it).
+        """
         if _URL_TOKENS & {key.lower() for key in query}:
             raise BadRequest(
                 "tokens are never accepted in the URL (it ends up in logs); send "
@@ -148,17 +157,17 @@ class Gate:
             return None
         if kind == "optional":  # a page: an expired cookie gets the sign-in prompt
             try:
-                return self.authenticate(method, headers)
+                return self.authenticate(method, headers, scheme)
             except Unauthorized:
                 return None
-        claims = self.authenticate(method, headers)
+        claims = self.authenticate(method, headers, scheme)
         for scope in needed_scopes(method, path, query):
             claims.require(scope)
         return claims
 
-    def authenticate(self, method: str, headers: Mapping[str, str]) -> Claims:
+    def authenticate(self, method: str, headers: Mapping[str, str], scheme: str) -> Claims:
         assert self.check is not None
-        token = self._token(method, headers)
+        token = self._token(method, headers, scheme)
         if token is None:
             raise Unauthorized(
                 "this gateway needs a token: send `Authorization: Bearer <token>` "
@@ -166,7 +175,7 @@ class Gate:
             )
         return self.check.verify(token)
 
-    def _token(self, method: str, headers: Mapping[str, str]) -> str | None:
+    def _token(self, method: str, headers: Mapping[str, str], scheme: str) -> str | None:
         value = headers.get("authorization")
         if value is not None:
             scheme, _, token = value.strip().partition(" ")
@@ -176,7 +185,7 @@ class Gate:
         cookie = _cookies(headers.get("cookie", "")).get(self.cookie_name)
         if cookie is None:
             return None
-        if method not in SAFE_METHODS and not _same_origin(headers, self.public_origin):
+        if method not in SAFE_METHODS and not _same_origin(headers, scheme, self.public_origin):
             raise Unauthorized(
                 "the session cookie is only honoured for same-origin requests; "
                 "send `Authorization: Bearer <token>` from other origins"
@@ -193,18 +202,28 @@ def _cookies(header: str) -> dict[str, str]:
     return found
 
 
-def _same_origin(headers: Mapping[str, str], public_origin: str) -> bool:
+def _same_origin(headers: Mapping[str, str], scheme: str, public_origin: str) -> bool:
     """The browser says the request comes from this site: `Sec-Fetch-Site: same-origin`, or
-    an `Origin` equal to the configured public origin or naming the `Host` it was sent to
-    (a proxy that rewrites `Host` needs the public origin configured)."""
+    an `Origin` equal to the configured public origin or to this request's own origin, its
+    scheme and the `Host` it was sent to (a proxy that rewrites `Host` needs the public
+    origin configured). Origins compare as RFC 6454 says: scheme, host and port all equal."""
     if headers.get("sec-fetch-site") == "same-origin":
         return True
     origin, host = headers.get("origin"), headers.get("host")
     if origin is None:
         return False
-    if public_origin and origin.lower() == public_origin:
+    origin = origin.lower()
+    if public_origin and origin == public_origin:
         return True
-    return host is not None and origin.split("://", 1)[-1] == host
+    return host is not None and origin == _own_origin(scheme, host.lower())
+
+
+def _own_origin(scheme: str, host: str) -> str:
+    """`scheme://host[:port]` as a browser writes it in `Origin` (no default port)."""
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    if default and host.endswith(default):
+        host = host.removesuffix(default)
+    return f"{scheme}://{host}"
 
 
 @route(
@@ -221,7 +240,7 @@ async def session(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         raise NotFound("authentication is off on this gateway (loopback only): no session")
     if "authorization" not in request.headers:
         raise Unauthorized("send the token as `Authorization: Bearer <token>` to open a session")
-    claims = gate.authenticate("POST", request.headers)
+    claims = gate.authenticate("POST", request.headers, request.url.scheme)
     max_age = max(0, claims.expires - int(time.time()))
     body = {"subject": claims.subject, "scopes": sorted(claims.scopes), "expires": claims.expires}
     token = request.headers["authorization"].strip().partition(" ")[2].strip()

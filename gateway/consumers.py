@@ -77,8 +77,9 @@ class Ledger:
                 f"this client holds its budget of {self.per_principal} feed consumers "
                 "(open, or closed less than IRONSTAR_GATEWAY_SSE_INACTIVE_S = "
                 f"{self.linger_s:g} s ago; IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL): "
-                "reuse a client_id, or omit it (then the feed's consumer ends with it), or "
-                f"retry after {wait} s",
+                "reconnect with the client_id of a feed you already hold, close a feed you "
+                f"no longer need, or retry after {wait} s (a feed without a client_id counts "
+                "too, until it closes)",
                 retry_after=wait,
                 budget="sse_max_consumers_per_principal",
                 limit=self.per_principal,

@@ -11,8 +11,7 @@ from common.settings import GatewaySettings
 from gateway.policy import Policy, parse_policy
 
 FORMATS = ("json", "datastar")
-_ON = ("", "on", "true", "yes")
-_OFF = ("off", "false", "no", "0")
+_ON, _OFF = "on", "off"  # besides a number of ms: nothing else (no true/yes) is documented
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +26,28 @@ class Controls:
 
 
 def parse_window(value: str | None, field: str, default_ms: int, max_ms: int) -> float | None:
-    """Absent or `off` → None; `on` → the default; a number of ms → that, up to `max_ms`."""
-    if value is None or value.lower() in _OFF:
+    """Absent, `off` or 0 → None; `on` → the default; a number of ms → that, up to `max_ms`.
+    Anything else is Invalid naming `field`."""
+    if value is None or value.lower() == _OFF:
         return None
-    if value.lower() in _ON:
+    if value.lower() == _ON:
         return default_ms / 1000
-    if not (value.isascii() and value.isdigit() and len(value) <= 9):  # no '²', no 10**5000
-        raise Invalid(
-            f"{field} {value[:40]!r} is not a number of milliseconds, 'on' or 'off'",
-            field=field,
-            fields=[field],
-        )
-    return min(int(value), max_ms) / 1000
+    ms = _whole(value, field, "a number of milliseconds, 'on' or 'off'")
+    return min(ms, max_ms) / 1000 or None
+
+
+def parse_capacity(value: str | None, default: int, cap: int) -> int:
+    """Absent → `default`; a whole number ≥ 1 → that, up to `cap`; else Invalid."""
+    if value is None:
+        return min(default, cap)
+    return min(_whole(value, "capacity", "a whole number of events, at least 1", least=1), cap)
+
+
+def _whole(value: str, field: str, expected: str, least: int = 0) -> int:
+    """`value` as a whole decimal number ≥ `least` (ASCII digits only), or Invalid."""
+    if not (value.isascii() and value.isdigit() and len(value) <= 12) or int(value) < least:
+        raise Invalid(f"{field} {value[:40]!r} is not {expected}", field=field, fields=[field])
+    return int(value)
 
 
 def parse_format(value: str | None, datastar_request: bool) -> str:
@@ -57,7 +66,7 @@ def parse(
     settings: GatewaySettings,
     *,
     policy: str | None,
-    capacity: int | None,
+    capacity: str | None,
     debounce_ms: str | None,
     batch_ms: str | None,
     format: str | None,
@@ -66,7 +75,7 @@ def parse(
     cap = settings.sse_max_window_ms
     return Controls(
         policy=parse_policy(policy),
-        capacity=min(capacity or settings.sse_capacity, settings.sse_max_capacity),
+        capacity=parse_capacity(capacity, settings.sse_capacity, settings.sse_max_capacity),
         debounce_s=parse_window(debounce_ms, "debounce_ms", settings.sse_debounce_ms, cap),
         debounce_max_wait_s=settings.sse_debounce_max_wait_ms / 1000,
         batch_s=parse_window(batch_ms, "batch_ms", settings.sse_batch_ms, cap),

@@ -42,7 +42,8 @@ CHART_MINUTES = 15
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now.
+    """(sequence, result) of a read-model query, or None when it cannot answer now. A result
+    the read model cut to fit one answer carries the reply's `truncated`.
 
     401/403 (the caller may not see it) go through: a fragment answers them as they are.
     """
@@ -52,7 +53,10 @@ async def _ask(backend: Backend, projection: str, name: str, params: dict[str, A
         raise
     except IronstarError:
         return None
-    return int(reply["sequence"]), reply["result"]
+    result = reply["result"]
+    if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
+        result = {**result, "truncated": reply["truncated"]}
+    return int(reply["sequence"]), result
 
 
 def _unavailable(what: str) -> str:

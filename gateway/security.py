@@ -120,7 +120,7 @@ class FrontDoor:
             check_target(path, scope["query_string"])
             headers = bounded(scope["headers"])
             query = _query(scope["query_string"])
-            claims = security.gate.admit(method, path, headers, query)
+            claims = security.gate.admit(method, path, headers, query, scope["scheme"])
         except IronstarError as exc:  # counted against the client's rate all the same
             refused = exc
         client = (scope.get("client") or ("unknown", 0))[0]

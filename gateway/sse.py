@@ -76,7 +76,8 @@ class EventsController(Controller):
             Parameter(description="block (default), drop-oldest, drop-newest or unbounded"),
         ] = None,
         capacity: Annotated[
-            int | None, Parameter(ge=1, description="events held per client / lag threshold")
+            str | None,
+            Parameter(description="events held per client / lag threshold: a whole number >= 1"),
         ] = None,
         debounce_ms: Annotated[
             str | None,

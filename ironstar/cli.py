@@ -7,6 +7,7 @@ Each subcommand lives in its own module under `ironstar/commands/`, exposing
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,7 +51,7 @@ EXAMPLES = """examples:
   ironstar status                           health, stream size, consumers, projection lag
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
-  ironstar query "SELECT * FROM throughput"  read-only SQL over the read models
+  ironstar query "SELECT * FROM todos"      read-only SQL over the read models
   ironstar token --scope read:todo_list     a bearer token signed with IRONSTAR_AUTH_SECRET
 """
 
@@ -75,4 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IronstarError as exc:
         print(f"ironstar {args.command}: {exc.message}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `ironstar demo | head -2`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141  # as a shell reports a command ended by SIGPIPE
     return result

@@ -137,9 +137,7 @@ class Cluster:
         for index in range(self.gateways):
             port = self.http_port + index if self.http_port else free_port(self.http_host)
             if not port_is_free(self.http_host, port):
-                raise StartError(
-                    busy_http(self.http_host, port).replace("make run", "ironstar cluster up")
-                )
+                raise StartError(busy_http(self.http_host, port, self.http_port, self.gateways))
             self._add(f"gateway-{index + 1}", "gateway", f"http://{self.http_host}:{port}/", {
                 **base, "IRONSTAR_GATEWAY_HOST": self.http_host,
                 "IRONSTAR_GATEWAY_PORT": str(port),

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ironstar.ports import next_free, port_is_free
 from ironstar.processes import StartError
+from ironstar.rerun import again
 
 LOCK_FILE = "ironstar.lock"
 
@@ -44,7 +46,7 @@ class DataDirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StartError(in_use(self.data_dir)) from None
+            raise StartError(in_use(self.data_dir, http_url)) from None
         self.fd = fd
         note = {"pid": os.getpid(), "command": command, "http_url": http_url}
         try:  # who holds it, for the line that refuses a second stack
@@ -81,8 +83,8 @@ def holder(data_dir: Path) -> dict[str, Any] | None:
         os.close(fd)
 
 
-def in_use(data_dir: Path) -> str:
-    """The one line that refuses a second stack on `data_dir`."""
+def in_use(data_dir: Path, asked: str | None = None) -> str:
+    """The one line that refuses a second stack on `data_dir` (`asked`: its URL)."""
     found = holder(data_dir) or {}
     pid, command, url = found.get("pid"), found.get("command", "ironstar"), found.get("http_url")
     where = f"{data_dir.resolve()}"
@@ -100,9 +102,21 @@ def in_use(data_dir: Path) -> str:
         f"data dir {where} is in use by `{command}` (pid {pid}"
         + (f", {url}" if url else "")
         + "); one stack per data dir: stop that one, or start another beside it with its own "
-        "data dir and port: `make run ARGS='--data-dir .ironstar-2 --http-port 8001'` "
-        "(ironstar up --data-dir .ironstar-2 --http-port 8001)"
+        f"data dir and port: `{beside(data_dir, asked)}`"
     )
+
+
+def beside(data_dir: Path, asked: str | None) -> str:
+    """The user's command again with a data dir nobody holds and a free port (the one they
+    asked for, `asked` an http URL, when it is free)."""
+    other = next(
+        candidate
+        for n in range(2, 100)
+        if holder(candidate := data_dir.with_name(f"{data_dir.name}-{n}")) is None
+    )
+    host, _, port = (asked or "http://127.0.0.1:8000").removeprefix("http://").rpartition(":")
+    chosen = int(port) if port_is_free(host, int(port)) else next_free(host, int(port))
+    return again({"--data-dir": str(other), "--http-port": str(chosen)})
 
 
 def _alive(pid: int) -> bool:

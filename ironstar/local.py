@@ -74,16 +74,29 @@ def read(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class Target:
-    """A stack to talk to: its NATS settings, its gateway URL, and how it was found."""
+    """A stack to talk to: its NATS settings, its gateway URL (None when unknown), and how it
+    was found."""
 
     nats: NatsSettings
-    http_url: str
+    http_url: str | None
     source: str
     projector_dir: Path | None = None  # where its replicas' DuckDB files are, when known
     data_dir: Path | None = None  # its data dir, when it runs on this machine
+    members: dict[str, dict[str, Any]] | None = None  # a cluster's record (cluster.json)
 
     def say(self) -> None:
-        print(f"ironstar: using {self.source}", file=sys.stderr)
+        http = self.http_url or "unknown (give --url)"
+        print(f"ironstar: using {self.source}: NATS {self.nats.url}, HTTP {http}", file=sys.stderr)
+
+    def gateway(self) -> str:
+        """The gateway's base URL; Unavailable (asking for --url) when it is not known."""
+        if self.http_url is None:
+            raise Unavailable(
+                f"which gateway serves NATS at {self.nats.url} is not known (no running stack "
+                "in ./.ironstar* listens there): give its base URL with --url "
+                "http://HOST:PORT, or set IRONSTAR_GATEWAY_HOST / IRONSTAR_GATEWAY_PORT"
+            )
+        return self.http_url
 
 
 def _from_up(data_dir: Path, found: dict[str, Any], env: Mapping[str, str]) -> Target:
@@ -92,8 +105,7 @@ def _from_up(data_dir: Path, found: dict[str, Any], env: Mapping[str, str]) -> T
             env, url=found["nats_url"], user=found["nats_user"], password=found["nats_password"]
         ),
         found["http_url"],
-        f"`ironstar up` in {data_dir} (pid {found.get('pid')}): {found['nats_url']}, "
-        f"{found['http_url']}",
+        f"`ironstar up` in {data_dir} (pid {found.get('pid')})",
         projector_dir(data_dir),
         data_dir,
     )
@@ -112,9 +124,10 @@ def _from_cluster(data_dir: Path, env: Mapping[str, str]) -> Target | None:
     return Target(
         NatsSettings.from_env(env, url=nats, replicas=min(3, nats.count(",") + 1)),
         http,
-        f"`ironstar cluster` in {data_dir}: {nats}, {http}",
+        f"`ironstar cluster` in {data_dir}",
         projector_dir(data_dir),
         data_dir,
+        members,
     )
 
 
@@ -127,30 +140,107 @@ def in_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Target | Non
     return _from_cluster(data_dir, env)
 
 
-def target(data_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Target:
-    """The stack a command is asked about (see the module's precedence); Unavailable if none."""
+def _urls(url: str) -> set[str]:
+    return {u.strip().rstrip("/") for u in url.split(",") if u.strip()}
+
+
+def _stack_at(nats_url: str, env: Mapping[str, str]) -> Target | None:
+    """The stack running in a ./.ironstar* data dir whose NATS listens at `nats_url`."""
+    wanted = _urls(nats_url)
+    for where in sorted(Path(".").glob(".ironstar*")):
+        found = in_dir(where, env) if where.is_dir() else None
+        if found is not None and wanted <= _urls(found.nats.url):
+            return found
+    return None
+
+
+def _gateway_from(env: Mapping[str, str]) -> str | None:
+    """The gateway the IRONSTAR_GATEWAY_* settings name, when any is set."""
+    if not {"IRONSTAR_GATEWAY_HOST", "IRONSTAR_GATEWAY_PORT"} & env.keys():
+        return None
+    gateway = GatewaySettings.from_env(env)
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(gateway.host, gateway.host)
+    return f"http://{host}:{gateway.port}"
+
+
+def _from_nats_url(env: Mapping[str, str], url: str | None) -> Target:
+    nats = NatsSettings.from_env(env)
+    stack = _stack_at(nats.url, env)
+    if stack is None:
+        http, how = url or _gateway_from(env), "--url" if url else "IRONSTAR_GATEWAY_*"
+        said = f" (gateway from {how})" if http else ""
+        return Target(nats, http, f"IRONSTAR_NATS_URL={nats.url}{said}")
+    if not nats.user:  # the operator's credentials of the stack that listens there
+        nats = NatsSettings.from_env(env, user=stack.nats.user, password=stack.nats.password)
+    return Target(
+        nats,
+        url or stack.http_url,
+        f"IRONSTAR_NATS_URL={nats.url} ({stack.source}" + (", gateway from --url)" if url else ")"),
+        stack.projector_dir,
+        stack.data_dir,
+        stack.members,
+    )
+
+
+def target(
+    data_dir: Path | None = None, env: Mapping[str, str] | None = None, url: str | None = None
+) -> Target:
+    """The stack a command is asked about (see the module's precedence); Unavailable if none.
+
+    `url` (a command's --url) is the gateway's base URL, whatever stack is found.
+    """
     env = os.environ if env is None else env
     if data_dir is not None:
         found = in_dir(data_dir, env)
         if found is None:
-            raise Unavailable(f"no Ironstar stack runs with data dir {data_dir}; {START_HINT}")
-        return found
-    if env.get("IRONSTAR_NATS_URL"):
-        nats = NatsSettings.from_env(env)
-        local = read(DEFAULT_DATA_DIR)
-        if local is not None and local["nats_url"] == nats.url and not nats.user:
-            nats = NatsSettings.from_env(
-                env, user=local["nats_user"], password=local["nats_password"]
+            raise Unavailable(
+                f"no Ironstar stack runs with data dir {data_dir}; {start_hint(data_dir)}"
             )
-        same = local is not None and local["nats_url"] == nats.url
-        gateway = GatewaySettings.from_env(env)
-        http = local["http_url"] if same and local else f"http://{gateway.host}:{gateway.port}"
-        return Target(nats, http, f"IRONSTAR_NATS_URL={nats.url}")
-    for where in (DEFAULT_DATA_DIR, DEFAULT_CLUSTER_DIR):
-        found = in_dir(where, env)
-        if found is not None:
-            return found
-    raise Unavailable(
-        f"no Ironstar stack runs here (none in ./{DEFAULT_DATA_DIR} or ./{DEFAULT_CLUSTER_DIR}, "
-        f"and IRONSTAR_NATS_URL is not set); {START_HINT}"
+    elif env.get("IRONSTAR_NATS_URL"):
+        return _from_nats_url(env, url)
+    else:
+        found = next(
+            (t for d in (DEFAULT_DATA_DIR, DEFAULT_CLUSTER_DIR) if (t := in_dir(d, env))), None
+        )
+    if found is None:
+        stopped = [d for d in (DEFAULT_DATA_DIR, DEFAULT_CLUSTER_DIR) if d.is_dir()]
+        where = (
+            f"none running in ./{' or ./'.join(map(str, stopped))}"
+            if stopped
+            else f"none in ./{DEFAULT_DATA_DIR} or ./{DEFAULT_CLUSTER_DIR}"
+        )
+        raise Unavailable(
+            f"no Ironstar stack runs here ({where}, and IRONSTAR_NATS_URL is not set); "
+            f"{start_hint()}"
+        )
+    if url:
+        return Target(
+            found.nats,
+            url,
+            f"{found.source}, gateway from --url",
+            found.projector_dir,
+            found.data_dir,
+            found.members,
+        )
+    return found
+
+
+def start_hint(data_dir: Path | None = None) -> str:
+    """How to start the stack asked about: `ironstar cluster up` for a cluster's data dir."""
+    cluster = data_dir is not None and (
+        (data_dir / CLUSTER_FILE).exists()
+        or (data_dir / "projectors").is_dir()
+        or data_dir.resolve() == DEFAULT_CLUSTER_DIR.resolve()
     )
+    if cluster:
+        where = "" if data_dir == DEFAULT_CLUSTER_DIR else f" --data-dir {data_dir}"
+        return (
+            f"start it with `ironstar cluster up{where}` (add --detach to keep it running), "
+            "or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
+        )
+    if data_dir is not None and data_dir.resolve() != DEFAULT_DATA_DIR.resolve():
+        return (
+            f"start it with `make run ARGS='--data-dir {data_dir}'` (or `ironstar up --data-dir "
+            f"{data_dir}`), or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
+        )
+    return START_HINT

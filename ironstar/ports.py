@@ -12,6 +12,8 @@ import socket
 import urllib.error
 import urllib.request
 
+from ironstar.rerun import again
+
 GATEWAY_SERVICE = "ironstar-gateway"  # what an Ironstar gateway's /healthz calls itself
 
 
@@ -49,8 +51,17 @@ def _listens(host: str, port: int) -> bool:
         return False
 
 
-def busy_http(host: str, port: int) -> str:
-    """Why `host:port` cannot be the gateway's, and how to choose another port."""
+def next_free(host: str, after: int, span: int = 1) -> int:
+    """The first port above `after` that starts `span` free ports in a row (for N gateways)."""
+    for first in range(after + 1, min(after + 200, 65536 - span)):
+        if all(port_is_free(host, p) for p in range(first, first + span)):
+            return first
+    return free_port(host)
+
+
+def busy_http(host: str, port: int, first: int | None = None, span: int = 1) -> str:
+    """Why `host:port` cannot be the gateway's, and the user's command again with a port that
+    is free now (`first`: the port asked for, when `port` is one of `span` in a row)."""
     url = f"http://{host}:{port}"
     if serves_ironstar(url):
         who = f"an Ironstar gateway already serves {url}/ (see `ironstar status --url {url}`)"
@@ -58,9 +69,6 @@ def busy_http(host: str, port: int) -> str:
         who = "another program listens there (not Ironstar)"
     else:
         who = "a socket that does not listen holds it"
-    other = port + 1
-    return (
-        f"HTTP port {host}:{port} is busy: {who}. Choose another port: "
-        f"`IRONSTAR_GATEWAY_PORT={other} make run`, `make run ARGS='--http-port {other}'` "
-        f"or `ironstar up --http-port {other}`"
-    )
+    other = next_free(host, port if first is None else first, span)
+    hint = again({"--http-port": str(other)})
+    return f"HTTP port {host}:{port} is busy: {who}. Choose another port: `{hint}`"

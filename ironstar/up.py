@@ -9,7 +9,6 @@ alive after the grace period is killed, so nothing is left behind.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from ironstar.processes import (
     stop_all,
     wait_ready,
 )
+from ironstar.rerun import cli_command
 
 SERVICES = ("writer", "projector", "gateway")
 NATS_RESTARTS = 3  # nats-server restarts allowed within NATS_RESTART_WINDOW_S
@@ -192,18 +192,6 @@ class Stack:
 
 def _say_ready(service: str, detail: str) -> None:
     print(f"ironstar: {service:<11} ready  {detail}")
-
-
-def cli_command() -> str:
-    """What to type for `ironstar` in this shell: the name if PATH finds this one, else a path."""
-    here = Path(sys.executable).parent / "ironstar"
-    found = shutil.which("ironstar")
-    if found and Path(found).resolve() == here.resolve():
-        return "ironstar"
-    try:
-        return str(here.absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(here)
 
 
 def banner(stack: Stack) -> str:

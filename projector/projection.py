@@ -16,6 +16,7 @@ import duckdb
 import msgspec
 
 from common.app import Batch, Projection, Query, Unapplicable
+from common.builtin import VERSIONS_NAME
 from common.errors import NotFound
 from projector.staging import Checker, Event, stage, unstage
 
@@ -34,19 +35,18 @@ def apply(
     holds the transaction. Raises `Unapplicable` naming an event that cannot be applied."""
     if not events:
         return
-    staged = any(isinstance(p.apply, tuple) for p in projections)
-    if staged:
-        stage(con, checker, events, preceding)
+    stage(con, checker, events, preceding)  # also checks every payload
     try:
         for projection in projections:
-            if isinstance(projection.apply, tuple):
+            if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
+                checker.fold(con, events)
+            elif isinstance(projection.apply, tuple):
                 for statement in projection.apply:
                     con.execute(statement)
             else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
                 projection.apply(con, Batch(events, preceding))
     finally:
-        if staged:
-            unstage(con)
+        unstage(con)
 
 
 def answer(cursor: duckdb.DuckDBPyConnection, query: Query, params: Any) -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import structlog
 from common import catalogue as catalogues
 from common import envelope as codec
 from common.app import Projection, Unapplicable
+from common.builtin import ALWAYS
 from common.errors import StorageFull, storage_exhausted
+from common.subjects import Subjects
 from projector import snapshot
 from projector.projection import Event, answer
 from projector.projection import apply as apply_projections
@@ -58,6 +61,30 @@ DeadLetter = tuple[int, str, str, bytes]  # sequence, subject, error, body
 
 class Poisoned(Exception):
     """An event could not be decoded or applied and the replica is set to halt."""
+
+
+# Failures of the machine, never blamed on an event (anything else raised while applying a
+# batch is isolated to the event that causes it and dead-lettered).
+_MACHINE = (
+    StorageFull,
+    MemoryError,
+    duckdb.OutOfMemoryException,
+    duckdb.IOException,
+    duckdb.InterruptException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.ConnectionException,
+    Poisoned,
+)
+_SUBJECTS = Subjects()  # the default prefix, for an event applied without its subject
+
+
+@dataclass
+class _Batch:
+    projections: list[Projection]
+    subjects: Mapping[int, str]  # sequence -> stream subject
+    halt: bool
+    dead: list[DeadLetter] = field(default_factory=list)  # recorded so far
 
 
 class ReadModel:
@@ -120,44 +147,80 @@ class ReadModel:
         dead: Sequence[DeadLetter] = (),
         halt: bool = False,
         only: Collection[str] | None = None,
+        subjects: Mapping[int, str] | None = None,
     ) -> list[DeadLetter]:
         """Apply a batch and move the checkpoint to `last_sequence`, all in one transaction.
 
         Events at or below the checkpoint were applied before and are skipped; the
-        checkpoint advances even if nothing changes. An event a projection cannot apply
-        becomes a dead letter and the batch is applied again without it; with `halt`,
-        the events before it are applied, the checkpoint stops just before it and
-        `Poisoned` is raised. Returns the dead letters. The caller acks the stream only
-        after this returns.
+        checkpoint advances even if nothing changes. An event that cannot be applied (a
+        projection raises `Unapplicable`, or applying the batch fails for a reason that can
+        come from its data: a DuckDB conversion or constraint error, an Arrow overflow, ...)
+        is isolated, by applying the batch in halves, each committed with its checkpoint,
+        down to the one event; it becomes a dead letter (its full stream subject from
+        `subjects`, by sequence) and the rest is applied. With `halt`, the events before it
+        are applied, the checkpoint stops just before it and `Poisoned` is raised. Errors
+        of the machine (a full disk, memory, I/O, an interrupt) are raised as they are.
+        Returns the dead letters. The caller acks the stream only after this returns.
         """
         if last_sequence <= self.checkpoint:
             return []
         fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
         dead = [d for d in dead if d[0] > self.checkpoint]
-        poison = (dead[0][0], dead[0][2]) if dead and halt else None
-        projections = [p for p in self.projections.values() if only is None or p.name in only]
+        projections = [
+            p
+            for p in self.projections.values()
+            if only is None or p.name in only or p.name in ALWAYS
+        ]
+        batch = _Batch(projections, subjects or {}, halt)
+        try:
+            self._settle(batch, fresh, dead, last_sequence)
+        finally:
+            for sequence, subject, error, _ in batch.dead:
+                log.error("dead_letter", sequence=sequence, subject=subject, error=error)
+        return batch.dead
+
+    def _settle(
+        self, batch: _Batch, events: list[Event], dead: list[DeadLetter], last: int
+    ) -> None:
+        """Commit `events` and `dead` up to `last`, isolating the events that fail."""
         while True:
-            if poison is not None:
-                fresh = [(s, e) for s, e in fresh if s < poison[0]]
-                last_sequence, dead = poison[0] - 1, []
+            if batch.halt and dead:
+                self._settle(batch, [e for e in events if e[0] < dead[0][0]], [], dead[0][0] - 1)
+                raise Poisoned(f"sequence {dead[0][0]}: {dead[0][2]}")
             try:
-                if last_sequence > self.checkpoint:
-                    self._commit(projections, fresh, last_sequence, dead)
-                break
+                if last > self.checkpoint:
+                    self._commit(batch.projections, events, last, dead)
+                    self.checkpoint = last
+                batch.dead.extend(dead)
+                return
             except Unapplicable as exc:
-                if halt:
-                    poison = (exc.sequence, f"cannot apply: {exc.error}")
+                culprit, error = exc.sequence, exc.error
+            except _MACHINE:
+                raise
+            except Exception as exc:  # from the data: isolate the event that raises it
+                if len(events) > 1:
+                    middle = events[len(events) // 2 - 1][0]
+                    left = [d for d in dead if d[0] <= middle]
+                    self._settle(batch, [e for e in events if e[0] <= middle], left, middle)
+                    events = [e for e in events if e[0] > middle]
+                    dead = [d for d in dead if d[0] > middle]
                     continue
-                event = next(e for s, e in fresh if s == exc.sequence)
-                subject = f"{event.aggregate_type}.{event.aggregate_id}"
-                dead.append((exc.sequence, subject, exc.error, codec.encode(event)))
-                fresh = [(s, e) for s, e in fresh if s != exc.sequence]
-        for sequence, subject, error, _ in dead:
-            log.error("dead_letter", sequence=sequence, subject=subject, error=error)
-        self.checkpoint = max(self.checkpoint, last_sequence)
-        if poison is not None:
-            raise Poisoned(f"sequence {poison[0]}: {poison[1]}")
-        return dead
+                if not events:
+                    raise
+                culprit, error = events[0][0], f"{type(exc).__name__}: {exc}"
+            # Every event before the culprit passed every projection: commit them as they are.
+            before = [e for e in events if e[0] < culprit]
+            self._settle(batch, before, [d for d in dead if d[0] < culprit], culprit - 1)
+            error = f"cannot apply: {error}"[:2000]
+            if batch.halt:
+                raise Poisoned(f"sequence {culprit}: {error}")
+            event = next(e for s, e in events if s == culprit)
+            subject = batch.subjects.get(culprit) or _SUBJECTS.events(
+                event.aggregate_type, event.aggregate_id
+            )
+            dead = sorted([d for d in dead if d[0] > culprit] + [(culprit, subject, error,
+                          codec.encode(event))])  # fmt: skip
+            events = [e for e in events if e[0] > culprit]
 
     def _commit(
         self,

@@ -113,11 +113,13 @@ def apply(
     last: int,
     halt: bool,
     only: Collection[str] | None = None,
-) -> None:
-    """Decode and apply one batch (in a worker thread), recording its metrics."""
+) -> list[DeadLetter]:
+    """Decode and apply one batch (in a worker thread), recording its metrics; returns
+    its dead letters."""
     started = time.perf_counter()
     events, dead = decode(deliveries)
-    dead = model.apply(events, last, dead, halt, only)
+    subjects = {sequence: subject for sequence, subject, _ in deliveries}
+    dead = model.apply(events, last, dead, halt, only, subjects)
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,
@@ -129,3 +131,4 @@ def apply(
     metrics.EVENTS_PROCESSED.inc(len(deliveries))
     metrics.BATCH_SIZES.observe(len(deliveries))
     metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+    return dead

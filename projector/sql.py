@@ -11,9 +11,14 @@ Fences, each holding on its own (docs/security.md lists what each one stops):
    sequences), and nothing of it could commit anyway. Whatever is local to the cursor
    (temporary objects, variables, a search path) goes with it.
 3. Only one statement, of type SELECT, is executed, and it is the parsed statement that runs
-   (never the text again), so a comment or a second statement cannot ride along. Its parse
-   tree may not call the few functions whose effects are database-wide rather than
-   transactional (checkpoints, log truncation) or that run SQL text themselves (`query`).
+   (never the text again), so a comment or a second statement cannot ride along.
+4. Every function, table function and macro its parse tree calls, at any depth and under
+   any qualification or case, is on the reviewed allow-list of `projector.sql_functions`:
+   nothing that runs SQL of its own (which would run outside fences 2 and 4), reads files,
+   or acts outside the transaction; and every table it reads is a CTE in scope or one of
+   the read model's own tables and views (`projector.sql_refs`), so no name becomes a file
+   scan or a database file to open (the database's own included, which fence 1 cannot
+   close).
 
 A query is interrupted at its deadline and answers at most `max_rows` rows and `max_bytes`
 bytes of JSON, saying which limit cut it. Every refusal is a 4xx that says why.
@@ -25,13 +30,14 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import msgspec
 
 from common.errors import BadRequest, Invalid, TooLarge, Unavailable
+from projector.sql_refs import check_refs, read_model_tables
 
 _REFUSED = {
     "ATTACH": "attaching databases is not allowed",
@@ -45,19 +51,6 @@ _REFUSED = {
     "PRAGMA": "PRAGMA is not allowed; use SELECT over duckdb_tables() and friends",
     "CALL": "CALL is not allowed; use SELECT * FROM <table function>",
     "TRANSACTION": "transactions are the sandbox's own; send the SELECT alone",
-}
-# Functions whose effect is not undone by rolling back the query's transaction, or that run
-# SQL text the parse tree does not show. The rest are read-only or refused by fence 1 or 2.
-_UNSAFE_FUNCTIONS = {
-    "checkpoint": "checkpoints rewrite the database file",
-    "force_checkpoint": "checkpoints rewrite the database file and abort transactions",
-    "truncate_duckdb_logs": "it clears the database's logs",
-    "enable_logging": "settings cannot be changed",
-    "disable_logging": "settings cannot be changed",
-    "enable_profiling": "settings cannot be changed",
-    "disable_profiling": "settings cannot be changed",
-    "query": "it runs SQL text; write the query itself",
-    "query_table": "it runs SQL text; name the table itself",
 }
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 _CHUNK = 256  # rows fetched at a time at most while counting bytes
@@ -76,7 +69,10 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             f"send exactly one statement, got {len(statements)}; split it into several requests",
             field="sql",
         )
-    kind = statements[0].type.name
+    try:
+        kind = statements[0].type.name
+    except ValueError:  # a statement type the duckdb module's own enum does not know
+        kind = " ".join(statements[0].query.split()[:2]).upper()
     if kind != "SELECT":
         reason = _REFUSED.get(kind, "the read models are read-only")
         raise Invalid(
@@ -96,28 +92,8 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             "write it as a plain SELECT",
             field="sql",
         )
-    for name in _functions(tree):
-        if name in _UNSAFE_FUNCTIONS:
-            raise Invalid(
-                f"{name}() is not allowed in ad-hoc SQL: {_UNSAFE_FUNCTIONS[name]}",
-                field="sql",
-                function=name,
-            )
+    check_refs(tree, *read_model_tables(con))
     return statements[0]
-
-
-def _functions(tree: Any) -> Iterator[str]:
-    """Every function name anywhere in a `json_serialize_sql` tree, lower case."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            name = node.get("function_name")
-            if isinstance(name, str):
-                yield name.lower()
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def run(
@@ -170,6 +146,12 @@ def run(
         ) from None
     except duckdb.Error as exc:
         raise BadRequest(f"the query failed: {_first_line(exc)}", field="sql") from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
+        raise BadRequest(
+            f"the answer cannot be converted to JSON ({type(exc).__name__}: {_first_line(exc)}); "
+            "cast the column to VARCHAR",
+            field="sql",
+        ) from None
     finally:
         done.set()
         cursor.close()  # rolls the read-only transaction back with everything of the cursor

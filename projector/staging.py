@@ -16,8 +16,15 @@ SQL projections read `batch`, one row per event in stream order, with the column
 
 Every payload is checked against its event type's Struct first: an event of the app's
 aggregates whose payload does not fit is `Unapplicable` (a dead letter), so the SQL
-never meets a payload it cannot read. The batch is registered as an Arrow table; the
-read model runs with external access off, which also turns off scanning Python objects.
+never meets a payload it cannot read. Then `Checker.fold` (the built-in `versions`
+projection, applied before the app's) refuses an event that is not its aggregate's next
+version, or that its aggregate's `evolve` refuses given the state before it (an event
+`decide` could not have made, e.g. a todo added twice): the same history the writer would
+refuse. The state after the batch is kept per aggregate in `aggregate_versions` (its
+msgspec JSON), so one lookup and one upsert per batch, of the aggregates it touches.
+
+The batch is registered as an Arrow table; the read model runs with external access off,
+which also turns off scanning Python objects.
 """
 
 from __future__ import annotations
@@ -69,6 +76,65 @@ class Checker:
         except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
             raise Unapplicable(sequence, f"{event.event_type}: {exc}") from exc
         return data
+
+    def fold(self, con: duckdb.DuckDBPyConnection, events: Sequence[Event]) -> None:
+        """Raise `Unapplicable` at the first event out of its aggregate's order or refused
+        by its `evolve`; else store every touched aggregate's last version and state.
+        Needs the staged `batch`."""
+        found = con.execute(
+            """SELECT v.aggregate_type, v.aggregate_id, v.version, v.state
+               FROM aggregate_versions AS v
+               JOIN (SELECT DISTINCT aggregate_type, aggregate_id FROM batch) AS b
+               USING (aggregate_type, aggregate_id)"""
+        ).fetchall()
+        last = {(kind, key): (version, state) for kind, key, version, state in found}
+        states: dict[tuple[str, str], Any] = {}
+        for sequence, e in events:
+            key = (e.aggregate_type, e.aggregate_id)
+            version, stored = last.get(key, (0, None))
+            if e.version != version + 1:
+                raise Unapplicable(
+                    sequence,
+                    f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
+                )
+            aggregate = self._aggregates.get(e.aggregate_type)
+            if aggregate is not None:
+                state = states.get(key)
+                if state is None:
+                    state = aggregate.initial
+                    if stored is not None:
+                        state = msgspec.json.decode(stored, type=type(aggregate.initial))
+                try:
+                    event = aggregate.from_payload(e.event_type, e.schema, e.payload)
+                    states[key] = aggregate.evolve(state, event)
+                except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
+                    raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
+            last[key] = (e.version, stored)
+        rows = [
+            (kind, key, version, _state(states, (kind, key), stored))
+            for (kind, key), (version, stored) in last.items()
+        ]
+        kinds, keys, versions, texts = zip(*rows, strict=True) if rows else ((),) * 4
+        table = pa.table(
+            {
+                "aggregate_type": pa.array(kinds, _S),
+                "aggregate_id": pa.array(keys, _S),
+                "version": pa.array(versions, _I),
+                "state": pa.array(texts, _S),
+            }
+        )
+        con.register("_versions", table)
+        try:
+            con.execute(
+                """INSERT INTO aggregate_versions SELECT * FROM _versions
+                   ON CONFLICT DO UPDATE SET version = excluded.version, state = excluded.state"""
+            )
+        finally:
+            con.unregister("_versions")
+
+
+def _state(states: dict[tuple[str, str], Any], key: tuple[str, str], stored: Any) -> Any:
+    return _json.encode(states[key]).decode() if key in states else stored
 
 
 def _members(aggregate: Aggregate) -> tuple[Any, ...]:

@@ -110,16 +110,20 @@ class Loaded:
     ) -> None:
         """Fold stored events in; `events` are their decoded forms when we decided them.
 
-        Raises Undecidable at an event this writer cannot fold; the state stays at the
-        event before it.
+        Raises Undecidable at an event this writer cannot fold (not the aggregate's next
+        version, or one `evolve` refuses as impossible); the state stays at the event
+        before it.
         """
         for index, (sequence, envelope) in enumerate(stored):
+            if envelope.version != self.version + 1:  # published around the writer
+                reason = f"version {envelope.version} after version {self.version}"
+                raise undecidable(*_key(envelope), sequence, reason)
             event = events[index] if events is not None else _event(kind, sequence, envelope)
             try:
                 self.state = kind.evolve(self.state, event)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                # e.g. a change to a todo never added, published around the writer
-                reason = f"{envelope.event_type} cannot be folded: {exc!r}"
+                # e.g. a todo added twice, published around the writer (ImpossibleEvent)
+                reason = f"{envelope.event_type} cannot be folded: {exc}"
                 raise undecidable(*_key(envelope), sequence, reason) from None
             self.version, self.sequence = envelope.version, sequence
             self._remember(envelope.metadata, sequence, envelope)

@@ -44,14 +44,32 @@ def todo_item(todo_id: str, text: str, completed: bool = False) -> str:
     )
 
 
-def todo_items(items: Iterable[Mapping[str, Any]]) -> str:
-    return "".join(todo_item(i["todo_id"], i["text"], bool(i["completed"])) for i in items)
+def todo_items(
+    items: Iterable[Mapping[str, Any]], truncated: Mapping[str, Any] | None = None
+) -> str:
+    """The `<li>`s of the todos, after a note saying how many are shown when the read model
+    cut the list to fit one answer (`truncated`: the reply's {"returned", "total", ...})."""
+    return cut_note(truncated) + "".join(
+        todo_item(i["todo_id"], i["text"], bool(i["completed"])) for i in items
+    )
 
 
-def todo_list(list_id: str, items: Iterable[Mapping[str, Any]]) -> str:
+def cut_note(truncated: Mapping[str, Any] | None) -> str:
+    """`<li class="note">showing 3,841 of 4,600 todos — ...</li>`, or "" when nothing is cut."""
+    if not truncated:
+        return ""
+    return (
+        f'<li class="note truncated" role="note">showing {int(truncated["returned"]):,} of '
+        f"{int(truncated['total']):,} todos — the rest is too large for one answer</li>"
+    )
+
+
+def todo_list(list_id: str, found: Mapping[str, Any] | None) -> str:
+    """`ul#todos-<list>` of a `todo_lists/get` result (None: not answering, empty)."""
+    items, cut = (found["items"], found.get("truncated")) if found else ([], None)
     return (
         f'<ul id="todos-{e(list_id)}" class="todo-list" aria-label="Todos of {e(list_id)}">'
-        f"{todo_items(items)}</ul>"
+        f"{todo_items(items, cut)}</ul>"
     )
 
 
@@ -127,7 +145,7 @@ async def todos_panel(ask: Ask, params: Mapping[str, str]) -> str:
       <p id="add-todo-error" class="error" role="alert"></p>
     </form>
     {"" if todos is not None else _unavailable("todo list")}
-    {todo_list(list_id, todos["items"] if todos else [])}
+    {todo_list(list_id, todos)}
     <footer class="todo-footer">
       <span class="counts" aria-hidden="true"></span>
       <button type="button" id="clear-completed">Clear completed</button>
@@ -208,7 +226,9 @@ def user_patches(sequence: int, event: Envelope) -> list[Patch]:
 def todo_snapshot(topic: str, state: Any) -> list[Patch]:
     kind, _, ident = topic.partition(":")
     if kind == "todo_list" and ident and state is not None:
-        return [Patch(todo_items(state["items"]), f"#todos-{ident}", "inner")]
+        return [
+            Patch(todo_items(state["items"], state.get("truncated")), f"#todos-{ident}", "inner")
+        ]
     return []
 
 
@@ -223,7 +243,7 @@ async def items_fragment(ask: Ask, params: Mapping[str, str]) -> str:
     """`ul#todos-<list>` as it is now."""
     list_id = chosen_list(params)
     found = await ask("todo_lists", "get", {"list_id": list_id})
-    return todo_list(list_id, found["items"] if found else [])
+    return todo_list(list_id, found)
 
 
 def todo_topics(params: Mapping[str, str]) -> list[str]:

@@ -10,6 +10,17 @@ _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 
 
+class ImpossibleEvent(ValueError):
+    """An event `decide` could not have produced on the state it is folded into (a todo
+    added twice, a change to a deleted one): history no reader can trust past it."""
+
+
+def possible(condition: bool, what: str) -> None:
+    """`evolve`'s check that an event follows from the state (the mirror of `require`)."""
+    if not condition:
+        raise ImpossibleEvent(what)
+
+
 def require(condition: bool, rule: str) -> None:
     """A well-formed command that breaks a domain rule is refused with the rule in words."""
     if not condition:

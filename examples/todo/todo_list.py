@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from msgspec import Struct, field
+from typing import Annotated
+
+from msgspec import Meta, Struct, field
 from msgspec.structs import replace
 
-from examples.todo.rules import require, todo_id, todo_text
+from examples.todo.rules import possible, require, todo_id, todo_text
 
 
 # Commands: orders, tagged by their snake_case `type`.
@@ -48,27 +50,32 @@ class ClearCompleted(
 Command = AddTodo | RenameTodo | CompleteTodo | ReopenTodo | DeleteTodo | ClearCompleted
 
 
-# Events: facts, in the past tense, tagged by their `event_type`.
+# Events: facts, in the past tense, tagged by their `event_type`. Their fields carry the
+# domain `decide` guarantees, so a stored payload outside it is not an event of this type.
+TodoId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}\Z")]
+Text = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
 class TodoAdded(Struct, frozen=True, tag="todo_added", tag_field="event_type"):
-    todo_id: str
-    text: str
+    todo_id: TodoId
+    text: Text
 
 
 class TodoRenamed(Struct, frozen=True, tag="todo_renamed", tag_field="event_type"):
-    todo_id: str
-    text: str
+    todo_id: TodoId
+    text: Text
 
 
 class TodoCompleted(Struct, frozen=True, tag="todo_completed", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 class TodoReopened(Struct, frozen=True, tag="todo_reopened", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 class TodoDeleted(Struct, frozen=True, tag="todo_deleted", tag_field="event_type"):
-    todo_id: str
+    todo_id: TodoId
 
 
 Event = TodoAdded | TodoRenamed | TodoCompleted | TodoReopened | TodoDeleted
@@ -135,16 +142,31 @@ def decide(state: TodoList, command: Command) -> list[Event]:
             ]
 
 
+def _changeable(todos: dict[str, Todo], tid: str) -> Todo:
+    todo = todos.get(tid)
+    possible(todo is not None and not todo.deleted, f"todo {tid!r} is not in the list")
+    assert todo is not None
+    return todo
+
+
 def evolve(state: TodoList, event: Event) -> TodoList:
+    """The state after `event`; ImpossibleEvent for an event `decide` could not have made
+    here (an add of a todo in the list, a change of one not in it or deleted, completing a
+    completed todo or reopening an active one)."""
     todos = state.todos
     match event:
         case TodoAdded(todo_id=tid, text=text):
+            possible(tid not in todos, f"todo {tid!r} was added before")
             return TodoList({**todos, tid: Todo(text=text)})
         case TodoRenamed(todo_id=tid, text=text):
-            return TodoList({**todos, tid: replace(todos[tid], text=text)})
+            return TodoList({**todos, tid: replace(_changeable(todos, tid), text=text)})
         case TodoCompleted(todo_id=tid):
-            return TodoList({**todos, tid: replace(todos[tid], completed=True)})
+            todo = _changeable(todos, tid)
+            possible(not todo.completed, f"todo {tid!r} is completed already")
+            return TodoList({**todos, tid: replace(todo, completed=True)})
         case TodoReopened(todo_id=tid):
-            return TodoList({**todos, tid: replace(todos[tid], completed=False)})
+            todo = _changeable(todos, tid)
+            possible(todo.completed, f"todo {tid!r} is active already")
+            return TodoList({**todos, tid: replace(todo, completed=False)})
         case TodoDeleted(todo_id=tid):
-            return TodoList({**todos, tid: replace(todos[tid], deleted=True)})
+            return TodoList({**todos, tid: replace(_changeable(todos, tid), deleted=True)})

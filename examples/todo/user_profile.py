@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from msgspec import Struct
+from typing import Annotated
+
+from msgspec import Meta, Struct
 from msgspec.structs import replace
 
-from examples.todo.rules import bounded_text, email, require
+from examples.todo.rules import bounded_text, email, possible, require
 
 
 class RegisterUser(
@@ -31,16 +33,21 @@ class DeactivateUser(
 Command = RegisterUser | UpdateProfile | DeactivateUser
 
 
+# Event fields carry the domain `decide` guarantees (see `examples/todo/rules.py`).
+Name = Annotated[str, Meta(min_length=1, max_length=100)]
+Email = Annotated[str, Meta(min_length=3, max_length=254)]
+
+
 class UserRegistered(Struct, frozen=True, tag="user_registered", tag_field="event_type"):
-    name: str
-    email: str
+    name: Name
+    email: Email
 
 
 class ProfileUpdated(
     Struct, frozen=True, tag="profile_updated", tag_field="event_type", omit_defaults=True
 ):
-    name: str | None = None
-    email: str | None = None
+    name: Name | None = None
+    email: Email | None = None
 
 
 class UserDeactivated(Struct, frozen=True, tag="user_deactivated", tag_field="event_type"):
@@ -85,14 +92,19 @@ def decide(state: UserProfile, command: Command) -> list[Event]:
 
 
 def evolve(state: UserProfile, event: Event) -> UserProfile:
+    """The state after `event`; ImpossibleEvent for an event `decide` could not have made
+    here (a second registration, a change of a user not registered or deactivated)."""
     match event:
         case UserRegistered(name=name, email=address):
+            possible(not state.registered, "the user was registered before")
             return UserProfile(registered=True, active=True, name=name, email=address)
         case ProfileUpdated(name=name, email=address):
+            possible(state.active, "the user is not registered or was deactivated")
             return replace(
                 state,
                 name=state.name if name is None else name,
                 email=state.email if address is None else address,
             )
         case UserDeactivated():
+            possible(state.active, "the user is not registered or was deactivated")
             return replace(state, active=False)

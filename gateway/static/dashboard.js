@@ -10,7 +10,9 @@
   // --- connection state --------------------------------------------------------------
   const connection = $("#connection");
   let state = "connecting";
+  let noClient = false; // the official bundle did not load: nothing is applied
   function show(text, kind) {
+    if (noClient) return;
     connection.textContent = text;
     connection.className = `conn conn-${kind}`;
   }
@@ -73,13 +75,41 @@
     return Object.fromEntries(Object.entries(lines).map(([k, v]) => [k, v.join("\n")]));
   }
   const official = body.dataset.mode !== "lite";
+  // The feed carries every followed aggregate's patches, some for elements this page does
+  // not show (another list's todos, when the caller may follow all lists for the log and the
+  // list panel). Those are dropped here, so both clients do the same (the built-in one
+  // patched nothing, the official one warned PatchElementsNoTargetsFound each time).
+  function onPage(args) {
+    if (args.selector === undefined) return true; // targets by the elements' own ids
+    try { return document.querySelector(args.selector) !== null; } catch (_) { return false; }
+  }
   function patch(type, data) {
+    const args = fields(data);
+    if (type === "datastar-patch-elements" && !onPage(args)) return;
     if (!official && window.datastarLite) {
       window.datastarLite.apply(type, data);
     } else {
-      const detail = { type, el: document.documentElement, argsRaw: fields(data) };
+      const detail = { type, el: document.documentElement, argsRaw: args };
+      heard = false;
       document.dispatchEvent(new CustomEvent("datastar-fetch", { detail }));
+      if (type === "datastar-patch-signals" && newSeq(args) && !heard) missingClient();
     }
+  }
+  // The official bundle answers a changed signal with `datastar-signal-patch` at once; a new
+  // `seq` without one means no bundle runs (it did not load: a wrong URL, CORS, a blocked
+  // address), so the page says so instead of "live" while applying nothing.
+  let heard = false;
+  let seqSent;
+  function newSeq(args) {
+    let seq;
+    try { seq = JSON.parse(args.signals || "{}").seq; } catch (_) { return false; }
+    if (seq === undefined || seq === seqSent) return false;
+    seqSent = seq;
+    return true;
+  }
+  function missingClient() {
+    show("not updating: the Datastar bundle did not load (see the console)", "error");
+    noClient = true;
   }
   let snapshotSeen = null;
   function react(signals) {
@@ -95,7 +125,7 @@
   // `datastar-signals`, the official bundle `datastar-signal-patch` (only for values that
   // changed). The shared feed's own messages are reacted to below, once, whatever the client.
   document.addEventListener("datastar-signals", (event) => react(event.detail));
-  document.addEventListener("datastar-signal-patch", (event) => react(event.detail));
+  document.addEventListener("datastar-signal-patch", (event) => { heard = true; react(event.detail); });
   function apply(messages) {
     for (const { type, data } of messages) {
       patch(type, data);

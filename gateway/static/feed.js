@@ -86,6 +86,13 @@
     let catchUp = null;
     let idle = null;
     let leading = false;
+    // The rendered position is the page's claim until a feed answered from it: a tab whose
+    // position is ahead of the leader's may hold a position the stream never reached (a
+    // stream that was replaced), which no shared group will ever pass. Such a tab asks the
+    // gateway once with a catch-up feed of its own: a resumable position is confirmed (the
+    // feed stays quiet), an unresumable one gets a snapshot and starts over from it.
+    let confirmed = applied === null;
+    const doubtful = () => !confirmed && leaderAt !== null && applied !== null && leaderAt < applied;
 
     // `current`: a catch-up just found nothing more to send, so a group without messages
     // (a position marker, e.g. a fresh feed's first frame) cannot hide events from us.
@@ -104,7 +111,8 @@
     };
     const drain = (current = false) => {
       while (queue.length && take(queue[0], current)) queue.shift();
-      if (queue.length || (leaderAt !== null && applied !== null && leaderAt > applied)) {
+      if (queue.length || (leaderAt !== null && applied !== null && leaderAt > applied)
+          || doubtful()) {
         startCatchUp();
       }
     };
@@ -133,7 +141,7 @@
         if (reached) idle = setTimeout(quiet, CATCH_UP_IDLE_MS);
       };
       catchUp = read(url, applied, (group) => { take(group); rest(); settle(); }, (next) => {
-        if (next === "live") reached = true;
+        if (next === "live") reached = confirmed = true;
         rest();
       });
     };
@@ -157,13 +165,14 @@
         leaderAt = data.group.id;
         if (catchUp) queue.push(data.group);
         else if (!take(data.group)) { queue.push(data.group); startCatchUp(); }
+        else if (doubtful()) startCatchUp();
       }
     };
     channel.postMessage({ kind: "hello" });
 
     // The lock is held until this tab closes; then the next waiting tab leads.
     navigator.locks.request(name, () => new Promise(() => {
-      leading = true;
+      leading = confirmed = true;
       stopCatchUp();
       queue = [];
       read(url, applied, (group) => {

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.settings import GatewaySettings
+from common.telemetry import configure_logging
 from ironstar.commands import examples
 
 
@@ -37,12 +39,15 @@ def add(commands: Any) -> None:
     up.add_argument("--writers", type=int, default=2, help="writer replicas (default: 2)")
     up.add_argument("--projectors", type=int, default=2, help="projector replicas (default: 2)")
     up.add_argument("--gateways", type=int, default=2, help="gateway replicas (default: 2)")
-    up.add_argument("--http-host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
+    up.add_argument(
+        "--http-host", default=None, help="default: IRONSTAR_GATEWAY_HOST, else 127.0.0.1"
+    )
     up.add_argument(
         "--http-port",
         type=int,
-        default=8000,
-        help="first gateway's port, the others follow (default: 8000)",
+        default=None,
+        help="first gateway's port, the others follow (default: IRONSTAR_GATEWAY_PORT, "
+        "else 8000; 0: free ports)",
     )
     up.add_argument(
         "--data-dir",
@@ -83,14 +88,16 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"ironstar: stopped {', '.join(stopped) or 'nothing (already gone)'}")
         return 0
+    configure_logging("ironstar", "ERROR")  # its own `ironstar:` lines say what happens
+    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
     cluster = Cluster(
         args.data_dir,
         nats=args.nats,
         writers=args.writers,
         projectors=args.projectors,
         gateways=args.gateways,
-        http_host=args.http_host,
-        http_port=args.http_port,
+        http_host=args.http_host or gateway.host,
+        http_port=gateway.port if args.http_port is None else args.http_port,
         detach=args.detach,
     )
     if args.detach:

@@ -10,7 +10,6 @@ Stops after `--duration` seconds or on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import random
 import time
@@ -18,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from common import catalogue
@@ -117,44 +117,92 @@ def script(rng: random.Random, url: str) -> Iterator[Command]:
     yield from app.demo(rng, _reader(url))
 
 
-def feed(url: str, rate: float, duration: float, seed: int | None, quiet: bool = False) -> int:
-    """Send commands at `rate` per second; returns how many were accepted."""
+WRONG_TARGET = (401, 403, 404)  # a command answered so can never succeed: stop at once
+
+
+@dataclass
+class Tally:
+    """What a demo run sent: `problem` says why it stopped early (None: it ran its course)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    problem: str | None = None
+
+    def summary(self) -> str:
+        return f"ironstar demo: {self.accepted} commands accepted, {self.rejected} rejected"
+
+
+def _wrong_target(url: str, status: int, body: dict[str, Any]) -> str:
+    why = body.get("message") or status
+    if status == 404:
+        return (
+            f"{url} has no Ironstar command API ({url}/api/commands/... answered 404 {why}); "
+            "give the gateway's base URL, without /api, e.g. --url http://127.0.0.1:8000"
+        )
+    return (
+        f"{url} refused a command ({status} {why}): it requires a token and the demo sends "
+        "none; run the demo against a gateway without authentication (loopback)"
+    )
+
+
+def feed(
+    url: str,
+    rate: float,
+    duration: float,
+    seed: int | None,
+    quiet: bool = False,
+    tally: Tally | None = None,
+) -> Tally:
+    """Send commands at `rate` per second, counting them in `tally`, until `duration` seconds
+    (0: for ever) or the first sign the target cannot take them."""
     rng = random.Random(seed)
     url = url.rstrip("/")
     started = time.monotonic()
-    accepted = rejected = 0
-    commands = script(rng, url)
-    for i in itertools.count():
-        if duration and time.monotonic() - started >= duration:
-            break
-        try:  # the script may read the stack as it goes: the same failures apply
-            command = next(commands)
+    tally = Tally() if tally is None else tally
+    try:
+        # the script may read the stack as it goes: the same failures apply
+        for i, command in enumerate(script(rng, url)):
+            if duration and time.monotonic() - started >= duration:
+                break
             status, body = send(url, command)
-        except NotIronstar as exc:
-            print(f"ironstar demo: {exc}")
-            return accepted
-        except (urllib.error.URLError, OSError) as exc:
-            if not quiet:
-                print(f"ironstar demo: cannot reach {url}: {getattr(exc, 'reason', exc)}")
-            return accepted
-        if status == 200:
-            accepted += 1
-        else:
-            rejected += 1
-        if not quiet and (i < 3 or status != 200 or i % 25 == 0):
-            shown = f"#{body.get('sequence')}" if status == 200 else body.get("message", status)
-            print(f"ironstar demo: {command[2]:<16} {command[0]}:{command[1]:<10} {shown}")
-        time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
-    if not quiet:
-        print(f"ironstar demo: {accepted} commands accepted, {rejected} rejected")
-    return accepted
+            if status in WRONG_TARGET:
+                tally.rejected += 1
+                tally.problem = _wrong_target(url, status, body)
+                break
+            if status == 200:
+                tally.accepted += 1
+            else:
+                tally.rejected += 1
+            if not quiet and (i < 3 or status != 200 or i % 25 == 0):
+                shown = f"#{body.get('sequence')}" if status == 200 else body.get("message", status)
+                line = f"ironstar demo: {command[2]:<16} {command[0]}:{command[1]:<10} {shown}"
+                print(line, flush=True)
+            time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+    except NotIronstar as exc:
+        tally.problem = str(exc)
+    except (urllib.error.URLError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        tally.problem = f"cannot reach {url}: {getattr(exc, 'reason', exc)}"
+    return tally
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.url or target(args).http_url
-    print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)")
+    """0 when commands were accepted; 1 when the target could not be reached or took none."""
+    url = args.url if args.url and args.data_dir is None else target(args).gateway()
+    print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)", flush=True)
+    tally = Tally()
     try:
-        feed(url, args.rate, args.duration, args.seed)
+        feed(url, args.rate, args.duration, args.seed, tally=tally)
     except KeyboardInterrupt:
-        print("\nironstar demo: stopped")
-    return 0
+        print(f"\n{tally.summary()} (stopped)")
+        return 0 if tally.accepted else 1
+    if tally.problem:
+        print(f"ironstar demo: {tally.problem}")
+    print(tally.summary())
+    if tally.problem is None and tally.rejected and not tally.accepted:
+        print(
+            "ironstar demo: every command was rejected; `ironstar status` says whether the "
+            "writer runs"
+        )
+    return 0 if tally.accepted and tally.problem is None else 1

@@ -63,6 +63,9 @@ async def _follow(settings: NatsSettings, replica: str, projections: list[str]) 
 
 
 def _bar(status: dict[str, Any], width: int = 30) -> None:
+    if not status["total"] and status["state"] == "running":  # the target is not known yet
+        print(f"\r[{'.' * width}] starting".ljust(100), end="", file=sys.stderr, flush=True)
+        return
     done, total = int(status["done"]), max(int(status["total"]), 1)
     share = min(done / total, 1.0) if status["state"] != "done" else 1.0
     filled = int(share * width)

@@ -30,7 +30,7 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
 
 def target(args: argparse.Namespace) -> local.Target:
     """The stack the command is asked about, said on stderr; Unavailable when none runs."""
-    found = local.target(args.data_dir)
+    found = local.target(args.data_dir, url=getattr(args, "url", None))
     found.say()
     return found
 

@@ -38,7 +38,12 @@ def add(commands: Any) -> None:
             'ironstar query --file /tmp/ironstar.duckdb "SELECT * FROM todos"',
         ),
     )
-    one.add_argument("--output", type=Path, help="move the copy here")
+    one.add_argument(
+        "--output",
+        type=Path,
+        help="move the copy here (default: leave it in the replica's snapshots/ folder, "
+        "e.g. .ironstar/projector/snapshots/; the path is printed)",
+    )
     add_data_dir(one)
     one.add_argument(
         "--storage-version",

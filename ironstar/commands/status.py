@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -26,6 +28,7 @@ from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
+from ironstar import detached
 from ironstar.commands import examples
 from ironstar.commands.remote import add_data_dir, target
 
@@ -78,7 +81,24 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py prints every failed attempt otherwise; the report says it once."""
 
 
+def _refused(url: str) -> str | None:
+    """Why no server of `url` (comma separated) accepts a TCP connection; None when one does."""
+    reasons, servers = [], url.split(",")
+    for server in servers:
+        where = urllib.parse.urlsplit(server.strip())
+        try:
+            socket.create_connection((where.hostname or "", where.port or 4222), timeout=2).close()
+            return None
+        except OSError as exc:
+            why = str(exc.strerror or exc)
+            reasons.append(f"{server.strip()}: {why}" if len(servers) > 1 else why)
+    return "; ".join(reasons)
+
+
 async def gather(nats: NatsSettings) -> dict[str, Any]:
+    refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
+    if refused:
+        raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
     try:
         async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
             nc = await nats_client.connect(
@@ -196,6 +216,11 @@ def report(state: dict[str, Any]) -> list[str]:
             f"{storage.size(disk['free_bytes'])} free in {disk['path']}"
             + ("; commands are refused until space is freed, reads go on" if disk["full"] else "")
         )
+    for m in state.get("members", ()):
+        lines.append(
+            f"  {m['name']:<13}{mark[m['up']]}  {m['url']}  pid {m['pid']}"
+            + ("" if m["up"] else f"  ({m['reason']})")
+        )
     readers = state.get("consumers") or []
     sse = [c for c in readers if c["kind"] == "sse"]
     for c in readers:
@@ -209,16 +234,40 @@ def report(state: dict[str, Any]) -> list[str]:
     return lines
 
 
+def members(record: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each member of a cluster's record (cluster.json) and whether it is up: its recorded
+    process lives and, for a gateway, `/readyz` answers 200, for a NATS node its port listens."""
+    found = []
+    for name, entry in record.items():
+        kind, url, pid = entry["kind"], entry["url"], entry.get("pid")
+        why = None if pid and detached.cmdline(pid) == entry.get("cmdline") else "process gone"
+        if why is None and kind == "gateway":
+            answer = _http(f"{url.rstrip('/')}/readyz")
+            why = None if answer.get("http") == 200 else str(answer.get("reason") or answer["http"])
+        elif why is None and kind == "nats":
+            host, _, port = url.removeprefix("nats://").rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=2).close()
+            except OSError as exc:
+                why = f"port does not answer: {exc.strerror or exc}"
+        found.append(
+            {"name": name, "kind": kind, "url": url, "pid": pid, "up": why is None}
+            | ({"reason": why} if why else {})
+        )
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         stack = target(args)
+        url = stack.gateway().rstrip("/")
     except Unavailable as exc:
         if args.json:
             print(json.dumps({"nats": {"up": False, "reason": exc.message}}))
         else:
-            print(f"nothing runs: {exc.message}")
+            print(f"ironstar status: {exc.message}")
         return 1
-    nats, url = stack.nats, (args.url or stack.http_url).rstrip("/")
+    nats = stack.nats
     try:
         state = asyncio.run(gather(nats))
     except (IronstarError, OSError, TimeoutError) as exc:
@@ -229,8 +278,11 @@ def run(args: argparse.Namespace) -> int:
         why = storage.shortage([str(stack.data_dir)])
         free = storage.free_bytes(stack.data_dir)
         state["storage"] = {"path": str(stack.data_dir), "free_bytes": free, "full": bool(why)}
+    if stack.members is not None:
+        state["members"] = members(stack.members)
     healthy = (
-        not state.get("storage", {}).get("full")
+        all(m["up"] for m in state.get("members", ()))
+        and not state.get("storage", {}).get("full")
         and state["nats"]["up"]
         and state.get("writer", {}).get("up")
         and state.get("projector", {}).get("up")

@@ -71,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
-    return up(stack, lambda url: feed(url, args.demo, 0, None, quiet=True))
+    return up(stack, lambda url: feed(url, args.demo, 0, None, quiet=True))  # stops on a problem

@@ -59,14 +59,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext
 
 
 def _unexpected(message: ConsoleMessage) -> bool:
-    """A console error, except a request's failure (a 4xx the test provokes, a gateway down)."""
-    return message.type == "error" and "Failed to load resource" not in message.text
+    """A console error or warning (the official Datastar bundle warns of a patch whose target
+    is not on the page), except a request's failure (a 4xx the test provokes, a gateway
+    down)."""
+    return message.type in ("error", "warning") and "Failed to load resource" not in message.text
 
 
 @pytest.fixture
 def open_page(browser: BrowserContext) -> Iterator[Callable[..., Page]]:
     """Open a page (`init`: a script run before the page's own) and fail the test on any
-    script error or console error it logs."""
+    script error, console error or warning it logs."""
     pages: list[Page] = []
     errors: list[str] = []
 
@@ -99,13 +101,16 @@ MEMBER = "starhtml/static/js/datastar-core.js"
 SHA256 = "31c8c9efb895beadeba5f73407c3ca60201dee321c5dea56c182817b475bde9f"
 
 
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """Datastar v1.0.1 as the starhtml wheel ships it (downloaded, never installed)."""
-    where = tmp_path_factory.mktemp("starhtml")
+def download_bundle(where: Path, *pip_options: str) -> bytes:
+    """Datastar v1.0.1 out of the starhtml wheel, downloaded into `where` by this Python's
+    pip (its index settings, plus `pip_options`). The wheel needs Python >= 3.12, so pip is
+    told to pick it for 3.12 (a plain download on 3.11 finds "from versions: none").
+
+    Skips when PyPI cannot be reached; fails instead under CI (CI=true), which must run it.
+    """
     got = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--python-version", "3.12", "--dest", str(where), WHEEL],
+         "--python-version", "3.12", "--dest", str(where), *pip_options, WHEEL],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     wheels = list(where.glob("starhtml-*.whl"))
@@ -118,6 +123,12 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     assert hashlib.sha256(code).hexdigest() == SHA256, "the wheel's Datastar bundle changed"
     assert b"Datastar v1.0.1" in code
     return code
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Datastar v1.0.1 as the starhtml wheel ships it (downloaded, never installed)."""
+    return download_bundle(tmp_path_factory.mktemp("starhtml"))
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,33 @@ def _add(page: Page, text: str) -> None:
     page.press("#new-todo", "Enter")
 
 
+def test_empty_panels_say_so_and_clear_completed_waits_for_a_completed_todo(
+    stack: Stack, open_page: Callable[[str], Page]
+) -> None:
+    list_id, page = _fresh_list(stack, open_page)
+    placeholder = page.evaluate(
+        "id => getComputedStyle(document.getElementById(id), '::before').content",
+        f"todos-{list_id}",
+    )
+    assert "No todos yet" in placeholder
+    clear = page.locator("#clear-completed")
+    expect(clear).to_be_disabled()
+    _add(page, "Buy milk")
+    item = page.locator(f"#todos-{list_id} .todo", has_text="Buy milk")
+    expect(item).to_have_count(1)
+    gone = page.evaluate(
+        "id => getComputedStyle(document.getElementById(id), '::before').content",
+        f"todos-{list_id}",
+    )
+    assert gone == "none"
+    expect(clear).to_be_disabled()
+    item.locator(".toggle").click()
+    expect(clear).to_be_enabled()
+    clear.click()
+    expect(item).to_have_count(0)
+    expect(clear).to_be_disabled()
+
+
 def test_todos_are_added_completed_and_deleted_through_the_page(
     stack: Stack, open_page: Callable[[str], Page]
 ) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 
+from ironstar.natsserver import free_port
 from tests.support.stack import Stack, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -54,35 +55,66 @@ def _id(item: Locator) -> str:
     return todo
 
 
-def test_an_unresumable_position_brings_a_snapshot_that_replaces_stale_todos(
-    either: Stack, open_page: Callable[[str], Page], browser: BrowserContext
-) -> None:
-    official = either
-    list_id = f"ds{uuid.uuid4().hex[:8]}"
-    for i in range(3):
-        official.command(list_id, "add_todo", todo_id=f"t{i}", text=f"Real {i}")
+AHEAD = 999_999_999  # a position the stream never reached (another stream's, a stale tab's)
 
-    # The page as a browser would hold it from before the stream was replaced: todos the
-    # read model no longer has, and a position the stream never reached.
-    stale_items = "".join(
-        f'<li id="todo-s{i}" class="todo"><span class="text">Stale {i}</span></li>'
-        for i in range(5)
-    )
-    browser.add_init_script(
-        f"""document.addEventListener("readystatechange", () => {{
-          const list = document.getElementById("todos-{list_id}");
-          if (document.readyState !== "interactive" || !list) return;
-          list.insertAdjacentHTML("beforeend", {stale_items!r});
-          const body = document.body;
-          body.dataset.feed = body.dataset.feed.replace(/last_event_id=\\d+/,
-                                                        "last_event_id=987654321");
-        }});"""
-    )
-    page = open_page(f"{official.url}/?list={list_id}")
-    _live(page)
-    assert "last_event_id=987654321" in page.evaluate("document.body.dataset.feed")
-    expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
-        ["Real 0", "Real 1", "Real 2"], timeout=10_000
-    )
-    official.command(list_id, "add_todo", todo_id="t3", text="Real 3")
-    expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(4)
+
+def _held_from_ahead(list_id: str) -> str:
+    """A script that makes the page as a browser would hold it from before the stream was
+    replaced (before the page's deferred scripts run): its feed resumes from a position
+    ahead of the stream, and its list shows a todo the read model no longer has."""
+    stale = '<li id="todo-stale" class="todo"><span class="text">Stale</span></li>'
+    return f"""document.addEventListener("readystatechange", () => {{
+      const list = document.getElementById("todos-{list_id}");
+      if (document.readyState !== "interactive" || !list) return;
+      list.insertAdjacentHTML("afterbegin", {stale!r});
+      const body = document.body;
+      body.dataset.feed = body.dataset.feed.replace(/last_event_id=\\d+/,
+                                                    "last_event_id={AHEAD}");
+    }});"""
+
+
+@pytest.mark.parametrize("tabs", [1, 2])
+def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
+    either: Stack, open_page: Callable[..., Page], tabs: int
+) -> None:
+    """Both clients, one tab and two sharing the feed: the snapshot replaces the stale list,
+    and the feed goes on from the snapshot's position (the todo, its log line, `#seq`)."""
+    list_id = f"ah{uuid.uuid4().hex[:8]}"
+    either.command(list_id, "add_todo", todo_id="t0", text="Real 0")
+    pages = [open_page(f"{either.url}/?list={list_id}", _held_from_ahead(list_id))
+             for _ in range(tabs)]  # fmt: skip
+    for page in pages:
+        _live(page)
+        assert f"last_event_id={AHEAD}" in page.evaluate("document.body.dataset.feed")
+        expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+            ["Real 0"], timeout=10_000
+        )
+    # Another list's event first: the page shows it in the log, patches no list of its own,
+    # and neither client logs an error for the list it does not show (open_page checks).
+    either.command(f"{list_id}x", "add_todo", todo_id="o", text="Elsewhere")
+    reply = either.command(list_id, "add_todo", todo_id="t1", text="Real 1")
+    for page in pages:
+        expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+            ["Real 0", "Real 1"], timeout=10_000
+        )
+        expect(page.locator("#events li")).to_have_count(2)
+        expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))
+        expect(page.locator("#connection")).to_have_text("live")
+        assert page.locator(f"#todos-{list_id}x").count() == 0
+
+
+def test_a_page_whose_bundle_did_not_load_says_so_instead_of_live(
+    service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
+) -> None:
+    """A bundle that cannot load (a wrong URL, CORS, an address the browser blocks) leaves
+    the events unapplied: the header must not keep saying "live"."""
+    nowhere = f"http://127.0.0.1:{free_port()}/datastar.js"  # nothing listens there
+    stack = Stack({**service_env, "IRONSTAR_GATEWAY_DATASTAR_URL": nowhere}, tmp_path)
+    try:
+        list_id = f"nb{uuid.uuid4().hex[:8]}"
+        page = open_page(f"{stack.url}/?list={list_id}")
+        _live(page)
+        stack.command(list_id, "add_todo", todo_id="t", text="Unseen")
+        expect(page.locator("#connection")).to_contain_text("the Datastar bundle did not load")
+    finally:
+        stack.stop()

@@ -224,12 +224,15 @@ def test_a_cookie_post_through_nginx_passes_from_the_page_origin_and_no_other(
     with behind_nginx({**service_env, "IRONSTAR_AUTH_SECRET": SECRET}, tmp_path) as (_, proxy):
         cookies = {"ironstar_session": token("commands:todo_list")}
         body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "milk"}}
+        # The page's host and port under plain http is another origin (the gateway takes
+        # the scheme from nginx's X-Forwarded-Proto, as it trusts 127.0.0.1).
+        plain = proxy.https.replace("https://", "http://")
+        evil = proxy.https + ".evil.example"
         with httpx.Client(base_url=proxy.https, verify=_tls(proxy), cookies=cookies) as http:
             codes = {
                 origin: http.post(
                     f"/api/commands/todo_list/{_list()}", json=body, headers={"Origin": origin}
                 ).status_code
-                for origin in (proxy.https, "https://evil.example", proxy.https + ".evil.example")
+                for origin in (proxy.https, "https://evil.example", evil, plain)
             }
-    assert codes == {proxy.https: 200, "https://evil.example": 401,
-                     proxy.https + ".evil.example": 401}  # fmt: skip
+    assert codes == {proxy.https: 200, "https://evil.example": 401, evil: 401, plain: 401}

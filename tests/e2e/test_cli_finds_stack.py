@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
+import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +18,7 @@ import pytest
 
 from ironstar.ports import free_port
 from tests.support.up import ROOT, Up
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,11 +38,12 @@ def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Up, Up]]:
-    """Two stacks: A in `<a>/.ironstar` (the default of a person in `<a>`), B elsewhere."""
+    """Two stacks in `<a>`: A in `.ironstar` (the default of a person there), B beside it in
+    `.ironstar-2` (as `make run ARGS='--data-dir .ironstar-2 ...'` starts it)."""
     root = tmp_path_factory.mktemp("stacks")
     (root / "a").mkdir()
     a = Up(root / "a" / ".ironstar", free_port(), root / "a.log").start()
-    b = Up(root / "b", free_port(), root / "b.log").start()
+    b = Up(root / "a" / ".ironstar-2", free_port(), root / "b.log").start()
     try:
         a.ready(), b.ready()
         for up, list_id in ((a, "only-in-a"), (b, "only-in-b")):
@@ -78,6 +83,9 @@ def test_query_snapshot_and_rebuild_take_data_dir_and_say_which_stack(
     rebuilt = cli(tmp_path, "rebuild", *where, "--projection", "todo_lists")
     assert "rebuilt todo_lists" in _texts(rebuilt), rebuilt.stderr
     assert f"using `ironstar up` in {b.data_dir}" in rebuilt.stderr
+    assert " 0/1 events" not in rebuilt.stderr, rebuilt.stderr  # no total before it is known
+    helped = cli(tmp_path, "snapshot", "--help").stdout
+    assert "default: leave it in" in " ".join(helped.split())
 
 
 def test_explicit_nats_url_wins_over_the_stack_found_in_the_working_directory(
@@ -104,6 +112,73 @@ def test_explicit_nats_url_wins_over_the_stack_found_in_the_working_directory(
     assert f"gateway      up    {a.url}/" in url_only.stdout
 
 
+def test_a_nats_url_brings_the_gateway_of_the_stack_it_names_or_asks_for_one(
+    two: tuple[Up, Up], tmp_path: Path
+) -> None:
+    a, b = two
+    here, found = a.data_dir.parent, b.address()
+    nats = str(found["nats_url"])
+    demo = cli(here, "demo", "--rate", "20", "--duration", "1", IRONSTAR_NATS_URL=nats)
+    assert f"commands/s to {b.url}" in _texts(demo), demo.stderr
+    assert f"using IRONSTAR_NATS_URL={nats} (`ironstar up` in .ironstar-2" in demo.stderr
+    assert f"NATS {nats}, HTTP {b.url}" in demo.stderr
+    status = cli(here, "status", IRONSTAR_NATS_URL=nats)
+    assert f"gateway      up    {b.url}/" in _texts(status), status.stderr
+    assert a.url not in status.stdout + status.stderr
+
+    # Where no stack listens at that URL, the gateway is named explicitly or asked for.
+    creds = {
+        "IRONSTAR_NATS_URL": nats,
+        "IRONSTAR_NATS_USER": str(found["nats_user"]),
+        "IRONSTAR_NATS_PASSWORD": str(found["nats_password"]),
+    }
+    for command in (("demo", "--duration", "1"), ("status",)):
+        asked = cli(tmp_path, *command, **creds)
+        said = asked.stdout + asked.stderr
+        assert asked.returncode == 1 and "--url http://HOST:PORT" in said, said
+        assert "127.0.0.1:8000" not in said and "Traceback" not in said
+    by_setting = cli(tmp_path, "status", **creds, IRONSTAR_GATEWAY_PORT=str(b.port))
+    assert f"gateway      up    {b.url}/" in _texts(by_setting)
+    assert f"(gateway from IRONSTAR_GATEWAY_*): NATS {nats}, HTTP {b.url}" in by_setting.stderr
+    by_flag = cli(tmp_path, "status", "--url", b.url, **creds)
+    assert f"gateway      up    {b.url}/" in _texts(by_flag)
+    assert f"HTTP {b.url}" in by_flag.stderr
+
+
+def test_demo_stops_at_the_first_sign_of_a_wrong_target_with_advice_and_exit_1(
+    two: tuple[Up, Up], tmp_path: Path
+) -> None:
+    a, _ = two
+    wrong = cli(tmp_path, "demo", "--url", f"{a.url}/api", "--rate", "20", "--duration", "5")
+    assert wrong.returncode == 1, wrong.stdout
+    assert wrong.stdout.count("Not Found") <= 1, wrong.stdout
+    assert "without /api" in wrong.stdout and "0 commands accepted" in wrong.stdout
+    nobody = f"http://127.0.0.1:{free_port()}"
+    unreachable = cli(tmp_path, "demo", "--url", nobody, "--duration", "5")
+    assert unreachable.returncode == 1 and f"cannot reach {nobody}" in unreachable.stdout
+
+
+def test_demo_into_a_closed_pipe_ends_quietly_and_ctrl_c_prints_the_summary(
+    two: tuple[Up, Up], tmp_path: Path
+) -> None:
+    a, _ = two
+    demo = [sys.executable, "-m", "ironstar", "demo", "--url", a.url, "--rate", "50"]
+    piped = subprocess.run(
+        ["sh", "-c", f"{shlex.join(demo)} --duration 20 | head -2"],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+    )  # fmt: skip
+    assert len(piped.stdout.splitlines()) == 2
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr, piped.stderr
+
+    with subprocess.Popen(demo, stdout=subprocess.PIPE, text=True, cwd=tmp_path) as running:
+        assert running.stdout is not None
+        until(lambda: "#" in running.stdout.readline(), 20, lambda: "no accepted command")  # type: ignore[union-attr]
+        running.send_signal(signal.SIGINT)
+        rest = running.stdout.read()
+        assert running.wait(20) == 0
+    assert re.search(r"\d+ commands accepted, \d+ rejected \(stopped\)", rest), rest
+
+
 def test_demo_feeds_the_running_stack_by_default(two: tuple[Up, Up]) -> None:
     a, _ = two
     done = cli(a.data_dir.parent, "demo", "--rate", "20", "--duration", "1")
@@ -122,6 +197,7 @@ def test_demo_says_clearly_when_the_url_is_not_an_ironstar_gateway(tmp_path: Pat
         server.server_close()
     assert "Traceback" not in done.stdout + done.stderr
     assert f"{url} answered HTTP 501" in done.stdout, done.stdout
+    assert done.returncode == 1
     assert "is it an Ironstar gateway?" in done.stdout
 
 
@@ -142,6 +218,17 @@ def test_with_nothing_running_each_command_says_so_at_once_and_how_to_start(
     assert "Traceback" not in said
 
 
+def test_status_says_connection_refused_at_once_when_nothing_listens_at_the_nats_url(
+    tmp_path: Path,
+) -> None:
+    nats, started = f"nats://127.0.0.1:{free_port()}", time.monotonic()
+    done = cli(tmp_path, "status", "--url", "http://127.0.0.1:1", IRONSTAR_NATS_URL=nats)
+    assert time.monotonic() - started < 10
+    assert done.returncode == 1
+    assert f"cannot reach NATS at {nats}: Connection refused" in done.stdout, done.stdout
+    assert "TimeoutError" not in done.stdout
+
+
 def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(
     tmp_path: Path,
 ) -> None:
@@ -159,6 +246,9 @@ def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(
     assert "snapshot at sequence 1" in _texts(done), done.stderr
     assert f"copying {Path('.ironstar/projector/projector-1.duckdb')}" in done.stderr
     assert "Buy x" in _texts(cli(tmp_path, "query", "--file", str(copy), "SELECT text FROM todos"))
+    stopped = cli(tmp_path, "status")
+    assert stopped.returncode == 1
+    assert "none running in ./.ironstar" in stopped.stdout, stopped.stdout
 
 
 def test_the_banner_says_exactly_what_to_type(two: tuple[Up, Up]) -> None:

@@ -86,7 +86,13 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
 
         until(accepted, 30, up.output)
         until(lambda: "space available again" in up.output(), 10, up.output)
-        after = httpx.get(f"{up.url}/api/todo-lists/disk", timeout=10).json()["result"]["items"]
+
+        def reread() -> httpx.Response:
+            return httpx.get(f"{up.url}/api/todo-lists/disk", timeout=10)
+
+        # The projector may still be catching up on what waited for space: read until it answers.
+        until(lambda: reread().status_code == 200, 30, lambda: reread().text)
+        after = reread().json()["result"]["items"]
         assert set(acknowledged) <= {t["todo_id"] for t in after}
         assert httpx.get(f"{up.url}/readyz", timeout=10).status_code == 200
         assert up.process is not None and up.process.poll() is None

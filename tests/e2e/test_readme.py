@@ -37,7 +37,8 @@ def _run(line: str, port: int) -> str:
     command = line.replace("localhost:8000", f"localhost:{port}")
     if "curl -N" in command:  # a live feed runs until Ctrl-C: here, for 3 seconds
         command = command.replace("curl -N", "curl -N --max-time 3", 1)
-    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+    # POSIX sh (dash on Debian), as pasted into any shell: no bash-only $RANDOM.
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
     assert done.returncode in (0, 28), f"{command}: {done.stderr}"  # 28: --max-time reached
     return done.stdout
 

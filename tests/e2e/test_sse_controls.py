@@ -30,12 +30,16 @@ async def test_unknown_control_values_are_422_naming_the_parameter(
         ({"debounce_ms": "soon"}, "debounce_ms"),
         ({"batch_ms": "-5"}, "batch_ms"),
         ({"capacity": "0"}, "capacity"),
+        ({"capacity": "abc"}, "capacity"),
+        ({"capacity": "1.5"}, "capacity"),
+        ({"debounce_ms": "true"}, "debounce_ms"),
+        ({"batch_ms": "true"}, "batch_ms"),
         ({"topics": "todo_list:bad id"}, "topics"),
     ]:
         reply = await client.get("/api/events", params=params)
         assert reply.status_code == 422, (params, reply.text)
         body = reply.json()
-        assert field in (body.get("field"), *body.get("fields", [])), body
+        assert body.get("field") == field, body
 
 
 async def test_limits_refuse_with_429_per_client_and_503_per_process(
@@ -109,7 +113,7 @@ async def _stall_then_read(
     """A client that stops reading while `count` events are appended, then reads again."""
     async with feed(http(base), topics="todo_list", policy=policy, capacity="16") as reader:
         await reader.until("connected")
-        events = [todo(f"l{n % 5}", n // 5 + 1, "y" * 300) for n in range(count)]
+        events = [todo(f"l{n % 5}", n // 5 + 1, "y" * 200) for n in range(count)]
         sequences = await publish(nc, nats_settings, events)
         seen = []
         while not seen or seen[-1].id != sequences[-1]:
@@ -148,7 +152,7 @@ async def test_drop_newest_drops_the_backlog_and_says_what_was_dropped(
     _, base = start_gateway(sse_send_buffer_bytes=4096)
     async with feed(http(base), topics="todo_list", policy="drop-newest", capacity="16") as reader:
         await reader.until("connected")
-        first = await publish(nc, nats_settings, [todo("a", n, "y" * 300) for n in range(1, 3001)])
+        first = await publish(nc, nats_settings, [todo("a", n, "y" * 200) for n in range(1, 3001)])
         seen = await reader.until("lag")
         notice = seen[-1]
         events = [m for m in seen if m.event == "todo_added"]
@@ -167,7 +171,7 @@ async def test_unbounded_policy_closes_with_a_notice_past_its_safety_cap(
     slow = http(base, receive_buffer=16384)
     async with feed(slow, topics="todo_list", policy="unbounded", capacity="16") as reader:
         await reader.until("connected")
-        await publish(nc, nats_settings, [todo("a", n, "y" * 300) for n in range(1, 3001)])
+        await publish(nc, nats_settings, [todo("a", n, "y" * 200) for n in range(1, 3001)])
         drops = 'rate_limit_drops_total{policy="unbounded"}'
         await eventually(lambda: metric(http(base), drops), lambda n: n > 0)  # still not reading
         seen = await reader.until("lag")

@@ -100,13 +100,16 @@ def test_a_second_up_on_the_same_data_dir_is_refused_naming_the_first_and_touchi
     files = {name: (data / name).read_bytes() for name in ("up.json", "nats-server.conf")}
     stamps = {name: (data / name).stat().st_mtime_ns for name in files}
 
-    second = make_up(data, free_port())
+    asked = free_port()
+    second = make_up(data, asked)
     assert second.wait(30) == 1
     said = second.output()
     assert f"is in use by `ironstar up` (pid {pid}, {first.url})" in said, said
     assert "nats-server" not in said.split("is in use")[0]  # refused before starting anything
     assert "ironstar: stopped" not in said  # it stopped nothing: nothing was its own
-    assert "make run ARGS='--data-dir .ironstar-2 --http-port 8001'" in said
+    # The hint is the command that was run, with its own data dir and the port it asked for.
+    assert f"up --data-dir {data}-2 --http-port {asked}`" in said, said
+    assert "make run" not in said and "8001" not in said
     for name, content in files.items():
         assert (data / name).read_bytes() == content, f"{name} was rewritten"
         assert (data / name).stat().st_mtime_ns == stamps[name], f"{name} was touched"
@@ -125,9 +128,24 @@ def test_a_busy_port_says_whether_ironstar_serves_it_and_how_to_choose_another(
     assert second.wait(30) == 1
     said = second.output()
     assert f"HTTP port 127.0.0.1:{port} is busy: an Ironstar gateway already serves" in said
-    assert f"IRONSTAR_GATEWAY_PORT={port + 1} make run" in said
-    assert "make run ARGS='--http-port" in said
+    hint = re.search(r"Choose another port: `(.*)`", said)
+    assert hint is not None, said
+    assert hint.group(1).split()[1:4] == ["up", "--data-dir", str(tmp_path / "two")], said
+    assert "make run" not in said
     assert first.process is not None and first.process.poll() is None
+
+    # Run by `make run`, with the port from the settings: `make run ARGS=...` again, keeping
+    # the user's --data-dir, with a port that is free now.
+    nine = tmp_path / "nine"
+    argv = ["make", "--no-print-directory", "run", f"ARGS=--data-dir {nine}"]
+    by_make = make_up(nine, port, argv=argv, env={"IRONSTAR_GATEWAY_PORT": str(port)})
+    assert by_make.wait(60) != 0
+    hint = re.search(
+        rf"Choose another port: `make run ARGS='--data-dir {nine} --http-port (\d+)'`",
+        by_make.output(),
+    )
+    assert hint is not None, by_make.output()
+    assert int(hint.group(1)) != port
 
     with socket.socket() as other:  # something that is not Ironstar
         other.bind(("127.0.0.1", 0))

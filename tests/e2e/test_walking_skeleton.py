@@ -56,7 +56,9 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 @pytest.fixture
-async def http(stack: tuple[subprocess.Popen[bytes], str]) -> AsyncIterator[httpx.AsyncClient]:
+async def http(
+    stack: tuple[subprocess.Popen[bytes], str], tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
     process, base = stack
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
 
@@ -68,6 +70,12 @@ async def http(stack: tuple[subprocess.Popen[bytes], str]) -> AsyncIterator[http
                 return 0
 
         await eventually(health, lambda status: status == 200, timeout=30)
+
+        # The gateway answers before every service is up; `up` says when all of them are.
+        async def banner() -> str:
+            return (tmp_path / "up.log").read_text()
+
+        await eventually(banner, lambda text: "ironstar: running" in text, timeout=30)
         yield client
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ironstar.ports import free_port
 from tests.support.processes import children, run_cli
 from tests.support.waiting import until
 
@@ -51,14 +54,17 @@ def _command(gateway: str) -> int:
 
 
 def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: Path) -> None:
-    data = tmp_path / "cluster"
+    data, port = tmp_path / "cluster", free_port()
     up = subprocess.run(
-        [sys.executable, "-m", "ironstar", "cluster", "up", *SMALL, "--data-dir", str(data),
+        [sys.executable, "-m", "ironstar", "cluster", "up", *SMALL[:-2], "--data-dir", str(data),
          "--detach"],
         capture_output=True, text=True, timeout=90, check=False,
+        env={**os.environ, "IRONSTAR_GATEWAY_PORT": str(port)},
     )  # fmt: skip
     assert up.returncode == 0, up.stdout + up.stderr
+    assert all(line.startswith("ironstar") for line in up.stdout.splitlines()), up.stdout
     state = json.loads((data / "cluster.json").read_text())
+    assert state["gateway-1"]["url"] == f"http://127.0.0.1:{port}/"  # the setting is honoured
     pids = [entry["pid"] for entry in state.values()]
     try:
         assert len(pids) == 6 and all(_alive(pid) for pid in pids)
@@ -84,6 +90,21 @@ def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: P
         assert "is in use by a detached `ironstar cluster up`" in again.stderr, again.stderr
         assert "ironstar cluster down --data-dir" in again.stderr
         assert json.loads((data / "cluster.json").read_text()) == state, "the record was touched"
+
+        os.kill(state["nats-2"]["pid"], signal.SIGKILL)
+        os.kill(state["writer-1"]["pid"], signal.SIGTERM)
+        until(lambda: not _alive(state["writer-1"]["pid"]), 30, lambda: "writer-1 lives")
+        broken = run_cli({}, "status", "--data-dir", str(data))
+        assert broken.returncode == 1, broken.stdout
+        for name in ("nats-2", "writer-1"):
+            assert re.search(rf"{name}\s+DOWN .*process gone", broken.stdout), broken.stdout
+        # (the NATS line may say DOWN too while the cluster elects new stream leaders)
+        for name in ("nats-1", "nats-3", "projector-1", "gateway-1"):
+            assert re.search(rf"{name}\s+up ", broken.stdout), broken.stdout
+        members = json.loads(run_cli({}, "status", "--json", "--data-dir", str(data)).stdout)
+        kinds = sorted(m["kind"] for m in members["members"])
+        assert kinds == ["gateway", "nats", "nats", "nats", "projector", "writer"]
+        assert {m["name"] for m in members["members"] if not m["up"]} == {"nats-2", "writer-1"}
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "ironstar", "cluster", "down", "--data-dir", str(data)],
@@ -92,6 +113,35 @@ def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: P
     assert down.returncode == 0, down.stderr
     assert not any(_alive(pid) for pid in pids)
     assert not (data / "cluster.json").exists()
+    for command in ("status", "query"):
+        gone = run_cli({}, command, "--data-dir", str(data), *(["SELECT 1"] * (command == "query")))
+        said = gone.stdout + gone.stderr
+        assert gone.returncode == 1 and f"`ironstar cluster up --data-dir {data}`" in said, said
+        assert "make run" not in said
+
+
+def test_cluster_up_on_a_busy_port_suggests_only_cluster_up_keeping_its_arguments(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "cluster"
+    with socket.socket() as other:  # the port IRONSTAR_GATEWAY_PORT names is taken
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        done = run_cli(
+            {"IRONSTAR_GATEWAY_PORT": str(taken)},
+            "cluster", "up", "--nats", "1", "--gateways", "2", "--data-dir", str(data), "--detach",
+        )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert f"HTTP port 127.0.0.1:{taken} is busy" in said, said
+    hint = re.search(r"Choose another port: `\S+ (cluster up .*)`", said)
+    assert hint is not None, said
+    words = hint.group(1).split()
+    assert words[:-2] == ["cluster", "up", "--nats", "1", "--gateways", "2", "--data-dir",
+                          str(data), "--detach"]  # fmt: skip
+    assert words[-2] == "--http-port" and int(words[-1]) > taken
+    assert "make run" not in said and not (data / "cluster.json").exists()
 
 
 def test_foreground_cluster_prints_every_url_and_stops_everything_on_ctrl_c(

@@ -11,11 +11,12 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, StorageType
 
 from common import bus
-from common.errors import Conflict, Invalid, StaleVersion, Unavailable
+from common.errors import Conflict, Invalid, StaleVersion, Unavailable, Undecidable
 from common.messages import CommandResult
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from tests.support.commands import command
+from tests.support.feeds import make, publish
 from writer.handler import CommandHandler, WrongExpectedSequence, message_ids
 from writer.store import JetStreamEventStore
 
@@ -203,3 +204,31 @@ async def test_a_command_id_that_cannot_be_a_message_id_is_invalid(
         )
     assert caught.value.detail["field"] == "command_id"
     assert await stored(nc, nats_settings) == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "payload"),
+    [
+        (2, {"todo_id": "a", "text": "again"}),  # a todo added twice
+        (1, {"todo_id": "b", "text": "B"}),  # a version repeated
+        (7, {"todo_id": "b", "text": "B"}),  # a version skipped
+        (2**63 - 1, {"todo_id": "b", "text": "B"}),  # a version no reader can hold
+    ],
+    ids=["added twice", "version repeated", "version skipped", "version 2**63-1"],
+)
+async def test_history_the_writer_could_not_have_written_is_undecidable_at_its_sequence(
+    nc: Client, nats_settings: NatsSettings, version: int, payload: dict[str, str]
+) -> None:
+    handler = writer(nc, nats_settings)
+    await handler.handle("todo_list", command("l", "add_todo", "c1", todo_id="a", text="A"))
+    body = make("todo_list", "l", 1, "todo_added", payload)
+    envelope = {**msgspec.json.decode(body), "version": version}
+    (sequence,) = await publish(nc, nats_settings, [("todo_list.l", msgspec.json.encode(envelope))])
+    for fresh in (handler, writer(nc, nats_settings)):  # a warm cache and a cold one
+        for _ in range(2):  # the same answer every time
+            with pytest.raises(Undecidable) as caught:
+                await fresh.handle(
+                    "todo_list", command("l", "add_todo", "c2", todo_id="z", text="Z")
+                )
+            assert caught.value.detail["sequence"] == sequence
+    assert await stored(nc, nats_settings) == 2  # nothing appended after it

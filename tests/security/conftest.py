@@ -23,15 +23,19 @@ SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 VERIFIER = Verifier(SECRET.encode())
 
 
-def token(*scopes: str, subject: str = "tester", ttl_s: float = 600, secret: str = SECRET) -> str:
+def token(
+    *scopes: str, subject: str = "tester", ttl_s: float = 6 * 3600, secret: str = SECRET
+) -> str:
+    # Long enough for tokens minted at import (module constants) to outlive a slow suite.
     return Verifier(secret.encode()).mint(subject, scopes, ttl_s)
 
 
-def signed(claims: str, key: bytes = SECRET.encode()) -> str:
+def signed(
+    claims: str, key: bytes = SECRET.encode(), header: str = '{"alg":"HS256","typ":"JWT"}'
+) -> str:
     """A correctly signed token whose claims are exactly these bytes (JSON as any issuer
-    might write it, `Infinity` and all)."""
-    header = _b64(b'{"alg":"HS256","typ":"JWT"}')
-    signing = f"{header}.{_b64(claims.encode())}"
+    might write it, `Infinity` and all), under this header."""
+    signing = f"{_b64(header.encode())}.{_b64(claims.encode())}"
     return f"{signing}.{_b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())}"
 
 

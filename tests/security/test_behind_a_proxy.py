@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.errors import Invalid
 from common.settings import GatewaySettings, origin_of, proxy_networks
@@ -34,6 +35,20 @@ def test_head_answers_like_get_without_a_body(stack: Stack, path: str) -> None:
     assert head.content == b""
     assert head.headers["content-type"] == got.headers["content-type"]
     assert int(head.headers["content-length"]) == len(got.content)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_metrics_are_the_classic_text_format_with_one_charset(stack: Stack, method: str) -> None:
+    """What a scraper (directly or through a proxy) parses: `text/plain; version=0.0.4;
+    charset=utf-8`, each parameter once, and a body in that format."""
+    reply = httpx.request(method, f"{stack.base}/metrics", headers=bearer("admin"), timeout=10)
+    assert reply.status_code == 200
+    kind, *params = [part.strip() for part in reply.headers["content-type"].split(";")]
+    assert kind == "text/plain"
+    assert sorted(params) == ["charset=utf-8", "version=0.0.4"]
+    if method == "GET":
+        names = {f.name for f in text_string_to_metric_families(reply.text)}
+        assert "sse_connections" in names
 
 
 def test_head_of_the_feed_is_refused_without_opening_a_stream(stack: Stack) -> None:
@@ -75,6 +90,55 @@ def test_a_cookie_post_from_any_other_origin_is_refused(stack: Stack, origin: st
 
 def test_a_cookie_post_with_neither_origin_nor_fetch_metadata_is_refused(stack: Stack) -> None:
     assert _post(stack, {}) == 401
+
+
+def _cookie_post(base: str, headers: dict[str, str]) -> int:
+    body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "milk"}}
+    cookies = {"ironstar_session": token("commands:todo_list")}
+    with httpx.Client(base_url=base, timeout=10, cookies=cookies) as client:
+        return client.post(
+            f"/api/commands/todo_list/{unique()}", json=body, headers=headers
+        ).status_code
+
+
+def test_a_cookie_post_naming_the_host_passes_only_with_the_connections_scheme(
+    stack: Stack,
+) -> None:
+    """Plain HTTP straight to the gateway: `Origin` must be `http://` + `Host`; the same
+    host and port under https is another origin, whatever an untrusted peer forwards."""
+    host = stack.base.removeprefix("http://")
+    assert _cookie_post(stack.base, {"Origin": f"http://{host}"}) == 200
+    assert _cookie_post(stack.base, {"Origin": f"HTTP://{host.upper()}"}) == 200
+    assert _cookie_post(stack.base, {"Origin": f"https://{host}"}) == 401
+    forged = {"Origin": f"https://{host}", "X-Forwarded-Proto": "https"}
+    assert _cookie_post(stack.base, forged) == 401  # 127.0.0.1 is no trusted proxy here
+
+
+@pytest.fixture(scope="module")
+def forwarding(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A gateway behind a proxy it trusts (127.0.0.1) that rewrites `Host`, no public origin."""
+    workdir = tmp_path_factory.mktemp("forwarded")
+    with running(nats_server, workdir, IRONSTAR_GATEWAY_TRUSTED_PROXIES="127.0.0.1") as up:
+        yield up
+
+
+@pytest.mark.parametrize(
+    ("proto", "origin", "status"),
+    [
+        ("https", "https://internal-gw.local", 200),
+        ("https", "http://internal-gw.local", 401),  # the proxy's side is not the browser's
+        ("https", "https://internal-gw.local:80", 401),
+        ("http", "https://internal-gw.local", 401),
+        ("http", "http://internal-gw.local", 200),
+    ],
+)
+def test_behind_a_trusted_proxy_the_forwarded_scheme_is_the_requests_scheme(
+    forwarding: Stack, proto: str, origin: str, status: int
+) -> None:
+    headers = {"Host": "internal-gw.local", "X-Forwarded-Proto": proto, "Origin": origin}
+    assert _cookie_post(forwarding.base, headers) == status
 
 
 @pytest.mark.parametrize("value", ["*", "nginx.internal", "10.0.0.0/33", "127.0.0.1;rm"])

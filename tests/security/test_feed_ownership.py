@@ -138,6 +138,8 @@ async def test_a_principal_dropping_feeds_with_fresh_client_ids_hits_its_budget_
         assert refused.status_code == 429, body
         assert 1 <= int(refused.headers["retry-after"]) <= 300
         assert "sse_max_consumers_per_principal" in body.lower() or "MAX_CONSUMERS" in body
+        assert "omit" not in body and "retry after" in body  # advice that helps
+    assert await _status(http, greedy, topics="todo_list") == 429  # omitting it does not help
     # a consumer it still holds can be reopened; another principal is not affected
     other = bearer("read:todo_list", subject=unique("other"))
     assert await _status(http, other, topics="todo_list", client_id=unique("o")) == 200

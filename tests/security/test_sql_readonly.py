@@ -27,6 +27,7 @@ from tests.support.stack import Stack
 
 SQL = bearer("sql", subject="analyst")
 WRITER = bearer("commands:todo_list", "read:todo_list", subject="owner")
+NOTE = "showing {kept} of {total} todos — the rest is too large for one answer"
 CODES = {"BadRequest": 400, "TooLarge": 413, "Invalid": 422}
 
 
@@ -173,6 +174,7 @@ async def test_answers_too_big_for_a_message_are_cut_or_refused_never_retryable(
         assert listed.status_code == 200, listed.text
         assert listed.json()["truncated"]["total"] == 4_500
         assert len(listed.json()["result"]["items"]) == listed.json()["truncated"]["returned"]
+        kept = f"{listed.json()['truncated']['returned']:,}"
         rows = await client.post(
             "/api/sql", json={"sql": "SELECT repeat('x',1000) FROM range(2000)"}
         )
@@ -196,3 +198,9 @@ async def test_answers_too_big_for_a_message_are_cut_or_refused_never_retryable(
             assert "t0" in text and not any("error" in f.event for f in frames), format
             if format == "json":
                 assert frames[-1].data["todo_list:huge"]["truncated"]["total"] == 4_500
+            else:
+                assert NOTE.format(kept=kept, total="4,500") in text, text[:300]
+        for path in ("/ui/todos/huge", "/?list=huge"):
+            shown = await client.get(path)
+            assert shown.status_code == 200, path
+            assert NOTE.format(kept=kept, total="4,500") in shown.text, path

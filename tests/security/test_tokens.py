@@ -72,6 +72,14 @@ def test_a_scope_outside_the_grammar_grants_nothing_and_refuses_the_token(scope:
         ('{"sub":"a","scope":"sql","exp":-Infinity}', "exp"),
         ('{"sub":"a","scope":"sql","exp":NaN}', "exp"),
         ('{"sub":"a","scope":"sql","exp":1e400}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":1' + "0" * 309 + "}", "exp"),
+        ('{"sub":"a","scope":"sql","exp":-1' + "0" * 309 + "}", "exp"),
+        ('{"sub":"a","scope":"sql","exp":9' + "9" * 4000 + "}", "exp"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"nbf":1' + "0" * 400 + "}", "nbf"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"nbf":-1' + "0" * 400 + "}", "nbf"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iat":1' + "0" * 310 + "}", "iat"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iat":-1' + "0" * 310 + "}", "iat"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iat":1e999}', "iat"),
         ('{"sub":"a","scope":"sql","exp":"2000000000"}', "exp"),
         ('{"sub":"a","scope":"sql","exp":true}', "exp"),
         ('{"sub":"a","scope":"sql"}', "exp"),
@@ -85,6 +93,24 @@ def test_a_scope_outside_the_grammar_grants_nothing_and_refuses_the_token(scope:
         ('{"sub":"a\\u0000b","scope":"sql","exp":2000000000}', "sub"),
         ('{"sub":"a","scope":"sql","exp":2000000000,"iss":5}', "iss"),
         ('{"sub":"a","scope":"sql","exp":2000000000,"aud":[1]}', "aud"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"iss":null}', "iss"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"aud":null}', "aud"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"aud":["x",null]}', "aud"),
+        ('{"sub":"a","scope":"read:todo_list","scope":"admin","exp":2000000000}', "scope"),
+        ('{"sub":"a","scope":"admin","scope":"admin","exp":2000000000}', "scope"),
+        ('{"sub":"a","sub":"b","scope":"sql","exp":2000000000}', "sub"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"exp":1}', "exp"),
+        ('{"sub":"a","scope":"sql","exp":2000000000,"x":{"y":1,"y":2}}', "y"),
+        *(  # longer than Python's int() takes from text (4,300 digits)
+            ('{"sub":"a","scope":"sql",' + dates.format(f"{sign}1{'0' * digits}") + "}", name)
+            for name, dates in (
+                ("exp", '"exp":{}'),
+                ("nbf", '"exp":2000000000,"nbf":{}'),
+                ("iat", '"exp":2000000000,"iat":{}'),
+            )
+            for sign in ("", "-")
+            for digits in (4299, 4300, 5000)
+        ),
     ],
 )
 def test_malformed_claims_are_unauthorized_naming_the_claim(claims: str, named: str) -> None:
@@ -92,6 +118,21 @@ def test_malformed_claims_are_unauthorized_naming_the_claim(claims: str, named: 
         Verifier(KEY).verify(signed(claims, KEY), NOW)
     assert refused.value.detail["claim"] == named
     assert f"`{named}`" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        '{"alg":"none","alg":"HS256","typ":"JWT"}',
+        '{"alg":"HS256","typ":"JWT","typ":"JWT"}',
+        '{"alg":"HS256","kid":"a","kid":"b"}',
+    ],
+)
+def test_a_header_with_a_member_twice_is_unauthorized_naming_it(header: str) -> None:
+    forged = signed('{"sub":"a","scope":"sql","exp":2000000000}', KEY, header)
+    with pytest.raises(Unauthorized, match="more than once") as refused:
+        Verifier(KEY).verify(forged, NOW)
+    assert refused.value.detail["header"] in header
 
 
 def test_well_formed_numeric_dates_may_be_integers_or_fractions() -> None:

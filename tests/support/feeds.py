@@ -22,7 +22,12 @@ SCHEMAS = {"todo_added": 2}
 
 
 def make(
-    aggregate_type: str, aggregate_id: str, version: int, event_type: str, payload: dict[str, Any]
+    aggregate_type: str,
+    aggregate_id: str,
+    version: int,
+    event_type: str,
+    payload: dict[str, Any],
+    schema: int | None = None,
 ) -> bytes:
     return envelope.encode(
         Envelope(
@@ -31,7 +36,7 @@ def make(
             aggregate_id=aggregate_id,
             version=version,
             event_type=event_type,
-            schema=SCHEMAS.get(event_type, 1),
+            schema=SCHEMAS.get(event_type, 1) if schema is None else schema,
             occurred_at="2026-01-01T00:00:00Z",
             payload=payload,
             metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()),

@@ -46,7 +46,7 @@ def test_two_projections_owning_one_table_and_a_reserved_name_are_named() -> Non
     assert problems == ["table stock_levels belongs to stock and twin"]
     own = dataclasses.replace(inventory.projections[0], name="stream", tables=())
     problems = _problems(projections=(*inventory.projections, own))
-    assert "projection name 'stream' is Ironstar's own (events per minute)" in problems
+    assert "projection name 'stream' is Ironstar's own" in problems
 
 
 def test_a_query_with_neither_sql_nor_run_is_named() -> None:

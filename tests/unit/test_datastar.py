@@ -8,6 +8,7 @@ from typing import Any
 from datastar_py import ServerSentEventGenerator as Official
 
 from common.envelope import Envelope, Metadata
+from examples.todo import panels
 from gateway import chart, datastar
 from gateway.wire import fields
 
@@ -100,6 +101,31 @@ def test_a_snapshot_replaces_whole_fragments_and_raises_the_snapshot_signal():
     assert users["data"][:2] == ["mode inner", "selector #users"]
     assert signals["id"] == "12"
     assert signals["data"] == ['signals {"seq":12,"snapshot":12}']
+
+
+def test_a_snapshot_of_a_list_cut_to_fit_one_answer_says_how_many_it_shows():
+    items = [{"todo_id": f"t{n}", "text": "x", "completed": False} for n in range(3)]
+    cut = {"field": "items", "returned": 3_841, "total": 4_600}
+    (todos, _signals) = _messages(
+        datastar.render_snapshot(5, {"todo_list:big": {"items": items, "truncated": cut}})
+    )
+    text = " ".join(todos["data"])
+    assert "showing 3,841 of 4,600 todos — the rest is too large for one answer" in text
+    assert text.index("showing 3,841") < text.index('id="todo-t0"')  # first, above the todos
+    (whole, _signals) = _messages(datastar.render_snapshot(5, {"todo_list:big": {"items": items}}))
+    assert "showing" not in " ".join(whole["data"])
+
+
+def test_every_todo_list_rendering_notes_a_cut_and_only_a_cut() -> None:
+    items = [{"todo_id": "a", "text": "A", "completed": False}]
+    cut = {"field": "items", "returned": 1, "total": 2}
+    for html in (
+        panels.todo_list("l", {"items": items, "truncated": cut}),
+        panels.todo_items(items, cut),
+    ):
+        assert '<li class="note truncated" role="note">showing 1 of 2 todos' in html
+    for html in (panels.todo_list("l", {"items": items}), panels.todo_items(items, None)):
+        assert "showing" not in html and "note" not in html
 
 
 def test_the_chart_stacks_each_minute_by_event_type_and_says_its_numbers_in_text():

@@ -30,7 +30,7 @@ def test_absent_controls_take_the_server_defaults() -> None:
 
 
 def test_on_means_the_default_window_and_numbers_are_capped() -> None:
-    ctl = _parse(debounce_ms="on", batch_ms="999999", capacity=50_000)
+    ctl = _parse(debounce_ms="on", batch_ms="999999", capacity="50000")
     assert ctl.debounce_s == 0.3 and ctl.batch_s == 5.0 and ctl.capacity == 1000
     assert _parse(debounce_ms="off", batch_ms="0").debounce_s is None
 
@@ -42,6 +42,17 @@ def test_on_means_the_default_window_and_numbers_are_capped() -> None:
         ({"debounce_ms": "1.5"}, "debounce_ms"),
         ({"batch_ms": "-1"}, "batch_ms"),
         ({"format": "xml"}, "format"),
+        ({"capacity": "0"}, "capacity"),
+        ({"capacity": "abc"}, "capacity"),
+        ({"capacity": "1.5"}, "capacity"),
+        ({"capacity": "-3"}, "capacity"),
+        ({"capacity": "\u0661"}, "capacity"),  # an Arabic-Indic one: a digit, not ASCII
+        ({"capacity": ""}, "capacity"),
+        ({"debounce_ms": "true"}, "debounce_ms"),
+        ({"batch_ms": "true"}, "batch_ms"),
+        ({"batch_ms": "yes"}, "batch_ms"),
+        ({"debounce_ms": ""}, "debounce_ms"),
+        ({"debounce_ms": "9" * 40}, "debounce_ms"),
     ],
 )
 def test_an_unknown_value_is_invalid_naming_its_parameter(
@@ -50,6 +61,7 @@ def test_an_unknown_value_is_invalid_naming_its_parameter(
     with pytest.raises(Invalid) as caught:
         _parse(**query)
     assert caught.value.detail["field"] == field
+    assert caught.value.detail["fields"] == [field]
 
 
 def test_a_datastar_request_header_picks_the_datastar_format() -> None:

@@ -18,6 +18,19 @@
   });
 
   $("#clear-completed")?.addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
+  // "Clear completed" only while something is completed; the list changes live.
+  const clearButton = $("#clear-completed");
+  const todos = $(".todos");
+  if (clearButton && todos) {
+    const syncClear = () => {
+      clearButton.disabled = !document.querySelector(".todo-list .toggle:checked");
+    };
+    new MutationObserver(syncClear).observe(todos, {
+      subtree: true, childList: true, attributes: true, attributeFilter: ["checked"],
+    });
+    document.addEventListener("change", syncClear);
+    syncClear();
+  }
 
   document.addEventListener("change", async (event) => {
     const box = event.target;

@@ -1,0 +1,146 @@
+"""Reading a stored event (pure): every envelope field in its domain, history possible.
+
+One rule (`common.envelope.decode_stored`, the aggregates' `evolve`) for the writer, the
+projector and the gateway; the examples are members of the kinds an outsider tried."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.catalogue import aggregate
+from common.envelope import MAX_VERSION, Undecodable, decode_stored, utc_now, uuid7
+from examples.todo.rules import ImpossibleEvent
+from examples.todo.todo_list import TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed, TodoReopened
+from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
+
+GOOD: dict[str, Any] = {
+    "event_id": uuid7(),
+    "aggregate_type": "todo_list",
+    "aggregate_id": "l",
+    "version": 1,
+    "event_type": "todo_added",
+    "schema": 2,
+    "occurred_at": "2026-01-01T00:00:00.123456Z",
+    "payload": {"todo_id": "a", "text": "one"},
+    "metadata": {"command_id": "c", "correlation_id": "corr", "actor": "ann"},
+}
+
+
+def _decode(**changes: Any) -> Any:
+    return decode_stored(json.dumps({**GOOD, **changes}).encode(), "todo_list", "l")
+
+
+def test_an_envelope_the_writer_writes_is_read() -> None:
+    assert _decode(occurred_at=utc_now(), version=MAX_VERSION).version == MAX_VERSION
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"version": 2**63 - 1},
+        {"version": 2**63},
+        {"version": 2**70},
+        {"version": 0},
+        {"version": -1},
+        {"version": 1.5},
+        {"version": True},
+        {"schema": 99},
+        {"schema": 0},
+        {"schema": 2**64},
+        {"occurred_at": "yesterday\r"},
+        {"occurred_at": "2026-02-30T00:00:00Z"},
+        {"occurred_at": "2026-01-01T24:00:00Z"},
+        {"occurred_at": "0000-01-01T00:00:00Z"},
+        {"occurred_at": "2026-01-01T00:00:00+01:00"},
+        {"occurred_at": "2026-01-01T00:00:00Z\n"},
+        {"occurred_at": "2026-01-01 00:00:00Z"},
+        {"event_type": "todo_archived"},
+        {"event_id": "x\r\nevent: y"},
+        {"event_id": ""},
+        {"payload": {"todo_id": 'b"><img src=x onerror=alert(1)>', "text": "x"}},
+        {"payload": {"todo_id": "a\n", "text": "x"}},
+        {"payload": {"todo_id": "a"}},
+        {"payload": {"todo_id": "a", "text": ""}},
+        {"payload": {"todo_id": "a", "text": "x" * 201}},
+        {"payload": {"todo_id": 1, "text": "x"}},
+        {"metadata": {"command_id": "c d", "correlation_id": "c"}},
+        {"metadata": {"command_id": "c", "correlation_id": "c\r"}},
+        {"metadata": {"command_id": "c", "correlation_id": "c", "actor": "a" * 201}},
+    ],
+    ids=repr,
+)
+def test_a_field_outside_its_domain_makes_the_event_undecodable(changes: dict[str, Any]) -> None:
+    with pytest.raises(Undecodable):
+        _decode(**changes)
+
+
+def test_a_payload_of_an_older_schema_is_checked_after_upcasting() -> None:
+    assert _decode(schema=1, payload={"todo_id": "a", "title": "one"}).schema == 1
+    with pytest.raises(Undecodable, match="title"):
+        _decode(schema=1, payload={"todo_id": "a", "text": "one"})
+
+
+@given(
+    version=st.integers(),
+    occurred_at=st.text(max_size=40),
+    todo_id=st.text(max_size=70),
+    schema=st.integers(),
+)
+def test_whatever_is_read_has_every_field_in_its_domain(
+    version: int, occurred_at: str, todo_id: str, schema: int
+) -> None:
+    try:
+        event = _decode(
+            version=version,
+            occurred_at=occurred_at,
+            schema=schema,
+            payload={"todo_id": todo_id, "title": "t", "text": "t"},
+        )
+    except Undecodable:
+        return
+    assert 1 <= event.version <= MAX_VERSION and schema in (1, 2)
+    assert occurred_at.endswith("Z") and occurred_at.isascii() and len(occurred_at) <= 27
+    assert todo_id.isascii() and todo_id.replace("_", "").replace("-", "").isalnum()
+
+
+TODO = aggregate("todo_list")
+USER = aggregate("user_profile")
+ADDED = TodoAdded(todo_id="a", text="one")
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [ADDED, ADDED],
+        [ADDED, TodoDeleted(todo_id="a"), ADDED],
+        [TodoRenamed(todo_id="a", text="x")],
+        [ADDED, TodoDeleted(todo_id="a"), TodoRenamed(todo_id="a", text="x")],
+        [ADDED, TodoCompleted(todo_id="a"), TodoCompleted(todo_id="a")],
+        [ADDED, TodoReopened(todo_id="a")],
+        [ADDED, TodoDeleted(todo_id="a"), TodoDeleted(todo_id="a")],
+    ],
+    ids=repr,
+)
+def test_a_todo_list_history_decide_could_not_have_made_is_impossible(history: list[Any]) -> None:
+    with pytest.raises(ImpossibleEvent):
+        TODO.fold(history)
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        [UserRegistered(name="a", email="a@x.io")] * 2,
+        [ProfileUpdated(name="b")],
+        [UserDeactivated()],
+        [UserRegistered(name="a", email="a@x.io"), UserDeactivated(), ProfileUpdated(name="b")],
+    ],
+    ids=repr,
+)
+def test_a_user_history_decide_could_not_have_made_is_impossible(history: list[Any]) -> None:
+    with pytest.raises(ImpossibleEvent):
+        USER.fold(history)
