@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import structlog
 
-from common.envelope import Undecodable, decode_stored
+from common.envelope import Envelope, Undecodable, decode_stored
 from gateway import metrics
 from gateway.window import Item
 
@@ -24,14 +24,36 @@ log = structlog.get_logger()
 def item(seq: int, subject: str, data: bytes, ack: str = "", pending: int = 0) -> Item:
     """The item of one delivery on `subject` (`<prefix>.events.<type>.<id>`, as the feed's
     filters guarantee): its decoded envelope, or `skipped` with the reason."""
+    event = _read(seq, subject, data)
+    if isinstance(event, str):
+        return skipped(Item(seq, subject, "", data, ack, pending), event)
+    return Item(seq, subject, event.event_type, data, ack, pending, event)
+
+
+# Every client's consumer delivers the same stream message: a gateway with N clients on a
+# topic would check each event N times. The last MEMO checks are kept by stream sequence,
+# and used only for the very same subject and bytes.
+MEMO = 4096
+_read_before: dict[int, tuple[str, bytes, Envelope | str]] = {}
+
+
+def _read(seq: int, subject: str, data: bytes) -> Envelope | str:
+    """The checked envelope of a delivery, or why it cannot be shown."""
+    seen = _read_before.get(seq)
+    if seen is not None and seen[0] == subject and seen[1] == data:
+        return seen[2]
+    result: Envelope | str
     try:
         _, aggregate_type, aggregate_id = subject.rsplit(".", 2)
-        event = decode_stored(data, aggregate_type, aggregate_id)
-        if event.event_type in FEED_EVENTS:
-            raise Undecodable(f"event type {event.event_type!r} is the name of a feed message")
+        result = decode_stored(data, aggregate_type, aggregate_id)
+        if result.event_type in FEED_EVENTS:
+            raise Undecodable(f"event type {result.event_type!r} is the name of a feed message")
     except ValueError as exc:  # Undecodable, or a subject of too few tokens
-        return skipped(Item(seq, subject, "", data, ack, pending), f"cannot be decoded: {exc}")
-    return Item(seq, subject, event.event_type, data, ack, pending, event)
+        result = f"cannot be decoded: {exc}"
+    if len(_read_before) >= MEMO:
+        del _read_before[next(iter(_read_before))]  # the oldest check goes
+    _read_before[seq] = (subject, data, result)
+    return result
 
 
 def skipped(one: Item, reason: str) -> Item:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ironstar.ports import next_free, port_is_free
 from ironstar.processes import StartError
-from ironstar.rerun import again
+from ironstar.rerun import again, typed
 
 LOCK_FILE = "ironstar.lock"
 
@@ -91,7 +91,7 @@ def in_use(data_dir: Path, asked: str | None = None) -> str:
     if "--detach" in command:
         return (
             f"data dir {where} is in use by a detached `ironstar cluster up` ({url}); "
-            f"`ironstar cluster down --data-dir {data_dir}` stops it"
+            f"`{typed(['cluster', 'down', '--data-dir', str(data_dir)])}` stops it"
         )
     if isinstance(pid, int) and not _alive(pid):
         return (

@@ -20,19 +20,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from common.errors import Unavailable
 from common.settings import GatewaySettings, NatsSettings
 from ironstar import datadir
+from ironstar.rerun import typed
 
 DEFAULT_DATA_DIR = Path(".ironstar")
 DEFAULT_CLUSTER_DIR = Path(".ironstar-cluster")
 UP_FILE = "up.json"
 CLUSTER_FILE = "cluster.json"
-START_HINT = (
-    "start one with `make run` (or `.venv/bin/ironstar up`), or point at a running one "
-    "with --data-dir DIR or IRONSTAR_NATS_URL"
-)
 
 
 def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str) -> Path:
@@ -140,16 +138,37 @@ def in_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Target | Non
     return _from_cluster(data_dir, env)
 
 
-def _urls(url: str) -> set[str]:
-    return {u.strip().rstrip("/") for u in url.split(",") if u.strip()}
+LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def same_servers(url: str) -> set[str]:
+    """The servers of a NATS URL (comma separated) as comparable `host:port` strings.
+
+    Names of this machine's loopback (localhost, 127.0.0.1, ::1 / [::1]) compare equal, a
+    missing port is 4222 and a missing scheme nats://; e.g. `nats://localhost:4222/` and
+    `127.0.0.1:4222` give the same set.
+    """
+    found = set()
+    for server in (u.strip() for u in url.split(",")):
+        if not server:
+            continue
+        where = urlsplit(server if "://" in server else f"nats://{server}")
+        try:
+            port = where.port or 4222
+        except ValueError:
+            found.add(server.rstrip("/"))
+            continue
+        host = (where.hostname or "").lower()
+        found.add(f"{'loopback' if host in LOOPBACK else host}:{port}")
+    return found
 
 
 def _stack_at(nats_url: str, env: Mapping[str, str]) -> Target | None:
     """The stack running in a ./.ironstar* data dir whose NATS listens at `nats_url`."""
-    wanted = _urls(nats_url)
+    wanted = same_servers(nats_url)
     for where in sorted(Path(".").glob(".ironstar*")):
         found = in_dir(where, env) if where.is_dir() else None
-        if found is not None and wanted <= _urls(found.nats.url):
+        if found is not None and wanted <= same_servers(found.nats.url):
             return found
     return None
 
@@ -226,21 +245,27 @@ def target(
 
 
 def start_hint(data_dir: Path | None = None) -> str:
-    """How to start the stack asked about: `ironstar cluster up` for a cluster's data dir."""
+    """How to start the stack asked about: `ironstar cluster up` for a cluster's data dir;
+    each command in the form the user ran this one (ironstar/rerun.py)."""
     cluster = data_dir is not None and (
         (data_dir / CLUSTER_FILE).exists()
         or (data_dir / "projectors").is_dir()
         or data_dir.resolve() == DEFAULT_CLUSTER_DIR.resolve()
     )
     if cluster:
-        where = "" if data_dir == DEFAULT_CLUSTER_DIR else f" --data-dir {data_dir}"
+        where = [] if data_dir == DEFAULT_CLUSTER_DIR else ["--data-dir", str(data_dir)]
         return (
-            f"start it with `ironstar cluster up{where}` (add --detach to keep it running), "
+            f"start it with `{typed(['cluster', 'up', *where])}` (add --detach to keep it "
+            "running), "
             "or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
         )
     if data_dir is not None and data_dir.resolve() != DEFAULT_DATA_DIR.resolve():
         return (
-            f"start it with `make run ARGS='--data-dir {data_dir}'` (or `ironstar up --data-dir "
-            f"{data_dir}`), or point at a running stack with --data-dir DIR or IRONSTAR_NATS_URL"
+            f"start it with `make run ARGS='--data-dir {data_dir}'` (or "
+            f"`{typed(['up', '--data-dir', str(data_dir)], {})}`), or point at a running stack "
+            "with --data-dir DIR or IRONSTAR_NATS_URL"
         )
-    return START_HINT
+    return (
+        f"start one with `make run` (or `{typed(['up'], {})}`), or point at a running one "
+        "with --data-dir DIR or IRONSTAR_NATS_URL"
+    )

@@ -12,7 +12,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from ironstar.rerun import again
+from ironstar.rerun import again, typed
 
 GATEWAY_SERVICE = "ironstar-gateway"  # what an Ironstar gateway's /healthz calls itself
 
@@ -64,7 +64,7 @@ def busy_http(host: str, port: int, first: int | None = None, span: int = 1) -> 
     is free now (`first`: the port asked for, when `port` is one of `span` in a row)."""
     url = f"http://{host}:{port}"
     if serves_ironstar(url):
-        who = f"an Ironstar gateway already serves {url}/ (see `ironstar status --url {url}`)"
+        who = f"an Ironstar gateway already serves {url}/ (see `{typed(['status', '--url', url])}`)"
     elif _listens(host, port):
         who = "another program listens there (not Ironstar)"
     else:

@@ -18,10 +18,16 @@ from pathlib import Path
 RUN_BY = "IRONSTAR_RUN_BY"
 
 
-def cli_command() -> str:
-    """What to type for `ironstar` in this shell: the name if PATH finds this one, else a path."""
-    here = Path(sys.executable).parent / "ironstar"
+def cli_command(argv0: str | None = None) -> str:
+    """What to type for `ironstar` in this shell: as the user ran it (`sys.argv[0]`, e.g.
+    `.venv/bin/ironstar`), the bare name when PATH finds that one; else (`python -m
+    ironstar`) the script beside this interpreter, by name or by path the same way."""
+    run = sys.argv[0] if argv0 is None else argv0
+    named = Path(run).name == "ironstar"
+    here = Path(run) if named else Path(sys.executable).parent / "ironstar"
     found = shutil.which("ironstar")
+    if named and not Path(run).is_absolute():
+        return run  # typed as a path (`.venv/bin/ironstar`) or found on PATH as `ironstar`
     if found and Path(found).resolve() == here.resolve():
         return "ironstar"
     try:
@@ -53,8 +59,14 @@ def again(
 ) -> str:
     """The user's command line (`sys.argv[1:]`: `up ...`, `cluster up ...`) with `options` set."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return typed(replaced(argv, options), env)
+
+
+def typed(words: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """What to type for `ironstar WORDS` in the form the user ran this command: `make run
+    ARGS='...'` for `up` under `make run`, else `cli_command()` and the words, quoted."""
     env = os.environ if env is None else env
-    words = replaced(argv, options)
+    words = list(words)
     if env.get(RUN_BY) == "make" and words[:1] == ["up"]:
         rest = shlex.join(words[1:])
         return f"make run ARGS={shlex.quote(rest)}" if rest else "make run"

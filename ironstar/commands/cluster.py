@@ -10,6 +10,7 @@ from typing import Any
 from common.settings import GatewaySettings
 from common.telemetry import configure_logging
 from ironstar.commands import examples
+from ironstar.rerun import typed
 
 
 def add(commands: Any) -> None:
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"ironstar: {exc}", file=sys.stderr)
             return 1
         print(cluster.banner())
-        print(f"ironstar: detached; `ironstar cluster down --data-dir {args.data_dir}` stops it")
+        stop = typed(["cluster", "down", "--data-dir", str(args.data_dir)])
+        print(f"ironstar: detached; `{stop}` stops it")
         return 0
 
     def start() -> str:

@@ -24,6 +24,7 @@ from common import catalogue
 from common.app import DemoCommand, Read
 from ironstar.commands import examples
 from ironstar.commands.remote import add_data_dir, target
+from ironstar.rerun import typed
 
 Command = DemoCommand
 
@@ -81,7 +82,7 @@ def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
         raise NotIronstar(
             f"{url} answered HTTP {status} ({kind}), not Ironstar's JSON: "
             f"{body[:80].decode(errors='replace')!r}; is it an Ironstar gateway? "
-            f"(`ironstar status --url {url}`)"
+            f"(`{typed(['status', '--url', url])}`)"
         )
     return answer
 
@@ -132,12 +133,27 @@ class Tally:
         return f"ironstar demo: {self.accepted} commands accepted, {self.rejected} rejected"
 
 
+def base_url(url: str) -> str:
+    """`url` without its path, query and fragment: `http://h:1/api/x?y` gives `http://h:1`."""
+    return urllib.parse.urlsplit(url)._replace(path="", query="", fragment="").geturl()
+
+
+def unusable(url: str) -> str | None:
+    """Why `url` (--url) cannot be a gateway's base URL, with the one meant; None when fine."""
+    if url.lower().startswith(("http://", "https://")):
+        return None
+    meant = f"http://{url.split('://', 1)[-1]}"
+    return f"--url {url} is not an http:// or https:// URL; did you mean --url {meant}?"
+
+
 def _wrong_target(url: str, status: int, body: dict[str, Any]) -> str:
     why = body.get("message") or status
     if status == 404:
+        base = base_url(url)
+        advice = f"; did you mean --url {base}?" if base != url else ""
         return (
             f"{url} has no Ironstar command API ({url}/api/commands/... answered 404 {why}); "
-            "give the gateway's base URL, without /api, e.g. --url http://127.0.0.1:8000"
+            f"give the gateway's base URL, without /api{advice}"
         )
     return (
         f"{url} refused a command ({status} {why}): it requires a token and the demo sends "
@@ -165,8 +181,7 @@ def feed(
             if duration and time.monotonic() - started >= duration:
                 break
             status, body = send(url, command)
-            if status in WRONG_TARGET:
-                tally.rejected += 1
+            if status in WRONG_TARGET:  # the target's fault, not a command rejected
                 tally.problem = _wrong_target(url, status, body)
                 break
             if status == 200:
@@ -190,6 +205,9 @@ def feed(
 def run(args: argparse.Namespace) -> int:
     """0 when commands were accepted; 1 when the target could not be reached or took none."""
     url = args.url if args.url and args.data_dir is None else target(args).gateway()
+    if why := unusable(url):
+        print(f"ironstar demo: {why}")
+        return 1
     print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)", flush=True)
     tally = Tally()
     try:
@@ -202,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     print(tally.summary())
     if tally.problem is None and tally.rejected and not tally.accepted:
         print(
-            "ironstar demo: every command was rejected; `ironstar status` says whether the "
+            f"ironstar demo: every command was rejected; `{typed(['status'])}` says whether the "
             "writer runs"
         )
     return 0 if tally.accepted and tally.problem is None else 1

@@ -43,7 +43,7 @@ async def ask(
     try:
         nc = await bus.connect(settings, name=f"ironstar-cli-{target}", wait_s=3)
     except Unavailable as exc:
-        raise Unavailable(f"{exc.message}; is the stack running? {local.START_HINT}") from None
+        raise Unavailable(f"{exc.message}; is the stack running? {local.start_hint()}") from None
     try:
         wait = settings.request_timeout_s
         request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)

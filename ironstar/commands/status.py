@@ -31,6 +31,7 @@ from common.subjects import Subjects
 from ironstar import detached
 from ironstar.commands import examples
 from ironstar.commands.remote import add_data_dir, target
+from ironstar.local import Target
 
 PROBE_ID = "ironstar-status"
 _encode = msgspec.json.Encoder().encode
@@ -258,14 +259,19 @@ def members(record: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    stack: Target | None = None
     try:
         stack = target(args)
         url = stack.gateway().rstrip("/")
     except Unavailable as exc:
+        said = exc.message
+        refused = _refused(stack.nats.url) if stack else None  # not only the missing --url
+        if stack and refused:
+            said = f"cannot reach NATS at {stack.nats.url}: {refused}; and {said}"
         if args.json:
-            print(json.dumps({"nats": {"up": False, "reason": exc.message}}))
+            print(json.dumps({"nats": {"up": False, "reason": said}}))
         else:
-            print(f"ironstar status: {exc.message}")
+            print(f"ironstar status: {said}")
         return 1
     nats = stack.nats
     try:

@@ -110,6 +110,11 @@ def test_explicit_nats_url_wins_over_the_stack_found_in_the_working_directory(
     url_only = cli(here, "status", IRONSTAR_NATS_URL=str(a.address()["nats_url"]))
     assert url_only.returncode == 0, url_only.stdout + url_only.stderr
     assert f"gateway      up    {a.url}/" in url_only.stdout
+    # The same URL by another loopback name (localhost for 127.0.0.1) names the same stack.
+    local = str(a.address()["nats_url"]).replace("127.0.0.1", "localhost")
+    by_name = cli(here, "status", IRONSTAR_NATS_URL=local)
+    assert by_name.returncode == 0, by_name.stdout + by_name.stderr
+    assert "(`ironstar up` in .ironstar" in by_name.stderr
 
 
 def test_a_nats_url_brings_the_gateway_of_the_stack_it_names_or_asks_for_one(
@@ -152,7 +157,12 @@ def test_demo_stops_at_the_first_sign_of_a_wrong_target_with_advice_and_exit_1(
     wrong = cli(tmp_path, "demo", "--url", f"{a.url}/api", "--rate", "20", "--duration", "5")
     assert wrong.returncode == 1, wrong.stdout
     assert wrong.stdout.count("Not Found") <= 1, wrong.stdout
-    assert "without /api" in wrong.stdout and "0 commands accepted" in wrong.stdout
+    assert "without /api" in wrong.stdout and "0 commands accepted, 0 rejected" in wrong.stdout
+    assert f"did you mean --url {a.url}?" in wrong.stdout and "8000" not in wrong.stdout
+    bare = a.url.removeprefix("http://")
+    schemeless = cli(tmp_path, "demo", "--url", f"{bare}/", "--duration", "1")
+    assert schemeless.returncode == 1 and "unknown url type" not in schemeless.stdout
+    assert f"did you mean --url http://{bare}/?" in schemeless.stdout, schemeless.stdout
     nobody = f"http://127.0.0.1:{free_port()}"
     unreachable = cli(tmp_path, "demo", "--url", nobody, "--duration", "5")
     assert unreachable.returncode == 1 and f"cannot reach {nobody}" in unreachable.stdout
@@ -227,6 +237,10 @@ def test_status_says_connection_refused_at_once_when_nothing_listens_at_the_nats
     assert done.returncode == 1
     assert f"cannot reach NATS at {nats}: Connection refused" in done.stdout, done.stdout
     assert "TimeoutError" not in done.stdout
+    unknown = cli(tmp_path, "status", IRONSTAR_NATS_URL=nats)  # no --url: both problems
+    assert unknown.returncode == 1
+    assert f"cannot reach NATS at {nats}: Connection refused" in unknown.stdout, unknown.stdout
+    assert "--url http://HOST:PORT" in unknown.stdout
 
 
 def test_snapshot_with_no_projector_running_copies_the_file_where_up_left_it(

@@ -7,7 +7,7 @@ import shlex
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironstar.rerun import again, replaced
+from ironstar.rerun import again, cli_command, replaced, typed
 
 WORDS = st.sampled_from([".ironstar-2", "--demo", "5", "--detach", "--nats", "1", "--url=x"])
 CHANGED = st.sampled_from(["--http-port", "--data-dir"])
@@ -32,3 +32,21 @@ def test_make_run_is_repeated_as_make_run_and_anything_else_as_ironstar() -> Non
     # `make` in the environment means nothing to a cluster: it is not what `make run` runs
     also = again({"--http-port": "9002"}, ["cluster", "up"], {"IRONSTAR_RUN_BY": "make"})
     assert "make run" not in also
+
+
+def test_a_hint_names_ironstar_as_the_user_ran_it() -> None:
+    assert cli_command(".venv/bin/ironstar") == ".venv/bin/ironstar"
+    assert cli_command("ironstar") == "ironstar"
+    assert cli_command("/nowhere/on/path/bin/ironstar") == "/nowhere/on/path/bin/ironstar"
+    typed_in = again({}, ["status"], {}).split()[0]  # under pytest: `python -m`, the venv's
+    assert typed_in.endswith("ironstar"), typed_in
+
+
+def test_every_hint_in_one_form_and_make_run_only_for_up_under_make() -> None:
+    make = {"IRONSTAR_RUN_BY": "make"}
+    by_make = shlex.split(typed(["up", "--data-dir", "d 2"], make))
+    assert by_make == ["make", "run", "ARGS=--data-dir 'd 2'"]
+    assert typed(["up"], make) == "make run"
+    status = typed(["status", "--url", "http://127.0.0.1:1"], make)
+    assert shlex.split(status)[1:] == ["status", "--url", "http://127.0.0.1:1"]
+    assert shlex.split(status)[0] == cli_command()
