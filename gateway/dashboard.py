@@ -161,10 +161,12 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
             panels="\n".join(rendered),
             analytics=analytics,
             seq="" if since is None else since,
+            signals=render.e(json.dumps({"seq": "" if since is None else since})),
             feed=render.e(feed),
             mode="datastar" if url else "lite",
             datastar=(
-                f'<script type="module" src="{render.e(url)}"></script>'
+                '<script src="/static/bundle-watch.js"></script>'
+                f'<script type="module" id="datastar" src="{render.e(url)}"></script>'
                 if url
                 else '<script src="/static/datastar-lite.js" defer></script>'
             ),

@@ -32,8 +32,10 @@ def item(seq: int, subject: str, data: bytes, ack: str = "", pending: int = 0) -
 
 # Every client's consumer delivers the same stream message: a gateway with N clients on a
 # topic would check each event N times. The last MEMO checks are kept by stream sequence,
-# and used only for the very same subject and bytes.
-MEMO = 4096
+# and used only for the very same subject and bytes. Live clients take a message within
+# moments of each other, so a short memo serves them; it holds each message's bytes and
+# envelope, so it stays small (about 1 MB with 1 KB events).
+MEMO = 256
 _read_before: dict[int, tuple[str, bytes, Envelope | str]] = {}
 
 

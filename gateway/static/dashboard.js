@@ -111,6 +111,11 @@
     show("not updating: the Datastar bundle did not load (see the console)", "error");
     noClient = true;
   }
+  // A bundle whose script did not load is known before any event (bundle-watch.js).
+  if (official) {
+    if (document.documentElement.dataset.datastar === "failed") missingClient();
+    document.addEventListener("ironstar-datastar-failed", missingClient);
+  }
   let snapshotSeen = null;
   function react(signals) {
     if (!signals || typeof signals !== "object") return;

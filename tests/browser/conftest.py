@@ -14,6 +14,7 @@ import sys
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -131,18 +132,19 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return download_bundle(tmp_path_factory.mktemp("starhtml"))
 
 
-@pytest.fixture(scope="session")
-def bundle_url(bundle: bytes) -> Iterator[str]:
-    """The bundle served from another local origin, with CORS (module scripts need it)."""
+@contextmanager
+def _serving(status: int, body: bytes) -> Iterator[str]:
+    """A local origin answering every GET `status` with `body` as JavaScript, with CORS
+    (module scripts need it); its URL of a `datastar.js`."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "text/javascript")
             self.send_header("Access-Control-Allow-Origin", "*")
-            self.send_header("Content-Length", str(len(bundle)))
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(bundle)
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -150,10 +152,26 @@ def bundle_url(bundle: bytes) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/datastar.js"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/datastar.js"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def bundle_url(bundle: bytes) -> Iterator[str]:
+    """The bundle served from another local origin."""
+    with _serving(200, bundle) as url:
+        yield url
+
+
+@pytest.fixture
+def answers_404() -> Iterator[str]:
+    """A bundle URL on an origin that answers 404 (a URL with a typo), with CORS."""
+    with _serving(404, b"") as url:
+        yield url
 
 
 @pytest.fixture(params=["lite", "official"])

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from ironstar.natsserver import free_port
 from tests.support.stack import Stack, send
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -103,18 +105,63 @@ def test_after_the_snapshot_for_an_ahead_position_later_events_are_applied(
         assert page.locator(f"#todos-{list_id}x").count() == 0
 
 
-def test_a_page_whose_bundle_did_not_load_says_so_instead_of_live(
-    service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
+# Every text the header shows, in order, from before the page's own scripts run.
+_HEADER_TEXTS = """window.headerTexts = [];
+document.addEventListener("DOMContentLoaded", () => {
+  const connection = document.getElementById("connection");
+  const note = () => window.headerTexts.push(connection.textContent);
+  note();
+  new MutationObserver(note).observe(connection, {childList: true, characterData: true,
+                                                  subtree: true});
+});"""
+
+
+@pytest.mark.parametrize("where", ["404", "refused"])
+def test_a_page_whose_bundle_did_not_load_says_so_before_any_event_and_never_live(
+    service_env: dict[str, str],
+    tmp_path: Path,
+    open_page: Callable[..., Page],
+    answers_404: str,
+    where: str,
 ) -> None:
     """A bundle that cannot load (a wrong URL, CORS, an address the browser blocks) leaves
-    the events unapplied: the header must not keep saying "live"."""
+    the events unapplied: the header says so at once, with no event, and never "live"."""
     nowhere = f"http://127.0.0.1:{free_port()}/datastar.js"  # nothing listens there
-    stack = Stack({**service_env, "IRONSTAR_GATEWAY_DATASTAR_URL": nowhere}, tmp_path)
+    url = answers_404 if where == "404" else nowhere
+    stack = Stack({**service_env, "IRONSTAR_GATEWAY_DATASTAR_URL": url}, tmp_path)
     try:
-        list_id = f"nb{uuid.uuid4().hex[:8]}"
-        page = open_page(f"{stack.url}/?list={list_id}")
-        _live(page)
-        stack.command(list_id, "add_todo", todo_id="t", text="Unseen")
-        expect(page.locator("#connection")).to_contain_text("the Datastar bundle did not load")
+        page = open_page(f"{stack.url}/?list=nb{uuid.uuid4().hex[:8]}", _HEADER_TEXTS)
+        connection = page.locator("#connection")
+        expect(connection).to_have_text(
+            "not updating: the Datastar bundle did not load (see the console)"
+        )
+        # The feed connects meanwhile (its `connected` frame would have said "live"); the
+        # header is watched for a few seconds of no events.
+        page.wait_for_timeout(3_000)
+        texts = page.evaluate("window.headerTexts")
+        assert "live" not in texts, texts
+        expect(connection).to_contain_text("the Datastar bundle did not load")
     finally:
         stack.stop()
+
+
+def test_the_rendered_stream_position_shows_from_the_start_with_either_client(
+    either: Stack, open_page: Callable[..., Page]
+) -> None:
+    """`#seq` shows the position the page was rendered at before any event arrives (the
+    official bundle's `data-text` shows the `seq` signal, initialised by `data-signals`)."""
+    list_id = f"sq{uuid.uuid4().hex[:8]}"
+    sequence = either.command(list_id, "add_todo", todo_id="t", text="Counted")["sequence"]
+    until(
+        lambda: f'last_event_id={sequence}"' in _served(either.url, list_id),
+        timeout=15,
+        say=lambda: "the read models did not all reach the event",
+    )
+    page = open_page(f"{either.url}/?list={list_id}")
+    _live(page)
+    expect(page.locator("#seq")).to_have_text(str(sequence))
+    expect(page.locator("#events li")).to_have_count(0)  # no event was applied
+
+
+def _served(url: str, list_id: str) -> str:
+    return httpx.get(f"{url}/?list={list_id}").text.replace("&amp;", "&")

@@ -39,7 +39,9 @@ def test_a_deployment_can_load_the_official_datastar_bundle_instead(
         page = httpx.get(f"{running.url}/").text
     finally:
         running.stop()
-    assert f'<script type="module" src="{bundle}"></script>' in page
+    assert f'<script type="module" id="datastar" src="{bundle}"></script>' in page
+    # Before it, the watch that tells the page at once when the bundle cannot load.
+    assert page.index("/static/bundle-watch.js") < page.index(bundle)
     assert "datastar-lite.js" not in page
     # The shared feed (one per browser) hands the bundle its messages; no @get per tab.
     assert 'data-mode="datastar"' in page and "data-init" not in page

@@ -57,7 +57,9 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         up.ready()
         acknowledged = [f"before{i}" for i in range(5)]
         for todo in acknowledged:
-            assert up.add_todo("disk", todo).status_code == 200
+            reply = up.add_todo("disk", todo)
+            assert reply.status_code == 200, reply.text
+        last = reply.json()["sequence"]  # read below at least up to it
         filler = _fill(small_disk)
 
         started = time.monotonic()
@@ -68,8 +70,8 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         assert "out of disk space" in refused.json()["message"]
         assert int(refused.headers["Retry-After"]) > 0
 
-        read = httpx.get(f"{up.url}/api/todo-lists/disk", timeout=10)
-        assert read.status_code == 200
+        read = httpx.get(f"{up.url}/api/todo-lists/disk", params={"min_seq": last}, timeout=10)
+        assert read.status_code == 200, read.text
         assert {t["todo_id"] for t in read.json()["result"]["items"]} == set(acknowledged)
         ready = httpx.get(f"{up.url}/readyz", timeout=10)
         assert ready.status_code == 503 and ready.json()["status"] == "storage_exhausted"
