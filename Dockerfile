@@ -14,6 +14,7 @@ COPY writer ./writer
 COPY projector ./projector
 COPY gateway ./gateway
 COPY ironstar ./ironstar
+COPY examples ./examples
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /data ironstar \
     && mkdir -p /data \

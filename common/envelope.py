@@ -17,7 +17,6 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from common.domain import AGGREGATES
 from common.subjects import ID_PATTERN
 
 # The domain of every envelope field, checked when a stored message is read (so writer,
@@ -86,9 +85,9 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
     its domain: version 1..2**53-1, schema 1..the current one of its event type (this
     version must know the type), occurred_at a real RFC 3339 UTC time, event and command
     ids tokens, other metadata one line of at most 200 characters, and a payload its event
-    type's struct accepts (ids, text lengths; see `common.domain`). So none of them can
-    carry a line break, a selector or a wildcard into an SSE field, a page or a metric
-    label, nor a value a read model cannot store.
+    type's struct accepts (ids, text lengths; the aggregates of the app's catalogue). So
+    none of them can carry a line break, a selector or a wildcard into an SSE field, a
+    page or a metric label, nor a value a read model cannot store.
     """
     try:
         stored = _decoder.decode(data)
@@ -111,7 +110,9 @@ def _content(stored: Envelope) -> str:
         datetime.fromisoformat(stored.occurred_at)  # the pattern let 2026-13-45 through
     except ValueError:
         return f"occurred_at {stored.occurred_at!r} is not a real time"
-    kind = AGGREGATES.get(stored.aggregate_type)
+    from common import catalogue  # the app's catalogue imports this module
+
+    kind = catalogue.current().aggregates.get(stored.aggregate_type)
     if kind is None:
         return f"aggregate type {stored.aggregate_type!r} is unknown to this version"
     if stored.event_type not in kind.event_types:

@@ -43,6 +43,17 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True):
             raise Invalid(f"bad setting in {cls.env_prefix}: {exc}") from None
 
 
+APP_VARIABLE = "IRONSTAR_APP"
+DEFAULT_APP = "examples.todo"
+
+
+def app_name(environ: Mapping[str, str] | None = None) -> str:
+    """The app package every service loads (`IRONSTAR_APP`, default the example):
+    an importable module name; the current directory is on the import path."""
+    env = os.environ if environ is None else environ
+    return env.get(APP_VARIABLE, "").strip() or DEFAULT_APP
+
+
 class NatsSettings(_Section, frozen=True, kw_only=True):
     env_prefix = "NATS"
     help = {

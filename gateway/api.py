@@ -1,4 +1,5 @@
-"""HTTP commands and read-model queries: translate, forward over NATS, reply."""
+"""HTTP commands and ad-hoc SQL: translate, forward over NATS, reply (named reads:
+`gateway/reads.py`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import io
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get, post
+from litestar import Controller, MediaType, Request, Response, post
 from litestar.params import Parameter
 
 from common.envelope import uuid7
@@ -87,44 +88,9 @@ class CommandController(Controller):
         return _json(result)
 
 
-class ReadModelController(Controller):
+class SqlController(Controller):
     path = "/api"
     tags = ["read models"]
-
-    @get("/todo-lists")
-    async def todo_lists(self, backend: Backend, min_seq: MinSeq) -> Response[bytes]:
-        """The most recently changed todo lists with their counts."""
-        return _json(await backend.query("todo_lists", "lists", {}, min_seq))
-
-    @get("/todo-lists/{list_id:str}")
-    async def todo_list(self, backend: Backend, list_id: str, min_seq: MinSeq) -> Response[bytes]:
-        """One todo list: its items in order and its active/completed counts."""
-        params = {"list_id": valid_id(list_id, "list_id")}
-        return _json(await backend.query("todo_lists", "get", params, min_seq))
-
-    @get("/users")
-    async def users(self, backend: Backend, min_seq: MinSeq) -> Response[bytes]:
-        """The most recently registered users."""
-        return _json(await backend.query("user_profiles", "list", {}, min_seq))
-
-    @get("/users/{user_id:str}")
-    async def user(self, backend: Backend, user_id: str, min_seq: MinSeq) -> Response[bytes]:
-        """One user profile."""
-        params = {"user_id": valid_id(user_id, "user_id")}
-        return _json(await backend.query("user_profiles", "get", params, min_seq))
-
-    @get("/analytics/{name:str}")
-    async def analytics(
-        self,
-        backend: Backend,
-        name: str,
-        min_seq: MinSeq,
-        minutes: Annotated[int, Parameter(ge=1, le=10_080, default=60)],
-    ) -> Response[bytes]:
-        """A named analytics query over the last `minutes`: `events_per_minute`,
-        `commands_per_minute`, `throughput`, `todos_over_time` or `totals`."""
-        params = {"minutes": minutes}
-        return _json(await backend.query("analytics", name, params, min_seq))
 
     @post("/sql", status_code=200)
     async def sql(

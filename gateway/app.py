@@ -15,9 +15,10 @@ from nats.errors import Error as NatsError
 from prometheus_client import generate_latest
 
 from common import bus
+from common import catalogue as catalogues
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
-from gateway import dashboard
-from gateway.api import CommandController, ReadModelController
+from gateway import dashboard, reads
+from gateway.api import CommandController, SqlController
 from gateway.backend import Backend
 from gateway.errors import HANDLERS
 from gateway.security import Security
@@ -94,9 +95,10 @@ def create_app(
             readyz,
             metrics,
             CommandController,
-            ReadModelController,
+            SqlController,
+            *reads.routes(catalogues.current()),
             EventsController,
-            *dashboard.ROUTES,
+            *dashboard.routes(),
             *security.route_handlers,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},

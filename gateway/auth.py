@@ -26,7 +26,7 @@ from typing import Any
 from litestar import HttpMethod, Request, Response, route
 from litestar.datastructures import Cookie
 
-from common.domain import AGGREGATES
+from common import catalogue
 from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
@@ -38,12 +38,11 @@ from gateway.grants import topic_grant
 ACTOR: ContextVar[str | None] = ContextVar("actor", default=None)
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/favicon.ico", "/api/session"})
-PUBLIC_PREFIXES = ("/schema", "/static/")
+PUBLIC_PREFIXES = ("/schema", "/static/", "/app/")
 PAGES = frozenset({"/"})
 PAGE_PREFIXES = ("/ui/",)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorization"})
-_READS = frozenset({"todo-lists", "users", "analytics"})
 
 
 def verifier(settings: AuthSettings) -> Verifier | None:
@@ -109,13 +108,21 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
     if parts[:2] == ["api", "events"] and len(parts) == 2:
         topics = parse_topics(query.get("topics"))
         if not topics:
-            return [topic_grant(name) for name in sorted(AGGREGATES)]
+            return [topic_grant(name) for name in sorted(catalogue.current().aggregates)]
         return [topic_grant(t.aggregate_type, t.aggregate_id) for t in topics]
     if parts[:2] == ["api", "sql"] and len(parts) == 2 and method == "POST":
         return []
-    if len(parts) >= 2 and parts[0] == "api" and parts[1] in _READS and method in SAFE_METHODS:
-        return []
+    if method in SAFE_METHODS and _is_read(path):
+        return []  # the catalogue read's grant is checked where it is read (grants.py)
     return ["admin"]
+
+
+def _is_read(path: str) -> bool:
+    """A catalogue read: `/api/read/{projection}/{query}` or one of the app's aliases."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "read"] and len(parts) == 4:
+        return True
+    return catalogue.current().alias(path) is not None
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
-from common import bus
-from common.domain import aggregate
+from common import bus, catalogue
 from common.errors import Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
@@ -63,7 +62,7 @@ class Backend:
         expected_sequence: int | None,
     ) -> bytes:
         """Forward a command to a writer; returns the writer's JSON result as is."""
-        aggregate(aggregate_type)  # 404 before any subject is built
+        catalogue.current().aggregate(aggregate_type)  # 404 before any subject is built
         request = CommandRequest(
             aggregate_id=valid_id(aggregate_id),
             type=command_type,
@@ -90,7 +89,7 @@ class Backend:
 
         Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
         """
-        require_read(projection, params)
+        require_read(projection, params, name)
         wait = self.settings.query_timeout_s
         request = QueryRequest(
             name=name, params=params, min_seq=min_seq, timeout_s=wait, actor=ACTOR.get()

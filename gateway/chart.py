@@ -1,4 +1,5 @@
-"""The analytics panel (pure): events per minute by type as a server-rendered SVG.
+"""The analytics panel (pure): events per minute by type as a server-rendered SVG, from
+the built-in `stream` projection (every app has it).
 
 Stacked bars, one per minute of the window ending now (a quiet stretch shows as empty
 minutes, not as a chart that stops at the last event); each event type has a fixed colour
@@ -14,21 +15,24 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from common import catalogue
 from gateway.render import e
 
-COLOURS = {
-    "todo_added": "#2563eb",
-    "todo_renamed": "#7c3aed",
-    "todo_completed": "#16a34a",
-    "todo_reopened": "#ca8a04",
-    "todo_deleted": "#dc2626",
-    "user_registered": "#0891b2",
-    "profile_updated": "#db2777",
-    "user_deactivated": "#57534e",
-}
+PALETTE = (
+    "#2563eb", "#7c3aed", "#16a34a", "#ca8a04", "#dc2626", "#0891b2", "#db2777", "#57534e",
+    "#9333ea", "#0d9488", "#ea580c", "#4f46e5",
+)  # fmt: skip
 _OTHER = "#94a3b8"
 WIDTH, HEIGHT = 600, 200
 LEFT, BOTTOM, TOP = 46, 30, 22  # room for the peak label, the time ticks and headroom
+
+
+def colour(event_type: str) -> str:
+    """A fixed colour per event type of the app (in the order of their names)."""
+    known = sorted({t for a in catalogue.current().aggregates.values() for t in a.event_types})
+    if event_type not in known:
+        return _OTHER
+    return PALETTE[known.index(event_type) % len(PALETTE)]
 
 
 def _minute(value: Any) -> datetime:
@@ -64,7 +68,7 @@ def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15, now: datetime | 
             y -= h
             bars.append(
                 f'<rect x="{LEFT + i * slot + 1:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS.get(event_type, _OTHER)}">'
+                f'height="{h:.1f}" fill="{colour(event_type)}">'
                 f"<title>{moment:%H:%M} {e(event_type)}: {n}</title></rect>"
             )
     axis = (
@@ -85,18 +89,17 @@ def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15, now: datetime | 
 
 
 def totals(result: Mapping[str, Any]) -> str:
-    """The `totals` query: all events, active and completed todos, events by type."""
+    """The built-in `stream/totals` query: all events and commands, events by type."""
     legend = "".join(
         f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect width="10" '
-        f'height="10" rx="2" fill="{COLOURS.get(r["event_type"], _OTHER)}"/></svg>'
+        f'height="10" rx="2" fill="{colour(r["event_type"])}"/></svg>'
         f"{e(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
         for r in result.get("events_by_type") or []
     )
     return (
         '<dl class="totals">'
         f"<div><dt>events</dt><dd>{int(result.get('events') or 0)}</dd></div>"
-        f"<div><dt>active todos</dt><dd>{int(result.get('active') or 0)}</dd></div>"
-        f"<div><dt>completed todos</dt><dd>{int(result.get('completed') or 0)}</dd></div>"
+        f"<div><dt>commands</dt><dd>{int(result.get('commands') or 0)}</dd></div>"
         f'</dl><ul class="legend" aria-label="Events by type">{legend}</ul>'
     )
 

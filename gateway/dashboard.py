@@ -1,32 +1,36 @@
 """`GET /`: the live dashboard, server-rendered, then patched live from the Datastar feed.
 
-The page is rendered from the read models and tells its script the lowest sequence they
-answered at; the script follows `GET /api/events?format=datastar` from there, so nothing
-falls between the first render and the feed. A read model that cannot answer leaves its
-panel with a note instead of failing the page. `/ui/*` serve single fragments the script
-reloads (the chart, a list after a feed snapshot).
+The page holds the app's panels (each renders itself from queries, `common.app.Panel`)
+beside the generic parts: the events-per-minute chart and totals (the built-in `stream`
+projection), the SQL box and the live event log. It is rendered from the read models and
+tells its script the lowest sequence they answered at; the script follows
+`GET /api/events?format=datastar` from there, so nothing falls between the first render
+and the feed. A read model that cannot answer leaves a note instead of failing the page.
+`/ui/*` serve single fragments the script reloads (the chart, a panel after a feed
+snapshot, a panel's `data-refresh` parts as events come).
 
 Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
-as the API): a panel outside them says which grant it needs, the feed follows only the
-granted topics, and a caller granted none of them gets the sign-in page instead.
+as the API): a query outside them is not asked and the panel says which grant it needs,
+the feed follows only the granted topics, and a caller granted none of them gets the
+sign-in page instead. A fragment whose every query is refused answers the 401/403.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 from string import Template
-from typing import Annotated, Any
+from typing import Any
 
-from litestar import MediaType, Response, get
-from litestar.params import Parameter
+from litestar import MediaType, Request, Response, get
 from litestar.static_files import create_static_files_router
 
-from common.errors import Forbidden, IronstarError, Unauthorized
-from common.subjects import valid_id
+from common import builtin, catalogue
+from common.app import Panel
+from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
 from gateway import chart, render
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
@@ -34,7 +38,6 @@ from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 _SIGN_IN = (STATIC / "signin.html").read_bytes()
-DEFAULT_LIST = "inbox"
 CHART_MINUTES = 15
 
 
@@ -60,61 +63,89 @@ def _unavailable(what: str) -> str:
     return f'<p class="note">The {what} read model is not answering yet; it appears live.</p>'
 
 
-def _not_granted(projection: str, params: dict[str, Any]) -> str:
-    grant = render.e(read_grant(projection, params))
-    return f'<p class="note">Your sign-in does not grant <code>{grant}</code>.</p>'
+def _not_granted(grant: str) -> str:
+    return f'<p class="note">Your sign-in does not grant <code>{render.e(grant)}</code>.</p>'
 
 
-def _feed_topics(list_id: str) -> list[str]:
-    """The page's feed topics the caller may follow: all lists or this one, users."""
+class _Asker:
+    """What a panel asks with: a query's result, or None when it cannot answer now or the
+    caller may not see it (then nothing is asked, and the grant it needs is noted)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.seqs: list[int] = []
+        self.denied: list[str] = []
+        self.asked = 0
+
+    async def __call__(self, projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        self.asked += 1
+        values = dict(params)
+        if not may_read(projection, values):
+            self.denied.append(read_grant(projection, values, name))
+            return None
+        found = await _ask(self.backend, projection, name, values)
+        if found is None:
+            return None
+        self.seqs.append(found[0])
+        return found[1]
+
+    def notes(self) -> str:
+        return "".join(_not_granted(grant) for grant in dict.fromkeys(self.denied))
+
+
+async def _panel(panel: Panel, asker: _Asker, params: Mapping[str, str]) -> str:
+    inner = await panel.render(asker, params)
+    return (
+        f'<div class="panel-slot" data-panel="{render.e(panel.name)}">{asker.notes()}{inner}</div>'
+    )
+
+
+def _feed_topics(params: Mapping[str, str]) -> list[str]:
+    """The page's feed topics the caller may follow: each panel's (`Panel.topics`; every
+    aggregate type when no panel names any), an id topic only when its type is not."""
+    panels = catalogue.current().app.panels
+    wanted = [t for p in panels if p.topics is not None for t in p.topics(params)]
     may = PRINCIPAL.get().may
-    topics = []
-    if may(topic_grant("todo_list")):
-        topics.append("todo_list")
-    elif may(topic_grant("todo_list", list_id)):
-        topics.append(f"todo_list:{list_id}")
-    if may(topic_grant("user_profile")):
-        topics.append("user_profile")
-    return topics
+    granted = [t for t in wanted or sorted(catalogue.current().aggregates) if may(_grant(t))]
+    wide = {t for t in granted if ":" not in t}
+    return list(dict.fromkeys(t for t in granted if t.partition(":")[0] not in wide or t in wide))
+
+
+def _grant(topic: str) -> str:
+    kind, _, ident = topic.partition(":")
+    return topic_grant(kind, ident or None)
 
 
 async def _analytics(backend: Backend) -> tuple[str, list[int]]:
-    if not may_read("analytics", {}):
-        return f'<div id="analytics">{_not_granted("analytics", {})}</div>', []
+    if not may_read(builtin.NAME, {}):
+        grant = read_grant(builtin.NAME, {})
+        return f'<div id="analytics">{_not_granted(grant)}</div>', []
     per_minute, totals = await asyncio.gather(
-        _ask(backend, "analytics", "events_per_minute", {"minutes": CHART_MINUTES}),
-        _ask(backend, "analytics", "totals", {}),
+        _ask(backend, builtin.NAME, "events_per_minute", {"minutes": CHART_MINUTES}),
+        _ask(backend, builtin.NAME, "totals", {}),
     )
     rows = per_minute[1] if per_minute else []
     seqs = [r[0] for r in (per_minute, totals) if r]
     return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
 
 
-async def _granted(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """`_ask`, or False when the caller may not see the answer (nothing is asked)."""
-    if not may_read(projection, params):
-        return False
-    return await _ask(backend, projection, name, params)
+def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if isinstance(v, str)}
 
 
 @get("/", media_type=MediaType.HTML, include_in_schema=False)
-async def page(
-    backend: Backend, chosen: Annotated[str, Parameter(query="list")] = DEFAULT_LIST
-) -> Response[Any]:
-    """The dashboard: a todo list, user profiles, analytics, SQL and the live event log."""
-    list_id = valid_id(chosen, "list")
-    topics = _feed_topics(list_id)
-    if not topics:  # nothing on this page is granted: not even which lists exist
+async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[Any]:
+    """The dashboard: the app's panels, analytics, SQL and the live event log."""
+    params = _params(request)
+    topics = _feed_topics(params)
+    if not topics:  # nothing on this page is granted: not even which aggregates exist
         return Response(_SIGN_IN, media_type=MediaType.HTML)
-    one = {"list_id": list_id}
-    queries: list[Awaitable[Any]] = [
-        _granted(backend, "todo_lists", "get", one),
-        _granted(backend, "todo_lists", "lists", {}),
-        _granted(backend, "user_profiles", "list", {}),
-    ]
-    todos, lists, users = await asyncio.gather(*queries)
+    askers = [_Asker(backend) for _ in catalogue.current().app.panels]
+    rendered = await asyncio.gather(
+        *(_panel(p, a, params) for p, a in zip(catalogue.current().app.panels, askers, strict=True))
+    )
     analytics, seqs = await _analytics(backend)
-    seqs += [r[0] for r in (todos, lists, users) if r]
+    seqs += [seq for asker in askers for seq in asker.seqs]
     url = backend.settings.datastar_url
     since = min(seqs) if seqs else None
     feed = f"/api/events?format=datastar&topics={','.join(topics)}"
@@ -122,24 +153,12 @@ async def page(
         feed += f"&last_event_id={since}"
     return Response(
         _PAGE.substitute(
-            list_id=render.e(list_id),
-            todos=(
-                render.todo_list(list_id, todos[1]["items"], todos[1].get("truncated"))
-                if todos
-                else render.todo_list(list_id, [])
+            title=render.e(catalogue.current().app.name),
+            scripts="".join(
+                f'<script src="/app/{render.e(name)}" defer></script>\n'
+                for name in catalogue.current().app.scripts
             ),
-            todos_note=(
-                _not_granted("todo_lists", one)
-                if todos is False
-                else ("" if todos else _unavailable("todo list"))
-            ),
-            lists=render.lists(lists[1] if lists else [], list_id),
-            users=render.users(users[1] if users else []),
-            users_note=(
-                _not_granted("user_profiles", {})
-                if users is False
-                else ("" if users else _unavailable("user profile"))
-            ),
+            panels="\n".join(rendered),
             analytics=analytics,
             seq="" if since is None else since,
             signals=render.e(json.dumps({"seq": "" if since is None else since})),
@@ -156,23 +175,40 @@ async def page(
     )
 
 
-@get("/ui/todos/{list_id:str}", media_type=MediaType.HTML, include_in_schema=False)
-async def todos_fragment(backend: Backend, list_id: str) -> str:
-    """`ul#todos-<list>` as it is now."""
-    list_id = valid_id(list_id, "list_id")
-    found = await _ask(backend, "todo_lists", "get", {"list_id": list_id})
-    if not found:
-        return render.todo_list(list_id, [])
-    return render.todo_list(list_id, found[1]["items"], found[1].get("truncated"))
+def _find(name: str) -> Panel:
+    for panel in catalogue.current().app.panels:
+        if panel.name == name:
+            return panel
+    raise NotFound(f"no panel {name[:80]!r}", field="name")
 
 
-@get("/ui/lists", media_type=MediaType.HTML, include_in_schema=False)
-async def lists_fragment(
-    backend: Backend, chosen: Annotated[str, Parameter(query="list")] = DEFAULT_LIST
+def _refused(asker: _Asker) -> None:
+    """A fragment whose every query was refused answers as the API would: 401 or 403."""
+    if asker.asked and len(asker.denied) == asker.asked:
+        PRINCIPAL.get().require(asker.denied[0])
+
+
+@get("/ui/panels/{name:str}", media_type=MediaType.HTML, include_in_schema=False)
+async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name: str) -> str:
+    """One app panel as it is now (the page reloads them after a feed snapshot)."""
+    asker = _Asker(backend)
+    html = await _panel(_find(name), asker, _params(request))
+    _refused(asker)
+    return html
+
+
+@get("/ui/panels/{name:str}/{part:str}", media_type=MediaType.HTML, include_in_schema=False)
+async def part_fragment(
+    request: Request[Any, Any, Any], backend: Backend, name: str, part: str
 ) -> str:
-    """`ul#lists`: every list's chip with its active count, as it is now."""
-    found = await _ask(backend, "todo_lists", "lists", {})
-    return render.lists(found[1] if found else [], valid_id(chosen, "list"))
+    """A fragment of an app panel as it is now (elements with `data-refresh` ask it)."""
+    fragment = _find(name).fragments.get(part)
+    if fragment is None:
+        raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
+    asker = _Asker(backend)
+    html = await fragment(asker, _params(request))
+    _refused(asker)
+    return html
 
 
 @get("/ui/analytics", media_type=MediaType.HTML, include_in_schema=False)
@@ -184,4 +220,15 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES = (page, todos_fragment, lists_fragment, analytics_fragment, static)
+ROUTES: tuple[Any, ...] = (page, panel_fragment, part_fragment, analytics_fragment, static)
+
+
+def routes() -> tuple[Any, ...]:
+    """The dashboard's routes, with the app's assets at `/app/` when it has some."""
+    assets = catalogue.current().app.assets
+    if not assets:
+        return ROUTES
+    own = create_static_files_router(
+        path="/app", directories=[Path(assets)], include_in_schema=False, name="app"
+    )
+    return (*ROUTES, own)

@@ -3,9 +3,10 @@
 `render` turns one stored event into the `datastar-patch-elements` /
 `datastar-patch-signals` messages the dashboard applies; the feed calls it for clients that
 ask for `format=datastar`. One event becomes a few messages (the changed fragment, a line
-in the event log, the `seq` signal); only the last carries `id:`, so a client that drops
+in the event log, the `seq` signal; the app's panels give the fragments, and an event no
+panel renders goes out as the `event` signal); only the last carries `id:`, so a client that drops
 mid-way resumes before the event and gets all of it again. `render_snapshot` renders the
-feed's full-state snapshot the same way. Markup comes from `gateway.render`.
+feed's full-state snapshot the same way.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from common import catalogue
+from common.app import Patch
 from common.envelope import Envelope
-from common.subjects import valid_id
 from gateway import render as html
 from gateway.wire import fields
 
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
-Patch = list[tuple[str, str]]  # the `key value` data fields of one Datastar event
+Fields = list[tuple[str, str]]  # the `key value` data fields of one Datastar event
 
 
-def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> Patch:
+def patch_elements(elements: str = "", selector: str | None = None, mode: str = "outer") -> Fields:
     """The data fields of one `datastar-patch-elements` event (framed by `wire.fields`,
     which gives every line of multi-line `elements` its key)."""
     assert mode in MODES, mode
@@ -37,61 +39,31 @@ def patch_elements(elements: str = "", selector: str | None = None, mode: str = 
     return pairs
 
 
-def patch_signals(signals: Mapping[str, Any]) -> Patch:
+def patch_signals(signals: Mapping[str, Any]) -> Fields:
     return [("signals", json.dumps(signals, separators=(",", ":"), default=str))]
 
 
-def _messages(patches: Iterable[Patch], signals: Mapping[str, Any], sequence: int | None) -> bytes:
+def _messages(patches: Iterable[Fields], signals: Mapping[str, Any], sequence: int | None) -> bytes:
     out = [fields(p, event="datastar-patch-elements") for p in patches]
     out.append(fields(patch_signals(signals), event="datastar-patch-signals", id=sequence))
     return b"".join(out)
 
 
-def _todo(event: Envelope) -> list[Patch]:
-    if event.event_type not in _TODO_EVENTS:
-        return []  # a type this gateway does not know (a rolling upgrade): the log line only
-    scope = f"#todos-{event.aggregate_id}"
-    todo = valid_id(event.payload.get("todo_id", ""), "todo_id")  # it becomes a selector
-    item = f"{scope} #todo-{todo}"
-    match event.event_type:
-        case "todo_added":
-            return [patch_elements(html.todo_item(todo, event.payload["text"]), scope, "append")]
-        case "todo_renamed":
-            return [patch_elements(html.todo_text(todo, event.payload["text"]), f"{item} .text")]
-        case "todo_completed" | "todo_reopened":
-            done = event.event_type == "todo_completed"
-            return [patch_elements(html.todo_toggle(todo, done), f"{item} .toggle")]
-    return [patch_elements(selector=item, mode="remove")]  # todo_deleted
+def _patch(patch: Patch) -> Fields:
+    return patch_elements(patch.elements, patch.selector, patch.mode)
 
 
-_TODO_EVENTS = frozenset(
-    {"todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted"}
-)
-
-
-def _user(event: Envelope) -> list[Patch]:
-    user = f"#user-{event.aggregate_id}"
-    match event.event_type:
-        case "user_registered":
-            row = {"user_id": event.aggregate_id, **event.payload}
-            return [patch_elements(html.user_item(row), "#users", "prepend")]  # newest first
-        case "profile_updated":
-            return [
-                patch_elements(html.user_field(field, value), f"{user} .{field}")
-                for field, value in event.payload.items()
-                if field in ("name", "email") and value
-            ]
-        case "user_deactivated":
-            return [patch_elements(html.user_state(False), f"{user} .state")]
-    return []
-
-
-def patches(sequence: int, event: Envelope) -> list[Patch]:
-    """The element patches of one event: its fragment, then its line in the event log."""
-    kind = {"todo_list": _todo, "user_profile": _user}.get(event.aggregate_type)
-    changed = kind(event) if kind else []
+def patches(sequence: int, event: Envelope) -> tuple[list[Fields], bool]:
+    """The element patches of one event: the app's panels' own, then its line in the event
+    log; and whether any panel rendered it (if none did, the event goes out as a signal)."""
+    changed = [
+        _patch(patch)
+        for panel in catalogue.current().app.panels
+        if panel.patches is not None
+        for patch in panel.patches(sequence, event)
+    ]
     line = html.event_line(sequence, event.event_type, event.aggregate_type, event.aggregate_id)
-    return [*changed, patch_elements(line, "#events", "prepend")]
+    return [*changed, patch_elements(line, "#events", "prepend")], bool(changed)
 
 
 def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
@@ -100,8 +72,18 @@ def render(sequence: int, event: Envelope, behind: int | None = None) -> bytes:
     `behind` (the client's consumer's pending count when the event was delivered) becomes
     the `behind` signal, so the page can say how far it trails.
     """
-    signals = {"seq": sequence} if behind is None else {"seq": sequence, "behind": behind}
-    return _messages(patches(sequence, event), signals, sequence)
+    elements, rendered = patches(sequence, event)
+    signals: dict[str, Any] = {"seq": sequence}
+    if behind is not None:
+        signals["behind"] = behind
+    if not rendered:  # no panel knows this event: its fields, for any page that binds them
+        signals["event"] = {
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            "event_type": event.event_type,
+            "payload": event.payload,
+        }
+    return _messages(elements, signals, sequence)
 
 
 def render_skipped(sequence: int, reason: str) -> bytes:
@@ -117,21 +99,11 @@ def render_snapshot(sequence: int, state: Any) -> bytes:
     The `snapshot` signal tells the page to reload what the snapshot does not hold (the
     items of a list when the feed follows every list).
     """
-    out: list[Patch] = []
-    for topic, value in state.items():
-        kind, _, ident = topic.partition(":")
-        if value is None:
-            continue
-        if kind == "todo_list" and ident:
-            out.append(
-                patch_elements(
-                    html.todo_items(value["items"], value.get("truncated")),
-                    f"#todos-{ident}",
-                    "inner",
-                )
-            )
-        elif kind == "user_profile" and not ident:
-            out.append(patch_elements(html.users(value), "#users", "inner"))
-        elif kind == "user_profile":
-            out.append(patch_elements(html.user_item(value)))
+    out = [
+        _patch(patch)
+        for topic, value in state.items()
+        for panel in catalogue.current().app.panels
+        if panel.snapshot is not None
+        for patch in panel.snapshot(topic, value)
+    ]
     return _messages(out, {"seq": sequence, "snapshot": sequence}, sequence)

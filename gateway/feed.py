@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from common.domain import AGGREGATES
+from common import catalogue
 from common.errors import Invalid, TooManyRequests
 from common.subjects import Subjects, valid_id
 from gateway import holdings, metrics
@@ -58,8 +58,9 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
     topics = set()
     for part in parts:
         kind, _, ident = part.strip().partition(":")
-        if kind not in AGGREGATES:
-            known = ", ".join(sorted(AGGREGATES))
+        aggregates = catalogue.current().aggregates
+        if kind not in aggregates:
+            known = ", ".join(sorted(aggregates))
             raise Invalid(
                 f"topics: unknown aggregate type {kind[:80]!r} in {part[:100]!r}; "
                 f"use type or type:id, comma separated (types: {known})",

@@ -3,14 +3,16 @@
 Every path that renders or returns read-model data — the `/api` read routes, CSV, SQL,
 the dashboard page and its `/ui` fragments, feed snapshots — gets it from
 `Backend.query`, which asks `require_read` first. So the rule lives here once: a query of
-a projection shows rows about one aggregate type (or one aggregate of it, when the query
-names its id), and needs the read grant of what it shows:
+a projection of the app's catalogue needs `read:<grant>` (its `Projection.grant`, default
+its name), and a query keyed by an aggregate id (`Query.key`) asked for one id needs only
+`read:<grant>:<id>`. The example's:
 
 | projection      | a query naming an id         | any other query     |
 |-----------------|------------------------------|---------------------|
 | `todo_lists`    | `read:todo_list:<list_id>`   | `read:todo_list`    |
 | `user_profiles` | `read:user_profile:<user_id>`| `read:user_profile` |
 | `analytics`     | —                            | `read:analytics`    |
+| `stream` (built in) | —                        | `read:stream`       |
 | `sql`           | —                            | `sql`               |
 | anything else   | `admin` (deny by default)    |                     |
 
@@ -26,15 +28,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from common import catalogue
 from common.errors import Unauthorized
 from common.tokens import Claims
 
-# projection → (the aggregate type its rows are about, the parameter naming one of them)
-SHOWS: dict[str, tuple[str, str | None]] = {
-    "todo_lists": ("todo_list", "list_id"),
-    "user_profiles": ("user_profile", "user_id"),
-    "analytics": ("analytics", None),
-}
 SQL = "sql"
 
 
@@ -68,24 +65,29 @@ NOBODY = Principal("nobody")
 PRINCIPAL: ContextVar[Principal] = ContextVar("principal", default=NOBODY)
 
 
-def read_grant(projection: str, params: Mapping[str, Any]) -> str:
-    """The scope a query of `projection` with `params` needs (the table above)."""
+def read_grant(projection: str, params: Mapping[str, Any], query: str | None = None) -> str:
+    """The scope a query of `projection` with `params` needs (the rule above); without the
+    query's name, any key parameter of the projection's queries names the id."""
     if projection == SQL:
         return SQL
-    shows = SHOWS.get(projection)
-    if shows is None:
+    found = catalogue.current().projections.get(projection)
+    if found is None:
         return "admin"
-    kind, key = shows
-    ident = params.get(key) if key else None
-    return f"read:{kind}:{ident}" if isinstance(ident, str) else f"read:{kind}"
+    one = found.queries.get(query) if query is not None else None
+    chosen = [one] if one is not None else list(found.queries.values())
+    for key in {q.key for q in chosen if q.key}:
+        ident = params.get(key)
+        if isinstance(ident, str):
+            return f"{found.scope}:{ident}"
+    return found.scope
 
 
 def topic_grant(aggregate_type: str, aggregate_id: str | None = None) -> str:
     return f"read:{aggregate_type}" + (f":{aggregate_id}" if aggregate_id else "")
 
 
-def require_read(projection: str, params: Mapping[str, Any]) -> None:
-    PRINCIPAL.get().require(read_grant(projection, params))
+def require_read(projection: str, params: Mapping[str, Any], query: str | None = None) -> None:
+    PRINCIPAL.get().require(read_grant(projection, params, query))
 
 
 def may_read(projection: str, params: Mapping[str, Any]) -> bool:

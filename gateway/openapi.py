@@ -24,6 +24,8 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
+from common import catalogue
+from gateway import readschema
 from gateway.auth import credentials
 
 ERRORS = {
@@ -74,6 +76,7 @@ _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 def complete(app: Litestar, tokens_required: bool) -> None:
     """Amend the app's OpenAPI document in place (call before it is first served)."""
     openapi = app.openapi_schema
+    readschema.document(openapi, catalogue.current())
     if tokens_required:
         openapi.components = openapi.components or Components()
         openapi.components.security_schemes = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from common.domain import CRITICAL_EVENT_TYPES
+from common import catalogue
 from common.errors import Invalid
 from gateway import datastar, metrics, reading
 from gateway.controls import Controls
@@ -59,7 +59,7 @@ class Pipeline:
 
     def __init__(self, ctl: Controls) -> None:
         self.debounce = (
-            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, CRITICAL_EVENT_TYPES)
+            Debouncer(ctl.debounce_s, ctl.debounce_max_wait_s, catalogue.current().critical)
             if ctl.debounce_s is not None
             else None
         )

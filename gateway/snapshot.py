@@ -1,4 +1,5 @@
-"""A full-state snapshot of a feed's topics, read from the projector's read models.
+"""A full-state snapshot of a feed's topics, read from the projector's read models
+(the app's `Feed` of each aggregate type names the queries).
 
 Sent when a client's `Last-Event-ID` cannot be resumed (older than the stream's first
 sequence, ahead of its last, or malformed); the feed then continues live right after
@@ -10,16 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from common import catalogue
 from common.errors import NotFound
 from gateway.backend import Backend
 from gateway.feed import Topic
-
-_QUERIES = {
-    ("todo_list", True): ("todo_lists", "get", "list_id"),
-    ("todo_list", False): ("todo_lists", "lists", None),
-    ("user_profile", True): ("user_profiles", "get", "user_id"),
-    ("user_profile", False): ("user_profiles", "list", None),
-}
 
 
 async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tuple[int, Any]:
@@ -32,8 +27,15 @@ async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tu
     """
     state: dict[str, Any] = {}
     answered: list[int] = []
-    for topic in topics or (Topic("todo_list"), Topic("user_profile")):
-        projection, name, key = _QUERIES[(topic.aggregate_type, topic.aggregate_id is not None)]
+    cat = catalogue.current()
+    for topic in topics or tuple(Topic(name) for name in sorted(cat.aggregates)):
+        feed = cat.feeds[topic.aggregate_type]  # every aggregate has one (catalogue check)
+        projection = feed.projection
+        name = feed.one if topic.aggregate_id else feed.every
+        if not name:  # the app offers no snapshot of the whole type
+            state[str(topic)] = None
+            continue
+        key = cat.query(projection, name).key if topic.aggregate_id else None
         params = {key: topic.aggregate_id} if key else {}
         try:
             reply = json.loads(await backend.query(projection, name, params, at_least))

@@ -17,6 +17,7 @@ from ironstar.commands import (
     cluster,
     config,
     demo,
+    new,
     query,
     rebuild,
     services,
@@ -26,13 +27,27 @@ from ironstar.commands import (
     up,
 )
 
-COMMANDS = (up, services, status, demo, query, rebuild, snapshot, config, bench, cluster, token)
+COMMANDS = (
+    up,
+    services,
+    status,
+    demo,
+    new,
+    query,
+    rebuild,
+    snapshot,
+    config,
+    bench,
+    cluster,
+    token,
+)
 
 EXAMPLES = """examples:
   ironstar up                               everything on this machine, data in ./.ironstar
   ironstar up --http-port 8080 --data-dir /tmp/demo
   IRONSTAR_NATS_URL=nats://10.0.0.5:4222 ironstar writer
   ironstar up --demo                        the same, with demo traffic on the dashboard
+  ironstar new billing && ironstar up --app billing   your own domain as an app package
   ironstar status                           health, stream size, consumers, projection lag
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default

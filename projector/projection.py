@@ -1,87 +1,65 @@
-"""What a projection is: its schema and version, how it applies a batch, what it answers.
+"""The engine side of a projection (`common.app.Projection`): apply a batch, answer queries.
 
-A projection applies a whole batch of stored events with a few bulk statements inside the
-transaction the read model opens (never one statement per event), and answers named
-queries with plain SQL over its own tables. Its `version` is stored in the file; a code
-version different from the file's rebuilds the projection (see `projector/rebuild.py`).
+A batch is staged once (`projector/staging.py`) and every projection applies it inside
+the transaction the read model opens: SQL projections run their statements over `batch`,
+Python hooks get the events. Queries run on their own cursor: a `Query`'s SQL with its
+typed parameters bound by name, or its Python function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+import re
+from collections.abc import Sequence
+from typing import Any
 
 import duckdb
+import msgspec
 
-from common.domain import AGGREGATES
-from common.domain.upcasting import upcast
-from common.envelope import Envelope
+from common.app import Batch, Projection, Query, Unapplicable
+from common.builtin import VERSIONS_NAME
+from common.errors import NotFound
+from projector.staging import Checker, Event, stage, unstage
 
-Query = Callable[[duckdb.DuckDBPyConnection, dict[str, Any]], Any]
-Event = tuple[int, Envelope]
-
-
-class Projection(Protocol):
-    name: str
-    version: int
-    tables: tuple[str, ...]  # dropped and created again by a rebuild
-    ddl: tuple[str, ...]  # CREATE TABLE / VIEW IF NOT EXISTS: the schema
-    queries: dict[str, Query]
-
-    def apply(
-        self, con: duckdb.DuckDBPyConnection, events: Sequence[Event], preceding: str
-    ) -> None:
-        """Apply events (sequence, envelope) in order; the caller holds the transaction.
-        `preceding` is the command id of the event just before the batch ("" if none).
-
-        Raise `Unapplicable` naming the event that cannot be applied; nothing of the
-        batch is kept then, and the read model retries it without that event.
-        """
-        ...
+__all__ = ["Event", "Unapplicable", "answer", "apply"]
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class Unapplicable(Exception):
-    """An event a projection cannot apply (a payload it does not understand)."""
-
-    def __init__(self, sequence: int, error: str) -> None:
-        super().__init__(f"sequence {sequence}: {error}")
-        self.sequence = sequence
-        self.error = error
-
-
-def each(events: Sequence[Event], step: Callable[[int, Envelope], None]) -> None:
-    """Run `step` per event, turning a payload it cannot read into `Unapplicable`."""
-    for sequence, event in events:
-        try:
-            step(sequence, event)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise Unapplicable(sequence, f"{event.event_type}: {exc!r}") from exc
-
-
-_CURRENT = {
-    (name, event_type): schema
-    for name, aggregate in AGGREGATES.items()
-    for event_type, schema in aggregate.schemas.items()
-}
-
-
-def payload(event: Envelope) -> dict[str, Any]:
-    """The event's payload in its current schema (older stored schemas upcast)."""
-    current = _CURRENT.get((event.aggregate_type, event.event_type), 1)
-    if event.schema >= current:
-        return event.payload
-    return upcast(event.event_type, event.schema, current, event.payload)
+def apply(
+    con: duckdb.DuckDBPyConnection,
+    checker: Checker,
+    projections: Sequence[Projection],
+    events: Sequence[Event],
+    preceding: str,
+) -> None:
+    """Apply `events` (in stream order, none applied before) to `projections`; the caller
+    holds the transaction. Raises `Unapplicable` naming an event that cannot be applied."""
+    if not events:
+        return
+    stage(con, checker, events, preceding)  # also checks every payload
+    try:
+        for projection in projections:
+            if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
+                checker.fold(con, events)
+            elif isinstance(projection.apply, tuple):
+                for statement in projection.apply:
+                    con.execute(statement)
+            else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
+                projection.apply(con, Batch(events, preceding))
+    finally:
+        unstage(con)
 
 
-def minute(occurred_at: str) -> str:
-    """`2026-01-02T03:04:05.678Z` → `2026-01-02T03:04:00Z` (RFC 3339 UTC, by slicing)."""
-    return occurred_at[:16] + ":00Z"
-
-
-def rows(
-    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()
-) -> list[dict[str, Any]]:
-    """Run a query and return its rows as dicts named by column."""
-    cursor = con.execute(sql, list(params))
-    names = [d[0] for d in cursor.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+def answer(cursor: duckdb.DuckDBPyConnection, query: Query, params: Any) -> Any:
+    """The answer of `query` with its typed `params` (a Struct), as plain builtins."""
+    if query.run is not None:
+        return query.run(cursor, params)
+    values = msgspec.structs.asdict(params)
+    used = {name: values[name] for name in _PARAM.findall(query.sql) if name in values}
+    result = cursor.execute(query.sql, used)
+    names = [d[0] for d in result.description or ()]
+    rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    if not query.one:
+        return rows
+    if not rows:
+        raise NotFound(query.missing.format(**values), field=query.key)
+    return rows[0]

@@ -24,6 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from common import bus
+from common import catalogue as catalogues
 from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
@@ -100,12 +101,12 @@ async def serve(
 
     def named(projection: str) -> Run:
         def run(model: ReadModel, request: QueryRequest) -> Any:
-            if request.name not in model.projections[projection].queries:
-                known = ", ".join(sorted(model.projections[projection].queries))
-                raise NotFound(f"{projection} has no query {request.name!r}; known: {known}")
-            return model.query(projection, request.name, request.params)
+            params = catalogue.params(projection, request.name, request.params)  # 404, 422
+            return model.query(projection, request.name, params)
 
         return run
+
+    catalogue = catalogues.current()
 
     def snapshot(model: ReadModel, request: QueryRequest) -> Any:
         target = Path(settings.data_dir).resolve() / "snapshots"

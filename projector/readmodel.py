@@ -17,18 +17,18 @@ from typing import Any
 import duckdb
 import structlog
 
+from common import catalogue as catalogues
 from common import envelope as codec
+from common.app import Projection, Unapplicable
+from common.builtin import ALWAYS
 from common.errors import StorageFull, storage_exhausted
 from common.subjects import Subjects
 from projector import snapshot
-from projector.projection import Event, Projection, Unapplicable
-from projector.projections import analytics, todo_lists, user_profiles, versions
+from projector.projection import Event, answer
+from projector.projection import apply as apply_projections
+from projector.staging import Checker
 
 log = structlog.get_logger()
-
-# `versions` first: it refuses an event out of its aggregate's order before the others see it.
-PROJECTIONS: tuple[Projection, ...] = (versions, todo_lists, user_profiles, analytics)  # type: ignore[assignment]
-ALWAYS = frozenset({versions.name})  # applied with every batch, also when others are rebuilt
 
 LOCKED_DOWN = {
     "enable_external_access": "false",
@@ -90,9 +90,18 @@ class _Batch:
 class ReadModel:
     """Owns the DuckDB connection; `apply` is called from one thread at a time."""
 
-    def __init__(self, path: Path, projections: Sequence[Projection] = PROJECTIONS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        projections: Sequence[Projection] | None = None,
+        catalogue: catalogues.Catalogue | None = None,
+    ) -> None:
+        catalogue = catalogue or catalogues.current()
+        if projections is None:
+            projections = tuple(catalogue.projections.values())
         self.path = path
         self.projections = {p.name: p for p in projections}
+        self.checker = Checker(catalogue)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(path), config=dict(LOCKED_DOWN))
         self._write = threading.Lock()
@@ -223,14 +232,7 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                refused: list[Unapplicable] = []
-                for projection in projections:  # each stops at its first refusal (no writes)
-                    try:
-                        projection.apply(self.con, events, self._command)
-                    except Unapplicable as exc:
-                        refused.append(exc)
-                if refused:  # the earliest: those after it may only follow from it
-                    raise min(refused, key=lambda exc: exc.sequence)
+                apply_projections(self.con, self.checker, projections, events, self._command)
                 if dead:
                     self.con.executemany(
                         "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
@@ -255,10 +257,11 @@ class ReadModel:
                     ) from exc
                 raise
 
-    def query(self, projection: str, name: str, params: dict[str, Any]) -> Any:
+    def query(self, projection: str, name: str, params: Any) -> Any:
+        """The answer of query `name` of `projection` with its typed `params` (a Struct)."""
         cursor = self.con.cursor()
         try:
-            return self.projections[projection].queries[name](cursor, params)
+            return answer(cursor, self.projections[projection].queries[name], params)
         finally:
             cursor.close()
 

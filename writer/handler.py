@@ -37,7 +37,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from common.domain import Aggregate, aggregate
+from common import catalogue
+from common.app import Aggregate
 from common.envelope import Envelope, Metadata, utc_now, uuid7
 from common.errors import (
     CommandIdReused,
@@ -204,7 +205,7 @@ class CommandHandler:
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     async def handle(self, aggregate_type: str, request: CommandRequest) -> CommandResult:
-        kind = aggregate(aggregate_type)
+        kind = catalogue.current().aggregate(aggregate_type)
         key = (aggregate_type, valid_id(request.aggregate_id))
         valid_id(request.command_id, "command_id")  # it becomes message ids (headers)
         command = kind.command(request.type, request.payload)

@@ -10,8 +10,7 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 
-from common import bus
-from common.domain import AGGREGATES
+from common import bus, catalogue
 from common.errors import BadRequest, IronstarError, invalid_from_msgspec
 from common.messages import CommandRequest
 from common.settings import NatsSettings, WriterSettings
@@ -50,7 +49,7 @@ async def serve(
             metrics.CONFLICTS.inc,
             settings.max_events_per_command,
         )
-        for aggregate_type in AGGREGATES:
+        for aggregate_type in catalogue.current().aggregates:
             await bus.serve(
                 nc,
                 subjects.command(aggregate_type),
@@ -96,5 +95,4 @@ def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
 
 def _label(command_type: str) -> str:
     """A metric label from a client's string: known command types only, so no label explosion."""
-    known = any(command_type in kind.command_types for kind in AGGREGATES.values())
-    return command_type if known else "unknown"
+    return command_type if command_type in catalogue.current().command_types else "unknown"

@@ -3,7 +3,6 @@
 "use strict";
 (() => {
   const body = document.body;
-  const listId = body.dataset.list;
   const $ = (selector) => document.querySelector(selector);
   const SQL_ROWS_SHOWN = 200;
   const ERROR_FALLBACK = "The gateway is not reachable; check that `ironstar up` runs and try again.";
@@ -40,13 +39,22 @@
       $(selector)?.replaceWith(template.content);
     } catch (_) { /* the next event or interval tries again */ }
   }
+  // After a feed snapshot every app panel is fetched again as it is now.
+  function reloadPanels() {
+    for (const panel of document.querySelectorAll("[data-panel]")) {
+      const name = panel.dataset.panel;
+      reload(`/ui/panels/${encodeURIComponent(name)}${location.search}`, `[data-panel="${CSS.escape(name)}"]`);
+    }
+  }
   let analyticsDue = null;
   function refreshAnalytics() {
     if (analyticsDue) return;
     analyticsDue = setTimeout(() => {
       analyticsDue = null;
       reload("/ui/analytics", "#analytics");
-      reload(`/ui/lists?list=${encodeURIComponent(listId)}`, "#lists");
+      for (const el of document.querySelectorAll("[data-refresh][id]")) {
+        reload(el.dataset.refresh, `#${CSS.escape(el.id)}`);  // an app panel's live part
+      }
     }, 700);
   }
 
@@ -113,7 +121,7 @@
     if (!signals || typeof signals !== "object") return;
     if ("snapshot" in signals && signals.snapshot !== snapshotSeen) {
       snapshotSeen = signals.snapshot;
-      reload(`/ui/todos/${listId}`, `#todos-${CSS.escape(listId)}`);
+      reloadPanels();
     }
     if ("seq" in signals) refreshAnalytics();
     if ("behind" in signals) showLag(signals.behind);
@@ -162,83 +170,8 @@
     if (errorBox) errorBox.textContent = message;
     return false;
   }
-  const todo = (type, payload, errorBox) => send("todo_list", listId, type, payload, errorBox);
-
-  $("#add-todo").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const input = $("#new-todo");
-    if (await todo("add_todo", { todo_id: newId(), text: input.value }, $("#add-todo-error"))) {
-      input.value = "";
-    }
-    input.focus();
-  });
-
-  $("#clear-completed").addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
-  // "Clear completed" only while something is completed; the list changes live.
-  const clearButton = $("#clear-completed");
-  const syncClear = () => {
-    clearButton.disabled = !document.querySelector(".todo-list .toggle:checked");
-  };
-  new MutationObserver(syncClear).observe($(".todos"), {
-    subtree: true, childList: true, attributes: true, attributeFilter: ["checked"],
-  });
-  document.addEventListener("change", syncClear);
-  syncClear();
-
-  document.addEventListener("change", async (event) => {
-    const box = event.target;
-    if (!box.matches?.(".todo .toggle")) return;
-    const type = box.checked ? "complete_todo" : "reopen_todo";
-    if (!(await todo(type, { todo_id: box.dataset.todo }, $("#list-error")))) {
-      box.checked = !box.checked;
-    }
-  });
-
-  document.addEventListener("click", (event) => {
-    const button = event.target.closest?.(".todo button");
-    if (!button) return;
-    if (button.matches(".delete")) todo("delete_todo", { todo_id: button.dataset.todo }, $("#list-error"));
-    if (button.matches(".rename")) startRename(button.closest(".todo"));
-  });
-
-  // Rename in place: Enter sends, Escape cancels; a rejection is shown under the input.
-  function startRename(item) {
-    if (item.querySelector(".edit")) return;
-    const id = item.dataset.todo;
-    const text = item.querySelector(".text");
-    const form = document.createElement("form");
-    form.className = "edit";
-    form.innerHTML = `<label class="visually-hidden" for="edit-${id}">New text</label>
-      <input id="edit-${id}" aria-describedby="edit-error-${id}">
-      <p class="error" id="edit-error-${id}" role="alert"></p>`;
-    const input = form.querySelector("input");
-    input.value = text.textContent;
-    item.append(form);
-    input.focus();
-    input.select();
-    const close = () => { form.remove(); item.querySelector(".rename")?.focus(); };
-    input.addEventListener("keydown", (e) => { if (e.key === "Escape") close(); });
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const box = form.querySelector(".error");
-      if (await todo("rename_todo", { todo_id: id, text: input.value }, box)) close();
-    });
-  }
-
-  $("#user-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const form = event.target;
-    const type = event.submitter?.value || "register_user";
-    const payload = {};
-    for (const field of ["name", "email"]) {
-      const value = form.elements[field].value.trim();
-      if (value || type === "register_user") payload[field] = value;
-    }
-    const id = form.elements.user_id.value.trim();
-    const box = $("#user-error");
-    if (!id) { box.textContent = "Give the user an id, e.g. ada."; return; }
-    await send("user_profile", id, type, payload, box);
-  });
+  // The app's own scripts (App.scripts) send their commands with these.
+  window.ironstar = { send, newId };
 
   // --- SQL ---------------------------------------------------------------------------
   $("#sql-form").addEventListener("submit", async (event) => {

@@ -1,7 +1,8 @@
 """`ironstar bench project`: projector catch-up over stored events, beside two ceilings.
 
-A nats-server in a temp dir gets `--events` mixed domain events (todo lists and user
-profiles, valid histories, some multi-event commands), loaded with `publish_async` windows.
+A nats-server in a temp dir gets `--events` events of valid histories from the loaded
+app (`App.events`; the example's: todo lists and user profiles, some multi-event
+commands), loaded with `publish_async` windows.
 The server runs with its default `sync_interval` (not `always`): only loading is affected,
 consumption never writes to the stream. Then, in one run:
 
@@ -17,20 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 
-from common import bus
+from common import builtin, bus, catalogue
 from common import envelope as codec
-from common.envelope import Envelope, Metadata
+from common.envelope import Envelope
 from common.messages import QueryRequest
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
@@ -41,8 +40,6 @@ from projector.feed import Feed
 from projector.readmodel import ReadModel
 from projector.replica import apply
 
-_EPOCH_MS = 1_790_000_000_000  # events are spread over time, 5 ms apart
-
 
 def _say(what: str) -> None:
     print(f"bench project: {what}", file=sys.stderr, flush=True)
@@ -50,8 +47,6 @@ def _say(what: str) -> None:
 
 def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to store")
-    parser.add_argument("--lists", type=int, default=5_000, help="todo lists among them")
-    parser.add_argument("--users", type=int, default=20_000, help="user profiles among them")
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="events per DuckDB transaction (default 1000)"
     )
@@ -61,89 +56,6 @@ def add(parser: argparse.ArgumentParser) -> None:
         default=5000,
         help="events per transaction while more than --batch-size wait (default 5000)",
     )
-
-
-def domain_events(
-    count: int, lists: int = 100, users: int = 100, seed: int = 1
-) -> Iterator[Envelope]:
-    """`count` envelopes of valid histories: todos added, renamed, completed, reopened,
-    deleted (some several at once, as `clear_completed` does); users registered, updated,
-    deactivated. Deterministic for a seed."""
-    rnd = random.Random(seed)
-    todos: dict[str, dict[str, list[Any]]] = {}  # list -> todo -> [completed, deleted]
-    versions: dict[str, int] = {}
-    people: dict[str, bool] = {}  # user -> active
-    made = 0
-
-    def envelope(
-        kind: str, key: str, event_type: str, data: dict[str, Any], command: str
-    ) -> Envelope:
-        versions[key] = versions.get(key, 0) + 1
-        return Envelope(
-            event_id=codec.uuid7(_EPOCH_MS + made * 5),
-            aggregate_type=kind,
-            aggregate_id=key,
-            version=versions[key],
-            event_type=event_type,
-            schema=2 if event_type == "todo_added" else 1,
-            occurred_at=time.strftime(
-                "%Y-%m-%dT%H:%M:%S", time.gmtime((_EPOCH_MS + made * 5) // 1000)
-            )
-            + f".{(made * 5) % 1000:03d}Z",
-            payload=data,
-            metadata=Metadata(command_id=command, correlation_id=command),
-        )
-
-    while made < count:
-        command = f"c{made}"
-        if rnd.random() < 0.2:
-            user = f"u{rnd.randrange(users)}"
-            if user not in people:
-                data = {"name": f"User {user}", "email": f"{user}@example.com"}
-                yield envelope("user_profile", user, "user_registered", data, command)
-                people[user] = True
-            elif people[user] and rnd.random() < 0.9:
-                data = (
-                    {"name": f"Name {made}"} if rnd.random() < 0.5 else {"email": f"{made}@e.org"}
-                )
-                yield envelope("user_profile", user, "profile_updated", data, command)
-            elif people[user]:
-                yield envelope("user_profile", user, "user_deactivated", {}, command)
-                people[user] = False
-            else:
-                continue
-            made += 1
-            continue
-        name = f"l{rnd.randrange(lists)}"
-        items = todos.setdefault(name, {})
-        live = [t for t, (_, deleted) in items.items() if not deleted]
-        roll = rnd.random()
-        if not live or roll < 0.35:
-            todo = f"t{len(items)}"
-            items[todo] = [False, False]
-            yield envelope(
-                "todo_list", name, "todo_added", {"todo_id": todo, "text": f"do {made}"}, command
-            )
-        elif roll < 0.97:
-            todo = rnd.choice(live)
-            state = items[todo]
-            if roll < 0.55:
-                kind, data = "todo_renamed", {"todo_id": todo, "text": f"redo {made}"}
-            elif roll < 0.9:
-                kind, data = ("todo_reopened" if state[0] else "todo_completed"), {"todo_id": todo}
-                state[0] = not state[0]
-            else:
-                kind, data = "todo_deleted", {"todo_id": todo}
-                state[1] = True
-            yield envelope("todo_list", name, kind, data, command)
-        else:  # clear_completed: one todo_deleted per completed todo, one command
-            done = [t for t in live if items[t][0]][: max(count - made, 1)]
-            for todo in done:
-                items[todo][1] = True
-                yield envelope("todo_list", name, "todo_deleted", {"todo_id": todo}, command)
-            made += len(done)
-            continue
-        made += 1
 
 
 async def load(nc: Client, prefix: str, envelopes: list[Envelope], window: int = 20_000) -> float:
@@ -203,7 +115,7 @@ async def _end_to_end(
     request = QueryRequest(name="totals", min_seq=count, timeout_s=3600)
     reply = await bus.request(
         nc,
-        Subjects(settings.prefix).query("analytics"),
+        Subjects(settings.prefix).query(builtin.NAME),
         msgspec.json.encode(request),
         3600,
         "projector",
@@ -217,7 +129,10 @@ async def _end_to_end(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configure_logging("bench", "WARNING")  # JSON lines on stderr; figures on stdout
-    envelopes = list(domain_events(args.events, args.lists, args.users))
+    app = catalogue.current().app
+    if app.events is None:
+        raise catalogue.AppError(f"app {app.name} declares no history (App(events=...))")
+    envelopes = list(app.events(args.events, 1))
     count = len(envelopes)
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-project-") as tmp:
         directory = Path(tmp)

@@ -1,9 +1,10 @@
 """`ironstar demo`: a realistic stream of commands, so a new user sees the dashboard move.
 
-A few people keep a few todo lists: they add, complete, rename, reopen and delete todos,
-clear completed ones now and then, register and update their profiles. Commands go to the
-gateway's HTTP API like any client's; the occasional rejection (a rule broken) is part of
-real traffic and is counted, not fatal. Stops after `--duration` seconds or on Ctrl-C.
+The commands come from the loaded app's demo script (`App.demo`; the example's: people
+keeping todo lists and their profiles), which may read the read models first to go on
+from what the stack holds. They go to the gateway's HTTP API like any client's; the
+occasional rejection (a rule broken) is part of real traffic and is counted, not fatal.
+Stops after `--duration` seconds or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,61 +16,25 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common import catalogue
+from common.app import DemoCommand, Read
 from ironstar.commands import examples
 from ironstar.commands.remote import add_data_dir, target
 from ironstar.rerun import typed
 
-LISTS = ("inbox", "groceries", "work", "holiday")
-THINGS = {
-    "inbox": (
-        "Call the plumber", "Renew passport", "Book dentist", "Back up the laptop",
-        "Pay the electricity bill", "Reply to Sam", "Return the library books",
-        "Fix the bike light", "Send the birthday card", "Cancel the gym trial",
-    ),
-    "groceries": (
-        "Milk", "Sourdough", "Coffee beans", "Tomatoes", "Olive oil", "Lemons", "Eggs",
-        "Basil", "Parmesan", "Rice", "Apples", "Greek yoghurt", "Dark chocolate", "Oat milk",
-    ),
-    "work": (
-        "Review the PR", "Write the release notes", "Rotate the keys", "Plan the sprint",
-        "Update the runbook", "Answer the security review", "Fix the flaky test",
-        "Draft the Q3 roadmap", "Prepare the demo", "Book the offsite room",
-    ),
-    "holiday": (
-        "Book the train", "Pack sunscreen", "Print tickets", "Water the plants",
-        "Buy travel adapters", "Download offline maps", "Check the passport dates",
-        "Book the ferry", "Find a cat sitter", "Pack the hiking boots",
-    ),
-}  # fmt: skip
-DETAILS = ("today", "before Friday", "this weekend", "after lunch", "first thing Monday")
-# (id, name, another name they might switch to): real people, real alternative spellings.
-PEOPLE = (
-    ("ada", "Ada Lovelace", "Augusta Ada King"),
-    ("grace", "Grace Hopper", "Grace Brewster Hopper"),
-    ("alan", "Alan Turing", "Alan M. Turing"),
-    ("katherine", "Katherine Johnson", "Katherine G. Johnson"),
-    ("edsger", "Edsger Dijkstra", "Edsger W. Dijkstra"),
-    ("barbara", "Barbara Liskov", "Barbara H. Liskov"),
-    ("margaret", "Margaret Hamilton", "Margaret H. Hamilton"),
-    ("donald", "Donald Knuth", "Donald E. Knuth"),
-    ("radia", "Radia Perlman", "Radia J. Perlman"),
-    ("frances", "Frances Allen", "Frances E. Allen"),
-)
-FIRST_USERS = 3  # registered at once; the others join one by one as the demo runs
-
-Command = tuple[str, str, str, dict[str, Any]]
+Command = DemoCommand
 
 
 def add(commands: Any) -> None:
     demo = commands.add_parser(
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
-        description="Feed a running Ironstar (e.g. `ironstar up`) with todo and profile "
-        "commands over its HTTP API until Ctrl-C.",
+        description="Feed a running Ironstar (e.g. `ironstar up`) with the app's demo "
+        "commands (IRONSTAR_APP) over its HTTP API until Ctrl-C.",
         **examples("ironstar demo", "ironstar demo --rate 10 --duration 60"),
     )
     demo.add_argument(
@@ -86,75 +51,6 @@ def add(commands: Any) -> None:
         "--seed", type=int, default=None, help="random seed, for a repeatable run (default: none)"
     )
     demo.set_defaults(run=run)
-
-
-def _register(user: tuple[str, str, str]) -> Command:
-    return (
-        "user_profile",
-        user[0],
-        "register_user",
-        {"name": user[1], "email": f"{user[0]}@example.org"},
-    )
-
-
-Lists = dict[str, dict[str, tuple[str, bool]]]  # list id → todo id → (text, completed)
-
-
-def script(
-    rng: random.Random, lists: Lists | None = None, registered: Iterable[str] = ()
-) -> Iterator[Command]:
-    """An endless, plausible sequence of (aggregate type, id, command, payload).
-
-    A list never holds the same text twice; people join one by one and sometimes change
-    their name to another real form of it. `lists` and `registered` are what a stack
-    already holds (a demo run again on the same data goes on from there).
-    """
-    todos: Lists = {name: dict((lists or {}).get(name, {})) for name in LISTS}
-    known = set(registered)
-    joined = [p for p in PEOPLE if p[0] in known]
-    for user in PEOPLE[:FIRST_USERS]:
-        if user[0] not in known:
-            joined.append(user)
-            yield _register(user)
-    run = f"{rng.randrange(16**4):04x}"  # todo ids of this run, apart from an earlier run's
-    n = 0
-    while True:
-        n += 1
-        list_id = rng.choice(LISTS)
-        items = todos[list_id]
-        used = {text.split(" (")[0] for text, _ in items.values()}
-        fresh = [text for text in THINGS[list_id] if text not in used]
-        roll = rng.random()
-        if fresh and (roll < 0.4 or len(items) < 2):
-            todo_id = f"{run}-{n}"
-            text = rng.choice(fresh)
-            items[todo_id] = (text, False)
-            yield "todo_list", list_id, "add_todo", {"todo_id": todo_id, "text": text}
-        elif roll < 0.65 and items:
-            todo_id = rng.choice(list(items))
-            text, done = items[todo_id]
-            items[todo_id] = (text, not done)
-            command = "reopen_todo" if done else "complete_todo"
-            yield "todo_list", list_id, command, {"todo_id": todo_id}
-        elif roll < 0.72 and items:
-            todo_id = rng.choice(list(items))
-            text, done = items[todo_id]
-            text = f"{text.split(' (')[0]} ({rng.choice(DETAILS)})"
-            items[todo_id] = (text, done)
-            yield "todo_list", list_id, "rename_todo", {"todo_id": todo_id, "text": text}
-        elif roll < 0.85 and items:
-            todo_id = rng.choice(list(items))
-            del items[todo_id]
-            yield "todo_list", list_id, "delete_todo", {"todo_id": todo_id}
-        elif roll < 0.9:
-            todos[list_id] = {k: v for k, v in items.items() if not v[1]}
-            yield "todo_list", list_id, "clear_completed", {}
-        elif roll < 0.95 and len(joined) < len(PEOPLE):
-            joined.append(next(p for p in PEOPLE if p not in joined))
-            yield _register(joined[-1])
-        else:
-            user_id, name, other = rng.choice(joined)
-            yield "user_profile", user_id, "update_profile", {"name": rng.choice((name, other))}
 
 
 class NotIronstar(Exception):
@@ -202,15 +98,24 @@ def _get(url: str) -> dict[str, Any] | None:
         return _json(url, exc.code, exc.headers, exc.read() or b"{}")
 
 
-def _current(url: str) -> tuple[Lists, list[str]]:
-    """The demo's lists and people as the stack holds them now."""
-    lists: Lists = {}
-    for list_id in LISTS:
-        found = _get(f"{url}/api/todo-lists/{list_id}") or {}
-        items = (found.get("result") or {}).get("items") or []
-        lists[list_id] = {i["todo_id"]: (i["text"], bool(i["completed"])) for i in items}
-    registered = [p[0] for p in PEOPLE if _get(f"{url}/api/users/{p[0]}") is not None]
-    return lists, registered
+def _reader(url: str) -> Read:
+    """Read a catalogue query over HTTP: its result, or None when it holds nothing (404)."""
+
+    def read(projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        query = urllib.parse.urlencode(params)
+        found = _get(f"{url}/api/read/{projection}/{name}?{query}")
+        return None if found is None else found.get("result")
+
+    return read
+
+
+def script(rng: random.Random, url: str) -> Iterator[Command]:
+    """The loaded app's demo script, lazily (so reading the stack fails where sending
+    does); AppError when the app has none."""
+    app = catalogue.current().app
+    if app.demo is None:
+        raise catalogue.AppError(f"app {app.name} declares no demo traffic (App(demo=...))")
+    yield from app.demo(rng, _reader(url))
 
 
 WRONG_TARGET = (401, 403, 404)  # a command answered so can never succeed: stop at once
@@ -271,8 +176,8 @@ def feed(
     started = time.monotonic()
     tally = Tally() if tally is None else tally
     try:
-        lists, registered = _current(url)
-        for i, command in enumerate(script(rng, lists, registered)):
+        # the script may read the stack as it goes: the same failures apply
+        for i, command in enumerate(script(rng, url)):
             if duration and time.monotonic() - started >= duration:
                 break
             status, body = send(url, command)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from common import runtime
+from common import catalogue, runtime
 from common.settings import (
     AuthSettings,
     GatewaySettings,
@@ -14,6 +15,7 @@ from common.settings import (
     NatsSettings,
     ProjectorSettings,
     WriterSettings,
+    app_name,
 )
 from ironstar.commands import examples
 
@@ -37,6 +39,12 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        cat = catalogue.install(catalogue.load(app_name()))
+    except catalogue.AppError as exc:
+        print(f"ironstar {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(f"ironstar {args.command}: app {cat.app.name} ({app_name()})", file=sys.stderr)
     nats = NatsSettings.from_env()
     match args.command:
         case "writer":

@@ -23,7 +23,7 @@ import msgspec
 import nats as nats_client
 from nats.errors import NoServersError
 
-from common import bus, storage
+from common import builtin, bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
 from common.messages import CommandRequest, QueryRequest
 from common.settings import NatsSettings
@@ -121,7 +121,7 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         subjects = Subjects(nats.prefix)
         writer = await _probe(
             nc,
-            subjects.command("user_profile"),
+            subjects.command(next(iter(catalogue.current().aggregates))),
             _encode(
                 CommandRequest(
                     aggregate_id=PROBE_ID,
@@ -135,7 +135,7 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         )
         projector = await _probe(
             nc,
-            subjects.query("analytics"),
+            subjects.query(builtin.NAME),  # every app has the built-in projection
             _encode(QueryRequest(name="totals", params={}, min_seq=0, timeout_s=1.0)),
             "projector",
         )

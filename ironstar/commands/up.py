@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from common.settings import GatewaySettings
+from common import catalogue
+from common.settings import APP_VARIABLE, GatewaySettings, app_name
 from ironstar.commands import examples
 
 
@@ -20,6 +22,7 @@ def add(commands: Any) -> None:
         **examples(
             "ironstar up --http-port 8080",
             "ironstar up --demo",
+            "ironstar up --app billing",
             "IRONSTAR_GATEWAY_PORT=8001 make run",
             "make run ARGS='--http-port 8001 --data-dir .ironstar-2'",
         ),
@@ -41,6 +44,12 @@ def add(commands: Any) -> None:
         metavar="RATE",
         help="also feed demo commands (RATE per second, default 4); see `ironstar demo`",
     )
+    up.add_argument(
+        "--app",
+        default=None,
+        help="the app package every service loads (sets IRONSTAR_APP; default: "
+        "$IRONSTAR_APP or examples.todo); a package in the current directory loads",
+    )
     up.set_defaults(run=run)
 
 
@@ -48,10 +57,17 @@ def run(args: argparse.Namespace) -> int:
     from ironstar.commands.demo import feed
     from ironstar.up import Stack, up
 
+    name = args.app or app_name()
+    try:  # refuse before starting anything, with the same line a service would print
+        catalogue.install(catalogue.load(name))
+    except catalogue.AppError as exc:
+        print(f"ironstar up: {exc}", file=sys.stderr)
+        return 2
     gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
     host = args.http_host or gateway.host
     port = gateway.port if args.http_port is None else args.http_port
     stack = Stack(args.data_dir, host, port, args.nats_port)
+    stack.extra_env[APP_VARIABLE] = name
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")

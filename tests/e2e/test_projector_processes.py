@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from ironstar.benchmarks.project import domain_events
+from examples.todo.history import domain_events
 from tests.support.processes import Service, run_cli
 from tests.support.projections import TODO_ROWS, USER_ROWS, fold, sql, store
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ironstar.commands.demo import LISTS, script
+from examples.todo.demo import LISTS, script
 from tests.support.processes import run_cli
 from tests.support.stack import Stack
 from tests.support.up import ROOT

@@ -15,7 +15,7 @@ from common.errors import Timeout
 from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from ironstar.benchmarks.project import domain_events
+from examples.todo.history import domain_events
 from projector.readmodel import ReadModel
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 from tests.support.waiting import eventually
@@ -84,19 +84,19 @@ async def test_a_changed_projection_version_is_rebuilt_at_start(
     events = list(domain_events(1_500, lists=10, users=10, seed=5))
     last = await store(nc, nats_settings, events)
     async with replica(nats_settings, tmp_path, "v"):
-        expected = await sql(nc, nats_settings, "SELECT * FROM event_counts ORDER BY ALL", last)
+        expected = await sql(nc, nats_settings, "SELECT * FROM todos ORDER BY ALL", last)
     old = duckdb.connect(str(tmp_path / "v.duckdb"))
-    old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'analytics'")
-    old.execute("DELETE FROM event_counts")  # what an old version left behind
+    old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'todo_lists'")
+    old.execute("DELETE FROM todos")  # what an old version left behind
     old.close()
     async with replica(nats_settings, tmp_path, "v"):
         # Answered from the old file while the rebuild runs, from the new one after the swap.
         await eventually(
-            lambda: sql(nc, nats_settings, "SELECT * FROM event_counts ORDER BY ALL", last),
+            lambda: sql(nc, nats_settings, "SELECT * FROM todos ORDER BY ALL", last),
             lambda rows: rows == expected,
         )
         versions = await sql(nc, nats_settings, "SELECT count(*) FROM projection_versions "
-                             "WHERE name = 'analytics' AND version = 2")  # fmt: skip
+                             "WHERE name = 'todo_lists' AND version = 3")  # fmt: skip
         assert versions == [[1]]
 
 

@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common.errors import Invalid
 from common.settings import NatsSettings
-from ironstar.benchmarks.project import domain_events
+from examples.todo.history import domain_events
 from tests.support.projections import ask, fold, replica, sql, store
 
 CLI = Path(sys.executable).parent / "duckdb"  # from the `duckdb-cli` package (test extra)

@@ -24,7 +24,7 @@ from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequest
 from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from ironstar.benchmarks.project import domain_events
+from examples.todo.history import domain_events
 from projector.readmodel import ReadModel
 from projector.sql import run as sql_run
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store

@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 
 from common import bus
-from common.domain import aggregate
+from common.catalogue import aggregate
 from common.errors import Conflict, RuleViolation
 from common.messages import CommandRequest, CommandResult
 from common.settings import NatsSettings

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import envelope
-from common.domain import AGGREGATES, aggregate
+from common.catalogue import aggregate, current
 from common.errors import Invalid, IronstarError, NotFound, RuleViolation, TooLarge, Unauthorized
 from common.messages import CommandBody
 from common.subjects import Subjects, valid_id
@@ -22,6 +22,7 @@ from gateway.feed import parse_topics
 from gateway.limits import _fits, _refuse, check_json
 from gateway.sse import parse_last_event_id
 
+AGGREGATES = current().aggregates
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda inner: (

@@ -310,7 +310,7 @@ def test_hostile_values_anywhere_never_get_a_5xx(
     requests = [
         ("GET", target, {"params": params}),
         ("GET", f"/api/todo-lists/{segment}", {"params": params}),
-        ("GET", f"/ui/todos/{segment}", {}),
+        ("GET", f"/ui/panels/todos/items?list={segment}", {}),
         ("POST", f"/api/commands/todo_list/{segment}", {"json": command}),
         ("POST", "/api/sql", {"params": params, "json": command}),
         ("POST", "/api/session", {}),

@@ -91,7 +91,7 @@ async def test_the_page_shows_only_what_its_token_grants(
 async def test_fragments_need_the_read_grant_of_what_they_show_not_admin(
     http: httpx.AsyncClient, secrets: Secrets
 ) -> None:
-    path = f"/ui/todos/{secrets.list_id}"
+    path = f"/ui/panels/todos/items?list={secrets.list_id}"
     for scopes in (("read:*",), ("read:todo_list",), (f"read:todo_list:{secrets.list_id}",)):
         reply = await http.get(path, headers=bearer(*scopes))
         assert reply.status_code == 200 and secrets.todo_text in reply.text, scopes

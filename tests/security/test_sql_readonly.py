@@ -200,7 +200,7 @@ async def test_answers_too_big_for_a_message_are_cut_or_refused_never_retryable(
                 assert frames[-1].data["todo_list:huge"]["truncated"]["total"] == 4_500
             else:
                 assert NOTE.format(kept=kept, total="4,500") in text, text[:300]
-        for path in ("/ui/todos/huge", "/?list=huge"):
+        for path in ("/ui/panels/todos/items?list=huge", "/?list=huge"):
             shown = await client.get(path)
             assert shown.status_code == 200, path
             assert NOTE.format(kept=kept, total="4,500") in shown.text, path

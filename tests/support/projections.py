@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from common import bus
 from common import envelope as codec
-from common.domain import aggregate
+from common.catalogue import aggregate
 from common.envelope import Envelope
 from common.messages import QueryRequest
 from common.settings import NatsSettings, ProjectorSettings

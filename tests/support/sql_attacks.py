@@ -14,7 +14,7 @@ WRITES = [
     "WITH x AS (INSERT INTO dead_letters (sequence) VALUES (-1) RETURNING *) SELECT * FROM x",
     "WITH x AS (DELETE FROM users RETURNING 1) SELECT 1",
     "WITH a AS (SELECT 1), b AS (DELETE FROM projection_versions RETURNING *) FROM b",
-    "WITH x AS MATERIALIZED (DELETE FROM event_counts RETURNING *) SELECT count(*) FROM x",
+    "WITH x AS MATERIALIZED (DELETE FROM stream_counts RETURNING *) SELECT count(*) FROM x",
     "wItH x As (dElEtE fRoM TODOS returning *) select 1 from x",
 ]
 _RUN_SQL = [
@@ -207,7 +207,7 @@ ATTACKS: list[tuple[str, type[IronstarError], str]] = [
 STATE = [
     "SELECT md5(string_agg(t::VARCHAR, '|' ORDER BY t::VARCHAR)) FROM todos t",
     "SELECT md5(string_agg(u::VARCHAR, '|' ORDER BY u::VARCHAR)) FROM users u",
-    "SELECT md5(string_agg(e::VARCHAR, '|' ORDER BY e::VARCHAR)) FROM event_counts e",
+    "SELECT md5(string_agg(e::VARCHAR, '|' ORDER BY e::VARCHAR)) FROM stream_counts e",
     "SELECT * FROM checkpoint",
     "SELECT * FROM projection_versions ORDER BY name",
     "SELECT count(*) FROM dead_letters",

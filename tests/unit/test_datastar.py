@@ -8,7 +8,8 @@ from typing import Any
 from datastar_py import ServerSentEventGenerator as Official
 
 from common.envelope import Envelope, Metadata
-from gateway import chart, datastar, render
+from examples.todo import panels
+from gateway import chart, datastar
 from gateway.wire import fields
 
 
@@ -118,9 +119,12 @@ def test_a_snapshot_of_a_list_cut_to_fit_one_answer_says_how_many_it_shows():
 def test_every_todo_list_rendering_notes_a_cut_and_only_a_cut() -> None:
     items = [{"todo_id": "a", "text": "A", "completed": False}]
     cut = {"field": "items", "returned": 1, "total": 2}
-    for html in (render.todo_list("l", items, cut), render.todo_items(items, cut)):
+    for html in (
+        panels.todo_list("l", {"items": items, "truncated": cut}),
+        panels.todo_items(items, cut),
+    ):
         assert '<li class="note truncated" role="note">showing 1 of 2 todos' in html
-    for html in (render.todo_list("l", items), render.todo_items(items, None)):
+    for html in (panels.todo_list("l", {"items": items}), panels.todo_items(items, None)):
         assert "showing" not in html and "note" not in html
 
 
@@ -133,7 +137,7 @@ def test_the_chart_stacks_each_minute_by_event_type_and_says_its_numbers_in_text
     svg = chart.chart(rows, minutes=5, now=datetime(2026, 1, 1, 12, 2, 40, tzinfo=UTC))
     assert svg.count("<rect") == 3
     assert "6 events in the 5 minutes up to 12:02 UTC; busiest minute 4." in svg
-    assert 'fill="#2563eb"' in svg  # todo_added's colour
+    assert f'fill="{chart.colour("todo_added")}"' in svg  # todo_added's own colour
 
 
 def test_the_chart_time_axis_runs_to_now_not_to_the_last_event():
@@ -148,7 +152,7 @@ def test_the_chart_time_axis_runs_to_now_not_to_the_last_event():
 def test_a_registered_user_is_put_at_the_top_of_the_newest_first_list():
     event = _event("user_profile", "linus", "user_registered", name="Linus Torvalds",
                    email="linus@example.org")  # fmt: skip
-    first = dict(datastar.patches(9, event)[0])
+    first = dict(datastar.patches(9, event)[0][0])
     assert (first["mode"], first["selector"]) == ("prepend", "#users")
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.domain import Aggregate, aggregate
+from common.app import Aggregate
+from common.catalogue import aggregate
 from common.errors import IronstarError
 
 todo_list = aggregate("todo_list")

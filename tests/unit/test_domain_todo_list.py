@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from common.domain import aggregate
-from common.domain.todo_list import (
+from common.catalogue import aggregate
+from common.errors import Invalid, NotFound, RuleViolation
+from examples.todo.todo_list import (
     TodoAdded,
     TodoCompleted,
     TodoDeleted,
     TodoRenamed,
     TodoReopened,
 )
-from common.errors import Invalid, NotFound, RuleViolation
 
 todo_list = aggregate("todo_list")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from common.domain import aggregate
-from common.domain.todo_list import Todo, TodoAdded, TodoCompleted
-from common.domain.upcasting import upcast
+from common.app import Aggregate
+from common.catalogue import aggregate
+from examples.todo.todo_list import Todo, TodoAdded, TodoCompleted
 
 todo_list = aggregate("todo_list")
 
@@ -29,5 +30,23 @@ def test_new_todo_added_events_are_written_as_schema_2_with_text() -> None:
 
 
 def test_a_schema_without_an_upcaster_is_reported_not_guessed() -> None:
+    renamed_twice = Aggregate(
+        name="t",
+        initial=None,
+        decide=lambda state, command: [],
+        evolve=lambda state, event: state,
+        commands=_Command,
+        events=_Event,
+        schemas={"todo_renamed": 2},
+    )
     with pytest.raises(ValueError, match="no upcaster for todo_renamed schema 1"):
-        upcast("todo_renamed", 1, 2, {"todo_id": "milk", "text": "x"})
+        renamed_twice.upcast("todo_renamed", 1, {"todo_id": "milk", "text": "x"})
+
+
+class _Command(msgspec.Struct, tag="noop", tag_field="type"):
+    pass
+
+
+class _Event(msgspec.Struct, tag="todo_renamed", tag_field="event_type"):
+    todo_id: str
+    text: str

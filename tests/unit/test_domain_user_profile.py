@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from common.domain import aggregate
-from common.domain.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
+from common.catalogue import aggregate
 from common.errors import Invalid, RuleViolation
+from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
 
 user_profile = aggregate("user_profile")
 

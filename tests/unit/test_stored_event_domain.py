@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.domain import aggregate
-from common.domain.rules import ImpossibleEvent
-from common.domain.todo_list import TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed, TodoReopened
-from common.domain.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
+from common.catalogue import aggregate
 from common.envelope import MAX_VERSION, Undecodable, decode_stored, utc_now, uuid7
+from examples.todo.rules import ImpossibleEvent
+from examples.todo.todo_list import TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed, TodoReopened
+from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
 
 GOOD: dict[str, Any] = {
     "event_id": uuid7(),

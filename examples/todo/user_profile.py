@@ -7,7 +7,7 @@ from typing import Annotated
 from msgspec import Meta, Struct
 from msgspec.structs import replace
 
-from common.domain.rules import bounded_text, email, possible, require
+from examples.todo.rules import bounded_text, email, possible, require
 
 
 class RegisterUser(
@@ -33,7 +33,7 @@ class DeactivateUser(
 Command = RegisterUser | UpdateProfile | DeactivateUser
 
 
-# Event fields carry the domain `decide` guarantees (see `common/domain/rules.py`).
+# Event fields carry the domain `decide` guarantees (see `examples/todo/rules.py`).
 Name = Annotated[str, Meta(min_length=1, max_length=100)]
 Email = Annotated[str, Meta(min_length=3, max_length=254)]
 
@@ -56,6 +56,7 @@ class UserDeactivated(Struct, frozen=True, tag="user_deactivated", tag_field="ev
 
 Event = UserRegistered | ProfileUpdated | UserDeactivated
 SCHEMAS: dict[str, int] = {}
+CRITICAL = frozenset({"user_deactivated"})
 
 
 class UserProfile(Struct, frozen=True):

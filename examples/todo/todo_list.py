@@ -7,7 +7,7 @@ from typing import Annotated
 from msgspec import Meta, Struct, field
 from msgspec.structs import replace
 
-from common.domain.rules import possible, require, todo_id, todo_text
+from examples.todo.rules import possible, require, todo_id, todo_text
 
 
 # Commands: orders, tagged by their snake_case `type`.
@@ -80,8 +80,19 @@ class TodoDeleted(Struct, frozen=True, tag="todo_deleted", tag_field="event_type
 
 Event = TodoAdded | TodoRenamed | TodoCompleted | TodoReopened | TodoDeleted
 
-# Schema history: v1 of `todo_added` called the text `title` (see common/domain/upcasting.py).
+# Schema history: v1 of `todo_added` called the text `title`. Stored events are never
+# rewritten; an old payload is upcast step by step when it is read.
 SCHEMAS = {"todo_added": 2}
+
+
+def _todo_added_v1_to_v2(payload: dict[str, object]) -> dict[str, object]:
+    upcast = {key: value for key, value in payload.items() if key != "title"}
+    upcast["text"] = payload["title"]
+    return upcast
+
+
+UPCASTERS = {("todo_added", 1): _todo_added_v1_to_v2}
+CRITICAL = frozenset({"todo_deleted"})  # never debounced away on a feed
 
 
 class Todo(Struct, frozen=True):

@@ -1,0 +1,251 @@
+"""The app interface: what a team's package declares to run its domain on Ironstar.
+
+An app is plain typed Python: frozen dataclasses holding the domain's own functions and
+msgspec types, no base classes to inherit. A package exposes one `app = App(...)` at its
+top level; every service loads it from `IRONSTAR_APP` (see `common/catalogue.py`).
+
+- `Aggregate`: tagged command and event unions (msgspec Structs with `tag_field="type"` /
+  `"event_type"`), an initial state, `decide(state, command) -> list[event]`,
+  `evolve(state, event) -> state`, the current schema of each event type with the
+  upcasters that bring older payloads up to it, and the critical event types (never
+  debounced on a feed).
+- `Projection`: tables (DDL), how a batch is applied — SQL statements over the staged
+  relation `batch` (see `projector/staging.py` for its columns) or a Python hook — and
+  named `Query`s with typed parameters and result shapes. Reads need `read:<grant>`.
+- `Feed`: how a feed of an aggregate type is snapshotted from a projection's queries.
+- `Panel`: optional dashboard markup (HTML from query results) and the Datastar patches
+  of an event; `Demo`: a plausible endless command script for `ironstar demo`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+import msgspec
+
+from common.envelope import Envelope
+from common.errors import Invalid, NotFound, invalid_from_msgspec
+
+Payload = dict[str, Any]
+Upcaster = Callable[[Payload], Payload]  # payload of schema N -> payload of schema N + 1
+
+
+def tags(union: Any) -> frozenset[str]:
+    """The tags of a union of tagged Structs (a single Struct counts as a union of one)."""
+    members = get_args(union) or (union,)
+    return frozenset(str(member.__struct_config__.tag) for member in members)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregate type: its pure core, codecs and schema history."""
+
+    name: str
+    initial: Any
+    decide: Callable[[Any, Any], list[Any]]
+    evolve: Callable[[Any, Any], Any]
+    commands: Any  # a union of tagged Structs, tag_field "type"
+    events: Any  # a union of tagged Structs, tag_field "event_type"
+    schemas: Mapping[str, int] = field(default_factory=dict)  # event type -> current (default 1)
+    upcasters: Mapping[tuple[str, int], Upcaster] = field(default_factory=dict)
+    critical: frozenset[str] = frozenset()
+    command_types: frozenset[str] = field(init=False)
+    event_types: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command_types", tags(self.commands))
+        object.__setattr__(self, "event_types", tags(self.events))
+
+    def command(self, command_type: str, payload: Any) -> Any:
+        """Build a command from its JSON parts: 404 for an unknown type, 422 for a bad shape."""
+        if command_type not in self.command_types:
+            known = ", ".join(sorted(self.command_types))
+            raise NotFound(
+                f"{self.name} has no command {command_type[:80]!r}; known: {known}", field="type"
+            )
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise Invalid("payload must be a JSON object", field="payload")
+        try:
+            return msgspec.convert({**payload, "type": command_type}, self.commands)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc, f"{command_type} payload") from None
+
+    def schema(self, event_type: str) -> int:
+        return self.schemas.get(event_type, 1)
+
+    def upcast(self, event_type: str, schema: int, payload: Payload) -> Payload:
+        """The payload in the current schema: upcasters N → N+1 → … applied in turn.
+        Raises ValueError when a step is missing."""
+        current = self.schema(event_type)
+        while schema < current:
+            step = self.upcasters.get((event_type, schema))
+            if step is None:
+                raise ValueError(f"no upcaster for {event_type} schema {schema} → {schema + 1}")
+            payload, schema = step(payload), schema + 1
+        return payload
+
+    def to_payload(self, event: Any) -> tuple[str, Payload]:
+        payload = msgspec.to_builtins(event)
+        return payload.pop("event_type"), payload
+
+    def from_payload(self, event_type: str, schema: int, payload: Payload) -> Any:
+        current = self.upcast(event_type, schema, payload)
+        return msgspec.convert({**current, "event_type": event_type}, self.events)
+
+    def fold(self, events: Iterable[Any], state: Any = None) -> Any:
+        state = self.initial if state is None else state
+        for event in events:
+            state = self.evolve(state, event)
+        return state
+
+
+class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The parameters of a query that takes none."""
+
+
+Connection = Any  # a DuckDB connection (cursor); apps need not import duckdb for typing
+Run = Callable[[Connection, Any], Any]  # (cursor, params struct) -> result (builtins)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A named read of a projection.
+
+    `sql` is one SELECT with `$name` placeholders filled from the `params` Struct (its
+    fields are the query string's typed parameters); rows come back as objects, or with
+    `one=True` the first row (404 with `missing` when there is none). `run` instead is a
+    Python function `(cursor, params) -> result` for what one SELECT cannot say. `result`
+    is the type of the answer, for the OpenAPI document. `key` names the parameter that
+    is an aggregate id: a token holding `read:<grant>:<that id>` may then ask for it.
+    """
+
+    sql: str = ""
+    run: Run | None = None
+    params: type[msgspec.Struct] = NoParams
+    result: Any = list[dict[str, Any]]
+    one: bool = False
+    key: str | None = None
+    description: str = ""
+    missing: str = "not found"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a Python hook sees: the batch's events in stream order, and the command id
+    of the event just before the batch ("" if none)."""
+
+    events: Sequence[tuple[int, Envelope]]
+    preceding: str
+
+
+Hook = Callable[[Connection, Batch], None]
+
+
+class Unapplicable(Exception):
+    """Raised by a hook for an event it cannot apply (a payload it does not understand):
+    the event becomes a dead letter and the batch is applied again without it."""
+
+    def __init__(self, sequence: int, error: str) -> None:
+        super().__init__(f"sequence {sequence}: {error}")
+        self.sequence = sequence
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A read model: tables, how a batch is applied, what it answers.
+
+    `apply` is either SQL statements run in order over the staged relation `batch` (one
+    row per event of the batch, see `projector/staging.py`), or a Python hook. Either
+    runs inside the batch's transaction, together with the checkpoint; the engine skips
+    events already applied and hands over events in stream order. `version` is stored in
+    the file: a change rebuilds the projection. `tables` are dropped by a rebuild.
+    Reads need the scope `read:<grant>` (default: the projection's name).
+    """
+
+    name: str
+    version: int
+    ddl: tuple[str, ...]
+    tables: tuple[str, ...]
+    apply: tuple[str, ...] | Hook
+    queries: Mapping[str, Query] = field(default_factory=dict)
+    grant: str = ""
+
+    @property
+    def scope(self) -> str:
+        return f"read:{self.grant or self.name}"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How the feed of one aggregate type is snapshotted (for an unresumable
+    `Last-Event-ID`): `one` answers a single aggregate (its `key` parameter is the id),
+    `every` answers the whole type (none: the snapshot of the whole type is null)."""
+
+    aggregate: str
+    projection: str
+    one: str
+    every: str = ""
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One Datastar `patch-elements`: `elements` (HTML) at `selector` with `mode`."""
+
+    elements: str = ""
+    selector: str | None = None
+    mode: str = "outer"
+
+
+Ask = Callable[[str, str, Mapping[str, Any]], Awaitable[Any]]  # (projection, query, params)
+Fragment = Callable[[Ask, Mapping[str, str]], Awaitable[str]]  # (ask, page params) -> HTML
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A dashboard panel. `render(ask, params)` returns its HTML from queries (`ask`
+    answers None when the read model cannot answer now); `patches(sequence, event)`
+    are the Datastar patches a live event makes to it; `snapshot(topic, state)` the
+    patches a feed snapshot of `topic` makes. `params` are the page's query string.
+    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`: an element
+    with `data-refresh="<that url>"` and an id is reloaded from it as events come.
+    `topics(params)` are the feed topics the panel follows (`type` or `type:id`; the
+    page follows those the caller is granted; no panel naming any: every type)."""
+
+    name: str
+    title: str
+    render: Fragment
+    patches: Callable[[int, Envelope], list[Patch]] | None = None
+    snapshot: Callable[[str, Any], list[Patch]] | None = None
+    fragments: Mapping[str, Fragment] = field(default_factory=dict)
+    topics: Callable[[Mapping[str, str]], list[str]] | None = None
+
+
+DemoCommand = tuple[str, str, str, Payload]  # aggregate type, id, command type, payload
+Read = Callable[[str, str, Mapping[str, Any]], Any]  # a query's result, None when not found
+
+
+@dataclass(frozen=True)
+class App:
+    """Everything per-domain Ironstar runs. `demo(rng, read)` yields an endless plausible
+    command script (`read(projection, query, params)` answers from the running stack);
+    `events(count, seed)` yields stored envelopes of valid histories for the benchmarks.
+    `aliases` are extra GET paths for queries (`{param}` segments, and `{query}` for the
+    query's name). `assets` is a directory served at `/app/`; `scripts` are file names in
+    it the dashboard loads after its own script (which offers `window.ironstar.send`)."""
+
+    name: str
+    aggregates: tuple[Aggregate, ...]
+    projections: tuple[Projection, ...]
+    feeds: tuple[Feed, ...] = ()
+    panels: tuple[Panel, ...] = ()
+    demo: Callable[[random.Random, Read], Iterator[DemoCommand]] | None = None
+    events: Callable[[int, int], Iterator[Envelope]] | None = None
+    aliases: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    assets: str = ""
+    scripts: tuple[str, ...] = ()

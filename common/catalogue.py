@@ -1,0 +1,218 @@
+"""The catalogue: one index of the loaded app that every service reads per-domain facts from.
+
+`load("examples.todo")` imports the package named by `IRONSTAR_APP` (the current
+directory is on the import path, so a package there loads) and takes its `app`.
+`Catalogue.check()` lists what is missing or inconsistent; services call `install`,
+which refuses to start with one line naming the first problem. Each process installs
+one catalogue at its composition root; `current()` returns it (loading the default app
+the first time when nothing was installed, e.g. in a unit test).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+import msgspec
+
+from common import builtin
+from common.app import Aggregate, App, Feed, Projection, Query
+from common.errors import Invalid, NotFound
+from common.settings import DEFAULT_APP, app_name
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+
+
+class AppError(Exception):
+    """The app cannot run: the message is the one line a service prints before refusing."""
+
+
+def load(name: str = DEFAULT_APP) -> Catalogue:
+    """Import package `name` and index its `app`; AppError when it is not one."""
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a package in the current directory loads
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise AppError(f"IRONSTAR_APP={name}: cannot import it ({exc})") from None
+    app = getattr(module, "app", None)
+    if not isinstance(app, App):
+        raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
+    return Catalogue(app)
+
+
+class Catalogue:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.aggregates: dict[str, Aggregate] = {a.name: a for a in app.aggregates}
+        # Every app gets the built-in `versions` and `stream` projections first (their
+        # tables may be read by the app's views and queries).
+        self.projections: dict[str, Projection] = {
+            p.name: p for p in (*builtin.BUILT_IN, *app.projections)
+        }
+        self.feeds: dict[str, Feed] = {f.aggregate: f for f in app.feeds}
+        self.critical = frozenset().union(*(a.critical for a in app.aggregates))
+
+    @cached_property
+    def command_types(self) -> frozenset[str]:
+        return frozenset().union(*(a.command_types for a in self.aggregates.values()))
+
+    def aggregate(self, name: str) -> Aggregate:
+        found = self.aggregates.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.aggregates))
+            raise NotFound(
+                f"unknown aggregate type {name[:80]!r}; known: {known}", field="aggregate_type"
+            )
+        return found
+
+    def projection(self, name: str) -> Projection:
+        found = self.projections.get(name)
+        if found is None:
+            known = ", ".join(sorted(self.projections))
+            raise NotFound(f"no projection {name[:80]!r}; known: {known}", field="projection")
+        return found
+
+    def query(self, projection: str, name: str) -> Query:
+        queries = self.projection(projection).queries
+        found = queries.get(name)
+        if found is None:
+            known = ", ".join(sorted(queries))
+            raise NotFound(
+                f"{projection} has no query {name[:80]!r}; known: {known}", field="query"
+            )
+        return found
+
+    def params(self, projection: str, name: str, values: Mapping[str, Any]) -> Any:
+        """The query's typed parameters from strings or JSON values; 422 naming the field."""
+        query = self.query(projection, name)
+        try:
+            return msgspec.convert(dict(values), query.params, strict=False)
+        except msgspec.ValidationError as exc:
+            raise Invalid(f"{projection}/{name} parameters: {exc}", field="params") from None
+
+    def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
+        """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""
+        scope = self.projection(projection).scope
+        query = self.query(projection, name)
+        key = values.get(query.key) if query.key else None
+        return f"{scope}:{key}" if key else scope
+
+    def alias(self, path: str) -> tuple[str, str, dict[str, str]] | None:
+        """(projection, query, path params) of an alias path, or None."""
+        parts = path.strip("/").split("/")
+        for template, (projection, query) in self.app.aliases.items():
+            pattern = template.strip("/").split("/")
+            if len(pattern) != len(parts):
+                continue
+            found: dict[str, str] = {}
+            for want, got in zip(pattern, parts, strict=True):
+                param = _ALIAS_PARAM.fullmatch(want)
+                if param:
+                    found[param.group(1)] = got
+                elif want != got:
+                    break
+            else:
+                name = found.pop("query", query)
+                return projection, name, found
+        return None
+
+    def check(self) -> list[str]:
+        """Every problem of the app, one line each (empty: ready to run)."""
+        return list(_problems(self))
+
+
+_cached: Catalogue | None = None
+
+
+def install(catalogue: Catalogue) -> Catalogue:
+    """Make `catalogue` this process's; AppError naming the first problem if it has any."""
+    global _cached
+    problems = catalogue.check()
+    if problems:
+        raise AppError(f"app {catalogue.app.name}: {problems[0]}")
+    _cached = catalogue
+    return catalogue
+
+
+def current() -> Catalogue:
+    """This process's catalogue (the app of `IRONSTAR_APP`, default the example)."""
+    return _cached or install(load(app_name()))
+
+
+def _problems(cat: Catalogue) -> Iterator[str]:
+    app = cat.app
+    if not app.aggregates:
+        yield "declares no aggregate"
+    names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
+    for own in builtin.BUILT_IN:
+        if own.name in (p.name for p in app.projections):
+            yield f"projection name {own.name!r} is Ironstar's own"
+    for name in names:
+        if not _NAME.fullmatch(name):
+            yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
+    for name in {n for n in names if names.count(n) > 1}:
+        yield f"name {name!r} is declared twice"
+    for aggregate in app.aggregates:
+        yield from _aggregate_problems(aggregate)
+        if aggregate.name not in cat.feeds:
+            yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
+    tables: dict[str, str] = {}
+    for projection in cat.projections.values():
+        if projection.name in ("sql", "snapshot", "rebuild"):
+            yield f"projection name {projection.name!r} is reserved"
+        for table in projection.tables:
+            if table in tables:
+                yield f"table {table} belongs to {tables[table]} and {projection.name}"
+            tables[table] = projection.name
+        for name, query in projection.queries.items():
+            if bool(query.sql) == (query.run is not None):
+                yield f"query {projection.name}/{name} needs exactly one of sql= or run="
+            if query.key and query.key not in query.params.__struct_fields__:
+                yield f"query {projection.name}/{name}: key {query.key!r} is not a parameter"
+    for feed in app.feeds:
+        yield from _feed_problems(cat, feed)
+    for template, (target, name) in app.aliases.items():
+        if target not in cat.projections:
+            yield f"alias {template} names no projection {target!r}"
+        elif "{query}" not in template and name not in cat.projections[target].queries:
+            yield f"alias {template} names no query {target}/{name}"
+
+
+def _aggregate_problems(aggregate: Aggregate) -> Iterator[str]:
+    name = aggregate.name
+    for kind in sorted(aggregate.critical - aggregate.event_types):
+        yield f"aggregate {name}: critical event type {kind} is not one of its events"
+    for kind, current in aggregate.schemas.items():
+        if kind not in aggregate.event_types:
+            yield f"aggregate {name}: schema given for unknown event type {kind}"
+        for schema in range(1, current):
+            if (kind, schema) not in aggregate.upcasters:
+                yield f"aggregate {name}: no upcaster for {kind} schema {schema} → {schema + 1}"
+
+
+def _feed_problems(cat: Catalogue, feed: Feed) -> Iterator[str]:
+    where = f"feed of {feed.aggregate}"
+    if feed.aggregate not in cat.aggregates:
+        yield f"{where}: no such aggregate"
+    projection = cat.projections.get(feed.projection)
+    if projection is None:
+        yield f"{where}: no projection {feed.projection!r}"
+        return
+    for name in (feed.one, feed.every):
+        if name and name not in projection.queries:
+            yield f"{where}: no query {feed.projection}/{name}"
+    one = projection.queries.get(feed.one)
+    if one is not None and not one.key:
+        yield f"{where}: query {feed.projection}/{feed.one} needs key= (the aggregate id)"
+
+
+def aggregate(name: str) -> Aggregate:
+    """The current app's aggregate `name` (404 naming the known ones)."""
+    return current().aggregate(name)

@@ -1,0 +1,1 @@
+"""The example's read models: `todo_lists`, `user_profiles` and `analytics`, in SQL."""

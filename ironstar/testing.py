@@ -1,0 +1,121 @@
+"""A test kit for apps: given/when/then for deciders, given events/then a query for projections.
+
+Deciders run as plain functions (no NATS): `given(aggregate, *events).when(command)`
+folds the events, decides, and returns an `Outcome` to check with `.then(*events)` or
+`.refused(ErrorType, "words of the rule")`. A command is a Struct, or `(type, payload)`
+as a client sends it (so its shape is checked too).
+
+Projections run in the real engine over a real in-memory DuckDB:
+`project(app, (aggregate_type, id, event), ...)` stores the events as the writer would
+(versions per aggregate, one command per event, sequences from 1) and applies them as
+one batch, or `batches` batches; `.query(projection, name, **params)` answers like the
+projector does for the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from common.app import Aggregate, App
+from common.catalogue import Catalogue
+from common.envelope import Envelope, Metadata, uuid7
+from common.errors import IronstarError
+from projector.readmodel import ReadModel
+
+__all__ = ["Outcome", "Projected", "given", "project"]
+CLOCK = "2026-01-01T00:00:00.000Z"  # occurred_at of every projected event (a fixed clock)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    events: list[Any] | None
+    error: IronstarError | None
+
+    def then(self, *expected: Any) -> None:
+        """The command was accepted and decided exactly `expected` (none: a no-op)."""
+        assert self.error is None, f"refused: {self.error!r}"
+        assert self.events == list(expected), f"decided {self.events}, expected {expected}"
+
+    def refused(self, kind: type[IronstarError], words: str = "") -> None:
+        """The command was refused with `kind` whose message contains `words`."""
+        assert self.error is not None, f"accepted with {self.events}; expected {kind.__name__}"
+        assert isinstance(self.error, kind), f"refused with {self.error!r}, not {kind.__name__}"
+        assert words in self.error.message, f"{self.error.message!r} does not say {words!r}"
+
+
+@dataclass(frozen=True)
+class Given:
+    aggregate: Aggregate
+    history: tuple[Any, ...]
+
+    def when(self, command: Any) -> Outcome:
+        state = self.aggregate.fold(self.history)
+        try:
+            if isinstance(command, tuple):
+                command = self.aggregate.command(*command)
+            return Outcome(self.aggregate.decide(state, command), None)
+        except IronstarError as exc:
+            return Outcome(None, exc)
+
+
+def given(aggregate: Aggregate, *events: Any) -> Given:
+    """The aggregate after `events` (event Structs, oldest first)."""
+    return Given(aggregate, events)
+
+
+class Projected:
+    """The app's projections after some events, in a real in-memory DuckDB."""
+
+    def __init__(self, app: App, envelopes: list[Envelope], batches: int = 1) -> None:
+        self.catalogue = Catalogue(app)
+        self.model = ReadModel(Path(":memory:"), catalogue=self.catalogue)
+        size = max(1, -(-len(envelopes) // max(1, batches)))
+        for start in range(0, len(envelopes), size):
+            chunk = list(enumerate(envelopes[start : start + size], start + 1))
+            self.model.apply(chunk, start + len(chunk))
+
+    def query(self, projection: str, name: str, **params: Any) -> Any:
+        """The query's answer (plain JSON values, as the gateway sends them)."""
+        typed = self.catalogue.params(projection, name, params)
+        answer = self.model.query(projection, name, typed)
+        return msgspec.json.decode(msgspec.json.encode(answer, enc_hook=str))
+
+    def sql(self, text: str) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self.model.con.execute(text).fetchall()
+        return rows
+
+
+def project(app: App, *events: tuple[str, str, Any], batches: int = 1) -> Projected:
+    """Apply `(aggregate_type, aggregate_id, event Struct)`s to `app`'s projections."""
+    return Projected(app, envelopes(app, events), batches)
+
+
+def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope]:
+    """Stored envelopes of `events` as the writer makes them (current schemas)."""
+    kinds = {a.name: a for a in app.aggregates}
+    versions: dict[tuple[str, str], int] = {}
+    out = []
+    for number, (aggregate_type, aggregate_id, event) in enumerate(events, 1):
+        kind = kinds[aggregate_type]
+        event_type, payload = kind.to_payload(event)
+        key = (aggregate_type, aggregate_id)
+        versions[key] = versions.get(key, 0) + 1
+        out.append(
+            Envelope(
+                event_id=uuid7(),
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                version=versions[key],
+                event_type=event_type,
+                schema=kind.schema(event_type),
+                occurred_at=CLOCK,
+                payload=payload,
+                metadata=Metadata(command_id=f"c{number}", correlation_id=f"c{number}"),
+            )
+        )
+    return out

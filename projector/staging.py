@@ -1,0 +1,175 @@
+"""The staged batch: the events of one batch as the DuckDB relation `batch`.
+
+SQL projections read `batch`, one row per event in stream order, with the columns
+
+| column | type | |
+|---|---|---|
+| `sequence` | BIGINT | stream sequence (global position) |
+| `aggregate_type`, `aggregate_id` | VARCHAR | |
+| `event_type` | VARCHAR | |
+| `version` | BIGINT | 1-based per aggregate |
+| `occurred_at` | TIMESTAMPTZ | |
+| `payload` | JSON | in the event type's current schema (older schemas upcast) |
+| `metadata` | JSON | `command_id`, `correlation_id`, `causation_id`, `actor` |
+| `command_id` | VARCHAR | the command that appended the event |
+| `new_command` | BOOLEAN | first event of its command (commands' events are adjacent) |
+
+Every payload is checked against its event type's Struct first: an event of the app's
+aggregates whose payload does not fit is `Unapplicable` (a dead letter), so the SQL
+never meets a payload it cannot read. Then `Checker.fold` (the built-in `versions`
+projection, applied before the app's) refuses an event that is not its aggregate's next
+version, or that its aggregate's `evolve` refuses given the state before it (an event
+`decide` could not have made, e.g. a todo added twice): the same history the writer would
+refuse. The state after the batch is kept per aggregate in `aggregate_versions` (its
+msgspec JSON), so one lookup and one upsert per batch, of the aggregates it touches.
+
+The batch is registered as an Arrow table; the read model runs with external access off,
+which also turns off scanning Python objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any, get_args
+
+import duckdb
+import msgspec
+import pyarrow as pa
+
+from common.app import Aggregate, Unapplicable
+from common.catalogue import Catalogue
+from common.envelope import Envelope
+
+Event = tuple[int, Envelope]
+VIEW = """CREATE TEMP VIEW IF NOT EXISTS batch AS
+    SELECT sequence, aggregate_type, aggregate_id, event_type, version,
+           occurred_at::TIMESTAMPTZ AS occurred_at, payload::JSON AS payload,
+           metadata::JSON AS metadata, command_id, new_command
+    FROM _staged"""
+_json = msgspec.json.Encoder()
+_S, _I = pa.string(), pa.int64()
+
+
+class Checker:
+    """Brings payloads to their current schema and checks them against their Struct."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self._aggregates = catalogue.aggregates
+        self._types: dict[tuple[str, str], Any] = {
+            (a.name, t): member
+            for a in catalogue.aggregates.values()
+            for member in _members(a)
+            if (t := str(member.__struct_config__.tag))
+        }
+
+    def payload(self, sequence: int, event: Envelope) -> dict[str, Any]:
+        kind = self._types.get((event.aggregate_type, event.event_type))
+        if kind is None:
+            return event.payload  # not the app's: the SQL filters it out or reads it as is
+        aggregate = self._aggregates[event.aggregate_type]
+        try:
+            data = event.payload
+            if event.schema < aggregate.schema(event.event_type):
+                data = aggregate.upcast(event.event_type, event.schema, data)
+            msgspec.convert(data, kind)
+        except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
+            raise Unapplicable(sequence, f"{event.event_type}: {exc}") from exc
+        return data
+
+    def fold(self, con: duckdb.DuckDBPyConnection, events: Sequence[Event]) -> None:
+        """Raise `Unapplicable` at the first event out of its aggregate's order or refused
+        by its `evolve`; else store every touched aggregate's last version and state.
+        Needs the staged `batch`."""
+        found = con.execute(
+            """SELECT v.aggregate_type, v.aggregate_id, v.version, v.state
+               FROM aggregate_versions AS v
+               JOIN (SELECT DISTINCT aggregate_type, aggregate_id FROM batch) AS b
+               USING (aggregate_type, aggregate_id)"""
+        ).fetchall()
+        last = {(kind, key): (version, state) for kind, key, version, state in found}
+        states: dict[tuple[str, str], Any] = {}
+        for sequence, e in events:
+            key = (e.aggregate_type, e.aggregate_id)
+            version, stored = last.get(key, (0, None))
+            if e.version != version + 1:
+                raise Unapplicable(
+                    sequence,
+                    f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
+                )
+            aggregate = self._aggregates.get(e.aggregate_type)
+            if aggregate is not None:
+                state = states.get(key)
+                if state is None:
+                    state = aggregate.initial
+                    if stored is not None:
+                        state = msgspec.json.decode(stored, type=type(aggregate.initial))
+                try:
+                    event = aggregate.from_payload(e.event_type, e.schema, e.payload)
+                    states[key] = aggregate.evolve(state, event)
+                except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
+                    raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
+            last[key] = (e.version, stored)
+        rows = [
+            (kind, key, version, _state(states, (kind, key), stored))
+            for (kind, key), (version, stored) in last.items()
+        ]
+        kinds, keys, versions, texts = zip(*rows, strict=True) if rows else ((),) * 4
+        table = pa.table(
+            {
+                "aggregate_type": pa.array(kinds, _S),
+                "aggregate_id": pa.array(keys, _S),
+                "version": pa.array(versions, _I),
+                "state": pa.array(texts, _S),
+            }
+        )
+        con.register("_versions", table)
+        try:
+            con.execute(
+                """INSERT INTO aggregate_versions SELECT * FROM _versions
+                   ON CONFLICT DO UPDATE SET version = excluded.version, state = excluded.state"""
+            )
+        finally:
+            con.unregister("_versions")
+
+
+def _state(states: dict[tuple[str, str], Any], key: tuple[str, str], stored: Any) -> Any:
+    return _json.encode(states[key]).decode() if key in states else stored
+
+
+def _members(aggregate: Aggregate) -> tuple[Any, ...]:
+    return get_args(aggregate.events) or (aggregate.events,)
+
+
+def stage(
+    con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Event], preceding: str
+) -> None:
+    """Register `events` as `_staged` (the view `batch` reads it); checks every payload."""
+    payloads = [_json.encode(checker.payload(seq, e)) for seq, e in events]
+    commands = [e.metadata.command_id for _, e in events]
+    previous = [preceding, *commands[:-1]]
+    table = pa.table(
+        {
+            "sequence": pa.array([seq for seq, _ in events], _I),
+            "aggregate_type": pa.array([e.aggregate_type for _, e in events], _S),
+            "aggregate_id": pa.array([e.aggregate_id for _, e in events], _S),
+            "event_type": pa.array([e.event_type for _, e in events], _S),
+            "version": pa.array([e.version for _, e in events], _I),
+            "occurred_at": pa.array([e.occurred_at for _, e in events], _S),
+            "payload": pa.array(payloads, pa.binary()).cast(_S),
+            "metadata": pa.array([_json.encode(e.metadata) for _, e in events], pa.binary()).cast(
+                _S
+            ),
+            "command_id": pa.array(commands, _S),
+            "new_command": pa.array(
+                [c != p for c, p in zip(commands, previous, strict=True)], pa.bool_()
+            ),
+        }
+    )
+    con.register("_staged", table)
+    con.execute(VIEW)
+
+
+def unstage(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # an aborted transaction is rolled back anyway
+        con.unregister("_staged")

@@ -1,0 +1,101 @@
+"""`ironstar new` to a running app, as docs/extending.md walks it: the same commands, run.
+
+In an empty directory: `ironstar new billing` writes the package, its tests pass, and
+`ironstar up --app billing` serves it: a command over HTTP, its SQL projection's query
+(read your writes), the dashboard with the app's panel.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ironstar.natsserver import free_port
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+# The shell steps of docs/extending.md (tests/unit/test_extending_doc.py holds the doc to
+# these): each runs here, in the new app's directory.
+NEW = "ironstar new billing"
+TEST = "pytest billing"
+UP = "ironstar up --app billing"
+RECORD = (
+    "curl -X POST localhost:8000/api/commands/billing/acme "
+    """-H 'Content-Type: application/json' -d '{"type": "record", "payload": {"amount": 42}}'"""
+)
+READ = "curl 'localhost:8000/api/read/billing_totals/total?id=acme'"
+STEPS = (NEW, TEST, UP, RECORD, READ)
+
+
+def _ironstar(command: str) -> list[str]:
+    return [sys.executable, "-m", "ironstar", *shlex.split(command)[1:]]
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`ironstar new billing`, its tests, then `ironstar up --app billing` in that directory."""
+    made = subprocess.run(_ironstar(NEW), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert "2 files" in made.stdout
+    tests = subprocess.run(
+        [sys.executable, "-m", *shlex.split(TEST), "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    port = free_port()
+    options = ["--data-dir", str(tmp_path / "data"), "--http-port", str(port)]
+    options += ["--nats-port", str(free_port())]
+    env = {k: v for k, v in os.environ.items() if k != "IRONSTAR_APP"}
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            _ironstar(UP) + options, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    yield up, f"http://127.0.0.1:{port}"
+    up.send_signal(signal.SIGINT)
+    try:
+        up.wait(30)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait()
+
+
+async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
+    billing: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    up, base = billing
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+
+        async def health() -> int:
+            assert up.poll() is None, "ironstar up exited; see up.log"
+            try:
+                return (await http.get("/readyz")).status_code
+            except httpx.TransportError:
+                return 0
+
+        await eventually(health, lambda status: status == 200, timeout=60)
+        body = {"type": "record", "payload": {"amount": 42}}
+        recorded = await eventually(
+            lambda: http.post("/api/commands/billing/acme", json=body),
+            lambda reply: reply.status_code != 503,  # until the writer subscribed
+            timeout=30,
+        )
+        assert recorded.status_code == 200, recorded.text
+        read = await http.get(
+            "/api/read/billing_totals/total",
+            params={"id": "acme", "min_seq": recorded.json()["sequence"]},
+        )
+        assert read.json()["result"] == {"id": "acme", "amount": 42, "entries": 1}
+        page = (await http.get("/")).text
+        assert 'id="billing-log"' in page

@@ -1,0 +1,85 @@
+"""The test kit on two apps: deciders given/when/then, projections given events/then a query."""
+
+from __future__ import annotations
+
+from common.errors import Invalid, RuleViolation
+from examples.todo import TODO_LIST
+from examples.todo import app as todo_app
+from examples.todo.todo_list import AddTodo, TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed
+from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
+from ironstar.testing import given, project
+from tests.apps.inventory import STOCK_ITEM
+from tests.apps.inventory import app as inventory
+from tests.apps.inventory.domain import ItemRegistered, Ship, StockReceived, StockShipped
+
+
+def test_a_decider_given_events_decides_the_next_ones() -> None:
+    given(TODO_LIST).when(AddTodo("milk", " Milk ")).then(TodoAdded("milk", "Milk"))
+    given(TODO_LIST, TodoAdded("milk", "Milk")).when(("complete_todo", {"todo_id": "milk"})).then(
+        TodoCompleted("milk")
+    )
+
+
+def test_a_decider_refusal_names_its_rule_and_a_bad_shape_names_its_field() -> None:
+    given(TODO_LIST, TodoAdded("milk", "Milk")).when(AddTodo("milk", "again")).refused(
+        RuleViolation, "already exists"
+    )
+    given(TODO_LIST).when(("add_todo", {"todo_id": "x"})).refused(Invalid, "text")
+    given(STOCK_ITEM, ItemRegistered("bolt"), StockReceived(2)).when(Ship(3)).refused(
+        RuleViolation, "only 2 on hand"
+    )
+
+
+def test_a_command_that_changes_nothing_decides_no_events() -> None:
+    done = (TodoAdded("milk", "Milk"), TodoCompleted("milk"))
+    given(TODO_LIST, *done).when(("complete_todo", {"todo_id": "milk"})).then()
+
+
+def test_todo_lists_answers_the_list_after_its_events_in_one_or_many_batches() -> None:
+    events = [
+        ("todo_list", "home", TodoAdded("a", "one")),
+        ("todo_list", "home", TodoAdded("b", "two")),
+        ("todo_list", "home", TodoRenamed("a", "uno")),
+        ("todo_list", "home", TodoCompleted("b")),
+        ("todo_list", "home", TodoDeleted("b")),
+    ]
+    for batches in (1, 2, 5):
+        answer = project(todo_app, *events, batches=batches).query(
+            "todo_lists", "get", list_id="home"
+        )
+        assert answer["items"] == [
+            {"todo_id": "a", "text": "uno", "completed": False, "updated_seq": 3}
+        ]
+        assert (answer["active"], answer["completed"]) == (1, 0)
+
+
+def test_user_profiles_keep_the_last_name_and_the_deactivation() -> None:
+    view = project(
+        todo_app,
+        ("user_profile", "ada", UserRegistered("Ada", "ada@example.org")),
+        ("user_profile", "ada", ProfileUpdated(name="Ada L.")),
+        ("user_profile", "ada", UserDeactivated()),
+    )
+    user = view.query("user_profiles", "get", user_id="ada")
+    assert (user["name"], user["email"], user["active"]) == ("Ada L.", "ada@example.org", False)
+
+
+def test_analytics_counts_each_command_once_and_each_event() -> None:
+    view = project(
+        todo_app, ("todo_list", "l", TodoAdded("a", "x")), ("todo_list", "l", TodoCompleted("a"))
+    )
+    totals = view.query("analytics", "totals")
+    assert (totals["events"], totals["commands"], totals["completed"]) == (2, 2, 1)
+
+
+def test_the_inventory_projection_sums_what_was_received_and_shipped() -> None:
+    view = project(
+        inventory,
+        ("stock_item", "bolt", ItemRegistered("Bolt")),
+        ("stock_item", "bolt", StockReceived(10)),
+        ("stock_item", "bolt", StockShipped(4)),
+        ("stock_item", "nut", ItemRegistered("Nut")),
+        batches=2,
+    )
+    assert view.query("stock", "item", sku="bolt")["on_hand"] == 6
+    assert [r["sku"] for r in view.query("stock", "low", threshold=7)] == ["nut", "bolt"]
