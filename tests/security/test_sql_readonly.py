@@ -24,6 +24,7 @@ from tests.support.feeds import feed
 from tests.support.projections import store
 from tests.support.sql_attacks import ATTACKS, MIXES, STATE, WRITES
 from tests.support.stack import Stack
+from tests.support.waiting import eventually
 
 SQL = bearer("sql", subject="analyst")
 WRITER = bearer("commands:todo_list", "read:todo_list", subject="owner")
@@ -123,7 +124,12 @@ async def test_twenty_endless_queries_never_stall_reads_or_event_application(
     heavy = {"sql": "SELECT count(*) FROM range(100000000000)"}
     async with httpx.AsyncClient(base_url=sql_stack.url, headers=SQL, timeout=30) as client:
         flood = [asyncio.create_task(client.post("/api/sql", json=heavy)) for _ in range(20)]
-        await asyncio.sleep(0.3)  # the flood has arrived
+
+        # the flood has arrived once this principal's probe finds its places taken
+        async def probe() -> int:
+            return (await client.post("/api/sql", json={"sql": "SELECT 1"})).status_code
+
+        await eventually(probe, lambda status: status == 429, timeout=10)
         started = time.monotonic()
         written = await client.post(
             "/api/commands/todo_list/busy",
