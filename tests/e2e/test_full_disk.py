@@ -99,7 +99,14 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         until(answered, 30, lambda: answers[-1].text)
         after = answers[-1].json()["result"]["items"]
         assert set(acknowledged) <= {t["todo_id"] for t in after}
-        assert httpx.get(f"{up.url}/readyz", timeout=10).status_code == 200
+        # Readiness asks the event store too, which may still be settling after its full disk.
+        readiness: list[httpx.Response] = []
+
+        def ready() -> bool:
+            readiness.append(httpx.get(f"{up.url}/readyz", timeout=10))
+            return readiness[-1].status_code == 200
+
+        until(ready, 30, lambda: f"{readiness[-1].text}\n{up.output()}")
         assert up.process is not None and up.process.poll() is None
     finally:
         assert up.interrupt() == 0
