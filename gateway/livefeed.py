@@ -4,11 +4,11 @@
 `?sql=<SELECT>` a read-only ad-hoc query (the sandbox of `POST /api/sql`). The feed sends
 `event: result` with `id: S` and `data: {"sequence": S, "result": ..., "truncated"?}`: the
 full answer as of stream sequence S, first at once, then each time a committed batch
-changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` resumes with an answer
-as of S or later; answers never go back in sequence. `format=datastar` sends each answer
-as a `datastar-patch-signals` of the signal `signal` (default `live`). A failed evaluation
-is an `event: error` (the feed goes on); a token that expires ends the feed with `event:
-expired`. Everything is checked before the stream starts: 404 unknown query, 422 bad
+changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` (or `min_seq=S`,
+read-your-writes) starts with an answer as of S or later; answers never go back in
+sequence. `format=datastar` sends each answer as a `datastar-patch-signals` of the signal
+`signal` (default `live`). A failed evaluation is an `event: error` (the feed goes on); a
+token that expires ends the feed with `event: expired`. Everything is checked before the stream starts: 404 unknown query, 422 bad
 parameters or SQL, 401/403 grants (`gateway/grants.py`), 429 budgets (`gateway/live.py`).
 """
 
@@ -37,7 +37,9 @@ from gateway.live import Answer, Hub, Key, Subscriber
 from gateway.sse import parse_last_event_id
 from gateway.wire import comment, fields, frame, retry
 
-OWN = frozenset({"query", "sql", "format", "signal", "min_interval_ms", "last_event_id"})
+OWN = frozenset(
+    {"query", "sql", "format", "signal", "min_interval_ms", "last_event_id", reads.MIN_SEQ}
+)
 MAX_INTERVAL_MS = 60_000
 _SIGNAL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _json = msgspec.json.Encoder()
@@ -133,7 +135,7 @@ class LiveController(Controller):
         style, render = renderer(format, signal)
         require_read(projection, params, name)  # 401/403 for this principal, every time
         after = parse_last_event_id(last_event_id_header or last_event_id)
-        after = -1 if after is None else after
+        after = max(-1 if after is None else after, reads.min_seq(values))
         if after > 0:  # an id of another stream (ahead of this one) resumes nothing
             info = await backend.nc.jetstream().stream_info(backend.nats.stream)
             after = after if after <= info.state.last_seq else -1

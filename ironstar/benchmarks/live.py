@@ -153,20 +153,28 @@ async def _polling(
     queries = _queries(args.queries)
     records: list[list[tuple[int, float]]] = [[] for _ in range(args.subscribers)]
     done = asyncio.Event()
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    errors = 0
+    limits = httpx.Limits(max_connections=args.subscribers, max_keepalive_connections=None)
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
     ) as http:
 
         async def poll(i: int) -> None:
+            nonlocal errors
             projection, name, minutes = queries[i % len(queries)]
             path, every = f"/api/read/{projection}/{name}", args.interval_ms / 1000
             while not done.is_set():
                 asked = time.perf_counter()
-                reply = await http.get(path, params={"minutes": minutes})
+                try:
+                    reply = await http.get(path, params={"minutes": minutes})
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
                 found = _SEQUENCE.search(reply.content)
                 if found:
                     records[i].append((int(found.group(1)), time.perf_counter()))
+                else:
+                    errors += 1
                 await asyncio.sleep(max(0.0, asked + every - time.perf_counter()))  # the period
 
         pollers = [asyncio.create_task(poll(i)) for i in range(args.subscribers)]
@@ -180,6 +188,7 @@ async def _polling(
     p50, p99 = _quantiles(_visible(records, commits, started, ended))
     return {
         "queries_per_s": sum(started <= t <= ended for r in records for _, t in r) / elapsed,
+        "failed_queries": errors,
         "commit_to_visible_p50_ms": p50,
         "commit_to_visible_p99_ms": p99,
     }

@@ -127,6 +127,22 @@ async def test_a_result_comes_at_once_then_each_time_a_command_changes_it(
     await stop(one)
 
 
+async def test_the_datastar_format_patches_the_named_signal_with_each_answer(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    sequence = await add(http, list_id, "patched")
+    params = {**get_list(list_id), "format": "datastar", "signal": "todos"}
+    params["min_seq"] = str(sequence)  # read-your-writes: the first answer holds the todo
+    async with aconnect_sse(http, "GET", "/api/live", params=params) as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)  # after `retry:`
+    assert event.event == "datastar-patch-signals" and int(event.id) >= sequence
+    key, _, signals = event.data.partition(" ")
+    answer = json.loads(signals)["todos"]
+    assert key == "signals" and answer["sequence"] == int(event.id)
+    assert [i["text"] for i in answer["result"]["items"]] == ["patched"]
+
+
 async def test_last_event_id_resumes_with_an_answer_as_of_it_or_later(
     http: httpx.AsyncClient,
 ) -> None:
@@ -271,6 +287,7 @@ def _read_until(sock: socket.socket, marker: bytes, timeout: float) -> list[byte
         ({}, 422, "exactly one"),
         ({"query": "analytics.totals", "min_interval_ms": "1"}, 422, "min_interval_ms"),
         ({"query": "analytics.totals", "format": "xml"}, 422, "format"),
+        ({"query": "analytics.totals", "min_seq": "-1"}, 422, "min_seq"),
     ],
 )
 async def test_bad_input_is_a_clear_4xx_before_any_stream(
