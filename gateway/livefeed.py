@@ -8,8 +8,9 @@ changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` (or `min_seq=
 read-your-writes) starts with an answer as of S or later; answers never go back in
 sequence. `format=datastar` sends each answer as a `datastar-patch-signals` of the signal
 `signal` (default `live`). A failed evaluation is an `event: error` (the feed goes on); a
-token that expires ends the feed with `event: expired`. Everything is checked before the stream starts: 404 unknown query, 422 bad
-parameters or SQL, 401/403 grants (`gateway/grants.py`), 429 budgets (`gateway/live.py`).
+token that expires ends the feed with `event: expired`. Everything is checked before the
+stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
+(`gateway/grants.py`), 429 budgets (`gateway/live.py`).
 """
 
 from __future__ import annotations
