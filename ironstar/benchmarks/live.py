@@ -136,6 +136,7 @@ async def _live(
     ages = [t - commits[s] for r in records for s, t in r if s in commits and started <= t]
     p50, p99 = _quantiles(_visible(records, commits, started, ended))
     return {
+        "appended_per_s": len(events) / elapsed,
         "batches_per_s": batches,
         "evaluations_per_s": evaluations / elapsed,
         "expected_evaluations_per_s": len(queries) * min(batches, 1000 / args.interval_ms),
