@@ -148,7 +148,7 @@ class Evaluation:
         started = time.perf_counter()
         async with self.hub.slots:
             reply = await self.ask(min_seq)
-        metrics.live_evaluations.inc()
+        metrics.live_evaluations.labels(f"{self.key[0]}.{self.key[1]}").inc()
         metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
         return reply
 

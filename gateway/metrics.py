@@ -33,7 +33,10 @@ live_queries = Gauge(
     "live_queries", "distinct live queries this gateway evaluates (one evaluation each)"
 )
 live_evaluations = Counter(
-    "live_evaluations_total", "evaluations of live queries (each shared by all its subscribers)"
+    "live_evaluations_total",
+    "evaluations of live queries (each shared by all its subscribers), by query "
+    "(`<projection>.<query>`, `sql.sql` for every ad-hoc one)",
+    ["query"],
 )
 live_evaluation_seconds = Histogram(
     "live_evaluation_duration_seconds",

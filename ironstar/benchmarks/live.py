@@ -40,7 +40,7 @@ from ironstar.benchmarks.sse import _Client, _start_server
 from ironstar.natsserver import NatsServer, free_port
 
 _SEQUENCE = re.compile(rb'"sequence":(\d+)')
-_EVALUATIONS = re.compile(r"^live_evaluations_total (\S+)$", re.M)
+_EVALUATIONS = re.compile(r"^live_evaluations_total\{[^}]*\} (\S+)$", re.M)
 
 
 def add(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +99,7 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
 
 
 async def _evaluations(http: httpx.AsyncClient) -> float:
-    found = _EVALUATIONS.search((await http.get("/metrics")).text)
-    return float(found.group(1)) if found else 0.0
+    return sum(map(float, _EVALUATIONS.findall((await http.get("/metrics")).text)))
 
 
 async def _live(
