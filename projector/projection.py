@@ -30,23 +30,39 @@ def apply(
     projections: Sequence[Projection],
     events: Sequence[Event],
     preceding: str,
-) -> None:
+) -> set[str]:
     """Apply `events` (in stream order, none applied before) to `projections`; the caller
-    holds the transaction. Raises `Unapplicable` naming an event that cannot be applied."""
+    holds the transaction. Returns the names of the projections that changed (a SQL
+    projection whose statements changed no row did not; a hook is assumed to have).
+    Raises `Unapplicable` naming an event that cannot be applied."""
     if not events:
-        return
+        return set()
+    changed: set[str] = set()
     stage(con, checker, events, preceding)  # also checks every payload
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
                 checker.fold(con, events)
+                changed.add(projection.name)
             elif isinstance(projection.apply, tuple):
                 for statement in projection.apply:
-                    con.execute(statement)
+                    if _rows_changed(con.execute(statement)):
+                        changed.add(projection.name)
             else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
                 projection.apply(con, Batch(events, preceding))
+                changed.add(projection.name)
     finally:
         unstage(con)
+    return changed
+
+
+def _rows_changed(result: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a statement changed rows: INSERT, UPDATE and DELETE answer one row holding
+    their count; anything else (DDL, a SELECT) counts as a change, to be safe."""
+    if [d[0] for d in result.description or ()] != ["Count"]:
+        return True
+    rows = result.fetchall()
+    return not (len(rows) == 1 and rows[0][0] == 0)
 
 
 def answer(cursor: duckdb.DuckDBPyConnection, query: Query, params: Any) -> Any:

@@ -87,6 +87,11 @@ class _Batch:
     dead: list[DeadLetter] = field(default_factory=list)  # recorded so far
 
 
+def checkpoint_of(cursor: duckdb.DuckDBPyConnection) -> int:
+    """The checkpoint as the cursor's transaction sees it."""
+    return int(cursor.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchall()[0][0])
+
+
 class ReadModel:
     """Owns the DuckDB connection; `apply` is called from one thread at a time."""
 
@@ -119,6 +124,7 @@ class ReadModel:
             self.con.execute("COMMIT")
         found = self.con.execute("SELECT command_id FROM checkpoint WHERE id = 1").fetchall()
         self._command = str(found[0][0])
+        self.changed: frozenset[str] = frozenset()  # tables the last `apply` changed
 
     def _read_checkpoint(self) -> int:
         found = self.con.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchall()
@@ -161,7 +167,9 @@ class ReadModel:
         are applied, the checkpoint stops just before it and `Poisoned` is raised. Errors
         of the machine (a full disk, memory, I/O, an interrupt) are raised as they are.
         Returns the dead letters. The caller acks the stream only after this returns.
+        `changed` then names the tables it changed (lower case; `checkpoint` included).
         """
+        self.changed = frozenset()
         if last_sequence <= self.checkpoint:
             return []
         fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
@@ -232,7 +240,9 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                apply_projections(self.con, self.checker, projections, events, self._command)
+                names = apply_projections(
+                    self.con, self.checker, projections, events, self._command
+                )
                 if dead:
                     self.con.executemany(
                         "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
@@ -246,6 +256,9 @@ class ReadModel:
                 )
                 self.con.execute("COMMIT")
                 self._command = command
+                tables = {t for p in projections if p.name in names for t in p.tables}
+                self.changed |= {t.lower() for t in tables} | {"checkpoint"}
+                self.changed |= {"dead_letters"} if dead else set()
             except BaseException as exc:
                 with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT ended it
                     self.con.execute("ROLLBACK")
@@ -264,6 +277,17 @@ class ReadModel:
             return answer(cursor, self.projections[projection].queries[name], params)
         finally:
             cursor.close()
+
+    def query_as_of(self, projection: str, name: str, params: Any) -> tuple[int, Any]:
+        """`query`, and the checkpoint its answer is as of: both read in one transaction, so
+        a batch committed meanwhile is in neither."""
+        cursor = self.con.cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
+            sequence = checkpoint_of(cursor)
+            return sequence, answer(cursor, self.projections[projection].queries[name], params)
+        finally:
+            cursor.close()  # rolls the transaction back
 
     def snapshot(self, target: Path, storage_version: str = "v1.5.0") -> int:
         """A consistent copy of the read models at `target`, written through this
