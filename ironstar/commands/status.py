@@ -96,7 +96,8 @@ def _refused(url: str) -> str | None:
     return "; ".join(reasons)
 
 
-async def gather(nats: NatsSettings) -> dict[str, Any]:
+async def gather(nats: NatsSettings, aggregate: str) -> dict[str, Any]:
+    """The state of the stack at `nats`; its writers are probed on `aggregate`'s subject."""
     refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
     if refused:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
@@ -121,7 +122,7 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         subjects = Subjects(nats.prefix)
         writer = await _probe(
             nc,
-            subjects.command(next(iter(catalogue.current().aggregates))),
+            subjects.command(aggregate),
             _encode(
                 CommandRequest(
                     aggregate_id=PROBE_ID,
@@ -275,8 +276,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     nats = stack.nats
     try:
-        state = asyncio.run(gather(nats))
-    except (IronstarError, OSError, TimeoutError) as exc:
+        state = asyncio.run(gather(nats, stack.probe_aggregate()))
+    except (IronstarError, OSError, TimeoutError, catalogue.AppError) as exc:
         reason = exc.message if isinstance(exc, IronstarError) else str(exc) or type(exc).__name__
         state = {"nats": {"url": nats.url, "up": False, "reason": reason}}
     state["gateway"] = {"url": url, **_http(f"{url}/readyz")}

@@ -7,6 +7,7 @@ In an empty directory: `ironstar new billing` writes the package, its tests pass
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -72,7 +73,7 @@ def billing(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
-    billing: tuple[subprocess.Popen[bytes], str],
+    billing: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     up, base = billing
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -96,6 +97,30 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
             "/api/read/billing_totals/total",
             params={"id": "acme", "min_seq": recorded.json()["sequence"]},
         )
-        assert read.json()["result"] == {"id": "acme", "amount": 42, "entries": 1}
+        assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
         assert 'id="billing-log"' in page
+    _the_cli_elsewhere_uses_the_running_app(tmp_path / "data")
+
+
+def _the_cli_elsewhere_uses_the_running_app(data: Path) -> None:
+    """From a directory where `billing` cannot be imported and IRONSTAR_APP is the example,
+    `status --data-dir` probes billing's writer and `demo --data-dir` billing's script."""
+    elsewhere = data.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "IRONSTAR_APP": "examples.todo"}
+    run = [sys.executable, "-m", "ironstar"]
+    status = subprocess.run(
+        [*run, "status", "--json", "--data-dir", str(data)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    state = json.loads(status.stdout)
+    assert state["writer"]["up"] is True, status.stdout
+    assert status.returncode == 0, status.stdout
+    demo = subprocess.run(
+        [*run, "demo", "--duration", "2", "--data-dir", str(data)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    said = demo.stdout + demo.stderr
+    assert "app billing declares no demo traffic" in said, said  # not the example's todo traffic
+    assert "todo_list" not in said
