@@ -10,6 +10,9 @@ Projections run in the real engine over a real in-memory DuckDB:
 (versions per aggregate, one command per event, sequences from 1) and applies them as
 one batch, or `batches` batches; `.query(projection, name, **params)` answers like the
 projector does for the gateway.
+
+`contract(app)` (ironstar/contract.py) checks the whole app against the contract every
+app holds to: call it from the app's own tests.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from common.app import Aggregate, App
 from common.catalogue import Catalogue
 from common.envelope import Envelope, Metadata, uuid7
 from common.errors import IronstarError
+from ironstar.contract import contract
 from projector.readmodel import ReadModel
 
-__all__ = ["Outcome", "Projected", "given", "project"]
+__all__ = ["Outcome", "Projected", "contract", "given", "project"]
 CLOCK = "2026-01-01T00:00:00.000Z"  # occurred_at of every projected event (a fixed clock)
 
 
