@@ -43,7 +43,10 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
         raise AppError(f"IRONSTAR_APP={name}: cannot import it ({exc})") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
-        raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
+        raise AppError(
+            f"IRONSTAR_APP={name}: {getattr(module, '__file__', None) or name} has no "
+            "`app = App(...)` (another module of that name shadows the app?)"
+        )
     return Catalogue(app)
 
 

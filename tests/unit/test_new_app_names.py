@@ -72,3 +72,10 @@ def test_the_next_steps_printed_for_another_directory_run_as_printed(tmp_path: P
         ["sh", "-c", shell], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_loading_a_module_that_is_no_app_names_the_file_it_imported() -> None:
+    from common import catalogue
+
+    with pytest.raises(catalogue.AppError, match=r"json/__init__\.py has no `app = App"):
+        catalogue.load("json")
