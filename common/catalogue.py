@@ -27,6 +27,7 @@ from common.settings import DEFAULT_APP, app_name
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PARAM_IN_ERROR = re.compile(r"at `\$\.(\w+)|field `(\w+)`")
 
 
 class AppError(Exception):
@@ -98,7 +99,9 @@ class Catalogue:
         try:
             return msgspec.convert(dict(values), query.params, strict=False)
         except msgspec.ValidationError as exc:
-            raise Invalid(f"{projection}/{name} parameters: {exc}", field="params") from None
+            named = _PARAM_IN_ERROR.search(str(exc))  # "... - at `$.limit`", "field `id`"
+            field = (named.group(1) or named.group(2))[:64] if named else "params"
+            raise Invalid(f"{projection}/{name} parameters: {exc}", field=field) from None
 
     def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
         """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""
