@@ -33,7 +33,7 @@ RECORD = (
     "curl -X POST localhost:8000/api/commands/billing/acme "
     """-H 'Content-Type: application/json' -d '{"type": "record", "payload": {"amount": 42}}'"""
 )
-READ = "curl 'localhost:8000/api/read/billing_totals/total?id=acme'"
+READ = "curl 'localhost:8000/api/read/billing_totals/total?id=acme&min_seq=1'"
 STEPS = (NEW, TEST, UP, RECORD, READ)
 
 
@@ -93,10 +93,8 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
             timeout=30,
         )
         assert recorded.status_code == 200, recorded.text
-        read = await http.get(
-            "/api/read/billing_totals/total",
-            params={"id": "acme", "min_seq": recorded.json()["sequence"]},
-        )
+        assert recorded.json()["sequence"] == 1  # the first event of a new stack
+        read = await http.get(shlex.split(READ)[1].removeprefix("localhost:8000"))  # as the doc
         assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
         assert 'id="billing-log"' in page
