@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from ironstar.natsserver import free_port
+from tests.support.feeds import feed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +98,14 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
         read = await http.get(shlex.split(READ)[1].removeprefix("localhost:8000"))  # as the doc
         assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
-        assert 'id="billing-log"' in page
+        assert 'id="billing-log"' in page and "<li>acme: 42</li>" in page
+        # what the page reloads as events come, and whole after a feed snapshot
+        assert "<li>acme: 42</li>" in (await http.get("/ui/panels/billing/totals")).text
+        assert "<li>acme: 42</li>" in (await http.get("/ui/panels/billing")).text
+        # an unresumable position on the whole type: a snapshot of every billing account
+        async with feed(http, {"Last-Event-ID": "99999999"}, topics="billing") as reader:
+            snapshot = (await reader.until("snapshot"))[-1]
+        assert snapshot.data == {"billing": [{"id": "acme", "amount": 42, "entries": 1}]}
     _the_cli_elsewhere_uses_the_running_app(tmp_path / "data")
 
 
