@@ -114,6 +114,8 @@ async def test_a_wrong_read_names_its_parameter_or_the_known_queries_and_project
     assert (status, field) == (404, "projection") and "stock" in said and "stream" in said
     status, field, said = await problem("/api/read/stock")
     assert (status, field) == (404, "query") and "known: item, low" in said
+    for path in ("/api/read/nope/item", "/api/read/stock/nope", "/api/read/stock"):
+        assert (await http.get(path)).status_code == 401  # no names for an anonymous caller
 
 
 async def test_tokens_are_scoped_by_the_apps_grants(http: httpx.AsyncClient) -> None:
