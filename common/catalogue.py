@@ -27,6 +27,7 @@ from common.settings import DEFAULT_APP, app_name
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PARAM_IN_ERROR = re.compile(r"at `\$\.(\w+)|field `(\w+)`")
 
 
 class AppError(Exception):
@@ -43,7 +44,10 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
         raise AppError(f"IRONSTAR_APP={name}: cannot import it ({exc})") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
-        raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
+        raise AppError(
+            f"IRONSTAR_APP={name}: {getattr(module, '__file__', None) or name} has no "
+            "`app = App(...)` (another module of that name shadows the app?)"
+        )
     return Catalogue(app)
 
 
@@ -95,7 +99,9 @@ class Catalogue:
         try:
             return msgspec.convert(dict(values), query.params, strict=False)
         except msgspec.ValidationError as exc:
-            raise Invalid(f"{projection}/{name} parameters: {exc}", field="params") from None
+            named = _PARAM_IN_ERROR.search(str(exc))  # "... - at `$.limit`", "field `id`"
+            field = (named.group(1) or named.group(2))[:64] if named else "params"
+            raise Invalid(f"{projection}/{name} parameters: {exc}", field=field) from None
 
     def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
         """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""

@@ -51,8 +51,8 @@ EXAMPLES = """examples:
   ironstar status                           health, stream size, consumers, projection lag
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
-  ironstar query "SELECT * FROM todos"      read-only SQL over the read models
-  ironstar token --scope read:todo_list     a bearer token signed with IRONSTAR_AUTH_SECRET
+  ironstar query "SELECT * FROM stream_counts"   read-only SQL over the read models
+  ironstar token --scope 'read:*'           a bearer token signed with IRONSTAR_AUTH_SECRET
 """
 
 
