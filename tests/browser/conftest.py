@@ -37,9 +37,10 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """One headless chromium with a fresh profile; each test opens its own pages."""
+    """One headless chromium with a fresh profile for the run; each test opens its own pages
+    (on the origin of its own stack, so no storage is shared between tests)."""
     if not CHROMIUM.exists():
         reason = f"no chromium at {CHROMIUM}: apt-get install -y chromium (CI installs it)"
         if os.environ.get("CI", "").lower() == "true":
