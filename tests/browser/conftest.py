@@ -37,10 +37,11 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """One headless chromium with a fresh profile for the run; each test opens its own pages
-    (on the origin of its own stack, so no storage is shared between tests)."""
+    """One headless chromium with a fresh profile per module (not per session: Playwright's
+    sync API keeps its own event loop, which must be gone before the async tests run);
+    each test opens its own pages."""
     if not CHROMIUM.exists():
         reason = f"no chromium at {CHROMIUM}: apt-get install -y chromium (CI installs it)"
         if os.environ.get("CI", "").lower() == "true":
