@@ -27,3 +27,12 @@ QUERY_DURATION = Histogram(
     "Time to answer a read-model query, min_seq wait included",
     ["query"],
 )
+SQL_HELD = Gauge(
+    "sql_queries_held",
+    "Ad-hoc SQL queries holding a place on this replica: running, or waiting for a slot or "
+    "for min_seq",
+    ["replica"],
+)
+SQL_RUNNING = Gauge(
+    "sql_queries_running", "Ad-hoc SQL queries running on this replica's SQL threads", ["replica"]
+)

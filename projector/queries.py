@@ -64,6 +64,8 @@ async def serve(
     adhoc_slots = Slots(
         settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
     )
+    metrics.SQL_HELD.labels(settings.name).set_function(lambda: adhoc_slots.held)
+    metrics.SQL_RUNNING.labels(settings.name).set_function(lambda: adhoc_slots.busy)
     max_bytes = answers.budget(nc.max_payload, settings.max_answer_bytes)
 
     def answer_with(label: str, run: Run) -> bus.Handler:

@@ -39,7 +39,9 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """One headless chromium with a fresh profile; each test opens its own pages."""
+    """One headless chromium with a fresh profile per module (not per session: Playwright's
+    sync API keeps its own event loop, which must be gone before the async tests run);
+    each test opens its own pages."""
     if not CHROMIUM.exists():
         reason = f"no chromium at {CHROMIUM}: apt-get install -y chromium (CI installs it)"
         if os.environ.get("CI", "").lower() == "true":
