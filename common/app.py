@@ -148,12 +148,14 @@ Hook = Callable[[Connection, Batch], None]
 
 class Unapplicable(Exception):
     """Raised by a hook for an event it cannot apply (a payload it does not understand):
-    the event becomes a dead letter and the batch is applied again without it."""
+    the event becomes this projection's dead letter, and every other projection applies it.
+    `projection` is set by the engine ("" when no projection can apply the event)."""
 
     def __init__(self, sequence: int, error: str) -> None:
         super().__init__(f"sequence {sequence}: {error}")
         self.sequence = sequence
         self.error = error
+        self.projection = ""
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
         try:
             events.append((sequence, codec.decode_stored(data, *parts[-2:])))
         except codec.Undecodable as exc:
-            dead.append((sequence, subject, f"cannot decode: {exc}", data))
+            dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
 
 
