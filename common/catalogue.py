@@ -14,6 +14,7 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
@@ -27,6 +28,11 @@ from common.settings import DEFAULT_APP, app_name
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 class AppError(Exception):
@@ -34,13 +40,27 @@ class AppError(Exception):
 
 
 def load(name: str = DEFAULT_APP) -> Catalogue:
-    """Import package `name` and index its `app`; AppError when it is not one."""
+    """Import package `name` and index its `app`; AppError when it is not one (not a
+    dotted module name, not found, or failing at import: naming the file and line)."""
+    if not _MODULE.fullmatch(name):
+        raise AppError(
+            f"IRONSTAR_APP={name[:80]}: not a package name (dotted Python identifiers, "
+            "e.g. billing or apps.billing); run from the directory that holds the package"
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())  # a package in the current directory loads
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
         raise AppError(f"IRONSTAR_APP={name}: cannot import it ({exc})") from None
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}"
+        raise AppError(f"IRONSTAR_APP={name}: {where}: SyntaxError: {exc.msg}") from None
+    except Exception as exc:  # the package raised at import: say where, in one line
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+        text = _one_line(f"{type(exc).__name__}: {exc}")
+        raise AppError(f"IRONSTAR_APP={name}: importing it raised {where}{text}") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
         raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
