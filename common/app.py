@@ -36,7 +36,8 @@ Upcaster = Callable[[Payload], Payload]  # payload of schema N -> payload of sch
 def tags(union: Any) -> frozenset[str]:
     """The tags of a union of tagged Structs (a single Struct counts as a union of one)."""
     members = get_args(union) or (union,)
-    return frozenset(str(member.__struct_config__.tag) for member in members)
+    found = (getattr(getattr(m, "__struct_config__", None), "tag", None) for m in members)
+    return frozenset(tag for tag in found if isinstance(tag, str))  # others: see checks
 
 
 @dataclass(frozen=True)

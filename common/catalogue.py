@@ -15,18 +15,17 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 import msgspec
 
-from common import builtin
+from common import builtin, checks
 from common.app import Aggregate, App, Feed, Projection, Query
 from common.errors import Invalid, NotFound
 from common.settings import DEFAULT_APP, app_name
 
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -144,8 +143,15 @@ class Catalogue:
         return None
 
     def check(self) -> list[str]:
-        """Every problem of the app, one line each (empty: ready to run)."""
-        return list(_problems(self))
+        """Every problem of the app, one line each (empty: ready to run): its declarations
+        (`common.checks`), then, when they hold, its SQL against DuckDB
+        (`projector.app_sql`, imported here: the projector's modules import this one)."""
+        found = list(checks.problems(self))
+        if found:
+            return found
+        from projector import app_sql
+
+        return list(app_sql.problems(self))
 
 
 _cached: Catalogue | None = None
@@ -164,73 +170,6 @@ def install(catalogue: Catalogue) -> Catalogue:
 def current() -> Catalogue:
     """This process's catalogue (the app of `IRONSTAR_APP`, default the example)."""
     return _cached or install(load(app_name()))
-
-
-def _problems(cat: Catalogue) -> Iterator[str]:
-    app = cat.app
-    if not app.aggregates:
-        yield "declares no aggregate"
-    names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
-    for own in builtin.BUILT_IN:
-        if own.name in (p.name for p in app.projections):
-            yield f"projection name {own.name!r} is Ironstar's own"
-    for name in names:
-        if not _NAME.fullmatch(name):
-            yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
-    for name in {n for n in names if names.count(n) > 1}:
-        yield f"name {name!r} is declared twice"
-    for aggregate in app.aggregates:
-        yield from _aggregate_problems(aggregate)
-        if aggregate.name not in cat.feeds:
-            yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
-    tables: dict[str, str] = {}
-    for projection in cat.projections.values():
-        if projection.name in ("sql", "snapshot", "rebuild"):
-            yield f"projection name {projection.name!r} is reserved"
-        for table in projection.tables:
-            if table in tables:
-                yield f"table {table} belongs to {tables[table]} and {projection.name}"
-            tables[table] = projection.name
-        for name, query in projection.queries.items():
-            if bool(query.sql) == (query.run is not None):
-                yield f"query {projection.name}/{name} needs exactly one of sql= or run="
-            if query.key and query.key not in query.params.__struct_fields__:
-                yield f"query {projection.name}/{name}: key {query.key!r} is not a parameter"
-    for feed in app.feeds:
-        yield from _feed_problems(cat, feed)
-    for template, (target, name) in app.aliases.items():
-        if target not in cat.projections:
-            yield f"alias {template} names no projection {target!r}"
-        elif "{query}" not in template and name not in cat.projections[target].queries:
-            yield f"alias {template} names no query {target}/{name}"
-
-
-def _aggregate_problems(aggregate: Aggregate) -> Iterator[str]:
-    name = aggregate.name
-    for kind in sorted(aggregate.critical - aggregate.event_types):
-        yield f"aggregate {name}: critical event type {kind} is not one of its events"
-    for kind, current in aggregate.schemas.items():
-        if kind not in aggregate.event_types:
-            yield f"aggregate {name}: schema given for unknown event type {kind}"
-        for schema in range(1, current):
-            if (kind, schema) not in aggregate.upcasters:
-                yield f"aggregate {name}: no upcaster for {kind} schema {schema} → {schema + 1}"
-
-
-def _feed_problems(cat: Catalogue, feed: Feed) -> Iterator[str]:
-    where = f"feed of {feed.aggregate}"
-    if feed.aggregate not in cat.aggregates:
-        yield f"{where}: no such aggregate"
-    projection = cat.projections.get(feed.projection)
-    if projection is None:
-        yield f"{where}: no projection {feed.projection!r}"
-        return
-    for name in (feed.one, feed.every):
-        if name and name not in projection.queries:
-            yield f"{where}: no query {feed.projection}/{name}"
-    one = projection.queries.get(feed.one)
-    if one is not None and not one.key:
-        yield f"{where}: query {feed.projection}/{feed.one} needs key= (the aggregate id)"
 
 
 def aggregate(name: str) -> Aggregate:

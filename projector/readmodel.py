@@ -326,11 +326,14 @@ class ReadModel:
 
     def query(self, projection: str, name: str, params: Any) -> Any:
         """The answer of query `name` of `projection` with its typed `params` (a Struct)."""
+        query = self.projections[projection].queries[name]
         cursor = self.con.cursor()
         try:
-            return answer(cursor, self.projections[projection].queries[name], params)
+            if query.run is not None:  # a hook never writes (a query's SQL is checked at start)
+                cursor.execute("BEGIN TRANSACTION READ ONLY")
+            return answer(cursor, query, params)
         finally:
-            cursor.close()
+            cursor.close()  # rolls the read-only transaction back
 
     def snapshot(self, target: Path, storage_version: str = "v1.5.0") -> int:
         """A consistent copy of the read models at `target`, written through this
