@@ -121,18 +121,26 @@ class Query:
     fields are the query string's typed parameters); rows come back as objects, or with
     `one=True` the first row (404 with `missing` when there is none). `run` instead is a
     Python function `(cursor, params) -> result` for what one SELECT cannot say. `result`
-    is the type of the answer, for the OpenAPI document. `key` names the parameter that
+    is the type of the answer, for the OpenAPI document (default: rows as objects, one
+    object with `one=True`; see `answer_type`). `key` names the parameter that
     is an aggregate id: a token holding `read:<grant>:<that id>` may then ask for it.
     """
 
     sql: str = ""
     run: Run | None = None
     params: type[msgspec.Struct] = NoParams
-    result: Any = list[dict[str, Any]]
+    result: Any = None
     one: bool = False
     key: str | None = None
     description: str = ""
     missing: str = "not found"
+
+    @property
+    def answer_type(self) -> Any:
+        """The type of the answer: `result`, else a row (`one=True`) or a list of rows."""
+        if self.result is not None:
+            return self.result
+        return dict[str, Any] if self.one else list[dict[str, Any]]
 
 
 @dataclass(frozen=True)

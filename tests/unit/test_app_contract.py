@@ -29,6 +29,7 @@ from gateway.openapi import complete
 from gateway.reads import read_path
 from ironstar.scaffold import write_app
 from projector.readmodel import ReadModel
+from projector.sql import encode
 
 APPS = ["examples.todo", "tests.apps.inventory", "scaffolded"]
 
@@ -96,20 +97,44 @@ def test_every_query_is_in_the_openapi_document_with_its_parameters(app: Catalog
             assert set(query.params.__struct_fields__) | {"min_seq"} <= documented
             answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
             assert answer["required"] == ["sequence", "result"]
+            if query.result is None:  # rows: one object with one=True, else an array
+                kind = answer["properties"]["result"]["type"]
+                assert kind == ("object" if query.one else "array"), (projection.name, name)
 
 
-def test_every_projection_applies_to_a_fresh_file_and_every_query_runs(
-    app: Catalogue, tmp_path: Path
+def _seed(model: ReadModel, app: Catalogue) -> None:
+    """One row in every projection table, 'x' / 1 / true / now, as `_sample` asks for."""
+    values = {"VARCHAR": "'x'", "BOOLEAN": "true", "JSON": "'{}'", "DATE": "current_date"}
+    for table in (t for p in app.projections.values() for t in p.tables):
+        columns = model.con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+        row = [
+            values.get(kind, "now()" if kind.startswith("TIMESTAMP") else "1")
+            for (kind,) in columns
+        ]
+        model.con.execute(f"INSERT INTO {table} VALUES ({', '.join(row)})")
+
+
+@pytest.mark.parametrize("seeded", [False, True], ids=["empty", "one row per table"])
+def test_every_projection_applies_to_a_fresh_file_and_every_query_answers_its_documented_shape(
+    app: Catalogue, tmp_path: Path, seeded: bool
 ) -> None:
     model = ReadModel(tmp_path / "contract.duckdb", catalogue=app)
+    if seeded:
+        _seed(model, app)
     try:
         for projection in app.projections.values():
             for name, query in projection.queries.items():
                 params = app.params(projection.name, name, _sample(query.params))
                 try:
-                    model.query(projection.name, name, params)
+                    answer = model.query(projection.name, name, params)
                 except NotFound:
                     assert query.one  # only a single-row query may find nothing
+                    continue
+                # As a client reads it: the JSON the projector sends, as the OpenAPI type.
+                msgspec.json.decode(encode(answer), type=query.answer_type)
     finally:
         model.close()
 
