@@ -366,4 +366,6 @@ def _blame(exc: Exception, events: Sequence[Event]) -> tuple[int, str, str] | No
         return None
     if isinstance(exc, Failed):
         return events[0][0], exc.projection, str(exc)
+    if isinstance(exc, Unapplicable) and exc.projection:  # a hook naming another sequence
+        return events[0][0], exc.projection, f"{exc.projection}: {exc.error}"
     return events[0][0], EVERY, f"{type(exc).__name__}: {exc}"

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 
 from common import envelope as codec
-from common.app import Batch, Projection
+from common.app import Batch, Projection, Unapplicable
 from common.catalogue import Catalogue
 from common.envelope import Envelope, Metadata
 from projector.readmodel import ReadModel
@@ -35,12 +35,15 @@ LEDGER = Projection(
 )
 CURSED = 13  # a quantity the audit hook cannot read
 BOTH = 2**41  # one neither the audit hook nor the ledger (INTEGER) can
+REFUSED = 17  # one the audit hook says it cannot apply (`Unapplicable`)
 
 
 def _audit(con: Any, batch: Batch) -> None:
     for sequence, event in batch.events:
         if event.payload.get("quantity") in (CURSED, BOTH):
             raise KeyError("quantity")  # an app bug, for this one event
+        if event.payload.get("quantity") == REFUSED:
+            raise Unapplicable(sequence, "a quantity this hook refuses")
         con.execute("INSERT INTO audit VALUES (?)", [sequence])
 
 
@@ -130,6 +133,22 @@ def test_an_event_two_projections_cannot_apply_is_a_dead_letter_of_each(model: R
     assert _rows(model, "SELECT count(*) FROM dead_letters") == [(2,)]
     assert _rows(model, "SELECT on_hand FROM stock_levels") == [(BOTH - 1,)]
     assert _rows(model, "SELECT seq FROM ledger") == [(3,)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+
+
+def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
+    model: ReadModel,
+) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=REFUSED),
+        _event("i", 3, "stock_received", quantity=1),
+    ]
+    dead = apply(model, _deliveries(events), 3, halt=False)
+    assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
+    assert "a quantity this hook refuses" in dead[0].error
+    assert _rows(model, "SELECT on_hand FROM stock_levels") == [(REFUSED + 1,)]
+    assert _rows(model, "SELECT seq FROM ledger ORDER BY 1") == [(2,), (3,)]
     assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
 
 
