@@ -15,13 +15,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from common import envelope as codec
 from common.app import Batch, Projection, Unapplicable
 from common.catalogue import Catalogue
-from common.envelope import Envelope, Metadata
 from projector.readmodel import ReadModel
 from projector.replica import apply
 from tests.apps import inventory
+from tests.support.feeds import make
 
 LEDGER = Projection(
     name="ledger",
@@ -66,23 +65,14 @@ def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ReadModel:
     return ReadModel(tmp_path / "inventory.duckdb", catalogue=loaded)
 
 
-def _event(key: str, version: int, event_type: str, **payload: Any) -> Envelope:
-    return Envelope(
-        event_id=codec.uuid7(),
-        aggregate_type="stock_item",
-        aggregate_id=key,
-        version=version,
-        event_type=event_type,
-        schema=2 if event_type == "stock_received" else 1,
-        occurred_at=f"2026-01-01T00:00:{version:02d}.000Z",
-        payload=payload,
-        metadata=Metadata(command_id=f"c{key}{version}", correlation_id="x"),
-    )
+def _event(key: str, version: int, event_type: str, **payload: Any) -> tuple[str, bytes]:
+    schema = 2 if event_type == "stock_received" else 1
+    body = make("stock_item", key, version, event_type, payload, schema=schema)
+    return f"x.events.stock_item.{key}", body
 
 
-def _deliveries(events: list[Envelope]) -> list[tuple[int, str, bytes]]:
-    return [(i, f"x.events.{e.aggregate_type}.{e.aggregate_id}", codec.encode(e))
-            for i, e in enumerate(events, start=1)]  # fmt: skip
+def _deliveries(events: list[tuple[str, bytes]]) -> list[tuple[int, str, bytes]]:
+    return [(i, subject, body) for i, (subject, body) in enumerate(events, start=1)]
 
 
 def _rows(model: ReadModel, sql: str) -> list[tuple[Any, ...]]:
