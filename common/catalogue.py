@@ -30,8 +30,11 @@ _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
+def _raised(exc: Exception) -> str:
+    """`file:line: Type: message` of where `exc` was raised, in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return where + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 class AppError(Exception):
@@ -56,14 +59,14 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
         where = f"{exc.filename}:{exc.lineno}"
         raise AppError(f"IRONSTAR_APP={name}: {where}: SyntaxError: {exc.msg}") from None
     except Exception as exc:  # the package raised at import: say where, in one line
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
-        text = _one_line(f"{type(exc).__name__}: {exc}")
-        raise AppError(f"IRONSTAR_APP={name}: importing it raised {where}{text}") from None
+        raise AppError(f"IRONSTAR_APP={name}: importing it raised {_raised(exc)}") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
         raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
-    return Catalogue(app)
+    try:
+        return Catalogue(app)
+    except Exception as exc:  # e.g. aggregates that are not Aggregate(...)s
+        raise AppError(f"IRONSTAR_APP={name}: its app cannot be read: {_raised(exc)}") from None
 
 
 class Catalogue:
@@ -146,12 +149,18 @@ class Catalogue:
         """Every problem of the app, one line each (empty: ready to run): its declarations
         (`common.checks`), then, when they hold, its SQL against DuckDB
         (`projector.app_sql`, imported here: the projector's modules import this one)."""
-        found = list(checks.problems(self))
-        if found:
-            return found
-        from projector import app_sql
+        found: list[str] = []
+        try:
+            for problem in checks.problems(self):
+                found.append(problem)
+            if not found:
+                from projector import app_sql
 
-        return list(app_sql.problems(self))
+                for problem in app_sql.problems(self):
+                    found.append(problem)
+        except Exception as exc:  # a declaration of a shape no check foresaw
+            found.append(f"its declarations cannot be read: {_raised(exc)}")
+        return found
 
 
 _cached: Catalogue | None = None

@@ -10,7 +10,7 @@ point at what exists. The SQL itself is checked against DuckDB by `projector.app
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, get_args
 
 import duckdb
@@ -81,6 +81,14 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
             yield f"{where}: {role} must be a function, got a {found}"
     yield from _union(where, "command", aggregate.commands, "type")
     yield from _union(where, "event", aggregate.events, "event_type")
+    shapes = {"critical": (frozenset, "a frozenset of event types"),
+              "schemas": (Mapping, "a dict {event_type: current schema}"),
+              "upcasters": (Mapping, "a dict {(event_type, schema): function}")}  # fmt: skip
+    wrong = [f"{where}: {role} must be {what}" for role, (kind, what) in shapes.items()
+             if not isinstance(getattr(aggregate, role), kind)]  # fmt: skip
+    if wrong:
+        yield from wrong
+        return
     state = type(aggregate.initial)
     try:  # the projector stores each state as msgspec JSON and reads it back as this type
         msgspec.json.decode(msgspec.json.encode(aggregate.initial), type=state)
@@ -146,8 +154,11 @@ def _projection(projection: Projection) -> Iterator[str]:
         yield f"{where}: table {table} is Ironstar's own"
     if not (callable(projection.apply) or _texts(projection.apply)):
         yield f"{where}: apply must be a tuple of SQL statements or a function (cursor, batch)"
-    if not SCOPE.fullmatch(projection.scope):
+    if not isinstance(projection.grant, str) or not SCOPE.fullmatch(projection.scope):
         yield f"{where}: grant {projection.grant!r} cannot be granted (a scope is read:<name>)"
+    if not isinstance(projection.queries, Mapping):
+        yield f"{where}: queries must be a dict {{name: Query(...)}}"
+        return
     for name, query in projection.queries.items():
         yield from _query(f"query {projection.name}/{name}", query)
 

@@ -135,6 +135,10 @@ CASES: dict[str, tuple[App, str]] = {
         ),
         "event type item_registered belongs to aggregates stock_item and bin",
     ),
+    # containers of the wrong kind
+    "critical list": (_aggregate(critical=["stock_shipped"]), "critical must be a frozenset"),
+    "upcasters list": (_aggregate(upcasters=[dict]), "upcasters must be a dict"),
+    "queries list": (_stock(queries=[Query(sql="SELECT 1")]), "queries must be a dict"),
     # numbers that are compared
     "version text": (_stock(version="1"), "projection stock: version must be an int ≥ 1, got '1'"),
     "schema 0": (
