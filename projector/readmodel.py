@@ -300,12 +300,7 @@ class ReadModel:
                 apply_projections(
                     self.con, self.checker, projections, events, self._command, _MACHINE
                 )
-                if dead:
-                    self.con.executemany(
-                        "INSERT OR IGNORE INTO dead_letters "
-                        "(sequence, subject, error, data, projection) VALUES (?, ?, ?, ?, ?)",
-                        [list(d) for d in dead],
-                    )
+                _record(self.con, dead)
                 command = events[-1][1].metadata.command_id if events else self._command
                 self.con.execute(
                     "UPDATE checkpoint SET sequence = ?, command_id = ? WHERE id = 1",
@@ -341,9 +336,20 @@ class ReadModel:
         return snapshot.write(self.con, target, storage_version)
 
     def copy_tables(self, source: ReadModel, names: Collection[str]) -> None:
-        """Replace the tables of projections `names` with `source`'s (same versions)."""
+        """Replace the tables of projections `names` with `source`'s (same versions), and
+        take over their dead letters."""
         with self._write:
             self.con.execute("BEGIN")
+            letters = (
+                source.con.cursor()
+                .execute(
+                    "SELECT sequence, subject, error, data, projection FROM dead_letters "
+                    "WHERE list_contains(?, projection)",
+                    [list(names)],
+                )
+                .fetchall()
+            )
+            _record(self.con, letters)
             for name in names:
                 for table in self.projections[name].tables:
                     data = source.con.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
@@ -356,6 +362,16 @@ class ReadModel:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _record(con: duckdb.DuckDBPyConnection, letters: Sequence[Sequence[Any]]) -> None:
+    """Insert dead letters `(sequence, subject, error, data, projection)`."""
+    if letters:
+        con.executemany(
+            "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data, projection) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [list(letter) for letter in letters],
+        )
 
 
 def _blame(exc: Exception, events: Sequence[Event]) -> tuple[int, str, str] | None:

@@ -142,6 +142,21 @@ def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
     assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
 
 
+def test_a_rebuild_keeping_a_projection_keeps_its_dead_letters(
+    model: ReadModel, tmp_path: Path
+) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=BOTH),
+    ]
+    apply(model, _deliveries(events), 2, halt=False)
+    rebuilt = ReadModel(tmp_path / "rebuilt.duckdb", tuple(model.projections.values()))
+    apply(rebuilt, _deliveries(events), 2, halt=False, only=["audit"])
+    rebuilt.copy_tables(model, ["ledger", "stock", "stream"])
+    found = "SELECT sequence, projection FROM dead_letters ORDER BY 2"
+    assert _rows(rebuilt, found) == [(2, "audit"), (2, "ledger")]
+
+
 def test_dead_letters_of_a_file_from_before_per_projection_letters_are_kept(
     tmp_path: Path,
 ) -> None:
