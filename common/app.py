@@ -76,6 +76,22 @@ class Aggregate:
         except msgspec.ValidationError as exc:
             raise invalid_from_msgspec(exc, f"{command_type} payload") from None
 
+    def decided(self, state: Any, command: Any) -> list[Any]:
+        """`decide`'s events, checked before anything is appended: a list of this
+        aggregate's events that `evolve` accepts in turn from `state`. TypeError (or what
+        `evolve` raises) for anything else: a bug of the app, never stored."""
+        events = self.decide(state, command)
+        if not isinstance(events, list):
+            raise TypeError(f"{self.name}: decide returned a {type(events).__name__}, not a list")
+        members = tuple(m for m in get_args(self.events) or (self.events,) if isinstance(m, type))
+        for event in events:
+            if not isinstance(event, members):
+                raise TypeError(
+                    f"{self.name}: decide returned a {type(event).__name__}, not an event"
+                )
+            state = self.evolve(state, event)
+        return events
+
     def schema(self, event_type: str) -> int:
         return self.schemas.get(event_type, 1)
 

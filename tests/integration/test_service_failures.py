@@ -7,8 +7,10 @@ something (NATS, a socket, a timeout) may pass: 503 with a retry hint.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import duckdb
 import pytest
@@ -17,8 +19,15 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 
 from common import bus
+from common.catalogue import Catalogue
 from common.errors import Internal, IronstarError, Unavailable
+from common.settings import NatsSettings
+from common.subjects import Subjects
 from gateway.errors import error_response
+from tests.apps import inventory
+from tests.support.commands import command
+from writer.handler import CommandHandler
+from writer.store import JetStreamEventStore
 
 SECRET = "password=hunter2 at /srv/app/billing.py"
 
@@ -78,3 +87,46 @@ async def test_failing_to_reach_something_is_a_503_to_retry(
     response = error_response(error)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
+
+
+def _returns_a_command(state: Any, command: Any) -> Any:
+    return [command]
+
+
+def _returns_one_event(state: Any, command: Any) -> Any:
+    return inventory.domain.ItemRegistered(name="bolt")
+
+
+def _makes_what_evolve_refuses(state: Any, command: Any) -> Any:
+    return [inventory.domain.StockShipped(quantity=5)]  # nothing on hand: evolve refuses
+
+
+@pytest.mark.parametrize(
+    "decide",
+    [_returns_a_command, _returns_one_event, _makes_what_evolve_refuses],
+    ids=["a command", "not a list", "an event evolve refuses"],
+)
+async def test_a_decision_that_is_not_the_aggregates_possible_events_is_never_stored(
+    nc: Client, nats_settings: NatsSettings, monkeypatch: pytest.MonkeyPatch, decide: Any
+) -> None:
+    stock = inventory.app.aggregates[0]
+    strict = dataclasses.replace(stock, decide=decide, evolve=_strict(stock.evolve))
+    app = dataclasses.replace(inventory.app, aggregates=(strict,))
+    monkeypatch.setattr("common.catalogue._cached", Catalogue(app))
+    store = JetStreamEventStore(nc, nats_settings.stream, Subjects(nats_settings.prefix), 5.0)
+    handler = CommandHandler(store, max_retries=8, cache_size=100)
+    register = command("i", "register_item", "c1", name="bolt")
+    with pytest.raises((TypeError, ValueError)):
+        await handler.handle("stock_item", register)
+    info = await nc.jetstream().stream_info(nats_settings.stream)
+    assert info.state.messages == 0
+
+
+def _strict(evolve: Any) -> Any:
+    def strict(state: Any, event: Any) -> Any:
+        after = evolve(state, event)
+        if after.on_hand < 0:
+            raise ValueError(f"only {state.on_hand} on hand")
+        return after
+
+    return strict
