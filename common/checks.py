@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from inspect import iscoroutinefunction
+from inspect import signature as inspect_signature
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 import duckdb
@@ -66,6 +69,14 @@ def problems(cat: Catalogue) -> Iterator[str]:
     for feed in app.feeds:
         yield from _feed(cat, feed)
     yield from _panels(app.panels)
+    for role in ("demo", "events"):
+        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
+            yield f"App {role} must be a function of 2 arguments, or None"
+    if app.assets and not Path(app.assets).is_dir():
+        yield f"App assets {app.assets!r} is not a directory"
+    for script in app.scripts:
+        if not app.assets or not (Path(app.assets) / script).is_file():
+            yield f"App script {script!r} is not a file in its assets directory"
     for template, (target, name) in app.aliases.items():
         if target not in cat.projections:
             yield f"alias {template} names no projection {target!r}"
@@ -76,9 +87,9 @@ def problems(cat: Catalogue) -> Iterator[str]:
 def _aggregate(aggregate: Aggregate) -> Iterator[str]:
     where = f"aggregate {aggregate.name}"
     for role in ("decide", "evolve"):
-        if not callable(getattr(aggregate, role)):
+        if not _takes(getattr(aggregate, role), 2):
             found = type(getattr(aggregate, role)).__name__
-            yield f"{where}: {role} must be a function, got a {found}"
+            yield f"{where}: {role} must be a function (state, message), got a {found}"
     yield from _union(where, "command", aggregate.commands, "type")
     yield from _union(where, "event", aggregate.events, "event_type")
     shapes = {"critical": (frozenset, "a frozenset of event types"),
@@ -118,8 +129,8 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
                 f"{where}: upcaster {kind} {schema!r} → next is outside its schemas "
                 f"1..{current} (schemas={{{kind!r}: {current}}})"
             )
-        if not callable(step):
-            yield f"{where}: upcaster {kind} {schema!r} must be a function"
+        if not _takes(step, 1):
+            yield f"{where}: upcaster {kind} {schema!r} must be a function (payload)"
 
 
 def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
@@ -152,7 +163,7 @@ def _projection(projection: Projection) -> Iterator[str]:
         yield f"{where}: tables must be a tuple of table names"
     for table in sorted(ENGINE_TABLES.intersection(projection.tables or ())):
         yield f"{where}: table {table} is Ironstar's own"
-    if not (callable(projection.apply) or _texts(projection.apply)):
+    if not (_takes(projection.apply, 2) or _texts(projection.apply)):
         yield f"{where}: apply must be a tuple of SQL statements or a function (cursor, batch)"
     if not isinstance(projection.grant, str) or not SCOPE.fullmatch(projection.scope):
         yield f"{where}: grant {projection.grant!r} cannot be granted (a scope is read:<name>)"
@@ -169,7 +180,7 @@ def _query(where: str, query: Query) -> Iterator[str]:
         return
     if bool(query.sql) == (query.run is not None):
         yield f"{where} needs exactly one of sql= or run="
-    if query.run is not None and not callable(query.run):
+    if query.run is not None and not _takes(query.run, 2):
         yield f"{where}: run must be a function (cursor, params)"
     if query.sql:
         yield from _select(where, query.sql)
@@ -232,14 +243,32 @@ def _panels(panels: tuple[Panel, ...]) -> Iterator[str]:
         where = f"panel {panel.name}"
         if not isinstance(panel.name, str) or not NAME.fullmatch(panel.name):
             yield f"{where}: name must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
-        if not callable(panel.render):
+        if not (_takes(panel.render, 2) and _is_async(panel.render)):
             yield f"{where}: render must be an async function (ask, params) -> HTML"
-        for role in ("patches", "snapshot", "topics"):
-            if getattr(panel, role) is not None and not callable(getattr(panel, role)):
-                yield f"{where}: {role} must be a function or None"
+        for role, arity in (("patches", 2), ("snapshot", 2), ("topics", 1)):
+            if getattr(panel, role) is not None and not _takes(getattr(panel, role), arity):
+                yield f"{where}: {role} must be a function of {arity} argument(s), or None"
         for name, fragment in panel.fragments.items():
-            if not callable(fragment):
+            if not (_takes(fragment, 2) and _is_async(fragment)):
                 yield f"{where}: fragment {name} must be an async function (ask, params)"
+
+
+def _takes(function: Any, count: int) -> bool:
+    """`function` can be called with `count` positional arguments."""
+    if not callable(function):
+        return False
+    try:
+        inspect_signature(function).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some builtins): trust it
+        pass
+    return True
+
+
+def _is_async(function: Any) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
+    return iscoroutinefunction(function) or iscoroutinefunction(call)
 
 
 def _texts(value: Any) -> bool:

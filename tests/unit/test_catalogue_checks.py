@@ -69,6 +69,14 @@ async def _render(ask: Any, params: Any) -> str:
     return ""
 
 
+def _sync_render(ask: Any, params: Any) -> str:
+    return ""
+
+
+def _decide_one(state: Any) -> list[Any]:
+    return []
+
+
 CASES: dict[str, tuple[App, str]] = {
     # a GET must never write
     "query deletes": (
@@ -90,6 +98,25 @@ CASES: dict[str, tuple[App, str]] = {
     "render text": (
         dataclasses.replace(APP, panels=(Panel("stock", "Stock", "panel"),)),  # type: ignore[arg-type]
         "panel stock: render must be an async function",
+    ),
+    "decide of one argument": (_aggregate(decide=_decide_one), "decide must be a function (state"),
+    "render not async": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _sync_render),)),
+        "panel stock: render must be an async function",
+    ),
+    "fragment not async": (
+        dataclasses.replace(
+            APP, panels=(Panel("stock", "Stock", _render, fragments={"f": _sync_render}),)
+        ),
+        "panel stock: fragment f must be an async function",
+    ),
+    "topics of two arguments": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, topics=_render),)),
+        "panel stock: topics must be a function of 1 argument",
+    ),
+    "assets missing": (
+        dataclasses.replace(APP, assets="/nonexistent/assets", scripts=("app.js",)),
+        "App assets '/nonexistent/assets' is not a directory",
     ),
     # Ironstar's own tables
     "DDL drops checkpoint": (
