@@ -30,7 +30,7 @@ _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def _raised(exc: Exception) -> str:
+def _raised(exc: BaseException) -> str:
     """`file:line: Type: message` of where `exc` was raised, in one line."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
@@ -58,7 +58,7 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
     except SyntaxError as exc:
         where = f"{exc.filename}:{exc.lineno}"
         raise AppError(f"IRONSTAR_APP={name}: {where}: SyntaxError: {exc.msg}") from None
-    except Exception as exc:  # the package raised at import: say where, in one line
+    except (Exception, SystemExit) as exc:  # the package raised at import: say where, in one line
         raise AppError(f"IRONSTAR_APP={name}: importing it raised {_raised(exc)}") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):

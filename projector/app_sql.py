@@ -83,6 +83,15 @@ def _ddl(con: Any, projection: Projection, owners: dict[str, str]) -> Iterator[s
             yield f"{where}: its DDL fails: {_line(exc)}"
             return
     created = {name: kind for name, kind in _objects(con).items() if name not in before}
+    for statement in projection.ddl:  # it runs at every start, on a file that has it all
+        try:
+            con.execute(statement)
+        except duckdb.Error as exc:
+            yield (
+                f"{where}: its DDL fails when run again, as at every start (use CREATE TABLE "
+                f"IF NOT EXISTS, CREATE OR REPLACE VIEW): {_line(exc)}"
+            )
+            return
     for name in created:
         owners[name] = projection.name
     for table in projection.tables:

@@ -17,6 +17,7 @@ from ironstar.processes import last_line
 ROOT = Path(__file__).parents[2]
 BROKEN = {
     "parses_not": ("from common.app import App\napp = App(name='x',\n", r"__init__.py:2: Syntax"),
+    "exits_at_import": ("import sys\n\nsys.exit(3)\n", r"__init__.py:3: SystemExit: 3"),
     "raises_at_import": (
         "import os\n\nCONFIG = {}\nTOKEN = CONFIG['token']\n",
         r"__init__.py:4: KeyError: 'token'",

@@ -195,6 +195,10 @@ CASES: dict[str, tuple[App, str]] = {
         _extra(apply=("SELECT * FROM batch WHERE aggregate_type = 'stock'",)),
         "reads aggregate_type 'stock'",
     ),
+    "DDL not idempotent": (
+        _extra(ddl=("CREATE TABLE extra_rows (a INT)",), tables=("extra_rows",)),
+        "projection extra: its DDL fails when run again, as at every start",
+    ),
     "DDL syntax": (_extra(ddl=("CREATE TABL x (a INT)",)), "projection extra: its DDL fails"),
     "tables not its DDL's": (_stock(tables=("levels",)), "table levels (tables=) is not a table"),
     "DDL table not declared": (
