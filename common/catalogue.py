@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any
 
 import msgspec
+import structlog
 
 from common import builtin, checks
 from common.app import Aggregate, App, Feed, Projection, Query
@@ -35,6 +36,9 @@ def _raised(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
     return where + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+log = structlog.get_logger()
 
 
 class AppError(Exception):
@@ -172,6 +176,8 @@ def install(catalogue: Catalogue) -> Catalogue:
     problems = catalogue.check()
     if problems:
         raise AppError(f"app {catalogue.app.name}: {problems[0]}")
+    for warning in checks.unbounded(catalogue):
+        log.warning("app_unbounded_int", app=catalogue.app.name, field=warning)
     _cached = catalogue
     return catalogue
 

@@ -271,6 +271,25 @@ def _is_async(function: Any) -> bool:
     return iscoroutinefunction(function) or iscoroutinefunction(call)
 
 
+def unbounded(cat: Catalogue) -> Iterator[str]:
+    """`aggregate.Command.field` of each command int without both bounds: a client may
+    send a number no SQL column holds (BIGINT: ±9.2e18); its event would be the dead
+    letter of every projection that casts it. A warning, not a refusal."""
+    for aggregate in cat.aggregates.values():
+        for member in get_args(aggregate.commands) or (aggregate.commands,):
+            for field in inspect.type_info(member).fields:  # type: ignore[attr-defined]
+                kind = field.type
+                kinds = kind.types if isinstance(kind, inspect.UnionType) else (kind,)
+                if any(_open_int(k) for k in kinds):
+                    yield f"{aggregate.name}.{member.__name__}.{field.name}"
+
+
+def _open_int(kind: Any) -> bool:
+    if not isinstance(kind, inspect.IntType):
+        return False
+    return (kind.ge, kind.gt) == (None, None) or (kind.le, kind.lt) == (None, None)
+
+
 def _texts(value: Any) -> bool:
     return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
 

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from msgspec import Meta, Struct
 
+from common import checks
 from common.app import Aggregate, App, Feed, Panel, Projection, Query
 from common.catalogue import AppError, Catalogue, install
 from tests.apps import inventory
@@ -231,6 +232,22 @@ def test_an_inconsistent_app_is_refused_with_one_line_naming_what_is_wrong(case:
         install(Catalogue(app))
     assert "\n" not in str(refused.value)
     assert str(refused.value).startswith(f"app {app.name}: ")
+
+
+class Open(Struct, frozen=True, tag="open", tag_field="type"):
+    amount: int
+    maybe: Annotated[int, Meta(ge=0)] | None = None
+    fine: Annotated[int, Meta(ge=0, le=10)] = 0
+
+
+def test_a_command_int_without_both_bounds_is_warned_about_not_refused() -> None:
+    app = _aggregate(commands=domain.Command | Open)
+    assert Catalogue(app).check() == []
+    assert list(checks.unbounded(Catalogue(app))) == [
+        "stock_item.Open.amount",
+        "stock_item.Open.maybe",
+    ]
+    assert list(checks.unbounded(Catalogue(APP))) == []
 
 
 def test_bounded_scalar_parameters_and_reads_of_the_engines_tables_are_accepted() -> None:
