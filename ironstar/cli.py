@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.catalogue import AppError
 from common.errors import IronstarError
 from ironstar.commands import (
     bench,
@@ -76,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IronstarError as exc:
         print(f"ironstar {args.command}: {exc.message}", file=sys.stderr)
         return 1
+    except AppError as exc:  # the app cannot run this: one line, as a service refuses it
+        print(f"ironstar {args.command}: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `ironstar demo | head -2`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 141  # as a shell reports a command ended by SIGPIPE

@@ -9,8 +9,11 @@ the first broken part of the contract:
 - every read needs a scope of its projection's grant, never `admin` (the door lets it
   through to gateway/grants.py);
 - every query is in the OpenAPI document with its parameters and a result;
-- every projection applies to a fresh DuckDB file and every query runs on empty tables
-  (only a single-row query may find nothing);
+- every query is documented with the shape it answers (one object for `one=True`, else an
+  array, unless it declares its `result`);
+- every projection applies to a fresh DuckDB file and every query runs, on empty tables and
+  on one row in every table, answering JSON of its documented type (only a single-row query
+  may find nothing);
 - every older event schema has upcasters up to the current one.
 """
 
@@ -36,6 +39,7 @@ from gateway.grants import read_grant
 from gateway.openapi import complete
 from gateway.reads import read_path
 from projector.readmodel import ReadModel
+from projector.sql import encode
 
 __all__ = ["contract"]
 
@@ -110,21 +114,57 @@ def _openapi(cat: Catalogue) -> None:
             assert wanted <= documented, f"{path} documents no {sorted(wanted - documented)}"
             answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
             assert answer["required"] == ["sequence", "result"], f"{path}'s answer: {answer}"
+            if query.result is None:  # rows: one object with one=True, else an array
+                kind = answer["properties"]["result"].get("type")
+                wanted_kind = "object" if query.one else "array"
+                assert kind == wanted_kind, f"{path} documents {kind}, answers {wanted_kind}"
 
 
 def _queries_run(cat: Catalogue) -> None:
-    with tempfile.TemporaryDirectory() as where:
-        model = ReadModel(Path(where) / "contract.duckdb", catalogue=cat)
-        try:
-            for projection in cat.projections.values():
-                for name, query in projection.queries.items():
-                    params = cat.params(projection.name, name, sample(query.params))
-                    try:
-                        model.query(projection.name, name, params)
-                    except NotFound:
-                        assert query.one, f"{projection.name}/{name} found nothing on empty tables"
-        finally:
-            model.close()
+    for seeded in (False, True):
+        with tempfile.TemporaryDirectory() as where:
+            model = ReadModel(Path(where) / "contract.duckdb", catalogue=cat)
+            try:
+                if seeded:
+                    _seed(model, cat)
+                for projection in cat.projections.values():
+                    for name in projection.queries:
+                        _answers_its_shape(model, cat, projection.name, name, seeded)
+            finally:
+                model.close()
+
+
+def _answers_its_shape(
+    model: ReadModel, cat: Catalogue, projection: str, name: str, seeded: bool
+) -> None:
+    """The query runs, and its answer, as the JSON a client reads, has the documented type."""
+    query = cat.query(projection, name)
+    tables = "one row in every table" if seeded else "empty tables"
+    params = cat.params(projection, name, sample(query.params))
+    try:
+        answer = model.query(projection, name, params)
+    except NotFound:
+        assert query.one, f"{projection}/{name} found nothing on {tables}"
+        return
+    try:
+        msgspec.json.decode(encode(answer), type=query.answer_type)
+    except msgspec.ValidationError as exc:
+        raise AssertionError(f"{projection}/{name} on {tables}: not its result ({exc})") from None
+
+
+def _seed(model: ReadModel, cat: Catalogue) -> None:
+    """One row in every projection table: 'x' / 1 / true / now, the values `sample` asks for."""
+    values = {"VARCHAR": "'x'", "BOOLEAN": "true", "JSON": "'{}'", "DATE": "current_date"}
+    for table in (t for p in cat.projections.values() for t in p.tables):
+        columns = model.con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+        row = [
+            values.get(kind, "now()" if kind.startswith("TIMESTAMP") else "1")
+            for (kind,) in columns
+        ]
+        model.con.execute(f"INSERT INTO {table} VALUES ({', '.join(row)})")
 
 
 def _upcasters(cat: Catalogue) -> None:

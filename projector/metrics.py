@@ -6,7 +6,11 @@ LAG = Gauge(
     "projection_lag_events", "Events in the stream not yet applied by this replica", ["projection"]
 )
 EVENTS_PROCESSED = Counter("projection_events_processed_total", "Events applied to the read model")
-DEAD_LETTERS = Counter("projection_dead_letters_total", "Events recorded as dead letters")
+DEAD_LETTERS = Counter(
+    "projection_dead_letters_total",
+    "Events recorded as dead letters, by the projection that could not apply them (*: none could)",
+    ["projection"],
+)
 STORAGE_EXHAUSTED = Gauge(
     "projection_storage_exhausted",
     "1 while this replica cannot write its read model: its disk is full",
