@@ -31,32 +31,26 @@ from litestar.static_files import create_static_files_router
 from common import builtin, catalogue
 from common.app import Panel
 from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
-from gateway import chart, render
+from gateway import chart, liveviews, render
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
 
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 _SIGN_IN = (STATIC / "signin.html").read_bytes()
-CHART_MINUTES = 15
+CHART_MINUTES = chart.MINUTES
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now. A result
-    the read model cut to fit one answer carries the reply's `truncated`.
-
-    401/403 (the caller may not see it) go through: a fragment answers them as they are.
-    """
+    """(sequence, result) of a read-model query (`liveviews.shown`), or None when it cannot
+    answer now. 401/403 (the caller may not see it) go through: a fragment answers them."""
     try:
         reply = json.loads(await backend.query(projection, name, params, 0))
     except (Unauthorized, Forbidden):
         raise
     except IronstarError:
         return None
-    result = reply["result"]
-    if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
-        result = {**result, "truncated": reply["truncated"]}
-    return int(reply["sequence"]), result
+    return int(reply["sequence"]), liveviews.shown(reply)
 
 
 def _unavailable(what: str) -> str:
@@ -220,7 +214,14 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES: tuple[Any, ...] = (page, panel_fragment, part_fragment, analytics_fragment, static)
+ROUTES: tuple[Any, ...] = (
+    page,
+    panel_fragment,
+    part_fragment,
+    analytics_fragment,
+    liveviews.live_view,
+    static,
+)
 
 
 def routes() -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from common.app import Ask, Panel, Patch
+from common.app import Ask, LiveView, Panel, Patch
 from common.envelope import Envelope
 from common.html import e
 from common.subjects import valid_id
@@ -74,11 +74,11 @@ def todo_list(list_id: str, found: Mapping[str, Any] | None) -> str:
 
 
 def lists(items: Iterable[Mapping[str, Any]], current: str) -> str:
-    """`ul#lists`: a chip per list with its active count; the page reloads it as events
-    come (`data-refresh`: the panel's `lists` fragment)."""
-    refresh = f"/ui/panels/todos/lists?list={e(current)}"
+    """`ul#lists`: a chip per list with its active count, kept current by the live query
+    `todo_lists.lists` (`data-live`: the panel's `lists` live view)."""
+    live = f"/ui/live/todos/lists?list={e(current)}"
     return (
-        f'<ul id="lists" class="lists" aria-label="Recent lists" data-refresh="{refresh}">'
+        f'<ul id="lists" class="lists" aria-label="Recent lists" data-live="{live}">'
         f"{list_links(items, current)}</ul>"
     )
 
@@ -182,6 +182,12 @@ async def lists_fragment(ask: Ask, params: Mapping[str, str]) -> str:
     return lists(await ask("todo_lists", "lists", {}) or [], chosen_list(params))
 
 
+LISTS_LIVE = LiveView(
+    query=lambda params: ("todo_lists", "lists", {}),
+    render=lambda result, params: lists(result or [], chosen_list(params)),
+)
+
+
 _TODO_EVENTS = frozenset(
     {"todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted"}
 )
@@ -260,6 +266,7 @@ PANELS = (
         todo_snapshot,
         {"lists": lists_fragment, "items": items_fragment},
         todo_topics,
+        live={"lists": LISTS_LIVE},
     ),
     Panel(
         "users",

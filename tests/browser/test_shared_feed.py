@@ -47,10 +47,10 @@ def _appending(stack: Stack, list_id: str, total: int) -> threading.Thread:
     return writer
 
 
-def _sse_connections(gateway: str) -> float:
+def _gauge(gateway: str, name: str) -> float:
     metrics = httpx.get(f"{gateway}/metrics", timeout=5).text
-    found = re.search(r"^sse_connections (\S+)$", metrics, re.MULTILINE)
-    assert found, "no sse_connections gauge"
+    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    assert found, f"no {name} gauge"
     return float(found.group(1))
 
 
@@ -71,7 +71,12 @@ def test_eight_tabs_over_http1_through_nginx_are_all_live_on_one_shared_feed(
                 ["From the eighth tab"], timeout=10_000
             )
             expect(page.locator("#events li")).to_have_count(1)
-        assert _sse_connections(stack.url) <= 2  # the leader's feed (+ a catch-up closing)
+        assert _gauge(stack.url, "sse_connections") <= 2  # the leader's (+ a catch-up closing)
+        # ... and one feed per live view (chart, totals, list chips), whatever the tabs:
+        # 1 + 3 of the six connections, the chips and totals current in every tab.
+        assert _gauge(stack.url, "live_subscriptions") <= 3
+        for page in pages:
+            expect(page.locator("#lists li", has_text=list_id)).to_contain_text("1 active")
 
 
 def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicates(
