@@ -211,7 +211,8 @@ class LiveView:
     """A part of a panel kept current by one live query, served as a Datastar feed at
     `/ui/live/<panel>/<name>?<page params>`: `query(params)` is (projection, query, its
     parameters as strings) for the page's parameters; `render(result, params)` the HTML
-    of one answer (None: the read model cannot answer), one element with an id that
+    of one answer (None: the read model cannot answer; rendered once before the feed
+    starts, so page parameters it refuses are the 4xx), one element with an id that
     replaces the element of that id. The page follows every element's `data-live` URL."""
 
     query: Callable[[Mapping[str, str]], tuple[str, str, Mapping[str, str]]]

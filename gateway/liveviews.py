@@ -80,6 +80,7 @@ async def live_view(
     live = view(panel, part)
     values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
     page = {k: v for k, v in values.items() if k != _RESUME}
+    live.render(None, page)  # page parameters it refuses are a 4xx now, not a broken stream
     projection, name, strings = live.query(page)
     query = target(f"{projection}.{name}", None, strings)
     style = f"view:{panel}/{part}:{_json.encode(sorted(page.items())).decode()}"
