@@ -96,6 +96,9 @@ def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicate
     writer.join(60)
     for page in pages[1:]:
         expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(total, timeout=15_000)
+        # The live views passed to the new leader too: the chip counts every todo.
+        chip = page.locator("#lists li", has_text=list_id)
+        expect(chip).to_contain_text(f"{total} active", timeout=10_000)
         inserted: dict[str, int] = page.evaluate("window.inserted")
         assert len(inserted) == total, inserted
         assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}
