@@ -157,6 +157,7 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
             seq="" if since is None else since,
             signals=render.e(json.dumps({"seq": "" if since is None else since})),
             feed=render.e(feed),
+            views=render.e(" ".join(liveviews.granted(params))),
             mode="datastar" if url else "lite",
             datastar=(
                 '<script src="/static/bundle-watch.js"></script>'

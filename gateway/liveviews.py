@@ -25,6 +25,7 @@ from common.app import LiveView
 from common.errors import NotFound
 from gateway import chart, datastar
 from gateway.backend import Backend
+from gateway.grants import may_read
 from gateway.live import Answer
 from gateway.livefeed import follow, resume_point, target
 from gateway.wire import fields
@@ -61,6 +62,19 @@ def view(panel: str, part: str) -> LiveView:
     found = views.get(part)
     if found is None:
         raise NotFound(f"no live view {panel[:80]!r}/{part[:80]!r}", field="part")
+    return found
+
+
+def granted(page: Mapping[str, str]) -> list[str]:
+    """The live views (`panel/view`) the current principal may follow on a page with these
+    parameters: the page follows only those (a refused feed would be retried forever)."""
+    panels = [("analytics", ANALYTICS), *((p.name, p.live) for p in catalogue.current().app.panels)]
+    found = []
+    for panel, views in panels:
+        for part, live in views.items():
+            projection, _, strings = live.query(page)
+            if may_read(projection, strings):
+                found.append(f"{panel}/{part}")
     return found
 
 

@@ -134,8 +134,12 @@
   window.ironstarFeed.follow(feed, since, apply, setState);
 
   // Parts kept current by a live query (the chart, the totals, an app's `data-live` parts):
-  // each answer is one element patch, applied by the same client as the feed's.
-  const views = new Set([...document.querySelectorAll("[data-live]")].map((el) => el.dataset.live));
+  // each answer is one element patch, applied by the same client as the feed's. Only the
+  // views the caller's grants cover (`data-views`): a refused feed would be retried forever.
+  const granted = new Set(body.dataset.views.split(" "));
+  const view = (url) => new URL(url, location.href).pathname.replace(/^\/ui\/live\//, "");
+  const views = new Set([...document.querySelectorAll("[data-live]")].map((el) => el.dataset.live)
+    .filter((url) => granted.has(view(url))));
   for (const url of views) {
     window.ironstarFeed.latest(url, since, (messages) => {
       for (const { type, data } of messages) patch(type, data);
