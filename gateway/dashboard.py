@@ -6,8 +6,9 @@ projection), the SQL box and the live event log. It is rendered from the read mo
 tells its script the lowest sequence they answered at; the script follows
 `GET /api/events?format=datastar` from there, so nothing falls between the first render
 and the feed. A read model that cannot answer leaves a note instead of failing the page.
-`/ui/*` serve single fragments the script reloads (the chart, a panel after a feed
-snapshot, a panel's `data-refresh` parts as events come).
+`/ui/*` serve single fragments (a panel the script reloads after a feed snapshot); the
+chart, the totals and an app's `Panel.live` parts follow live queries
+(`/ui/live/...`, `gateway/liveviews.py`), for the views the caller may read (`data-views`).
 
 Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
 as the API): a query outside them is not asked and the panel says which grant it needs,
@@ -196,7 +197,7 @@ async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name
 async def part_fragment(
     request: Request[Any, Any, Any], backend: Backend, name: str, part: str
 ) -> str:
-    """A fragment of an app panel as it is now (elements with `data-refresh` ask it)."""
+    """A fragment of an app panel as it is now (`Panel.fragments`)."""
     fragment = _find(name).fragments.get(part)
     if fragment is None:
         raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
