@@ -73,17 +73,18 @@ def todo_list(list_id: str, found: Mapping[str, Any] | None) -> str:
     )
 
 
-def lists(items: Iterable[Mapping[str, Any]], current: str) -> str:
+def lists(items: Iterable[Mapping[str, Any]], current: str | None) -> str:
     """`ul#lists`: a chip per list with its active count, kept current by the live query
-    `todo_lists.lists` (`data-live`: the panel's `lists` live view)."""
-    live = f"/ui/live/todos/lists?list={e(current)}"
+    `todo_lists.lists` (`data-live`: the panel's `lists` live view). The view is the same
+    for every page, so all tabs of a browser share one feed of it; `current` (marked
+    `aria-current`) is the page's own: todo.js marks it again after each answer."""
     return (
-        f'<ul id="lists" class="lists" aria-label="Recent lists" data-live="{live}">'
+        '<ul id="lists" class="lists" aria-label="Recent lists" data-live="/ui/live/todos/lists">'
         f"{list_links(items, current)}</ul>"
     )
 
 
-def list_links(lists: Iterable[Mapping[str, Any]], current: str) -> str:
+def list_links(lists: Iterable[Mapping[str, Any]], current: str | None) -> str:
     links = []
     for one in lists:
         lid = e(one["list_id"])
@@ -184,7 +185,7 @@ async def lists_fragment(ask: Ask, params: Mapping[str, str]) -> str:
 
 LISTS_LIVE = LiveView(
     query=lambda params: ("todo_lists", "lists", {}),
-    render=lambda result, params: lists(result or [], chosen_list(params)),
+    render=lambda result, _: lists(result or [], None),  # one for every page: shared
 )
 
 

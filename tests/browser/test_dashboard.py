@@ -252,6 +252,8 @@ def test_what_a_new_user_notices_first_updates_live_and_reads_at_phone_width(
     expect(page.locator("#lists li", has_text=list_id)).to_have_count(0)  # nothing in it yet
     _add(page, "Mine")
     expect(page.locator("#lists li", has_text=list_id)).to_contain_text("1 active", timeout=5_000)
+    current = page.locator("#lists a[aria-current=page]")  # the shared view, marked per page
+    expect(current).to_have_text(list_id)
 
     # A new user appears at the top of the newest-first list.
     for user in ("first", "second"):
