@@ -235,13 +235,26 @@ Fragment = Callable[[Ask, Mapping[str, str]], Awaitable[str]]  # (ask, page para
 
 
 @dataclass(frozen=True)
+class LiveView:
+    """A part of a panel kept current by one live query, served as a Datastar feed at
+    `/ui/live/<panel>/<name>?<page params>`: `query(params)` is (projection, query, its
+    parameters as strings) for the page's parameters; `render(result, params)` the HTML
+    of one answer (None: the read model cannot answer; rendered once before the feed
+    starts, so page parameters it refuses are the 4xx), one element with an id that
+    replaces the element of that id. The page follows every element's `data-live` URL."""
+
+    query: Callable[[Mapping[str, str]], tuple[str, str, Mapping[str, str]]]
+    render: Callable[[Any, Mapping[str, str]], str]
+
+
+@dataclass(frozen=True)
 class Panel:
     """A dashboard panel. `render(ask, params)` returns its HTML from queries (`ask`
     answers None when the read model cannot answer now); `patches(sequence, event)`
     are the Datastar patches a live event makes to it; `snapshot(topic, state)` the
     patches a feed snapshot of `topic` makes. `params` are the page's query string.
-    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`: an element
-    with `data-refresh="<that url>"` and an id is reloaded from it as events come.
+    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`; `live` parts
+    kept current by a live query (`LiveView`), which the page follows by `data-live`.
     `topics(params)` are the feed topics the panel follows (`type` or `type:id`; the
     page follows those the caller is granted; no panel naming any: every type)."""
 
@@ -252,6 +265,7 @@ class Panel:
     snapshot: Callable[[str, Any], list[Patch]] | None = None
     fragments: Mapping[str, Fragment] = field(default_factory=dict)
     topics: Callable[[Mapping[str, str]], list[str]] | None = None
+    live: Mapping[str, LiveView] = field(default_factory=dict)
 
 
 DemoCommand = tuple[str, str, str, Payload]  # aggregate type, id, command type, payload

@@ -129,48 +129,71 @@ class LiveController(Controller):
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
     ) -> Stream:
         """Server-Sent Events of a query's answer, kept current as batches commit."""
-        settings = backend.settings
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
         projection, name, params = target(query_name, sql, values)
+        settings = backend.settings
         every = interval(min_interval_ms, settings.live_interval_ms, settings.live_min_interval_ms)
         style, render = renderer(format, signal)
-        require_read(projection, params, name)  # 401/403 for this principal, every time
-        after = parse_last_event_id(last_event_id_header or last_event_id)
-        after = max(-1 if after is None else after, reads.min_seq(values))
-        if after > 0:  # an id of another stream (ahead of this one) resumes nothing
-            info = await backend.nc.jetstream().stream_info(backend.nats.stream)
-            after = after if after <= info.state.last_seq else -1
-        hub: Hub = state.live
-        principal = PRINCIPAL.get()
-        hub.admit(principal.key)
-        key: Key = (projection, name, _json.encode(params).decode(), every)
-        me = Subscriber(after)
-
-        async def ask(min_seq: int) -> bytes:
-            return await backend.query(projection, name, params, min_seq, live=True)
-
-        try:
-            await hub.subscribe(key, ask, after, me)
-        except BaseException:
-            hub.release(principal.key)
-            raise
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                hub.leave(key, me)
-                hub.release(principal.key)
-
-        ends = float(principal.claims.expires) if principal.claims is not None else None
-        body = _answers(me, style, render, settings.sse_keepalive_s, ends, state.closing, release)
-        weakref.finalize(body, release)  # a body never started still gives its place back
-        return Stream(
-            _first(retry(settings.sse_retry_ms), body),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        resume = max(resume_point(last_event_id_header or last_event_id), reads.min_seq(values))
+        return await follow(
+            backend, state, (projection, name, params), every, (style, render), resume
         )
+
+
+def resume_point(value: str | None) -> int:
+    """A `Last-Event-ID` as a sequence; -1 for none or a malformed one (a fresh answer)."""
+    after = parse_last_event_id(value)
+    return -1 if after is None else after
+
+
+async def follow(
+    backend: Backend,
+    state: State,
+    query: tuple[str, str, dict[str, Any]],
+    every: int,
+    style: tuple[str, Callable[[Answer], bytes]],
+    after: int,
+) -> Stream:
+    """The SSE response following `query` (projection, name, typed parameters) for the
+    current principal, each answer rendered by `style` (its cache name, its render), from
+    the resume point `after` (-1: none). 401/403 grants, 429 budgets, before it starts."""
+    projection, name, params = query
+    require_read(projection, params, name)  # 401/403 for this principal, every time
+    if after > 0:  # an id of another stream (ahead of this one) resumes nothing
+        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+        after = after if after <= info.state.last_seq else -1
+    hub: Hub = state.live
+    principal = PRINCIPAL.get()
+    hub.admit(principal.key)
+    key: Key = (projection, name, _json.encode(params).decode(), every)
+    me = Subscriber(after)
+
+    async def ask(min_seq: int) -> bytes:
+        return await backend.query(projection, name, params, min_seq, live=True)
+
+    try:
+        await hub.subscribe(key, ask, after, me)
+    except BaseException:
+        hub.release(principal.key)
+        raise
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            hub.leave(key, me)
+            hub.release(principal.key)
+
+    settings = backend.settings
+    ends = float(principal.claims.expires) if principal.claims is not None else None
+    body = _answers(me, *style, settings.sse_keepalive_s, ends, state.closing, release)
+    weakref.finalize(body, release)  # a body never started still gives its place back
+    return Stream(
+        _first(retry(settings.sse_retry_ms), body),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def _first(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

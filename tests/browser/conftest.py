@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, sync_playwright
 
 from ironstar.natsserver import free_port
 from tests.support.stack import Stack
@@ -91,6 +92,20 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[..., Page]]:
     for page in pages:
         page.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def requests_seen(browser: BrowserContext) -> Iterator[list[str]]:
+    """The path of every request the test's pages make, as chromium sends them (fetches and
+    EventSource feeds alike), in order."""
+    seen: list[str] = []
+
+    def note(request: Request) -> None:
+        seen.append(urlsplit(request.url).path)
+
+    browser.on("request", note)
+    yield seen
+    browser.remove_listener("request", note)
 
 
 # The official Datastar bundle. No package registry serves the pristine 1.0.1 bundle (npm

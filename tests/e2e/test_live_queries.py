@@ -297,3 +297,32 @@ async def test_bad_input_is_a_clear_4xx_before_any_stream(
     reply = await http.get("/api/live", params=params)
     assert reply.status_code == status, reply.text
     assert says in reply.text
+
+
+async def test_a_dashboard_live_view_patches_its_element_under_its_query_grant(
+    http: httpx.AsyncClient,
+) -> None:
+    """`/ui/live/<panel>/<view>`: the same feed, each answer one element patch by id."""
+    list_id = unique("list")
+    sequence = await add(http, list_id, "a chip")
+    path = "/ui/live/todos/lists"
+    resume = {"Last-Event-ID": str(sequence)}
+    async with aconnect_sse(http, "GET", path, headers=resume) as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)
+    assert event.event == "datastar-patch-elements" and int(event.id) >= sequence
+    assert event.data.startswith('elements <ul id="lists"')
+    assert f'<a href="/?list={list_id}">{list_id}</a> <small>1 active</small>' in event.data
+    async with aconnect_sse(http, "GET", "/ui/live/analytics/totals") as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)
+    assert '<div id="totals"' in event.data and "<dt>events</dt>" in event.data
+    one_list = bearer(f"read:todo_list:{list_id}", subject=unique("reader"))
+    for view, headers, status in (
+        ("/ui/live/analytics/chart", one_list, 403),  # the chart needs `read:analytics`
+        (path, one_list, 403),  # every list's chips: not one list's grant
+        (path, {"Authorization": ""}, 401),
+        ("/ui/live/todos/nothing", ADMIN, 404),
+        ("/ui/live/nothing/lists", ADMIN, 404),
+    ):
+        reply = await http.get(view, headers=headers)
+        assert reply.status_code == status, (view, reply.text)
+        assert "elements" not in reply.text  # no answer before the 4xx

@@ -7,6 +7,7 @@ In an empty directory: `ironstar new billing` writes the package, its tests pass
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shlex
@@ -99,8 +100,12 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
         assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
         assert 'id="billing-log"' in page and "<li>acme: 42</li>" in page
-        # what the page reloads as events come, and whole after a feed snapshot
-        assert "<li>acme: 42</li>" in (await http.get("/ui/panels/billing/totals")).text
+        # the live view the page follows as events come, and the panel whole after a snapshot
+        async with asyncio.timeout(15), http.stream("GET", "/ui/live/billing/totals") as live:
+            assert live.status_code == 200
+            async for line in live.aiter_lines():
+                if "<li>acme: 42</li>" in line:
+                    break
         assert "<li>acme: 42</li>" in (await http.get("/ui/panels/billing")).text
         # an unresumable position on the whole type: a snapshot of every billing account
         async with feed(http, {"Last-Event-ID": "99999999"}, topics="billing") as reader:

@@ -82,10 +82,12 @@ async def test_the_page_shows_only_what_its_token_grants(
     assert secrets.email not in page.text and secrets.user_id not in page.text
     assert f"topics=todo_list:{secrets.list_id}&amp;" in page.text  # the feed it may follow
     assert "read:user_profile" in page.text and "read:stream" in page.text  # said, not shown
+    assert 'data-views=""' in page.text  # no live view it may not follow (chart, chips)
     other = await http.get("/", params={"list": secrets.other_list}, headers=one_list)
     assert "Sign in" in other.text and secrets.leaked(other.text) == []
     everything = await http.get("/", params={"list": secrets.list_id}, headers=bearer("read:*"))
     assert secrets.email in everything.text and secrets.other_list in everything.text
+    assert 'data-views="analytics/chart analytics/totals todos/lists"' in everything.text
 
 
 async def test_fragments_need_the_read_grant_of_what_they_show_not_admin(
