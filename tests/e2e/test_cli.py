@@ -29,7 +29,7 @@ def _start(log: Path, *args: str) -> subprocess.Popen[bytes]:
 async def test_demo_feeds_commands_and_status_reports_stream_consumers_and_lag(
     stack: Stack, tmp_path: Path
 ) -> None:
-    demo = run_cli(stack.env, "demo", "--url", stack.url, "--rate", "40", "--duration", "1")
+    demo = run_cli(stack.env, "demo", "--url", stack.url, "--rate", "40", "--duration", "3")
     assert demo.returncode == 0, demo.stderr
     assert "commands accepted" in demo.stdout
     accepted = int(demo.stdout.rsplit("ironstar demo: ", 1)[1].split()[0])

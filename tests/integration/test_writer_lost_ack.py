@@ -20,6 +20,7 @@ from common.settings import NatsSettings
 from common.subjects import Subjects
 from ironstar.natsserver import NatsServer, free_port
 from tests.support.commands import command
+from tests.support.waiting import until
 from writer.handler import CommandHandler
 from writer.store import JetStreamEventStore
 
@@ -66,6 +67,7 @@ async def test_a_lost_ack_is_retried_with_the_same_message_ids_and_stores_once(
 
     retries.clear()  # only the paused append counts
     os.kill(pid, signal.SIGSTOP)
+    until(lambda: _state(pid) == "T", 10, lambda: _state(pid))  # stopped before the command
     result = await handler.handle("todo_list", command("l", "clear_completed", "clear"))
 
     assert retries  # at least once; on a loaded machine the resumed server may need two
@@ -74,3 +76,9 @@ async def test_a_lost_ack_is_retried_with_the_same_message_ids_and_stores_once(
     state = (await nc.jetstream().stream_info(settings.stream)).state
     assert state.messages == before + events
     assert result.sequence == state.last_seq
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (`T`: stopped by a signal)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
