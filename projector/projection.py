@@ -19,6 +19,7 @@ from common.app import Batch, Projection, Query, Unapplicable
 from common.builtin import VERSIONS_NAME
 from common.errors import NotFound
 from projector.staging import Checker, Event, stage, unstage
+from projector.versions import Versions
 
 __all__ = ["Event", "Unapplicable", "answer", "apply"]
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -27,6 +28,7 @@ _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 def apply(
     con: duckdb.DuckDBPyConnection,
     checker: Checker,
+    versions: Versions,
     projections: Sequence[Projection],
     events: Sequence[Event],
     preceding: str,
@@ -35,11 +37,11 @@ def apply(
     holds the transaction. Raises `Unapplicable` naming an event that cannot be applied."""
     if not events:
         return
-    stage(con, checker, events, preceding)  # also checks every payload
+    typed = stage(con, checker, events, preceding)  # also checks every payload
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
-                checker.fold(con, events)
+                versions.fold(con, events, typed)
             elif isinstance(projection.apply, tuple):
                 for statement in projection.apply:
                     con.execute(statement)

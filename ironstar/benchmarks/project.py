@@ -53,8 +53,8 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catchup-batch-size",
         type=int,
-        default=5000,
-        help="events per transaction while more than --batch-size wait (default 5000)",
+        default=ProjectorSettings().catchup_batch_size,
+        help="events per transaction while more than --batch-size wait (the projector's default)",
     )
 
 
