@@ -20,7 +20,7 @@ import structlog
 from common import catalogue as catalogues
 from common import envelope as codec
 from common.app import Projection, Unapplicable
-from common.builtin import ALWAYS, VERSIONS_NAME
+from common.builtin import ALWAYS
 from common.errors import StorageFull, storage_exhausted
 from common.subjects import Subjects
 from projector import snapshot
@@ -123,8 +123,6 @@ class ReadModel:
                     for statement in projection.ddl:
                         self.con.execute(statement)
                     self._set_version(projection)
-                if VERSIONS_NAME in self.projections:
-                    self.versions.load(self.con)
             self.con.execute("COMMIT")
         found = self.con.execute("SELECT command_id FROM checkpoint WHERE id = 1").fetchall()
         self._command = str(found[0][0])
