@@ -108,8 +108,9 @@ class Versions:
             self.load(con)
         cache = self._cache
         missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
-        if missing:
-            cache.update(self._read(con, missing))  # committed states: clean
+        if missing:  # committed states (clean); an aggregate never written has none yet
+            found = self._read(con, missing)
+            cache.update({key: found.get(key, (0, None)) for key in missing})
         changed: dict[Key, Entry] = {}
         for (sequence, e), event in zip(events, typed, strict=True):
             key = (e.aggregate_type, e.aggregate_id)
