@@ -56,7 +56,7 @@ def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
 STREAM = Projection(
     name=NAME,
     version=1,
-    grant="analytics",  # what the dashboard's chart has always needed: `read:analytics`
+    grant="stream",  # Ironstar's own, whatever the app: `read:stream` (the chart, totals)
     tables=("stream_counts",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS stream_counts (
@@ -98,7 +98,7 @@ STREAM = Projection(
 VERSIONS = Projection(
     name=VERSIONS_NAME,
     version=3,
-    grant="analytics",
+    grant="stream",
     tables=("aggregate_states", "aggregate_pending"),
     ddl=(
         # States as of the last time they were written (see projector/versions.py) ...
