@@ -1,9 +1,10 @@
 """The projections every app gets, applied before the app's own.
 
-`versions` (table `aggregate_versions`): the last version and state of every aggregate, so
+`versions` (view `aggregate_versions`: the last version of every aggregate; their states in
+`aggregate_states` with the events since in `aggregate_pending`, see projector/versions.py), so
 an event that is not its aggregate's next version (a repeat, a gap, one published around
 the writer) or that its `evolve` refuses is dead-lettered, as the writer refuses it
-(`writer/handler.py`; the check is `projector.staging.Checker.fold`). It is applied with
+(`writer/handler.py`; the check is `projector.versions.Versions.fold`). It is applied with
 every batch, also when only other projections are rebuilt.
 
 `stream`: events and commands per minute, aggregate and event type. It feeds what the
@@ -96,19 +97,35 @@ STREAM = Projection(
 
 VERSIONS = Projection(
     name=VERSIONS_NAME,
-    version=2,
+    version=3,
     grant="stream",
-    tables=("aggregate_versions",),
+    tables=("aggregate_states", "aggregate_pending"),
     ddl=(
-        """CREATE TABLE IF NOT EXISTS aggregate_versions (
+        # States as of the last time they were written (see projector/versions.py) ...
+        """CREATE TABLE IF NOT EXISTS aggregate_states (
             aggregate_type VARCHAR NOT NULL,
             aggregate_id VARCHAR NOT NULL,
             version BIGINT NOT NULL,
             state VARCHAR,  -- msgspec JSON of the aggregate's state (its app's aggregates)
             PRIMARY KEY (aggregate_type, aggregate_id)
         )""",
+        # ... and the events applied since (payload in its current schema).
+        """CREATE TABLE IF NOT EXISTS aggregate_pending (
+            sequence BIGINT NOT NULL,
+            aggregate_type VARCHAR NOT NULL,
+            aggregate_id VARCHAR NOT NULL,
+            version BIGINT NOT NULL,
+            event_type VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL
+        )""",
+        """CREATE OR REPLACE VIEW aggregate_versions AS
+            SELECT aggregate_type, aggregate_id, max(version) AS version FROM (
+                SELECT aggregate_type, aggregate_id, version FROM aggregate_states
+                UNION ALL
+                SELECT aggregate_type, aggregate_id, version FROM aggregate_pending
+            ) GROUP BY aggregate_type, aggregate_id""",
     ),
-    apply=(),  # the engine's own check: `projector.staging.Checker.fold`
+    apply=(),  # the engine's own check: `projector.versions.Versions.fold`
 )
 BUILT_IN = (VERSIONS, STREAM)  # in the order they are applied, before the app's
 ALWAYS = frozenset({VERSIONS_NAME})  # applied with every batch, also when others rebuild

@@ -131,7 +131,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     data_dir: str = ".ironstar"
     batch_size: int = 1000
     batch_ms: int = 50
-    catchup_batch_size: int = 5000
+    catchup_batch_size: int = 50_000
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000

@@ -19,6 +19,7 @@ from common.app import Batch, Projection, Query, Unapplicable
 from common.builtin import VERSIONS_NAME
 from common.errors import NotFound
 from projector.staging import Checker, Event, stage, unstage
+from projector.versions import Versions
 
 __all__ = ["Event", "Failed", "Unapplicable", "answer", "apply"]
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -37,6 +38,7 @@ class Failed(Exception):
 def apply(
     con: duckdb.DuckDBPyConnection,
     checker: Checker,
+    versions: Versions,
     projections: Sequence[Projection],
     events: Sequence[Event],
     preceding: str,
@@ -51,11 +53,11 @@ def apply(
     if not events:
         return set()
     changed: set[str] = set()
-    stage(con, checker, events, preceding)  # also checks every payload
+    typed = stage(con, checker, events, preceding)  # also checks every payload
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
-                checker.fold(con, events)
+                versions.fold(con, events, typed)
                 changed.add(projection.name)
                 continue
             try:

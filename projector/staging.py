@@ -16,12 +16,11 @@ SQL projections read `batch`, one row per event in stream order, with the column
 
 Every payload is checked against its event type's Struct first: an event of the app's
 aggregates whose payload does not fit is `Unapplicable` (a dead letter), so the SQL
-never meets a payload it cannot read. Then `Checker.fold` (the built-in `versions`
-projection, applied before the app's) refuses an event that is not its aggregate's next
-version, or that its aggregate's `evolve` refuses given the state before it (an event
-`decide` could not have made, e.g. a todo added twice): the same history the writer would
-refuse. The state after the batch is kept per aggregate in `aggregate_versions` (its
-msgspec JSON), so one lookup and one upsert per batch, of the aggregates it touches.
+never meets a payload it cannot read. The domain events built by that check go to the
+built-in `versions` projection (`projector/versions.py`, applied before the app's), which
+refuses an event that is not its aggregate's next version, or that its aggregate's
+`evolve` refuses given the state before it (an event `decide` could not have made, e.g. a
+todo added twice): the same history the writer would refuse.
 
 The batch is registered as an Arrow table; the read model runs with external access off,
 which also turns off scanning Python objects.
@@ -63,78 +62,21 @@ class Checker:
             if (t := str(member.__struct_config__.tag))
         }
 
-    def payload(self, sequence: int, event: Envelope) -> dict[str, Any]:
+    def payload(self, sequence: int, event: Envelope) -> tuple[dict[str, Any], Any]:
+        """The payload in its current schema and its domain event (None: not the app's)."""
         kind = self._types.get((event.aggregate_type, event.event_type))
         if kind is None:
-            return event.payload  # not the app's: the SQL filters it out or reads it as is
+            return event.payload, None  # not the app's: the SQL filters it out or reads it
         aggregate = self._aggregates[event.aggregate_type]
         try:
             data = event.payload
             if event.schema < aggregate.schema(event.event_type):
                 data = aggregate.upcast(event.event_type, event.schema, data)
-            msgspec.convert(data, kind)
+            return data, aggregate.from_payload(
+                event.event_type, aggregate.schema(event.event_type), data
+            )
         except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
             raise Unapplicable(sequence, f"{event.event_type}: {exc}") from exc
-        return data
-
-    def fold(self, con: duckdb.DuckDBPyConnection, events: Sequence[Event]) -> None:
-        """Raise `Unapplicable` at the first event out of its aggregate's order or refused
-        by its `evolve`; else store every touched aggregate's last version and state.
-        Needs the staged `batch`."""
-        found = con.execute(
-            """SELECT v.aggregate_type, v.aggregate_id, v.version, v.state
-               FROM aggregate_versions AS v
-               JOIN (SELECT DISTINCT aggregate_type, aggregate_id FROM batch) AS b
-               USING (aggregate_type, aggregate_id)"""
-        ).fetchall()
-        last = {(kind, key): (version, state) for kind, key, version, state in found}
-        states: dict[tuple[str, str], Any] = {}
-        for sequence, e in events:
-            key = (e.aggregate_type, e.aggregate_id)
-            version, stored = last.get(key, (0, None))
-            if e.version != version + 1:
-                raise Unapplicable(
-                    sequence,
-                    f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
-                )
-            aggregate = self._aggregates.get(e.aggregate_type)
-            if aggregate is not None:
-                state = states.get(key)
-                if state is None:
-                    state = aggregate.initial
-                    if stored is not None:
-                        state = msgspec.json.decode(stored, type=type(aggregate.initial))
-                try:
-                    event = aggregate.from_payload(e.event_type, e.schema, e.payload)
-                    states[key] = aggregate.evolve(state, event)
-                except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
-                    raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
-            last[key] = (e.version, stored)
-        rows = [
-            (kind, key, version, _state(states, (kind, key), stored))
-            for (kind, key), (version, stored) in last.items()
-        ]
-        kinds, keys, versions, texts = zip(*rows, strict=True) if rows else ((),) * 4
-        table = pa.table(
-            {
-                "aggregate_type": pa.array(kinds, _S),
-                "aggregate_id": pa.array(keys, _S),
-                "version": pa.array(versions, _I),
-                "state": pa.array(texts, _S),
-            }
-        )
-        con.register("_versions", table)
-        try:
-            con.execute(
-                """INSERT INTO aggregate_versions SELECT * FROM _versions
-                   ON CONFLICT DO UPDATE SET version = excluded.version, state = excluded.state"""
-            )
-        finally:
-            con.unregister("_versions")
-
-
-def _state(states: dict[tuple[str, str], Any], key: tuple[str, str], stored: Any) -> Any:
-    return _json.encode(states[key]).decode() if key in states else stored
 
 
 def _members(aggregate: Aggregate) -> tuple[Any, ...]:
@@ -143,9 +85,11 @@ def _members(aggregate: Aggregate) -> tuple[Any, ...]:
 
 def stage(
     con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Event], preceding: str
-) -> None:
-    """Register `events` as `_staged` (the view `batch` reads it); checks every payload."""
-    payloads = [_json.encode(checker.payload(seq, e)) for seq, e in events]
+) -> list[Any]:
+    """Register `events` as `_staged` (the view `batch` reads it); checks every payload.
+    Returns each event's domain event (None for an event of no aggregate of the app)."""
+    checked = [checker.payload(seq, e) for seq, e in events]
+    payloads = [_json.encode(data) for data, _ in checked]
     commands = [e.metadata.command_id for _, e in events]
     previous = [preceding, *commands[:-1]]
     table = pa.table(
@@ -168,6 +112,7 @@ def stage(
     )
     con.register("_staged", table)
     con.execute(VIEW)
+    return [event for _, event in checked]
 
 
 def unstage(con: duckdb.DuckDBPyConnection) -> None:

@@ -10,7 +10,11 @@ consumption never writes to the stream. Then, in one run:
 - `duckdb_only`: decoding and applying the same bodies in batches of the catch-up size
   (the size the projector's batches reach while catching up), no NATS;
 - `end_to_end`: the projector service (in this process) from an empty file until a query
-  with `min_seq` = the last sequence answers.
+  with `min_seq` = the last sequence answers;
+- `tail`: then, over that history, `--tail-rate` more events per second for
+  `--tail-seconds` (open loop, the same app's histories going on), each published on its
+  own, one in 10 timed from its ack until a query with its `min_seq` answers (applied and
+  readable), reported as p50/p99 milliseconds.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from projector.feed import Feed
 from projector.readmodel import ReadModel
 from projector.replica import apply
 
+SAMPLE = 10  # one live event in 10 is timed
+
 
 def _say(what: str) -> None:
     print(f"bench project: {what}", file=sys.stderr, flush=True)
@@ -53,8 +59,12 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--catchup-batch-size",
         type=int,
-        default=5000,
-        help="events per transaction while more than --batch-size wait (default 5000)",
+        default=ProjectorSettings().catchup_batch_size,
+        help="events per transaction while more than --batch-size wait (the projector's default)",
+    )
+    parser.add_argument("--tail-rate", type=int, default=1000, help="live events/s after catch-up")
+    parser.add_argument(
+        "--tail-seconds", type=float, default=5.0, help="how long to run the live tail (0: skip)"
     )
 
 
@@ -102,9 +112,43 @@ def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], size: int) -> floa
     return elapsed
 
 
+async def _tail(
+    nc: Client, settings: NatsSettings, envelopes: list[Envelope], rate: int
+) -> list[float]:
+    """Seconds from the ack of every `SAMPLE`th event until a query with its min_seq
+    answered (not every event: the queries would load the process that also applies)."""
+    js, subjects = nc.jetstream(), Subjects(settings.prefix)
+    started, latencies = time.perf_counter(), []
+
+    async def one(envelope: Envelope, timed: bool) -> None:
+        subject = subjects.events(envelope.aggregate_type, envelope.aggregate_id)
+        ack = await js.publish(subject, codec.encode(envelope))
+        if not timed:
+            return
+        acked = time.perf_counter()
+        request = QueryRequest(name="totals", min_seq=ack.seq, timeout_s=30)
+        body = msgspec.json.encode(request)
+        await bus.request(nc, subjects.query(builtin.NAME), body, 30, "projector")
+        latencies.append(time.perf_counter() - acked)
+
+    tasks = []
+    for i, envelope in enumerate(envelopes):  # open loop: on schedule, whatever came back
+        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(envelope, i % SAMPLE == 0)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
 async def _end_to_end(
-    nc: Client, settings: NatsSettings, data_dir: Path, count: int, size: int, catchup: int
-) -> float:
+    nc: Client,
+    settings: NatsSettings,
+    data_dir: Path,
+    count: int,
+    size: int,
+    catchup: int,
+    tail: list[Envelope],
+    rate: int,
+) -> tuple[float, list[float]]:
     stop, ready = asyncio.Event(), asyncio.Event()
     config = ProjectorSettings(
         name="bench", data_dir=str(data_dir), batch_size=size, catchup_batch_size=catchup
@@ -122,9 +166,17 @@ async def _end_to_end(
     )
     elapsed = time.perf_counter() - started
     assert msgspec.json.decode(reply)["result"]["events"] == count
+    latencies = await _tail(nc, settings, tail, rate) if tail else []
     stop.set()
     await service
-    return elapsed
+    return elapsed, latencies
+
+
+def _ms(latencies: list[float], quantile: float) -> float | None:
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+    return round(1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 1)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +184,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     app = catalogue.current().app
     if app.events is None:
         raise catalogue.AppError(f"app {app.name} declares no history (App(events=...))")
-    envelopes = list(app.events(args.events, 1))
+    live = int(args.tail_rate * args.tail_seconds)
+    envelopes = list(app.events(args.events + live, 1))
+    envelopes, tail = envelopes[: args.events], envelopes[args.events :]
     count = len(envelopes)
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-project-") as tmp:
         directory = Path(tmp)
@@ -153,9 +207,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
             duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup)
-            _say("end to end: the projector from an empty file")
-            e2e_s = await _end_to_end(
-                nc, settings, directory / "projector", count, args.batch_size, catchup
+            _say("end to end: the projector from an empty file, then the live tail")
+            e2e_s, latencies = await _end_to_end(
+                nc,
+                settings,
+                directory / "projector",
+                count,
+                args.batch_size,
+                catchup,
+                tail,
+                args.tail_rate,
             )
         finally:
             await nc.drain()
@@ -169,6 +230,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "end_to_end_s": round(e2e_s, 2),
         "batch_size": args.batch_size,
         "catchup_batch_size": catchup,
+        "tail_events": len(latencies),
+        "tail_rate_per_s": args.tail_rate,
+        "tail_p50_ms": _ms(latencies, 0.5),
+        "tail_p99_ms": _ms(latencies, 0.99),
         "load_average_1m": round(os.getloadavg()[0], 1),
         "goal_events_per_s": 50_000,
     }

@@ -3,12 +3,14 @@
 An app (the test app `inventory` with two more projections: `ledger` in SQL, which casts
 quantities to INTEGER, and `audit`, a Python hook that raises on one quantity) over a real
 DuckDB file: the event is that projection's dead letter; the built-in `versions` and
-`stream`, and every other projection, apply it, and the aggregate's later events apply.
+`stream`, and every other projection, apply it, and the aggregate's later events apply; an event
+no projection applies is not in the versions' states, before a restart or after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 
 from common.app import Batch, Projection, Unapplicable
 from common.catalogue import Catalogue
+from projector import versions
 from projector.readmodel import ReadModel
 from projector.replica import apply
 from tests.apps import inventory
@@ -171,3 +174,42 @@ def test_dead_letters_of_a_file_from_before_per_projection_letters_are_kept(
     model = ReadModel(path)
     found = "SELECT sequence, projection, subject, error FROM dead_letters"
     assert model.con.execute(found).fetchall() == [(4, "*", "s", "bad")]
+
+
+@pytest.mark.parametrize("flush_events", [1, 100], ids=lambda n: f"states written every {n}")
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
+def test_versions_keep_what_one_projection_missed_and_not_what_every_projection_did(
+    model: ReadModel, monkeypatch: pytest.MonkeyPatch, flush_events: int, restart: bool
+) -> None:
+    monkeypatch.setattr(versions, "FLUSH_EVENTS", flush_events)
+    model = ReadModel(model.path)  # its versions with this FLUSH_EVENTS
+    first = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=5),
+        _event("i", 3, "stock_received", quantity=2**40),  # the ledger's dead letter only
+        _event("i", 3, "stock_received", quantity=7),  # a repeat: every projection's
+        _event("j", 1, "item_registered", name="nut"),
+    ]
+    dead = apply(model, _deliveries(first), 5, halt=False)
+    if restart:  # the states come back from aggregate_pending or aggregate_states
+        model.close()
+        model = ReadModel(model.path)
+    then = [
+        _event("i", 4, "stock_shipped", quantity=1),  # next only if 3 counted once
+        _event("i", 4, "stock_shipped", quantity=2),
+        _event("j", 2, "stock_received", quantity=2),
+    ]
+    deliveries = [(i + 6, subject, body) for i, (subject, body) in enumerate(then)]
+    dead += apply(model, deliveries, 8, halt=False)
+    assert [(d.sequence, d.projection) for d in dead] == [(3, "ledger"), (4, "*"), (7, "*")]
+    versions_ = _rows(model, "SELECT aggregate_id, version FROM aggregate_versions ORDER BY 1")
+    assert versions_ == [("i", 4), ("j", 2)]
+    monkeypatch.setattr(versions, "FLUSH_EVENTS", 1)  # write every state with the next batch
+    model.close()
+    model = ReadModel(model.path)
+    apply(model, [(9, *_event("j", 3, "stock_shipped", quantity=1))], 9, halt=False)
+    states = _rows(model, "SELECT aggregate_id, state FROM aggregate_states ORDER BY 1")
+    assert [(key, json.loads(state)["on_hand"]) for key, state in states] == [
+        ("i", 5 + 2**40 - 1),
+        ("j", 1),
+    ]

@@ -16,6 +16,7 @@ from common.messages import QueryRequest
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from examples.todo.history import domain_events
+from examples.todo.projections import todo_lists
 from projector.readmodel import ReadModel
 from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 from tests.support.waiting import eventually
@@ -96,7 +97,8 @@ async def test_a_changed_projection_version_is_rebuilt_at_start(
             lambda rows: rows == expected,
         )
         versions = await sql(nc, nats_settings, "SELECT count(*) FROM projection_versions "
-                             "WHERE name = 'todo_lists' AND version = 3")  # fmt: skip
+                             "WHERE name = 'todo_lists' AND version = "
+                             f"{todo_lists.projection.version}")  # fmt: skip
         assert versions == [[1]]
 
 

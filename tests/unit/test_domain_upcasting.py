@@ -50,3 +50,12 @@ class _Command(msgspec.Struct, tag="noop", tag_field="type"):
 class _Event(msgspec.Struct, tag="todo_renamed", tag_field="event_type"):
     todo_id: str
     text: str
+
+
+def test_a_payload_is_read_as_its_own_event_type_whatever_tag_it_carries() -> None:
+    carried = {"todo_id": "milk", "text": "Buy milk", "event_type": "todo_renamed"}
+    assert todo_list.from_payload("todo_added", 2, carried) == TodoAdded("milk", "Buy milk")
+    with pytest.raises(msgspec.ValidationError):
+        todo_list.from_payload("todo_exploded", 1, {"todo_id": "milk"})
+    with pytest.raises(msgspec.ValidationError):
+        todo_list.from_payload("todo_completed", 1, {"todo_id": "no spaces allowed"})

@@ -1,0 +1,210 @@
+"""The built-in `versions` check: each event is its aggregate's next version and its
+aggregate's `evolve` accepts it, given the state before it.
+
+Cost is what shaped this module. Writing every touched aggregate's state with every batch
+(msgspec JSON, one upsert) made the check cost O(aggregates touched x state size) per batch,
+more than all the SQL projections together, and more per event the more aggregates a
+history has (docs/benchmarks.md). So:
+
+- States live decoded in memory (`_cache`, least recently used first; at most `cached`
+  aggregates, only ones whose state is also in the file are ever dropped).
+- Each batch appends its events (one `INSERT … SELECT` from the staged `batch`: sequence,
+  aggregate, version, event type, payload in the current schema) to `aggregate_pending`,
+  in the batch's transaction: what the file needs to know the states at its checkpoint.
+- Every `flush_events` events (or when the cache is full of unwritten states) the changed
+  states are written to `aggregate_states` and `aggregate_pending` is emptied, in the
+  transaction of that batch; each aggregate is written once per flush, not once per batch.
+- After a restart, the first batch first folds the events in `aggregate_pending` onto the
+  written states (at most `flush_events` events; ~1 s per 12,000 events of the example's
+  long lists on the loaded test machine), so it is checked with the states of its
+  checkpoint. Lazily, so a replica is ready and answers queries at once.
+
+A batch's changes reach the cache only after its commit (`committed`); a rolled back batch
+leaves the cache as it was (`rolled_back`). The view `aggregate_versions` gives every
+aggregate's last version.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+import structlog
+
+from common.app import Aggregate, Unapplicable
+from common.envelope import Envelope
+
+log = structlog.get_logger()
+Key = tuple[str, str]  # aggregate type, aggregate id
+Entry = tuple[int, Any]  # last version, state (None until an app aggregate's first event)
+CACHED = 200_000  # aggregates whose state is kept decoded in memory
+FLUSH_EVENTS = 50_000  # events in aggregate_pending before the states are written
+_S = pa.string()
+_json = msgspec.json.Encoder()
+_ERRORS = (msgspec.ValidationError, KeyError, TypeError, ValueError)
+
+PENDING = """INSERT INTO aggregate_pending
+    SELECT sequence, aggregate_type, aggregate_id, version, event_type, payload::VARCHAR
+    FROM batch"""
+
+
+class Versions:
+    def __init__(
+        self,
+        aggregates: Mapping[str, Aggregate],
+        cached: int | None = None,
+        flush_events: int | None = None,
+    ) -> None:
+        self._aggregates = aggregates
+        self._cached = CACHED if cached is None else cached
+        self._flush_events = FLUSH_EVENTS if flush_events is None else flush_events
+        self._cache: OrderedDict[Key, Entry] = OrderedDict()
+        self._dirty: set[Key] = set()  # states changed since they were written
+        self._pending = 0  # rows in aggregate_pending
+        self._open: dict[Key, Entry] | None = None  # the open transaction's changes
+        self._events = 0  # and how many events it logged
+        self._flushing = False  # the open transaction writes the states
+        self._full = False  # the cache holds too many unwritten states: write them
+        self._loaded = False  # the events logged since the last write are folded
+
+    def load(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Fold the events appended since the states were last written (after a restart)."""
+        rows = con.execute(
+            """SELECT aggregate_type, aggregate_id, version, event_type, payload
+               FROM aggregate_pending ORDER BY sequence"""
+        ).fetchall()
+        states = self._read(con, {(kind, key) for kind, key, *_ in rows})
+        for kind, key, version, event_type, payload in rows:
+            _, state = states.get((kind, key), (0, None))
+            aggregate = self._aggregates.get(kind)
+            if aggregate is not None:
+                try:
+                    event = aggregate.from_payload(
+                        event_type, aggregate.schema(event_type), msgspec.json.decode(payload)
+                    )
+                    state = aggregate.evolve(aggregate.initial if state is None else state, event)
+                except _ERRORS as exc:  # accepted before: this version's evolve differs
+                    log.warning("versions_refold", aggregate=kind, id=key, error=str(exc))
+            states[(kind, key)] = (version, state)
+        self._cache.update(states)
+        self._dirty = {(kind, key) for kind, key, *_ in rows}
+        self._pending = len(rows)
+        self._loaded = True
+
+    def fold(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        events: Sequence[tuple[int, Envelope]],
+        typed: Sequence[Any],
+    ) -> None:
+        """Raise `Unapplicable` at the first event out of its aggregate's order or refused
+        by its `evolve`; else log the batch (or write the states). `typed` holds each
+        event's domain event (None: not checked yet). Needs the staged `batch`."""
+        if not self._loaded:
+            self.load(con)
+        cache = self._cache
+        missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
+        if missing:  # committed states (clean); an aggregate never written has none yet
+            found = self._read(con, missing)
+            cache.update({key: found.get(key, (0, None)) for key in missing})
+        changed: dict[Key, Entry] = {}
+        for (sequence, e), event in zip(events, typed, strict=True):
+            key = (e.aggregate_type, e.aggregate_id)
+            version, state = changed[key] if key in changed else cache.get(key, (0, None))
+            if e.version != version + 1:
+                raise Unapplicable(
+                    sequence,
+                    f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
+                )
+            aggregate = self._aggregates.get(e.aggregate_type)
+            if aggregate is not None:
+                try:
+                    if event is None:
+                        event = aggregate.from_payload(e.event_type, e.schema, e.payload)
+                    state = aggregate.evolve(aggregate.initial if state is None else state, event)
+                except _ERRORS as exc:
+                    raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
+            changed[key] = (e.version, state)
+        self._open, self._events, self._flushing = changed, len(events), False
+        if self._full or self._pending + len(events) >= self._flush_events:
+            self._write(
+                con,
+                {k: changed[k] if k in changed else cache[k] for k in self._dirty | changed.keys()},
+            )
+            self._flushing = True
+        else:
+            con.execute(PENDING)
+
+    def committed(self) -> None:
+        """The transaction that folded the last batch committed: keep its states."""
+        if self._open is None:
+            return
+        cache = self._cache
+        for key, entry in self._open.items():
+            cache[key] = entry
+            cache.move_to_end(key)
+        if self._flushing:
+            self._dirty.clear()
+            self._pending, self._full = 0, False
+        else:
+            self._dirty.update(self._open)
+            self._pending += self._events
+        self._open = None
+        while len(cache) > self._cached:
+            oldest = next(iter(cache))
+            if oldest in self._dirty:
+                self._full = True  # written with the next batch, then dropped
+                break
+            del cache[oldest]
+
+    def rolled_back(self) -> None:
+        self._open, self._flushing = None, False
+
+    def _read(self, con: duckdb.DuckDBPyConnection, keys: Iterable[Key]) -> dict[Key, Entry]:
+        """The written version and state of `keys` (absent: never written)."""
+        kinds, ids = zip(*keys, strict=True) if keys else ((), ())
+        if not kinds:
+            return {}
+        con.register("_keys", pa.table({"t": pa.array(kinds, _S), "i": pa.array(ids, _S)}))
+        try:
+            rows = con.execute(
+                """SELECT s.aggregate_type, s.aggregate_id, s.version, s.state
+                   FROM aggregate_states AS s JOIN _keys AS k
+                   ON s.aggregate_type = k.t AND s.aggregate_id = k.i"""
+            ).fetchall()
+        finally:
+            con.unregister("_keys")
+        found: dict[Key, Entry] = {}
+        for kind, key, version, text in rows:
+            aggregate = self._aggregates.get(kind)
+            state = None
+            if aggregate is not None and text is not None:
+                state = msgspec.json.decode(text, type=type(aggregate.initial))
+            found[(kind, key)] = (version, state)
+        return found
+
+    def _write(self, con: duckdb.DuckDBPyConnection, entries: Mapping[Key, Entry]) -> None:
+        rows = [(k[0], k[1], v, None if s is None else _json.encode(s).decode())
+                for k, (v, s) in entries.items()]  # fmt: skip
+        kinds, ids, versions, texts = zip(*rows, strict=True) if rows else ((),) * 4
+        table = pa.table(
+            {
+                "aggregate_type": pa.array(kinds, _S),
+                "aggregate_id": pa.array(ids, _S),
+                "version": pa.array(versions, pa.int64()),
+                "state": pa.array(texts, _S),
+            }
+        )
+        con.register("_states", table)
+        try:
+            con.execute(
+                """INSERT INTO aggregate_states SELECT * FROM _states
+                   ON CONFLICT DO UPDATE SET version = excluded.version, state = excluded.state"""
+            )
+            con.execute("DELETE FROM aggregate_pending")
+        finally:
+            con.unregister("_states")
