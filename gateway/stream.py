@@ -134,6 +134,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 )
                 return
             if feed.fell:  # left the tail: pull the consumer from the last event written
+                metrics.tail_left.inc()
+                log.info("sse_tail_left", client_id=session.client_id, reason=feed.fell)
                 acks.clear()
                 feed.gone = await feed.resume_pull(acks.seq + 1)
                 order.delivered = 0

@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from gateway import reading
+from gateway import metrics, reading
 from gateway.window import Item
 from gateway.wire import frame
 
@@ -127,6 +127,7 @@ class Tail:
             return False
         if live:
             member.wake()
+        metrics.tail_joined.inc()
         return True
 
     def leave(self, member: Member, reason: str = "") -> None:
@@ -163,17 +164,24 @@ class Tail:
 
     # -- the subscription -------------------------------------------------------------
     async def _on_msg(self, msg: Msg) -> None:
-        tokens = (msg.reply or "").split(".")
-        if len(tokens) < 9:
+        if not (msg.reply or "").startswith("$JS.ACK."):
             return
-        seq = int(tokens[-4])  # $JS.ACK.<stream>.<consumer>.<n>.<sseq>.<dseq>.<ts>.<pending>
+        tokens = msg.reply.split(".")
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>, or longer
+        seq = int(tokens[5]) if len(tokens) == 9 else msg.metadata.sequence.stream
+        self.receive(seq, msg.subject, msg.data)
+
+    def receive(self, seq: int, subject: str, data: bytes) -> None:
+        """Stream message `seq`: check it once, keep it in the ring, hand it to the
+        members it is for; a sequence that does not follow the last sends every member
+        back to its consumer."""
         if seq <= self.last:
             return  # a redelivery after the ordered consumer was recreated
         if seq != self.last + 1:
             self.break_all(f"the tail skipped from {self.last} to {seq}")
             self.ring.clear()
         self.last = seq
-        item = reading.item(seq, msg.subject, msg.data)
+        item = reading.item(seq, subject, data)
         if not item.skipped:  # the `json` frame, once for all (datastar renders per client)
             item = item._replace(wire=frame(item.data, event=item.event_type, id=seq))
         self.ring.append(item)
