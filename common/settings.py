@@ -75,7 +75,7 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
     prefix: str = "ironstar"
     stream: str = "IRONSTAR_EVENTS"
     replicas: int = 1
-    max_consumers: int = 10_000
+    max_consumers: int = 20_000
     duplicate_window_s: float = 300.0
     request_timeout_s: float = 5.0
     user: str = ""
@@ -194,7 +194,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_inactive_s: float = 300.0
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
-    sse_max_connections: int = 5_000
+    sse_max_connections: int = 10_000
     sse_max_consumers_per_principal: int = 256
     sse_reserved_consumers: int = 100
     sse_unbounded_budget_bytes: int = 64 * 1024 * 1024

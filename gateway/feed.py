@@ -234,6 +234,8 @@ class ClientFeed:
 
     def _unbounded(self) -> None:
         assert self.cap is not None
+        if self.live is not None:  # the tail feeds it: nothing to pull
+            return
         if len(self.buffer) >= self.cap:
             self.overflow("buffer over its cap")
         elif self._credit <= 0 and (self._refill is None or self._refill.done()):

@@ -214,12 +214,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         server = NatsServer(workdir / "nats", free_port()).start(log=workdir / "nats.log")
         try:
-            nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE")
+            counts = [int(c) for c in args.clients.split(",")]
+            # every client holds a consumer, and those of the last scenario linger
+            # IRONSTAR_GATEWAY_SSE_INACTIVE_S: room for two scenarios and the reserve
+            nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE",
+                                max_consumers=2 * max(counts) + 200)  # fmt: skip
             nc = await bus.connect(nats, name="bench-sse")
             await bus.ensure_stream(nc, nats)
             assert server.process is not None
             pid = server.process.pid
-            counts = [int(c) for c in args.clients.split(",")]
             for clients in counts:
                 kinds = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
                 for kind in kinds:
