@@ -96,6 +96,15 @@ def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") ->
 
 
 class ClientFeed:
+    # thousands per gateway: no instance dict (issue 15, memory per idle client)
+    __slots__ = (
+        "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
+        "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
+        "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
+        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
+        "tail",
+    )  # fmt: skip
+
     def __init__(
         self,
         js: JetStreamContext,
@@ -141,10 +150,9 @@ class ClientFeed:
         self._timer: asyncio.TimerHandle | None = None
         # the live tail (gateway/tail.py): `live` holds its items while joined
         self.tail: Tail | None = None
-        self.live: deque[Item] | None = None
+        self.live: list[Item] | None = None
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
         self.drained = False  # a `no_wait` request found nothing more: caught up
-        self._reset = f"$JS.API.CONSUMER.RESET.{stream}.{self.name}"
 
     async def open(self, start: int | None, last: int) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
@@ -266,15 +274,18 @@ class ClientFeed:
         """No pull request outstanding and nothing delivered waits to be taken."""
         return self._credit <= 0 and not self.buffer
 
-    def take_live(self, limit: int) -> list[Item]:
-        live = self.live
-        if not live:
+    def take_live(self) -> list[Item]:
+        """Everything the tail handed over (never more than `capacity`: past it, the feed
+        leaves the tail)."""
+        taken = self.live
+        if not taken:
             return []
-        if len(live) <= limit:
-            taken = list(live)
-            live.clear()
-            return taken
-        return [live.popleft() for _ in range(limit)]
+        self.live = []
+        return taken
+
+    @property
+    def _reset(self) -> str:
+        return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
 
     async def reset(self, start: int) -> None:
         """Move the consumer to deliver from stream sequence `start` next (everything

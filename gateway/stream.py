@@ -156,7 +156,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                     await feed.touch()
                     touched = now
                 taken: list[Msg] = []
-                items = feed.take_live(ctl.capacity)
+                items = feed.take_live()
                 lag = len(feed.live)
                 if items:
                     order.after = items[-1].seq

@@ -42,7 +42,7 @@ log = structlog.get_logger()
 class Member(Protocol):
     """A joined feed: the tail appends to `live` (None once it left) and wakes it."""
 
-    live: deque[Item] | None
+    live: list[Item] | None
     capacity: int
 
     def wake(self) -> None: ...
@@ -116,7 +116,7 @@ class Tail:
         if after < min(first - 1, self.last):
             return False
         keys = _index(filters)
-        live: deque[Item] = deque()
+        live: list[Item] = []
         member.live = live
         self._keys[member] = keys
         for kind, key in keys:

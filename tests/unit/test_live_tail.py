@@ -3,7 +3,6 @@ feed must go back to its own consumer (gateway/tail.py)."""
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, cast
 
 from hypothesis import given
@@ -33,7 +32,7 @@ class Feed:
     """What the tail needs of a feed: a buffer it fills, a wake-up, a reason to leave."""
 
     def __init__(self, capacity: int = 10_000) -> None:
-        self.live: deque[Item] | None = None
+        self.live: list[Item] | None = None
         self.capacity = capacity
         self.woken = 0
         self.reason = ""
