@@ -242,14 +242,16 @@ def _live(items: list[Item], backlog: int, datastar: bool, trace: set[str]) -> l
 
 
 class _Acks:
-    """What was written, acknowledged lazily: once half the capacity is unacknowledged, or
-    `EVERY` seconds after the first unacknowledged write. A delivery of the consumer is
-    acked (AckAll); an item of the live tail moves the consumer past it (`reset`). Saves a
-    message per write (and the server's work on it) under load; a gateway that dies
-    meanwhile only makes a returning client without `Last-Event-ID` see up to that much
-    again."""
+    """What was written, acknowledged lazily. A delivery of the consumer is acked (AckAll)
+    once half the capacity is unacknowledged (the consumer's `max_ack_pending` is the
+    capacity) or `EVERY` seconds after the first unacknowledged write; an item of the live
+    tail moves the consumer past it (`reset`) `LIVE_EVERY` seconds after the first unmoved
+    write (nothing waits on it, and each reset costs nats-server a consumer-info answer).
+    A gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
+    see up to that much again; a closing feed moves its consumer at once."""
 
     EVERY = 1.0
+    LIVE_EVERY = 5.0
 
     def __init__(
         self,
@@ -268,14 +270,16 @@ class _Acks:
         if not self.count:
             self.since = self.loop.time()
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
-        if self.count >= self.threshold:
+        if self.subject and self.count >= self.threshold:
             await self.flush()
 
     def deadline(self) -> float:
-        return self.since + self.EVERY if self.count else INF
+        if not self.count:
+            return INF
+        return self.since + (self.EVERY if self.subject else self.LIVE_EVERY)
 
     def due(self) -> bool:
-        return bool(self.count) and self.loop.time() >= self.since + self.EVERY
+        return self.loop.time() >= self.deadline()
 
     def clear(self) -> None:
         """Forget what is unacknowledged: a reset of the consumer covers it."""
