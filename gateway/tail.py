@@ -100,7 +100,7 @@ class Tail:
                                     opt_start_seq=last + 1)  # fmt: skip
             self._sub = await js.subscribe(
                 self.all_events, stream=self.stream, cb=self._on_msg, ordered_consumer=True,
-                config=config, pending_msgs_limit=4 * RING, pending_bytes_limit=64 << 20,
+                config=config, pending_msgs_limit=1 << 16, pending_bytes_limit=64 << 20,
             )  # fmt: skip
             self.last = last
         except (TimeoutError, NatsError) as exc:
@@ -178,6 +178,7 @@ class Tail:
         if seq <= self.last:
             return  # a redelivery after the ordered consumer was recreated
         if seq != self.last + 1:
+            log.warning("sse_tail_gap", last=self.last, sequence=seq, members=self.members())
             self.break_all(f"the tail skipped from {self.last} to {seq}")
             self.ring.clear()
         self.last = seq
