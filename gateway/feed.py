@@ -226,12 +226,12 @@ class ClientFeed:
                 self.holdings.add(self, holdings.size(msg))
         else:
             status = (msg.headers or {}).get("Status", "")
-            if status == "100" or (status == "404" and self.live is not None):
-                return  # an idle heartbeat, or the answer to a joined feed's `touch`
             if status == "409" and "Deleted" in (msg.headers or {}).get("Description", ""):
                 self.gone = "the feed's consumer was deleted"
             elif status == "503":  # no responders: the consumer is gone (its node died)
                 self.gone = "the feed's consumer cannot be reached"
+            elif status == "100" or self.live is not None:
+                return  # an idle heartbeat, or the end of a joined feed's `touch`
             elif status == "404":  # a `no_wait` request: nothing more in the stream
                 self.drained = True
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
@@ -305,10 +305,13 @@ class ClientFeed:
         self._credit, self.drained, self.fell = 0, False, ""
         return ""
 
-    async def touch(self) -> None:
-        """Keep a joined feed's consumer from being removed as inactive: a `no_wait`
-        request for one event, answered `404` at once (the tail has everything)."""
-        await self.inbox.nc.publish(self._next, b'{"batch":1,"no_wait":true}', reply=self._reply)
+    async def touch(self, expires_s: float) -> None:
+        """Keep a joined feed's consumer from being removed as inactive: a request for one
+        event that waits `expires_s` (a waiting request is interest, however late the
+        next touch comes). The event it may meet is dropped (the tail has it) and its ack
+        is covered by the next reset."""
+        body = b'{"batch":1,"expires":%d}' % int(expires_s * 1e9)
+        await self.inbox.nc.publish(self._next, body, reply=self._reply)
 
     # -- called by the stream ---------------------------------------------------------
     def should_ask(self) -> bool:

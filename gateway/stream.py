@@ -124,7 +124,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     plain = ctl.format == "json" and ctl.debounce_s is None and ctl.batch_s is None
     try:
         yield retry(settings.sse_retry_ms) + hello
-        last_write = touched = loop.time()
+        last_write, touched = loop.time(), -INF  # a joined feed touches its consumer first
         if tail is not None:
             tail.join(feed, feed.filters, order.after)
         while not session.closing.is_set() and not feed.gone:
@@ -153,7 +153,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             now = loop.time()
             if feed.live is not None:
                 if now >= touched + touch_every:
-                    await feed.touch()
+                    await feed.touch(2 * touch_every)
                     touched = now
                 taken: list[Msg] = []
                 items = feed.take_live()
@@ -209,7 +209,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if feed.drained and tail is not None and feed.live is None:
                 feed.drained = False  # caught up with the stream: continue from the tail
                 if feed.idle() and tail.join(feed, feed.filters, order.after):
-                    touched = loop.time()
+                    touched = -INF
         if feed.gone:
             log.warning("sse_feed_gone", client_id=session.client_id, reason=feed.gone)
         rest = pipeline.flush()
