@@ -44,6 +44,11 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-slow", action="store_true", help="skip the scenario with a stalled client"
     )
+    parser.add_argument(
+        "--inactive-s", type=float, default=5.0,
+        help="the gateway's IRONSTAR_GATEWAY_SSE_INACTIVE_S (short: consumers of a finished "
+        "scenario go soon; longer for thousands of clients connecting on a loaded machine)",
+    )  # fmt: skip
 
 
 def _rss_kib(pid: int) -> int:
@@ -118,7 +123,7 @@ class _Client:
 
 
 def _start_server(
-    kind: str, nats: NatsSettings, port: int, workdir: Path
+    kind: str, nats: NatsSettings, port: int, workdir: Path, inactive_s: float = 5.0
 ) -> subprocess.Popen[bytes]:
     ready = workdir / f"{kind}-{port}.ready"
     log = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
@@ -131,7 +136,7 @@ def _start_server(
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
            "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
            "IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL": "100000",
-           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5"}  # fmt: skip
+           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(inactive_s)}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + 30
@@ -177,7 +182,7 @@ async def _scenario(
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
-    process = _start_server(kind, nats, port, workdir)
+    process = _start_server(kind, nats, port, workdir, args.inactive_s)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
     try:
