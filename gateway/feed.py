@@ -305,13 +305,12 @@ class ClientFeed:
         self._credit, self.drained, self.fell = 0, False, ""
         return ""
 
-    async def touch(self, expires_s: float) -> None:
-        """Keep a joined feed's consumer from being removed as inactive: a request for one
-        event that waits `expires_s` (a waiting request is interest, however late the
-        next touch comes). The event it may meet is dropped (the tail has it) and its ack
-        is covered by the next reset."""
-        body = b'{"batch":1,"expires":%d}' % int(expires_s * 1e9)
-        await self.inbox.nc.publish(self._next, body, reply=self._reply)
+    async def touch(self) -> None:
+        """Keep a joined feed's consumer from being removed as inactive: a `no_wait`
+        request for one event, sent right after the consumer was moved to what was
+        written, so it finds nothing and is answered `404` at once (it never waits, so it
+        never meets a new event; a `503` or a deletion ends the stream)."""
+        await self.inbox.nc.publish(self._next, b'{"batch":1,"no_wait":true}', reply=self._reply)
 
     # -- called by the stream ---------------------------------------------------------
     def should_ask(self) -> bool:
