@@ -8,7 +8,9 @@ for so far was handed to the socket (or the request expired), and never for more
 slow client therefore holds at most `capacity` events in the gateway while the rest of its
 backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
 while the client is blocked, up to its safety cap and the process-wide budget of
-`gateway/holdings.py`.
+`gateway/holdings.py`. A feed that has caught up stops pulling and is fed by the
+process's live tail (`gateway/tail.py`); its consumer then only follows it (`reset`) and
+is kept alive (`touch`), until the feed falls behind and pulls it again.
 """
 
 from __future__ import annotations
