@@ -36,7 +36,8 @@ Upcaster = Callable[[Payload], Payload]  # payload of schema N -> payload of sch
 def tags(union: Any) -> frozenset[str]:
     """The tags of a union of tagged Structs (a single Struct counts as a union of one)."""
     members = get_args(union) or (union,)
-    return frozenset(str(member.__struct_config__.tag) for member in members)
+    found = (getattr(getattr(m, "__struct_config__", None), "tag", None) for m in members)
+    return frozenset(tag for tag in found if isinstance(tag, str))  # others: see checks
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,22 @@ class Aggregate:
             return msgspec.convert({**payload, "type": command_type}, self.commands)
         except msgspec.ValidationError as exc:
             raise invalid_from_msgspec(exc, f"{command_type} payload") from None
+
+    def decided(self, state: Any, command: Any) -> list[Any]:
+        """`decide`'s events, checked before anything is appended: a list of this
+        aggregate's events that `evolve` accepts in turn from `state`. TypeError (or what
+        `evolve` raises) for anything else: a bug of the app, never stored."""
+        events = self.decide(state, command)
+        if not isinstance(events, list):
+            raise TypeError(f"{self.name}: decide returned a {type(events).__name__}, not a list")
+        members = tuple(m for m in get_args(self.events) or (self.events,) if isinstance(m, type))
+        for event in events:
+            if not isinstance(event, members):
+                raise TypeError(
+                    f"{self.name}: decide returned a {type(event).__name__}, not an event"
+                )
+            state = self.evolve(state, event)
+        return events
 
     def schema(self, event_type: str) -> int:
         return self.schemas.get(event_type, 1)
@@ -120,18 +137,26 @@ class Query:
     fields are the query string's typed parameters); rows come back as objects, or with
     `one=True` the first row (404 with `missing` when there is none). `run` instead is a
     Python function `(cursor, params) -> result` for what one SELECT cannot say. `result`
-    is the type of the answer, for the OpenAPI document. `key` names the parameter that
+    is the type of the answer, for the OpenAPI document (default: rows as objects, one
+    object with `one=True`; see `answer_type`). `key` names the parameter that
     is an aggregate id: a token holding `read:<grant>:<that id>` may then ask for it.
     """
 
     sql: str = ""
     run: Run | None = None
     params: type[msgspec.Struct] = NoParams
-    result: Any = list[dict[str, Any]]
+    result: Any = None
     one: bool = False
     key: str | None = None
     description: str = ""
     missing: str = "not found"
+
+    @property
+    def answer_type(self) -> Any:
+        """The type of the answer: `result`, else a row (`one=True`) or a list of rows."""
+        if self.result is not None:
+            return self.result
+        return dict[str, Any] if self.one else list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -148,12 +173,14 @@ Hook = Callable[[Connection, Batch], None]
 
 class Unapplicable(Exception):
     """Raised by a hook for an event it cannot apply (a payload it does not understand):
-    the event becomes a dead letter and the batch is applied again without it."""
+    the event becomes this projection's dead letter, and every other projection applies it.
+    `projection` is set by the engine ("" when no projection can apply the event)."""
 
     def __init__(self, sequence: int, error: str) -> None:
         super().__init__(f"sequence {sequence}: {error}")
         self.sequence = sequence
         self.error = error
+        self.projection = ""
 
 
 @dataclass(frozen=True)
@@ -185,7 +212,8 @@ class Projection:
 class Feed:
     """How the feed of one aggregate type is snapshotted (for an unresumable
     `Last-Event-ID`): `one` answers a single aggregate (its `key` parameter is the id),
-    `every` answers the whole type (none: the snapshot of the whole type is null)."""
+    `every` answers the whole type (none: the snapshot of the whole type is
+    `{"unavailable": why}`, gateway/snapshot.py)."""
 
     aggregate: str
     projection: str
@@ -207,13 +235,26 @@ Fragment = Callable[[Ask, Mapping[str, str]], Awaitable[str]]  # (ask, page para
 
 
 @dataclass(frozen=True)
+class LiveView:
+    """A part of a panel kept current by one live query, served as a Datastar feed at
+    `/ui/live/<panel>/<name>?<page params>`: `query(params)` is (projection, query, its
+    parameters as strings) for the page's parameters; `render(result, params)` the HTML
+    of one answer (None: the read model cannot answer; rendered once before the feed
+    starts, so page parameters it refuses are the 4xx), one element with an id that
+    replaces the element of that id. The page follows every element's `data-live` URL."""
+
+    query: Callable[[Mapping[str, str]], tuple[str, str, Mapping[str, str]]]
+    render: Callable[[Any, Mapping[str, str]], str]
+
+
+@dataclass(frozen=True)
 class Panel:
     """A dashboard panel. `render(ask, params)` returns its HTML from queries (`ask`
     answers None when the read model cannot answer now); `patches(sequence, event)`
     are the Datastar patches a live event makes to it; `snapshot(topic, state)` the
     patches a feed snapshot of `topic` makes. `params` are the page's query string.
-    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`: an element
-    with `data-refresh="<that url>"` and an id is reloaded from it as events come.
+    `fragments` are parts of it served at `/ui/panels/<panel>/<fragment>`; `live` parts
+    kept current by a live query (`LiveView`), which the page follows by `data-live`.
     `topics(params)` are the feed topics the panel follows (`type` or `type:id`; the
     page follows those the caller is granted; no panel naming any: every type)."""
 
@@ -224,6 +265,7 @@ class Panel:
     snapshot: Callable[[str, Any], list[Patch]] | None = None
     fragments: Mapping[str, Fragment] = field(default_factory=dict)
     topics: Callable[[Mapping[str, str]], list[str]] | None = None
+    live: Mapping[str, LiveView] = field(default_factory=dict)
 
 
 DemoCommand = tuple[str, str, str, Payload]  # aggregate type, id, command type, payload

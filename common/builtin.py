@@ -55,7 +55,7 @@ def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
 STREAM = Projection(
     name=NAME,
     version=1,
-    grant="analytics",  # what the dashboard's chart has always needed: `read:analytics`
+    grant="stream",  # Ironstar's own, whatever the app: `read:stream` (the chart, totals)
     tables=("stream_counts",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS stream_counts (
@@ -97,7 +97,7 @@ STREAM = Projection(
 VERSIONS = Projection(
     name=VERSIONS_NAME,
     version=2,
-    grant="analytics",
+    grant="stream",
     tables=("aggregate_versions",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS aggregate_versions (

@@ -23,7 +23,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from common.errors import ErrorReply, Invalid, IronstarError, TooLarge, Unavailable, from_reply
+from common.errors import (
+    ErrorReply,
+    Internal,
+    Invalid,
+    IronstarError,
+    TooLarge,
+    Unavailable,
+    from_reply,
+)
 from common.settings import NatsSettings
 from common.subjects import Subjects
 from common.telemetry import bind_correlation, correlation_id
@@ -190,12 +198,19 @@ async def request(nc: Client, subject: str, body: bytes, timeout: float, what: s
     return reply.data
 
 
+# Failures to reach something, not bugs: a retry may succeed (503).
+_UNREACHABLE = (nats.errors.Error, TimeoutError, OSError, MemoryError)
+
+
 async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurrency: int) -> Any:
     """Answer requests on `subject` in `queue`, up to `concurrency` at once.
 
     Each request runs in its own task so one slow request does not hold up the others;
-    an `IronstarError` becomes an error reply, anything else is logged and reported as
-    503 so a client never hangs until its timeout. A reply over the server's max payload
+    an `IronstarError` becomes an error reply. A failure to reach something (NATS, a
+    socket, a timeout) is a 503 to retry; anything else is a bug (e.g. the app's `decide`
+    or query raising): logged with its traceback as `unhandled_exception` and answered
+    500 `Internal` naming only the correlation id (no retry helps; docs/security.md), so a
+    client never hangs until its timeout. A reply over the server's max payload
     becomes a 413 (it could never be delivered, so a retry would not help).
     """
     slots = asyncio.Semaphore(concurrency)
@@ -208,9 +223,20 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
                 body, headers = await handler(msg), None
             except IronstarError as exc:
                 body, headers = _json.encode(exc.to_reply()), {ERROR_HEADER: exc.code}
+            except _UNREACHABLE as exc:
+                log.warning("request_unavailable", subject=msg.subject, error=repr(exc))
+                error: IronstarError = Unavailable(
+                    f"a service could not be reached while answering ({type(exc).__name__}); retry",
+                    retry_after=1,
+                )
+                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
             except Exception as exc:
-                log.exception("request_failed", subject=msg.subject)
-                error = Unavailable(f"internal error while answering {msg.subject}: {exc}")
+                log.exception("unhandled_exception", subject=msg.subject, error=type(exc).__name__)
+                cid = correlation_id()
+                error = Internal(
+                    f"the service failed on this request; it is logged under correlation id {cid}",
+                    correlation_id=cid,
+                )
                 body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
             if len(body) > nc.max_payload - REPLY_HEADROOM:  # could never be delivered
                 log.error("reply_too_large", subject=msg.subject, size=len(body))

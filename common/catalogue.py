@@ -14,19 +14,32 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 import msgspec
+import structlog
 
-from common import builtin
+from common import builtin, checks
 from common.app import Aggregate, App, Feed, Projection, Query
 from common.errors import Invalid, NotFound
 from common.settings import DEFAULT_APP, app_name
 
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _ALIAS_PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+_PARAM_IN_ERROR = re.compile(r"at `\$\.(\w+)|field `(\w+)`")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _raised(exc: BaseException) -> str:
+    """`file:line: Type: message` of where `exc` was raised, in one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+    return where + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+log = structlog.get_logger()
 
 
 class AppError(Exception):
@@ -34,17 +47,34 @@ class AppError(Exception):
 
 
 def load(name: str = DEFAULT_APP) -> Catalogue:
-    """Import package `name` and index its `app`; AppError when it is not one."""
+    """Import package `name` and index its `app`; AppError when it is not one (not a
+    dotted module name, not found, or failing at import: naming the file and line)."""
+    if not _MODULE.fullmatch(name):
+        raise AppError(
+            f"IRONSTAR_APP={name[:80]}: not a package name (dotted Python identifiers, "
+            "e.g. billing or apps.billing); run from the directory that holds the package"
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())  # a package in the current directory loads
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
         raise AppError(f"IRONSTAR_APP={name}: cannot import it ({exc})") from None
+    except SyntaxError as exc:
+        where = f"{exc.filename}:{exc.lineno}"
+        raise AppError(f"IRONSTAR_APP={name}: {where}: SyntaxError: {exc.msg}") from None
+    except (Exception, SystemExit) as exc:  # the package raised at import: say where, in one line
+        raise AppError(f"IRONSTAR_APP={name}: importing it raised {_raised(exc)}") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
-        raise AppError(f"IRONSTAR_APP={name}: the package has no `app = App(...)`")
-    return Catalogue(app)
+        raise AppError(
+            f"IRONSTAR_APP={name}: {getattr(module, '__file__', None) or name} has no "
+            "`app = App(...)` (another module of that name shadows the app?)"
+        )
+    try:
+        return Catalogue(app)
+    except Exception as exc:  # e.g. aggregates that are not Aggregate(...)s
+        raise AppError(f"IRONSTAR_APP={name}: its app cannot be read: {_raised(exc)}") from None
 
 
 class Catalogue:
@@ -95,7 +125,9 @@ class Catalogue:
         try:
             return msgspec.convert(dict(values), query.params, strict=False)
         except msgspec.ValidationError as exc:
-            raise Invalid(f"{projection}/{name} parameters: {exc}", field="params") from None
+            named = _PARAM_IN_ERROR.search(str(exc))  # "... - at `$.limit`", "field `id`"
+            field = (named.group(1) or named.group(2))[:64] if named else "params"
+            raise Invalid(f"{projection}/{name} parameters: {exc}", field=field) from None
 
     def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
         """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""
@@ -124,8 +156,21 @@ class Catalogue:
         return None
 
     def check(self) -> list[str]:
-        """Every problem of the app, one line each (empty: ready to run)."""
-        return list(_problems(self))
+        """Every problem of the app, one line each (empty: ready to run): its declarations
+        (`common.checks`), then, when they hold, its SQL against DuckDB
+        (`projector.app_sql`, imported here: the projector's modules import this one)."""
+        found: list[str] = []
+        try:
+            for problem in checks.problems(self):
+                found.append(problem)
+            if not found:
+                from projector import app_sql
+
+                for problem in app_sql.problems(self):
+                    found.append(problem)
+        except Exception as exc:  # a declaration of a shape no check foresaw
+            found.append(f"its declarations cannot be read: {_raised(exc)}")
+        return found
 
 
 _cached: Catalogue | None = None
@@ -137,6 +182,8 @@ def install(catalogue: Catalogue) -> Catalogue:
     problems = catalogue.check()
     if problems:
         raise AppError(f"app {catalogue.app.name}: {problems[0]}")
+    for warning in checks.unbounded(catalogue):
+        log.warning("app_unbounded_int", app=catalogue.app.name, field=warning)
     _cached = catalogue
     return catalogue
 
@@ -144,73 +191,6 @@ def install(catalogue: Catalogue) -> Catalogue:
 def current() -> Catalogue:
     """This process's catalogue (the app of `IRONSTAR_APP`, default the example)."""
     return _cached or install(load(app_name()))
-
-
-def _problems(cat: Catalogue) -> Iterator[str]:
-    app = cat.app
-    if not app.aggregates:
-        yield "declares no aggregate"
-    names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
-    for own in builtin.BUILT_IN:
-        if own.name in (p.name for p in app.projections):
-            yield f"projection name {own.name!r} is Ironstar's own"
-    for name in names:
-        if not _NAME.fullmatch(name):
-            yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
-    for name in {n for n in names if names.count(n) > 1}:
-        yield f"name {name!r} is declared twice"
-    for aggregate in app.aggregates:
-        yield from _aggregate_problems(aggregate)
-        if aggregate.name not in cat.feeds:
-            yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
-    tables: dict[str, str] = {}
-    for projection in cat.projections.values():
-        if projection.name in ("sql", "snapshot", "rebuild"):
-            yield f"projection name {projection.name!r} is reserved"
-        for table in projection.tables:
-            if table in tables:
-                yield f"table {table} belongs to {tables[table]} and {projection.name}"
-            tables[table] = projection.name
-        for name, query in projection.queries.items():
-            if bool(query.sql) == (query.run is not None):
-                yield f"query {projection.name}/{name} needs exactly one of sql= or run="
-            if query.key and query.key not in query.params.__struct_fields__:
-                yield f"query {projection.name}/{name}: key {query.key!r} is not a parameter"
-    for feed in app.feeds:
-        yield from _feed_problems(cat, feed)
-    for template, (target, name) in app.aliases.items():
-        if target not in cat.projections:
-            yield f"alias {template} names no projection {target!r}"
-        elif "{query}" not in template and name not in cat.projections[target].queries:
-            yield f"alias {template} names no query {target}/{name}"
-
-
-def _aggregate_problems(aggregate: Aggregate) -> Iterator[str]:
-    name = aggregate.name
-    for kind in sorted(aggregate.critical - aggregate.event_types):
-        yield f"aggregate {name}: critical event type {kind} is not one of its events"
-    for kind, current in aggregate.schemas.items():
-        if kind not in aggregate.event_types:
-            yield f"aggregate {name}: schema given for unknown event type {kind}"
-        for schema in range(1, current):
-            if (kind, schema) not in aggregate.upcasters:
-                yield f"aggregate {name}: no upcaster for {kind} schema {schema} → {schema + 1}"
-
-
-def _feed_problems(cat: Catalogue, feed: Feed) -> Iterator[str]:
-    where = f"feed of {feed.aggregate}"
-    if feed.aggregate not in cat.aggregates:
-        yield f"{where}: no such aggregate"
-    projection = cat.projections.get(feed.projection)
-    if projection is None:
-        yield f"{where}: no projection {feed.projection!r}"
-        return
-    for name in (feed.one, feed.every):
-        if name and name not in projection.queries:
-            yield f"{where}: no query {feed.projection}/{name}"
-    one = projection.queries.get(feed.one)
-    if one is not None and not one.key:
-        yield f"{where}: query {feed.projection}/{feed.one} needs key= (the aggregate id)"
 
 
 def aggregate(name: str) -> Aggregate:

@@ -18,6 +18,9 @@
     ├── Undecidable       500     the aggregate's history holds an event this writer cannot
     │                             read (undecodable, or a type/schema it does not know): no
     │                             retry helps until an operator acts; names the sequence
+    ├── Internal          500     a service failed on the request (a bug: e.g. the app's
+    │                             `decide` or a query raising); logged there with its
+    │                             traceback, the message names only the correlation id
     ├── Unavailable       503     NATS, the writer or a projector cannot be reached
     │   └── StorageFull   503     a disk is full: the event store or a read model cannot write
     └── Timeout           504     a read model did not reach `min_seq` in time
@@ -81,6 +84,10 @@ class CommandIdReused(IronstarError):
 
 class Undecidable(IronstarError):
     code = "undecidable"
+
+
+class Internal(IronstarError):
+    code = "internal"
 
 
 class StaleVersion(IronstarError):
@@ -157,6 +164,7 @@ _BY_CODE: dict[str, type[IronstarError]] = {
         Conflict,
         CommandIdReused,
         Undecidable,
+        Internal,
         StaleVersion,
         TooLarge,
         UriTooLong,

@@ -38,6 +38,9 @@ class QueryRequest(msgspec.Struct, frozen=True, kw_only=True):
     min_seq: int = 0
     timeout_s: float = 5.0
     actor: str | None = None  # the authenticated subject: ad-hoc SQL is budgeted per principal
+    # A live query's evaluation: the reply's `sequence` is the checkpoint the answer is as
+    # of (read in its transaction), and `reads` the tables it depends on ("*": any).
+    live: bool = False
 
 
 class CommandBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

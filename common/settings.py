@@ -182,6 +182,12 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "are believed; empty: none, the peer address is the client",
         "public_origin": "origin browsers use (https://host[:port]) when a proxy rewrites Host; "
         "cookie POSTs must come from it",
+        "live_interval_ms": "a live query's default `min_interval_ms`: answers at most this often",
+        "live_min_interval_ms": "smallest `min_interval_ms` a live query may ask for",
+        "live_max_subscriptions": "open live-query feeds per gateway process",
+        "live_max_per_principal": "open live-query feeds per principal on a gateway",
+        "live_max_queries": "distinct live queries (each one evaluation) per gateway process",
+        "live_concurrency": "live-query evaluations a gateway runs at once",
     }
     host: str = "127.0.0.1"
     port: int = 8000
@@ -208,6 +214,12 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_live_tail: bool = True
     datastar_url: str = ""
     storage_paths: str = ""
+    live_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
+    live_min_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 50
+    live_max_subscriptions: int = 5_000
+    live_max_per_principal: int = 64
+    live_max_queries: int = 256
+    live_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
     trusted_proxies: str = ""
     public_origin: str = ""
 

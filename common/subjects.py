@@ -63,5 +63,11 @@ class Subjects:
     def query(self, projection: str) -> str:
         return f"{self.prefix}.query.{projection}"
 
+    @property
+    def applied(self) -> str:
+        """Where projector replicas announce each committed batch (core NATS, no reply):
+        `{"sequence", "tables", "replica"}`; live queries follow it."""
+        return f"{self.prefix}.applied"
+
     def health(self, service: str) -> str:
         return f"{self.prefix}.health.{service}"

@@ -6,7 +6,7 @@ A token carries `sub` (who), `scope` (space separated grants) and `exp` (always 
     commands:<aggregate_type>   send commands to that aggregate type (`commands:*`: any)
     read:<topic>                read models and feeds of an aggregate type, or of one
                                 aggregate (`read:todo_list`, `read:todo_list:groceries`,
-                                `read:analytics`, `read:*`)
+                                `read:stream` for the built-in chart, `read:*`)
     sql                         ad-hoc read-only SQL
     admin                       everything, including /metrics
 

@@ -21,6 +21,8 @@ from gateway import consumers, dashboard, reads
 from gateway.api import CommandController, SqlController
 from gateway.backend import Backend
 from gateway.errors import HANDLERS
+from gateway.live import Hub
+from gateway.livefeed import LiveController
 from gateway.security import Security
 from gateway.sse import EventsController
 from gateway.storage import StorageWatch
@@ -81,9 +83,19 @@ def create_app(
             nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
         )
         await consumers.check_sizing(nc, nats_settings.stream, settings)
+        hub = app.state.live = Hub(
+            settings.live_concurrency,
+            settings.live_max_queries,
+            settings.live_max_subscriptions,
+            settings.live_max_per_principal,
+        )
+        await hub.start(nc, app.state.backend.subjects.applied)
+        closer = asyncio.create_task(hub.close_on(app.state.closing))
         try:
             yield
         finally:
+            closer.cancel()
+            await hub.stop()
             await bus.goodbye(nc)
 
     def provide_backend(state: State) -> Backend:
@@ -99,6 +111,7 @@ def create_app(
             SqlController,
             *reads.routes(catalogues.current()),
             EventsController,
+            LiveController,
             *dashboard.routes(),
             *security.route_handlers,
         ],

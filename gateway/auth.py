@@ -96,8 +96,8 @@ def credentials(method: str, path: str) -> str:
 def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]:
     """The grants a request needs at the door; [] when none is checked here.
 
-    Read models (`/api/todo-lists`, `/api/users`, `/api/analytics`, `/api/sql`, and the
-    pages) need a principal, and the grant of what they show where it is read
+    Read models (`/api/todo-lists`, `/api/users`, `/api/analytics`, `/api/sql`,
+    `/api/live`, and the pages) need a principal, and the grant of what they show where it is read
     (`gateway/grants.py`), so that rule has one place. A path in no table needs `admin`.
     """
     if credentials(method, path) != "required":
@@ -112,6 +112,8 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
         return [topic_grant(t.aggregate_type, t.aggregate_id) for t in topics]
     if parts[:2] == ["api", "sql"] and len(parts) == 2 and method == "POST":
         return []
+    if parts[:2] == ["api", "live"] and len(parts) == 2 and method in SAFE_METHODS:
+        return []  # a live query's grant is its query's, checked at subscribe (grants.py)
     if method in SAFE_METHODS and _is_read(path):
         return []  # the catalogue read's grant is checked where it is read (grants.py)
     return ["admin"]

@@ -83,16 +83,22 @@ class Backend:
         )
 
     async def query(
-        self, projection: str, name: str, params: dict[str, Any], min_seq: int
+        self, projection: str, name: str, params: dict[str, Any], min_seq: int, live: bool = False
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`.
 
         Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
+        `live`: a live query's evaluation (`QueryRequest.live`).
         """
         require_read(projection, params, name)
         wait = self.settings.query_timeout_s
         request = QueryRequest(
-            name=name, params=params, min_seq=min_seq, timeout_s=wait, actor=ACTOR.get()
+            name=name,
+            params=params,
+            min_seq=min_seq,
+            timeout_s=wait,
+            actor=ACTOR.get(),
+            live=live,
         )
         return await self._unless_closing(
             bus.request(

@@ -24,6 +24,7 @@ PALETTE = (
 )  # fmt: skip
 _OTHER = "#94a3b8"
 WIDTH, HEIGHT = 600, 200
+MINUTES = 15  # the dashboard's window
 LEFT, BOTTOM, TOP = 46, 30, 22  # room for the peak label, the time ticks and headroom
 
 
@@ -104,9 +105,23 @@ def totals(result: Mapping[str, Any]) -> str:
     )
 
 
+LIVE = "/ui/live/analytics"  # the views of `gateway/liveviews.py` that keep these current
+
+
+def chart_part(rows: Iterable[Mapping[str, Any]], minutes: int) -> str:
+    """`div#chart`, followed live by the page (`data-live`)."""
+    return f'<div id="chart" data-live="{LIVE}/chart">{chart(rows, minutes)}</div>'
+
+
+def totals_part(result: Mapping[str, Any] | None) -> str:
+    """`div#totals` (empty while the read model cannot answer), followed live."""
+    shown = totals(result) if result is not None else ""
+    return f'<div id="totals" data-live="{LIVE}/totals">{shown}</div>'
+
+
 def panel(
     rows: Iterable[Mapping[str, Any]], result: Mapping[str, Any] | None, minutes: int = 15
 ) -> str:
-    """`div#analytics`: chart and totals; what the page shows and refreshes."""
-    body = chart(rows, minutes) + (totals(result) if result is not None else "")
+    """`div#analytics`: chart and totals, each kept current by a live query."""
+    body = chart_part(rows, minutes) + totals_part(result)
     return f'<div id="analytics" aria-live="off">{body}</div>'

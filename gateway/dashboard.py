@@ -6,8 +6,9 @@ projection), the SQL box and the live event log. It is rendered from the read mo
 tells its script the lowest sequence they answered at; the script follows
 `GET /api/events?format=datastar` from there, so nothing falls between the first render
 and the feed. A read model that cannot answer leaves a note instead of failing the page.
-`/ui/*` serve single fragments the script reloads (the chart, a panel after a feed
-snapshot, a panel's `data-refresh` parts as events come).
+`/ui/*` serve single fragments (a panel the script reloads after a feed snapshot); the
+chart, the totals and an app's `Panel.live` parts follow live queries
+(`/ui/live/...`, `gateway/liveviews.py`), for the views the caller may read (`data-views`).
 
 Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
 as the API): a query outside them is not asked and the panel says which grant it needs,
@@ -31,32 +32,26 @@ from litestar.static_files import create_static_files_router
 from common import builtin, catalogue
 from common.app import Panel
 from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
-from gateway import chart, render
+from gateway import chart, liveviews, render
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
 
 STATIC = Path(str(files("gateway").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 _SIGN_IN = (STATIC / "signin.html").read_bytes()
-CHART_MINUTES = 15
+CHART_MINUTES = chart.MINUTES
 
 
 async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query, or None when it cannot answer now. A result
-    the read model cut to fit one answer carries the reply's `truncated`.
-
-    401/403 (the caller may not see it) go through: a fragment answers them as they are.
-    """
+    """(sequence, result) of a read-model query (`liveviews.shown`), or None when it cannot
+    answer now. 401/403 (the caller may not see it) go through: a fragment answers them."""
     try:
         reply = json.loads(await backend.query(projection, name, params, 0))
     except (Unauthorized, Forbidden):
         raise
     except IronstarError:
         return None
-    result = reply["result"]
-    if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
-        result = {**result, "truncated": reply["truncated"]}
-    return int(reply["sequence"]), result
+    return int(reply["sequence"]), liveviews.shown(reply)
 
 
 def _unavailable(what: str) -> str:
@@ -163,6 +158,7 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
             seq="" if since is None else since,
             signals=render.e(json.dumps({"seq": "" if since is None else since})),
             feed=render.e(feed),
+            views=render.e(" ".join(liveviews.granted(params))),
             mode="datastar" if url else "lite",
             datastar=(
                 '<script src="/static/bundle-watch.js"></script>'
@@ -201,7 +197,7 @@ async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name
 async def part_fragment(
     request: Request[Any, Any, Any], backend: Backend, name: str, part: str
 ) -> str:
-    """A fragment of an app panel as it is now (elements with `data-refresh` ask it)."""
+    """A fragment of an app panel as it is now (`Panel.fragments`)."""
     fragment = _find(name).fragments.get(part)
     if fragment is None:
         raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
@@ -220,7 +216,14 @@ async def analytics_fragment(backend: Backend) -> str:
 static = create_static_files_router(
     path="/static", directories=[STATIC], include_in_schema=False, name="static"
 )
-ROUTES: tuple[Any, ...] = (page, panel_fragment, part_fragment, analytics_fragment, static)
+ROUTES: tuple[Any, ...] = (
+    page,
+    panel_fragment,
+    part_fragment,
+    analytics_fragment,
+    liveviews.live_view,
+    static,
+)
 
 
 def routes() -> tuple[Any, ...]:

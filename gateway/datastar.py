@@ -19,6 +19,7 @@ from common import catalogue
 from common.app import Patch
 from common.envelope import Envelope
 from gateway import render as html
+from gateway import snapshot
 from gateway.wire import fields
 
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
@@ -102,6 +103,7 @@ def render_snapshot(sequence: int, state: Any) -> bytes:
     out = [
         _patch(patch)
         for topic, value in state.items()
+        if snapshot.offered(topic)  # a panel's snapshot gets read-model states only
         for panel in catalogue.current().app.panels
         if panel.snapshot is not None
         for patch in panel.snapshot(topic, value)

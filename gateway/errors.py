@@ -29,6 +29,7 @@ STATUS: dict[type[errors.IronstarError], int] = {
     errors.Conflict: 409,
     errors.CommandIdReused: 409,
     errors.Undecidable: 500,  # not 503: retrying cannot help (docs/architecture.md)
+    errors.Internal: 500,  # a bug behind the gateway (the app's code): no retry helps
     errors.StaleVersion: 412,
     errors.TooLarge: 413,
     errors.UriTooLong: 414,

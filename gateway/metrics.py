@@ -36,3 +36,19 @@ tail_left = Counter(
     "times a feed left the live tail (it fell `capacity` behind, or the tail lost its place) "
     "and pulled its own consumer again",
 )
+live_subscriptions = Gauge("live_subscriptions", "open live-query feeds of this gateway")
+live_queries = Gauge(
+    "live_queries", "distinct live queries this gateway evaluates (one evaluation each)"
+)
+live_evaluations = Counter(
+    "live_evaluations_total",
+    "evaluations of live queries (each shared by all its subscribers), by query "
+    "(`<projection>.<query>`, `sql.sql` for every ad-hoc one)",
+    ["query"],
+)
+live_evaluation_seconds = Histogram(
+    "live_evaluation_duration_seconds",
+    "time of one live-query evaluation, from asking a replica to its answer",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+live_results = Counter("live_results_sent_total", "live-query answers written to subscribers")

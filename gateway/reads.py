@@ -19,7 +19,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from common import catalogue as catalogues
 from common.catalogue import Catalogue
-from common.errors import Invalid
+from common.errors import Invalid, NotFound
 from common.subjects import valid_id
 from gateway.backend import Backend
 
@@ -99,13 +99,26 @@ def _alias_handler(template: str, projection: str, query: str) -> HTTPRouteHandl
     return get(path, tags=[TAG], name=f"alias:{template}")(alias)
 
 
+async def _unknown_read(projection: str, query_name: str = "") -> None:
+    """A read of no query: 404 listing the projections, or the projection's queries."""
+    catalogues.current().query(projection, query_name)  # NotFound naming the known ones
+    raise NotFound(f"{projection} has no query {query_name!r}", field="query")  # a route's
+
+
+def _unknown_handler() -> HTTPRouteHandler:
+    paths = ["/api/read/{projection:str}", "/api/read/{projection:str}/{query_name:str}"]
+    return get(paths, include_in_schema=False, name="read:unknown")(_unknown_read)
+
+
 def routes(cat: Catalogue) -> list[HTTPRouteHandler]:
-    """A GET per query of every projection, and one per alias of the app."""
+    """A GET per query of every projection, one per alias of the app, and the 404 naming
+    the known projections or queries for any other read path."""
     handlers = [
         _query_handler(projection.name, name)
         for projection in cat.projections.values()
         for name in projection.queries
     ]
+    handlers.append(_unknown_handler())
     handlers += [
         _alias_handler(template, projection, query)
         for template, (projection, query) in cat.app.aliases.items()

@@ -87,7 +87,7 @@ def document(openapi: OpenAPI, cat: Catalogue) -> None:
         known = cat.projections[projection].queries
         chosen = list(known.values()) if "{query}" in template else [known[name]]
         reads.append((path, chosen, frozenset(_path_params(template))))
-    types = [t for _, queries, _ in reads for q in queries for t in (q.params, q.result)]
+    types = [t for _, queries, _ in reads for q in queries for t in (q.params, q.answer_type)]
     refs, components = msgspec.json.schema_components(types, ref_template=_REF)
     openapi.components = openapi.components or Components()
     openapi.components.schemas = {

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from common.catalogue import AppError
 from common.errors import IronstarError
 from ironstar.commands import (
     bench,
@@ -51,8 +52,8 @@ EXAMPLES = """examples:
   ironstar status                           health, stream size, consumers, projection lag
   ironstar cluster up --detach              3 NATS nodes + 2 of each service on loopback
   ironstar config                           every IRONSTAR_* variable and its default
-  ironstar query "SELECT * FROM todos"      read-only SQL over the read models
-  ironstar token --scope read:todo_list     a bearer token signed with IRONSTAR_AUTH_SECRET
+  ironstar query "SELECT * FROM stream_counts"   read-only SQL over the read models
+  ironstar token --scope 'read:*'           a bearer token signed with IRONSTAR_AUTH_SECRET
 """
 
 
@@ -76,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IronstarError as exc:
         print(f"ironstar {args.command}: {exc.message}", file=sys.stderr)
         return 1
+    except AppError as exc:  # the app cannot run this: one line, as a service refuses it
+        print(f"ironstar {args.command}: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `ironstar demo | head -2`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 141  # as a shell reports a command ended by SIGPIPE

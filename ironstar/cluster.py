@@ -30,8 +30,8 @@ from pathlib import Path
 from nats.errors import Error as NatsError
 
 from common import bus
-from common.settings import NatsSettings
-from ironstar import detached
+from common.settings import NatsSettings, app_name
+from ironstar import detached, local
 from ironstar.datadir import DataDirLock
 from ironstar.detached import KINDS
 from ironstar.natsserver import NatsServer
@@ -272,6 +272,7 @@ class Cluster:
 
     def save_state(self) -> None:
         detached.record(self.data_dir, {n: (m.kind, m.url, m.pid) for n, m in self.members.items()})
+        local.record_app(self.data_dir, app_name(self.of("writer")[0].env))
 
 
 def _say_ready(name: str, detail: str) -> None:

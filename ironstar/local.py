@@ -2,8 +2,12 @@
 
 `ironstar up` writes `<data dir>/up.json` while it runs: the NATS URL, the gateway URL and
 the operator's NATS credentials (mode 0600). `ironstar cluster up` writes
-`<data dir>/cluster.json` (each member's kind, URL and pid). Both hold the data dir's lock
-(ironstar/datadir.py) for as long as they run, so a file whose lock nobody holds is stale.
+`<data dir>/cluster.json` (each member's kind, URL and pid). Both also write
+`<data dir>/app.json`: the app the stack runs (its module, the directory it was imported
+from, its first aggregate), so `ironstar status` probes that app's writer and `ironstar
+demo` sends that app's traffic, whatever the CLI's own directory or IRONSTAR_APP. Both hold
+the data dir's lock (ironstar/datadir.py) for as long as they run, so a file whose lock
+nobody holds is stale.
 
 Precedence, most explicit first: a `--data-dir` flag; `IRONSTAR_NATS_URL` in the
 environment (given the operator's credentials from `./.ironstar/up.json` when that stack
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from common import catalogue
 from common.errors import Unavailable
 from common.settings import GatewaySettings, NatsSettings
 from ironstar import datadir
@@ -31,6 +36,7 @@ DEFAULT_DATA_DIR = Path(".ironstar")
 DEFAULT_CLUSTER_DIR = Path(".ironstar-cluster")
 UP_FILE = "up.json"
 CLUSTER_FILE = "cluster.json"
+APP_FILE = "app.json"
 
 
 def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str) -> Path:
@@ -48,6 +54,31 @@ def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str
             out,
         )
     return address
+
+
+def record_app(data_dir: Path, name: str) -> None:
+    """Write `app.json`: {"name": module, "path": the sys.path entry it was imported from,
+    "aggregate": its first aggregate} (only the name when it cannot be imported here)."""
+    found: dict[str, Any] = {"name": name}
+    try:
+        app = catalogue.load(name).app
+        module = sys.modules[name]
+    except (catalogue.AppError, KeyError):
+        pass
+    else:
+        file = Path(module.__file__ or ".").resolve()  # .../apps/billing/__init__.py
+        levels = name.count(".") + (file.name == "__init__.py")
+        found |= {"path": str(file.parents[levels]), "aggregate": app.aggregates[0].name}
+    (data_dir / APP_FILE).write_text(json.dumps(found))
+
+
+def running_app(data_dir: Path) -> dict[str, Any] | None:
+    """What `record_app` wrote for the stack in `data_dir`; None when unknown."""
+    try:
+        found: dict[str, Any] = json.loads((data_dir / APP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("name"), str) else None
 
 
 def forget(data_dir: Path) -> None:
@@ -81,6 +112,23 @@ class Target:
     projector_dir: Path | None = None  # where its replicas' DuckDB files are, when known
     data_dir: Path | None = None  # its data dir, when it runs on this machine
     members: dict[str, dict[str, Any]] | None = None  # a cluster's record (cluster.json)
+    app: dict[str, Any] | None = None  # the app it runs (app.json), when known
+
+    def load_app(self) -> catalogue.Catalogue:
+        """Install the app this stack runs (from the directory it was imported from), else
+        this process's (IRONSTAR_APP); AppError when it cannot be loaded here."""
+        if self.app is None:
+            return catalogue.current()
+        path = self.app.get("path")
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+        return catalogue.install(catalogue.load(self.app["name"]))
+
+    def probe_aggregate(self) -> str:
+        """An aggregate type the stack's writers serve (for a probe that appends nothing)."""
+        if self.app is not None and self.app.get("aggregate"):
+            return str(self.app["aggregate"])
+        return next(iter(self.load_app().aggregates))
 
     def say(self) -> None:
         http = self.http_url or "unknown (give --url)"
@@ -106,6 +154,7 @@ def _from_up(data_dir: Path, found: dict[str, Any], env: Mapping[str, str]) -> T
         f"`ironstar up` in {data_dir} (pid {found.get('pid')})",
         projector_dir(data_dir),
         data_dir,
+        app=running_app(data_dir),
     )
 
 
@@ -126,6 +175,7 @@ def _from_cluster(data_dir: Path, env: Mapping[str, str]) -> Target | None:
         projector_dir(data_dir),
         data_dir,
         members,
+        running_app(data_dir),
     )
 
 
@@ -198,6 +248,7 @@ def _from_nats_url(env: Mapping[str, str], url: str | None) -> Target:
         stack.projector_dir,
         stack.data_dir,
         stack.members,
+        stack.app,
     )
 
 
@@ -240,6 +291,7 @@ def target(
             found.projector_dir,
             found.data_dir,
             found.members,
+            found.app,
         )
     return found
 

@@ -7,9 +7,10 @@ user may publish and subscribe to follows the services' wire contracts:
 - writer: answers `<prefix>.cmd.>`, appends to `<prefix>.events.>`, reads aggregates with
   direct get, creates or updates the stream.
 - projector: answers `<prefix>.query.>`, creates/reads/acks its consumer, creates or
-  updates the stream.
+  updates the stream, announces committed batches on `<prefix>.applied`.
 - gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, delete)
-  and reads stream info. It can not publish to the event stream: only the writer appends.
+  and reads stream info; hears `<prefix>.applied` (live queries). It can not publish to
+  the event stream: only the writer appends.
 - operator: everything; for the CLI commands run by the person who started the stack.
 
 Every user may reply to the requests it receives (`allow_responses`) and receive replies
@@ -61,11 +62,15 @@ def service_users(
             ),
             (f"{prefix}.cmd.>",),
         ),
-        "projector": user("projector", manage_stream + consumers, (f"{prefix}.query.>",)),
+        "projector": user(
+            "projector",
+            (*manage_stream, *consumers, f"{prefix}.applied"),
+            (f"{prefix}.query.>",),
+        ),
         "gateway": user(
             "gateway",
             (f"{prefix}.cmd.>", f"{prefix}.query.>", f"$JS.API.STREAM.INFO.{stream}", *consumers),
-            (),
+            (f"{prefix}.applied",),
         ),
         # The person at the keyboard: `ironstar status|query|rebuild|snapshot` find it in
         # <data dir>/up.json (mode 0600). No service runs with it.

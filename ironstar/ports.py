@@ -8,19 +8,57 @@ in TIME_WAIT, e.g. an SSE client's) do not keep its successor from starting.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from ironstar.rerun import again, typed
 
 GATEWAY_SERVICE = "ironstar-gateway"  # what an Ironstar gateway's /healthz calls itself
 
 
+LOWEST_CHOSEN = 10_000  # below: ports people configure by hand (8000, 4222, 5432, ...)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    """The first port the kernel gives outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
+    """A port no listener holds now, chosen at random below the kernel's ephemeral range.
+
+    A port is chosen before the process that listens on it starts; had the kernel picked it
+    (bind to 0), any outgoing connection made meanwhile (a NATS route, a client) could take
+    it as its local port, and the listener would fail with "Address already in use". Ports
+    below the ephemeral range are never given to outgoing connections. No port is handed
+    out twice by one process.
+    """
+    floor = _ephemeral_floor()
+    candidates = range(LOWEST_CHOSEN, floor) if floor > LOWEST_CHOSEN + 1_000 else range(0)
+    for _ in range(200 if candidates else 0):
+        port = random.choice(candidates)
+        if port not in _handed_out and _bindable(host, port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # no room below the ephemeral range: let the kernel choose
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -108,7 +108,13 @@ def last_line(path: Path, offset: int = 0) -> str:
     except OSError:
         return "(no log)"
     lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if _says(line)] or lines
     return lines[-1][-400:] if lines else "(no output)"
+
+
+def _says(line: str) -> bool:
+    """Not blank, nor a traceback's frame, source, caret line or heading: its error is."""
+    return not (line[0].isspace() or line.startswith("Traceback (") or not line.strip("^~ "))
 
 
 def check_writable(directory: Path) -> None:

@@ -10,6 +10,9 @@ Projections run in the real engine over a real in-memory DuckDB:
 (versions per aggregate, one command per event, sequences from 1) and applies them as
 one batch, or `batches` batches; `.query(projection, name, **params)` answers like the
 projector does for the gateway.
+
+`contract(app)` (ironstar/contract.py) checks the whole app against the contract every
+app holds to: call it from the app's own tests.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from common.app import Aggregate, App
 from common.catalogue import Catalogue
 from common.envelope import Envelope, Metadata, uuid7
 from common.errors import IronstarError
+from ironstar.contract import contract
 from projector.readmodel import ReadModel
 
-__all__ = ["Outcome", "Projected", "given", "project"]
+__all__ = ["Outcome", "Projected", "contract", "given", "project"]
 CLOCK = "2026-01-01T00:00:00.000Z"  # occurred_at of every projected event (a fixed clock)
 
 
@@ -71,13 +75,22 @@ def given(aggregate: Aggregate, *events: Any) -> Given:
 class Projected:
     """The app's projections after some events, in a real in-memory DuckDB."""
 
-    def __init__(self, app: App, envelopes: list[Envelope], batches: int = 1) -> None:
+    def __init__(
+        self, app: App, envelopes: list[Envelope], batches: int = 1, dead_ok: bool = False
+    ) -> None:
         self.catalogue = Catalogue(app)
         self.model = ReadModel(Path(":memory:"), catalogue=self.catalogue)
+        self.dead_letters: list[tuple[int, str, str]] = []  # (sequence, subject, error)
         size = max(1, -(-len(envelopes) // max(1, batches)))
         for start in range(0, len(envelopes), size):
             chunk = list(enumerate(envelopes[start : start + size], start + 1))
-            self.model.apply(chunk, start + len(chunk))
+            dead = self.model.apply(chunk, start + len(chunk))
+            self.dead_letters += [(d[0], d[1], d[2]) for d in dead]
+        if self.dead_letters and not dead_ok:
+            lines = [f"#{n} ({_told(envelopes[n - 1])}): {why}" for n, _, why in self.dead_letters]
+            raise AssertionError(
+                f"{len(lines)} event(s) could not be applied (dead letters): " + "; ".join(lines)
+            )
 
     def query(self, projection: str, name: str, **params: Any) -> Any:
         """The query's answer (plain JSON values, as the gateway sends them)."""
@@ -90,9 +103,20 @@ class Projected:
         return rows
 
 
-def project(app: App, *events: tuple[str, str, Any], batches: int = 1) -> Projected:
-    """Apply `(aggregate_type, aggregate_id, event Struct)`s to `app`'s projections."""
-    return Projected(app, envelopes(app, events), batches)
+def _told(event: Envelope) -> str:
+    return f"{event.aggregate_type} {event.aggregate_id!r} {event.event_type}"
+
+
+def project(
+    app: App, *events: tuple[str, str, Any], batches: int = 1, dead_ok: bool = False
+) -> Projected:
+    """Apply `(aggregate_type, aggregate_id, event Struct)`s to `app`'s projections.
+
+    AssertionError naming each event the engine dead-lettered instead of applying (its
+    sequence, aggregate, type and error), unless `dead_ok`: then they are in
+    `.dead_letters`. An unknown aggregate type is an AssertionError naming the known ones.
+    """
+    return Projected(app, envelopes(app, events), batches, dead_ok)
 
 
 def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope]:
@@ -101,7 +125,11 @@ def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope
     versions: dict[tuple[str, str], int] = {}
     out = []
     for number, (aggregate_type, aggregate_id, event) in enumerate(events, 1):
-        kind = kinds[aggregate_type]
+        kind = kinds.get(aggregate_type)
+        assert kind is not None, (
+            f"event {number}: app {app.name} has no aggregate type {aggregate_type!r}; "
+            f"known: {', '.join(sorted(kinds))}"
+        )
         event_type, payload = kind.to_payload(event)
         key = (aggregate_type, aggregate_id)
         versions[key] = versions.get(key, 0) + 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import storage
-from common.settings import NatsSettings
+from common.settings import APP_VARIABLE, NatsSettings, app_name
 from ironstar import local
 from ironstar.datadir import DataDirLock
 from ironstar.natsserver import NatsServer
@@ -235,6 +235,7 @@ def up(stack: Stack, on_ready: Callable[[str], object] | None = None) -> int:
         local.write(
             stack.data_dir, stack.nats.url, stack.http_url, operator.name, operator.password
         )
+        local.record_app(stack.data_dir, stack.extra_env.get(APP_VARIABLE) or app_name())
         if on_ready is not None:
             threading.Thread(target=on_ready, args=(stack.http_url,), daemon=True).start()
         return banner(stack)

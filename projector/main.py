@@ -8,14 +8,17 @@ Batches are applied on a thread of their own, which no query ever occupies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import msgspec
 import structlog
 from nats.aio.client import Client
 from nats.errors import ConnectionReconnectingError, NoRespondersError
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import ServiceUnavailableError
 
@@ -31,6 +34,7 @@ from projector.rebuild import Rebuilder
 from projector.replica import Replica, apply
 
 log = structlog.get_logger()
+_json = msgspec.json.Encoder()
 STORAGE_RETRY_S = 1.0  # how often a replica whose disk is full tries its batch again
 
 
@@ -115,6 +119,8 @@ async def _follow(
         )
         try:
             await feed.start()
+            # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
+            await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
             while (batch := await feed.next(stop)) is not None:
                 async with replica.writing:
                     if replica.generation != generation:
@@ -128,6 +134,7 @@ async def _follow(
                     metrics.STORAGE_EXHAUSTED.set(0)
                     log.info("storage_available", sequence=model.checkpoint)
                 await replica.progress.advance(model.checkpoint)
+                await _announce(nc, subjects, settings.name, model.checkpoint, model.changed)
                 for name in names:
                     metrics.LAG.labels(name).set(batch.pending)
         except StorageFull as exc:
@@ -146,3 +153,14 @@ async def _follow(
             log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()
+
+
+async def _announce(
+    nc: Client, subjects: Subjects, replica: str, sequence: int, tables: Iterable[str]
+) -> None:
+    """Tell live queries (`gateway/live.py`) that `sequence` is committed and which tables
+    it changed. Best effort, core NATS: a lost one delays a live answer to the next batch."""
+    if tables:
+        body = _json.encode({"sequence": sequence, "tables": sorted(tables), "replica": replica})
+        with contextlib.suppress(NatsError):
+            await nc.publish(subjects.applied, body)

@@ -6,7 +6,11 @@ LAG = Gauge(
     "projection_lag_events", "Events in the stream not yet applied by this replica", ["projection"]
 )
 EVENTS_PROCESSED = Counter("projection_events_processed_total", "Events applied to the read model")
-DEAD_LETTERS = Counter("projection_dead_letters_total", "Events recorded as dead letters")
+DEAD_LETTERS = Counter(
+    "projection_dead_letters_total",
+    "Events recorded as dead letters, by the projection that could not apply them (*: none could)",
+    ["projection"],
+)
 STORAGE_EXHAUSTED = Gauge(
     "projection_storage_exhausted",
     "1 while this replica cannot write its read model: its disk is full",
@@ -26,4 +30,13 @@ QUERY_DURATION = Histogram(
     "query_duration_seconds",
     "Time to answer a read-model query, min_seq wait included",
     ["query"],
+)
+SQL_HELD = Gauge(
+    "sql_queries_held",
+    "Ad-hoc SQL queries holding a place on this replica: running, or waiting for a slot or "
+    "for min_seq",
+    ["replica"],
+)
+SQL_RUNNING = Gauge(
+    "sql_queries_running", "Ad-hoc SQL queries running on this replica's SQL threads", ["replica"]
 )

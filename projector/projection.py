@@ -20,8 +20,18 @@ from common.builtin import VERSIONS_NAME
 from common.errors import NotFound
 from projector.staging import Checker, Event, stage, unstage
 
-__all__ = ["Event", "Unapplicable", "answer", "apply"]
+__all__ = ["Event", "Failed", "Unapplicable", "answer", "apply"]
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Failed(Exception):
+    """Projection `projection` raised `error` applying a batch (not `Unapplicable`, and
+    not the `versions` check, whose failures are every projection's)."""
+
+    def __init__(self, projection: str, error: Exception) -> None:
+        super().__init__(f"{projection}: {type(error).__name__}: {error}")
+        self.projection = projection
+        self.error = error
 
 
 def apply(
@@ -30,23 +40,51 @@ def apply(
     projections: Sequence[Projection],
     events: Sequence[Event],
     preceding: str,
-) -> None:
+    machine: tuple[type[BaseException], ...] = (),
+) -> set[str]:
     """Apply `events` (in stream order, none applied before) to `projections`; the caller
-    holds the transaction. Raises `Unapplicable` naming an event that cannot be applied."""
+    holds the transaction. Returns the names of the projections that changed (a SQL
+    projection whose statements changed no row did not; a hook is assumed to have).
+    Raises `Unapplicable` naming an event that cannot be applied (with `projection` set
+    when only that projection cannot, e.g. a hook's), or `Failed` naming the projection
+    that raised anything else; errors of `machine` pass as they are."""
     if not events:
-        return
+        return set()
+    changed: set[str] = set()
     stage(con, checker, events, preceding)  # also checks every payload
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
                 checker.fold(con, events)
-            elif isinstance(projection.apply, tuple):
-                for statement in projection.apply:
-                    con.execute(statement)
-            else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
-                projection.apply(con, Batch(events, preceding))
+                changed.add(projection.name)
+                continue
+            try:
+                if isinstance(projection.apply, tuple):
+                    for statement in projection.apply:
+                        if _rows_changed(con.execute(statement)):
+                            changed.add(projection.name)
+                else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
+                    projection.apply(con, Batch(events, preceding))
+                    changed.add(projection.name)
+            except Unapplicable as exc:
+                exc.projection = projection.name
+                raise
+            except machine:
+                raise
+            except Exception as exc:  # the app's SQL or hook: this projection's failure
+                raise Failed(projection.name, exc) from exc
     finally:
         unstage(con)
+    return changed
+
+
+def _rows_changed(result: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a statement changed rows: INSERT, UPDATE and DELETE answer one row holding
+    their count; anything else (DDL, a SELECT) counts as a change, to be safe."""
+    if [d[0] for d in result.description or ()] != ["Count"]:
+        return True
+    rows = result.fetchall()
+    return not (len(rows) == 1 and rows[0][0] == 0)
 
 
 def answer(cursor: duckdb.DuckDBPyConnection, query: Query, params: Any) -> Any:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from nats.aio.client import Client
@@ -29,7 +29,7 @@ from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
-from projector import answers, metrics, sql
+from projector import answers, dependencies, metrics, sql
 from projector.readmodel import ReadModel
 from projector.rebuild import Rebuilder
 from projector.replica import Replica
@@ -40,6 +40,16 @@ _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 Run = Callable[[ReadModel, QueryRequest], Any]
 SQL_HANDLERS = 256  # SQL requests handled at once; `Slots` admits few of them
 NAMED_THREADS = 4  # named queries are short: a few threads keep them off the apply thread
+READS_KEPT = 1024  # SQL texts whose tables are remembered (the live queries' own)
+EVERY = frozenset({dependencies.EVERY})
+
+
+class _AsOf(NamedTuple):
+    """A live evaluation's answer: the checkpoint it is as of and the tables it reads."""
+
+    sequence: int
+    result: Any
+    reads: frozenset[str]
 
 
 async def serve(
@@ -54,6 +64,8 @@ async def serve(
     adhoc_slots = Slots(
         settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
     )
+    metrics.SQL_HELD.labels(settings.name).set_function(lambda: adhoc_slots.held)
+    metrics.SQL_RUNNING.labels(settings.name).set_function(lambda: adhoc_slots.busy)
     max_bytes = answers.budget(nc.max_payload, settings.max_answer_bytes)
 
     def answer_with(label: str, run: Run) -> bus.Handler:
@@ -71,7 +83,12 @@ async def serve(
                 work = functools.partial(run, model, request)
                 result = await asyncio.get_running_loop().run_in_executor(named_pool, work)
             metrics.QUERY_DURATION.labels(label).observe(time.perf_counter() - started)
-            extra = {} if replica.storage is None else {"storage_exhausted": replica.storage}
+            extra: dict[str, Any] = {}
+            if replica.storage is not None:
+                extra["storage_exhausted"] = replica.storage
+            if isinstance(result, _AsOf):  # a live evaluation
+                extra["reads"] = sorted(result.reads)
+                return answers.reply(result.sequence, result.result, max_bytes, extra)
             return answers.reply(max(sequence, model.checkpoint), result, max_bytes, extra)
 
         return answer
@@ -90,21 +107,48 @@ async def serve(
             sequence = await replica.progress.reach(request.min_seq, wait)
             async with adhoc_slots.slot(principal, deadline), replica.reading() as model:
                 cursor = model.con.cursor()
+                as_of: list[int] = []
                 work = functools.partial(
                     sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
-                    settings.sql_timeout_s,
+                    settings.sql_timeout_s, as_of,
                 )  # fmt: skip
                 with replica.interruptible(sql.interrupter(cursor)):
                     result = await adhoc_slots.call(work)
+                if request.live:
+                    reads = await adhoc_slots.call(functools.partial(reads_of, model, text))
         metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
+        if request.live:
+            return answers.reply(as_of[0], result, max_bytes, {"reads": sorted(reads)})
         return answers.reply(max(sequence, model.checkpoint), result, max_bytes)
 
     def named(projection: str) -> Run:
         def run(model: ReadModel, request: QueryRequest) -> Any:
             params = catalogue.params(projection, request.name, request.params)  # 404, 422
-            return model.query(projection, request.name, params)
+            if not request.live:
+                return model.query(projection, request.name, params)
+            query = catalogue.query(projection, request.name)
+            reads = reads_of(model, query.sql) if query.sql and query.run is None else EVERY
+            return _AsOf(*model.query_as_of(projection, request.name, params), reads)
 
         return run
+
+    # The tables a live query depends on, by its SQL text, for the file now served (a
+    # rebuild swaps in a file whose views may differ): asked once per evaluation.
+    known_reads: dict[tuple[int, str], frozenset[str]] = {}
+
+    def reads_of(model: ReadModel, text: str) -> frozenset[str]:
+        key = (replica.generation, text)
+        found = known_reads.get(key)
+        if found is None:
+            cursor = model.con.cursor()
+            try:
+                found = dependencies.tables_read(cursor, text)
+            finally:
+                cursor.close()
+            if len(known_reads) >= READS_KEPT:
+                known_reads.clear()
+            known_reads[key] = found
+        return found
 
     catalogue = catalogues.current()
 

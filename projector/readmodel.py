@@ -12,7 +12,7 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import structlog
@@ -24,7 +24,7 @@ from common.builtin import ALWAYS
 from common.errors import StorageFull, storage_exhausted
 from common.subjects import Subjects
 from projector import snapshot
-from projector.projection import Event, answer
+from projector.projection import Event, Failed, answer
 from projector.projection import apply as apply_projections
 from projector.staging import Checker
 
@@ -52,11 +52,29 @@ _META_DDL = (
     "ALTER TABLE checkpoint ADD COLUMN IF NOT EXISTS command_id VARCHAR DEFAULT ''",
     "CREATE TABLE IF NOT EXISTS projection_versions (name VARCHAR PRIMARY KEY, version INTEGER)",
     """CREATE TABLE IF NOT EXISTS dead_letters (
-        sequence BIGINT PRIMARY KEY, subject VARCHAR, error VARCHAR, data BLOB,
-        recorded_at TIMESTAMPTZ DEFAULT current_timestamp)""",
+        sequence BIGINT NOT NULL, subject VARCHAR, error VARCHAR, data BLOB,
+        recorded_at TIMESTAMPTZ DEFAULT current_timestamp,
+        projection VARCHAR NOT NULL DEFAULT '*', PRIMARY KEY (sequence, projection))""",
 )
+# Files before per-projection dead letters keyed them by sequence alone: copy them over.
+_DEAD_LETTERS_V1 = (
+    "ALTER TABLE dead_letters RENAME TO dead_letters_v1",
+    _META_DDL[-1],
+    """INSERT INTO dead_letters (sequence, subject, error, data, recorded_at)
+       SELECT sequence, subject, error, data, recorded_at FROM dead_letters_v1""",
+    "DROP TABLE dead_letters_v1",
+)
+EVERY = "*"  # the projection of a dead letter that no projection applied
 
-DeadLetter = tuple[int, str, str, bytes]  # sequence, subject, error, body
+
+class DeadLetter(NamedTuple):
+    """An event `projection` did not apply (`EVERY`: none did), and why."""
+
+    sequence: int
+    subject: str
+    error: str
+    data: bytes  # the stored body
+    projection: str = EVERY
 
 
 class Poisoned(Exception):
@@ -87,6 +105,11 @@ class _Batch:
     dead: list[DeadLetter] = field(default_factory=list)  # recorded so far
 
 
+def checkpoint_of(cursor: duckdb.DuckDBPyConnection) -> int:
+    """The checkpoint as the cursor's transaction sees it."""
+    return int(cursor.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchall()[0][0])
+
+
 class ReadModel:
     """Owns the DuckDB connection; `apply` is called from one thread at a time."""
 
@@ -109,6 +132,10 @@ class ReadModel:
             self.con.execute("BEGIN")
             for statement in _META_DDL:
                 self.con.execute(statement)
+            columns = "SELECT column_name FROM duckdb_columns() WHERE table_name = 'dead_letters'"
+            if ("projection",) not in self.con.execute(columns).fetchall():
+                for statement in _DEAD_LETTERS_V1:
+                    self.con.execute(statement)
             self.con.execute("INSERT OR IGNORE INTO checkpoint VALUES (1, 0, '')")
             self.checkpoint = self._read_checkpoint()
             if not self.stale():  # a stale file is only read until its rebuild swaps in
@@ -119,6 +146,7 @@ class ReadModel:
             self.con.execute("COMMIT")
         found = self.con.execute("SELECT command_id FROM checkpoint WHERE id = 1").fetchall()
         self._command = str(found[0][0])
+        self.changed: frozenset[str] = frozenset()  # tables the last `apply` changed
 
     def _read_checkpoint(self) -> int:
         found = self.con.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchall()
@@ -156,12 +184,19 @@ class ReadModel:
         projection raises `Unapplicable`, or applying the batch fails for a reason that can
         come from its data: a DuckDB conversion or constraint error, an Arrow overflow, ...)
         is isolated, by applying the batch in halves, each committed with its checkpoint,
-        down to the one event; it becomes a dead letter (its full stream subject from
-        `subjects`, by sequence) and the rest is applied. With `halt`, the events before it
+        down to the one event. When one projection raised (`Failed`, or `Unapplicable` from a
+        hook), the event is that projection's dead letter and every other projection applies
+        it, in a transaction of its own (a next projection raising on it joins the first);
+        when no projection can have it (undecodable, a payload its Struct refuses, refused by
+        the `versions` check) it is a dead letter of every projection (`EVERY`). A dead letter
+        holds its full stream subject from `subjects`, by sequence, and the projection; the
+        rest of the batch is applied. With `halt`, the events before it
         are applied, the checkpoint stops just before it and `Poisoned` is raised. Errors
         of the machine (a full disk, memory, I/O, an interrupt) are raised as they are.
         Returns the dead letters. The caller acks the stream only after this returns.
+        `changed` then names the tables it changed (lower case; `checkpoint` included).
         """
+        self.changed = frozenset()
         if last_sequence <= self.checkpoint:
             return []
         fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
@@ -175,8 +210,14 @@ class ReadModel:
         try:
             self._settle(batch, fresh, dead, last_sequence)
         finally:
-            for sequence, subject, error, _ in batch.dead:
-                log.error("dead_letter", sequence=sequence, subject=subject, error=error)
+            for letter in batch.dead:
+                log.error(
+                    "dead_letter",
+                    sequence=letter.sequence,
+                    subject=letter.subject,
+                    projection=letter.projection,
+                    error=letter.error,
+                )
         return batch.dead
 
     def _settle(
@@ -193,34 +234,66 @@ class ReadModel:
                     self.checkpoint = last
                 batch.dead.extend(dead)
                 return
-            except Unapplicable as exc:
-                culprit, error = exc.sequence, exc.error
             except _MACHINE:
                 raise
             except Exception as exc:  # from the data: isolate the event that raises it
-                if len(events) > 1:
+                found = _blame(exc, events)
+                if found is None:
+                    if not events:
+                        raise
                     middle = events[len(events) // 2 - 1][0]
                     left = [d for d in dead if d[0] <= middle]
                     self._settle(batch, [e for e in events if e[0] <= middle], left, middle)
                     events = [e for e in events if e[0] > middle]
                     dead = [d for d in dead if d[0] > middle]
                     continue
-                if not events:
-                    raise
-                culprit, error = events[0][0], f"{type(exc).__name__}: {exc}"
+            culprit, projection, error = found
             # Every event before the culprit passed every projection: commit them as they are.
             before = [e for e in events if e[0] < culprit]
             self._settle(batch, before, [d for d in dead if d[0] < culprit], culprit - 1)
-            error = f"cannot apply: {error}"[:2000]
             if batch.halt:
-                raise Poisoned(f"sequence {culprit}: {error}")
+                raise Poisoned(f"sequence {culprit}: cannot apply: {error}"[:2000])
             event = next(e for s, e in events if s == culprit)
-            subject = batch.subjects.get(culprit) or _SUBJECTS.events(
-                event.aggregate_type, event.aggregate_id
-            )
-            dead = sorted([d for d in dead if d[0] > culprit] + [(culprit, subject, error,
-                          codec.encode(event))])  # fmt: skip
+            letter = self._letter(batch, culprit, event, projection, error)
             events = [e for e in events if e[0] > culprit]
+            dead = [d for d in dead if d[0] > culprit]
+            if projection == EVERY:
+                dead = [letter, *dead]
+            else:  # only that projection misses it: every other one applies it now
+                self._alone(batch, (culprit, event), [letter])
+
+    def _alone(self, batch: _Batch, event: Event, letters: list[DeadLetter]) -> None:
+        """Commit `event` alone, applied by every projection but those of `letters` (the
+        ones that raised on it); a further projection raising joins them (each once)."""
+        while True:
+            skip = {letter.projection for letter in letters}
+            if EVERY in skip:
+                letters = [letter for letter in letters if letter.projection == EVERY]
+            try:
+                projections = [p for p in batch.projections if p.name not in skip]
+                self._commit(projections, [event] if EVERY not in skip else [], event[0], letters)
+                self.checkpoint = event[0]
+                batch.dead.extend(letters)
+                return
+            except _MACHINE:
+                raise
+            except Exception as exc:
+                if EVERY in skip:
+                    raise
+                found = _blame(exc, [event])
+                assert found is not None  # one event is always blamed
+                projection = EVERY if found[1] in skip else found[1]
+                letters.append(self._letter(batch, event[0], event[1], projection, found[2]))
+
+    @staticmethod
+    def _letter(
+        batch: _Batch, sequence: int, event: Any, projection: str, error: str
+    ) -> DeadLetter:
+        subject = batch.subjects.get(sequence) or _SUBJECTS.events(
+            event.aggregate_type, event.aggregate_id
+        )
+        text = f"cannot apply: {error}"[:2000]
+        return DeadLetter(sequence, subject, text, codec.encode(event), projection)
 
     def _commit(
         self,
@@ -232,13 +305,10 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             try:
-                apply_projections(self.con, self.checker, projections, events, self._command)
-                if dead:
-                    self.con.executemany(
-                        "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data) "
-                        "VALUES (?, ?, ?, ?)",
-                        [list(d) for d in dead],
-                    )
+                names = apply_projections(
+                    self.con, self.checker, projections, events, self._command, _MACHINE
+                )
+                _record(self.con, dead)
                 command = events[-1][1].metadata.command_id if events else self._command
                 self.con.execute(
                     "UPDATE checkpoint SET sequence = ?, command_id = ? WHERE id = 1",
@@ -246,6 +316,9 @@ class ReadModel:
                 )
                 self.con.execute("COMMIT")
                 self._command = command
+                tables = {t for p in projections if p.name in names for t in p.tables}
+                self.changed |= {t.lower() for t in tables} | {"checkpoint"}
+                self.changed |= {"dead_letters"} if dead else set()
             except BaseException as exc:
                 with contextlib.suppress(duckdb.TransactionException):  # a failed COMMIT ended it
                     self.con.execute("ROLLBACK")
@@ -259,11 +332,25 @@ class ReadModel:
 
     def query(self, projection: str, name: str, params: Any) -> Any:
         """The answer of query `name` of `projection` with its typed `params` (a Struct)."""
+        query = self.projections[projection].queries[name]
         cursor = self.con.cursor()
         try:
-            return answer(cursor, self.projections[projection].queries[name], params)
+            if query.run is not None:  # a hook never writes (a query's SQL is checked at start)
+                cursor.execute("BEGIN TRANSACTION READ ONLY")
+            return answer(cursor, query, params)
         finally:
-            cursor.close()
+            cursor.close()  # rolls the read-only transaction back
+
+    def query_as_of(self, projection: str, name: str, params: Any) -> tuple[int, Any]:
+        """`query`, and the checkpoint its answer is as of: both read in one transaction, so
+        a batch committed meanwhile is in neither."""
+        cursor = self.con.cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION READ ONLY")
+            sequence = checkpoint_of(cursor)
+            return sequence, answer(cursor, self.projections[projection].queries[name], params)
+        finally:
+            cursor.close()  # rolls the transaction back
 
     def snapshot(self, target: Path, storage_version: str = "v1.5.0") -> int:
         """A consistent copy of the read models at `target`, written through this
@@ -271,9 +358,20 @@ class ReadModel:
         return snapshot.write(self.con, target, storage_version)
 
     def copy_tables(self, source: ReadModel, names: Collection[str]) -> None:
-        """Replace the tables of projections `names` with `source`'s (same versions)."""
+        """Replace the tables of projections `names` with `source`'s (same versions), and
+        take over their dead letters."""
         with self._write:
             self.con.execute("BEGIN")
+            letters = (
+                source.con.cursor()
+                .execute(
+                    "SELECT sequence, subject, error, data, projection FROM dead_letters "
+                    "WHERE list_contains(?, projection)",
+                    [list(names)],
+                )
+                .fetchall()
+            )
+            _record(self.con, letters)
             for name in names:
                 for table in self.projections[name].tables:
                     data = source.con.cursor().sql(f"SELECT * FROM {table}").to_arrow_table()
@@ -286,3 +384,26 @@ class ReadModel:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _record(con: duckdb.DuckDBPyConnection, letters: Sequence[Sequence[Any]]) -> None:
+    """Insert dead letters `(sequence, subject, error, data, projection)`."""
+    if letters:
+        con.executemany(
+            "INSERT OR IGNORE INTO dead_letters (sequence, subject, error, data, projection) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [list(letter) for letter in letters],
+        )
+
+
+def _blame(exc: Exception, events: Sequence[Event]) -> tuple[int, str, str] | None:
+    """(sequence, projection or EVERY, error) of the event `exc` is due to, if known."""
+    if isinstance(exc, Unapplicable) and any(s == exc.sequence for s, _ in events):
+        return exc.sequence, exc.projection or EVERY, exc.error
+    if len(events) != 1:
+        return None
+    if isinstance(exc, Failed):
+        return events[0][0], exc.projection, str(exc)
+    if isinstance(exc, Unapplicable) and exc.projection:  # a hook naming another sequence
+        return events[0][0], exc.projection, f"{exc.projection}: {exc.error}"
+    return events[0][0], EVERY, f"{type(exc).__name__}: {exc}"

@@ -103,7 +103,7 @@ def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
         try:
             events.append((sequence, codec.decode_stored(data, *parts[-2:])))
         except codec.Undecodable as exc:
-            dead.append((sequence, subject, f"cannot decode: {exc}", data))
+            dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
 
 
@@ -127,7 +127,8 @@ def apply(
         events=len(deliveries),
         correlation_ids=sorted({e.metadata.correlation_id for _, e in events})[:LOGGED_IDS],
     )
-    metrics.DEAD_LETTERS.inc(len(dead))
+    for letter in dead:
+        metrics.DEAD_LETTERS.labels(letter.projection).inc()
     metrics.EVENTS_PROCESSED.inc(len(deliveries))
     metrics.BATCH_SIZES.observe(len(deliveries))
     metrics.BATCH_DURATION.observe(time.perf_counter() - started)

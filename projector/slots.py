@@ -42,6 +42,12 @@ class Slots:
         self._free = asyncio.Semaphore(running)
         self._admitted: Counter[str] = Counter()
         self._running_of: dict[str, asyncio.Semaphore] = {}  # per admitted principal
+        self.busy = 0  # queries handed to the threads by `call` and not yet returned
+
+    @property
+    def held(self) -> int:
+        """Places held now (running, waiting for a slot or for `min_seq`)."""
+        return self._admitted.total()
 
     @asynccontextmanager
     async def admitted(self, principal: str) -> AsyncIterator[None]:
@@ -85,7 +91,11 @@ class Slots:
 
     async def call(self, work: Callable[[], T]) -> T:
         """Run `work` on one of the slots' threads (hold a `slot` first)."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        self.busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        finally:
+            self.busy -= 1
 
     def close(self) -> None:
         """Wait for the queries running now (interrupt them first); drop the waiting ones."""

@@ -37,6 +37,7 @@ import duckdb
 import msgspec
 
 from common.errors import BadRequest, Invalid, TooLarge, Unavailable
+from projector.readmodel import checkpoint_of
 from projector.sql_refs import check_refs, read_model_tables
 
 _REFUSED = {
@@ -103,17 +104,21 @@ def run(
     max_rows: int,
     max_bytes: int,
     limit_s: float,
+    as_of: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run one read-only SELECT on a fresh `cursor` (closed here) until `deadline`
     (time.monotonic()); returns `{"columns", "rows", "truncated", "truncated_by",
     "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`. `limit_s` is the whole
     time limit, for messages. Interrupted before its deadline (the replica swapped in a
-    rebuilt file or stops), it is a 503 to retry."""
+    rebuilt file or stops), it is a 503 to retry. `as_of`, if given, gets the checkpoint the
+    answer is as of appended (read in the query's own transaction)."""
     done = threading.Event()
     watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
         cursor.execute("BEGIN TRANSACTION READ ONLY")
         statement = check(cursor, sql)
+        if as_of is not None:
+            as_of.append(checkpoint_of(cursor))
         watchdog.start()
         result = cursor.execute(statement)
         columns = [d[0] for d in result.description or ()]

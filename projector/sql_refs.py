@@ -113,3 +113,12 @@ def _nodes(tree: Any) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
                 stack.append((entry, scope | frozenset(names[: i + 1])))
             inner = scope | frozenset(names)
             stack.extend((v, inner) for k, v in node.items() if k != "cte_map")
+
+
+def tables_of(tree: Any) -> frozenset[str]:
+    """The tables and views `tree` reads (lower case), CTEs in scope left out."""
+    return frozenset(
+        table.lower()
+        for node, ctes in _nodes(tree)
+        if isinstance(table := node.get("table_name"), str) and table and table.lower() not in ctes
+    )

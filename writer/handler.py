@@ -314,7 +314,7 @@ class CommandHandler:
                 f"sequence {loaded.sequence}; read it again and resend",
                 sequence=loaded.sequence,
             )
-        events = kind.decide(loaded.state, command)
+        events = kind.decided(loaded.state, command)  # a bug of the app: 500, nothing stored
         return events or CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
 
     def _entry(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from common.app import Ask, Panel, Patch
+from common.app import Ask, LiveView, Panel, Patch
 from common.envelope import Envelope
 from common.html import e
 from common.subjects import valid_id
@@ -73,17 +73,18 @@ def todo_list(list_id: str, found: Mapping[str, Any] | None) -> str:
     )
 
 
-def lists(items: Iterable[Mapping[str, Any]], current: str) -> str:
-    """`ul#lists`: a chip per list with its active count; the page reloads it as events
-    come (`data-refresh`: the panel's `lists` fragment)."""
-    refresh = f"/ui/panels/todos/lists?list={e(current)}"
+def lists(items: Iterable[Mapping[str, Any]], current: str | None) -> str:
+    """`ul#lists`: a chip per list with its active count, kept current by the live query
+    `todo_lists.lists` (`data-live`: the panel's `lists` live view). The view is the same
+    for every page, so all tabs of a browser share one feed of it; `current` (marked
+    `aria-current`) is the page's own: todo.js marks it again after each answer."""
     return (
-        f'<ul id="lists" class="lists" aria-label="Recent lists" data-refresh="{refresh}">'
+        '<ul id="lists" class="lists" aria-label="Recent lists" data-live="/ui/live/todos/lists">'
         f"{list_links(items, current)}</ul>"
     )
 
 
-def list_links(lists: Iterable[Mapping[str, Any]], current: str) -> str:
+def list_links(lists: Iterable[Mapping[str, Any]], current: str | None) -> str:
     links = []
     for one in lists:
         lid = e(one["list_id"])
@@ -182,6 +183,12 @@ async def lists_fragment(ask: Ask, params: Mapping[str, str]) -> str:
     return lists(await ask("todo_lists", "lists", {}) or [], chosen_list(params))
 
 
+LISTS_LIVE = LiveView(
+    query=lambda params: ("todo_lists", "lists", {}),
+    render=lambda result, _: lists(result or [], None),  # one for every page: shared
+)
+
+
 _TODO_EVENTS = frozenset(
     {"todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted"}
 )
@@ -260,6 +267,7 @@ PANELS = (
         todo_snapshot,
         {"lists": lists_fragment, "items": items_fragment},
         todo_topics,
+        live={"lists": LISTS_LIVE},
     ),
     Panel(
         "users",

@@ -46,23 +46,11 @@
       reload(`/ui/panels/${encodeURIComponent(name)}${location.search}`, `[data-panel="${CSS.escape(name)}"]`);
     }
   }
-  let analyticsDue = null;
-  function refreshAnalytics() {
-    if (analyticsDue) return;
-    analyticsDue = setTimeout(() => {
-      analyticsDue = null;
-      reload("/ui/analytics", "#analytics");
-      for (const el of document.querySelectorAll("[data-refresh][id]")) {
-        reload(el.dataset.refresh, `#${CSS.escape(el.id)}`);  // an app panel's live part
-      }
-    }, 700);
-  }
-
   // --- the feed ---------------------------------------------------------------------
   // Each message is applied by whichever Datastar client the page loaded: the built-in
   // datastar-lite.js, or the official bundle, which applies the `datastar-fetch` events its
   // own @get dispatches for each SSE message (type, and the data lines keyed by their first
-  // word). The page's own reactions (reload after a snapshot, chart refresh, lag, log cap)
+  // word). The page's own reactions (reload after a snapshot, lag, log cap)
   // come from the same messages, not from either client's signal event.
   const EVENTS_KEPT = 50;
   function fields(data) {
@@ -123,7 +111,6 @@
       snapshotSeen = signals.snapshot;
       reloadPanels();
     }
-    if ("seq" in signals) refreshAnalytics();
     if ("behind" in signals) showLag(signals.behind);
   }
   // Signals patched by any other feed on the page: the built-in client says
@@ -145,6 +132,19 @@
   const feed = new URL(body.dataset.feed, location.href);
   const since = feed.searchParams.get("last_event_id");
   window.ironstarFeed.follow(feed, since, apply, setState);
+
+  // Parts kept current by a live query (the chart, the totals, an app's `data-live` parts):
+  // each answer is one element patch, applied by the same client as the feed's. Only the
+  // views the caller's grants cover (`data-views`): a refused feed would be retried forever.
+  const granted = new Set(body.dataset.views.split(" "));
+  const view = (url) => new URL(url, location.href).pathname.replace(/^\/ui\/live\//, "");
+  const views = new Set([...document.querySelectorAll("[data-live]")].map((el) => el.dataset.live)
+    .filter((url) => granted.has(view(url))));
+  for (const url of views) {
+    window.ironstarFeed.latest(url, since, (messages) => {
+      for (const { type, data } of messages) patch(type, data);
+    });
+  }
 
   // --- commands ----------------------------------------------------------------------
   function newId() {

@@ -186,5 +186,45 @@
     }));
   }
 
-  window.ironstarFeed = { follow, read };
+  // Follow a live view (`/ui/live/...`) from `since`: its messages are whole answers, each
+  // as of its id, so a tab applies one only when it is newer than what it shows (or after a
+  // reset), never catches up, and needs no order between tabs. Shared like the event feed:
+  // the leader holds the one connection per view and keeps the latest answer for a tab
+  // that opens later (it says "hello"). `apply(messages)` gets each newer answer.
+  function latest(url, since, apply) {
+    const key = new URL(url, location.href);
+    key.searchParams.delete("last_event_id");
+    const name = `ironstar-live ${key.pathname}${key.search}`;
+    let shown = num(since);
+    let last = null;
+    let leading = false;
+    const take = (group) => {
+      if (!group.reset && shown !== null && group.id <= shown) return;
+      apply(group.messages);
+      shown = group.id;
+    };
+    const quiet = () => {};
+    if (!("locks" in navigator) || !("BroadcastChannel" in window)) {
+      read(url, shown, take, quiet);
+      return;
+    }
+    const channel = new BroadcastChannel(name);
+    channel.onmessage = ({ data }) => {
+      if (!leading && data.kind === "group") take(data.group);
+      else if (leading && data.kind === "hello" && last) {
+        channel.postMessage({ kind: "group", group: { ...last, reset: false } });
+      }
+    };
+    channel.postMessage({ kind: "hello" });
+    navigator.locks.request(name, () => new Promise(() => {
+      leading = true;
+      read(url, shown, (group) => {
+        last = group;
+        channel.postMessage({ kind: "group", group });
+        take(group);
+      }, quiet);
+    }));
+  }
+
+  window.ironstarFeed = { follow, latest, read };
 })();

@@ -123,12 +123,13 @@ class _Client:
 
 
 def _start_server(
-    kind: str, nats: NatsSettings, port: int, workdir: Path, inactive_s: float = 5.0
+    kind: str, nats: NatsSettings, port: int, workdir: Path, extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """A gateway, projector or the broadcast baseline as a process, once it serves."""
     ready = workdir / f"{kind}-{port}.ready"
     log = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
-    if kind == "gateway":
-        cmd = [sys.executable, "-m", "ironstar", "gateway", "--ready-file", str(ready)]
+    if kind in ("gateway", "projector"):
+        cmd = [sys.executable, "-m", "ironstar", kind, "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, "-m", "ironstar.benchmarks.sse_baseline", nats.url, nats.prefix,
                str(port), str(ready)]  # fmt: skip
@@ -136,7 +137,7 @@ def _start_server(
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
            "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
            "IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL": "100000",
-           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(inactive_s)}  # fmt: skip
+           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5", **(extra or {})}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + 30
@@ -182,7 +183,8 @@ async def _scenario(
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
-    process = _start_server(kind, nats, port, workdir, args.inactive_s)
+    inactive = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s)}
+    process = _start_server(kind, nats, port, workdir, inactive)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
     try:

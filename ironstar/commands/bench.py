@@ -19,6 +19,7 @@ BENCHMARKS = {
     "project": "catch-up of the projector over stored events beside NATS-only and DuckDB-only",
     "sse": "fan-out to many SSE clients beside an in-process broadcast",
     "auth": "per-request cost of token checks and limits beside HMAC and JSON decoding",
+    "live": "live queries shared by many subscribers beside polling the same queries",
 }
 
 

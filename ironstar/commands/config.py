@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common.settings import SECTIONS
+from common.settings import APP_VARIABLE, DEFAULT_APP, SECTIONS
 from ironstar.commands import examples
 
 
@@ -21,6 +21,10 @@ def add(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     print("| variable | default | meaning |\n|---|---|---|")
+    print(
+        f"| `{APP_VARIABLE}` | `{DEFAULT_APP}` | the app package every service loads (an "
+        "importable module; the current directory is on the import path; `up --app` sets it) |"
+    )
     for section in SECTIONS:
         for _, variable, default, text in section.variables():
             print(f"| `{variable}` | `{default}` | {text} |")

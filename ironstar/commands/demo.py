@@ -204,7 +204,16 @@ def feed(
 
 def run(args: argparse.Namespace) -> int:
     """0 when commands were accepted; 1 when the target could not be reached or took none."""
-    url = args.url if args.url and args.data_dir is None else target(args).gateway()
+    if args.url and args.data_dir is None:
+        url = args.url
+    else:  # the running stack's gateway, and the app it runs (its app.json)
+        stack = target(args)
+        url = stack.gateway()
+        try:
+            stack.load_app()
+        except catalogue.AppError as exc:
+            print(f"ironstar demo: {exc}")
+            return 2
     if why := unusable(url):
         print(f"ironstar demo: {why}")
         return 1

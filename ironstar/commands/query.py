@@ -33,7 +33,7 @@ def add(commands: Any) -> None:
         "(see --data-dir), or of a DuckDB file with --file.",
         **examples(
             'ironstar query "SELECT event_type, sum(events) FROM event_counts GROUP BY ALL"',
-            'ironstar query --csv "SELECT * FROM todos"',
+            'ironstar query --csv "SELECT * FROM stream_counts"',
             'ironstar query --file /tmp/ironstar.duckdb "SELECT count(*) FROM users"',
         ),
     )

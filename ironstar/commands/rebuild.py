@@ -27,7 +27,7 @@ def add(commands: Any) -> None:
         help="rebuild read models into a new file and swap it in",
         description="Rebuild projections of a running projector replica from sequence 1 "
         "into a new DuckDB file, then swap it in.",
-        **examples("ironstar rebuild --projection analytics"),
+        **examples("ironstar rebuild --projection stream"),
     )
     one.add_argument(
         "--projection", action="append", default=[], help="only this projection (repeatable)"

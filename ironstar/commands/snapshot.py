@@ -35,7 +35,7 @@ def add(commands: Any) -> None:
         "keeps writing.",
         **examples(
             "ironstar snapshot --output /tmp/ironstar.duckdb",
-            'ironstar query --file /tmp/ironstar.duckdb "SELECT * FROM todos"',
+            'ironstar query --file /tmp/ironstar.duckdb "SELECT * FROM stream_counts"',
         ),
     )
     one.add_argument(

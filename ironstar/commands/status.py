@@ -78,6 +78,22 @@ async def _probe(nc: Any, subject: str, body: bytes, what: str) -> dict[str, Any
     return {"up": True, "ms": round((time.perf_counter() - started) * 1000, 1), **reply}
 
 
+async def _probe_writer(
+    nc: Any, subjects: Subjects, aggregate: str | catalogue.AppError
+) -> dict[str, Any]:
+    """A command of a type no aggregate has: any reply proves a writer (nothing appended)."""
+    if isinstance(aggregate, catalogue.AppError):
+        return {"up": False, "reason": f"cannot probe it: {aggregate}"}
+    probe = CommandRequest(
+        aggregate_id=PROBE_ID,
+        type="status_probe",
+        payload={},
+        command_id=PROBE_ID,
+        correlation_id=PROBE_ID,
+    )
+    return await _probe(nc, subjects.command(aggregate), _encode(probe), "writer")
+
+
 async def _quiet(_exc: Exception) -> None:
     """nats-py prints every failed attempt otherwise; the report says it once."""
 
@@ -96,7 +112,9 @@ def _refused(url: str) -> str | None:
     return "; ".join(reasons)
 
 
-async def gather(nats: NatsSettings) -> dict[str, Any]:
+async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dict[str, Any]:
+    """The state of the stack at `nats`; its writers are probed on `aggregate`'s subject
+    (down, saying why, when which aggregate the stack serves could not be known)."""
     refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
     if refused:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
@@ -119,20 +137,7 @@ async def gather(nats: NatsSettings) -> dict[str, Any]:
         info = await js.stream_info(nats.stream)
         consumers = await js.consumers_info(nats.stream)
         subjects = Subjects(nats.prefix)
-        writer = await _probe(
-            nc,
-            subjects.command(next(iter(catalogue.current().aggregates))),
-            _encode(
-                CommandRequest(
-                    aggregate_id=PROBE_ID,
-                    type="status_probe",
-                    payload={},
-                    command_id=PROBE_ID,
-                    correlation_id=PROBE_ID,
-                )
-            ),
-            "writer",
-        )
+        writer = await _probe_writer(nc, subjects, aggregate)
         projector = await _probe(
             nc,
             subjects.query(builtin.NAME),  # every app has the built-in projection
@@ -258,6 +263,15 @@ def members(record: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+def _probed(stack: Target) -> str | catalogue.AppError:
+    """The aggregate type to probe the stack's writers on (its recorded app's, see
+    ironstar/local.py), or why it cannot be known."""
+    try:
+        return stack.probe_aggregate()
+    except catalogue.AppError as exc:
+        return exc
+
+
 def run(args: argparse.Namespace) -> int:
     stack: Target | None = None
     try:
@@ -275,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     nats = stack.nats
     try:
-        state = asyncio.run(gather(nats))
+        state = asyncio.run(gather(nats, _probed(stack)))
     except (IronstarError, OSError, TimeoutError) as exc:
         reason = exc.message if isinstance(exc, IronstarError) else str(exc) or type(exc).__name__
         state = {"nats": {"url": nats.url, "up": False, "reason": reason}}

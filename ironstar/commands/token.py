@@ -12,7 +12,9 @@ from common.tokens import MAKE_SECRET
 from ironstar.commands import examples
 
 SCOPES = (
-    "commands:<aggregate_type>, read:<topic> (todo_list, todo_list:<id>, analytics, *), sql, admin"
+    "commands:<aggregate_type> (or *), read:<grant> (a projection's grant, default its name), "
+    "read:<aggregate_type>[:<id>] (its reads and feed), read:stream (the built-in chart), "
+    "read:*, sql, admin"
 )
 
 
@@ -23,8 +25,8 @@ def add(commands: Any) -> None:
         description="Print an HS256 token signed with IRONSTAR_AUTH_SECRET (or _SECRET_FILE). "
         f"Scopes: {SCOPES}.",
         **examples(
-            "ironstar token --subject alice --scope commands:todo_list --scope read:todo_list "
-            "--ttl 3600"
+            "ironstar token --subject alice --scope 'commands:*' --scope 'read:*' --ttl 3600",
+            "ironstar token --subject wall --scope read:stream",
         ),
     )
     token.add_argument("--subject", default="ironstar-cli", help="who the token is for (`sub`)")

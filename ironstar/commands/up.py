@@ -59,9 +59,13 @@ def run(args: argparse.Namespace) -> int:
 
     name = args.app or app_name()
     try:  # refuse before starting anything, with the same line a service would print
-        catalogue.install(catalogue.load(name))
+        cat = catalogue.install(catalogue.load(name))
     except catalogue.AppError as exc:
         print(f"ironstar up: {exc}", file=sys.stderr)
+        return 2
+    if args.demo and cat.app.demo is None:
+        print(f"ironstar up: app {cat.app.name} declares no demo traffic (App(demo=...)); "
+              "run without --demo", file=sys.stderr)  # fmt: skip
         return 2
     gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
     host = args.http_host or gateway.host

@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, sync_playwright
 
 from ironstar.natsserver import free_port
 from tests.support.stack import Stack
@@ -39,7 +40,9 @@ ARGS = [
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    """One headless chromium with a fresh profile; each test opens its own pages."""
+    """One headless chromium with a fresh profile per module (not per session: Playwright's
+    sync API keeps its own event loop, which must be gone before the async tests run);
+    each test opens its own pages."""
     if not CHROMIUM.exists():
         reason = f"no chromium at {CHROMIUM}: apt-get install -y chromium (CI installs it)"
         if os.environ.get("CI", "").lower() == "true":
@@ -89,6 +92,20 @@ def open_page(browser: BrowserContext) -> Iterator[Callable[..., Page]]:
     for page in pages:
         page.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def requests_seen(browser: BrowserContext) -> Iterator[list[str]]:
+    """The path of every request the test's pages make, as chromium sends them (fetches and
+    EventSource feeds alike), in order."""
+    seen: list[str] = []
+
+    def note(request: Request) -> None:
+        seen.append(urlsplit(request.url).path)
+
+    browser.on("request", note)
+    yield seen
+    browser.remove_listener("request", note)
 
 
 # The official Datastar bundle. No package registry serves the pristine 1.0.1 bundle (npm

@@ -227,10 +227,15 @@ def test_a_page_that_falls_behind_says_it_is_lagging_and_by_how_many_events(
     expect(page.locator("#events li")).to_have_count(50)  # the event log keeps the last 50
 
 
+LIVE_VIEWS = {"/ui/live/analytics/chart", "/ui/live/analytics/totals", "/ui/live/todos/lists"}
+
+
 def test_what_a_new_user_notices_first_updates_live_and_reads_at_phone_width(
-    stack: Stack, open_page: Callable[[str], Page]
+    stack: Stack, open_page: Callable[[str], Page], requests_seen: list[str]
 ) -> None:
+    """The chips, the chart and the totals follow live queries: no fragment is fetched."""
     list_id, page = _fresh_list(stack, open_page)
+    chart = page.evaluate("document.querySelector('#chart').innerHTML")
     # An empty live-events panel says what will appear there.
     placeholder = page.evaluate(
         "getComputedStyle(document.querySelector('#events'), '::before').content"
@@ -247,12 +252,24 @@ def test_what_a_new_user_notices_first_updates_live_and_reads_at_phone_width(
     expect(page.locator("#lists li", has_text=list_id)).to_have_count(0)  # nothing in it yet
     _add(page, "Mine")
     expect(page.locator("#lists li", has_text=list_id)).to_contain_text("1 active", timeout=5_000)
+    current = page.locator("#lists a[aria-current=page]")  # the shared view, marked per page
+    expect(current).to_have_text(list_id)
 
     # A new user appears at the top of the newest-first list.
     for user in ("first", "second"):
         send(stack.url, "user_profile", f"{user}-{list_id}", "register_user",
              {"name": user.title(), "email": f"{user}@example.org"})  # fmt: skip
     expect(page.locator("#users li").first).to_have_id(f"user-second-{list_id}", timeout=5_000)
+
+    # The totals and the chart show every event: from the live answers, not a refetch.
+    last = send(stack.url, "todo_list", other, "complete_todo", {"todo_id": "a"})["sequence"]
+    totals = httpx.get(f"{stack.url}/api/read/stream/totals?min_seq={last}", timeout=10).json()
+    events = page.locator("#totals dd").first
+    expect(events).to_have_text(str(totals["result"]["events"]), timeout=5_000)
+    page.wait_for_function("old => document.querySelector('#chart').innerHTML !== old", arg=chart)
+    assert set(requests_seen) >= LIVE_VIEWS, requests_seen
+    fetched = [p for p in requests_seen if p.startswith("/ui/") and p not in LIVE_VIEWS]
+    assert not fetched, fetched
 
     # The chart's tick labels stay readable on a phone: at least 10 CSS pixels high.
     page.set_viewport_size({"width": 390, "height": 844})

@@ -49,6 +49,9 @@ def test_the_official_bundle_applies_live_updates_and_signals(
     expect(item.locator(".toggle")).to_be_checked()
     expect(page.locator("#seq")).to_have_text(str(reply["sequence"]))  # data-text="$seq"
     expect(page.locator("#events li")).to_have_count(2)
+    # A live view's answer is applied by the bundle too (an element patch of `ul#lists`).
+    chip = page.locator("#lists li", has_text=list_id)
+    expect(chip).to_contain_text("0 active")
 
 
 def _id(item: Locator) -> str:

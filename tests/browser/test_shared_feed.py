@@ -47,10 +47,10 @@ def _appending(stack: Stack, list_id: str, total: int) -> threading.Thread:
     return writer
 
 
-def _sse_connections(gateway: str) -> float:
+def _gauge(gateway: str, name: str) -> float:
     metrics = httpx.get(f"{gateway}/metrics", timeout=5).text
-    found = re.search(r"^sse_connections (\S+)$", metrics, re.MULTILINE)
-    assert found, "no sse_connections gauge"
+    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    assert found, f"no {name} gauge"
     return float(found.group(1))
 
 
@@ -58,20 +58,27 @@ def test_eight_tabs_over_http1_through_nginx_are_all_live_on_one_shared_feed(
     service_env: dict[str, str], tmp_path: Path, open_page: Callable[..., Page]
 ) -> None:
     with behind_nginx(service_env, tmp_path) as (stack, proxy):
-        list_id = f"tabs{uuid.uuid4().hex[:6]}"
+        list_id, other = f"tabs{uuid.uuid4().hex[:6]}", f"other{uuid.uuid4().hex[:6]}"
         pages = []
-        for _ in range(8):  # plain HTTP through nginx: HTTP/1.1, six connections at most
-            pages.append(open_page(f"{proxy.http}/?list={list_id}", COUNT_INSERTS))
+        for i in range(8):  # plain HTTP through nginx: HTTP/1.1, six connections at most
+            shown = other if i % 2 else list_id  # pages of two lists share the same feeds
+            pages.append(open_page(f"{proxy.http}/?list={shown}", COUNT_INSERTS))
             _live(pages[-1])
         # The eighth tab can still send commands (a seventh feed would have blocked fetch).
         pages[-1].fill("#new-todo", "From the eighth tab")
         pages[-1].press("#new-todo", "Enter")
-        for page in pages:
-            expect(page.locator(f"#todos-{list_id} .todo .text")).to_have_text(
+        for page in pages[1::2]:
+            expect(page.locator(f"#todos-{other} .todo .text")).to_have_text(
                 ["From the eighth tab"], timeout=10_000
             )
-            expect(page.locator("#events li")).to_have_count(1)
-        assert _sse_connections(stack.url) <= 2  # the leader's feed (+ a catch-up closing)
+        for page in pages:
+            expect(page.locator("#events li")).to_have_count(1, timeout=10_000)
+            # The live views' answers reach every tab: the chips of the list it changed.
+            expect(page.locator("#lists li", has_text=other)).to_contain_text("1 active")
+        assert _gauge(stack.url, "sse_connections") <= 2  # the leader's (+ a catch-up closing)
+        # ... and one feed per live view (chart, totals, list chips) whatever the tabs and
+        # their lists: at most 1 + 3 of the six connections.
+        assert _gauge(stack.url, "live_subscriptions") <= 3
 
 
 def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicates(
@@ -91,6 +98,9 @@ def test_when_the_leader_tab_closes_another_takes_over_without_loss_or_duplicate
     writer.join(60)
     for page in pages[1:]:
         expect(page.locator(f"#todos-{list_id} .todo")).to_have_count(total, timeout=15_000)
+        # The live views passed to the new leader too: the chip counts every todo.
+        chip = page.locator("#lists li", has_text=list_id)
+        expect(chip).to_contain_text(f"{total} active", timeout=10_000)
         inserted: dict[str, int] = page.evaluate("window.inserted")
         assert len(inserted) == total, inserted
         assert set(inserted.values()) == {1}, {k: v for k, v in inserted.items() if v != 1}

@@ -59,7 +59,10 @@ def test_up_on_a_full_disk_refuses_commands_naming_storage_serves_reads_and_reco
         for todo in acknowledged:
             reply = up.add_todo("disk", todo)
             assert reply.status_code == 200, reply.text
-        last = reply.json()["sequence"]  # read below at least up to it
+        last = reply.json()["sequence"]
+        # applied before the disk fills: a read at it must then go on while the disk is full
+        caught_up = httpx.get(f"{up.url}/api/todo-lists/disk", params={"min_seq": last}, timeout=10)
+        assert caught_up.status_code == 200, caught_up.text
         filler = _fill(small_disk)
 
         started = time.monotonic()

@@ -7,6 +7,8 @@ In an empty directory: `ironstar new billing` writes the package, its tests pass
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shlex
 import signal
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from ironstar.natsserver import free_port
+from tests.support.feeds import feed
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +35,7 @@ RECORD = (
     "curl -X POST localhost:8000/api/commands/billing/acme "
     """-H 'Content-Type: application/json' -d '{"type": "record", "payload": {"amount": 42}}'"""
 )
-READ = "curl 'localhost:8000/api/read/billing_totals/total?id=acme'"
+READ = "curl 'localhost:8000/api/read/billing_totals/total?id=acme&min_seq=1'"
 STEPS = (NEW, TEST, UP, RECORD, READ)
 
 
@@ -72,7 +75,7 @@ def billing(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
-    billing: tuple[subprocess.Popen[bytes], str],
+    billing: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     up, base = billing
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
@@ -92,10 +95,43 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
             timeout=30,
         )
         assert recorded.status_code == 200, recorded.text
-        read = await http.get(
-            "/api/read/billing_totals/total",
-            params={"id": "acme", "min_seq": recorded.json()["sequence"]},
-        )
-        assert read.json()["result"] == {"id": "acme", "amount": 42, "entries": 1}
+        assert recorded.json()["sequence"] == 1  # the first event of a new stack
+        read = await http.get(shlex.split(READ)[1].removeprefix("localhost:8000"))  # as the doc
+        assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
-        assert 'id="billing-log"' in page
+        assert 'id="billing-log"' in page and "<li>acme: 42</li>" in page
+        # the live view the page follows as events come, and the panel whole after a snapshot
+        async with asyncio.timeout(15), http.stream("GET", "/ui/live/billing/totals") as live:
+            assert live.status_code == 200
+            async for line in live.aiter_lines():
+                if "<li>acme: 42</li>" in line:
+                    break
+        assert "<li>acme: 42</li>" in (await http.get("/ui/panels/billing")).text
+        # an unresumable position on the whole type: a snapshot of every billing account
+        async with feed(http, {"Last-Event-ID": "99999999"}, topics="billing") as reader:
+            snapshot = (await reader.until("snapshot"))[-1]
+        assert snapshot.data == {"billing": [{"id": "acme", "amount": 42, "entries": 1}]}
+    _the_cli_elsewhere_uses_the_running_app(tmp_path / "data")
+
+
+def _the_cli_elsewhere_uses_the_running_app(data: Path) -> None:
+    """From a directory where `billing` cannot be imported and IRONSTAR_APP is the example,
+    `status --data-dir` probes billing's writer and `demo --data-dir` billing's script."""
+    elsewhere = data.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "IRONSTAR_APP": "examples.todo"}
+    run = [sys.executable, "-m", "ironstar"]
+    status = subprocess.run(
+        [*run, "status", "--json", "--data-dir", str(data)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    state = json.loads(status.stdout)
+    assert state["writer"]["up"] is True, status.stdout
+    assert status.returncode == 0, status.stdout
+    demo = subprocess.run(
+        [*run, "demo", "--duration", "2", "--data-dir", str(data)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    said = demo.stdout + demo.stderr
+    assert "app billing declares no demo traffic" in said, said  # not the example's todo traffic
+    assert "todo_list" not in said

@@ -60,15 +60,17 @@ async def test_killing_the_projector_at_random_points_loses_and_repeats_nothing(
 
 @pytest.fixture
 def stack(service_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    started = [Service("writer", service_env, tmp_path).start()]
+    started = [Service("writer", service_env, tmp_path).launch()]  # all side by side
     for name in ("p1", "p2"):
         env = {
             **service_env,
             "IRONSTAR_PROJECTOR_NAME": name,
             "IRONSTAR_PROJECTOR_SQL_TIMEOUT_S": "1",
         }
-        started.append(Service("projector", env, tmp_path).start())
-    started.append(Service("gateway", service_env, tmp_path).start())
+        started.append(Service("projector", env, tmp_path).launch())
+    started.append(Service("gateway", service_env, tmp_path).launch())
+    for service in started:
+        service.ready()
     yield f"http://127.0.0.1:{service_env['IRONSTAR_GATEWAY_PORT']}"
     for service in reversed(started):
         service.stop()

@@ -98,6 +98,26 @@ async def test_its_projection_answers_over_http_and_nats_and_the_feed_resumes(
         assert snapshot.data[topic]["on_hand"] == 3
 
 
+async def test_a_wrong_read_names_its_parameter_or_the_known_queries_and_projections(
+    http: httpx.AsyncClient,
+) -> None:
+    async def problem(path: str, **params: str) -> tuple[int, str, str]:
+        reply = await http.get(path, params=params, headers=ADMIN)
+        return reply.status_code, reply.json().get("field", ""), reply.json()["message"]
+
+    assert (await problem("/api/read/stock/low", threshold="abc"))[:2] == (422, "threshold")
+    assert (await problem("/api/read/stock/item"))[:2] == (422, "sku")  # missing
+    assert (await problem("/api/read/stock/item", sku="a", colour="red"))[:2] == (422, "colour")
+    status, field, said = await problem("/api/read/stock/nope", sku="a")
+    assert (status, field) == (404, "query") and "known: item, low" in said
+    status, field, said = await problem("/api/read/nope/item")
+    assert (status, field) == (404, "projection") and "stock" in said and "stream" in said
+    status, field, said = await problem("/api/read/stock")
+    assert (status, field) == (404, "query") and "known: item, low" in said
+    for path in ("/api/read/nope/item", "/api/read/stock/nope", "/api/read/stock"):
+        assert (await http.get(path)).status_code == 401  # no names for an anonymous caller
+
+
 async def test_tokens_are_scoped_by_the_apps_grants(http: httpx.AsyncClient) -> None:
     sku = unique("sku")
     mine = bearer("commands:stock_item", f"read:stock_item:{sku}")

@@ -50,7 +50,7 @@ async def test_a_client_of_a_killed_gateway_resumes_on_another_with_every_event_
             published.extend(
                 await publish(nc, nats_settings, [todo("a", 10 * n + k) for k in range(1, 11)])
             )
-            await asyncio.sleep(0.03)
+            await asyncio.sleep(0.03)  # pacing the writer: load shaping
 
     got: list[int] = []
     with contextlib.suppress(httpx.HTTPError):

@@ -38,7 +38,7 @@ async def retrying(call: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T
         except (NatsError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # back-off while the cluster elects: load shaping
 
 
 async def last_sequence(nc: Client, stream: str) -> int:

@@ -142,7 +142,7 @@ class Workload:
             except httpx.TransportError:
                 self.tally.unreachable += 1
                 turn += 1
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)  # back-off before a retry: load shaping
                 continue
             if reply.status_code == 200:
                 result = reply.json()
@@ -152,7 +152,7 @@ class Workload:
             self.tally.statuses[reply.status_code] += 1
             assert reply.status_code in (503, 504), f"{reply.status_code}: {reply.text}"
             turn += 1
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # back-off before a retry: load shaping
 
     async def _read_your_write(
         self, turn: int, list_id: str, sequence: int, body: dict[str, object]
@@ -196,7 +196,7 @@ class Workload:
             except (httpx.TransportError, httpx.HTTPStatusError):
                 turn += 1  # its gateway is gone: resume on another
             client.reconnects += 1
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a reconnect delay, as EventSource's: load shaping
 
 
 async def _nothing() -> AsyncIterator[ServerSentEvent]:

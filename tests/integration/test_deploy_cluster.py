@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from common.settings import app_name
 from ironstar.ports import free_port
 from tests.support.processes import children, run_cli
 from tests.support.waiting import until
@@ -75,6 +76,8 @@ def test_detached_cluster_is_stopped_by_cluster_down_leaving_nothing(tmp_path: P
         assert status.returncode == 0, status.stdout + status.stderr
         assert f"`ironstar cluster` in {data}" in status.stderr
         assert state["gateway-1"]["url"].rstrip("/") in status.stdout
+        recorded = json.loads((data / "app.json").read_text())  # the app status probes
+        assert recorded["name"] == app_name() and recorded["aggregate"]
         rows = run_cli(
             {},
             "query",

@@ -231,13 +231,17 @@ def test_applying_a_batch_that_fails_on_one_event_dead_letters_it_and_applies_th
     events[2] = msgspec.structs.replace(events[2], **poison)
     batch = list(enumerate(events, start=1))
     dead = model.apply(batch, 7, subjects={3: "ironstar.events.todo_list.p"})
-    assert [(s, subject) for s, subject, _, _ in dead] == [(3, "ironstar.events.todo_list.p")]
-    letters = model.con.execute("SELECT sequence, subject, error FROM dead_letters").fetchall()
-    assert letters == [(3, "ironstar.events.todo_list.p", dead[0][2])]
-    todos = model.con.execute("SELECT list_id, todo_id, completed FROM todos ORDER BY 2")
-    assert todos.fetchall() == [("l", "a", True), ("l", "b", False)]
+    # Dead for the projections that cannot read it (all of them, or only those reading the
+    # field that is out of its domain), applied by the others.
+    assert {(d.sequence, d.subject) for d in dead} == {(3, "ironstar.events.todo_list.p")}
+    found = "SELECT sequence, subject, error, projection FROM dead_letters ORDER BY projection"
+    letters = model.con.execute(found).fetchall()
+    assert letters == sorted(
+        [(d.sequence, d.subject, d.error, d.projection) for d in dead], key=lambda d: d[3]
+    )
+    todos = "SELECT list_id, todo_id, completed FROM todos WHERE list_id = 'l' ORDER BY 2"
+    assert model.con.execute(todos).fetchall() == [("l", "a", True), ("l", "b", False)]
     assert model.con.execute("SELECT count(*) FROM users").fetchall() == [(1,)]
-    assert model.con.execute("SELECT sum(events) FROM event_counts").fetchall() == [(4,)]
     assert model.checkpoint == 7
     model.close()
     again = ReadModel(model.path)

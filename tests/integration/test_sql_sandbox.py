@@ -17,6 +17,7 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
 
 from common import bus
 from common.envelope import Envelope, Metadata, uuid7
@@ -133,7 +134,8 @@ async def test_slow_queries_past_the_slots_get_429_and_never_delay_applying_even
     async with replica(nats_settings, tmp_path, sql_timeout_s=2.0, sql_concurrency=2, sql_queue=2):
         slow = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
         flood = [asyncio.create_task(_outcome(sql(nc, nats_settings, slow))) for _ in range(20)]
-        await asyncio.sleep(0)
+        await held(4)  # the flood has arrived: 2 running and 2 waiting ...
+        await refused(flood, 16)  # ... and the other 16 refused
         started = time.monotonic()
         last = await store(nc, nats_settings, events[100:])
         assert await sql_or_429(nc, nats_settings, "SELECT 1", last) in ("ok", "429")
@@ -151,7 +153,7 @@ async def test_requests_waiting_for_min_seq_hold_their_places_and_the_next_gets_
         never = 10**12
         waiting = [asyncio.create_task(_outcome(sql(nc, nats_settings, "SELECT 1", never)))
                    for _ in range(3)]  # fmt: skip
-        await asyncio.sleep(0.2)  # they have arrived
+        await held(3)  # they have arrived
         started = time.monotonic()
         assert await sql_or_429(nc, nats_settings, "SELECT 1", 0) == "429"
         assert time.monotonic() - started < 2.0
@@ -167,13 +169,40 @@ async def test_one_principal_cannot_lock_another_out_of_ad_hoc_sql(
         endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
         flood = [asyncio.create_task(_outcome(as_principal(nc, nats_settings, "mallory", endless)))
                  for _ in range(10)]  # fmt: skip
-        await asyncio.sleep(0.3)  # the flood has arrived
+        await held(4)  # the flood has arrived: mallory's 4 places ...
+        await refused(flood, 6)  # ... and the 6 past them
         started = time.monotonic()
         assert await as_principal(nc, nats_settings, "alice", "SELECT 42") == [[42]]
         assert time.monotonic() - started < 2.0
         outcomes = await asyncio.gather(*flood)
     # 6 over mallory's 4 places at once; of the 4, one runs at a time (half the 2 slots)
     assert set(outcomes) == {"429", "time"} and outcomes.count("429") >= 6, outcomes
+
+
+async def held(count: int, replica: str = "r1") -> None:
+    """Until `count` ad-hoc queries hold a place on the in-process `replica` (its gauge)."""
+    await _gauge("sql_queries_held", replica, count)
+
+
+async def running_queries(count: int, replica: str = "r1") -> None:
+    """Until `count` ad-hoc queries run on the in-process `replica`'s SQL threads."""
+    await _gauge("sql_queries_running", replica, count)
+
+
+async def _gauge(name: str, replica: str, count: int) -> None:
+    async def value() -> float | None:
+        return REGISTRY.get_sample_value(name, {"replica": replica})
+
+    await eventually(value, lambda now: now == count, timeout=10)
+
+
+async def refused(flood: list[asyncio.Task[str]], count: int) -> None:
+    """Until `count` requests of `flood` have been answered 429 (the others still run)."""
+
+    async def answered() -> int:
+        return sum(1 for task in flood if task.done() and task.result() == "429")
+
+    await eventually(answered, lambda done: done >= count, timeout=10)
 
 
 async def as_principal(nc: Client, settings: NatsSettings, actor: str, text: str) -> Any:
@@ -243,7 +272,7 @@ async def test_a_rebuild_swap_stops_running_queries_instead_of_pausing_the_feed_
         await sql(nc, nats_settings, "SELECT 1", last)
         endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
         running = asyncio.create_task(sql(nc, nats_settings, endless))
-        await asyncio.sleep(0.3)  # it runs
+        await running_queries(1, "sw")  # it runs
         started = time.monotonic()
         subject = Subjects(nats_settings.prefix).query("rebuild.sw")
 
@@ -270,7 +299,7 @@ async def test_a_replica_stops_promptly_while_an_endless_query_runs(
         await sql(nc, nats_settings, "SELECT 1", last)
         endless = "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 3"
         running = asyncio.create_task(sql(nc, nats_settings, endless))
-        await asyncio.sleep(0.3)  # it runs
+        await running_queries(1, "stop")  # it runs
         started = time.monotonic()
     assert task.done() and time.monotonic() - started < 5.0
     running.cancel()

@@ -72,8 +72,9 @@ def running(nats_server: NatsServer, workdir: Path, **settings: str) -> Iterator
     services = [Service(name, env, workdir) for name in ("writer", "projector", "gateway")]
     started: list[Service] = []
     try:
+        started += [service.launch() for service in services]  # side by side, as in Stack
         for service in services:
-            started.append(service.start())
+            service.ready()
         yield Stack(f"http://127.0.0.1:{port}", port, env, services[-1])
     finally:
         for service in reversed(started):

@@ -151,7 +151,7 @@ async def test_slowloris_request_headers_are_cut_off_with_408(
         while True:
             writer.write(b"X")  # a header line that never ends
             await writer.drain()
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # the attack itself: one byte every 100 ms
 
     dribbling = asyncio.create_task(dribble())
     try:

@@ -14,9 +14,9 @@ import pytest
 from ironstar.natsserver import NatsServer
 from tests.security.conftest import running, token
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # ~70 s on a loaded 2-core machine
 
-CASES_PER_OPERATION = 170  # x 12 operations, coverage and fuzzing phases: > 1,000 cases
+CASES_PER_OPERATION = 60  # fuzzing: ~1,000 cases over 18 operations; coverage adds ~640
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
@@ -31,6 +31,7 @@ def _schemathesis(base: str, phase: str, workers: int, cwd: Path) -> int:
         "--checks", "all",
         "--exclude-checks", "positive_data_acceptance",  # schema-valid SQL may be bad SQL
         "--exclude-path", "/api/events",
+        "--exclude-path", "/api/live",  # an open SSE stream never ends a case
         "--phases", phase,
         "--max-examples", str(CASES_PER_OPERATION),
         "--workers", str(workers),

@@ -45,8 +45,8 @@ def sql_stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory)
     }
     running = Stack(env, tmp_path_factory.mktemp("sqlro-work"))
     try:
-        for n in range(20):
-            add(running.url, "seed", f"t{n}", f"todo {n}")
+        seeded = max(add(running.url, "seed", f"t{n}", f"todo {n}") for n in range(20))
+        assert post_sql(running.url, "SELECT 1", seeded).status_code == 200  # applied
         yield running
     finally:
         running.stop()

@@ -41,7 +41,7 @@ class EventSourceClient:
             while self.fatal is None:
                 with contextlib.suppress(httpx.TransportError):
                     await self._connect(http)
-                await asyncio.sleep(self.retry_ms * self.speed / 1000)
+                await asyncio.sleep(self.retry_ms * self.speed / 1000)  # EventSource's retry delay
 
     async def _connect(self, http: httpx.AsyncClient) -> None:
         headers = {"Cache-Control": "no-cache"}

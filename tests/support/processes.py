@@ -23,6 +23,11 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Service:
+        return self.launch().ready(timeout)
+
+    def launch(self) -> Service:
+        """Start the process without waiting (`ready` waits): services launched one after
+        another start side by side."""
         self.ready_file.unlink(missing_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -32,13 +37,18 @@ class Service:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
             )
-        process = self.process
+        return self
 
-        def ready() -> bool:
+    def ready(self, timeout: float = 30.0) -> Service:
+        """Wait until the launched process says it is ready; fail if it exits first."""
+        process = self.process
+        assert process is not None, f"{self.name} was not launched"
+
+        def up() -> bool:
             assert process.poll() is None, f"{self.name} exited: {self.log.read_text()[-2000:]}"
             return self.ready_file.exists()
 
-        until(ready, timeout, lambda: f"{self.name} not ready: {self.log.read_text()[-2000:]}")
+        until(up, timeout, lambda: f"{self.name} not ready: {self.log.read_text()[-2000:]}")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:

@@ -23,9 +23,13 @@ class Stack:
         self.workdir = workdir
         self.services: list[Service] = []
         try:
+            # side by side (a stream both create at once is created once: JetStream's create
+            # is idempotent for the same configuration)
             for name in ("writer", "projector"):
-                self.services.append(Service(name, self.env, workdir).start())
+                self.services.append(Service(name, self.env, workdir).launch())
             self.gateway = self._gateway()
+            for service in self.services:
+                service.ready()
         except BaseException:
             self.stop()
             raise

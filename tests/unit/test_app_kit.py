@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from common.errors import Invalid, RuleViolation
 from examples.todo import TODO_LIST
 from examples.todo import app as todo_app
@@ -83,3 +85,19 @@ def test_the_inventory_projection_sums_what_was_received_and_shipped() -> None:
     )
     assert view.query("stock", "item", sku="bolt")["on_hand"] == 6
     assert [r["sku"] for r in view.query("stock", "low", threshold=7)] == ["nut", "bolt"]
+
+
+def test_an_event_the_engine_cannot_apply_fails_the_projection_naming_it() -> None:
+    impossible = ("todo_list", "l1", TodoCompleted("t1"))  # a todo never added
+    said = r"#2 \(todo_list 'l1' todo_completed\): .*todo 't1' is not in the list"
+    with pytest.raises(AssertionError, match=said):
+        project(todo_app, ("todo_list", "l2", TodoAdded("t1", "milk")), impossible)
+    view = project(todo_app, impossible, dead_ok=True)
+    assert [(n, subject) for n, subject, _ in view.dead_letters] == [
+        (1, "ironstar.events.todo_list.l1")
+    ]
+
+
+def test_an_unknown_aggregate_type_is_named_with_the_known_ones() -> None:
+    with pytest.raises(AssertionError, match="no aggregate type 'nope'; known: todo_list, user"):
+        project(todo_app, ("nope", "x", TodoCompleted("t1")))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from datastar_py import ServerSentEventGenerator as Official
 
+from common import catalogue
+from common.catalogue import Catalogue
 from common.envelope import Envelope, Metadata
 from examples.todo import panels
-from gateway import chart, datastar
+from gateway import chart, datastar, snapshot
+from gateway.feed import Topic
 from gateway.wire import fields
+from ironstar.scaffold import write_app
 
 
 def _event(aggregate_type: str, aggregate_id: str, event_type: str, **payload: Any) -> Envelope:
@@ -183,3 +190,25 @@ def test_the_wire_format_is_byte_for_byte_what_the_official_python_sdk_writes():
         Official.patch_signals({"seq": 3}, event_id="3"),
     ]
     assert [o.decode() for o in ours] == [str(o) for o in official]
+
+
+async def test_a_whole_type_without_every_is_snapshotted_as_unavailable_never_null(
+    tmp_path: Path,
+) -> None:
+    write_app(tmp_path, "ledger_snap")
+    sys.path.insert(0, str(tmp_path))
+    app = catalogue.load("ledger_snap").app
+    feeds = (replace(app.feeds[0], every=""),)
+    previous = catalogue.current()
+    catalogue.install(Catalogue(replace(app, feeds=feeds)))
+    try:
+        # no query is asked for such a topic: nothing reaches the backend
+        seq, state = await snapshot.take(None, (Topic("ledger_snap"),), 7)  # type: ignore[arg-type]
+        assert seq == 7
+        note = state["ledger_snap"]["unavailable"]
+        assert "offers no snapshot of every ledger_snap" in note and "ledger_snap:<id>" in note
+        # the Datastar form: no panel is handed the note; the page reloads the panels
+        (signals,) = _messages(datastar.render_snapshot(seq, state))
+        assert signals["data"] == ['signals {"seq":7,"snapshot":7}']
+    finally:
+        catalogue.install(previous)

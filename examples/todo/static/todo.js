@@ -17,6 +17,14 @@
     input.focus();
   });
 
+  // The lists' chips are one live view for every page (one feed per browser): mark this
+  // page's list again after an answer replaces them (also after a panel reload).
+  new MutationObserver(() => {
+    for (const link of document.querySelectorAll("#lists a:not([aria-current])")) {
+      if (new URL(link.href).searchParams.get("list") === listId) link.setAttribute("aria-current", "page");
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+
   $("#clear-completed")?.addEventListener("click", () => todo("clear_completed", {}, $("#list-error")));
   // "Clear completed" only while something is completed; the list changes live.
   const clearButton = $("#clear-completed");

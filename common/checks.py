@@ -1,0 +1,298 @@
+"""What `Catalogue.check` refuses in an app's declarations, one line per problem.
+
+The shapes every service relies on: functions where functions are called, tagged Structs
+with unique tags where messages are decoded, ints where versions and schemas are compared,
+query parameters a query string can carry, names the scope grammar can grant
+(`common.tokens.SCOPE`), and references (feeds, aliases, upcasters, critical types) that
+point at what exists. The SQL itself is checked against DuckDB by `projector.app_sql`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from inspect import iscoroutinefunction
+from inspect import signature as inspect_signature
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+import duckdb
+import msgspec
+from msgspec import inspect
+
+from common import builtin
+from common.app import Aggregate, Feed, Panel, Projection, Query
+from common.tokens import SCOPE
+
+if TYPE_CHECKING:
+    from common.catalogue import Catalogue
+
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ENGINE_TABLES = frozenset({"checkpoint", "dead_letters", "projection_versions"})
+RESERVED = frozenset({"sql", "snapshot", "rebuild"})
+# What a query string carries: one value per name, as text msgspec converts.
+_SCALAR = (inspect.StrType, inspect.IntType, inspect.FloatType, inspect.BoolType,
+           inspect.LiteralType, inspect.NoneType)  # fmt: skip
+
+
+def problems(cat: Catalogue) -> Iterator[str]:
+    app = cat.app
+    if not isinstance(app.name, str) or not NAME.fullmatch(app.name):
+        yield f"App name {app.name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
+    if not app.aggregates:
+        yield "declares no aggregate"
+    names = [a.name for a in app.aggregates] + [p.name for p in app.projections]
+    for own in builtin.BUILT_IN:
+        if own.name in (p.name for p in app.projections):
+            yield f"projection name {own.name!r} is Ironstar's own"
+    for name in names:
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
+    for name in {n for n in names if names.count(n) > 1}:
+        yield f"name {name!r} is declared twice"
+    owners: dict[str, str] = {}
+    for aggregate in app.aggregates:
+        yield from _aggregate(aggregate)
+        for kind in sorted(aggregate.event_types):
+            if kind in owners:
+                yield f"event type {kind} belongs to aggregates {owners[kind]} and {aggregate.name}"
+            owners[kind] = aggregate.name
+        if aggregate.name not in cat.feeds:
+            yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
+    tables: dict[str, str] = {}
+    for projection in cat.projections.values():
+        yield from _projection(projection)
+        for table in projection.tables if _texts(projection.tables) else ():
+            if table in tables:
+                yield f"table {table} belongs to {tables[table]} and {projection.name}"
+            tables[table] = projection.name
+    for feed in app.feeds:
+        yield from _feed(cat, feed)
+    yield from _panels(app.panels)
+    for role in ("demo", "events"):
+        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
+            yield f"App {role} must be a function of 2 arguments, or None"
+    if app.assets and not Path(app.assets).is_dir():
+        yield f"App assets {app.assets!r} is not a directory"
+    for script in app.scripts:
+        if not app.assets or not (Path(app.assets) / script).is_file():
+            yield f"App script {script!r} is not a file in its assets directory"
+    for template, (target, name) in app.aliases.items():
+        if target not in cat.projections:
+            yield f"alias {template} names no projection {target!r}"
+        elif "{query}" not in template and name not in cat.projections[target].queries:
+            yield f"alias {template} names no query {target}/{name}"
+
+
+def _aggregate(aggregate: Aggregate) -> Iterator[str]:
+    where = f"aggregate {aggregate.name}"
+    for role in ("decide", "evolve"):
+        if not _takes(getattr(aggregate, role), 2):
+            found = type(getattr(aggregate, role)).__name__
+            yield f"{where}: {role} must be a function (state, message), got a {found}"
+    yield from _union(where, "command", aggregate.commands, "type")
+    yield from _union(where, "event", aggregate.events, "event_type")
+    shapes = {"critical": (frozenset, "a frozenset of event types"),
+              "schemas": (Mapping, "a dict {event_type: current schema}"),
+              "upcasters": (Mapping, "a dict {(event_type, schema): function}")}  # fmt: skip
+    wrong = [f"{where}: {role} must be {what}" for role, (kind, what) in shapes.items()
+             if not isinstance(getattr(aggregate, role), kind)]  # fmt: skip
+    if wrong:
+        yield from wrong
+        return
+    state = type(aggregate.initial)
+    try:  # the projector stores each state as msgspec JSON and reads it back as this type
+        msgspec.json.decode(msgspec.json.encode(aggregate.initial), type=state)
+    except (TypeError, msgspec.ValidationError, msgspec.EncodeError) as exc:
+        yield (
+            f"{where}: initial must be an instance of its state Struct (msgspec encodes it "
+            f"and reads it back), got a {state.__name__}: {_line(exc)}"
+        )
+    for kind in sorted(aggregate.critical - aggregate.event_types):
+        yield f"{where}: critical event type {kind} is not one of its events"
+    for kind, current in aggregate.schemas.items():
+        if kind not in aggregate.event_types:
+            yield f"{where}: schema given for unknown event type {kind}"
+        if type(current) is not int or current < 1:
+            yield f"{where}: schema of {kind} must be an int ≥ 1, got {current!r}"
+            continue
+        for schema in range(1, current):
+            if (kind, schema) not in aggregate.upcasters:
+                yield f"{where}: no upcaster for {kind} schema {schema} → {schema + 1}"
+    for key, step in aggregate.upcasters.items():
+        kind, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
+        current = aggregate.schemas.get(kind, 1)
+        if kind not in aggregate.event_types:
+            yield f"{where}: upcaster for unknown event type {kind!r}"
+        elif type(schema) is not int or not 1 <= schema < current:
+            yield (
+                f"{where}: upcaster {kind} {schema!r} → next is outside its schemas "
+                f"1..{current} (schemas={{{kind!r}: {current}}})"
+            )
+        if not _takes(step, 1):
+            yield f"{where}: upcaster {kind} {schema!r} must be a function (payload)"
+
+
+def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
+    tags: list[str] = []
+    for member in get_args(union) or (union,):
+        if not (isinstance(member, type) and issubclass(member, msgspec.Struct)):
+            yield f"{where}: {what} type {member!r} is not a msgspec Struct"
+            continue
+        config = member.__struct_config__
+        if config.tag_field != field or not isinstance(config.tag, str):
+            yield (
+                f'{where}: {what} {member.__name__} needs tag_field="{field}" and a text tag '
+                f'(class {member.__name__}(Struct, tag="...", tag_field="{field}"))'
+            )
+            continue
+        if config.tag in tags:
+            yield f"{where}: two {what} types have the tag {config.tag!r}"
+        tags.append(config.tag)
+
+
+def _projection(projection: Projection) -> Iterator[str]:
+    where = f"projection {projection.name}"
+    if projection.name in RESERVED:
+        yield f"projection name {projection.name!r} is reserved"
+    if type(projection.version) is not int or projection.version < 1:
+        yield f"{where}: version must be an int ≥ 1, got {projection.version!r}"
+    if not _texts(projection.ddl):
+        yield f"{where}: ddl must be a tuple of SQL statements"
+    if not _texts(projection.tables):
+        yield f"{where}: tables must be a tuple of table names"
+    for table in sorted(ENGINE_TABLES.intersection(projection.tables or ())):
+        yield f"{where}: table {table} is Ironstar's own"
+    if not (_takes(projection.apply, 2) or _texts(projection.apply)):
+        yield f"{where}: apply must be a tuple of SQL statements or a function (cursor, batch)"
+    if not isinstance(projection.grant, str) or not SCOPE.fullmatch(projection.scope):
+        yield f"{where}: grant {projection.grant!r} cannot be granted (a scope is read:<name>)"
+    if not isinstance(projection.queries, Mapping):
+        yield f"{where}: queries must be a dict {{name: Query(...)}}"
+        return
+    for name, query in projection.queries.items():
+        yield from _query(f"query {projection.name}/{name}", query)
+
+
+def _query(where: str, query: Query) -> Iterator[str]:
+    if not isinstance(query, Query):
+        yield f"{where} must be a Query(...)"
+        return
+    if bool(query.sql) == (query.run is not None):
+        yield f"{where} needs exactly one of sql= or run="
+    if query.run is not None and not _takes(query.run, 2):
+        yield f"{where}: run must be a function (cursor, params)"
+    if query.sql:
+        yield from _select(where, query.sql)
+    params = query.params
+    if not (isinstance(params, type) and issubclass(params, msgspec.Struct)):
+        yield f"{where}: params must be a msgspec Struct class, got {params!r}"
+        return
+    for field in inspect.type_info(params).fields:  # type: ignore[attr-defined]
+        if not _carried(field.type):
+            yield (
+                f"{where}: parameter {field.name} cannot come in a query string; use str, "
+                "int, float, bool, a Literal, or Optional of one (bounded with Meta)"
+            )
+    if query.key and query.key not in params.__struct_fields__:
+        yield f"{where}: key {query.key!r} is not a parameter"
+
+
+def _select(where: str, sql: Any) -> Iterator[str]:
+    if not isinstance(sql, str):
+        yield f"{where}: sql must be text"
+        return
+    try:
+        kinds = [s.type.name for s in duckdb.extract_statements(sql)]
+    except (duckdb.Error, ValueError) as exc:
+        yield f"{where}: its SQL does not parse: {_line(exc)}"
+        return
+    if kinds != ["SELECT"]:
+        yield f"{where}: sql must be one read-only SELECT, got {', '.join(kinds) or 'nothing'}"
+
+
+def _carried(kind: Any) -> bool:
+    if isinstance(kind, inspect.UnionType):
+        return all(_carried(member) for member in kind.types)
+    return isinstance(kind, _SCALAR)
+
+
+def _feed(cat: Catalogue, feed: Feed) -> Iterator[str]:
+    where = f"feed of {feed.aggregate}"
+    if feed.aggregate not in cat.aggregates:
+        yield f"{where}: no such aggregate"
+    projection = cat.projections.get(feed.projection)
+    if projection is None:
+        yield f"{where}: no projection {feed.projection!r}"
+        return
+    for name in (feed.one, feed.every):
+        if name and name not in projection.queries:
+            yield f"{where}: no query {feed.projection}/{name}"
+    one = projection.queries.get(feed.one)
+    if isinstance(one, Query) and not one.key:
+        yield f"{where}: query {feed.projection}/{feed.one} needs key= (the aggregate id)"
+    if isinstance(one, Query) and not one.one:
+        yield f"{where}: query {feed.projection}/{feed.one} must answer one aggregate (one=True)"
+
+
+def _panels(panels: tuple[Panel, ...]) -> Iterator[str]:
+    names = [panel.name for panel in panels]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        yield f"panel name {name!r} is declared twice"
+    for panel in panels:
+        where = f"panel {panel.name}"
+        if not isinstance(panel.name, str) or not NAME.fullmatch(panel.name):
+            yield f"{where}: name must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
+        if not (_takes(panel.render, 2) and _is_async(panel.render)):
+            yield f"{where}: render must be an async function (ask, params) -> HTML"
+        for role, arity in (("patches", 2), ("snapshot", 2), ("topics", 1)):
+            if getattr(panel, role) is not None and not _takes(getattr(panel, role), arity):
+                yield f"{where}: {role} must be a function of {arity} argument(s), or None"
+        for name, fragment in panel.fragments.items():
+            if not (_takes(fragment, 2) and _is_async(fragment)):
+                yield f"{where}: fragment {name} must be an async function (ask, params)"
+
+
+def _takes(function: Any, count: int) -> bool:
+    """`function` can be called with `count` positional arguments."""
+    if not callable(function):
+        return False
+    try:
+        inspect_signature(function).bind(*range(count))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (some builtins): trust it
+        pass
+    return True
+
+
+def _is_async(function: Any) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
+    return iscoroutinefunction(function) or iscoroutinefunction(call)
+
+
+def unbounded(cat: Catalogue) -> Iterator[str]:
+    """`aggregate.Command.field` of each command int without both bounds: a client may
+    send a number no SQL column holds (BIGINT: ±9.2e18); its event would be the dead
+    letter of every projection that casts it. A warning, not a refusal."""
+    for aggregate in cat.aggregates.values():
+        for member in get_args(aggregate.commands) or (aggregate.commands,):
+            for field in inspect.type_info(member).fields:  # type: ignore[attr-defined]
+                kind = field.type
+                kinds = kind.types if isinstance(kind, inspect.UnionType) else (kind,)
+                if any(_open_int(k) for k in kinds):
+                    yield f"{aggregate.name}.{member.__name__}.{field.name}"
+
+
+def _open_int(kind: Any) -> bool:
+    if not isinstance(kind, inspect.IntType):
+        return False
+    return (kind.ge, kind.gt) == (None, None) or (kind.le, kind.lt) == (None, None)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -1,0 +1,275 @@
+"""Live queries: one evaluation per distinct query, its answers fanned out to subscribers.
+
+Projector replicas announce every committed batch on `<prefix>.applied` with the tables
+it changed (`projector/main.py`). A live query's first answer comes with the tables it
+reads (`projector/dependencies.py`); after that it is evaluated again only when a batch
+changed one of them, at most once per its interval, through `Backend.query` (so the
+projector's sandbox, slots, time and byte limits apply), by at most `live_concurrency`
+evaluations of this gateway at once. Every subscriber of the same key (query, typed
+parameters, interval) shares that one evaluation: a batch costs one query whatever the
+number of subscribers. Grants are checked per subscriber when it subscribes
+(`gateway/livefeed.py`); the evaluations themselves run as the gateway (`LIVE`).
+
+An answer carries the sequence it is as of (read in its own transaction): subscribers
+get answers in increasing sequence only, and a changed result only. Each subscriber holds
+one answer at most (latest wins): a slow one skips the answers it had no time for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
+from gateway import metrics
+from gateway.auth import ACTOR
+from gateway.grants import PRINCIPAL, Principal
+
+log = structlog.get_logger()
+EVERY = "*"
+LIVE = Principal("live", auth=False)  # evaluations run as the gateway: grants are per subscriber
+RETRYABLE = (Unavailable, Timeout, TooManyRequests)
+Key = tuple[str, str, str, int]  # projection, query, typed params as JSON, interval ms
+Ask = Callable[[int], Awaitable[bytes]]  # min_seq -> the replica's live reply
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer: as of `sequence`; `version` changes only when the result does. Its
+    frames are rendered once per format, whatever the number of subscribers."""
+
+    sequence: int
+    version: int
+    body: dict[str, Any]  # {"sequence", "result", "truncated"?}
+    frames: dict[str, bytes] = field(default_factory=dict)
+
+    def frame(self, style: str, render: Callable[[Answer], bytes]) -> bytes:
+        found = self.frames.get(style)
+        if found is None:
+            found = self.frames[style] = render(self)
+        return found
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One feed's place: the latest answer it has not written yet (latest wins)."""
+
+    after: int = -1  # the sequence of the client's answer (Last-Event-ID), -1: none
+    version: int = -1  # the version it wrote last
+    latest: Answer | None = None
+    error: dict[str, Any] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, answer: Answer) -> None:
+        if answer.sequence >= self.after and answer.version != self.version:
+            self.latest = answer
+            self.wake.set()
+
+    def take(self) -> Answer | None:
+        answer, self.latest = self.latest, None
+        if answer is None or answer.sequence < self.after or answer.version == self.version:
+            return None
+        self.after, self.version = answer.sequence, answer.version
+        return answer
+
+
+class Evaluation:
+    """The one evaluation of a key, shared by its subscribers."""
+
+    def __init__(self, hub: Hub, key: Key, ask: Ask) -> None:
+        self.hub, self.key, self.ask = hub, key, ask
+        self.interval_s = key[3] / 1000
+        self.subscribers: set[Subscriber] = set()
+        self.answer: Answer | None = None
+        self.reads: frozenset[str] = frozenset({EVERY})
+        self.due = 0  # a sequence the answer must reach (announced, or a resume point)
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def announce(self, sequence: int, tables: frozenset[str]) -> None:
+        if self.answer is not None and sequence <= self.answer.sequence:
+            return
+        if EVERY in tables or EVERY in self.reads or tables & self.reads:
+            self.want(sequence)
+
+    def want(self, sequence: int) -> None:
+        if self.answer is None or sequence > self.answer.sequence:
+            self.due = max(self.due, sequence)
+            self.wake.set()
+
+    async def first(self, min_seq: int) -> None:
+        """The first answer, asked as the first subscriber (its grants and budget)."""
+        try:
+            self._take(await self._evaluate(min_seq))
+        except BaseException as exc:
+            shown = exc if isinstance(exc, Exception) else Unavailable("retry", retry_after=1)
+            self.ready.set_exception(shown)
+            self.ready.exception()  # retrieved: the subscribers waiting get it raised
+            raise
+        self.ready.set_result(None)
+        self.task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        PRINCIPAL.set(LIVE)
+        ACTOR.set(LIVE.key)
+        started = time.monotonic()
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(max(0.0, started + self.interval_s - time.monotonic()))  # rate
+            self.wake.clear()
+            if self.answer is not None and self.due <= self.answer.sequence:
+                continue
+            started = time.monotonic()
+            try:
+                self._take(await self._evaluate(self.due))
+            except RETRYABLE as exc:
+                log.info("live_evaluation_retry", query=self.key[:2], error=exc.message[:200])
+                self.wake.set()  # again after the interval
+            except IronstarError as exc:  # e.g. an answer over the byte limit: say so
+                log.warning("live_evaluation_failed", query=self.key[:2], error=exc.message[:200])
+                for subscriber in self.subscribers:
+                    subscriber.error = {"code": exc.code, "message": exc.message}
+                    subscriber.wake.set()
+
+    async def _evaluate(self, min_seq: int) -> bytes:
+        started = time.perf_counter()
+        async with self.hub.slots:
+            reply = await self.ask(min_seq)
+        metrics.live_evaluations.labels(f"{self.key[0]}.{self.key[1]}").inc()
+        metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
+        return reply
+
+    def _take(self, reply: bytes) -> None:
+        body = json.loads(reply)
+        self.reads = frozenset(body.pop("reads", None) or (EVERY,))
+        body.pop("storage_exhausted", None)
+        sequence = int(body["sequence"])
+        old = self.answer
+        if old is not None and sequence < old.sequence:
+            return  # an older replica answered: never older after newer
+        same = old is not None and _json.encode(body.get("result")) == _json.encode(
+            old.body.get("result")
+        ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
+        version = old.version if same and old is not None else (old.version + 1 if old else 0)
+        self.answer = Answer(sequence, version, body)
+        for subscriber in self.subscribers:
+            subscriber.offer(self.answer)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Hub:
+    """This gateway's live queries, keyed; fed by the projectors' announcements."""
+
+    def __init__(self, concurrency: int, max_queries: int, total: int, per_principal: int):
+        self.evaluations: dict[Key, Evaluation] = {}
+        self.slots = asyncio.Semaphore(concurrency)
+        self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
+        self.feeds: Counter[str] = Counter()  # open feeds per principal
+        self._sub: Any = None
+
+    def admit(self, principal: str) -> None:
+        """A place for one more feed of `principal`, or 429."""
+        if self.feeds.total() >= self.total:
+            raise TooManyRequests(
+                f"this gateway serves {self.total} live-query feeds, its limit; retry later",
+                retry_after=5,
+                limit="live_subscriptions",
+            )
+        if self.feeds[principal] >= self.per_principal:
+            raise TooManyRequests(
+                f"you have {self.per_principal} live-query feeds open on this gateway, the most "
+                "one principal may; close one first",
+                retry_after=5,
+                limit="live_per_principal",
+            )
+        self.feeds[principal] += 1
+        metrics.live_subscriptions.inc()
+
+    def release(self, principal: str) -> None:
+        self.feeds[principal] -= 1
+        if self.feeds[principal] <= 0:
+            del self.feeds[principal]
+        metrics.live_subscriptions.dec()
+
+    async def start(self, nc: Client, subject: str) -> None:
+        self._sub = await nc.subscribe(subject, cb=self._heard)
+
+    async def _heard(self, msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+            sequence, tables = int(body["sequence"]), frozenset(map(str, body["tables"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("live_announcement_unreadable", data=msg.data[:200])
+            return
+        for evaluation in list(self.evaluations.values()):
+            evaluation.announce(sequence, tables)
+
+    async def subscribe(self, key: Key, ask: Ask, after: int, subscriber: Subscriber) -> None:
+        """Join (or start) the evaluation of `key`; the answer for a resume point `after`
+        comes when the read model reaches it. Raises the first evaluation's error."""
+        evaluation = self.evaluations.get(key)
+        if evaluation is None:
+            if len(self.evaluations) >= self.max_queries:
+                raise TooManyRequests(
+                    f"this gateway follows {self.max_queries} distinct live queries, its "
+                    "limit; follow one of those, or retry later",
+                    retry_after=5,
+                    limit="live_queries",
+                )
+            evaluation = self.evaluations[key] = Evaluation(self, key, ask)
+            metrics.live_queries.set(len(self.evaluations))
+            evaluation.subscribers.add(subscriber)
+            try:
+                await evaluation.first(max(after, 0))
+            except BaseException:
+                self.leave(key, subscriber)
+                raise
+        else:
+            evaluation.subscribers.add(subscriber)
+            try:
+                await asyncio.shield(evaluation.ready)
+            except BaseException:
+                self.leave(key, subscriber)
+                raise
+        if evaluation.answer is not None:
+            subscriber.offer(evaluation.answer)
+        evaluation.want(after)
+
+    def leave(self, key: Key, subscriber: Subscriber) -> None:
+        evaluation = self.evaluations.get(key)
+        if evaluation is None:
+            return
+        evaluation.subscribers.discard(subscriber)
+        if not evaluation.subscribers:
+            evaluation.close()
+            del self.evaluations[key]
+            metrics.live_queries.set(len(self.evaluations))
+
+    async def close_on(self, closing: asyncio.Event) -> None:
+        """Once `closing` is set, wake every feed (each ends itself) and stop evaluating."""
+        await closing.wait()
+        for evaluation in list(self.evaluations.values()):
+            evaluation.close()
+            for subscriber in evaluation.subscribers:
+                subscriber.wake.set()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()

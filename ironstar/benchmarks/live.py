@@ -1,0 +1,241 @@
+"""`ironstar bench live`: many subscribers of a few live queries, beside polling them.
+
+Starts its own nats-server (fsync always), a projector and a gateway as processes; opens
+`subscribers` SSE feeds of `GET /api/live` spread over `queries` distinct dashboard
+queries (`stream.events_per_minute` and `analytics.throughput` over different `minutes`),
+and appends valid events (the app's generated histories) straight into the stream at
+`rate`/s for `duration` s. Then, in the same run, the polling baseline: as many clients
+each re-query the same queries over `GET /api/read/...` every `interval_ms`, while the next
+events arrive at the same rate.
+
+Figures: batches/s (the projector's announcements on `<prefix>.applied`), evaluations/s
+(the gateway's `live_evaluations_total`) beside distinct queries x min(batches/s,
+1000 / interval_ms), answers delivered/s, and commit→visible p50/p99 for both: per client
+and committed batch, from its announcement (one clock: this process) to the first answer
+that holds it arriving at that client; for live also the answer's age (arrival minus the
+commit of the sequence it is as of), p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import re
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from common import bus, catalogue
+from common import envelope as codec
+from common.envelope import Envelope
+from common.settings import NatsSettings
+from common.subjects import Subjects
+from ironstar.benchmarks.sse import _Client, _start_server
+from ironstar.natsserver import NatsServer, free_port
+
+_SEQUENCE = re.compile(rb'"sequence":(\d+)')
+_EVALUATIONS = re.compile(r"^live_evaluations_total\{[^}]*\} (\S+)$", re.M)
+
+
+def add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subscribers", type=int, default=1000, help="live feeds (and pollers)")
+    parser.add_argument("--queries", type=int, default=10, help="distinct queries")
+    parser.add_argument("--rate", type=int, default=1000, help="events appended per second")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of appends each")
+    parser.add_argument("--interval-ms", type=int, default=250, help="min_interval_ms / poll")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the polling baseline")
+
+
+def _queries(count: int) -> list[tuple[str, str, int]]:
+    """`count` distinct dashboard queries: (projection, query, minutes)."""
+    kinds = [("stream", "events_per_minute"), ("analytics", "throughput")]
+    return [(*kinds[i % 2], 5 + i // 2) for i in range(count)]
+
+
+async def _append(nc: Any, prefix: str, events: list[Envelope], rate: float) -> None:
+    subjects = Subjects(prefix)
+    js = nc.jetstream(publish_async_max_pending=100_000)
+    pending, start, n = [], time.perf_counter(), 0
+    while n < len(events):
+        due = min(len(events), int((time.perf_counter() - start) * rate))
+        for e in events[n:due]:
+            subject = subjects.events(e.aggregate_type, e.aggregate_id)
+            pending.append(await js.publish_async(subject, codec.encode(e)))
+        n = max(n, due)
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*pending)
+
+
+def _visible(
+    records: list[list[tuple[int, float]]], commits: dict[int, float], start: float, end: float
+) -> list[float]:
+    """Per client and commit in [start, end]: commit → the first answer holding it."""
+    window = sorted((s, t) for s, t in commits.items() if start <= t <= end)
+    out = []
+    for record in records:
+        record = sorted(record, key=lambda r: r[1])
+        best, top = [], 0
+        for sequence, _ in record:  # the newest sequence held by each arrival
+            top = max(top, sequence)
+            best.append(top)
+        for sequence, committed in window:
+            i = bisect.bisect_left(best, sequence)
+            if i < len(record):
+                out.append(record[i][1] - committed)
+    return out
+
+
+def _quantiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] * 1000, values[0] * 1000) if values else (0.0, 0.0)
+    q = statistics.quantiles(values, n=100)
+    return q[49] * 1000, q[98] * 1000
+
+
+async def _evaluations(http: httpx.AsyncClient) -> float:
+    return sum(map(float, _EVALUATIONS.findall((await http.get("/metrics")).text)))
+
+
+async def _live(
+    port: int, args: argparse.Namespace, nc: Any, prefix: str, events: list[Envelope],
+    commits: dict[int, float],
+) -> dict[str, float]:  # fmt: skip
+    queries = _queries(args.queries)
+    records: list[list[tuple[int, float]]] = [[] for _ in range(args.subscribers)]
+    clients = []
+    gate = asyncio.Semaphore(32)
+
+    async def connect(i: int) -> None:
+        projection, name, minutes = queries[i % len(queries)]
+        path = f"/api/live?query={projection}.{name}&minutes={minutes}"
+        client = _Client(port, f"{path}&min_interval_ms={args.interval_ms}", records[i])
+        async with gate:
+            await client.open()
+        clients.append(client)
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        try:
+            await asyncio.gather(*(connect(i) for i in range(args.subscribers)))
+            before, started = await _evaluations(http), time.perf_counter()
+            await _append(nc, prefix, events, args.rate)
+            ended = time.perf_counter()
+            evaluations = await _evaluations(http) - before
+            await asyncio.sleep(1.0)  # the answers of the last batches arrive
+        finally:
+            for client in clients:
+                client.close()
+    elapsed = ended - started
+    batches = sum(started <= t <= ended for t in commits.values()) / elapsed
+    ages = [t - commits[s] for r in records for s, t in r if s in commits and started <= t]
+    p50, p99 = _quantiles(_visible(records, commits, started, ended))
+    return {
+        "appended_per_s": len(events) / elapsed,
+        "batches_per_s": batches,
+        "evaluations_per_s": evaluations / elapsed,
+        "expected_evaluations_per_s": len(queries) * min(batches, 1000 / args.interval_ms),
+        "answers_per_s": sum(started <= t <= ended for r in records for _, t in r) / elapsed,
+        "commit_to_visible_p50_ms": p50,
+        "commit_to_visible_p99_ms": p99,
+        "answer_age_p99_ms": _quantiles(ages)[1],
+    }
+
+
+async def _polling(
+    port: int, args: argparse.Namespace, nc: Any, prefix: str, events: list[Envelope],
+    commits: dict[int, float],
+) -> dict[str, float]:  # fmt: skip
+    queries = _queries(args.queries)
+    records: list[list[tuple[int, float]]] = [[] for _ in range(args.subscribers)]
+    done = asyncio.Event()
+    errors = 0
+    limits = httpx.Limits(max_connections=args.subscribers, max_keepalive_connections=None)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
+    ) as http:
+
+        async def poll(i: int) -> None:
+            nonlocal errors
+            projection, name, minutes = queries[i % len(queries)]
+            path, every = f"/api/read/{projection}/{name}", args.interval_ms / 1000
+            while not done.is_set():
+                asked = time.perf_counter()
+                try:
+                    reply = await http.get(path, params={"minutes": minutes})
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                found = _SEQUENCE.search(reply.content)
+                if found:
+                    records[i].append((int(found.group(1)), time.perf_counter()))
+                else:
+                    errors += 1
+                await asyncio.sleep(max(0.0, asked + every - time.perf_counter()))  # the period
+
+        pollers = [asyncio.create_task(poll(i)) for i in range(args.subscribers)]
+        started = time.perf_counter()
+        await _append(nc, prefix, events, args.rate)
+        ended = time.perf_counter()
+        await asyncio.sleep(1.0)
+        done.set()
+        await asyncio.gather(*pollers, return_exceptions=True)
+    elapsed = ended - started
+    p50, p99 = _quantiles(_visible(records, commits, started, ended))
+    return {
+        "queries_per_s": sum(started <= t <= ended for r in records for _, t in r) / elapsed,
+        "failed_queries": errors,
+        "commit_to_visible_p50_ms": p50,
+        "commit_to_visible_p99_ms": p99,
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    app = catalogue.current().app
+    if app.events is None:
+        raise SystemExit("this app generates no events (App.events) to load")
+    per_run = int(args.rate * args.duration)
+    events = list(app.events(2 * per_run, 1))
+    figures: dict[str, Any] = {"subscribers": args.subscribers, "distinct_queries": args.queries}
+    with tempfile.TemporaryDirectory(prefix="ironstar-bench-live-") as tmp:
+        workdir = Path(tmp)
+        server = NatsServer(workdir / "nats", free_port()).start(log=workdir / "nats.log")
+        processes = []
+        try:
+            nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_LIVE")
+            nc = await bus.connect(nats, name="bench-live")
+            await bus.ensure_stream(nc, nats)
+            commits: dict[int, float] = {}
+
+            async def heard(msg: Any) -> None:
+                found = _SEQUENCE.search(msg.data)
+                if found:
+                    commits.setdefault(int(found.group(1)), time.perf_counter())
+
+            await nc.subscribe(Subjects(nats.prefix).applied, cb=heard)
+            extra = {"IRONSTAR_PROJECTOR_DATA_DIR": str(workdir / "projector"),
+                     "IRONSTAR_LIMIT_REQUESTS_PER_S": "0",
+                     "IRONSTAR_GATEWAY_LIVE_MAX_SUBSCRIPTIONS": "100000",
+                     "IRONSTAR_GATEWAY_LIVE_MAX_PER_PRINCIPAL": "100000"}  # fmt: skip
+            processes.append(_start_server("projector", nats, free_port(), workdir, extra))
+            port = free_port()
+            processes.append(_start_server("gateway", nats, port, workdir, extra))
+            live = await _live(port, args, nc, nats.prefix, events[:per_run], commits)
+            figures.update({f"live_{k}": v for k, v in live.items()})
+            if not args.no_baseline:
+                polled = await _polling(port, args, nc, nats.prefix, events[per_run:], commits)
+                figures.update({f"polling_{k}": v for k, v in polled.items()})
+            await nc.drain()
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(15)
+            server.stop()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return figures

@@ -1,0 +1,267 @@
+"""An app's SQL checked at start, against an in-memory DuckDB laid out as a read model.
+
+The engine's tables are created first, each holding a row; then every projection's DDL
+in order (the built-in ones first), its apply statements over an empty `batch` (rolled
+back), and every SQL query with placeholder parameters in a read-only transaction. So a
+syntax error, an unknown table or column, a `$name` that is no parameter, a query that is
+not a plain read-only SELECT (`projector.sql.check`'s test: one SELECT, no data-modifying
+CTE), DDL or apply SQL writing a table that is not its projection's (by the statement's
+target, and by the engine's tables found unchanged), and `tables=` not matching what the
+DDL creates are refused before a service starts, one line each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import msgspec
+from msgspec import inspect
+
+from common.app import Projection, Query
+from common.catalogue import Catalogue
+from common.checks import ENGINE_TABLES
+from projector.readmodel import _META_DDL
+from projector.staging import VIEW
+
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+# Words after which a statement names the table it writes (CREATE/DROP/ALTER TABLE x,
+# INSERT/MERGE INTO x, UPDATE x, DELETE FROM x, TRUNCATE x, CREATE VIEW x, DROP SCHEMA x).
+_TARGET_AFTER = frozenset({"table", "into", "update", "truncate", "view", "schema"})
+_SKIP = frozenset({"if", "not", "exists", "only", "or", "replace", "temp", "temporary"})
+_STAGED = """CREATE TEMP TABLE _staged (sequence BIGINT, aggregate_type VARCHAR,
+    aggregate_id VARCHAR, event_type VARCHAR, version BIGINT, occurred_at VARCHAR,
+    payload VARCHAR, metadata VARCHAR, command_id VARCHAR, new_command BOOLEAN)"""
+_SEEDS = (
+    "INSERT INTO dead_letters (sequence, subject, error) VALUES (0, 'check', 'check')",
+    "INSERT INTO projection_versions VALUES ('check', 0)",
+)
+_ENGINE = "Ironstar"
+
+
+def problems(cat: Catalogue) -> Iterator[str]:
+    con = duckdb.connect(":memory:", config={"enable_external_access": "false"})
+    try:
+        for statement in (*_META_DDL, "INSERT INTO checkpoint VALUES (1, 0, '')", *_SEEDS):
+            con.execute(statement)
+        owners = {name: _ENGINE for name in _objects(con)}
+        engine = _state(con, owners)
+        for projection in cat.projections.values():
+            yield from _ddl(con, projection, owners)
+        if _state(con, engine.keys()) != engine:
+            yield f"the DDL changes Ironstar's own tables ({', '.join(sorted(ENGINE_TABLES))})"
+            return
+        con.execute(_STAGED)
+        con.execute(VIEW)
+        known = {
+            "aggregate_type": set(cat.aggregates),
+            "event_type": set().union(*(a.event_types for a in cat.aggregates.values())),
+        }
+        for projection in cat.projections.values():
+            if isinstance(projection.apply, tuple):
+                yield from _apply(con, projection, owners, engine, known)
+            for name, query in projection.queries.items():
+                if query.sql:
+                    yield from _query(con, f"query {projection.name}/{name}", query)
+    finally:
+        con.close()
+
+
+def _ddl(con: Any, projection: Projection, owners: dict[str, str]) -> Iterator[str]:
+    where = f"projection {projection.name}"
+    before = _objects(con)
+    for statement in projection.ddl:
+        bad = _foreign(statement, projection, owners)
+        if bad:
+            yield f"{where}: its DDL writes {bad}"
+            return
+        try:
+            con.execute(statement)
+        except duckdb.Error as exc:
+            yield f"{where}: its DDL fails: {_line(exc)}"
+            return
+    created = {name: kind for name, kind in _objects(con).items() if name not in before}
+    for statement in projection.ddl:  # it runs at every start, on a file that has it all
+        try:
+            con.execute(statement)
+        except duckdb.Error as exc:
+            yield (
+                f"{where}: its DDL fails when run again, as at every start (use CREATE TABLE "
+                f"IF NOT EXISTS, CREATE OR REPLACE VIEW): {_line(exc)}"
+            )
+            return
+    for name in created:
+        owners[name] = projection.name
+    for table in projection.tables:
+        if created.get(table) != "table":
+            yield f"{where}: table {table} (tables=) is not a table its DDL creates"
+    for name, kind in sorted(created.items()):
+        if kind == "table" and name not in projection.tables:
+            yield f"{where}: its DDL creates table {name}, not in tables= (a rebuild drops those)"
+
+
+def _apply(
+    con: Any,
+    projection: Projection,
+    owners: dict[str, str],
+    engine: dict[str, Any],
+    known: dict[str, set[str]],
+) -> Iterator[str]:
+    where = f"projection {projection.name}"
+    assert isinstance(projection.apply, tuple)
+    con.execute("BEGIN")
+    try:
+        for number, statement in enumerate(projection.apply, start=1):
+            bad = _foreign(statement, projection, owners)
+            if bad:
+                yield f"{where}: apply statement {number} writes {bad}"
+                return
+            for column, value in _compared(statement):
+                if value not in known[column]:
+                    yield (
+                        f"{where}: apply statement {number} reads {column} {value!r}, which "
+                        f"no aggregate has (known: {', '.join(sorted(known[column]))})"
+                    )
+            try:
+                con.execute(statement)
+            except duckdb.Error as exc:
+                yield f"{where}: apply statement {number} fails: {_line(exc)}"
+                return
+        if _state(con, engine.keys()) != engine:
+            yield f"{where}: its apply statements change Ironstar's own tables"
+    finally:
+        con.execute("ROLLBACK")
+
+
+def _query(con: Any, where: str, query: Query) -> Iterator[str]:
+    from projector.sql import check
+
+    fields = {f.name: f for f in inspect.type_info(query.params).fields}  # type: ignore[attr-defined]
+    for name in sorted(set(_PARAM.findall(query.sql)) - fields.keys()):
+        known = ", ".join(fields) or "none"
+        yield f"{where}: its SQL uses ${name}, which is not one of its params ({known})"
+        return
+    used = set(_PARAM.findall(query.sql))
+    values = {name: _placeholder(f) for name, f in fields.items() if name in used}
+    con.execute("BEGIN TRANSACTION READ ONLY")
+    try:
+        check(con, query.sql)
+        con.execute(query.sql, values).fetchall()
+    except duckdb.TransactionException as exc:
+        yield f"{where}: its SQL writes, and a query must be read-only: {_line(exc)}"
+    except Exception as exc:  # an IronstarError of the sandbox's check, or DuckDB's
+        yield f"{where}: {getattr(exc, 'message', None) or _line(exc)}"
+    finally:
+        con.execute("ROLLBACK")
+
+
+def _placeholder(field: Any) -> Any:
+    """A value of the parameter's type within its bounds (its default when it has one)."""
+    if field.default is not msgspec.NODEFAULT:
+        return field.default
+    kind = field.type
+    if isinstance(kind, inspect.UnionType):
+        kind = next((k for k in kind.types if not isinstance(k, inspect.NoneType)), kind)
+    if isinstance(kind, inspect.LiteralType):
+        return kind.values[0]
+    if isinstance(kind, inspect.BoolType):
+        return False
+    if isinstance(kind, (inspect.IntType, inspect.FloatType)):
+        low = kind.ge if kind.ge is not None else (kind.gt + 1 if kind.gt is not None else 0)
+        return low if kind.le is None else min(low, kind.le)
+    if isinstance(kind, inspect.StrType):
+        return "x" * (kind.min_length or 1)
+    return None
+
+
+def _foreign(statement: str, projection: Projection, owners: dict[str, str]) -> str:
+    """`<table>, <owner>'s` for the first table `statement` writes that another owns."""
+    for target in _targets(statement):
+        owner = owners.get(target, projection.name)
+        if owner != projection.name or target == "main":
+            whose = "the database's schema" if target == "main" else f"{owner}'s"
+            return f"{target}, {whose}"
+    return ""
+
+
+def _compared(statement: str) -> Iterator[tuple[str, str]]:
+    """(column, text) for each text an `aggregate_type` or `event_type` is compared with:
+    `= 'x'`, `IN ('x', 'y')`, `CASE event_type WHEN 'x'`."""
+    words = _words(statement, keep_quotes=True)
+    for i, word in enumerate(words):
+        if word not in ("aggregate_type", "event_type"):
+            continue
+        j = i + 1
+        if words[j : j + 1] in (["="], ["=="]):
+            values = words[j + 1 : j + 2]
+        elif words[j : j + 2] == ["in", "("]:
+            values = words[j + 2 : words.index(")", j) if ")" in words[j:] else None]
+        elif i and words[i - 1] == "case":
+            ends = [k for k in range(j, len(words)) if words[k] == "end"]
+            stop = ends[0] if ends else len(words)
+            values = [words[k + 1] for k in range(j, stop - 1) if words[k] == "when"]
+        else:
+            continue
+        for value in values:
+            if value.startswith("'") and value.endswith("'") and len(value) > 1:
+                yield word, value[1:-1].replace("''", "'")
+
+
+def _words(statement: str, keep_quotes: bool = False) -> list[str]:
+    """The statement's tokens, comments left out: lowercase, identifiers unquoted, string
+    constants as written (with their quotes) when `keep_quotes`."""
+    tokens = duckdb.tokenize(statement)
+    ends = [start for start, _ in tokens[1:]] + [len(statement)]
+    words = []
+    for (start, kind), end in zip(tokens, ends, strict=True):
+        text = statement[start:end].strip()
+        if kind == duckdb.token_type.comment:
+            continue
+        if kind == duckdb.token_type.string_const:
+            words.append(text if keep_quotes else text.strip("'"))
+        else:
+            words.append(text.strip('"').lower())
+    return words
+
+
+def _targets(statement: str) -> list[str]:
+    """The tables a statement names as what it creates, changes or drops (lowercase)."""
+    words = _words(statement)
+    found: list[str] = []
+    for i, word in enumerate(words):
+        if word in _TARGET_AFTER or (word == "from" and i and words[i - 1] == "delete"):
+            j = i + 1
+            while j < len(words) and words[j] in _SKIP:
+                j += 1
+            while j + 2 < len(words) and words[j + 1] == ".":  # schema.table: the table
+                j += 2
+            if j < len(words) and words[j] not in ("set", "(", "as", "by"):
+                found.append(words[j])
+    return found
+
+
+def _objects(con: Any) -> dict[str, str]:
+    rows = con.execute(
+        """SELECT table_name, 'table' FROM duckdb_tables() WHERE NOT temporary
+           UNION ALL SELECT view_name, 'view' FROM duckdb_views()
+           WHERE NOT internal AND NOT temporary"""
+    ).fetchall()
+    return {str(name).lower(): kind for name, kind in rows}
+
+
+def _state(con: Any, names: Any) -> dict[str, Any]:
+    """Columns and row count of each table `names` (the engine's, to see them unchanged)."""
+    state: dict[str, Any] = {}
+    for name in sorted(names):
+        columns = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [name]
+        ).fetchall()
+        rows = con.execute(f'SELECT count(*) FROM "{name}"').fetchall() if columns else None
+        state[name] = (columns, rows)
+    return state
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:200]

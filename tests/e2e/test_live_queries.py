@@ -1,0 +1,328 @@
+"""`GET /api/live` over real processes: answers that follow commands, resume, sharing,
+table-precise re-evaluation, grants, a slow subscriber, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from ironstar.natsserver import NatsServer
+from tests.e2e.sse_fixtures import metric
+from tests.security.conftest import Stack, bearer, running, token, unique
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+ADMIN = bearer("admin")
+SEND_BUFFER = 16_384  # the gateway's per-connection kernel send buffer: a slow reader shows
+
+
+@pytest.fixture(scope="module")
+def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running(
+        nats_server,
+        tmp_path_factory.mktemp("live"),
+        IRONSTAR_LIMIT_REQUESTS_PER_S="1000",
+        IRONSTAR_LIMIT_BURST="1000",
+        IRONSTAR_GATEWAY_SSE_SEND_BUFFER_BYTES=str(SEND_BUFFER),
+    ) as running_stack:
+        yield running_stack
+
+
+@pytest.fixture
+async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    timeout = httpx.Timeout(10, read=30)
+    async with httpx.AsyncClient(base_url=stack.base, timeout=timeout, headers=ADMIN) as client:
+        yield client
+
+
+@dataclass
+class Follower:
+    """One live feed read in the background: its frames as (event, id, data)."""
+
+    frames: list[tuple[str, int | None, Any]] = field(default_factory=list)
+    status: int = 0
+    task: asyncio.Task[None] | None = None
+
+    def results(self) -> list[tuple[int, Any]]:
+        return [(i, d) for e, i, d in self.frames if e == "result" and i is not None]
+
+    def last(self) -> tuple[int, Any]:
+        return self.results()[-1] if self.results() else (-1, None)
+
+
+async def follow(
+    http: httpx.AsyncClient, params: dict[str, str], headers: dict[str, str] | None = None
+) -> Follower:
+    """Open a feed and read it until cancelled (`stop`); returns once it answered."""
+    me = Follower()
+    opened = asyncio.get_running_loop().create_future()
+
+    async def read() -> None:
+        extra = dict(headers or {})
+        async with aconnect_sse(http, "GET", "/api/live", params=params, headers=extra) as sse:
+            me.status = sse.response.status_code
+            opened.set_result(None)
+            if me.status != 200:
+                return
+            async for event in sse.aiter_sse():
+                data = json.loads(event.data) if event.data else None
+                me.frames.append((event.event, int(event.id) if event.id else None, data))
+
+    me.task = asyncio.create_task(read())
+    await asyncio.wait({opened, me.task}, return_when=asyncio.FIRST_COMPLETED)
+    if me.task.done():
+        me.task.result()
+    return me
+
+
+async def stop(*followers: Follower) -> None:
+    for one in followers:
+        if one.task is not None:
+            one.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await one.task
+
+
+async def add(http: httpx.AsyncClient, list_id: str, text: str = "a todo") -> int:
+    body = {"type": "add_todo", "payload": {"todo_id": unique("t"), "text": text}}
+    reply = await http.post(f"/api/commands/todo_list/{list_id}", json=body)
+    assert reply.status_code == 200, reply.text
+    return int(reply.json()["sequence"])
+
+
+async def reaches(one: Follower, sequence: int, timeout: float = 10) -> tuple[int, Any]:
+    async def probe() -> tuple[int, Any]:
+        return one.last()
+
+    return await eventually(probe, lambda last: last[0] >= sequence, timeout)
+
+
+def get_list(list_id: str, **extra: str) -> dict[str, str]:
+    return {"query": "todo_lists.get", "list_id": list_id, **extra}
+
+
+async def test_a_result_comes_at_once_then_each_time_a_command_changes_it(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    one = await follow(http, get_list(list_id))
+    assert one.status == 200
+    first = await reaches(one, 0)
+    assert first[1]["result"]["items"] == [] and first[1]["sequence"] == first[0]
+    sequences = [await add(http, list_id, f"todo {n}") for n in range(3)]
+    _, answer = await reaches(one, sequences[-1])
+    assert [i["text"] for i in answer["result"]["items"]] == ["todo 0", "todo 1", "todo 2"]
+    ids = [i for i, _ in one.results()]
+    assert ids == sorted(set(ids)), "answers only go forward, each one new"
+    await stop(one)
+
+
+async def test_the_datastar_format_patches_the_named_signal_with_each_answer(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    sequence = await add(http, list_id, "patched")
+    params = {**get_list(list_id), "format": "datastar", "signal": "todos"}
+    params["min_seq"] = str(sequence)  # read-your-writes: the first answer holds the todo
+    async with aconnect_sse(http, "GET", "/api/live", params=params) as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)  # after `retry:`
+    assert event.event == "datastar-patch-signals" and int(event.id) >= sequence
+    key, _, signals = event.data.partition(" ")
+    answer = json.loads(signals)["todos"]
+    assert key == "signals" and answer["sequence"] == int(event.id)
+    assert [i["text"] for i in answer["result"]["items"]] == ["patched"]
+
+
+async def test_last_event_id_resumes_with_an_answer_as_of_it_or_later(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    sequence = await add(http, list_id, "before the reconnect")
+    resumed = await follow(http, get_list(list_id), {"Last-Event-ID": str(sequence)})
+    _, answer = await reaches(resumed, sequence)
+    assert resumed.results()[0][0] >= sequence, "never an answer older than the client's"
+    assert [i["text"] for i in answer["result"]["items"]] == ["before the reconnect"]
+    # An id from another stream (ahead of this one) gets the answer as it is now.
+    ahead = await follow(http, get_list(list_id), {"Last-Event-ID": str(sequence + 10**6)})
+    assert (await reaches(ahead, sequence))[0] < sequence + 10**6
+    await stop(resumed, ahead)
+
+
+async def test_identical_subscribers_share_one_evaluation_per_batch(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    many = await asyncio.gather(*(follow(http, get_list(list_id)) for _ in range(8)))
+    await asyncio.gather(*(reaches(one, 0) for one in many))
+    assert await metric(http, "live_queries") == 1
+    assert await metric(http, "live_subscriptions") == 8
+    before = await metric(http, "live_evaluations_total")
+    commands = 4
+    for n in range(commands):
+        sequence = await add(http, list_id, f"shared {n}")
+        await asyncio.gather(*(reaches(one, sequence) for one in many))
+    evaluations = await metric(http, "live_evaluations_total") - before
+    assert 1 <= evaluations <= commands, f"{evaluations} evaluations for {commands} batches"
+    await stop(*many)
+    await eventually(lambda: metric(http, "live_subscriptions"), lambda n: n == 0)
+    assert await metric(http, "live_queries") == 0
+
+
+async def test_a_batch_that_touches_other_tables_re_runs_nothing(http: httpx.AsyncClient) -> None:
+    list_id, user_id = unique("list"), unique("user")
+    todos = await follow(http, get_list(list_id, min_interval_ms="50"))
+    await reaches(todos, 0)
+    users = await follow(http, {"query": "user_profiles.list", "min_interval_ms": "50"})
+    await reaches(users, 0)
+    runs = 'live_evaluations_total{query="todo_lists.get"}'
+    before = await metric(http, runs)
+    body = {"type": "register_user", "payload": {"name": "Ada", "email": "ada@example.org"}}
+    reply = await http.post(f"/api/commands/user_profile/{user_id}", json=body)
+    await reaches(users, reply.json()["sequence"])
+    # Then a batch that does change `todos`: the todos' query runs once, for it alone (had
+    # the users' batch run it too, that run was due 50 ms after it, long before this one).
+    sequence = await add(http, list_id, "after the user")
+    await reaches(todos, sequence)
+    assert await metric(http, runs) - before == 1, "the users' batch ran the todos' query"
+    await stop(todos, users)
+
+
+async def test_grants_are_checked_per_subscriber_when_it_subscribes(
+    http: httpx.AsyncClient,
+) -> None:
+    mine, other, secret = unique("list"), unique("list"), unique("secret")
+    await add(http, other, secret)
+    someone = await follow(http, get_list(other))  # the other list's query is running
+    await reaches(someone, 0)
+    own = bearer(f"read:todo_list:{mine}", subject=unique("reader"))
+    allowed = await follow(http, get_list(mine), own)
+    assert allowed.status == 200
+    await reaches(allowed, 0)
+    for params, headers, status in (
+        (get_list(other), own, 403),  # another list, though its query runs for someone
+        ({"sql": "SELECT count(*) FROM todos"}, own, 403),  # SQL needs `sql`
+        (get_list(mine), {"Authorization": ""}, 401),
+    ):
+        reply = await http.get("/api/live", params=params, headers=headers)
+        assert reply.status_code == status, reply.text
+        assert secret not in reply.text and "result" not in reply.text
+    await stop(allowed, someone)
+
+
+async def test_a_token_that_expires_ends_the_feed(http: httpx.AsyncClient) -> None:
+    short = {"Authorization": f"Bearer {token('read:*', ttl_s=2)}"}
+    one = await follow(http, {"query": "analytics.totals"}, short)
+    assert one.status == 200
+    assert one.task is not None
+    await asyncio.wait_for(one.task, 10)  # the server ends it
+    assert [e for e, _, _ in one.frames][-1] == "expired"
+
+
+async def test_a_slow_subscriber_gets_only_the_latest_answer(
+    stack: Stack, http: httpx.AsyncClient
+) -> None:
+    list_id = unique("list")
+    # Answers of ~200 KB: a reader that does not read fills the socket with one or two.
+    text = (
+        f"SELECT repeat('x', 200000) AS pad, count(*) AS n FROM todos WHERE list_id = '{list_id}'"
+    )
+    port = int(stack.base.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    query = httpx.QueryParams({"sql": text})
+    sock.sendall(f"GET /api/live?{query} HTTP/1.1\r\nHost: x\r\n{_header(ADMIN)}\r\n\r\n".encode())
+    sequences = [await add(http, list_id) for _ in range(8)]
+    seen = await http.post("/api/sql", json={"sql": text}, params={"min_seq": sequences[-1]})
+    assert seen.json()["result"]["rows"][0][1] == 8
+    try:
+        frames = await asyncio.to_thread(_read_until, sock, b",8]]", 30.0)
+    finally:
+        sock.close()
+    counts = [int(f.split(b"\n")[1][4:]) for f in frames if f.startswith(b"event: result")]
+    assert counts == sorted(counts) and counts[-1] >= sequences[-1]
+    assert len(counts) < 1 + len(sequences), f"a slow reader got every answer: {counts}"
+
+
+def _header(headers: dict[str, str]) -> str:
+    return "\r\n".join(f"{k}: {v}" for k, v in headers.items())
+
+
+def _read_until(sock: socket.socket, marker: bytes, timeout: float) -> list[bytes]:
+    """Read slowly until a frame holds `marker`; the frames read (id lines at [1])."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    data = b""
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        assert chunk, f"the feed ended: {data[-300:]!r}"
+        data += chunk
+        frames = data.split(b"\n\n")
+        if any(marker in f.replace(b" ", b"") for f in frames[:-1]):
+            return [f[f.find(b"event:") :] for f in frames if b"event:" in f]
+    raise AssertionError(f"no frame with {marker!r} within {timeout} s: {data[-300:]!r}")
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "says"),
+    [
+        ({"query": "todo_lists.nope"}, 404, "no query"),
+        ({"query": "nowhere.get"}, 404, "nowhere"),
+        ({"query": "todo_lists"}, 422, "<projection>.<query>"),
+        ({"query": "todo_lists.get"}, 422, "list_id"),
+        ({"query": "analytics.throughput", "minutes": "many"}, 422, "minutes"),
+        ({"query": "todo_lists.get", "list_id": "a b"}, 422, "list_id"),
+        ({"sql": "DELETE FROM todos"}, 422, "SELECT"),
+        ({"sql": "SELECT * FROM read_csv('/etc/passwd')"}, 422, "read_csv"),
+        ({"sql": "SELECT 1", "query": "analytics.totals"}, 422, "exactly one"),
+        ({}, 422, "exactly one"),
+        ({"query": "analytics.totals", "min_interval_ms": "1"}, 422, "min_interval_ms"),
+        ({"query": "analytics.totals", "format": "xml"}, 422, "format"),
+        ({"query": "analytics.totals", "min_seq": "-1"}, 422, "min_seq"),
+    ],
+)
+async def test_bad_input_is_a_clear_4xx_before_any_stream(
+    http: httpx.AsyncClient, params: dict[str, str], status: int, says: str
+) -> None:
+    reply = await http.get("/api/live", params=params)
+    assert reply.status_code == status, reply.text
+    assert says in reply.text
+
+
+async def test_a_dashboard_live_view_patches_its_element_under_its_query_grant(
+    http: httpx.AsyncClient,
+) -> None:
+    """`/ui/live/<panel>/<view>`: the same feed, each answer one element patch by id."""
+    list_id = unique("list")
+    sequence = await add(http, list_id, "a chip")
+    path = "/ui/live/todos/lists"
+    resume = {"Last-Event-ID": str(sequence)}
+    async with aconnect_sse(http, "GET", path, headers=resume) as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)
+    assert event.event == "datastar-patch-elements" and int(event.id) >= sequence
+    assert event.data.startswith('elements <ul id="lists"')
+    assert f'<a href="/?list={list_id}">{list_id}</a> <small>1 active</small>' in event.data
+    async with aconnect_sse(http, "GET", "/ui/live/analytics/totals") as sse:
+        event = await anext(e async for e in sse.aiter_sse() if e.data)
+    assert '<div id="totals"' in event.data and "<dt>events</dt>" in event.data
+    one_list = bearer(f"read:todo_list:{list_id}", subject=unique("reader"))
+    for view, headers, status in (
+        ("/ui/live/analytics/chart", one_list, 403),  # the chart needs `read:analytics`
+        (path, one_list, 403),  # every list's chips: not one list's grant
+        (path, {"Authorization": ""}, 401),
+        ("/ui/live/todos/nothing", ADMIN, 404),
+        ("/ui/live/nothing/lists", ADMIN, 404),
+    ):
+        reply = await http.get(view, headers=headers)
+        assert reply.status_code == status, (view, reply.text)
+        assert "elements" not in reply.text  # no answer before the 4xx

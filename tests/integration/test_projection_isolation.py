@@ -1,0 +1,173 @@
+"""One projection failing on an event takes it from that projection only.
+
+An app (the test app `inventory` with two more projections: `ledger` in SQL, which casts
+quantities to INTEGER, and `audit`, a Python hook that raises on one quantity) over a real
+DuckDB file: the event is that projection's dead letter; the built-in `versions` and
+`stream`, and every other projection, apply it, and the aggregate's later events apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from common.app import Batch, Projection, Unapplicable
+from common.catalogue import Catalogue
+from projector.readmodel import ReadModel
+from projector.replica import apply
+from tests.apps import inventory
+from tests.support.feeds import make
+
+LEDGER = Projection(
+    name="ledger",
+    version=1,
+    tables=("ledger",),
+    ddl=("CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, quantity INTEGER)",),
+    apply=(
+        """INSERT INTO ledger SELECT sequence, (payload->>'quantity')::INTEGER FROM batch
+           WHERE event_type IN ('stock_received', 'stock_shipped')""",
+    ),
+)
+CURSED = 13  # a quantity the audit hook cannot read
+BOTH = 2**41  # one neither the audit hook nor the ledger (INTEGER) can
+REFUSED = 17  # one the audit hook says it cannot apply (`Unapplicable`)
+
+
+def _audit(con: Any, batch: Batch) -> None:
+    for sequence, event in batch.events:
+        if event.payload.get("quantity") in (CURSED, BOTH):
+            raise KeyError("quantity")  # an app bug, for this one event
+        if event.payload.get("quantity") == REFUSED:
+            raise Unapplicable(sequence, "a quantity this hook refuses")
+        con.execute("INSERT INTO audit VALUES (?)", [sequence])
+
+
+AUDIT = Projection(
+    name="audit",
+    version=1,
+    tables=("audit",),
+    ddl=("CREATE TABLE IF NOT EXISTS audit (seq BIGINT PRIMARY KEY)",),
+    apply=_audit,
+)
+
+
+@pytest.fixture
+def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ReadModel:
+    app = dataclasses.replace(
+        inventory.app, projections=(*inventory.app.projections, LEDGER, AUDIT)
+    )
+    loaded = Catalogue(app)
+    monkeypatch.setattr("common.catalogue._cached", loaded)  # the process's app
+    return ReadModel(tmp_path / "inventory.duckdb", catalogue=loaded)
+
+
+def _event(key: str, version: int, event_type: str, **payload: Any) -> tuple[str, bytes]:
+    schema = 2 if event_type == "stock_received" else 1
+    body = make("stock_item", key, version, event_type, payload, schema=schema)
+    return f"x.events.stock_item.{key}", body
+
+
+def _deliveries(events: list[tuple[str, bytes]]) -> list[tuple[int, str, bytes]]:
+    return [(i, subject, body) for i, (subject, body) in enumerate(events, start=1)]
+
+
+def _rows(model: ReadModel, sql: str) -> list[tuple[Any, ...]]:
+    return model.con.execute(sql).fetchall()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7], ids=lambda n: f"batches of {n}")
+def test_an_event_one_projection_cannot_apply_is_its_dead_letter_and_every_other_applies_it(
+    model: ReadModel, batch_size: int
+) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=5),
+        _event("i", 3, "stock_received", quantity=2**40),  # over INTEGER: ledger fails
+        _event("j", 1, "item_registered", name="nut"),
+        _event("i", 4, "stock_shipped", quantity=CURSED),  # the audit hook raises
+        _event("i", 5, "stock_received", quantity=1),
+        _event("j", 2, "stock_received", quantity=2),
+    ]
+    deliveries = _deliveries(events)
+    dead = []
+    for start in range(0, len(deliveries), batch_size):
+        part = deliveries[start : start + batch_size]
+        dead += apply(model, part, part[-1][0], halt=False)
+    assert [(d.sequence, d.projection) for d in dead] == [(3, "ledger"), (5, "audit")]
+    letters = _rows(model, "SELECT sequence, projection, error FROM dead_letters ORDER BY 1")
+    assert [row[:2] for row in letters] == [(3, "ledger"), (5, "audit")]
+    assert "ledger" in letters[0][2] and "INT32" in letters[0][2]
+    assert "audit" in letters[1][2] and "KeyError" in letters[1][2]
+    levels = _rows(model, "SELECT sku, on_hand FROM stock_levels ORDER BY 1")
+    assert levels == [("i", 5 + 2**40 - CURSED + 1), ("j", 2)]
+    versions = _rows(model, "SELECT aggregate_id, version FROM aggregate_versions ORDER BY 1")
+    assert versions == [("i", 5), ("j", 2)]
+    assert _rows(model, "SELECT sum(events)::BIGINT FROM stream_counts") == [(7,)]
+    assert _rows(model, "SELECT seq FROM ledger ORDER BY 1") == [(2,), (5,), (6,), (7,)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (2,), (3,), (4,), (6,), (7,)]
+    assert model.checkpoint == 7
+
+
+def test_an_event_two_projections_cannot_apply_is_a_dead_letter_of_each(model: ReadModel) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=BOTH),
+        _event("i", 3, "stock_shipped", quantity=1),
+    ]
+    dead = apply(model, _deliveries(events), 3, halt=False)
+    assert sorted((d.sequence, d.projection) for d in dead) == [(2, "audit"), (2, "ledger")]
+    assert _rows(model, "SELECT count(*) FROM dead_letters") == [(2,)]
+    assert _rows(model, "SELECT on_hand FROM stock_levels") == [(BOTH - 1,)]
+    assert _rows(model, "SELECT seq FROM ledger") == [(3,)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+
+
+def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
+    model: ReadModel,
+) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=REFUSED),
+        _event("i", 3, "stock_received", quantity=1),
+    ]
+    dead = apply(model, _deliveries(events), 3, halt=False)
+    assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
+    assert "a quantity this hook refuses" in dead[0].error
+    assert _rows(model, "SELECT on_hand FROM stock_levels") == [(REFUSED + 1,)]
+    assert _rows(model, "SELECT seq FROM ledger ORDER BY 1") == [(2,), (3,)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+
+
+def test_a_rebuild_keeping_a_projection_keeps_its_dead_letters(
+    model: ReadModel, tmp_path: Path
+) -> None:
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=BOTH),
+    ]
+    apply(model, _deliveries(events), 2, halt=False)
+    rebuilt = ReadModel(tmp_path / "rebuilt.duckdb", tuple(model.projections.values()))
+    apply(rebuilt, _deliveries(events), 2, halt=False, only=["audit"])
+    rebuilt.copy_tables(model, ["ledger", "stock", "stream"])
+    found = "SELECT sequence, projection FROM dead_letters ORDER BY 2"
+    assert _rows(rebuilt, found) == [(2, "audit"), (2, "ledger")]
+
+
+def test_dead_letters_of_a_file_from_before_per_projection_letters_are_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        """CREATE TABLE dead_letters (sequence BIGINT PRIMARY KEY, subject VARCHAR,
+           error VARCHAR, data BLOB, recorded_at TIMESTAMPTZ DEFAULT current_timestamp)"""
+    )
+    con.execute("INSERT INTO dead_letters (sequence, subject, error) VALUES (4, 's', 'bad')")
+    con.close()
+    model = ReadModel(path)
+    found = "SELECT sequence, projection, subject, error FROM dead_letters"
+    assert model.con.execute(found).fetchall() == [(4, "*", "s", "bad")]

@@ -1,0 +1,261 @@
+"""An app's declarations and SQL are checked at start: each inconsistency one line naming
+the item and what is wrong (most dangerous first: a query that writes, functions that are
+not, DDL or apply SQL touching Ironstar's own tables)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any
+
+import msgspec
+import pytest
+from msgspec import Meta, Struct
+
+from common import checks
+from common.app import Aggregate, App, Feed, Panel, Projection, Query
+from common.catalogue import AppError, Catalogue, install
+from tests.apps import inventory
+from tests.apps.inventory import domain
+
+APP = inventory.app
+STOCK_ITEM = APP.aggregates[0]
+STOCK = APP.projections[0]
+
+
+class Untagged(Struct, frozen=True):
+    quantity: int
+
+
+class Twin(Struct, frozen=True, tag="receive", tag_field="type"):
+    quantity: int
+
+
+class Nested(Struct, frozen=True):
+    sku: str
+
+
+class Listed(Struct, frozen=True, forbid_unknown_fields=True):
+    skus: list[str]
+
+
+class Deep(Struct, frozen=True, forbid_unknown_fields=True):
+    at: Nested
+
+
+class Bounded(Struct, frozen=True, forbid_unknown_fields=True):
+    sku: str
+    limit: Annotated[int, Meta(ge=1, le=100)] = 10
+    kind: str | None = None
+
+
+def _aggregate(**changes: Any) -> App:
+    return dataclasses.replace(APP, aggregates=(dataclasses.replace(STOCK_ITEM, **changes),))
+
+
+def _stock(**changes: Any) -> App:
+    return dataclasses.replace(APP, projections=(dataclasses.replace(STOCK, **changes),))
+
+
+def _query(**fields: Any) -> App:
+    return _stock(queries={**STOCK.queries, "extra": Query(**fields)})
+
+
+def _extra(**fields: Any) -> App:
+    extra = Projection(**{"name": "extra", "version": 1, "ddl": (), "tables": (),
+                          "apply": (), **fields})  # fmt: skip
+    return dataclasses.replace(APP, projections=(*APP.projections, extra))
+
+
+async def _render(ask: Any, params: Any) -> str:
+    return ""
+
+
+def _sync_render(ask: Any, params: Any) -> str:
+    return ""
+
+
+def _decide_one(state: Any) -> list[Any]:
+    return []
+
+
+CASES: dict[str, tuple[App, str]] = {
+    # a GET must never write
+    "query deletes": (
+        _query(sql="DELETE FROM stock_levels RETURNING *"),
+        "query stock/extra: sql must be one read-only SELECT, got DELETE",
+    ),
+    "query deletes in a CTE": (
+        _query(sql="WITH d AS (DELETE FROM stock_levels RETURNING *) SELECT * FROM d"),
+        "query stock/extra: ",
+    ),
+    "two statements": (
+        _query(sql="SELECT 1; DROP TABLE stock_levels"),
+        "sql must be one read-only SELECT, got SELECT, DROP",
+    ),
+    # functions that are not
+    "decide None": (_aggregate(decide=None), "aggregate stock_item: decide must be a function"),
+    "evolve 42": (_aggregate(evolve=42), "aggregate stock_item: evolve must be a function"),
+    "initial object()": (_aggregate(initial=object()), "initial must be an instance of its state"),
+    "render text": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", "panel"),)),  # type: ignore[arg-type]
+        "panel stock: render must be an async function",
+    ),
+    "decide of one argument": (_aggregate(decide=_decide_one), "decide must be a function (state"),
+    "render not async": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _sync_render),)),
+        "panel stock: render must be an async function",
+    ),
+    "fragment not async": (
+        dataclasses.replace(
+            APP, panels=(Panel("stock", "Stock", _render, fragments={"f": _sync_render}),)
+        ),
+        "panel stock: fragment f must be an async function",
+    ),
+    "topics of two arguments": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, topics=_render),)),
+        "panel stock: topics must be a function of 1 argument",
+    ),
+    "assets missing": (
+        dataclasses.replace(APP, assets="/nonexistent/assets", scripts=("app.js",)),
+        "App assets '/nonexistent/assets' is not a directory",
+    ),
+    # Ironstar's own tables
+    "DDL drops checkpoint": (
+        _extra(ddl=("DROP TABLE checkpoint",)),
+        "projection extra: its DDL writes checkpoint, Ironstar's",
+    ),
+    "DDL alters dead letters": (
+        _extra(ddl=('ALTER TABLE "main"."dead_letters" DROP COLUMN error',)),
+        "projection extra: its DDL writes dead_letters, Ironstar's",
+    ),
+    "DDL drops the schema": (
+        _extra(ddl=("DROP SCHEMA main CASCADE",)),
+        "its DDL writes main, the database's schema",
+    ),
+    "apply deletes dead letters": (
+        _extra(apply=("DELETE FROM dead_letters",)),
+        "projection extra: apply statement 1 writes dead_letters, Ironstar's",
+    ),
+    "apply writes versions": (
+        _extra(apply=("UPDATE aggregate_versions SET version = 0",)),
+        "apply statement 1 writes aggregate_versions, versions's",
+    ),
+    "apply writes another projection's table": (
+        _extra(apply=("DELETE FROM stock_levels WHERE sku IN (SELECT aggregate_id FROM batch)",)),
+        "projection extra: apply statement 1 writes stock_levels, stock's",
+    ),
+    "claims checkpoint": (
+        _extra(tables=("checkpoint",)),
+        "projection extra: table checkpoint is Ironstar's own",
+    ),
+    # messages
+    "untagged command": (_aggregate(commands=Untagged), 'command Untagged needs tag_field="type"'),
+    "untagged event": (_aggregate(events=Untagged), 'event Untagged needs tag_field="event_type"'),
+    "two commands one tag": (
+        _aggregate(commands=domain.Command | Twin),
+        "aggregate stock_item: two command types have the tag 'receive'",
+    ),
+    "event type in two aggregates": (
+        dataclasses.replace(
+            APP,
+            aggregates=(STOCK_ITEM, dataclasses.replace(STOCK_ITEM, name="bin")),
+            feeds=(*APP.feeds, Feed("bin", "stock", one="item")),
+        ),
+        "event type item_registered belongs to aggregates stock_item and bin",
+    ),
+    # containers of the wrong kind
+    "critical list": (_aggregate(critical=["stock_shipped"]), "critical must be a frozenset"),
+    "upcasters list": (_aggregate(upcasters=[dict]), "upcasters must be a dict"),
+    "queries list": (_stock(queries=[Query(sql="SELECT 1")]), "queries must be a dict"),
+    # numbers that are compared
+    "version text": (_stock(version="1"), "projection stock: version must be an int ≥ 1, got '1'"),
+    "schema 0": (
+        _aggregate(schemas={"stock_received": 0}),
+        "schema of stock_received must be an int ≥ 1, got 0",
+    ),
+    "upcaster beyond": (
+        _aggregate(upcasters={**STOCK_ITEM.upcasters, ("stock_received", 2): dict}),
+        "upcaster stock_received 2 → next is outside its schemas 1..2",
+    ),
+    # SQL
+    "missing $param": (
+        _query(sql="SELECT * FROM stock_levels WHERE on_hand > $minimum", params=Bounded),
+        "query stock/extra: its SQL uses $minimum, which is not one of its params",
+    ),
+    "unknown table": (_query(sql="SELECT * FROM nope"), "query stock/extra: "),
+    "unknown column": (_query(sql="SELECT nope FROM stock_levels"), "nope"),
+    "apply syntax": (
+        _stock(apply=("INSERT INTO stock_levels SELEC 1",)),
+        "apply statement 1 fails",
+    ),
+    "apply unknown event type": (
+        _extra(apply=("SELECT * FROM batch WHERE event_type IN ('stock_shipped', 'shiped')",)),
+        "apply statement 1 reads event_type 'shiped', which no aggregate has",
+    ),
+    "apply unknown aggregate": (
+        _extra(apply=("SELECT * FROM batch WHERE aggregate_type = 'stock'",)),
+        "reads aggregate_type 'stock'",
+    ),
+    "DDL not idempotent": (
+        _extra(ddl=("CREATE TABLE extra_rows (a INT)",), tables=("extra_rows",)),
+        "projection extra: its DDL fails when run again, as at every start",
+    ),
+    "DDL syntax": (_extra(ddl=("CREATE TABL x (a INT)",)), "projection extra: its DDL fails"),
+    "tables not its DDL's": (_stock(tables=("levels",)), "table levels (tables=) is not a table"),
+    "DDL table not declared": (
+        _extra(ddl=("CREATE TABLE IF NOT EXISTS extra_rows (a INT)",)),
+        "its DDL creates table extra_rows, not in tables=",
+    ),
+    # parameters and names
+    "params list": (_query(sql="SELECT 1", params=Listed), "parameter skus cannot come in a query"),
+    "params Struct": (_query(sql="SELECT 1", params=Deep), "parameter at cannot come in a query"),
+    "params dict": (_query(sql="SELECT 1", params=dict), "params must be a msgspec Struct class"),
+    "grant with a space": (_stock(grant="bill ing:*"), "grant 'bill ing:*' cannot be granted"),
+    "app name empty": (dataclasses.replace(APP, name=""), "App name '' must be lowercase"),
+    "panels twice": (
+        dataclasses.replace(APP, panels=(APP.panels[0], APP.panels[0])),
+        "panel name 'stock' is declared twice",
+    ),
+    "feed one not one": (
+        dataclasses.replace(APP, feeds=(Feed("stock_item", "stock", one="low"),)),
+        "query stock/low must answer one aggregate (one=True)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_inconsistent_app_is_refused_with_one_line_naming_what_is_wrong(case: str) -> None:
+    app, says = CASES[case]
+    problems = Catalogue(app).check()
+    assert any(says in problem for problem in problems), problems
+    with pytest.raises(AppError) as refused:
+        install(Catalogue(app))
+    assert "\n" not in str(refused.value)
+    assert str(refused.value).startswith(f"app {app.name}: ")
+
+
+class Open(Struct, frozen=True, tag="open", tag_field="type"):
+    amount: int
+    maybe: Annotated[int, Meta(ge=0)] | None = None
+    fine: Annotated[int, Meta(ge=0, le=10)] = 0
+
+
+def test_a_command_int_without_both_bounds_is_warned_about_not_refused() -> None:
+    app = _aggregate(commands=domain.Command | Open)
+    assert Catalogue(app).check() == []
+    assert list(checks.unbounded(Catalogue(app))) == [
+        "stock_item.Open.amount",
+        "stock_item.Open.maybe",
+    ]
+    assert list(checks.unbounded(Catalogue(APP))) == []
+
+
+def test_bounded_scalar_parameters_and_reads_of_the_engines_tables_are_accepted() -> None:
+    app = _query(
+        sql="""SELECT s.*, v.version FROM stock_levels AS s JOIN aggregate_versions AS v
+               ON v.aggregate_id = s.sku WHERE s.sku = $sku AND s.on_hand < $limit LIMIT $limit""",
+        params=Bounded,
+    )
+    assert Catalogue(app).check() == []
+    assert msgspec.convert({"sku": "a"}, Bounded).limit == 10
+    assert isinstance(Aggregate, type)
