@@ -75,7 +75,7 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
     prefix: str = "ironstar"
     stream: str = "IRONSTAR_EVENTS"
     replicas: int = 1
-    max_consumers: int = 10_000
+    max_consumers: int = 20_000
     duplicate_window_s: float = 300.0
     request_timeout_s: float = 5.0
     user: str = ""
@@ -173,6 +173,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_batch_max": "events in one batch message at most",
         "sse_max_window_ms": "largest `debounce_ms` / `batch_ms` a client may ask for",
         "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
+        "sse_live_tail": "caught-up feeds share one read of the stream (gateway/tail.py); "
+        "off: every feed pulls its own consumer",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
         "storage_paths": "event store directories whose disk to watch: full, commands get 503 "
         "at once (`ironstar up` sets it)",
@@ -198,7 +200,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_inactive_s: float = 300.0
     sse_unbounded_cap: int = 100_000
     sse_max_per_client: int = 8
-    sse_max_connections: int = 5_000
+    sse_max_connections: int = 10_000
     sse_max_consumers_per_principal: int = 256
     sse_reserved_consumers: int = 100
     sse_unbounded_budget_bytes: int = 64 * 1024 * 1024
@@ -209,6 +211,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_batch_max: int = 500
     sse_max_window_ms: int = 10_000
     sse_send_buffer_bytes: int = 0
+    sse_live_tail: bool = True
     datastar_url: str = ""
     storage_paths: str = ""
     live_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 250

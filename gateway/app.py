@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from common import bus
 from common import catalogue as catalogues
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
-from gateway import dashboard, reads
+from gateway import consumers, dashboard, reads
 from gateway.api import CommandController, SqlController
 from gateway.backend import Backend
 from gateway.errors import HANDLERS
@@ -82,6 +82,7 @@ def create_app(
         app.state.backend = Backend(
             nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
         )
+        await consumers.check_sizing(nc, nats_settings.stream, settings)
         hub = app.state.live = Hub(
             settings.live_concurrency,
             settings.live_max_queries,

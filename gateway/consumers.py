@@ -128,6 +128,40 @@ def check_headroom(consumers: int, max_consumers: int, reserved: int, opening: i
         )
 
 
+def sizing_problem(max_consumers: int, reserved: int, connections: int) -> str:
+    """Why this gateway's connection limit cannot be reached on a stream of
+    `max_consumers` ('' when it can): every open feed holds a consumer, the tail one more
+    (gateway/tail.py), and feeds never take the `reserved` last ones."""
+    limit = max_consumers if max_consumers > 0 else SERVER_DEFAULT_MAX_CONSUMERS
+    room = limit - reserved - 1
+    if room >= connections:
+        return ""
+    return (
+        f"the stream allows {limit} consumers, {reserved} of them reserved "
+        f"(IRONSTAR_GATEWAY_SSE_RESERVED_CONSUMERS), so at most {max(room, 0)} feeds, fewer "
+        f"than IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS = {connections}: raise "
+        "IRONSTAR_NATS_MAX_CONSUMERS to at least the sum of every gateway's connection "
+        "limit, plus the reserve, plus the consumers of clients that left in the last "
+        "IRONSTAR_GATEWAY_SSE_INACTIVE_S (docs/operations.md, Sizing)"
+    )
+
+
+async def check_sizing(nc: Any, stream: str, settings: GatewaySettings) -> None:
+    """Log `sse_limits_unreachable` at start when the stream cannot hold this gateway's
+    connection limit (a stream not there yet is the writer's to create: not checked)."""
+    try:
+        info = await nc.jetstream().stream_info(stream)
+    except (TimeoutError, NatsError):
+        return
+    problem = sizing_problem(
+        info.config.max_consumers or 0,
+        settings.sse_reserved_consumers,
+        settings.sse_max_connections,
+    )
+    if problem:
+        log.warning("sse_limits_unreachable", problem=problem)
+
+
 def ledger_of(state: Any, settings: GatewaySettings) -> Ledger:
     """The process's ledger, created with the first feed."""
     ledger: Ledger | None = getattr(state, "sse_ledger", None)

@@ -8,7 +8,9 @@ for so far was handed to the socket (or the request expired), and never for more
 slow client therefore holds at most `capacity` events in the gateway while the rest of its
 backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
 while the client is blocked, up to its safety cap and the process-wide budget of
-`gateway/holdings.py`.
+`gateway/holdings.py`. A feed that has caught up stops pulling and is fed by the
+process's live tail (`gateway/tail.py`); its consumer then only follows it (`reset`) and
+is kept alive (`touch`), until the feed falls behind and pulls it again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -31,6 +35,8 @@ from common.errors import Invalid, TooManyRequests
 from common.subjects import Subjects, valid_id
 from gateway import holdings, metrics
 from gateway.inbox import Inbox
+from gateway.tail import Tail
+from gateway.window import Item
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,15 @@ def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") ->
 
 
 class ClientFeed:
+    # thousands per gateway: no instance dict (issue 15, memory per idle client)
+    __slots__ = (
+        "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
+        "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
+        "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
+        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
+        "tail",
+    )  # fmt: skip
+
     def __init__(
         self,
         js: JetStreamContext,
@@ -135,6 +150,11 @@ class ClientFeed:
         self.held_bytes = 0
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # the live tail (gateway/tail.py): `live` holds its items while joined
+        self.tail: Tail | None = None
+        self.live: list[Item] | None = None
+        self.fell = ""  # why the feed left the tail (it pulls its consumer again)
+        self.drained = False  # a `no_wait` request found nothing more: caught up
 
     async def open(self, start: int | None, last: int) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
@@ -198,6 +218,8 @@ class ClientFeed:
     # -- called by the inbox, never awaiting ------------------------------------------
     def deliver(self, msg: Msg) -> None:
         if msg.reply and msg.reply.startswith("$JS.ACK."):
+            if self.live is not None:  # a keep-alive pull met a new event: the tail has it
+                return
             self._credit -= 1
             if self.overflowed:  # ending with a notice; the client resumes from its id
                 return
@@ -206,12 +228,14 @@ class ClientFeed:
                 self.holdings.add(self, holdings.size(msg))
         else:
             status = (msg.headers or {}).get("Status", "")
-            if status == "100":  # idle heartbeat
-                return
             if status == "409" and "Deleted" in (msg.headers or {}).get("Description", ""):
                 self.gone = "the feed's consumer was deleted"
             elif status == "503":  # no responders: the consumer is gone (its node died)
                 self.gone = "the feed's consumer cannot be reached"
+            elif status == "100" or self.live is not None:
+                return  # an idle heartbeat, or the end of a joined feed's `touch`
+            elif status == "404":  # a `no_wait` request: nothing more in the stream
+                self.drained = True
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
             self.expired = True
         if self.cap is not None:
@@ -220,6 +244,8 @@ class ClientFeed:
 
     def _unbounded(self) -> None:
         assert self.cap is not None
+        if self.live is not None:  # the tail feeds it: nothing to pull
+            return
         if len(self.buffer) >= self.cap:
             self.overflow("buffer over its cap")
         elif self._credit <= 0 and (self._refill is None or self._refill.done()):
@@ -241,6 +267,53 @@ class ClientFeed:
     def wake(self) -> None:
         self._wake.set()
 
+    def left(self, reason: str) -> None:
+        """The tail let this feed go (it fell behind, or the tail lost its place)."""
+        self.fell = reason
+        self._wake.set()
+
+    def idle(self) -> bool:
+        """No pull request outstanding and nothing delivered waits to be taken."""
+        return self._credit <= 0 and not self.buffer
+
+    def take_live(self) -> list[Item]:
+        """Everything the tail handed over (never more than `capacity`: past it, the feed
+        leaves the tail)."""
+        taken = self.live
+        if not taken:
+            return []
+        self.live = []
+        return taken
+
+    @property
+    def _reset(self) -> str:
+        return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
+
+    async def reset(self, start: int) -> None:
+        """Move the consumer to deliver from stream sequence `start` next (everything
+        before it counts as acknowledged; `$JS.API.CONSUMER.RESET`, nats-server >= 2.14),
+        without waiting for the answer."""
+        await self.inbox.nc.publish(self._reset, b'{"seq":%d}' % start, reply=self.inbox.sink)
+
+    async def resume_pull(self, start: int) -> str:
+        """Move the consumer to `start` and wait for it; '' or why it cannot be pulled."""
+        try:
+            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
+        except (TimeoutError, NatsError) as exc:
+            return f"the feed's consumer cannot be reset ({exc!s:.100})"
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            return f"the feed's consumer cannot be reset: {answer['error']}"
+        self._credit, self.drained, self.fell = 0, False, ""
+        return ""
+
+    async def touch(self) -> None:
+        """Keep a joined feed's consumer from being removed as inactive: a `no_wait`
+        request for one event, sent right after the consumer was moved to what was
+        written, so it finds nothing and is answered `404` at once (it never waits, so it
+        never meets a new event; a `503` or a deletion ends the stream)."""
+        await self.inbox.nc.publish(self._next, b'{"batch":1,"no_wait":true}', reply=self._reply)
+
     # -- called by the stream ---------------------------------------------------------
     def should_ask(self) -> bool:
         """No request open, or one unanswered for twice its expiry (lost: ask again)."""
@@ -248,14 +321,18 @@ class ClientFeed:
             return True
         return asyncio.get_running_loop().time() - self._asked >= 2 * self._expiry
 
-    async def ask(self, count: int, expires_s: float) -> None:
-        """Issue credit: one pull request for `count` more deliveries."""
+    async def ask(self, count: int, expires_s: float, no_wait: bool = False) -> None:
+        """Issue credit: one pull request for `count` more deliveries. `no_wait`: what the
+        stream holds now, then `404` (`drained`) instead of waiting for new events."""
         if count <= 0 or not self.should_ask():
             return
         self._asked = asyncio.get_running_loop().time()
         self._credit = count
         self._expiry = expires_s
-        body = json.dumps({"batch": count, "expires": int(expires_s * 1e9)}).encode()
+        request: dict[str, Any] = {"batch": count, "expires": int(expires_s * 1e9)}
+        if no_wait:
+            request["no_wait"] = True
+        body = json.dumps(request).encode()
         await self.inbox.nc.publish(self._next, body, reply=self._reply)
 
     async def wait(self, timeout: float) -> None:
@@ -265,7 +342,8 @@ class ClientFeed:
         fires late for a deadline that moved on is a spurious wake-up, and cheaper than a
         new timer per delivery.
         """
-        if not (self.buffer or self.expired or self._wake.is_set()) and timeout > 0:
+        busy = self.buffer or self.live or self.expired or self.fell
+        if not (busy or self._wake.is_set()) and timeout > 0:
             loop = asyncio.get_running_loop()
             now = loop.time()
             when = now + timeout
@@ -290,6 +368,8 @@ class ClientFeed:
 
     def close(self) -> None:
         self.cap = None
+        if self.tail is not None:
+            self.tail.leave(self)
         if self._timer is not None:
             self._timer.cancel()
         if self._refill is not None:

@@ -33,6 +33,7 @@ class Inbox:
         self.nc = nc
         self.closing = closing
         self.prefix = nc.new_inbox()
+        self.sink = nc.new_inbox()  # answers no one waits for: nothing subscribes to it
         self.per_client = per_client
         self.total = total
         self._feeds: dict[str, Receiver] = {}  # by the token of the request reply subject

@@ -28,6 +28,14 @@ skipped = Counter(
     "sse_skipped_events_total",
     "stream messages a feed could not decode or render: sent as `skipped` frames (id only)",
 )
+tail_joined = Counter(
+    "sse_tail_joined_total", "times a caught-up feed joined the live tail (gateway/tail.py)"
+)
+tail_left = Counter(
+    "sse_tail_left_total",
+    "times a feed left the live tail (it fell `capacity` behind, or the tail lost its place) "
+    "and pulled its own consumer again",
+)
 live_subscriptions = Gauge("live_subscriptions", "open live-query feeds of this gateway")
 live_queries = Gauge(
     "live_queries", "distinct live queries this gateway evaluates (one evaluation each)"

@@ -26,6 +26,8 @@ class Writer:
         self.batched = ctl.batch_s is not None
 
     def one(self, item: Item) -> bytes:
+        if item.wire and not self.datastar:
+            return item.wire
         if item.skipped:
             return self._skipped(item)
         if self.datastar:

@@ -24,7 +24,7 @@ from nats.js.errors import APIError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import consumers, controls, datastar, holdings, inbox, snapshot
+from gateway import consumers, controls, datastar, holdings, inbox, snapshot, tail
 from gateway.backend import Backend
 from gateway.feed import ClientFeed, parse_topics
 from gateway.grants import PRINCIPAL
@@ -126,6 +126,9 @@ class EventsController(Controller):
             owner=own,
             held=holdings.of(state, settings.sse_unbounded_budget_bytes) if unbounded else None,
         )
+        if settings.sse_live_tail:
+            feed.tail = tail.of(state, backend.nc, backend.nats.stream, backend.subjects.all_events)
+            await feed.tail.start()
         box.admit(who)
         ledger = consumers.ledger_of(state, settings)
         try:

@@ -117,36 +117,72 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     writer, pipeline = Writer(ctl), Pipeline(ctl)
     if ctl.policy is Policy.UNBOUNDED:
         feed.cap = settings.sse_unbounded_cap
-    acks = _Acks(feed, ctl.capacity, loop, session.client_id)
+    acks = _Acks(feed, ctl.capacity, loop, session.client_id, session.after)
     order = _Order(session.after, feed.delivered)
+    tail = feed.tail
+    touch_every = min(keepalive, settings.sse_inactive_s / 3)
+    plain = ctl.format == "json" and ctl.debounce_s is None and ctl.batch_s is None
     try:
         yield retry(settings.sse_retry_ms) + hello
-        last_write = loop.time()
+        last_write, touched = loop.time(), -INF  # a joined feed touches its consumer first
+        if tail is not None:
+            tail.join(feed, feed.filters, order.after)
         while not session.closing.is_set() and not feed.gone:
             if feed.overflowed:
                 yield unbounded_notice(
                     settings.sse_unbounded_cap, feed.overflowed, feed.overflow_reason
                 )
                 return
-            if feed.should_ask():
-                await feed.ask(ctl.capacity, keepalive)
+            if feed.fell:  # left the tail: pull the consumer from the last event written
+                metrics.tail_left.inc()
+                log.info("sse_tail_left", client_id=session.client_id, reason=feed.fell)
+                acks.clear()
+                feed.gone = await feed.resume_pull(acks.seq + 1)
+                order.delivered = 0
+                continue
+            live = feed.live is not None
+            if not live and feed.should_ask():
+                await feed.ask(ctl.capacity, keepalive, no_wait=bool(tail and tail.ready))
             wake_at = min(last_write + keepalive, pipeline.deadline() or INF, acks.deadline())
+            if live:
+                wake_at = min(wake_at, touched + touch_every)
             await feed.wait(max(0.0, wake_at - loop.time()))
             if acks.due():
                 await acks.flush()
             feed.expired = False
-            taken = feed.take(ctl.capacity)
-            msgs = order.admit(taken) if taken else []
-            if msgs is None:
-                log.warning("sse_delivery_gap", client_id=session.client_id, consumer=feed.name)
-                break
-            if taken and not msgs:  # only redeliveries: the client has them, ack again
-                await feed.ack(taken[-1].reply)
             now = loop.time()
-            # behind: still in the stream after the last delivery, plus held in the gateway
-            lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
-            items = _items(msgs, acks.trace, lag)
-            if msgs:
+            if feed.live is not None:
+                if now >= touched + touch_every:
+                    if acks.count:  # the consumer where the client is: the touch finds nothing
+                        await acks.flush()
+                    await feed.touch()
+                    touched = now
+                taken: list[Msg] = []
+                items = feed.take_live()
+                lag = len(feed.live)
+                if items:
+                    order.after = items[-1].seq
+                    items = _live(items, lag, ctl.format == "datastar", acks.trace)
+                    if plain:  # the frames the tail rendered, as they are: one write
+                        metrics.client_lag.observe(lag)
+                        started = time.perf_counter()
+                        yield b"".join([i.wire or writer.one(i) for i in items])
+                        metrics.emit_seconds.observe(time.perf_counter() - started)
+                        await acks.written(items[-1], len(items))
+                        last_write = loop.time()
+                        continue
+            else:
+                taken = feed.take(ctl.capacity)
+                msgs = order.admit(taken) if taken else []
+                if msgs is None:
+                    log.warning("sse_delivery_gap", client_id=session.client_id, consumer=feed.name)
+                    break
+                if taken and not msgs:  # only redeliveries: the client has them, ack again
+                    await feed.ack(taken[-1].reply)
+                # behind: still in the stream after the last delivery, plus held in the gateway
+                lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
+                items = _items(msgs, acks.trace, lag)
+            if items:
                 metrics.client_lag.observe(lag)
             skip = Skip(ctl.policy) if overflowing(ctl.policy, lag, ctl.capacity) else None
             groups: list[list[Item]] = []
@@ -167,17 +203,21 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 yield b"".join(chunks)
                 metrics.emit_seconds.observe(time.perf_counter() - started)
                 if groups and skip is None:  # every byte above went to the socket
-                    await acks.written(groups[-1][-1].ack, sum(map(len, groups)))
+                    await acks.written(groups[-1][-1], sum(map(len, groups)))
                 last_write = loop.time()
             elif now >= last_write + keepalive:
                 yield comment("keep-alive")
                 last_write = now
+            if feed.drained and tail is not None and feed.live is None:
+                feed.drained = False  # caught up with the stream: continue from the tail
+                if feed.idle() and tail.join(feed, feed.filters, order.after):
+                    touched = -INF
         if feed.gone:
             log.warning("sse_feed_gone", client_id=session.client_id, reason=feed.gone)
         rest = pipeline.flush()
         if rest:
             yield b"".join(writer.group(g) for g in rest)
-            await acks.written(rest[-1][-1].ack, ctl.capacity)
+            await acks.written(rest[-1][-1], ctl.capacity)
         # Shutting down: tell the client to come back soon, spread out so replicas are not stormed.
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     except Exception:  # a bug must not leave a client without a way back: it resumes by id
@@ -185,47 +225,76 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield retry(int(settings.sse_retry_ms * random.uniform(0.5, 1.5)))
     finally:
         session.release()
-        if acks.subject:  # those bytes were written: a returning client continues after them
+        if acks.count:  # those bytes were written: a returning client continues after them
             # not awaited here: a cancelled response (the client left) may not await again
             task = asyncio.get_running_loop().create_task(acks.flush())
             _last_acks.add(task)
             task.add_done_callback(_last_acks.discard)
 
 
+def _live(items: list[Item], backlog: int, datastar: bool, trace: set[str]) -> list[Item]:
+    """The tail's shared items for this client: its `pending` (what comes after each for
+    it) only matters to the datastar `behind` signal, so only then are they copied."""
+    if len(trace) < 100:
+        trace.update(i.event.metadata.correlation_id for i in items[:100] if i.event is not None)
+    if not datastar:
+        return items
+    last = len(items) - 1
+    return [i._replace(pending=backlog + last - n) for n, i in enumerate(items)]
+
+
 class _Acks:
-    """AckAll, sent lazily: once half the capacity is unacknowledged, or `EVERY` seconds
-    after the first unacknowledged write. Saves an ack message per write (and the server's
-    work on it) under load; a gateway that dies meanwhile only makes a returning client
-    without `Last-Event-ID` see up to that much again."""
+    """What was written, acknowledged lazily. A delivery of the consumer is acked (AckAll)
+    once half the capacity is unacknowledged (the consumer's `max_ack_pending` is the
+    capacity) or `EVERY` seconds after the first unacknowledged write; an item of the live
+    tail moves the consumer past it (`reset`) `LIVE_EVERY` seconds after the first unmoved
+    write (nothing waits on it, and each reset costs nats-server a consumer-info answer).
+    A gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
+    see up to that much again; a closing feed moves its consumer at once."""
 
     EVERY = 1.0
+    LIVE_EVERY = 5.0
 
     def __init__(
-        self, feed: ClientFeed, capacity: int, loop: asyncio.AbstractEventLoop, client_id: str
+        self,
+        feed: ClientFeed,
+        capacity: int,
+        loop: asyncio.AbstractEventLoop,
+        client_id: str,
+        after: int,
     ) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
-        self.subject, self.count, self.since = "", 0, 0.0
+        self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
         self.client_id, self.trace, self.sent = client_id, set[str](), 0
 
-    async def written(self, subject: str, count: int) -> None:
-        if not self.subject:
+    async def written(self, last: Item, count: int) -> None:
+        """`count` items up to `last` went to the socket."""
+        if not self.count:
             self.since = self.loop.time()
-        self.subject, self.count = subject, self.count + count
-        if self.count >= self.threshold:
+        self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
+        if self.subject and self.count >= self.threshold:
             await self.flush()
 
     def deadline(self) -> float:
-        return self.since + self.EVERY if self.subject else INF
+        if not self.count:
+            return INF
+        return self.since + (self.EVERY if self.subject else self.LIVE_EVERY)
 
     def due(self) -> bool:
-        return bool(self.subject) and self.loop.time() >= self.since + self.EVERY
+        return self.loop.time() >= self.deadline()
+
+    def clear(self) -> None:
+        """Forget what is unacknowledged: a reset of the consumer covers it."""
+        self.subject, self.count = "", 0
 
     async def flush(self) -> None:
         """Ack, and log what was delivered since the last ack with its correlation ids."""
         subject, count, self.subject, self.count = self.subject, self.count, "", 0
-        await self.feed.ack(subject)
-        log.info("sse_delivered", client_id=self.client_id, events=count,
-                 last=int(subject.split(".")[5]) if subject.count(".") == 8 else None,
+        if subject:
+            await self.feed.ack(subject)
+        else:
+            await self.feed.reset(self.seq + 1)
+        log.info("sse_delivered", client_id=self.client_id, events=count, last=self.seq,
                  correlation_ids=sorted(self.trace - {""}))  # fmt: skip
         self.trace.clear()
 

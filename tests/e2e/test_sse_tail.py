@@ -1,0 +1,57 @@
+"""The live tail over real processes: a caught-up feed is served from the gateway's one
+read of the stream, leaves it for its own consumer when it falls behind, and comes back
+once it has caught up, without a gap or a duplicate (issue 15)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from nats.aio.client import Client
+
+from common.settings import NatsSettings
+from gateway.feed import Topic, consumer_name
+from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
+from tests.support.feeds import Reader, feed, make, publish
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+__all__ = ["http", "start_gateway"]
+Http = Callable[..., httpx.AsyncClient]
+
+
+async def _ids(reader: Reader, count: int) -> list[int]:
+    return [m.id for m in await reader.events(count, timeout=30) if m.id is not None]
+
+
+async def test_a_feed_that_falls_behind_catches_up_from_its_consumer_and_rejoins_the_tail(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway(sse_send_buffer_bytes=16384)
+    probe, list_id = http(base), f"t{uuid.uuid4().hex[:8]}"
+    padding = {"text": "z" * 200, "note": "z" * 800}  # ~1 KB: the socket fills quickly
+
+    def events(first: int, count: int) -> list[tuple[str, bytes]]:
+        return [
+            (f"todo_list.{list_id}", make("todo_list", list_id, n, "todo_added",
+                                          {"todo_id": f"t{n}", **padding}))
+            for n in range(first, first + count)
+        ]  # fmt: skip
+
+    async with feed(http(base, receive_buffer=16384), topics=f"todo_list:{list_id}",
+                    capacity="16", client_id="behind") as reader:  # fmt: skip
+        await reader.until("connected")
+        await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+        (first,) = await publish(nc, nats_settings, events(1, 1))
+        assert await _ids(reader, 1) == [first]  # live, from the tail
+        backlog = await publish(nc, nats_settings, events(2, 600))  # not read meanwhile
+        await eventually(lambda: metric(probe, "sse_tail_left_total"), lambda n: n >= 1)
+        name = consumer_name("behind", (Topic("todo_list", list_id),))
+        info = await nc.jetstream().consumer_info(nats_settings.stream, name)
+        assert info.num_pending > 0  # what the gateway does not hold waits in the stream
+        assert await _ids(reader, len(backlog)) == backlog  # every one, once, in order
+        await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 2)
+        later = await publish(nc, nats_settings, events(602, 3))
+        assert await _ids(reader, 3) == later
