@@ -8,7 +8,8 @@ user may publish and subscribe to follows the services' wire contracts:
   direct get, creates or updates the stream.
 - projector: answers `<prefix>.query.>`, creates/reads/acks its consumer, creates or
   updates the stream, announces committed batches on `<prefix>.applied`.
-- gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, delete)
+- gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, reset,
+  delete) and the live tail's ordered consumer
   and reads stream info; hears `<prefix>.applied` (live queries). It can not publish to
   the event stream: only the writer appends.
 - operator: everything; for the CLI commands run by the person who started the stack.
@@ -42,9 +43,11 @@ def service_users(
         f"$JS.API.STREAM.{verb}.{stream}" for verb in ("INFO", "CREATE", "UPDATE")
     )
     consumers = (
-        f"$JS.API.CONSUMER.*.{stream}.>",  # CREATE, INFO, DELETE
+        f"$JS.API.CONSUMER.*.{stream}",  # CREATE of an unnamed (ordered) consumer: the live tail
+        f"$JS.API.CONSUMER.*.{stream}.>",  # CREATE, INFO, DELETE, RESET
         f"$JS.API.CONSUMER.*.*.{stream}.>",  # DURABLE.CREATE, MSG.NEXT
         f"$JS.ACK.{stream}.>",
+        f"$JS.FC.{stream}.>",  # flow-control replies of the ordered consumer
     )
     inbox = ("_INBOX.>",)
 

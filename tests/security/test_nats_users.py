@@ -68,6 +68,26 @@ async def test_services_work_end_to_end_with_their_own_users(local: Stack) -> No
             "/api/todo-lists/users-test", params={"min_seq": reply.json()["sequence"]}
         )
         assert read.status_code == 200, read.text
+        # a live event reaches a feed through the gateway's live tail, which its user may run
+        async with http.stream(
+            "GET", "/api/events", params={"topics": "todo_list:users-test"}
+        ) as feed:
+            lines = feed.aiter_lines()
+            async with asyncio.timeout(10):
+                async for line in lines:
+                    if line.startswith("event: connected"):
+                        break
+                await http.post(
+                    "/api/commands/todo_list/users-test",
+                    json={"type": "add_todo", "payload": {"todo_id": "u", "text": "live"}},
+                )
+                async for line in lines:
+                    if line.startswith("event: todo_added"):
+                        break
+        metrics = (await http.get("/metrics")).text
+        assert "sse_tail_joined_total 0.0" not in metrics and "sse_tail_joined_total" in metrics
+    gateway_log = (local.data_dir / "logs" / "gateway.log").read_text()
+    assert "permissions violation" not in gateway_log and "sse_tail_not_started" not in gateway_log
     conf = local.data_dir / "nats-server.conf"
     assert conf.stat().st_mode & 0o777 == 0o600
 
