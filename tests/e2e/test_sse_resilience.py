@@ -137,7 +137,10 @@ async def test_a_client_that_stops_reading_costs_bounded_memory_and_does_not_slo
         info = await nc.jetstream().consumer_info(nats_settings.stream, hello["consumer"])
         assert info.num_pending > count - 500  # the slow client's backlog waits in the stream
         print(f"gateway RSS grew by {grown} KiB")
-        assert grown < 5_000, f"the gateway grew by {grown} KiB for a stalled client"
+        # Measured here: 3.0-3.3 MiB without the live tail; the tail adds ~1.7 MiB once per
+        # process during this 8 MB burst (its ring of 256 frames and its subscription's
+        # buffer), whatever the number of stalled clients.
+        assert grown < 6_500, f"the gateway grew by {grown} KiB for a stalled client"
         slow_ids: list[int] = []
         await _read_ids(slow, sequences[-1], slow_ids)  # reading again: `block` loses nothing
         assert slow_ids == sequences
