@@ -12,7 +12,7 @@ import pytest
 from msgspec import Meta, Struct
 
 from common import checks
-from common.app import Aggregate, App, Feed, Panel, Projection, Query
+from common.app import Aggregate, App, Feed, LiveView, Panel, Projection, Query
 from common.catalogue import AppError, Catalogue, install
 from tests.apps import inventory
 from tests.apps.inventory import domain
@@ -78,6 +78,19 @@ def _decide_one(state: Any) -> list[Any]:
     return []
 
 
+async def _async_two(state: Any, event: Any) -> Any:
+    return state
+
+
+async def _async_one(params: Any) -> Any:
+    return params
+
+
+def _live(query: Any, render: Any = _sync_render) -> App:
+    view = LiveView(query=query, render=render)
+    return dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, live={"v": view}),))
+
+
 CASES: dict[str, tuple[App, str]] = {
     # a GET must never write
     "query deletes": (
@@ -101,6 +114,37 @@ CASES: dict[str, tuple[App, str]] = {
         "panel stock: render must be an async function",
     ),
     "decide of one argument": (_aggregate(decide=_decide_one), "decide must be a function (state"),
+    "decide of three arguments": (
+        _aggregate(decide=lambda state, command, extra: []),
+        "aggregate stock_item: decide must be a function (state, message): it cannot be "
+        "called with 2 argument(s)",
+    ),
+    # async where Ironstar never awaits, plain where it does
+    "decide async": (_aggregate(decide=_async_two), "decide must be a plain function (state"),
+    "evolve async": (_aggregate(evolve=_async_two), "evolve must be a plain function (state"),
+    "apply hook async": (_stock(apply=_async_two), "projection stock: apply must be a plain"),
+    "query run async": (_query(run=_async_two), "query stock/extra: run must be a plain"),
+    "upcaster async": (
+        _aggregate(upcasters={("stock_received", 1): _async_one}),
+        "upcaster stock_received 1 must be a plain function (payload)",
+    ),
+    "patches async": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, patches=_async_two),)),
+        "panel stock: patches must be a plain function",
+    ),
+    "live query async": (_live(_async_one), "live view v: query must be a plain function"),
+    "live render async": (
+        _live(lambda p: ("stock", "item", {}), _render),
+        "live view v: render must be a plain function",
+    ),
+    "live view of an unknown query": (
+        _live(lambda p: ("stock", "nope", {})),
+        "panel stock: live view v: its query names no query stock/nope (known: ",
+    ),
+    "live view of an unknown projection": (
+        _live(lambda p: ("nope", "item", {})),
+        "its query names no projection 'nope' (known: ",
+    ),
     "render not async": (
         dataclasses.replace(APP, panels=(Panel("stock", "Stock", _sync_render),)),
         "panel stock: render must be an async function",
@@ -113,7 +157,7 @@ CASES: dict[str, tuple[App, str]] = {
     ),
     "topics of two arguments": (
         dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, topics=_render),)),
-        "panel stock: topics must be a function of 1 argument",
+        "panel stock: topics must be a function (params): it cannot be called with 1",
     ),
     "assets missing": (
         dataclasses.replace(APP, assets="/nonexistent/assets", scripts=("app.js",)),
