@@ -188,6 +188,54 @@ CASES: dict[str, tuple[App, str]] = {
         _extra(apply=("DELETE FROM stock_levels WHERE sku IN (SELECT aggregate_id FROM batch)",)),
         "projection extra: apply statement 1 writes stock_levels, stock's",
     ),
+    "query reads dead letters": (
+        _query(sql="SELECT * FROM dead_letters"),
+        "query stock/extra: its SQL names dead_letters, Ironstar's own",
+    ),
+    "query reads pending states": (
+        _query(sql="SELECT * FROM main.aggregate_pending"),
+        "its SQL names aggregate_pending, Ironstar's own",
+    ),
+    "view reads checkpoint": (
+        _extra(ddl=("CREATE OR REPLACE VIEW x AS SELECT * FROM checkpoint",)),
+        "projection extra: its DDL names checkpoint, Ironstar's own",
+    ),
+    "apply reads checkpoint": (
+        _stock(apply=("INSERT INTO stock_levels SELECT * FROM checkpoint",)),
+        "projection stock: apply statement 1 names checkpoint, Ironstar's own",
+    ),
+    "apply creates a table": (
+        _stock(apply=("CREATE TABLE IF NOT EXISTS sneaky AS SELECT * FROM batch",)),
+        "projection stock: apply statement 1 is CREATE; apply may only INSERT, UPDATE",
+    ),
+    "apply creates a type": (_stock(apply=("CREATE TYPE mood AS ENUM ('a')",)), "is CREATE;"),
+    "apply resets a setting": (_stock(apply=("RESET threads",)), "apply statement 1 is SET;"),
+    "apply sets memory": (_stock(apply=("SET memory_limit='1MB'",)), "apply statement 1 is SET;"),
+    "apply pragma": (_stock(apply=("PRAGMA threads=1",)), "apply statement 1 is SET;"),
+    "apply checkpoint": (_stock(apply=("CHECKPOINT",)), "apply statement 1 is "),
+    "apply vacuum": (_stock(apply=("VACUUM",)), "apply statement 1 is VACUUM;"),
+    "apply load": (_stock(apply=("LOAD json",)), "apply statement 1 is LOAD;"),
+    "apply call": (_stock(apply=("CALL pragma_version()",)), "apply statement 1 is CALL;"),
+    "apply set variable": (_stock(apply=("SET VARIABLE x = 1",)), "apply statement 1 is SET;"),
+    "apply detach": (_stock(apply=("DETACH IF EXISTS other",)), "apply statement 1 is DETACH;"),
+    "apply commits": (_stock(apply=("COMMIT",)), "apply statement 1 is TRANSACTION;"),
+    "apply rolls back": (_stock(apply=("ROLLBACK",)), "apply statement 1 is TRANSACTION;"),
+    "apply selects": (_stock(apply=("SELECT * FROM batch",)), "apply statement 1 is SELECT;"),
+    "apply indexes another's table": (
+        _extra(apply=("CREATE INDEX i ON stock_levels (sku)",)),
+        "projection extra: apply statement 1 writes stock_levels, stock's",
+    ),
+    "DDL indexes another's table": (
+        _extra(ddl=("CREATE INDEX IF NOT EXISTS i ON stock_levels (sku)",)),
+        "projection extra: its DDL writes stock_levels, stock's",
+    ),
+    "DDL replaces a macro": (
+        _extra(ddl=("CREATE OR REPLACE MACRO checkpoint(a) AS a",)),
+        "projection extra: its DDL creates a MACRO; DDL may only CREATE a TABLE, INDEX or VIEW",
+    ),
+    "DDL creates a schema": (_extra(ddl=("CREATE SCHEMA s2",)), "its DDL creates a SCHEMA;"),
+    "DDL sets memory": (_extra(ddl=("SET memory_limit='1MB'",)), "its DDL is SET; DDL may only"),
+    "DDL temp table": (_extra(ddl=("CREATE TEMP TABLE t (a INT)",)), "its DDL creates a TEMP;"),
     "claims checkpoint": (
         _extra(tables=("checkpoint",)),
         "projection extra: table checkpoint is Ironstar's own",
@@ -230,21 +278,34 @@ CASES: dict[str, tuple[App, str]] = {
     "unknown column": (_query(sql="SELECT nope FROM stock_levels"), "nope"),
     "apply syntax": (
         _stock(apply=("INSERT INTO stock_levels SELEC 1",)),
-        "apply statement 1 fails",
+        "apply statement 1 does not parse",
     ),
     "apply unknown event type": (
-        _extra(apply=("SELECT * FROM batch WHERE event_type IN ('stock_shipped', 'shiped')",)),
+        _stock(
+            apply=(
+                "INSERT INTO stock_levels SELECT * FROM batch "
+                "WHERE event_type IN ('stock_shipped', 'shiped')",
+            )
+        ),
         "apply statement 1 reads event_type 'shiped', which no aggregate has",
     ),
     "apply unknown aggregate": (
-        _extra(apply=("SELECT * FROM batch WHERE aggregate_type = 'stock'",)),
+        _stock(
+            apply=(
+                "DELETE FROM stock_levels WHERE sku IN "
+                "(SELECT aggregate_id FROM batch WHERE aggregate_type = 'stock')",
+            )
+        ),
         "reads aggregate_type 'stock'",
     ),
     "DDL not idempotent": (
         _extra(ddl=("CREATE TABLE extra_rows (a INT)",), tables=("extra_rows",)),
         "projection extra: its DDL fails when run again, as at every start",
     ),
-    "DDL syntax": (_extra(ddl=("CREATE TABL x (a INT)",)), "projection extra: its DDL fails"),
+    "DDL syntax": (
+        _extra(ddl=("CREATE TABL x (a INT)",)),
+        "projection extra: its DDL does not parse",
+    ),
     "tables not its DDL's": (_stock(tables=("levels",)), "table levels (tables=) is not a table"),
     "DDL table not declared": (
         _extra(ddl=("CREATE TABLE IF NOT EXISTS extra_rows (a INT)",)),
