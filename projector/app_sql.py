@@ -8,6 +8,11 @@ not a plain read-only SELECT (`projector.sql.check`'s test: one SELECT, no data-
 CTE), DDL or apply SQL writing a table that is not its projection's (by the statement's
 target, and by the engine's tables found unchanged), and `tables=` not matching what the
 DDL creates are refused before a service starts, one line each.
+
+Nothing is run before its parsed statement type (`duckdb.extract_statements`) is known
+safe: DDL may only CREATE a table, index or view; apply only INSERT, UPDATE, DELETE or
+MERGE INTO its projection's tables; a query only SELECT. No app's SQL may name the
+engine's private tables (`PRIVATE`: checkpoints, dead letters, pending states).
 """
 
 from __future__ import annotations
