@@ -40,7 +40,7 @@ _OWN = tuple(str(Path(__file__).parents[1] / part) for part in
 def _raised(exc: BaseException, app_only: bool = False) -> str:
     """`file:line: Type: message` of where `exc` was raised, in one line; with
     `app_only`, the last frame in the app's own files (none of Ironstar's internals)."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    frames = list(traceback.extract_tb(exc.__traceback__))
     if app_only:
         frames = [frame for frame in frames if not frame.filename.startswith(_OWN)]
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from common.app import Projection
 from common.errors import Invalid, RuleViolation
 from examples.todo import TODO_LIST
 from examples.todo import app as todo_app
@@ -101,3 +104,45 @@ def test_an_event_the_engine_cannot_apply_fails_the_projection_naming_it() -> No
 def test_an_unknown_aggregate_type_is_named_with_the_known_ones() -> None:
     with pytest.raises(AssertionError, match="no aggregate type 'nope'; known: todo_list, user"):
         project(todo_app, ("nope", "x", TodoCompleted("t1")))
+
+
+_BY_AGGREGATE = (  # reads every event of the aggregate: ItemRegistered has no quantity
+    "INSERT INTO per_item SELECT aggregate_id, sum((payload->>'quantity')::BIGINT), count(*) "
+    "FROM batch WHERE aggregate_type = 'stock_item' GROUP BY aggregate_id "
+    "ON CONFLICT DO UPDATE SET total = per_item.total + excluded.total, n = per_item.n + excluded.n"
+)
+_OVERWRITES = (  # the last batch's count, not the count of events
+    "INSERT INTO per_item SELECT aggregate_id, 0, count(*) FROM batch "
+    "WHERE event_type IN ('item_registered', 'stock_received') GROUP BY aggregate_id "
+    "ON CONFLICT DO UPDATE SET n = excluded.n"
+)
+
+
+@pytest.mark.parametrize(
+    ("apply", "says"),
+    [(_BY_AGGREGATE, "applied one event per batch, 1 event(s) could not be applied"),
+     (_OVERWRITES, "projection per_item: table per_item holds [('bolt', 0, 2)] applied in one")],
+    ids=["fails alone", "differs alone"],
+)  # fmt: skip
+def test_a_projection_whose_rows_depend_on_batching_fails_naming_the_rule(
+    apply: str, says: str
+) -> None:
+    per_item = Projection(
+        name="per_item",
+        version=1,
+        tables=("per_item",),
+        ddl=(
+            "CREATE TABLE IF NOT EXISTS per_item "
+            "(id VARCHAR PRIMARY KEY, total BIGINT NOT NULL, n BIGINT NOT NULL)",
+        ),
+        apply=(apply,),
+    )
+    app = dataclasses.replace(inventory, projections=(*inventory.projections, per_item))
+    with pytest.raises(AssertionError) as failed:
+        project(
+            app,
+            ("stock_item", "bolt", ItemRegistered("bolt")),
+            ("stock_item", "bolt", StockReceived(5)),
+        )
+    assert says in str(failed.value)
+    assert "its rows must not depend on batching" in str(failed.value)
