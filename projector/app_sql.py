@@ -30,13 +30,11 @@ from common.app import Projection, Query
 from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
 from projector.readmodel import _META_DDL
+from projector.sql_words import targets as _targets
+from projector.sql_words import words as _words
 from projector.staging import VIEW
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-# Words after which a statement names the table it writes (CREATE/DROP/ALTER TABLE x,
-# INSERT/MERGE INTO x, UPDATE x, DELETE FROM x, TRUNCATE x, CREATE VIEW x, DROP SCHEMA x).
-_TARGET_AFTER = frozenset({"table", "into", "update", "truncate", "view", "schema"})
-_SKIP = frozenset({"if", "not", "exists", "only", "or", "replace", "temp", "temporary"})
 _STAGED = """CREATE TEMP TABLE _staged (sequence BIGINT, aggregate_type VARCHAR,
     aggregate_id VARCHAR, event_type VARCHAR, version BIGINT, occurred_at VARCHAR,
     payload VARCHAR, metadata VARCHAR, command_id VARCHAR, new_command BOOLEAN)"""
@@ -283,40 +281,6 @@ def _compared(statement: str) -> Iterator[tuple[str, str]]:
         for value in values:
             if value.startswith("'") and value.endswith("'") and len(value) > 1:
                 yield word, value[1:-1].replace("''", "'")
-
-
-def _words(statement: str, keep_quotes: bool = False) -> list[str]:
-    """The statement's tokens, comments left out: lowercase, identifiers unquoted, string
-    constants as written (with their quotes) when `keep_quotes`."""
-    tokens = duckdb.tokenize(statement)
-    ends = [start for start, _ in tokens[1:]] + [len(statement)]
-    words = []
-    for (start, kind), end in zip(tokens, ends, strict=True):
-        text = statement[start:end].strip()
-        if kind == duckdb.token_type.comment:
-            continue
-        if kind == duckdb.token_type.string_const:
-            words.append(text if keep_quotes else text.strip("'"))
-        else:
-            words.append(text.strip('"').lower())
-    return words
-
-
-def _targets(statement: str) -> list[str]:
-    """The tables a statement names as what it creates, changes or drops (lowercase)."""
-    words = _words(statement)
-    found: list[str] = []
-    for i, word in enumerate(words):
-        index_on = word == "on" and "index" in words[:i]  # CREATE INDEX i ON <table>
-        if word in _TARGET_AFTER or index_on or (word == "from" and words[i - 1 : i] == ["delete"]):
-            j = i + 1
-            while j < len(words) and words[j] in _SKIP:
-                j += 1
-            while j + 2 < len(words) and words[j + 1] == ".":  # schema.table: the table
-                j += 2
-            if j < len(words) and words[j] not in ("set", "(", "as", "by"):
-                found.append(words[j])
-    return found
 
 
 def _objects(con: Any) -> dict[str, str]:
