@@ -217,7 +217,7 @@ def _ddl_refusal(statement: str) -> str:
         return f"does not parse: {exc}"
     if not types or set(types) != {"CREATE"}:
         return f"is {', '.join(types) or 'nothing'}; DDL may only CREATE a TABLE, INDEX or VIEW"
-    words = _words(statement)
+    words = _words(statement, keep_quotes=True)  # a 'create' in a string is no statement
     for i, word in enumerate(words):
         if word == "create":
             kind = next((w for w in words[i + 1 :] if w not in ("or", "replace", "unique")), "")
@@ -246,7 +246,7 @@ def _private(projection: Projection | None, statement: str) -> str:
     built-in one) names one of `PRIVATE`."""
     if projection is not None and projection.name in _BUILT_IN:
         return ""
-    named = sorted(PRIVATE.intersection(_words(statement)))
+    named = sorted(PRIVATE.intersection(_words(statement, keep_quotes=True)))
     return f"names {named[0]}, Ironstar's own" if named else ""
 
 

@@ -78,6 +78,16 @@ def _deliveries(events: list[tuple[str, bytes]]) -> list[tuple[int, str, bytes]]
     return [(i, subject, body) for i, (subject, body) in enumerate(events, start=1)]
 
 
+def _received_between(model: ReadModel, quantity: int) -> list[Any]:
+    """The dead letters of bolt registered, `quantity` received, then 1 received."""
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=quantity),
+        _event("i", 3, "stock_received", quantity=1),
+    ]
+    return apply(model, _deliveries(events), 3, halt=False)
+
+
 def _rows(model: ReadModel, sql: str) -> list[tuple[Any, ...]]:
     return model.con.execute(sql).fetchall()
 
@@ -132,12 +142,7 @@ def test_an_event_two_projections_cannot_apply_is_a_dead_letter_of_each(model: R
 def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
     model: ReadModel,
 ) -> None:
-    events = [
-        _event("i", 1, "item_registered", name="bolt"),
-        _event("i", 2, "stock_received", quantity=REFUSED),
-        _event("i", 3, "stock_received", quantity=1),
-    ]
-    dead = apply(model, _deliveries(events), 3, halt=False)
+    dead = _received_between(model, REFUSED)
     assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
     assert "a quantity this hook refuses" in dead[0].error
     assert _rows(model, "SELECT on_hand FROM stock_levels") == [(REFUSED + 1,)]
@@ -242,12 +247,7 @@ def test_a_hook_ending_the_transaction_or_writing_what_is_not_its_own_is_its_dea
     loaded = Catalogue(app)
     monkeypatch.setattr("common.catalogue._cached", loaded)
     model = ReadModel(tmp_path / "inventory.duckdb", catalogue=loaded)
-    events = [
-        _event("i", 1, "item_registered", name="bolt"),
-        _event("i", 2, "stock_received", quantity=CURSED),
-        _event("i", 3, "stock_received", quantity=1),
-    ]
-    dead = apply(model, _deliveries(events), 3, halt=False)
+    dead = _received_between(model, CURSED)
     assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
     (error,) = _rows(model, "SELECT error FROM dead_letters WHERE projection = 'audit'")[0]
     assert "projection audit's hook" in error and says in error, error

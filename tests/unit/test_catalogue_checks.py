@@ -362,5 +362,9 @@ def test_bounded_scalar_parameters_and_reads_of_the_engines_tables_are_accepted(
         params=Bounded,
     )
     assert Catalogue(app).check() == []
+    words_in_strings = _extra(
+        ddl=("CREATE OR REPLACE VIEW said AS SELECT 'create' AS a, 'checkpoint' AS b",),
+    )
+    assert Catalogue(words_in_strings).check() == []
     assert msgspec.convert({"sku": "a"}, Bounded).limit == 10
     assert isinstance(Aggregate, type)
