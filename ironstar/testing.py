@@ -122,11 +122,13 @@ def project(
     told = envelopes(app, events)
     together = Projected(app, told, batches, dead_ok)
     if batches == 1 and not dead_ok and len(told) > 1:
-        _same_alone(app, told, together)
+        same_alone(app, told, together)
     return together
 
 
-def _same_alone(app: App, told: list[Envelope], together: Projected) -> None:
+def same_alone(app: App, told: list[Envelope], together: Projected) -> None:
+    """AssertionError unless `told` applied one per batch gives `app`'s tables the rows
+    `together` holds (or if one is then a dead letter)."""
     rule = "its rows must not depend on batching (docs/extending.md, Batch independence)"
     try:
         alone = Projected(app, told, batches=len(told))

@@ -12,7 +12,7 @@ from examples.todo import TODO_LIST
 from examples.todo import app as todo_app
 from examples.todo.todo_list import AddTodo, TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed
 from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
-from ironstar.testing import given, project
+from ironstar.testing import contract, given, project
 from tests.apps.inventory import STOCK_ITEM
 from tests.apps.inventory import app as inventory
 from tests.apps.inventory.domain import ItemRegistered, Ship, StockReceived, StockShipped
@@ -146,3 +146,21 @@ def test_a_projection_whose_rows_depend_on_batching_fails_naming_the_rule(
         )
     assert says in str(failed.value)
     assert "its rows must not depend on batching" in str(failed.value)
+
+
+def test_the_contract_applies_the_apps_own_history_in_one_batch_and_one_per_batch() -> None:
+    counted = Projection(
+        name="counted",
+        version=1,
+        tables=("counted",),
+        ddl=("CREATE TABLE IF NOT EXISTS counted (id VARCHAR PRIMARY KEY, n BIGINT NOT NULL)",),
+        apply=(  # the last batch's count per list, not its count of events
+            "INSERT INTO counted SELECT aggregate_id, count(*) FROM batch "
+            "WHERE event_type = 'todo_added' GROUP BY aggregate_id "
+            "ON CONFLICT DO UPDATE SET n = excluded.n",
+        ),
+    )
+    app = dataclasses.replace(todo_app, projections=(*todo_app.projections, counted))
+    with pytest.raises(AssertionError) as failed:
+        contract(app)
+    assert "projection counted: table counted holds" in str(failed.value)
