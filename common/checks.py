@@ -248,6 +248,13 @@ def _panels(cat: Catalogue, panels: tuple[Panel, ...]) -> Iterator[str]:
                             ("topics", "(params)")):  # fmt: skip
             if getattr(panel, role) is not None:
                 yield from _plain(f"{where}: {role}", getattr(panel, role), shape)
+        wrong = [
+            role for role in ("fragments", "live") if not isinstance(getattr(panel, role), Mapping)
+        ]
+        for role in wrong:
+            yield f"{where}: {role} must be a dict {{name: ...}}"
+        if wrong:
+            continue
         for name, fragment in panel.fragments.items():
             if not (_takes(fragment, 2) and _is_async(fragment)):
                 yield f"{where}: fragment {name} must be an async function (ask, params)"

@@ -137,6 +137,10 @@ CASES: dict[str, tuple[App, str]] = {
         _live(lambda p: ("stock", "item", {}), _render),
         "live view v: render must be a plain function",
     ),
+    "live views a list": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, live=[]),)),  # type: ignore[arg-type]
+        "panel stock: live must be a dict {name: ...}",
+    ),
     "live view of an unknown query": (
         _live(lambda p: ("stock", "nope", {})),
         "panel stock: live view v: its query names no query stock/nope (known: ",
