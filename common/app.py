@@ -82,8 +82,10 @@ class Aggregate:
 
     def decided(self, state: Any, command: Any) -> list[Any]:
         """`decide`'s events, checked before anything is appended: a list of this
-        aggregate's events that `evolve` accepts in turn from `state`. TypeError (or what
-        `evolve` raises) for anything else: a bug of the app, never stored."""
+        aggregate's events, each within its own Struct's bounds (msgspec encodes it and
+        decodes it back, as the projector will), that `evolve` accepts in turn from
+        `state`. TypeError (or what `evolve` raises) for anything else: a bug of the app,
+        never stored."""
         events = self.decide(state, command)
         if not isinstance(events, list):
             raise TypeError(f"{self.name}: decide returned a {type(events).__name__}, not a list")
@@ -93,6 +95,13 @@ class Aggregate:
                 raise TypeError(
                     f"{self.name}: decide returned a {type(event).__name__}, not an event"
                 )
+            try:  # the projector decodes it as its Struct: an event out of bounds is never stored
+                msgspec.json.decode(msgspec.json.encode(event), type=type(event))
+            except (msgspec.ValidationError, msgspec.EncodeError) as exc:
+                raise TypeError(
+                    f"{self.name}: decide returned a {type(event).__name__} its own Struct "
+                    f"refuses: {exc}"
+                ) from None
             state = self.evolve(state, event)
         return events
 

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -32,9 +33,16 @@ _PARAM_IN_ERROR = re.compile(r"at `\$\.(\w+)|field `(\w+)`")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def _raised(exc: BaseException) -> str:
-    """`file:line: Type: message` of where `exc` was raised, in one line."""
-    frames = traceback.extract_tb(exc.__traceback__)
+_OWN = tuple(str(Path(__file__).parents[1] / part) for part in
+             ("common", "projector", "gateway", "writer", "ironstar"))  # fmt: skip
+
+
+def _raised(exc: BaseException, app_only: bool = False) -> str:
+    """`file:line: Type: message` of where `exc` was raised, in one line; with
+    `app_only`, the last frame in the app's own files (none of Ironstar's internals)."""
+    frames = list(traceback.extract_tb(exc.__traceback__))
+    if app_only:
+        frames = [frame for frame in frames if not frame.filename.startswith(_OWN)]
     where = f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
     return where + " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
@@ -169,7 +177,7 @@ class Catalogue:
                 for problem in app_sql.problems(self):
                     found.append(problem)
         except Exception as exc:  # a declaration of a shape no check foresaw
-            found.append(f"its declarations cannot be read: {_raised(exc)}")
+            found.append(f"its declarations cannot be read: {_raised(exc, app_only=True)}")
         return found
 
 

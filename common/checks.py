@@ -21,7 +21,7 @@ import msgspec
 from msgspec import inspect
 
 from common import builtin
-from common.app import Aggregate, Feed, Panel, Projection, Query
+from common.app import Aggregate, Feed, LiveView, Panel, Projection, Query
 from common.tokens import SCOPE
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def problems(cat: Catalogue) -> Iterator[str]:
             tables[table] = projection.name
     for feed in app.feeds:
         yield from _feed(cat, feed)
-    yield from _panels(app.panels)
+    yield from _panels(cat, app.panels)
     for role in ("demo", "events"):
         if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
             yield f"App {role} must be a function of 2 arguments, or None"
@@ -87,9 +87,7 @@ def problems(cat: Catalogue) -> Iterator[str]:
 def _aggregate(aggregate: Aggregate) -> Iterator[str]:
     where = f"aggregate {aggregate.name}"
     for role in ("decide", "evolve"):
-        if not _takes(getattr(aggregate, role), 2):
-            found = type(getattr(aggregate, role)).__name__
-            yield f"{where}: {role} must be a function (state, message), got a {found}"
+        yield from _plain(f"{where}: {role}", getattr(aggregate, role), "(state, message)")
     yield from _union(where, "command", aggregate.commands, "type")
     yield from _union(where, "event", aggregate.events, "event_type")
     shapes = {"critical": (frozenset, "a frozenset of event types"),
@@ -129,8 +127,7 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
                 f"{where}: upcaster {kind} {schema!r} → next is outside its schemas "
                 f"1..{current} (schemas={{{kind!r}: {current}}})"
             )
-        if not _takes(step, 1):
-            yield f"{where}: upcaster {kind} {schema!r} must be a function (payload)"
+        yield from _plain(f"{where}: upcaster {kind} {schema!r}", step, "(payload)")
 
 
 def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
@@ -163,7 +160,9 @@ def _projection(projection: Projection) -> Iterator[str]:
         yield f"{where}: tables must be a tuple of table names"
     for table in sorted(ENGINE_TABLES.intersection(projection.tables or ())):
         yield f"{where}: table {table} is Ironstar's own"
-    if not (_takes(projection.apply, 2) or _texts(projection.apply)):
+    if callable(projection.apply):
+        yield from _plain(f"{where}: apply", projection.apply, "(cursor, batch)")
+    elif not _texts(projection.apply):
         yield f"{where}: apply must be a tuple of SQL statements or a function (cursor, batch)"
     if not isinstance(projection.grant, str) or not SCOPE.fullmatch(projection.scope):
         yield f"{where}: grant {projection.grant!r} cannot be granted (a scope is read:<name>)"
@@ -180,8 +179,8 @@ def _query(where: str, query: Query) -> Iterator[str]:
         return
     if bool(query.sql) == (query.run is not None):
         yield f"{where} needs exactly one of sql= or run="
-    if query.run is not None and not _takes(query.run, 2):
-        yield f"{where}: run must be a function (cursor, params)"
+    if query.run is not None:
+        yield from _plain(f"{where}: run", query.run, "(cursor, params)")
     if query.sql:
         yield from _select(where, query.sql)
     params = query.params
@@ -235,7 +234,7 @@ def _feed(cat: Catalogue, feed: Feed) -> Iterator[str]:
         yield f"{where}: query {feed.projection}/{feed.one} must answer one aggregate (one=True)"
 
 
-def _panels(panels: tuple[Panel, ...]) -> Iterator[str]:
+def _panels(cat: Catalogue, panels: tuple[Panel, ...]) -> Iterator[str]:
     names = [panel.name for panel in panels]
     for name in sorted({n for n in names if names.count(n) > 1}):
         yield f"panel name {name!r} is declared twice"
@@ -245,12 +244,57 @@ def _panels(panels: tuple[Panel, ...]) -> Iterator[str]:
             yield f"{where}: name must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
         if not (_takes(panel.render, 2) and _is_async(panel.render)):
             yield f"{where}: render must be an async function (ask, params) -> HTML"
-        for role, arity in (("patches", 2), ("snapshot", 2), ("topics", 1)):
-            if getattr(panel, role) is not None and not _takes(getattr(panel, role), arity):
-                yield f"{where}: {role} must be a function of {arity} argument(s), or None"
+        for role, shape in (("patches", "(sequence, event)"), ("snapshot", "(topic, state)"),
+                            ("topics", "(params)")):  # fmt: skip
+            if getattr(panel, role) is not None:
+                yield from _plain(f"{where}: {role}", getattr(panel, role), shape)
+        wrong = [
+            role for role in ("fragments", "live") if not isinstance(getattr(panel, role), Mapping)
+        ]
+        for role in wrong:
+            yield f"{where}: {role} must be a dict {{name: ...}}"
+        if wrong:
+            continue
         for name, fragment in panel.fragments.items():
             if not (_takes(fragment, 2) and _is_async(fragment)):
                 yield f"{where}: fragment {name} must be an async function (ask, params)"
+        for name, view in panel.live.items():
+            yield from _live(cat, f"{where}: live view {name}", view)
+
+
+def _live(cat: Catalogue, where: str, view: Any) -> Iterator[str]:
+    """Its functions plain; the projection and query it names for the page without
+    parameters (when it names one then) exist."""
+    if not isinstance(view, LiveView):
+        yield f"{where} must be a LiveView(query, render)"
+        return
+    wrong = [*_plain(f"{where}: query", view.query, "(params)"),
+             *_plain(f"{where}: render", view.render, "(result, params)")]  # fmt: skip
+    yield from wrong
+    if wrong:
+        return
+    try:
+        projection, name, _ = view.query({})
+    except Exception:  # it needs page parameters: checked when asked
+        return
+    if projection not in cat.projections:
+        known = ", ".join(sorted(cat.projections))
+        yield f"{where}: its query names no projection {projection!r} (known: {known})"
+    elif name not in cat.projections[projection].queries:
+        known = ", ".join(sorted(cat.projections[projection].queries))
+        yield f"{where}: its query names no query {projection}/{name} (known: {known})"
+
+
+def _plain(what: str, function: Any, shape: str) -> Iterator[str]:
+    """`what` must be a plain (not async) function taking the arguments `shape` names:
+    Ironstar calls it without awaiting, so a coroutine would never run."""
+    count = shape.count(",") + 1
+    if not callable(function):
+        yield f"{what} must be a function {shape}, got a {type(function).__name__}"
+    elif not _takes(function, count):
+        yield f"{what} must be a function {shape}: it cannot be called with {count} argument(s)"
+    elif _is_async(function):
+        yield f"{what} must be a plain function {shape}, not async (it is never awaited)"
 
 
 def _takes(function: Any, count: int) -> bool:

@@ -172,10 +172,12 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
 
 
 def _find(name: str) -> Panel:
-    for panel in catalogue.current().app.panels:
+    panels = catalogue.current().app.panels
+    for panel in panels:
         if panel.name == name:
             return panel
-    raise NotFound(f"no panel {name[:80]!r}", field="name")
+    known = ", ".join(sorted(panel.name for panel in panels)) or "none"
+    raise NotFound(f"no panel {name[:80]!r}; known: {known}", field="name")
 
 
 def _refused(asker: _Asker) -> None:
@@ -198,9 +200,13 @@ async def part_fragment(
     request: Request[Any, Any, Any], backend: Backend, name: str, part: str
 ) -> str:
     """A fragment of an app panel as it is now (`Panel.fragments`)."""
-    fragment = _find(name).fragments.get(part)
+    fragments = _find(name).fragments
+    fragment = fragments.get(part)
     if fragment is None:
-        raise NotFound(f"panel {name[:80]!r} has no fragment {part[:80]!r}", field="part")
+        known = ", ".join(sorted(fragments)) or "none"
+        raise NotFound(
+            f"panel {name[:80]!r} has no fragment {part[:80]!r}; known: {known}", field="part"
+        )
     asker = _Asker(backend)
     html = await fragment(asker, _params(request))
     _refused(asker)

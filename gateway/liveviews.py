@@ -55,13 +55,15 @@ def shown(reply: Mapping[str, Any]) -> Any:
 
 def view(panel: str, part: str) -> LiveView:
     """The live view `part` of `panel` (`analytics`: the built-in ones), or 404."""
-    views: Mapping[str, LiveView] = ANALYTICS if panel == "analytics" else {}
-    for one in catalogue.current().app.panels:
-        if one.name == panel:
-            views = one.live
-    found = views.get(part)
+    every = {"analytics": ANALYTICS} | {
+        one.name: one.live for one in catalogue.current().app.panels
+    }
+    found = every.get(panel, {}).get(part)
     if found is None:
-        raise NotFound(f"no live view {panel[:80]!r}/{part[:80]!r}", field="part")
+        known = ", ".join(f"{p}/{v}" for p, views in sorted(every.items()) for v in sorted(views))
+        raise NotFound(
+            f"no live view {panel[:80]!r}/{part[:80]!r}; known: {known or 'none'}", field="part"
+        )
     return found
 
 

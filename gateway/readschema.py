@@ -128,13 +128,31 @@ def _parameters(
     }
 
 
+# Present only when a list in the answer was cut to fit its bound (projector.answers).
+_TRUNCATED = Schema(
+    type=OpenAPIType.OBJECT,
+    description="present when a list was cut to fit: which field, how many kept of how many",
+    required=["field", "returned", "total", "max_bytes"],
+    properties={
+        "field": Schema(type=[OpenAPIType.STRING, OpenAPIType.NULL]),  # null: the result itself
+        "returned": Schema(type=OpenAPIType.INTEGER),
+        "total": Schema(type=OpenAPIType.INTEGER),
+        "max_bytes": Schema(type=OpenAPIType.INTEGER),
+    },
+)
+
+
 def _describe(operation: Operation, parameters: list[Parameter], results: list[Any]) -> None:
     operation.parameters = list(parameters)
     result = results[0] if len(results) == 1 else Schema(any_of=results)
     answer = Schema(
         type=OpenAPIType.OBJECT,
         required=["sequence", "result"],
-        properties={"sequence": Schema(type=OpenAPIType.INTEGER), "result": result},
+        properties={
+            "sequence": Schema(type=OpenAPIType.INTEGER),
+            "result": result,
+            "truncated": _TRUNCATED,
+        },
     )
     responses = dict(operation.responses or {})
     content = {"application/json": OpenAPIMediaType(schema=answer)}

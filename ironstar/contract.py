@@ -14,7 +14,9 @@ the first broken part of the contract:
 - every projection applies to a fresh DuckDB file and every query runs, on empty tables and
   on one row in every table, answering JSON of its documented type (only a single-row query
   may find nothing);
-- every older event schema has upcasters up to the current one.
+- every older event schema has upcasters up to the current one;
+- with `App.events`, its first 40 events give the app's tables the same rows applied in one
+  batch and one per batch, none a dead letter (docs/extending.md, Batch independence).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from projector.readmodel import ReadModel
 from projector.sql import encode
 
 __all__ = ["contract"]
+EVENTS = 40  # of `App.events`, applied in one batch and one per batch
 
 
 def contract(app: App) -> None:
@@ -54,6 +58,16 @@ def contract(app: App) -> None:
         _openapi(cat)
         _queries_run(cat)
         _upcasters(cat)
+    _batch_independent(app)
+
+
+def _batch_independent(app: App) -> None:
+    from ironstar.testing import Projected, same_alone  # it imports this module
+
+    if app.events is None:
+        return
+    told = list(islice(app.events(EVENTS, 1), EVENTS))
+    same_alone(app, told, Projected(app, told))
 
 
 @contextmanager

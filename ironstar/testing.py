@@ -115,8 +115,33 @@ def project(
     AssertionError naming each event the engine dead-lettered instead of applying (its
     sequence, aggregate, type and error), unless `dead_ok`: then they are in
     `.dead_letters`. An unknown aggregate type is an AssertionError naming the known ones.
+    With one batch (the default, without `dead_ok`), the events are applied one per batch
+    too, and an AssertionError names a table of the app whose rows differ: a projection
+    must not depend on how the stream is cut into batches (docs/extending.md).
     """
-    return Projected(app, envelopes(app, events), batches, dead_ok)
+    told = envelopes(app, events)
+    together = Projected(app, told, batches, dead_ok)
+    if batches == 1 and not dead_ok and len(told) > 1:
+        same_alone(app, told, together)
+    return together
+
+
+def same_alone(app: App, told: list[Envelope], together: Projected) -> None:
+    """AssertionError unless `told` applied one per batch gives `app`'s tables the rows
+    `together` holds (or if one is then a dead letter)."""
+    rule = "its rows must not depend on batching (docs/extending.md, Batch independence)"
+    try:
+        alone = Projected(app, told, batches=len(told))
+    except AssertionError as exc:
+        raise AssertionError(f"applied one event per batch, {exc}; {rule}") from None
+    for projection in app.projections:
+        for table in projection.tables:
+            rows = f'SELECT * FROM "{table}" ORDER BY ALL'
+            one, each = together.sql(rows), alone.sql(rows)
+            assert one == each, (
+                f"projection {projection.name}: table {table} holds {one[:3]} applied in one "
+                f"batch, {each[:3]} one event per batch; {rule}"
+            )
 
 
 def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope]:

@@ -8,6 +8,11 @@ not a plain read-only SELECT (`projector.sql.check`'s test: one SELECT, no data-
 CTE), DDL or apply SQL writing a table that is not its projection's (by the statement's
 target, and by the engine's tables found unchanged), and `tables=` not matching what the
 DDL creates are refused before a service starts, one line each.
+
+Nothing is run before its parsed statement type (`duckdb.extract_statements`) is known
+safe: DDL may only CREATE a table, index or view; apply only INSERT, UPDATE, DELETE or
+MERGE INTO its projection's tables; a query only SELECT. No app's SQL may name the
+engine's private tables (`PRIVATE`: checkpoints, dead letters, pending states).
 """
 
 from __future__ import annotations
@@ -20,17 +25,16 @@ import duckdb
 import msgspec
 from msgspec import inspect
 
+from common import builtin
 from common.app import Projection, Query
 from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
 from projector.readmodel import _META_DDL
+from projector.sql_words import targets as _targets
+from projector.sql_words import words as _words
 from projector.staging import VIEW
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
-# Words after which a statement names the table it writes (CREATE/DROP/ALTER TABLE x,
-# INSERT/MERGE INTO x, UPDATE x, DELETE FROM x, TRUNCATE x, CREATE VIEW x, DROP SCHEMA x).
-_TARGET_AFTER = frozenset({"table", "into", "update", "truncate", "view", "schema"})
-_SKIP = frozenset({"if", "not", "exists", "only", "or", "replace", "temp", "temporary"})
 _STAGED = """CREATE TEMP TABLE _staged (sequence BIGINT, aggregate_type VARCHAR,
     aggregate_id VARCHAR, event_type VARCHAR, version BIGINT, occurred_at VARCHAR,
     payload VARCHAR, metadata VARCHAR, command_id VARCHAR, new_command BOOLEAN)"""
@@ -39,6 +43,13 @@ _SEEDS = (
     "INSERT INTO projection_versions VALUES ('check', 0)",
 )
 _ENGINE = "Ironstar"
+# What DDL may create and apply may do, by DuckDB's parsed statement type: nothing that
+# changes settings, transactions, extensions, attached databases or the schema itself.
+_DDL_KINDS = ("table", "index", "view")
+_APPLY_TYPES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
+# Tables no app SQL may name: the engine's, and the built-in `versions`'s private ones.
+PRIVATE = ENGINE_TABLES | {"aggregate_states", "aggregate_pending"}
+_BUILT_IN = frozenset(projection.name for projection in builtin.BUILT_IN)
 
 
 def problems(cat: Catalogue) -> Iterator[str]:
@@ -74,8 +85,11 @@ def _ddl(con: Any, projection: Projection, owners: dict[str, str]) -> Iterator[s
     before = _objects(con)
     for statement in projection.ddl:
         bad = _foreign(statement, projection, owners)
-        if bad:
-            yield f"{where}: its DDL writes {bad}"
+        refused = (
+            f"writes {bad}" if bad else _ddl_refusal(statement) or _private(projection, statement)
+        )
+        if refused:
+            yield f"{where}: its DDL {refused}"
             return
         try:
             con.execute(statement)
@@ -115,8 +129,13 @@ def _apply(
     try:
         for number, statement in enumerate(projection.apply, start=1):
             bad = _foreign(statement, projection, owners)
-            if bad:
-                yield f"{where}: apply statement {number} writes {bad}"
+            refused = (
+                f"writes {bad}"
+                if bad
+                else _apply_refusal(statement) or _private(projection, statement)
+            )
+            if refused:
+                yield f"{where}: apply statement {number} {refused}"
                 return
             for column, value in _compared(statement):
                 if value not in known[column]:
@@ -138,6 +157,10 @@ def _apply(
 def _query(con: Any, where: str, query: Query) -> Iterator[str]:
     from projector.sql import check
 
+    private = _private(None, query.sql)
+    if private:  # dead letters, checkpoints and pending states are no app's to serve
+        yield f"{where}: its SQL {private}; a query reads its projections' tables"
+        return
     fields = {f.name: f for f in inspect.type_info(query.params).fields}  # type: ignore[attr-defined]
     for name in sorted(set(_PARAM.findall(query.sql)) - fields.keys()):
         known = ", ".join(fields) or "none"
@@ -176,6 +199,57 @@ def _placeholder(field: Any) -> Any:
     return None
 
 
+def _types(statement: str) -> list[str]:
+    """DuckDB's parsed statement types (`SELECT`, `CREATE`, `SET`…); ValueError naming
+    why it does not parse."""
+    try:
+        return [parsed.type.name for parsed in duckdb.extract_statements(statement)]
+    except duckdb.Error as exc:
+        raise ValueError(_line(exc)) from None
+
+
+def _ddl_refusal(statement: str) -> str:
+    """Why a DDL statement is refused ('' when it is a CREATE of a table, index or view),
+    decided before it is ever run."""
+    try:
+        types = _types(statement)
+    except ValueError as exc:
+        return f"does not parse: {exc}"
+    if not types or set(types) != {"CREATE"}:
+        return f"is {', '.join(types) or 'nothing'}; DDL may only CREATE a TABLE, INDEX or VIEW"
+    words = _words(statement, keep_quotes=True)  # a 'create' in a string is no statement
+    for i, word in enumerate(words):
+        if word == "create":
+            kind = next((w for w in words[i + 1 :] if w not in ("or", "replace", "unique")), "")
+            if kind not in _DDL_KINDS:
+                return f"creates a {kind.upper()}; DDL may only CREATE a TABLE, INDEX or VIEW"
+    return ""
+
+
+def _apply_refusal(statement: str) -> str:
+    """Why an apply statement is refused ('' when it is an INSERT, UPDATE, DELETE or
+    MERGE), decided before it is ever run."""
+    try:
+        types = _types(statement)
+    except ValueError as exc:
+        return f"does not parse: {exc}"
+    if not types or not _APPLY_TYPES.issuperset(types):
+        return (
+            f"is {', '.join(types) or 'nothing'}; apply may only INSERT, UPDATE, DELETE or "
+            "MERGE INTO its projection's tables"
+        )
+    return ""
+
+
+def _private(projection: Projection | None, statement: str) -> str:
+    """`names <table>, Ironstar's own` when the statement of an app's projection (not a
+    built-in one) names one of `PRIVATE`."""
+    if projection is not None and projection.name in _BUILT_IN:
+        return ""
+    named = sorted(PRIVATE.intersection(_words(statement, keep_quotes=True)))
+    return f"names {named[0]}, Ironstar's own" if named else ""
+
+
 def _foreign(statement: str, projection: Projection, owners: dict[str, str]) -> str:
     """`<table>, <owner>'s` for the first table `statement` writes that another owns."""
     for target in _targets(statement):
@@ -207,39 +281,6 @@ def _compared(statement: str) -> Iterator[tuple[str, str]]:
         for value in values:
             if value.startswith("'") and value.endswith("'") and len(value) > 1:
                 yield word, value[1:-1].replace("''", "'")
-
-
-def _words(statement: str, keep_quotes: bool = False) -> list[str]:
-    """The statement's tokens, comments left out: lowercase, identifiers unquoted, string
-    constants as written (with their quotes) when `keep_quotes`."""
-    tokens = duckdb.tokenize(statement)
-    ends = [start for start, _ in tokens[1:]] + [len(statement)]
-    words = []
-    for (start, kind), end in zip(tokens, ends, strict=True):
-        text = statement[start:end].strip()
-        if kind == duckdb.token_type.comment:
-            continue
-        if kind == duckdb.token_type.string_const:
-            words.append(text if keep_quotes else text.strip("'"))
-        else:
-            words.append(text.strip('"').lower())
-    return words
-
-
-def _targets(statement: str) -> list[str]:
-    """The tables a statement names as what it creates, changes or drops (lowercase)."""
-    words = _words(statement)
-    found: list[str] = []
-    for i, word in enumerate(words):
-        if word in _TARGET_AFTER or (word == "from" and i and words[i - 1] == "delete"):
-            j = i + 1
-            while j < len(words) and words[j] in _SKIP:
-                j += 1
-            while j + 2 < len(words) and words[j + 1] == ".":  # schema.table: the table
-                j += 2
-            if j < len(words) and words[j] not in ("set", "(", "as", "by"):
-                found.append(words[j])
-    return found
 
 
 def _objects(con: Any) -> dict[str, str]:

@@ -18,6 +18,7 @@ import msgspec
 from common.app import Batch, Projection, Query, Unapplicable
 from common.builtin import VERSIONS_NAME
 from common.errors import NotFound
+from projector.hook_cursor import HookCursor
 from projector.staging import Checker, Event, stage, unstage
 from projector.versions import Versions
 
@@ -66,7 +67,8 @@ def apply(
                         if _rows_changed(con.execute(statement)):
                             changed.add(projection.name)
                 else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
-                    projection.apply(con, Batch(events, preceding))
+                    cursor = HookCursor(con, projection.name, projection.tables)
+                    projection.apply(cursor, Batch(events, preceding))
                     changed.add(projection.name)
             except Unapplicable as exc:
                 exc.projection = projection.name

@@ -78,6 +78,16 @@ def _deliveries(events: list[tuple[str, bytes]]) -> list[tuple[int, str, bytes]]
     return [(i, subject, body) for i, (subject, body) in enumerate(events, start=1)]
 
 
+def _received_between(model: ReadModel, quantity: int) -> list[Any]:
+    """The dead letters of bolt registered, `quantity` received, then 1 received."""
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 2, "stock_received", quantity=quantity),
+        _event("i", 3, "stock_received", quantity=1),
+    ]
+    return apply(model, _deliveries(events), 3, halt=False)
+
+
 def _rows(model: ReadModel, sql: str) -> list[tuple[Any, ...]]:
     return model.con.execute(sql).fetchall()
 
@@ -132,12 +142,7 @@ def test_an_event_two_projections_cannot_apply_is_a_dead_letter_of_each(model: R
 def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
     model: ReadModel,
 ) -> None:
-    events = [
-        _event("i", 1, "item_registered", name="bolt"),
-        _event("i", 2, "stock_received", quantity=REFUSED),
-        _event("i", 3, "stock_received", quantity=1),
-    ]
-    dead = apply(model, _deliveries(events), 3, halt=False)
+    dead = _received_between(model, REFUSED)
     assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
     assert "a quantity this hook refuses" in dead[0].error
     assert _rows(model, "SELECT on_hand FROM stock_levels") == [(REFUSED + 1,)]
@@ -213,3 +218,39 @@ def test_versions_keep_what_one_projection_missed_and_not_what_every_projection_
         ("i", 5 + 2**40 - 1),
         ("j", 1),
     ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("COMMIT", "ran TRANSACTION"),
+        ("CHECKPOINT", "ran "),
+        ("SET threads = 1", "ran SET"),
+        ("DROP TABLE stock_levels", "ran DROP"),
+        ("DELETE FROM dead_letters", "wrote dead_letters, not one of its tables (audit)"),
+        ("DELETE FROM stock_levels", "wrote stock_levels, not one of its tables (audit)"),
+    ],
+)
+def test_a_hook_ending_the_transaction_or_writing_what_is_not_its_own_is_its_dead_letter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statement: str, says: str
+) -> None:
+    def rogue(con: Any, batch: Batch) -> None:
+        for sequence, event in batch.events:
+            if event.payload.get("quantity") == CURSED:
+                con.execute(statement)
+            con.execute("INSERT INTO audit VALUES (?)", [sequence])
+
+    app = dataclasses.replace(
+        inventory.app,
+        projections=(*inventory.app.projections, dataclasses.replace(AUDIT, apply=rogue)),
+    )
+    loaded = Catalogue(app)
+    monkeypatch.setattr("common.catalogue._cached", loaded)
+    model = ReadModel(tmp_path / "inventory.duckdb", catalogue=loaded)
+    dead = _received_between(model, CURSED)
+    assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
+    (error,) = _rows(model, "SELECT error FROM dead_letters WHERE projection = 'audit'")[0]
+    assert "projection audit's hook" in error and says in error, error
+    assert _rows(model, "SELECT sku, on_hand FROM stock_levels") == [("i", CURSED + 1)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+    assert _rows(model, "SELECT max(sequence) FROM checkpoint")[0][0] == 3

@@ -97,14 +97,23 @@ def _returns_one_event(state: Any, command: Any) -> Any:
     return inventory.domain.ItemRegistered(name="bolt")
 
 
+def _returns_an_event_its_struct_refuses(state: Any, command: Any) -> Any:
+    return [inventory.domain.ItemRegistered(name=10**30)]  # type: ignore[arg-type]
+
+
 def _makes_what_evolve_refuses(state: Any, command: Any) -> Any:
     return [inventory.domain.StockShipped(quantity=5)]  # nothing on hand: evolve refuses
 
 
 @pytest.mark.parametrize(
     "decide",
-    [_returns_a_command, _returns_one_event, _makes_what_evolve_refuses],
-    ids=["a command", "not a list", "an event evolve refuses"],
+    [
+        _returns_a_command,
+        _returns_one_event,
+        _returns_an_event_its_struct_refuses,
+        _makes_what_evolve_refuses,
+    ],
+    ids=["a command", "not a list", "an event out of its Struct", "an event evolve refuses"],
 )
 async def test_a_decision_that_is_not_the_aggregates_possible_events_is_never_stored(
     nc: Client, nats_settings: NatsSettings, monkeypatch: pytest.MonkeyPatch, decide: Any

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from common.app import Projection
 from common.errors import Invalid, RuleViolation
 from examples.todo import TODO_LIST
 from examples.todo import app as todo_app
 from examples.todo.todo_list import AddTodo, TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed
 from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
-from ironstar.testing import given, project
+from ironstar.testing import contract, given, project
 from tests.apps.inventory import STOCK_ITEM
 from tests.apps.inventory import app as inventory
 from tests.apps.inventory.domain import ItemRegistered, Ship, StockReceived, StockShipped
@@ -101,3 +104,63 @@ def test_an_event_the_engine_cannot_apply_fails_the_projection_naming_it() -> No
 def test_an_unknown_aggregate_type_is_named_with_the_known_ones() -> None:
     with pytest.raises(AssertionError, match="no aggregate type 'nope'; known: todo_list, user"):
         project(todo_app, ("nope", "x", TodoCompleted("t1")))
+
+
+_BY_AGGREGATE = (  # reads every event of the aggregate: ItemRegistered has no quantity
+    "INSERT INTO per_item SELECT aggregate_id, sum((payload->>'quantity')::BIGINT), count(*) "
+    "FROM batch WHERE aggregate_type = 'stock_item' GROUP BY aggregate_id "
+    "ON CONFLICT DO UPDATE SET total = per_item.total + excluded.total, n = per_item.n + excluded.n"
+)
+_OVERWRITES = (  # the last batch's count, not the count of events
+    "INSERT INTO per_item SELECT aggregate_id, 0, count(*) FROM batch "
+    "WHERE event_type IN ('item_registered', 'stock_received') GROUP BY aggregate_id "
+    "ON CONFLICT DO UPDATE SET n = excluded.n"
+)
+
+
+@pytest.mark.parametrize(
+    ("apply", "says"),
+    [(_BY_AGGREGATE, "applied one event per batch, 1 event(s) could not be applied"),
+     (_OVERWRITES, "projection per_item: table per_item holds [('bolt', 0, 2)] applied in one")],
+    ids=["fails alone", "differs alone"],
+)  # fmt: skip
+def test_a_projection_whose_rows_depend_on_batching_fails_naming_the_rule(
+    apply: str, says: str
+) -> None:
+    per_item = Projection(
+        name="per_item",
+        version=1,
+        tables=("per_item",),
+        ddl=(
+            "CREATE TABLE IF NOT EXISTS per_item "
+            "(id VARCHAR PRIMARY KEY, total BIGINT NOT NULL, n BIGINT NOT NULL)",
+        ),
+        apply=(apply,),
+    )
+    app = dataclasses.replace(inventory, projections=(*inventory.projections, per_item))
+    with pytest.raises(AssertionError) as failed:
+        project(
+            app,
+            ("stock_item", "bolt", ItemRegistered("bolt")),
+            ("stock_item", "bolt", StockReceived(5)),
+        )
+    assert says in str(failed.value)
+    assert "its rows must not depend on batching" in str(failed.value)
+
+
+def test_the_contract_applies_the_apps_own_history_in_one_batch_and_one_per_batch() -> None:
+    counted = Projection(
+        name="counted",
+        version=1,
+        tables=("counted",),
+        ddl=("CREATE TABLE IF NOT EXISTS counted (id VARCHAR PRIMARY KEY, n BIGINT NOT NULL)",),
+        apply=(  # the last batch's count per list, not its count of events
+            "INSERT INTO counted SELECT aggregate_id, count(*) FROM batch "
+            "WHERE event_type = 'todo_added' GROUP BY aggregate_id "
+            "ON CONFLICT DO UPDATE SET n = excluded.n",
+        ),
+    )
+    app = dataclasses.replace(todo_app, projections=(*todo_app.projections, counted))
+    with pytest.raises(AssertionError) as failed:
+        contract(app)
+    assert "projection counted: table counted holds" in str(failed.value)

@@ -12,7 +12,7 @@ import pytest
 from msgspec import Meta, Struct
 
 from common import checks
-from common.app import Aggregate, App, Feed, Panel, Projection, Query
+from common.app import Aggregate, App, Feed, LiveView, Panel, Projection, Query
 from common.catalogue import AppError, Catalogue, install
 from tests.apps import inventory
 from tests.apps.inventory import domain
@@ -78,6 +78,19 @@ def _decide_one(state: Any) -> list[Any]:
     return []
 
 
+async def _async_two(state: Any, event: Any) -> Any:
+    return state
+
+
+async def _async_one(params: Any) -> Any:
+    return params
+
+
+def _live(query: Any, render: Any = _sync_render) -> App:
+    view = LiveView(query=query, render=render)
+    return dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, live={"v": view}),))
+
+
 CASES: dict[str, tuple[App, str]] = {
     # a GET must never write
     "query deletes": (
@@ -101,6 +114,41 @@ CASES: dict[str, tuple[App, str]] = {
         "panel stock: render must be an async function",
     ),
     "decide of one argument": (_aggregate(decide=_decide_one), "decide must be a function (state"),
+    "decide of three arguments": (
+        _aggregate(decide=lambda state, command, extra: []),
+        "aggregate stock_item: decide must be a function (state, message): it cannot be "
+        "called with 2 argument(s)",
+    ),
+    # async where Ironstar never awaits, plain where it does
+    "decide async": (_aggregate(decide=_async_two), "decide must be a plain function (state"),
+    "evolve async": (_aggregate(evolve=_async_two), "evolve must be a plain function (state"),
+    "apply hook async": (_stock(apply=_async_two), "projection stock: apply must be a plain"),
+    "query run async": (_query(run=_async_two), "query stock/extra: run must be a plain"),
+    "upcaster async": (
+        _aggregate(upcasters={("stock_received", 1): _async_one}),
+        "upcaster stock_received 1 must be a plain function (payload)",
+    ),
+    "patches async": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, patches=_async_two),)),
+        "panel stock: patches must be a plain function",
+    ),
+    "live query async": (_live(_async_one), "live view v: query must be a plain function"),
+    "live render async": (
+        _live(lambda p: ("stock", "item", {}), _render),
+        "live view v: render must be a plain function",
+    ),
+    "live views a list": (
+        dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, live=[]),)),  # type: ignore[arg-type]
+        "panel stock: live must be a dict {name: ...}",
+    ),
+    "live view of an unknown query": (
+        _live(lambda p: ("stock", "nope", {})),
+        "panel stock: live view v: its query names no query stock/nope (known: ",
+    ),
+    "live view of an unknown projection": (
+        _live(lambda p: ("nope", "item", {})),
+        "its query names no projection 'nope' (known: ",
+    ),
     "render not async": (
         dataclasses.replace(APP, panels=(Panel("stock", "Stock", _sync_render),)),
         "panel stock: render must be an async function",
@@ -113,7 +161,7 @@ CASES: dict[str, tuple[App, str]] = {
     ),
     "topics of two arguments": (
         dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, topics=_render),)),
-        "panel stock: topics must be a function of 1 argument",
+        "panel stock: topics must be a function (params): it cannot be called with 1",
     ),
     "assets missing": (
         dataclasses.replace(APP, assets="/nonexistent/assets", scripts=("app.js",)),
@@ -144,6 +192,54 @@ CASES: dict[str, tuple[App, str]] = {
         _extra(apply=("DELETE FROM stock_levels WHERE sku IN (SELECT aggregate_id FROM batch)",)),
         "projection extra: apply statement 1 writes stock_levels, stock's",
     ),
+    "query reads dead letters": (
+        _query(sql="SELECT * FROM dead_letters"),
+        "query stock/extra: its SQL names dead_letters, Ironstar's own",
+    ),
+    "query reads pending states": (
+        _query(sql="SELECT * FROM main.aggregate_pending"),
+        "its SQL names aggregate_pending, Ironstar's own",
+    ),
+    "view reads checkpoint": (
+        _extra(ddl=("CREATE OR REPLACE VIEW x AS SELECT * FROM checkpoint",)),
+        "projection extra: its DDL names checkpoint, Ironstar's own",
+    ),
+    "apply reads checkpoint": (
+        _stock(apply=("INSERT INTO stock_levels SELECT * FROM checkpoint",)),
+        "projection stock: apply statement 1 names checkpoint, Ironstar's own",
+    ),
+    "apply creates a table": (
+        _stock(apply=("CREATE TABLE IF NOT EXISTS sneaky AS SELECT * FROM batch",)),
+        "projection stock: apply statement 1 is CREATE; apply may only INSERT, UPDATE",
+    ),
+    "apply creates a type": (_stock(apply=("CREATE TYPE mood AS ENUM ('a')",)), "is CREATE;"),
+    "apply resets a setting": (_stock(apply=("RESET threads",)), "apply statement 1 is SET;"),
+    "apply sets memory": (_stock(apply=("SET memory_limit='1MB'",)), "apply statement 1 is SET;"),
+    "apply pragma": (_stock(apply=("PRAGMA threads=1",)), "apply statement 1 is SET;"),
+    "apply checkpoint": (_stock(apply=("CHECKPOINT",)), "apply statement 1 is "),
+    "apply vacuum": (_stock(apply=("VACUUM",)), "apply statement 1 is VACUUM;"),
+    "apply load": (_stock(apply=("LOAD json",)), "apply statement 1 is LOAD;"),
+    "apply call": (_stock(apply=("CALL pragma_version()",)), "apply statement 1 is CALL;"),
+    "apply set variable": (_stock(apply=("SET VARIABLE x = 1",)), "apply statement 1 is SET;"),
+    "apply detach": (_stock(apply=("DETACH IF EXISTS other",)), "apply statement 1 is DETACH;"),
+    "apply commits": (_stock(apply=("COMMIT",)), "apply statement 1 is TRANSACTION;"),
+    "apply rolls back": (_stock(apply=("ROLLBACK",)), "apply statement 1 is TRANSACTION;"),
+    "apply selects": (_stock(apply=("SELECT * FROM batch",)), "apply statement 1 is SELECT;"),
+    "apply indexes another's table": (
+        _extra(apply=("CREATE INDEX i ON stock_levels (sku)",)),
+        "projection extra: apply statement 1 writes stock_levels, stock's",
+    ),
+    "DDL indexes another's table": (
+        _extra(ddl=("CREATE INDEX IF NOT EXISTS i ON stock_levels (sku)",)),
+        "projection extra: its DDL writes stock_levels, stock's",
+    ),
+    "DDL replaces a macro": (
+        _extra(ddl=("CREATE OR REPLACE MACRO checkpoint(a) AS a",)),
+        "projection extra: its DDL creates a MACRO; DDL may only CREATE a TABLE, INDEX or VIEW",
+    ),
+    "DDL creates a schema": (_extra(ddl=("CREATE SCHEMA s2",)), "its DDL creates a SCHEMA;"),
+    "DDL sets memory": (_extra(ddl=("SET memory_limit='1MB'",)), "its DDL is SET; DDL may only"),
+    "DDL temp table": (_extra(ddl=("CREATE TEMP TABLE t (a INT)",)), "its DDL creates a TEMP;"),
     "claims checkpoint": (
         _extra(tables=("checkpoint",)),
         "projection extra: table checkpoint is Ironstar's own",
@@ -186,21 +282,34 @@ CASES: dict[str, tuple[App, str]] = {
     "unknown column": (_query(sql="SELECT nope FROM stock_levels"), "nope"),
     "apply syntax": (
         _stock(apply=("INSERT INTO stock_levels SELEC 1",)),
-        "apply statement 1 fails",
+        "apply statement 1 does not parse",
     ),
     "apply unknown event type": (
-        _extra(apply=("SELECT * FROM batch WHERE event_type IN ('stock_shipped', 'shiped')",)),
+        _stock(
+            apply=(
+                "INSERT INTO stock_levels SELECT * FROM batch "
+                "WHERE event_type IN ('stock_shipped', 'shiped')",
+            )
+        ),
         "apply statement 1 reads event_type 'shiped', which no aggregate has",
     ),
     "apply unknown aggregate": (
-        _extra(apply=("SELECT * FROM batch WHERE aggregate_type = 'stock'",)),
+        _stock(
+            apply=(
+                "DELETE FROM stock_levels WHERE sku IN "
+                "(SELECT aggregate_id FROM batch WHERE aggregate_type = 'stock')",
+            )
+        ),
         "reads aggregate_type 'stock'",
     ),
     "DDL not idempotent": (
         _extra(ddl=("CREATE TABLE extra_rows (a INT)",), tables=("extra_rows",)),
         "projection extra: its DDL fails when run again, as at every start",
     ),
-    "DDL syntax": (_extra(ddl=("CREATE TABL x (a INT)",)), "projection extra: its DDL fails"),
+    "DDL syntax": (
+        _extra(ddl=("CREATE TABL x (a INT)",)),
+        "projection extra: its DDL does not parse",
+    ),
     "tables not its DDL's": (_stock(tables=("levels",)), "table levels (tables=) is not a table"),
     "DDL table not declared": (
         _extra(ddl=("CREATE TABLE IF NOT EXISTS extra_rows (a INT)",)),
@@ -257,5 +366,9 @@ def test_bounded_scalar_parameters_and_reads_of_the_engines_tables_are_accepted(
         params=Bounded,
     )
     assert Catalogue(app).check() == []
+    words_in_strings = _extra(
+        ddl=("CREATE OR REPLACE VIEW said AS SELECT 'create' AS a, 'checkpoint' AS b",),
+    )
+    assert Catalogue(words_in_strings).check() == []
     assert msgspec.convert({"sku": "a"}, Bounded).limit == 10
     assert isinstance(Aggregate, type)
