@@ -94,10 +94,12 @@ async def serve(
         return answer
 
     async def adhoc(msg: Msg) -> bytes:
-        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included)."""
+        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included); a
+        live evaluation's is at most the time its gateway has left (`timeout_s`)."""
         arrived = time.monotonic()
-        deadline = arrived + settings.sql_timeout_s
         request = _decode(msg.data)
+        limit = min(settings.sql_timeout_s, request.timeout_s) if request.live else None
+        deadline = arrived + (settings.sql_timeout_s if limit is None else limit)
         text = request.params.get("sql")
         if not isinstance(text, str) or not text.strip():
             raise Invalid("give the SQL text as a non-empty string", field="sql")
