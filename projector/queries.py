@@ -112,7 +112,7 @@ async def serve(
                 as_of: list[int] = []
                 work = functools.partial(
                     sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
-                    settings.sql_timeout_s, as_of,
+                    deadline - arrived, as_of,
                 )  # fmt: skip
                 with replica.interruptible(sql.interrupter(cursor)):
                     result = await adhoc_slots.call(work)
