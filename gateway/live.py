@@ -320,6 +320,17 @@ class Hub:
         if evaluation.answer is not None:
             subscriber.offer(evaluation.answer)
         evaluation.want(after)
+        if subscriber.latest is None and min_seq > 0:  # a joiner waits for min_seq too
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    await subscriber.wake.wait()
+            except TimeoutError:
+                self.leave(key, subscriber)
+                raise Timeout(
+                    f"the read model did not reach sequence {min_seq} in time; retry later or "
+                    "with a smaller min_seq",
+                    min_seq=min_seq,
+                ) from None
 
     def leave(self, key: Key, subscriber: Subscriber) -> None:
         evaluation = self.evaluations.get(key)
