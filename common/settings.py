@@ -187,7 +187,10 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "live_max_subscriptions": "open live-query feeds per gateway process",
         "live_max_per_principal": "open live-query feeds per principal on a gateway",
         "live_max_queries": "distinct live queries (each one evaluation) per gateway process",
-        "live_concurrency": "live-query evaluations a gateway runs at once",
+        "live_max_queries_per_principal": "distinct live queries one principal may start on a "
+        "gateway (dashboard views are not counted)",
+        "live_concurrency": "live-query evaluations a gateway runs at once, per lane (ad-hoc "
+        "SQL; catalogue queries and views)",
     }
     host: str = "127.0.0.1"
     port: int = 8000
@@ -219,6 +222,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     live_max_subscriptions: int = 5_000
     live_max_per_principal: int = 64
     live_max_queries: int = 256
+    live_max_queries_per_principal: Annotated[int, msgspec.Meta(ge=1)] = 64
     live_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
     trusted_proxies: str = ""
     public_origin: str = ""

@@ -88,6 +88,8 @@ def create_app(
             settings.live_max_queries,
             settings.live_max_subscriptions,
             settings.live_max_per_principal,
+            settings.live_max_queries_per_principal,
+            settings.query_timeout_s,
         )
         await hub.start(nc, app.state.backend.subjects.applied)
         closer = asyncio.create_task(hub.close_on(app.state.closing))

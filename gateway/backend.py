@@ -83,15 +83,22 @@ class Backend:
         )
 
     async def query(
-        self, projection: str, name: str, params: dict[str, Any], min_seq: int, live: bool = False
+        self,
+        projection: str,
+        name: str,
+        params: dict[str, Any],
+        min_seq: int,
+        live: bool = False,
+        wait_s: float | None = None,
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`.
 
         Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
-        `live`: a live query's evaluation (`QueryRequest.live`).
+        `live`: a live query's evaluation (`QueryRequest.live`). `wait_s`: the seconds it
+        has (default `query_timeout_s`): for `min_seq`, and a live SQL's time limit.
         """
         require_read(projection, params, name)
-        wait = self.settings.query_timeout_s
+        wait = self.settings.query_timeout_s if wait_s is None else wait_s
         request = QueryRequest(
             name=name,
             params=params,

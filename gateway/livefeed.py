@@ -4,13 +4,17 @@
 `?sql=<SELECT>` a read-only ad-hoc query (the sandbox of `POST /api/sql`). The feed sends
 `event: result` with `id: S` and `data: {"sequence": S, "result": ..., "truncated"?}`: the
 full answer as of stream sequence S, first at once, then each time a committed batch
-changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` (or `min_seq=S`,
-read-your-writes) starts with an answer as of S or later; answers never go back in
-sequence. `format=datastar` sends each answer as a `datastar-patch-signals` of the signal
-`signal` (default `live`). A failed evaluation is an `event: error` (the feed goes on); a
-token that expires ends the feed with `event: expired`. Everything is checked before the
-stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
-(`gateway/grants.py`), 429 budgets (`gateway/live.py`).
+changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` resumes: the first
+answer is as of S or later (an id ahead of the stream
+resumes nothing, a malformed one is ignored: the first answer is a full answer anyway);
+`min_seq=S` (read-your-writes) waits for S as other reads do (504 past the deadline).
+Answers never go back in sequence. `format=datastar` sends each answer as a
+`datastar-patch-signals` of the signal `signal` (default `live`); it is the default format
+of a request with `Datastar-Request`. A failed evaluation is an `event: error` (the feed
+goes on); a token that expires ends the feed with `event: expired`. Everything is checked
+before the stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
+(`gateway/grants.py`), 429 budgets and a busy gateway (`gateway/live.py`), 400 the SQL time
+limit, 504 `min_seq` not reached.
 """
 
 from __future__ import annotations
@@ -127,16 +131,27 @@ class LiveController(Controller):
             str | None, Parameter(query="last_event_id", description="resume at this sequence")
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        datastar_request: Annotated[str | None, Parameter(header="Datastar-Request")] = None,
     ) -> Stream:
         """Server-Sent Events of a query's answer, kept current as batches commit."""
+        arrived = time.monotonic()
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
         projection, name, params = target(query_name, sql, values)
         settings = backend.settings
         every = interval(min_interval_ms, settings.live_interval_ms, settings.live_min_interval_ms)
+        if format in (None, "") and datastar_request is not None:
+            format = "datastar"  # as /api/events: a Datastar client gets its frames
         style, render = renderer(format, signal)
-        resume = max(resume_point(last_event_id_header or last_event_id), reads.min_seq(values))
+        resume = resume_point(last_event_id_header or last_event_id)
         return await follow(
-            backend, state, (projection, name, params), every, (style, render), resume
+            backend,
+            state,
+            (projection, name, params),
+            every,
+            (style, render),
+            resume,
+            min_seq=reads.min_seq(values),
+            arrived=arrived,
         )
 
 
@@ -153,10 +168,21 @@ async def follow(
     every: int,
     style: tuple[str, Callable[[Answer], bytes]],
     after: int,
+    *,
+    min_seq: int = 0,
+    arrived: float | None = None,
+    owned: bool = True,
 ) -> Stream:
     """The SSE response following `query` (projection, name, typed parameters) for the
     current principal, each answer rendered by `style` (its cache name, its render), from
-    the resume point `after` (-1: none). 401/403 grants, 429 budgets, before it starts."""
+    the resume point `after` (-1: none; an id ahead of the stream resumes nothing). The
+    first answer is as of `min_seq` or later (read-your-writes: 504 if the read model does
+    not get there in time), within `query_timeout_s` of `arrived` (`time.monotonic()`):
+    429 + Retry-After if it only waited for a slot, the time limit's error if it ran.
+    `owned`: a new key is charged to this principal (False: a built-in view). 401/403
+    grants, 429 budgets, before it starts."""
+    arrived = time.monotonic() if arrived is None else arrived
+    deadline = arrived + backend.settings.query_timeout_s
     projection, name, params = query
     require_read(projection, params, name)  # 401/403 for this principal, every time
     if after > 0:  # an id of another stream (ahead of this one) resumes nothing
@@ -166,13 +192,15 @@ async def follow(
     principal = PRINCIPAL.get()
     hub.admit(principal.key)
     key: Key = (projection, name, _json.encode(params).decode(), every)
+    after = max(after, min_seq)  # a joiner's answers: as of min_seq or later
     me = Subscriber(after)
 
-    async def ask(min_seq: int) -> bytes:
-        return await backend.query(projection, name, params, min_seq, live=True)
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
 
     try:
-        await hub.subscribe(key, ask, after, me)
+        owner = principal if owned else None
+        await hub.subscribe(key, ask, after, me, owner, deadline, min_seq)
     except BaseException:
         hub.release(principal.key)
         raise

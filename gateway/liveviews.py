@@ -103,5 +103,11 @@ async def live_view(
     after = resume_point(request.headers.get("last-event-id") or values.get(_RESUME))
     settings = backend.settings
     return await follow(
-        backend, state, query, settings.live_interval_ms, (style, patcher(live, page)), after
+        backend,
+        state,
+        query,
+        settings.live_interval_ms,
+        (style, patcher(live, page)),
+        after,
+        owned=False,  # app-declared views: never counted against the principal's queries
     )

@@ -94,10 +94,12 @@ async def serve(
         return answer
 
     async def adhoc(msg: Msg) -> bytes:
-        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included)."""
+        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included); a
+        live evaluation's is at most the time its gateway has left (`timeout_s`)."""
         arrived = time.monotonic()
-        deadline = arrived + settings.sql_timeout_s
         request = _decode(msg.data)
+        limit = min(settings.sql_timeout_s, request.timeout_s) if request.live else None
+        deadline = arrived + (settings.sql_timeout_s if limit is None else limit)
         text = request.params.get("sql")
         if not isinstance(text, str) or not text.strip():
             raise Invalid("give the SQL text as a non-empty string", field="sql")
@@ -110,7 +112,7 @@ async def serve(
                 as_of: list[int] = []
                 work = functools.partial(
                     sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
-                    settings.sql_timeout_s, as_of,
+                    deadline - arrived, as_of,
                 )  # fmt: skip
                 with replica.interruptible(sql.interrupter(cursor)):
                     result = await adhoc_slots.call(work)

@@ -24,6 +24,8 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.e2e
 ADMIN = bearer("admin")
 SEND_BUFFER = 16_384  # the gateway's per-connection kernel send buffer: a slow reader shows
+PER_PRINCIPAL_QUERIES = 24  # distinct live queries one principal may start
+DEADLINE_S = 5.0  # the gateway's query_timeout_s: a first answer's deadline from arrival
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,7 @@ def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
         IRONSTAR_LIMIT_REQUESTS_PER_S="1000",
         IRONSTAR_LIMIT_BURST="1000",
         IRONSTAR_GATEWAY_SSE_SEND_BUFFER_BYTES=str(SEND_BUFFER),
+        IRONSTAR_GATEWAY_LIVE_MAX_QUERIES_PER_PRINCIPAL=str(PER_PRINCIPAL_QUERIES),
     ) as running_stack:
         yield running_stack
 
@@ -326,3 +329,107 @@ async def test_a_dashboard_live_view_patches_its_element_under_its_query_grant(
         reply = await http.get(view, headers=headers)
         assert reply.status_code == status, (view, reply.text)
         assert "elements" not in reply.text  # no answer before the 4xx
+
+
+def slow_sql(n: int) -> str:
+    """A valid SQL live query of ~1 s (one DuckDB thread) that reads `todos`: each
+    command runs it again. `n` makes the text (the key) distinct."""
+    work = "SELECT count(DISTINCT md5(r.range::VARCHAR)) FROM range(2500000) r"
+    return f"SELECT {n} AS feed, ({work}) AS work, (SELECT count(*) FROM todos) AS todos"
+
+
+async def test_one_principals_slow_sql_feeds_do_not_delay_a_named_live_query(
+    http: httpx.AsyncClient,
+) -> None:
+    hog = bearer("sql", "read:*", subject=unique("hog"))
+    slow = await asyncio.gather(*(follow(http, {"sql": slow_sql(n)}, hog) for n in range(8)))
+    opened = [one for one in slow if one.status == 200]
+    assert opened and {one.status for one in slow} <= {200, 400, 429}
+    list_id = unique("list")
+    named = await follow(http, get_list(list_id))
+    await reaches(named, 0)
+    for n in range(4):  # each command re-runs every slow feed, and the named query
+        sequence = await add(http, list_id, f"fair {n}")
+        started = time.monotonic()
+        await reaches(named, sequence, timeout=10)
+        took = time.monotonic() - started
+        assert took < 1.5, f"the named query answered {took:.1f} s after a commit"
+    errors = [d for one in opened for e, _, d in one.frames if e == "error"]
+    assert errors == [], "a slow but valid feed got an error for waiting"
+    await stop(named, *slow)
+
+
+async def test_a_subscribe_that_can_only_wait_is_a_429_with_retry_after_by_its_deadline(
+    http: httpx.AsyncClient,
+) -> None:
+    hog = bearer("sql", "read:*", subject=unique("hog"))
+
+    async def subscribe(n: int) -> tuple[float, httpx.Response]:
+        started = time.monotonic()
+        params = {"sql": slow_sql(100 + n)}
+        async with http.stream("GET", "/api/live", params=params, headers=hog) as reply:
+            return time.monotonic() - started, reply
+
+    answers = await asyncio.gather(*(subscribe(n) for n in range(14)))
+    statuses = sorted(reply.status_code for _, reply in answers)
+    assert set(statuses) <= {200, 400, 429} and 200 in statuses and 429 in statuses, statuses
+    for took, reply in answers:
+        assert took < DEADLINE_S + 2, f"{reply.status_code} after {took:.1f} s"
+        if reply.status_code == 429:
+            assert int(reply.headers["Retry-After"]) >= 1
+
+
+async def test_min_seq_ahead_of_the_stream_waits_then_answers_504(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    sequence = await add(http, list_id)
+    ahead = get_list(list_id, min_seq=str(sequence + 1000))
+
+    async def refused() -> None:
+        started = time.monotonic()
+        reply = await http.get("/api/live", params=ahead)
+        took = time.monotonic() - started
+        assert reply.status_code == 504, reply.text
+        assert DEADLINE_S - 1 < took < DEADLINE_S + 3, f"504 after {took:.1f} s"
+
+    await refused()  # the first evaluation of its key
+    running = await follow(http, get_list(list_id))
+    await reaches(running, sequence)
+    await refused()  # joining a key already evaluated
+    joined = await follow(http, get_list(list_id, min_seq=str(sequence)))
+    assert (await reaches(joined, sequence))[0] >= sequence  # one it can reach: answered
+    await stop(running, joined)
+
+
+async def test_a_datastar_request_gets_datastar_frames_unless_it_names_a_format(
+    http: httpx.AsyncClient,
+) -> None:
+    params = {"query": "analytics.totals"}
+    for extra, event in (({}, "datastar-patch-signals"), ({"format": "json"}, "result")):
+        headers = {"Datastar-Request": "true"}
+        async with aconnect_sse(
+            http, "GET", "/api/live", params={**params, **extra}, headers=headers
+        ) as sse:
+            first = await anext(e async for e in sse.aiter_sse() if e.data)
+        assert first.event == event
+
+
+async def test_one_principal_starts_a_bounded_share_of_the_distinct_live_queries(
+    http: httpx.AsyncClient,
+) -> None:
+    me = bearer("read:*", subject=unique("many"))
+    lists = [unique("list") for _ in range(PER_PRINCIPAL_QUERIES)]
+    mine = await asyncio.gather(*(follow(http, get_list(one), me) for one in lists))
+    assert {one.status for one in mine} == {200}
+    reply = await http.get("/api/live", params=get_list(unique("list")), headers=me)
+    assert reply.status_code == 429 and int(reply.headers["Retry-After"]) >= 1, reply.text
+    joined = await follow(http, get_list(lists[0]), me)  # a query it started: no new key
+    view = await follow(http, {"query": "analytics.totals"})  # another principal's
+    assert (joined.status, view.status) == (200, 200)
+    async with aconnect_sse(http, "GET", "/ui/live/analytics/totals", headers=me) as sse:
+        assert sse.response.status_code == 200  # the dashboard's views are not counted
+    await stop(*mine)
+    again = await follow(http, get_list(unique("list")), me)
+    assert again.status == 200, "closing its feeds gives its share back"
+    await stop(joined, view, again)
