@@ -95,8 +95,9 @@ class Aggregate:
                 raise TypeError(
                     f"{self.name}: decide returned a {type(event).__name__}, not an event"
                 )
-            try:  # the projector decodes it as its Struct: an event out of bounds is never stored
-                msgspec.json.decode(msgspec.json.encode(event), type=type(event))
+            try:  # the projector decodes it as one of the declared events: out of bounds, or a
+                # subclass with looser fields, is never stored
+                msgspec.json.decode(msgspec.json.encode(event), type=self.events)
             except (msgspec.ValidationError, msgspec.EncodeError) as exc:
                 raise TypeError(
                     f"{self.name}: decide returned a {type(event).__name__} its own Struct "

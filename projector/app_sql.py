@@ -30,6 +30,8 @@ from common.app import Projection, Query
 from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
 from projector.readmodel import _META_DDL
+from projector.sql_functions import DENIED, DENIED_PREFIXES
+from projector.sql_words import calls as _calls
 from projector.sql_words import targets as _targets
 from projector.sql_words import words as _words
 from projector.staging import VIEW
@@ -86,7 +88,11 @@ def _ddl(con: Any, projection: Projection, owners: dict[str, str]) -> Iterator[s
     for statement in projection.ddl:
         bad = _foreign(statement, projection, owners)
         refused = (
-            f"writes {bad}" if bad else _ddl_refusal(statement) or _private(projection, statement)
+            f"writes {bad}"
+            if bad
+            else _ddl_refusal(statement)
+            or _private(projection, statement)
+            or _denied_call(projection, statement)
         )
         if refused:
             yield f"{where}: its DDL {refused}"
@@ -132,7 +138,9 @@ def _apply(
             refused = (
                 f"writes {bad}"
                 if bad
-                else _apply_refusal(statement) or _private(projection, statement)
+                else _apply_refusal(statement)
+                or _private(projection, statement)
+                or _denied_call(projection, statement)
             )
             if refused:
                 yield f"{where}: apply statement {number} {refused}"
@@ -248,6 +256,21 @@ def _private(projection: Projection | None, statement: str) -> str:
         return ""
     named = sorted(PRIVATE.intersection(_words(statement, keep_quotes=True)))
     return f"names {named[0]}, Ironstar's own" if named else ""
+
+
+def _denied_call(projection: Projection, statement: str) -> str:
+    """`calls <f>(): <why>` when an app's DDL or apply statement calls a function the ad-hoc
+    SQL review refused (`projector/sql_functions.py`: e.g. `query_table()`, which reads a
+    table named by a string, past the check of names above)."""
+    if projection.name in _BUILT_IN:
+        return ""
+    for name in _calls(statement):
+        why = DENIED.get(name) or next(
+            (reason for prefix, reason in DENIED_PREFIXES.items() if name.startswith(prefix)), None
+        )
+        if why:
+            return f"calls {name}(), refused: {why}"
+    return ""
 
 
 def _foreign(statement: str, projection: Projection, owners: dict[str, str]) -> str:

@@ -3,6 +3,8 @@ the start-up check (`projector.app_sql`) and a hook's cursor (`projector.hook_cu
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import duckdb
 
 # Words after which a statement names the table it writes (CREATE/DROP/ALTER TABLE x,
@@ -43,3 +45,10 @@ def targets(statement: str) -> list[str]:
             if j < len(said) and said[j] not in ("set", "(", "as", "by"):
                 found.append(said[j])
     return found
+
+
+def calls(statement: str) -> list[str]:
+    """The words of a statement that are followed by `(`: the functions it calls (and, in
+    `INSERT INTO t (a, b)`, a table: callers judge names against a list of functions)."""
+    said = words(statement)
+    return [word for word, after in pairwise(said) if after == "("]

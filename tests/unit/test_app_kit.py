@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
 import pytest
+from msgspec import Meta, Struct
 
 from common.app import Projection
 from common.errors import Invalid, RuleViolation
@@ -164,3 +166,23 @@ def test_the_contract_applies_the_apps_own_history_in_one_batch_and_one_per_batc
     with pytest.raises(AssertionError) as failed:
         contract(app)
     assert "projection counted: table counted holds" in str(failed.value)
+
+
+class _Bounded(Struct, frozen=True, tag="stock_received", tag_field="event_type"):
+    quantity: Annotated[int, Meta(ge=1, le=10)]
+
+
+class _Loose(_Bounded, frozen=True, tag="stock_received", tag_field="event_type"):
+    quantity: int  # the declared event bounds it to 1..10: this subclass does not
+
+
+def test_a_decided_event_is_held_to_the_declared_events_bounds_not_its_own_class() -> None:
+    for event in (_Bounded(quantity=11), _Loose(quantity=10**30)):
+        aggregate = dataclasses.replace(
+            STOCK_ITEM,
+            events=_Bounded,
+            decide=lambda state, command, e=event: [e],
+            evolve=lambda state, event: state,
+        )
+        with pytest.raises(TypeError, match="its own Struct refuses"):
+            aggregate.decided(STOCK_ITEM.initial, None)

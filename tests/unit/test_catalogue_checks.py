@@ -204,6 +204,14 @@ CASES: dict[str, tuple[App, str]] = {
         _extra(ddl=("CREATE OR REPLACE VIEW x AS SELECT * FROM checkpoint",)),
         "projection extra: its DDL names checkpoint, Ironstar's own",
     ),
+    "view reads dead letters by a string": (
+        _extra(ddl=("CREATE OR REPLACE VIEW x AS SELECT * FROM query_table('dead_'||'letters')",)),
+        "projection extra: its DDL calls query_table(), refused: ",
+    ),
+    "apply reads checkpoint by a list of strings": (
+        _stock(apply=("INSERT INTO stock_levels SELECT * FROM query_table(['check'||'point'])",)),
+        "projection stock: apply statement 1 calls query_table(), refused: ",
+    ),
     "apply reads checkpoint": (
         _stock(apply=("INSERT INTO stock_levels SELECT * FROM checkpoint",)),
         "projection stock: apply statement 1 names checkpoint, Ironstar's own",
