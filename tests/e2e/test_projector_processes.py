@@ -29,26 +29,25 @@ async def test_killing_the_projector_at_random_points_loses_and_repeats_nothing(
     projector = Service("projector", env, tmp_path)
     await asyncio.to_thread(projector.start)
     rnd = random.Random(4)
-
-    restarted = asyncio.Semaphore(0)
-
-    async def flow() -> int:
-        last = 0
-        for n, offset in enumerate(range(0, len(events), 300)):
-            if n and n % 4 == 0:  # every 4 chunks, wait for the next kill: all 10 land mid-flow
-                await restarted.acquire()
-            last = await store(nc, nats_settings, events[offset : offset + 300])
-            await asyncio.sleep(0.15)  # pace the flow (load shaping), so kills land mid-batch
-        return last
-
-    flowing = asyncio.create_task(flow())
-    for _ in range(10):
-        await asyncio.sleep(rnd.uniform(0.05, 0.4))  # a random point in the flow to kill at
-        projector.kill()
-        await asyncio.to_thread(projector.start)
-        restarted.release()
-    last = await flowing
     try:
+        restarted = asyncio.Semaphore(0)
+
+        async def flow() -> int:
+            last = 0
+            for n, offset in enumerate(range(0, len(events), 300)):
+                if n and n % 4 == 0:  # every 4 chunks, wait for the next kill: all 10 land mid-flow
+                    await restarted.acquire()
+                last = await store(nc, nats_settings, events[offset : offset + 300])
+                await asyncio.sleep(0.15)  # pace the flow (load shaping), so kills land mid-batch
+            return last
+
+        flowing = asyncio.create_task(flow())
+        for _ in range(10):
+            await asyncio.sleep(rnd.uniform(0.05, 0.4))  # a random point in the flow to kill at
+            projector.kill()
+            await asyncio.to_thread(projector.start)
+            restarted.release()
+        last = await flowing
         todos, users = fold(events)
         todo_rows = await sql(nc, nats_settings, TODO_ROWS, last)
         user_rows = await sql(nc, nats_settings, USER_ROWS, last)
