@@ -18,7 +18,7 @@ engine's private tables (`PRIVATE`: checkpoints, dead letters, pending states).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
@@ -86,14 +86,7 @@ def _ddl(con: Any, projection: Projection, owners: dict[str, str]) -> Iterator[s
     where = f"projection {projection.name}"
     before = _objects(con)
     for statement in projection.ddl:
-        bad = _foreign(statement, projection, owners)
-        refused = (
-            f"writes {bad}"
-            if bad
-            else _ddl_refusal(statement)
-            or _private(projection, statement)
-            or _denied_call(projection, statement)
-        )
+        refused = _refused(statement, projection, owners, _ddl_refusal)
         if refused:
             yield f"{where}: its DDL {refused}"
             return
@@ -134,14 +127,7 @@ def _apply(
     con.execute("BEGIN")
     try:
         for number, statement in enumerate(projection.apply, start=1):
-            bad = _foreign(statement, projection, owners)
-            refused = (
-                f"writes {bad}"
-                if bad
-                else _apply_refusal(statement)
-                or _private(projection, statement)
-                or _denied_call(projection, statement)
-            )
+            refused = _refused(statement, projection, owners, _apply_refusal)
             if refused:
                 yield f"{where}: apply statement {number} {refused}"
                 return
@@ -256,6 +242,18 @@ def _private(projection: Projection | None, statement: str) -> str:
         return ""
     named = sorted(PRIVATE.intersection(_words(statement, keep_quotes=True)))
     return f"names {named[0]}, Ironstar's own" if named else ""
+
+
+def _refused(
+    statement: str, projection: Projection, owners: dict[str, str], kind: Callable[[str], str]
+) -> str:
+    """Why a DDL or apply statement of `projection` may not run ('' if it may): it writes
+    another's table, is of a kind `kind` refuses, names Ironstar's tables, or calls a
+    refused function. Judged before anything runs."""
+    bad = _foreign(statement, projection, owners)
+    if bad:
+        return f"writes {bad}"
+    return kind(statement) or _private(projection, statement) or _denied_call(projection, statement)
 
 
 def _denied_call(projection: Projection, statement: str) -> str:

@@ -97,6 +97,7 @@ async def test_an_owner_starts_a_bounded_number_of_distinct_keys_and_views_are_f
     live.leave(key(0), joiner)
     await live.subscribe(key(2), ask, -1, mine[2], HOG)  # its share came back
     assert live.owned[HOG.key] == 2
+    tasks = [e.task for e in live.evaluations.values() if e.task is not None]
     for evaluation in live.evaluations.values():
         evaluation.close()
-    await asyncio.sleep(0)
+    await asyncio.gather(*tasks, return_exceptions=True)  # each ended by its cancellation
