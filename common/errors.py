@@ -33,9 +33,11 @@ in one table (`gateway/errors.py`). Every message says what was wrong and what t
 from __future__ import annotations
 
 import errno
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 
 class IronstarError(Exception):
@@ -192,3 +194,16 @@ def invalid_from_msgspec(exc: msgspec.ValidationError, what: str) -> Invalid:
         field = f"{field}.{name}"
     field = field.removeprefix("$.").removeprefix("$") or "(body)"
     return Invalid(f"invalid {what}: {text}", field=field)
+
+
+def decoded(decoder: msgspec.json.Decoder[T], data: bytes, what: str, hint: str = "") -> T:
+    """`data` decoded by `decoder` (a JSON decoder of a typed message): `Invalid` (422)
+    naming the field when the JSON has the wrong shape (`invalid_from_msgspec`),
+    `BadRequest` (400) when `data` is not JSON at all; `what` names the message in both
+    (e.g. "query request"), `hint` ends the 400's message (e.g. the shape to send)."""
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise invalid_from_msgspec(exc, what) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the {what} is not JSON: {exc}{hint}") from None

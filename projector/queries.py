@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 
 from common import bus
 from common import catalogue as catalogues
-from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
+from common.errors import Invalid, NotFound, StorageFull, decoded
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
@@ -70,7 +70,7 @@ async def serve(
 
     def answer_with(label: str, run: Run) -> bus.Handler:
         async def answer(msg: Msg) -> bytes:
-            request = _decode(msg.data)
+            request = decoded(_queries, msg.data, "query request")
             started = time.perf_counter()
             if replica.storage is not None and request.min_seq > replica.model.checkpoint:
                 raise StorageFull(  # it cannot get there before space returns: say so now
@@ -97,7 +97,7 @@ async def serve(
         """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included); a
         live evaluation's is at most the time its gateway has left (`timeout_s`)."""
         arrived = time.monotonic()
-        request = _decode(msg.data)
+        request = decoded(_queries, msg.data, "query request")
         limit = min(settings.sql_timeout_s, request.timeout_s) if request.live else None
         deadline = arrived + (settings.sql_timeout_s if limit is None else limit)
         text = request.params.get("sql")
@@ -164,7 +164,7 @@ async def serve(
         return {"path": str(target), "sequence": sequence, "replica": settings.name}
 
     async def rebuild(msg: Msg) -> bytes:
-        request = _decode(msg.data)
+        request = decoded(_queries, msg.data, "query request")
         if request.name == "start":
             names = request.params.get("projections") or []
             unknown = sorted(set(names) - set(replica.model.projections))
@@ -197,12 +197,3 @@ async def serve(
         adhoc_slots.close()
 
     return close
-
-
-def _decode(data: bytes) -> QueryRequest:
-    try:
-        return _queries.decode(data)
-    except msgspec.ValidationError as exc:
-        raise invalid_from_msgspec(exc, "query request") from None
-    except msgspec.DecodeError as exc:
-        raise Invalid(f"the query request is not JSON: {exc}") from None
