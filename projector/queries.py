@@ -7,6 +7,9 @@ each replica answers it on a subject of its own: `<prefix>.query.rebuild.<replic
 Threads: named queries run on a pool of their own and ad-hoc SQL in `Slots` (bounded, 429
 past it), neither on the thread that applies events (`main.py`). Every reply is bounded
 in bytes (`answers.py`).
+
+`_Server.routes` is the table of what is answered where: to add a kind of request, add a
+handler and a row there.
 """
 
 from __future__ import annotations
@@ -38,18 +41,33 @@ from projector.slots import Slots
 _queries = msgspec.json.Decoder(QueryRequest)
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 Run = Callable[[ReadModel, QueryRequest], Any]
+"""What answers a named query or a snapshot on the named-query threads: (the model, the
+request) -> a JSON-able answer, or an `_AsOf` for a live evaluation."""
 SQL_HANDLERS = 256  # SQL requests handled at once; `Slots` admits few of them
+NAMED_HANDLERS = 64  # named-query requests of one projection handled at once
 NAMED_THREADS = 4  # named queries are short: a few threads keep them off the apply thread
 READS_KEPT = 1024  # SQL texts whose tables are remembered (the live queries' own)
 EVERY = frozenset({dependencies.EVERY})
+STORAGE_RETRY_AFTER_S = 5
 
 
 class _AsOf(NamedTuple):
-    """A live evaluation's answer: the checkpoint it is as of and the tables it reads."""
+    """An answer and the checkpoint it is as of; a live evaluation's carries the tables it
+    reads (`reads`, None for any other answer)."""
 
     sequence: int
     result: Any
-    reads: frozenset[str]
+    reads: frozenset[str] | None
+
+
+class _Route(NamedTuple):
+    """Requests on `subject`, shared by the replicas in `queue`, answered by `handler`, at
+    most `concurrency` at once (`bus.serve`)."""
+
+    subject: str
+    queue: str
+    handler: bus.Handler
+    concurrency: int
 
 
 async def serve(
@@ -59,141 +77,191 @@ async def serve(
     rebuilder: Rebuilder,
     settings: ProjectorSettings,
 ) -> Callable[[], None]:
-    """Answer queries until the connection drains; returns what stops their threads."""
-    named_pool = ThreadPoolExecutor(NAMED_THREADS, thread_name_prefix="query")
-    adhoc_slots = Slots(
-        settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
-    )
-    metrics.SQL_HELD.labels(settings.name).set_function(lambda: adhoc_slots.held)
-    metrics.SQL_RUNNING.labels(settings.name).set_function(lambda: adhoc_slots.busy)
-    max_bytes = answers.budget(nc.max_payload, settings.max_answer_bytes)
+    """Answer queries until the connection drains; returns what stops their threads (call
+    it once the connection is drained). Raises `Invalid` if the replica's name cannot be
+    part of a subject."""
+    server = _Server(replica, rebuilder, settings, nc.max_payload)
+    for route in server.routes(subjects):
+        await bus.serve(nc, *route)
+    return server.close
 
-    def answer_with(label: str, run: Run) -> bus.Handler:
+
+class _Server:
+    """The handlers of one replica's requests, and the threads they run on."""
+
+    def __init__(
+        self, replica: Replica, rebuilder: Rebuilder, settings: ProjectorSettings, max_payload: int
+    ) -> None:
+        self.replica, self.rebuilder, self.settings = replica, rebuilder, settings
+        self.max_bytes = answers.budget(max_payload, settings.max_answer_bytes)
+        self.catalogue = catalogues.current()
+        self.pool = ThreadPoolExecutor(NAMED_THREADS, thread_name_prefix="query")
+        self.slots = Slots(
+            settings.sql_concurrency, settings.sql_queue, settings.sql_per_principal, "sql"
+        )
+        metrics.SQL_HELD.labels(settings.name).set_function(lambda: self.slots.held)
+        metrics.SQL_RUNNING.labels(settings.name).set_function(lambda: self.slots.busy)
+        # The tables a live query depends on, by its SQL text, for the file now served (a
+        # rebuild swaps in a file whose views may differ): asked once per evaluation.
+        self.known_reads: dict[tuple[int, str], frozenset[str]] = {}
+
+    def routes(self, subjects: Subjects) -> list[_Route]:
+        """What this replica answers, where: one row per kind of request."""
+        name = self.settings.name
+        named = [
+            _Route(
+                subjects.query(projection),
+                f"projection.{projection}",
+                self.answer_with(projection, self.named(projection)),
+                NAMED_HANDLERS,
+            )
+            for projection in self.replica.model.projections
+        ]
+        snapshot = self.answer_with("snapshot", self.snapshot)
+        rebuild = subjects.query(f"rebuild.{valid_id(name, 'replica')}")
+        # Every SQL request reaches `adhoc` at once: its slots, not this, bound and refuse
+        # them (a refusal takes microseconds, so these handlers are mostly the admitted ones).
+        return [
+            *named,
+            _Route(subjects.query("sql"), "projection.sql", self.adhoc, SQL_HANDLERS),
+            _Route(subjects.query("snapshot"), "projection.snapshot", snapshot, 1),
+            _Route(rebuild, f"rebuild.{name}", self.rebuild, 4),
+        ]
+
+    def answer_with(self, label: str, run: Run) -> bus.Handler:
+        """A handler running `run` on the named-query threads once `min_seq` is applied."""
+
         async def answer(msg: Msg) -> bytes:
             request = decoded(_queries, msg.data, "query request")
-            started = time.perf_counter()
-            if replica.storage is not None and request.min_seq > replica.model.checkpoint:
-                raise StorageFull(  # it cannot get there before space returns: say so now
-                    f"this read model is at sequence {replica.model.checkpoint} and cannot "
-                    f"apply more: {replica.storage}",
-                    retry_after=5,
-                )
-            sequence = await replica.progress.reach(request.min_seq, request.timeout_s)
-            async with replica.reading() as model:
+            started = time.monotonic()
+            self.check_reachable(request.min_seq)
+            sequence = await self.replica.progress.reach(request.min_seq, request.timeout_s)
+            async with self.replica.reading() as model:
                 work = functools.partial(run, model, request)
-                result = await asyncio.get_running_loop().run_in_executor(named_pool, work)
-            metrics.QUERY_DURATION.labels(label).observe(time.perf_counter() - started)
-            extra: dict[str, Any] = {}
-            if replica.storage is not None:
-                extra["storage_exhausted"] = replica.storage
-            if isinstance(result, _AsOf):  # a live evaluation
-                extra["reads"] = sorted(result.reads)
-                return answers.reply(result.sequence, result.result, max_bytes, extra)
-            return answers.reply(max(sequence, model.checkpoint), result, max_bytes, extra)
+                result = await asyncio.get_running_loop().run_in_executor(self.pool, work)
+            if not isinstance(result, _AsOf):
+                result = _AsOf(max(sequence, model.checkpoint), result, None)
+            storage = self.replica.storage
+            return self.reply(label, started, result, {"storage_exhausted": storage})
 
         return answer
 
-    async def adhoc(msg: Msg) -> bytes:
-        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included); a
-        live evaluation's is at most the time its gateway has left (`timeout_s`)."""
-        arrived = time.monotonic()
-        request = decoded(_queries, msg.data, "query request")
-        limit = min(settings.sql_timeout_s, request.timeout_s) if request.live else None
-        deadline = arrived + (settings.sql_timeout_s if limit is None else limit)
-        text = request.params.get("sql")
-        if not isinstance(text, str) or not text.strip():
-            raise Invalid("give the SQL text as a non-empty string", field="sql")
-        principal = request.actor or ""
-        async with adhoc_slots.admitted(principal):
-            wait = min(request.timeout_s, settings.sql_timeout_s)
-            sequence = await replica.progress.reach(request.min_seq, wait)
-            async with adhoc_slots.slot(principal, deadline), replica.reading() as model:
-                cursor = model.con.cursor()
-                as_of: list[int] = []
-                work = functools.partial(
-                    sql.run, cursor, text, deadline, settings.sql_max_rows, max_bytes,
-                    deadline - arrived, as_of,
-                )  # fmt: skip
-                with replica.interruptible(sql.interrupter(cursor)):
-                    result = await adhoc_slots.call(work)
-                if request.live:
-                    reads = await adhoc_slots.call(functools.partial(reads_of, model, text))
-        metrics.QUERY_DURATION.labels("sql").observe(time.monotonic() - arrived)
-        if request.live:
-            return answers.reply(as_of[0], result, max_bytes, {"reads": sorted(reads)})
-        return answers.reply(max(sequence, model.checkpoint), result, max_bytes)
+    def check_reachable(self, min_seq: int) -> None:
+        """`StorageFull` (503, retry in 5 s) when `min_seq` is past this read model and its
+        disk is full: it cannot get there before space returns, so say so now."""
+        model, storage = self.replica.model, self.replica.storage
+        if storage is not None and min_seq > model.checkpoint:
+            raise StorageFull(
+                f"this read model is at sequence {model.checkpoint} and cannot apply more: "
+                f"{storage}",
+                retry_after=STORAGE_RETRY_AFTER_S,
+            )
 
-    def named(projection: str) -> Run:
+    def reply(self, label: str, started_s: float, answer: _AsOf, extra: dict[str, Any]) -> bytes:
+        """The reply to a query (`answers.reply`), its time since `started_s`
+        (`time.monotonic()`) counted in `QUERY_DURATION{label}`; `extra`'s None values left
+        out, a live evaluation's `reads` added."""
+        metrics.QUERY_DURATION.labels(label).observe(time.monotonic() - started_s)
+        fields = {key: value for key, value in extra.items() if value is not None}
+        if answer.reads is not None:
+            fields["reads"] = sorted(answer.reads)
+        return answers.reply(answer.sequence, answer.result, self.max_bytes, fields)
+
+    def named(self, projection: str) -> Run:
+        """How the queries of `projection` are answered: 404/422 for an unknown query or
+        bad parameters (`Catalogue.params`)."""
+
         def run(model: ReadModel, request: QueryRequest) -> Any:
-            params = catalogue.params(projection, request.name, request.params)  # 404, 422
+            params = self.catalogue.params(projection, request.name, request.params)
             if not request.live:
                 return model.query(projection, request.name, params)
-            query = catalogue.query(projection, request.name)
-            reads = reads_of(model, query.sql) if query.sql and query.run is None else EVERY
+            query = self.catalogue.query(projection, request.name)
+            reads = self.reads_of(model, query.sql) if query.sql and query.run is None else EVERY
             return _AsOf(*model.query_as_of(projection, request.name, params), reads)
 
         return run
 
-    # The tables a live query depends on, by its SQL text, for the file now served (a
-    # rebuild swaps in a file whose views may differ): asked once per evaluation.
-    known_reads: dict[tuple[int, str], frozenset[str]] = {}
+    async def adhoc(self, msg: Msg) -> bytes:
+        """Ad-hoc SQL: its time limit counts from arrival (min_seq and a slot included); a
+        live evaluation's is at most the time its gateway has left (`timeout_s`)."""
+        arrived = time.monotonic()
+        request = decoded(_queries, msg.data, "query request")
+        limit_s = self.settings.sql_timeout_s
+        limit_s = min(limit_s, request.timeout_s) if request.live else limit_s
+        text = request.params.get("sql")
+        if not isinstance(text, str) or not text.strip():
+            raise Invalid("give the SQL text as a non-empty string", field="sql")
+        principal = request.actor or ""
+        async with self.slots.admitted(principal):
+            wait_s = min(request.timeout_s, self.settings.sql_timeout_s)
+            sequence = await self.replica.progress.reach(request.min_seq, wait_s)
+            deadline = arrived + limit_s
+            async with self.slots.slot(principal, deadline), self.replica.reading() as model:
+                answer = await self.run_sql(model, text, deadline, limit_s, request.live)
+        if not request.live:
+            answer = answer._replace(sequence=max(sequence, model.checkpoint))
+        return self.reply("sql", arrived, answer, {})
 
-    def reads_of(model: ReadModel, text: str) -> frozenset[str]:
-        key = (replica.generation, text)
-        found = known_reads.get(key)
+    async def run_sql(
+        self, model: ReadModel, text: str, deadline: float, limit_s: float, live: bool
+    ) -> _AsOf:
+        """`sql.run` on a slot's thread, interrupted if the replica swaps its file or stops;
+        as of the checkpoint its transaction saw; with the tables it reads when `live`."""
+        cursor = model.con.cursor()
+        as_of: list[int] = []
+        work = functools.partial(
+            sql.run, cursor, text, deadline, self.settings.sql_max_rows, self.max_bytes,
+            limit_s, as_of,
+        )  # fmt: skip
+        with self.replica.interruptible(sql.interrupter(cursor)):
+            result = await self.slots.call(work)
+        if not live:
+            return _AsOf(as_of[0], result, None)
+        reads = await self.slots.call(functools.partial(self.reads_of, model, text))
+        return _AsOf(as_of[0], result, reads)
+
+    def reads_of(self, model: ReadModel, text: str) -> frozenset[str]:
+        """The tables the SQL `text` reads in the file now served (lower case), cached."""
+        key = (self.replica.generation, text)
+        found = self.known_reads.get(key)
         if found is None:
             cursor = model.con.cursor()
             try:
                 found = dependencies.tables_read(cursor, text)
             finally:
                 cursor.close()
-            if len(known_reads) >= READS_KEPT:
-                known_reads.clear()
-            known_reads[key] = found
+            if len(self.known_reads) >= READS_KEPT:
+                self.known_reads.clear()
+            self.known_reads[key] = found
         return found
 
-    catalogue = catalogues.current()
-
-    def snapshot(model: ReadModel, request: QueryRequest) -> Any:
-        target = Path(settings.data_dir).resolve() / "snapshots"
-        target = target / f"{settings.name}-{int(time.time())}-{model.checkpoint}.duckdb"
-        version = request.params.get("storage_version") or settings.snapshot_storage_version
+    def snapshot(self, model: ReadModel, request: QueryRequest) -> dict[str, Any]:
+        """`{"path", "sequence", "replica"}` of a new snapshot under `<data_dir>/snapshots`;
+        422 for a `storage_version` that is not text or not a DuckDB release."""
+        target = Path(self.settings.data_dir).resolve() / "snapshots"
+        target = target / f"{self.settings.name}-{int(time.time())}-{model.checkpoint}.duckdb"
+        version = request.params.get("storage_version") or self.settings.snapshot_storage_version
         if not isinstance(version, str):
             raise Invalid("storage_version must be text such as 'v1.5.0'", field="storage_version")
         sequence = model.snapshot(target, version)
-        return {"path": str(target), "sequence": sequence, "replica": settings.name}
+        return {"path": str(target), "sequence": sequence, "replica": self.settings.name}
 
-    async def rebuild(msg: Msg) -> bytes:
+    async def rebuild(self, msg: Msg) -> bytes:
+        """`{"sequence", "result": <rebuild status>}`; `start` first starts a rebuild of
+        `params.projections` (404 naming an unknown one)."""
         request = decoded(_queries, msg.data, "query request")
         if request.name == "start":
             names = request.params.get("projections") or []
-            unknown = sorted(set(names) - set(replica.model.projections))
+            unknown = sorted(set(names) - set(self.replica.model.projections))
             if unknown:
-                known = ", ".join(replica.model.projections)
+                known = ", ".join(self.replica.model.projections)
                 raise NotFound(f"no projection {unknown[0]!r}; known: {known}", field="projection")
-            rebuilder.start(replica, names)
-        return _json.encode({"sequence": replica.model.checkpoint, "result": rebuilder.status})
+            self.rebuilder.start(self.replica, names)
+        sequence = self.replica.model.checkpoint
+        return _json.encode({"sequence": sequence, "result": self.rebuilder.status})
 
-    for projection in replica.model.projections:
-        await bus.serve(
-            nc,
-            subjects.query(projection),
-            f"projection.{projection}",
-            answer_with(projection, named(projection)),
-            concurrency=64,
-        )
-    # Every SQL request reaches `adhoc` at once: its slots, not this, bound and refuse them
-    # (a refusal takes microseconds, so these handlers are mostly the admitted ones).
-    await bus.serve(nc, subjects.query("sql"), "projection.sql", adhoc, SQL_HANDLERS)
-    await bus.serve(
-        nc, subjects.query("snapshot"), "projection.snapshot", answer_with("snapshot", snapshot), 1
-    )
-    mine = subjects.query(f"rebuild.{valid_id(settings.name, 'replica')}")
-    await bus.serve(nc, mine, f"rebuild.{settings.name}", rebuild, 4)
-
-    def close() -> None:
-        replica.interrupt_queries()  # so the model can close without waiting for them
-        named_pool.shutdown(wait=True, cancel_futures=True)
-        adhoc_slots.close()
-
-    return close
+    def close(self) -> None:
+        """Interrupt the running queries and wait for their threads."""
+        self.replica.interrupt_queries()  # so the model can close without waiting for them
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.slots.close()
