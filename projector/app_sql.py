@@ -30,6 +30,7 @@ from common.app import Projection, Query
 from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
 from projector.readmodel import _META_DDL
+from projector.sql import check, first_line
 from projector.sql_functions import DENIED, DENIED_PREFIXES
 from projector.sql_words import calls as _calls
 from projector.sql_words import targets as _targets
@@ -149,8 +150,6 @@ def _apply(
 
 
 def _query(con: Any, where: str, query: Query) -> Iterator[str]:
-    from projector.sql import check
-
     private = _private(None, query.sql)
     if private:  # dead letters, checkpoints and pending states are no app's to serve
         yield f"{where}: its SQL {private}; a query reads its projections' tables"
@@ -326,4 +325,4 @@ def _state(con: Any, names: Any) -> dict[str, Any]:
 
 
 def _line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]
+    return first_line(exc, 200)

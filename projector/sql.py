@@ -31,12 +31,12 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import msgspec
 
-from common.errors import BadRequest, Invalid, TooLarge, Unavailable
+from common.errors import BadRequest, Invalid, IronstarError, TooLarge, Unavailable
 from projector.readmodel import checkpoint_of
 from projector.sql_refs import check_refs, read_model_tables
 
@@ -64,7 +64,7 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
-        raise Invalid(f"the SQL does not parse: {_first_line(exc)}", field="sql") from None
+        raise Invalid(f"the SQL does not parse: {first_line(exc)}", field="sql") from None
     if len(statements) != 1:
         raise Invalid(
             f"send exactly one statement, got {len(statements)}; split it into several requests",
@@ -107,60 +107,24 @@ def run(
     as_of: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run one read-only SELECT on a fresh `cursor` (closed here) until `deadline`
-    (time.monotonic()); returns `{"columns", "rows", "truncated", "truncated_by",
-    "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`. `limit_s` is the whole
-    time limit, for messages. Interrupted before its deadline (the replica swapped in a
-    rebuilt file or stops), it is a 503 to retry. `as_of`, if given, gets the checkpoint the
-    answer is as of appended (read in the query's own transaction)."""
+    (time.monotonic(), in seconds); returns `{"columns", "rows", "truncated",
+    "truncated_by", "max_rows", "max_bytes"}` whose JSON stays under `max_bytes`
+    (`truncated_by`: "rows", "bytes" or None). `limit_s` is the whole time limit, for
+    messages. Refusals: `Invalid` (422, `check`), `BadRequest` (400: the time limit, a
+    write, file access, a DuckDB error, a value JSON cannot hold), `TooLarge` (413: the
+    first row alone is over `max_bytes`); interrupted before its deadline (the replica
+    swapped in a rebuilt file or stops), `Unavailable` (503, to retry). `as_of`, if given,
+    gets the checkpoint the answer is as of appended (read in the query's own transaction)."""
     done = threading.Event()
     watchdog = threading.Thread(target=_interrupt_at, args=(cursor, deadline, done), daemon=True)
     try:
-        cursor.execute("BEGIN TRANSACTION READ ONLY")
-        statement = check(cursor, sql)
-        if as_of is not None:
-            as_of.append(checkpoint_of(cursor))
-        watchdog.start()
-        result = cursor.execute(statement)
-        columns = [d[0] for d in result.description or ()]
-        budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
-        rows, cut = _fetch(result, max_rows, budget)
-    except duckdb.InterruptException:
-        if time.monotonic() < deadline:
-            raise Unavailable(
-                "the replica stopped the query before its time limit (it swapped in a rebuilt "
-                "read model, or is shutting down); retry",
-                retry_after=1,
-            ) from None
-        raise BadRequest(
-            f"the query ran into the {limit_s:g} s limit (counted from its arrival, waiting "
-            "for a slot included) and was stopped; narrow it (WHERE, LIMIT) or aggregate first",
-            field="sql",
-            limit="time",
-        ) from None
-    except duckdb.PermissionException as exc:
-        raise BadRequest(
-            "file, network and extension access is disabled for ad-hoc SQL "
-            f"({_first_line(exc)}); query the read-model tables instead",
-            field="sql",
-        ) from None
-    except duckdb.TransactionException as exc:
-        raise BadRequest(
-            f"ad-hoc SQL is read-only and cannot change the read models ({_first_line(exc)})",
-            field="sql",
-            limit="read-only",
-        ) from None
-    except duckdb.Error as exc:
-        raise BadRequest(f"the query failed: {_first_line(exc)}", field="sql") from None
-    except (ValueError, OverflowError, RecursionError) as exc:  # a value Python cannot hold
-        raise BadRequest(
-            f"the answer cannot be converted to JSON ({type(exc).__name__}: {_first_line(exc)}); "
-            "cast the column to VARCHAR",
-            field="sql",
-        ) from None
+        fetched = _select(cursor, sql, watchdog, max_rows, max_bytes, as_of)
+    except (duckdb.Error, ValueError, OverflowError, RecursionError) as exc:
+        raise _refusal(exc, deadline, limit_s) from None
     finally:
         done.set()
         cursor.close()  # rolls the read-only transaction back with everything of the cursor
-    if cut == "bytes" and not rows:
+    if fetched.cut == "bytes" and not fetched.rows:
         raise TooLarge(
             f"the first row of the answer alone is over the {max_bytes:,}-byte limit of an "
             "answer; select fewer or shorter columns (e.g. left(text, 1000))",
@@ -168,13 +132,80 @@ def run(
             limit="bytes",
         )
     return {
-        "columns": columns,
-        "rows": rows,
-        "truncated": cut is not None,
-        "truncated_by": cut,
+        "columns": fetched.columns,
+        "rows": fetched.rows,
+        "truncated": fetched.cut is not None,
+        "truncated_by": fetched.cut,
         "max_rows": max_rows,
         "max_bytes": max_bytes,
     }
+
+
+class _Fetched(NamedTuple):
+    """A SELECT's column names, its rows as encoded JSON, and which limit cut them
+    ("rows", "bytes", or None)."""
+
+    columns: list[str]
+    rows: list[msgspec.Raw]
+    cut: str | None
+
+
+def _select(
+    cursor: duckdb.DuckDBPyConnection,
+    sql: str,
+    watchdog: threading.Thread,
+    max_rows: int,
+    max_bytes: int,
+    as_of: list[int] | None,
+) -> _Fetched:
+    """Check `sql` and run it in a read-only transaction, `watchdog` started once it runs."""
+    cursor.execute("BEGIN TRANSACTION READ ONLY")
+    statement = check(cursor, sql)
+    if as_of is not None:
+        as_of.append(checkpoint_of(cursor))
+    watchdog.start()
+    result = cursor.execute(statement)
+    columns = [d[0] for d in result.description or ()]
+    budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
+    rows, cut = _fetch(result, max_rows, budget)
+    return _Fetched(columns, rows, cut)
+
+
+def _refusal(exc: BaseException, deadline: float, limit_s: float) -> IronstarError:
+    """What a query that failed with `exc` answers: 503 to retry when the replica stopped
+    it before its `deadline`, else a 400 saying why."""
+    if isinstance(exc, duckdb.InterruptException):
+        if time.monotonic() < deadline:
+            return Unavailable(
+                "the replica stopped the query before its time limit (it swapped in a rebuilt "
+                "read model, or is shutting down); retry",
+                retry_after=1,
+            )
+        return BadRequest(
+            f"the query ran into the {limit_s:g} s limit (counted from its arrival, waiting "
+            "for a slot included) and was stopped; narrow it (WHERE, LIMIT) or aggregate first",
+            field="sql",
+            limit="time",
+        )
+    if isinstance(exc, duckdb.PermissionException):
+        return BadRequest(
+            "file, network and extension access is disabled for ad-hoc SQL "
+            f"({first_line(exc)}); query the read-model tables instead",
+            field="sql",
+        )
+    if isinstance(exc, duckdb.TransactionException):
+        return BadRequest(
+            f"ad-hoc SQL is read-only and cannot change the read models ({first_line(exc)})",
+            field="sql",
+            limit="read-only",
+        )
+    if isinstance(exc, duckdb.Error):
+        return BadRequest(f"the query failed: {first_line(exc)}", field="sql")
+    return BadRequest(  # a value Python cannot hold
+        f"the answer cannot be converted to JSON ({type(exc).__name__}: {first_line(exc)}); "
+        "cast the column to VARCHAR",
+        field="sql",
+    )
 
 
 def interrupter(cursor: duckdb.DuckDBPyConnection) -> Callable[[], None]:
@@ -226,5 +257,6 @@ def encode(value: Any) -> bytes:
     return _json.encode(value)
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:300]
+def first_line(exc: BaseException, max_chars: int = 300) -> str:
+    """The first line of `exc`'s message, at most `max_chars` long ('' for none)."""
+    return (str(exc).strip().splitlines() or [""])[0][:max_chars]
