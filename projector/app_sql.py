@@ -12,7 +12,7 @@ DDL creates are refused before a service starts, one line each.
 Nothing is run before its parsed statement type (`duckdb.extract_statements`) is known
 safe: DDL may only CREATE a table, index or view; apply only INSERT, UPDATE, DELETE or
 MERGE INTO its projection's tables; a query only SELECT. No app's SQL may name the
-engine's private tables (`PRIVATE`: checkpoints, dead letters, pending states).
+engine's private tables (`sql_words.PRIVATE`: checkpoints, dead letters, pending states).
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
 from projector.readmodel import _META_DDL
 from projector.sql import check, first_line
-from projector.sql_functions import DENIED, DENIED_PREFIXES
-from projector.sql_words import calls as _calls
+from projector.sql_words import Parsed, parse, private_named, refused_call
 from projector.sql_words import targets as _targets
 from projector.sql_words import words as _words
 from projector.staging import VIEW
@@ -50,8 +49,6 @@ _ENGINE = "Ironstar"
 # changes settings, transactions, extensions, attached databases or the schema itself.
 _DDL_KINDS = ("table", "index", "view")
 _APPLY_TYPES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
-# Tables no app SQL may name: the engine's, and the built-in `versions`'s private ones.
-PRIVATE = ENGINE_TABLES | {"aggregate_states", "aggregate_pending"}
 _BUILT_IN = frozenset(projection.name for projection in builtin.BUILT_IN)
 
 
@@ -192,24 +189,20 @@ def _placeholder(field: Any) -> Any:
     return None
 
 
-def _types(statement: str) -> list[str]:
-    """DuckDB's parsed statement types (`SELECT`, `CREATE`, `SET`…); ValueError naming
-    why it does not parse."""
-    try:
-        return [parsed.type.name for parsed in duckdb.extract_statements(statement)]
-    except duckdb.Error as exc:
-        raise ValueError(_line(exc)) from None
+def _named(said: list[Parsed]) -> str:
+    """The statements as their author wrote them (`PRAGMA`, not DuckDB's `SET`)."""
+    return ", ".join(statement.name for statement in said) or "nothing"
 
 
 def _ddl_refusal(statement: str) -> str:
     """Why a DDL statement is refused ('' when it is a CREATE of a table, index or view),
     decided before it is ever run."""
     try:
-        types = _types(statement)
-    except ValueError as exc:
-        return f"does not parse: {exc}"
-    if not types or set(types) != {"CREATE"}:
-        return f"is {', '.join(types) or 'nothing'}; DDL may only CREATE a TABLE, INDEX or VIEW"
+        said = parse(statement)
+    except duckdb.Error as exc:
+        return f"does not parse: {_line(exc)}"
+    if {parsed.type for parsed in said} != {"CREATE"}:
+        return f"is {_named(said)}; DDL may only CREATE a TABLE, INDEX or VIEW"
     words = _words(statement, keep_quotes=True)  # a 'create' in a string is no statement
     for i, word in enumerate(words):
         if word == "create":
@@ -223,13 +216,13 @@ def _apply_refusal(statement: str) -> str:
     """Why an apply statement is refused ('' when it is an INSERT, UPDATE, DELETE or
     MERGE), decided before it is ever run."""
     try:
-        types = _types(statement)
-    except ValueError as exc:
-        return f"does not parse: {exc}"
-    if not types or not _APPLY_TYPES.issuperset(types):
+        said = parse(statement)
+    except duckdb.Error as exc:
+        return f"does not parse: {_line(exc)}"
+    if not said or not _APPLY_TYPES.issuperset(parsed.type for parsed in said):
         return (
-            f"is {', '.join(types) or 'nothing'}; apply may only INSERT, UPDATE, DELETE or "
-            "MERGE INTO its projection's tables"
+            f"is {_named(said)}; apply may only INSERT, UPDATE, DELETE or MERGE INTO its "
+            "projection's tables"
         )
     return ""
 
@@ -239,8 +232,8 @@ def _private(projection: Projection | None, statement: str) -> str:
     built-in one) names one of `PRIVATE`."""
     if projection is not None and projection.name in _BUILT_IN:
         return ""
-    named = sorted(PRIVATE.intersection(_words(statement, keep_quotes=True)))
-    return f"names {named[0]}, Ironstar's own" if named else ""
+    named = private_named(statement)
+    return f"names {named}, Ironstar's own" if named else ""
 
 
 def _refused(
@@ -256,18 +249,12 @@ def _refused(
 
 
 def _denied_call(projection: Projection, statement: str) -> str:
-    """`calls <f>(): <why>` when an app's DDL or apply statement calls a function the ad-hoc
-    SQL review refused (`projector/sql_functions.py`: e.g. `query_table()`, which reads a
-    table named by a string, past the check of names above)."""
+    """`calls <f>(), refused: <why>` when an app's DDL or apply statement calls a function
+    the ad-hoc SQL review refused (`sql_words.refused_call`)."""
     if projection.name in _BUILT_IN:
         return ""
-    for name in _calls(statement):
-        why = DENIED.get(name) or next(
-            (reason for prefix, reason in DENIED_PREFIXES.items() if name.startswith(prefix)), None
-        )
-        if why:
-            return f"calls {name}(), refused: {why}"
-    return ""
+    refused = refused_call(statement)
+    return f"calls {refused}" if refused else ""
 
 
 def _foreign(statement: str, projection: Projection, owners: dict[str, str]) -> str:

@@ -39,7 +39,9 @@ import msgspec
 from common.errors import BadRequest, Invalid, IronstarError, TooLarge, Unavailable
 from projector.readmodel import checkpoint_of
 from projector.sql_refs import check_refs, read_model_tables
+from projector.sql_words import parsed
 
+# Why a statement is refused, by the name its author wrote, else by DuckDB's type.
 _REFUSED = {
     "ATTACH": "attaching databases is not allowed",
     "DETACH": "detaching databases is not allowed",
@@ -52,7 +54,11 @@ _REFUSED = {
     "PRAGMA": "PRAGMA is not allowed; use SELECT over duckdb_tables() and friends",
     "CALL": "CALL is not allowed; use SELECT * FROM <table function>",
     "TRANSACTION": "transactions are the sandbox's own; send the SELECT alone",
+    # By the word that starts the statement, where DuckDB's type (CALL) would mislead:
+    "CHECKPOINT": "checkpoints act database-wide, outside the transaction",
+    "FORCE": "checkpoints act database-wide, outside the transaction",
 }
+_READ_ONLY = "the read models are read-only"
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 _CHUNK = 256  # rows fetched at a time at most while counting bytes
 INTERRUPT_EVERY_S = 0.05
@@ -70,16 +76,14 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             f"send exactly one statement, got {len(statements)}; split it into several requests",
             field="sql",
         )
-    try:
-        kind = statements[0].type.name
-    except ValueError:  # a statement type the duckdb module's own enum does not know
-        kind = " ".join(statements[0].query.split()[:2]).upper()
-    if kind != "SELECT":
-        reason = _REFUSED.get(kind, "the read models are read-only")
+    statement = parsed(statements[0])
+    if statement.type != "SELECT":
+        reason = _REFUSED.get(statement.name) or _REFUSED.get(statement.type, _READ_ONLY)
         raise Invalid(
-            f"only a single read-only SELECT (or WITH … SELECT) is allowed, got {kind}: {reason}",
+            "only a single read-only SELECT (or WITH … SELECT) is allowed, "
+            f"got {statement.name}: {reason}",
             field="sql",
-            statement=kind,
+            statement=statement.name,
         )
     try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])

@@ -223,7 +223,8 @@ def test_versions_keep_what_one_projection_missed_and_not_what_every_projection_
 @pytest.mark.parametrize(
     ("statement", "says"),
     [
-        ("COMMIT", "ran TRANSACTION"),
+        ("COMMIT", "ran COMMIT;"),
+        ("PRAGMA threads = 1", "ran PRAGMA;"),
         ("CHECKPOINT", "ran "),
         ("SET threads = 1", "ran SET"),
         ("DROP TABLE stock_levels", "ran DROP"),
@@ -234,6 +235,45 @@ def test_versions_keep_what_one_projection_missed_and_not_what_every_projection_
 def test_a_hook_ending_the_transaction_or_writing_what_is_not_its_own_is_its_dead_letter(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statement: str, says: str
 ) -> None:
+    error = _dead_letter_of_a_hook_running(statement, tmp_path, monkeypatch)
+    assert "projection audit's hook" in error and says in error, error
+
+
+@pytest.mark.parametrize(
+    ("statement", "says"),
+    [
+        ("SELECT count(*) FROM dead_letters", "names dead_letters, Ironstar's own"),
+        ("SELECT sequence FROM main.checkpoint", "names checkpoint, Ironstar's own"),
+        ('SELECT * FROM "Projection_Versions"', "names projection_versions, Ironstar's own"),
+        ("SELECT * FROM aggregate_states", "names aggregate_states, Ironstar's own"),
+        ("SELECT * FROM aggregate_pending", "names aggregate_pending, Ironstar's own"),
+        ("INSERT INTO audit SELECT sequence FROM checkpoint", "names checkpoint"),
+        ("SELECT * FROM query_table('dead_letters')", "calls query_table(), refused"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "calls read_csv(), refused"),
+    ],
+)
+def test_a_hook_reading_the_engines_own_tables_is_its_dead_letter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, statement: str, says: str
+) -> None:
+    error = _dead_letter_of_a_hook_running(statement, tmp_path, monkeypatch)
+    assert "projection audit's hook" in error and says in error, error
+
+
+def test_a_hook_may_name_the_engines_tables_inside_a_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = _dead_letter_of_a_hook_running(
+        "SELECT 'checkpoint', 'dead_letters' AS note", tmp_path, monkeypatch, dead=False
+    )
+    assert error == ""
+
+
+def _dead_letter_of_a_hook_running(
+    statement: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dead: bool = True
+) -> str:
+    """The audit hook's dead letter ('' if none) when it runs `statement` for the cursed
+    event; the other projections and the hook's other events apply either way."""
+
     def rogue(con: Any, batch: Batch) -> None:
         for sequence, event in batch.events:
             if event.payload.get("quantity") == CURSED:
@@ -247,10 +287,14 @@ def test_a_hook_ending_the_transaction_or_writing_what_is_not_its_own_is_its_dea
     loaded = Catalogue(app)
     monkeypatch.setattr("common.catalogue._cached", loaded)
     model = ReadModel(tmp_path / "inventory.duckdb", catalogue=loaded)
-    dead = _received_between(model, CURSED)
-    assert [(d.sequence, d.projection) for d in dead] == [(2, "audit")]
-    (error,) = _rows(model, "SELECT error FROM dead_letters WHERE projection = 'audit'")[0]
-    assert "projection audit's hook" in error and says in error, error
+    found = _received_between(model, CURSED)
     assert _rows(model, "SELECT sku, on_hand FROM stock_levels") == [("i", CURSED + 1)]
-    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
     assert _rows(model, "SELECT max(sequence) FROM checkpoint")[0][0] == 3
+    if not dead:
+        assert found == []
+        assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (2,), (3,)]
+        return ""
+    assert [(d.sequence, d.projection) for d in found] == [(2, "audit")]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+    (error,) = _rows(model, "SELECT error FROM dead_letters WHERE projection = 'audit'")[0]
+    return str(error)
