@@ -10,24 +10,26 @@ answer with no list to cut is a 413 naming the limit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from common.errors import TooLarge
 
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
-HEADROOM = 4096  # bytes of a NATS message kept for headers and the reply around the answer
+HEADROOM_BYTES = 4096  # bytes of a NATS message kept for headers and the reply around the answer
 
 
-def budget(max_payload: int, configured: int) -> int:
-    """Bytes an answer may take: the configured limit, within the server's max payload."""
-    return max(1024, min(configured, max_payload - HEADROOM))
+def budget(max_payload: int, configured_bytes: int) -> int:
+    """Bytes an answer may take: `configured_bytes` (`max_answer_bytes`), within the NATS
+    server's `max_payload` (bytes) less `HEADROOM_BYTES`, and at least 1,024."""
+    return max(1024, min(configured_bytes, max_payload - HEADROOM_BYTES))
 
 
 def reply(sequence: int, result: Any, max_bytes: int, extra: dict[str, Any] | None = None) -> bytes:
     """`{"sequence", "result", **extra}` as JSON of at most `max_bytes`, cut and marked if
-    need be (`extra` is small: flags such as `storage_exhausted`)."""
+    need be (`extra` is small: flags such as `storage_exhausted`); `TooLarge` (413) when
+    it is over and has no list to cut."""
     body = _json.encode({"sequence": sequence, "result": result, **(extra or {})})
     if len(body) <= max_bytes:
         return body
@@ -39,7 +41,15 @@ def reply(sequence: int, result: Any, max_bytes: int, extra: dict[str, Any] | No
     )
 
 
+class _Longest(NamedTuple):
+    """The list an answer is cut in: the answer itself (`field` None) or its field."""
+
+    field: str | None
+    items: list[Any] | None
+
+
 def _cut(result: Any, room: int) -> tuple[Any, dict[str, Any]]:
+    """`result` shortened to `room` bytes, and its `truncated` mark without `max_bytes`."""
     field, items = _longest_list(result)
     if items is None:
         raise TooLarge(
@@ -59,12 +69,12 @@ def _cut(result: Any, room: int) -> tuple[Any, dict[str, Any]]:
     return shortened, {"field": field, "returned": kept, "total": len(items)}
 
 
-def _longest_list(result: Any) -> tuple[str | None, list[Any] | None]:
+def _longest_list(result: Any) -> _Longest:
     if isinstance(result, list):
-        return None, result
+        return _Longest(None, result)
     if isinstance(result, dict):
         lists = [(len(_json.encode(v)), k) for k, v in result.items() if isinstance(v, list)]
         if lists:
             field = max(lists)[1]
-            return field, result[field]
-    return None, None
+            return _Longest(field, result[field])
+    return _Longest(None, None)

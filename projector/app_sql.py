@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import msgspec
@@ -53,6 +53,9 @@ _BUILT_IN = frozenset(projection.name for projection in builtin.BUILT_IN)
 
 
 def problems(cat: Catalogue) -> Iterator[str]:
+    """One line per problem of `cat`'s SQL (DDL, apply statements, queries), found by
+    running it on an in-memory DuckDB laid out as a read model (see the module's
+    docstring); nothing when all of it is sound. Never raises for the app's SQL."""
     con = duckdb.connect(":memory:", config={"enable_external_access": "false"})
     try:
         for statement in (*_META_DDL, "INSERT INTO checkpoint VALUES (1, 0, '')", *_SEEDS):
@@ -117,7 +120,7 @@ def _apply(
     con: Any,
     projection: Projection,
     owners: dict[str, str],
-    engine: dict[str, Any],
+    engine: dict[str, _TableState],
     known: dict[str, set[str]],
 ) -> Iterator[str]:
     where = f"projection {projection.name}"
@@ -267,8 +270,22 @@ def _foreign(statement: str, projection: Projection, owners: dict[str, str]) -> 
     return ""
 
 
-def _compared(statement: str) -> Iterator[tuple[str, str]]:
-    """(column, text) for each text an `aggregate_type` or `event_type` is compared with:
+class _Compared(NamedTuple):
+    """A text an `aggregate_type` or `event_type` column is compared with."""
+
+    column: str
+    value: str
+
+
+class _TableState(NamedTuple):
+    """A table's (column, type) pairs and its row count (None when it has no columns)."""
+
+    columns: list[tuple[str, str]]
+    rows: list[tuple[int]] | None
+
+
+def _compared(statement: str) -> Iterator[_Compared]:
+    """Each text an `aggregate_type` or `event_type` is compared with:
     `= 'x'`, `IN ('x', 'y')`, `CASE event_type WHEN 'x'`."""
     words = _words(statement, keep_quotes=True)
     for i, word in enumerate(words):
@@ -287,7 +304,7 @@ def _compared(statement: str) -> Iterator[tuple[str, str]]:
             continue
         for value in values:
             if value.startswith("'") and value.endswith("'") and len(value) > 1:
-                yield word, value[1:-1].replace("''", "'")
+                yield _Compared(word, value[1:-1].replace("''", "'"))
 
 
 def _objects(con: Any) -> dict[str, str]:
@@ -299,15 +316,15 @@ def _objects(con: Any) -> dict[str, str]:
     return {str(name).lower(): kind for name, kind in rows}
 
 
-def _state(con: Any, names: Any) -> dict[str, Any]:
+def _state(con: Any, names: Any) -> dict[str, _TableState]:
     """Columns and row count of each table `names` (the engine's, to see them unchanged)."""
-    state: dict[str, Any] = {}
+    state: dict[str, _TableState] = {}
     for name in sorted(names):
         columns = con.execute(
             "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [name]
         ).fetchall()
         rows = con.execute(f'SELECT count(*) FROM "{name}"').fetchall() if columns else None
-        state[name] = (columns, rows)
+        state[name] = _TableState(columns, rows)
     return state
 
 

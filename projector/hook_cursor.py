@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from projector.sql_words import parse, private_named, refused_call, targets
+from projector.sql_words import Parsed, parse, private_named, refused_call, targets
 
 _ALLOWED = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
 _RESULTS = frozenset({"fetchall", "fetchone", "fetchmany", "fetchdf", "fetchnumpy",
@@ -60,7 +60,7 @@ class HookCursor:
     def _check(self, sql: str) -> None:
         statement = _parsed(sql)
         where = f"projection {self._projection}'s hook"
-        refused = [name for name, kind in statement.kinds if kind not in _ALLOWED]
+        refused = [parsed.name for parsed in statement.kinds if parsed.type not in _ALLOWED]
         if refused or not statement.kinds:
             raise PermissionError(
                 f"{where} ran {', '.join(refused) or 'nothing'}; a hook may SELECT, and "
@@ -82,11 +82,11 @@ class HookCursor:
 
 
 class _Statement(NamedTuple):
-    """What a hook's SQL text is, judged once: (name as written, DuckDB's type) of each
-    statement, the private table and refused function it names (or None), and the tables it
+    """What a hook's SQL text is, judged once: its statements (name as written, DuckDB's
+    type), the private table and refused function it names (or None), the tables it
     writes."""
 
-    kinds: tuple[tuple[str, str], ...]
+    kinds: tuple[Parsed, ...]
     private: str | None
     refused_call: str | None
     written: tuple[str, ...]
@@ -99,5 +99,4 @@ def _parsed(sql: str) -> _Statement:
         said = parse(sql)
     except duckdb.Error as exc:
         raise PermissionError(f"a hook's SQL does not parse: {exc}") from None
-    kinds = tuple((parsed.name, parsed.type) for parsed in said)
-    return _Statement(kinds, private_named(sql), refused_call(sql), tuple(targets(sql)))
+    return _Statement(tuple(said), private_named(sql), refused_call(sql), tuple(targets(sql)))

@@ -35,6 +35,10 @@ def _busy(message: str) -> TooManyRequests:
 
 
 class Slots:
+    """`running` slots and `waiting` places for the queries named `what` (e.g. "sql"),
+    `per_principal` places at most for one principal (see the module's docstring): hold
+    `admitted`, then `slot`, then `call` the work."""
+
     def __init__(self, running: int, waiting: int, per_principal: int, what: str) -> None:
         self.running, self.waiting, self.what = running, waiting, what
         self.per_principal = max(1, per_principal)

@@ -66,7 +66,9 @@ ENVELOPE_BYTES = 1024  # room kept in `max_bytes` for the reply around the rows
 
 
 def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
-    """The one read-only SELECT in `sql`, or a 422 saying why it is refused."""
+    """The one read-only SELECT in `sql` (DuckDB's parsed statement, to execute), or
+    `Invalid` (422) saying why it is refused: fences 3 and 4 of the module's docstring,
+    judged on DuckDB's own parse (`extract_statements`, `json_serialize_sql`)."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -97,7 +99,7 @@ def check(con: duckdb.DuckDBPyConnection, sql: str) -> duckdb.Statement:
             "write it as a plain SELECT",
             field="sql",
         )
-    check_refs(tree, *read_model_tables(con))
+    check_refs(tree, read_model_tables(con))
     return statements[0]
 
 
@@ -168,11 +170,7 @@ def _select(
     if as_of is not None:
         as_of.append(checkpoint_of(cursor))
     watchdog.start()
-    result = cursor.execute(statement)
-    columns = [d[0] for d in result.description or ()]
-    budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
-    rows, cut = _fetch(result, max_rows, budget)
-    return _Fetched(columns, rows, cut)
+    return _fetch(cursor.execute(statement), max_rows, max_bytes)
 
 
 def _refusal(exc: BaseException, deadline: float, limit_s: float) -> IronstarError:
@@ -235,10 +233,11 @@ def _interrupt_at(
             return
 
 
-def _fetch(
-    result: duckdb.DuckDBPyConnection, max_rows: int, budget: int
-) -> tuple[list[msgspec.Raw], str | None]:
-    """Rows as encoded JSON, up to `max_rows` rows and `budget` bytes; and which cut them."""
+def _fetch(result: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int) -> _Fetched:
+    """Columns and rows as encoded JSON, up to `max_rows` rows and, with the reply around
+    them, `max_bytes` bytes; and which limit cut them."""
+    columns = [d[0] for d in result.description or ()]
+    budget = max_bytes - ENVELOPE_BYTES - len(_json.encode(columns))
     rows: list[msgspec.Raw] = []
     used, widest = 0, 0
     # One row first, then as many as the bytes left would hold at the widest row seen, so
@@ -246,14 +245,14 @@ def _fetch(
     while chunk := result.fetchmany(max(1, min(_CHUNK, (budget - used) // (widest or budget)))):
         for row in chunk:
             if len(rows) == max_rows:
-                return rows, "rows"
+                return _Fetched(columns, rows, "rows")
             encoded = _json.encode(list(row))
             used += len(encoded) + 1
             widest = max(widest, len(encoded) + 1)
             if used > budget:
-                return rows, "bytes"
+                return _Fetched(columns, rows, "bytes")
             rows.append(msgspec.Raw(encoded))
-    return rows, None
+    return _Fetched(columns, rows, None)
 
 
 def encode(value: Any) -> bytes:

@@ -14,7 +14,7 @@ file to open, or another catalog's object is ever looked up.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -33,20 +33,28 @@ _TABLES = """
 """
 
 
-def read_model_tables(con: duckdb.DuckDBPyConnection) -> tuple[str, frozenset[str]]:
-    """The database's name and its tables' and views' names in `main` (lower case), read
-    from the live catalog."""
+class ReadModelTables(NamedTuple):
+    """The database's name and its tables' and views' names in `main` (lower case)."""
+
+    database: str
+    tables: frozenset[str]
+
+
+def read_model_tables(con: duckdb.DuckDBPyConnection) -> ReadModelTables:
+    """`con`'s tables and views, read from the live catalog (`duckdb_tables()`,
+    `duckdb_views()`)."""
     database = con.execute("SELECT lower(current_database())").fetchall()[0][0]
-    return database, frozenset(row[0] for row in con.execute(_TABLES).fetchall())
+    return ReadModelTables(database, frozenset(row[0] for row in con.execute(_TABLES).fetchall()))
 
 
-def check_refs(tree: Any, database: str, tables: frozenset[str]) -> None:
-    """Nothing, or a 422 naming the first function or table `tree` may not use."""
+def check_refs(tree: Any, known: ReadModelTables) -> None:
+    """Nothing, or `Invalid` (422) naming the first function or table `tree` (a
+    `json_serialize_sql` tree) may not use: only `known`'s tables and CTEs in scope."""
     for node, ctes in _nodes(tree):
         if isinstance(name := node.get("function_name"), str):
             _check_function(name, node)
         if isinstance(table := node.get("table_name"), str) and table:
-            _check_table(node, table, database, tables, ctes)
+            _check_table(node, table, known, ctes)
 
 
 def _check_function(name: str, node: dict[str, Any]) -> None:
@@ -77,8 +85,9 @@ def _by_name_refusal(arguments: Any) -> str | None:
 
 
 def _check_table(
-    node: dict[str, Any], table: str, database: str, tables: frozenset[str], ctes: frozenset[str]
+    node: dict[str, Any], table: str, known: ReadModelTables, ctes: frozenset[str]
 ) -> None:
+    database, tables = known
     catalog = str(node.get("catalog_name") or "").lower()
     schema = str(node.get("schema_name") or "").lower()
     name = table.lower()
