@@ -331,3 +331,16 @@ def test_generated_mixes_change_nothing_at_the_projector_level(
         assert refused.message, text
     assert fingerprint(attacked) == before, text
     assert attacked.con.execute("SELECT sequence FROM checkpoint").fetchall() == [(300,)]
+
+
+@pytest.mark.parametrize("route", ["sql", "todo_lists", "snapshot", "rebuild.r1"])
+async def test_a_query_request_that_is_not_json_is_a_400_and_a_wrong_shape_a_422_naming_it(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, route: str
+) -> None:
+    subject = Subjects(nats_settings.prefix).query(route)
+    async with replica(nats_settings, tmp_path):
+        with pytest.raises(BadRequest, match="the query request is not JSON"):
+            await bus.request(nc, subject, b"{not json", 15, "projector")
+        with pytest.raises(Invalid, match="invalid query request") as wrong:
+            await bus.request(nc, subject, b'{"name": "x", "min_seq": "soon"}', 15, "projector")
+        assert wrong.value.detail["field"] == "min_seq"
