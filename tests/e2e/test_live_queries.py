@@ -17,8 +17,8 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from ironstar.natsserver import NatsServer
-from tests.e2e.sse_fixtures import metric
 from tests.security.conftest import Stack, bearer, running, token, unique
+from tests.support.gateways import metric
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
