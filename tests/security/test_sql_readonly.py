@@ -25,6 +25,8 @@ from tests.support.projections import store
 from tests.support.sql_attacks import ATTACKS, MIXES, STATE, WRITES
 from tests.support.stack import Stack
 
+pytestmark = pytest.mark.e2e  # the services run as processes
+
 SQL = bearer("sql", subject="analyst")
 WRITER = bearer("commands:todo_list", "read:todo_list", subject="owner")
 NOTE = "showing {kept} of {total} todos — the rest is too large for one answer"
