@@ -19,9 +19,9 @@ from common import bus
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
 from tests.integration.test_sql_sandbox import big_list
-from tests.security.conftest import SECRET, bearer
 from tests.support.feeds import feed
 from tests.support.projections import store
+from tests.support.secured import SECRET, bearer
 from tests.support.sql_attacks import ATTACKS, MIXES, STATE, WRITES
 from tests.support.stack import Stack
 
