@@ -11,7 +11,8 @@ state that was just caught up.
 
 Idempotency is per aggregate and per command: every event carries its command id and
 the command's fingerprint (a hash of its type, decoded payload and actor), and the fold
-remembers both for the aggregate's last `REMEMBERED_COMMANDS` commands. After catching
+(`CachedAggregate`, writer/cached.py) remembers both for the aggregate's last
+`REMEMBERED_COMMANDS` commands. After catching
 up, a repeated command (same id, same fingerprint) finds its first result and appends
 nothing; the same id carrying another command is a 409 naming `command_id`. Both answers
 depend only on the aggregate's history, never on timing: message ids
