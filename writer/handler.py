@@ -11,7 +11,8 @@ state that was just caught up.
 
 Idempotency is per aggregate and per command: every event carries its command id and
 the command's fingerprint (a hash of its type, decoded payload and actor), and the fold
-remembers both for the aggregate's last `REMEMBERED_COMMANDS` commands. After catching
+(`CachedAggregate`, writer/cached.py) remembers both for the aggregate's last
+`REMEMBERED_COMMANDS` commands. After catching
 up, a repeated command (same id, same fingerprint) finds its first result and appends
 nothing; the same id carrying another command is a 409 naming `command_id`. Both answers
 depend only on the aggregate's history, never on timing: message ids
@@ -30,164 +31,73 @@ import asyncio
 import hashlib
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from common import catalogue
 from common.app import Aggregate
-from common.envelope import Envelope, Metadata, utc_now, uuid7
-from common.errors import (
-    CommandIdReused,
-    Conflict,
-    RuleViolation,
-    StaleVersion,
-    TooLarge,
-    Undecidable,
-)
+from common.envelope import Envelope, Metadata, Stored, utc_now, uuid7
+from common.errors import Conflict, RuleViolation, StaleVersion, TooLarge
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
+from writer.cached import CachedAggregate
+from writer.eventstore import AggregateKey, EventStore, WrongExpectedSequence
 
-REMEMBERED_COMMANDS = 256  # per aggregate: how far back a command id is recognised
+CONFLICT_BACKOFF_S = 0.002  # before the n-th retry: uniform(0, CONFLICT_BACKOFF_S * 2**n)
 
 
 def fingerprint(command: Any, actor: str | None) -> str:
     """What makes two commands with one id the same command: the decoded command (its type
-    tag and every field, defaults filled in, in declaration order) and who sent it."""
+    tag and every field, defaults filled in, in declaration order) and who sent it.
+
+    32 hex characters (the first 128 bits of a SHA-256).
+    """
     return hashlib.sha256(msgspec.json.encode([command, actor])).hexdigest()[:32]
 
 
-def message_ids(key: tuple[str, str], expected: int, command_id: str, count: int) -> list[str]:
-    """`Nats-Msg-Id`s of one append: `<type>.<id>:<expected>:<command_id>:<n>`.
+def message_ids(key: AggregateKey, expected: int, command_id: str, count: int) -> list[str]:
+    """`Nats-Msg-Id`s of one append: `<type>.<id>:<expected>:<command_id>:<n>`, n from 0.
 
     JetStream dedupes message ids across the whole stream, so they are scoped: by
     aggregate (the same command id elsewhere is another command) and by expected
     sequence (only a retried publish of this very append is the same message).
     """
-    base = f"{key[0]}.{key[1]}:{expected}:{command_id}"
+    base = f"{key.aggregate_type}.{key.aggregate_id}:{expected}:{command_id}"
     return [f"{base}:{n}" for n in range(count)]
 
 
-class WrongExpectedSequence(Exception):
-    """The aggregate's subject moved on since we read it (or the append was a duplicate).
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """One command being handled: its aggregate, decoded form, request and fingerprint."""
 
-    `duplicate_of` is the stored sequence when the stream recognised the message id.
-    """
-
-    def __init__(self, reason: str, duplicate_of: int | None = None) -> None:
-        super().__init__(reason)
-        self.duplicate_of = duplicate_of
-
-
-class EventStore(Protocol):
-    async def read(
-        self, aggregate_type: str, aggregate_id: str, after: int
-    ) -> list[tuple[int, Envelope]]: ...
-
-    async def append(
-        self, envelopes: Sequence[Envelope], msg_ids: Sequence[str], expected: int
-    ) -> int:
-        """Append all or none; return the last sequence or raise WrongExpectedSequence."""
-        ...
+    kind: Aggregate
+    key: AggregateKey
+    decoded: Any
+    request: CommandRequest
+    fingerprint: str
 
 
-@dataclass
-class Loaded:
-    state: Any
-    version: int = 0
-    sequence: int = 0
-    # command id -> (fingerprint, first result); None: appended before fingerprints existed
-    commands: OrderedDict[str, tuple[str | None, CommandResult]] = field(
-        default_factory=OrderedDict
-    )
-    known: bool = False  # proven current once (caught up, or appended to), not just assumed new
+@dataclass(slots=True)
+class _Lock:
+    """The lock of one aggregate and how many commands hold or wait for it."""
 
-    def apply(
-        self, kind: Aggregate, stored: list[tuple[int, Envelope]], events: list[Any] | None = None
-    ) -> None:
-        """Fold stored events in; `events` are their decoded forms when we decided them.
-
-        Raises Undecidable at an event this writer cannot fold (not the aggregate's next
-        version, or one `evolve` refuses as impossible); the state stays at the event
-        before it.
-        """
-        for index, (sequence, envelope) in enumerate(stored):
-            if envelope.version != self.version + 1:  # published around the writer
-                reason = f"version {envelope.version} after version {self.version}"
-                raise undecidable(*_key(envelope), sequence, reason)
-            event = events[index] if events is not None else _event(kind, sequence, envelope)
-            try:
-                self.state = kind.evolve(self.state, event)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                # e.g. a todo added twice, published around the writer (ImpossibleEvent)
-                reason = f"{envelope.event_type} cannot be folded: {exc}"
-                raise undecidable(*_key(envelope), sequence, reason) from None
-            self.version, self.sequence = envelope.version, sequence
-            self._remember(envelope.metadata, sequence, envelope)
-
-    def result_of(self, command_id: str, print_: str) -> CommandResult | None:
-        """The first result of this command if already applied to the aggregate (and
-        remembered); CommandIdReused when the id was used for another command."""
-        done = self.commands.get(command_id)
-        if done is None:
-            return None
-        first_print, result = done
-        if first_print is not None and first_print != print_:
-            raise CommandIdReused(
-                f"command_id {command_id!r} was already used on this aggregate for another "
-                f"command (applied up to sequence {result.sequence}); a retry must resend "
-                "the same command, a new command needs a new command_id",
-                field="command_id",
-                sequence=result.sequence,
-            )
-        return msgspec.structs.replace(result, duplicate=True)
-
-    def _remember(self, metadata: Metadata, sequence: int, envelope: Envelope) -> None:
-        command_id = metadata.command_id
-        previous = self.commands.get(command_id)
-        same = (
-            previous is not None
-            and previous[0] == metadata.fingerprint
-            and previous[1].version == envelope.version - 1
-        )
-        events = [*previous[1].events, envelope] if previous and same else [envelope]
-        result = CommandResult(sequence=sequence, version=envelope.version, events=events)
-        self.commands[command_id] = (metadata.fingerprint, result)
-        self.commands.move_to_end(command_id)
-        if len(self.commands) > REMEMBERED_COMMANDS:
-            self.commands.popitem(last=False)
-
-
-def _event(kind: Aggregate, sequence: int, envelope: Envelope) -> Any:
-    """The domain event of a stored envelope, or Undecidable naming its sequence."""
-    known = kind.schema(envelope.event_type)
-    if envelope.schema > known:
-        reason = f"schema {envelope.schema} of {envelope.event_type} (this writer knows {known})"
-    else:
-        try:
-            return kind.from_payload(envelope.event_type, envelope.schema, envelope.payload)
-        except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
-            reason = f"{envelope.event_type[:64]}: {exc}"
-    raise undecidable(*_key(envelope), sequence, reason)
-
-
-def _key(envelope: Envelope) -> tuple[str, str]:
-    return envelope.aggregate_type, envelope.aggregate_id
-
-
-def undecidable(aggregate_type: str, aggregate_id: str, sequence: int, reason: str) -> Undecidable:
-    return Undecidable(
-        f"{aggregate_type} {aggregate_id!r} cannot take commands: this writer cannot read its "
-        f"event at sequence {sequence} ({reason[:300]}). Retrying does not help: deploy a "
-        "writer that knows this event (docs/operations.md, 'An event no one can read')",
-        sequence=sequence,
-    )
+    lock: asyncio.Lock
+    users: int = 0
 
 
 class CommandHandler:
+    """Decides commands and appends their events, per the rules in the module docstring.
+
+    `max_retries`: decisions redone after a refused append before a 409 Conflict;
+    `cache_size`: aggregates kept in memory (least recently used evicted);
+    `on_conflict`: called for each append another writer beat; `max_events`: events one
+    command may append (more is 413 TooLarge, IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND).
+    """
+
     def __init__(
         self,
         store: EventStore,
@@ -201,164 +111,161 @@ class CommandHandler:
         self.on_conflict = on_conflict
         self.max_retries = max_retries
         self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._cache: OrderedDict[AggregateKey, CachedAggregate] = OrderedDict()
+        self._locks: dict[AggregateKey, _Lock] = {}
 
     async def handle(self, aggregate_type: str, request: CommandRequest) -> CommandResult:
+        """Apply one command; its result, or the first result of a repeated command id.
+
+        Raises (common.errors): NotFound for an unknown aggregate type or command; Invalid
+        for an id, command id or payload of the wrong shape; RuleViolation (409) for a
+        rule the command breaks; CommandIdReused (409) for a command id used by another
+        command; StaleVersion (412) for a stale `expected_sequence`; Conflict (409) when
+        the aggregate kept moving for `max_retries` + 1 attempts; TooLarge (413);
+        Undecidable (500) at history this writer cannot fold; Unavailable / StorageFull
+        (503) from the store.
+        """
         kind = catalogue.current().aggregate(aggregate_type)
-        key = (aggregate_type, valid_id(request.aggregate_id))
+        key = AggregateKey(aggregate_type, valid_id(request.aggregate_id))
         valid_id(request.command_id, "command_id")  # it becomes message ids (headers)
-        command = kind.command(request.type, request.payload)
-        print_ = fingerprint(command, request.actor)
+        decoded = kind.command(request.type, request.payload)
+        one = _Command(kind, key, decoded, request, fingerprint(decoded, request.actor))
         async with self._exclusive(key):
-            return await self._decide_and_append(kind, key, command, request, print_)
+            return await self._decide_and_append(one)
 
     @asynccontextmanager
-    async def _exclusive(self, key: tuple[str, str]) -> AsyncIterator[None]:
+    async def _exclusive(self, key: AggregateKey) -> AsyncIterator[None]:
         """One command per aggregate at a time in this process; other writers use the OCC."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+        held = self._locks.setdefault(key, _Lock(asyncio.Lock()))
+        held.users += 1
         try:
-            async with lock:
+            async with held.lock:
                 yield
         finally:
-            lock, users = self._locks[key]
-            if users == 1:
+            held.users -= 1
+            if held.users == 0:
                 del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
-    async def _decide_and_append(
-        self,
-        kind: Aggregate,
-        key: tuple[str, str],
-        command: Any,
-        request: CommandRequest,
-        print_: str,
-    ) -> CommandResult:
+    async def _decide_and_append(self, one: _Command) -> CommandResult:
         # Not cached: assume new (expected sequence 0); the append says if it is not.
-        loaded, fresh = self._entry(kind, key), False
+        cached, fresh = self._entry(one.kind, one.key), False
         for attempt in range(self.max_retries + 1):
-            decision = await self._decide(kind, key, loaded, command, request, print_, fresh)
+            decision = await self._decide(one, cached, fresh)
             if isinstance(decision, CommandResult):
                 return decision
-            if len(decision) > self.max_events:
-                raise TooLarge(
-                    f"{request.type} would append {len(decision)} events; at most "
-                    f"{self.max_events} per command (IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND)",
-                    limit=self.max_events,
-                )
-            envelopes = self._envelopes(kind, key, loaded.version, decision, request, print_)
-            msg_ids = message_ids(key, loaded.sequence, request.command_id, len(envelopes))
+            envelopes = self._envelopes(one, cached.version, decision)
+            msg_ids = message_ids(one.key, cached.sequence, one.request.command_id, len(envelopes))
             try:
-                last = await self.store.append(envelopes, msg_ids, expected=loaded.sequence)
+                last = await self.store.append(envelopes, msg_ids, expected=cached.sequence)
             except WrongExpectedSequence as exc:
-                if loaded.known:  # a cold cache entry missing history is no conflict
-                    self.on_conflict()
-                await self._catch_up(kind, key, loaded)
-                fresh = True
-                done = loaded.result_of(request.command_id, print_)
-                if done is not None:  # our own append after all (a lost ack, a repeat)
+                done = await self._after_refusal(one, cached, exc)
+                if done is not None:
                     return done
-                if exc.duplicate_of is not None:
-                    # this very append was stored, and more than REMEMBERED_COMMANDS since
-                    return CommandResult(
-                        sequence=exc.duplicate_of, version=loaded.version, events=[], duplicate=True
-                    )
-                await asyncio.sleep(random.uniform(0, 0.002 * 2**attempt))
+                fresh = True
+                await asyncio.sleep(random.uniform(0, CONFLICT_BACKOFF_S * 2**attempt))
                 continue
             first = last - len(envelopes) + 1
-            stored = list(zip(range(first, last + 1), envelopes, strict=True))
-            loaded.apply(kind, stored, decision)
-            loaded.known = True
-            return CommandResult(sequence=last, version=loaded.version, events=envelopes)
+            stored = [Stored(sequence=first + n, event=e) for n, e in enumerate(envelopes)]
+            cached.apply(one.kind, stored, decision)
+            cached.known = True
+            return CommandResult(sequence=last, version=cached.version, events=envelopes)
         raise Conflict(
-            f"{key[0]} {key[1]!r} kept changing under {self.max_retries + 1} attempts; "
-            "resend the command",
-            sequence=loaded.sequence,
+            f"{one.key} kept changing under {self.max_retries + 1} attempts; resend the command",
+            sequence=cached.sequence,
         )
 
+    async def _after_refusal(
+        self, one: _Command, cached: CachedAggregate, refused: WrongExpectedSequence
+    ) -> CommandResult | None:
+        """Catch up after a refused append; the command's result if it turns out to be
+        stored already (a lost ack, a repeat), None when it must be decided again."""
+        if cached.known:  # a cold cache entry missing history is no conflict
+            self.on_conflict()
+        await self._catch_up(one.kind, one.key, cached)
+        done = cached.result_of(one.request.command_id, one.fingerprint)
+        if done is not None:  # our own append after all (a lost ack, a repeat)
+            return done
+        if refused.duplicate_of is not None:
+            # this very append was stored, and more than REMEMBERED_COMMANDS since
+            return CommandResult(
+                sequence=refused.duplicate_of, version=cached.version, events=[], duplicate=True
+            )
+        return None
+
     async def _decide(
-        self,
-        kind: Aggregate,
-        key: tuple[str, str],
-        loaded: Loaded,
-        command: Any,
-        request: CommandRequest,
-        print_: str,
-        fresh: bool,
+        self, one: _Command, cached: CachedAggregate, fresh: bool
     ) -> CommandResult | list[Any]:
         """Decide on the cached state; its events are checked by the append's expected
         sequence, but a refusal or a no-op is only trusted on a state just read."""
         while True:
             try:
-                decision = self._decide_on(kind, loaded, command, request, print_)
+                decision = self._decide_on(one, cached)
                 if fresh or isinstance(decision, list) or decision.duplicate:
                     return decision
             except (RuleViolation, StaleVersion):
                 if fresh:
                     raise
-            await self._catch_up(kind, key, loaded)
+            await self._catch_up(one.kind, one.key, cached)
             fresh = True
 
-    @staticmethod
-    def _decide_on(
-        kind: Aggregate, loaded: Loaded, command: Any, request: CommandRequest, print_: str
-    ) -> CommandResult | list[Any]:
-        done = loaded.result_of(request.command_id, print_)
+    def _decide_on(self, one: _Command, cached: CachedAggregate) -> CommandResult | list[Any]:
+        """The command's events on `cached`, or its result (a repeat, or no events)."""
+        done = cached.result_of(one.request.command_id, one.fingerprint)
         if done is not None:
             return done
-        if request.expected_sequence not in (None, loaded.sequence):
+        expected = one.request.expected_sequence
+        if expected not in (None, cached.sequence):
             raise StaleVersion(
-                f"If-Match {request.expected_sequence} is stale: the aggregate is at "
-                f"sequence {loaded.sequence}; read it again and resend",
-                sequence=loaded.sequence,
+                f"If-Match {expected} is stale: the aggregate is at "
+                f"sequence {cached.sequence}; read it again and resend",
+                sequence=cached.sequence,
             )
-        events = kind.decided(loaded.state, command)  # a bug of the app: 500, nothing stored
-        return events or CommandResult(sequence=loaded.sequence, version=loaded.version, events=[])
+        events = one.kind.decided(cached.state, one.decoded)  # an app's bug: 500, nothing stored
+        if len(events) > self.max_events:
+            raise TooLarge(
+                f"{one.request.type} would append {len(events)} events; at most "
+                f"{self.max_events} per command (IRONSTAR_WRITER_MAX_EVENTS_PER_COMMAND)",
+                limit=self.max_events,
+            )
+        return events or CommandResult(sequence=cached.sequence, version=cached.version, events=[])
 
-    def _entry(self, kind: Aggregate, key: tuple[str, str]) -> Loaded:
-        loaded = self._cache.get(key)
-        if loaded is None:
-            loaded = Loaded(state=kind.initial)
-            self._cache[key] = loaded
+    def _entry(self, kind: Aggregate, key: AggregateKey) -> CachedAggregate:
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = CachedAggregate(state=kind.initial)
+            self._cache[key] = cached
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
-        return loaded
+        return cached
 
-    async def _catch_up(self, kind: Aggregate, key: tuple[str, str], loaded: Loaded) -> None:
-        loaded.apply(kind, await self.store.read(key[0], key[1], after=loaded.sequence))
-        loaded.known = True
+    async def _catch_up(self, kind: Aggregate, key: AggregateKey, cached: CachedAggregate) -> None:
+        cached.apply(kind, await self.store.read(key, after=cached.sequence))
+        cached.known = True
 
     @staticmethod
-    def _envelopes(
-        kind: Aggregate,
-        key: tuple[str, str],
-        version: int,
-        events: list[Any],
-        request: CommandRequest,
-        print_: str,
-    ) -> list[Envelope]:
+    def _envelopes(one: _Command, version: int, events: list[Any]) -> list[Envelope]:
+        """The envelopes of decided events, versions from `version` + 1, one timestamp."""
+        request = one.request
         metadata = Metadata(
             command_id=request.command_id,
             correlation_id=request.correlation_id,
             causation_id=request.command_id,
             actor=request.actor,
-            fingerprint=print_,
+            fingerprint=one.fingerprint,
         )
         occurred_at = utc_now()
         envelopes = []
         for offset, event in enumerate(events, start=1):
-            event_type, payload = kind.to_payload(event)
+            event_type, payload = one.kind.to_payload(event)
             envelopes.append(
                 Envelope(
                     event_id=uuid7(),
-                    aggregate_type=key[0],
-                    aggregate_id=key[1],
+                    aggregate_type=one.key.aggregate_type,
+                    aggregate_id=one.key.aggregate_id,
                     version=version + offset,
                     event_type=event_type,
-                    schema=kind.schema(event_type),
+                    schema=one.kind.schema(event_type),
                     occurred_at=occurred_at,
                     payload=payload,
                     metadata=metadata,

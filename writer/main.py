@@ -31,6 +31,12 @@ async def serve(
     ready: Callable[[str], None],
     stop: asyncio.Event,
 ) -> None:
+    """Run a writer until `stop` is set: connect, ensure the stream, answer commands.
+
+    Answers `<prefix>.cmd.<aggregate_type>` for every aggregate of the current app in the
+    queue group `writers`; calls `ready` with one line once serving. Raises what
+    `bus.connect` and `bus.ensure_stream` raise: NATS unreachable, a stream it cannot set up.
+    """
     nc = await bus.connect(nats_settings, name="ironstar-writer")
     try:
         await bus.ensure_stream(nc, nats_settings)
@@ -65,6 +71,9 @@ async def serve(
 
 
 def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
+    """The request handler of one aggregate type's command subject: decode, handle, count,
+    log, encode (refusals propagate as IronstarError, which `bus.serve` answers)."""
+
     async def answer(msg: Msg) -> bytes:
         started = time.perf_counter()
         request = decoded(_requests, msg.data, "command request", "; send a CommandRequest")

@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from ironstar.natsserver import free_port
-from tests.security.conftest import SECRET, token
 from tests.support.eventsource import EventSourceClient
 from tests.support.nginx import Nginx, behind_nginx, require
 from tests.support.processes import Service
+from tests.support.secured import SECRET, token
 from tests.support.stack import Stack, send
 from tests.support.waiting import eventually
 

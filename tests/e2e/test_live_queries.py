@@ -17,8 +17,8 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from ironstar.natsserver import NatsServer
-from tests.e2e.sse_fixtures import metric
-from tests.security.conftest import Stack, bearer, running, token, unique
+from tests.support.gateways import metric
+from tests.support.secured import SecuredStack, bearer, running, token, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,9 @@ DEADLINE_S = 5.0  # the gateway's query_timeout_s: a first answer's deadline fro
 
 
 @pytest.fixture(scope="module")
-def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredStack]:
     with running(
         nats_server,
         tmp_path_factory.mktemp("live"),
@@ -42,7 +44,7 @@ def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: SecuredStack) -> AsyncIterator[httpx.AsyncClient]:
     timeout = httpx.Timeout(10, read=30)
     async with httpx.AsyncClient(base_url=stack.base, timeout=timeout, headers=ADMIN) as client:
         yield client
@@ -232,7 +234,7 @@ async def test_a_token_that_expires_ends_the_feed(http: httpx.AsyncClient) -> No
 
 
 async def test_a_slow_subscriber_gets_only_the_latest_answer(
-    stack: Stack, http: httpx.AsyncClient
+    stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
     list_id = unique("list")
     # Answers of ~200 KB: a reader that does not read fills the socket with one or two.

@@ -2,7 +2,8 @@
 
 In an empty directory: `ironstar new billing` writes the package, its tests pass, and
 `ironstar up --app billing` serves it: a command over HTTP, its SQL projection's query
-(read your writes), the dashboard with the app's panel.
+(read your writes), the dashboard with the app's panel. With `--dir`, the next steps it
+prints run as printed.
 """
 
 from __future__ import annotations
@@ -135,3 +136,25 @@ def _the_cli_elsewhere_uses_the_running_app(data: Path) -> None:
     said = demo.stdout + demo.stderr
     assert "app billing declares no demo traffic" in said, said  # not the example's todo traffic
     assert "todo_list" not in said
+
+
+def test_the_next_steps_printed_for_another_directory_run_as_printed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "IRONSTAR_APP"}
+    made = subprocess.run(
+        [sys.executable, "-m", "ironstar", "new", "ledger", "--dir", "apps"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    steps = made.stdout.rsplit("next: ", 1)[1].strip()
+    assert steps == "cd apps && pytest ledger && ironstar up --app ledger"
+    # every step but the last (`up` runs until stopped) as printed; then the app loads there
+    load = "python -c 'from common import catalogue; catalogue.install(catalogue.load(\"ledger\"))'"
+    shell = steps.replace(
+        "pytest", f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider"
+    )
+    shell = shell.replace(
+        "ironstar up --app ledger", load.replace("python", shlex.quote(sys.executable))
+    )
+    done = subprocess.run(
+        ["sh", "-c", shell], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

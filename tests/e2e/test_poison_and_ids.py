@@ -16,8 +16,8 @@ from nats.aio.client import Client
 
 from common.envelope import utc_now, uuid7
 from common.settings import NatsSettings
-from tests.e2e.sse_fixtures import metric
 from tests.support.feeds import feed, make, publish, todo
+from tests.support.gateways import metric
 from tests.support.processes import Service
 from tests.support.projections import sql
 from tests.support.stack import Stack

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from ironstar.natsserver import NatsServer
-from tests.security.conftest import SECRET, bearer, running, unique
 from tests.support.feeds import feed
 from tests.support.processes import run_cli
+from tests.support.secured import SECRET, bearer, running, unique
 
 pytestmark = pytest.mark.e2e
 ADMIN = bearer("admin")

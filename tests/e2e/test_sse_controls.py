@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import httpx
 import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
 from tests.support.feeds import feed, make, publish, todo
+from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-__all__ = ["http", "start_gateway"]
-
-Http = Callable[..., httpx.AsyncClient]
 
 
 async def test_unknown_control_values_are_422_naming_the_parameter(

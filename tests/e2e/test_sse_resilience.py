@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,14 +13,11 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from tests.e2e.sse_fixtures import Start, http, start_gateway
 from tests.support.feeds import Reader, feed, make, publish, todo
+from tests.support.gateways import Http, Start
 from tests.support.processes import Service
 
 pytestmark = pytest.mark.e2e
-__all__ = ["http", "start_gateway"]
-
-Http = Callable[..., httpx.AsyncClient]
 
 
 def _rss_kib(pid: int) -> int:

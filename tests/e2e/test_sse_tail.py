@@ -5,21 +5,17 @@ once it has caught up, without a gap or a duplicate (issue 15)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 
-import httpx
 import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from gateway.feed import Topic, consumer_name
-from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
 from tests.support.feeds import Reader, feed, make, publish
+from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-__all__ = ["http", "start_gateway"]
-Http = Callable[..., httpx.AsyncClient]
 
 
 async def _ids(reader: Reader, count: int) -> list[int]:

@@ -4,7 +4,6 @@ and the first frame's position (issue 12, items 1, 4 and 5)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from html import escape
 
 import httpx
@@ -13,15 +12,13 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from gateway.feed import Topic, consumer_name
-from tests.e2e.sse_fixtures import Start, http, start_gateway
 from tests.support.feeds import Reader, feed, publish, todo
+from tests.support.gateways import Http, Start
 from tests.support.stack import Stack
 from tests.support.waiting import eventually
 from tests.support.whatwg_sse import parse
 
 pytestmark = pytest.mark.e2e
-__all__ = ["http", "start_gateway"]
-Http = Callable[..., httpx.AsyncClient]
 
 # A bare CR, LF, CR LF, look-alikes SSE does not end lines at, NUL, and forged SSE syntax.
 TEXTS = [

@@ -4,22 +4,18 @@ grow the gateway past it, and the feed cut off resumes with nothing lost."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
 from tests.support.feeds import Reader, feed, publish, todo
+from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-__all__ = ["http", "start_gateway"]
 
-Http = Callable[..., httpx.AsyncClient]
 BUDGET = 2_000_000
 
 

@@ -17,7 +17,8 @@ from common.settings import NatsSettings
 from common.subjects import Subjects
 from tests.support.commands import command
 from tests.support.feeds import make, publish
-from writer.handler import CommandHandler, WrongExpectedSequence, message_ids
+from writer.eventstore import AggregateKey, WrongExpectedSequence
+from writer.handler import CommandHandler, message_ids
 from writer.store import JetStreamEventStore
 
 
@@ -159,8 +160,9 @@ async def test_a_multi_event_batch_with_a_stale_expected_sequence_stores_nothing
     assert (
         await stored(nc, nats_settings) == before + 3
     )  # the clear, and nothing of the stale batch
-    read = await handler.store.read("todo_list", "l", after=0)
-    assert [s for s, _ in read] == list(range(read[0][0], read[0][0] + before + 3))
+    read = await handler.store.read(AggregateKey("todo_list", "l"), after=0)
+    first = read[0].sequence
+    assert [s.sequence for s in read] == list(range(first, first + before + 3))
 
 
 async def test_a_repeated_message_id_is_reported_as_a_duplicate_of_its_sequence(
@@ -170,7 +172,7 @@ async def test_a_repeated_message_id_is_reported_as_a_duplicate_of_its_sequence(
     handler = writer(nc, nats_settings)
     added = await handler.handle("todo_list", command("l", "add_todo", "c1", todo_id="a", text="A"))
     with pytest.raises(WrongExpectedSequence) as caught:
-        ids = message_ids(("todo_list", "l"), 0, "c1", 1)  # what the first append sent
+        ids = message_ids(AggregateKey("todo_list", "l"), 0, "c1", 1)  # what the first append sent
         await handler.store.append(added.events, ids, expected=added.sequence)
     assert caught.value.duplicate_of == added.sequence
     assert await stored(nc, nats_settings) == 1

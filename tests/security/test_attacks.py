@@ -14,7 +14,7 @@ from nats.aio.client import Client
 
 from common import bus
 from common.settings import NatsSettings
-from tests.security.conftest import Stack, bearer, token, unique
+from tests.support.secured import SecuredStack, bearer, token, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ INJECTIONS = ["a.b", "a*", ">", "a b", "a\tb", "ä", "x" * 65, "a.>", "..", "a%2
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: SecuredStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
         yield client
 
@@ -37,7 +37,7 @@ async def _still_serves(http: httpx.AsyncClient) -> None:
     assert reply.status_code == 200, reply.text
 
 
-async def _stream_subjects(stack: Stack) -> set[str]:
+async def _stream_subjects(stack: SecuredStack) -> set[str]:
     settings = NatsSettings(
         url=stack.env["IRONSTAR_NATS_URL"],
         prefix=stack.env["IRONSTAR_NATS_PREFIX"],
@@ -52,7 +52,7 @@ async def _stream_subjects(stack: Stack) -> set[str]:
 
 
 async def test_subject_injection_ids_are_refused_and_never_become_subjects(
-    stack: Stack, http: httpx.AsyncClient
+    stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
     headers = bearer("admin", subject=unique("inject"))
     body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "x"}}
@@ -111,7 +111,7 @@ async def test_command_yielding_more_events_than_allowed_is_refused_with_413(
 
 
 async def test_slowloris_request_body_is_cut_off_with_408(
-    stack: Stack, http: httpx.AsyncClient
+    stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     auth = bearer("commands:todo_list", subject=unique("slow"))["Authorization"]
@@ -141,7 +141,7 @@ async def test_slowloris_request_body_is_cut_off_with_408(
 
 
 async def test_slowloris_request_headers_are_cut_off_with_408(
-    stack: Stack, http: httpx.AsyncClient
+    stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -167,7 +167,7 @@ async def test_slowloris_request_headers_are_cut_off_with_408(
 
 
 async def test_ten_thousand_connection_attempts_from_one_client_are_refused_and_it_stays_up(
-    stack: Stack, http: httpx.AsyncClient
+    stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
     flood = token("read:todo_list", subject="flood")
     request = (

@@ -13,14 +13,14 @@ import httpx
 import pytest
 
 from ironstar.natsserver import NatsServer, free_port
-from tests.security.conftest import SECRET, Stack, bearer, token, unique
 from tests.support.processes import Service
+from tests.support.secured import SECRET, SecuredStack, bearer, token, unique
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: SecuredStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
         yield client
 
@@ -109,7 +109,7 @@ async def test_feed_filter_outside_the_grant_is_403_not_narrowed(http: httpx.Asy
         assert reply.status_code == 200
 
 
-async def test_session_cookie_opens_the_feed_for_a_browser(stack: Stack) -> None:
+async def test_session_cookie_opens_the_feed_for_a_browser(stack: SecuredStack) -> None:
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as browser:
         opened = await browser.post("/api/session", headers=bearer("read:todo_list"))
         assert opened.status_code == 200, opened.text
@@ -124,7 +124,7 @@ async def test_session_cookie_opens_the_feed_for_a_browser(stack: Stack) -> None
         assert "max-age=0" in closed.headers["set-cookie"].lower()
 
 
-async def test_session_cookie_is_not_honoured_for_a_cross_site_command(stack: Stack) -> None:
+async def test_session_cookie_is_not_honoured_for_a_cross_site_command(stack: SecuredStack) -> None:
     cookie = token("commands:todo_list")
     async with httpx.AsyncClient(
         base_url=stack.base, timeout=10, cookies={"ironstar_session": cookie}

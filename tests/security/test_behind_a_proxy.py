@@ -13,22 +13,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.errors import Invalid
 from common.settings import GatewaySettings, origin_of, proxy_networks
 from ironstar.natsserver import NatsServer
-from tests.security.conftest import Stack, bearer, running, token, unique
 from tests.support.processes import run_cli
+from tests.support.secured import SecuredStack, bearer, running, token, unique
 
 pytestmark = pytest.mark.e2e
 PUBLIC = "https://dashboard.example.org"
 
 
 @pytest.fixture(scope="module")
-def stack(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredStack]:
     workdir = tmp_path_factory.mktemp("proxied")
     with running(nats_server, workdir, IRONSTAR_GATEWAY_PUBLIC_ORIGIN=PUBLIC + ":443/") as up:
         yield up
 
 
 @pytest.mark.parametrize("path", ["/", "/healthz", "/readyz"])
-def test_head_answers_like_get_without_a_body(stack: Stack, path: str) -> None:
+def test_head_answers_like_get_without_a_body(stack: SecuredStack, path: str) -> None:
     with httpx.Client(base_url=stack.base, timeout=10) as http:
         got, head = http.get(path), http.head(path)
     assert head.status_code == got.status_code == 200
@@ -38,7 +40,9 @@ def test_head_answers_like_get_without_a_body(stack: Stack, path: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_metrics_are_the_classic_text_format_with_one_charset(stack: Stack, method: str) -> None:
+def test_metrics_are_the_classic_text_format_with_one_charset(
+    stack: SecuredStack, method: str
+) -> None:
     """What a scraper (directly or through a proxy) parses: `text/plain; version=0.0.4;
     charset=utf-8`, each parameter once, and a body in that format."""
     reply = httpx.request(method, f"{stack.base}/metrics", headers=bearer("admin"), timeout=10)
@@ -51,14 +55,14 @@ def test_metrics_are_the_classic_text_format_with_one_charset(stack: Stack, meth
         assert "sse_connections" in names
 
 
-def test_head_of_the_feed_is_refused_without_opening_a_stream(stack: Stack) -> None:
+def test_head_of_the_feed_is_refused_without_opening_a_stream(stack: SecuredStack) -> None:
     reply = httpx.head(
         f"{stack.base}/api/events?topics=todo_list", headers=bearer("read:todo_list"), timeout=10
     )
     assert reply.status_code == 405
 
 
-def _post(stack: Stack, headers: dict[str, str]) -> int:
+def _post(stack: SecuredStack, headers: dict[str, str]) -> int:
     cookie = token("commands:todo_list")
     body = {"type": "add_todo", "payload": {"todo_id": "t", "text": "milk"}}
     with httpx.Client(base_url=stack.base, timeout=10, cookies={"ironstar_session": cookie}) as c:
@@ -68,7 +72,7 @@ def _post(stack: Stack, headers: dict[str, str]) -> int:
 
 
 def test_a_cookie_post_from_the_public_origin_passes_when_the_proxy_rewrites_host(
-    stack: Stack,
+    stack: SecuredStack,
 ) -> None:
     assert _post(stack, {"Origin": PUBLIC}) == 200
 
@@ -84,11 +88,13 @@ def test_a_cookie_post_from_the_public_origin_passes_when_the_proxy_rewrites_hos
         "null",
     ],
 )
-def test_a_cookie_post_from_any_other_origin_is_refused(stack: Stack, origin: str) -> None:
+def test_a_cookie_post_from_any_other_origin_is_refused(stack: SecuredStack, origin: str) -> None:
     assert _post(stack, {"Origin": origin}) == 401
 
 
-def test_a_cookie_post_with_neither_origin_nor_fetch_metadata_is_refused(stack: Stack) -> None:
+def test_a_cookie_post_with_neither_origin_nor_fetch_metadata_is_refused(
+    stack: SecuredStack,
+) -> None:
     assert _post(stack, {}) == 401
 
 
@@ -102,7 +108,7 @@ def _cookie_post(base: str, headers: dict[str, str]) -> int:
 
 
 def test_a_cookie_post_naming_the_host_passes_only_with_the_connections_scheme(
-    stack: Stack,
+    stack: SecuredStack,
 ) -> None:
     """Plain HTTP straight to the gateway: `Origin` must be `http://` + `Host`; the same
     host and port under https is another origin, whatever an untrusted peer forwards."""
@@ -117,7 +123,7 @@ def test_a_cookie_post_naming_the_host_passes_only_with_the_connections_scheme(
 @pytest.fixture(scope="module")
 def forwarding(
     nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+) -> Iterator[SecuredStack]:
     """A gateway behind a proxy it trusts (127.0.0.1) that rewrites `Host`, no public origin."""
     workdir = tmp_path_factory.mktemp("forwarded")
     with running(nats_server, workdir, IRONSTAR_GATEWAY_TRUSTED_PROXIES="127.0.0.1") as up:
@@ -135,7 +141,7 @@ def forwarding(
     ],
 )
 def test_behind_a_trusted_proxy_the_forwarded_scheme_is_the_requests_scheme(
-    forwarding: Stack, proto: str, origin: str, status: int
+    forwarding: SecuredStack, proto: str, origin: str, status: int
 ) -> None:
     headers = {"Host": "internal-gw.local", "X-Forwarded-Proto": proto, "Origin": origin}
     assert _cookie_post(forwarding.base, headers) == status

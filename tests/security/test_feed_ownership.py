@@ -14,9 +14,9 @@ from nats.aio.client import Client
 from common import bus
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
-from tests.security.conftest import Stack, bearer, running, unique
 from tests.support.feeds import feed
 from tests.support.processes import Service
+from tests.support.secured import SecuredStack, bearer, running, unique
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -25,7 +25,9 @@ PER_PRINCIPAL, MAX_CONSUMERS, RESERVED = 10, 40, 10
 
 
 @pytest.fixture(scope="module")
-def budgeted(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def budgeted(
+    nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredStack]:
     with running(
         nats_server,
         tmp_path_factory.mktemp("budgeted"),
@@ -38,19 +40,19 @@ def budgeted(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture
-async def http(budgeted: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(budgeted: SecuredStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=budgeted.base, timeout=10) as client:
         yield client
 
 
 @pytest.fixture
-async def js_nc(budgeted: Stack) -> AsyncIterator[Client]:
+async def js_nc(budgeted: SecuredStack) -> AsyncIterator[Client]:
     nc = await bus.connect(_nats(budgeted), name="ownership-check")
     yield nc
     await nc.drain()
 
 
-def _nats(stack: Stack) -> NatsSettings:
+def _nats(stack: SecuredStack) -> NatsSettings:
     env = stack.env
     return NatsSettings(
         url=env["IRONSTAR_NATS_URL"],
@@ -59,7 +61,7 @@ def _nats(stack: Stack) -> NatsSettings:
     )
 
 
-async def _consumers(nc: Client, stack: Stack) -> int:
+async def _consumers(nc: Client, stack: SecuredStack) -> int:
     info = await nc.jetstream().stream_info(stack.env["IRONSTAR_NATS_STREAM"])
     return int(info.state.consumer_count)
 
@@ -81,7 +83,7 @@ async def _status(http: httpx.AsyncClient, headers: dict[str, str], **params: st
 
 
 async def test_another_principal_reusing_a_client_id_cannot_drain_or_reset_its_owners_feed(
-    http: httpx.AsyncClient, budgeted: Stack, js_nc: Client
+    http: httpx.AsyncClient, budgeted: SecuredStack, js_nc: Client
 ) -> None:
     list_id, client = unique("l"), unique("shared")
     alice = bearer("read:todo_list", subject=unique("alice"))
@@ -146,7 +148,7 @@ async def test_a_principal_dropping_feeds_with_fresh_client_ids_hits_its_budget_
 
 
 async def test_feeds_without_a_client_id_delete_their_consumer_and_never_hit_the_budget(
-    http: httpx.AsyncClient, budgeted: Stack, js_nc: Client
+    http: httpx.AsyncClient, budgeted: SecuredStack, js_nc: Client
 ) -> None:
     before = await _consumers(js_nc, budgeted)
     who = bearer("read:todo_list", subject=unique("tabs"))
@@ -173,7 +175,7 @@ async def test_a_feed_without_client_id_resumes_by_last_event_id_after_its_consu
 
 
 async def test_feeds_never_take_the_consumers_kept_for_projectors(
-    http: httpx.AsyncClient, budgeted: Stack, js_nc: Client, tmp_path: Path
+    http: httpx.AsyncClient, budgeted: SecuredStack, js_nc: Client, tmp_path: Path
 ) -> None:
     statuses = []
     for principal in range(MAX_CONSUMERS // PER_PRINCIPAL + 1):

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ironstar.natsserver import NatsServer, free_port
-from tests.security.conftest import Stack, bearer, running, signed, token, unique
+from tests.support.secured import SecuredStack, bearer, running, signed, token, unique
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +30,7 @@ DEEP = "[" * 1100 + "]" * 1100
 @pytest.fixture(scope="module")
 def open_stack(
     nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+) -> Iterator[SecuredStack]:
     """Auth on, rate limit off (so only the input decides the answer)."""
     with running(
         nats_server,
@@ -42,7 +42,7 @@ def open_stack(
 
 
 @pytest.fixture(scope="module")
-def client(open_stack: Stack) -> Iterator[httpx.Client]:
+def client(open_stack: SecuredStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=open_stack.base, timeout=20) as http:
         yield http
 
@@ -55,7 +55,7 @@ def _status(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx
         return reply
 
 
-def _logged_failures(stack: Stack) -> list[str]:
+def _logged_failures(stack: SecuredStack) -> list[str]:
     return [
         line
         for line in stack.gateway.log.read_text(errors="replace").splitlines()
@@ -116,7 +116,7 @@ def test_windows_that_are_not_ascii_milliseconds_are_422_naming_the_parameter(
     ],
 )
 def test_correctly_signed_tokens_with_malformed_claims_are_401_naming_the_claim(
-    client: httpx.Client, open_stack: Stack, claims: str, named: str
+    client: httpx.Client, open_stack: SecuredStack, claims: str, named: str
 ) -> None:
     forged = signed(claims)
     for method, path in (("GET", "/api/users"), ("POST", "/api/sql"), ("POST", "/api/session")):
@@ -288,7 +288,7 @@ def _header_safe(value: str) -> bytes | None:
 )
 def test_hostile_values_anywhere_never_get_a_5xx(
     client: httpx.Client,
-    open_stack: Stack,
+    open_stack: SecuredStack,
     target: str,
     values: dict[str, str],
     headers: dict[str, str],

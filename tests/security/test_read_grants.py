@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.security.conftest import Stack, bearer, token, unique
 from tests.support.feeds import feed
+from tests.support.secured import SecuredStack, bearer, token, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ class Secrets:
 
 
 @pytest.fixture(scope="module")
-async def secrets(stack: Stack) -> Secrets:
+async def secrets(stack: SecuredStack) -> Secrets:
     admin = bearer("admin", subject=unique("owner"))
     found = Secrets(unique("list"), unique("other"), unique("secret todo "), unique("u"), "", 0)
     found.email = f"{unique('mail')}@example.org"
@@ -51,7 +51,7 @@ async def secrets(stack: Stack) -> Secrets:
 
 
 @pytest.fixture
-async def http(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+async def http(stack: SecuredStack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base, timeout=10) as client:
         yield client
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ironstar.natsserver import NatsServer
-from tests.security.conftest import running, token
+from tests.support.secured import running, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]  # ~70 s on a loaded 2-core machine
 

@@ -19,11 +19,13 @@ from common import bus
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
 from tests.integration.test_sql_sandbox import big_list
-from tests.security.conftest import SECRET, bearer
 from tests.support.feeds import feed
 from tests.support.projections import store
+from tests.support.secured import SECRET, bearer
 from tests.support.sql_attacks import ATTACKS, MIXES, STATE, WRITES
 from tests.support.stack import Stack
+
+pytestmark = pytest.mark.e2e  # the services run as processes
 
 SQL = bearer("sql", subject="analyst")
 WRITER = bearer("commands:todo_list", "read:todo_list", subject="owner")

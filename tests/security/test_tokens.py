@@ -13,7 +13,7 @@ from common.tokens import Claims, Verifier
 from gateway.auth import bind_notice, credentials, is_loopback, needed_scopes
 from gateway.grants import read_grant
 from gateway.limits import RateLimiter, check_json
-from tests.security.conftest import signed
+from tests.support.secured import signed
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0

@@ -21,6 +21,9 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 @dataclass
 class EventSourceClient:
+    """A browser-like EventSource on `url` (see the module docstring); `events` are what
+    it received, `connections` its 200 text/event-stream responses, `fatal` why it gave up."""
+
     url: str
     verify: ssl.SSLContext | bool = True
     speed: float = 1.0  # multiplies the server's `retry:`
@@ -32,6 +35,7 @@ class EventSourceClient:
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> EventSourceClient:
+        """Connect in a background task of the running loop (reconnecting until `stop`)."""
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -63,6 +67,7 @@ class EventSourceClient:
                     self.events.append(event)
 
     async def stop(self) -> None:
+        """Cancel the client and wait until it has closed its connection."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -29,6 +29,8 @@ def make(
     payload: dict[str, Any],
     schema: int | None = None,
 ) -> bytes:
+    """The JSON body of an envelope of the given event (new event id, fixed time, a fresh
+    command id); `schema` defaults to the current one of `event_type` (`SCHEMAS`, else 1)."""
     return envelope.encode(
         Envelope(
             event_id=uuid7(),
@@ -60,6 +62,9 @@ async def publish(nc: Client, settings: NatsSettings, events: list[tuple[str, by
 
 @dataclass
 class Message:
+    """One SSE message as a test reads it: `event`, `id` (the stream sequence; None without
+    `id:`) and `data` (decoded JSON, the raw text when it is not JSON, None when empty)."""
+
     event: str
     id: int | None
     data: Any
@@ -74,6 +79,7 @@ class Reader:
         self._iter = source.aiter_sse().__aiter__()
 
     async def next(self, timeout: float = 10.0) -> Message:
+        """The next message; TimeoutError after `timeout` seconds."""
         async with asyncio.timeout(timeout):
             sse: ServerSentEvent = await self._iter.__anext__()
         try:
@@ -106,6 +112,8 @@ class Reader:
 async def feed(
     client: httpx.AsyncClient, headers: dict[str, str] | None = None, **params: Any
 ) -> AsyncIterator[Reader]:
+    """Open `GET /api/events` with `params` as query parameters (`topics`, `format`, ...);
+    a Reader of the response, which must be 200."""
     async with aconnect_sse(
         client, "GET", "/api/events", params=params, headers=headers or {}
     ) as source:

@@ -88,10 +88,12 @@ class Nginx:
 
     @property
     def https(self) -> str:
+        """The base URL of nginx's TLS (HTTP/1.1 and HTTP/2) listener."""
         return f"https://127.0.0.1:{self.https_port}"
 
     @property
     def http(self) -> str:
+        """The base URL of nginx's plain HTTP listener."""
         return f"http://127.0.0.1:{self.http_port}"
 
     def _config(self) -> Path:
@@ -115,6 +117,8 @@ class Nginx:
         return main
 
     def start(self) -> Nginx:
+        """Write the configuration and start nginx; ready once its HTTP port accepts
+        (15 s), stopped again if it never does."""
         config = self._config()
         log = self.directory / "nginx.out"
         with open(log, "ab") as out:
@@ -141,10 +145,12 @@ class Nginx:
         return self
 
     def log(self) -> str:
+        """The last 2,000 characters of nginx's output and of its error log."""
         texts = [(self.directory / name) for name in ("nginx.out", "error.log")]
         return "\n".join(p.read_text()[-2000:] for p in texts if p.exists())
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10 s; nothing when it is not running."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)  # fast: open feeds are cut, not awaited

@@ -23,6 +23,7 @@ class Service:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Service:
+        """`launch`, then wait up to `timeout` seconds until ready."""
         return self.launch().ready(timeout)
 
     def launch(self) -> Service:
@@ -52,6 +53,8 @@ class Service:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `sig` and wait up to `timeout` seconds; the exit status. AssertionError
+        (after a SIGKILL) when it does not exit in time."""
         assert self.process is not None
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -63,6 +66,7 @@ class Service:
             raise AssertionError(f"{self.name} did not stop within {timeout} s") from None
 
     def kill(self) -> None:
+        """SIGKILL the service and reap it."""
         self.stop(signal.SIGKILL)
 
 

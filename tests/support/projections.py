@@ -49,6 +49,8 @@ async def ask(
 
 
 async def sql(nc: Client, settings: NatsSettings, text: str, min_seq: int = 0) -> list[list[Any]]:
+    """The rows of a read-only SQL query over the projector replicas, once they have
+    applied `min_seq`."""
     rows: list[list[Any]] = (await ask(nc, settings, "sql", "sql", min_seq, sql=text))["result"][
         "rows"
     ]

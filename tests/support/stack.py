@@ -36,6 +36,7 @@ class Stack:
 
     @property
     def url(self) -> str:
+        """The gateway's base URL (`http://127.0.0.1:<port>`)."""
         return f"http://127.0.0.1:{self.env['IRONSTAR_GATEWAY_PORT']}"
 
     def _gateway(self, attempts: int = 3) -> Service:
@@ -53,9 +54,11 @@ class Stack:
         self.gateway = Service("gateway", self.env, self.workdir).start()
 
     def command(self, list_id: str, type_: str, **payload: str) -> dict[str, object]:
+        """Send a todo_list command through the gateway; its 200 body (`send`)."""
         return send(self.url, "todo_list", list_id, type_, payload)
 
     def stop(self) -> None:
+        """Stop the gateway, then the other services (SIGTERM each, 10 s each)."""
         for service in [getattr(self, "gateway", None), *reversed(self.services)]:
             if service is not None and service.process is not None:
                 service.stop()
@@ -64,6 +67,7 @@ class Stack:
 def send(
     url: str, aggregate: str, ident: str, type_: str, payload: dict[str, str]
 ) -> dict[str, object]:
+    """POST a command to the gateway at `url`; its JSON body, which must be a 200."""
     reply = httpx.post(
         f"{url}/api/commands/{aggregate}/{ident}", json={"type": type_, "payload": payload}
     )

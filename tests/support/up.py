@@ -46,9 +46,12 @@ class Up:
 
     @property
     def url(self) -> str:
+        """The gateway's base URL (`http://127.0.0.1:<port>`)."""
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Up:
+        """Start the command in a session of its own (so `interrupt` reaches every process it
+        starts), its output appended to `log`; `ready` waits."""
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 self.argv,
@@ -62,6 +65,7 @@ class Up:
         return self
 
     def output(self) -> str:
+        """Everything the command printed so far."""
         return self.log.read_text(errors="replace")
 
     def ready(self, timeout: float = 60.0) -> Up:
@@ -90,6 +94,8 @@ class Up:
         )
 
     def address(self) -> dict[str, object]:
+        """The running stack's `up.json` (ironstar/local.py): its NATS URL, gateway URL and
+        the operator's NATS credentials."""
         found: dict[str, object] = json.loads((self.data_dir / "up.json").read_text())
         return found
 
@@ -112,6 +118,7 @@ class Up:
         return self.wait(timeout)
 
     def wait(self, timeout: float = 30.0) -> int:
+        """Its exit status within `timeout` seconds; else kill everything and fail."""
         assert self.process is not None
         try:
             return self.process.wait(timeout)

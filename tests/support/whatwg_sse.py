@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Event:
+    """A dispatched event: its type (`message` by default), data and last event id."""
+
     type: str
     data: str
     last_event_id: str
@@ -20,6 +22,9 @@ class Event:
 
 @dataclass
 class Parser:
+    """The standard's parser state; feed it with `decode`, read `events`, `comments`,
+    `retries`."""
+
     events: list[Event] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     retries: list[int] = field(default_factory=list)

@@ -18,6 +18,7 @@ from common.settings import NatsSettings
 from common.subjects import Subjects
 from tests.support.commands import command
 from tests.support.processes import Service
+from writer.eventstore import AggregateKey
 from writer.store import JetStreamEventStore
 
 pytestmark = pytest.mark.e2e
@@ -60,19 +61,19 @@ async def test_two_writers_append_every_accepted_command_exactly_once_in_version
     assert sum(isinstance(o, Conflict) for o in refused) <= 20
 
     store = JetStreamEventStore(nc, nats_settings.stream, Subjects(nats_settings.prefix), 5.0)
-    stream = await store.read("todo_list", "shared", after=0)
-    stored_ids = [envelope.event_id for _, envelope in stream]
+    stream = await store.read(AggregateKey("todo_list", "shared"), after=0)
+    stored_ids = [s.event.event_id for s in stream]
     accepted_ids = [event.event_id for result in accepted for event in result.events]
     assert sorted(stored_ids) == sorted(accepted_ids)  # exactly once, nothing else
     assert len(set(stored_ids)) == len(stored_ids)
-    assert [envelope.version for _, envelope in stream] == list(range(1, len(stream) + 1))
+    assert [s.event.version for s in stream] == list(range(1, len(stream) + 1))
     for result in accepted:
-        by_id = {envelope.event_id: seq for seq, envelope in stream}
+        by_id = {s.event.event_id: s.sequence for s in stream}
         assert [by_id[e.event_id] for e in result.events][-1:] == [result.sequence]
 
     todo_list = aggregate("todo_list")
     folded = todo_list.fold(
-        todo_list.from_payload(e.event_type, e.schema, e.payload) for _, e in stream
+        todo_list.from_payload(s.event.event_type, s.event.schema, s.event.payload) for s in stream
     )
 
     def todo_ids(event_type: str) -> set[str]:

@@ -1,23 +1,27 @@
-"""Fixtures of the SSE process tests: gateway processes against this test's stream."""
+"""Fixtures of the e2e tier: gateway processes on this test's stream, HTTP clients.
+
+The session's nats-server, the per-test stream (`nats_settings`, `nc`), `service_env` and
+the whole `stack` come from tests/conftest.py. Some modules define their own `http` fixture
+(one client on their stack), which overrides the client factory below in that module.
+"""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ironstar.natsserver import free_port
+from tests.support.gateways import Http, Start
 from tests.support.processes import Service
-
-Start = Callable[..., tuple[Service, str]]
 
 
 @pytest.fixture
 def start_gateway(service_env: dict[str, str], tmp_path: Path) -> Iterator[Start]:
-    """Start a gateway process (extra settings as keyword arguments); stopped after the test."""
+    """Start a gateway process (extra settings as keyword arguments); killed after the test."""
     started: list[Service] = []
 
     def start(**settings: object) -> tuple[Service, str]:
@@ -35,12 +39,13 @@ def start_gateway(service_env: dict[str, str], tmp_path: Path) -> Iterator[Start
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
+async def http() -> AsyncIterator[Http]:
+    """A factory of HTTP clients (see `make`); every client is closed after the test."""
     clients: list[httpx.AsyncClient] = []
 
     def make(base: str, receive_buffer: int = 0, timeout: float = 10) -> httpx.AsyncClient:
-        """A client; `receive_buffer` shrinks its sockets' kernel buffer (a slow reader);
-        `timeout` (s) bounds each connect, write and read."""
+        """A client; `receive_buffer` (bytes) shrinks its sockets' kernel buffer (a slow
+        reader); `timeout` (s) bounds each connect, write and read."""
         options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else []
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
         transport = httpx.AsyncHTTPTransport(limits=limits, socket_options=options)
@@ -51,17 +56,3 @@ async def http() -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     yield make
     for client in clients:
         await client.aclose()
-
-
-async def metric(client: httpx.AsyncClient, name: str) -> float:
-    """The sum of a metric's samples on the gateway's /metrics (0 when absent, or when a
-    gateway busy with a flood does not answer within the client's timeout: callers poll)."""
-    try:
-        text = (await client.get("/metrics")).text
-    except httpx.TimeoutException:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
