@@ -46,6 +46,7 @@ _EVALUATIONS = re.compile(r"^live_evaluations_total\{[^}]*\} (\S+)$", re.M)
 
 
 def add(parser: argparse.ArgumentParser) -> None:
+    """The options of `ironstar bench live` (see the module's doc)."""
     parser.add_argument("--subscribers", type=int, default=1000, help="live feeds (and pollers)")
     parser.add_argument("--queries", type=int, default=10, help="distinct queries")
     parser.add_argument("--rate", type=int, default=1000, help="events appended per second")
@@ -231,6 +232,9 @@ async def _polling(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the bench with the options of `add`; the figures by name (ms, per second, counts).
+    Raises SystemExit if the app generates no events, RuntimeError if a process or the
+    feeds do not start."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     app = catalogue.current().app
