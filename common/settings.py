@@ -189,8 +189,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "live_max_queries": "distinct live queries (each one evaluation) per gateway process",
         "live_max_queries_per_principal": "distinct live queries one principal may start on a "
         "gateway (dashboard views are not counted)",
-        "live_concurrency": "live-query evaluations a gateway runs at once, per lane (ad-hoc "
-        "SQL; catalogue queries and views)",
+        "live_concurrency": "live-query evaluations a gateway runs at once in the ad-hoc SQL "
+        "lane (the lane of catalogue queries and views has 4x as many)",
     }
     host: str = "127.0.0.1"
     port: int = 8000

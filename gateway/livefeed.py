@@ -38,7 +38,8 @@ from common.errors import Invalid
 from gateway import datastar, metrics, reads
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, SQL, require_read
-from gateway.live import Answer, Hub, Key, Subscriber
+from gateway.live import Hub, Key
+from gateway.liveanswer import Answer, Subscriber
 from gateway.sse import parse_last_event_id
 from gateway.wire import comment, fields, frame, retry
 
@@ -77,6 +78,8 @@ def target(
 
 
 def interval(value: str | None, default: int, floor: int) -> int:
+    """`min_interval_ms` as a whole number of ms from `floor` to `MAX_INTERVAL_MS`
+    (`default` when absent); 422 otherwise."""
     if value is None:
         return default
     if not (value.isascii() and value.isdigit() and floor <= int(value) <= MAX_INTERVAL_MS):
@@ -106,6 +109,8 @@ def renderer(format: str | None, signal: str | None) -> tuple[str, Callable[[Ans
 
 
 class LiveController(Controller):
+    """`GET /api/live` (see the module's doc)."""
+
     path = "/api/live"
     tags = ["read models"]
 
@@ -174,33 +179,29 @@ async def follow(
     owned: bool = True,
 ) -> Stream:
     """The SSE response following `query` (projection, name, typed parameters) for the
-    current principal, each answer rendered by `style` (its cache name, its render), from
-    the resume point `after` (-1: none; an id ahead of the stream resumes nothing). The
-    first answer is as of `min_seq` or later (read-your-writes: 504 if the read model does
-    not get there in time), within `query_timeout_s` of `arrived` (`time.monotonic()`):
-    429 + Retry-After if it only waited for a slot, the time limit's error if it ran.
-    `owned`: a new key is charged to this principal (False: a built-in view). 401/403
-    grants, 429 budgets, before it starts."""
+    current principal, at most one answer per `every` ms, each rendered by `style` (its
+    cache name, its render), from the resume point `after` (-1: none; an id ahead of the
+    stream resumes nothing). The first answer is as of `min_seq` or later (read-your-writes:
+    504 if the read model does not get there in time), within `query_timeout_s` of
+    `arrived` (`time.monotonic()`): 429 + Retry-After if it only waited for a slot, the time
+    limit's error if it ran. `owned`: a new key is charged to this principal (False: a
+    built-in view). 401/403 grants, 429 budgets, before it starts."""
     arrived = time.monotonic() if arrived is None else arrived
     deadline = arrived + backend.settings.query_timeout_s
     projection, name, params = query
     require_read(projection, params, name)  # 401/403 for this principal, every time
-    if after > 0:  # an id of another stream (ahead of this one) resumes nothing
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
-        after = after if after <= info.state.last_seq else -1
+    after = max(await _resumable(backend, after), min_seq)  # a joiner's: min_seq or later
     hub: Hub = state.live
     principal = PRINCIPAL.get()
     hub.admit(principal.key)
     key: Key = (projection, name, _json.encode(params).decode(), every)
-    after = max(after, min_seq)  # a joiner's answers: as of min_seq or later
     me = Subscriber(after)
 
     async def ask(min_seq: int, left_s: float) -> bytes:
         return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
 
     try:
-        owner = principal if owned else None
-        await hub.subscribe(key, ask, after, me, owner, deadline, min_seq)
+        await hub.subscribe(key, ask, after, me, principal if owned else None, deadline, min_seq)
     except BaseException:
         hub.release(principal.key)
         raise
@@ -222,6 +223,14 @@ async def follow(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _resumable(backend: Backend, after: int) -> int:
+    """`after`, or -1 if it is ahead of the stream (an id of another stream)."""
+    if after <= 0:
+        return after
+    info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+    return after if after <= info.state.last_seq else -1
 
 
 async def _first(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -26,7 +26,7 @@ from common.errors import NotFound
 from gateway import chart, datastar
 from gateway.backend import Backend
 from gateway.grants import may_read
-from gateway.live import Answer
+from gateway.liveanswer import Answer
 from gateway.livefeed import follow, resume_point, target
 from gateway.wire import fields
 
@@ -81,6 +81,9 @@ def granted(page: Mapping[str, str]) -> list[str]:
 
 
 def patcher(live: LiveView, page: Mapping[str, str]) -> Callable[[Answer], bytes]:
+    """The render of `live`'s answers on a page with parameters `page`: one
+    `datastar-patch-elements` frame of its HTML, `id:` the answer's sequence."""
+
     def render(answer: Answer) -> bytes:
         html = live.render(shown(answer.body), page)
         return fields(datastar.patch_elements(html), "datastar-patch-elements", answer.sequence)

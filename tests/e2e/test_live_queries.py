@@ -435,3 +435,24 @@ async def test_one_principal_starts_a_bounded_share_of_the_distinct_live_queries
     again = await follow(http, get_list(unique("list")), me)
     assert again.status == 200, "closing its feeds gives its share back"
     await stop(joined, view, again)
+
+
+async def test_the_others_keep_their_answers_when_the_subscriber_that_started_a_query_leaves(
+    http: httpx.AsyncClient,
+) -> None:
+    sql = f"SELECT '{unique('key')}' AS key, (SELECT count(*) FROM todos) AS todos"
+    owner, other = (bearer("sql", "read:*", subject=unique(who)) for who in ("owner", "other"))
+    first = await follow(http, {"sql": sql}, owner)  # starts the evaluation: its owner
+    second = await follow(http, {"sql": sql}, other)
+    await asyncio.gather(reaches(first, 0), reaches(second, 0))
+    subscriptions = await metric(http, "live_subscriptions")
+    await stop(first)
+    await eventually(lambda: metric(http, "live_subscriptions"), lambda n: n < subscriptions)
+    list_id = unique("list")
+    for n in range(2):
+        sequence = await add(http, list_id, f"after the owner left {n}")
+        _, answer = await reaches(second, sequence)
+    assert answer["result"], answer
+    errors = [d for e, _, d in second.frames if e == "error"]
+    assert errors == [], errors
+    await stop(second)

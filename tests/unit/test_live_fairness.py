@@ -1,5 +1,5 @@
-"""The live hub's fairness (`gateway/live.py`): lanes, each owner's half of a lane, waits
-bounded by a deadline, each owner's share of the distinct keys."""
+"""The live hub's fairness (`gateway/live.py`, `gateway/livelanes.py`): lanes, each owner's
+half of a lane, waits bounded by a deadline, each owner's share of the distinct keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from common.errors import TooManyRequests
 from gateway.grants import SQL, Principal
-from gateway.live import APP_LANE, SQL_LANE, Hub, Key, Subscriber
+from gateway.live import Hub, Key
+from gateway.liveanswer import Subscriber
+from gateway.livelanes import APP_LANE, SQL_LANE
 
 HOG, OTHER = Principal("hog", auth=True), Principal("other", auth=True)
 
@@ -27,7 +29,7 @@ async def fill(live: Hub, lane: str, owner: Principal | None, count: int) -> lis
     """`count` slots of `lane` held by `owner` (entered context managers)."""
     held = []
     for _ in range(count):
-        slot = live.slot(lane, owner, soon())
+        slot = live.lanes.slot(lane, owner, soon())
         await slot.__aenter__()
         held.append(slot)
     return held
@@ -35,8 +37,8 @@ async def fill(live: Hub, lane: str, owner: Principal | None, count: int) -> lis
 
 async def test_one_owner_runs_at_most_half_a_lane_and_others_still_get_slots() -> None:
     live = hub(concurrency=4)
-    live._own(HOG, +1)
-    live._own(OTHER, +1)
+    live.lanes.own(HOG, +1)
+    live.lanes.own(OTHER, +1)
     held = await fill(live, SQL_LANE, HOG, 2)
     with pytest.raises(TooManyRequests) as refused:
         await fill(live, SQL_LANE, HOG, 1)
@@ -48,26 +50,37 @@ async def test_one_owner_runs_at_most_half_a_lane_and_others_still_get_slots() -
 @pytest.mark.parametrize("concurrency", [1, 2, 3, 5])
 async def test_an_owner_gets_at_least_one_slot_whatever_the_concurrency(concurrency: int) -> None:
     live = hub(concurrency=concurrency)
-    live._own(HOG, +1)
+    live.lanes.own(HOG, +1)
     await fill(live, SQL_LANE, HOG, max(1, concurrency // 2))
 
 
 async def test_a_full_sql_lane_leaves_the_app_lane_free() -> None:
     live = hub(concurrency=2)
-    live._own(HOG, +1)
-    live._own(OTHER, +1)
+    live.lanes.own(HOG, +1)
+    live.lanes.own(OTHER, +1)
     held = await fill(live, SQL_LANE, HOG, 1) + await fill(live, SQL_LANE, OTHER, 1)
     started = time.monotonic()
-    held += await fill(live, APP_LANE, None, 2)
-    assert time.monotonic() - started < 0.1 and len(held) == 4
+    held += await fill(live, APP_LANE, None, live.lanes.size[APP_LANE])
+    assert time.monotonic() - started < 0.1 and len(held) == 2 + live.lanes.size[APP_LANE]
+
+
+async def test_the_app_lane_is_wider_and_an_owners_half_of_it_is_its_own() -> None:
+    live = hub(concurrency=4)
+    live.lanes.own(HOG, +1)
+    assert live.lanes.size[APP_LANE] == 4 * live.lanes.size[SQL_LANE]
+    held = await fill(live, SQL_LANE, HOG, 2)  # HOG's half of the SQL lane is full
+    held += await fill(live, APP_LANE, HOG, live.lanes.size[APP_LANE] // 2)  # its app half
+    with pytest.raises(TooManyRequests):
+        await fill(live, APP_LANE, HOG, 1)
+    assert len(held) == 2 + live.lanes.size[APP_LANE] // 2
 
 
 async def test_a_wait_for_a_slot_ends_at_its_deadline_with_a_429() -> None:
     live = hub(concurrency=1)
-    held = await fill(live, APP_LANE, None, 1)
+    held = await fill(live, APP_LANE, None, live.lanes.size[APP_LANE])
     started = time.monotonic()
     with pytest.raises(TooManyRequests):
-        async with live.slot(APP_LANE, None, soon(0.3)):
+        async with live.lanes.slot(APP_LANE, None, soon(0.3)):
             pass
     assert 0.25 < time.monotonic() - started < 1
     assert held
@@ -96,7 +109,7 @@ async def test_an_owner_starts_a_bounded_number_of_distinct_keys_and_views_are_f
         await live.subscribe(key(2), ask, -1, mine[2], HOG)
     live.leave(key(0), joiner)
     await live.subscribe(key(2), ask, -1, mine[2], HOG)  # its share came back
-    assert live.owned[HOG.key] == 2
+    assert live.lanes.owned[HOG.key] == 2
     tasks = [e.task for e in live.evaluations.values() if e.task is not None]
     for evaluation in live.evaluations.values():
         evaluation.close()

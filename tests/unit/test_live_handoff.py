@@ -1,0 +1,129 @@
+"""A shared evaluation outlives its owner (`gateway/live.py`): when the principal whose
+subscribe started a key leaves, the others keep getting answers and the key is charged to
+the feed that has followed it longest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.grants import PRINCIPAL, SQL, Principal
+from gateway.live import Hub, Key
+from gateway.liveanswer import Answer, Subscriber
+
+OWNER, OTHER, THIRD = (Principal(name, auth=True) for name in ("owner", "other", "third"))
+KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}', 1)  # 1 ms interval
+
+
+class Projector:
+    """Answers each evaluation with the sequence it is told; records who asked."""
+
+    def __init__(self) -> None:
+        self.sequence = 1
+        self.asked_by: list[str] = []
+        self.gate = asyncio.Event()  # cleared: evaluations wait for it
+        self.gate.set()
+        self.entered = asyncio.Event()  # an evaluation is running
+
+    async def ask(self, min_seq: int, left_s: float) -> bytes:
+        self.entered.set()
+        await self.gate.wait()
+        self.asked_by.append(PRINCIPAL.get().key)
+        body = {"sequence": self.sequence, "result": self.sequence, "reads": ["todos"]}
+        return json.dumps(body).encode()
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    live = Hub(4, max_queries=10, total=10, per_principal=10)
+    yield live
+    tasks = [e.task for e in live.evaluations.values() if e.task is not None]
+    for evaluation in live.evaluations.values():
+        evaluation.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def next_answer(subscriber: Subscriber) -> Answer:
+    async with asyncio.timeout(5):
+        while (answer := subscriber.take()) is None:
+            await subscriber.wake.wait()
+            subscriber.wake.clear()
+    return answer
+
+
+async def commit(hub: Hub, projector: Projector, sequence: int) -> None:
+    projector.sequence = sequence
+    for evaluation in list(hub.evaluations.values()):
+        evaluation.announce(sequence, frozenset({"todos"}))
+
+
+async def test_when_the_owner_leaves_the_others_keep_getting_answers_charged_to_the_next(
+    hub: Hub,
+) -> None:
+    projector = Projector()
+    first, second, third = Subscriber(), Subscriber(), Subscriber()
+    await hub.subscribe(KEY, projector.ask, -1, first, OWNER)
+    await hub.subscribe(KEY, projector.ask, -1, second, OTHER)
+    await hub.subscribe(KEY, projector.ask, -1, third, THIRD)
+    assert (await next_answer(second)).sequence == 1
+    hub.leave(KEY, first)
+    assert dict(hub.lanes.owned) == {OTHER.key: 1}
+    await commit(hub, projector, 2)
+    assert (await next_answer(second)).sequence == 2
+    assert (await next_answer(third)).sequence == 2
+    assert projector.asked_by == [OWNER.key, OTHER.key]  # SQL runs as whoever owns it now
+    hub.leave(KEY, second)
+    assert dict(hub.lanes.owned) == {THIRD.key: 1}
+    await commit(hub, projector, 3)
+    assert (await next_answer(third)).sequence == 3
+    hub.leave(KEY, third)
+    assert not hub.evaluations and not hub.lanes.owned
+
+
+async def test_an_owner_with_another_feed_of_the_key_keeps_it(hub: Hub) -> None:
+    projector = Projector()
+    mine, also_mine, theirs = Subscriber(), Subscriber(), Subscriber()
+    for subscriber, principal in ((mine, OWNER), (theirs, OTHER), (also_mine, OWNER)):
+        await hub.subscribe(KEY, projector.ask, -1, subscriber, principal)
+    hub.leave(KEY, mine)
+    assert dict(hub.lanes.owned) == {OWNER.key: 1}
+    hub.leave(KEY, also_mine)
+    assert dict(hub.lanes.owned) == {OTHER.key: 1}
+
+
+async def test_a_key_left_to_a_dashboard_views_feed_is_charged_to_no_one(hub: Hub) -> None:
+    projector = Projector()
+    key: Key = ("stream", "totals", "{}", 1)
+    owners, view = Subscriber(), Subscriber()
+    await hub.subscribe(key, projector.ask, -1, owners, OWNER)
+    await hub.subscribe(key, projector.ask, -1, view, None)
+    assert (await next_answer(view)).sequence == 1
+    hub.leave(key, owners)
+    assert not hub.lanes.owned
+    await commit(hub, projector, 2)
+    assert (await next_answer(view)).sequence == 2
+
+
+async def test_an_owner_that_leaves_during_the_first_evaluation_leaves_it_to_the_others(
+    hub: Hub,
+) -> None:
+    projector = Projector()
+    projector.gate.clear()  # the first evaluation is still running
+    first, second = Subscriber(), Subscriber()
+    owner = asyncio.create_task(hub.subscribe(KEY, projector.ask, -1, first, OWNER))
+    joiner = asyncio.create_task(hub.subscribe(KEY, projector.ask, -1, second, OTHER))
+    async with asyncio.timeout(5):
+        await projector.entered.wait()  # the tasks run in order: both have joined by now
+    assert list(hub.evaluations[KEY].subscribers) == [first, second]
+    owner.cancel()  # the owner's client went away
+    with pytest.raises(asyncio.CancelledError):
+        await owner
+    projector.gate.set()
+    await joiner
+    assert (await next_answer(second)).sequence == 1
+    assert dict(hub.lanes.owned) == {OTHER.key: 1}
+    await commit(hub, projector, 2)
+    assert (await next_answer(second)).sequence == 2
