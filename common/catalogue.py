@@ -137,13 +137,6 @@ class Catalogue:
             field = (named.group(1) or named.group(2))[:64] if named else "params"
             raise Invalid(f"{projection}/{name} parameters: {exc}", field=field) from None
 
-    def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
-        """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""
-        scope = self.projection(projection).scope
-        query = self.query(projection, name)
-        key = values.get(query.key) if query.key else None
-        return f"{scope}:{key}" if key else scope
-
     def alias(self, path: str) -> tuple[str, str, dict[str, str]] | None:
         """(projection, query, path params) of an alias path, or None."""
         parts = path.strip("/").split("/")

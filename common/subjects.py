@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from common.errors import Invalid, NotFound
+from common.errors import Invalid
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def valid_id(value: str, what: str = "aggregate_id") -> str:
@@ -21,15 +20,6 @@ def valid_id(value: str, what: str = "aggregate_id") -> str:
             f"{what} {value[:80]!r} is invalid: use 1-64 of A-Z, a-z, 0-9, '_' and '-'",
             field=what,
         )
-    return value
-
-
-def valid_name(value: str, known: frozenset[str] | set[str], what: str) -> str:
-    if value not in known:
-        names = ", ".join(sorted(known))
-        raise NotFound(f"unknown {what} {value[:80]!r}; known: {names}", field=what)
-    if not _NAME_PATTERN.fullmatch(value):  # registered names are checked at registration too
-        raise Invalid(f"{what} {value!r} is not a valid subject token", field=what)
     return value
 
 
@@ -49,14 +39,6 @@ class Subjects:
             return f"{self.prefix}.events.{aggregate_type}.*"
         return f"{self.prefix}.events.{aggregate_type}.{valid_id(aggregate_id)}"
 
-    def parse_event(self, subject: str) -> tuple[str, str]:
-        """`ironstar.events.todo_list.abc` → ("todo_list", "abc")."""
-        head = f"{self.prefix}.events."
-        if not subject.startswith(head):
-            raise ValueError(f"not an event subject: {subject!r}")
-        aggregate_type, _, aggregate_id = subject[len(head) :].partition(".")
-        return aggregate_type, aggregate_id
-
     def command(self, aggregate_type: str) -> str:
         return f"{self.prefix}.cmd.{aggregate_type}"
 
@@ -69,5 +51,3 @@ class Subjects:
         `{"sequence", "tables", "replica"}`; live queries follow it."""
         return f"{self.prefix}.applied"
 
-    def health(self, service: str) -> str:
-        return f"{self.prefix}.health.{service}"

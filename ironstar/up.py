@@ -130,9 +130,6 @@ class Stack:
     def exited(self) -> list[str]:
         return [name for name, process in self.processes.items() if process.poll() is not None]
 
-    def alive(self) -> bool:
-        return not self.exited()
-
     def check(self) -> str | None:
         """Supervise: a dead service stops everything; a dead nats-server is restarted in place
         (same port, same store) up to NATS_RESTARTS times a minute. Returns why to stop."""
