@@ -49,28 +49,60 @@ _error_decoder = msgspec.json.Decoder(ErrorReply)
 Handler = Callable[[Msg], Awaitable[bytes]]
 
 
-async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Client:
-    """Connect, retrying until `wait_s` passes, and keep reconnecting forever afterwards.
+class _Watch:
+    """nats-py's callbacks for one connection: log what happens, notice refused credentials."""
 
-    Wrong credentials fail at once with a clear error instead of retrying until the deadline.
-    """
-    refused = asyncio.Event()
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.refused = asyncio.Event()
+        self.client: Client | None = None
 
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc))
+    async def on_error(self, exc: Exception) -> None:
+        if not self.quiet:
+            log.warning("nats_error", error=str(exc))
         if "authorization violation" in str(exc).lower():
-            refused.set()
+            self.refused.set()
 
-    connected: list[Client] = []
+    async def on_disconnected(self) -> None:
+        if self.client is None or not self.client.is_closed:  # our own close() is not news
+            log.warning("nats_disconnected")
 
-    async def on_disconnected() -> None:
-        if connected and connected[0].is_closed:
-            return  # our own close(): not news
-        log.warning("nats_disconnected")
-
-    async def on_reconnected() -> None:
+    async def on_reconnected(self) -> None:
         log.info("nats_reconnected")
 
+    async def settled(self, connecting: asyncio.Future[Client], wait_s: float) -> bool:
+        """Whether `connecting` finished within `wait_s` seconds, credentials not refused;
+        cancels it otherwise."""
+        refusal: asyncio.Future[Any] = asyncio.ensure_future(self.refused.wait())
+        await asyncio.wait(
+            {connecting, refusal}, timeout=max(0.1, wait_s), return_when=asyncio.FIRST_COMPLETED
+        )
+        refusal.cancel()
+        if connecting.done() and not self.refused.is_set():
+            return True
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        return False
+
+
+async def connect(
+    settings: NatsSettings,
+    name: str,
+    wait_s: float = 30.0,
+    *,
+    reconnect: bool = True,
+    quiet: bool = False,
+) -> Client:
+    """Connect to `settings.url` (comma-separated servers), retrying until `wait_s` seconds
+    pass; afterwards keep reconnecting forever (a service), or, without `reconnect`, give up
+    on the first loss (a one-shot probe such as `ironstar status`). `quiet` leaves nats-py's
+    errors unlogged, for a command whose output is its report.
+
+    Raises Unavailable at once when the server refuses the credentials (no retry helps),
+    else when no server answered within `wait_s`.
+    """
+    watch = _Watch(quiet)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
@@ -80,34 +112,24 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 name=name,
                 **credentials(settings),
                 connect_timeout=2,
-                max_reconnect_attempts=-1,
+                allow_reconnect=reconnect,
+                max_reconnect_attempts=-1 if reconnect else 0,
                 reconnect_time_wait=0.5,
-                allow_reconnect=True,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
+                error_cb=watch.on_error,
+                disconnected_cb=watch.on_disconnected,
+                reconnected_cb=watch.on_reconnected,
             )
         )
-        refusal = asyncio.ensure_future(refused.wait())
-        await asyncio.wait(
-            {connecting, refusal},
-            timeout=max(0.1, deadline - loop.time()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        refusal.cancel()
-        if not connecting.done() or refused.is_set():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
-            if refused.is_set():
+        if not await watch.settled(connecting, deadline - loop.time()):
+            if watch.refused.is_set():
                 raise Unavailable(
                     f"NATS at {settings.url} refused our credentials (user {settings.user!r}); "
                     "check IRONSTAR_NATS_USER/_PASSWORD/_CREDS_FILE"
                 )
             raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
         try:
-            connected.append(connecting.result())
-            return connected[0]
+            watch.client = connecting.result()
+            return watch.client
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
             if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None

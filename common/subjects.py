@@ -50,4 +50,3 @@ class Subjects:
         """Where projector replicas announce each committed batch (core NATS, no reply):
         `{"sequence", "tables", "replica"}`; live queries follow it."""
         return f"{self.prefix}.applied"
-

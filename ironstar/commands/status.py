@@ -20,8 +20,6 @@ import urllib.request
 from typing import Any
 
 import msgspec
-import nats as nats_client
-from nats.errors import NoServersError
 
 from common import builtin, bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
@@ -94,10 +92,6 @@ async def _probe_writer(
     return await _probe(nc, subjects.command(aggregate), _encode(probe), "writer")
 
 
-async def _quiet(_exc: Exception) -> None:
-    """nats-py prints every failed attempt otherwise; the report says it once."""
-
-
 def _refused(url: str) -> str | None:
     """Why no server of `url` (comma separated) accepts a TCP connection; None when one does."""
     reasons, servers = [], url.split(",")
@@ -118,20 +112,7 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
     refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
     if refused:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
-    try:
-        async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
-            nc = await nats_client.connect(
-                nats.url.split(","),
-                name="ironstar-status",
-                connect_timeout=2,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=_quiet,
-                **bus.credentials(nats),
-            )
-    except (OSError, TimeoutError, NoServersError, nats_client.errors.Error) as exc:
-        why = str(exc) or f"{type(exc).__name__}, no answer within 4 s"
-        raise Unavailable(f"cannot reach NATS at {nats.url}: {why}") from None
+    nc = await bus.connect(nats, "ironstar-status", wait_s=4, reconnect=False, quiet=True)
     try:
         js = nc.jetstream()
         info = await js.stream_info(nats.stream)
