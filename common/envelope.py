@@ -163,3 +163,37 @@ def uuid7(now_ms: int | None = None) -> str:
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_envelope(
+    aggregate_type: str,
+    aggregate_id: str,
+    version: int,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    schema: int = 1,
+    occurred_at: str | None = None,
+    event_id: str | None = None,
+    command_id: str | None = None,
+    metadata: Metadata | None = None,
+) -> Envelope:
+    """The envelope of one new event: `version` is its 1-based position in its aggregate,
+    `schema` its event type's payload version, `occurred_at` RFC 3339 UTC (default now),
+    `event_id` a UUIDv7 unless given. `metadata` as given, else the command `command_id`
+    (default a new UUIDv7) that is its own correlation id. Nothing is checked here: a
+    reader checks every field with `decode_stored`."""
+    if metadata is None:
+        command_id = command_id or uuid7()
+        metadata = Metadata(command_id=command_id, correlation_id=command_id)
+    return Envelope(
+        event_id=event_id or uuid7(),
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        event_type=event_type,
+        schema=schema,
+        occurred_at=occurred_at or utc_now(),
+        payload=payload,
+        metadata=metadata,
+    )

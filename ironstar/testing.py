@@ -26,7 +26,7 @@ import msgspec
 
 from common.app import Aggregate, App
 from common.catalogue import Catalogue
-from common.envelope import Envelope, Metadata, uuid7
+from common.envelope import Envelope, new_envelope
 from common.errors import IronstarError
 from ironstar.contract import contract
 from projector.readmodel import ReadModel
@@ -159,16 +159,15 @@ def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope
         key = (aggregate_type, aggregate_id)
         versions[key] = versions.get(key, 0) + 1
         out.append(
-            Envelope(
-                event_id=uuid7(),
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                version=versions[key],
-                event_type=event_type,
+            new_envelope(
+                aggregate_type,
+                aggregate_id,
+                versions[key],
+                event_type,
+                payload,
                 schema=kind.schema(event_type),
                 occurred_at=CLOCK,
-                payload=payload,
-                metadata=Metadata(command_id=f"c{number}", correlation_id=f"c{number}"),
+                command_id=f"c{number}",
             )
         )
     return out

@@ -30,7 +30,7 @@ import nats
 from nats.aio.client import Client
 
 from common import bus
-from common.envelope import Envelope, Metadata, encode, utc_now, uuid7
+from common.envelope import Metadata, encode, new_envelope, uuid7
 from common.messages import CommandRequest
 from common.subjects import Subjects
 from ironstar.natsserver import free_port
@@ -180,17 +180,10 @@ def _percentiles(name: str, latencies: list[float]) -> dict[str, float]:
 def _envelope(aggregate_id: str, version: int) -> bytes:
     """An event as the writer would store it for `add_todo`."""
     metadata = Metadata(command_id=uuid7(), correlation_id=uuid7(), causation_id=uuid7())
+    payload = {"todo_id": f"todo-{version}", "text": f"write the benchmark {version}"}
     return encode(
-        Envelope(
-            event_id=uuid7(),
-            aggregate_type="todo_list",
-            aggregate_id=aggregate_id,
-            version=version,
-            event_type="todo_added",
-            schema=2,
-            occurred_at=utc_now(),
-            payload={"todo_id": f"todo-{version}", "text": f"write the benchmark {version}"},
-            metadata=metadata,
+        new_envelope(
+            "todo_list", aggregate_id, version, "todo_added", payload, schema=2, metadata=metadata
         )
     )
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from common import bus, envelope
-from common.envelope import Envelope, Metadata, uuid7
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
 
@@ -154,13 +153,18 @@ async def _append(
     js = nc.jetstream(publish_async_max_pending=100_000)
     bodies = [
         envelope.encode(
-            Envelope(event_id=uuid7(), aggregate_type="todo_list", aggregate_id=f"g{g}",
-                     version=1, event_type="todo_added", schema=2,
-                     occurred_at="2026-01-01T00:00:00Z", payload={"todo_id": "t", "text": "x" * 64},
-                     metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()))
+            envelope.new_envelope(
+                "todo_list",
+                f"g{g}",
+                1,
+                "todo_added",
+                {"todo_id": "t", "text": "x" * 64},
+                schema=2,
+                occurred_at="2026-01-01T00:00:00Z",
+            )
         )
         for g in range(groups)
-    ]  # fmt: skip
+    ]
     subjects = [f"{nats.prefix}.events.todo_list.g{g}" for g in range(groups)]
     pending: list[tuple[Any, float]] = []
     start, n = time.perf_counter(), 0
