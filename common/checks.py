@@ -36,6 +36,27 @@ _SCALAR = (inspect.StrType, inspect.IntType, inspect.FloatType, inspect.BoolType
 
 
 def problems(cat: Catalogue) -> Iterator[str]:
+    """Every problem of `cat`'s declarations, one line each (nothing: they hold): names,
+    aggregates, projections and their tables, feeds, panels, the app's own functions, its
+    assets and aliases, in that order. Raises nothing on purpose, though a declaration of
+    a shape no check foresaw may raise anything (`Catalogue.check` reports it)."""
+    app = cat.app
+    yield from _names(cat)
+    yield from _aggregates(cat)
+    yield from _tables(cat)
+    for feed in app.feeds:
+        yield from _feed(cat, feed)
+    yield from _panels(cat, app.panels)
+    for role in ("demo", "events"):
+        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
+            yield f"App {role} must be a function of 2 arguments, or None"
+    yield from _assets(cat)
+    yield from _aliases(cat)
+
+
+def _names(cat: Catalogue) -> Iterator[str]:
+    """The app's, its aggregates' and its projections' names: snake_case, unique, and not
+    one of Ironstar's built-in projections."""
     app = cat.app
     if not isinstance(app.name, str) or not NAME.fullmatch(app.name):
         yield f"App name {app.name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
@@ -50,15 +71,26 @@ def problems(cat: Catalogue) -> Iterator[str]:
             yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
     for name in {n for n in names if names.count(n) > 1}:
         yield f"name {name!r} is declared twice"
+
+
+def _aggregates(cat: Catalogue) -> Iterator[str]:
+    """Each aggregate's own problems; an event type in two aggregates; one without a Feed."""
     owners: dict[str, str] = {}
-    for aggregate in app.aggregates:
+    for aggregate in cat.app.aggregates:
         yield from _aggregate(aggregate)
-        for kind in sorted(aggregate.event_types):
-            if kind in owners:
-                yield f"event type {kind} belongs to aggregates {owners[kind]} and {aggregate.name}"
-            owners[kind] = aggregate.name
+        for event_type in sorted(aggregate.event_types):
+            if event_type in owners:
+                yield (
+                    f"event type {event_type} belongs to aggregates {owners[event_type]} "
+                    f"and {aggregate.name}"
+                )
+            owners[event_type] = aggregate.name
         if aggregate.name not in cat.feeds:
             yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
+
+
+def _tables(cat: Catalogue) -> Iterator[str]:
+    """Each projection's own problems (built-in ones included); a table in two of them."""
     tables: dict[str, str] = {}
     for projection in cat.projections.values():
         yield from _projection(projection)
@@ -66,18 +98,21 @@ def problems(cat: Catalogue) -> Iterator[str]:
             if table in tables:
                 yield f"table {table} belongs to {tables[table]} and {projection.name}"
             tables[table] = projection.name
-    for feed in app.feeds:
-        yield from _feed(cat, feed)
-    yield from _panels(cat, app.panels)
-    for role in ("demo", "events"):
-        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
-            yield f"App {role} must be a function of 2 arguments, or None"
+
+
+def _assets(cat: Catalogue) -> Iterator[str]:
+    """The assets directory exists and holds every script the app names."""
+    app = cat.app
     if app.assets and not Path(app.assets).is_dir():
         yield f"App assets {app.assets!r} is not a directory"
     for script in app.scripts:
         if not app.assets or not (Path(app.assets) / script).is_file():
             yield f"App script {script!r} is not a file in its assets directory"
-    for template, (target, name) in app.aliases.items():
+
+
+def _aliases(cat: Catalogue) -> Iterator[str]:
+    """Each alias path names a projection and (unless the path carries `{query}`) a query."""
+    for template, (target, name) in cat.app.aliases.items():
         if target not in cat.projections:
             yield f"alias {template} names no projection {target!r}"
         elif "{query}" not in template and name not in cat.projections[target].queries:
