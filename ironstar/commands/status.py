@@ -20,6 +20,7 @@ import urllib.request
 from typing import Any
 
 import msgspec
+from nats.js.api import ConsumerInfo, StreamState
 
 from common import builtin, bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
@@ -108,7 +109,14 @@ def _refused(url: str) -> str | None:
 
 async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dict[str, Any]:
     """The state of the stack at `nats`; its writers are probed on `aggregate`'s subject
-    (down, saying why, when which aggregate the stack serves could not be known)."""
+    (down, saying why, when which aggregate the stack serves could not be known).
+
+    Shape: `{"nats": {"url", "up": True}, "stream": {"name", "events", "bytes",
+    "first_sequence", "last_sequence", "consumers"}, "writer": {"up", "ms" | "reason"},
+    "projector": {"up", "at", "lag" (events), ["storage_exhausted"], ["reason"]},
+    "consumers": [{"name", "kind": "sse" | "projector", "pending", "ack_pending",
+    "delivered"}]}`; `ms` is the probe's round trip in milliseconds. Raises Unavailable
+    when NATS cannot be reached, saying why (a refused TCP connection named as such)."""
     refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
     if refused:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
@@ -127,36 +135,45 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
         )
     finally:
         await nc.close()
-    last = info.state.last_seq
-    readers = [
-        {
-            "name": c.name,
-            "kind": "sse" if c.name.startswith("sse_") else "projector",
-            "pending": c.num_pending or 0,
-            "ack_pending": c.num_ack_pending or 0,
-            "delivered": c.delivered.stream_seq if c.delivered else 0,
-        }
-        for c in consumers
-    ]
     return {
         "nats": {"url": nats.url, "up": True},
-        "stream": {
-            "name": nats.stream,
-            "events": info.state.messages,
-            "bytes": info.state.bytes,
-            "first_sequence": info.state.first_seq,
-            "last_sequence": last,
-            "consumers": info.state.consumer_count,
-        },
+        "stream": _stream(nats.stream, info.state),
         "writer": {k: v for k, v in writer.items() if k in ("up", "ms", "reason")},
-        "projector": {
-            "up": projector["up"],
-            "at": projector.get("sequence"),
-            "lag": None if projector.get("sequence") is None else last - projector["sequence"],
-            **{k: projector[k] for k in ("storage_exhausted",) if k in projector},
-            **({"reason": projector["reason"]} if "reason" in projector else {}),
-        },
-        "consumers": readers,
+        "projector": _projector(projector, info.state.last_seq),
+        "consumers": [_reader(c) for c in consumers],
+    }
+
+
+def _stream(name: str, state: StreamState) -> dict[str, Any]:
+    return {
+        "name": name,
+        "events": state.messages,
+        "bytes": state.bytes,
+        "first_sequence": state.first_seq,
+        "last_sequence": state.last_seq,
+        "consumers": state.consumer_count,
+    }
+
+
+def _projector(probe: dict[str, Any], last_sequence: int) -> dict[str, Any]:
+    """The projector's probe answer as the status reports it: its position and lag."""
+    at = probe.get("sequence")
+    return {
+        "up": probe["up"],
+        "at": at,
+        "lag": None if at is None else last_sequence - at,
+        **{k: probe[k] for k in ("storage_exhausted",) if k in probe},
+        **({"reason": probe["reason"]} if "reason" in probe else {}),
+    }
+
+
+def _reader(consumer: ConsumerInfo) -> dict[str, Any]:
+    return {
+        "name": consumer.name,
+        "kind": "sse" if consumer.name.startswith("sse_") else "projector",
+        "pending": consumer.num_pending or 0,
+        "ack_pending": consumer.num_ack_pending or 0,
+        "delivered": consumer.delivered.stream_seq if consumer.delivered else 0,
     }
 
 
