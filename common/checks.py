@@ -10,8 +10,16 @@ point at what exists. The SQL itself is checked against DuckDB by `projector.app
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Mapping
-from inspect import iscoroutinefunction
+from inspect import (
+    isasyncgen,
+    isasyncgenfunction,
+    isawaitable,
+    iscoroutine,
+    iscoroutinefunction,
+    unwrap,
+)
 from inspect import signature as inspect_signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -47,9 +55,9 @@ def problems(cat: Catalogue) -> Iterator[str]:
     for feed in app.feeds:
         yield from _feed(cat, feed)
     yield from _panels(cat, app.panels)
-    for role in ("demo", "events"):
-        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
-            yield f"App {role} must be a function of 2 arguments, or None"
+    for role, shape in (("demo", "(rng, read)"), ("events", "(count, seed)")):
+        if getattr(app, role) is not None:  # iterated without awaiting, as decide's events
+            yield from _plain(f"App {role}", getattr(app, role), shape)
     yield from _assets(cat)
     yield from _aliases(cat)
 
@@ -122,7 +130,14 @@ def _aliases(cat: Catalogue) -> Iterator[str]:
 def _aggregate(aggregate: Aggregate) -> Iterator[str]:
     where = f"aggregate {aggregate.name}"
     for role in ("decide", "evolve"):
-        yield from _plain(f"{where}: {role}", getattr(aggregate, role), "(state, message)")
+        function = getattr(aggregate, role)
+        found = list(_plain(f"{where}: {role}", function, "(state, message)"))
+        yield from found
+        if not found and _gives_awaitable(function, aggregate.initial, None):
+            yield (
+                f"{where}: {role} returns a coroutine (a plain function calling an async one?); "
+                "it must return its result, it is never awaited"
+            )
     yield from _union(where, "command", aggregate.commands, "type")
     yield from _union(where, "event", aggregate.events, "event_type")
     shapes = {"critical": (frozenset, "a frozenset of event types"),
@@ -328,7 +343,7 @@ def _plain(what: str, function: Any, shape: str) -> Iterator[str]:
         yield f"{what} must be a function {shape}, got a {type(function).__name__}"
     elif not _takes(function, count):
         yield f"{what} must be a function {shape}: it cannot be called with {count} argument(s)"
-    elif _is_async(function):
+    elif _awaited(function):
         yield f"{what} must be a plain function {shape}, not async (it is never awaited)"
 
 
@@ -346,8 +361,36 @@ def _takes(function: Any, count: int) -> bool:
 
 
 def _is_async(function: Any) -> bool:
+    """An async def (or an instance whose __call__ is one)."""
     call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
     return iscoroutinefunction(function) or iscoroutinefunction(call)
+
+
+def _awaited(function: Any) -> bool:
+    """What `function` gives must be awaited or iterated with `async for`: an async def or
+    async generator, itself, as an instance's __call__, or under `functools.wraps`."""
+    call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
+    for candidate in (function, call, unwrap(function) if callable(function) else None):
+        if iscoroutinefunction(candidate) or isasyncgenfunction(candidate):
+            return True
+    return False
+
+
+def _gives_awaitable(function: Any, *probe: Any) -> bool:
+    """Whether `function(*probe)` answers an awaitable or an async iterator: a plain
+    function that calls an async one. Only for pure functions (`decide`, `evolve`): a
+    probe is no real message, so whatever it raises says nothing; a coroutine it gives
+    is closed unstarted (its body never runs)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "coroutine ... was never awaited"
+            answer = function(*probe)
+    except Exception:
+        return False
+    if iscoroutine(answer):
+        answer.close()
+        return True
+    return isawaitable(answer) or isasyncgen(answer)
 
 
 def unbounded(cat: Catalogue) -> Iterator[str]:
