@@ -143,8 +143,8 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
     shapes = {"critical": (frozenset, "a frozenset of event types"),
               "schemas": (Mapping, "a dict {event_type: current schema}"),
               "upcasters": (Mapping, "a dict {(event_type, schema): function}")}  # fmt: skip
-    wrong = [f"{where}: {role} must be {what}" for role, (kind, what) in shapes.items()
-             if not isinstance(getattr(aggregate, role), kind)]  # fmt: skip
+    wrong = [f"{where}: {role} must be {what}" for role, (expected, what) in shapes.items()
+             if not isinstance(getattr(aggregate, role), expected)]  # fmt: skip
     if wrong:
         yield from wrong
         return
@@ -156,28 +156,28 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
             f"{where}: initial must be an instance of its state Struct (msgspec encodes it "
             f"and reads it back), got a {state.__name__}: {_line(exc)}"
         )
-    for kind in sorted(aggregate.critical - aggregate.event_types):
-        yield f"{where}: critical event type {kind} is not one of its events"
-    for kind, current in aggregate.schemas.items():
-        if kind not in aggregate.event_types:
-            yield f"{where}: schema given for unknown event type {kind}"
+    for event_type in sorted(aggregate.critical - aggregate.event_types):
+        yield f"{where}: critical event type {event_type} is not one of its events"
+    for event_type, current in aggregate.schemas.items():
+        if event_type not in aggregate.event_types:
+            yield f"{where}: schema given for unknown event type {event_type}"
         if type(current) is not int or current < 1:
-            yield f"{where}: schema of {kind} must be an int ≥ 1, got {current!r}"
+            yield f"{where}: schema of {event_type} must be an int ≥ 1, got {current!r}"
             continue
         for schema in range(1, current):
-            if (kind, schema) not in aggregate.upcasters:
-                yield f"{where}: no upcaster for {kind} schema {schema} → {schema + 1}"
+            if (event_type, schema) not in aggregate.upcasters:
+                yield f"{where}: no upcaster for {event_type} schema {schema} → {schema + 1}"
     for key, step in aggregate.upcasters.items():
-        kind, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
-        current = aggregate.schemas.get(kind, 1)
-        if kind not in aggregate.event_types:
-            yield f"{where}: upcaster for unknown event type {kind!r}"
+        event_type, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
+        current = aggregate.schemas.get(event_type, 1)
+        if event_type not in aggregate.event_types:
+            yield f"{where}: upcaster for unknown event type {event_type!r}"
         elif type(schema) is not int or not 1 <= schema < current:
             yield (
-                f"{where}: upcaster {kind} {schema!r} → next is outside its schemas "
-                f"1..{current} (schemas={{{kind!r}: {current}}})"
+                f"{where}: upcaster {event_type} {schema!r} → next is outside its schemas "
+                f"1..{current} (schemas={{{event_type!r}: {current}}})"
             )
-        yield from _plain(f"{where}: upcaster {kind} {schema!r}", step, "(payload)")
+        yield from _plain(f"{where}: upcaster {event_type} {schema!r}", step, "(payload)")
 
 
 def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
@@ -260,10 +260,12 @@ def _select(where: str, sql: Any) -> Iterator[str]:
         yield f"{where}: sql must be one read-only SELECT, got {', '.join(kinds) or 'nothing'}"
 
 
-def _carried(kind: Any) -> bool:
-    if isinstance(kind, inspect.UnionType):
-        return all(_carried(member) for member in kind.types)
-    return isinstance(kind, _SCALAR)
+def _carried(field_type: Any) -> bool:
+    """A query string can carry a value of `field_type` (msgspec.inspect): a scalar, or a
+    union of scalars (Optional)."""
+    if isinstance(field_type, inspect.UnionType):
+        return all(_carried(member) for member in field_type.types)
+    return isinstance(field_type, _SCALAR)
 
 
 def _feed(cat: Catalogue, feed: Feed) -> Iterator[str]:
@@ -400,16 +402,19 @@ def unbounded(cat: Catalogue) -> Iterator[str]:
     for aggregate in cat.aggregates.values():
         for member in get_args(aggregate.commands) or (aggregate.commands,):
             for field in inspect.type_info(member).fields:  # type: ignore[attr-defined]
-                kind = field.type
-                kinds = kind.types if isinstance(kind, inspect.UnionType) else (kind,)
-                if any(_open_int(k) for k in kinds):
+                field_type = field.type
+                members = (
+                    field_type.types if isinstance(field_type, inspect.UnionType) else (field_type,)
+                )
+                if any(_open_int(member) for member in members):
                     yield f"{aggregate.name}.{member.__name__}.{field.name}"
 
 
-def _open_int(kind: Any) -> bool:
-    if not isinstance(kind, inspect.IntType):
+def _open_int(field_type: Any) -> bool:
+    if not isinstance(field_type, inspect.IntType):
         return False
-    return (kind.ge, kind.gt) == (None, None) or (kind.le, kind.lt) == (None, None)
+    bounds = field_type
+    return (bounds.ge, bounds.gt) == (None, None) or (bounds.le, bounds.lt) == (None, None)
 
 
 def _texts(value: Any) -> bool:

@@ -112,16 +112,16 @@ def _content(stored: Envelope) -> str:
         return f"occurred_at {stored.occurred_at!r} is not a real time"
     from common import catalogue  # the app's catalogue imports this module
 
-    kind = catalogue.current().aggregates.get(stored.aggregate_type)
-    if kind is None:
+    aggregate = catalogue.current().aggregates.get(stored.aggregate_type)
+    if aggregate is None:
         return f"aggregate type {stored.aggregate_type!r} is unknown to this version"
-    if stored.event_type not in kind.event_types:
-        return f"event type {stored.event_type!r} of {kind.name} is unknown to this version"
-    current = kind.schema(stored.event_type)
+    if stored.event_type not in aggregate.event_types:
+        return f"event type {stored.event_type!r} of {aggregate.name} is unknown to this version"
+    current = aggregate.schema(stored.event_type)
     if stored.schema > current:
         return f"schema {stored.schema} of {stored.event_type} (this version knows {current})"
     try:
-        kind.from_payload(stored.event_type, stored.schema, stored.payload)
+        aggregate.from_payload(stored.event_type, stored.schema, stored.payload)
     except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
         return f"payload of {stored.event_type} schema {stored.schema}: {str(exc)[:200]}"
     return ""

@@ -63,11 +63,11 @@ class Claims:
         """
         if "admin" in self.scopes or needed in self.scopes:
             return True
-        kind, _, rest = needed.partition(":")
-        if kind in ("read", "commands") and f"{kind}:*" in self.scopes:
+        verb, _, rest = needed.partition(":")
+        if verb in ("read", "commands") and f"{verb}:*" in self.scopes:
             return True
         parent, child, _ = rest.partition(":")
-        return kind == "read" and bool(child) and f"read:{parent}" in self.scopes
+        return verb == "read" and bool(child) and f"read:{parent}" in self.scopes
 
     def require(self, needed: str) -> None:
         if not self.grants(needed):

@@ -45,10 +45,11 @@ class Outcome:
         assert self.error is None, f"refused: {self.error!r}"
         assert self.events == list(expected), f"decided {self.events}, expected {expected}"
 
-    def refused(self, kind: type[IronstarError], words: str = "") -> None:
-        """The command was refused with `kind` whose message contains `words`."""
-        assert self.error is not None, f"accepted with {self.events}; expected {kind.__name__}"
-        assert isinstance(self.error, kind), f"refused with {self.error!r}, not {kind.__name__}"
+    def refused(self, error_type: type[IronstarError], words: str = "") -> None:
+        """The command was refused with an `error_type` whose message contains `words`."""
+        expected = error_type.__name__
+        assert self.error is not None, f"accepted with {self.events}; expected {expected}"
+        assert isinstance(self.error, error_type), f"refused with {self.error!r}, not {expected}"
         assert words in self.error.message, f"{self.error.message!r} does not say {words!r}"
 
 
@@ -146,16 +147,16 @@ def same_alone(app: App, told: list[Envelope], together: Projected) -> None:
 
 def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope]:
     """Stored envelopes of `events` as the writer makes them (current schemas)."""
-    kinds = {a.name: a for a in app.aggregates}
+    aggregates = {a.name: a for a in app.aggregates}
     versions: dict[tuple[str, str], int] = {}
     out = []
     for number, (aggregate_type, aggregate_id, event) in enumerate(events, 1):
-        kind = kinds.get(aggregate_type)
-        assert kind is not None, (
+        aggregate = aggregates.get(aggregate_type)
+        assert aggregate is not None, (
             f"event {number}: app {app.name} has no aggregate type {aggregate_type!r}; "
-            f"known: {', '.join(sorted(kinds))}"
+            f"known: {', '.join(sorted(aggregates))}"
         )
-        event_type, payload = kind.to_payload(event)
+        event_type, payload = aggregate.to_payload(event)
         key = (aggregate_type, aggregate_id)
         versions[key] = versions.get(key, 0) + 1
         out.append(
@@ -165,7 +166,7 @@ def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope
                 versions[key],
                 event_type,
                 payload,
-                schema=kind.schema(event_type),
+                schema=aggregate.schema(event_type),
                 occurred_at=CLOCK,
                 command_id=f"c{number}",
             )

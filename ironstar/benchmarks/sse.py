@@ -122,13 +122,13 @@ class _Client:
 
 
 def _start_server(
-    kind: str, nats: NatsSettings, port: int, workdir: Path, extra: dict[str, str] | None = None
+    service: str, nats: NatsSettings, port: int, workdir: Path, extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """A gateway, projector or the broadcast baseline as a process, once it serves."""
-    ready = workdir / f"{kind}-{port}.ready"
-    log = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
-    if kind in ("gateway", "projector"):
-        cmd = [sys.executable, "-m", "ironstar", kind, "--ready-file", str(ready)]
+    ready = workdir / f"{service}-{port}.ready"
+    log = open(workdir / f"{service}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
+    if service in ("gateway", "projector"):
+        cmd = [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, "-m", "ironstar.benchmarks.sse_baseline", nats.url, nats.prefix,
                str(port), str(ready)]  # fmt: skip
@@ -142,7 +142,7 @@ def _start_server(
     deadline = time.monotonic() + 30
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{kind} did not start; see {workdir}")
+            raise RuntimeError(f"{service} did not start; see {workdir}")
         time.sleep(0.02)
     return process
 
@@ -182,13 +182,13 @@ async def _append(
 
 
 async def _scenario(
-    kind: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
+    server: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
     clients: int, slow: bool, nats_pid: int,
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
     inactive = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s)}
-    process = _start_server(kind, nats, port, workdir, inactive)
+    process = _start_server(server, nats, port, workdir, inactive)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
     try:
@@ -258,10 +258,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             assert server.process is not None
             pid = server.process.pid
             for clients in counts:
-                kinds = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
-                for kind in kinds:
-                    result = await _scenario(kind, nats, nc, workdir, args, clients, False, pid)
-                    figures.update({f"{kind}_{clients}_{k}": v for k, v in result.items()})
+                sse_servers = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
+                for sse in sse_servers:
+                    result = await _scenario(sse, nats, nc, workdir, args, clients, False, pid)
+                    figures.update({f"{sse}_{clients}_{k}": v for k, v in result.items()})
             top = max(counts)
             if not args.no_slow:
                 slowed = await _scenario("gateway", nats, nc, workdir, args, top, True, pid)

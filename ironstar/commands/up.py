@@ -54,7 +54,7 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironstar.commands.demo import feed
+    from ironstar.commands.demo import play
     from ironstar.up import Stack, up
 
     name = args.app or app_name()
@@ -75,4 +75,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
-    return up(stack, lambda url: feed(url, args.demo, 0, None, quiet=True))  # stops on a problem
+    return up(stack, lambda url: play(url, args.demo, 0, None, quiet=True))  # stops on a problem
