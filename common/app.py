@@ -107,6 +107,7 @@ class Aggregate:
         return events
 
     def schema(self, event_type: str) -> int:
+        """The current payload schema of `event_type` (`schemas`, default 1)."""
         return self.schemas.get(event_type, 1)
 
     def upcast(self, event_type: str, schema: int, payload: Payload) -> Payload:
@@ -121,6 +122,8 @@ class Aggregate:
         return payload
 
     def to_payload(self, event: Any) -> tuple[str, Payload]:
+        """(event type, payload as JSON builtins) of an event Struct: the tag field leaves the
+        payload."""
         payload = msgspec.to_builtins(event)
         return payload.pop("event_type"), payload
 
@@ -136,6 +139,8 @@ class Aggregate:
         return msgspec.convert(current, struct)
 
     def fold(self, events: Iterable[Any], state: Any = None) -> Any:
+        """The state after `events` (event Structs, in version order) evolved from `state` (default:
+        `initial`). Raises what `evolve` raises."""
         state = self.initial if state is None else state
         for event in events:
             state = self.evolve(state, event)
@@ -226,6 +231,8 @@ class Projection:
 
     @property
     def scope(self) -> str:
+        """The scope a token needs to read this projection: `read:<grant>` (default `read:<name>`);
+        `read:<grant>:<id>` for one aggregate's rows (gateway/grants.py)."""
         return f"read:{self.grant or self.name}"
 
 

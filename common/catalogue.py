@@ -86,6 +86,10 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
 
 
 class Catalogue:
+    """One app's declarations indexed by name: its aggregates, its projections (the built-in ones
+    first), its feeds by aggregate, and the event types no feed may debounce (`critical`). Built
+    once per process (`install`); lookups raise NotFound (404) naming what is known."""
+
     def __init__(self, app: App) -> None:
         self.app = app
         self.aggregates: dict[str, Aggregate] = {a.name: a for a in app.aggregates}
@@ -99,9 +103,11 @@ class Catalogue:
 
     @cached_property
     def command_types(self) -> frozenset[str]:
+        """Every command type of every aggregate."""
         return frozenset().union(*(a.command_types for a in self.aggregates.values()))
 
     def aggregate(self, name: str) -> Aggregate:
+        """The aggregate `name`; NotFound (404, field `aggregate_type`) naming the known ones."""
         found = self.aggregates.get(name)
         if found is None:
             known = ", ".join(sorted(self.aggregates))
@@ -111,6 +117,7 @@ class Catalogue:
         return found
 
     def projection(self, name: str) -> Projection:
+        """The projection `name`; NotFound (404, field `projection`) naming the known ones."""
         found = self.projections.get(name)
         if found is None:
             known = ", ".join(sorted(self.projections))
@@ -118,6 +125,8 @@ class Catalogue:
         return found
 
     def query(self, projection: str, name: str) -> Query:
+        """The query `name` of `projection`; NotFound (404, field `projection` or `query`) naming
+        the known ones."""
         queries = self.projection(projection).queries
         found = queries.get(name)
         if found is None:

@@ -29,6 +29,11 @@ TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6
 
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where an event came from: the command that decided it (`command_id`, a token), the request
+    chain (`correlation_id`, `causation_id`), who sent it (`actor`), and the command's
+    fingerprint by which a retried command id is recognised (writer/handler.py). Text fields are
+    one line of at most 200 characters."""
+
     command_id: Token
     correlation_id: Label
     causation_id: Label | None = None
@@ -37,6 +42,10 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event: `version` is its 1-based position in its aggregate (1..2**53-1), `schema`
+    its payload's version, `occurred_at` RFC 3339 UTC, `payload` the event Struct's fields as
+    JSON. Its stream sequence is not in it (JetStream's metadata). Bounds: docs/security.md."""
+
     event_id: Token
     aggregate_type: str
     aggregate_id: str
@@ -60,10 +69,14 @@ _decoder = msgspec.json.Decoder(Envelope)
 
 
 def encode(envelope: Envelope) -> bytes:
+    """The envelope as JSON bytes, the body of a stream message."""
     return _encoder.encode(envelope)
 
 
 def decode(data: bytes) -> Envelope:
+    """An envelope from JSON bytes, its fields' bounds checked; msgspec.DecodeError or
+    ValidationError otherwise. A stored message is read with `decode_stored`, which also checks
+    it against its subject and the app."""
     return _decoder.decode(data)
 
 
@@ -162,6 +175,8 @@ def uuid7(now_ms: int | None = None) -> str:
 
 
 def utc_now() -> str:
+    """Now as RFC 3339 UTC with microseconds and `Z` (`2026-01-01T00:00:00.000000Z`), as
+    `occurred_at` holds it."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 

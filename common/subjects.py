@@ -15,6 +15,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def valid_id(value: str, what: str = "aggregate_id") -> str:
+    """`value` when it is a subject token (1-64 of A-Z a-z 0-9 _ -); Invalid (422, field `what`)
+    otherwise."""
     if not ID_PATTERN.fullmatch(value):
         raise Invalid(
             f"{what} {value[:80]!r} is invalid: use 1-64 of A-Z, a-z, 0-9, '_' and '-'",
@@ -31,6 +33,7 @@ class Subjects:
 
     @property
     def all_events(self) -> str:
+        """The stream's subjects: every event of every aggregate."""
         return f"{self.prefix}.events.>"
 
     def events(self, aggregate_type: str, aggregate_id: str | None = None) -> str:
@@ -40,9 +43,11 @@ class Subjects:
         return f"{self.prefix}.events.{aggregate_type}.{valid_id(aggregate_id)}"
 
     def command(self, aggregate_type: str) -> str:
+        """Where the writers' queue group takes commands for `aggregate_type` (request/reply)."""
         return f"{self.prefix}.cmd.{aggregate_type}"
 
     def query(self, projection: str) -> str:
+        """Where the projectors' queue group answers queries of `projection` (request/reply)."""
         return f"{self.prefix}.query.{projection}"
 
     @property
