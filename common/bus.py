@@ -204,16 +204,16 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
         ) from None
 
 
-async def request(nc: Client, subject: str, body: bytes, timeout: float, what: str) -> bytes:
+async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what: str) -> bytes:
     """Send a request to a service and return its reply body, raising its error if any."""
     headers = {CORRELATION_HEADER: correlation_id()}
     try:
-        reply = await nc.request(subject, body, timeout=timeout, headers=headers)
+        reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)
     except NoRespondersError:
         raise Unavailable(f"no {what} is running; start one and retry", retry_after=1) from None
     except NatsTimeout:
         raise Unavailable(
-            f"the {what} did not answer within {timeout:g} s; retry", retry_after=1
+            f"the {what} did not answer within {timeout_s:g} s; retry", retry_after=1
         ) from None
     if reply.headers and ERROR_HEADER in reply.headers:
         raise from_reply(_error_decoder.decode(reply.data))

@@ -146,7 +146,7 @@ class Cluster:
     def _add(self, name: str, kind: str, url: str, env: dict[str, str]) -> None:
         self.members[name] = Member(name, kind, url, env)
 
-    def start(self, say: bool = True, timeout: float = 60.0) -> None:
+    def start(self, say: bool = True, timeout_s: float = 60.0) -> None:
         if not self.members:
             self.plan()  # chooses ports only; touches nothing in the data dir
         if self.lock.fd is None:  # before touching anything in the data dir
@@ -156,17 +156,17 @@ class Cluster:
         self.logs.mkdir(exist_ok=True)
         for member in self.of("nats"):
             self._start_nats(member)
-        self.wait_jetstream(timeout)
-        asyncio.run(self._ensure_stream(timeout))
+        self.wait_jetstream(timeout_s)
+        asyncio.run(self._ensure_stream(timeout_s))
         services = [m.name for m in self.members.values() if m.kind != "nats"]
-        self.start_services(services, timeout, say)
+        self.start_services(services, timeout_s, say)
         self.save_state()
 
-    async def _ensure_stream(self, timeout: float) -> None:
+    async def _ensure_stream(self, timeout_s: float) -> None:
         """Create the replicated stream once, before the services race to create it."""
         settings = NatsSettings.from_env(self.of("writer")[0].env)
-        deadline = time.monotonic() + timeout
-        nc = await bus.connect(settings, name="ironstar-cluster", wait_s=timeout)
+        deadline = time.monotonic() + timeout_s
+        nc = await bus.connect(settings, name="ironstar-cluster", wait_s=timeout_s)
         try:
             while True:
                 try:
@@ -187,7 +187,7 @@ class Cluster:
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
 
-    def start_services(self, names: list[str], timeout: float = 60.0, say: bool = False) -> None:
+    def start_services(self, names: list[str], timeout_s: float = 60.0, say: bool = False) -> None:
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             launches = []
             for name in names:
@@ -202,23 +202,23 @@ class Cluster:
                 )
                 member.process = launch.process
                 launches.append(launch)
-            wait_ready(launches, timeout, _say_ready if say else None)
+            wait_ready(launches, timeout_s, _say_ready if say else None)
 
-    def start_member(self, name: str, timeout: float = 60.0) -> None:
+    def start_member(self, name: str, timeout_s: float = 60.0) -> None:
         """Start one member again (after `kill` or `stop_member`), in place."""
         member = self.members[name]
         if member.kind == "nats":
             self._start_nats(member)
-            self.wait_jetstream(timeout)
+            self.wait_jetstream(timeout_s)
         else:
-            self.start_services([name], timeout)
+            self.start_services([name], timeout_s)
 
     def kill(self, name: str) -> None:
         """SIGKILL one member: no goodbye, as a crash or a power cut would."""
         self._signal_and_reap(name, signal.SIGKILL)
 
     def stop_member(self, name: str) -> None:
-        """SIGTERM one member and wait for it (SIGKILL after the grace period)."""
+        """SIGTERM one member and wait for it (SIGKILL after the grace_s period)."""
         self._signal_and_reap(name, signal.SIGTERM)
 
     def _signal_and_reap(self, name: str, sig: int) -> None:
@@ -229,9 +229,9 @@ class Cluster:
             handle.send_signal(sig)
         stop_all([handle])
 
-    def wait_jetstream(self, timeout: float = 60.0) -> None:
+    def wait_jetstream(self, timeout_s: float = 60.0) -> None:
         """Every running node answers /healthz: JetStream is up and the node is current."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout_s
         for member in self.of("nats"):
             assert member.nats is not None
             if not member.running():
@@ -239,7 +239,7 @@ class Cluster:
             url = f"http://{member.nats.host}:{member.nats.monitor_port}/healthz"
             while not _healthy(url):
                 if time.monotonic() > deadline:
-                    raise StartError(f"{member.name} not healthy within {timeout:g} s ({url})")
+                    raise StartError(f"{member.name} not healthy within {timeout_s:g} s ({url})")
                 time.sleep(0.1)
 
     def exited(self) -> list[str]:
@@ -254,7 +254,7 @@ class Cluster:
             stop_all(handles)
         for member in self.of("nats"):
             assert member.nats is not None
-            member.nats.stop(timeout=STOP_GRACE_S)
+            member.nats.stop(timeout_s=STOP_GRACE_S)
         if self.lock.fd is not None:
             (self.data_dir / detached.STATE_FILE).unlink(missing_ok=True)
             self.lock.release()

@@ -29,10 +29,10 @@ def record(data_dir: Path, members: dict[str, tuple[str, str, int | None]]) -> N
     (data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
-def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
+def down(data_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
     """Stop the recorded members kind by kind (gateways first, NATS last); return their names.
 
-    SIGTERM, then SIGKILL to whatever outlives `grace`.
+    SIGTERM, then SIGKILL to whatever outlives `grace_s`.
     """
     path = data_dir / STATE_FILE
     if not path.exists():
@@ -47,7 +47,7 @@ def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
         }
         for pid, _ in mine.values():
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + grace_s
         for pid, line in mine.values():
             while cmdline(pid) == line and not _zombie(pid):
                 if time.monotonic() > deadline:

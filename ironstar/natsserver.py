@@ -75,7 +75,7 @@ class NatsServer:
             )
         return text + self.extra_config
 
-    def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
+    def start(self, log: Path | None = None, timeout_s: float = 10.0) -> NatsServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.touch()
@@ -92,7 +92,7 @@ class NatsServer:
                 start_new_session=True,
                 pass_fds=self.keep_fds,
             )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {log}")
@@ -103,14 +103,14 @@ class NatsServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout:g} s")
+        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout_s:g} s")
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout)
+            self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

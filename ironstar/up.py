@@ -3,7 +3,7 @@
 Each service is started as `python -m ironstar <service> --ready-file F` with the settings
 passed as `IRONSTAR_*` variables (see ironstar/processes.py). On Ctrl-C or SIGTERM the
 services are stopped in reverse order (gateway first, NATS last) and any process still
-alive after the grace period is killed, so nothing is left behind.
+alive after the grace_s period is killed, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Stack:
     def logs(self) -> Path:
         return self.data_dir / "logs"
 
-    def start(self, say: bool = True, timeout: float = 30.0) -> None:
+    def start(self, say: bool = True, timeout_s: float = 30.0) -> None:
         self.lock.acquire("ironstar up", self.http_url)  # before touching anything in it
         check_writable(self.data_dir)
         full = storage.shortage([str(self.data_dir)])
@@ -125,7 +125,7 @@ class Stack:
                 for service in self.services
             ]
             self.processes = {launch.name: launch.process for launch in launches}
-            wait_ready(launches, timeout, _say_ready if say else None)
+            wait_ready(launches, timeout_s, _say_ready if say else None)
 
     def exited(self) -> list[str]:
         return [name for name, process in self.processes.items() if process.poll() is not None]
@@ -168,7 +168,7 @@ class Stack:
             )
         elif why is None and self.storage_full and self.nats is not None:
             print("ironstar: space available again; restarting nats-server", flush=True)
-            self.nats.stop(timeout=STOP_GRACE_S)
+            self.nats.stop(timeout_s=STOP_GRACE_S)
             try:
                 self.nats.start(log=self.logs / "nats-server.log")
             except RuntimeError as exc:  # the next check reports it as a dead nats-server
@@ -181,7 +181,7 @@ class Stack:
             return False
         stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
-            self.nats.stop(timeout=2.0)
+            self.nats.stop(timeout_s=2.0)
         local.forget(self.data_dir)  # only the stack that holds the data dir cleans it up
         self.lock.release()
         return True
