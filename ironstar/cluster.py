@@ -41,6 +41,10 @@ from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, 
 
 @dataclass
 class Member:
+    """One process of the cluster: `name` (`nats-1`, `writer-2`), `kind` (which program: nats,
+    writer, projector, gateway), `url` (client, HTTP or metrics URL), its environment, and its
+    nats-server or service process once started."""
+
     name: str  # e.g. "nats-1", "writer-2"
     kind: str
     url: str  # what it serves: client URL, HTTP URL or metrics URL
@@ -50,18 +54,25 @@ class Member:
 
     @property
     def handle(self) -> subprocess.Popen[bytes] | None:
+        """Its process (nats-server's or the service's); None before it starts."""
         return self.nats.process if self.nats is not None else self.process
 
     @property
     def pid(self) -> int | None:
+        """Its process id; None before it starts."""
         return self.handle.pid if self.handle is not None else None
 
     def running(self) -> bool:
+        """Whether its process was started and has not exited."""
         return self.handle is not None and self.handle.poll() is None
 
 
 @dataclass
 class Cluster:
+    """A JetStream cluster of `nats` nodes and replicas of each service as local processes on
+    loopback, in `data_dir` (locked while it runs); gateways listen from `http_port` on (0: free
+    ports)."""
+
     data_dir: Path
     nats: int = 3
     writers: int = 2
@@ -79,17 +90,21 @@ class Cluster:
 
     @property
     def held(self) -> tuple[int, ...]:
+        """The data dir lock's descriptor, for children to inherit (empty before it is taken)."""
         return () if self.lock.fd is None else (self.lock.fd,)
 
     @property
     def logs(self) -> Path:
+        """Where each member writes its log, `<name>.log`."""
         return self.data_dir / "logs"
 
     @property
     def nats_url(self) -> str:
+        """Every node's client URL, comma separated (IRONSTAR_NATS_URL)."""
         return ",".join(m.url for m in self.of("nats"))
 
     def of(self, kind: str) -> list[Member]:
+        """The members running the program `kind` (nats, writer, projector, gateway)."""
         return [m for m in self.members.values() if m.kind == kind]
 
     def plan(self) -> None:
@@ -147,6 +162,9 @@ class Cluster:
         self.members[name] = Member(name, kind, url, env)
 
     def start(self, say: bool = True, timeout_s: float = 60.0) -> None:
+        """Take the data dir, start the nodes, wait for JetStream, create the replicated stream,
+        start every service, and record the members (cluster.json). Waits up to `timeout_s`
+        seconds for each step; StartError naming what failed."""
         if not self.members:
             self.plan()  # chooses ports only; touches nothing in the data dir
         if self.lock.fd is None:  # before touching anything in the data dir
@@ -188,6 +206,8 @@ class Cluster:
             raise StartError(str(exc)) from None
 
     def start_services(self, names: list[str], timeout_s: float = 60.0, say: bool = False) -> None:
+        """Start the named service members and wait up to `timeout_s` seconds until each is ready;
+        StartError naming the first that is not."""
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             launches = []
             for name in names:
@@ -243,6 +263,7 @@ class Cluster:
                 time.sleep(0.1)
 
     def exited(self) -> list[str]:
+        """The names of the members whose process is not running."""
         return [m.name for m in self.members.values() if not m.running()]
 
     def stop(self) -> bool:
@@ -261,6 +282,7 @@ class Cluster:
         return True
 
     def banner(self) -> str:
+        """What `cluster up` prints: the data dir, each member's URL and pid, the NATS URL."""
         lines = [f"ironstar: cluster data in {self.data_dir.resolve()} (logs in {self.logs})"]
         for member in self.members.values():
             extra = ""
@@ -271,6 +293,7 @@ class Cluster:
         return "\n".join(lines)
 
     def save_state(self) -> None:
+        """Record the members (cluster.json: `cluster down`, the CLI) and the app they run."""
         detached.record(self.data_dir, {n: (m.kind, m.url, m.pid) for n, m in self.members.items()})
         local.record_app(self.data_dir, app_name(self.of("writer")[0].env))
 

@@ -28,11 +28,15 @@ LOCK_FILE = "ironstar.lock"
 
 @dataclass
 class DataDirLock:
+    """The exclusive lock on a data dir (a `flock` on its lock file) that one stack holds while it
+    runs; `fd` is the locked descriptor, inherited by the stack's processes."""
+
     data_dir: Path
     fd: int | None = None
 
     @property
     def path(self) -> Path:
+        """The lock file, which also names the holder (its command and URL)."""
         return self.data_dir / LOCK_FILE
 
     def acquire(self, command: str, http_url: str) -> None:
@@ -57,6 +61,7 @@ class DataDirLock:
             raise StartError(f"cannot write to data dir {self.data_dir}: {exc.strerror}") from None
 
     def release(self) -> None:
+        """Drop the lock (closing its descriptor); nothing when not held."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

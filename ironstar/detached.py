@@ -60,6 +60,8 @@ def down(data_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
 
 
 def cmdline(pid: int | None) -> str:
+    """The command line of process `pid` as /proc holds it (NUL separated), or "" when it is gone: a
+    recorded pid is only ours while this still matches."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:

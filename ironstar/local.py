@@ -40,6 +40,8 @@ APP_FILE = "app.json"
 
 
 def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str) -> Path:
+    """Write `<data dir>/up.json` (mode 0600: it holds the CLI's NATS password): where the stack's
+    NATS and gateway listen and the user the CLI connects as. Returns its path."""
     address = data_dir / UP_FILE
     fd = os.open(address, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -131,6 +133,7 @@ class Target:
         return next(iter(self.load_app().aggregates))
 
     def say(self) -> None:
+        """Tell stderr which stack the command uses and where its NATS and gateway are."""
         http = self.http_url or "unknown (give --url)"
         print(f"ironstar: using {self.source}: NATS {self.nats.url}, HTTP {http}", file=sys.stderr)
 

@@ -55,9 +55,12 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """Its client URL, `nats://host:port`."""
         return f"nats://{self.host}:{self.port}"
 
     def config(self) -> str:
+        """Its configuration file's text: listen address, JetStream store (fsync on every write
+        unless `sync_always` is off), then `extra_config` (cluster, authorization)."""
         store = (self.data_dir / "jetstream").resolve()
         sync = "\n  sync_interval: always" if self.sync_always else ""
         text = (
@@ -76,6 +79,8 @@ class NatsServer:
         return text + self.extra_config
 
     def start(self, log: Path | None = None, timeout_s: float = 10.0) -> NatsServer:
+        """Start nats-server in its own session, logging to `log`, and wait up to `timeout_s`
+        seconds until it greets a client; RuntimeError if it exits or does not."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.touch()
@@ -106,6 +111,8 @@ class NatsServer:
         raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout_s:g} s")
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM it and wait up to `timeout_s` seconds, then SIGKILL; nothing when it is not
+        running."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()

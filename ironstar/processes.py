@@ -119,6 +119,7 @@ def _says(line: str) -> bool:
 
 
 def check_writable(directory: Path) -> None:
+    """Create `directory` if needed and write a file in it; StartError naming why not."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".write-test"

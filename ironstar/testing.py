@@ -37,6 +37,8 @@ CLOCK = "2026-01-01T00:00:00.000Z"  # occurred_at of every projected event (a fi
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a decider did with one command: the events it decided, or the error that refused it."""
+
     events: list[Any] | None
     error: IronstarError | None
 
@@ -55,10 +57,15 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Given:
+    """An aggregate after `history` (its events, in order): `when(command)` decides against the
+    folded state."""
+
     aggregate: Aggregate
     history: tuple[Any, ...]
 
     def when(self, command: Any) -> Outcome:
+        """Decide `command` (a command Struct, or (command type, payload) built as the API would)
+        against the state after the history: the Outcome, an IronstarError caught as a refusal."""
         state = self.aggregate.fold(self.history)
         try:
             if isinstance(command, tuple):
@@ -100,6 +107,7 @@ class Projected:
         return msgspec.json.decode(msgspec.json.encode(answer, enc_hook=str))
 
     def sql(self, text: str) -> list[tuple[Any, ...]]:
+        """The rows of any SELECT over the projection's in-memory DuckDB."""
         rows: list[tuple[Any, ...]] = self.model.con.execute(text).fetchall()
         return rows
 

@@ -46,6 +46,10 @@ __all__ = ["SERVICES", "Stack", "StartError", "up"]
 
 @dataclass
 class Stack:
+    """The local stack of `ironstar up`: a nats-server and each service as its own process, in
+    `data_dir` (locked while it runs), the gateway on `http_host`:`http_port`, NATS on
+    `nats_port` (0: a free one), each service with its own NATS user."""
+
     data_dir: Path
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -64,13 +68,18 @@ class Stack:
 
     @property
     def http_url(self) -> str:
+        """The gateway's base URL."""
         return f"http://{self.http_host}:{self.http_port}"
 
     @property
     def logs(self) -> Path:
+        """Where nats-server and each service write their log."""
         return self.data_dir / "logs"
 
     def start(self, say: bool = True, timeout_s: float = 30.0) -> None:
+        """Take the data dir, check its space and the ports, start nats-server and every service,
+        and wait up to `timeout_s` seconds until each is ready. StartError naming what failed (a
+        busy port, a full disk, a service that exited)."""
         self.lock.acquire("ironstar up", self.http_url)  # before touching anything in it
         check_writable(self.data_dir)
         full = storage.shortage([str(self.data_dir)])
@@ -128,6 +137,7 @@ class Stack:
             wait_ready(launches, timeout_s, _say_ready if say else None)
 
     def exited(self) -> list[str]:
+        """The names of the services whose process has exited."""
         return [name for name, process in self.processes.items() if process.poll() is not None]
 
     def check(self) -> str | None:

@@ -42,6 +42,7 @@ _json = msgspec.json.Encoder()
 
 
 def add(parser: argparse.ArgumentParser) -> None:
+    """Register this benchmark's options on its `ironstar bench` subparser."""
     parser.add_argument("--commands", type=int, default=6000, help="commands per phase")
     parser.add_argument("--concurrency", type=int, default=64, help="commands in flight")
     parser.add_argument("--aggregates", type=int, default=2000, help="todo lists written to")
@@ -51,6 +52,9 @@ def add(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Append through NATS, then HTTP, in interleaved rounds, beside the raw JetStream publish
+    ceiling; `{"<phase>_per_s": commands a second, "<phase>_cpu_us_per_command": per process,
+    "ratio_<phase>_to_ceiling": ...}`. Raises StartError when its stack cannot start."""
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-") as directory:
         stack = Stack(
             Path(directory),

@@ -30,6 +30,7 @@ Command = DemoCommand
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     demo = commands.add_parser(
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
@@ -58,6 +59,9 @@ class NotIronstar(Exception):
 
 
 def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
+    """POST one demo command `(aggregate type, id, command type, payload)` to the gateway at `url`:
+    (HTTP status, its JSON answer). Raises NotIronstar when the answer is not Ironstar's JSON,
+    URLError/OSError when `url` cannot be reached."""
     aggregate_type, aggregate_id, command_type, payload = command
     request = urllib.request.Request(
         f"{url}/api/commands/{aggregate_type}/{aggregate_id}",
@@ -130,6 +134,7 @@ class Tally:
     problem: str | None = None
 
     def summary(self) -> str:
+        """The closing line: commands accepted and rejected."""
         return f"ironstar demo: {self.accepted} commands accepted, {self.rejected} rejected"
 
 

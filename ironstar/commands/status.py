@@ -37,6 +37,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     status = commands.add_parser(
         "status",
         help="health of each service, stream size, consumers, projection lag",
@@ -271,6 +272,8 @@ def _probed(stack: Target) -> str | catalogue.AppError:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the stack's status (`gather`, the gateway, the disk and a cluster's members; lines, or
+    one JSON object with --json). Exit status 0 when everything is up, 1 otherwise."""
     stack: Target | None = None
     try:
         stack = target(args)

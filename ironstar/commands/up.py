@@ -13,6 +13,7 @@ from ironstar.commands import examples
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     up = commands.add_parser(
         "up",
         help="start nats-server, writer, projector and gateway locally",
@@ -54,6 +55,9 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the stack on the chosen app in the foreground (with `--demo` commands a second once
+    ready) until Ctrl-C. Exit status: `ironstar.up.up`'s, or 2 when the app is refused or has no
+    demo script."""
     from ironstar.commands.demo import play
     from ironstar.up import Stack, up
 
