@@ -65,7 +65,8 @@ class Aggregate:
         object.__setattr__(self, "event_structs", structs)
 
     def command(self, command_type: str, payload: Any) -> Any:
-        """Build a command from its JSON parts: 404 for an unknown type, 422 for a bad shape."""
+        """The command Struct (a member of `commands`) from its JSON parts: NotFound (404) for
+        an unknown type, Invalid (422, naming the field) for a bad shape."""
         if command_type not in self.command_types:
             known = ", ".join(sorted(self.command_types))
             raise NotFound(

@@ -18,6 +18,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
@@ -224,7 +225,9 @@ async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what:
 _UNREACHABLE = (nats.errors.Error, TimeoutError, OSError, MemoryError)
 
 
-async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurrency: int) -> Any:
+async def serve(
+    nc: Client, subject: str, queue: str, handler: Handler, concurrency: int
+) -> Subscription:
     """Answer requests on `subject` in `queue`, up to `concurrency` at once.
 
     Each request runs in its own task so one slow request does not hold up the others;
@@ -234,6 +237,7 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
     500 `Internal` naming only the correlation id (no retry helps; docs/security.md), so a
     client never hangs until its timeout. A reply over the server's max payload
     becomes a 413 (it could never be delivered, so a retry would not help).
+    Returns the subscription, already known to the server (unsubscribe to stop serving).
     """
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()

@@ -137,7 +137,8 @@ class Catalogue:
         return found
 
     def params(self, projection: str, name: str, values: Mapping[str, Any]) -> Any:
-        """The query's typed parameters from strings or JSON values; 422 naming the field."""
+        """An instance of the query's `params` Struct from strings or JSON values; NotFound
+        (404) for an unknown query, Invalid (422, naming the field) for a bad value."""
         query = self.query(projection, name)
         try:
             return msgspec.convert(dict(values), query.params, strict=False)

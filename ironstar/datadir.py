@@ -68,7 +68,8 @@ class DataDirLock:
 
 
 def holder(data_dir: Path) -> dict[str, Any] | None:
-    """Who holds the data dir's lock, as it wrote itself down; None when nobody does."""
+    """Who holds the data dir's lock, as it wrote itself down (`{"pid", "command",
+    "http_url"}`); None when nobody does."""
     path = data_dir / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -75,7 +75,8 @@ def record_app(data_dir: Path, name: str) -> None:
 
 
 def running_app(data_dir: Path) -> dict[str, Any] | None:
-    """What `record_app` wrote for the stack in `data_dir`; None when unknown."""
+    """What `record_app` wrote for the stack in `data_dir` (`{"name", ["path"],
+    ["aggregate"]}`); None when unknown."""
     try:
         found: dict[str, Any] = json.loads((data_dir / APP_FILE).read_text())
     except (OSError, ValueError):
@@ -95,7 +96,8 @@ def projector_dir(data_dir: Path) -> Path:
 
 
 def read(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, Any] | None:
-    """`up.json` of a stack that runs (its lock is held); None otherwise."""
+    """`up.json` of a stack that runs (its lock is held): `{"nats_url", "http_url",
+    "nats_user", "nats_password", "pid"}`; None otherwise."""
     try:
         found: dict[str, Any] = json.loads((data_dir / UP_FILE).read_text())
     except (OSError, ValueError):

@@ -241,7 +241,8 @@ def report(state: dict[str, Any]) -> list[str]:
 
 def members(record: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each member of a cluster's record (cluster.json) and whether it is up: its recorded
-    process lives and, for a gateway, `/readyz` answers 200, for a NATS node its port listens."""
+    process lives and, for a gateway, `/readyz` answers 200, for a NATS node its port listens:
+    `[{"name", "kind", "url", "pid", "up", ["reason"]}]`."""
     found = []
     for name, entry in record.items():
         kind, url, pid = entry["kind"], entry["url"], entry.get("pid")
