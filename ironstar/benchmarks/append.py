@@ -238,9 +238,9 @@ class _Pool:
         self.all: list[asyncio.StreamWriter] = []
 
     @classmethod
-    async def open(cls, port: int, size: int) -> _Pool:
+    async def open(cls, port: int, connections: int) -> _Pool:
         pool = cls(port)
-        for _ in range(size):
+        for _ in range(connections):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             pool.all.append(writer)
             pool.idle.put_nowait((reader, writer))

@@ -25,7 +25,7 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="time per figure (default 1)")
 
 
-def _rate(work: Callable[[], object], seconds: float) -> float:
+def _rate(work: Callable[[], object], seconds: float) -> float:  # calls of `work` a second
     done, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
         for _ in range(100):

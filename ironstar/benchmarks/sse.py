@@ -149,7 +149,7 @@ def _start_server(
 
 
 async def _append(
-    nc: Any, nats: NatsSettings, groups: int, rate: float, duration: float
+    nc: Any, nats: NatsSettings, groups: int, rate_per_s: float, duration_s: float
 ) -> dict[int, float]:
     js = nc.jetstream(publish_async_max_pending=100_000)
     bodies = [
@@ -169,8 +169,8 @@ async def _append(
     subjects = [f"{nats.prefix}.events.todo_list.g{g}" for g in range(groups)]
     pending: list[tuple[Any, float]] = []
     start, n = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < duration:
-        for _ in range(int(elapsed * rate) - n):
+    while (elapsed := time.perf_counter() - start) < duration_s:
+        for _ in range(int(elapsed * rate_per_s) - n):
             pending.append(
                 (
                     await js.publish_async(subjects[n % groups], bodies[n % groups]),
@@ -209,10 +209,10 @@ async def _scenario(
             stalled = _Client(port, f"/api/events?topics=todo_list&client_id={tag}slow", None)
             await stalled.open(receive_buffer=4096)
             opened.append(stalled)
-        rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
+        appends_per_s = args.rate * args.groups / clients  # for `args.rate` deliveries/s
         cpu, nats_cpu, own_cpu = _cpu_s(process.pid), _cpu_s(nats_pid), time.process_time()
         started = time.perf_counter()
-        sent = await _append(nc, nats, args.groups, rate, args.duration)
+        sent = await _append(nc, nats, args.groups, appends_per_s, args.duration)
         ended = time.perf_counter()
         expected = len(sent) * clients // args.groups
         deadline = time.perf_counter() + 5
