@@ -154,22 +154,14 @@ CASES: dict[str, tuple[App, str]] = {
         _aggregate(evolve=_wrapped(_async_two)),
         "aggregate stock_item: evolve must be a plain function (state, message), not async",
     ),
-    "demo an async generator": (
-        dataclasses.replace(APP, demo=_async_demo),
-        "App demo must be a plain function (rng, read), not async",
-    ),
-    "demo async": (
-        dataclasses.replace(APP, demo=_async_list),
-        "App demo must be a plain function (rng, read), not async",
-    ),
-    "events an async generator": (
-        dataclasses.replace(APP, events=_async_demo),
-        "App events must be a plain function (count, seed), not async",
-    ),
-    "events async": (
-        dataclasses.replace(APP, events=_async_list),
-        "App events must be a plain function (count, seed), not async",
-    ),
+    **{
+        f"{role} {how}": (
+            dataclasses.replace(APP, **{role: function}),
+            f"App {role} must be a plain function {shape}, not async",
+        )
+        for role, shape in (("demo", "(rng, read)"), ("events", "(count, seed)"))
+        for how, function in (("an async generator", _async_demo), ("async", _async_list))
+    },
     "demo of one argument": (
         dataclasses.replace(APP, demo=_async_one),
         "App demo must be a function (rng, read): it cannot be called with 2 argument(s)",
