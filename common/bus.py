@@ -164,7 +164,10 @@ def credentials(settings: NatsSettings) -> dict[str, Any]:
 
 
 def stream_config(settings: NatsSettings) -> StreamConfig:
-    """The event store: file storage, no limits, refuse when full, never delete history."""
+    """The event store: file storage, no limits, refuse when full, never delete history.
+    Raises Invalid when the duplicate window is under MIN_DUPLICATE_WINDOW_S (120 s): a
+    retried publish of the same append (a lost ack) must still be recognised as one
+    (docs/architecture.md, message ids)."""
     if settings.duplicate_window_s < MIN_DUPLICATE_WINDOW_S:
         raise Invalid(
             f"IRONSTAR_NATS_DUPLICATE_WINDOW_S is {settings.duplicate_window_s:g}; it must be at "
@@ -187,7 +190,9 @@ def stream_config(settings: NatsSettings) -> StreamConfig:
 
 
 async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
-    """Create the stream, or bring an existing one to the configured settings."""
+    """Create the stream, or bring an existing one to the configured settings. Raises
+    Unavailable when the existing stream cannot change to them (e.g. its storage type or
+    a single-replica stream's replicas, JetStream 10052), Invalid as `stream_config`."""
     js = nc.jetstream()
     config = stream_config(settings)
     try:
@@ -206,7 +211,10 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
 
 
 async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what: str) -> bytes:
-    """Send a request to a service and return its reply body, raising its error if any."""
+    """Send `body` to the service `what` answering on `subject` and return its reply body,
+    waiting up to `timeout_s` seconds. Raises the service's own error (the IronstarError
+    of its `Ironstar-Error` reply, rebuilt by `from_reply`), or Unavailable (503, retry
+    after 1 s) when no service listens or none answers in time."""
     headers = {CORRELATION_HEADER: correlation_id()}
     try:
         reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)

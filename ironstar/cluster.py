@@ -108,7 +108,8 @@ class Cluster:
         return [m for m in self.members.values() if m.kind == kind]
 
     def plan(self) -> None:
-        """Choose every port and setting once, so members restart in place."""
+        """Choose every port and setting once, so members restart in place. StartError when
+        a role has no member."""
         if self.nats < 1 or min(self.writers, self.projectors, self.gateways) < 1:
             raise StartError(
                 "a cluster needs at least one of each: nats, writer, projector, gateway"
@@ -250,7 +251,8 @@ class Cluster:
         stop_all([handle])
 
     def wait_jetstream(self, timeout_s: float = 60.0) -> None:
-        """Every running node answers /healthz: JetStream is up and the node is current."""
+        """Wait up to `timeout_s` seconds until every running node answers /healthz
+        (JetStream is up and the node is current); StartError naming the first that does not."""
         deadline = time.monotonic() + timeout_s
         for member in self.of("nats"):
             assert member.nats is not None

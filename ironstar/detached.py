@@ -32,7 +32,9 @@ def record(data_dir: Path, members: dict[str, tuple[str, str, int | None]]) -> N
 def down(data_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
     """Stop the recorded members kind by kind (gateways first, NATS last); return their names.
 
-    SIGTERM, then SIGKILL to whatever outlives `grace_s`.
+    SIGTERM, then SIGKILL to whatever outlives `grace_s` seconds. A recorded pid whose
+    command line changed is another process now, and left alone. StartError when no
+    cluster is recorded in `data_dir`.
     """
     path = data_dir / STATE_FILE
     if not path.exists():

