@@ -39,7 +39,7 @@ import msgspec
 
 from common import catalogue
 from common.app import Aggregate
-from common.envelope import Envelope, Metadata, new_envelope, utc_now
+from common.envelope import Envelope, Metadata, utc_now, uuid7
 from common.errors import (
     CommandIdReused,
     Conflict,
@@ -352,14 +352,15 @@ class CommandHandler:
         for offset, event in enumerate(events, start=1):
             event_type, payload = kind.to_payload(event)
             envelopes.append(
-                new_envelope(
-                    key[0],
-                    key[1],
-                    version + offset,
-                    event_type,
-                    payload,
+                Envelope(
+                    event_id=uuid7(),
+                    aggregate_type=key[0],
+                    aggregate_id=key[1],
+                    version=version + offset,
+                    event_type=event_type,
                     schema=kind.schema(event_type),
                     occurred_at=occurred_at,
+                    payload=payload,
                     metadata=metadata,
                 )
             )
