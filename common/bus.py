@@ -65,11 +65,13 @@ class _Watch:
             self.refused.set()
 
     async def on_disconnected(self) -> None:
-        if self.client is None or not self.client.is_closed:  # our own close() is not news
-            log.warning("nats_disconnected")
+        if self.quiet or (self.client is not None and self.client.is_closed):
+            return  # our own close() is not news
+        log.warning("nats_disconnected")
 
     async def on_reconnected(self) -> None:
-        log.info("nats_reconnected")
+        if not self.quiet:
+            log.info("nats_reconnected")
 
     async def settled(self, connecting: asyncio.Future[Client], wait_s: float) -> bool:
         """Whether `connecting` finished within `wait_s` seconds, credentials not refused;
@@ -97,8 +99,8 @@ async def connect(
 ) -> Client:
     """Connect to `settings.url` (comma-separated servers), retrying until `wait_s` seconds
     pass; afterwards keep reconnecting forever (a service), or, without `reconnect`, give up
-    on the first loss (a one-shot probe such as `ironstar status`). `quiet` leaves nats-py's
-    errors unlogged, for a command whose output is its report.
+    on the first loss (a one-shot probe such as `ironstar status`). `quiet` logs nothing of
+    the connection's life (errors, disconnects), for a command whose output is its report.
 
     Raises Unavailable at once when the server refuses the credentials (no retry helps),
     else when no server answered within `wait_s`.
