@@ -14,7 +14,7 @@ from typing import Any
 
 from common.app import Ask, LiveView, Panel, Patch
 from common.envelope import Envelope
-from common.html import escape_html as e  # short: every f-string below uses it
+from common.html import e
 from common.subjects import valid_id
 
 DEFAULT_LIST = "inbox"
