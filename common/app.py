@@ -233,7 +233,7 @@ class Projection:
     @property
     def scope(self) -> str:
         """The scope a token needs to read this projection: `read:<grant>` (default `read:<name>`);
-        `read:<grant>:<id>` for one aggregate's rows (gateway/grants.py)."""
+        `read:<grant>:<id>` for one aggregate's rows (the gateway's `read_grant`)."""
         return f"read:{self.grant or self.name}"
 
 
