@@ -235,6 +235,29 @@ async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what:
 _UNREACHABLE = (nats.errors.Error, TimeoutError, OSError, MemoryError)
 
 
+def _as_error(subject: str, exc: Exception) -> IronstarError:
+    """What a handler's exception answers (`serve`'s rule): itself when an IronstarError,
+    503 for a failure to reach something, else 500 naming the correlation id, logged."""
+    if isinstance(exc, IronstarError):
+        return exc
+    if isinstance(exc, _UNREACHABLE):
+        log.warning("request_unavailable", subject=subject, error=repr(exc))
+        return Unavailable(
+            f"a service could not be reached while answering ({type(exc).__name__}); retry",
+            retry_after=1,
+        )
+    log.exception("unhandled_exception", subject=subject, error=type(exc).__name__)
+    cid = correlation_id()
+    return Internal(
+        f"the service failed on this request; it is logged under correlation id {cid}",
+        correlation_id=cid,
+    )
+
+
+def _error_reply(error: IronstarError) -> tuple[bytes, dict[str, str]]:
+    return _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+
+
 async def serve(
     nc: Client, subject: str, queue: str, handler: Handler, concurrency: int
 ) -> Subscription:
@@ -255,33 +278,20 @@ async def serve(
     async def answer(msg: Msg) -> None:
         async with slots:
             bind_correlation((msg.headers or {}).get(CORRELATION_HEADER))
+            headers: dict[str, str] | None = None
             try:
-                body, headers = await handler(msg), None
-            except IronstarError as exc:
-                body, headers = _json.encode(exc.to_reply()), {ERROR_HEADER: exc.code}
-            except _UNREACHABLE as exc:
-                log.warning("request_unavailable", subject=msg.subject, error=repr(exc))
-                error: IronstarError = Unavailable(
-                    f"a service could not be reached while answering ({type(exc).__name__}); retry",
-                    retry_after=1,
-                )
-                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+                body = await handler(msg)
             except Exception as exc:
-                log.exception("unhandled_exception", subject=msg.subject, error=type(exc).__name__)
-                cid = correlation_id()
-                error = Internal(
-                    f"the service failed on this request; it is logged under correlation id {cid}",
-                    correlation_id=cid,
-                )
-                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+                body, headers = _error_reply(_as_error(msg.subject, exc))
             if len(body) > nc.max_payload - REPLY_HEADROOM:  # could never be delivered
                 log.error("reply_too_large", subject=msg.subject, size=len(body))
-                too_large = TooLarge(
-                    f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte limit "
-                    "of a NATS message; ask for less",
-                    limit="bytes",
+                body, headers = _error_reply(
+                    TooLarge(
+                        f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte "
+                        "limit of a NATS message; ask for less",
+                        limit="bytes",
+                    )
                 )
-                body, headers = _json.encode(too_large.to_reply()), {ERROR_HEADER: too_large.code}
             if msg.reply:
                 await nc.publish(msg.reply, body, headers=headers)
 
