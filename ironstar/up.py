@@ -81,6 +81,27 @@ class Stack:
         and wait up to `timeout_s` seconds until each is ready. StartError naming what failed (a
         busy port, a full disk, a service that exited)."""
         self.lock.acquire("ironstar up", self.http_url)  # before touching anything in it
+        port = self._preflight()
+        self.logs.mkdir(exist_ok=True)
+        if say:
+            print(
+                f"ironstar: starting nats-server, {', '.join(self.services)}"
+                f"  (data in {self.data_dir.resolve()}, logs in {self.logs.resolve()})"
+            )
+        # The services and nats-server inherit the lock: the data dir stays locked while any
+        # of them lives, even if this supervisor is killed without stopping them.
+        held = () if self.lock.fd is None else (self.lock.fd,)
+        nats = self._start_nats(port, held)
+        if say:
+            print(
+                f"ironstar: nats-server ready  {nats.url} (JetStream, fsync before ack, "
+                "a user per service)"
+            )
+        self._start_services(nats.url, held, timeout_s, say)
+
+    def _preflight(self) -> int:
+        """The NATS port to use, once the data dir is writable with room to start and the
+        ports are free; StartError saying which is not."""
         check_writable(self.data_dir)
         full = storage.shortage([str(self.data_dir)])
         if full is not None:
@@ -90,17 +111,11 @@ class Stack:
         port = self.nats_port or free_port()
         if not port_is_free("127.0.0.1", port):
             raise StartError(f"NATS port {port} is busy; pick another with --nats-port")
-        self.logs.mkdir(exist_ok=True)
-        if say:
-            print(
-                f"ironstar: starting nats-server, {', '.join(self.services)}"
-                f"  (data in {self.data_dir.resolve()}, logs in {self.logs.resolve()})"
-            )
+        return port
+
+    def _start_nats(self, port: int, held: tuple[int, ...]) -> NatsServer:
         names = NatsSettings.from_env({**os.environ, **self.extra_env})
         self.nats_users = service_users(names.prefix, names.stream)
-        # The services and nats-server inherit the lock: the data dir stays locked while any
-        # of them lives, even if this supervisor is killed without stopping them.
-        held = () if self.lock.fd is None else (self.lock.fd,)
         server = NatsServer(
             self.data_dir, port, extra_config=authorization(self.nats_users), keep_fds=held
         )
@@ -108,14 +123,14 @@ class Stack:
             self.nats = server.start(log=self.logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
-        if say:
-            print(
-                f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack, "
-                "a user per service)"
-            )
+        return self.nats
+
+    def _start_services(
+        self, nats_url: str, held: tuple[int, ...], timeout_s: float, say: bool
+    ) -> None:
         env = {
             **os.environ,
-            "IRONSTAR_NATS_URL": self.nats.url,
+            "IRONSTAR_NATS_URL": nats_url,
             "IRONSTAR_PROJECTOR_DATA_DIR": str(self.data_dir / "projector"),
             "IRONSTAR_GATEWAY_HOST": self.http_host,
             "IRONSTAR_GATEWAY_PORT": str(self.http_port),
