@@ -158,6 +158,13 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
         )
     for event_type in sorted(aggregate.critical - aggregate.event_types):
         yield f"{where}: critical event type {event_type} is not one of its events"
+    yield from _schemas(where, aggregate)
+    yield from _upcasters(where, aggregate)
+
+
+def _schemas(where: str, aggregate: Aggregate) -> Iterator[str]:
+    """Each schema is an int ≥ 1 of a known event type, with an upcaster for every step
+    below it (a stored payload of any older schema must reach the current one)."""
     for event_type, current in aggregate.schemas.items():
         if event_type not in aggregate.event_types:
             yield f"{where}: schema given for unknown event type {event_type}"
@@ -167,6 +174,10 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
         for schema in range(1, current):
             if (event_type, schema) not in aggregate.upcasters:
                 yield f"{where}: no upcaster for {event_type} schema {schema} → {schema + 1}"
+
+
+def _upcasters(where: str, aggregate: Aggregate) -> Iterator[str]:
+    """Each upcaster is keyed (event type, schema) within that type's schemas, and plain."""
     for key, step in aggregate.upcasters.items():
         event_type, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
         current = aggregate.schemas.get(event_type, 1)
