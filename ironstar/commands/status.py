@@ -178,9 +178,12 @@ def _reader(consumer: ConsumerInfo) -> dict[str, Any]:
     }
 
 
+_MARK = {True: "up  ", False: "DOWN"}
+
+
 def report(state: dict[str, Any]) -> list[str]:
     """The human-readable lines of a status."""
-    mark = {True: "up  ", False: "DOWN"}
+    mark = _MARK
     stream, gateway = state.get("stream"), state["gateway"]
     lines = [f"nats-server  {mark[state['nats']['up']]}  {state['nats']['url']}"]
     if not state["nats"]["up"]:
@@ -193,21 +196,7 @@ def report(state: dict[str, Any]) -> list[str]:
             f"{stream['consumers']} consumers"
         )
     if "writer" in state:
-        w = state["writer"]
-        lines.append(
-            f"writer       {mark[w['up']]}  "
-            + (f"answered in {w['ms']} ms" if w["up"] else w["reason"])
-        )
-        p = state["projector"]
-        lines.append(
-            f"projector    {mark[p['up']]}  "
-            + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
-            + (
-                f"; STORAGE EXHAUSTED: {p['storage_exhausted']}"
-                if p.get("storage_exhausted")
-                else ""
-            )
-        )
+        lines.extend(_service_lines(state["writer"], state["projector"]))
     ready = gateway.get("http") == 200
     detail = gateway.get("reason") or gateway.get("http")
     state_mark = "FULL" if gateway.get("status") == "storage_exhausted" else mark[ready]
@@ -226,13 +215,29 @@ def report(state: dict[str, Any]) -> list[str]:
             f"  {m['name']:<13}{mark[m['up']]}  {m['url']}  pid {m['pid']}"
             + ("" if m["up"] else f"  ({m['reason']})")
         )
-    readers = state.get("consumers") or []
+    return lines + _consumer_lines(state.get("consumers") or [])
+
+
+def _service_lines(w: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    """The writer's and the projector's lines (`gather`'s "writer" and "projector")."""
+    mark = _MARK
+    return [
+        f"writer       {mark[w['up']]}  "
+        + (f"answered in {w['ms']} ms" if w["up"] else w["reason"]),
+        f"projector    {mark[p['up']]}  "
+        + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
+        + (f"; STORAGE EXHAUSTED: {p['storage_exhausted']}" if p.get("storage_exhausted") else ""),
+    ]
+
+
+def _consumer_lines(readers: list[dict[str, Any]]) -> list[str]:
+    """One line per projector consumer; the SSE clients' consumers summed in one."""
+    lines = [
+        f"  consumer   {c['name']}: {c['pending']} pending, {c['ack_pending']} unacked"
+        for c in readers
+        if c["kind"] == "projector"
+    ]
     sse = [c for c in readers if c["kind"] == "sse"]
-    for c in readers:
-        if c["kind"] == "projector":
-            lines.append(
-                f"  consumer   {c['name']}: {c['pending']} pending, {c['ack_pending']} unacked"
-            )
     if sse:
         behind = sum(c["pending"] for c in sse)
         lines.append(f"  consumers  {len(sse)} SSE clients, {behind} events pending in total")
