@@ -65,7 +65,8 @@ class Aggregate:
         object.__setattr__(self, "event_structs", structs)
 
     def command(self, command_type: str, payload: Any) -> Any:
-        """Build a command from its JSON parts: 404 for an unknown type, 422 for a bad shape."""
+        """The command Struct (a member of `commands`) from its JSON parts: NotFound (404) for
+        an unknown type, Invalid (422, naming the field) for a bad shape."""
         if command_type not in self.command_types:
             known = ", ".join(sorted(self.command_types))
             raise NotFound(
@@ -107,6 +108,7 @@ class Aggregate:
         return events
 
     def schema(self, event_type: str) -> int:
+        """The current payload schema of `event_type` (`schemas`, default 1)."""
         return self.schemas.get(event_type, 1)
 
     def upcast(self, event_type: str, schema: int, payload: Payload) -> Payload:
@@ -121,6 +123,8 @@ class Aggregate:
         return payload
 
     def to_payload(self, event: Any) -> tuple[str, Payload]:
+        """(event type, payload as JSON builtins) of an event Struct: the tag field leaves the
+        payload."""
         payload = msgspec.to_builtins(event)
         return payload.pop("event_type"), payload
 
@@ -136,6 +140,8 @@ class Aggregate:
         return msgspec.convert(current, struct)
 
     def fold(self, events: Iterable[Any], state: Any = None) -> Any:
+        """The state after `events` (event Structs, in version order) evolved from `state` (default:
+        `initial`). Raises what `evolve` raises."""
         state = self.initial if state is None else state
         for event in events:
             state = self.evolve(state, event)
@@ -226,6 +232,8 @@ class Projection:
 
     @property
     def scope(self) -> str:
+        """The scope a token needs to read this projection: `read:<grant>` (default `read:<name>`);
+        `read:<grant>:<id>` for one aggregate's rows (the gateway's `read_grant`)."""
         return f"read:{self.grant or self.name}"
 
 

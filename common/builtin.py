@@ -26,22 +26,30 @@ VERSIONS_NAME = "versions"
 
 
 class Recent(Struct, frozen=True, forbid_unknown_fields=True):
+    """Parameters of `recent`: the last `minutes` (1..10,080, a week; default 60)."""
+
     minutes: Annotated[int, Meta(ge=1, le=10_080)] = 60
 
 
 class TypeCount(Struct, frozen=True):
+    """Events and commands stored of one event type."""
+
     event_type: str
     events: int
     commands: int
 
 
 class Totals(Struct, frozen=True):
+    """The answer of `totals`: counts per event type (by name) and over all."""
+
     events_by_type: list[TypeCount]
     events: int
     commands: int
 
 
 def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
+    """The `totals` query over `stream_counts`: `{"events_by_type": [{"event_type", "events",
+    "commands"}], "events": int, "commands": int}` (the shape of `Totals`)."""
     rows = cursor.execute(
         """SELECT event_type, sum(events)::BIGINT, sum(commands)::BIGINT FROM stream_counts
            GROUP BY event_type ORDER BY event_type"""

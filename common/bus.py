@@ -18,6 +18,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
@@ -49,28 +50,62 @@ _error_decoder = msgspec.json.Decoder(ErrorReply)
 Handler = Callable[[Msg], Awaitable[bytes]]
 
 
-async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Client:
-    """Connect, retrying until `wait_s` passes, and keep reconnecting forever afterwards.
+class _Watch:
+    """nats-py's callbacks for one connection: log what happens, notice refused credentials."""
 
-    Wrong credentials fail at once with a clear error instead of retrying until the deadline.
-    """
-    refused = asyncio.Event()
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.refused = asyncio.Event()
+        self.client: Client | None = None
 
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc))
+    async def on_error(self, exc: Exception) -> None:
+        if not self.quiet:
+            log.warning("nats_error", error=str(exc))
         if "authorization violation" in str(exc).lower():
-            refused.set()
+            self.refused.set()
 
-    connected: list[Client] = []
-
-    async def on_disconnected() -> None:
-        if connected and connected[0].is_closed:
-            return  # our own close(): not news
+    async def on_disconnected(self) -> None:
+        if self.quiet or (self.client is not None and self.client.is_closed):
+            return  # our own close() is not news
         log.warning("nats_disconnected")
 
-    async def on_reconnected() -> None:
-        log.info("nats_reconnected")
+    async def on_reconnected(self) -> None:
+        if not self.quiet:
+            log.info("nats_reconnected")
 
+    async def settled(self, connecting: asyncio.Future[Client], wait_s: float) -> bool:
+        """Whether `connecting` finished within `wait_s` seconds, credentials not refused;
+        cancels it otherwise."""
+        refusal: asyncio.Future[Any] = asyncio.ensure_future(self.refused.wait())
+        await asyncio.wait(
+            {connecting, refusal}, timeout=max(0.1, wait_s), return_when=asyncio.FIRST_COMPLETED
+        )
+        refusal.cancel()
+        if connecting.done() and not self.refused.is_set():
+            return True
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        return False
+
+
+async def connect(
+    settings: NatsSettings,
+    name: str,
+    wait_s: float = 30.0,
+    *,
+    reconnect: bool = True,
+    quiet: bool = False,
+) -> Client:
+    """Connect to `settings.url` (comma-separated servers), retrying until `wait_s` seconds
+    pass; afterwards keep reconnecting forever (a service), or, without `reconnect`, give up
+    on the first loss (a one-shot probe such as `ironstar status`). `quiet` logs nothing of
+    the connection's life (errors, disconnects), for a command whose output is its report.
+
+    Raises Unavailable at once when the server refuses the credentials (no retry helps),
+    else when no server answered within `wait_s`.
+    """
+    watch = _Watch(quiet)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
@@ -80,34 +115,24 @@ async def connect(settings: NatsSettings, name: str, wait_s: float = 30.0) -> Cl
                 name=name,
                 **credentials(settings),
                 connect_timeout=2,
-                max_reconnect_attempts=-1,
+                allow_reconnect=reconnect,
+                max_reconnect_attempts=-1 if reconnect else 0,
                 reconnect_time_wait=0.5,
-                allow_reconnect=True,
-                error_cb=on_error,
-                disconnected_cb=on_disconnected,
-                reconnected_cb=on_reconnected,
+                error_cb=watch.on_error,
+                disconnected_cb=watch.on_disconnected,
+                reconnected_cb=watch.on_reconnected,
             )
         )
-        refusal = asyncio.ensure_future(refused.wait())
-        await asyncio.wait(
-            {connecting, refusal},
-            timeout=max(0.1, deadline - loop.time()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        refusal.cancel()
-        if not connecting.done() or refused.is_set():
-            connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await connecting
-            if refused.is_set():
+        if not await watch.settled(connecting, deadline - loop.time()):
+            if watch.refused.is_set():
                 raise Unavailable(
                     f"NATS at {settings.url} refused our credentials (user {settings.user!r}); "
                     "check IRONSTAR_NATS_USER/_PASSWORD/_CREDS_FILE"
                 )
             raise Unavailable(f"cannot reach NATS at {settings.url} within {wait_s:g} s")
         try:
-            connected.append(connecting.result())
-            return connected[0]
+            watch.client = connecting.result()
+            return watch.client
         except (OSError, NatsTimeout, nats.errors.NoServersError) as exc:
             if loop.time() > deadline:
                 raise Unavailable(f"cannot reach NATS at {settings.url}: {exc}") from None
@@ -141,7 +166,10 @@ def credentials(settings: NatsSettings) -> dict[str, Any]:
 
 
 def stream_config(settings: NatsSettings) -> StreamConfig:
-    """The event store: file storage, no limits, refuse when full, never delete history."""
+    """The event store: file storage, no limits, refuse when full, never delete history.
+    Raises Invalid when the duplicate window is under MIN_DUPLICATE_WINDOW_S (120 s): a
+    retried publish of the same append (a lost ack) must still be recognised as one
+    (docs/architecture.md, message ids)."""
     if settings.duplicate_window_s < MIN_DUPLICATE_WINDOW_S:
         raise Invalid(
             f"IRONSTAR_NATS_DUPLICATE_WINDOW_S is {settings.duplicate_window_s:g}; it must be at "
@@ -164,7 +192,9 @@ def stream_config(settings: NatsSettings) -> StreamConfig:
 
 
 async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
-    """Create the stream, or bring an existing one to the configured settings."""
+    """Create the stream, or bring an existing one to the configured settings. Raises
+    Unavailable when the existing stream cannot change to them (e.g. its storage type or
+    a single-replica stream's replicas, JetStream 10052), Invalid as `stream_config`."""
     js = nc.jetstream()
     config = stream_config(settings)
     try:
@@ -182,16 +212,19 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
         ) from None
 
 
-async def request(nc: Client, subject: str, body: bytes, timeout: float, what: str) -> bytes:
-    """Send a request to a service and return its reply body, raising its error if any."""
+async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what: str) -> bytes:
+    """Send `body` to the service `what` answering on `subject` and return its reply body,
+    waiting up to `timeout_s` seconds. Raises the service's own error (the IronstarError
+    of its `Ironstar-Error` reply, rebuilt by `from_reply`), or Unavailable (503, retry
+    after 1 s) when no service listens or none answers in time."""
     headers = {CORRELATION_HEADER: correlation_id()}
     try:
-        reply = await nc.request(subject, body, timeout=timeout, headers=headers)
+        reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)
     except NoRespondersError:
         raise Unavailable(f"no {what} is running; start one and retry", retry_after=1) from None
     except NatsTimeout:
         raise Unavailable(
-            f"the {what} did not answer within {timeout:g} s; retry", retry_after=1
+            f"the {what} did not answer within {timeout_s:g} s; retry", retry_after=1
         ) from None
     if reply.headers and ERROR_HEADER in reply.headers:
         raise from_reply(_error_decoder.decode(reply.data))
@@ -202,7 +235,32 @@ async def request(nc: Client, subject: str, body: bytes, timeout: float, what: s
 _UNREACHABLE = (nats.errors.Error, TimeoutError, OSError, MemoryError)
 
 
-async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurrency: int) -> Any:
+def _as_error(subject: str, exc: Exception) -> IronstarError:
+    """What a handler's exception answers (`serve`'s rule): itself when an IronstarError,
+    503 for a failure to reach something, else 500 naming the correlation id, logged."""
+    if isinstance(exc, IronstarError):
+        return exc
+    if isinstance(exc, _UNREACHABLE):
+        log.warning("request_unavailable", subject=subject, error=repr(exc))
+        return Unavailable(
+            f"a service could not be reached while answering ({type(exc).__name__}); retry",
+            retry_after=1,
+        )
+    log.exception("unhandled_exception", subject=subject, error=type(exc).__name__)
+    cid = correlation_id()
+    return Internal(
+        f"the service failed on this request; it is logged under correlation id {cid}",
+        correlation_id=cid,
+    )
+
+
+def _error_reply(error: IronstarError) -> tuple[bytes, dict[str, str]]:
+    return _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+
+
+async def serve(
+    nc: Client, subject: str, queue: str, handler: Handler, concurrency: int
+) -> Subscription:
     """Answer requests on `subject` in `queue`, up to `concurrency` at once.
 
     Each request runs in its own task so one slow request does not hold up the others;
@@ -212,6 +270,7 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
     500 `Internal` naming only the correlation id (no retry helps; docs/security.md), so a
     client never hangs until its timeout. A reply over the server's max payload
     becomes a 413 (it could never be delivered, so a retry would not help).
+    Returns the subscription, already known to the server (unsubscribe to stop serving).
     """
     slots = asyncio.Semaphore(concurrency)
     tasks: set[asyncio.Task[None]] = set()
@@ -219,33 +278,20 @@ async def serve(nc: Client, subject: str, queue: str, handler: Handler, concurre
     async def answer(msg: Msg) -> None:
         async with slots:
             bind_correlation((msg.headers or {}).get(CORRELATION_HEADER))
+            headers: dict[str, str] | None = None
             try:
-                body, headers = await handler(msg), None
-            except IronstarError as exc:
-                body, headers = _json.encode(exc.to_reply()), {ERROR_HEADER: exc.code}
-            except _UNREACHABLE as exc:
-                log.warning("request_unavailable", subject=msg.subject, error=repr(exc))
-                error: IronstarError = Unavailable(
-                    f"a service could not be reached while answering ({type(exc).__name__}); retry",
-                    retry_after=1,
-                )
-                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+                body = await handler(msg)
             except Exception as exc:
-                log.exception("unhandled_exception", subject=msg.subject, error=type(exc).__name__)
-                cid = correlation_id()
-                error = Internal(
-                    f"the service failed on this request; it is logged under correlation id {cid}",
-                    correlation_id=cid,
-                )
-                body, headers = _json.encode(error.to_reply()), {ERROR_HEADER: error.code}
+                body, headers = _error_reply(_as_error(msg.subject, exc))
             if len(body) > nc.max_payload - REPLY_HEADROOM:  # could never be delivered
                 log.error("reply_too_large", subject=msg.subject, size=len(body))
-                too_large = TooLarge(
-                    f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte limit "
-                    "of a NATS message; ask for less",
-                    limit="bytes",
+                body, headers = _error_reply(
+                    TooLarge(
+                        f"the answer is {len(body):,} bytes, over the {nc.max_payload:,}-byte "
+                        "limit of a NATS message; ask for less",
+                        limit="bytes",
+                    )
                 )
-                body, headers = _json.encode(too_large.to_reply()), {ERROR_HEADER: too_large.code}
             if msg.reply:
                 await nc.publish(msg.reply, body, headers=headers)
 

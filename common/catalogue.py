@@ -86,6 +86,10 @@ def load(name: str = DEFAULT_APP) -> Catalogue:
 
 
 class Catalogue:
+    """One app's declarations indexed by name: its aggregates, its projections (the built-in ones
+    first), its feeds by aggregate, and the event types no feed may debounce (`critical`). Built
+    once per process (`install`); lookups raise NotFound (404) naming what is known."""
+
     def __init__(self, app: App) -> None:
         self.app = app
         self.aggregates: dict[str, Aggregate] = {a.name: a for a in app.aggregates}
@@ -99,9 +103,11 @@ class Catalogue:
 
     @cached_property
     def command_types(self) -> frozenset[str]:
+        """Every command type of every aggregate."""
         return frozenset().union(*(a.command_types for a in self.aggregates.values()))
 
     def aggregate(self, name: str) -> Aggregate:
+        """The aggregate `name`; NotFound (404, field `aggregate_type`) naming the known ones."""
         found = self.aggregates.get(name)
         if found is None:
             known = ", ".join(sorted(self.aggregates))
@@ -111,6 +117,7 @@ class Catalogue:
         return found
 
     def projection(self, name: str) -> Projection:
+        """The projection `name`; NotFound (404, field `projection`) naming the known ones."""
         found = self.projections.get(name)
         if found is None:
             known = ", ".join(sorted(self.projections))
@@ -118,6 +125,8 @@ class Catalogue:
         return found
 
     def query(self, projection: str, name: str) -> Query:
+        """The query `name` of `projection`; NotFound (404, field `projection` or `query`) naming
+        the known ones."""
         queries = self.projection(projection).queries
         found = queries.get(name)
         if found is None:
@@ -128,7 +137,8 @@ class Catalogue:
         return found
 
     def params(self, projection: str, name: str, values: Mapping[str, Any]) -> Any:
-        """The query's typed parameters from strings or JSON values; 422 naming the field."""
+        """An instance of the query's `params` Struct from strings or JSON values; NotFound
+        (404) for an unknown query, Invalid (422, naming the field) for a bad value."""
         query = self.query(projection, name)
         try:
             return msgspec.convert(dict(values), query.params, strict=False)
@@ -136,13 +146,6 @@ class Catalogue:
             named = _PARAM_IN_ERROR.search(str(exc))  # "... - at `$.limit`", "field `id`"
             field = (named.group(1) or named.group(2))[:64] if named else "params"
             raise Invalid(f"{projection}/{name} parameters: {exc}", field=field) from None
-
-    def read_scope(self, projection: str, name: str, values: Mapping[str, Any]) -> str:
-        """`read:<grant>`, or `read:<grant>:<id>` for a query keyed by an aggregate id."""
-        scope = self.projection(projection).scope
-        query = self.query(projection, name)
-        key = values.get(query.key) if query.key else None
-        return f"{scope}:{key}" if key else scope
 
     def alias(self, path: str) -> tuple[str, str, dict[str, str]] | None:
         """(projection, query, path params) of an alias path, or None."""

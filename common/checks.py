@@ -10,8 +10,16 @@ point at what exists. The SQL itself is checked against DuckDB by `projector.app
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator, Mapping
-from inspect import iscoroutinefunction
+from inspect import (
+    isasyncgen,
+    isasyncgenfunction,
+    isawaitable,
+    iscoroutine,
+    iscoroutinefunction,
+    unwrap,
+)
 from inspect import signature as inspect_signature
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -36,6 +44,27 @@ _SCALAR = (inspect.StrType, inspect.IntType, inspect.FloatType, inspect.BoolType
 
 
 def problems(cat: Catalogue) -> Iterator[str]:
+    """Every problem of `cat`'s declarations, one line each (nothing: they hold): names,
+    aggregates, projections and their tables, feeds, panels, the app's own functions, its
+    assets and aliases, in that order. Raises nothing on purpose, though a declaration of
+    a shape no check foresaw may raise anything (`Catalogue.check` reports it)."""
+    app = cat.app
+    yield from _names(cat)
+    yield from _aggregates(cat)
+    yield from _tables(cat)
+    for feed in app.feeds:
+        yield from _feed(cat, feed)
+    yield from _panels(cat, app.panels)
+    for role, shape in (("demo", "(rng, read)"), ("events", "(count, seed)")):
+        if getattr(app, role) is not None:  # iterated without awaiting, as decide's events
+            yield from _plain(f"App {role}", getattr(app, role), shape)
+    yield from _assets(cat)
+    yield from _aliases(cat)
+
+
+def _names(cat: Catalogue) -> Iterator[str]:
+    """The app's, its aggregates' and its projections' names: snake_case, unique, and not
+    one of Ironstar's built-in projections."""
     app = cat.app
     if not isinstance(app.name, str) or not NAME.fullmatch(app.name):
         yield f"App name {app.name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
@@ -50,15 +79,26 @@ def problems(cat: Catalogue) -> Iterator[str]:
             yield f"name {name!r} must be lowercase snake_case ([a-z][a-z0-9_]*, ≤ 64)"
     for name in {n for n in names if names.count(n) > 1}:
         yield f"name {name!r} is declared twice"
+
+
+def _aggregates(cat: Catalogue) -> Iterator[str]:
+    """Each aggregate's own problems; an event type in two aggregates; one without a Feed."""
     owners: dict[str, str] = {}
-    for aggregate in app.aggregates:
+    for aggregate in cat.app.aggregates:
         yield from _aggregate(aggregate)
-        for kind in sorted(aggregate.event_types):
-            if kind in owners:
-                yield f"event type {kind} belongs to aggregates {owners[kind]} and {aggregate.name}"
-            owners[kind] = aggregate.name
+        for event_type in sorted(aggregate.event_types):
+            if event_type in owners:
+                yield (
+                    f"event type {event_type} belongs to aggregates {owners[event_type]} "
+                    f"and {aggregate.name}"
+                )
+            owners[event_type] = aggregate.name
         if aggregate.name not in cat.feeds:
             yield f"aggregate {aggregate.name} has no Feed (how its feed is snapshotted)"
+
+
+def _tables(cat: Catalogue) -> Iterator[str]:
+    """Each projection's own problems (built-in ones included); a table in two of them."""
     tables: dict[str, str] = {}
     for projection in cat.projections.values():
         yield from _projection(projection)
@@ -66,18 +106,21 @@ def problems(cat: Catalogue) -> Iterator[str]:
             if table in tables:
                 yield f"table {table} belongs to {tables[table]} and {projection.name}"
             tables[table] = projection.name
-    for feed in app.feeds:
-        yield from _feed(cat, feed)
-    yield from _panels(cat, app.panels)
-    for role in ("demo", "events"):
-        if getattr(app, role) is not None and not _takes(getattr(app, role), 2):
-            yield f"App {role} must be a function of 2 arguments, or None"
+
+
+def _assets(cat: Catalogue) -> Iterator[str]:
+    """The assets directory exists and holds every script the app names."""
+    app = cat.app
     if app.assets and not Path(app.assets).is_dir():
         yield f"App assets {app.assets!r} is not a directory"
     for script in app.scripts:
         if not app.assets or not (Path(app.assets) / script).is_file():
             yield f"App script {script!r} is not a file in its assets directory"
-    for template, (target, name) in app.aliases.items():
+
+
+def _aliases(cat: Catalogue) -> Iterator[str]:
+    """Each alias path names a projection and (unless the path carries `{query}`) a query."""
+    for template, (target, name) in cat.app.aliases.items():
         if target not in cat.projections:
             yield f"alias {template} names no projection {target!r}"
         elif "{query}" not in template and name not in cat.projections[target].queries:
@@ -87,14 +130,21 @@ def problems(cat: Catalogue) -> Iterator[str]:
 def _aggregate(aggregate: Aggregate) -> Iterator[str]:
     where = f"aggregate {aggregate.name}"
     for role in ("decide", "evolve"):
-        yield from _plain(f"{where}: {role}", getattr(aggregate, role), "(state, message)")
+        function = getattr(aggregate, role)
+        found = list(_plain(f"{where}: {role}", function, "(state, message)"))
+        yield from found
+        if not found and _gives_awaitable(function, aggregate.initial, None):
+            yield (
+                f"{where}: {role} returns a coroutine (a plain function calling an async one?); "
+                "it must return its result, it is never awaited"
+            )
     yield from _union(where, "command", aggregate.commands, "type")
     yield from _union(where, "event", aggregate.events, "event_type")
     shapes = {"critical": (frozenset, "a frozenset of event types"),
               "schemas": (Mapping, "a dict {event_type: current schema}"),
               "upcasters": (Mapping, "a dict {(event_type, schema): function}")}  # fmt: skip
-    wrong = [f"{where}: {role} must be {what}" for role, (kind, what) in shapes.items()
-             if not isinstance(getattr(aggregate, role), kind)]  # fmt: skip
+    wrong = [f"{where}: {role} must be {what}" for role, (expected, what) in shapes.items()
+             if not isinstance(getattr(aggregate, role), expected)]  # fmt: skip
     if wrong:
         yield from wrong
         return
@@ -106,28 +156,39 @@ def _aggregate(aggregate: Aggregate) -> Iterator[str]:
             f"{where}: initial must be an instance of its state Struct (msgspec encodes it "
             f"and reads it back), got a {state.__name__}: {_line(exc)}"
         )
-    for kind in sorted(aggregate.critical - aggregate.event_types):
-        yield f"{where}: critical event type {kind} is not one of its events"
-    for kind, current in aggregate.schemas.items():
-        if kind not in aggregate.event_types:
-            yield f"{where}: schema given for unknown event type {kind}"
+    for event_type in sorted(aggregate.critical - aggregate.event_types):
+        yield f"{where}: critical event type {event_type} is not one of its events"
+    yield from _schemas(where, aggregate)
+    yield from _upcasters(where, aggregate)
+
+
+def _schemas(where: str, aggregate: Aggregate) -> Iterator[str]:
+    """Each schema is an int ≥ 1 of a known event type, with an upcaster for every step
+    below it (a stored payload of any older schema must reach the current one)."""
+    for event_type, current in aggregate.schemas.items():
+        if event_type not in aggregate.event_types:
+            yield f"{where}: schema given for unknown event type {event_type}"
         if type(current) is not int or current < 1:
-            yield f"{where}: schema of {kind} must be an int ≥ 1, got {current!r}"
+            yield f"{where}: schema of {event_type} must be an int ≥ 1, got {current!r}"
             continue
         for schema in range(1, current):
-            if (kind, schema) not in aggregate.upcasters:
-                yield f"{where}: no upcaster for {kind} schema {schema} → {schema + 1}"
+            if (event_type, schema) not in aggregate.upcasters:
+                yield f"{where}: no upcaster for {event_type} schema {schema} → {schema + 1}"
+
+
+def _upcasters(where: str, aggregate: Aggregate) -> Iterator[str]:
+    """Each upcaster is keyed (event type, schema) within that type's schemas, and plain."""
     for key, step in aggregate.upcasters.items():
-        kind, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
-        current = aggregate.schemas.get(kind, 1)
-        if kind not in aggregate.event_types:
-            yield f"{where}: upcaster for unknown event type {kind!r}"
+        event_type, schema = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
+        current = aggregate.schemas.get(event_type, 1)
+        if event_type not in aggregate.event_types:
+            yield f"{where}: upcaster for unknown event type {event_type!r}"
         elif type(schema) is not int or not 1 <= schema < current:
             yield (
-                f"{where}: upcaster {kind} {schema!r} → next is outside its schemas "
-                f"1..{current} (schemas={{{kind!r}: {current}}})"
+                f"{where}: upcaster {event_type} {schema!r} → next is outside its schemas "
+                f"1..{current} (schemas={{{event_type!r}: {current}}})"
             )
-        yield from _plain(f"{where}: upcaster {kind} {schema!r}", step, "(payload)")
+        yield from _plain(f"{where}: upcaster {event_type} {schema!r}", step, "(payload)")
 
 
 def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
@@ -210,10 +271,12 @@ def _select(where: str, sql: Any) -> Iterator[str]:
         yield f"{where}: sql must be one read-only SELECT, got {', '.join(kinds) or 'nothing'}"
 
 
-def _carried(kind: Any) -> bool:
-    if isinstance(kind, inspect.UnionType):
-        return all(_carried(member) for member in kind.types)
-    return isinstance(kind, _SCALAR)
+def _carried(field_type: Any) -> bool:
+    """A query string can carry a value of `field_type` (msgspec.inspect): a scalar, or a
+    union of scalars (Optional)."""
+    if isinstance(field_type, inspect.UnionType):
+        return all(_carried(member) for member in field_type.types)
+    return isinstance(field_type, _SCALAR)
 
 
 def _feed(cat: Catalogue, feed: Feed) -> Iterator[str]:
@@ -293,7 +356,7 @@ def _plain(what: str, function: Any, shape: str) -> Iterator[str]:
         yield f"{what} must be a function {shape}, got a {type(function).__name__}"
     elif not _takes(function, count):
         yield f"{what} must be a function {shape}: it cannot be called with {count} argument(s)"
-    elif _is_async(function):
+    elif _awaited(function):
         yield f"{what} must be a plain function {shape}, not async (it is never awaited)"
 
 
@@ -311,8 +374,36 @@ def _takes(function: Any, count: int) -> bool:
 
 
 def _is_async(function: Any) -> bool:
+    """An async def (or an instance whose __call__ is one)."""
     call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
     return iscoroutinefunction(function) or iscoroutinefunction(call)
+
+
+def _awaited(function: Any) -> bool:
+    """What `function` gives must be awaited or iterated with `async for`: an async def or
+    async generator, itself, as an instance's __call__, or under `functools.wraps`."""
+    call = getattr(function, "__call__", None)  # noqa: B004 (an instance's async __call__)
+    for candidate in (function, call, unwrap(function) if callable(function) else None):
+        if iscoroutinefunction(candidate) or isasyncgenfunction(candidate):
+            return True
+    return False
+
+
+def _gives_awaitable(function: Any, *probe: Any) -> bool:
+    """Whether `function(*probe)` answers an awaitable or an async iterator: a plain
+    function that calls an async one. Only for pure functions (`decide`, `evolve`): a
+    probe is no real message, so whatever it raises says nothing; a coroutine it gives
+    is closed unstarted (its body never runs)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "coroutine ... was never awaited"
+            answer = function(*probe)
+    except Exception:
+        return False
+    if iscoroutine(answer):
+        answer.close()
+        return True
+    return isawaitable(answer) or isasyncgen(answer)
 
 
 def unbounded(cat: Catalogue) -> Iterator[str]:
@@ -322,16 +413,19 @@ def unbounded(cat: Catalogue) -> Iterator[str]:
     for aggregate in cat.aggregates.values():
         for member in get_args(aggregate.commands) or (aggregate.commands,):
             for field in inspect.type_info(member).fields:  # type: ignore[attr-defined]
-                kind = field.type
-                kinds = kind.types if isinstance(kind, inspect.UnionType) else (kind,)
-                if any(_open_int(k) for k in kinds):
+                field_type = field.type
+                members = (
+                    field_type.types if isinstance(field_type, inspect.UnionType) else (field_type,)
+                )
+                if any(_open_int(member) for member in members):
                     yield f"{aggregate.name}.{member.__name__}.{field.name}"
 
 
-def _open_int(kind: Any) -> bool:
-    if not isinstance(kind, inspect.IntType):
+def _open_int(field_type: Any) -> bool:
+    if not isinstance(field_type, inspect.IntType):
         return False
-    return (kind.ge, kind.gt) == (None, None) or (kind.le, kind.lt) == (None, None)
+    bounds = field_type
+    return (bounds.ge, bounds.gt) == (None, None) or (bounds.le, bounds.lt) == (None, None)
 
 
 def _texts(value: Any) -> bool:

@@ -29,6 +29,11 @@ TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6
 
 
 class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where an event came from: the command that decided it (`command_id`, a token), the request
+    chain (`correlation_id`, `causation_id`), who sent it (`actor`), and the command's
+    fingerprint by which a retried command id is recognised (writer/handler.py). Text fields are
+    one line of at most 200 characters."""
+
     command_id: Token
     correlation_id: Label
     causation_id: Label | None = None
@@ -37,6 +42,10 @@ class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event: `version` is its 1-based position in its aggregate (1..2**53-1), `schema`
+    its payload's version, `occurred_at` RFC 3339 UTC, `payload` the event Struct's fields as
+    JSON. Its stream sequence is not in it (JetStream's metadata). Bounds: docs/security.md."""
+
     event_id: Token
     aggregate_type: str
     aggregate_id: str
@@ -60,10 +69,14 @@ _decoder = msgspec.json.Decoder(Envelope)
 
 
 def encode(envelope: Envelope) -> bytes:
+    """The envelope as JSON bytes, the body of a stream message."""
     return _encoder.encode(envelope)
 
 
 def decode(data: bytes) -> Envelope:
+    """An envelope from JSON bytes, its fields' bounds checked; msgspec.DecodeError or
+    ValidationError otherwise. A stored message is read with `decode_stored`, which also checks
+    it against its subject and the app."""
     return _decoder.decode(data)
 
 
@@ -112,16 +125,16 @@ def _content(stored: Envelope) -> str:
         return f"occurred_at {stored.occurred_at!r} is not a real time"
     from common import catalogue  # the app's catalogue imports this module
 
-    kind = catalogue.current().aggregates.get(stored.aggregate_type)
-    if kind is None:
+    aggregate = catalogue.current().aggregates.get(stored.aggregate_type)
+    if aggregate is None:
         return f"aggregate type {stored.aggregate_type!r} is unknown to this version"
-    if stored.event_type not in kind.event_types:
-        return f"event type {stored.event_type!r} of {kind.name} is unknown to this version"
-    current = kind.schema(stored.event_type)
+    if stored.event_type not in aggregate.event_types:
+        return f"event type {stored.event_type!r} of {aggregate.name} is unknown to this version"
+    current = aggregate.schema(stored.event_type)
     if stored.schema > current:
         return f"schema {stored.schema} of {stored.event_type} (this version knows {current})"
     try:
-        kind.from_payload(stored.event_type, stored.schema, stored.payload)
+        aggregate.from_payload(stored.event_type, stored.schema, stored.payload)
     except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
         return f"payload of {stored.event_type} schema {stored.schema}: {str(exc)[:200]}"
     return ""
@@ -162,4 +175,40 @@ def uuid7(now_ms: int | None = None) -> str:
 
 
 def utc_now() -> str:
+    """Now as RFC 3339 UTC with microseconds and `Z` (`2026-01-01T00:00:00.000000Z`), as
+    `occurred_at` holds it."""
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def new_envelope(
+    aggregate_type: str,
+    aggregate_id: str,
+    version: int,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    schema: int = 1,
+    occurred_at: str | None = None,
+    event_id: str | None = None,
+    command_id: str | None = None,
+    metadata: Metadata | None = None,
+) -> Envelope:
+    """The envelope of one new event: `version` is its 1-based position in its aggregate,
+    `schema` its event type's payload version, `occurred_at` RFC 3339 UTC (default now),
+    `event_id` a UUIDv7 unless given. `metadata` as given, else the command `command_id`
+    (default a new UUIDv7) that is its own correlation id. Nothing is checked here: a
+    reader checks every field with `decode_stored`."""
+    if metadata is None:
+        command_id = command_id or uuid7()
+        metadata = Metadata(command_id=command_id, correlation_id=command_id)
+    return Envelope(
+        event_id=event_id or uuid7(),
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        event_type=event_type,
+        schema=schema,
+        occurred_at=occurred_at or utc_now(),
+        payload=payload,
+        metadata=metadata,
+    )

@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 
 class IronstarError(Exception):
+    """The root of the tree above: `message` says what was wrong and what to do; `detail` (JSON
+    values) names the field, limit or scope involved. `code` names the class across processes."""
+
     code: ClassVar[str] = "error"
 
     def __init__(self, message: str, **detail: Any) -> None:
@@ -49,74 +52,116 @@ class IronstarError(Exception):
         self.detail = detail
 
     def to_reply(self) -> ErrorReply:
+        """This error as it travels over NATS and HTTP."""
         return ErrorReply(code=self.code, message=self.message, detail=self.detail)
 
 
 class BadRequest(IronstarError):
+    """400: malformed JSON or query parameters."""
+
     code = "bad_request"
 
 
 class NotFound(IronstarError):
+    """404: no such aggregate type, command type, projection or query (the message names the known
+    ones)."""
+
     code = "not_found"
 
 
 class Unauthorized(IronstarError):
+    """401: no bearer token, or one expired, wrongly signed or malformed (`claim` names the bad
+    claim)."""
+
     code = "unauthorized"
 
 
 class Forbidden(IronstarError):
+    """403: the token does not grant the scope (`scope`) this command, topic or read needs."""
+
     code = "forbidden"
 
 
 class RequestTimeout(IronstarError):
+    """408: the request body arrived too slowly."""
+
     code = "request_timeout"
 
 
 class RuleViolation(IronstarError):
+    """409: a well-formed command broke a domain rule (`decide` refused it); not retryable as is."""
+
     code = "rule_violation"
 
 
 class Conflict(IronstarError):
+    """409: concurrent writers kept winning the aggregate's optimistic-concurrency check; retry the
+    command."""
+
     code = "conflict"
 
 
 class CommandIdReused(IronstarError):
+    """409: the command id was already used on the aggregate for another command (another
+    fingerprint)."""
+
     code = "command_id_reused"
 
 
 class Undecidable(IronstarError):
+    """500: the aggregate's history holds an event this writer cannot read; names the sequence; no
+    retry helps until an operator acts."""
+
     code = "undecidable"
 
 
 class Internal(IronstarError):
+    """500: a service failed on the request (a bug); logged there with its traceback, the message
+    names only `correlation_id`."""
+
     code = "internal"
 
 
 class StaleVersion(IronstarError):
+    """412: the client's If-Match sequence is not the aggregate's current one."""
+
     code = "stale_version"
 
 
 class TooLarge(IronstarError):
+    """413: a body, payload or answer over its limit (`limit` names which)."""
+
     code = "too_large"
 
 
 class UriTooLong(IronstarError):
+    """414: the request's path and query over their limit."""
+
     code = "uri_too_long"
 
 
 class HeaderTooLarge(IronstarError):
+    """431: a request header, or all of them, over the limit."""
+
     code = "header_too_large"
 
 
 class Invalid(IronstarError):
+    """422: an id, payload field, parameter or setting of the wrong shape (`field` names it)."""
+
     code = "invalid"
 
 
 class TooManyRequests(IronstarError):
+    """429: a per-client or per-principal limit was reached (`retry_after` seconds when known)."""
+
     code = "too_many_requests"
 
 
 class Unavailable(IronstarError):
+    """503: NATS, the writer or a projector cannot be reached, or did not answer in time;
+    `retry_after` (seconds) when a retry may succeed."""
+
     code = "unavailable"
 
 
@@ -127,6 +172,8 @@ class StorageFull(Unavailable):
 
 
 class Timeout(IronstarError):
+    """504: a read model did not reach `min_seq` within the query's time limit."""
+
     code = "timeout"
 
 
@@ -181,6 +228,8 @@ _BY_CODE: dict[str, type[IronstarError]] = {
 
 
 def from_reply(reply: ErrorReply) -> IronstarError:
+    """The error an `ErrorReply` describes, as its own class (an unknown code becomes Unavailable: a
+    newer service's error is at worst worth a retry)."""
     cls = _BY_CODE.get(reply.code, Unavailable)
     return cls(reply.message, **reply.detail)
 

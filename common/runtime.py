@@ -22,6 +22,9 @@ Main = Callable[[Callable[[str], None], asyncio.Event], Awaitable[None]]
 
 
 def run(service: str, main: Main, ready_file: Path | None = None) -> int:
+    """Run the service `main(ready, stop)` with logging configured for `service`, SIGINT/SIGTERM
+    setting `stop`, and `ready(detail)` logged and written to `ready_file`. Exit status: 0 after
+    a clean stop, 1 after an IronstarError or OSError (its message on stderr)."""
     configure_logging(service)
     log = structlog.get_logger()
 

@@ -55,6 +55,9 @@ def app_name(environ: Mapping[str, str] | None = None) -> str:
 
 
 class NatsSettings(_Section, frozen=True, kw_only=True):
+    """How every service reaches NATS and names its stream and subjects (`IRONSTAR_NATS_*`;
+    durations in seconds)."""
+
     env_prefix = "NATS"
     help = {
         "url": "NATS server URL(s), comma separated",
@@ -87,6 +90,8 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
 
 
 class WriterSettings(_Section, frozen=True, kw_only=True):
+    """The writer's limits and metrics endpoint (`IRONSTAR_WRITER_*`)."""
+
     env_prefix = "WRITER"
     help = {
         "max_retries": "re-decides after an optimistic-concurrency conflict before 409",
@@ -105,6 +110,9 @@ class WriterSettings(_Section, frozen=True, kw_only=True):
 
 
 class ProjectorSettings(_Section, frozen=True, kw_only=True):
+    """A projector replica's batching, poison policy, SQL limits and files (`IRONSTAR_PROJECTOR_*`;
+    `_s` seconds, `_ms` milliseconds)."""
+
     env_prefix = "PROJECTOR"
     help = {
         "name": "replica name: names its durable consumer and its DuckDB file",
@@ -145,6 +153,10 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
 
 
 class GatewaySettings(_Section, frozen=True, kw_only=True):
+    """The gateway's HTTP listener, request and SSE limits, auth and dashboard
+    (`IRONSTAR_GATEWAY_*`; `_s` seconds, `_ms` milliseconds, `_bytes` bytes); the limits are in
+    docs/security.md."""
+
     env_prefix = "GATEWAY"
     help = {
         "host": "HTTP interface; loopback by default",

@@ -9,27 +9,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from common.errors import Invalid, NotFound
+from common.errors import Invalid
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def valid_id(value: str, what: str = "aggregate_id") -> str:
+    """`value` when it is a subject token (1-64 of A-Z a-z 0-9 _ -); Invalid (422, field `what`)
+    otherwise."""
     if not ID_PATTERN.fullmatch(value):
         raise Invalid(
             f"{what} {value[:80]!r} is invalid: use 1-64 of A-Z, a-z, 0-9, '_' and '-'",
             field=what,
         )
-    return value
-
-
-def valid_name(value: str, known: frozenset[str] | set[str], what: str) -> str:
-    if value not in known:
-        names = ", ".join(sorted(known))
-        raise NotFound(f"unknown {what} {value[:80]!r}; known: {names}", field=what)
-    if not _NAME_PATTERN.fullmatch(value):  # registered names are checked at registration too
-        raise Invalid(f"{what} {value!r} is not a valid subject token", field=what)
     return value
 
 
@@ -41,6 +33,7 @@ class Subjects:
 
     @property
     def all_events(self) -> str:
+        """The stream's subjects: every event of every aggregate."""
         return f"{self.prefix}.events.>"
 
     def events(self, aggregate_type: str, aggregate_id: str | None = None) -> str:
@@ -49,18 +42,12 @@ class Subjects:
             return f"{self.prefix}.events.{aggregate_type}.*"
         return f"{self.prefix}.events.{aggregate_type}.{valid_id(aggregate_id)}"
 
-    def parse_event(self, subject: str) -> tuple[str, str]:
-        """`ironstar.events.todo_list.abc` → ("todo_list", "abc")."""
-        head = f"{self.prefix}.events."
-        if not subject.startswith(head):
-            raise ValueError(f"not an event subject: {subject!r}")
-        aggregate_type, _, aggregate_id = subject[len(head) :].partition(".")
-        return aggregate_type, aggregate_id
-
     def command(self, aggregate_type: str) -> str:
+        """Where the writers' queue group takes commands for `aggregate_type` (request/reply)."""
         return f"{self.prefix}.cmd.{aggregate_type}"
 
     def query(self, projection: str) -> str:
+        """Where the projectors' queue group answers queries of `projection` (request/reply)."""
         return f"{self.prefix}.query.{projection}"
 
     @property
@@ -68,6 +55,3 @@ class Subjects:
         """Where projector replicas announce each committed batch (core NATS, no reply):
         `{"sequence", "tables", "replica"}`; live queries follow it."""
         return f"{self.prefix}.applied"
-
-    def health(self, service: str) -> str:
-        return f"{self.prefix}.health.{service}"

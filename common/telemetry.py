@@ -97,6 +97,7 @@ def bind_correlation(value: str | None) -> str:
 
 
 def correlation_id() -> str:
+    """The current correlation id (context-local), a new UUIDv7 bound when there is none."""
     cid = _correlation.get()
     return cid if cid is not None else bind_correlation(None)
 

@@ -51,6 +51,9 @@ MAX_NUMERIC_DATE = 253_402_300_799
 
 @dataclass(frozen=True, slots=True)
 class Claims:
+    """A verified token's claims: `subject` (`sub`), its `scopes` (the space-separated `scope`
+    claim), and when it expires (`exp`, seconds since 1970)."""
+
     subject: str
     scopes: frozenset[str]
     expires: int
@@ -63,13 +66,15 @@ class Claims:
         """
         if "admin" in self.scopes or needed in self.scopes:
             return True
-        kind, _, rest = needed.partition(":")
-        if kind in ("read", "commands") and f"{kind}:*" in self.scopes:
+        verb, _, rest = needed.partition(":")
+        if verb in ("read", "commands") and f"{verb}:*" in self.scopes:
             return True
         parent, child, _ = rest.partition(":")
-        return kind == "read" and bool(child) and f"read:{parent}" in self.scopes
+        return verb == "read" and bool(child) and f"read:{parent}" in self.scopes
 
     def require(self, needed: str) -> None:
+        """Nothing when `needed` is granted (`grants`); Forbidden (403) naming it and the granted
+        scopes otherwise."""
         if not self.grants(needed):
             raise Forbidden(
                 f"this token does not grant {needed!r} (it grants: "
@@ -133,6 +138,9 @@ class Verifier:
     def mint(
         self, subject: str, scopes: Iterable[str], ttl_s: float, now: float | None = None
     ) -> str:
+        """A token for `subject` granting `scopes`, valid from `now` (default the clock; seconds
+        since 1970) for `ttl_s` seconds, signed with this secret (HS256, RFC 7519) and naming the
+        issuer and audience when set."""
         issued = int(time.time() if now is None else now)
         claims: dict[str, Any] = {
             "sub": subject,

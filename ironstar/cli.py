@@ -58,6 +58,7 @@ EXAMPLES = """examples:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The `ironstar` argument parser: one subcommand per module of COMMANDS."""
     root = argparse.ArgumentParser(
         prog="ironstar",
         description="Event-sourced backend for live dashboards on NATS JetStream and DuckDB.",
@@ -71,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command `argv` names (default: sys.argv). Exit status: the command's; 1 for an
+    IronstarError, 2 for an app that cannot run it (AppError), 141 when stdout closed early (as
+    SIGPIPE would), the message on stderr."""
     args = parser().parse_args(argv)
     try:
         result: int = args.run(args)

@@ -41,6 +41,10 @@ from ironstar.processes import STOP_GRACE_S, StartError, check_writable, spawn, 
 
 @dataclass
 class Member:
+    """One process of the cluster: `name` (`nats-1`, `writer-2`), `kind` (which program: nats,
+    writer, projector, gateway), `url` (client, HTTP or metrics URL), its environment, and its
+    nats-server or service process once started."""
+
     name: str  # e.g. "nats-1", "writer-2"
     kind: str
     url: str  # what it serves: client URL, HTTP URL or metrics URL
@@ -50,18 +54,25 @@ class Member:
 
     @property
     def handle(self) -> subprocess.Popen[bytes] | None:
+        """Its process (nats-server's or the service's); None before it starts."""
         return self.nats.process if self.nats is not None else self.process
 
     @property
     def pid(self) -> int | None:
+        """Its process id; None before it starts."""
         return self.handle.pid if self.handle is not None else None
 
     def running(self) -> bool:
+        """Whether its process was started and has not exited."""
         return self.handle is not None and self.handle.poll() is None
 
 
 @dataclass
 class Cluster:
+    """A JetStream cluster of `nats` nodes and replicas of each service as local processes on
+    loopback, in `data_dir` (locked while it runs); gateways listen from `http_port` on (0: free
+    ports)."""
+
     data_dir: Path
     nats: int = 3
     writers: int = 2
@@ -79,21 +90,26 @@ class Cluster:
 
     @property
     def held(self) -> tuple[int, ...]:
+        """The data dir lock's descriptor, for children to inherit (empty before it is taken)."""
         return () if self.lock.fd is None else (self.lock.fd,)
 
     @property
     def logs(self) -> Path:
+        """Where each member writes its log, `<name>.log`."""
         return self.data_dir / "logs"
 
     @property
     def nats_url(self) -> str:
+        """Every node's client URL, comma separated (IRONSTAR_NATS_URL)."""
         return ",".join(m.url for m in self.of("nats"))
 
     def of(self, kind: str) -> list[Member]:
+        """The members running the program `kind` (nats, writer, projector, gateway)."""
         return [m for m in self.members.values() if m.kind == kind]
 
     def plan(self) -> None:
-        """Choose every port and setting once, so members restart in place."""
+        """Choose every port and setting once, so members restart in place. StartError when
+        a role has no member."""
         if self.nats < 1 or min(self.writers, self.projectors, self.gateways) < 1:
             raise StartError(
                 "a cluster needs at least one of each: nats, writer, projector, gateway"
@@ -146,7 +162,10 @@ class Cluster:
     def _add(self, name: str, kind: str, url: str, env: dict[str, str]) -> None:
         self.members[name] = Member(name, kind, url, env)
 
-    def start(self, say: bool = True, timeout: float = 60.0) -> None:
+    def start(self, say: bool = True, timeout_s: float = 60.0) -> None:
+        """Take the data dir, start the nodes, wait for JetStream, create the replicated stream,
+        start every service, and record the members (cluster.json). Waits up to `timeout_s`
+        seconds for each step; StartError naming what failed."""
         if not self.members:
             self.plan()  # chooses ports only; touches nothing in the data dir
         if self.lock.fd is None:  # before touching anything in the data dir
@@ -156,17 +175,17 @@ class Cluster:
         self.logs.mkdir(exist_ok=True)
         for member in self.of("nats"):
             self._start_nats(member)
-        self.wait_jetstream(timeout)
-        asyncio.run(self._ensure_stream(timeout))
+        self.wait_jetstream(timeout_s)
+        asyncio.run(self._ensure_stream(timeout_s))
         services = [m.name for m in self.members.values() if m.kind != "nats"]
-        self.start_services(services, timeout, say)
+        self.start_services(services, timeout_s, say)
         self.save_state()
 
-    async def _ensure_stream(self, timeout: float) -> None:
+    async def _ensure_stream(self, timeout_s: float) -> None:
         """Create the replicated stream once, before the services race to create it."""
         settings = NatsSettings.from_env(self.of("writer")[0].env)
-        deadline = time.monotonic() + timeout
-        nc = await bus.connect(settings, name="ironstar-cluster", wait_s=timeout)
+        deadline = time.monotonic() + timeout_s
+        nc = await bus.connect(settings, name="ironstar-cluster", wait_s=timeout_s)
         try:
             while True:
                 try:
@@ -187,7 +206,9 @@ class Cluster:
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
 
-    def start_services(self, names: list[str], timeout: float = 60.0, say: bool = False) -> None:
+    def start_services(self, names: list[str], timeout_s: float = 60.0, say: bool = False) -> None:
+        """Start the named service members and wait up to `timeout_s` seconds until each is ready;
+        StartError naming the first that is not."""
         with tempfile.TemporaryDirectory(prefix="ironstar-ready-") as ready_dir:
             launches = []
             for name in names:
@@ -202,23 +223,23 @@ class Cluster:
                 )
                 member.process = launch.process
                 launches.append(launch)
-            wait_ready(launches, timeout, _say_ready if say else None)
+            wait_ready(launches, timeout_s, _say_ready if say else None)
 
-    def start_member(self, name: str, timeout: float = 60.0) -> None:
+    def start_member(self, name: str, timeout_s: float = 60.0) -> None:
         """Start one member again (after `kill` or `stop_member`), in place."""
         member = self.members[name]
         if member.kind == "nats":
             self._start_nats(member)
-            self.wait_jetstream(timeout)
+            self.wait_jetstream(timeout_s)
         else:
-            self.start_services([name], timeout)
+            self.start_services([name], timeout_s)
 
     def kill(self, name: str) -> None:
         """SIGKILL one member: no goodbye, as a crash or a power cut would."""
         self._signal_and_reap(name, signal.SIGKILL)
 
     def stop_member(self, name: str) -> None:
-        """SIGTERM one member and wait for it (SIGKILL after the grace period)."""
+        """SIGTERM one member and wait for it (SIGKILL after the grace_s period)."""
         self._signal_and_reap(name, signal.SIGTERM)
 
     def _signal_and_reap(self, name: str, sig: int) -> None:
@@ -229,9 +250,10 @@ class Cluster:
             handle.send_signal(sig)
         stop_all([handle])
 
-    def wait_jetstream(self, timeout: float = 60.0) -> None:
-        """Every running node answers /healthz: JetStream is up and the node is current."""
-        deadline = time.monotonic() + timeout
+    def wait_jetstream(self, timeout_s: float = 60.0) -> None:
+        """Wait up to `timeout_s` seconds until every running node answers /healthz
+        (JetStream is up and the node is current); StartError naming the first that does not."""
+        deadline = time.monotonic() + timeout_s
         for member in self.of("nats"):
             assert member.nats is not None
             if not member.running():
@@ -239,10 +261,11 @@ class Cluster:
             url = f"http://{member.nats.host}:{member.nats.monitor_port}/healthz"
             while not _healthy(url):
                 if time.monotonic() > deadline:
-                    raise StartError(f"{member.name} not healthy within {timeout:g} s ({url})")
+                    raise StartError(f"{member.name} not healthy within {timeout_s:g} s ({url})")
                 time.sleep(0.1)
 
     def exited(self) -> list[str]:
+        """The names of the members whose process is not running."""
         return [m.name for m in self.members.values() if not m.running()]
 
     def stop(self) -> bool:
@@ -254,13 +277,14 @@ class Cluster:
             stop_all(handles)
         for member in self.of("nats"):
             assert member.nats is not None
-            member.nats.stop(timeout=STOP_GRACE_S)
+            member.nats.stop(timeout_s=STOP_GRACE_S)
         if self.lock.fd is not None:
             (self.data_dir / detached.STATE_FILE).unlink(missing_ok=True)
             self.lock.release()
         return True
 
     def banner(self) -> str:
+        """What `cluster up` prints: the data dir, each member's URL and pid, the NATS URL."""
         lines = [f"ironstar: cluster data in {self.data_dir.resolve()} (logs in {self.logs})"]
         for member in self.members.values():
             extra = ""
@@ -271,6 +295,7 @@ class Cluster:
         return "\n".join(lines)
 
     def save_state(self) -> None:
+        """Record the members (cluster.json: `cluster down`, the CLI) and the app they run."""
         detached.record(self.data_dir, {n: (m.kind, m.url, m.pid) for n, m in self.members.items()})
         local.record_app(self.data_dir, app_name(self.of("writer")[0].env))
 

@@ -129,9 +129,11 @@ def _openapi(cat: Catalogue) -> None:
             answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
             assert answer["required"] == ["sequence", "result"], f"{path}'s answer: {answer}"
             if query.result is None:  # rows: one object with one=True, else an array
-                kind = answer["properties"]["result"].get("type")
-                wanted_kind = "object" if query.one else "array"
-                assert kind == wanted_kind, f"{path} documents {kind}, answers {wanted_kind}"
+                documented_type = answer["properties"]["result"].get("type")
+                answered = "object" if query.one else "array"
+                assert documented_type == answered, (
+                    f"{path} documents {documented_type}, answers {answered}"
+                )
 
 
 def _queries_run(cat: Catalogue) -> None:
@@ -175,8 +177,8 @@ def _seed(model: ReadModel, cat: Catalogue) -> None:
             [table],
         ).fetchall()
         row = [
-            values.get(kind, "now()" if kind.startswith("TIMESTAMP") else "1")
-            for (kind,) in columns
+            values.get(sql_type, "now()" if sql_type.startswith("TIMESTAMP") else "1")
+            for (sql_type,) in columns
         ]
         model.con.execute(f"INSERT INTO {table} VALUES ({', '.join(row)})")
 

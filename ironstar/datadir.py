@@ -28,11 +28,15 @@ LOCK_FILE = "ironstar.lock"
 
 @dataclass
 class DataDirLock:
+    """The exclusive lock on a data dir (a `flock` on its lock file) that one stack holds while it
+    runs; `fd` is the locked descriptor, inherited by the stack's processes."""
+
     data_dir: Path
     fd: int | None = None
 
     @property
     def path(self) -> Path:
+        """The lock file, which also names the holder (its command and URL)."""
         return self.data_dir / LOCK_FILE
 
     def acquire(self, command: str, http_url: str) -> None:
@@ -57,13 +61,15 @@ class DataDirLock:
             raise StartError(f"cannot write to data dir {self.data_dir}: {exc.strerror}") from None
 
     def release(self) -> None:
+        """Drop the lock (closing its descriptor); nothing when not held."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
 
 def holder(data_dir: Path) -> dict[str, Any] | None:
-    """Who holds the data dir's lock, as it wrote itself down; None when nobody does."""
+    """Who holds the data dir's lock, as it wrote itself down (`{"pid", "command",
+    "http_url"}`); None when nobody does."""
     path = data_dir / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

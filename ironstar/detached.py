@@ -29,10 +29,12 @@ def record(data_dir: Path, members: dict[str, tuple[str, str, int | None]]) -> N
     (data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
 
 
-def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
+def down(data_dir: Path, grace_s: float = STOP_GRACE_S) -> list[str]:
     """Stop the recorded members kind by kind (gateways first, NATS last); return their names.
 
-    SIGTERM, then SIGKILL to whatever outlives `grace`.
+    SIGTERM, then SIGKILL to whatever outlives `grace_s` seconds. A recorded pid whose
+    command line changed is another process now, and left alone. StartError when no
+    cluster is recorded in `data_dir`.
     """
     path = data_dir / STATE_FILE
     if not path.exists():
@@ -47,7 +49,7 @@ def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
         }
         for pid, _ in mine.values():
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + grace_s
         for pid, line in mine.values():
             while cmdline(pid) == line and not _zombie(pid):
                 if time.monotonic() > deadline:
@@ -60,6 +62,8 @@ def down(data_dir: Path, grace: float = STOP_GRACE_S) -> list[str]:
 
 
 def cmdline(pid: int | None) -> str:
+    """The command line of process `pid` as /proc holds it (NUL separated), or "" when it is gone: a
+    recorded pid is only ours while this still matches."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:

@@ -40,6 +40,8 @@ APP_FILE = "app.json"
 
 
 def write(data_dir: Path, nats_url: str, http_url: str, user: str, password: str) -> Path:
+    """Write `<data dir>/up.json` (mode 0600: it holds the CLI's NATS password): where the stack's
+    NATS and gateway listen and the user the CLI connects as. Returns its path."""
     address = data_dir / UP_FILE
     fd = os.open(address, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -73,7 +75,8 @@ def record_app(data_dir: Path, name: str) -> None:
 
 
 def running_app(data_dir: Path) -> dict[str, Any] | None:
-    """What `record_app` wrote for the stack in `data_dir`; None when unknown."""
+    """What `record_app` wrote for the stack in `data_dir` (`{"name", ["path"],
+    ["aggregate"]}`); None when unknown."""
     try:
         found: dict[str, Any] = json.loads((data_dir / APP_FILE).read_text())
     except (OSError, ValueError):
@@ -93,7 +96,8 @@ def projector_dir(data_dir: Path) -> Path:
 
 
 def read(data_dir: Path = DEFAULT_DATA_DIR) -> dict[str, Any] | None:
-    """`up.json` of a stack that runs (its lock is held); None otherwise."""
+    """`up.json` of a stack that runs (its lock is held): `{"nats_url", "http_url",
+    "nats_user", "nats_password", "pid"}`; None otherwise."""
     try:
         found: dict[str, Any] = json.loads((data_dir / UP_FILE).read_text())
     except (OSError, ValueError):
@@ -131,6 +135,7 @@ class Target:
         return next(iter(self.load_app().aggregates))
 
     def say(self) -> None:
+        """Tell stderr which stack the command uses and where its NATS and gateway are."""
         http = self.http_url or "unknown (give --url)"
         print(f"ironstar: using {self.source}: NATS {self.nats.url}, HTTP {http}", file=sys.stderr)
 

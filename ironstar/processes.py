@@ -2,7 +2,7 @@
 
 Each service is `python -m ironstar <service> --ready-file F` with its settings passed as
 `IRONSTAR_*` variables; it writes F once it serves, so the supervisor never polls ports.
-Stopping is SIGTERM to all, then SIGKILL to whatever outlives the grace period.
+Stopping is SIGTERM to all, then SIGKILL to whatever outlives the grace_s period.
 """
 
 from __future__ import annotations
@@ -62,10 +62,10 @@ def spawn(
 
 
 def wait_ready(
-    launches: list[Launch], timeout: float, on_ready: Callable[[str, str], None] | None = None
+    launches: list[Launch], timeout_s: float, on_ready: Callable[[str, str], None] | None = None
 ) -> None:
     """Wait until each launch wrote its ready file; raise StartError naming the first failure."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_s
     pending = list(launches)
     while pending:
         for launch in list(pending):
@@ -80,17 +80,18 @@ def wait_ready(
                 )
         if pending and time.monotonic() > deadline:
             names = ", ".join(launch.name for launch in pending)
-            raise StartError(f"{names} not ready within {timeout:g} s; see {pending[0].log.parent}")
+            logs = pending[0].log.parent
+            raise StartError(f"{names} not ready within {timeout_s:g} s; see {logs}")
         if pending:
             time.sleep(0.05)
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM every live process in the given order, then SIGKILL what outlives `grace`."""
+def stop_all(processes: list[subprocess.Popen[bytes]], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM every live process in the given order, then SIGKILL what outlives `grace_s`."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    deadline = time.monotonic() + grace_s
     for process in processes:
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
@@ -118,6 +119,7 @@ def _says(line: str) -> bool:
 
 
 def check_writable(directory: Path) -> None:
+    """Create `directory` if needed and write a file in it; StartError naming why not."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / ".write-test"

@@ -26,7 +26,7 @@ import msgspec
 
 from common.app import Aggregate, App
 from common.catalogue import Catalogue
-from common.envelope import Envelope, Metadata, uuid7
+from common.envelope import Envelope, new_envelope
 from common.errors import IronstarError
 from ironstar.contract import contract
 from projector.readmodel import ReadModel
@@ -37,6 +37,8 @@ CLOCK = "2026-01-01T00:00:00.000Z"  # occurred_at of every projected event (a fi
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a decider did with one command: the events it decided, or the error that refused it."""
+
     events: list[Any] | None
     error: IronstarError | None
 
@@ -45,19 +47,25 @@ class Outcome:
         assert self.error is None, f"refused: {self.error!r}"
         assert self.events == list(expected), f"decided {self.events}, expected {expected}"
 
-    def refused(self, kind: type[IronstarError], words: str = "") -> None:
-        """The command was refused with `kind` whose message contains `words`."""
-        assert self.error is not None, f"accepted with {self.events}; expected {kind.__name__}"
-        assert isinstance(self.error, kind), f"refused with {self.error!r}, not {kind.__name__}"
+    def refused(self, error_type: type[IronstarError], words: str = "") -> None:
+        """The command was refused with an `error_type` whose message contains `words`."""
+        expected = error_type.__name__
+        assert self.error is not None, f"accepted with {self.events}; expected {expected}"
+        assert isinstance(self.error, error_type), f"refused with {self.error!r}, not {expected}"
         assert words in self.error.message, f"{self.error.message!r} does not say {words!r}"
 
 
 @dataclass(frozen=True)
 class Given:
+    """An aggregate after `history` (its events, in order): `when(command)` decides against the
+    folded state."""
+
     aggregate: Aggregate
     history: tuple[Any, ...]
 
     def when(self, command: Any) -> Outcome:
+        """Decide `command` (a command Struct, or (command type, payload) built as the API would)
+        against the state after the history: the Outcome, an IronstarError caught as a refusal."""
         state = self.aggregate.fold(self.history)
         try:
             if isinstance(command, tuple):
@@ -99,6 +107,7 @@ class Projected:
         return msgspec.json.decode(msgspec.json.encode(answer, enc_hook=str))
 
     def sql(self, text: str) -> list[tuple[Any, ...]]:
+        """The rows of any SELECT over the projection's in-memory DuckDB."""
         rows: list[tuple[Any, ...]] = self.model.con.execute(text).fetchall()
         return rows
 
@@ -146,29 +155,28 @@ def same_alone(app: App, told: list[Envelope], together: Projected) -> None:
 
 def envelopes(app: App, events: Iterable[tuple[str, str, Any]]) -> list[Envelope]:
     """Stored envelopes of `events` as the writer makes them (current schemas)."""
-    kinds = {a.name: a for a in app.aggregates}
+    aggregates = {a.name: a for a in app.aggregates}
     versions: dict[tuple[str, str], int] = {}
     out = []
     for number, (aggregate_type, aggregate_id, event) in enumerate(events, 1):
-        kind = kinds.get(aggregate_type)
-        assert kind is not None, (
+        aggregate = aggregates.get(aggregate_type)
+        assert aggregate is not None, (
             f"event {number}: app {app.name} has no aggregate type {aggregate_type!r}; "
-            f"known: {', '.join(sorted(kinds))}"
+            f"known: {', '.join(sorted(aggregates))}"
         )
-        event_type, payload = kind.to_payload(event)
+        event_type, payload = aggregate.to_payload(event)
         key = (aggregate_type, aggregate_id)
         versions[key] = versions.get(key, 0) + 1
         out.append(
-            Envelope(
-                event_id=uuid7(),
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                version=versions[key],
-                event_type=event_type,
-                schema=kind.schema(event_type),
+            new_envelope(
+                aggregate_type,
+                aggregate_id,
+                versions[key],
+                event_type,
+                payload,
+                schema=aggregate.schema(event_type),
                 occurred_at=CLOCK,
-                payload=payload,
-                metadata=Metadata(command_id=f"c{number}", correlation_id=f"c{number}"),
+                command_id=f"c{number}",
             )
         )
     return out

@@ -3,7 +3,7 @@
 Each service is started as `python -m ironstar <service> --ready-file F` with the settings
 passed as `IRONSTAR_*` variables (see ironstar/processes.py). On Ctrl-C or SIGTERM the
 services are stopped in reverse order (gateway first, NATS last) and any process still
-alive after the grace period is killed, so nothing is left behind.
+alive after the grace_s period is killed, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ __all__ = ["SERVICES", "Stack", "StartError", "up"]
 
 @dataclass
 class Stack:
+    """The local stack of `ironstar up`: a nats-server and each service as its own process, in
+    `data_dir` (locked while it runs), the gateway on `http_host`:`http_port`, NATS on
+    `nats_port` (0: a free one), each service with its own NATS user."""
+
     data_dir: Path
     http_host: str = "127.0.0.1"
     http_port: int = 8000
@@ -64,14 +68,40 @@ class Stack:
 
     @property
     def http_url(self) -> str:
+        """The gateway's base URL."""
         return f"http://{self.http_host}:{self.http_port}"
 
     @property
     def logs(self) -> Path:
+        """Where nats-server and each service write their log."""
         return self.data_dir / "logs"
 
-    def start(self, say: bool = True, timeout: float = 30.0) -> None:
+    def start(self, say: bool = True, timeout_s: float = 30.0) -> None:
+        """Take the data dir, check its space and the ports, start nats-server and every service,
+        and wait up to `timeout_s` seconds until each is ready. StartError naming what failed (a
+        busy port, a full disk, a service that exited)."""
         self.lock.acquire("ironstar up", self.http_url)  # before touching anything in it
+        port = self._preflight()
+        self.logs.mkdir(exist_ok=True)
+        if say:
+            print(
+                f"ironstar: starting nats-server, {', '.join(self.services)}"
+                f"  (data in {self.data_dir.resolve()}, logs in {self.logs.resolve()})"
+            )
+        # The services and nats-server inherit the lock: the data dir stays locked while any
+        # of them lives, even if this supervisor is killed without stopping them.
+        held = () if self.lock.fd is None else (self.lock.fd,)
+        nats = self._start_nats(port, held)
+        if say:
+            print(
+                f"ironstar: nats-server ready  {nats.url} (JetStream, fsync before ack, "
+                "a user per service)"
+            )
+        self._start_services(nats.url, held, timeout_s, say)
+
+    def _preflight(self) -> int:
+        """The NATS port to use, once the data dir is writable with room to start and the
+        ports are free; StartError saying which is not."""
         check_writable(self.data_dir)
         full = storage.shortage([str(self.data_dir)])
         if full is not None:
@@ -81,17 +111,11 @@ class Stack:
         port = self.nats_port or free_port()
         if not port_is_free("127.0.0.1", port):
             raise StartError(f"NATS port {port} is busy; pick another with --nats-port")
-        self.logs.mkdir(exist_ok=True)
-        if say:
-            print(
-                f"ironstar: starting nats-server, {', '.join(self.services)}"
-                f"  (data in {self.data_dir.resolve()}, logs in {self.logs.resolve()})"
-            )
+        return port
+
+    def _start_nats(self, port: int, held: tuple[int, ...]) -> NatsServer:
         names = NatsSettings.from_env({**os.environ, **self.extra_env})
         self.nats_users = service_users(names.prefix, names.stream)
-        # The services and nats-server inherit the lock: the data dir stays locked while any
-        # of them lives, even if this supervisor is killed without stopping them.
-        held = () if self.lock.fd is None else (self.lock.fd,)
         server = NatsServer(
             self.data_dir, port, extra_config=authorization(self.nats_users), keep_fds=held
         )
@@ -99,14 +123,14 @@ class Stack:
             self.nats = server.start(log=self.logs / "nats-server.log")
         except RuntimeError as exc:
             raise StartError(str(exc)) from None
-        if say:
-            print(
-                f"ironstar: nats-server ready  {self.nats.url} (JetStream, fsync before ack, "
-                "a user per service)"
-            )
+        return self.nats
+
+    def _start_services(
+        self, nats_url: str, held: tuple[int, ...], timeout_s: float, say: bool
+    ) -> None:
         env = {
             **os.environ,
-            "IRONSTAR_NATS_URL": self.nats.url,
+            "IRONSTAR_NATS_URL": nats_url,
             "IRONSTAR_PROJECTOR_DATA_DIR": str(self.data_dir / "projector"),
             "IRONSTAR_GATEWAY_HOST": self.http_host,
             "IRONSTAR_GATEWAY_PORT": str(self.http_port),
@@ -125,13 +149,11 @@ class Stack:
                 for service in self.services
             ]
             self.processes = {launch.name: launch.process for launch in launches}
-            wait_ready(launches, timeout, _say_ready if say else None)
+            wait_ready(launches, timeout_s, _say_ready if say else None)
 
     def exited(self) -> list[str]:
+        """The names of the services whose process has exited."""
         return [name for name, process in self.processes.items() if process.poll() is not None]
-
-    def alive(self) -> bool:
-        return not self.exited()
 
     def check(self) -> str | None:
         """Supervise: a dead service stops everything; a dead nats-server is restarted in place
@@ -171,7 +193,7 @@ class Stack:
             )
         elif why is None and self.storage_full and self.nats is not None:
             print("ironstar: space available again; restarting nats-server", flush=True)
-            self.nats.stop(timeout=STOP_GRACE_S)
+            self.nats.stop(timeout_s=STOP_GRACE_S)
             try:
                 self.nats.start(log=self.logs / "nats-server.log")
             except RuntimeError as exc:  # the next check reports it as a dead nats-server
@@ -184,7 +206,7 @@ class Stack:
             return False
         stop_all([self.processes[s] for s in reversed(self.services) if s in self.processes])
         if self.nats is not None:
-            self.nats.stop(timeout=2.0)
+            self.nats.stop(timeout_s=2.0)
         local.forget(self.data_dir)  # only the stack that holds the data dir cleans it up
         self.lock.release()
         return True

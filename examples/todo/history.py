@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from common import envelope as codec
-from common.envelope import Envelope, Metadata
+from common.envelope import Envelope
 
 _EPOCH_MS = 1_790_000_000_000  # events are spread over time, 5 ms apart
 
@@ -29,19 +29,19 @@ def domain_events(
         kind: str, key: str, event_type: str, data: dict[str, Any], command: str
     ) -> Envelope:
         versions[key] = versions.get(key, 0) + 1
-        return Envelope(
-            event_id=codec.uuid7(_EPOCH_MS + made * 5),
-            aggregate_type=kind,
-            aggregate_id=key,
-            version=versions[key],
-            event_type=event_type,
+        return codec.new_envelope(
+            kind,
+            key,
+            versions[key],
+            event_type,
+            data,
             schema=2 if event_type == "todo_added" else 1,
             occurred_at=time.strftime(
                 "%Y-%m-%dT%H:%M:%S", time.gmtime((_EPOCH_MS + made * 5) // 1000)
             )
             + f".{(made * 5) % 1000:03d}Z",
-            payload=data,
-            metadata=Metadata(command_id=command, correlation_id=command),
+            event_id=codec.uuid7(_EPOCH_MS + made * 5),
+            command_id=command,
         )
 
     while made < count:

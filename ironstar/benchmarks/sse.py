@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from common import bus, envelope
-from common.envelope import Envelope, Metadata, uuid7
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
 
@@ -36,6 +35,7 @@ _RETRY_AFTER = re.compile(rb"(?im)^retry-after: *(\d+)")
 
 
 def add(parser: argparse.ArgumentParser) -> None:
+    """Register this benchmark's options on its `ironstar bench` subparser."""
     parser.add_argument("--clients", default="100,1000", help="client counts, comma separated")
     parser.add_argument("--rate", type=int, default=10_000, help="target deliveries/s")
     parser.add_argument("--groups", type=int, default=10, help="distinct filters")
@@ -123,13 +123,13 @@ class _Client:
 
 
 def _start_server(
-    kind: str, nats: NatsSettings, port: int, workdir: Path, extra: dict[str, str] | None = None
+    service: str, nats: NatsSettings, port: int, workdir: Path, extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """A gateway, projector or the broadcast baseline as a process, once it serves."""
-    ready = workdir / f"{kind}-{port}.ready"
-    log = open(workdir / f"{kind}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
-    if kind in ("gateway", "projector"):
-        cmd = [sys.executable, "-m", "ironstar", kind, "--ready-file", str(ready)]
+    ready = workdir / f"{service}-{port}.ready"
+    log = open(workdir / f"{service}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
+    if service in ("gateway", "projector"):
+        cmd = [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)]
     else:
         cmd = [sys.executable, "-m", "ironstar.benchmarks.sse_baseline", nats.url, nats.prefix,
                str(port), str(ready)]  # fmt: skip
@@ -143,29 +143,34 @@ def _start_server(
     deadline = time.monotonic() + 30
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{kind} did not start; see {workdir}")
+            raise RuntimeError(f"{service} did not start; see {workdir}")
         time.sleep(0.02)
     return process
 
 
 async def _append(
-    nc: Any, nats: NatsSettings, groups: int, rate: float, duration: float
+    nc: Any, nats: NatsSettings, groups: int, rate_per_s: float, duration_s: float
 ) -> dict[int, float]:
     js = nc.jetstream(publish_async_max_pending=100_000)
     bodies = [
         envelope.encode(
-            Envelope(event_id=uuid7(), aggregate_type="todo_list", aggregate_id=f"g{g}",
-                     version=1, event_type="todo_added", schema=2,
-                     occurred_at="2026-01-01T00:00:00Z", payload={"todo_id": "t", "text": "x" * 64},
-                     metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()))
+            envelope.new_envelope(
+                "todo_list",
+                f"g{g}",
+                1,
+                "todo_added",
+                {"todo_id": "t", "text": "x" * 64},
+                schema=2,
+                occurred_at="2026-01-01T00:00:00Z",
+            )
         )
         for g in range(groups)
-    ]  # fmt: skip
+    ]
     subjects = [f"{nats.prefix}.events.todo_list.g{g}" for g in range(groups)]
     pending: list[tuple[Any, float]] = []
     start, n = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < duration:
-        for _ in range(int(elapsed * rate) - n):
+    while (elapsed := time.perf_counter() - start) < duration_s:
+        for _ in range(int(elapsed * rate_per_s) - n):
             pending.append(
                 (
                     await js.publish_async(subjects[n % groups], bodies[n % groups]),
@@ -178,13 +183,13 @@ async def _append(
 
 
 async def _scenario(
-    kind: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
+    server: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
     clients: int, slow: bool, nats_pid: int,
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
     inactive = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s)}
-    process = _start_server(kind, nats, port, workdir, inactive)
+    process = _start_server(server, nats, port, workdir, inactive)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
     try:
@@ -204,10 +209,10 @@ async def _scenario(
             stalled = _Client(port, f"/api/events?topics=todo_list&client_id={tag}slow", None)
             await stalled.open(receive_buffer=4096)
             opened.append(stalled)
-        rate = args.rate * args.groups / clients  # appends/s for `args.rate` deliveries/s
+        appends_per_s = args.rate * args.groups / clients  # for `args.rate` deliveries/s
         cpu, nats_cpu, own_cpu = _cpu_s(process.pid), _cpu_s(nats_pid), time.process_time()
         started = time.perf_counter()
-        sent = await _append(nc, nats, args.groups, rate, args.duration)
+        sent = await _append(nc, nats, args.groups, appends_per_s, args.duration)
         ended = time.perf_counter()
         expected = len(sent) * clients // args.groups
         deadline = time.perf_counter() + 5
@@ -237,6 +242,9 @@ async def _scenario(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Each client count against the gateway and the broadcast baseline (and one stalled client):
+    `{"<server>_<clients>_deliveries_per_s", "..._p99_ms", "..._server_cpu_us_per_delivery",
+    "gateway_vs_baseline_...": ratio, ...}`."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     figures: dict[str, Any] = {}
@@ -254,10 +262,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             assert server.process is not None
             pid = server.process.pid
             for clients in counts:
-                kinds = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
-                for kind in kinds:
-                    result = await _scenario(kind, nats, nc, workdir, args, clients, False, pid)
-                    figures.update({f"{kind}_{clients}_{k}": v for k, v in result.items()})
+                sse_servers = ["gateway"] if args.no_baseline else ["gateway", "baseline"]
+                for sse in sse_servers:
+                    result = await _scenario(sse, nats, nc, workdir, args, clients, False, pid)
+                    figures.update({f"{sse}_{clients}_{k}": v for k, v in result.items()})
             top = max(counts)
             if not args.no_slow:
                 slowed = await _scenario("gateway", nats, nc, workdir, args, top, True, pid)

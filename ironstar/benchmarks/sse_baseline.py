@@ -26,6 +26,8 @@ from gateway.wire import frame, retry
 
 
 def create_app(url: str, prefix: str) -> Litestar:
+    """The baseline's Litestar app: one JetStream subscription on `prefix`'s events at NATS `url`,
+    fanned out to a bounded queue per client of `GET /events?topics=`."""
     subjects = Subjects(prefix)
     clients: dict[str, set[asyncio.Queue[tuple[int, bytes]]]] = {}
 
@@ -69,6 +71,8 @@ def create_app(url: str, prefix: str) -> Litestar:
 
 
 def main() -> None:
+    """`python -m ironstar.benchmarks.sse_baseline <nats-url> <prefix> <port> <ready-file>`: serve
+    until SIGTERM, writing the ready file once it listens."""
     url, prefix, port, ready = sys.argv[1:5]
     config = uvicorn.Config(
         create_app(url, prefix), host="127.0.0.1", port=int(port), log_config=None,

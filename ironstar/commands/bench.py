@@ -24,6 +24,7 @@ BENCHMARKS = {
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     bench = commands.add_parser(
         "bench",
         help="run a benchmark and print it beside its ceiling",
@@ -43,6 +44,8 @@ def _module(name: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen benchmark and print its figures (a table, or one JSON object with --json);
+    exit status 0."""
     figures: dict[str, Any] = asyncio.run(_module(args.bench).run(args))
     if args.json:
         print(json.dumps(figures))

@@ -14,6 +14,7 @@ from ironstar.rerun import typed
 
 
 def add(commands: Any) -> None:
+    """Register `ironstar cluster up|down` on the argparse subparsers `commands`."""
     cluster = commands.add_parser(
         "cluster",
         help="start or stop a local NATS cluster with replicas of every service",
@@ -27,6 +28,12 @@ def add(commands: Any) -> None:
         ),
     )
     actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_up(actions)
+    _add_down(actions)
+    cluster.set_defaults(run=run)
+
+
+def _add_up(actions: Any) -> None:
     up = actions.add_parser(
         "up",
         help="start the cluster (foreground unless --detach)",
@@ -50,15 +57,13 @@ def add(commands: Any) -> None:
         help="first gateway's port, the others follow (default: IRONSTAR_GATEWAY_PORT, "
         "else 8000; 0: free ports)",
     )
-    up.add_argument(
-        "--data-dir",
-        type=Path,
-        default=Path(".ironstar-cluster"),
-        help="default: ./.ironstar-cluster",
-    )
+    _add_data_dir(up)
     up.add_argument(
         "--detach", action="store_true", help="leave it running; `ironstar cluster down` stops it"
     )
+
+
+def _add_down(actions: Any) -> None:
     down = actions.add_parser(
         "down",
         help="stop a cluster started with --detach",
@@ -67,16 +72,22 @@ def add(commands: Any) -> None:
         "the grace period).",
         **examples("ironstar cluster down", "ironstar cluster down --data-dir /tmp/cluster"),
     )
-    down.add_argument(
+    _add_data_dir(down)
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=Path(".ironstar-cluster"),
         help="default: ./.ironstar-cluster",
     )
-    cluster.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """`cluster down`: stop the recorded processes; `cluster up`: start the cluster,
+    detached or in the foreground until Ctrl-C or a member exits. Exit status 0, or 1
+    when it cannot start or stop (the reason on stderr)."""
     from ironstar.cluster import Cluster
     from ironstar.detached import down
     from ironstar.processes import StartError, foreground

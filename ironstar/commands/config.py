@@ -10,6 +10,7 @@ from ironstar.commands import examples
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     config = commands.add_parser(
         "config",
         help="list every IRONSTAR_* variable with its default",
@@ -20,6 +21,7 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print each IRONSTAR_* variable, its default and meaning (a Markdown table); exit 0."""
     print("| variable | default | meaning |\n|---|---|---|")
     print(
         f"| `{APP_VARIABLE}` | `{DEFAULT_APP}` | the app package every service loads (an "

@@ -30,6 +30,7 @@ Command = DemoCommand
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     demo = commands.add_parser(
         "demo",
         help="send a realistic stream of commands so the dashboard moves",
@@ -58,10 +59,13 @@ class NotIronstar(Exception):
 
 
 def send(url: str, command: Command) -> tuple[int, dict[str, Any]]:
-    aggregate_type, aggregate_id, kind, payload = command
+    """POST one demo command `(aggregate type, id, command type, payload)` to the gateway at `url`:
+    (HTTP status, its JSON answer). Raises NotIronstar when the answer is not Ironstar's JSON,
+    URLError/OSError when `url` cannot be reached."""
+    aggregate_type, aggregate_id, command_type, payload = command
     request = urllib.request.Request(
         f"{url}/api/commands/{aggregate_type}/{aggregate_id}",
-        data=json.dumps({"type": kind, "payload": payload}).encode(),
+        data=json.dumps({"type": command_type, "payload": payload}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -78,9 +82,9 @@ def _json(url: str, status: int, headers: Any, body: bytes) -> dict[str, Any]:
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        kind = headers.get("Content-Type", "no content type")
+        content_type = headers.get("Content-Type", "no content type")
         raise NotIronstar(
-            f"{url} answered HTTP {status} ({kind}), not Ironstar's JSON: "
+            f"{url} answered HTTP {status} ({content_type}), not Ironstar's JSON: "
             f"{body[:80].decode(errors='replace')!r}; is it an Ironstar gateway? "
             f"(`{typed(['status', '--url', url])}`)"
         )
@@ -130,6 +134,7 @@ class Tally:
     problem: str | None = None
 
     def summary(self) -> str:
+        """The closing line: commands accepted and rejected."""
         return f"ironstar demo: {self.accepted} commands accepted, {self.rejected} rejected"
 
 
@@ -161,16 +166,19 @@ def _wrong_target(url: str, status: int, body: dict[str, Any]) -> str:
     )
 
 
-def feed(
+def play(
     url: str,
-    rate: float,
-    duration: float,
+    rate_per_s: float,
+    duration_s: float,
     seed: int | None,
     quiet: bool = False,
     tally: Tally | None = None,
 ) -> Tally:
-    """Send commands at `rate` per second, counting them in `tally`, until `duration` seconds
-    (0: for ever) or the first sign the target cannot take them."""
+    """Play the app's demo script against the gateway at `url`: send its commands at
+    `rate_per_s` commands a second, counting them in `tally`, until `duration_s` seconds
+    pass (0: for ever) or the first sign the target cannot take them (`tally.problem`
+    says which: a 401/403/404 answer, a non-Ironstar answer, an unreachable URL).
+    Raises AppError when the app has no demo script, BrokenPipeError when stdout closed."""
     rng = random.Random(seed)
     url = url.rstrip("/")
     started = time.monotonic()
@@ -178,7 +186,7 @@ def feed(
     try:
         # the script may read the stack as it goes: the same failures apply
         for i, command in enumerate(script(rng, url)):
-            if duration and time.monotonic() - started >= duration:
+            if duration_s and time.monotonic() - started >= duration_s:
                 break
             status, body = send(url, command)
             if status in WRONG_TARGET:  # the target's fault, not a command rejected
@@ -192,7 +200,7 @@ def feed(
                 shown = f"#{body.get('sequence')}" if status == 200 else body.get("message", status)
                 line = f"ironstar demo: {command[2]:<16} {command[0]}:{command[1]:<10} {shown}"
                 print(line, flush=True)
-            time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+            time.sleep(max(0.0, started + (i + 1) / rate_per_s - time.monotonic()))
     except NotIronstar as exc:
         tally.problem = str(exc)
     except (urllib.error.URLError, OSError) as exc:
@@ -220,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"ironstar demo: {args.rate:g} commands/s to {url} (Ctrl-C stops)", flush=True)
     tally = Tally()
     try:
-        feed(url, args.rate, args.duration, args.seed, tally=tally)
+        play(url, args.rate, args.duration, args.seed, tally=tally)
     except KeyboardInterrupt:
         print(f"\n{tally.summary()} (stopped)")
         return 0 if tally.accepted else 1

@@ -14,6 +14,7 @@ from ironstar.scaffold import refusal, shadowed, write_app
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     new = commands.add_parser(
         "new",
         help="write a new app package (one aggregate, a SQL projection, a query, a panel, tests)",
@@ -34,6 +35,8 @@ def next_steps(where: Path, name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write the app package and print its files and next steps. Exit status 0, or 2 when the name
+    is refused (not an identifier, or it shadows a module)."""
     try:
         if why := refusal(args.name) or shadowed(args.name):
             raise Invalid(why, field="name")

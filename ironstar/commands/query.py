@@ -26,6 +26,7 @@ from ironstar.commands.remote import add_data_dir, ask, target
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     one = commands.add_parser(
         "query",
         help="run one read-only SELECT over the read models",
@@ -48,6 +49,9 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one read-only SELECT against the running projector (or `--file`) and print its rows (a
+    table, or JSON with --json); exit status 0. Raises Invalid for an unreadable file or a
+    refused statement, Unavailable when no projector answers."""
     if args.file is not None:
         from projector import sql
         from projector.readmodel import LOCKED_DOWN

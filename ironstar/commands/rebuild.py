@@ -22,6 +22,7 @@ from ironstar.commands.remote import add_data_dir, ask, target
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     one = commands.add_parser(
         "rebuild",
         help="rebuild read models into a new file and swap it in",
@@ -38,6 +39,8 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ask the replica to rebuild and follow its progress bar until it is done. Exit status 0, or 1
+    when the rebuild failed (why on stderr); Unavailable when the replica does not answer."""
     replica = valid_id(args.replica or ProjectorSettings.from_env().name, "replica")
     status = asyncio.run(_follow(target(args).nats, replica, args.projection))
     if status["state"] != "done":

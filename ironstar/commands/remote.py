@@ -38,7 +38,9 @@ def target(args: argparse.Namespace) -> local.Target:
 async def ask(
     settings: NatsSettings, target: str, name: str, params: dict[str, Any], min_seq: int = 0
 ) -> dict[str, Any]:
-    """Send one query request to `<prefix>.query.<target>`; returns {"sequence", "result"}."""
+    """Send one query request to `<prefix>.query.<target>`; returns {"sequence", "result"}.
+    Raises Unavailable (saying how to start a stack) when NATS or no projector answers,
+    and the projector's error for a refused query."""
     configure_logging("ironstar", "ERROR")  # stdout is for results; problems are raised
     try:
         nc = await bus.connect(settings, name=f"ironstar-cli-{target}", wait_s=3)

@@ -27,6 +27,7 @@ SERVICES = {
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     for service, text in SERVICES.items():
         one = commands.add_parser(
             service,
@@ -39,6 +40,8 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run one service (writer, projector or gateway) in the foreground on the app of IRONSTAR_APP.
+    Exit status: the service's (`common.runtime.run`), or 2 when the app is refused."""
     try:
         cat = catalogue.install(catalogue.load(app_name()))
     except catalogue.AppError as exc:

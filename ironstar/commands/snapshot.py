@@ -28,6 +28,7 @@ from ironstar.commands.remote import add_data_dir, ask
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     one = commands.add_parser(
         "snapshot",
         help="copy the read models to a DuckDB file any client can open",
@@ -54,6 +55,9 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Copy the read models to `--output` (through the running projector, or straight from its file
+    when none runs) and print the sequence they hold; exit status 0. Raises Unavailable when
+    neither is possible."""
     try:
         stack = local.target(args.data_dir)
     except Unavailable as exc:  # nothing runs: the file may still be where `up` left it

@@ -20,8 +20,7 @@ import urllib.request
 from typing import Any
 
 import msgspec
-import nats as nats_client
-from nats.errors import NoServersError
+from nats.js.api import ConsumerInfo, StreamState
 
 from common import builtin, bus, catalogue, storage
 from common.errors import IronstarError, Unavailable
@@ -38,6 +37,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     status = commands.add_parser(
         "status",
         help="health of each service, stream size, consumers, projection lag",
@@ -94,10 +94,6 @@ async def _probe_writer(
     return await _probe(nc, subjects.command(aggregate), _encode(probe), "writer")
 
 
-async def _quiet(_exc: Exception) -> None:
-    """nats-py prints every failed attempt otherwise; the report says it once."""
-
-
 def _refused(url: str) -> str | None:
     """Why no server of `url` (comma separated) accepts a TCP connection; None when one does."""
     reasons, servers = [], url.split(",")
@@ -114,24 +110,18 @@ def _refused(url: str) -> str | None:
 
 async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dict[str, Any]:
     """The state of the stack at `nats`; its writers are probed on `aggregate`'s subject
-    (down, saying why, when which aggregate the stack serves could not be known)."""
+    (down, saying why, when which aggregate the stack serves could not be known).
+
+    Shape: `{"nats": {"url", "up": True}, "stream": {"name", "events", "bytes",
+    "first_sequence", "last_sequence", "consumers"}, "writer": {"up", "ms" | "reason"},
+    "projector": {"up", "at", "lag" (events), ["storage_exhausted"], ["reason"]},
+    "consumers": [{"name", "kind": "sse" | "projector", "pending", "ack_pending",
+    "delivered"}]}`; `ms` is the probe's round trip in milliseconds. Raises Unavailable
+    when NATS cannot be reached, saying why (a refused TCP connection named as such)."""
     refused = _refused(nats.url)  # nats-py would retry a refused connect until the timeout
     if refused:
         raise Unavailable(f"cannot reach NATS at {nats.url}: {refused}")
-    try:
-        async with asyncio.timeout(4):  # nats-py may retry a refused first connect for ever
-            nc = await nats_client.connect(
-                nats.url.split(","),
-                name="ironstar-status",
-                connect_timeout=2,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=_quiet,
-                **bus.credentials(nats),
-            )
-    except (OSError, TimeoutError, NoServersError, nats_client.errors.Error) as exc:
-        why = str(exc) or f"{type(exc).__name__}, no answer within 4 s"
-        raise Unavailable(f"cannot reach NATS at {nats.url}: {why}") from None
+    nc = await bus.connect(nats, "ironstar-status", wait_s=4, reconnect=False, quiet=True)
     try:
         js = nc.jetstream()
         info = await js.stream_info(nats.stream)
@@ -146,42 +136,54 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
         )
     finally:
         await nc.close()
-    last = info.state.last_seq
-    readers = [
-        {
-            "name": c.name,
-            "kind": "sse" if c.name.startswith("sse_") else "projector",
-            "pending": c.num_pending or 0,
-            "ack_pending": c.num_ack_pending or 0,
-            "delivered": c.delivered.stream_seq if c.delivered else 0,
-        }
-        for c in consumers
-    ]
     return {
         "nats": {"url": nats.url, "up": True},
-        "stream": {
-            "name": nats.stream,
-            "events": info.state.messages,
-            "bytes": info.state.bytes,
-            "first_sequence": info.state.first_seq,
-            "last_sequence": last,
-            "consumers": info.state.consumer_count,
-        },
+        "stream": _stream(nats.stream, info.state),
         "writer": {k: v for k, v in writer.items() if k in ("up", "ms", "reason")},
-        "projector": {
-            "up": projector["up"],
-            "at": projector.get("sequence"),
-            "lag": None if projector.get("sequence") is None else last - projector["sequence"],
-            **{k: projector[k] for k in ("storage_exhausted",) if k in projector},
-            **({"reason": projector["reason"]} if "reason" in projector else {}),
-        },
-        "consumers": readers,
+        "projector": _projector(projector, info.state.last_seq),
+        "consumers": [_reader(c) for c in consumers],
     }
+
+
+def _stream(name: str, state: StreamState) -> dict[str, Any]:
+    return {
+        "name": name,
+        "events": state.messages,
+        "bytes": state.bytes,
+        "first_sequence": state.first_seq,
+        "last_sequence": state.last_seq,
+        "consumers": state.consumer_count,
+    }
+
+
+def _projector(probe: dict[str, Any], last_sequence: int) -> dict[str, Any]:
+    """The projector's probe answer as the status reports it: its position and lag."""
+    at = probe.get("sequence")
+    return {
+        "up": probe["up"],
+        "at": at,
+        "lag": None if at is None else last_sequence - at,
+        **{k: probe[k] for k in ("storage_exhausted",) if k in probe},
+        **({"reason": probe["reason"]} if "reason" in probe else {}),
+    }
+
+
+def _reader(consumer: ConsumerInfo) -> dict[str, Any]:
+    return {
+        "name": consumer.name,
+        "kind": "sse" if consumer.name.startswith("sse_") else "projector",
+        "pending": consumer.num_pending or 0,
+        "ack_pending": consumer.num_ack_pending or 0,
+        "delivered": consumer.delivered.stream_seq if consumer.delivered else 0,
+    }
+
+
+_MARK = {True: "up  ", False: "DOWN"}
 
 
 def report(state: dict[str, Any]) -> list[str]:
     """The human-readable lines of a status."""
-    mark = {True: "up  ", False: "DOWN"}
+    mark = _MARK
     stream, gateway = state.get("stream"), state["gateway"]
     lines = [f"nats-server  {mark[state['nats']['up']]}  {state['nats']['url']}"]
     if not state["nats"]["up"]:
@@ -194,21 +196,7 @@ def report(state: dict[str, Any]) -> list[str]:
             f"{stream['consumers']} consumers"
         )
     if "writer" in state:
-        w = state["writer"]
-        lines.append(
-            f"writer       {mark[w['up']]}  "
-            + (f"answered in {w['ms']} ms" if w["up"] else w["reason"])
-        )
-        p = state["projector"]
-        lines.append(
-            f"projector    {mark[p['up']]}  "
-            + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
-            + (
-                f"; STORAGE EXHAUSTED: {p['storage_exhausted']}"
-                if p.get("storage_exhausted")
-                else ""
-            )
-        )
+        lines.extend(_service_lines(state["writer"], state["projector"]))
     ready = gateway.get("http") == 200
     detail = gateway.get("reason") or gateway.get("http")
     state_mark = "FULL" if gateway.get("status") == "storage_exhausted" else mark[ready]
@@ -227,13 +215,29 @@ def report(state: dict[str, Any]) -> list[str]:
             f"  {m['name']:<13}{mark[m['up']]}  {m['url']}  pid {m['pid']}"
             + ("" if m["up"] else f"  ({m['reason']})")
         )
-    readers = state.get("consumers") or []
+    return lines + _consumer_lines(state.get("consumers") or [])
+
+
+def _service_lines(w: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    """The writer's and the projector's lines (`gather`'s "writer" and "projector")."""
+    mark = _MARK
+    return [
+        f"writer       {mark[w['up']]}  "
+        + (f"answered in {w['ms']} ms" if w["up"] else w["reason"]),
+        f"projector    {mark[p['up']]}  "
+        + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
+        + (f"; STORAGE EXHAUSTED: {p['storage_exhausted']}" if p.get("storage_exhausted") else ""),
+    ]
+
+
+def _consumer_lines(readers: list[dict[str, Any]]) -> list[str]:
+    """One line per projector consumer; the SSE clients' consumers summed in one."""
+    lines = [
+        f"  consumer   {c['name']}: {c['pending']} pending, {c['ack_pending']} unacked"
+        for c in readers
+        if c["kind"] == "projector"
+    ]
     sse = [c for c in readers if c["kind"] == "sse"]
-    for c in readers:
-        if c["kind"] == "projector":
-            lines.append(
-                f"  consumer   {c['name']}: {c['pending']} pending, {c['ack_pending']} unacked"
-            )
     if sse:
         behind = sum(c["pending"] for c in sse)
         lines.append(f"  consumers  {len(sse)} SSE clients, {behind} events pending in total")
@@ -242,7 +246,8 @@ def report(state: dict[str, Any]) -> list[str]:
 
 def members(record: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Each member of a cluster's record (cluster.json) and whether it is up: its recorded
-    process lives and, for a gateway, `/readyz` answers 200, for a NATS node its port listens."""
+    process lives and, for a gateway, `/readyz` answers 200, for a NATS node its port listens:
+    `[{"name", "kind", "url", "pid", "up", ["reason"]}]`."""
     found = []
     for name, entry in record.items():
         kind, url, pid = entry["kind"], entry["url"], entry.get("pid")
@@ -273,6 +278,8 @@ def _probed(stack: Target) -> str | catalogue.AppError:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the stack's status (`gather`, the gateway, the disk and a cluster's members; lines, or
+    one JSON object with --json). Exit status 0 when everything is up, 1 otherwise."""
     stack: Target | None = None
     try:
         stack = target(args)

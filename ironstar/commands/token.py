@@ -19,6 +19,7 @@ SCOPES = (
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     token = commands.add_parser(
         "token",
         help="mint a bearer token (or a new secret) for the gateway",
@@ -41,6 +42,9 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print a new secret (--new-secret) or a token signed with the configured one for `--ttl`
+    seconds; exit status 0. Raises Invalid when no secret is configured or the lifetime is not
+    positive."""
     if args.new_secret:
         print(secrets.token_urlsafe(48))
         return 0

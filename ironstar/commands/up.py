@@ -13,6 +13,7 @@ from ironstar.commands import examples
 
 
 def add(commands: Any) -> None:
+    """Register this command's parser on the argparse subparsers `commands`; it sets `run`."""
     up = commands.add_parser(
         "up",
         help="start nats-server, writer, projector and gateway locally",
@@ -54,7 +55,10 @@ def add(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ironstar.commands.demo import feed
+    """Start the stack on the chosen app in the foreground (with `--demo` commands a second once
+    ready) until Ctrl-C. Exit status: `ironstar.up.up`'s, or 2 when the app is refused or has no
+    demo script."""
+    from ironstar.commands.demo import play
     from ironstar.up import Stack, up
 
     name = args.app or app_name()
@@ -75,4 +79,4 @@ def run(args: argparse.Namespace) -> int:
     if not args.demo:
         return up(stack)
     print(f"ironstar: demo traffic at {args.demo:g} commands/s once everything is ready")
-    return up(stack, lambda url: feed(url, args.demo, 0, None, quiet=True))  # stops on a problem
+    return up(stack, lambda url: play(url, args.demo, 0, None, quiet=True))  # stops on a problem

@@ -15,15 +15,14 @@ from projector.replica import apply
 
 
 def _event(kind: str, key: str, version: int, event_type: str, **payload: Any) -> Envelope:
-    return Envelope(
-        event_id=codec.uuid7(),
-        aggregate_type=kind,
-        aggregate_id=key,
-        version=version,
-        event_type=event_type,
+    return codec.new_envelope(
+        kind,
+        key,
+        version,
+        event_type,
+        payload,
         schema=2 if event_type == "todo_added" else 1,
         occurred_at=f"2026-01-01T00:00:{version:02d}.000Z",
-        payload=payload,
         metadata=Metadata(command_id=f"c{key}{version}", correlation_id="x"),
     )
 

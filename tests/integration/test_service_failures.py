@@ -58,7 +58,7 @@ async def _failure(nc: Client, fail: Callable[[], None]) -> IronstarError:
     sub = await bus.serve(nc, subject, "q", handler, concurrency=2)
     try:
         with pytest.raises(IronstarError) as caught:
-            await bus.request(nc, subject, b"{}", timeout=5, what="test service")
+            await bus.request(nc, subject, b"{}", timeout_s=5, what="test service")
     finally:
         await sub.unsubscribe()
     return caught.value

@@ -20,7 +20,7 @@ from nats.aio.client import Client
 from prometheus_client import REGISTRY
 
 from common import bus
-from common.envelope import Envelope, Metadata, uuid7
+from common.envelope import Envelope, new_envelope
 from common.errors import BadRequest, Invalid, Timeout, TooLarge, TooManyRequests, Unavailable
 from common.messages import QueryRequest
 from common.settings import NatsSettings
@@ -235,16 +235,15 @@ def big_list(list_id: str, todos: int) -> list[Envelope]:
     """`todos` todos of 200 characters each (the most the domain takes) added to one list."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     return [
-        Envelope(
-            event_id=uuid7(),
-            aggregate_type="todo_list",
-            aggregate_id=list_id,
-            version=n + 1,
-            event_type="todo_added",
+        new_envelope(
+            "todo_list",
+            list_id,
+            n + 1,
+            "todo_added",
+            {"todo_id": f"t{n}", "text": f"{n:<6}".ljust(200, "x")},
             schema=2,
             occurred_at=now,
-            payload={"todo_id": f"t{n}", "text": f"{n:<6}".ljust(200, "x")},
-            metadata=Metadata(command_id=f"c{n}", correlation_id=f"c{n}"),
+            command_id=f"c{n}",
         )
         for n in range(todos)
     ]

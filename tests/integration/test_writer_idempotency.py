@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from nats.aio.client import Client
 
-from common.envelope import Envelope, Metadata, encode, uuid7
+from common.envelope import encode, new_envelope, uuid7
 from common.errors import CommandIdReused, Undecidable
 from common.messages import CommandResult
 from common.settings import NatsSettings
@@ -116,16 +116,14 @@ async def test_after_the_duplicate_window_the_answers_are_the_same_as_inside_it(
 
 def _envelope(list_id: str, version: int, event_type: str, payload: dict, schema: int = 1) -> bytes:
     return encode(
-        Envelope(
-            event_id=uuid7(),
-            aggregate_type="todo_list",
-            aggregate_id=list_id,
-            version=version,
-            event_type=event_type,
+        new_envelope(
+            "todo_list",
+            list_id,
+            version,
+            event_type,
+            payload,
             schema=schema,
             occurred_at="2026-01-01T00:00:00Z",
-            payload=payload,
-            metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()),
         )
     )
 

@@ -14,7 +14,6 @@ from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 from nats.aio.client import Client
 
 from common import envelope
-from common.envelope import Envelope, Metadata, uuid7
 from common.settings import NatsSettings
 from common.subjects import Subjects
 
@@ -32,16 +31,14 @@ def make(
     """The JSON body of an envelope of the given event (new event id, fixed time, a fresh
     command id); `schema` defaults to the current one of `event_type` (`SCHEMAS`, else 1)."""
     return envelope.encode(
-        Envelope(
-            event_id=uuid7(),
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            version=version,
-            event_type=event_type,
+        envelope.new_envelope(
+            aggregate_type,
+            aggregate_id,
+            version,
+            event_type,
+            payload,
             schema=SCHEMAS.get(event_type, 1) if schema is None else schema,
             occurred_at="2026-01-01T00:00:00Z",
-            payload=payload,
-            metadata=Metadata(command_id=uuid7(), correlation_id=uuid7()),
         )
     )
 

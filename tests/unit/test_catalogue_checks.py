@@ -5,6 +5,8 @@ not, DDL or apply SQL touching Ironstar's own tables)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
@@ -86,6 +88,24 @@ async def _async_one(params: Any) -> Any:
     return params
 
 
+async def _async_demo(rng: Any, read: Any) -> AsyncIterator[Any]:
+    yield None
+
+
+async def _async_list(count: Any, seed: Any) -> list[Any]:
+    return []
+
+
+def _wrapped(function: Any) -> Any:
+    """A plain decorator over an async function: what it gives must still be awaited."""
+
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        return function(*args)
+
+    return call
+
+
 def _live(query: Any, render: Any = _sync_render) -> App:
     view = LiveView(query=query, render=render)
     return dataclasses.replace(APP, panels=(Panel("stock", "Stock", _render, live={"v": view}),))
@@ -122,6 +142,30 @@ CASES: dict[str, tuple[App, str]] = {
     # async where Ironstar never awaits, plain where it does
     "decide async": (_aggregate(decide=_async_two), "decide must be a plain function (state"),
     "evolve async": (_aggregate(evolve=_async_two), "evolve must be a plain function (state"),
+    "evolve returns a coroutine": (
+        _aggregate(evolve=lambda state, event: _async_two(state, event)),
+        "aggregate stock_item: evolve returns a coroutine",
+    ),
+    "decide returns a coroutine": (
+        _aggregate(decide=lambda state, command: _async_two(state, command)),
+        "aggregate stock_item: decide returns a coroutine",
+    ),
+    "evolve async under a decorator": (
+        _aggregate(evolve=_wrapped(_async_two)),
+        "aggregate stock_item: evolve must be a plain function (state, message), not async",
+    ),
+    **{
+        f"{role} {how}": (
+            dataclasses.replace(APP, **{role: function}),
+            f"App {role} must be a plain function {shape}, not async",
+        )
+        for role, shape in (("demo", "(rng, read)"), ("events", "(count, seed)"))
+        for how, function in (("an async generator", _async_demo), ("async", _async_list))
+    },
+    "demo of one argument": (
+        dataclasses.replace(APP, demo=_async_one),
+        "App demo must be a function (rng, read): it cannot be called with 2 argument(s)",
+    ),
     "apply hook async": (_stock(apply=_async_two), "projection stock: apply must be a plain"),
     "query run async": (_query(run=_async_two), "query stock/extra: run must be a plain"),
     "upcaster async": (

@@ -12,7 +12,7 @@ from datastar_py import ServerSentEventGenerator as Official
 
 from common import catalogue
 from common.catalogue import Catalogue
-from common.envelope import Envelope, Metadata
+from common.envelope import Envelope, new_envelope
 from examples.todo import panels
 from gateway import chart, datastar, snapshot
 from gateway.feed import Topic
@@ -21,16 +21,15 @@ from ironstar.scaffold import write_app
 
 
 def _event(aggregate_type: str, aggregate_id: str, event_type: str, **payload: Any) -> Envelope:
-    return Envelope(
-        event_id="e",
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        version=1,
-        event_type=event_type,
-        schema=1,
+    return new_envelope(
+        aggregate_type,
+        aggregate_id,
+        1,
+        event_type,
+        payload,
         occurred_at="2026-01-01T12:00:00Z",
-        payload=payload,
-        metadata=Metadata(command_id="c", correlation_id="c"),
+        event_id="e",
+        command_id="c",
     )
 
 

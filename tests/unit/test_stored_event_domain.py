@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.catalogue import aggregate
-from common.envelope import MAX_VERSION, Undecodable, decode_stored, utc_now, uuid7
+from common.envelope import (
+    MAX_VERSION,
+    Undecodable,
+    decode_stored,
+    encode,
+    new_envelope,
+    utc_now,
+    uuid7,
+)
 from examples.todo.rules import ImpossibleEvent
 from examples.todo.todo_list import TodoAdded, TodoCompleted, TodoDeleted, TodoRenamed, TodoReopened
 from examples.todo.user_profile import ProfileUpdated, UserDeactivated, UserRegistered
@@ -144,3 +152,19 @@ def test_a_todo_list_history_decide_could_not_have_made_is_impossible(history: l
 def test_a_user_history_decide_could_not_have_made_is_impossible(history: list[Any]) -> None:
     with pytest.raises(ImpossibleEvent):
         USER.fold(history)
+
+
+@given(text=st.text(min_size=1, max_size=200), version=st.integers(1, MAX_VERSION))
+def test_an_envelope_built_by_new_envelope_is_read_back_unchanged(text: str, version: int) -> None:
+    built = new_envelope("todo_list", "l", version, "todo_added", {"todo_id": "a", "text": text},
+                         schema=2, command_id="c")  # fmt: skip
+    assert decode_stored(encode(built), "todo_list", "l") == built
+    assert built.metadata.correlation_id == built.metadata.command_id == "c"
+
+
+def test_new_envelope_defaults_to_a_fresh_event_id_the_time_now_and_a_fresh_command() -> None:
+    one, two = (new_envelope("todo_list", "l", 1, "todo_deleted", {"todo_id": "a"})
+                for _ in range(2))  # fmt: skip
+    assert one.event_id != two.event_id and one.metadata.command_id != two.metadata.command_id
+    assert one.metadata.correlation_id == one.metadata.command_id
+    assert decode_stored(encode(one), "todo_list", "l").occurred_at <= utc_now()
