@@ -40,7 +40,7 @@ import msgspec
 
 from common import catalogue
 from common.app import Aggregate
-from common.envelope import Envelope, Metadata, Stored, utc_now, uuid7
+from common.envelope import Envelope, Metadata, Stored, new_envelope, utc_now
 from common.errors import Conflict, RuleViolation, StaleVersion, TooLarge
 from common.messages import CommandRequest, CommandResult
 from common.subjects import valid_id
@@ -259,15 +259,14 @@ class CommandHandler:
         for offset, event in enumerate(events, start=1):
             event_type, payload = one.kind.to_payload(event)
             envelopes.append(
-                Envelope(
-                    event_id=uuid7(),
-                    aggregate_type=one.key.aggregate_type,
-                    aggregate_id=one.key.aggregate_id,
-                    version=version + offset,
-                    event_type=event_type,
+                new_envelope(
+                    one.key.aggregate_type,
+                    one.key.aggregate_id,
+                    version + offset,
+                    event_type,
+                    payload,
                     schema=one.kind.schema(event_type),
                     occurred_at=occurred_at,
-                    payload=payload,
                     metadata=metadata,
                 )
             )
