@@ -17,14 +17,16 @@ from prometheus_client import generate_latest
 from common import bus
 from common import catalogue as catalogues
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
-from gateway import consumers, dashboard, reads
-from gateway.api import CommandController, SqlController
+from gateway.api import reads
+from gateway.api.commands import CommandController, SqlController
+from gateway.api.errors import HANDLERS
 from gateway.backend import Backend
-from gateway.errors import HANDLERS
-from gateway.live import Hub
-from gateway.livefeed import LiveController
-from gateway.security import Security
-from gateway.sse import EventsController
+from gateway.dashboard import page as dashboard
+from gateway.feed import consumers
+from gateway.feed.sse import EventsController
+from gateway.live.follow import LiveController
+from gateway.live.hub import Hub
+from gateway.security.frontdoor import Security
 from gateway.storage import StorageWatch
 
 

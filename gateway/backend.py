@@ -16,8 +16,8 @@ from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
-from gateway.auth import ACTOR
-from gateway.grants import require_read
+from gateway.security.auth import ACTOR
+from gateway.security.grants import require_read
 from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
@@ -93,7 +93,7 @@ class Backend:
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`.
 
-        Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
+        Only for a principal granted what the answer shows (`gateway/security/grants.py`): 401/403.
         `live`: a live query's evaluation (`QueryRequest.live`). `wait_s`: the seconds it
         has (default `query_timeout_s`): for `min_seq`, and a live SQL's time limit.
         """

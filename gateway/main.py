@@ -22,10 +22,10 @@ from common.settings import (
     NatsSettings,
     proxy_networks,
 )
+from gateway.api.head import HeadAsGet
 from gateway.app import create_app
-from gateway.auth import bind_notice, verifier
-from gateway.deadlines import header_deadline
-from gateway.head import HeadAsGet
+from gateway.security.auth import bind_notice, verifier
+from gateway.security.deadlines import header_deadline
 
 
 def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:

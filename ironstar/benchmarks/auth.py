@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from common.tokens import Verifier
-from gateway.limits import RateLimiter, check_json
+from gateway.security.limits import RateLimiter, check_json
 
 
 def add(parser: argparse.ArgumentParser) -> None:

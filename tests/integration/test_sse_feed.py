@@ -8,8 +8,8 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from gateway.feed import ClientFeed, Topic
-from gateway.inbox import Inbox
+from gateway.feed.client import ClientFeed, Topic
+from gateway.feed.inbox import Inbox
 from tests.support.feeds import publish, todo
 from tests.support.waiting import eventually
 

@@ -10,9 +10,9 @@ import pytest
 
 from common.errors import Forbidden, Invalid, TooLarge, TooManyRequests, Unauthorized
 from common.tokens import Claims, Verifier
-from gateway.auth import bind_notice, credentials, is_loopback, needed_scopes
-from gateway.grants import read_grant
-from gateway.limits import RateLimiter, check_json
+from gateway.security.auth import bind_notice, credentials, is_loopback, needed_scopes
+from gateway.security.grants import read_grant
+from gateway.security.limits import RateLimiter, check_json
 from tests.security.conftest import signed
 
 KEY = b"k" * 32

@@ -1,4 +1,4 @@
-"""The live hub's fairness (`gateway/live.py`): lanes, each owner's half of a lane, waits
+"""The live hub's fairness (`gateway/live/hub.py`): lanes, each owner's half of a lane, waits
 bounded by a deadline, each owner's share of the distinct keys."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 
 from common.errors import TooManyRequests
-from gateway.grants import SQL, Principal
-from gateway.live import APP_LANE, SQL_LANE, Hub, Key, Subscriber
+from gateway.live.hub import APP_LANE, SQL_LANE, Hub, Key, Subscriber
+from gateway.security.grants import SQL, Principal
 
 HOG, OTHER = Principal("hog", auth=True), Principal("other", auth=True)
 

@@ -19,13 +19,14 @@ import structlog
 from nats.aio.msg import Msg
 
 from common.settings import GatewaySettings
-from gateway import metrics, reading
-from gateway.controls import Controls
-from gateway.feed import ClientFeed
-from gateway.pipeline import Pipeline, Writer
-from gateway.policy import Policy, Skip, overflowing, unbounded_notice
-from gateway.window import Item
-from gateway.wire import comment, retry
+from gateway import metrics
+from gateway.feed import reading
+from gateway.feed.client import ClientFeed
+from gateway.feed.controls import Controls
+from gateway.feed.pipeline import Pipeline, Writer
+from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
+from gateway.feed.window import Item
+from gateway.feed.wire import comment, retry
 
 INF = float("inf")
 log = structlog.get_logger()

@@ -23,12 +23,12 @@ from litestar.response import Stream
 from common import builtin, catalogue
 from common.app import LiveView
 from common.errors import NotFound
-from gateway import chart, datastar
 from gateway.backend import Backend
-from gateway.grants import may_read
-from gateway.live import Answer
-from gateway.livefeed import follow, resume_point, target
-from gateway.wire import fields
+from gateway.dashboard import chart, datastar
+from gateway.feed.wire import fields
+from gateway.live.follow import follow, resume_point, target
+from gateway.live.hub import Answer
+from gateway.security.grants import may_read
 
 ANALYTICS = {
     "chart": LiveView(

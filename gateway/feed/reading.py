@@ -15,7 +15,7 @@ import structlog
 
 from common.envelope import Envelope, Undecodable, decode_stored
 from gateway import metrics
-from gateway.window import Item
+from gateway.feed.window import Item
 
 FEED_EVENTS = frozenset({"connected", "snapshot", "batch", "lag", "skipped"})
 log = structlog.get_logger()

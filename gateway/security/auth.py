@@ -4,7 +4,7 @@ The scope a request needs at the door follows from its method and path alone
 (`needed_scopes`), so every route is covered without touching its handler; a path not in
 the table needs `admin` (deny by default). The SSE feed needs `read:` for every topic it
 asks for: a filter outside the grant is 403, never silently narrowed. Read models are
-checked where they are read, by one rule (`gateway/grants.py`); the dashboard's pages take
+checked where they are read, by one rule (`gateway/security/grants.py`); the dashboard's pages take
 a token when there is a valid one and show nothing private without.
 
 Browsers' EventSource cannot send headers, so `POST /api/session` exchanges a bearer token
@@ -30,8 +30,8 @@ from common import catalogue
 from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
-from gateway.feed import parse_topics
-from gateway.grants import topic_grant
+from gateway.feed.client import parse_topics
+from gateway.security.grants import topic_grant
 
 # The verified token's subject during a request: the gateway records it as the `actor` of
 # the events a command appends (None when auth is off).
@@ -98,7 +98,7 @@ def needed_scopes(method: str, path: str, query: Mapping[str, str]) -> list[str]
 
     Read models (`/api/todo-lists`, `/api/users`, `/api/analytics`, `/api/sql`,
     `/api/live`, and the pages) need a principal, and the grant of what they show where it is read
-    (`gateway/grants.py`), so that rule has one place. A path in no table needs `admin`.
+    (`gateway/security/grants.py`), so that rule has one place. A path in no table needs `admin`.
     """
     if credentials(method, path) != "required":
         return []

@@ -1,5 +1,5 @@
 """HTTP commands and ad-hoc SQL: translate, forward over NATS, reply (named reads:
-`gateway/reads.py`)."""
+`gateway/api/reads.py`)."""
 
 from __future__ import annotations
 

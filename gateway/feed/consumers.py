@@ -31,7 +31,7 @@ from nats.js.errors import NotFoundError
 
 from common.errors import TooManyRequests, Unavailable
 from common.settings import GatewaySettings
-from gateway.feed import ClientFeed
+from gateway.feed.client import ClientFeed
 
 log = structlog.get_logger()
 
@@ -131,7 +131,7 @@ def check_headroom(consumers: int, max_consumers: int, reserved: int, opening: i
 def sizing_problem(max_consumers: int, reserved: int, connections: int) -> str:
     """Why this gateway's connection limit cannot be reached on a stream of
     `max_consumers` ('' when it can): every open feed holds a consumer, the tail one more
-    (gateway/tail.py), and feeds never take the `reserved` last ones."""
+    (gateway/feed/tail.py), and feeds never take the `reserved` last ones."""
     limit = max_consumers if max_consumers > 0 else SERVER_DEFAULT_MAX_CONSUMERS
     room = limit - reserved - 1
     if room >= connections:

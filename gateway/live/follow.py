@@ -35,12 +35,14 @@ from litestar.response import Stream
 
 from common import catalogue as catalogues
 from common.errors import Invalid
-from gateway import datastar, metrics, reads
+from gateway import metrics
+from gateway.api import reads
 from gateway.backend import Backend
-from gateway.grants import PRINCIPAL, SQL, require_read
-from gateway.live import Answer, Hub, Key, Subscriber
-from gateway.sse import parse_last_event_id
-from gateway.wire import comment, fields, frame, retry
+from gateway.dashboard import datastar
+from gateway.feed.sse import parse_last_event_id
+from gateway.feed.wire import comment, fields, frame, retry
+from gateway.live.hub import Answer, Hub, Key, Subscriber
+from gateway.security.grants import PRINCIPAL, SQL, require_read
 
 OWN = frozenset(
     {"query", "sql", "format", "signal", "min_interval_ms", "last_event_id", reads.MIN_SEQ}

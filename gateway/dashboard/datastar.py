@@ -18,9 +18,9 @@ from typing import Any
 from common import catalogue
 from common.app import Patch
 from common.envelope import Envelope
-from gateway import render as html
-from gateway import snapshot
-from gateway.wire import fields
+from gateway.dashboard import render as html
+from gateway.feed import snapshot
+from gateway.feed.wire import fields
 
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
 Fields = list[tuple[str, str]]  # the `key value` data fields of one Datastar event

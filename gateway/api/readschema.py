@@ -26,7 +26,7 @@ from litestar.openapi.spec import (
 
 from common.app import Query
 from common.catalogue import Catalogue
-from gateway.reads import MIN_SEQ, read_path
+from gateway.api.reads import MIN_SEQ, read_path
 
 _REF = "#/components/schemas/{name}"
 _KEYS = {

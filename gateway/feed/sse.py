@@ -3,8 +3,9 @@
 Each message's `id:` is the stream sequence of its (last) event, so `Last-Event-ID`
 (header, or `last_event_id` query) resumes exactly after it on any gateway replica. A
 position that cannot be resumed gets a snapshot first, then live events. The controls
-(policy, capacity, debounce, batching, format) are parsed in `gateway/controls.py`; the
-stream loop that applies them is `gateway/stream.py` (windows and formats: `gateway/pipeline.py`).
+(policy, capacity, debounce, batching, format) are parsed in `gateway/feed/controls.py`;
+the stream loop that applies them is `gateway/feed/stream.py` (windows and formats:
+`gateway/feed/pipeline.py`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from nats.js.errors import APIError
 from common.envelope import uuid7
 from common.errors import Unavailable
 from common.subjects import valid_id
-from gateway import consumers, controls, datastar, holdings, inbox, snapshot, tail
 from gateway.backend import Backend
-from gateway.feed import ClientFeed, parse_topics
-from gateway.grants import PRINCIPAL
-from gateway.policy import Policy
-from gateway.refusals import refusal
-from gateway.stream import Session, stream
-from gateway.wire import frame
+from gateway.dashboard import datastar
+from gateway.feed import consumers, controls, holdings, inbox, snapshot, tail
+from gateway.feed.client import ClientFeed, parse_topics
+from gateway.feed.policy import Policy
+from gateway.feed.refusals import refusal
+from gateway.feed.stream import Session, stream
+from gateway.feed.wire import frame
+from gateway.security.grants import PRINCIPAL
 
 log = structlog.get_logger()
 

@@ -8,9 +8,9 @@ tells its script the lowest sequence they answered at; the script follows
 and the feed. A read model that cannot answer leaves a note instead of failing the page.
 `/ui/*` serve single fragments (a panel the script reloads after a feed snapshot); the
 chart, the totals and an app's `Panel.live` parts follow live queries
-(`/ui/live/...`, `gateway/liveviews.py`), for the views the caller may read (`data-views`).
+(`/ui/live/...`, `gateway/live/views.py`), for the views the caller may read (`data-views`).
 
-Every panel shows only what the caller's grants cover (`gateway/grants.py`: the same rule
+Every panel shows only what the caller's grants cover (`gateway/security/grants.py`: the same rule
 as the API): a query outside them is not asked and the panel says which grant it needs,
 the feed follows only the granted topics, and a caller granted none of them gets the
 sign-in page instead. A fragment whose every query is refused answers the 401/403.
@@ -32,11 +32,12 @@ from litestar.static_files import create_static_files_router
 from common import builtin, catalogue
 from common.app import Panel
 from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
-from gateway import chart, liveviews, render
 from gateway.backend import Backend
-from gateway.grants import PRINCIPAL, may_read, read_grant, topic_grant
+from gateway.dashboard import chart, render
+from gateway.live import views as liveviews
+from gateway.security.grants import PRINCIPAL, may_read, read_grant, topic_grant
 
-STATIC = Path(str(files("gateway").joinpath("static")))
+STATIC = Path(str(files("gateway.dashboard").joinpath("static")))
 _PAGE = Template((STATIC / "dashboard.html").read_text(encoding="utf-8"))
 _SIGN_IN = (STATIC / "signin.html").read_bytes()
 CHART_MINUTES = chart.MINUTES

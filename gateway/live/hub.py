@@ -43,8 +43,8 @@ from nats.aio.msg import Msg
 
 from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
 from gateway import metrics
-from gateway.auth import ACTOR
-from gateway.grants import PRINCIPAL, SQL, Principal
+from gateway.security.auth import ACTOR
+from gateway.security.grants import PRINCIPAL, SQL, Principal
 
 log = structlog.get_logger()
 EVERY = "*"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from common.errors import Invalid
 from common.settings import GatewaySettings
-from gateway.policy import Policy, parse_policy
+from gateway.feed.policy import Policy, parse_policy
 
 FORMATS = ("json", "datastar")
 _ON, _OFF = "on", "off"  # besides a number of ms: nothing else (no true/yes) is documented

@@ -14,8 +14,8 @@ import enum
 import json
 
 from common.errors import Invalid
-from gateway.window import Item, latest_per_key
-from gateway.wire import frame
+from gateway.feed.window import Item, latest_per_key
+from gateway.feed.wire import frame
 
 
 class Policy(enum.StrEnum):

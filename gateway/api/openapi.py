@@ -3,7 +3,7 @@
 Litestar sees `Response[bytes]` handlers and raw request bodies, so on its own the schema
 would promise strings where JSON objects come back, no request bodies, and none of the
 error statuses the gateway maps in one table. `complete` adds, for every operation: the
-error body of `gateway/errors.py` under each status it can answer; JSON objects for raw
+error body of `gateway/api/errors.py` under each status it can answer; JSON objects for raw
 JSON replies; the command and SQL request bodies; and, when tokens are required, the
 bearer scheme (public paths say `security: []`). Schemathesis holds us to this document.
 """
@@ -25,8 +25,8 @@ from litestar.openapi.spec import (
 )
 
 from common import catalogue
-from gateway import readschema
-from gateway.auth import credentials
+from gateway.api import readschema
+from gateway.security.auth import credentials
 
 ERRORS = {
     "400": "malformed JSON or bad parameter",

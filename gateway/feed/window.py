@@ -23,7 +23,7 @@ class Item(NamedTuple):
     pending: int = 0  # events still waiting in the stream for this client when delivered
     event: Any = None  # the decoded envelope (`common.envelope.Envelope`)
     skipped: str = ""  # why the feed cannot show this delivery (it still moves `id:` past it)
-    wire: bytes = b""  # its `json` frame, rendered once for every recipient (gateway/tail.py)
+    wire: bytes = b""  # its `json` frame, rendered once for every recipient (gateway/feed/tail.py)
 
 
 def latest_per_key(items: Iterable[Item]) -> list[Item]:

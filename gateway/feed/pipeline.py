@@ -6,16 +6,18 @@ import json
 
 from common import catalogue
 from common.errors import Invalid
-from gateway import datastar, metrics, reading
-from gateway.controls import Controls
-from gateway.window import Batcher, Debouncer, Item
-from gateway.wire import frame
+from gateway import metrics
+from gateway.dashboard import datastar
+from gateway.feed import reading
+from gateway.feed.controls import Controls
+from gateway.feed.window import Batcher, Debouncer, Item
+from gateway.feed.wire import frame
 
 
 class Writer:
     """Turns groups of items into SSE bytes in the client's format.
 
-    A skipped item (see `gateway.reading`) is written as `event: skipped` with its `id:`
+    A skipped item (see `gateway.feed.reading`) is written as `event: skipped` with its `id:`
     and `{"sequence", "subject", "reason"}` (json), as `{"sequence", "skipped"}` inside a
     batch, and as an event-log line plus the `seq` signal (datastar); so is an event the
     datastar renderer cannot render (a payload without the fields its type needs).

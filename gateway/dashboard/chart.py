@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import catalogue
-from gateway.render import e
+from gateway.dashboard.render import e
 
 PALETTE = (
     "#2563eb", "#7c3aed", "#16a34a", "#ca8a04", "#dc2626", "#0891b2", "#db2777", "#57534e",
@@ -105,7 +105,7 @@ def totals(result: Mapping[str, Any]) -> str:
     )
 
 
-LIVE = "/ui/live/analytics"  # the views of `gateway/liveviews.py` that keep these current
+LIVE = "/ui/live/analytics"  # the views of `gateway/live/views.py` that keep these current
 
 
 def chart_part(rows: Iterable[Mapping[str, Any]], minutes: int) -> str:

@@ -27,11 +27,11 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BadRequest, IronstarError, TooLarge
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, origin_of
-from gateway.auth import ACTOR, Gate, session, verifier
-from gateway.grants import PRINCIPAL, Principal
-from gateway.headers import bounded, check_correlation, check_target
-from gateway.limits import RateLimiter, check_json, read_body, replay
-from gateway.openapi import complete
+from gateway.api.openapi import complete
+from gateway.security.auth import ACTOR, Gate, session, verifier
+from gateway.security.grants import PRINCIPAL, Principal
+from gateway.security.headers import bounded, check_correlation, check_target
+from gateway.security.limits import RateLimiter, check_json, read_body, replay
 
 HEADERS = {
     b"x-content-type-options": b"nosniff",

@@ -2,9 +2,9 @@
 caught-up SSE client of the process.
 
 Every feed keeps its durable consumer (its cursor of record and its back-pressure path,
-`gateway/feed.py`), but a feed that has caught up with the stream leaves it and *joins*
+`gateway/feed/client.py`), but a feed that has caught up with the stream leaves it and *joins*
 the tail: one ordered JetStream consumer per process over all events, whose messages are
-decoded once (`gateway/reading.py`) and handed, as the same `Item`, to every joined feed
+decoded once (`gateway/feed/reading.py`) and handed, as the same `Item`, to every joined feed
 whose topics match it. A joined feed moves its consumer along with what it wrote
 (`$JS.API.CONSUMER.RESET`, lazily, like acks), so a client that returns by `client_id`
 still continues where it was.
@@ -30,9 +30,10 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from gateway import metrics, reading
-from gateway.window import Item
-from gateway.wire import frame
+from gateway import metrics
+from gateway.feed import reading
+from gateway.feed.window import Item
+from gateway.feed.wire import frame
 
 RING = 256  # messages kept for feeds that join a moment after they arrived (~1 MB at 1 KB)
 MIN_SERVER = (2, 14)  # `$JS.API.CONSUMER.RESET` came with nats-server 2.14

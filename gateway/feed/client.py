@@ -8,8 +8,8 @@ for so far was handed to the socket (or the request expired), and never for more
 slow client therefore holds at most `capacity` events in the gateway while the rest of its
 backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
 while the client is blocked, up to its safety cap and the process-wide budget of
-`gateway/holdings.py`. A feed that has caught up stops pulling and is fed by the
-process's live tail (`gateway/tail.py`); its consumer then only follows it (`reset`) and
+`gateway/feed/holdings.py`. A feed that has caught up stops pulling and is fed by the
+process's live tail (`gateway/feed/tail.py`); its consumer then only follows it (`reset`) and
 is kept alive (`touch`), until the feed falls behind and pulls it again.
 """
 
@@ -33,10 +33,11 @@ from nats.js.errors import NotFoundError
 from common import catalogue
 from common.errors import Invalid, TooManyRequests
 from common.subjects import Subjects, valid_id
-from gateway import holdings, metrics
-from gateway.inbox import Inbox
-from gateway.tail import Tail
-from gateway.window import Item
+from gateway import metrics
+from gateway.feed import holdings
+from gateway.feed.inbox import Inbox
+from gateway.feed.tail import Tail
+from gateway.feed.window import Item
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def _too_many(max_topics: int, count: int) -> TooManyRequests:
 
 
 def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") -> str:
-    """`sse_[<owner>_]<client_id>_<topics hash>`: the owner (gateway/consumers.py) binds
+    """`sse_[<owner>_]<client_id>_<topics hash>`: the owner (gateway/feed/consumers.py) binds
     the consumer to one principal when auth is on."""
     digest = hashlib.sha256(",".join(map(str, topics)).encode()).hexdigest()[:12]
     return f"sse_{owner}_{client_id}_{digest}" if owner else f"sse_{client_id}_{digest}"
@@ -150,7 +151,7 @@ class ClientFeed:
         self.held_bytes = 0
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # the live tail (gateway/tail.py): `live` holds its items while joined
+        # the live tail (gateway/feed/tail.py): `live` holds its items while joined
         self.tail: Tail | None = None
         self.live: list[Item] | None = None
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
