@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Response, get
@@ -23,6 +23,7 @@ from gateway.api.errors import HANDLERS
 from gateway.backend import Backend
 from gateway.dashboard import page as dashboard
 from gateway.feed import consumers
+from gateway.feed.process import FeedProcess
 from gateway.feed.sse import EventsController
 from gateway.live.follow import LiveController
 from gateway.live.hub import Hub
@@ -70,13 +71,12 @@ async def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=METRICS_TYPE)
 
 
-def create_app(
-    nats_settings: NatsSettings,
-    settings: GatewaySettings,
-    auth: AuthSettings | None = None,
-    limits: LimitSettings | None = None,
-) -> Litestar:
-    security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
+def _lifespan(
+    nats_settings: NatsSettings, settings: GatewaySettings
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: NATS connected, then the SSE feeds' shared parts
+    (`gateway/feed/process.py`) and the live-query hub, stopped in the reverse order and
+    NATS drained last."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -85,6 +85,13 @@ def create_app(
             nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
         )
         await consumers.check_sizing(nc, nats_settings.stream, settings)
+        app.state.feeds = await FeedProcess.start(
+            nc,
+            stream=nats_settings.stream,
+            all_events=app.state.backend.subjects.all_events,
+            settings=settings,
+            closing=app.state.closing,
+        )
         hub = app.state.live = Hub(
             settings.live_concurrency,
             settings.live_max_queries,
@@ -99,8 +106,20 @@ def create_app(
             yield
         finally:
             closer.cancel()
+            await app.state.feeds.stop()  # the feeds' last acks go out before NATS drains
             await hub.stop()
             await bus.goodbye(nc)
+
+    return lifespan
+
+
+def create_app(
+    nats_settings: NatsSettings,
+    settings: GatewaySettings,
+    auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
+) -> Litestar:
+    security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
 
     def provide_backend(state: State) -> Backend:
         backend: Backend = state.backend
@@ -120,7 +139,7 @@ def create_app(
             *security.route_handlers,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
-        lifespan=[lifespan],
+        lifespan=[_lifespan(nats_settings, settings)],
         state=State({"closing": asyncio.Event(), **security.state()}),
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -112,6 +112,7 @@ class ClientFeed:
         self,
         js: JetStreamContext,
         inbox: Inbox,
+        *,
         stream: str,
         subjects: Subjects,
         client_id: str,

@@ -18,11 +18,10 @@ is deleted as its connection ends and never lingers. And no feed takes one of th
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -162,34 +161,27 @@ async def check_sizing(nc: Any, stream: str, settings: GatewaySettings) -> None:
         log.warning("sse_limits_unreachable", problem=problem)
 
 
-def ledger_of(state: Any, settings: GatewaySettings) -> Ledger:
-    """The process's ledger, created with the first feed."""
-    ledger: Ledger | None = getattr(state, "sse_ledger", None)
-    if ledger is None:
-        ledger = Ledger(settings.sse_max_consumers_per_principal, settings.sse_inactive_s)
-        state.sse_ledger = ledger
-    return ledger
-
-
-_deleting: set[asyncio.Task[None]] = set()
-
-
 def on_close(
-    ledger: Ledger, principal: str, feed: ClientFeed, ephemeral: bool
+    ledger: Ledger,
+    principal: str,
+    feed: ClientFeed,
+    *,
+    ephemeral: bool,
+    spawn: Callable[[Coroutine[Any, Any, None]], None],
 ) -> Callable[[], None]:
     """What to do when a feed's connection ends: count its consumer as lingering, and
-    delete it at once when no one can resume it by name (a feed without `client_id`)."""
+    delete it at once when no one can resume it by name (`ephemeral`: a feed without
+    `client_id`), as work handed to `spawn` (a close never awaits)."""
 
     def closed() -> None:
         ledger.release(principal, feed.name, time.monotonic())
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # collected outside the loop: JetStream removes it in time
+        if not ephemeral:
             return
-        if ephemeral:
-            task = loop.create_task(_delete(ledger, principal, feed))
-            _deleting.add(task)  # referenced until done: a close never awaits
-            task.add_done_callback(_deleting.discard)
+        work = _delete(ledger, principal, feed)
+        try:
+            spawn(work)
+        except RuntimeError:  # collected outside the loop: JetStream removes it in time
+            work.close()
 
     return closed
 

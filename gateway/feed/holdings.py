@@ -12,7 +12,7 @@ the budget, so its client reconnects with `Last-Event-ID` and loses nothing.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from nats.aio.msg import Msg
 
@@ -57,12 +57,3 @@ class Holdings:
         self.total -= holder.held_bytes
         holder.held_bytes = 0
         self._holders.discard(holder)
-
-
-def of(state: Any, budget_bytes: int) -> Holdings:
-    """The process's holdings, created with the first unbounded feed."""
-    holdings: Holdings | None = getattr(state, "sse_holdings", None)
-    if holdings is None:
-        holdings = Holdings(budget_bytes)
-        state.sse_holdings = holdings
-    return holdings

@@ -12,11 +12,13 @@ entries, not a thousand subscriptions and their tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any, Protocol
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 
 from common.errors import TooManyRequests, Unavailable
 from gateway import metrics
@@ -49,12 +51,18 @@ class Inbox:
             )
             self._watch = asyncio.create_task(self._wake_all_on_close())
 
+    @property
+    def started(self) -> bool:
+        """Subscribed: pulled messages reach their feeds."""
+        return self._sub is not None
+
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-        self._sub = self._watch = None
+        sub, self._sub, self._watch = self._sub, None, None
+        if sub is not None:
+            with contextlib.suppress(NatsError):  # NATS already gone: nothing to undo
+                await sub.unsubscribe()
 
     def admit(self, client_id: str) -> None:
         """Count a new connection, or refuse it: 429 per client id, 503 per process."""
@@ -108,13 +116,3 @@ class Inbox:
         await self.closing.wait()
         for feed in list(self._feeds.values()):
             feed.wake()
-
-
-async def of(state: Any, nc: Client, per_client: int, total: int) -> Inbox:
-    """The process's inbox, created with the first feed."""
-    inbox: Inbox | None = getattr(state, "sse_inbox", None)
-    if inbox is None or inbox.nc is not nc:
-        inbox = Inbox(nc, state.closing, per_client, total)
-        state.sse_inbox = inbox
-    await inbox.start()
-    return inbox

@@ -20,6 +20,7 @@ the last `RING` messages, so a feed that caught up a moment ago gets the ones it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -84,6 +85,16 @@ class Tail:
             self._starting = asyncio.get_running_loop().create_task(self._start())
         if self._starting is not None:
             await asyncio.shield(self._starting)
+
+    async def stop(self) -> None:
+        """Unsubscribe (at shutdown); every member is let go first."""
+        self.break_all("the gateway is stopping")
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
 
     @property
     def ready(self) -> bool:
@@ -211,12 +222,3 @@ class Tail:
                 member.wake()
         for member in behind:
             self.leave(member, "fell behind")
-
-
-def of(state: Any, nc: Client, stream: str, all_events: str) -> Tail:
-    """The process's tail, created with the first feed."""
-    tail: Tail | None = getattr(state, "sse_tail", None)
-    if tail is None or tail.nc is not nc:
-        tail = Tail(nc, stream, all_events)
-        state.sse_tail = tail
-    return tail

@@ -16,7 +16,14 @@ from tests.support.waiting import eventually
 
 def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: Topic) -> ClientFeed:
     return ClientFeed(
-        nc.jetstream(), box, settings.stream, Subjects(settings.prefix), client, (topic,), 8, 60
+        nc.jetstream(),
+        box,
+        stream=settings.stream,
+        subjects=Subjects(settings.prefix),
+        client_id=client,
+        topics=(topic,),
+        capacity=8,
+        inactive_s=60,
     )
 
 
