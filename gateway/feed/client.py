@@ -30,8 +30,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from common import catalogue
+from common import catalogue, jetstream
 from common.errors import Invalid, TooManyRequests
+from common.jetstream import is_delivery, pull_status
 from common.subjects import Subjects, valid_id
 from gateway import metrics
 from gateway.feed import holdings
@@ -219,7 +220,7 @@ class ClientFeed:
 
     # -- called by the inbox, never awaiting ------------------------------------------
     def deliver(self, msg: Msg) -> None:
-        if msg.reply and msg.reply.startswith("$JS.ACK."):
+        if is_delivery(msg.reply):
             if self.live is not None:  # a keep-alive pull met a new event: the tail has it
                 return
             self._credit -= 1
@@ -229,14 +230,14 @@ class ClientFeed:
             if self.holdings is not None:
                 self.holdings.add(self, holdings.size(msg))
         else:
-            status = (msg.headers or {}).get("Status", "")
-            if status == "409" and "Deleted" in (msg.headers or {}).get("Description", ""):
+            status = pull_status(msg.headers)
+            if status.consumer_deleted:
                 self.gone = "the feed's consumer was deleted"
-            elif status == "503":  # no responders: the consumer is gone (its node died)
+            elif status.code == jetstream.NO_RESPONDERS:  # the consumer's node died
                 self.gone = "the feed's consumer cannot be reached"
-            elif status == "100" or self.live is not None:
+            elif status.code == jetstream.HEARTBEAT or self.live is not None:
                 return  # an idle heartbeat, or the end of a joined feed's `touch`
-            elif status == "404":  # a `no_wait` request: nothing more in the stream
+            elif status.code == jetstream.NO_MESSAGES:  # `no_wait`: nothing more in the stream
                 self.drained = True
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
             self.expired = True

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from common.errors import TooManyRequests, Unavailable
+from common.jetstream import ack_position, is_delivery
 from gateway import metrics
 
 
@@ -104,9 +105,8 @@ class Inbox:
 
     async def _on_msg(self, msg: Msg) -> None:
         reply = msg.reply
-        if reply and reply.startswith("$JS.ACK."):
-            tokens = reply.split(".")  # 9 tokens, or 12 with a JetStream domain
-            feed = self._consumers.get(tokens[3] if len(tokens) == 9 else tokens[5])
+        if is_delivery(reply):
+            feed = self._consumers.get(ack_position(reply).consumer)
         else:
             feed = self._feeds.get(msg.subject[len(self.prefix) + 1 :])
         if feed is not None:  # else: a late reply to a feed that has gone; the server redelivers

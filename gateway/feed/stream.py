@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import structlog
 from nats.aio.msg import Msg
 
+from common.jetstream import ack_position
 from common.settings import GatewaySettings
 from gateway import metrics
 from gateway.feed import reading
@@ -60,15 +61,6 @@ def stream(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     return body
 
 
-def _position(msg: Msg) -> tuple[int, int, int]:
-    """(stream sequence, delivery sequence, events still pending) from the ack subject."""
-    tokens = msg.reply.split(".")
-    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>
-        return int(tokens[5]), int(tokens[6]), int(tokens[8])
-    meta = msg.metadata
-    return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
-
-
 def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> list[Item]:
     """Items of `msgs` (undecodable ones marked skipped); each one's `pending` counts what
     comes after it for this client: the rest of `msgs`, plus `backlog` (held in the
@@ -76,7 +68,7 @@ def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> 
     items = []
     for index, m in enumerate(msgs):
         behind = backlog + len(msgs) - 1 - index
-        one = reading.item(_position(m)[0], m.subject, m.data, m.reply, behind)
+        one = reading.item(ack_position(m.reply).stream_seq, m.subject, m.data, m.reply, behind)
         if trace is not None and len(trace) < 100 and one.event is not None:
             trace.add(one.event.metadata.correlation_id)
         items.append(one)
@@ -98,13 +90,16 @@ class _Order:
 
     def admit(self, msgs: list[Msg]) -> list[Msg] | None:
         """The deliveries that are new to the client; None for a hole."""
-        first, last = _position(msgs[0])[1], _position(msgs[-1])[1]
+        first, last = (
+            ack_position(msgs[0].reply).consumer_seq,
+            ack_position(msgs[-1].reply).consumer_seq,
+        )
         if last - first != len(msgs) - 1 or self.delivered not in (None, first - 1):
             return None
         self.delivered = last
-        fresh = [m for m in msgs if _position(m)[0] > self.after]
+        fresh = [m for m in msgs if ack_position(m.reply).stream_seq > self.after]
         if fresh:
-            self.after = _position(fresh[-1])[0]
+            self.after = ack_position(fresh[-1].reply).stream_seq
         return fresh
 
     def skipped(self, last: int) -> None:
@@ -261,7 +256,7 @@ class _Run:
         if taken and not msgs:  # only redeliveries: the client has them, ack again
             await feed.ack(taken[-1].reply)
         # behind: still in the stream after the last delivery, plus held in the gateway
-        lag = _position(taken[-1])[2] + len(feed.buffer) if taken else 0
+        lag = ack_position(taken[-1].reply).pending + len(feed.buffer) if taken else 0
         return _Step(_items(msgs, self.acks.trace, lag), lag, taken, live=False)
 
     async def _touch(self, now: float) -> None:
@@ -392,7 +387,7 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
     """Pass over the backlog (acking it) until the consumer has nothing more pending."""
     feed, ctl = session.feed, session.controls
     await feed.ack(last.reply)
-    pending = _position(last)[2]
+    pending = ack_position(last.reply).pending
     idle_until = time.monotonic() + 5.0
     while (pending > 0 or feed.buffer) and not session.closing.is_set():
         if time.monotonic() > idle_until:
@@ -404,5 +399,5 @@ async def _drain(session: Session, skip: Skip, last: Msg) -> None:
         if msgs:
             skip.take(_items(msgs))
             await feed.ack(msgs[-1].reply)
-            pending, idle_until = _position(msgs[-1])[2], time.monotonic() + 5.0
+            pending, idle_until = ack_position(msgs[-1].reply).pending, time.monotonic() + 5.0
     metrics.drops.labels(ctl.policy.value).inc(skip.dropped())

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from common.jetstream import ack_position, is_delivery
 from gateway import metrics
 from gateway.feed import reading
 from gateway.feed.window import Item
@@ -176,12 +177,8 @@ class Tail:
 
     # -- the subscription -------------------------------------------------------------
     async def _on_msg(self, msg: Msg) -> None:
-        if not (msg.reply or "").startswith("$JS.ACK."):
-            return
-        tokens = msg.reply.split(".")
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>, or longer
-        seq = int(tokens[5]) if len(tokens) == 9 else msg.metadata.sequence.stream
-        self.receive(seq, msg.subject, msg.data)
+        if is_delivery(msg.reply):
+            self.receive(ack_position(msg.reply).stream_seq, msg.subject, msg.data)
 
     def receive(self, seq: int, subject: str, data: bytes) -> None:
         """Stream message `seq`: check it once, keep it in the ring, hand it to the
