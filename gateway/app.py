@@ -49,13 +49,17 @@ async def readyz(backend: Backend) -> Response[dict[str, Any]]:
             headers={"Retry-After": "5"},
         )  # fmt: skip
     try:
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
     except (TimeoutError, NatsError) as exc:
         return Response(
             {"status": "unavailable", "reason": str(exc) or type(exc).__name__}, status_code=503
         )
     return Response(
-        {"status": "ready", "stream": backend.nats.stream, "last_sequence": info.state.last_seq}
+        {
+            "status": "ready",
+            "stream": backend.nats_settings.stream,
+            "last_sequence": info.state.last_seq,
+        }
     )
 
 

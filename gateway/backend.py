@@ -26,7 +26,7 @@ _json = msgspec.json.Encoder()
 @dataclass(frozen=True)
 class Backend:
     nc: Client
-    nats: NatsSettings
+    nats_settings: NatsSettings
     settings: GatewaySettings
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     storage: StorageWatch = field(default_factory=StorageWatch)
@@ -49,8 +49,14 @@ class Backend:
         return answer.result()
 
     @property
+    def nats(self) -> NatsSettings:
+        """The old name of `nats_settings`, kept only while `gateway/live/follow.py` (owned
+        by another branch this round) still reads `backend.nats.stream`; remove with it."""
+        return self.nats_settings
+
+    @property
     def subjects(self) -> Subjects:
-        return Subjects(self.nats.prefix)
+        return Subjects(self.nats_settings.prefix)
 
     async def command(
         self,
@@ -77,7 +83,7 @@ class Backend:
                 self.nc,
                 self.subjects.command(aggregate_type),
                 _json.encode(request),
-                self.nats.request_timeout_s,
+                self.nats_settings.request_timeout_s,
                 "writer",
             )
         )
@@ -112,7 +118,7 @@ class Backend:
                 self.nc,
                 self.subjects.query(projection),
                 _json.encode(request),
-                wait + self.nats.request_timeout_s,
+                wait + self.nats_settings.request_timeout_s,
                 f"projector ({projection})",
             )
         )

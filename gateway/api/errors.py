@@ -90,9 +90,11 @@ def _validation(_request: Request[Any, Any, Any], exc: ValidationException) -> R
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == 500:
         return _unexpected(request, exc)
-    kind = {400: errors.BadRequest, 404: errors.NotFound, 413: errors.TooLarge}.get(exc.status_code)
-    if kind is not None:
-        return error_response(kind(str(exc.detail)))
+    error_class = {400: errors.BadRequest, 404: errors.NotFound, 413: errors.TooLarge}.get(
+        exc.status_code
+    )
+    if error_class is not None:
+        return error_response(error_class(str(exc.detail)))
     return Response(
         {"error": "http", "message": str(exc.detail)},
         status_code=exc.status_code,

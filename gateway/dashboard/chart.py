@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from common import catalogue
-from gateway.dashboard.render import e
+from gateway.dashboard.render import escape
 
 PALETTE = (
     "#2563eb", "#7c3aed", "#16a34a", "#ca8a04", "#dc2626", "#0891b2", "#db2777", "#57534e",
@@ -70,7 +70,7 @@ def chart(rows: Iterable[Mapping[str, Any]], minutes: int = 15, now: datetime | 
             bars.append(
                 f'<rect x="{LEFT + i * slot + 1:.1f}" y="{y:.1f}" width="{slot - 2:.1f}" '
                 f'height="{h:.1f}" fill="{colour(event_type)}">'
-                f"<title>{moment:%H:%M} {e(event_type)}: {n}</title></rect>"
+                f"<title>{moment:%H:%M} {escape(event_type)}: {n}</title></rect>"
             )
     axis = (
         f'<line x1="{LEFT}" y1="{base}" x2="{WIDTH}" y2="{base}" class="axis"/>'
@@ -94,7 +94,7 @@ def totals(result: Mapping[str, Any]) -> str:
     legend = "".join(
         f'<li><svg class="swatch" viewBox="0 0 10 10" aria-hidden="true"><rect width="10" '
         f'height="10" rx="2" fill="{colour(r["event_type"])}"/></svg>'
-        f"{e(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
+        f"{escape(r['event_type'])} <strong>{int(r['events'])}</strong></li>"
         for r in result.get("events_by_type") or []
     )
     return (

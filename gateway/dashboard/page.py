@@ -60,7 +60,7 @@ def _unavailable(what: str) -> str:
 
 
 def _not_granted(grant: str) -> str:
-    return f'<p class="note">Your sign-in does not grant <code>{render.e(grant)}</code>.</p>'
+    return f'<p class="note">Your sign-in does not grant <code>{render.escape(grant)}</code>.</p>'
 
 
 class _Asker:
@@ -91,9 +91,8 @@ class _Asker:
 
 async def _panel(panel: Panel, asker: _Asker, params: Mapping[str, str]) -> str:
     inner = await panel.render(asker, params)
-    return (
-        f'<div class="panel-slot" data-panel="{render.e(panel.name)}">{asker.notes()}{inner}</div>'
-    )
+    name = render.escape(panel.name)
+    return f'<div class="panel-slot" data-panel="{name}">{asker.notes()}{inner}</div>'
 
 
 def _feed_topics(params: Mapping[str, str]) -> list[str]:
@@ -108,8 +107,8 @@ def _feed_topics(params: Mapping[str, str]) -> list[str]:
 
 
 def _grant(topic: str) -> str:
-    kind, _, ident = topic.partition(":")
-    return topic_grant(kind, ident or None)
+    aggregate_type, _, ident = topic.partition(":")
+    return topic_grant(aggregate_type, ident or None)
 
 
 async def _analytics(backend: Backend) -> tuple[str, list[int]]:
@@ -149,21 +148,21 @@ async def page(request: Request[Any, Any, Any], backend: Backend) -> Response[An
         feed += f"&last_event_id={since}"
     return Response(
         _PAGE.substitute(
-            title=render.e(catalogue.current().app.name),
+            title=render.escape(catalogue.current().app.name),
             scripts="".join(
-                f'<script src="/app/{render.e(name)}" defer></script>\n'
+                f'<script src="/app/{render.escape(name)}" defer></script>\n'
                 for name in catalogue.current().app.scripts
             ),
             panels="\n".join(rendered),
             analytics=analytics,
             seq="" if since is None else since,
-            signals=render.e(json.dumps({"seq": "" if since is None else since})),
-            feed=render.e(feed),
-            views=render.e(" ".join(liveviews.granted(params))),
+            signals=render.escape(json.dumps({"seq": "" if since is None else since})),
+            feed=render.escape(feed),
+            views=render.escape(" ".join(liveviews.granted(params))),
             mode="datastar" if url else "lite",
             datastar=(
                 '<script src="/static/bundle-watch.js"></script>'
-                f'<script type="module" id="datastar" src="{render.e(url)}"></script>'
+                f'<script type="module" id="datastar" src="{render.escape(url)}"></script>'
                 if url
                 else '<script src="/static/datastar-lite.js" defer></script>'
             ),

@@ -65,16 +65,16 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
         raise _too_many(max_topics, len(parts))
     topics = set()
     for part in parts:
-        kind, _, ident = part.strip().partition(":")
+        aggregate_type, _, ident = part.strip().partition(":")
         aggregates = catalogue.current().aggregates
-        if kind not in aggregates:
+        if aggregate_type not in aggregates:
             known = ", ".join(sorted(aggregates))
             raise Invalid(
-                f"topics: unknown aggregate type {kind[:80]!r} in {part[:100]!r}; "
+                f"topics: unknown aggregate type {aggregate_type[:80]!r} in {part[:100]!r}; "
                 f"use type or type:id, comma separated (types: {known})",
                 field="topics",
             )
-        topics.add(Topic(kind, valid_id(ident, "topics") if ident else None))
+        topics.add(Topic(aggregate_type, valid_id(ident, "topics") if ident else None))
     wide = {t.aggregate_type for t in topics if t.aggregate_id is None}
     kept = sorted(
         (t for t in topics if t.aggregate_id is None or t.aggregate_type not in wide), key=str

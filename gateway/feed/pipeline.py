@@ -14,7 +14,7 @@ from gateway.feed.window import Batcher, Debouncer, Item
 from gateway.feed.wire import frame
 
 
-class Writer:
+class Renderer:
     """Turns groups of items into SSE bytes in the client's format.
 
     A skipped item (see `gateway.feed.reading`) is written as `event: skipped` with its `id:`

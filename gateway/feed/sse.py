@@ -198,7 +198,7 @@ def _client_feed(
     feed = ClientFeed(
         backend.nc.jetstream(),
         feeds.inbox,
-        stream=backend.nats.stream,
+        stream=backend.nats_settings.stream,
         subjects=backend.subjects,
         client_id=client,
         topics=request.topics,
@@ -220,7 +220,7 @@ async def _position(
     refusals become 4xx (`refusals.py`), NATS trouble 503."""
     feeds.ledger.opening += new  # counted against the stream's headroom until it exists
     try:
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
         if new:
             consumers.check_headroom(info.state.consumer_count, info.config.max_consumers or 0,
                                      backend.settings.sse_reserved_consumers,

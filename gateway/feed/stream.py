@@ -24,7 +24,7 @@ from gateway import metrics
 from gateway.feed import reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
-from gateway.feed.pipeline import Pipeline, Writer
+from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
 from gateway.feed.window import Item
@@ -129,7 +129,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if step.items and run.plain and step.live:  # the tail's frames, as they are
                 metrics.client_lag.observe(step.lag)
                 started = time.perf_counter()
-                yield b"".join([i.wire or run.writer.one(i) for i in step.items])
+                yield b"".join([i.wire or run.renderer.one(i) for i in step.items])
                 metrics.emit_seconds.observe(time.perf_counter() - started)
                 await run.acks.written(step.items[-1], len(step.items))
                 run.wrote()
@@ -186,7 +186,7 @@ class _Run:
         settings = session.settings
         self.keepalive_s = settings.sse_keepalive_s
         self.loop = asyncio.get_running_loop()
-        self.writer, self.pipeline = Writer(self.ctl), Pipeline(self.ctl)
+        self.renderer, self.pipeline = Renderer(self.ctl), Pipeline(self.ctl)
         if self.ctl.policy is Policy.UNBOUNDED:
             self.feed.cap = settings.sse_unbounded_cap
         self.acks = _Acks(self.feed, self.ctl.capacity, self.loop, session.client_id,
@@ -281,13 +281,13 @@ class _Run:
         groups += self.pipeline.push(items, now)
         if skip is not None and ctl.policy is Policy.DROP_NEWEST:
             groups += self.pipeline.flush()  # held back by a window: still owed
-        chunks = [self.writer.group(g) for g in groups]
+        chunks = [self.renderer.group(g) for g in groups]
         if skip is not None:
             metrics.lags.inc()
             await _drain(self.session, skip, step.taken[-1])
             self.order.skipped(skip.last)
             kept = skip.kept()
-            chunks.append(skip.notice() + (self.writer.group(kept) if kept else b""))
+            chunks.append(skip.notice() + (self.renderer.group(kept) if kept else b""))
         if groups and skip is None:  # every byte is a delivery: ack once written
             return b"".join(chunks), (groups[-1][-1], sum(map(len, groups)))
         return b"".join(chunks), None
@@ -309,7 +309,7 @@ class _Run:
         if self.feed.gone:
             log.warning("sse_feed_gone", client_id=self.session.client_id, reason=self.feed.gone)
         self._rest = self.pipeline.flush()
-        return b"".join(self.writer.group(g) for g in self._rest)
+        return b"".join(self.renderer.group(g) for g in self._rest)
 
     async def written_rest(self) -> None:
         """The bytes of `finish` went to the socket."""

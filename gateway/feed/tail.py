@@ -54,7 +54,7 @@ class Member(Protocol):
 
 
 def _index(filters: Iterable[str]) -> list[tuple[str, str]]:
-    """`(kind, key)` per filter: `all`, `type` (`<p>.events.<type>.*`) or `exact` subject."""
+    """`(match, key)` per filter: `all`, `type` (`<p>.events.<type>.*`) or `exact` subject."""
     out = []
     for f in filters:
         head, _, last = f.rpartition(".")
@@ -132,8 +132,8 @@ class Tail:
         live: list[Item] = []
         member.live = live
         self._keys[member] = keys
-        for kind, key in keys:
-            self._table(kind, key)[member] = after
+        for match, key in keys:
+            self._table(match, key)[member] = after
         live.extend(i for i in self.ring if i.seq > after and self._wants(keys, i))
         if len(live) > member.capacity:
             self.leave(member, "behind already")
@@ -144,11 +144,11 @@ class Tail:
         return True
 
     def leave(self, member: Member, reason: str = "") -> None:
-        for kind, key in self._keys.pop(member, ()):
-            table = self._table(kind, key)
+        for match, key in self._keys.pop(member, ()):
+            table = self._table(match, key)
             table.pop(member, None)
-            if not table and kind != "all":
-                (self._types if kind == "type" else self._exact).pop(key, None)
+            if not table and match != "all":
+                (self._types if match == "type" else self._exact).pop(key, None)
         if member.live is not None:
             member.live = None
             if reason:
@@ -161,17 +161,17 @@ class Tail:
     def members(self) -> int:
         return len(self._keys)
 
-    def _table(self, kind: str, key: str) -> dict[Member, int]:
-        if kind == "all":
+    def _table(self, match: str, key: str) -> dict[Member, int]:
+        if match == "all":
             return self._all
-        return (self._types if kind == "type" else self._exact).setdefault(key, {})
+        return (self._types if match == "type" else self._exact).setdefault(key, {})
 
     @staticmethod
     def _wants(keys: list[tuple[str, str]], item: Item) -> bool:
         subject = reading.subject_of(item)
-        kind = subject.rsplit(".", 2)[-2]
+        aggregate_type = subject.rsplit(".", 2)[-2]
         return any(
-            k == "all" or (k == "type" and v == kind) or (k == "exact" and v == subject)
+            k == "all" or (k == "type" and v == aggregate_type) or (k == "exact" and v == subject)
             for k, v in keys
         )
 

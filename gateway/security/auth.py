@@ -154,10 +154,10 @@ class Gate:
             )
         if self.check is None:
             return None
-        kind = credentials(method, path)
-        if kind == "none":
+        need = credentials(method, path)
+        if need == "none":
             return None
-        if kind == "optional":  # a page: an expired cookie gets the sign-in prompt
+        if need == "optional":  # a page: an expired cookie gets the sign-in prompt
             try:
                 return self.authenticate(method, headers, scheme)
             except Unauthorized:

@@ -75,9 +75,9 @@ class Security:
 
     def page_csp(self, html: bytes) -> bytes:
         scripts, styles = ["'self'"], ["'self'"]
-        for kind, body in _INLINE.findall(html):
+        for tag, body in _INLINE.findall(html):
             digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
-            (scripts if kind.lower() == b"script" else styles).append(f"'sha256-{digest}'")
+            (scripts if tag.lower() == b"script" else styles).append(f"'sha256-{digest}'")
         if self.gateway.datastar_url:
             parts = urlsplit(self.gateway.datastar_url)
             scripts.append(f"{parts.scheme}://{parts.netloc}")
@@ -177,8 +177,8 @@ def _with_page_csp(send: Send, security: Security) -> Send:
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            kind = MutableScopeHeaders.from_message(message).get("content-type", "")
-            if kind.startswith("text/html"):
+            content_type = MutableScopeHeaders.from_message(message).get("content-type", "")
+            if content_type.startswith("text/html"):
                 held.append(message)
                 return
         if held and message["type"] == "http.response.body":
