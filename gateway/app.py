@@ -123,6 +123,10 @@ def create_app(
     auth: AuthSettings | None = None,
     limits: LimitSettings | None = None,
 ) -> Litestar:
+    """The gateway's Litestar app: health, metrics, commands, SQL, the catalogue's reads, the SSE
+    feed, live queries and the dashboard, behind the front door (`gateway/security/`); NATS, the
+    feeds' shared parts and the live hub open in its lifespan. `auth`/`limits` default to their
+    settings' defaults (auth off: loopback only, see `bind_notice`)."""
     security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
 
     def provide_backend(state: State) -> Backend:

@@ -25,6 +25,11 @@ _json = msgspec.json.Encoder()
 
 @dataclass(frozen=True)
 class Backend:
+    """The gateway's port to the writers and projectors: requests over NATS on `nc` with the
+    subjects of `nats_settings`, answered 503 once `closing` is set, and commands refused while
+    `storage` reports the event store's disk full. One per process, provided to handlers as the
+    `backend` dependency."""
+
     nc: Client
     nats_settings: NatsSettings
     settings: GatewaySettings
@@ -56,6 +61,7 @@ class Backend:
 
     @property
     def subjects(self) -> Subjects:
+        """The NATS subjects under this deployment's prefix (`common.subjects.Subjects`)."""
         return Subjects(self.nats_settings.prefix)
 
     async def command(

@@ -63,6 +63,10 @@ async def serve(
     auth: AuthSettings | None = None,
     limits: LimitSettings | None = None,
 ) -> None:
+    """Run the gateway until `stop` is set: bind `settings.host:port` (refused off loopback without
+    auth, see `bind_notice`), call `ready` with a line for the operator, then on stop set the app's
+    `closing` (open feeds end with a `retry:`) and let uvicorn finish within 3 s. Raises Unavailable
+    when the server stops while starting."""
     auth, limits = auth or AuthSettings(), limits or LimitSettings()
     notice = bind_notice(settings.host, verifier(auth))
     app = create_app(nats_settings, settings, auth, limits)

@@ -50,6 +50,9 @@ def _if_match(value: str | None) -> int | None:
 
 
 class CommandController(Controller):
+    """`POST /api/commands/{aggregate_type}/{aggregate_id}`: one command, forwarded to a writer over
+    NATS."""
+
     path = "/api/commands"
     tags = ["commands"]
 
@@ -88,6 +91,8 @@ def _not_json(why: str) -> BadRequest:
 
 
 class SqlController(Controller):
+    """`POST /api/sql`: one read-only SELECT over the read models, run by a projector replica."""
+
     path = "/api"
     tags = ["read models"]
 

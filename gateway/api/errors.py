@@ -43,6 +43,9 @@ STATUS: dict[type[errors.IronstarError], int] = {
 
 
 def error_response(exc: errors.IronstarError) -> Response[dict[str, Any]]:
+    """The HTTP answer for an Ironstar error: the status from `STATUS` (500 for a class not in it),
+    body `{"error": code, "message", **detail}`, `Retry-After` when the error carries `retry_after`
+    (seconds), and the `WWW-Authenticate` challenge on a 401 (RFC 6750)."""
     status = STATUS.get(type(exc), 500)
     headers = {}
     if "retry_after" in exc.detail:

@@ -29,6 +29,7 @@ TAG = "read models"
 
 
 def read_path(projection: str, query: str) -> str:
+    """The route of a catalogue query: `/api/read/<projection>/<query>`."""
     return f"/api/read/{projection}/{query}"
 
 
@@ -45,6 +46,8 @@ def params_of(
 
 
 def min_seq(values: Mapping[str, str]) -> int:
+    """The `min_seq` parameter (read-your-writes: the stream sequence the answer must include) from
+    the query string; 0 when absent, 422 unless a whole number of at most 19 digits."""
     text = values.get(MIN_SEQ, "0")
     if not (text.isascii() and text.isdigit() and len(text) <= 19):
         raise Invalid(f"min_seq must be a stream sequence ≥ 0, got {text[:40]!r}", field=MIN_SEQ)

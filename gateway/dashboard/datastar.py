@@ -41,6 +41,8 @@ def patch_elements(elements: str = "", selector: str | None = None, mode: str = 
 
 
 def patch_signals(signals: Mapping[str, Any]) -> Fields:
+    """The fields of a `datastar-patch-signals` event: `signals` as compact JSON (values JSON cannot
+    hold, e.g. datetimes, as their `str`)."""
     return [("signals", json.dumps(signals, separators=(",", ":"), default=str))]
 
 

@@ -8,6 +8,8 @@ __all__ = ["escape", "event_line", "skipped_line"]
 
 
 def event_line(sequence: int, event_type: str, aggregate_type: str, aggregate_id: str) -> str:
+    """The event log's line for one event: `<li id="ev-<sequence>">` with its type and
+    `<aggregate_type>:<aggregate_id>`, every value escaped."""
     return (
         f'<li id="ev-{sequence}"><code>#{sequence}</code> {escape(event_type)} '
         f"<small>{escape(aggregate_type)}:{escape(aggregate_id)}</small></li>"

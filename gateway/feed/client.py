@@ -43,6 +43,9 @@ from gateway.feed.window import Item
 
 @dataclass(frozen=True, slots=True)
 class Topic:
+    """One part of a feed's `topics`: an aggregate type, and one id of it or None for all of its
+    aggregates; `str()` is its canonical `type[:id]` form."""
+
     aggregate_type: str
     aggregate_id: str | None = None
 
@@ -101,6 +104,13 @@ def consumer_name(client_id: str, topics: tuple[Topic, ...], owner: str = "") ->
 
 class ClientFeed:
     # thousands per gateway: no instance dict (issue 15, memory per idle client)
+    """One SSE connection's durable consumer (see the module docstring). Fed by the inbox
+    (`deliver`, `wake`, never awaiting) or the live tail (`live`), read by the stream loop (`ask`,
+    `wait`, `take`, `ack`). `capacity` bounds what it holds (events), `inactive_s` is how long
+    JetStream keeps the consumer after its last pull (seconds), `max_ack_pending` the consumer's
+    bound (default `capacity`; `unbounded` asks for more), `owner` binds the name to a principal
+    (`consumers.owner`), `held` the process's `unbounded` memory budget."""
+
     __slots__ = (
         "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
@@ -220,6 +230,9 @@ class ClientFeed:
 
     # -- called by the inbox, never awaiting ------------------------------------------
     def deliver(self, msg: Msg) -> None:
+        """Take one message of a pull request (called by the inbox, never awaiting): a delivery is
+        buffered (or ignored while the tail feeds this feed); a status reply ends the request, and a
+        deleted or unreachable consumer sets `gone`. Wakes the stream loop."""
         if is_delivery(msg.reply):
             if self.live is not None:  # a keep-alive pull met a new event: the tail has it
                 return
@@ -228,7 +241,7 @@ class ClientFeed:
                 return
             self.buffer.append(msg)
             if self.holdings is not None:
-                self.holdings.add(self, holdings.size(msg))
+                self.holdings.add(self, holdings.size_bytes(msg))
         else:
             status = pull_status(msg.headers)
             if status.consumer_deleted:
@@ -268,6 +281,7 @@ class ClientFeed:
         self._wake.set()
 
     def wake(self) -> None:
+        """Wake the stream loop (the gateway is closing, or the tail handed over items)."""
         self._wake.set()
 
     def left(self, reason: str) -> None:
@@ -338,18 +352,18 @@ class ClientFeed:
         body = json.dumps(request).encode()
         await self.inbox.nc.publish(self._next, body, reply=self._reply)
 
-    async def wait(self, timeout: float) -> None:
-        """Until a delivery, the end of a pull request, a wake-up or `timeout` seconds.
+    async def wait(self, timeout_s: float) -> None:
+        """Until a delivery, the end of a pull request, a wake-up or `timeout_s` seconds.
 
         One timer per feed, moved only when the wake-up must come sooner: a timer that
         fires late for a deadline that moved on is a spurious wake-up, and cheaper than a
         new timer per delivery.
         """
         busy = self.buffer or self.live or self.expired or self.fell
-        if not (busy or self._wake.is_set()) and timeout > 0:
+        if not (busy or self._wake.is_set()) and timeout_s > 0:
             loop = asyncio.get_running_loop()
             now = loop.time()
-            when = now + timeout
+            when = now + timeout_s
             timer = self._timer
             if timer is None or timer.cancelled() or not now < timer.when() <= when:
                 if self._timer is not None:
@@ -359,10 +373,12 @@ class ClientFeed:
         self._wake.clear()
 
     def take(self, limit: int) -> list[Msg]:
+        """Up to `limit` buffered deliveries, oldest first, removed from the buffer (and from the
+        `unbounded` memory budget)."""
         count = min(limit, len(self.buffer))
         taken = [self.buffer.popleft() for _ in range(count)]
         if self.holdings is not None and taken:
-            self.holdings.remove(self, sum(map(holdings.size, taken)))
+            self.holdings.remove(self, sum(map(holdings.size_bytes, taken)))
         return taken
 
     async def ack(self, reply: str) -> None:
@@ -370,6 +386,9 @@ class ClientFeed:
         await self.inbox.nc.publish(reply, b"+ACK")
 
     def close(self) -> None:
+        """Give up the feed (once the response ends): leave the tail, cancel its timer and refill,
+        unregister from the inbox, drop what it holds, then run `on_close` once. The consumer itself
+        stays for a client that returns by `client_id` (JetStream removes it after `inactive_s`)."""
         self.cap = None
         if self.tail is not None:
             self.tail.leave(self)

@@ -101,6 +101,8 @@ class Ledger:
             del held[consumer]
 
     def held(self, principal: str) -> int:
+        """How many consumers `principal` holds on this gateway (open, or lingering after their last
+        connection)."""
         return len(self._held.get(principal, ()))
 
     def _sweep(self, now: float) -> None:

@@ -16,6 +16,9 @@ _ON, _OFF = "on", "off"  # besides a number of ms: nothing else (no true/yes) is
 
 @dataclass(frozen=True, slots=True)
 class Controls:
+    """A feed's controls, parsed and capped (`parse`): windows in seconds (None: off), `capacity`
+    and `batch_max` in events, `format` `json` or `datastar`."""
+
     policy: Policy
     capacity: int
     debounce_s: float | None  # None: off
@@ -51,6 +54,8 @@ def _whole(value: str, field: str, expected: str, least: int = 0) -> int:
 
 
 def parse_format(value: str | None, datastar_request: bool) -> str:
+    """The feed's format: `json` or `datastar`; absent or empty → `datastar` for a Datastar request
+    (`Datastar-Request` header), else `json`; anything else is Invalid (422) naming `format`."""
     if value is None or value == "":
         return "datastar" if datastar_request else "json"
     if value not in FORMATS:
@@ -72,6 +77,10 @@ def parse(
     format: str | None,
     datastar_request: bool,
 ) -> Controls:
+    """The controls of one `GET /api/events` from its query strings: defaults and caps from
+    `settings` (`sse_capacity`, `sse_max_capacity`, `sse_debounce_ms`, `sse_batch_ms`,
+    `sse_max_window_ms`, ...). Invalid (422) naming the first parameter that cannot be understood.
+    """
     cap = settings.sse_max_window_ms
     return Controls(
         policy=parse_policy(policy),

@@ -24,36 +24,48 @@ REASON = (
 
 
 class Holder(Protocol):
+    """A feed that holds deliveries in memory (`ClientFeed`): `held_bytes` counted here."""
+
     held_bytes: int
 
-    def overflow(self, reason: str) -> None: ...
+    def overflow(self, reason: str) -> None:
+        """Drop everything held and end the feed with a notice saying `reason`."""
 
 
-def size(msg: Msg) -> int:
+def size_bytes(msg: Msg) -> int:
+    """The bytes one held delivery costs: body, subject and ack subject plus `OVERHEAD` (measured
+    with tracemalloc)."""
     return len(msg.data) + len(msg.subject) + len(msg.reply or "") + OVERHEAD
 
 
 class Holdings:
+    """The bytes every `unbounded` feed of the process holds, against `budget_bytes`
+    (`sse_unbounded_budget_bytes`): past it, the feed holding the most overflows (see the module
+    docstring)."""
+
     def __init__(self, budget_bytes: int) -> None:
-        self.budget = budget_bytes
-        self.total = 0
+        self.budget_bytes = budget_bytes
+        self.total_bytes = 0
         self._holders: set[Holder] = set()
 
-    def add(self, holder: Holder, count: int) -> None:
+    def add(self, holder: Holder, nbytes: int) -> None:
+        """`holder` now holds `nbytes` more; past the budget the largest holder overflows (and gives
+        back what it held through `drop`)."""
         self._holders.add(holder)
-        holder.held_bytes += count
-        self.total += count
-        if self.total > self.budget:
+        holder.held_bytes += nbytes
+        self.total_bytes += nbytes
+        if self.total_bytes > self.budget_bytes:
             largest = max(self._holders, key=lambda h: h.held_bytes)
             largest.overflow(REASON)  # gives back what it held (`drop`)
 
-    def remove(self, holder: Holder, count: int) -> None:
-        count = min(count, holder.held_bytes)
-        holder.held_bytes -= count
-        self.total -= count
+    def remove(self, holder: Holder, nbytes: int) -> None:
+        """`holder` handed `nbytes` to its socket (never more than it holds)."""
+        nbytes = min(nbytes, holder.held_bytes)
+        holder.held_bytes -= nbytes
+        self.total_bytes -= nbytes
 
     def drop(self, holder: Holder) -> None:
         """Everything `holder` held is gone (overflowed or closed)."""
-        self.total -= holder.held_bytes
+        self.total_bytes -= holder.held_bytes
         holder.held_bytes = 0
         self._holders.discard(holder)

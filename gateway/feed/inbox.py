@@ -26,12 +26,20 @@ from gateway import metrics
 
 
 class Receiver(Protocol):
-    def deliver(self, msg: Msg) -> None: ...
+    """A feed the inbox routes to (`ClientFeed`); neither method may await."""
 
-    def wake(self) -> None: ...
+    def deliver(self, msg: Msg) -> None:
+        """Take a delivery or a status reply of one of the feed's pull requests."""
+
+    def wake(self) -> None:
+        """Wake the feed's stream loop (the gateway is closing)."""
 
 
 class Inbox:
+    """The process's one subscription `<inbox>.*` for every feed's pull requests (see the module
+    docstring), and its connection limits: `per_client` open connections per client id (429) and
+    `total` for the process (503). Started and stopped with the app (`gateway/feed/process.py`)."""
+
     def __init__(self, nc: Client, closing: asyncio.Event, per_client: int, total: int) -> None:
         self.nc = nc
         self.closing = closing
@@ -46,6 +54,7 @@ class Inbox:
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Subscribe (once), and wake every registered feed when `closing` is set."""
         if self._sub is None:
             self._sub = await self.nc.subscribe(
                 f"{self.prefix}.*", cb=self._on_msg, pending_msgs_limit=0, pending_bytes_limit=0
@@ -58,6 +67,8 @@ class Inbox:
         return self._sub is not None
 
     async def stop(self) -> None:
+        """Unsubscribe and stop watching `closing`; a NATS connection already gone is not
+        an error."""
         if self._watch is not None:
             self._watch.cancel()
         sub, self._sub, self._watch = self._sub, None, None
@@ -83,6 +94,7 @@ class Inbox:
         metrics.connections.inc()
 
     def release(self, client_id: str) -> None:
+        """A connection of `client_id` ended (one `admit` given back)."""
         self._clients[client_id] -= 1
         if self._clients[client_id] <= 0:
             del self._clients[client_id]
@@ -100,6 +112,8 @@ class Inbox:
         return f"{self.prefix}.{token}"
 
     def unregister(self, token: str, consumer: str) -> None:
+        """Stop routing to the feed registered with `token` and `consumer` (late replies are
+        dropped; the server redelivers what was not acked)."""
         if self._feeds.pop(token, None) is not None:
             self._consumers.pop(consumer, None)
 

@@ -28,6 +28,8 @@ class Renderer:
         self.batched = ctl.batch_s is not None
 
     def one(self, item: Item) -> bytes:
+        """One item as SSE bytes: its `json` frame (`event: <type>`, `id: <sequence>`, the envelope
+        as `data:`; the tail's ready-made frame when it has one), or its Datastar events."""
         if item.wire and not self.datastar:
             return item.wire
         if item.skipped:
@@ -46,6 +48,8 @@ class Renderer:
         return frame(json.dumps(body), event="skipped", id=item.seq)
 
     def group(self, items: list[Item]) -> bytes:
+        """A group of items as SSE bytes: each on its own, or with batching on (json) one `event:
+        batch` whose `data:` is a JSON array and whose `id:` is the group's last sequence."""
         if not self.batched or self.datastar:
             return b"".join(map(self.one, items))
         metrics.batch_sizes.observe(len(items))
@@ -81,6 +85,7 @@ class Pipeline:
         return [*self.batch.due(now), *self.batch.add(items, now)]
 
     def deadline(self) -> float | None:
+        """When (event-loop time, seconds) a window closes next; None when none is open."""
         if self.debounce is None and self.batch is None:
             return None
         times = [t for t in (self._d(self.debounce), self._d(self.batch)) if t is not None]
@@ -91,6 +96,8 @@ class Pipeline:
         return op.deadline() if op is not None else None
 
     def flush(self) -> list[list[Item]]:
+        """Everything the windows hold, as groups, now (a dropping policy skips ahead, or the feed
+        ends)."""
         items = self.debounce.flush() if self.debounce is not None else []
         if self.batch is None:
             return [items] if items else []

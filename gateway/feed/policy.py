@@ -19,6 +19,9 @@ from gateway.feed.wire import frame
 
 
 class Policy(enum.StrEnum):
+    """The four overflow policies of the table above; the value is the `policy` parameter's
+    spelling."""
+
     BLOCK = "block"
     DROP_OLDEST = "drop-oldest"
     DROP_NEWEST = "drop-newest"
@@ -26,6 +29,8 @@ class Policy(enum.StrEnum):
 
 
 def parse_policy(value: str | None) -> Policy:
+    """The `policy` parameter: absent or empty → `block`; an unknown one is Invalid (422) naming
+    `policy` and listing the four."""
     if value is None or value == "":
         return Policy.BLOCK
     try:
@@ -55,6 +60,8 @@ class Skip:
         self._kept: list[Item] = []
 
     def take(self, items: list[Item]) -> None:
+        """Pass over `items` (in stream order): counted, the range's first and last sequence kept,
+        and for drop-oldest the latest event per aggregate kept to be sent."""
         if not items:
             return
         self.first = self.first or items[0].seq
@@ -68,6 +75,7 @@ class Skip:
         return self._kept
 
     def dropped(self) -> int:
+        """How many events the client will never get: passed over, minus those kept."""
         return self.count - len(self._kept)
 
     def notice(self) -> bytes:
@@ -85,6 +93,9 @@ class Skip:
 
 
 def unbounded_notice(cap: int, held: int, reason: str = "buffer over its cap") -> bytes:
+    """The `event: lag` that ends an `unbounded` feed: `{"policy": "unbounded", "reason", "cap"
+    (events), "dropped" (the `held` events thrown away), "action"}`, without an `id:`, so the client
+    reconnects with the last `Last-Event-ID` it has and loses nothing."""
     body = {
         "policy": Policy.UNBOUNDED.value,
         "reason": reason,

@@ -36,6 +36,10 @@ log = structlog.get_logger()
 
 @dataclass
 class Session:
+    """One SSE response's parts: its feed and controls, the gateway's settings and `closing` event,
+    the connection's `client_id` (as counted by the inbox), the process's `background` for the last
+    ack, and `after`, the stream sequence the client has everything up to."""
+
     feed: ClientFeed
     controls: Controls
     settings: GatewaySettings

@@ -48,9 +48,11 @@ class Member(Protocol):
     live: list[Item] | None
     capacity: int
 
-    def wake(self) -> None: ...
+    def wake(self) -> None:
+        """Items were appended to `live`."""
 
-    def left(self, reason: str) -> None: ...
+    def left(self, reason: str) -> None:
+        """The tail let it go for `reason`: it pulls its consumer again."""
 
 
 def _index(filters: Iterable[str]) -> list[tuple[str, str]]:
@@ -68,6 +70,9 @@ def _index(filters: Iterable[str]) -> list[tuple[str, str]]:
 
 
 class Tail:
+    """The process's live tail (see the module docstring): one ordered consumer over `all_events` of
+    `stream`, started with the first feed (`start`), stopped with the app (`stop`)."""
+
     def __init__(self, nc: Client, stream: str, all_events: str) -> None:
         self.nc, self.stream, self.all_events = nc, stream, all_events
         self.last = -1  # the stream sequence of the last message seen; -1: not started
@@ -99,9 +104,12 @@ class Tail:
 
     @property
     def ready(self) -> bool:
+        """Subscribed: feeds may join."""
         return self.last >= 0
 
     def supported(self) -> bool:
+        """The connected nats-server has `$JS.API.CONSUMER.RESET` (2.14 or newer), which joined
+        feeds need to move their consumers."""
         version = self.nc.connected_server_version
         return (version.major, version.minor) >= MIN_SERVER
 
@@ -144,6 +152,8 @@ class Tail:
         return True
 
     def leave(self, member: Member, reason: str = "") -> None:
+        """Let `member` go (it stops getting items; `live` becomes None); with a `reason`, it is
+        told (`left`) so it pulls its consumer again."""
         for match, key in self._keys.pop(member, ()):
             table = self._table(match, key)
             table.pop(member, None)
@@ -155,10 +165,13 @@ class Tail:
                 member.left(reason)
 
     def break_all(self, reason: str) -> None:
+        """Let every member go, telling each `reason` (a hole in the stream, or the gateway
+        stopping)."""
         for member in list(self._keys):
             self.leave(member, reason)
 
     def members(self) -> int:
+        """How many feeds are joined."""
         return len(self._keys)
 
     def _table(self, match: str, key: str) -> dict[Member, int]:

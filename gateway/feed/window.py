@@ -53,6 +53,8 @@ class Debouncer:
         self.superseded = 0  # events replaced by a later one of the same aggregate
 
     def add(self, item: Item, now: float) -> list[Item]:
+        """Hold `item` (at `now`, event-loop seconds), replacing the held one of its aggregate; a
+        critical event type flushes the group at once and is returned with it."""
         if not self._pending:
             self._first = now
         self._last = now
@@ -64,15 +66,19 @@ class Debouncer:
         return []
 
     def deadline(self) -> float | None:
+        """When (event-loop seconds) the held group is due: `window_s` after the last event, at most
+        `max_wait_s` after the first; None when nothing is held."""
         if not self._pending:
             return None
         return min(self._last + self.window_s, self._first + self.max_wait_s)
 
     def due(self, now: float) -> list[Item]:
+        """The held group if its deadline has passed at `now`, else nothing."""
         deadline = self.deadline()
         return self.flush() if deadline is not None and now >= deadline else []
 
     def flush(self) -> list[Item]:
+        """Everything held, in sequence order, now."""
         out = list(self._pending.values())
         self._pending = {}
         return out
@@ -89,6 +95,8 @@ class Batcher:
         self._opened = 0.0
 
     def add(self, items: Sequence[Item], now: float) -> list[list[Item]]:
+        """Add `items` (at `now`, event-loop seconds); returns the batches that reached
+        `max_size`."""
         out: list[list[Item]] = []
         for item in items:
             if not self._items:
@@ -99,12 +107,16 @@ class Batcher:
         return out
 
     def deadline(self) -> float | None:
+        """When (event-loop seconds) the open batch is due: `window_s` after its first item; None
+        when none is open."""
         return self._opened + self.window_s if self._items else None
 
     def due(self, now: float) -> list[list[Item]]:
+        """The open batch if its deadline has passed at `now`, else nothing."""
         deadline = self.deadline()
         return [self.flush()] if deadline is not None and now >= deadline else []
 
     def flush(self) -> list[Item]:
+        """The open batch (possibly empty), now."""
         out, self._items = self._items, []
         return out

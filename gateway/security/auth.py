@@ -63,6 +63,8 @@ def verifier(settings: AuthSettings) -> Verifier | None:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether `host` (a name, an IPv4 or an IPv6 address, bracketed or not) only listens on this
+    machine: `localhost` or a loopback address."""
     if host == "localhost":
         return True
     try:
@@ -129,6 +131,9 @@ def _is_read(path: str) -> bool:
 
 @dataclass(frozen=True)
 class Gate:
+    """The front door's check of who is asking: tokens verified by `check` (None: auth off), the
+    session cookie `cookie_name` honoured for same-origin requests of `public_origin`."""
+
     check: Verifier | None
     cookie_name: str
     public_origin: str = ""  # normalised `IRONSTAR_GATEWAY_PUBLIC_ORIGIN`, '' when unset
@@ -168,6 +173,8 @@ class Gate:
         return claims
 
     def authenticate(self, method: str, headers: Mapping[str, str], scheme: str) -> Claims:
+        """The verified claims of the request's bearer token or session cookie; 401 when there is
+        none, it does not verify, or a cookie comes with an unsafe method from another origin."""
         assert self.check is not None
         token = self._token(method, headers, scheme)
         if token is None:
@@ -243,18 +250,18 @@ async def session(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     if "authorization" not in request.headers:
         raise Unauthorized("send the token as `Authorization: Bearer <token>` to open a session")
     claims = gate.authenticate("POST", request.headers, request.url.scheme)
-    max_age = max(0, claims.expires - int(time.time()))
+    max_age_s = max(0, claims.expires - int(time.time()))
     body = {"subject": claims.subject, "scopes": sorted(claims.scopes), "expires": claims.expires}
     token = request.headers["authorization"].strip().partition(" ")[2].strip()
-    return Response(body, cookies=[_cookie(request, gate.cookie_name, token, max_age)])
+    return Response(body, cookies=[_cookie(request, gate.cookie_name, token, max_age_s)])
 
 
-def _cookie(request: Request[Any, Any, Any], name: str, value: str, max_age: int) -> Cookie:
+def _cookie(request: Request[Any, Any, Any], name: str, value: str, max_age_s: int) -> Cookie:
     secure: bool = request.app.state.cookie_secure
     return Cookie(
         key=name,
         value=value,
-        max_age=max_age,
+        max_age=max_age_s,
         path="/",
         httponly=True,
         secure=secure,

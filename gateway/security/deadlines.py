@@ -25,15 +25,18 @@ def header_deadline(timeout_s: float) -> type[HttpToolsProtocol]:
         _deadline: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            """A new connection: its first request's headers are due within `timeout_s`."""
             super().connection_made(transport)
             self._arm()
 
         def on_response_complete(self) -> None:
+            """A response went out: the next request's headers are due within `timeout_s`."""
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm()  # the next request's headers are due in time too
 
         def connection_lost(self, exc: Exception | None) -> None:
+            """The connection closed: no deadline left to keep."""
             self._disarm()
             super().connection_lost(exc)
 

@@ -44,6 +44,8 @@ _INLINE = re.compile(rb"<(script|style)(?![^>]*\bsrc=)[^>]*>(.*?)</\1>", re.DOTA
 
 
 class Security:
+    """The front door's configuration, built once from the settings (see the module docstring)."""
+
     def __init__(self, auth: AuthSettings, limits: LimitSettings, gateway: GatewaySettings):
         self.auth = auth
         self.limits = limits
@@ -52,6 +54,9 @@ class Security:
         self.limiter = RateLimiter(limits.requests_per_s, limits.burst)
 
     def app_options(self) -> dict[str, Any]:
+        """The keyword arguments `create_app` passes to Litestar: the middleware, the
+        security-headers hook, CORS (only with `cors_origins` set) and the OpenAPI completion at
+        startup."""
         origins = [o.strip() for o in self.auth.cors_origins.split(",") if o.strip()]
         cors = None
         if origins:
@@ -71,9 +76,14 @@ class Security:
     route_handlers = (session,)
 
     def state(self) -> dict[str, Any]:
+        """What the session routes read from the app's state: the gate and whether cookies are
+        `Secure`."""
         return {"gate": self.gate, "cookie_secure": self.auth.cookie_secure}
 
     def page_csp(self, html: bytes) -> bytes:
+        """The Content-Security-Policy of one HTML page: this origin only, its inline
+        `<script>`/`<style>` blocks by SHA-256 hash, plus the Datastar bundle's origin (and
+        `'unsafe-eval'`, which the official bundle needs) when `datastar_url` is set."""
         scripts, styles = ["'self'"], ["'self'"]
         for tag, body in _INLINE.findall(html):
             digest = base64.b64encode(hashlib.sha256(body).digest()).decode()

@@ -46,6 +46,7 @@ class Principal:
     auth: bool = True
 
     def may(self, scope: str) -> bool:
+        """Whether this caller holds `scope` (always, with auth off)."""
         return not self.auth or (self.claims is not None and self.claims.grants(scope))
 
     def require(self, scope: str) -> None:
@@ -83,12 +84,18 @@ def read_grant(projection: str, params: Mapping[str, Any], query: str | None = N
 
 
 def topic_grant(aggregate_type: str, aggregate_id: str | None = None) -> str:
+    """The scope a feed topic needs: `read:<aggregate_type>`, or
+    `read:<aggregate_type>:<aggregate_id>` for one aggregate."""
     return f"read:{aggregate_type}" + (f":{aggregate_id}" if aggregate_id else "")
 
 
 def require_read(projection: str, params: Mapping[str, Any], query: str | None = None) -> None:
+    """Check that the current principal may see this query's answer (`read_grant`): 401 without a
+    token, 403 with one that does not grant it."""
     PRINCIPAL.get().require(read_grant(projection, params, query))
 
 
 def may_read(projection: str, params: Mapping[str, Any]) -> bool:
+    """Whether the current principal may see an answer of `projection` with `params` (`read_grant`):
+    the dashboard leaves out what it may not."""
     return PRINCIPAL.get().may(read_grant(projection, params))

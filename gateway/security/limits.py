@@ -17,29 +17,29 @@ from common.errors import RequestTimeout, TooLarge, TooManyRequests
 
 
 class RateLimiter:
-    """A token bucket per client key: `rate` per second, `burst` at once.
+    """A token bucket per client key: `rate_per_s` requests per second, `burst` at once.
 
     Keys are kept LRU up to `max_keys`, so a flood of distinct clients costs bounded
     memory (an evicted client simply starts again with a full bucket).
     """
 
-    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
-        self.rate = rate
+    def __init__(self, rate_per_s: float, burst: int, max_keys: int = 100_000) -> None:
+        self.rate_per_s = rate_per_s
         self.burst = max(1, burst)
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, key: str, now: float) -> None:
         """Spend one token of `key`, or raise 429 saying when to come back."""
-        if self.rate <= 0:
+        if self.rate_per_s <= 0:
             return
         tokens, last = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate_per_s)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+            wait = max(1, math.ceil((1.0 - tokens) / self.rate_per_s))
             raise TooManyRequests(
-                f"more than {self.rate:g} requests per second from this client; "
+                f"more than {self.rate_per_s:g} requests per second from this client; "
                 f"retry after {wait} s",
                 retry_after=wait,
             )

@@ -44,7 +44,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     value = msgspec.json.decode(body)
-    limiter = RateLimiter(rate=1e12, burst=10**9)
+    limiter = RateLimiter(rate_per_s=1e12, burst=10**9)
     clients = [f"ip:10.0.{i // 256}.{i % 256}" for i in range(1000)]
     step = iter(range(10**12))
     seconds = args.seconds

@@ -166,7 +166,7 @@ def test_loopback_is_the_only_address_served_without_auth() -> None:
 
 
 def test_token_bucket_refuses_past_the_burst_and_refills_with_time() -> None:
-    limiter = RateLimiter(rate=2, burst=3)
+    limiter = RateLimiter(rate_per_s=2, burst=3)
     for _ in range(3):
         limiter.take("c", NOW)
     with pytest.raises(TooManyRequests) as refused:
