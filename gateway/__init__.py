@@ -3,7 +3,7 @@
 The folders follow the architecture (docs/architecture.md, "The gateway's layout"):
 
 - `main.py`: the composition root (uvicorn under our own signals, the ASGI wrappers);
-  `app.py`: the app factory (routes, lifespan: NATS, the SSE inbox and tail, the live hub);
+  `app.py`: the app factory (routes; lifespan: NATS, the feeds' shared parts, the live hub);
   `backend.py`: the port to the other services (commands and queries over NATS);
   `storage.py`: the event store's disk watch; `metrics.py`: Prometheus metrics.
 - `api/`: the HTTP API. `commands.py` (POST commands, ad-hoc SQL), `reads.py` (one GET per
@@ -17,7 +17,8 @@ The folders follow the architecture (docs/architecture.md, "The gateway's layout
   `holdings.py` (the `unbounded` memory budget). Shaping: `policy.py` (overflow policies),
   `window.py` (debounce/batch operators), `pipeline.py` (windows then bytes per format),
   `wire.py` (SSE framing, the only writer of SSE syntax). `stream.py`: the loop behind one
-  response (pull, shape, write, ack).
+  response (pull, shape, write, ack). `process.py`: what all feeds of the process share,
+  started and stopped by the app's lifespan.
 - `dashboard/`: `GET /` and `/ui`. `page.py` (the page and its fragments), `render.py`
   (generic HTML), `chart.py` (the analytics SVG), `datastar.py` (the `datastar` feed
   format), `static/` (CSS, JS, the Datastar bundle).
