@@ -9,16 +9,17 @@ The folders follow the architecture (docs/architecture.md, "The gateway's layout
 - `api/`: the HTTP API. `commands.py` (POST commands, ad-hoc SQL), `reads.py` (one GET per
   catalogue query), `readschema.py` + `openapi.py` (the OpenAPI document), `errors.py`
   (the one table from Ironstar errors to HTTP), `head.py` (HEAD answered as GET).
-- `feed/`: the SSE feed, `GET /api/events`. Request side: `sse.py` (the route), `controls.py`
-  (per-client options parsed from the query), `consumers.py` (who owns a consumer, budgets),
-  `refusals.py` (JetStream refusals → HTTP), `snapshot.py` (full state first). Delivery:
-  `client.py` (one client's durable consumer), `inbox.py` (the process's one subscription
-  for pulled messages), `tail.py` (the shared live tail), `reading.py` (decode + check),
-  `holdings.py` (the `unbounded` memory budget). Shaping: `policy.py` (overflow policies),
-  `window.py` (debounce/batch operators), `pipeline.py` (windows then bytes per format),
-  `wire.py` (SSE framing, the only writer of SSE syntax). `stream.py`: the loop behind one
-  response (pull, shape, write, ack). `process.py`: what all feeds of the process share,
-  started and stopped by the app's lifespan.
+- `feed/`: the SSE feed, `GET /api/events`. Request side: `sse.py` (the route),
+  `controls.py` (per-client options parsed from the query), `topics.py` (`?topics=` and the
+  consumer name), `consumers.py` (who owns a consumer, budgets), `refusals.py` (JetStream
+  refusals → HTTP), `snapshot.py` (full state first). Delivery: `client.py` (one client's
+  durable consumer), `inbox.py` (the process's one subscription for pulled messages),
+  `tail.py` (the shared live tail), `reading.py` (decode + check), `holdings.py` (the
+  `unbounded` memory budget). Shaping: `policy.py` (overflow policies), `window.py`
+  (debounce/batch operators), `pipeline.py` (windows then bytes per format), `wire.py` (SSE
+  framing, the only writer of SSE syntax). `stream.py`: the loop behind one response (pull,
+  shape, write, ack), `delivery.py` its order and lazy acks. `process.py`: what all feeds of
+  the process share, started and stopped by the app's lifespan.
 - `dashboard/`: `GET /` and `/ui`. `page.py` (the page and its fragments), `render.py`
   (generic HTML), `chart.py` (the analytics SVG), `datastar.py` (the `datastar` feed
   format), `static/` (CSS, JS, the Datastar bundle).

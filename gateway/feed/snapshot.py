@@ -14,7 +14,7 @@ from typing import Any
 from common import catalogue
 from common.errors import NotFound
 from gateway.backend import Backend
-from gateway.feed.client import Topic
+from gateway.feed.topics import Topic
 
 
 def unavailable(app: str, aggregate_type: str) -> dict[str, str]:

@@ -30,12 +30,13 @@ from common.subjects import valid_id
 from gateway.backend import Backend
 from gateway.dashboard import datastar
 from gateway.feed import consumers, controls, snapshot
-from gateway.feed.client import ClientFeed, Topic, parse_topics
+from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
 from gateway.feed.policy import Policy
 from gateway.feed.process import FeedProcess
 from gateway.feed.refusals import refusal
 from gateway.feed.stream import Session, stream
+from gateway.feed.topics import Topic, parse_topics
 from gateway.feed.wire import frame
 from gateway.security.grants import PRINCIPAL
 

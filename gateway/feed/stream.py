@@ -24,6 +24,7 @@ from gateway import metrics
 from gateway.feed import reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
+from gateway.feed.delivery import DeliveryOrder, LazyAcks
 from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
@@ -77,38 +78,6 @@ def _items(msgs: list[Msg], trace: set[str] | None = None, backlog: int = 0) -> 
             trace.add(one.event.metadata.correlation_id)
         items.append(one)
     return items
-
-
-class _Order:
-    """Each event once and in order, whatever NATS does underneath.
-
-    A redelivery of an event the client already has (its ack was lost when a NATS node
-    went away) is dropped; a hole in the consumer's delivery sequence (deliveries went to a
-    pull request lost in a reconnect, and AckAll would skip them) ends the stream, so the
-    client resumes from its `Last-Event-ID` on a fresh consumer.
-    """
-
-    def __init__(self, after: int, delivered: int | None = None) -> None:
-        self.after = after
-        self.delivered = delivered  # None: not known (after a drain)
-
-    def admit(self, msgs: list[Msg]) -> list[Msg] | None:
-        """The deliveries that are new to the client; None for a hole."""
-        first, last = (
-            ack_position(msgs[0].reply).consumer_seq,
-            ack_position(msgs[-1].reply).consumer_seq,
-        )
-        if last - first != len(msgs) - 1 or self.delivered not in (None, first - 1):
-            return None
-        self.delivered = last
-        fresh = [m for m in msgs if ack_position(m.reply).stream_seq > self.after]
-        if fresh:
-            self.after = ack_position(fresh[-1].reply).stream_seq
-        return fresh
-
-    def skipped(self, last: int) -> None:
-        """A drain consumed deliveries up to stream sequence `last`."""
-        self.delivered, self.after = None, max(self.after, last)
 
 
 async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
@@ -193,9 +162,9 @@ class _Run:
         self.renderer, self.pipeline = Renderer(self.ctl), Pipeline(self.ctl)
         if self.ctl.policy is Policy.UNBOUNDED:
             self.feed.cap = settings.sse_unbounded_cap
-        self.acks = _Acks(self.feed, self.ctl.capacity, self.loop, session.client_id,
+        self.acks = LazyAcks(self.feed, self.ctl.capacity, self.loop, session.client_id,
                           session.after)  # fmt: skip
-        self.order = _Order(session.after, self.feed.delivered)
+        self.order = DeliveryOrder(session.after, self.feed.delivered)
         self.touch_every_s = min(self.keepalive_s, settings.sse_inactive_s / 3)
         self.plain = self.ctl.format == "json" and self.ctl.debounce_s is None and (
             self.ctl.batch_s is None
@@ -329,62 +298,6 @@ def _live(items: list[Item], backlog: int, datastar: bool, trace: set[str]) -> l
         return items
     last = len(items) - 1
     return [i._replace(pending=backlog + last - n) for n, i in enumerate(items)]
-
-
-class _Acks:
-    """What was written, acknowledged lazily. A delivery of the consumer is acked (AckAll)
-    once half the capacity is unacknowledged (the consumer's `max_ack_pending` is the
-    capacity) or `EVERY` seconds after the first unacknowledged write; an item of the live
-    tail moves the consumer past it (`reset`) `LIVE_EVERY` seconds after the first unmoved
-    write (nothing waits on it, and each reset costs nats-server a consumer-info answer).
-    A gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
-    see up to that much again; a closing feed moves its consumer at once."""
-
-    EVERY = 1.0
-    LIVE_EVERY = 5.0
-
-    def __init__(
-        self,
-        feed: ClientFeed,
-        capacity: int,
-        loop: asyncio.AbstractEventLoop,
-        client_id: str,
-        after: int,
-    ) -> None:
-        self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
-        self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
-        self.client_id, self.trace, self.sent = client_id, set[str](), 0
-
-    async def written(self, last: Item, count: int) -> None:
-        """`count` items up to `last` went to the socket."""
-        if not self.count:
-            self.since = self.loop.time()
-        self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
-        if self.subject and self.count >= self.threshold:
-            await self.flush()
-
-    def deadline(self) -> float:
-        if not self.count:
-            return INF
-        return self.since + (self.EVERY if self.subject else self.LIVE_EVERY)
-
-    def due(self) -> bool:
-        return self.loop.time() >= self.deadline()
-
-    def clear(self) -> None:
-        """Forget what is unacknowledged: a reset of the consumer covers it."""
-        self.subject, self.count = "", 0
-
-    async def flush(self) -> None:
-        """Ack, and log what was delivered since the last ack with its correlation ids."""
-        subject, count, self.subject, self.count = self.subject, self.count, "", 0
-        if subject:
-            await self.feed.ack(subject)
-        else:
-            await self.feed.reset(self.seq + 1)
-        log.info("sse_delivered", client_id=self.client_id, events=count, last=self.seq,
-                 correlation_ids=sorted(self.trace - {""}))  # fmt: skip
-        self.trace.clear()
 
 
 async def _drain(session: Session, skip: Skip, last: Msg) -> None:

@@ -30,7 +30,7 @@ from common import catalogue
 from common.errors import BadRequest, Invalid, NotFound, Unauthorized
 from common.settings import AuthSettings
 from common.tokens import MAKE_SECRET, MIN_SECRET_BYTES, Claims, Verifier
-from gateway.feed.client import parse_topics
+from gateway.feed.topics import parse_topics
 from gateway.security.grants import topic_grant
 
 # The verified token's subject during a request: the gateway records it as the `actor` of

@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from gateway.feed.client import Topic, consumer_name
+from gateway.feed.topics import Topic, consumer_name
 from tests.e2e.sse_fixtures import Start, http, metric, start_gateway
 from tests.support.feeds import Reader, feed, make, publish
 from tests.support.waiting import eventually

@@ -8,8 +8,9 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from gateway.feed.client import ClientFeed, Topic
+from gateway.feed.client import ClientFeed
 from gateway.feed.inbox import Inbox
+from gateway.feed.topics import Topic
 from tests.support.feeds import publish, todo
 from tests.support.waiting import eventually
 

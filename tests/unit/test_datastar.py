@@ -16,7 +16,7 @@ from common.envelope import Envelope, Metadata
 from examples.todo import panels
 from gateway.dashboard import chart, datastar
 from gateway.feed import snapshot
-from gateway.feed.client import Topic
+from gateway.feed.topics import Topic
 from gateway.feed.wire import fields
 from ironstar.scaffold import write_app
 
