@@ -27,14 +27,13 @@
 
 Errors cross process boundaries as `ErrorReply(code, message, detail)`; `from_reply`
 rebuilds the same class on the other side. The gateway maps classes to HTTP status codes
-in one table (`gateway/api/errors.py`). Every message says what was wrong and what to do.
+in one table (`gateway/errors.py`). Every message says what was wrong and what to do.
 """
 
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -182,26 +181,6 @@ _BY_CODE: dict[str, type[IronstarError]] = {
 def from_reply(reply: ErrorReply) -> IronstarError:
     cls = _BY_CODE.get(reply.code, Unavailable)
     return cls(reply.message, **reply.detail)
-
-
-T = TypeVar("T")
-
-
-def decode_json(
-    decoder: msgspec.json.Decoder[T],
-    data: bytes,
-    what: str,
-    not_json: Callable[[str], IronstarError],
-) -> T:
-    """`data` decoded by `decoder`: JSON of the wrong shape is a 422 naming the field
-    (`invalid_from_msgspec`, `what` names the document); bytes that are not JSON raise
-    `not_json(<msgspec's reason>)`, the caller's error saying what to send."""
-    try:
-        return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise invalid_from_msgspec(exc, what) from None
-    except msgspec.DecodeError as exc:
-        raise not_json(str(exc)) from None
 
 
 def invalid_from_msgspec(exc: msgspec.ValidationError, what: str) -> Invalid:

@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 
 from common import bus
 from common import catalogue as catalogues
-from common.errors import Invalid, NotFound, StorageFull, decode_json
+from common.errors import Invalid, NotFound, StorageFull, invalid_from_msgspec
 from common.messages import QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
@@ -200,9 +200,9 @@ async def serve(
 
 
 def _decode(data: bytes) -> QueryRequest:
-    return decode_json(
-        _queries,
-        data,
-        "query request",
-        lambda why: Invalid(f"the query request is not JSON: {why}"),
-    )
+    try:
+        return _queries.decode(data)
+    except msgspec.ValidationError as exc:
+        raise invalid_from_msgspec(exc, "query request") from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"the query request is not JSON: {exc}") from None

@@ -11,7 +11,7 @@ import structlog
 from nats.aio.msg import Msg
 
 from common import bus, catalogue
-from common.errors import BadRequest, IronstarError, decode_json
+from common.errors import BadRequest, IronstarError, invalid_from_msgspec
 from common.messages import CommandRequest
 from common.settings import NatsSettings, WriterSettings
 from common.subjects import Subjects
@@ -64,14 +64,15 @@ async def serve(
         await bus.goodbye(nc)
 
 
-def _not_json(why: str) -> BadRequest:
-    return BadRequest(f"a command request must be a JSON CommandRequest: {why}")
-
-
 def _answer(handler: CommandHandler, aggregate_type: str) -> bus.Handler:
     async def answer(msg: Msg) -> bytes:
         started = time.perf_counter()
-        request = decode_json(_requests, msg.data, "command request", _not_json)
+        try:
+            request = _requests.decode(msg.data)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc, "command request") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"a command request must be a JSON CommandRequest: {exc}") from None
         ids = {"command_id": request.command_id, "correlation_id": request.correlation_id}
         try:
             result = await handler.handle(aggregate_type, request)

@@ -12,7 +12,7 @@ from litestar import Controller, MediaType, Request, Response, post
 from litestar.params import Parameter
 
 from common.envelope import uuid7
-from common.errors import BadRequest, Invalid, decode_json
+from common.errors import BadRequest, Invalid, invalid_from_msgspec
 from common.messages import CommandBody
 from common.subjects import valid_id
 from common.telemetry import bind_correlation
@@ -69,7 +69,15 @@ class CommandController(Controller):
         """Send a command to an aggregate; returns its events and the new sequence."""
         bind_correlation(correlation)
         raw = await request.body()
-        body = decode_json(_bodies, raw, "command body", _not_json)
+        try:
+            body = _bodies.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise invalid_from_msgspec(exc, "command body") from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(
+                f"the body is not valid JSON ({exc}); send "
+                '{"type": "<command>", "payload": {...}, "command_id": "<optional>"}'
+            ) from None
         command_id = uuid7() if body.command_id is None else valid_id(body.command_id, _COMMAND_ID)
         backend.storage.check_writable()
         result = await backend.command(
@@ -81,13 +89,6 @@ class CommandController(Controller):
             _if_match(if_match),
         )
         return _json(result)
-
-
-def _not_json(why: str) -> BadRequest:
-    return BadRequest(
-        f"the body is not valid JSON ({why}); send "
-        '{"type": "<command>", "payload": {...}, "command_id": "<optional>"}'
-    )
 
 
 class SqlController(Controller):
