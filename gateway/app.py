@@ -86,7 +86,11 @@ def _lifespan(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
         app.state.backend = Backend(
-            nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
+            nc=nc,
+            nats_settings=nats_settings,
+            settings=settings,
+            closing=app.state.closing,
+            storage=StorageWatch.of(settings.storage_paths),
         )
         await consumers.check_sizing(nc, nats_settings.stream, settings)
         app.state.feeds = await FeedProcess.start(

@@ -180,8 +180,15 @@ async def open_feed(
     # The first frame a client may resume from carries its position too; not when a
     # snapshot follows: then the client keeps its old id and gets the snapshot again.
     connected = frame(json.dumps(hello), event="connected", id=None if head else position)
-    session = Session(feed, request.controls, backend.settings, closing, who,
-                      feeds.background, after=position)  # fmt: skip
+    session = Session(
+        feed=feed,
+        controls=request.controls,
+        settings=backend.settings,
+        closing=closing,
+        client_id=who,
+        background=feeds.background,
+        after=position,
+    )
     return Stream(
         stream(session, connected + head),
         media_type="text/event-stream",

@@ -162,8 +162,13 @@ class _Run:
         self.renderer, self.pipeline = Renderer(self.ctl), Pipeline(self.ctl)
         if self.ctl.policy is Policy.UNBOUNDED:
             self.feed.cap = settings.sse_unbounded_cap
-        self.acks = LazyAcks(self.feed, self.ctl.capacity, self.loop, session.client_id,
-                          session.after)  # fmt: skip
+        self.acks = LazyAcks(
+            self.feed,
+            capacity=self.ctl.capacity,
+            loop=self.loop,
+            client_id=session.client_id,
+            after=session.after,
+        )
         self.order = DeliveryOrder(session.after, self.feed.delivered)
         self.touch_every_s = min(self.keepalive_s, settings.sse_inactive_s / 3)
         self.plain = self.ctl.format == "json" and self.ctl.debounce_s is None and (
