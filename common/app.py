@@ -242,7 +242,7 @@ class Feed:
     """How the feed of one aggregate type is snapshotted (for an unresumable
     `Last-Event-ID`): `one` answers a single aggregate (its `key` parameter is the id),
     `every` answers the whole type (none: the snapshot of the whole type is
-    `{"unavailable": why}`, gateway/snapshot.py)."""
+    `{"unavailable": why}`, gateway/feed/snapshot.py)."""
 
     aggregate: str
     projection: str

@@ -27,7 +27,7 @@
 
 Errors cross process boundaries as `ErrorReply(code, message, detail)`; `from_reply`
 rebuilds the same class on the other side. The gateway maps classes to HTTP status codes
-in one table (`gateway/errors.py`). Every message says what was wrong and what to do.
+in one table (`gateway/api/errors.py`). Every message says what was wrong and what to do.
 """
 
 from __future__ import annotations

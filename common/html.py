@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from html import escape
+import html
 
 
-def e(value: object) -> str:
+def escape(value: object) -> str:
     """Escape text and attribute values (quotes included).
 
     A CR becomes the character reference `&#13;`: the HTML parser would turn a raw one
     into LF, and the SSE framing would end a line there (the DOM keeps the reference's CR).
     """
-    return escape(str(value), quote=True).replace("\r", "&#13;")
+    return html.escape(str(value), quote=True).replace("\r", "&#13;")

@@ -185,7 +185,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_batch_max": "events in one batch message at most",
         "sse_max_window_ms": "largest `debounce_ms` / `batch_ms` a client may ask for",
         "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
-        "sse_live_tail": "caught-up feeds share one read of the stream (gateway/tail.py); "
+        "sse_live_tail": "caught-up feeds share one read of the stream (gateway/feed/tail.py); "
         "off: every feed pulls its own consumer",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
         "storage_paths": "event store directories whose disk to watch: full, commands get 503 "

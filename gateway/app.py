@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Response, get
@@ -17,14 +17,17 @@ from prometheus_client import generate_latest
 from common import bus
 from common import catalogue as catalogues
 from common.settings import AuthSettings, GatewaySettings, LimitSettings, NatsSettings
-from gateway import consumers, dashboard, reads
-from gateway.api import CommandController, SqlController
+from gateway.api import reads
+from gateway.api.commands import CommandController, SqlController
+from gateway.api.errors import HANDLERS
 from gateway.backend import Backend
-from gateway.errors import HANDLERS
-from gateway.live import Hub
-from gateway.livefeed import LiveController
-from gateway.security import Security
-from gateway.sse import EventsController
+from gateway.dashboard import page as dashboard
+from gateway.feed import consumers
+from gateway.feed.process import FeedProcess
+from gateway.feed.sse import EventsController
+from gateway.live.follow import LiveController
+from gateway.live.hub import Hub
+from gateway.security.frontdoor import Security
 from gateway.storage import StorageWatch
 
 
@@ -46,13 +49,17 @@ async def readyz(backend: Backend) -> Response[dict[str, Any]]:
             headers={"Retry-After": "5"},
         )  # fmt: skip
     try:
-        info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
     except (TimeoutError, NatsError) as exc:
         return Response(
             {"status": "unavailable", "reason": str(exc) or type(exc).__name__}, status_code=503
         )
     return Response(
-        {"status": "ready", "stream": backend.nats.stream, "last_sequence": info.state.last_seq}
+        {
+            "status": "ready",
+            "stream": backend.nats_settings.stream,
+            "last_sequence": info.state.last_seq,
+        }
     )
 
 
@@ -68,21 +75,31 @@ async def metrics() -> Response[bytes]:
     return Response(generate_latest(), media_type=METRICS_TYPE)
 
 
-def create_app(
-    nats_settings: NatsSettings,
-    settings: GatewaySettings,
-    auth: AuthSettings | None = None,
-    limits: LimitSettings | None = None,
-) -> Litestar:
-    security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
+def _lifespan(
+    nats_settings: NatsSettings, settings: GatewaySettings
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: NATS connected, then the SSE feeds' shared parts
+    (`gateway/feed/process.py`) and the live-query hub, stopped in the reverse order and
+    NATS drained last."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(nats_settings, name="ironstar-gateway")
         app.state.backend = Backend(
-            nc, nats_settings, settings, app.state.closing, StorageWatch.of(settings.storage_paths)
+            nc=nc,
+            nats_settings=nats_settings,
+            settings=settings,
+            closing=app.state.closing,
+            storage=StorageWatch.of(settings.storage_paths),
         )
         await consumers.check_sizing(nc, nats_settings.stream, settings)
+        app.state.feeds = await FeedProcess.start(
+            nc,
+            stream=nats_settings.stream,
+            all_events=app.state.backend.subjects.all_events,
+            settings=settings,
+            closing=app.state.closing,
+        )
         hub = app.state.live = Hub(
             settings.live_concurrency,
             settings.live_max_queries,
@@ -97,8 +114,24 @@ def create_app(
             yield
         finally:
             closer.cancel()
+            await app.state.feeds.stop()  # the feeds' last acks go out before NATS drains
             await hub.stop()
             await bus.goodbye(nc)
+
+    return lifespan
+
+
+def create_app(
+    nats_settings: NatsSettings,
+    settings: GatewaySettings,
+    auth: AuthSettings | None = None,
+    limits: LimitSettings | None = None,
+) -> Litestar:
+    """The gateway's Litestar app: health, metrics, commands, SQL, the catalogue's reads, the SSE
+    feed, live queries and the dashboard, behind the front door (`gateway/security/`); NATS, the
+    feeds' shared parts and the live hub open in its lifespan. `auth`/`limits` default to their
+    settings' defaults (auth off: loopback only, see `bind_notice`)."""
+    security = Security(auth or AuthSettings(), limits or LimitSettings(), settings)
 
     def provide_backend(state: State) -> Backend:
         backend: Backend = state.backend
@@ -118,7 +151,7 @@ def create_app(
             *security.route_handlers,
         ],
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
-        lifespan=[lifespan],
+        lifespan=[_lifespan(nats_settings, settings)],
         state=State({"closing": asyncio.Event(), **security.state()}),
         exception_handlers=HANDLERS,
         request_max_body_size=settings.max_body_bytes,

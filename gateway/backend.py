@@ -16,8 +16,8 @@ from common.messages import CommandRequest, QueryRequest
 from common.settings import GatewaySettings, NatsSettings
 from common.subjects import Subjects, valid_id
 from common.telemetry import correlation_id
-from gateway.auth import ACTOR
-from gateway.grants import require_read
+from gateway.security.auth import ACTOR
+from gateway.security.grants import require_read
 from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
@@ -25,8 +25,13 @@ _json = msgspec.json.Encoder()
 
 @dataclass(frozen=True)
 class Backend:
+    """The gateway's port to the writers and projectors: requests over NATS on `nc` with the
+    subjects of `nats_settings`, answered 503 once `closing` is set, and commands refused while
+    `storage` reports the event store's disk full. One per process, provided to handlers as the
+    `backend` dependency."""
+
     nc: Client
-    nats: NatsSettings
+    nats_settings: NatsSettings
     settings: GatewaySettings
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     storage: StorageWatch = field(default_factory=StorageWatch)
@@ -49,8 +54,15 @@ class Backend:
         return answer.result()
 
     @property
+    def nats(self) -> NatsSettings:
+        """The old name of `nats_settings`, kept only while `gateway/live/follow.py` (owned
+        by another branch this round) still reads `backend.nats.stream`; remove with it."""
+        return self.nats_settings
+
+    @property
     def subjects(self) -> Subjects:
-        return Subjects(self.nats.prefix)
+        """The NATS subjects under this deployment's prefix (`common.subjects.Subjects`)."""
+        return Subjects(self.nats_settings.prefix)
 
     async def command(
         self,
@@ -77,7 +89,7 @@ class Backend:
                 self.nc,
                 self.subjects.command(aggregate_type),
                 _json.encode(request),
-                self.nats.request_timeout_s,
+                self.nats_settings.request_timeout_s,
                 "writer",
             )
         )
@@ -93,7 +105,7 @@ class Backend:
     ) -> bytes:
         """Ask a projector replica; it answers once it has applied `min_seq`.
 
-        Only for a principal granted what the answer shows (`gateway/grants.py`): 401/403.
+        Only for a principal granted what the answer shows (`gateway/security/grants.py`): 401/403.
         `live`: a live query's evaluation (`QueryRequest.live`). `wait_s`: the seconds it
         has (default `query_timeout_s`): for `min_seq`, and a live SQL's time limit.
         """
@@ -112,7 +124,7 @@ class Backend:
                 self.nc,
                 self.subjects.query(projection),
                 _json.encode(request),
-                wait + self.nats.request_timeout_s,
+                wait + self.nats_settings.request_timeout_s,
                 f"projector ({projection})",
             )
         )

@@ -22,10 +22,10 @@ from common.settings import (
     NatsSettings,
     proxy_networks,
 )
+from gateway.api.head import HeadAsGet
 from gateway.app import create_app
-from gateway.auth import bind_notice, verifier
-from gateway.deadlines import header_deadline
-from gateway.head import HeadAsGet
+from gateway.security.auth import bind_notice, verifier
+from gateway.security.deadlines import header_deadline
 
 
 def _listen(host: str, port: int, send_buffer: int = 0) -> socket.socket:
@@ -63,6 +63,10 @@ async def serve(
     auth: AuthSettings | None = None,
     limits: LimitSettings | None = None,
 ) -> None:
+    """Run the gateway until `stop` is set: bind `settings.host:port` (refused off loopback without
+    auth, see `bind_notice`), call `ready` with a line for the operator, then on stop set the app's
+    `closing` (open feeds end with a `retry:`) and let uvicorn finish within 3 s. Raises Unavailable
+    when the server stops while starting."""
     auth, limits = auth or AuthSettings(), limits or LimitSettings()
     notice = bind_notice(settings.host, verifier(auth))
     app = create_app(nats_settings, settings, auth, limits)

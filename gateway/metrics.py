@@ -29,7 +29,7 @@ skipped = Counter(
     "stream messages a feed could not decode or render: sent as `skipped` frames (id only)",
 )
 tail_joined = Counter(
-    "sse_tail_joined_total", "times a caught-up feed joined the live tail (gateway/tail.py)"
+    "sse_tail_joined_total", "times a caught-up feed joined the live tail (gateway/feed/tail.py)"
 )
 tail_left = Counter(
     "sse_tail_left_total",

@@ -22,14 +22,21 @@ RETRY_AFTER_S = 5
 
 @dataclass
 class StorageWatch:
+    """Whether the event store's disk under `paths` is full; `full` remembers the last answer, so a
+    full disk stays full until it has room to spare again (no flapping)."""
+
     paths: list[str] = field(default_factory=list)
     full: bool = False
 
     @classmethod
     def of(cls, setting: str) -> StorageWatch:
+        """The watch of a comma-separated `IRONSTAR_GATEWAY_STORAGE_PATHS` value (empty: nothing
+        watched)."""
         return cls([p.strip() for p in setting.split(",") if p.strip()])
 
     def shortage(self) -> str | None:
+        """Why the disk is full (e.g. `the filesystem of /data has 12 MiB free`), or None; sets the
+        `event_store_storage_exhausted` gauge."""
         why = storage.shortage(self.paths, self.full)
         self.full = why is not None
         EXHAUSTED.set(1 if self.full else 0)

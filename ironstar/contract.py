@@ -7,7 +7,7 @@ the first broken part of the contract:
 - the catalogue check (common/catalogue.py) finds nothing, and every aggregate type has a
   feed whose snapshot queries exist (its `one` query has a key);
 - every read needs a scope of its projection's grant, never `admin` (the door lets it
-  through to gateway/grants.py);
+  through to gateway/security/grants.py);
 - every query is in the OpenAPI document with its parameters and a result;
 - every query is documented with the shape it answers (one object for `one=True`, else an
   array, unless it declares its `result`);
@@ -36,11 +36,11 @@ from common.app import App
 from common.catalogue import Catalogue
 from common.errors import NotFound
 from common.settings import GatewaySettings, NatsSettings
+from gateway.api.openapi import complete
+from gateway.api.reads import read_path
 from gateway.app import create_app
-from gateway.auth import needed_scopes
-from gateway.grants import read_grant
-from gateway.openapi import complete
-from gateway.reads import read_path
+from gateway.security.auth import needed_scopes
+from gateway.security.grants import read_grant
 from projector.readmodel import ReadModel
 from projector.sql import encode
 

@@ -1,6 +1,6 @@
 """Which tables an answer depends on: what a live query is evaluated again for.
 
-A live query (`gateway/live.py`) is evaluated again only after a committed batch that
+A live query (`gateway/live/hub.py`) is evaluated again only after a committed batch that
 changed one of the tables its answer reads. Those are found from the parsed SELECT (the
 tree `json_serialize_sql` gives, as the sandbox reads it: `projector.sql_refs`), with every
 view replaced by the tables it reads, recursively. What cannot be known is `EVERY` (any

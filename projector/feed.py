@@ -32,6 +32,15 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from common.jetstream import (
+    CONFLICT,
+    NO_MESSAGES,
+    REQUEST_TIMEOUT,
+    ack_position,
+    is_delivery,
+    pull_status,
+)
+
 Delivery = tuple[int, str, bytes]  # stream sequence, subject, body
 _json = msgspec.json.Encoder()
 
@@ -49,15 +58,6 @@ class Batch:
     @property
     def last(self) -> int:
         return self.deliveries[-1][0]
-
-
-def _ack_tokens(reply: str) -> tuple[int, int]:
-    """(stream sequence, pending) from the ack subject
-    `$JS.ACK.<stream>.<consumer>.<n>.<sseq>.<dseq>.<ts>.<pending>` (or its 12-token form)."""
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    return int(tokens[7]), int(tokens[10])
 
 
 class Feed:
@@ -179,9 +179,10 @@ class Feed:
     async def _on_message(self, msg: Msg) -> None:
         self._heard = time.monotonic()
         reply = msg.reply
-        if reply and reply.startswith("$JS.ACK."):
+        if is_delivery(reply):
             self._credit -= 1
-            sequence, pending = _ack_tokens(reply)
+            position = ack_position(reply)
+            sequence, pending = position.stream_seq, position.pending
             if sequence > self._seen + 1:
                 # A delivery to a pull request lost in a reconnect: the next AckAll would
                 # acknowledge it unseen. The stream has no holes, so start over from the
@@ -200,13 +201,11 @@ class Feed:
                 if pending == 0 or len(self._filling) == 1 or not self._filling:
                     self._wake.set()
         else:
-            headers = msg.headers or {}
-            status = headers.get("Status", "")
-            if status in ("404", "408"):  # request expired: its unused credit comes back
-                self._credit -= int(headers.get("Nats-Pending-Messages", "0") or 0)
-            elif status == "409":
-                description = headers.get("Description", "")
-                if "Deleted" in description:
+            status = pull_status(msg.headers)
+            if status.code in (NO_MESSAGES, REQUEST_TIMEOUT):  # its unused credit comes back
+                self._credit -= status.pending_messages
+            elif status.code == CONFLICT:
+                if status.consumer_deleted:
                     self._lost = FeedLost(f"consumer {self.durable} was deleted")
                     self._wake.set()
                     return

@@ -158,7 +158,7 @@ async def _follow(
 async def _announce(
     nc: Client, subjects: Subjects, replica: str, sequence: int, tables: Iterable[str]
 ) -> None:
-    """Tell live queries (`gateway/live.py`) that `sequence` is committed and which tables
+    """Tell live queries (`gateway/live/hub.py`) that `sequence` is committed and which tables
     it changed. Best effort, core NATS: a lost one delays a live answer to the next batch."""
     if tables:
         body = _json.encode({"sequence": sequence, "tables": sorted(tables), "replica": replica})

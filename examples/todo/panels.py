@@ -14,7 +14,7 @@ from typing import Any
 
 from common.app import Ask, LiveView, Panel, Patch
 from common.envelope import Envelope
-from common.html import e
+from common.html import escape
 from common.subjects import valid_id
 
 DEFAULT_LIST = "inbox"
@@ -23,17 +23,17 @@ DEFAULT_LIST = "inbox"
 def todo_toggle(todo_id: str, completed: bool) -> str:
     checked = " checked" if completed else ""
     return (
-        f'<input type="checkbox" class="toggle" aria-labelledby="text-{e(todo_id)}" '
-        f'data-todo="{e(todo_id)}"{checked}>'
+        f'<input type="checkbox" class="toggle" aria-labelledby="text-{escape(todo_id)}" '
+        f'data-todo="{escape(todo_id)}"{checked}>'
     )
 
 
 def todo_text(todo_id: str, text: str) -> str:
-    return f'<span class="text" id="text-{e(todo_id)}">{e(text)}</span>'
+    return f'<span class="text" id="text-{escape(todo_id)}">{escape(text)}</span>'
 
 
 def todo_item(todo_id: str, text: str, completed: bool = False) -> str:
-    t = e(todo_id)
+    t = escape(todo_id)
     return (
         f'<li id="todo-{t}" class="todo" data-todo="{t}">'
         f"<label>{todo_toggle(todo_id, completed)}{todo_text(todo_id, text)}</label>"
@@ -68,7 +68,8 @@ def todo_list(list_id: str, found: Mapping[str, Any] | None) -> str:
     """`ul#todos-<list>` of a `todo_lists/get` result (None: not answering, empty)."""
     items, cut = (found["items"], found.get("truncated")) if found else ([], None)
     return (
-        f'<ul id="todos-{e(list_id)}" class="todo-list" aria-label="Todos of {e(list_id)}">'
+        f'<ul id="todos-{escape(list_id)}" class="todo-list" '
+        f'aria-label="Todos of {escape(list_id)}">'
         f"{todo_items(items, cut)}</ul>"
     )
 
@@ -87,7 +88,7 @@ def lists(items: Iterable[Mapping[str, Any]], current: str | None) -> str:
 def list_links(lists: Iterable[Mapping[str, Any]], current: str | None) -> str:
     links = []
     for one in lists:
-        lid = e(one["list_id"])
+        lid = escape(one["list_id"])
         here = ' aria-current="page"' if one["list_id"] == current else ""
         counts = f"{int(one.get('active') or 0)} active"
         links.append(f'<li><a href="/?list={lid}"{here}>{lid}</a> <small>{counts}</small></li>')
@@ -99,12 +100,13 @@ def user_state(active: bool) -> str:
 
 
 def user_field(field: str, value: str) -> str:
-    return f'<span class="{field}">{e(value)}</span>'
+    return f'<span class="{field}">{escape(value)}</span>'
 
 
 def user_item(user: Mapping[str, Any]) -> str:
     return (
-        f'<li id="user-{e(user["user_id"])}" class="user"><code>{e(user["user_id"])}</code> '
+        f'<li id="user-{escape(user["user_id"])}" class="user">'
+        f"<code>{escape(user['user_id'])}</code> "
         f"{user_field('name', user['name'])} "
         f"&lt;{user_field('email', user['email'])}&gt; "
         f"{user_state(bool(user.get('active', True)))}</li>"
@@ -128,7 +130,7 @@ async def todos_panel(ask: Ask, params: Mapping[str, str]) -> str:
     list_id = chosen_list(params)
     todos = await ask("todo_lists", "get", {"list_id": list_id})
     found = await ask("todo_lists", "lists", {})
-    lid = e(list_id)
+    lid = escape(list_id)
     return f"""<section class="panel todos" aria-labelledby="todos-heading" data-list="{lid}">
     <h2 id="todos-heading">Todos: <span class="list-name">{lid}</span></h2>
     <form id="pick-list" class="row" method="get" action="/">

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from common.tokens import Verifier
-from gateway.limits import RateLimiter, check_json
+from gateway.security.limits import RateLimiter, check_json
 
 
 def add(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +48,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     value = msgspec.json.decode(body)
-    limiter = RateLimiter(rate=1e12, burst=10**9)
+    limiter = RateLimiter(rate_per_s=1e12, burst=10**9)
     clients = [f"ip:10.0.{i // 256}.{i % 256}" for i in range(1000)]
     step = iter(range(10**12))
     seconds = args.seconds

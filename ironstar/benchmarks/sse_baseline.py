@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from common.subjects import Subjects
-from gateway.wire import frame, retry
+from gateway.feed.wire import frame, retry
 
 
 def create_app(url: str, prefix: str) -> Litestar:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.new_secret:
         print(secrets.token_urlsafe(48))
         return 0
-    from gateway.auth import verifier
+    from gateway.security.auth import verifier
 
     check = verifier(AuthSettings.from_env())
     if check is None:

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from gateway.feed import Topic, consumer_name
+from gateway.feed.topics import Topic, consumer_name
 from tests.support.feeds import Reader, feed, make, publish
 from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually

@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
-from gateway.feed import Topic, consumer_name
+from gateway.feed.topics import Topic, consumer_name
 from tests.support.feeds import Reader, feed, publish, todo
 from tests.support.gateways import Http, Start
 from tests.support.stack import Stack

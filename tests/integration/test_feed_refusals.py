@@ -10,7 +10,7 @@ from nats.js.errors import APIError
 
 from common.errors import Invalid, Unavailable
 from common.settings import NatsSettings
-from gateway.refusals import refusal
+from gateway.feed.refusals import refusal
 
 
 @pytest.mark.parametrize(

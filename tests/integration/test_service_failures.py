@@ -23,7 +23,7 @@ from common.catalogue import Catalogue
 from common.errors import Internal, IronstarError, Unavailable
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from gateway.errors import error_response
+from gateway.api.errors import error_response
 from tests.apps import inventory
 from tests.support.commands import command
 from writer.handler import CommandHandler

@@ -8,15 +8,23 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from common.subjects import Subjects
-from gateway.feed import ClientFeed, Topic
-from gateway.inbox import Inbox
+from gateway.feed.client import ClientFeed
+from gateway.feed.inbox import Inbox
+from gateway.feed.topics import Topic
 from tests.support.feeds import publish, todo
 from tests.support.waiting import eventually
 
 
 def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: Topic) -> ClientFeed:
     return ClientFeed(
-        nc.jetstream(), box, settings.stream, Subjects(settings.prefix), client, (topic,), 8, 60
+        nc.jetstream(),
+        box,
+        stream=settings.stream,
+        subjects=Subjects(settings.prefix),
+        client_id=client,
+        topics=(topic,),
+        capacity=8,
+        inactive_s=60,
     )
 
 

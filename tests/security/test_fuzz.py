@@ -18,9 +18,9 @@ from common.errors import Invalid, IronstarError, NotFound, RuleViolation, TooLa
 from common.messages import CommandBody
 from common.subjects import Subjects, valid_id
 from common.tokens import Verifier
-from gateway.feed import parse_topics
-from gateway.limits import _fits, _refuse, check_json
-from gateway.sse import parse_last_event_id
+from gateway.feed.sse import parse_last_event_id
+from gateway.feed.topics import parse_topics
+from gateway.security.limits import _fits, _refuse, check_json
 
 AGGREGATES = current().aggregates
 json_values = st.recursive(

@@ -10,9 +10,9 @@ import pytest
 
 from common.errors import Forbidden, Invalid, TooLarge, TooManyRequests, Unauthorized
 from common.tokens import Claims, Verifier
-from gateway.auth import bind_notice, credentials, is_loopback, needed_scopes
-from gateway.grants import read_grant
-from gateway.limits import RateLimiter, check_json
+from gateway.security.auth import bind_notice, credentials, is_loopback, needed_scopes
+from gateway.security.grants import read_grant
+from gateway.security.limits import RateLimiter, check_json
 from tests.support.secured import signed
 
 KEY = b"k" * 32
@@ -166,7 +166,7 @@ def test_loopback_is_the_only_address_served_without_auth() -> None:
 
 
 def test_token_bucket_refuses_past_the_burst_and_refills_with_time() -> None:
-    limiter = RateLimiter(rate=2, burst=3)
+    limiter = RateLimiter(rate_per_s=2, burst=3)
     for _ in range(3):
         limiter.take("c", NOW)
     with pytest.raises(TooManyRequests) as refused:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.settings import GatewaySettings, NatsSettings
-from gateway.consumers import sizing_problem
+from gateway.feed.consumers import sizing_problem
 
 
 def test_the_default_limits_let_one_gateway_reach_its_connection_limit() -> None:

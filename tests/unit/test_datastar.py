@@ -14,9 +14,10 @@ from common import catalogue
 from common.catalogue import Catalogue
 from common.envelope import Envelope, new_envelope
 from examples.todo import panels
-from gateway import chart, datastar, snapshot
-from gateway.feed import Topic
-from gateway.wire import fields
+from gateway.dashboard import chart, datastar
+from gateway.feed import snapshot
+from gateway.feed.topics import Topic
+from gateway.feed.wire import fields
 from ironstar.scaffold import write_app
 
 

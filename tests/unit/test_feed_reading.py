@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import reading
+from gateway.feed import reading
 from tests.support.feeds import make
 
 

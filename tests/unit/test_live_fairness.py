@@ -1,4 +1,4 @@
-"""The live hub's fairness (`gateway/live.py`, `gateway/livelanes.py`): lanes, each owner's
+"""The live hub's fairness (`gateway/live/hub.py`, `gateway/live/lanes.py`): lanes, each owner's
 half of a lane, waits bounded by a deadline, each owner's share of the distinct keys."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import time
 import pytest
 
 from common.errors import TooManyRequests
-from gateway.grants import SQL, Principal
-from gateway.live import Hub, Key
-from gateway.liveanswer import Subscriber
-from gateway.livelanes import APP_LANE, SQL_LANE
+from gateway.live.answer import Subscriber
+from gateway.live.hub import Hub, Key
+from gateway.live.lanes import APP_LANE, SQL_LANE
+from gateway.security.grants import SQL, Principal
 
 HOG, OTHER = Principal("hog", auth=True), Principal("other", auth=True)
 

@@ -1,4 +1,4 @@
-"""A shared evaluation outlives its owner (`gateway/live.py`): when the principal whose
+"""A shared evaluation outlives its owner (`gateway/live/hub.py`): when the principal whose
 subscribe started a key leaves, the others keep getting answers and the key is charged to
 the feed that has followed it longest."""
 
@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.grants import PRINCIPAL, SQL, Principal
-from gateway.live import Hub, Key
-from gateway.liveanswer import Answer, Subscriber
+from gateway.live.answer import Answer, Subscriber
+from gateway.live.hub import Hub, Key
+from gateway.security.grants import PRINCIPAL, SQL, Principal
 
 OWNER, OTHER, THIRD = (Principal(name, auth=True) for name in ("owner", "other", "third"))
 KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}', 1)  # 1 ms interval

@@ -8,7 +8,7 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.liveanswer import Answer, Subscriber
+from gateway.live.answer import Answer, Subscriber
 
 
 def _answers(draws: list[tuple[int, int]]) -> list[Answer]:

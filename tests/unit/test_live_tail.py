@@ -1,5 +1,5 @@
 """The live tail's routing (pure): who gets which stream message, from where, and when a
-feed must go back to its own consumer (gateway/tail.py)."""
+feed must go back to its own consumer (gateway/feed/tail.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, cast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.tail import RING, Tail
-from gateway.window import Item
+from gateway.feed.tail import RING, Tail
+from gateway.feed.window import Item
 from tests.support.feeds import make
 
 PREFIX = "p.events"

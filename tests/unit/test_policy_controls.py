@@ -6,10 +6,10 @@ import pytest
 
 from common.errors import Invalid
 from common.settings import GatewaySettings
-from gateway import controls
-from gateway.policy import Policy, Skip, overflowing
-from gateway.sse import parse_last_event_id, resumable
-from gateway.window import Item
+from gateway.feed import controls
+from gateway.feed.policy import Policy, Skip, overflowing
+from gateway.feed.sse import parse_last_event_id, resumable
+from gateway.feed.window import Item
 
 SETTINGS = GatewaySettings(sse_capacity=256, sse_max_capacity=1000, sse_max_window_ms=5000)
 

@@ -6,7 +6,8 @@ import pytest
 
 from common.catalogue import Catalogue
 from common.errors import NotFound
-from gateway import dashboard, liveviews
+from gateway.dashboard import page as dashboard
+from gateway.live import views as liveviews
 from tests.apps import inventory
 
 

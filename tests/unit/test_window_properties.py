@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.policy import Policy, Skip
-from gateway.window import Batcher, Debouncer, Item, latest_per_key
+from gateway.feed.policy import Policy, Skip
+from gateway.feed.window import Batcher, Debouncer, Item, latest_per_key
 
 CRITICAL = frozenset({"gone"})
 

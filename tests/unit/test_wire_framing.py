@@ -1,6 +1,6 @@
 """SSE framing against the WHATWG parsing rules: every field of every frame round-trips.
 
-Two parsers read what `gateway.wire` writes: `tests/support/whatwg_sse.py` (the standard's
+Two parsers read what `gateway.feed.wire` writes: `tests/support/whatwg_sse.py` (the standard's
 algorithm, line by line) and httpx-sse's decoder (a maintained client; it ends lines at
 CR, LF and CR LF too), both fed in arbitrary pieces.
 """
@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.envelope import Envelope, Metadata
-from gateway import datastar
-from gateway.wire import EVENT_TOKEN, comment, fields, frame, retry
+from gateway.dashboard import datastar
+from gateway.feed.wire import EVENT_TOKEN, comment, fields, frame, retry
 from tests.support.whatwg_sse import parse
 
 # any text, with the line breaks and look-alikes an attacker would try mixed in

@@ -1,5 +1,5 @@
 // The example app's panels: todo list and user profile forms send commands; the changes
-// come back over the feed (gateway/static/dashboard.js applies them). Loaded after the
+// come back over the feed (gateway/dashboard/static/dashboard.js applies them). Loaded after the
 // dashboard's script, which offers `window.ironstar.send` and `newId`.
 "use strict";
 (() => {

@@ -1,0 +1,1 @@
+"""The HTTP API: commands, ad-hoc SQL, catalogue reads, OpenAPI, and errors as HTTP."""

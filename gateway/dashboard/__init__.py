@@ -1,0 +1,2 @@
+"""The dashboard: the server-rendered page, its HTML fragments and chart, the `datastar`
+feed format, and the static assets (`static/`)."""

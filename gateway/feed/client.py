@@ -1,0 +1,342 @@
+"""One SSE client's durable JetStream consumer, pulled at the pace its socket drains.
+
+The consumer is named from the client id and a hash of its filter, so the same client
+with the same topics finds its position again, on any gateway replica. Deliveries come
+from `MSG.NEXT` pull requests issued as credit: a new request only once everything asked
+for so far was handed to the socket (or the request expired), and never for more than
+`capacity` events; deliveries are acked (AckAll) only after their bytes were written. A
+slow client therefore holds at most `capacity` events in the gateway while the rest of its
+backlog waits in the stream. The `unbounded` policy is the exception: it keeps asking
+while the client is blocked, up to its safety cap and the process-wide budget of
+`gateway/feed/holdings.py`. A feed that has caught up stops pulling and is fed by the
+process's live tail (`gateway/feed/tail.py`); its consumer then only follows it (`reset`) and
+is kept alive (`touch`), until the feed falls behind and pulls it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from common import jetstream
+from common.jetstream import is_delivery, pull_status
+from common.subjects import Subjects
+from gateway import metrics
+from gateway.feed import holdings
+from gateway.feed.inbox import Inbox
+from gateway.feed.tail import Tail
+from gateway.feed.topics import Topic, consumer_name
+from gateway.feed.window import Item
+
+
+class ClientFeed:
+    # thousands per gateway: no instance dict (issue 15, memory per idle client)
+    """One SSE connection's durable consumer (see the module docstring). Fed by the inbox
+    (`deliver`, `wake`, never awaiting) or the live tail (`live`), read by the stream loop (`ask`,
+    `wait`, `take`, `ack`). `capacity` bounds what it holds (events), `inactive_s` is how long
+    JetStream keeps the consumer after its last pull (seconds), `max_ack_pending` the consumer's
+    bound (default `capacity`; `unbounded` asks for more), `owner` binds the name to a principal
+    (`consumers.owner`), `held` the process's `unbounded` memory budget."""
+
+    __slots__ = (
+        "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
+        "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
+        "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
+        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
+        "tail",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        inbox: Inbox,
+        *,
+        stream: str,
+        subjects: Subjects,
+        client_id: str,
+        topics: tuple[Topic, ...],
+        capacity: int,
+        inactive_s: float,
+        max_ack_pending: int | None = None,
+        owner: str = "",
+        held: holdings.Holdings | None = None,
+    ) -> None:
+        self.js = js
+        self.inbox = inbox
+        self.stream = stream
+        self.name = consumer_name(client_id, topics, owner)
+        self.on_close: Callable[[], None] | None = None  # once, when the feed is given up
+        self.filters = [subjects.events(t.aggregate_type, t.aggregate_id) for t in topics] or [
+            subjects.all_events
+        ]
+        self.capacity = capacity
+        self.max_ack_pending = max_ack_pending or capacity
+        self.inactive_s = inactive_s
+        self.buffer: deque[Msg] = deque()
+        self.expired = False  # the last pull request ended (keep-alive tick)
+        self.gone = ""  # why the consumer cannot be pulled any more
+        self.delivered = 0  # the consumer's delivery sequence before this connection's first
+        self._credit = 0
+        self._expiry = 15.0
+        self._asked = 0.0
+        self._token = uuid.uuid4().hex
+        self._reply = ""
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        self._wake = asyncio.Event()
+        self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
+        self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
+        self.overflow_reason = ""
+        self.holdings = held  # `unbounded`: the process-wide budget of held bytes
+        self.held_bytes = 0
+        self._refill: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # the live tail (gateway/feed/tail.py): `live` holds its items while joined
+        self.tail: Tail | None = None
+        self.live: list[Item] | None = None
+        self.fell = ""  # why the feed left the tail (it pulls its consumer again)
+        self.drained = False  # a `no_wait` request found nothing more: caught up
+
+    async def open(self, start: int | None, last: int) -> int:
+        """Deliver from `start` (a new position), or continue where the consumer stopped;
+        returns the stream position the feed starts after (the `connected` frame's `id:`):
+        every event of its topics after it comes next, none at or before it.
+
+        A start position always replaces the consumer (its position cannot be moved);
+        without one an existing consumer continues after its ack floor, and a new one
+        starts after `last` (the stream's last sequence when the client came), so that
+        position is known exactly. An existing consumer that still has deliveries in
+        flight (to a connection that is gone) or another capacity is replaced from its
+        ack floor, so those come again at once and the bound is this connection's.
+        """
+        self._reply = self.inbox.register(self._token, self.name, self)
+        try:
+            info = await self.js.consumer_info(self.stream, self.name)
+        except NotFoundError:
+            info = None
+        stale = info is not None and (
+            info.num_ack_pending
+            or info.num_waiting
+            or info.config.max_ack_pending != self.max_ack_pending
+        )
+        if info is not None and start is None and stale:
+            floor, delivered = info.ack_floor.stream_seq, info.delivered.stream_seq
+            start = (
+                floor + 1
+                if floor
+                else (delivered + 1 if delivered and not info.num_ack_pending else None)
+            )
+            start = start or info.config.opt_start_seq or last + 1
+        if info is None and start is None:
+            start = last + 1
+        if info is not None and start is not None:
+            await self.js.delete_consumer(self.stream, self.name)
+        if start is not None:
+            await self.js.add_consumer(self.stream, self._config(start))
+            self.delivered = 0
+            return start - 1
+        assert info is not None  # continuing: nothing in flight, the next delivery follows
+        self.delivered = info.delivered.consumer_seq
+        # the consumer's cursor minus one (nats-server reports `delivered.stream_seq` so)
+        return int(info.delivered.stream_seq)
+
+    def _config(self, start: int) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=30,
+            max_ack_pending=self.max_ack_pending,
+            max_waiting=16,
+            filter_subjects=self.filters if len(self.filters) > 1 else None,
+            filter_subject=self.filters[0] if len(self.filters) == 1 else None,
+            inactive_threshold=self.inactive_s,
+            num_replicas=1,
+            mem_storage=True,
+        )
+
+    # -- called by the inbox, never awaiting ------------------------------------------
+    def deliver(self, msg: Msg) -> None:
+        """Take one message of a pull request (called by the inbox, never awaiting): a delivery is
+        buffered (or ignored while the tail feeds this feed); a status reply ends the request, and a
+        deleted or unreachable consumer sets `gone`. Wakes the stream loop."""
+        if is_delivery(msg.reply):
+            if self.live is not None:  # a keep-alive pull met a new event: the tail has it
+                return
+            self._credit -= 1
+            if self.overflowed:  # ending with a notice; the client resumes from its id
+                return
+            self.buffer.append(msg)
+            if self.holdings is not None:
+                self.holdings.add(self, holdings.size_bytes(msg))
+        else:
+            status = pull_status(msg.headers)
+            if status.consumer_deleted:
+                self.gone = "the feed's consumer was deleted"
+            elif status.code == jetstream.NO_RESPONDERS:  # the consumer's node died
+                self.gone = "the feed's consumer cannot be reached"
+            elif status.code == jetstream.HEARTBEAT or self.live is not None:
+                return  # an idle heartbeat, or the end of a joined feed's `touch`
+            elif status.code == jetstream.NO_MESSAGES:  # `no_wait`: nothing more in the stream
+                self.drained = True
+            self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
+            self.expired = True
+        if self.cap is not None:
+            self._unbounded()
+        self._wake.set()
+
+    def _unbounded(self) -> None:
+        assert self.cap is not None
+        if self.live is not None:  # the tail feeds it: nothing to pull
+            return
+        if len(self.buffer) >= self.cap:
+            self.overflow("buffer over its cap")
+        elif self._credit <= 0 and (self._refill is None or self._refill.done()):
+            count = min(self.capacity, self.cap - len(self.buffer))
+            self._refill = asyncio.get_running_loop().create_task(self.ask(count, self._expiry))
+
+    def overflow(self, reason: str) -> None:
+        """`unbounded` past a bound: drop what is held, stop asking, end with a notice."""
+        metrics.lags.inc()
+        metrics.drops.labels("unbounded").inc(len(self.buffer))
+        self.overflowed += len(self.buffer) or 1
+        self.overflow_reason = reason
+        self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
+        self.cap = None  # stop asking: the stream ends with a notice
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Wake the stream loop (the gateway is closing, or the tail handed over items)."""
+        self._wake.set()
+
+    def left(self, reason: str) -> None:
+        """The tail let this feed go (it fell behind, or the tail lost its place)."""
+        self.fell = reason
+        self._wake.set()
+
+    def idle(self) -> bool:
+        """No pull request outstanding and nothing delivered waits to be taken."""
+        return self._credit <= 0 and not self.buffer
+
+    def take_live(self) -> list[Item]:
+        """Everything the tail handed over (never more than `capacity`: past it, the feed
+        leaves the tail)."""
+        taken = self.live
+        if not taken:
+            return []
+        self.live = []
+        return taken
+
+    @property
+    def _reset(self) -> str:
+        return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
+
+    async def reset(self, start: int) -> None:
+        """Move the consumer to deliver from stream sequence `start` next (everything
+        before it counts as acknowledged; `$JS.API.CONSUMER.RESET`, nats-server >= 2.14),
+        without waiting for the answer."""
+        await self.inbox.nc.publish(self._reset, b'{"seq":%d}' % start, reply=self.inbox.sink)
+
+    async def resume_pull(self, start: int) -> str:
+        """Move the consumer to `start` and wait for it; '' or why it cannot be pulled."""
+        try:
+            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
+        except (TimeoutError, NatsError) as exc:
+            return f"the feed's consumer cannot be reset ({exc!s:.100})"
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            return f"the feed's consumer cannot be reset: {answer['error']}"
+        self._credit, self.drained, self.fell = 0, False, ""
+        return ""
+
+    async def touch(self) -> None:
+        """Keep a joined feed's consumer from being removed as inactive: a `no_wait`
+        request for one event, sent right after the consumer was moved to what was
+        written, so it finds nothing and is answered `404` at once (it never waits, so it
+        never meets a new event; a `503` or a deletion ends the stream)."""
+        await self.inbox.nc.publish(self._next, b'{"batch":1,"no_wait":true}', reply=self._reply)
+
+    # -- called by the stream ---------------------------------------------------------
+    def should_ask(self) -> bool:
+        """No request open, or one unanswered for twice its expiry (lost: ask again)."""
+        if self._credit <= 0:
+            return True
+        return asyncio.get_running_loop().time() - self._asked >= 2 * self._expiry
+
+    async def ask(self, count: int, expires_s: float, no_wait: bool = False) -> None:
+        """Issue credit: one pull request for `count` more deliveries. `no_wait`: what the
+        stream holds now, then `404` (`drained`) instead of waiting for new events."""
+        if count <= 0 or not self.should_ask():
+            return
+        self._asked = asyncio.get_running_loop().time()
+        self._credit = count
+        self._expiry = expires_s
+        request: dict[str, Any] = {"batch": count, "expires": int(expires_s * 1e9)}
+        if no_wait:
+            request["no_wait"] = True
+        body = json.dumps(request).encode()
+        await self.inbox.nc.publish(self._next, body, reply=self._reply)
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until a delivery, the end of a pull request, a wake-up or `timeout_s` seconds.
+
+        One timer per feed, moved only when the wake-up must come sooner: a timer that
+        fires late for a deadline that moved on is a spurious wake-up, and cheaper than a
+        new timer per delivery.
+        """
+        busy = self.buffer or self.live or self.expired or self.fell
+        if not (busy or self._wake.is_set()) and timeout_s > 0:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            when = now + timeout_s
+            timer = self._timer
+            if timer is None or timer.cancelled() or not now < timer.when() <= when:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(when, self._wake.set)
+            await self._wake.wait()
+        self._wake.clear()
+
+    def take(self, limit: int) -> list[Msg]:
+        """Up to `limit` buffered deliveries, oldest first, removed from the buffer (and from the
+        `unbounded` memory budget)."""
+        count = min(limit, len(self.buffer))
+        taken = [self.buffer.popleft() for _ in range(count)]
+        if self.holdings is not None and taken:
+            self.holdings.remove(self, sum(map(holdings.size_bytes, taken)))
+        return taken
+
+    async def ack(self, reply: str) -> None:
+        """AckAll: everything up to this delivery was written (or intentionally skipped)."""
+        await self.inbox.nc.publish(reply, b"+ACK")
+
+    def close(self) -> None:
+        """Give up the feed (once the response ends): leave the tail, cancel its timer and refill,
+        unregister from the inbox, drop what it holds, then run `on_close` once. The consumer itself
+        stays for a client that returns by `client_id` (JetStream removes it after `inactive_s`)."""
+        self.cap = None
+        if self.tail is not None:
+            self.tail.leave(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._refill is not None:
+            self._refill.cancel()
+        self.inbox.unregister(self._token, self.name)
+        self.buffer.clear()
+        if self.holdings is not None:
+            self.holdings.drop(self)
+        closed, self.on_close = self.on_close, None
+        if closed is not None:
+            closed()

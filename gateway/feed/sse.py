@@ -1,0 +1,259 @@
+"""`GET /api/events`: the live feed, one durable consumer per client.
+
+Each message's `id:` is the stream sequence of its (last) event, so `Last-Event-ID`
+(header, or `last_event_id` query) resumes exactly after it on any gateway replica. A
+position that cannot be resumed gets a snapshot first, then live events. The controls
+(policy, capacity, debounce, batching, format) are parsed in `gateway/feed/controls.py`;
+the stream loop that applies them is `gateway/feed/stream.py` (windows and formats:
+`gateway/feed/pipeline.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.params import HeaderParameter, Parameter, QueryParameter
+from litestar.response import Stream
+from nats.errors import Error as NatsError
+from nats.js.errors import APIError
+
+from common.envelope import uuid7
+from common.errors import Unavailable
+from common.subjects import valid_id
+from gateway.backend import Backend
+from gateway.dashboard import datastar
+from gateway.feed import consumers, controls, snapshot
+from gateway.feed.client import ClientFeed
+from gateway.feed.controls import Controls
+from gateway.feed.policy import Policy
+from gateway.feed.process import FeedProcess
+from gateway.feed.refusals import refusal
+from gateway.feed.stream import Session, stream
+from gateway.feed.topics import Topic, parse_topics
+from gateway.feed.wire import frame
+from gateway.security.grants import PRINCIPAL
+
+log = structlog.get_logger()
+
+
+def parse_last_event_id(value: str | None) -> int | None:
+    """A non-negative integer, or None for absent; -1 marks malformed (snapshot)."""
+    if value is None or value == "":
+        return None
+    digits = value.isascii() and value.isdigit() and len(value) <= 19  # no '²', no 10**5000
+    return int(value) if digits else -1
+
+
+def resumable(position: int, first: int, last: int) -> bool:
+    """Can a feed continue right after `position` in a stream holding `first`..`last`?
+
+    Not when events after it are gone (older than the first, e.g. after a purge), when it
+    is ahead of the stream (another stream, or a client's mistake), or malformed (-1).
+    """
+    return max(first, 1) - 1 <= position <= last
+
+
+Topics = Annotated[
+    str | None,
+    Parameter(description="aggregate types, each with an optional id: todo_list:abc,user_profile"),
+]
+ClientId = Annotated[str | None, Parameter(description="names the client's durable consumer")]
+PolicyName = Annotated[
+    str | None, Parameter(description="block (default), drop-oldest, drop-newest or unbounded")
+]
+Capacity = Annotated[
+    str | None,
+    Parameter(description="events held per client / lag threshold: a whole number >= 1"),
+]
+DebounceMs = Annotated[
+    str | None, Parameter(description="last event per aggregate per window: ms, 'on' or 'off'")
+]
+BatchMs = Annotated[str | None, Parameter(description="one message per window: ms, 'on' or 'off'")]
+Format = Annotated[str | None, Parameter(description="json (default) or datastar")]
+LastEventId = Annotated[
+    str | None, QueryParameter(name="last_event_id", description="resume after this sequence")
+]
+LastEventIdHeader = Annotated[str | None, HeaderParameter(name="Last-Event-ID")]
+DatastarRequest = Annotated[str | None, HeaderParameter(name="Datastar-Request")]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRequest:
+    """One `GET /api/events`, parsed: `client_id` as given, or a fresh uuid7 for an
+    `ephemeral` consumer (no one can resume it by name: deleted as the feed ends);
+    `resume` the `Last-Event-ID` (None: absent, -1: malformed)."""
+
+    topics: tuple[Topic, ...]
+    client_id: str
+    ephemeral: bool
+    controls: Controls
+    resume: int | None
+
+
+class EventsController(Controller):
+    """`GET /api/events` (see the module docstring)."""
+
+    path = "/api/events"
+    tags = ["feed"]
+
+    @get(media_type="text/event-stream")
+    async def feed(
+        self,
+        *,
+        backend: Backend,
+        state: State,
+        topics: Topics = None,
+        client_id: ClientId = None,
+        policy: PolicyName = None,
+        capacity: Capacity = None,
+        debounce_ms: DebounceMs = None,
+        batch_ms: BatchMs = None,
+        format: Format = None,
+        last_event_id: LastEventId = None,
+        last_event_id_header: LastEventIdHeader = None,
+        datastar_request: DatastarRequest = None,
+    ) -> Stream:
+        """Server-Sent Events of the stream, filtered by `topics`. 422 for a parameter
+        that cannot be understood, 429/503 past a budget, 4xx for what JetStream refuses
+        (`refusals.py`), 503 when the stream cannot be followed right now."""
+        settings = backend.settings
+        ctl = controls.parse(
+            settings,
+            policy=policy,
+            capacity=capacity,
+            debounce_ms=debounce_ms,
+            batch_ms=batch_ms,
+            format=format,
+            datastar_request=datastar_request is not None,
+        )
+        request = FeedRequest(
+            topics=parse_topics(topics, settings.sse_max_topics),
+            client_id=valid_id(client_id, "client_id") if client_id else uuid7(),
+            ephemeral=not client_id,
+            controls=ctl,
+            resume=parse_last_event_id(last_event_id_header or last_event_id),
+        )
+        return await open_feed(backend, state.feeds, request, state.closing)
+
+
+async def open_feed(
+    backend: Backend, feeds: FeedProcess, request: FeedRequest, closing: asyncio.Event
+) -> Stream:
+    """The SSE response of `request` for the current principal: its consumer created or
+    found again, counted against the principal's and the process's budgets, positioned
+    (with a snapshot first when `resume` cannot be continued), then streamed until
+    `closing` is set. Everything it holds is given back when it raises."""
+    client = request.client_id
+    principal = PRINCIPAL.get()
+    own = consumers.owner(principal.claims.subject if principal.claims else None)
+    who = f"{own}_{client}" if own else client  # connections counted per owned client id
+    feed = _client_feed(backend, feeds, request, client, own)
+    if feed.tail is not None:
+        await feed.tail.start()
+    feeds.inbox.admit(who)
+    try:
+        new = feeds.ledger.claim(principal.key, feed.name, time.monotonic())
+    except BaseException:
+        feeds.inbox.release(who)
+        raise
+    feed.on_close = consumers.on_close(feeds.ledger, principal.key, feed,
+                                       ephemeral=request.ephemeral,
+                                       spawn=feeds.background.spawn)  # fmt: skip
+    try:
+        position, head = await _position(backend, feeds, feed, request, new)
+    except BaseException:
+        feed.close()
+        feeds.inbox.release(who)
+        raise
+    log.info("sse_opened", client_id=client, consumer=feed.name,
+             policy=request.controls.policy.value, resume=request.resume, position=position,
+             snapshot=bool(head))  # fmt: skip
+    hello = {"client_id": client, "consumer": feed.name,
+             "topics": [str(t) for t in request.topics], "position": position}  # fmt: skip
+    # The first frame a client may resume from carries its position too; not when a
+    # snapshot follows: then the client keeps its old id and gets the snapshot again.
+    connected = frame(json.dumps(hello), event="connected", id=None if head else position)
+    session = Session(
+        feed=feed,
+        controls=request.controls,
+        settings=backend.settings,
+        closing=closing,
+        client_id=who,
+        background=feeds.background,
+        after=position,
+    )
+    return Stream(
+        stream(session, connected + head),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _client_feed(
+    backend: Backend, feeds: FeedProcess, request: FeedRequest, client: str, owner: str
+) -> ClientFeed:
+    """The feed's consumer handle (nothing created yet); `unbounded` holds more, counted
+    in the process's memory budget."""
+    settings, capacity = backend.settings, request.controls.capacity
+    unbounded = request.controls.policy is Policy.UNBOUNDED
+    feed = ClientFeed(
+        backend.nc.jetstream(),
+        feeds.inbox,
+        stream=backend.nats_settings.stream,
+        subjects=backend.subjects,
+        client_id=client,
+        topics=request.topics,
+        capacity=capacity,
+        inactive_s=settings.sse_inactive_s,
+        max_ack_pending=settings.sse_unbounded_cap + capacity if unbounded else None,
+        owner=owner,
+        held=feeds.holdings if unbounded else None,
+    )
+    feed.tail = feeds.tail
+    return feed
+
+
+async def _position(
+    backend: Backend, feeds: FeedProcess, feed: ClientFeed, request: FeedRequest, new: bool
+) -> tuple[int, bytes]:
+    """(the stream position the feed starts after, the snapshot frame to send first or
+    b""). A `new` consumer must leave the stream's reserve free (503). JetStream's
+    refusals become 4xx (`refusals.py`), NATS trouble 503."""
+    feeds.ledger.opening += new  # counted against the stream's headroom until it exists
+    try:
+        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
+        if new:
+            consumers.check_headroom(info.state.consumer_count, info.config.max_consumers or 0,
+                                     backend.settings.sse_reserved_consumers,
+                                     feeds.ledger.opening - 1)  # fmt: skip
+        resume, head = request.resume, b""
+        first, last = info.state.first_seq, info.state.last_seq
+        if resume is not None and not resumable(resume, first, last):
+            resume, head = await _snapshot(backend, request, last)
+        return await feed.open(None if resume is None else resume + 1, last), head
+    except APIError as exc:
+        log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
+                 error=str(exc)[:200])  # fmt: skip
+        raise refusal(exc) from None
+    except (TimeoutError, NatsError) as exc:
+        raise Unavailable(
+            f"the event stream cannot be followed right now ({exc!s:.200}); retry",
+            retry_after=1,
+        ) from None
+    finally:
+        feeds.ledger.opening -= new
+
+
+async def _snapshot(backend: Backend, request: FeedRequest, last: int) -> tuple[int, bytes]:
+    """(the sequence the snapshot is as of, its frame in the client's format)."""
+    seq, body = await snapshot.take(backend, request.topics, last)
+    if request.controls.format == "datastar":
+        return seq, datastar.render_snapshot(seq, body)
+    return seq, frame(json.dumps(body, default=str), event="snapshot", id=seq)

@@ -1,0 +1,276 @@
+"""`GET /api/live`: follow the answer of a read-model query over SSE.
+
+`?query=<projection>.<query>&<its parameters>` follows a catalogue query,
+`?sql=<SELECT>` a read-only ad-hoc query (the sandbox of `POST /api/sql`). The feed sends
+`event: result` with `id: S` and `data: {"sequence": S, "result": ..., "truncated"?}`: the
+full answer as of stream sequence S, first at once, then each time a committed batch
+changes it, at most once per `min_interval_ms`. `Last-Event-ID: S` resumes: the first
+answer is as of S or later (an id ahead of the stream
+resumes nothing, a malformed one is ignored: the first answer is a full answer anyway);
+`min_seq=S` (read-your-writes) waits for S as other reads do (504 past the deadline).
+Answers never go back in sequence. `format=datastar` sends each answer as a
+`datastar-patch-signals` of the signal `signal` (default `live`); it is the default format
+of a request with `Datastar-Request`. A failed evaluation is an `event: error` (the feed
+goes on); a token that expires ends the feed with `event: expired`. Everything is checked
+before the stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
+(`gateway/security/grants.py`), 429 budgets and a busy gateway (`gateway/live/hub.py`),
+400 the SQL time limit, 504 `min_seq` not reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.params import Parameter
+from litestar.response import Stream
+
+from common import catalogue as catalogues
+from common.errors import Invalid
+from gateway import metrics
+from gateway.api import reads
+from gateway.backend import Backend
+from gateway.dashboard import datastar
+from gateway.feed.sse import parse_last_event_id
+from gateway.feed.wire import comment, fields, frame, retry
+from gateway.live.answer import Answer, Subscriber
+from gateway.live.hub import Hub, Key
+from gateway.security.grants import PRINCIPAL, SQL, require_read
+
+OWN = frozenset(
+    {"query", "sql", "format", "signal", "min_interval_ms", "last_event_id", reads.MIN_SEQ}
+)
+MAX_INTERVAL_MS = 60_000
+_SIGNAL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+_json = msgspec.json.Encoder()
+
+
+def target(
+    query: str | None, sql: str | None, values: Mapping[str, str]
+) -> tuple[str, str, dict[str, Any]]:
+    """(projection, query, parameters) of a live query; 404 or 422 saying what is wrong."""
+    extra = {k: v for k, v in values.items() if k not in OWN}
+    if (query is None) == (sql is None):
+        raise Invalid(
+            "give exactly one of query=<projection>.<query> (a catalogue query, its parameters "
+            "beside it) or sql=<one read-only SELECT>",
+            field="query",
+        )
+    if sql is not None:
+        if extra:
+            raise Invalid(f"sql takes no parameters; got {sorted(extra)[0][:40]!r}", field="sql")
+        if not sql.strip():
+            raise Invalid("give the SQL text as a non-empty SELECT", field="sql")
+        return SQL, SQL, {"sql": sql}
+    assert query is not None
+    projection, dot, name = query.partition(".")
+    if not dot:
+        raise Invalid(f"query must be <projection>.<query>, got {query[:80]!r}", field="query")
+    cat = catalogues.current()
+    params = reads.params_of(cat, projection, name, extra)  # 404 unknown, 422 bad parameters
+    return projection, name, msgspec.to_builtins(cat.params(projection, name, params))
+
+
+def interval(value: str | None, default: int, floor: int) -> int:
+    """`min_interval_ms` as a whole number of ms from `floor` to `MAX_INTERVAL_MS`
+    (`default` when absent); 422 otherwise."""
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit() and floor <= int(value) <= MAX_INTERVAL_MS):
+        raise Invalid(
+            f"min_interval_ms must be a whole number of ms from {floor} to {MAX_INTERVAL_MS}, "
+            f"got {value[:40]!r}",
+            field="min_interval_ms",
+        )
+    return int(value)
+
+
+def renderer(format: str | None, signal: str | None) -> tuple[str, Callable[[Answer], bytes]]:
+    """(cache name, render) of a feed's format; 422 for an unknown one."""
+    if format in (None, "json"):
+        return "json", lambda a: frame(_json.encode(a.body), event="result", id=a.sequence)
+    if format != "datastar":
+        raise Invalid(f"format must be json or datastar, got {format[:40]!r}", field="format")
+    name = signal or "live"
+    if not _SIGNAL.fullmatch(name):
+        raise Invalid(f"signal must be a name like `live`, got {name[:40]!r}", field="signal")
+
+    def signals(answer: Answer) -> bytes:
+        patch = datastar.patch_signals({name: answer.body})
+        return fields(patch, event="datastar-patch-signals", id=answer.sequence)
+
+    return f"datastar:{name}", signals
+
+
+class LiveController(Controller):
+    """`GET /api/live` (see the module's doc)."""
+
+    path = "/api/live"
+    tags = ["read models"]
+
+    @get(media_type="text/event-stream")
+    async def live(
+        self,
+        request: Request[Any, Any, Any],
+        backend: Backend,
+        state: State,
+        query_name: Annotated[
+            str | None,
+            Parameter(query="query", description="<projection>.<query>; its parameters beside it"),
+        ] = None,
+        sql: Annotated[str | None, Parameter(description="one read-only SELECT")] = None,
+        format: Annotated[str | None, Parameter(description="json (default) or datastar")] = None,
+        signal: Annotated[
+            str | None, Parameter(description="the Datastar signal patched (default live)")
+        ] = None,
+        min_interval_ms: Annotated[
+            str | None, Parameter(description="answers at most this often (default 250)")
+        ] = None,
+        last_event_id: Annotated[
+            str | None, Parameter(query="last_event_id", description="resume at this sequence")
+        ] = None,
+        last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+        datastar_request: Annotated[str | None, Parameter(header="Datastar-Request")] = None,
+    ) -> Stream:
+        """Server-Sent Events of a query's answer, kept current as batches commit."""
+        arrived = time.monotonic()
+        values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
+        projection, name, params = target(query_name, sql, values)
+        settings = backend.settings
+        every = interval(min_interval_ms, settings.live_interval_ms, settings.live_min_interval_ms)
+        if format in (None, "") and datastar_request is not None:
+            format = "datastar"  # as /api/events: a Datastar client gets its frames
+        style, render = renderer(format, signal)
+        resume = resume_point(last_event_id_header or last_event_id)
+        return await follow(
+            backend,
+            state,
+            (projection, name, params),
+            every,
+            (style, render),
+            resume,
+            min_seq=reads.min_seq(values),
+            arrived=arrived,
+        )
+
+
+def resume_point(value: str | None) -> int:
+    """A `Last-Event-ID` as a sequence; -1 for none or a malformed one (a fresh answer)."""
+    after = parse_last_event_id(value)
+    return -1 if after is None else after
+
+
+async def follow(
+    backend: Backend,
+    state: State,
+    query: tuple[str, str, dict[str, Any]],
+    every: int,
+    style: tuple[str, Callable[[Answer], bytes]],
+    after: int,
+    *,
+    min_seq: int = 0,
+    arrived: float | None = None,
+    owned: bool = True,
+) -> Stream:
+    """The SSE response following `query` (projection, name, typed parameters) for the
+    current principal, at most one answer per `every` ms, each rendered by `style` (its
+    cache name, its render), from the resume point `after` (-1: none; an id ahead of the
+    stream resumes nothing). The first answer is as of `min_seq` or later (read-your-writes:
+    504 if the read model does not get there in time), within `query_timeout_s` of
+    `arrived` (`time.monotonic()`): 429 + Retry-After if it only waited for a slot, the time
+    limit's error if it ran. `owned`: a new key is charged to this principal (False: a
+    built-in view). 401/403 grants, 429 budgets, before it starts."""
+    arrived = time.monotonic() if arrived is None else arrived
+    deadline = arrived + backend.settings.query_timeout_s
+    projection, name, params = query
+    require_read(projection, params, name)  # 401/403 for this principal, every time
+    after = max(await _resumable(backend, after), min_seq)  # a joiner's: min_seq or later
+    hub: Hub = state.live
+    principal = PRINCIPAL.get()
+    hub.admit(principal.key)
+    key: Key = (projection, name, _json.encode(params).decode(), every)
+    me = Subscriber(after)
+
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
+
+    try:
+        await hub.subscribe(key, ask, after, me, principal if owned else None, deadline, min_seq)
+    except BaseException:
+        hub.release(principal.key)
+        raise
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            hub.leave(key, me)
+            hub.release(principal.key)
+
+    settings = backend.settings
+    ends = float(principal.claims.expires) if principal.claims is not None else None
+    body = _answers(me, *style, settings.sse_keepalive_s, ends, state.closing, release)
+    weakref.finalize(body, release)  # a body never started still gives its place back
+    return Stream(
+        _first(retry(settings.sse_retry_ms), body),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _resumable(backend: Backend, after: int) -> int:
+    """`after`, or -1 if it is ahead of the stream (an id of another stream)."""
+    if after <= 0:
+        return after
+    info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+    return after if after <= info.state.last_seq else -1
+
+
+async def _first(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in rest:
+        yield chunk
+
+
+async def _answers(
+    me: Subscriber,
+    style: str,
+    render: Callable[[Answer], bytes],
+    keepalive_s: float,
+    ends: float | None,
+    closing: asyncio.Event,
+    release: Callable[[], None],
+) -> AsyncIterator[bytes]:
+    """Each answer the subscriber takes, keep-alives between, until the client leaves, the
+    gateway closes or the token expires."""
+    try:
+        while not closing.is_set():
+            left = keepalive_s if ends is None else min(keepalive_s, ends - time.time())
+            if left <= 0:
+                yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
+                return
+            try:
+                async with asyncio.timeout(left):
+                    await me.wake.wait()
+            except TimeoutError:
+                yield comment("keep-alive")
+                continue
+            me.wake.clear()
+            if me.error is not None:
+                error, me.error = me.error, None
+                yield frame(json.dumps(error), event="error")
+            answer = me.take()
+            if answer is not None:
+                metrics.live_results.inc()
+                yield answer.frame(style, render)
+    finally:
+        release()

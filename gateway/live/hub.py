@@ -1,0 +1,338 @@
+"""Live queries: one evaluation per distinct query, its answers fanned out to subscribers.
+
+Projector replicas announce every committed batch on `<prefix>.applied` with the tables
+it changed (`projector/main.py`). A live query's first answer comes with the tables it
+reads (`projector/dependencies.py`); after that it is evaluated again only when a batch
+changed one of them, at most once per its interval, through `Backend.query` (so the
+projector's sandbox, slots, time and byte limits apply), in lanes (below). Every subscriber
+of the same key (query, typed parameters, interval) shares that one evaluation: a batch
+costs one query whatever the number of subscribers. Grants are checked per subscriber when
+it subscribes (`gateway/live/follow.py`).
+
+Fairness: an evaluation is charged to its key's owner, the principal whose subscribe
+created it (none for the built-in dashboard views); when the owner's last feed of the key
+leaves, the key passes to the feed that has followed it longest (its principal, or no
+one for a view's feed), so the others keep their answers and nobody pays for a key it no
+longer follows. Ad-hoc SQL runs in the `sql` lane as its owner (so the projector's
+per-principal SQL places apply, shared with the owner's own `POST /api/sql`); catalogue
+queries and views run in the `app` lane as the gateway (`LIVE`), which SQL cannot occupy
+(`gateway/live/lanes.py`). Waiting for a slot is bounded by the evaluation's deadline
+(`wait_s`; the first one's counts from the subscribe's arrival): a first evaluation that
+only waited is a 429 with `Retry-After`, a later one is skipped to the next round (never
+an error for waiting). An owner creates at most `per_owner` distinct keys (429 past it).
+
+The first evaluation runs in the evaluation's own task, not in the subscribe that started
+it: a first subscriber that leaves while it runs leaves it to the others.
+
+An answer carries the sequence it is as of (read in its own transaction): subscribers
+get answers in increasing sequence only, and a changed result only. Each subscriber holds
+one answer at most (latest wins): a slow one skips the answers it had no time for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
+from gateway import metrics
+from gateway.live.answer import Answer, Subscriber
+from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
+from gateway.security.auth import ACTOR
+from gateway.security.grants import PRINCIPAL, SQL, Principal
+
+log = structlog.get_logger()
+EVERY = "*"
+LIVE = Principal("live", auth=False)  # app-lane evaluations run as the gateway
+RETRYABLE = (Unavailable, Timeout, TooManyRequests)
+Key = tuple[str, str, str, int]  # projection, query, typed params as JSON, interval ms
+Ask = Callable[[int, float], Awaitable[bytes]]  # (min_seq, seconds left) -> live reply
+_json = msgspec.json.Encoder()
+
+
+class Evaluation:
+    """The one evaluation of a key, shared by its subscribers (in the order they came)."""
+
+    def __init__(self, hub: Hub, key: Key, ask: Ask, owner: Principal | None):
+        self.hub, self.key, self.ask, self.owner = hub, key, ask, owner
+        self.lane = SQL_LANE if key[0] == SQL else APP_LANE
+        self.interval_s = key[3] / 1000
+        self.subscribers: dict[Subscriber, None] = {}  # insertion-ordered: who came first
+        self.answer: Answer | None = None
+        self.reads: frozenset[str] = frozenset({EVERY})
+        self.due = 0  # a sequence the answer must reach (announced, or a resume point)
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def announce(self, sequence: int, tables: frozenset[str]) -> None:
+        """A batch up to `sequence` committed, changing `tables` (`*`: any): due if newer
+        than the answer and it touched a table the query reads."""
+        if self.answer is not None and sequence <= self.answer.sequence:
+            return
+        if EVERY in tables or EVERY in self.reads or tables & self.reads:
+            self.want(sequence)
+
+    def want(self, sequence: int) -> None:
+        """Evaluate again (after the interval) unless the answer is as of `sequence` already."""
+        if self.answer is None or sequence > self.answer.sequence:
+            self.due = max(self.due, sequence)
+            self.wake.set()
+
+    def start(self, min_seq: int, deadline: float) -> None:
+        """Evaluate the first answer (as of `min_seq` or later, by `deadline`,
+        `time.monotonic()`) in a task of its own, then follow the announcements. `ready`
+        resolves with the first answer or that evaluation's error (429 if it only waited)."""
+        self.task = asyncio.create_task(self._run(min_seq, deadline))
+
+    async def _run(self, min_seq: int, deadline: float) -> None:
+        try:
+            self._take(await self._evaluate(min_seq, deadline))
+        except BaseException as exc:
+            shown = exc if isinstance(exc, Exception) else Unavailable("retry", retry_after=1)
+            self.ready.set_exception(shown)
+            self.ready.exception()  # retrieved: the subscribers waiting get it raised
+            self.hub.forget(self)  # a newcomer starts afresh
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.ready.set_result(None)
+        await self._follow()
+
+    async def _follow(self) -> None:
+        started = time.monotonic()
+        while True:
+            await self.wake.wait()
+            await asyncio.sleep(max(0.0, started + self.interval_s - time.monotonic()))  # rate
+            self.wake.clear()
+            if self.answer is not None and self.due <= self.answer.sequence:
+                continue
+            started = time.monotonic()
+            try:
+                self._take(await self._evaluate(self.due, started + self.hub.wait_s))
+            except RETRYABLE as exc:  # busy (waited its deadline) or unavailable: next round
+                log.info("live_evaluation_retry", query=self.key[:2], error=exc.message[:200])
+                self.wake.set()  # again after the interval
+            except IronstarError as exc:  # e.g. an answer over the byte limit: say so
+                log.warning("live_evaluation_failed", query=self.key[:2], error=exc.message[:200])
+                for subscriber in self.subscribers:
+                    subscriber.fail(exc.code, exc.message)
+
+    async def _evaluate(self, min_seq: int, deadline: float) -> bytes:
+        owner = self.owner  # as of now: a handoff meanwhile charges the next round
+        runs_as = owner if self.lane == SQL_LANE and owner is not None else LIVE
+        PRINCIPAL.set(runs_as)
+        ACTOR.set(runs_as.key)
+        started = time.perf_counter()
+        async with self.hub.lanes.slot(self.lane, owner, deadline):
+            reply = await self.ask(min_seq, max(deadline - time.monotonic(), 0.001))
+        metrics.live_evaluations.labels(f"{self.key[0]}.{self.key[1]}").inc()
+        metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
+        return reply
+
+    def _take(self, reply: bytes) -> None:
+        body = json.loads(reply)
+        self.reads = frozenset(body.pop("reads", None) or (EVERY,))
+        body.pop("storage_exhausted", None)
+        sequence = int(body["sequence"])
+        old = self.answer
+        if old is not None and sequence < old.sequence:
+            return  # an older replica answered: never older after newer
+        same = old is not None and _json.encode(body.get("result")) == _json.encode(
+            old.body.get("result")
+        ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
+        version = old.version if same and old is not None else (old.version + 1 if old else 0)
+        self.answer = Answer(sequence, version, body)
+        for subscriber in self.subscribers:
+            subscriber.offer(self.answer)
+
+    def successor(self) -> Principal | None:
+        """Whom the key passes to when its owner's last feed of it left: the principal of
+        the feed that has followed it longest (None: a view's feed, free)."""
+        return next(iter(self.subscribers)).owner
+
+    def close(self) -> None:
+        """Stop evaluating (nothing is sent to the subscribers any more)."""
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Hub:
+    """This gateway's live queries, keyed; fed by the projectors' announcements.
+
+    Budgets: `max_queries` distinct keys, `per_owner` of them started by one principal,
+    `total` open feeds, `per_principal` of them one principal's (429 past each); the
+    evaluations' slots (`gateway/live/lanes.py`, `concurrency` per lane); `wait_s` seconds for
+    a later evaluation (slot, `min_seq` and the query together)."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        max_queries: int,
+        total: int,
+        per_principal: int,
+        per_owner: int = 64,
+        wait_s: float = 5.0,
+    ):
+        self.evaluations: dict[Key, Evaluation] = {}
+        self.lanes = Lanes(concurrency)
+        self.wait_s = wait_s
+        self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
+        self.per_owner = max(1, per_owner)
+        self.feeds: Counter[str] = Counter()  # open feeds per principal
+        self._sub: Any = None
+
+    def admit(self, principal: str) -> None:
+        """A place for one more feed of `principal` (a principal key), or 429."""
+        if self.feeds.total() >= self.total:
+            raise TooManyRequests(
+                f"this gateway serves {self.total} live-query feeds, its limit; retry later",
+                retry_after=5,
+                limit="live_subscriptions",
+            )
+        if self.feeds[principal] >= self.per_principal:
+            raise TooManyRequests(
+                f"you have {self.per_principal} live-query feeds open on this gateway, the most "
+                "one principal may; close one first",
+                retry_after=5,
+                limit="live_per_principal",
+            )
+        self.feeds[principal] += 1
+        metrics.live_subscriptions.inc()
+
+    def release(self, principal: str) -> None:
+        """Give back the place `admit(principal)` took."""
+        self.feeds[principal] -= 1
+        if self.feeds[principal] <= 0:
+            del self.feeds[principal]
+        metrics.live_subscriptions.dec()
+
+    async def start(self, nc: Client, subject: str) -> None:
+        """Hear the projectors' announcements on `subject` (`<prefix>.applied`)."""
+        self._sub = await nc.subscribe(subject, cb=self._heard)
+
+    async def _heard(self, msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+            sequence, tables = int(body["sequence"]), frozenset(map(str, body["tables"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("live_announcement_unreadable", data=msg.data[:200])
+            return
+        for evaluation in list(self.evaluations.values()):
+            evaluation.announce(sequence, tables)
+
+    async def subscribe(
+        self,
+        key: Key,
+        ask: Ask,
+        after: int,
+        subscriber: Subscriber,
+        owner: Principal | None = None,
+        deadline: float | None = None,
+        min_seq: int = 0,
+    ) -> None:
+        """Join (or start, charged to `owner`; None: a built-in view) the evaluation of
+        `key`; the answer for a resume point `after` comes when the read model reaches it.
+        The first answer is as of `min_seq` or later, by `deadline` (`time.monotonic()`,
+        default `wait_s` from now). Raises the first evaluation's error (429 if it only
+        waited for a slot), 504 `Timeout` if `min_seq` was not reached, 429 budgets."""
+        deadline = time.monotonic() + self.wait_s if deadline is None else deadline
+        evaluation = self.evaluations.get(key)
+        if evaluation is None:
+            evaluation = self._begin(key, ask, owner)
+            evaluation.start(max(after, min_seq, 0), deadline)
+        subscriber.owner = owner
+        evaluation.subscribers[subscriber] = None
+        try:
+            await asyncio.shield(evaluation.ready)
+            if evaluation.answer is not None:
+                subscriber.offer(evaluation.answer)
+            evaluation.want(after)
+            if subscriber.latest is None and min_seq > 0:  # a joiner waits for min_seq too
+                await _reached(subscriber, min_seq, deadline)
+        except BaseException:
+            self.leave(key, subscriber)
+            raise
+
+    def _begin(self, key: Key, ask: Ask, owner: Principal | None) -> Evaluation:
+        if len(self.evaluations) >= self.max_queries:
+            raise TooManyRequests(
+                f"this gateway follows {self.max_queries} distinct live queries, its "
+                "limit; follow one of those, or retry later",
+                retry_after=5,
+                limit="live_queries",
+            )
+        if owner is not None and self.lanes.owned[owner.key] >= self.per_owner:
+            raise TooManyRequests(
+                f"you started {self.per_owner} distinct live queries on this gateway, the "
+                "most one principal may; close one, or follow one of those",
+                retry_after=5,
+                limit="live_queries_per_principal",
+            )
+        evaluation = self.evaluations[key] = Evaluation(self, key, ask, owner)
+        self.lanes.own(owner, +1)
+        metrics.live_queries.set(len(self.evaluations))
+        return evaluation
+
+    def leave(self, key: Key, subscriber: Subscriber) -> None:
+        """`subscriber` no longer follows `key`: the last one out stops the evaluation; an
+        owner whose last feed of it left hands it to the next (see the module's doc)."""
+        evaluation = self.evaluations.get(key)
+        if evaluation is None or evaluation.subscribers.pop(subscriber, False) is False:
+            return
+        if not evaluation.subscribers:
+            evaluation.close()
+            self.forget(evaluation)
+            return
+        owner = evaluation.owner
+        if owner is not None and all(
+            one.owner is None or one.owner.key != owner.key for one in evaluation.subscribers
+        ):
+            evaluation.owner = evaluation.successor()
+            self.lanes.own(evaluation.owner, +1)
+            self.lanes.own(owner, -1)
+
+    def forget(self, evaluation: Evaluation) -> None:
+        """Drop `evaluation` (ended, or its first answer failed) and its owner's charge."""
+        if self.evaluations.get(evaluation.key) is evaluation:
+            del self.evaluations[evaluation.key]
+            self.lanes.own(evaluation.owner, -1)
+            metrics.live_queries.set(len(self.evaluations))
+
+    async def close_on(self, closing: asyncio.Event) -> None:
+        """Once `closing` is set, wake every feed (each ends itself) and stop evaluating."""
+        await closing.wait()
+        for evaluation in list(self.evaluations.values()):
+            evaluation.close()
+            for subscriber in evaluation.subscribers:
+                subscriber.wake.set()
+
+    async def stop(self) -> None:
+        """Stop hearing announcements (evaluations end with their feeds)."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+
+async def _reached(subscriber: Subscriber, min_seq: int, deadline: float) -> None:
+    """Wait for the subscriber's first answer (as of `min_seq` or later) till `deadline`;
+    504 `Timeout` past it."""
+    try:
+        async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+            await subscriber.wake.wait()
+    except TimeoutError:
+        raise Timeout(
+            f"the read model did not reach sequence {min_seq} in time; retry later or "
+            "with a smaller min_seq",
+            min_seq=min_seq,
+        ) from None

@@ -1,0 +1,75 @@
+"""The evaluation budget of a gateway's live queries: lanes of slots, each owner's half.
+
+Ad-hoc SQL evaluations run in the `sql` lane (`live_concurrency` slots), catalogue queries
+and views in the `app` lane (`APP_WIDTH` x `live_concurrency` slots), so slow SQL never
+occupies the dashboard's slots. An owner (the principal a key is charged to) runs at most
+half of a lane at once (at least one slot), so one principal's slow feeds make only its own
+wait. Waiting for a slot ends at the evaluation's deadline with a 429.
+
+Why the app lane is wider: a catalogue evaluation holds its slot for a round trip to the
+projector, which executes named queries on its own bounded pool (`projector/queries.py`);
+measured (`ironstar bench live`, 10 keys due after each batch), 4 slots shared by one owner
+(2 for it) queued evaluations up to 334 ms behind each other while DuckDB ran each in a few
+ms. SQL keeps the narrow lane: there the slot bounds real work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from common.errors import TooManyRequests
+from gateway.security.grants import Principal
+
+SQL_LANE, APP_LANE = "sql", "app"
+APP_WIDTH = 4  # app-lane slots per `live_concurrency`
+
+
+class Lanes:
+    """The slots of both lanes, and the distinct keys each owner is charged with."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.size = {SQL_LANE: concurrency, APP_LANE: APP_WIDTH * concurrency}
+        self._free = {lane: asyncio.Semaphore(n) for lane, n in self.size.items()}
+        self.owned: Counter[str] = Counter()  # distinct keys per owner (principal key)
+        self._halves: dict[tuple[str, str], asyncio.Semaphore] = {}  # (owner, lane)
+
+    def own(self, owner: Principal | None, change: int) -> None:
+        """Charge `owner` with `change` (+1 or -1) keys; None (a built-in view) is free."""
+        if owner is None:
+            return
+        if not self.owned[owner.key]:
+            for lane, size in self.size.items():
+                self._halves[owner.key, lane] = asyncio.Semaphore(max(1, size // 2))
+        self.owned[owner.key] += change
+        if self.owned[owner.key] <= 0:
+            del self.owned[owner.key]
+            for lane in self.size:
+                del self._halves[owner.key, lane]
+
+    @contextlib.asynccontextmanager
+    async def slot(
+        self, lane: str, owner: Principal | None, deadline: float
+    ) -> AsyncIterator[None]:
+        """One of `lane`'s slots (and one of `owner`'s half of it; `owner` must own a key)
+        free before `deadline` (`time.monotonic()`), else 429 with `Retry-After: 1`."""
+        gates = [self._free[lane]]
+        if owner is not None:
+            gates.insert(0, self._halves[owner.key, lane])
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    for gate in gates:
+                        await gate.acquire()
+                        held.callback(gate.release)
+            except TimeoutError:
+                raise TooManyRequests(
+                    f"no live-query slot of this gateway's {self.size[lane]} ({lane} queries) "
+                    "came free before the query's time limit; retry in 1 s",
+                    retry_after=1,
+                    limit="live_concurrency",
+                ) from None
+            yield

@@ -1,0 +1,1 @@
+"""The front door: authentication, grants, rate/body/header limits, security headers."""
