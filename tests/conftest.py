@@ -7,12 +7,18 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from nats.aio.client import Client
 
 from common import bus
 from common.settings import NatsSettings
 from ironstar.natsserver import NatsServer, free_port
 from tests.support.stack import Stack
+
+# No per-example deadline: the suite shares two cores with real servers, so one example's wall
+# time says nothing about the property (a first example paying a lazy import took 560 ms).
+settings.register_profile("ironstar", deadline=None)
+settings.load_profile("ironstar")
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.envelope import Envelope, Metadata
+from common.envelope import new_envelope
 from gateway.dashboard import datastar
 from gateway.feed.wire import EVENT_TOKEN, comment, fields, frame, retry
 from tests.support.whatwg_sse import parse
@@ -113,16 +113,16 @@ def test_negative_ids_and_retries_are_refused() -> None:
 def test_a_rendered_todo_keeps_every_line_keyed_and_its_cr_as_a_character_reference(
     text: str,
 ) -> None:
-    event = Envelope(
-        event_id="e",
-        aggregate_type="todo_list",
-        aggregate_id="l",
-        version=1,
-        event_type="todo_added",
+    event = new_envelope(
+        "todo_list",
+        "l",
+        1,
+        "todo_added",
+        {"todo_id": "t", "text": text},
         schema=2,
         occurred_at="2026-01-01T00:00:00Z",
-        payload={"todo_id": "t", "text": text},
-        metadata=Metadata(command_id="c", correlation_id="c"),
+        event_id="e",
+        command_id="c",
     )
     parsed = parse(datastar.render(3, event))
     assert [e.type for e in parsed.events][-1] == "datastar-patch-signals"
