@@ -12,7 +12,7 @@ import uuid
 import msgspec
 import pytest
 
-from common.envelope import Envelope, Metadata, utc_now, uuid7
+from common.envelope import Envelope, Metadata, new_envelope
 from common.errors import CommandIdReused
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -41,15 +41,13 @@ def events(on: AggregateKey, first_version: int, count: int) -> list[Envelope]:
     """`count` todo_added envelopes of `on`, versions from `first_version`."""
     metadata = Metadata(command_id=uuid.uuid4().hex, correlation_id="contract")
     return [
-        Envelope(
-            event_id=uuid7(),
-            aggregate_type=on.aggregate_type,
-            aggregate_id=on.aggregate_id,
-            version=first_version + n,
-            event_type="todo_added",
+        new_envelope(
+            on.aggregate_type,
+            on.aggregate_id,
+            first_version + n,
+            "todo_added",
+            {"todo_id": f"t{first_version + n}", "text": "x"},
             schema=2,
-            occurred_at=utc_now(),
-            payload={"todo_id": f"t{first_version + n}", "text": "x"},
             metadata=metadata,
         )
         for n in range(count)
