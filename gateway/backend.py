@@ -54,12 +54,6 @@ class Backend:
         return answer.result()
 
     @property
-    def nats(self) -> NatsSettings:
-        """The old name of `nats_settings`, kept only while `gateway/live/follow.py` (owned
-        by another branch this round) still reads `backend.nats.stream`; remove with it."""
-        return self.nats_settings
-
-    @property
     def subjects(self) -> Subjects:
         """The NATS subjects under this deployment's prefix (`common.subjects.Subjects`)."""
         return Subjects(self.nats_settings.prefix)

@@ -231,7 +231,7 @@ async def _resumable(backend: Backend, after: int) -> int:
     """`after`, or -1 if it is ahead of the stream (an id of another stream)."""
     if after <= 0:
         return after
-    info = await backend.nc.jetstream().stream_info(backend.nats.stream)
+    info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
     return after if after <= info.state.last_seq else -1
 
 
