@@ -4,6 +4,10 @@ Deliveries are written in as few writes as possible (everything that arrived tog
 one write), and acked after the write returned: the socket's drain paces the consumer.
 Everything that is not written is accounted for: superseded by a later event of the same
 aggregate (debounce, drop-oldest) or dropped with a `lag` notice (the dropping policies).
+
+Three places write events, and a control that changes what is written applies in each: the
+live tail's frames as they are (`_Run` in `events`, a plain feed on the tail), `_Run.shape`
+(windows and back-pressure policies) and `_Run.finish` (the last flush when the feed ends).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Applied as SQL over the staged batch (`batch`, one row per event). The statement
 order inside the batch's transaction: first the per-minute change of active and completed
 todos (a delete needs the todo's state *before* the batch's changes), then the added
 todos are inserted, then every other touched todo is updated once with its last values.
+"Active" is TodoMVC's word for an open todo: not completed, not deleted.
 """
 
 from __future__ import annotations
