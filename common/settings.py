@@ -32,6 +32,9 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """The section read from `IRONSTAR_<SECTION>_<FIELD>` variables of `environ` (default
+        the process's), `overrides` (not None) winning. Invalid naming the section and field when a
+        value does not convert to its field's type or bounds."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             name: env[variable] for name, variable, _, _ in cls.variables() if variable in env

@@ -158,7 +158,8 @@ class Verifier:
 
     def verify(self, token: str, now: float | None = None) -> Claims:
         """The token's claims, or Unauthorized saying what is wrong with it (and naming the
-        claim, `claim`, when one is malformed)."""
+        claim, `claim`, when one is malformed: `_bad_claim` builds that error). `now`: Unix
+        seconds (default the clock)."""
         parts = token.split(".")
         if len(parts) != 3 or len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("the bearer token is not a JWT (header.claims.signature)")

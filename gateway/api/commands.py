@@ -66,7 +66,11 @@ class CommandController(Controller):
         if_match: Annotated[str | None, Parameter(header="If-Match")] = None,
         correlation: Annotated[str | None, Parameter(header="X-Correlation-Id")] = None,
     ) -> Response[bytes]:
-        """Send a command to an aggregate; returns its events and the new sequence."""
+        """Send a command to an aggregate; returns its events and the new sequence.
+
+        Errors: 400 (BadRequest) a body that is not JSON; 422 a body or payload of the wrong
+        shape (`field` names it); 409 a stale `If-Match`, a broken rule or a reused
+        `command_id`; 507 storage full; 503 + Retry-After the writer unreachable."""
         bind_correlation(correlation)
         raw = await request.body()
         try:
@@ -112,7 +116,9 @@ class SqlController(Controller):
         JSON answers `{"sequence", "result": {"columns", "rows", "truncated", "truncated_by",
         "max_rows", "max_bytes"}}` (`truncated_by`: "rows", "bytes" or null); `format=csv`
         answers the rows as CSV with a header line, and `Ironstar-Truncated: rows|bytes` when
-        cut."""
+        cut. Errors: 400 (BadRequest) a body that is not `{"sql": ...}` or a write; 422 a
+        refused statement, function or table (named); 429 + Retry-After past the SQL places;
+        504 `min_seq` not reached in time."""
         try:
             body = _sql_bodies.decode(await request.body())
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -199,7 +199,8 @@ async def panel_fragment(request: Request[Any, Any, Any], backend: Backend, name
 async def part_fragment(
     request: Request[Any, Any, Any], backend: Backend, name: str, part: str
 ) -> str:
-    """A fragment of an app panel as it is now (`Panel.fragments`)."""
+    """A fragment of an app panel as it is now (`Panel.fragments`); NotFound (404, listing
+    the known ones) for a panel or part the app does not declare."""
     fragments = _find(name).fragments
     fragment = fragments.get(part)
     if fragment is None:

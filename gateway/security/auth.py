@@ -46,7 +46,8 @@ _URL_TOKENS = frozenset({"access_token", "token", "jwt", "bearer", "authorizatio
 
 
 def verifier(settings: AuthSettings) -> Verifier | None:
-    """The token verifier, or None when no secret is configured (auth off)."""
+    """The token verifier, or None when no secret is configured (auth off). Invalid when
+    `secret_file` cannot be read or the secret is shorter than 32 bytes (RFC 7518 §3.2)."""
     secret = settings.secret
     if settings.secret_file:
         try:
@@ -240,7 +241,8 @@ def _own_origin(scheme: str, host: str) -> str:
 )
 async def session(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """POST: set the HttpOnly session cookie from `Authorization: Bearer <token>` (for
-    EventSource, which cannot send headers). DELETE: clear it."""
+    EventSource, which cannot send headers). DELETE: clear it. NotFound (404) when auth is
+    off; Unauthorized (401) without a valid bearer token."""
     gate: Gate = request.app.state.gate
     if request.method == HttpMethod.DELETE:
         closed = {"session": "closed"}

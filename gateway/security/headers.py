@@ -42,7 +42,8 @@ def check_target(path: str, query: bytes) -> None:
 
 
 def bounded(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's headers by lower-case name (the last of repeated ones), within bounds."""
+    """The request's headers by lower-case name (the last of repeated ones). HeaderTooLarge
+    (431, RFC 6585 §5) past `MAX_VALUE` bytes for one value or the total/count bounds."""
     found: dict[str, str] = {}
     total = 0
     for count, (key, value) in enumerate(raw, start=1):

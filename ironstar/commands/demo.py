@@ -106,6 +106,8 @@ def _reader(url: str) -> Read:
     """Read a catalogue query over HTTP: its result, or None when it holds nothing (404)."""
 
     def read(projection: str, name: str, params: Mapping[str, Any]) -> Any:
+        """The `result` of `GET /api/read/<projection>/<name>?<params>`: the query's answer as
+        decoded JSON (its shape is the query's `result` type), or None on 404."""
         query = urllib.parse.urlencode(params)
         found = _get(f"{url}/api/read/{projection}/{name}?{query}")
         return None if found is None else found.get("result")
