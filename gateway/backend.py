@@ -82,6 +82,20 @@ class Backend:
             )
         )
 
+    async def live_round(self, body: bytes, wait_s: float) -> bytes:
+        """A live round (`LiveRound` JSON) asked of a projector replica: its reply,
+        `{"answers": [...]}` (`projector/liveround.py`), or the round's error. Grants were
+        checked when each key's feeds subscribed (`gateway/livefeed.py`)."""
+        return await self._unless_closing(
+            bus.request(
+                self.nc,
+                self.subjects.query("live"),
+                body,
+                wait_s + self.nats.request_timeout_s,
+                "projector (live queries)",
+            )
+        )
+
     async def query(
         self,
         projection: str,

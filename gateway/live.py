@@ -50,6 +50,7 @@ from gateway.auth import ACTOR
 from gateway.grants import PRINCIPAL, SQL, Principal
 from gateway.liveanswer import Answer, Subscriber
 from gateway.livelanes import APP_LANE, SQL_LANE, Lanes
+from gateway.liverounds import Rounds
 
 log = structlog.get_logger()
 EVERY = "*"
@@ -186,6 +187,7 @@ class Hub:
     ):
         self.evaluations: dict[Key, Evaluation] = {}
         self.lanes = Lanes(concurrency)
+        self.rounds = Rounds()  # the app lane's evaluations, asked together
         self.wait_s = wait_s
         self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
         self.per_owner = max(1, per_owner)

@@ -35,6 +35,7 @@ from litestar.response import Stream
 
 from common import catalogue as catalogues
 from common.errors import Invalid
+from common.messages import LiveKey
 from gateway import datastar, metrics, reads
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, SQL, require_read
@@ -197,8 +198,12 @@ async def follow(
     key: Key = (projection, name, _json.encode(params).decode(), every)
     me = Subscriber(after)
 
+    wanted = LiveKey(projection=projection, name=name, params=params)
+
     async def ask(min_seq: int, left_s: float) -> bytes:
-        return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
+        if projection == SQL:  # one request each: its sandbox and limits are per statement
+            return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
+        return await hub.rounds.ask(backend.live_round, wanted, min_seq, left_s)
 
     try:
         await hub.subscribe(key, ask, after, me, principal if owned else None, deadline, min_seq)
