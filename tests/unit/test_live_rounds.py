@@ -21,10 +21,12 @@ class Projector:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail: Exception | None = None
+        self.entered = asyncio.Event()  # a round reached the projector
 
     async def send(self, body: bytes, left_s: float) -> bytes:
         request = json.loads(body)
         self.rounds.append([key["name"] for key in request["keys"]])
+        self.entered.set()
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
@@ -55,10 +57,9 @@ async def test_keys_due_while_a_round_runs_join_the_next_one() -> None:
     rounds, projector = Rounds(), Projector()
     projector.gate.clear()
     first = asyncio.create_task(rounds.ask(projector.send, key("a"), 1, 5.0))
-    while not projector.rounds:
-        await asyncio.sleep(0.001)
+    await projector.entered.wait()
     later = [asyncio.create_task(rounds.ask(projector.send, key(n), 2, 5.0)) for n in "bc"]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # five times the gathering window: the next round would be out
     assert projector.rounds == [["a"]], "nothing else was sent while the round ran"
     projector.gate.set()
     await asyncio.gather(first, *later)
@@ -93,11 +94,10 @@ async def test_a_key_whose_evaluation_left_is_not_asked_for() -> None:
     rounds, projector = Rounds(), Projector()
     projector.gate.clear()
     first = asyncio.create_task(rounds.ask(projector.send, key("a"), 1, 5.0))
-    while not projector.rounds:
-        await asyncio.sleep(0.001)
+    await projector.entered.wait()
     gone = asyncio.create_task(rounds.ask(projector.send, key("gone"), 1, 5.0))
     kept = asyncio.create_task(rounds.ask(projector.send, key("kept"), 1, 5.0))
-    await asyncio.sleep(0.001)
+    await asyncio.sleep(0)  # both are waiting for the next round
     gone.cancel()
     projector.gate.set()
     await asyncio.gather(first, kept)
