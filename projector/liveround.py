@@ -13,12 +13,15 @@ for that key alone (404/422 unknown query or bad parameters, 413 too large, a fa
 statement): one failing key fails only itself. After a failing statement the transaction
 is begun again (DuckDB refuses more work in an aborted one), so the later keys may be as
 of a newer checkpoint; each part says its own. A part that would take the reply past
-`max_reply` bytes (the NATS message) is a 503 `Unavailable` "deferred": its gateway asks
-again in its next round.
+`max_reply` bytes (the NATS message), or whose turn comes after the round's time limit,
+is a 503 `Unavailable`: its gateway asks again in its next round. A round runs its keys
+one after another on one thread: its cost is bounded by the gateway's distinct keys
+(`live_max_queries`) and its time limit (no key starts past it).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +35,8 @@ from projector import answers
 from projector.projection import answer
 from projector.readmodel import ReadModel, checkpoint_of
 
+FULL = "the round's reply is full; asked again next round"
+LATE = "the round's time limit passed before this key; asked again next round"
 ReadsOf = Callable[[ReadModel, str], frozenset[str]]  # (model, SQL text) -> tables it reads
 EVERY = ("*",)
 _json = msgspec.json.Encoder()
@@ -44,15 +49,20 @@ def evaluate(
     reads_of: ReadsOf,
     max_bytes: int,
     max_reply: int,
+    deadline: float = float("inf"),
 ) -> bytes:
     """The reply to a round of `keys` (see the module's doc), at most `max_reply` bytes plus
-    one deferral per key. Runs on a named-query thread, never the apply thread."""
+    one deferral per key; keys not begun by `deadline` (`time.monotonic()`, the round's
+    time limit) are deferred. Runs on a named-query thread, never the apply thread."""
     cursor = model.con.cursor()
     parts: list[bytes] = []
     size = len(b'{"answers":[]}')
     try:
         sequence = _begin(cursor)
         for key in keys:
+            if time.monotonic() > deadline:
+                parts.append(_error(Unavailable(LATE, retry_after=0)))
+                continue
             try:
                 part = _one(model, catalogue, cursor, sequence, key, reads_of, max_bytes)
             except IronstarError as exc:
@@ -62,9 +72,7 @@ def evaluate(
                 part = _error(Internal(failed[:1000]))
                 sequence = _begin(cursor, again=True)  # DuckDB aborted the transaction
             if size + len(part) + 1 > max_reply:
-                part = _error(
-                    Unavailable("the round's reply is full; asked again next round", retry_after=0)
-                )
+                part = _error(Unavailable(FULL, retry_after=0))
             size += len(part) + 1
             parts.append(part)
     finally:

@@ -161,7 +161,7 @@ class _Server:
         async with self.replica.reading() as model:
             work = functools.partial(
                 liveround.evaluate, model, self.catalogue, request.keys, self.reads_of,
-                self.max_bytes, self.max_reply,
+                self.max_bytes, self.max_reply, started + request.timeout_s,
             )  # fmt: skip
             reply = await asyncio.get_running_loop().run_in_executor(self.pool, work)
         metrics.QUERY_DURATION.labels("live").observe(time.monotonic() - started)

@@ -5,6 +5,7 @@ in bytes."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,15 @@ def test_keys_past_the_reply_bound_are_deferred_to_the_next_round(model: ReadMod
     assert all("result" in answer for answer in answers[:2])
     assert answers[2]["error"]["code"] == "unavailable"
     assert "next round" in answers[2]["error"]["message"]
+
+
+def test_keys_whose_turn_comes_after_the_rounds_time_limit_are_deferred(
+    model: ReadModel,
+) -> None:
+    past = time.monotonic() - 1
+    reply = liveround.evaluate(
+        model, catalogue.current(), [LIST, USERS], reads_of, 64_000, 1 << 20, past
+    )
+    answers = json.loads(reply)["answers"]
+    assert [answer["error"]["code"] for answer in answers] == ["unavailable", "unavailable"]
+    assert "time limit" in answers[0]["error"]["message"]
