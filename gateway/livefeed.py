@@ -221,10 +221,11 @@ async def follow(
 
     settings = backend.settings
     ends = float(principal.claims.expires) if principal.claims is not None else None
-    body = _answers(me, *style, settings.sse_keepalive_s, ends, state.closing, release)
+    head = retry(settings.sse_retry_ms)
+    body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, release)
     weakref.finalize(body, release)  # a body never started still gives its place back
     return Stream(
-        _first(retry(settings.sse_retry_ms), body),
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -238,24 +239,23 @@ async def _resumable(backend: Backend, after: int) -> int:
     return after if after <= info.state.last_seq else -1
 
 
-async def _first(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield head
-    async for chunk in rest:
-        yield chunk
-
-
 async def _answers(
     me: Subscriber,
     style: str,
     render: Callable[[Answer], bytes],
+    head: bytes,
     keepalive_s: float,
     ends: float | None,
     closing: asyncio.Event,
     release: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    """Each answer the subscriber takes, keep-alives between, until the client leaves, the
-    gateway closes or the token expires."""
+    """`head` (the `retry:` field), then each answer the subscriber takes (its frame
+    rendered once per answer and format, `Answer.frame`: a write here is the same bytes
+    for every subscriber), keep-alives between, until the client leaves, the gateway
+    closes or the token expires. One generator per feed, no wrapper: each layer was a
+    coroutine step per answer per subscriber (py-spy, `ironstar bench live`)."""
     try:
+        yield head
         while not closing.is_set():
             left = keepalive_s if ends is None else min(keepalive_s, ends - time.time())
             if left <= 0:
