@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from gateway.live import Hub, Key
-from gateway.liveanswer import Answer, Subscriber
+from gateway.liveanswer import Subscriber
+from tests.unit.test_live_handoff import hub, next_answer
+
+__all__ = ["hub"]  # the fixture, shared with the handoff's tests
 
 INTERVAL_MS = 300
 KEY: Key = ("todo_lists", "get", '{"list_id": "l"}', INTERVAL_MS)
@@ -34,24 +34,6 @@ class Projector:
         self.sequence = sequence
         for evaluation in list(hub.evaluations.values()):
             evaluation.announce(sequence, frozenset({"todos"}))
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
-    live = Hub(4, max_queries=10, total=10, per_principal=10)
-    yield live
-    tasks = [e.task for e in live.evaluations.values() if e.task is not None]
-    for evaluation in live.evaluations.values():
-        evaluation.close()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def next_answer(subscriber: Subscriber) -> Answer:
-    async with asyncio.timeout(5):
-        while (answer := subscriber.take()) is None:
-            await subscriber.wake.wait()
-            subscriber.wake.clear()
-    return answer
 
 
 async def test_the_first_answer_after_a_quiet_period_goes_out_at_once(hub: Hub) -> None:
