@@ -39,7 +39,7 @@ from common.messages import LiveKey
 from gateway import datastar, metrics, reads
 from gateway.backend import Backend
 from gateway.grants import PRINCIPAL, SQL, require_read
-from gateway.live import Hub, Key
+from gateway.live import Ask, Hub, Key
 from gateway.liveanswer import Answer, Subscriber
 from gateway.sse import parse_last_event_id
 from gateway.wire import comment, fields, frame, retry
@@ -198,13 +198,7 @@ async def follow(
     key: Key = (projection, name, _json.encode(params).decode(), every)
     me = Subscriber(after)
 
-    wanted = LiveKey(projection=projection, name=name, params=params)
-
-    async def ask(min_seq: int, left_s: float) -> bytes:
-        if projection == SQL:  # one request each: its sandbox and limits are per statement
-            return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
-        return await hub.rounds.ask(backend.live_round, wanted, min_seq, left_s)
-
+    ask = _asker(backend, hub, LiveKey(projection=projection, name=name, params=params))
     try:
         await hub.subscribe(key, ask, after, me, principal if owned else None, deadline, min_seq)
     except BaseException:
@@ -229,6 +223,19 @@ async def follow(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _asker(backend: Backend, hub: Hub, wanted: LiveKey) -> Ask:
+    """How `wanted` is evaluated: ad-hoc SQL one request each (its sandbox and limits are
+    per statement), a catalogue query in the hub's rounds (`gateway/liverounds.py`)."""
+    projection, name, params = wanted.projection, wanted.name, wanted.params
+
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        if projection == SQL:
+            return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
+        return await hub.rounds.ask(backend.live_round, wanted, min_seq, left_s)
+
+    return ask
 
 
 async def _resumable(backend: Backend, after: int) -> int:
