@@ -238,6 +238,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("live_announcement_unreadable", data=msg.data[:200])
             return
+        self.rounds.heard = max(self.rounds.heard, sequence)
         for evaluation in list(self.evaluations.values()):
             evaluation.announce(sequence, tables)
 

@@ -12,9 +12,11 @@ statement: `projector/queries.py`).
 
 Each key still waits for its own slot and keeps its own deadline (`gateway/livelanes.py`);
 a round's time limit is the earliest of its keys' and its `min_seq` the highest (a newer
-answer is never wrong: answers only move forward). One failing key fails only itself: its
-part of the reply is its error, raised to its evaluation alone; a failed round fails each
-of its keys, which retry next round as before.
+answer is never wrong: answers only move forward). A key whose `min_seq` no replica has
+announced yet (a resume point or a read-your-writes `min_seq` ahead of the read models)
+goes in a round of its own at once: waiting for it must not hold up the others. One
+failing key fails only itself: its part of the reply is its error, raised to its
+evaluation alone; a failed round fails each of its keys, which retry next round as before.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Rounds:
     def __init__(self) -> None:
         self._next: list[_Wanted] = []
         self._running: asyncio.Task[None] | None = None
+        self.heard = 0  # the newest sequence a replica announced (`Hub`)
 
     async def ask(self, send: Send, key: LiveKey, min_seq: int, left_s: float) -> bytes:
         """The live reply of `key` as of `min_seq` or later (`{"sequence", "result",
@@ -70,6 +73,9 @@ class Rounds:
         seconds; raises the key's own error or the round's."""
         loop = asyncio.get_running_loop()
         wanted = _Wanted(key, min_seq, time.monotonic() + left_s, loop.create_future())
+        if min_seq > self.heard:  # not committed anywhere yet: it must not hold up the round
+            await self._round(send, [wanted])
+            return await wanted.answer
         self._next.append(wanted)
         if self._running is None:
             self._running = asyncio.create_task(self._run(send))
@@ -102,10 +108,12 @@ class Rounds:
                 raise Internal(f"a live round of {len(batch)} keys got {len(parts)} answers")
         except BaseException as exc:
             for wanted in batch:
-                if not wanted.answer.done():
-                    wanted.answer.set_exception(exc if isinstance(exc, Exception) else Internal(
-                        "the live round was cancelled"
-                    ))  # fmt: skip
+                if wanted.answer.done():
+                    continue
+                if isinstance(exc, Exception):
+                    wanted.answer.set_exception(exc)
+                else:  # the round itself was cancelled (the gateway stops)
+                    wanted.answer.cancel()
             if not isinstance(exc, Exception):
                 raise
             return

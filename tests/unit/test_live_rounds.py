@@ -43,8 +43,15 @@ def key(name: str) -> LiveKey:
     return LiveKey(projection="p", name=name)
 
 
+def announced() -> Rounds:
+    """Rounds of a hub that heard a replica announce every sequence these tests ask for."""
+    rounds = Rounds()
+    rounds.heard = 1_000_000
+    return rounds
+
+
 async def test_keys_due_together_go_in_one_request_as_of_the_highest_min_seq() -> None:
-    rounds, projector = Rounds(), Projector()
+    rounds, projector = announced(), Projector()
     replies = await asyncio.gather(
         *(rounds.ask(projector.send, key(f"q{n}"), n, 5.0) for n in range(10))
     )
@@ -54,7 +61,7 @@ async def test_keys_due_together_go_in_one_request_as_of_the_highest_min_seq() -
 
 
 async def test_keys_due_while_a_round_runs_join_the_next_one() -> None:
-    rounds, projector = Rounds(), Projector()
+    rounds, projector = announced(), Projector()
     projector.gate.clear()
     first = asyncio.create_task(rounds.ask(projector.send, key("a"), 1, 5.0))
     await projector.entered.wait()
@@ -67,7 +74,7 @@ async def test_keys_due_while_a_round_runs_join_the_next_one() -> None:
 
 
 async def test_a_failing_key_fails_only_itself() -> None:
-    rounds, projector = Rounds(), Projector()
+    rounds, projector = announced(), Projector()
     good, bad = await asyncio.gather(
         rounds.ask(projector.send, key("good"), 1, 5.0),
         rounds.ask(projector.send, key("bad"), 1, 5.0),
@@ -79,7 +86,7 @@ async def test_a_failing_key_fails_only_itself() -> None:
 
 
 async def test_a_failed_round_fails_each_of_its_keys_and_the_next_round_goes_out() -> None:
-    rounds, projector = Rounds(), Projector()
+    rounds, projector = announced(), Projector()
     projector.fail = Unavailable("no projector is running", retry_after=1)
     for outcome in await asyncio.gather(
         *(rounds.ask(projector.send, key(n), 1, 5.0) for n in "ab"), return_exceptions=True
@@ -91,7 +98,7 @@ async def test_a_failed_round_fails_each_of_its_keys_and_the_next_round_goes_out
 
 
 async def test_a_key_whose_evaluation_left_is_not_asked_for() -> None:
-    rounds, projector = Rounds(), Projector()
+    rounds, projector = announced(), Projector()
     projector.gate.clear()
     first = asyncio.create_task(rounds.ask(projector.send, key("a"), 1, 5.0))
     await projector.entered.wait()
@@ -104,3 +111,21 @@ async def test_a_key_whose_evaluation_left_is_not_asked_for() -> None:
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert projector.rounds == [["a"], ["kept"]]
+
+
+async def test_a_key_whose_min_seq_is_not_announced_yet_does_not_hold_up_the_round() -> None:
+    rounds, projector, ahead_gate = Rounds(), Projector(), asyncio.Event()
+    rounds.heard = 5
+
+    async def send(body: bytes, left_s: float) -> bytes:
+        if json.loads(body)["min_seq"] > rounds.heard:
+            await ahead_gate.wait()  # the read model has not got there
+        return await projector.send(body, left_s)
+
+    ahead = asyncio.create_task(rounds.ask(send, key("ahead"), 1_000, 5.0))
+    due = await asyncio.gather(*(rounds.ask(send, key(n), 5, 5.0) for n in "ab"))
+    assert [json.loads(reply)["result"] for reply in due] == ["a", "b"]
+    assert not ahead.done() and projector.rounds == [["a", "b"]]
+    ahead_gate.set()
+    assert json.loads(await ahead)["sequence"] == 1_000
+    assert projector.rounds == [["a", "b"], ["ahead"]]
