@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ENGINE_TABLES = frozenset({"checkpoint", "dead_letters", "projection_versions"})
-RESERVED = frozenset({"sql", "snapshot", "rebuild"})
+RESERVED = frozenset({"sql", "snapshot", "rebuild", "live"})
 # What a query string carries: one value per name, as text msgspec converts.
 _SCALAR = (inspect.StrType, inspect.IntType, inspect.FloatType, inspect.BoolType,
            inspect.LiteralType, inspect.NoneType)  # fmt: skip

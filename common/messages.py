@@ -43,6 +43,24 @@ class QueryRequest(msgspec.Struct, frozen=True, kw_only=True):
     live: bool = False
 
 
+class LiveKey(msgspec.Struct, frozen=True, kw_only=True):
+    """One catalogue query of a live round: `projection`.`name` with its `params`."""
+
+    projection: str
+    name: str
+    params: dict[str, Any] = {}
+
+
+class LiveRound(msgspec.Struct, frozen=True, kw_only=True):
+    """Sent to `<prefix>.query.live` (issue 17): every due catalogue key of a gateway's live
+    queries, answered together once `min_seq` is applied, within `timeout_s` seconds; the
+    reply is `{"answers": [...]}` in `keys`' order (`projector/liveround.py`)."""
+
+    keys: list[LiveKey]
+    min_seq: int = 0
+    timeout_s: float = 5.0
+
+
 class CommandBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP body of `POST /api/commands/{aggregate_type}/{aggregate_id}`."""
 

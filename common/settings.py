@@ -205,7 +205,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "live_max_queries_per_principal": "distinct live queries one principal may start on a "
         "gateway (dashboard views are not counted)",
         "live_concurrency": "live-query evaluations a gateway runs at once in the ad-hoc SQL "
-        "lane (the lane of catalogue queries and views has 4x as many)",
+        "lane (catalogue queries and views go in rounds, one in flight)",
     }
     host: str = "127.0.0.1"
     port: int = 8000

@@ -23,8 +23,9 @@ The folders follow the architecture (docs/architecture.md, "The gateway's layout
 - `dashboard/`: `GET /` and `/ui`. `page.py` (the page and its fragments), `render.py`
   (generic HTML), `chart.py` (the analytics SVG), `datastar.py` (the `datastar` feed
   format), `static/` (CSS, JS, the Datastar bundle).
-- `live/`: live queries. `hub.py` (one evaluation per distinct query), `lanes.py` (the
-  evaluation budget), `answer.py` (answers and each feed's place in them), `follow.py`
+- `live/`: live queries. `hub.py` (one evaluation per distinct query), `rounds.py`
+  (catalogue keys due together in one projector request), `lanes.py` (the SQL lane's
+  budget), `answer.py` (answers and each feed's place in them), `follow.py`
   (`GET /api/live`), `views.py` (dashboard parts kept current by a live query).
 - `security/`: the front door. `frontdoor.py` (the middleware and security headers),
   `auth.py` (tokens, scopes per method and path), `grants.py` (the one rule for read-model

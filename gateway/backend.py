@@ -88,6 +88,20 @@ class Backend:
             )
         )
 
+    async def live_round(self, body: bytes, wait_s: float) -> bytes:
+        """A live round (`LiveRound` JSON) asked of a projector replica: its reply,
+        `{"answers": [...]}` (`projector/liveround.py`), or the round's error. Grants were
+        checked when each key's feeds subscribed (`gateway/live/follow.py`)."""
+        return await self._unless_closing(
+            bus.request(
+                self.nc,
+                self.subjects.query("live"),
+                body,
+                wait_s + self.nats_settings.request_timeout_s,
+                "projector (live queries)",
+            )
+        )
+
     async def query(
         self,
         projection: str,

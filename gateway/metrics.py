@@ -46,6 +46,11 @@ live_evaluations = Counter(
     "(`<projection>.<query>`, `sql.sql` for every ad-hoc one)",
     ["query"],
 )
+live_rounds = Counter(
+    "live_rounds_total",
+    "requests asking a projector for a round of due live catalogue queries, each answering "
+    "all of its keys in one transaction (gateway/live/rounds.py)",
+)
 live_evaluation_seconds = Histogram(
     "live_evaluation_duration_seconds",
     "time of one live-query evaluation, from asking a replica to its answer",

@@ -29,16 +29,17 @@ from nats.aio.msg import Msg
 from common import bus
 from common import catalogue as catalogues
 from common.errors import Invalid, NotFound, StorageFull, decoded
-from common.messages import QueryRequest
+from common.messages import LiveRound, QueryRequest
 from common.settings import ProjectorSettings
 from common.subjects import Subjects, valid_id
-from projector import answers, dependencies, metrics, sql
+from projector import answers, dependencies, liveround, metrics, sql
 from projector.readmodel import ReadModel
 from projector.rebuild import Rebuilder
 from projector.replica import Replica
 from projector.slots import Slots
 
 _queries = msgspec.json.Decoder(QueryRequest)
+_rounds = msgspec.json.Decoder(LiveRound)
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
 Run = Callable[[ReadModel, QueryRequest], Any]
 """What answers a named query or a snapshot on the named-query threads: (the model, the
@@ -46,6 +47,7 @@ request) -> a JSON-able answer, or an `_AsOf` for a live evaluation."""
 SQL_HANDLERS = 256  # SQL requests handled at once; `Slots` admits few of them
 NAMED_HANDLERS = 64  # named-query requests of one projection handled at once
 NAMED_THREADS = 4  # named queries are short: a few threads keep them off the apply thread
+ROUND_HANDLERS = 8  # live rounds handled at once (one in flight per gateway)
 READS_KEPT = 1024  # SQL texts whose tables are remembered (the live queries' own)
 EVERY = frozenset({dependencies.EVERY})
 STORAGE_RETRY_AFTER_S = 5
@@ -94,6 +96,7 @@ class _Server:
     ) -> None:
         self.replica, self.rebuilder, self.settings = replica, rebuilder, settings
         self.max_bytes = answers.budget(max_payload, settings.max_answer_bytes)
+        self.max_reply = max(self.max_bytes, max_payload - answers.HEADROOM_BYTES)  # a round's
         self.catalogue = catalogues.current()
         self.pool = ThreadPoolExecutor(NAMED_THREADS, thread_name_prefix="query")
         self.slots = Slots(
@@ -124,6 +127,7 @@ class _Server:
         return [
             *named,
             _Route(subjects.query("sql"), "projection.sql", self.adhoc, SQL_HANDLERS),
+            _Route(subjects.query("live"), "projection.live", self.live_round, ROUND_HANDLERS),
             _Route(subjects.query("snapshot"), "projection.snapshot", snapshot, 1),
             _Route(rebuild, f"rebuild.{name}", self.rebuild, 4),
         ]
@@ -145,6 +149,23 @@ class _Server:
             return self.reply(label, started, result, {"storage_exhausted": storage})
 
         return answer
+
+    async def live_round(self, msg: Msg) -> bytes:
+        """A gateway's live round (`projector/liveround.py`): every key answered in one
+        read transaction on a named-query thread once `min_seq` is applied (504 past
+        `timeout_s`); `{"answers": [...]}`, one part per key."""
+        request = decoded(_rounds, msg.data, "live round")
+        started = time.monotonic()
+        self.check_reachable(request.min_seq)
+        await self.replica.progress.reach(request.min_seq, request.timeout_s)
+        async with self.replica.reading() as model:
+            work = functools.partial(
+                liveround.evaluate, model, self.catalogue, request.keys, self.reads_of,
+                self.max_bytes, self.max_reply, started + request.timeout_s,
+            )  # fmt: skip
+            reply = await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        metrics.QUERY_DURATION.labels("live").observe(time.monotonic() - started)
+        return reply
 
     def check_reachable(self, min_seq: int) -> None:
         """`StorageFull` (503, retry in 5 s) when `min_seq` is past this read model and its

@@ -35,6 +35,7 @@ from litestar.response import Stream
 
 from common import catalogue as catalogues
 from common.errors import Invalid
+from common.messages import LiveKey
 from gateway import metrics
 from gateway.api import reads
 from gateway.backend import Backend
@@ -42,7 +43,7 @@ from gateway.dashboard import datastar
 from gateway.feed.sse import parse_last_event_id
 from gateway.feed.wire import comment, fields, frame, retry
 from gateway.live.answer import Answer, Subscriber
-from gateway.live.hub import Hub, Key
+from gateway.live.hub import Ask, Hub, Key
 from gateway.security.grants import PRINCIPAL, SQL, require_read
 
 OWN = frozenset(
@@ -199,9 +200,7 @@ async def follow(
     key: Key = (projection, name, _json.encode(params).decode(), every)
     me = Subscriber(after)
 
-    async def ask(min_seq: int, left_s: float) -> bytes:
-        return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
-
+    ask = _asker(backend, hub, LiveKey(projection=projection, name=name, params=params))
     try:
         await hub.subscribe(key, ask, after, me, principal if owned else None, deadline, min_seq)
     except BaseException:
@@ -218,13 +217,27 @@ async def follow(
 
     settings = backend.settings
     ends = float(principal.claims.expires) if principal.claims is not None else None
-    body = _answers(me, *style, settings.sse_keepalive_s, ends, state.closing, release)
+    head = retry(settings.sse_retry_ms)
+    body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, release)
     weakref.finalize(body, release)  # a body never started still gives its place back
     return Stream(
-        _first(retry(settings.sse_retry_ms), body),
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _asker(backend: Backend, hub: Hub, wanted: LiveKey) -> Ask:
+    """How `wanted` is evaluated: ad-hoc SQL one request each (its sandbox and limits are
+    per statement), a catalogue query in the hub's rounds (`gateway/live/rounds.py`)."""
+    projection, name, params = wanted.projection, wanted.name, wanted.params
+
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        if projection == SQL:
+            return await backend.query(projection, name, params, min_seq, live=True, wait_s=left_s)
+        return await hub.rounds.ask(backend.live_round, wanted, min_seq, left_s)
+
+    return ask
 
 
 async def _resumable(backend: Backend, after: int) -> int:
@@ -235,24 +248,23 @@ async def _resumable(backend: Backend, after: int) -> int:
     return after if after <= info.state.last_seq else -1
 
 
-async def _first(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield head
-    async for chunk in rest:
-        yield chunk
-
-
 async def _answers(
     me: Subscriber,
     style: str,
     render: Callable[[Answer], bytes],
+    head: bytes,
     keepalive_s: float,
     ends: float | None,
     closing: asyncio.Event,
     release: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    """Each answer the subscriber takes, keep-alives between, until the client leaves, the
-    gateway closes or the token expires."""
+    """`head` (the `retry:` field), then each answer the subscriber takes (its frame
+    rendered once per answer and format, `Answer.frame`: a write here is the same bytes
+    for every subscriber), keep-alives between, until the client leaves, the gateway
+    closes or the token expires. One generator per feed, no wrapper: each layer was a
+    coroutine step per answer per subscriber (py-spy, `ironstar bench live`)."""
     try:
+        yield head
         while not closing.is_set():
             left = keepalive_s if ends is None else min(keepalive_s, ends - time.time())
             if left <= 0:

@@ -3,20 +3,24 @@
 Projector replicas announce every committed batch on `<prefix>.applied` with the tables
 it changed (`projector/main.py`). A live query's first answer comes with the tables it
 reads (`projector/dependencies.py`); after that it is evaluated again only when a batch
-changed one of them, at most once per its interval, through `Backend.query` (so the
-projector's sandbox, slots, time and byte limits apply), in lanes (below). Every subscriber
-of the same key (query, typed parameters, interval) shares that one evaluation: a batch
-costs one query whatever the number of subscribers. Grants are checked per subscriber when
-it subscribes (`gateway/live/follow.py`).
+changed one of them, at most once per its interval (the first after a quiet interval at
+once, a later one when the interval opens, as of the newest batch then), in lanes
+(below). Every subscriber of the same key (query, typed parameters, interval) shares that
+one evaluation: a batch costs one query whatever the number of subscribers. Grants are
+checked per subscriber when it subscribes (`gateway/live/follow.py`).
+
+Lanes: ad-hoc SQL (the `sql` lane) is one request per evaluation through `Backend.query`
+(the projector's sandbox, per-principal places, time and byte limits), as its owner, on
+one of the lane's slots (`gateway/live/lanes.py`); catalogue queries and views (the `app`
+lane) run as the gateway (`LIVE`) in rounds: the keys due together go to the projector in
+one request, answered in one transaction (`gateway/live/rounds.py`), so SQL can never
+delay them.
 
 Fairness: an evaluation is charged to its key's owner, the principal whose subscribe
 created it (none for the built-in dashboard views); when the owner's last feed of the key
 leaves, the key passes to the feed that has followed it longest (its principal, or no
 one for a view's feed), so the others keep their answers and nobody pays for a key it no
-longer follows. Ad-hoc SQL runs in the `sql` lane as its owner (so the projector's
-per-principal SQL places apply, shared with the owner's own `POST /api/sql`); catalogue
-queries and views run in the `app` lane as the gateway (`LIVE`), which SQL cannot occupy
-(`gateway/live/lanes.py`). Waiting for a slot is bounded by the evaluation's deadline
+longer follows. Waiting (for a slot or a round) is bounded by the evaluation's deadline
 (`wait_s`; the first one's counts from the subscribe's arrival): a first evaluation that
 only waited is a 429 with `Retry-After`, a later one is skipped to the next round (never
 an error for waiting). An owner creates at most `per_owner` distinct keys (429 past it).
@@ -48,6 +52,7 @@ from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
 from gateway import metrics
 from gateway.live.answer import Answer, Subscriber
 from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
+from gateway.live.rounds import Rounds
 from gateway.security.auth import ACTOR
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
@@ -134,7 +139,10 @@ class Evaluation:
         PRINCIPAL.set(runs_as)
         ACTOR.set(runs_as.key)
         started = time.perf_counter()
-        async with self.hub.lanes.slot(self.lane, owner, deadline):
+        gate: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        if self.lane == SQL_LANE:  # the app lane's unit is its round (`gateway/live/rounds.py`)
+            gate = self.hub.lanes.slot(self.lane, owner, deadline)
+        async with gate:
             reply = await self.ask(min_seq, max(deadline - time.monotonic(), 0.001))
         metrics.live_evaluations.labels(f"{self.key[0]}.{self.key[1]}").inc()
         metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
@@ -172,8 +180,9 @@ class Hub:
 
     Budgets: `max_queries` distinct keys, `per_owner` of them started by one principal,
     `total` open feeds, `per_principal` of them one principal's (429 past each); the
-    evaluations' slots (`gateway/live/lanes.py`, `concurrency` per lane); `wait_s` seconds for
-    a later evaluation (slot, `min_seq` and the query together)."""
+    SQL evaluations' slots (`gateway/live/lanes.py`, `concurrency`), one round of catalogue
+    keys in flight (`gateway/live/rounds.py`); `wait_s` seconds for a later evaluation
+    (slot or round, `min_seq` and the query together)."""
 
     def __init__(
         self,
@@ -186,6 +195,7 @@ class Hub:
     ):
         self.evaluations: dict[Key, Evaluation] = {}
         self.lanes = Lanes(concurrency)
+        self.rounds = Rounds()  # the app lane's evaluations, asked together
         self.wait_s = wait_s
         self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
         self.per_owner = max(1, per_owner)
@@ -228,6 +238,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("live_announcement_unreadable", data=msg.data[:200])
             return
+        self.rounds.heard = max(self.rounds.heard, sequence)
         for evaluation in list(self.evaluations.values()):
             evaluation.announce(sequence, tables)
 

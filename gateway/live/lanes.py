@@ -1,16 +1,17 @@
-"""The evaluation budget of a gateway's live queries: lanes of slots, each owner's half.
+"""The evaluation budget of a gateway's live queries: the SQL lane's slots, each owner's half.
 
-Ad-hoc SQL evaluations run in the `sql` lane (`live_concurrency` slots), catalogue queries
-and views in the `app` lane (`APP_WIDTH` x `live_concurrency` slots), so slow SQL never
-occupies the dashboard's slots. An owner (the principal a key is charged to) runs at most
-half of a lane at once (at least one slot), so one principal's slow feeds make only its own
-wait. Waiting for a slot ends at the evaluation's deadline with a 429.
+Ad-hoc SQL evaluations run in the `sql` lane (`live_concurrency` slots): there a slot
+bounds real work (a statement of the principal's own, `projector/queries.py`). An owner
+(the principal a key is charged to) runs at most half of the lane at once (at least one
+slot), so one principal's slow feeds make only its own wait. Waiting for a slot ends at
+the evaluation's deadline with a 429.
 
-Why the app lane is wider: a catalogue evaluation holds its slot for a round trip to the
-projector, which executes named queries on its own bounded pool (`projector/queries.py`);
-measured (`ironstar bench live`, 10 keys due after each batch), 4 slots shared by one owner
-(2 for it) queued evaluations up to 334 ms behind each other while DuckDB ran each in a few
-ms. SQL keeps the narrow lane: there the slot bounds real work.
+Catalogue queries and views (the `app` lane) take no slot: their unit is the round
+(`gateway/live/rounds.py`), one in flight per gateway, all its keys answered on one of the
+projector's named-query threads in one transaction. Measured before rounds (`ironstar
+bench live`, 10 keys due after each batch, one owner): per-key slots (4, then 16 with the
+owner's half 8) split the due keys of a batch into rounds of 8 and 2, the second waiting
+for the first; a slot there bounded nothing the round does not bound already.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from common.errors import TooManyRequests
 from gateway.security.grants import Principal
 
 SQL_LANE, APP_LANE = "sql", "app"
-APP_WIDTH = 4  # app-lane slots per `live_concurrency`
 
 
 class Lanes:
-    """The slots of both lanes, and the distinct keys each owner is charged with."""
+    """The SQL lane's slots, and the distinct keys each owner is charged with."""
 
     def __init__(self, concurrency: int) -> None:
-        self.size = {SQL_LANE: concurrency, APP_LANE: APP_WIDTH * concurrency}
+        self.size = {SQL_LANE: concurrency}
         self._free = {lane: asyncio.Semaphore(n) for lane, n in self.size.items()}
         self.owned: Counter[str] = Counter()  # distinct keys per owner (principal key)
         self._halves: dict[tuple[str, str], asyncio.Semaphore] = {}  # (owner, lane)

@@ -15,12 +15,14 @@ and their own arrival times. Both processes stamp with `time.perf_counter()`
 
 Figures: batches/s (the projector's announcements on `<prefix>.applied`), evaluations/s
 (the gateway's `live_evaluations_total`) beside distinct queries x min(batches/s,
-1000 / interval_ms), answers delivered/s; commit→result p50/p99: per answer, its arrival
-minus the commit of the batch it is as of (the newest one when its evaluation ran: a
-throttled subscription is measured from the batch it shows, so waiting for the interval
-is not counted for batches it skipped); and every-batch→visible p50/p99: per client and
-committed batch, to the first answer that holds it (which includes the wait for the
-interval). For polling, every-batch→visible is the comparable figure.
+1000 / interval_ms), the projector requests carrying them/s (`live_rounds_total`; one
+per evaluation for a gateway without rounds), answers delivered/s; commit→result
+p50/p99: per answer, its arrival minus the commit of the batch it is as of (the newest
+one when its evaluation ran: a throttled subscription is measured from the batch it
+shows, so waiting for the interval is not counted for batches it skipped); and
+every-batch→visible p50/p99: per client and committed batch, to the first answer that
+holds it (which includes the wait for the interval). For polling, every-batch→visible
+is the comparable figure.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from ironstar.natsserver import NatsServer, free_port
 
 _SEQUENCE = re.compile(rb'"sequence":(\d+)')
 _EVALUATIONS = re.compile(r"^live_evaluations_total\{[^}]*\} (\S+)$", re.M)
+_ROUNDS = re.compile(r"^live_rounds_total (\S+)$", re.M)
 
 
 def add(parser: argparse.ArgumentParser) -> None:
@@ -124,8 +127,13 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
     return q[49] * 1000, q[98] * 1000
 
 
-async def _evaluations(http: httpx.AsyncClient) -> float:
-    return sum(map(float, _EVALUATIONS.findall((await http.get("/metrics")).text)))
+async def _evaluations(http: httpx.AsyncClient) -> tuple[float, float]:
+    """(live evaluations, projector requests carrying them: rounds) so far; a gateway
+    without rounds (one request per evaluation) counts each evaluation as one."""
+    text = (await http.get("/metrics")).text
+    evaluations = sum(map(float, _EVALUATIONS.findall(text)))
+    rounds = _ROUNDS.findall(text)
+    return evaluations, sum(map(float, rounds)) if rounds else evaluations
 
 
 def _read_feeds(port: int, paths: list[str], conn: Connection) -> None:
@@ -180,7 +188,7 @@ async def _live(
             before, started = await _evaluations(http), time.perf_counter()
             await _append(nc, prefix, events, args.rate)
             ended = time.perf_counter()
-            evaluations = await _evaluations(http) - before
+            after = await _evaluations(http)
         await asyncio.sleep(1.0)  # the answers of the last batches arrive
         mine.send("stop")
         records: list[list[tuple[int, float]]] = await asyncio.to_thread(mine.recv)
@@ -193,7 +201,8 @@ async def _live(
     return {
         "appended_per_s": len(events) / elapsed,
         "batches_per_s": batches,
-        "evaluations_per_s": evaluations / elapsed,
+        "evaluations_per_s": (after[0] - before[0]) / elapsed,
+        "projector_requests_per_s": (after[1] - before[1]) / elapsed,
         "expected_evaluations_per_s": len(queries) * min(batches, 1000 / args.interval_ms),
         "answers_per_s": sum(started <= t <= ended for r in records for _, t in r) / elapsed,
         **_latencies(records, commits, started, ended),

@@ -183,6 +183,27 @@ async def test_identical_subscribers_share_one_evaluation_per_batch(
     assert await metric(http, "live_queries") == 0
 
 
+async def test_distinct_keys_due_after_a_batch_cost_one_projector_request(
+    http: httpx.AsyncClient,
+) -> None:
+    distinct, commands = 6, 3
+    lists = [unique("list") for _ in range(distinct)]
+    feeds = [await follow(http, get_list(one, min_interval_ms="50")) for one in lists]
+    await asyncio.gather(*(reaches(one, 0) for one in feeds))
+    rounds, evaluations = "live_rounds_total", 'live_evaluations_total{query="todo_lists.get"}'
+    before = (await metric(http, rounds), await metric(http, evaluations))
+    for n in range(commands):  # each batch changes `todos`: every key is due after it
+        sequence = await add(http, lists[n], f"round {n}")
+        await reaches(feeds[n], sequence)
+    ran = await eventually(
+        lambda: metric(http, evaluations), lambda v: v - before[1] >= distinct * commands
+    )
+    sent = await metric(http, rounds) - before[0]
+    assert ran - before[1] == distinct * commands, "each key once per batch"
+    assert 1 <= sent <= commands + 1, f"{sent} projector requests for {commands} batches"
+    await stop(*feeds)
+
+
 async def test_a_batch_that_touches_other_tables_re_runs_nothing(http: httpx.AsyncClient) -> None:
     list_id, user_id = unique("list"), unique("user")
     todos = await follow(http, get_list(list_id, min_interval_ms="50"))

@@ -384,6 +384,10 @@ CASES: dict[str, tuple[App, str]] = {
         dataclasses.replace(APP, panels=(APP.panels[0], APP.panels[0])),
         "panel name 'stock' is declared twice",
     ),
+    "projection named live": (
+        _extra(name="live"),
+        "projection name 'live' is reserved",
+    ),
     "feed one not one": (
         dataclasses.replace(APP, feeds=(Feed("stock_item", "stock", one="low"),)),
         "query stock/low must answer one aggregate (one=True)",

@@ -11,7 +11,7 @@ import pytest
 from common.errors import TooManyRequests
 from gateway.live.answer import Subscriber
 from gateway.live.hub import Hub, Key
-from gateway.live.lanes import APP_LANE, SQL_LANE
+from gateway.live.lanes import SQL_LANE
 from gateway.security.grants import SQL, Principal
 
 HOG, OTHER = Principal("hog", auth=True), Principal("other", auth=True)
@@ -54,33 +54,30 @@ async def test_an_owner_gets_at_least_one_slot_whatever_the_concurrency(concurre
     await fill(live, SQL_LANE, HOG, max(1, concurrency // 2))
 
 
-async def test_a_full_sql_lane_leaves_the_app_lane_free() -> None:
-    live = hub(concurrency=2)
+async def test_a_full_sql_lane_leaves_catalogue_queries_free() -> None:
+    live = hub(concurrency=2, per_owner=10)
     live.lanes.own(HOG, +1)
     live.lanes.own(OTHER, +1)
     held = await fill(live, SQL_LANE, HOG, 1) + await fill(live, SQL_LANE, OTHER, 1)
+
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        return b'{"sequence": 1, "result": 1}'
+
     started = time.monotonic()
-    held += await fill(live, APP_LANE, None, live.lanes.size[APP_LANE])
-    assert time.monotonic() - started < 0.1 and len(held) == 2 + live.lanes.size[APP_LANE]
-
-
-async def test_the_app_lane_is_wider_and_an_owners_half_of_it_is_its_own() -> None:
-    live = hub(concurrency=4)
-    live.lanes.own(HOG, +1)
-    assert live.lanes.size[APP_LANE] == 4 * live.lanes.size[SQL_LANE]
-    held = await fill(live, SQL_LANE, HOG, 2)  # HOG's half of the SQL lane is full
-    held += await fill(live, APP_LANE, HOG, live.lanes.size[APP_LANE] // 2)  # its app half
-    with pytest.raises(TooManyRequests):
-        await fill(live, APP_LANE, HOG, 1)
-    assert len(held) == 2 + live.lanes.size[APP_LANE] // 2
+    for n in range(8):  # catalogue keys take no slot: their unit is the round
+        key: Key = ("stream", "events_per_minute", f'{{"minutes": {n}}}', 250)
+        await live.subscribe(key, ask, -1, Subscriber(), HOG, deadline=soon(0.3))
+    assert time.monotonic() - started < 0.3 and len(held) == 2
+    for evaluation in list(live.evaluations.values()):
+        evaluation.close()
 
 
 async def test_a_wait_for_a_slot_ends_at_its_deadline_with_a_429() -> None:
     live = hub(concurrency=1)
-    held = await fill(live, APP_LANE, None, live.lanes.size[APP_LANE])
+    held = await fill(live, SQL_LANE, None, live.lanes.size[SQL_LANE])
     started = time.monotonic()
     with pytest.raises(TooManyRequests):
-        async with live.lanes.slot(APP_LANE, None, soon(0.3)):
+        async with live.lanes.slot(SQL_LANE, None, soon(0.3)):
             pass
     assert 0.25 < time.monotonic() - started < 1
     assert held
