@@ -20,10 +20,10 @@ from contextlib import asynccontextmanager, contextmanager
 import structlog
 
 from common import envelope as codec
+from common.envelope import Stored
 from projector import metrics
 from projector.feed import Delivery
 from projector.progress import Progress
-from projector.projection import Event
 from projector.readmodel import DeadLetter, ReadModel
 
 log = structlog.get_logger()
@@ -92,16 +92,16 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
+def decode(deliveries: list[Delivery]) -> tuple[list[Stored], list[DeadLetter]]:
     """Envelopes of a batch, and a dead letter for each message that is not an envelope of
     the aggregate whose subject it is on (the same check as the writer's and the feed's:
     `common.envelope.decode_stored`)."""
-    events: list[Event] = []
+    events: list[Stored] = []
     dead: list[DeadLetter] = []
     for sequence, subject, data in deliveries:
         parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
         try:
-            events.append((sequence, codec.decode_stored(data, *parts[-2:])))
+            events.append(Stored(sequence, codec.decode_stored(data, *parts[-2:])))
         except codec.Undecodable as exc:
             dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
@@ -125,7 +125,7 @@ def apply(
         first=deliveries[0][0] if deliveries else last,
         last=last,
         events=len(deliveries),
-        correlation_ids=sorted({e.metadata.correlation_id for _, e in events})[:LOGGED_IDS],
+        correlation_ids=sorted({e.event.metadata.correlation_id for e in events})[:LOGGED_IDS],
     )
     for letter in dead:
         metrics.DEAD_LETTERS.labels(letter.projection).inc()

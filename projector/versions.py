@@ -36,7 +36,7 @@ import pyarrow as pa
 import structlog
 
 from common.app import Aggregate, Unapplicable
-from common.envelope import Envelope
+from common.envelope import Stored
 
 log = structlog.get_logger()
 Key = tuple[str, str]  # aggregate type, aggregate id
@@ -98,7 +98,7 @@ class Versions:
     def fold(
         self,
         con: duckdb.DuckDBPyConnection,
-        events: Sequence[tuple[int, Envelope]],
+        events: Sequence[Stored],
         typed: Sequence[Any],
     ) -> None:
         """Raise `Unapplicable` at the first event out of its aggregate's order or refused
