@@ -405,6 +405,7 @@ class ReadModel:
             self.con.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the DuckDB connection (its cursors with it); the file stays."""
         self.con.close()
 
 

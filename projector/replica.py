@@ -33,6 +33,10 @@ INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent bef
 
 
 class Replica:
+    """A replica's current `ReadModel` and what coordinates its users: `writing` (held
+    by whoever applies or swaps), `progress` (for `min_seq`), `generation` (bumped by a
+    swap), `storage` (why the disk refuses writes, else None)."""
+
     def __init__(self, model: ReadModel) -> None:
         self.model = model
         self.progress = Progress(model.checkpoint)
@@ -46,6 +50,8 @@ class Replica:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[ReadModel]:
+        """The current model, for a query; a swap waits until every reader left (and
+        interrupts the `interruptible` ones after `SWAP_GRACE_S` seconds)."""
         async with self._state:
             await self._state.wait_for(lambda: not self._swapping)
             self._readers += 1

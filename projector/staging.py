@@ -115,5 +115,7 @@ def stage(
 
 
 def unstage(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the staged batch's Arrow table from `con` (the view `batch` stays, empty of
+    meaning until the next `stage`). Never raises a DuckDB error."""
     with contextlib.suppress(duckdb.Error):  # an aborted transaction is rolled back anyway
         con.unregister("_staged")

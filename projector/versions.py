@@ -53,6 +53,10 @@ PENDING = """INSERT INTO aggregate_pending
 
 
 class Versions:
+    """The `versions` check over `aggregates` (by type name): states of at most `cached`
+    aggregates in memory (default `CACHED`), written every `flush_events` events (default
+    `FLUSH_EVENTS`); see the module docstring. One writer thread at a time."""
+
     def __init__(
         self,
         aggregates: Mapping[str, Aggregate],
@@ -162,6 +166,7 @@ class Versions:
             del cache[oldest]
 
     def rolled_back(self) -> None:
+        """The transaction that folded the last batch rolled back: forget its states."""
         self._open, self._flushing = None, False
 
     def _read(self, con: duckdb.DuckDBPyConnection, keys: Iterable[Key]) -> dict[Key, Entry]:
