@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from msgspec import Meta
@@ -57,8 +57,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     metadata: Metadata
 
 
-class Stored(msgspec.Struct, frozen=True, kw_only=True):
-    """An envelope with its stream sequence: what queries and feeds hand out."""
+class Stored(NamedTuple):
+    """An envelope with its stream sequence (its global position, from JetStream's
+    metadata, 1-based): what the projector applies and what a hook's `Batch.events` holds.
+    A tuple, so `sequence, event = stored` unpacks it and one per event stays cheap."""
 
     sequence: int
     event: Envelope

@@ -51,16 +51,27 @@ class FeedLost(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """Consecutive deliveries `(stream sequence, subject, body)` in stream order, at least
+    one; acknowledged together by one AckAll on `reply` after their commit."""
+
     deliveries: list[Delivery]
     pending: int  # messages left in the stream for this consumer after this batch
     reply: str  # the last message's ack subject: AckAll acknowledges the whole batch
 
     @property
     def last(self) -> int:
+        """The stream sequence of the batch's last delivery."""
         return self.deliveries[-1][0]
 
 
 class Feed:
+    """A durable pull consumer `durable` on `stream`, filtered to `subject`, delivering
+    from `after` + 1 in `Batch`es: `size` messages (`catchup_size` while more than `size`
+    wait), or what came within `linger_s` seconds of the first. At most `credit_batches` x
+    `size` messages are requested ahead and `max_ready` full batches held; no message or
+    heartbeat for 3 x `heartbeat_s` seconds re-issues the pull requests. `next` raises
+    `FeedLost` when the consumer is deleted or a delivery is missing (recreate the feed)."""
+
     def __init__(
         self,
         nc: Client,
@@ -98,6 +109,8 @@ class Feed:
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> Feed:
+        """(Re)create the consumer to deliver from `after` + 1 (or the stream's first
+        sequence, if later) and issue the first pull requests. Raises nats-py's errors."""
         js = self.nc.jetstream()
         # A stream need not start at 1 (e.g. restored from a backup that began later):
         # its first sequence, not our checkpoint, is where deliveries start without a hole.
@@ -125,6 +138,7 @@ class Feed:
         return self
 
     async def close(self, delete: bool = False) -> None:
+        """Stop receiving; with `delete`, also delete the consumer (best effort)."""
         if self._watch is not None:
             self._watch.cancel()
         if self._sub is not None:

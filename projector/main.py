@@ -44,6 +44,11 @@ async def serve(
     ready: Callable[[str], None],
     stop: asyncio.Event,
 ) -> None:
+    """Run replica `settings.name` until `stop`: open (or create) its DuckDB file under
+    `settings.data_dir`, answer its queries, rebuild projections whose version changed,
+    then follow the stream. `ready(line)` is called once queries are answered. A poisoned
+    event with `on_poison=halt` keeps the replica answering at the checkpoint before it
+    until `stop`; errors of NATS or the disk outside the feed's retries propagate."""
     model = ReadModel(Path(settings.data_dir) / f"{settings.name}.duckdb")
     replica = Replica(model)
     nc = await bus.connect(nats_settings, name=f"ironstar-projector-{settings.name}")
@@ -103,7 +108,6 @@ async def _follow(
     """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
     consumer."""
     halt = settings.on_poison == "halt"
-    names = list(replica.model.projections)
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
@@ -129,14 +133,7 @@ async def _follow(
                     work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
                     await loop.run_in_executor(applier, work)
                     await feed.ack(batch)
-                if replica.storage is not None:
-                    replica.storage = None
-                    metrics.STORAGE_EXHAUSTED.set(0)
-                    log.info("storage_available", sequence=model.checkpoint)
-                await replica.progress.advance(model.checkpoint)
-                await _announce(nc, subjects, settings.name, model.checkpoint, model.changed)
-                for name in names:
-                    metrics.LAG.labels(name).set(batch.pending)
+                await _applied(nc, subjects, settings.name, replica, model, batch.pending)
         except StorageFull as exc:
             if replica.storage is None:
                 log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
@@ -153,6 +150,22 @@ async def _follow(
             log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()
+
+
+async def _applied(
+    nc: Client, subjects: Subjects, name: str, replica: Replica, model: ReadModel, pending: int
+) -> None:
+    """After a batch's commit and ack: clear a full-disk state, let `min_seq` waiters
+    through, announce the changed tables, and set every projection's lag (`pending`
+    messages left in the stream)."""
+    if replica.storage is not None:
+        replica.storage = None
+        metrics.STORAGE_EXHAUSTED.set(0)
+        log.info("storage_available", sequence=model.checkpoint)
+    await replica.progress.advance(model.checkpoint)
+    await _announce(nc, subjects, name, model.checkpoint, model.changed)
+    for projection in model.projections:
+        metrics.LAG.labels(projection).set(pending)
 
 
 async def _announce(

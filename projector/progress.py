@@ -8,11 +8,15 @@ from common.errors import Timeout
 
 
 class Progress:
+    """The last stream sequence the read model has committed (`applied`), for queries
+    with `min_seq` to wait on. One per replica, on its event loop."""
+
     def __init__(self, applied: int) -> None:
         self.applied = applied
         self._changed = asyncio.Condition()
 
     async def advance(self, sequence: int) -> None:
+        """Record that `sequence` is committed and wake the waiters it satisfies."""
         async with self._changed:
             self.applied = sequence
             self._changed.notify_all()

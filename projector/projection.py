@@ -17,12 +17,13 @@ import msgspec
 
 from common.app import Batch, Projection, Query, Unapplicable
 from common.builtin import VERSIONS_NAME
+from common.envelope import Stored
 from common.errors import NotFound
 from projector.hook_cursor import HookCursor
-from projector.staging import Checker, Event, stage, unstage
+from projector.staging import Checker, stage, unstage
 from projector.versions import Versions
 
-__all__ = ["Event", "Failed", "Unapplicable", "answer", "apply"]
+__all__ = ["Failed", "Unapplicable", "answer", "apply"]
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -41,7 +42,7 @@ def apply(
     checker: Checker,
     versions: Versions,
     projections: Sequence[Projection],
-    events: Sequence[Event],
+    events: Sequence[Stored],
     preceding: str,
     machine: tuple[type[BaseException], ...] = (),
 ) -> set[str]:

@@ -21,10 +21,11 @@ from common import catalogue as catalogues
 from common import envelope as codec
 from common.app import Projection, Unapplicable
 from common.builtin import ALWAYS
+from common.envelope import Envelope, Stored
 from common.errors import StorageFull, storage_exhausted
 from common.subjects import Subjects
 from projector import snapshot
-from projector.projection import Event, Failed, answer
+from projector.projection import Failed, answer
 from projector.projection import apply as apply_projections
 from projector.staging import Checker
 from projector.versions import Versions
@@ -177,14 +178,15 @@ class ReadModel:
 
     def apply(
         self,
-        events: Sequence[Event],
+        events: Sequence[tuple[int, Envelope]],
         last_sequence: int,
         dead: Sequence[DeadLetter] = (),
         halt: bool = False,
         only: Collection[str] | None = None,
         subjects: Mapping[int, str] | None = None,
     ) -> list[DeadLetter]:
-        """Apply a batch and move the checkpoint to `last_sequence`, all in one transaction.
+        """Apply a batch of `(sequence, envelope)` pairs (`Stored` records or plain tuples, in
+        stream order) and move the checkpoint to `last_sequence`, all in one transaction.
 
         Events at or below the checkpoint were applied before and are skipped; the
         checkpoint advances even if nothing changes. An event that cannot be applied (a
@@ -206,8 +208,8 @@ class ReadModel:
         self.changed = frozenset()
         if last_sequence <= self.checkpoint:
             return []
-        fresh = [(seq, e) for seq, e in events if seq > self.checkpoint]
-        dead = [d for d in dead if d[0] > self.checkpoint]
+        fresh = [Stored._make(e) for e in events if e[0] > self.checkpoint]
+        dead = [d for d in dead if d.sequence > self.checkpoint]
         projections = [
             p
             for p in self.projections.values()
@@ -228,13 +230,14 @@ class ReadModel:
         return batch.dead
 
     def _settle(
-        self, batch: _Batch, events: list[Event], dead: list[DeadLetter], last: int
+        self, batch: _Batch, events: list[Stored], dead: list[DeadLetter], last: int
     ) -> None:
         """Commit `events` and `dead` up to `last`, isolating the events that fail."""
         while True:
             if batch.halt and dead:
-                self._settle(batch, [e for e in events if e[0] < dead[0][0]], [], dead[0][0] - 1)
-                raise Poisoned(f"sequence {dead[0][0]}: {dead[0][2]}")
+                first = dead[0].sequence
+                self._settle(batch, [e for e in events if e.sequence < first], [], first - 1)
+                raise Poisoned(f"sequence {first}: {dead[0].error}")
             try:
                 if last > self.checkpoint:
                     self._commit(batch.projections, events, last, dead)
@@ -248,28 +251,28 @@ class ReadModel:
                 if found is None:
                     if not events:
                         raise
-                    middle = events[len(events) // 2 - 1][0]
-                    left = [d for d in dead if d[0] <= middle]
-                    self._settle(batch, [e for e in events if e[0] <= middle], left, middle)
-                    events = [e for e in events if e[0] > middle]
-                    dead = [d for d in dead if d[0] > middle]
+                    middle = events[len(events) // 2 - 1].sequence
+                    left = [d for d in dead if d.sequence <= middle]
+                    self._settle(batch, [e for e in events if e.sequence <= middle], left, middle)
+                    events = [e for e in events if e.sequence > middle]
+                    dead = [d for d in dead if d.sequence > middle]
                     continue
             culprit, projection, error = found
             # Every event before the culprit passed every projection: commit them as they are.
-            before = [e for e in events if e[0] < culprit]
-            self._settle(batch, before, [d for d in dead if d[0] < culprit], culprit - 1)
+            before = [e for e in events if e.sequence < culprit]
+            self._settle(batch, before, [d for d in dead if d.sequence < culprit], culprit - 1)
             if batch.halt:
                 raise Poisoned(f"sequence {culprit}: cannot apply: {error}"[:2000])
-            event = next(e for s, e in events if s == culprit)
-            letter = self._letter(batch, culprit, event, projection, error)
-            events = [e for e in events if e[0] > culprit]
-            dead = [d for d in dead if d[0] > culprit]
+            event = next(e for e in events if e.sequence == culprit)
+            letter = self._letter(batch, culprit, event.event, projection, error)
+            events = [e for e in events if e.sequence > culprit]
+            dead = [d for d in dead if d.sequence > culprit]
             if projection == EVERY:
                 dead = [letter, *dead]
             else:  # only that projection misses it: every other one applies it now
-                self._alone(batch, (culprit, event), [letter])
+                self._alone(batch, event, [letter])
 
-    def _alone(self, batch: _Batch, event: Event, letters: list[DeadLetter]) -> None:
+    def _alone(self, batch: _Batch, event: Stored, letters: list[DeadLetter]) -> None:
         """Commit `event` alone, applied by every projection but those of `letters` (the
         ones that raised on it); a further projection raising joins them (each once)."""
         while True:
@@ -278,8 +281,10 @@ class ReadModel:
                 letters = [letter for letter in letters if letter.projection == EVERY]
             try:
                 projections = [p for p in batch.projections if p.name not in skip]
-                self._commit(projections, [event] if EVERY not in skip else [], event[0], letters)
-                self.checkpoint = event[0]
+                self._commit(
+                    projections, [event] if EVERY not in skip else [], event.sequence, letters
+                )
+                self.checkpoint = event.sequence
                 batch.dead.extend(letters)
                 return
             except _MACHINE:
@@ -290,7 +295,9 @@ class ReadModel:
                 found = _blame(exc, [event])
                 assert found is not None  # one event is always blamed
                 projection = EVERY if found[1] in skip else found[1]
-                letters.append(self._letter(batch, event[0], event[1], projection, found[2]))
+                letters.append(
+                    self._letter(batch, event.sequence, event.event, projection, found[2])
+                )
 
     @staticmethod
     def _letter(
@@ -305,7 +312,7 @@ class ReadModel:
     def _commit(
         self,
         projections: Sequence[Projection],
-        events: Sequence[Event],
+        events: Sequence[Stored],
         last_sequence: int,
         dead: Sequence[DeadLetter],
     ) -> None:
@@ -322,7 +329,7 @@ class ReadModel:
                     _MACHINE,
                 )
                 _record(self.con, dead)
-                command = events[-1][1].metadata.command_id if events else self._command
+                command = events[-1].event.metadata.command_id if events else self._command
                 self.con.execute(
                     "UPDATE checkpoint SET sequence = ?, command_id = ? WHERE id = 1",
                     [last_sequence, command],
@@ -398,6 +405,7 @@ class ReadModel:
             self.con.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the DuckDB connection (its cursors with it); the file stays."""
         self.con.close()
 
 
@@ -411,14 +419,14 @@ def _record(con: duckdb.DuckDBPyConnection, letters: Sequence[Sequence[Any]]) ->
         )
 
 
-def _blame(exc: Exception, events: Sequence[Event]) -> tuple[int, str, str] | None:
+def _blame(exc: Exception, events: Sequence[Stored]) -> tuple[int, str, str] | None:
     """(sequence, projection or EVERY, error) of the event `exc` is due to, if known."""
-    if isinstance(exc, Unapplicable) and any(s == exc.sequence for s, _ in events):
+    if isinstance(exc, Unapplicable) and any(e.sequence == exc.sequence for e in events):
         return exc.sequence, exc.projection or EVERY, exc.error
     if len(events) != 1:
         return None
     if isinstance(exc, Failed):
-        return events[0][0], exc.projection, str(exc)
+        return events[0].sequence, exc.projection, str(exc)
     if isinstance(exc, Unapplicable) and exc.projection:  # a hook naming another sequence
-        return events[0][0], exc.projection, f"{exc.projection}: {exc.error}"
-    return events[0][0], EVERY, f"{type(exc).__name__}: {exc}"
+        return events[0].sequence, exc.projection, f"{exc.projection}: {exc.error}"
+    return events[0].sequence, EVERY, f"{type(exc).__name__}: {exc}"

@@ -30,6 +30,9 @@ log = structlog.get_logger()
 
 
 class Status(msgspec.Struct, kw_only=True):
+    """A rebuild's progress as the `rebuild` query answers it: events `done` of `total`,
+    `rate` in events per second, `eta_s` in seconds, `error` once `failed`."""
+
     state: str = "idle"  # idle | running | swapping | done | failed
     projections: list[str] = []
     done: int = 0
@@ -40,6 +43,11 @@ class Status(msgspec.Struct, kw_only=True):
 
 
 class Rebuilder:
+    """Rebuilds projections into a fresh file beside the live one, from a consumer of its
+    own (`durable`, batches of `batch_size`), while the live file answers; then pauses the
+    live feed, catches up to its checkpoint and swaps the rebuilt tables in. One rebuild
+    at a time; `status` says how far it is, `halt` as the replica's `on_poison`."""
+
     def __init__(
         self, nc: Client, stream: str, subject: str, durable: str, batch_size: int, halt: bool
     ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,10 +21,10 @@ from contextlib import asynccontextmanager, contextmanager
 import structlog
 
 from common import envelope as codec
+from common.envelope import Stored
 from projector import metrics
 from projector.feed import Delivery
 from projector.progress import Progress
-from projector.projection import Event
 from projector.readmodel import DeadLetter, ReadModel
 
 log = structlog.get_logger()
@@ -33,6 +34,10 @@ INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent bef
 
 
 class Replica:
+    """A replica's current `ReadModel` and what coordinates its users: `writing` (held
+    by whoever applies or swaps), `progress` (for `min_seq`), `generation` (bumped by a
+    swap), `storage` (why the disk refuses writes, else None)."""
+
     def __init__(self, model: ReadModel) -> None:
         self.model = model
         self.progress = Progress(model.checkpoint)
@@ -46,6 +51,8 @@ class Replica:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[ReadModel]:
+        """The current model, for a query; a swap waits until every reader left (and
+        interrupts the `interruptible` ones after `SWAP_GRACE_S` seconds)."""
         async with self._state:
             await self._state.wait_for(lambda: not self._swapping)
             self._readers += 1
@@ -92,16 +99,16 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-def decode(deliveries: list[Delivery]) -> tuple[list[Event], list[DeadLetter]]:
+def decode(deliveries: list[Delivery]) -> tuple[list[Stored], list[DeadLetter]]:
     """Envelopes of a batch, and a dead letter for each message that is not an envelope of
     the aggregate whose subject it is on (the same check as the writer's and the feed's:
     `common.envelope.decode_stored`)."""
-    events: list[Event] = []
+    events: list[Stored] = []
     dead: list[DeadLetter] = []
     for sequence, subject, data in deliveries:
         parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
         try:
-            events.append((sequence, codec.decode_stored(data, *parts[-2:])))
+            events.append(Stored(sequence, codec.decode_stored(data, *parts[-2:])))
         except codec.Undecodable as exc:
             dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
     return events, dead
@@ -125,7 +132,9 @@ def apply(
         first=deliveries[0][0] if deliveries else last,
         last=last,
         events=len(deliveries),
-        correlation_ids=sorted({e.metadata.correlation_id for _, e in events})[:LOGGED_IDS],
+        correlation_ids=heapq.nsmallest(
+            LOGGED_IDS, {e.event.metadata.correlation_id for e in events}
+        ),  # sorted; a third of sorting 50,000 ids
     )
     for letter in dead:
         metrics.DEAD_LETTERS.labels(letter.projection).inc()

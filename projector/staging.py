@@ -38,9 +38,8 @@ import pyarrow as pa
 
 from common.app import Aggregate, Unapplicable
 from common.catalogue import Catalogue
-from common.envelope import Envelope
+from common.envelope import Envelope, Stored
 
-Event = tuple[int, Envelope]
 VIEW = """CREATE TEMP VIEW IF NOT EXISTS batch AS
     SELECT sequence, aggregate_type, aggregate_id, event_type, version,
            occurred_at::TIMESTAMPTZ AS occurred_at, payload::JSON AS payload,
@@ -84,7 +83,7 @@ def _members(aggregate: Aggregate) -> tuple[Any, ...]:
 
 
 def stage(
-    con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Event], preceding: str
+    con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Stored], preceding: str
 ) -> list[Any]:
     """Register `events` as `_staged` (the view `batch` reads it); checks every payload.
     Returns each event's domain event (None for an event of no aggregate of the app)."""
@@ -116,5 +115,7 @@ def stage(
 
 
 def unstage(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the staged batch's Arrow table from `con` (the view `batch` stays, empty of
+    meaning until the next `stage`). Never raises a DuckDB error."""
     with contextlib.suppress(duckdb.Error):  # an aborted transaction is rolled back anyway
         con.unregister("_staged")

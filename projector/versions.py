@@ -36,7 +36,7 @@ import pyarrow as pa
 import structlog
 
 from common.app import Aggregate, Unapplicable
-from common.envelope import Envelope
+from common.envelope import Stored
 
 log = structlog.get_logger()
 Key = tuple[str, str]  # aggregate type, aggregate id
@@ -53,6 +53,10 @@ PENDING = """INSERT INTO aggregate_pending
 
 
 class Versions:
+    """The `versions` check over `aggregates` (by type name): states of at most `cached`
+    aggregates in memory (default `CACHED`), written every `flush_events` events (default
+    `FLUSH_EVENTS`); see the module docstring. One writer thread at a time."""
+
     def __init__(
         self,
         aggregates: Mapping[str, Aggregate],
@@ -98,7 +102,7 @@ class Versions:
     def fold(
         self,
         con: duckdb.DuckDBPyConnection,
-        events: Sequence[tuple[int, Envelope]],
+        events: Sequence[Stored],
         typed: Sequence[Any],
     ) -> None:
         """Raise `Unapplicable` at the first event out of its aggregate's order or refused
@@ -162,6 +166,7 @@ class Versions:
             del cache[oldest]
 
     def rolled_back(self) -> None:
+        """The transaction that folded the last batch rolled back: forget its states."""
         self._open, self._flushing = None, False
 
     def _read(self, con: duckdb.DuckDBPyConnection, keys: Iterable[Key]) -> dict[Key, Entry]:

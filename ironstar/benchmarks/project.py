@@ -52,6 +52,8 @@ def _say(what: str) -> None:
 
 
 def add(parser: argparse.ArgumentParser) -> None:
+    """The options of `ironstar bench project` (counts of events, batch sizes, the live
+    tail's rate in events per second and its length in seconds)."""
     parser.add_argument("--events", type=int, default=1_000_000, help="events to store")
     parser.add_argument(
         "--batch-size", type=int, default=1000, help="events per DuckDB transaction (default 1000)"
@@ -179,14 +181,22 @@ def _ms(latencies: list[float], quantile: float) -> float | None:
     return round(1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 1)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    configure_logging("bench", "WARNING")  # JSON lines on stderr; figures on stdout
+def _history(stored: int, live: int) -> tuple[list[Envelope], list[Envelope]]:
+    """`stored` envelopes of the app's history to load, and the `live` ones after them."""
     app = catalogue.current().app
     if app.events is None:
         raise catalogue.AppError(f"app {app.name} declares no history (App(events=...))")
-    live = int(args.tail_rate * args.tail_seconds)
-    envelopes = list(app.events(args.events + live, 1))
-    envelopes, tail = envelopes[: args.events], envelopes[args.events :]
+    envelopes = list(app.events(stored + live, 1))
+    return envelopes[:stored], envelopes[stored:]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load the history, measure both ceilings, the end-to-end catch-up and the live
+    tail (module docstring); returns the figures by name (rates in events per second,
+    times in seconds or `_ms` milliseconds). Raises `AppError` when the app declares no
+    history."""
+    configure_logging("bench", "WARNING")  # JSON lines on stderr; figures on stdout
+    envelopes, tail = _history(args.events, int(args.tail_rate * args.tail_seconds))
     count = len(envelopes)
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-project-") as tmp:
         directory = Path(tmp)

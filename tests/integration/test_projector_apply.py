@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from common import envelope as codec
-from common.envelope import Envelope, Metadata
+from common.envelope import Envelope, Metadata, Stored
 from projector.readmodel import Poisoned, ReadModel
 from projector.replica import apply
 
@@ -311,3 +311,19 @@ def test_any_app_gets_its_events_checked_in_order_and_against_its_own_evolve(
     assert "its next is 2" in dead[0][2] and "only 0 on hand" in dead[1][2]
     versions = "SELECT aggregate_type, aggregate_id, version FROM aggregate_versions"
     assert model.con.execute(versions).fetchall() == [("stock_item", "i", 1)]
+
+
+def test_stored_records_and_plain_sequence_event_pairs_apply_alike(tmp_path: Path) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_completed", todo_id="a"),
+        _event("user_profile", "u", 1, "user_registered", name="Ann", email="a@x.io"),
+    ]
+    records = ReadModel(tmp_path / "records.duckdb")
+    pairs = ReadModel(tmp_path / "pairs.duckdb")
+    assert records.apply([Stored(n, e) for n, e in enumerate(events, start=1)], 3) == []
+    assert pairs.apply(list(enumerate(events, start=1)), 3) == []
+    for table in ("todos", "users", "stream_counts", "aggregate_versions"):
+        read = f"SELECT * FROM {table} ORDER BY ALL"
+        assert records.con.execute(read).fetchall() == pairs.con.execute(read).fetchall()
+    assert records.checkpoint == pairs.checkpoint == 3
