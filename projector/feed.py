@@ -155,7 +155,9 @@ class Feed:
 
     async def next(self, stop: asyncio.Event) -> Batch | None:
         """The next batch: `size` events, or fewer once the stream has no more or the first
-        waited `linger_s`. None once `stop` is set."""
+        waited `linger_s`. None once `stop` is set. Raises the error that ended the feed's
+        subscription (FeedLost: a sequence went missing or the consumer was deleted) so the
+        replica restarts it."""
         if self._watch is None:
             self._watch = asyncio.create_task(self._wake_on(stop))
         while not stop.is_set():

@@ -21,17 +21,18 @@ class Progress:
             self.applied = sequence
             self._changed.notify_all()
 
-    async def reach(self, sequence: int, timeout: float) -> int:
-        """Return once `sequence` is applied, or raise a 504 naming where the model is."""
+    async def reach(self, sequence: int, timeout_s: float) -> int:
+        """The applied sequence once it is ≥ `sequence`, or Timeout (504 naming where the
+        model is) after `timeout_s` seconds."""
         if self.applied >= sequence:
             return self.applied
         try:
-            async with asyncio.timeout(timeout), self._changed:
+            async with asyncio.timeout(timeout_s), self._changed:
                 await self._changed.wait_for(lambda: self.applied >= sequence)
         except TimeoutError:
             raise Timeout(
                 f"the read model has applied up to sequence {self.applied}, not yet {sequence}, "
-                f"after {timeout:g} s; retry later or with a smaller min_seq",
+                f"after {timeout_s:g} s; retry later or with a smaller min_seq",
                 sequence=self.applied,
             ) from None
         return self.applied

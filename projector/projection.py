@@ -93,7 +93,9 @@ def _rows_changed(result: duckdb.DuckDBPyConnection) -> bool:
 
 
 def answer(cursor: duckdb.DuckDBPyConnection, query: Query, params: Any) -> Any:
-    """The answer of `query` with its typed `params` (a Struct), as plain builtins."""
+    """The answer of `query` with its typed `params` (a Struct), as plain builtins: a list
+    of row objects, or one object with `one=True` (NotFound, 404 with the query's `missing`
+    message, when there is no row)."""
     if query.run is not None:
         return query.run(cursor, params)
     values = msgspec.structs.asdict(params)

@@ -62,7 +62,8 @@ class Checker:
         }
 
     def payload(self, sequence: int, event: Envelope) -> tuple[dict[str, Any], Any]:
-        """The payload in its current schema and its domain event (None: not the app's)."""
+        """The payload in its current schema and its domain event (None: not the app's).
+        Unapplicable (a dead letter of this event) when upcasting or decoding fails."""
         kind = self._types.get((event.aggregate_type, event.event_type))
         if kind is None:
             return event.payload, None  # not the app's: the SQL filters it out or reads it
