@@ -29,7 +29,7 @@ from common import builtin
 from common.app import Projection, Query
 from common.catalogue import Catalogue
 from common.checks import ENGINE_TABLES
-from projector.readmodel import _META_DDL
+from projector.readmodel_file import META_DDL
 from projector.sql import check, first_line
 from projector.sql_words import Parsed, parse, private_named, refused_call
 from projector.sql_words import targets as _targets
@@ -58,7 +58,7 @@ def problems(cat: Catalogue) -> Iterator[str]:
     docstring); nothing when all of it is sound. Never raises for the app's SQL."""
     con = duckdb.connect(":memory:", config={"enable_external_access": "false"})
     try:
-        for statement in (*_META_DDL, "INSERT INTO checkpoint VALUES (1, 0, '')", *_SEEDS):
+        for statement in (*META_DDL, "INSERT INTO checkpoint VALUES (1, 0, '')", *_SEEDS):
             con.execute(statement)
         owners = {name: _ENGINE for name in _objects(con)}
         engine = _state(con, owners)

@@ -29,7 +29,8 @@ from common.subjects import Subjects
 from common.telemetry import serve_metrics
 from projector import metrics, queries
 from projector.feed import Feed, FeedLost
-from projector.readmodel import Poisoned, ReadModel
+from projector.readmodel import ReadModel
+from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
 from projector.replica import Replica, apply
 

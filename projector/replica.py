@@ -25,7 +25,8 @@ from common.envelope import Stored
 from projector import metrics
 from projector.feed import Delivery
 from projector.progress import Progress
-from projector.readmodel import DeadLetter, ReadModel
+from projector.readmodel import ReadModel
+from projector.readmodel_isolation import DeadLetter
 
 log = structlog.get_logger()
 LOGGED_IDS = 100  # correlation ids per batch_applied log line at most

@@ -2,7 +2,7 @@
 
 Fences, each holding on its own (docs/security.md lists what each one stops):
 
-1. The database is opened locked down (`readmodel.LOCKED_DOWN`): no file or network
+1. The database is opened locked down (`readmodel_file.LOCKED_DOWN`): no file or network
    access, no extension loading, no replacement scans of Python variables, and its
    configuration frozen, so no statement reaches a file, the network or a setting.
 2. The query runs on a fresh cursor inside `BEGIN TRANSACTION READ ONLY`, which is always
@@ -37,7 +37,7 @@ import duckdb
 import msgspec
 
 from common.errors import BadRequest, Invalid, IronstarError, TooLarge, Unavailable
-from projector.readmodel import checkpoint_of
+from projector.readmodel_file import checkpoint_of
 from projector.sql_refs import check_refs, read_model_tables
 from projector.sql_words import parsed
 

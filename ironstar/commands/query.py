@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     refused statement, Unavailable when no projector answers."""
     if args.file is not None:
         from projector import sql
-        from projector.readmodel import LOCKED_DOWN
+        from projector.readmodel_file import LOCKED_DOWN
 
         try:
             con = duckdb.connect(str(args.file), read_only=True, config=dict(LOCKED_DOWN))

@@ -10,7 +10,8 @@ import pytest
 
 from common import envelope as codec
 from common.envelope import Envelope, Metadata, Stored
-from projector.readmodel import Poisoned, ReadModel
+from projector.readmodel import ReadModel
+from projector.readmodel_isolation import Poisoned
 from projector.replica import apply
 
 
