@@ -28,7 +28,7 @@ from msgspec import inspect
 from common import builtin
 from common.app import Projection, Query
 from common.catalogue import Catalogue
-from common.checks import ENGINE_TABLES
+from common.checks_names import ENGINE_TABLES
 from projector.readmodel_file import META_DDL
 from projector.sql import check, first_line
 from projector.sql_words import Parsed, parse, private_named, refused_call

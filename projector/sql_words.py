@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import duckdb
 
-from common.checks import ENGINE_TABLES
+from common.checks_names import ENGINE_TABLES
 from projector.sql_functions import DENIED, DENIED_PREFIXES
 
 # Words after which a statement names the table it writes (CREATE/DROP/ALTER TABLE x,
