@@ -29,7 +29,7 @@ from projector import snapshot
 from projector.projection import answer
 from projector.projection import apply as apply_projections
 from projector.readmodel_file import LOCKED_DOWN, checkpoint_of
-from projector.readmodel_isolation import EVERY, MACHINE, Batch, DeadLetter, Poisoned, isolate
+from projector.readmodel_isolation import EVERY, MACHINE, Applying, DeadLetter, Poisoned, isolate
 from projector.staging import Checker
 from projector.versions import Versions
 
@@ -116,7 +116,7 @@ class ReadModel:
             for p in self.projections.values()
             if only is None or p.name in only or p.name in ALWAYS
         ]
-        batch = Batch(projections, subjects or {}, halt, self._commit, lambda: self.checkpoint)
+        batch = Applying(projections, subjects or {}, halt, self._commit, lambda: self.checkpoint)
         return isolate(batch, fresh, dead, last_sequence)
 
     def _commit(
@@ -129,7 +129,7 @@ class ReadModel:
         """One transaction: `projections` apply `events`, the `dead` letters are recorded and
         the checkpoint moves to `last_sequence`; `checkpoint` and `changed` follow once it
         has committed. Raises `StorageFull` when the disk is, else what applying raised,
-        the transaction rolled back (the isolation's `Batch.commit`)."""
+        the transaction rolled back (the isolation's `Applying.commit`)."""
         with self._write:
             self.con.execute("BEGIN")
             try:

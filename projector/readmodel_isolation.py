@@ -1,7 +1,7 @@
 """Applying a batch that fails: isolate the event it fails on, dead-letter it, go on.
 
 `ReadModel.apply` (`projector/readmodel.py`) hands a batch to `isolate`, which commits it
-through the read model's own transaction (`Batch.commit`). When that fails for a reason
+through the read model's own transaction (`Applying.commit`). When that fails for a reason
 that can come from the data (anything but `MACHINE`), the batch is applied again in halves,
 each committed with its checkpoint, down to the one event that fails; that event becomes
 a `DeadLetter` of the projection that raised (every other projection applies it, in a
@@ -66,7 +66,7 @@ Commit = Callable[[Sequence[Projection], Sequence[Stored], int, Sequence[DeadLet
 
 
 @dataclass
-class Batch:
+class Applying:
     """One `ReadModel.apply` call: what applies it, where it commits, how it fails."""
 
     projections: list[Projection]
@@ -78,7 +78,7 @@ class Batch:
 
 
 def isolate(
-    batch: Batch, events: list[Stored], dead: list[DeadLetter], last: int
+    batch: Applying, events: list[Stored], dead: list[DeadLetter], last: int
 ) -> list[DeadLetter]:
     """Commit `events` and the `dead` letters found before (both above the checkpoint, in
     stream order) up to sequence `last`, isolating the events that fail; returns every dead
@@ -98,7 +98,7 @@ def isolate(
     return batch.dead
 
 
-def _settle(batch: Batch, events: list[Stored], dead: list[DeadLetter], last: int) -> None:
+def _settle(batch: Applying, events: list[Stored], dead: list[DeadLetter], last: int) -> None:
     """Commit `events` and `dead` up to `last`, isolating the events that fail."""
     while True:
         if batch.halt and dead:
@@ -139,7 +139,7 @@ def _settle(batch: Batch, events: list[Stored], dead: list[DeadLetter], last: in
             _alone(batch, event, [letter])
 
 
-def _alone(batch: Batch, event: Stored, letters: list[DeadLetter]) -> None:
+def _alone(batch: Applying, event: Stored, letters: list[DeadLetter]) -> None:
     """Commit `event` alone, applied by every projection but those of `letters` (the
     ones that raised on it); a further projection raising joins them (each once)."""
     while True:
@@ -162,7 +162,7 @@ def _alone(batch: Batch, event: Stored, letters: list[DeadLetter]) -> None:
             letters.append(_letter(batch, event.sequence, event.event, projection, found[2]))
 
 
-def _letter(batch: Batch, sequence: int, event: Any, projection: str, error: str) -> DeadLetter:
+def _letter(batch: Applying, sequence: int, event: Any, projection: str, error: str) -> DeadLetter:
     subject = batch.subjects.get(sequence) or _SUBJECTS.events(
         event.aggregate_type, event.aggregate_id
     )
