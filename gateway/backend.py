@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import json
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from nats.aio.client import Client
@@ -21,6 +22,24 @@ from gateway.security.grants import require_read
 from gateway.storage import StorageWatch
 
 _json = msgspec.json.Encoder()
+
+
+class Read(NamedTuple):
+    """A read-model answer as the gateway's pages use it: the stream `sequence` it is as of
+    and its `result` (see `result_of`)."""
+
+    sequence: int
+    result: Any
+
+
+def result_of(reply: Mapping[str, Any]) -> Any:
+    """A query reply's (`{"sequence", "result", "truncated"?}`) result; an object result the
+    read model cut to fit one answer carries the reply's `truncated`
+    (`{field, returned, total, max_bytes}`)."""
+    result = reply["result"]
+    if "truncated" in reply and isinstance(result, dict):
+        result = {**result, "truncated": reply["truncated"]}
+    return result
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,12 @@ class Backend:
                 "projector (live queries)",
             )
         )
+
+    async def read(self, projection: str, name: str, params: dict[str, Any], min_seq: int) -> Read:
+        """`query`'s answer decoded: its sequence and `result_of` it. Raises what `query`
+        raises (401/403 grants, 404/422 from the projector, 503/504)."""
+        reply = json.loads(await self.query(projection, name, params, min_seq))
+        return Read(int(reply["sequence"]), result_of(reply))
 
     async def query(
         self,

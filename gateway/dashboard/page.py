@@ -32,7 +32,7 @@ from litestar.static_files import create_static_files_router
 from common import builtin, catalogue
 from common.app import Panel
 from common.errors import Forbidden, IronstarError, NotFound, Unauthorized
-from gateway.backend import Backend
+from gateway.backend import Backend, Read
 from gateway.dashboard import chart, render
 from gateway.live import views as liveviews
 from gateway.security.grants import PRINCIPAL, may_read, read_grant, topic_grant
@@ -43,16 +43,15 @@ _SIGN_IN = (STATIC / "signin.html").read_bytes()
 CHART_MINUTES = chart.MINUTES
 
 
-async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Any:
-    """(sequence, result) of a read-model query (`liveviews.shown`), or None when it cannot
+async def _ask(backend: Backend, projection: str, name: str, params: dict[str, Any]) -> Read | None:
+    """The answer of a read-model query (`Backend.read`), or None when it cannot
     answer now. 401/403 (the caller may not see it) go through: a fragment answers them."""
     try:
-        reply = json.loads(await backend.query(projection, name, params, 0))
+        return await backend.read(projection, name, params, 0)
     except (Unauthorized, Forbidden):
         raise
     except IronstarError:
         return None
-    return int(reply["sequence"]), liveviews.shown(reply)
 
 
 def _unavailable(what: str) -> str:
@@ -82,8 +81,8 @@ class _Asker:
         found = await _ask(self.backend, projection, name, values)
         if found is None:
             return None
-        self.seqs.append(found[0])
-        return found[1]
+        self.seqs.append(found.sequence)
+        return found.result
 
     def notes(self) -> str:
         return "".join(_not_granted(grant) for grant in dict.fromkeys(self.denied))
@@ -119,9 +118,9 @@ async def _analytics(backend: Backend) -> tuple[str, list[int]]:
         _ask(backend, builtin.NAME, "events_per_minute", {"minutes": CHART_MINUTES}),
         _ask(backend, builtin.NAME, "totals", {}),
     )
-    rows = per_minute[1] if per_minute else []
-    seqs = [r[0] for r in (per_minute, totals) if r]
-    return chart.panel(rows, totals[1] if totals else None, CHART_MINUTES), seqs
+    rows = per_minute.result if per_minute else []
+    seqs = [read.sequence for read in (per_minute, totals) if read]
+    return chart.panel(rows, totals.result if totals else None, CHART_MINUTES), seqs
 
 
 def _params(request: Request[Any, Any, Any]) -> dict[str, str]:

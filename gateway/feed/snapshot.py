@@ -8,7 +8,6 @@ the sequence the snapshot was taken at, so nothing falls between the two.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from common import catalogue
@@ -59,13 +58,10 @@ async def take(backend: Backend, topics: tuple[Topic, ...], at_least: int) -> tu
         key = cat.query(projection, name).key if topic.aggregate_id else None
         params = {key: topic.aggregate_id} if key else {}
         try:
-            reply = json.loads(await backend.query(projection, name, params, at_least))
+            read = await backend.read(projection, name, params, at_least)
         except NotFound:
             state[str(topic)] = None
             continue
-        answered.append(int(reply["sequence"]))
-        result = reply["result"]
-        if "truncated" in reply and isinstance(result, dict):  # cut to fit a message: say so
-            result = {**result, "truncated": reply["truncated"]}
-        state[str(topic)] = result
+        answered.append(read.sequence)
+        state[str(topic)] = read.result  # a cut answer says `truncated`
     return min(answered, default=at_least), state

@@ -23,7 +23,7 @@ from litestar.response import Stream
 from common import builtin, catalogue
 from common.app import LiveView
 from common.errors import NotFound
-from gateway.backend import Backend
+from gateway.backend import Backend, result_of
 from gateway.dashboard import chart, datastar
 from gateway.feed.wire import fields
 from gateway.live.answer import Answer
@@ -42,15 +42,6 @@ ANALYTICS = {
 }
 _RESUME = "last_event_id"
 _json = msgspec.json.Encoder()
-
-
-def shown(reply: Mapping[str, Any]) -> Any:
-    """A query reply's result; a result the read model cut to fit one answer carries the
-    reply's `truncated`."""
-    result = reply["result"]
-    if "truncated" in reply and isinstance(result, dict):
-        result = {**result, "truncated": reply["truncated"]}
-    return result
 
 
 def view(panel: str, part: str) -> LiveView:
@@ -85,7 +76,7 @@ def patcher(live: LiveView, page: Mapping[str, str]) -> Callable[[Answer], bytes
     `datastar-patch-elements` frame of its HTML, `id:` the answer's sequence."""
 
     def render(answer: Answer) -> bytes:
-        html = live.render(shown(answer.body), page)
+        html = live.render(result_of(answer.body), page)
         return fields(datastar.patch_elements(html), "datastar-patch-elements", answer.sequence)
 
     return render
