@@ -28,6 +28,7 @@ class Answer:
     body: dict[str, Any]
     frames: dict[str, bytes] = field(default_factory=dict)
     gone: dict[str, Any] = field(default_factory=dict)  # `vanished` since earlier answers
+    seen: dict[str, Any] = field(default_factory=dict)  # the shape of all answers so far
 
     def frame(self, style: str, render: Callable[[Answer], bytes]) -> bytes:
         """The SSE frame of this answer in format `style` (a cache name): `render(self)`
@@ -38,18 +39,18 @@ class Answer:
         return found
 
 
-GONE_KEPT = 256  # members remembered as gone across answers, at most
+GONE_KEPT = 256  # members of earlier answers remembered, at most
 
 
-def vanished(old: dict[str, Any], new: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    """The members of `old` (an answer's body, recursively through objects) and of
-    `before` (what had vanished by `old`) that `new` lacks, as nested nulls: what a JSON
-    merge patch (Datastar's `datastar-patch-signals`, RFC 7386) must set to null to remove,
-    so a client that skipped answers is cleared too. Past `GONE_KEPT` members only those
-    of `old` are kept."""
-    gone = _diff(old, new)
-    carried = _merge(_diff(before, new), gone)  # what vanished earlier, if still absent
-    return carried if _count(carried) <= GONE_KEPT else gone
+def vanished(seen: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(gone, seen after `new`): `gone` are the members of earlier answers (`seen`: their
+    shape, every member of every object, recursively) that `new` (an answer's body) lacks,
+    as nested nulls: what a JSON merge patch (Datastar's `datastar-patch-signals`, RFC 7386)
+    must set to null to remove, so a client that skipped answers is cleared too. Past
+    `GONE_KEPT` members the shape starts again from `new`."""
+    gone = _diff(seen, new)
+    shape = _merge(seen, _shape(new))
+    return gone, shape if _count(shape) <= GONE_KEPT else _shape(new)
 
 
 def with_nulls(body: dict[str, Any], gone: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +78,19 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _shape(body: dict[str, Any]) -> dict[str, Any]:
+    return {name: _shape(v) if isinstance(v, dict) else None for name, v in body.items()}
+
+
 def _merge(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+    """Both shapes: an object's members kept though it was a plain value since."""
     out = dict(one)
     for name, value in two.items():
         mine = out.get(name)
-        out[name] = (
-            _merge(mine, value) if isinstance(mine, dict) and isinstance(value, dict) else value
-        )
+        if isinstance(value, dict):
+            out[name] = _merge(mine, value) if isinstance(mine, dict) else value
+        elif not isinstance(mine, dict):
+            out[name] = value
     return out
 
 

@@ -194,8 +194,8 @@ class Evaluation:
             old.body.get("result")
         ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
         version = old.version if same and old is not None else (old.version + 1 if old else 0)
-        gone = vanished(old.body, body, old.gone) if old is not None else {}
-        self.answer = Answer(sequence, version, body, gone=gone)
+        gone, seen = vanished(old.seen if old is not None else {}, body)
+        self.answer = Answer(sequence, version, body, gone=gone, seen=seen)
         for subscriber in self.subscribers:
             subscriber.offer(self.answer)
 

@@ -36,9 +36,8 @@ def signals(answer: Answer) -> Any:
 def answers(bodies: list[dict[str, Any]]) -> list[Answer]:
     out: list[Answer] = []
     for n, body in enumerate(bodies):
-        old = out[-1] if out else None
-        gone = vanished(old.body, body, old.gone) if old is not None else {}
-        out.append(Answer(n, n, body, gone=gone))
+        gone, seen = vanished(out[-1].seen if out else {}, body)
+        out.append(Answer(n, n, body, gone=gone, seen=seen))
     return out
 
 
@@ -56,6 +55,12 @@ def test_a_client_that_resumes_holding_a_truncated_answer_is_cleared_by_its_firs
     assert merge(stale, signals(answers([whole])[0])) == {"live": whole}
 
 
+def test_members_of_an_object_a_skipped_answer_replaced_are_cleared() -> None:
+    made = answers([{"result": {"a": 1}}, {"result": 1}, {"result": {}}])
+    held = merge(merge({}, signals(made[0])), signals(made[2]))  # the second was skipped
+    assert held == {"live": {"result": {}}}
+
+
 values = st.recursive(
     st.none() | st.integers(0, 3),
     lambda inner: st.dictionaries(st.sampled_from("abcd"), inner, max_size=3),
@@ -69,7 +74,7 @@ def test_a_client_that_applies_any_subset_of_the_frames_holds_the_newest_answer(
     sequence: list[dict[str, Any]], skips: list[bool]
 ) -> None:
     sequence = [{k: v for k, v in body.items() if v is not None} for body in sequence]
-    made, held = answers(sequence), {}
+    made, held = answers(sequence), dict[str, Any]()
     for answer, skipped in zip(made[:-1], skips, strict=False):
         if not skipped:  # a slow client skips answers (latest wins)
             held = merge(held, signals(answer))

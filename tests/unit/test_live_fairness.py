@@ -90,7 +90,7 @@ async def test_an_owner_starts_a_bounded_number_of_distinct_keys_and_views_are_f
         return b'{"sequence": 1, "result": 1}'
 
     def key(n: int) -> Key:
-        return (SQL, SQL, f"{{\"sql\": \"SELECT {n}\"}}")
+        return (SQL, SQL, f'{{"sql": "SELECT {n}"}}')
 
     mine = [Subscriber() for _ in range(3)]
     for n in range(2):
