@@ -198,7 +198,7 @@ async def follow(
     hub: Hub = state.live
     principal = PRINCIPAL.get()
     hub.admit(principal.key)
-    key: Key = (projection, name, _json.encode(params).decode())  # shared whatever the interval
+    key = key_of(projection, name, params, principal.key)
     me = Subscriber(after, interval_s=every / 1000)
 
     ask = _asker(backend, hub, LiveKey(projection=projection, name=name, params=params))
@@ -226,6 +226,14 @@ async def follow(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def key_of(projection: str, name: str, params: dict[str, Any], principal: str) -> Key:
+    """The key a feed of `principal` follows: the query and its typed parameters (not the
+    interval: feeds asking different intervals share it); ad-hoc SQL also the principal's,
+    since SQL runs in its owner's budget (another principal following the same text must
+    not be served from, and slowed by, the budget of whoever came first)."""
+    return (projection, name, _json.encode(params).decode(), principal if projection == SQL else "")
 
 
 def _asker(backend: Backend, hub: Hub, wanted: LiveKey) -> Ask:

@@ -72,7 +72,7 @@ EVERY = "*"
 LIVE = Principal("live", auth=False)  # app-lane evaluations run as the gateway
 RETRYABLE = (Unavailable, Timeout, TooManyRequests)
 HURRY_S = 0.05  # a joiner that needs a newer answer makes the key due at most this often
-Key = tuple[str, str, str]  # projection, query, typed params as JSON
+Key = tuple[str, str, str, str]  # projection, query, typed params as JSON, SQL's principal
 Ask = Callable[[int, float], Awaitable[bytes]]  # (min_seq, seconds left) -> live reply
 _json = msgspec.json.Encoder()
 

@@ -15,7 +15,7 @@ from gateway.live.hub import Hub, Key
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
 OWNER, OTHER, THIRD = (Principal(name, auth=True) for name in ("owner", "other", "third"))
-KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}')
+KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}', "owner")
 
 
 class Projector:
@@ -96,7 +96,7 @@ async def test_an_owner_with_another_feed_of_the_key_keeps_it(hub: Hub) -> None:
 
 async def test_a_key_left_to_a_dashboard_views_feed_is_charged_to_no_one(hub: Hub) -> None:
     projector = Projector()
-    key: Key = ("stream", "totals", "{}")
+    key: Key = ("stream", "totals", "{}", "")
     owners, view = (Subscriber(interval_s=0.001) for _ in range(2))
     await hub.subscribe(key, projector.ask, -1, owners, OWNER)
     await hub.subscribe(key, projector.ask, -1, view, None)

@@ -13,8 +13,9 @@ import pytest
 
 from common.errors import TooManyRequests
 from gateway.live.answer import Subscriber
+from gateway.live.follow import key_of
 from gateway.live.hub import Hub, Key
-from gateway.security.grants import Principal
+from gateway.security.grants import SQL, Principal
 from tests.unit.test_live_handoff import hub, next_answer
 from tests.unit.test_live_throttle import Projector
 
@@ -22,11 +23,11 @@ __all__ = ["hub"]  # the fixture, shared with the handoff's tests
 
 
 def totals() -> Key:
-    return ("stream", "totals", "{}")
+    return ("stream", "totals", "{}", "")
 
 
 def lists(n: int) -> Key:
-    return ("todo_lists", "get", json.dumps({"list_id": f"l{n}"}))
+    return ("todo_lists", "get", json.dumps({"list_id": f"l{n}"}), "")
 
 
 async def test_feeds_that_differ_only_in_interval_share_one_evaluation(hub: Hub) -> None:
@@ -57,9 +58,9 @@ async def test_principals_that_fill_the_keys_never_shut_the_dashboard_views_out(
             lists(99), projector.ask, -1, Subscriber(), Principal("late", auth=True)
         )
     for n in range(8):  # the views' keys are counted apart: all still start
-        await live.subscribe(("view", f"v{n}", "{}"), projector.ask, -1, Subscriber(), None)
+        await live.subscribe(("view", f"v{n}", "{}", ""), projector.ask, -1, Subscriber(), None)
     with pytest.raises(TooManyRequests) as refused:  # and are bounded themselves
-        await live.subscribe(("view", "v9", "{}"), projector.ask, -1, Subscriber(), None)
+        await live.subscribe(("view", "v9", "{}", ""), projector.ask, -1, Subscriber(), None)
     assert refused.value.detail["limit"] == "live_views"
     for evaluation in list(live.evaluations.values()):
         evaluation.close()
@@ -113,3 +114,10 @@ async def test_a_joiner_the_held_answer_satisfies_costs_no_evaluation(hub: Hub) 
     await hub.subscribe(totals(), projector.ask, 1, joiner, min_seq=1)
     assert (await next_answer(joiner)).sequence == 1
     assert projector.asked == [0]
+
+
+def test_sql_keys_are_each_principals_own_and_catalogue_keys_shared() -> None:
+    sql = {"sql": "SELECT event_type, sum(events) AS n FROM stream_counts GROUP BY ALL"}
+    assert key_of(SQL, SQL, sql, "mal1") != key_of(SQL, SQL, sql, "victim")
+    assert key_of(SQL, SQL, sql, "victim") == key_of(SQL, SQL, dict(sql), "victim")
+    assert key_of("stream", "totals", {}, "mal1") == key_of("stream", "totals", {}, "victim")

@@ -15,7 +15,7 @@ from tests.unit.test_live_handoff import hub, next_answer
 __all__ = ["hub"]  # the fixture, shared with the handoff's tests
 
 INTERVAL_MS = 300
-KEY: Key = ("todo_lists", "get", '{"list_id": "l"}')
+KEY: Key = ("todo_lists", "get", '{"list_id": "l"}', "")
 
 
 class Projector:
