@@ -6,6 +6,8 @@ query that mostly waited is never told (400) to narrow itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,28 @@ async def test_a_live_evaluation_that_waits_past_its_deadline_is_a_429_to_retry(
         assert busy.value.detail["retry_after"] == 1
         with pytest.raises(BadRequest):
             await blocker
+
+
+async def test_one_principals_slow_live_sql_does_not_queue_another_principals_sql(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    slow = "SELECT count(*) + {k} FROM range(300000000) WHERE range % 7 = 3"  # ~0.9 s alone
+    await store(nc, nats_settings, domain_events(200, lists=2, users=2))
+    async with replica(nats_settings, tmp_path, sql_timeout_s=5.0):
+        stop = asyncio.Event()
+
+        async def hog(k: int) -> None:  # always due, as a live feed after every batch
+            while not stop.is_set():
+                with contextlib.suppress(BadRequest, TooManyRequests):
+                    await live_sql(nc, nats_settings, "hog", slow.format(k=k), 5)
+
+        hogs = [asyncio.create_task(hog(k)) for k in range(4)]  # its 4 places, 1 running
+        await running_queries(1)
+        took = []
+        for _ in range(15):
+            started = time.monotonic()
+            await as_principal(nc, nats_settings, "victim", "SELECT count(*) FROM todos")
+            took.append(time.monotonic() - started)
+        stop.set()
+        await asyncio.gather(*hogs)
+    assert statistics.median(took) < 0.2, f"the victim queued behind the hog: {took}"
