@@ -208,6 +208,8 @@ async def follow(
         hub.release(principal.key)
         raise
     released = False
+    ends = float(principal.claims.expires) if principal.claims is not None else None
+    expiry: asyncio.TimerHandle | None = None
 
     def release() -> None:
         nonlocal released
@@ -215,9 +217,15 @@ async def follow(
             released = True
             hub.leave(key, me)
             hub.release(principal.key)
+            me.latest = None  # nothing more is written but the `expired` frame
+            me.wake.set()
+            if expiry is not None:
+                expiry.cancel()
 
+    if ends is not None:  # at `exp`, even while a write waits for a client that never reads
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_at(loop.time() + ends - time.time(), release)
     settings = backend.settings
-    ends = float(principal.claims.expires) if principal.claims is not None else None
     head = retry(settings.sse_retry_ms)
     body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, release)
     weakref.finalize(body, release)  # a body never started still gives its place back
@@ -270,9 +278,10 @@ async def _answers(
     """`head` (the `retry:` field), then each answer the subscriber takes, at most one per
     its own interval (its frame rendered once per answer and format, `Answer.frame`: a
     write here is the same bytes for every subscriber), keep-alives between, until the
-    client leaves, the gateway closes or the token expires. One generator per feed, no
-    wrapper: each layer was a coroutine step per answer per subscriber (py-spy, `ironstar
-    bench live`)."""
+    client leaves, the gateway closes or the token expires (its place, key and pending
+    answer are given back at `exp` by `follow`'s timer, whether or not this writes). One
+    generator per feed, no wrapper: each layer was a coroutine step per answer per
+    subscriber (py-spy, `ironstar bench live`)."""
     try:
         yield head
         while not closing.is_set():

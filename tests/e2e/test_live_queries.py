@@ -527,3 +527,27 @@ async def test_the_same_sql_of_two_principals_is_two_keys_each_in_its_own_budget
     await asyncio.gather(*(reaches(one, 0) for one in feeds))
     assert await metric(http, "live_queries") == before + 2
     await stop(*feeds)
+
+
+async def test_a_feed_whose_client_stops_reading_gives_its_place_back_at_the_tokens_exp(
+    stack: SecuredStack, http: httpx.AsyncClient
+) -> None:
+    list_id = unique("list")
+    pad = f"SELECT repeat('x', 200000) AS pad, count(*) FROM todos WHERE list_id = '{list_id}'"
+    before = await metric(http, "live_subscriptions")
+    short = {"Authorization": f"Bearer {token('sql', subject=unique('stall'), ttl_s=3)}"}
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", stack.port))
+    query = httpx.QueryParams({"sql": pad, "min_interval_ms": "50"})
+    sock.sendall(f"GET /api/live?{query} HTTP/1.1\r\nHost: x\r\n{_header(short)}\r\n\r\n".encode())
+    try:  # ~200 KB answers the client never reads: a write waits for it
+        await eventually(lambda: metric(http, "live_subscriptions"), lambda n: n == before + 1)
+        for _ in range(4):
+            await add(http, list_id)
+        ended = await eventually(
+            lambda: metric(http, "live_subscriptions"), lambda n: n == before, timeout=10
+        )
+        assert ended == before, "the feed kept its place past the token's exp"
+    finally:
+        sock.close()
