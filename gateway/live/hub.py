@@ -5,11 +5,12 @@ it changed (`projector/main.py`). A live query's first answer comes with the tab
 reads (`projector/dependencies.py`); after that it is evaluated again only when a batch
 changed one of them, at most once per its interval (the first after a quiet interval at
 once, a later one when the interval opens, as of the newest batch then), in lanes
-(below). Every subscriber of the same key (query, typed parameters) shares that one
-evaluation: a batch costs one query whatever the number of subscribers. The interval is
-no part of the key (else each `min_interval_ms` was a key of its own, and a few tokens
-filled the gateway's keys with one query): the key runs at its fastest subscriber's
-interval and each feed writes at most one answer per its own (`gateway/live/follow.py`).
+(below). Every subscriber of the same key (query, typed parameters; SQL also its
+principal, whose budget it runs in) shares that one evaluation: a batch costs one query
+whatever the number of subscribers. The interval is no part of the key (else each
+`min_interval_ms` was a key of its own, and a few tokens filled the gateway's keys with
+one query): the key runs at its fastest subscriber's interval and each feed writes at
+most one answer per its own (`gateway/live/follow.py`).
 A joiner whose resume point or `min_seq` is past the held answer makes the key due now
 (at most one evaluation per `HURRY_S` for that), whatever the interval. Grants are
 checked per subscriber when it subscribes (`gateway/live/follow.py`).
