@@ -140,7 +140,8 @@ class Backend:
 
         Only for a principal granted what the answer shows (`gateway/security/grants.py`): 401/403.
         `live`: a live query's evaluation (`QueryRequest.live`). `wait_s`: the seconds it
-        has (default `query_timeout_s`): for `min_seq`, and a live SQL's time limit.
+        has (default `query_timeout_s`): for `min_seq`, and a live SQL's wait for a slot
+        (it then runs the projector's whole SQL time limit, `projector/queries.py`).
         """
         require_read(projection, params, name)
         wait = self.settings.query_timeout_s if wait_s is None else wait_s

@@ -27,6 +27,8 @@ class Answer:
     version: int
     body: dict[str, Any]
     frames: dict[str, bytes] = field(default_factory=dict)
+    gone: dict[str, Any] = field(default_factory=dict)  # `vanished` since earlier answers
+    seen: dict[str, Any] = field(default_factory=dict)  # the shape of all answers so far
 
     def frame(self, style: str, render: Callable[[Answer], bytes]) -> bytes:
         """The SSE frame of this answer in format `style` (a cache name): `render(self)`
@@ -37,15 +39,78 @@ class Answer:
         return found
 
 
+GONE_KEPT = 256  # members of earlier answers remembered, at most
+
+
+def vanished(seen: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(gone, seen after `new`): `gone` are the members of earlier answers (`seen`: their
+    shape, every member of every object, recursively) that `new` (an answer's body) lacks,
+    as nested nulls: what a JSON merge patch (Datastar's `datastar-patch-signals`, RFC 7386)
+    must set to null to remove, so a client that skipped answers is cleared too. Past
+    `GONE_KEPT` members the shape starts again from `new`."""
+    gone = _diff(seen, new)
+    shape = _merge(seen, _shape(new))
+    return gone, shape if _count(shape) <= GONE_KEPT else _shape(new)
+
+
+def with_nulls(body: dict[str, Any], gone: dict[str, Any]) -> dict[str, Any]:
+    """`body` with the nested nulls of `gone` beside it (its own members win)."""
+    out = dict(body)
+    for name, value in gone.items():
+        if name not in out:
+            out[name] = None
+        elif isinstance(value, dict) and isinstance(out[name], dict):
+            out[name] = with_nulls(out[name], value)
+    return out
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in old.items():
+        if name not in new:
+            out[name] = None
+        elif (
+            isinstance(value, dict)
+            and isinstance(new[name], dict)
+            and (inner := _diff(value, new[name]))
+        ):
+            out[name] = inner
+    return out
+
+
+def _shape(body: dict[str, Any]) -> dict[str, Any]:
+    return {name: _shape(v) if isinstance(v, dict) else None for name, v in body.items()}
+
+
+def _merge(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+    """Both shapes: an object's members kept though it was a plain value since."""
+    out = dict(one)
+    for name, value in two.items():
+        mine = out.get(name)
+        if isinstance(value, dict):
+            out[name] = _merge(mine, value) if isinstance(mine, dict) else value
+        elif not isinstance(mine, dict):
+            out[name] = value
+    return out
+
+
+def _count(gone: dict[str, Any]) -> int:
+    return sum(_count(value) if isinstance(value, dict) else 1 for value in gone.values())
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One feed's place: the latest answer it has not written yet (latest wins).
 
     `after`: the sequence of the answer the client holds (its `Last-Event-ID`; -1: none).
     `owner`: whom the evaluation is charged to if this feed takes it over from a leaving
-    owner (None: a built-in view's feed, free)."""
+    owner (None: a built-in view's feed, free). `interval_s`: it writes at most one answer
+    per this many seconds (its `min_interval_ms`; the key runs at its fastest feed's);
+    `next_at` (`time.monotonic()`): when it may write the next."""
 
     after: int = -1
+    interval_s: float = 0.25
+    next_at: float = 0.0
     version: int = -1  # the version it wrote last
     latest: Answer | None = None
     error: dict[str, Any] | None = None  # {"code", "message"} of a failed evaluation

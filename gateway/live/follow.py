@@ -42,7 +42,7 @@ from gateway.backend import Backend
 from gateway.dashboard import datastar
 from gateway.feed.sse import parse_last_event_id
 from gateway.feed.wire import comment, fields, frame, retry
-from gateway.live.answer import Answer, Subscriber
+from gateway.live.answer import Answer, Subscriber, with_nulls
 from gateway.live.hub import Ask, Hub, Key
 from gateway.security.grants import PRINCIPAL, SQL, require_read
 
@@ -104,8 +104,9 @@ def renderer(format: str | None, signal: str | None) -> tuple[str, Callable[[Ans
     if not _SIGNAL.fullmatch(name):
         raise Invalid(f"signal must be a name like `live`, got {name[:40]!r}", field="signal")
 
-    def signals(answer: Answer) -> bytes:
-        patch = datastar.patch_signals({name: answer.body})
+    def signals(answer: Answer) -> bytes:  # a merge patch: what vanished is sent as null
+        body = with_nulls(answer.body, {"truncated": None, **answer.gone})
+        patch = datastar.patch_signals({name: body})
         return fields(patch, event="datastar-patch-signals", id=answer.sequence)
 
     return f"datastar:{name}", signals
@@ -197,8 +198,8 @@ async def follow(
     hub: Hub = state.live
     principal = PRINCIPAL.get()
     hub.admit(principal.key)
-    key: Key = (projection, name, _json.encode(params).decode(), every)
-    me = Subscriber(after)
+    key = key_of(projection, name, params, principal.key)
+    me = Subscriber(after, interval_s=every / 1000)
 
     ask = _asker(backend, hub, LiveKey(projection=projection, name=name, params=params))
     try:
@@ -207,6 +208,8 @@ async def follow(
         hub.release(principal.key)
         raise
     released = False
+    ends = float(principal.claims.expires) if principal.claims is not None else None
+    expiry: asyncio.TimerHandle | None = None
 
     def release() -> None:
         nonlocal released
@@ -214,9 +217,15 @@ async def follow(
             released = True
             hub.leave(key, me)
             hub.release(principal.key)
+            me.latest = None  # nothing more is written but the `expired` frame
+            me.wake.set()
+            if expiry is not None:
+                expiry.cancel()
 
+    if ends is not None:  # at `exp`, even while a write waits for a client that never reads
+        loop = asyncio.get_running_loop()
+        expiry = loop.call_at(loop.time() + ends - time.time(), release)
     settings = backend.settings
-    ends = float(principal.claims.expires) if principal.claims is not None else None
     head = retry(settings.sse_retry_ms)
     body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, release)
     weakref.finalize(body, release)  # a body never started still gives its place back
@@ -225,6 +234,14 @@ async def follow(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def key_of(projection: str, name: str, params: dict[str, Any], principal: str) -> Key:
+    """The key a feed of `principal` follows: the query and its typed parameters (not the
+    interval: feeds asking different intervals share it); ad-hoc SQL also the principal's,
+    since SQL runs in its owner's budget (another principal following the same text must
+    not be served from, and slowed by, the budget of whoever came first)."""
+    return (projection, name, _json.encode(params).decode(), principal if projection == SQL else "")
 
 
 def _asker(backend: Backend, hub: Hub, wanted: LiveKey) -> Ask:
@@ -258,23 +275,30 @@ async def _answers(
     closing: asyncio.Event,
     release: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    """`head` (the `retry:` field), then each answer the subscriber takes (its frame
-    rendered once per answer and format, `Answer.frame`: a write here is the same bytes
-    for every subscriber), keep-alives between, until the client leaves, the gateway
-    closes or the token expires. One generator per feed, no wrapper: each layer was a
-    coroutine step per answer per subscriber (py-spy, `ironstar bench live`)."""
+    """`head` (the `retry:` field), then each answer the subscriber takes, at most one per
+    its own interval (its frame rendered once per answer and format, `Answer.frame`: a
+    write here is the same bytes for every subscriber), keep-alives between, until the
+    client leaves, the gateway closes or the token expires (its place, key and pending
+    answer are given back at `exp` by `follow`'s timer, whether or not this writes). One
+    generator per feed, no wrapper: each layer was a coroutine step per answer per
+    subscriber (py-spy, `ironstar bench live`)."""
     try:
         yield head
         while not closing.is_set():
+            now = time.monotonic()
             left = keepalive_s if ends is None else min(keepalive_s, ends - time.time())
             if left <= 0:
                 yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
                 return
-            try:
-                async with asyncio.timeout(left):
-                    await me.wake.wait()
-            except TimeoutError:
-                yield comment("keep-alive")
+            held = me.wake.is_set()  # something to write: wait only for its own interval
+            if not held or now < me.next_at:
+                pause = min(left, me.next_at - now) if held else left
+                try:
+                    async with asyncio.timeout(pause):
+                        await (closing if held else me.wake).wait()
+                except TimeoutError:
+                    if pause >= left:
+                        yield comment("keep-alive")
                 continue
             me.wake.clear()
             if me.error is not None:
@@ -282,6 +306,7 @@ async def _answers(
                 yield frame(json.dumps(error), event="error")
             answer = me.take()
             if answer is not None:
+                me.next_at = time.monotonic() + me.interval_s
                 metrics.live_results.inc()
                 yield answer.frame(style, render)
     finally:

@@ -5,8 +5,14 @@ it changed (`projector/main.py`). A live query's first answer comes with the tab
 reads (`projector/dependencies.py`); after that it is evaluated again only when a batch
 changed one of them, at most once per its interval (the first after a quiet interval at
 once, a later one when the interval opens, as of the newest batch then), in lanes
-(below). Every subscriber of the same key (query, typed parameters, interval) shares that
-one evaluation: a batch costs one query whatever the number of subscribers. Grants are
+(below). Every subscriber of the same key (query, typed parameters; SQL also its
+principal, whose budget it runs in) shares that one evaluation: a batch costs one query
+whatever the number of subscribers. The interval is no part of the key (else each
+`min_interval_ms` was a key of its own, and a few tokens filled the gateway's keys with
+one query): the key runs at its fastest subscriber's interval and each feed writes at
+most one answer per its own (`gateway/live/follow.py`).
+A joiner whose resume point or `min_seq` is past the held answer makes the key due now
+(at most one evaluation per `HURRY_S` for that), whatever the interval. Grants are
 checked per subscriber when it subscribes (`gateway/live/follow.py`).
 
 Lanes: ad-hoc SQL (the `sql` lane) is one request per evaluation through `Backend.query`
@@ -23,7 +29,13 @@ one for a view's feed), so the others keep their answers and nobody pays for a k
 longer follows. Waiting (for a slot or a round) is bounded by the evaluation's deadline
 (`wait_s`; the first one's counts from the subscribe's arrival): a first evaluation that
 only waited is a 429 with `Retry-After`, a later one is skipped to the next round (never
-an error for waiting). An owner creates at most `per_owner` distinct keys (429 past it).
+an error for waiting).
+
+Keys: an owner creates at most `per_owner` distinct keys, and only while it holds fewer
+than remain free of the principals' `max_queries` (so a few principals cannot take the
+last ones from the others); keys of the dashboard's views (owned by no one, bounded by
+the app's catalogue) are counted apart, against `max_queries` of their own, so no
+principal can shut the dashboard's live parts out (429 past each).
 
 The first evaluation runs in the evaluation's own task, not in the subscribe that started
 it: a first subscriber that leaves while it runs leaves it to the others.
@@ -50,7 +62,7 @@ from nats.aio.msg import Msg
 
 from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
 from gateway import metrics
-from gateway.live.answer import Answer, Subscriber
+from gateway.live.answer import Answer, Subscriber, vanished
 from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
 from gateway.live.rounds import Rounds
 from gateway.security.auth import ACTOR
@@ -60,7 +72,8 @@ log = structlog.get_logger()
 EVERY = "*"
 LIVE = Principal("live", auth=False)  # app-lane evaluations run as the gateway
 RETRYABLE = (Unavailable, Timeout, TooManyRequests)
-Key = tuple[str, str, str, int]  # projection, query, typed params as JSON, interval ms
+HURRY_S = 0.05  # a joiner that needs a newer answer makes the key due at most this often
+Key = tuple[str, str, str, str]  # projection, query, typed params as JSON, SQL's principal
 Ask = Callable[[int, float], Awaitable[bytes]]  # (min_seq, seconds left) -> live reply
 _json = msgspec.json.Encoder()
 
@@ -71,14 +84,19 @@ class Evaluation:
     def __init__(self, hub: Hub, key: Key, ask: Ask, owner: Principal | None):
         self.hub, self.key, self.ask, self.owner = hub, key, ask, owner
         self.lane = SQL_LANE if key[0] == SQL else APP_LANE
-        self.interval_s = key[3] / 1000
         self.subscribers: dict[Subscriber, None] = {}  # insertion-ordered: who came first
         self.answer: Answer | None = None
         self.reads: frozenset[str] = frozenset({EVERY})
         self.due = 0  # a sequence the answer must reach (announced, or a resume point)
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.wake = asyncio.Event()
+        self.changed = asyncio.Event()  # a joiner came or needs an answer now: re-check the pause
+        self.hurried = False  # a joiner needs an answer newer than the one held: due now
         self.task: asyncio.Task[None] | None = None
+
+    def interval_s(self) -> float:
+        """Seconds between evaluations: the fastest interval its subscribers ask."""
+        return min((one.interval_s for one in self.subscribers), default=0.0)
 
     def announce(self, sequence: int, tables: frozenset[str]) -> None:
         """A batch up to `sequence` committed, changing `tables` (`*`: any): due if newer
@@ -88,10 +106,13 @@ class Evaluation:
         if EVERY in tables or EVERY in self.reads or tables & self.reads:
             self.want(sequence)
 
-    def want(self, sequence: int) -> None:
-        """Evaluate again (after the interval) unless the answer is as of `sequence` already."""
+    def want(self, sequence: int, hurry: bool = False) -> None:
+        """Evaluate again (after the interval; `hurry`: within `HURRY_S` of the last run)
+        unless the answer is as of `sequence` already."""
         if self.answer is None or sequence > self.answer.sequence:
             self.due = max(self.due, sequence)
+            self.hurried = self.hurried or hurry
+            self.changed.set()
             self.wake.set()
 
     def start(self, min_seq: int, deadline: float) -> None:
@@ -118,8 +139,9 @@ class Evaluation:
         started = time.monotonic()
         while True:
             await self.wake.wait()
-            await asyncio.sleep(max(0.0, started + self.interval_s - time.monotonic()))  # rate
+            await self._pause(started)
             self.wake.clear()
+            self.hurried = False
             if self.answer is not None and self.due <= self.answer.sequence:
                 continue
             started = time.monotonic()
@@ -132,6 +154,19 @@ class Evaluation:
                 log.warning("live_evaluation_failed", query=self.key[:2], error=exc.message[:200])
                 for subscriber in self.subscribers:
                     subscriber.fail(exc.code, exc.message)
+
+    async def _pause(self, started: float) -> None:
+        """Until the interval from `started` (`time.monotonic()`) opens: the fastest
+        subscriber's, or `HURRY_S` once a joiner needs a newer answer; re-checked whenever
+        a subscriber joins or hurries it."""
+        while True:
+            self.changed.clear()
+            left = started + (HURRY_S if self.hurried else self.interval_s()) - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self.changed.wait()
 
     async def _evaluate(self, min_seq: int, deadline: float) -> bytes:
         owner = self.owner  # as of now: a handoff meanwhile charges the next round
@@ -160,7 +195,8 @@ class Evaluation:
             old.body.get("result")
         ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
         version = old.version if same and old is not None else (old.version + 1 if old else 0)
-        self.answer = Answer(sequence, version, body)
+        gone, seen = vanished(old.seen if old is not None else {}, body)
+        self.answer = Answer(sequence, version, body, gone=gone, seen=seen)
         for subscriber in self.subscribers:
             subscriber.offer(self.answer)
 
@@ -253,7 +289,9 @@ class Hub:
         min_seq: int = 0,
     ) -> None:
         """Join (or start, charged to `owner`; None: a built-in view) the evaluation of
-        `key`; the answer for a resume point `after` comes when the read model reaches it.
+        `key`; the answer for a resume point `after` comes when the read model reaches it:
+        the held answer if it is as of `after` (and `min_seq`) already, else an evaluation
+        due now, whatever the key's interval.
         The first answer is as of `min_seq` or later, by `deadline` (`time.monotonic()`,
         default `wait_s` from now). Raises the first evaluation's error (429 if it only
         waited for a slot), 504 `Timeout` if `min_seq` was not reached, 429 budgets."""
@@ -264,11 +302,12 @@ class Hub:
             evaluation.start(max(after, min_seq, 0), deadline)
         subscriber.owner = owner
         evaluation.subscribers[subscriber] = None
+        evaluation.changed.set()  # its interval may be the fastest now
         try:
             await asyncio.shield(evaluation.ready)
-            if evaluation.answer is not None:
+            if evaluation.answer is not None:  # at once if it is as of what it needs
                 subscriber.offer(evaluation.answer)
-            evaluation.want(after)
+            evaluation.want(max(after, min_seq), hurry=True)  # else due now, not at the timer
             if subscriber.latest is None and min_seq > 0:  # a joiner waits for min_seq too
                 await _reached(subscriber, min_seq, deadline)
         except BaseException:
@@ -276,20 +315,7 @@ class Hub:
             raise
 
     def _begin(self, key: Key, ask: Ask, owner: Principal | None) -> Evaluation:
-        if len(self.evaluations) >= self.max_queries:
-            raise TooManyRequests(
-                f"this gateway follows {self.max_queries} distinct live queries, its "
-                "limit; follow one of those, or retry later",
-                retry_after=5,
-                limit="live_queries",
-            )
-        if owner is not None and self.lanes.owned[owner.key] >= self.per_owner:
-            raise TooManyRequests(
-                f"you started {self.per_owner} distinct live queries on this gateway, the "
-                "most one principal may; close one, or follow one of those",
-                retry_after=5,
-                limit="live_queries_per_principal",
-            )
+        self.lanes.room(owner, len(self.evaluations), self.max_queries, self.per_owner)
         evaluation = self.evaluations[key] = Evaluation(self, key, ask, owner)
         self.lanes.own(owner, +1)
         metrics.live_queries.set(len(self.evaluations))

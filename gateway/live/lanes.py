@@ -1,4 +1,5 @@
-"""The evaluation budget of a gateway's live queries: the SQL lane's slots, each owner's half.
+"""The evaluation budget of a gateway's live queries: the SQL lane's slots, each owner's half,
+the distinct keys each owner may start (`Lanes.room`).
 
 Ad-hoc SQL evaluations run in the `sql` lane (`live_concurrency` slots): there a slot
 bounds real work (a statement of the principal's own, `projector/queries.py`). An owner
@@ -50,6 +51,38 @@ class Lanes:
             for lane in self.size:
                 del self._halves[owner.key, lane]
 
+    def room(self, owner: Principal | None, keys: int, most: int, per_owner: int) -> None:
+        """429 unless one more key may start beside the `keys` there are, charged to `owner`:
+        a view's (None) while the views' keys are fewer than `most`; a principal's while the
+        principals' are fewer than `most`, its own fewer than `per_owner` and fewer than the
+        principals' keys still free (the rest are the others')."""
+        taken = self.owned.total()
+        if owner is None:
+            if keys - taken >= most:
+                raise _full(
+                    f"this gateway follows {most} distinct dashboard views, its limit; retry later"
+                )
+            return
+        mine = self.owned[owner.key]
+        if taken >= most:
+            raise _full(
+                f"this gateway follows {most} distinct live queries, its limit; follow one of "
+                "those, or retry later",
+                "live_queries",
+            )
+        if mine >= per_owner:
+            raise _full(
+                f"you started {per_owner} distinct live queries on this gateway, the most one "
+                "principal may; close one, or follow one of those",
+                "live_queries_per_principal",
+            )
+        if mine >= most - taken:
+            raise _full(
+                f"you started {mine} distinct live queries on this gateway and only "
+                f"{most - taken} are free, left to the others; close one, or follow one of those",
+                "live_queries_share",
+            )
+
     @contextlib.asynccontextmanager
     async def slot(
         self, lane: str, owner: Principal | None, deadline: float
@@ -73,3 +106,7 @@ class Lanes:
                     limit="live_concurrency",
                 ) from None
             yield
+
+
+def _full(message: str, limit: str = "live_views") -> TooManyRequests:
+    return TooManyRequests(message, retry_after=5, limit=limit)

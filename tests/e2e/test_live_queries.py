@@ -146,6 +146,7 @@ async def test_the_datastar_format_patches_the_named_signal_with_each_answer(
     answer = json.loads(signals)["todos"]
     assert key == "signals" and answer["sequence"] == int(event.id)
     assert [i["text"] for i in answer["result"]["items"]] == ["patched"]
+    assert "truncated" in answer and answer["truncated"] is None  # a merge patch clears it
 
 
 async def test_last_event_id_resumes_with_an_answer_as_of_it_or_later(
@@ -477,3 +478,76 @@ async def test_the_others_keep_their_answers_when_the_subscriber_that_started_a_
     errors = [d for e, _, d in second.frames if e == "error"]
     assert errors == [], errors
     await stop(second)
+
+
+async def test_feeds_that_differ_only_in_interval_share_one_key_each_at_its_own_pace(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    before = await metric(http, "live_queries")
+    slow = [await follow(http, get_list(list_id, min_interval_ms=str(2000 + n))) for n in range(6)]
+    fast = await follow(http, get_list(list_id, min_interval_ms="50"))
+    await asyncio.gather(*(reaches(one, 0) for one in [*slow, fast]))
+    assert await metric(http, "live_queries") == before + 1
+    await asyncio.sleep(0.1)  # the slow feeds' interval opened by their first answer: time
+    sequences = [await add(http, list_id, f"paced {n}") for n in range(3)]
+    await reaches(fast, sequences[-1])
+    taken = len(slow[0].results())
+    assert taken <= 2, f"a 2 s feed wrote {taken} answers within 2 s"
+    await reaches(slow[0], sequences[-1])  # when its own interval opens
+    await stop(*slow, fast)
+
+
+async def test_a_resume_or_min_seq_on_a_key_with_a_long_interval_is_answered_at_once(
+    http: httpx.AsyncClient,
+) -> None:
+    list_id = unique("list")
+    minute = get_list(list_id, min_interval_ms="60000")
+    holder = await follow(http, minute)
+    await reaches(holder, 0)
+    await add(http, list_id, "first")  # the leading edge: the key's minute starts now
+    sequence = await add(http, list_id, "second")
+    started = time.monotonic()
+    resumed = await follow(http, minute, {"Last-Event-ID": str(sequence)})
+    await reaches(resumed, sequence, timeout=DEADLINE_S)
+    mine = await follow(http, {**minute, "min_seq": str(sequence)})
+    assert mine.status == 200, "min_seq got a 504 though the read model was there"
+    assert (await reaches(mine, sequence, timeout=DEADLINE_S))[0] >= sequence
+    assert time.monotonic() - started < DEADLINE_S
+    await stop(holder, resumed, mine)
+
+
+async def test_the_same_sql_of_two_principals_is_two_keys_each_in_its_own_budget(
+    http: httpx.AsyncClient,
+) -> None:
+    sql = f"SELECT '{unique('squat')}' AS key"
+    squatter, victim = (bearer("sql", subject=unique(who)) for who in ("squatter", "victim"))
+    before = await metric(http, "live_queries")
+    feeds = [await follow(http, {"sql": sql}, who) for who in (squatter, victim)]
+    await asyncio.gather(*(reaches(one, 0) for one in feeds))
+    assert await metric(http, "live_queries") == before + 2
+    await stop(*feeds)
+
+
+async def test_a_feed_whose_client_stops_reading_gives_its_place_back_at_the_tokens_exp(
+    stack: SecuredStack, http: httpx.AsyncClient
+) -> None:
+    list_id = unique("list")
+    pad = f"SELECT repeat('x', 200000) AS pad, count(*) FROM todos WHERE list_id = '{list_id}'"
+    before = await metric(http, "live_subscriptions")
+    short = {"Authorization": f"Bearer {token('sql', subject=unique('stall'), ttl_s=3)}"}
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", stack.port))
+    query = httpx.QueryParams({"sql": pad, "min_interval_ms": "50"})
+    sock.sendall(f"GET /api/live?{query} HTTP/1.1\r\nHost: x\r\n{_header(short)}\r\n\r\n".encode())
+    try:  # ~200 KB answers the client never reads: a write waits for it
+        await eventually(lambda: metric(http, "live_subscriptions"), lambda n: n == before + 1)
+        for _ in range(4):
+            await add(http, list_id)
+        ended = await eventually(
+            lambda: metric(http, "live_subscriptions"), lambda n: n == before, timeout=10
+        )
+        assert ended == before, "the feed kept its place past the token's exp"
+    finally:
+        sock.close()

@@ -65,7 +65,7 @@ async def test_a_full_sql_lane_leaves_catalogue_queries_free() -> None:
 
     started = time.monotonic()
     for n in range(8):  # catalogue keys take no slot: their unit is the round
-        key: Key = ("stream", "events_per_minute", f'{{"minutes": {n}}}', 250)
+        key: Key = ("stream", "events_per_minute", f'{{"minutes": {n}}}', "")
         await live.subscribe(key, ask, -1, Subscriber(), HOG, deadline=soon(0.3))
     assert time.monotonic() - started < 0.3 and len(held) == 2
     for evaluation in list(live.evaluations.values()):
@@ -90,7 +90,7 @@ async def test_an_owner_starts_a_bounded_number_of_distinct_keys_and_views_are_f
         return b'{"sequence": 1, "result": 1}'
 
     def key(n: int) -> Key:
-        return (SQL, SQL, f'{{"sql": "SELECT {n}"}}', 250)
+        return (SQL, SQL, f'{{"sql": "SELECT {n}"}}', HOG.key)
 
     mine = [Subscriber() for _ in range(3)]
     for n in range(2):
@@ -100,7 +100,7 @@ async def test_an_owner_starts_a_bounded_number_of_distinct_keys_and_views_are_f
     assert refused.value.detail["retry_after"] == 5
     joiner = Subscriber()
     await live.subscribe(key(0), ask, -1, joiner, HOG)  # joining costs nothing
-    await live.subscribe(("analytics", "totals", "{}", 250), ask, -1, Subscriber(), None)
+    await live.subscribe(("analytics", "totals", "{}", ""), ask, -1, Subscriber(), None)
     live.leave(key(0), mine[0])
     with pytest.raises(TooManyRequests):  # key(0) still has a subscriber
         await live.subscribe(key(2), ask, -1, mine[2], HOG)

@@ -15,7 +15,7 @@ from gateway.live.hub import Hub, Key
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
 OWNER, OTHER, THIRD = (Principal(name, auth=True) for name in ("owner", "other", "third"))
-KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}', 1)  # 1 ms interval
+KEY: Key = (SQL, SQL, '{"sql": "SELECT count(*) FROM todos"}', "owner")
 
 
 class Projector:
@@ -64,7 +64,7 @@ async def test_when_the_owner_leaves_the_others_keep_getting_answers_charged_to_
     hub: Hub,
 ) -> None:
     projector = Projector()
-    first, second, third = Subscriber(), Subscriber(), Subscriber()
+    first, second, third = (Subscriber(interval_s=0.001) for _ in range(3))
     await hub.subscribe(KEY, projector.ask, -1, first, OWNER)
     await hub.subscribe(KEY, projector.ask, -1, second, OTHER)
     await hub.subscribe(KEY, projector.ask, -1, third, THIRD)
@@ -85,7 +85,7 @@ async def test_when_the_owner_leaves_the_others_keep_getting_answers_charged_to_
 
 async def test_an_owner_with_another_feed_of_the_key_keeps_it(hub: Hub) -> None:
     projector = Projector()
-    mine, also_mine, theirs = Subscriber(), Subscriber(), Subscriber()
+    mine, also_mine, theirs = (Subscriber(interval_s=0.001) for _ in range(3))
     for subscriber, principal in ((mine, OWNER), (theirs, OTHER), (also_mine, OWNER)):
         await hub.subscribe(KEY, projector.ask, -1, subscriber, principal)
     hub.leave(KEY, mine)
@@ -96,8 +96,8 @@ async def test_an_owner_with_another_feed_of_the_key_keeps_it(hub: Hub) -> None:
 
 async def test_a_key_left_to_a_dashboard_views_feed_is_charged_to_no_one(hub: Hub) -> None:
     projector = Projector()
-    key: Key = ("stream", "totals", "{}", 1)
-    owners, view = Subscriber(), Subscriber()
+    key: Key = ("stream", "totals", "{}", "")
+    owners, view = (Subscriber(interval_s=0.001) for _ in range(2))
     await hub.subscribe(key, projector.ask, -1, owners, OWNER)
     await hub.subscribe(key, projector.ask, -1, view, None)
     assert (await next_answer(view)).sequence == 1
@@ -112,7 +112,7 @@ async def test_an_owner_that_leaves_during_the_first_evaluation_leaves_it_to_the
 ) -> None:
     projector = Projector()
     projector.gate.clear()  # the first evaluation is still running
-    first, second = Subscriber(), Subscriber()
+    first, second = (Subscriber(interval_s=0.001) for _ in range(2))
     owner = asyncio.create_task(hub.subscribe(KEY, projector.ask, -1, first, OWNER))
     joiner = asyncio.create_task(hub.subscribe(KEY, projector.ask, -1, second, OTHER))
     async with asyncio.timeout(5):

@@ -15,7 +15,7 @@ from tests.unit.test_live_handoff import hub, next_answer
 __all__ = ["hub"]  # the fixture, shared with the handoff's tests
 
 INTERVAL_MS = 300
-KEY: Key = ("todo_lists", "get", '{"list_id": "l"}', INTERVAL_MS)
+KEY: Key = ("todo_lists", "get", '{"list_id": "l"}', "")
 
 
 class Projector:
@@ -37,7 +37,7 @@ class Projector:
 
 
 async def test_the_first_answer_after_a_quiet_period_goes_out_at_once(hub: Hub) -> None:
-    projector, feed = Projector(), Subscriber()
+    projector, feed = Projector(), Subscriber(interval_s=INTERVAL_MS / 1000)
     await hub.subscribe(KEY, projector.ask, -1, feed)
     assert (await next_answer(feed)).sequence == 1
     await asyncio.sleep(INTERVAL_MS / 1000)  # quiet for a whole interval: time is the point
@@ -51,7 +51,7 @@ async def test_the_first_answer_after_a_quiet_period_goes_out_at_once(hub: Hub) 
 async def test_batches_during_a_closed_interval_cost_one_evaluation_as_of_the_newest(
     hub: Hub,
 ) -> None:
-    projector, feed = Projector(), Subscriber()
+    projector, feed = Projector(), Subscriber(interval_s=INTERVAL_MS / 1000)
     await hub.subscribe(KEY, projector.ask, -1, feed)
     assert (await next_answer(feed)).sequence == 1
     opened = time.monotonic()
