@@ -170,6 +170,34 @@ def resume_point(value: str | None) -> int:
     return -1 if after is None else after
 
 
+class _Place:
+    """A feed's place in the hub (its subscriber `me` of `key`, one of its principal's
+    feeds), given back once: when its body ends, when the body is collected unstarted, or at
+    the token's `exp` (Unix seconds), even while a write waits for a client that never
+    reads."""
+
+    def __init__(self, hub: Hub, key: Key, me: Subscriber, owner: str, ends: float | None):
+        self.hub, self.key, self.me, self.owner = hub, key, me, owner
+        self.released = False
+        self.expiry: asyncio.TimerHandle | None = None
+        if ends is not None:
+            loop = asyncio.get_running_loop()
+            self.expiry = loop.call_at(loop.time() + ends - time.time(), self.release)
+
+    def release(self) -> None:
+        """Leave the key, give the principal's place back, write nothing more but the
+        `expired` frame."""
+        if self.released:
+            return
+        self.released = True
+        self.hub.leave(self.key, self.me)
+        self.hub.release(self.owner)
+        self.me.latest = None
+        self.me.wake.set()
+        if self.expiry is not None:
+            self.expiry.cancel()
+
+
 async def follow(
     backend: Backend,
     state: State,
@@ -207,28 +235,12 @@ async def follow(
     except BaseException:
         hub.release(principal.key)
         raise
-    released = False
     ends = float(principal.claims.expires) if principal.claims is not None else None
-    expiry: asyncio.TimerHandle | None = None
-
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            hub.leave(key, me)
-            hub.release(principal.key)
-            me.latest = None  # nothing more is written but the `expired` frame
-            me.wake.set()
-            if expiry is not None:
-                expiry.cancel()
-
-    if ends is not None:  # at `exp`, even while a write waits for a client that never reads
-        loop = asyncio.get_running_loop()
-        expiry = loop.call_at(loop.time() + ends - time.time(), release)
+    place = _Place(hub, key, me, principal.key, ends)
     settings = backend.settings
     head = retry(settings.sse_retry_ms)
-    body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, release)
-    weakref.finalize(body, release)  # a body never started still gives its place back
+    body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, place.release)
+    weakref.finalize(body, place.release)  # a body never started still gives its place back
     return Stream(
         body,
         media_type="text/event-stream",
