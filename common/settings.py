@@ -197,7 +197,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "are believed; empty: none, the peer address is the client",
         "public_origin": "origin browsers use (https://host[:port]) when a proxy rewrites Host; "
         "cookie POSTs must come from it",
-        "live_interval_ms": "a live query's default `min_interval_ms`: answers at most this often",
+        "live_interval_ms": "a live query's default `min_interval_ms`: "
+        "one answer per this many ms at most on average",
         "live_min_interval_ms": "smallest `min_interval_ms` a live query may ask for",
         "live_max_subscriptions": "open live-query feeds per gateway process",
         "live_max_per_principal": "open live-query feeds per principal on a gateway",

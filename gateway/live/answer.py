@@ -10,6 +10,7 @@ newer").
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class Answer:
     frames: dict[str, bytes] = field(default_factory=dict)
     gone: dict[str, Any] = field(default_factory=dict)  # `vanished` since earlier answers
     seen: dict[str, Any] = field(default_factory=dict)  # the shape of all answers so far
+    made_at: float = field(default_factory=time.monotonic)  # arrived at the gateway
 
     def frame(self, style: str, render: Callable[[Answer], bytes]) -> bytes:
         """The SSE frame of this answer in format `style` (a cache name): `render(self)`
@@ -104,8 +106,12 @@ class Subscriber:
 
     `after`: the sequence of the answer the client holds (its `Last-Event-ID`; -1: none).
     `owner`: whom the evaluation is charged to if this feed takes it over from a leaving
-    owner (None: a built-in view's feed, free). `interval_s`: it writes at most one answer
-    per this many seconds (its `min_interval_ms`; the key runs at its fastest feed's);
+    owner (None: a built-in view's feed, free). `interval_s`: its `min_interval_ms` in
+    seconds (the key runs at its fastest feed's); after writing an answer it waits until
+    that answer's arrival (`Answer.made_at`) plus `interval_s`, and at least half of it:
+    one answer per interval on average, two frames never closer than half of it (pacing
+    by the answers, not by the socket's write times: a write delayed by the fan-out would
+    otherwise delay the next answer as well, +100 ms p50 in `ironstar bench live`);
     `next_at` (`time.monotonic()`): when it may write the next."""
 
     after: int = -1

@@ -287,8 +287,8 @@ async def _answers(
     closing: asyncio.Event,
     release: Callable[[], None],
 ) -> AsyncIterator[bytes]:
-    """`head` (the `retry:` field), then each answer the subscriber takes, at most one per
-    its own interval (its frame rendered once per answer and format, `Answer.frame`: a
+    """`head` (the `retry:` field), then each answer the subscriber takes, paced by its own
+    interval (`Subscriber`; its frame rendered once per answer and format, `Answer.frame`: a
     write here is the same bytes for every subscriber), keep-alives between, until the
     client leaves, the gateway closes or the token expires (its place, key and pending
     answer are given back at `exp` by `follow`'s timer, whether or not this writes). One
@@ -318,7 +318,9 @@ async def _answers(
                 yield frame(json.dumps(error), event="error")
             answer = me.take()
             if answer is not None:
-                me.next_at = time.monotonic() + me.interval_s
+                me.next_at = max(  # paced by the answers, not by this socket's jitter
+                    answer.made_at + me.interval_s, time.monotonic() + me.interval_s / 2
+                )
                 metrics.live_results.inc()
                 yield answer.frame(style, render)
     finally:
