@@ -107,12 +107,8 @@ class Subscriber:
     `after`: the sequence of the answer the client holds (its `Last-Event-ID`; -1: none).
     `owner`: whom the evaluation is charged to if this feed takes it over from a leaving
     owner (None: a built-in view's feed, free). `interval_s`: its `min_interval_ms` in
-    seconds (the key runs at its fastest feed's); after writing an answer it waits until
-    that answer's arrival (`Answer.made_at`) plus `interval_s`, and at least half of it:
-    one answer per interval on average, two frames never closer than half of it (pacing
-    by the answers, not by the socket's write times: a write delayed by the fan-out would
-    otherwise delay the next answer as well, +100 ms p50 in `ironstar bench live`);
-    `next_at` (`time.monotonic()`): when it may write the next."""
+    seconds (the key runs at its fastest feed's); `pace` sets `next_at` (`time.monotonic()`), when
+    it may write next."""
 
     after: int = -1
     interval_s: float = 0.25
@@ -138,7 +134,21 @@ class Subscriber:
         self.after, self.version = answer.sequence, answer.version
         return answer
 
+    def pace(self, answer: Answer, now: float) -> None:
+        """After writing `answer` at `now` (`time.monotonic()`): the next write waits one
+        interval from the later of this feed's own cadence (`next_at`) and the answer's
+        arrival (`Answer.made_at`), and at least half an interval from now. So a feed
+        gets one answer per interval on average, even beside a faster feed of its key,
+        never two frames closer than half of it, and a write the fan-out delayed does not
+        delay the next answer too (pacing by the socket's write times cost +100 ms p50 in
+        `ironstar bench live`)."""
+        start = max(self.next_at, answer.made_at)
+        self.next_at = max(start + self.interval_s, now + self.interval_s / 2)
+
     def fail(self, code: str, message: str) -> None:
-        """Tell the feed an evaluation failed (an `event: error` frame; the feed goes on)."""
+        """Tell the feed an evaluation failed (an `event: error` frame; the feed goes on). The
+        next answer is written even if its result equals the one written before the error:
+        the client's last frame was the error, which that answer ends."""
         self.error = {"code": code, "message": message}
+        self.version = -1
         self.wake.set()

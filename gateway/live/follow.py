@@ -318,9 +318,7 @@ async def _answers(
                 yield frame(json.dumps(error), event="error")
             answer = me.take()
             if answer is not None:
-                me.next_at = max(  # paced by the answers, not by this socket's jitter
-                    answer.made_at + me.interval_s, time.monotonic() + me.interval_s / 2
-                )
+                me.pace(answer, time.monotonic())
                 metrics.live_results.inc()
                 yield answer.frame(style, render)
     finally:

@@ -45,3 +45,42 @@ def test_a_slow_reader_gets_only_the_latest_of_what_came_meanwhile() -> None:
     latest = me.take()
     assert latest is not None and latest.sequence == 3
     assert me.take() is None
+
+
+def test_after_an_error_the_next_answer_is_written_even_if_its_result_did_not_change() -> None:
+    me = Subscriber()
+    me.offer(Answer(5, 1, {"sequence": 5}))
+    assert me.take() is not None
+    me.fail("too_large", "the answer is over 1 MB")
+    me.offer(Answer(7, 1, {"sequence": 7}))  # back to the result written before the error
+    recovered = me.take()
+    assert recovered is not None and recovered.sequence == 7
+
+
+@given(
+    interval_ms=st.integers(50, 1000),
+    key_every_ms=st.integers(10, 1000),
+    write_lag_ms=st.lists(st.integers(0, 40), min_size=1, max_size=5),
+)
+def test_a_feed_gets_one_answer_per_its_interval_on_average_beside_a_faster_key(
+    interval_ms: int, key_every_ms: int, write_lag_ms: list[int]
+) -> None:
+    """A key answering every `key_every_ms` (a faster feed's pace), a feed of `interval_ms`
+    whose writes lag by a few ms: over 20 s it writes at most one per interval (+1), never
+    two closer than half of it."""
+    me = Subscriber(interval_s=interval_ms / 1000)
+    writes: list[float] = []
+    now, made, sequence = 0.0, 0.0, 0
+    while now < 20:
+        sequence += 1
+        made = sequence * key_every_ms / 1000
+        me.offer(Answer(sequence, sequence, {"sequence": sequence}, made_at=made))
+        now = max(made, me.next_at) + write_lag_ms[sequence % len(write_lag_ms)] / 1000
+        if now < (sequence + 1) * key_every_ms / 1000 or me.next_at <= made:
+            answer = me.take()
+            if answer is not None:
+                writes.append(now)
+                me.pace(answer, now)
+    gaps = [b - a for a, b in pairwise(writes)]
+    assert all(gap >= interval_ms / 2000 - 1e-9 for gap in gaps), min(gaps)
+    assert len(writes) <= writes[-1] / (interval_ms / 1000) + 2, (len(writes), writes[-1])
