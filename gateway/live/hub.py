@@ -274,7 +274,7 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("live_announcement_unreadable", data=msg.data[:200])
             return
-        self.rounds.heard = max(self.rounds.heard, sequence)
+        await self.rounds.hear(sequence)
         for evaluation in list(self.evaluations.values()):
             evaluation.announce(sequence, tables)
 
@@ -307,7 +307,10 @@ class Hub:
             await asyncio.shield(evaluation.ready)
             if evaluation.answer is not None:  # at once if it is as of what it needs
                 subscriber.offer(evaluation.answer)
-            evaluation.want(max(after, min_seq), hurry=True)  # else due now, not at the timer
+            wanted = max(after, min_seq)  # else due now, not at the timer; but never past
+            if self.rounds.heard:  # what was announced: the key's other feeds must not wait
+                wanted = min(wanted, self.rounds.heard)  # for one joiner's far-ahead min_seq
+            evaluation.want(wanted, hurry=True)
             if subscriber.latest is None and min_seq > 0:  # a joiner waits for min_seq too
                 await _reached(subscriber, min_seq, deadline)
         except BaseException:

@@ -14,7 +14,9 @@ Each key still waits for its own slot and keeps its own deadline (`gateway/live/
 a round's time limit is the earliest of its keys' and its `min_seq` the highest (a newer
 answer is never wrong: answers only move forward). A key whose `min_seq` no replica has
 announced yet (a resume point or a read-your-writes `min_seq` ahead of the read models)
-goes in a round of its own at once: waiting for it must not hold up the others. One
+waits here for the announcement (504 at its deadline), costing no projector handler and
+holding up no round; only before any announcement was heard is it asked of a projector,
+one such key at a time. One
 failing key fails only itself: its part of the reply is its error, raised to its
 evaluation alone; a failed round fails each of its keys, which retry next round as before.
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from common.errors import ErrorReply, Internal, from_reply
+from common.errors import ErrorReply, Internal, Timeout, from_reply
 from common.messages import LiveKey, LiveRound
 from gateway import metrics
 
@@ -66,6 +68,31 @@ class Rounds:
         self._next: list[_Wanted] = []
         self._running: asyncio.Task[None] | None = None
         self.heard = 0  # the newest sequence a replica announced (`Hub`)
+        self._news = asyncio.Condition()
+        self._unheard = asyncio.Semaphore(1)  # before any announcement: one ask at a time
+
+    async def hear(self, sequence: int) -> None:
+        """A replica announced `sequence` (`<prefix>.applied`): wake the asks waiting for it."""
+        if sequence > self.heard:
+            self.heard = sequence
+            async with self._news:
+                self._news.notify_all()
+
+    async def _announced(self, min_seq: int, deadline: float) -> None:
+        """Wait here, not at a projector, until a replica announced `min_seq`; Timeout
+        (504) at `deadline` (`time.monotonic()`). A far-ahead `min_seq` (a hostile client's,
+        or a resume point past the read models) then costs no projector handler and never
+        holds a round (attack17b B4: asked of the projector, 24 such requests took all its
+        round handlers for 5 s each and froze every live view)."""
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0)), self._news:
+                await self._news.wait_for(lambda: self.heard >= min_seq)
+        except TimeoutError:
+            raise Timeout(
+                f"the read model did not reach sequence {min_seq} in time; retry later or "
+                "with a smaller min_seq",
+                min_seq=min_seq,
+            ) from None
 
     async def ask(self, send: Send, key: LiveKey, min_seq: int, left_s: float) -> bytes:
         """The live reply of `key` as of `min_seq` or later (`{"sequence", "result",
@@ -73,9 +100,12 @@ class Rounds:
         seconds; raises the key's own error or the round's."""
         loop = asyncio.get_running_loop()
         wanted = _Wanted(key, min_seq, time.monotonic() + left_s, loop.create_future())
+        if min_seq > self.heard and self.heard == 0:  # nothing heard yet: ask, one at a time
+            async with self._unheard:
+                await self._round(send, [wanted])
+                return await wanted.answer
         if min_seq > self.heard:  # not committed anywhere yet: it must not hold up the round
-            await self._round(send, [wanted])
-            return await wanted.answer
+            await self._announced(min_seq, wanted.deadline)
         self._next.append(wanted)
         if self._running is None:
             self._running = asyncio.create_task(self._run(send))

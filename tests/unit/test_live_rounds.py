@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from common.errors import NotFound, Unavailable
+from common.errors import NotFound, Timeout, Unavailable
 from common.messages import LiveKey
 from gateway.live.rounds import Rounds
 
@@ -114,18 +114,40 @@ async def test_a_key_whose_evaluation_left_is_not_asked_for() -> None:
 
 
 async def test_a_key_whose_min_seq_is_not_announced_yet_does_not_hold_up_the_round() -> None:
-    rounds, projector, ahead_gate = Rounds(), Projector(), asyncio.Event()
-    rounds.heard = 5
-
-    async def send(body: bytes, left_s: float) -> bytes:
-        if json.loads(body)["min_seq"] > rounds.heard:
-            await ahead_gate.wait()  # the read model has not got there
-        return await projector.send(body, left_s)
-
-    ahead = asyncio.create_task(rounds.ask(send, key("ahead"), 1_000, 5.0))
-    due = await asyncio.gather(*(rounds.ask(send, key(n), 5, 5.0) for n in "ab"))
+    rounds, projector = Rounds(), Projector()
+    await rounds.hear(5)
+    ahead = asyncio.create_task(rounds.ask(projector.send, key("ahead"), 1_000, 5.0))
+    due = await asyncio.gather(*(rounds.ask(projector.send, key(n), 5, 5.0) for n in "ab"))
     assert [json.loads(reply)["result"] for reply in due] == ["a", "b"]
-    assert not ahead.done() and projector.rounds == [["a", "b"]]
-    ahead_gate.set()
+    assert not ahead.done() and projector.rounds == [["a", "b"]]  # it waits at the gateway
+    await rounds.hear(1_000)  # a replica announced it: now it is asked, in a round
     assert json.loads(await ahead)["sequence"] == 1_000
     assert projector.rounds == [["a", "b"], ["ahead"]]
+
+
+async def test_a_far_ahead_min_seq_never_reaches_a_projector_and_is_a_504_at_its_deadline() -> None:
+    """attack17b B4: asked of the projector, such keys took its round handlers for their
+    whole wait; now many of them cost no request, and the others' rounds go on."""
+    rounds, projector = Rounds(), Projector()
+    await rounds.hear(5)
+    far = [
+        asyncio.create_task(rounds.ask(projector.send, key(f"far{n}"), 10**9, 0.3))
+        for n in range(24)
+    ]
+    assert json.loads(await rounds.ask(projector.send, key("view"), 5, 5.0))["result"] == "view"
+    for task in far:
+        with pytest.raises(Timeout):
+            await task
+    assert projector.rounds == [["view"]]
+
+
+async def test_before_any_announcement_a_key_is_asked_of_a_projector_one_at_a_time() -> None:
+    rounds, projector = Rounds(), Projector()
+    projector.gate.clear()
+    first = asyncio.create_task(rounds.ask(projector.send, key("one"), 7, 5.0))
+    second = asyncio.create_task(rounds.ask(projector.send, key("two"), 7, 5.0))
+    await projector.entered.wait()
+    assert projector.rounds == [["one"]]  # the second waits for the first
+    projector.gate.set()
+    await asyncio.gather(first, second)
+    assert projector.rounds == [["one"], ["two"]]
