@@ -16,6 +16,7 @@ is kept alive (`touch`), until the feed falls behind and pulls it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import deque
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from common import jetstream
 from common.jetstream import is_delivery, pull_status
@@ -111,12 +112,15 @@ class ClientFeed:
         returns the stream position the feed starts after (the `connected` frame's `id:`):
         every event of its topics after it comes next, none at or before it.
 
-        A start position always replaces the consumer (its position cannot be moved);
-        without one an existing consumer continues after its ack floor, and a new one
-        starts after `last` (the stream's last sequence when the client came), so that
-        position is known exactly. An existing consumer that still has deliveries in
-        flight (to a connection that is gone) or another capacity is replaced from its
-        ack floor, so those come again at once and the bound is this connection's.
+        A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
+        (no meta-layer operation: a reconnect storm of a killed gateway's clients, each with
+        its `Last-Event-ID`, creates and deletes nothing); without one an existing consumer
+        continues after its ack floor, and a new one starts after `last` (the stream's last
+        sequence when the client came), so that position is known exactly. An existing
+        consumer that still has deliveries in flight or pull requests waiting (for a
+        connection that is gone) or another capacity is replaced (deleted and created), from
+        the start position or else its ack floor, so what was in flight comes again at once
+        and the bound is this connection's.
         """
         self._reply = self.inbox.register(self._token, self.name, self)
         try:
@@ -138,6 +142,10 @@ class ClientFeed:
             start = start or info.config.opt_start_seq or last + 1
         if info is None and start is None:
             start = last + 1
+        if info is not None and start is not None and not stale:
+            with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
+                return await self._move(start)
+            info = None
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
         if start is not None:
@@ -238,6 +246,16 @@ class ClientFeed:
             return []
         self.live = []
         return taken
+
+    async def _move(self, start: int) -> int:
+        """Reset an idle consumer of this feed's settings to deliver from `start` next; the
+        position before it (a refusal of the reset is raised as JetStream's APIError)."""
+        reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            APIError.from_error(answer["error"])  # raises the error's own class
+        self.delivered = 0
+        return start - 1
 
     @property
     def _reset(self) -> str:

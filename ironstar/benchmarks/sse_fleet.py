@@ -202,6 +202,7 @@ class Fleet:
             by_group.setdefault(group, []).append((seq, at))
         gaps = dups = exact = 0
         caught: list[float] = []
+        after_open: list[float] = []  # from the reopening 200 to caught up
         for c in self.clients:
             expected = [s for s, _ in by_group.get(c.group, []) if s > c.start]
             got = list(c.ids)
@@ -212,10 +213,11 @@ class Fleet:
             for seq, arrived in zip(c.ids, c.times, strict=True):
                 if arrived > self.killed_at and times.get(seq, 0.0) > c.opened:
                     caught.append(arrived - self.killed_at)
+                    after_open.append(arrived - c.opened)
                     break
             else:
                 caught.append(float("inf"))
-        return {"exact": exact, "gaps": gaps, "duplicates": dups, "caught_s": caught,
+        return {"exact": exact, "gaps": gaps, "duplicates": dups, "caught_s": caught, "after_open_s": after_open,
                 "snapshots": sum(c.snapshots for c in self.clients),
                 "received": sum(len(c.ids) for c in self.clients),
                 "statuses": {k: dict(v) for k, v in self.statuses.items()},

@@ -57,7 +57,9 @@ def add(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tail-s", type=float, default=5.0,
                         help="--storm: s of appends after every client reopened")  # fmt: skip
-    parser.add_argument("--workdir", help="--storm: keep the servers' logs here (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", help="--storm: keep the servers' logs here (default: a temp dir)"
+    )
     parser.add_argument("--deadline", type=float, default=180.0,
                         help="--storm: s after the kill the storm may take at most")  # fmt: skip
 
@@ -266,6 +268,7 @@ def _verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         statuses.update(a["statuses"]["storm"])
     failures = sum(n for status, n in statuses.items() if "failure" in status)
     finite = [s for s in caught if math.isfinite(s)]
+    after = [s for a in answers for s in a["after_open_s"]]
     return {
         "clients_exact": sum(a["exact"] for a in answers),
         "clients_not_caught_up": clients - len(finite),
@@ -275,6 +278,8 @@ def _verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         "received": sum(a["received"] for a in answers),
         "all_caught_up_after_s": caught[-1] if caught else math.inf,
         "caught_up_p50_s": statistics.median(finite) if finite else math.inf,
+        "reopen_to_caught_up_p50_s": statistics.median(after) if after else math.inf,
+        "reopen_to_caught_up_max_s": max(after, default=math.inf),
         "storm_statuses": dict(statuses),
         "storm_failures": failures,
         "failure_examples": [f for a in answers for f in a["failures"]][:5],
