@@ -107,10 +107,13 @@ class ClientFeed:
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
         self.drained = False  # a `no_wait` request found nothing more: caught up
 
-    async def open(self, start: int | None, last: int) -> int:
+    async def open(
+        self, start: int | None, last: int, creating: Callable[[], None] = lambda: None
+    ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
         returns the stream position the feed starts after (the `connected` frame's `id:`):
-        every event of its topics after it comes next, none at or before it.
+        every event of its topics after it comes next, none at or before it. `creating` is
+        called before a consumer that does not exist yet is created (it may raise to refuse).
 
         A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
         (no meta-layer operation: a reconnect storm of a killed gateway's clients, each with
@@ -140,6 +143,8 @@ class ClientFeed:
                 else (delivered + 1 if delivered and not info.num_ack_pending else None)
             )
             start = start or info.config.opt_start_seq or last + 1
+        if info is None:
+            creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
         if info is not None and start is not None and not stale:

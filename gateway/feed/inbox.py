@@ -50,6 +50,7 @@ class Inbox:
         self._feeds: dict[str, Receiver] = {}  # by the token of the request reply subject
         self._consumers: dict[str, Receiver] = {}  # by consumer name
         self._clients: Counter[str] = Counter()
+        self._open = 0  # the sum of `_clients` (a storm of opens must not sum it each time)
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -78,7 +79,7 @@ class Inbox:
 
     def admit(self, client_id: str) -> None:
         """Count a new connection, or refuse it: 429 per client id, 503 per process."""
-        if sum(self._clients.values()) >= self.total:
+        if self._open >= self.total:
             raise Unavailable(
                 f"this gateway serves its limit of {self.total} SSE connections; "
                 "retry, or connect to another replica",
@@ -91,11 +92,13 @@ class Inbox:
                 retry_after=1,
             )
         self._clients[client_id] += 1
+        self._open += 1
         metrics.connections.inc()
 
     def release(self, client_id: str) -> None:
         """A connection of `client_id` ended (one `admit` given back)."""
         self._clients[client_id] -= 1
+        self._open -= 1
         if self._clients[client_id] <= 0:
             del self._clients[client_id]
         metrics.connections.dec()

@@ -217,11 +217,17 @@ class Fleet:
                     break
             else:
                 caught.append(float("inf"))
-        return {"exact": exact, "gaps": gaps, "duplicates": dups, "caught_s": caught, "after_open_s": after_open,
-                "snapshots": sum(c.snapshots for c in self.clients),
-                "received": sum(len(c.ids) for c in self.clients),
-                "statuses": {k: dict(v) for k, v in self.statuses.items()},
-                "failures": self.failures[:5]}  # fmt: skip
+        return {
+            "exact": exact,
+            "gaps": gaps,
+            "duplicates": dups,
+            "caught_s": caught,
+            "after_open_s": after_open,
+            "snapshots": sum(c.snapshots for c in self.clients),
+            "received": sum(len(c.ids) for c in self.clients),
+            "statuses": {k: dict(v) for k, v in self.statuses.items()},
+            "failures": self.failures[:5],
+        }
 
 
 async def _rest(reader: asyncio.StreamReader) -> bytes:
