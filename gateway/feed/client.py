@@ -50,7 +50,7 @@ class ClientFeed:
     (`consumers.owner`), `held` the process's `unbounded` memory budget."""
 
     __slots__ = (
-        "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
+        "_asked", "_credit", "_expiry", "_lent", "_next", "_refill", "_reply", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
         "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
         "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
@@ -88,6 +88,7 @@ class ClientFeed:
         self.gone = ""  # why the consumer cannot be pulled any more
         self.delivered = 0  # the consumer's delivery sequence before this connection's first
         self._credit = 0
+        self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)
         self._expiry = 15.0
         self._asked = 0.0
         self._token = uuid.uuid4().hex
@@ -184,6 +185,9 @@ class ClientFeed:
         buffered (or ignored while the tail feeds this feed); a status reply ends the request, and a
         deleted or unreachable consumer sets `gone`. Wakes the stream loop."""
         if is_delivery(msg.reply):
+            if self._lent:
+                self._lent -= 1
+                self.inbox.credit.give(1)
             if self.live is not None:  # a keep-alive pull met a new event: the tail has it
                 return
             self._credit -= 1
@@ -203,6 +207,7 @@ class ClientFeed:
             elif status.code == jetstream.NO_MESSAGES:  # `no_wait`: nothing more in the stream
                 self.drained = True
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
+            self._give_back()
             self.expired = True
         if self.cap is not None:
             self._unbounded()
@@ -303,6 +308,11 @@ class ClientFeed:
         stream holds now, then `404` (`drained`) instead of waiting for new events."""
         if count <= 0 or not self.should_ask():
             return
+        self._give_back()  # a request lost on the way counts no more
+        if no_wait:  # catching up: within the process's budget, or woken when there is room
+            count = self._lent = self.inbox.credit.take(count, self)
+            if not count:
+                return
         self._asked = asyncio.get_running_loop().time()
         self._credit = count
         self._expiry = expires_s
@@ -311,6 +321,11 @@ class ClientFeed:
             request["no_wait"] = True
         body = json.dumps(request).encode()
         await self.inbox.nc.publish(self._next, body, reply=self._reply)
+
+    def _give_back(self) -> None:
+        if self._lent:
+            self.inbox.credit.give(self._lent)
+            self._lent = 0
 
     async def wait(self, timeout_s: float) -> None:
         """Until a delivery, the end of a pull request, a wake-up or `timeout_s` seconds.
@@ -357,6 +372,8 @@ class ClientFeed:
         if self._refill is not None:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)
+        self._give_back()
+        self.inbox.credit.forget(self)
         self.buffer.clear()
         if self.holdings is not None:
             self.holdings.drop(self)

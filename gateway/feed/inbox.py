@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from common.errors import TooManyRequests, Unavailable
 from common.jetstream import ack_position, is_delivery
 from gateway import metrics
+from gateway.feed.credit import Credit
 
 
 class Receiver(Protocol):
@@ -37,11 +38,15 @@ class Receiver(Protocol):
 
 class Inbox:
     """The process's one subscription `<inbox>.*` for every feed's pull requests (see the module
-    docstring), and its connection limits: `per_client` open connections per client id (429) and
-    `total` for the process (503). Started and stopped with the app (`gateway/feed/process.py`)."""
+    docstring), and its limits: `per_client` open connections per client id (429), `total` for
+    the process (503), and the `credit` of catch-up pulls (`gateway/feed/credit.py`). Started
+    and stopped with the app (`gateway/feed/process.py`)."""
 
-    def __init__(self, nc: Client, closing: asyncio.Event, per_client: int, total: int) -> None:
+    def __init__(
+        self, nc: Client, closing: asyncio.Event, per_client: int, total: int, pull_budget: int
+    ) -> None:
         self.nc = nc
+        self.credit = Credit(pull_budget)  # events in flight to catching-up feeds
         self.closing = closing
         self.prefix = nc.new_inbox()
         self.sink = nc.new_inbox()  # answers no one waits for: nothing subscribes to it

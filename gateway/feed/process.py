@@ -80,7 +80,8 @@ class FeedProcess:
     ) -> FeedProcess:
         """Subscribe the inbox; the rest starts with the first feed. `stream` is the event
         stream's name, `all_events` the subject filter of every event (the tail's)."""
-        inbox = Inbox(nc, closing, settings.sse_max_per_client, settings.sse_max_connections)
+        inbox = Inbox(nc, closing, settings.sse_max_per_client, settings.sse_max_connections,
+                      settings.sse_pull_budget)  # fmt: skip
         await inbox.start()
         return cls(
             inbox=inbox,

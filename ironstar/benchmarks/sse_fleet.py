@@ -196,7 +196,8 @@ class Fleet:
     def verify(self, appended: list[tuple[int, int, float]]) -> dict[str, Any]:
         """Each client's ids against the stream: `appended` is (sequence, group, append time);
         every id after a client's first position must arrive once, in order. The caught-up
-        time of a client is when it received the first event appended after it reopened."""
+        time of a client is when it received the first event appended after it last reopened
+        (or its group's last event, for a client that reopened after the appends ended)."""
         by_group: dict[int, list[tuple[int, float]]] = {}
         for seq, group, at in appended:
             by_group.setdefault(group, []).append((seq, at))
@@ -210,8 +211,10 @@ class Fleet:
             gaps += len(set(expected) - set(got))
             exact += got == expected
             times = dict(by_group.get(c.group, []))
+            last = by_group[c.group][-1][0] if c.group in by_group else -1
             for seq, arrived in zip(c.ids, c.times, strict=True):
-                if arrived > self.killed_at and times.get(seq, 0.0) > c.opened:
+                # caught up: an event appended after it reopened, or the last one appended
+                if arrived > self.killed_at and (times.get(seq, 0.0) > c.opened or seq == last):
                     caught.append(arrived - self.killed_at)
                     after_open.append(arrived - c.opened)
                     break
