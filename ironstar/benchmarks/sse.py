@@ -40,7 +40,9 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", default=None,
                         help="client counts, comma separated (default 100,1000; --storm: one "
                         "count, default 10000)")  # fmt: skip
-    parser.add_argument("--rate", type=int, default=10_000, help="target deliveries/s")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="target deliveries/s (default 10000; --density: clients "
+                        "/ 60)")  # fmt: skip
     parser.add_argument("--groups", type=int, default=10, help="distinct filters")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of appends")
     parser.add_argument("--no-baseline", action="store_true", help="skip the broadcast")
@@ -53,9 +55,10 @@ def add(parser: argparse.ArgumentParser) -> None:
         "scenario go soon; longer for thousands of clients connecting on a loaded machine; "
         "default 5, --storm 300: the gateway's default)",
     )  # fmt: skip
-    from ironstar.benchmarks import sse_storm
+    from ironstar.benchmarks import sse_density, sse_storm  # they build on this module
 
     sse_storm.add(parser)
+    sse_density.add(parser)
 
 
 def _rss_kib(pid: int) -> int:
@@ -262,10 +265,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Each client count against the gateway and the broadcast baseline (and one stalled client):
     `{"<server>_<clients>_deliveries_per_s", "..._p99_ms", "..._server_cpu_us_per_delivery",
     "gateway_vs_baseline_...": ratio, ...}`."""
-    if args.storm:
-        from ironstar.benchmarks import sse_storm
+    from ironstar.benchmarks import sse_density, sse_storm  # they build on this module
 
+    if args.storm:
         return await sse_storm.run(args)
+    if args.density:
+        return await sse_density.run(args)
+    args.rate = args.rate or 10_000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     figures: dict[str, Any] = {}

@@ -41,10 +41,13 @@ class Client:
     __slots__ = (
         "after_kill",
         "group",
+        "heard",
         "ids",
         "index",
+        "keepalives",
         "opened",
         "path",
+        "silence",
         "snapshots",
         "start",
         "times",
@@ -60,6 +63,9 @@ class Client:
         self.opened = 0.0  # when the last connection answered 200
         self.after_kill = False  # reopened since the gateway was killed
         self.snapshots = 0
+        self.keepalives = 0  # `: keep-alive` comments received
+        self.heard = 0.0  # the last read of the open connection
+        self.silence = 0.0  # the longest time between two reads of one connection
 
 
 class Fleet:
@@ -169,9 +175,13 @@ class Fleet:
         self, client: Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         rest = b""
+        client.heard = time.perf_counter()
         try:
             while data := await reader.read(65536):
                 now = time.perf_counter()
+                client.silence = max(client.silence, now - client.heard)
+                client.heard = now
+                client.keepalives += data.count(b": keep-alive\n")
                 data = rest + data
                 cut = data.rfind(b"\n\n") + 2
                 rest = data[cut:]
@@ -230,6 +240,8 @@ class Fleet:
             "received": sum(len(c.ids) for c in self.clients),
             "statuses": {k: dict(v) for k, v in self.statuses.items()},
             "failures": self.failures[:5],
+            "keepalives_min": min(c.keepalives for c in self.clients),
+            "longest_silence_s": max(c.silence for c in self.clients),
         }
 
 

@@ -25,10 +25,13 @@ import math
 import multiprocessing
 import resource
 import statistics
+import subprocess
 import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,13 @@ class Workers:
             process.start()
             self.pipes.append(mine)
             self.processes.append(process)
+
+    async def connect(self) -> dict[str, Any]:
+        """Open every client (64 opening at once in all): seconds it took, answers by status."""
+        connected = await self.ask("connect", max(4, 64 // len(self.pipes)))
+        statuses = sum((Counter(c["statuses"]) for c in connected), Counter[str]())
+        return {"connect_s": max(c["seconds"] for c in connected),
+                "connect_statuses": dict(statuses)}  # fmt: skip
 
     async def ask(self, *command: Any) -> list[dict[str, Any]]:
         """Send `command` to every worker; their answers."""
@@ -144,13 +154,37 @@ class Watch:
         }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The storm (see the module docstring): one dict of figures."""
-    clients = int(args.clients or 10_000)
+@dataclass
+class Stack:
+    """What a scale bench runs against: its own nats-server (monitoring on) and stream, sized
+    for `clients` consumers; `env` for its gateways."""
+
+    args: argparse.Namespace
+    clients: int
+    nats: NatsSettings
+    nc: Any
+    workdir: Path
+    monitor: int
+    nats_pid: int
+    # every bench client comes from 127.0.0.1: the per-address request rate is not measured
+    env: dict[str, str]
+
+    def gateway(self, port: int) -> subprocess.Popen[bytes]:
+        """A gateway on `port`, once it serves."""
+        return _start_server("gateway", self.nats, port, self.workdir, self.env)
+
+    def workers(self, port: int) -> Workers:
+        """The client processes, each client's `client_id` tagged with the gateway's `port`."""
+        count = self.args.workers or math.ceil(self.clients / PER_WORKER)
+        return Workers(self.clients, count, self.args.groups, f"p{port}c", port)
+
+
+@contextlib.asynccontextmanager
+async def stack(args: argparse.Namespace, clients: int) -> AsyncIterator[Stack]:
+    """A `Stack` for the bench's duration (descriptors raised to the hard limit meanwhile)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    figures: dict[str, Any] = {"clients": clients}
-    with tempfile.TemporaryDirectory(prefix="ironstar-bench-storm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ironstar-bench-sse-") as tmp:
         workdir = Path(args.workdir or tmp)
         monitor = free_port()
         server = NatsServer(workdir / "nats", free_port(), monitor_port=monitor)
@@ -158,55 +192,50 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE",
                                 max_consumers=2 * clients + 200)  # fmt: skip
-            nc = await bus.connect(nats, name="bench-storm")
+            nc = await bus.connect(nats, name="bench-sse-scale")
             await bus.ensure_stream(nc, nats)
             assert server.process is not None
-            figures.update(
-                await _storm(args, clients, nats, nc, workdir, monitor, server.process.pid)
-            )
+            env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0),
+                   "IRONSTAR_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
+            yield Stack(args, clients, nats, nc, workdir, monitor, server.process.pid, env)
             await nc.drain()
         finally:
             server.stop()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    return figures
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def _storm(
-    args: argparse.Namespace, clients: int, nats: NatsSettings, nc: Any, workdir: Path,
-    monitor: int, nats_pid: int,
-) -> dict[str, Any]:  # fmt: skip
-    # every bench client comes from 127.0.0.1: the per-address request rate is not the storm's
-    env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0),
-           "IRONSTAR_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The storm (see the module docstring): one dict of figures."""
+    clients = int(args.clients or 10_000)
+    args.rate = args.rate or 10_000
+    async with stack(args, clients) as bench:
+        return {"clients": clients, **await _storm(bench)}
+
+
+async def _storm(bench: Stack) -> dict[str, Any]:
+    args, clients, nats, nc = bench.args, bench.clients, bench.nats, bench.nc
     ports = [free_port(), free_port()] if args.second_gateway else [free_port()]
     port = ports[0]
-    gateways = [_start_server("gateway", nats, p, workdir, env) for p in ports]
-    count = args.workers or math.ceil(clients / PER_WORKER)
-    workers = Workers(clients, count, args.groups, f"p{port}c", port)
+    gateways = [bench.gateway(p) for p in ports]
+    workers = bench.workers(port)
     figures: dict[str, Any] = {"workers": len(workers.processes)}
     try:
-        connected = await workers.ask("connect", max(4, 64 // count))
-        figures["connect_s"] = max(c["seconds"] for c in connected)
-        figures["connect_statuses"] = dict(
-            sum((Counter(c["statuses"]) for c in connected), Counter())
-        )
+        figures.update(await workers.connect())
         figures["gateway_rss_mib_connected"] = _rss_kib(gateways[0].pid) / 1024
         stop = asyncio.Event()
         appends_per_s = args.rate * args.groups / clients
         appending = asyncio.create_task(append(nc, nats, args.groups, appends_per_s, stop.is_set))
         await asyncio.sleep(args.warmup)
         target = gateways[-1]
-        watch = Watch(monitor, nats_pid)
+        watch = Watch(bench.monitor, bench.nats_pid)
         watching = asyncio.create_task(watch.run())
-        nats_cpu, bench_cpu, own = _cpu_s(nats_pid), workers.cpu_s(), time.process_time()
+        nats_cpu, bench_cpu, own = _cpu_s(bench.nats_pid), workers.cpu_s(), time.process_time()
         killed = time.perf_counter()
         await workers.ask("target", ports[-1], killed)
         gateways[0].kill()
         gateways[0].wait()
         if len(gateways) == 1:
-            gateways[0] = target = await asyncio.to_thread(
-                _start_server, "gateway", nats, port, workdir, env
-            )
+            gateways[0] = target = await asyncio.to_thread(bench.gateway, port)
             figures["gateway_restarted_after_s"] = time.perf_counter() - killed
         target_cpu = _cpu_s(target.pid)
         reopened_s = await _until_reopened(workers, clients, killed, args.deadline)
@@ -215,24 +244,24 @@ async def _storm(
         stop.set()
         appended = await appending
         final = {group: seq for seq, group, _ in appended}
-        figures["drained_after_s"] = await _until_complete(
+        figures["drained_after_s"] = await until_complete(
             workers, clients, final, killed, args.deadline
         )
         storm_s = time.perf_counter() - killed
         watching.cancel()
         figures["storm_s"] = storm_s
-        figures["nats_cpu_share_of_a_core"] = (_cpu_s(nats_pid) - nats_cpu) / storm_s
+        figures["nats_cpu_share_of_a_core"] = (_cpu_s(bench.nats_pid) - nats_cpu) / storm_s
         figures["gateway_cpu_share_of_a_core"] = (_cpu_s(target.pid) - target_cpu) / storm_s
         figures["bench_cpu_share_of_a_core"] = (
             workers.cpu_s() - bench_cpu + time.process_time() - own
         ) / storm_s
         figures["gateway_rss_mib_after"] = _rss_kib(target.pid) / 1024
         figures.update(watch.figures())
-        jsz = await asyncio.to_thread(_jsz, monitor)
+        jsz = await asyncio.to_thread(_jsz, bench.monitor)
         figures["nats_consumers"] = jsz.get("consumers")
         figures["nats_memory_bytes"] = jsz.get("memory")
         figures["appended"] = len(appended)
-        figures.update(_verdict(await workers.ask("verify", appended), clients))
+        figures.update(verdict(await workers.ask("verify", appended), clients))
         return figures
     finally:
         await workers.stop()
@@ -251,19 +280,19 @@ async def _until_reopened(workers: Workers, clients: int, killed: float, deadlin
     return math.inf
 
 
-async def _until_complete(
-    workers: Workers, clients: int, final: dict[int, int], killed: float, deadline: float
+async def until_complete(
+    workers: Workers, clients: int, final: dict[int, int], since: float, deadline: float
 ) -> float:
-    """Seconds from the kill until every client holds its group's last event (inf past
-    `deadline`)."""
-    while time.perf_counter() - killed < deadline:
+    """Seconds from `since` until every client holds its group's last event (inf past
+    `deadline` s)."""
+    while time.perf_counter() - since < deadline:
         if sum(p["complete"] for p in await workers.ask("progress", final)) >= clients:
-            return time.perf_counter() - killed
+            return time.perf_counter() - since
         await asyncio.sleep(0.5)
     return math.inf
 
 
-def _verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+def verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
     caught = sorted(s for a in answers for s in a["caught_s"])
     statuses: Counter[str] = Counter()
     for a in answers:
@@ -283,6 +312,11 @@ def _verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         "reopen_to_caught_up_p50_s": statistics.median(after) if after else math.inf,
         "reopen_to_caught_up_max_s": max(after, default=math.inf),
         "storm_statuses": dict(statuses),
+        "connect_statuses_at_end": dict(
+            sum((Counter(a["statuses"]["connect"]) for a in answers), Counter[str]())
+        ),
         "storm_failures": failures,
         "failure_examples": [f for a in answers for f in a["failures"]][:5],
+        "keepalives_per_client_min": min(a["keepalives_min"] for a in answers),
+        "longest_silence_s": max(a["longest_silence_s"] for a in answers),
     }
