@@ -37,6 +37,7 @@ from gateway.feed import holdings
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import Tail
 from gateway.feed.topics import Topic, consumer_name
+from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
 
@@ -94,7 +95,7 @@ class ClientFeed:
         self._token = uuid.uuid4().hex
         self._reply = ""
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
         self.overflow_reason = ""

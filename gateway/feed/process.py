@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from nats.aio.client import Client
+from nats.js.client import JetStreamContext
 
 from common.settings import GatewaySettings
 from gateway.feed.consumers import Ledger
@@ -63,6 +64,7 @@ class FeedProcess:
     """The process-wide parts of the SSE feed (see the module docstring)."""
 
     inbox: Inbox
+    js: JetStreamContext  # one for every feed (each costs ~2 KiB: issue 15, memory per client)
     ledger: Ledger
     holdings: Holdings
     tail: Tail | None  # None: `sse_live_tail` off, every feed pulls its own consumer
@@ -85,6 +87,7 @@ class FeedProcess:
         await inbox.start()
         return cls(
             inbox=inbox,
+            js=nc.jetstream(),
             ledger=Ledger(settings.sse_max_consumers_per_principal, settings.sse_inactive_s),
             holdings=Holdings(settings.sse_unbounded_budget_bytes),
             tail=Tail(nc, stream, all_events) if settings.sse_live_tail else None,

@@ -204,7 +204,7 @@ def _client_feed(
     settings, capacity = backend.settings, request.controls.capacity
     unbounded = request.controls.policy is Policy.UNBOUNDED
     feed = ClientFeed(
-        backend.nc.jetstream(),
+        feeds.js,
         feeds.inbox,
         stream=backend.nats_settings.stream,
         subjects=backend.subjects,
