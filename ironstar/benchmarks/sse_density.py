@@ -23,8 +23,9 @@ from ironstar.benchmarks.sse import _cpu_s, _rss_kib, append
 from ironstar.benchmarks.sse_storm import Stack, stack, until_complete, verdict
 from ironstar.natsserver import free_port
 
-_CAUGHT = ("all_caught_up_after_s", "caught_up_p50_s", "reopen_to_caught_up_p50_s",
-           "reopen_to_caught_up_max_s", "clients_not_caught_up")  # fmt: skip
+_STORM = ("all_caught_up_after_s", "caught_up_p50_s", "reopen_to_caught_up_p50_s",
+          "reopen_to_caught_up_max_s", "clients_not_caught_up", "storm_statuses",
+          "storm_failures")  # fmt: skip
 
 
 def add(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ async def _density(bench: Stack) -> dict[str, Any]:
         )
         figures["appended"] = len(appended)
         figures.update(verdict(await workers.ask("verify", appended), clients))
-        for key in _CAUGHT:  # a storm's figures: nobody reconnects here
+        for key in _STORM:  # a storm's figures: nobody reconnects here
             figures.pop(key, None)
         opened = figures.pop("connect_statuses_at_end", {}).get("200", clients)
         figures["reconnects_while_held"] = opened - clients

@@ -200,7 +200,10 @@ class Fleet:
 
     def progress(self, final: dict[int, int]) -> dict[str, Any]:
         """How many reopened since the kill, and how many hold their group's `final` sequence."""
-        done = sum(bool(c.ids) and c.ids[-1] >= final.get(c.group, 0) for c in self.clients)
+        done = sum(
+            c.group not in final or (bool(c.ids) and c.ids[-1] >= final[c.group])
+            for c in self.clients
+        )
         return {"reopened": sum(c.after_kill for c in self.clients), "complete": done}
 
     def verify(self, appended: list[tuple[int, int, float]]) -> dict[str, Any]:
