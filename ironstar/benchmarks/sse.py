@@ -148,7 +148,8 @@ def _start_server(
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
            "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
            "IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL": "100000",
-           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5", **(extra or {})}  # fmt: skip
+           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5", "IRONSTAR_LIMIT_REQUESTS_PER_S": "0",
+           **(extra or {})}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + 30

@@ -166,7 +166,6 @@ class Stack:
     workdir: Path
     monitor: int
     nats_pid: int
-    # every bench client comes from 127.0.0.1: the per-address request rate is not measured
     env: dict[str, str]
 
     def gateway(self, port: int) -> subprocess.Popen[bytes]:
@@ -195,8 +194,7 @@ async def stack(args: argparse.Namespace, clients: int) -> AsyncIterator[Stack]:
             nc = await bus.connect(nats, name="bench-sse-scale")
             await bus.ensure_stream(nc, nats)
             assert server.process is not None
-            env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0),
-                   "IRONSTAR_LIMIT_REQUESTS_PER_S": "0"}  # fmt: skip
+            env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0)}
             yield Stack(args, clients, nats, nc, workdir, monitor, server.process.pid, env)
             await nc.drain()
         finally:
