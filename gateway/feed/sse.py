@@ -237,7 +237,9 @@ async def _position(
         created = 1
 
     try:
-        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
+        info = await feeds.stream_info(backend.nats_settings.stream)
+        if request.resume is not None and request.resume > info.state.last_seq:
+            info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: too old
         resume, head = request.resume, b""
         first, last = info.state.first_seq, info.state.last_seq
         if resume is not None and not resumable(resume, first, last):
