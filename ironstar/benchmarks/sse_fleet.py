@@ -80,6 +80,7 @@ class Fleet:
         self.phase = "connect"
         self.statuses: dict[str, Counter[str]] = {"connect": Counter(), "storm": Counter()}
         self.failures: list[str] = []
+        self.refusals: list[str] = []  # bodies of the first 503s
         self.tasks: list[asyncio.Task[None]] = []
         self.killed_at = 0.0
 
@@ -158,6 +159,8 @@ class Fleet:
             return reader, writer
         if code == "503" and wait:
             counts["503 with Retry-After"] += 1
+            if len(self.refusals) < 3:
+                self.refusals.append((await _rest(reader))[:300].decode(errors="replace"))
             return self._close(writer, float(wait.group(1)))
         counts[f"{code} (failure)"] += 1
         if len(self.failures) < 20:
@@ -243,6 +246,7 @@ class Fleet:
             "received": sum(len(c.ids) for c in self.clients),
             "statuses": {k: dict(v) for k, v in self.statuses.items()},
             "failures": self.failures[:5],
+            "refusals": self.refusals,
             "keepalives_min": min(c.keepalives for c in self.clients),
             "longest_silence_s": max(c.silence for c in self.clients),
         }

@@ -315,6 +315,7 @@ def verdict(answers: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         ),
         "storm_failures": failures,
         "failure_examples": [f for a in answers for f in a["failures"]][:5],
+        "503_examples": [r for a in answers for r in a["refusals"]][:3],
         "keepalives_per_client_min": min(a["keepalives_min"] for a in answers),
         "longest_silence_s": max(a["longest_silence_s"] for a in answers),
     }
