@@ -8,6 +8,9 @@ consumer per client) and the ceiling, the seed's in-process broadcast
 (`ironstar/benchmarks/sse_baseline.py`), with the same HTTP stack and the same clients.
 Figures: deliveries/s, append→receive latency p50/p99 (one clock: the bench process),
 server RSS per idle connected client, and the others' p99 with one client that never reads.
+The same options give the latency figure of issue 15 (`--clients N --rate 10000 --duration 10
+--no-baseline --no-slow --inactive-s 300`). `--storm` (`sse_storm.py`) and `--density`
+(`sse_density.py`) are modes of their own, with the clients spread over worker processes.
 """
 
 from __future__ import annotations
