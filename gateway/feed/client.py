@@ -35,7 +35,7 @@ from common.subjects import Subjects
 from gateway import metrics
 from gateway.feed import holdings
 from gateway.feed.inbox import Inbox
-from gateway.feed.tail import Tail
+from gateway.feed.tail import MIN_SERVER, Tail
 from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
@@ -118,7 +118,7 @@ class ClientFeed:
         called before a consumer that does not exist yet is created (it may raise to refuse).
 
         A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
-        (no meta-layer operation: a reconnect storm of a killed gateway's clients, each with
+        (nats-server >= 2.14, else it is replaced; no meta-layer operation: a reconnect storm of a killed gateway's clients, each with
         its `Last-Event-ID`, creates and deletes nothing); without one an existing consumer
         continues after its ack floor, and a new one starts after `last` (the stream's last
         sequence when the client came), so that position is known exactly. An existing
@@ -149,7 +149,9 @@ class ClientFeed:
             creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
-        if info is not None and start is not None and not stale:
+        version = self.inbox.nc.connected_server_version
+        resettable = (version.major, version.minor) >= MIN_SERVER
+        if info is not None and start is not None and not stale and resettable:
             with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
                 return await self._move(start)
             info = None
