@@ -118,8 +118,9 @@ class ClientFeed:
         called before a consumer that does not exist yet is created (it may raise to refuse).
 
         A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
-        (nats-server >= 2.14, else it is replaced; no meta-layer operation: a reconnect storm of a killed gateway's clients, each with
-        its `Last-Event-ID`, creates and deletes nothing); without one an existing consumer
+        (nats-server >= 2.14, else it is replaced; no meta-layer operation: a reconnect
+        storm of a killed gateway's clients, each with its `Last-Event-ID`, creates and
+        deletes nothing); without one an existing consumer
         continues after its ack floor, and a new one starts after `last` (the stream's last
         sequence when the client came), so that position is known exactly. An existing
         consumer that still has deliveries in flight or pull requests waiting (for a
