@@ -43,9 +43,7 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", default=None,
                         help="client counts, comma separated (default 100,1000; --storm: one "
                         "count, default 10000)")  # fmt: skip
-    parser.add_argument("--rate", type=float, default=None,
-                        help="target deliveries/s (default 10000; --density: clients "
-                        "/ 60)")  # fmt: skip
+    parser.add_argument("--rate", type=int, default=10_000, help="target deliveries/s")
     parser.add_argument("--groups", type=int, default=10, help="distinct filters")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of appends")
     parser.add_argument("--no-baseline", action="store_true", help="skip the broadcast")
@@ -275,7 +273,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return await sse_storm.run(args)
     if args.density:
         return await sse_density.run(args)
-    args.rate = args.rate or 10_000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     figures: dict[str, Any] = {}

@@ -3,8 +3,8 @@ durable consumer, and every one checked live (issue 15, density).
 
 The same stack and clients as `--storm` (`sse_storm.py`, `sse_fleet.py`: worker processes,
 one `client_id` each, filter `todo_list:g<i % groups>`). Once all are connected, events are
-appended slowly for `--hold` seconds: `--rate` deliveries/s, by default one event per filter
-per minute (`clients / 60`/s), so the clients are idle between events and the gateway's
+appended slowly for `--hold` seconds: one event per filter every `--event-every` seconds
+(default 60), so the clients are idle between events and the gateway's
 keep-alives (every `IRONSTAR_GATEWAY_SSE_KEEPALIVE_S`, 15 s, of silence) must reach them.
 Figures: gateway RSS per idle client (after connecting, over the gateway's RSS before any),
 nats-server RSS per consumer (the same way), both again at the end of the hold; the gateway's
@@ -34,6 +34,8 @@ def add(parser: argparse.ArgumentParser) -> None:
                         help="hold --clients clients (default 10000) for --hold s, each checked "
                         "live")  # fmt: skip
     parser.add_argument("--hold", type=float, default=600.0, help="--density: seconds held")
+    parser.add_argument("--event-every", type=float, default=60.0,
+                        help="--density: seconds between two events of a filter")  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,7 +56,7 @@ async def _density(bench: Stack) -> dict[str, Any]:
         gateway_idle, nats_idle = _rss_kib(gateway.pid), _rss_kib(bench.nats_pid)
         figures["gateway_rss_kib_per_idle_client"] = (gateway_idle - gateway_before) / clients
         figures["nats_rss_kib_per_consumer"] = (nats_idle - nats_before) / clients
-        rate = args.rate if args.rate is not None else clients / 60
+        rate = clients / args.event_every  # deliveries/s: each client gets one per period
         figures["deliveries_per_s_asked"] = rate
         cpu, nats_cpu, bench_cpu = _cpu_s(gateway.pid), _cpu_s(bench.nats_pid), workers.cpu_s()
         started = time.perf_counter()

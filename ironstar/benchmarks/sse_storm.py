@@ -205,7 +205,6 @@ async def stack(args: argparse.Namespace, clients: int) -> AsyncIterator[Stack]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """The storm (see the module docstring): one dict of figures."""
     clients = int(args.clients or 10_000)
-    args.rate = args.rate or 10_000
     async with stack(args, clients) as bench:
         return {"clients": clients, **await _storm(bench)}
 
