@@ -190,6 +190,8 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "sse_send_buffer_bytes": "kernel send buffer per connection (0: the OS default)",
         "sse_live_tail": "caught-up feeds share one read of the stream (gateway/feed/tail.py); "
         "off: every feed pulls its own consumer",
+        "sse_pull_budget": "events a gateway's catching-up feeds may have asked for and not yet "
+        "received, together (gateway/feed/credit.py)",
         "datastar_url": "URL of the official Datastar bundle to use instead of the built-in script",
         "storage_paths": "event store directories whose disk to watch: full, commands get 503 "
         "at once (`ironstar up` sets it)",
@@ -231,6 +233,7 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_max_window_ms: int = 10_000
     sse_send_buffer_bytes: int = 0
     sse_live_tail: bool = True
+    sse_pull_budget: Annotated[int, msgspec.Meta(ge=1)] = 8_192
     datastar_url: str = ""
     storage_paths: str = ""
     live_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 250

@@ -16,6 +16,7 @@ is kept alive (`touch`), until the feed falls behind and pulls it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import deque
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from common import jetstream
 from common.jetstream import is_delivery, pull_status
@@ -34,8 +35,9 @@ from common.subjects import Subjects
 from gateway import metrics
 from gateway.feed import holdings
 from gateway.feed.inbox import Inbox
-from gateway.feed.tail import Tail
+from gateway.feed.tail import MIN_SERVER, Tail
 from gateway.feed.topics import Topic, consumer_name
+from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
 
@@ -49,7 +51,7 @@ class ClientFeed:
     (`consumers.owner`), `held` the process's `unbounded` memory budget."""
 
     __slots__ = (
-        "_asked", "_credit", "_expiry", "_next", "_refill", "_reply", "_timer", "_token",
+        "_asked", "_credit", "_expiry", "_lent", "_next", "_refill", "_reply", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
         "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
         "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
@@ -87,12 +89,13 @@ class ClientFeed:
         self.gone = ""  # why the consumer cannot be pulled any more
         self.delivered = 0  # the consumer's delivery sequence before this connection's first
         self._credit = 0
+        self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)
         self._expiry = 15.0
         self._asked = 0.0
         self._token = uuid.uuid4().hex
         self._reply = ""
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
-        self._wake = asyncio.Event()
+        self._wake = Wake()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
         self.overflow_reason = ""
@@ -106,17 +109,24 @@ class ClientFeed:
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
         self.drained = False  # a `no_wait` request found nothing more: caught up
 
-    async def open(self, start: int | None, last: int) -> int:
+    async def open(
+        self, start: int | None, last: int, creating: Callable[[], None] = lambda: None
+    ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
         returns the stream position the feed starts after (the `connected` frame's `id:`):
-        every event of its topics after it comes next, none at or before it.
+        every event of its topics after it comes next, none at or before it. `creating` is
+        called before a consumer that does not exist yet is created (it may raise to refuse).
 
-        A start position always replaces the consumer (its position cannot be moved);
-        without one an existing consumer continues after its ack floor, and a new one
-        starts after `last` (the stream's last sequence when the client came), so that
-        position is known exactly. An existing consumer that still has deliveries in
-        flight (to a connection that is gone) or another capacity is replaced from its
-        ack floor, so those come again at once and the bound is this connection's.
+        A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
+        (nats-server >= 2.14, else it is replaced; no meta-layer operation: a reconnect
+        storm of a killed gateway's clients, each with its `Last-Event-ID`, creates and
+        deletes nothing); without one an existing consumer
+        continues after its ack floor, and a new one starts after `last` (the stream's last
+        sequence when the client came), so that position is known exactly. An existing
+        consumer that still has deliveries in flight or pull requests waiting (for a
+        connection that is gone) or another capacity is replaced (deleted and created), from
+        the start position or else its ack floor, so what was in flight comes again at once
+        and the bound is this connection's.
         """
         self._reply = self.inbox.register(self._token, self.name, self)
         try:
@@ -136,8 +146,16 @@ class ClientFeed:
                 else (delivered + 1 if delivered and not info.num_ack_pending else None)
             )
             start = start or info.config.opt_start_seq or last + 1
+        if info is None:
+            creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
+        version = self.inbox.nc.connected_server_version
+        resettable = (version.major, version.minor) >= MIN_SERVER
+        if info is not None and start is not None and not stale and resettable:
+            with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
+                return await self._move(start)
+            info = None
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
         if start is not None:
@@ -171,6 +189,9 @@ class ClientFeed:
         buffered (or ignored while the tail feeds this feed); a status reply ends the request, and a
         deleted or unreachable consumer sets `gone`. Wakes the stream loop."""
         if is_delivery(msg.reply):
+            if self._lent:
+                self._lent -= 1
+                self.inbox.credit.give(1)
             if self.live is not None:  # a keep-alive pull met a new event: the tail has it
                 return
             self._credit -= 1
@@ -190,6 +211,7 @@ class ClientFeed:
             elif status.code == jetstream.NO_MESSAGES:  # `no_wait`: nothing more in the stream
                 self.drained = True
             self._credit = 0  # 408 expired, 404 none, 409 dropped: the request is over
+            self._give_back()
             self.expired = True
         if self.cap is not None:
             self._unbounded()
@@ -239,6 +261,16 @@ class ClientFeed:
         self.live = []
         return taken
 
+    async def _move(self, start: int) -> int:
+        """Reset an idle consumer of this feed's settings to deliver from `start` next; the
+        position before it (a refusal of the reset is raised as JetStream's APIError)."""
+        reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            APIError.from_error(answer["error"])  # raises the error's own class
+        self.delivered = 0
+        return start - 1
+
     @property
     def _reset(self) -> str:
         return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
@@ -280,6 +312,11 @@ class ClientFeed:
         stream holds now, then `404` (`drained`) instead of waiting for new events."""
         if count <= 0 or not self.should_ask():
             return
+        self._give_back()  # a request lost on the way counts no more
+        if no_wait:  # catching up: within the process's budget, or woken when there is room
+            count = self._lent = self.inbox.credit.take(count, self)
+            if not count:
+                return
         self._asked = asyncio.get_running_loop().time()
         self._credit = count
         self._expiry = expires_s
@@ -288,6 +325,11 @@ class ClientFeed:
             request["no_wait"] = True
         body = json.dumps(request).encode()
         await self.inbox.nc.publish(self._next, body, reply=self._reply)
+
+    def _give_back(self) -> None:
+        if self._lent:
+            self.inbox.credit.give(self._lent)
+            self._lent = 0
 
     async def wait(self, timeout_s: float) -> None:
         """Until a delivery, the end of a pull request, a wake-up or `timeout_s` seconds.
@@ -334,6 +376,8 @@ class ClientFeed:
         if self._refill is not None:
             self._refill.cancel()
         self.inbox.unregister(self._token, self.name)
+        self._give_back()
+        self.inbox.credit.forget(self)
         self.buffer.clear()
         if self.holdings is not None:
             self.holdings.drop(self)

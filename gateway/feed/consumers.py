@@ -63,12 +63,13 @@ class Ledger:
         lingering consumers."""
         self._sweep(now)
         held = self._held.setdefault(principal, {})
-        for name, (connections, gone) in list(held.items()):
-            if not connections and gone <= now:
-                del held[name]
-        if consumer in held:
+        if consumer in held and (held[consumer][0] or held[consumer][1] > now):
             held[consumer][0] += 1
             return False
+        if len(held) >= self.per_principal:  # at the budget: forget what JetStream forgot
+            for name, (connections, gone) in list(held.items()):  # (only then: O(held))
+                if not connections and gone <= now:
+                    del held[name]
         if len(held) >= self.per_principal:
             lingering = [gone for connections, gone in held.values() if not connections]
             wait = max(1, math.ceil(min(lingering) - now)) if lingering else 5

@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from common.errors import TooManyRequests, Unavailable
 from common.jetstream import ack_position, is_delivery
 from gateway import metrics
+from gateway.feed.credit import Credit
 
 
 class Receiver(Protocol):
@@ -37,11 +38,15 @@ class Receiver(Protocol):
 
 class Inbox:
     """The process's one subscription `<inbox>.*` for every feed's pull requests (see the module
-    docstring), and its connection limits: `per_client` open connections per client id (429) and
-    `total` for the process (503). Started and stopped with the app (`gateway/feed/process.py`)."""
+    docstring), and its limits: `per_client` open connections per client id (429), `total` for
+    the process (503), and the `credit` of catch-up pulls (`gateway/feed/credit.py`). Started
+    and stopped with the app (`gateway/feed/process.py`)."""
 
-    def __init__(self, nc: Client, closing: asyncio.Event, per_client: int, total: int) -> None:
+    def __init__(
+        self, nc: Client, closing: asyncio.Event, per_client: int, total: int, pull_budget: int
+    ) -> None:
         self.nc = nc
+        self.credit = Credit(pull_budget)  # events in flight to catching-up feeds
         self.closing = closing
         self.prefix = nc.new_inbox()
         self.sink = nc.new_inbox()  # answers no one waits for: nothing subscribes to it
@@ -50,6 +55,7 @@ class Inbox:
         self._feeds: dict[str, Receiver] = {}  # by the token of the request reply subject
         self._consumers: dict[str, Receiver] = {}  # by consumer name
         self._clients: Counter[str] = Counter()
+        self._open = 0  # the sum of `_clients` (a storm of opens must not sum it each time)
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -78,7 +84,7 @@ class Inbox:
 
     def admit(self, client_id: str) -> None:
         """Count a new connection, or refuse it: 429 per client id, 503 per process."""
-        if sum(self._clients.values()) >= self.total:
+        if self._open >= self.total:
             raise Unavailable(
                 f"this gateway serves its limit of {self.total} SSE connections; "
                 "retry, or connect to another replica",
@@ -91,11 +97,13 @@ class Inbox:
                 retry_after=1,
             )
         self._clients[client_id] += 1
+        self._open += 1
         metrics.connections.inc()
 
     def release(self, client_id: str) -> None:
         """A connection of `client_id` ended (one `admit` given back)."""
         self._clients[client_id] -= 1
+        self._open -= 1
         if self._clients[client_id] <= 0:
             del self._clients[client_id]
         metrics.connections.dec()

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from nats.aio.client import Client
+from nats.js.api import StreamInfo
+from nats.js.client import JetStreamContext
 
 from common.settings import GatewaySettings
 from gateway.feed.consumers import Ledger
@@ -26,6 +28,12 @@ from gateway.feed.tail import Tail
 
 log = structlog.get_logger()
 STOP_WAIT_S = 2.0  # how long a stopping gateway waits for feeds' last acks to be sent
+
+
+def _retrieved(flight: asyncio.Future[Any]) -> None:
+    """Every waiter may have left: the failure is theirs to report, not the loop's."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 class Background:
@@ -63,10 +71,22 @@ class FeedProcess:
     """The process-wide parts of the SSE feed (see the module docstring)."""
 
     inbox: Inbox
+    js: JetStreamContext  # one for every feed (each costs ~2 KiB: issue 15, memory per client)
     ledger: Ledger
     holdings: Holdings
     tail: Tail | None  # None: `sse_live_tail` off, every feed pulls its own consumer
     background: Background
+    _info: asyncio.Future[StreamInfo] | None = field(default=None, init=False, repr=False)
+
+    async def stream_info(self, stream: str) -> StreamInfo:
+        """`stream`'s info, one request at a time for every feed opening meanwhile: a storm of
+        returning clients asks once per round trip, not once each (issue 15). It may predate
+        the caller by one round trip: a caller that needs a later sequence asks again."""
+        flight = self._info
+        if flight is None or flight.done():
+            flight = self._info = asyncio.ensure_future(self.js.stream_info(stream))
+            flight.add_done_callback(_retrieved)
+        return await asyncio.shield(flight)
 
     @classmethod
     async def start(
@@ -80,10 +100,12 @@ class FeedProcess:
     ) -> FeedProcess:
         """Subscribe the inbox; the rest starts with the first feed. `stream` is the event
         stream's name, `all_events` the subject filter of every event (the tail's)."""
-        inbox = Inbox(nc, closing, settings.sse_max_per_client, settings.sse_max_connections)
+        inbox = Inbox(nc, closing, settings.sse_max_per_client, settings.sse_max_connections,
+                      settings.sse_pull_budget)  # fmt: skip
         await inbox.start()
         return cls(
             inbox=inbox,
+            js=nc.jetstream(),
             ledger=Ledger(settings.sse_max_consumers_per_principal, settings.sse_inactive_s),
             holdings=Holdings(settings.sse_unbounded_budget_bytes),
             tail=Tail(nc, stream, all_events) if settings.sse_live_tail else None,

@@ -159,7 +159,7 @@ async def open_feed(
         await feed.tail.start()
     feeds.inbox.admit(who)
     try:
-        new = feeds.ledger.claim(principal.key, feed.name, time.monotonic())
+        feeds.ledger.claim(principal.key, feed.name, time.monotonic())
     except BaseException:
         feeds.inbox.release(who)
         raise
@@ -167,7 +167,7 @@ async def open_feed(
                                        ephemeral=request.ephemeral,
                                        spawn=feeds.background.spawn)  # fmt: skip
     try:
-        position, head = await _position(backend, feeds, feed, request, new)
+        position, head = await _position(backend, feeds, feed, request)
     except BaseException:
         feed.close()
         feeds.inbox.release(who)
@@ -204,7 +204,7 @@ def _client_feed(
     settings, capacity = backend.settings, request.controls.capacity
     unbounded = request.controls.policy is Policy.UNBOUNDED
     feed = ClientFeed(
-        backend.nc.jetstream(),
+        feeds.js,
         feeds.inbox,
         stream=backend.nats_settings.stream,
         subjects=backend.subjects,
@@ -221,23 +221,30 @@ def _client_feed(
 
 
 async def _position(
-    backend: Backend, feeds: FeedProcess, feed: ClientFeed, request: FeedRequest, new: bool
+    backend: Backend, feeds: FeedProcess, feed: ClientFeed, request: FeedRequest
 ) -> tuple[int, bytes]:
     """(the stream position the feed starts after, the snapshot frame to send first or
-    b""). A `new` consumer must leave the stream's reserve free (503). JetStream's
+    b""). A consumer not in the stream yet must leave its reserve free (503). JetStream's
     refusals become 4xx (`refusals.py`), NATS trouble 503."""
-    feeds.ledger.opening += new  # counted against the stream's headroom until it exists
+    created = 0
+
+    def creating() -> None:  # only a consumer not in the stream yet takes headroom
+        nonlocal created
+        consumers.check_headroom(info.state.consumer_count, info.config.max_consumers or 0,
+                                 backend.settings.sse_reserved_consumers,
+                                 feeds.ledger.opening)  # fmt: skip
+        feeds.ledger.opening += 1  # counted against the stream's headroom until it exists
+        created = 1
+
     try:
-        info = await backend.nc.jetstream().stream_info(backend.nats_settings.stream)
-        if new:
-            consumers.check_headroom(info.state.consumer_count, info.config.max_consumers or 0,
-                                     backend.settings.sse_reserved_consumers,
-                                     feeds.ledger.opening - 1)  # fmt: skip
+        info = await feeds.stream_info(backend.nats_settings.stream)
+        if request.resume is not None and request.resume > info.state.last_seq:
+            info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: too old
         resume, head = request.resume, b""
         first, last = info.state.first_seq, info.state.last_seq
         if resume is not None and not resumable(resume, first, last):
             resume, head = await _snapshot(backend, request, last)
-        return await feed.open(None if resume is None else resume + 1, last), head
+        return await feed.open(None if resume is None else resume + 1, last, creating), head
     except APIError as exc:
         log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip
@@ -248,7 +255,7 @@ async def _position(
             retry_after=1,
         ) from None
     finally:
-        feeds.ledger.opening -= new
+        feeds.ledger.opening -= created
 
 
 async def _snapshot(backend: Backend, request: FeedRequest, last: int) -> tuple[int, bytes]:

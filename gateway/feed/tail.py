@@ -14,7 +14,9 @@ it falls `capacity` events behind — its socket does not drain, so its backlog 
 JetStream again — and all feeds leave when the tail sees a hole in the stream's sequence
 (its consumer was lost and recreated): the tail never has to be right about a gap, only
 notice it. A feed joins only at a position the tail can continue exactly: the tail keeps
-the last `RING` messages, so a feed that caught up a moment ago gets the ones it missed.
+the last `RING` messages, so a feed that caught up a moment ago gets the ones it missed. It
+starts `RING` messages before the stream's end, so after a gateway restart its returning
+clients, seconds behind, join at once (issue 15, reconnect storm).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class Tail:
         self._starting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe after the stream's current end, once per process (a failure leaves
+        """Subscribe from the stream's last `RING` events, once per process (a failure leaves
         the tail unready: feeds then pull their consumers only)."""
         if self._starting is None and self.supported():
             self._starting = asyncio.get_running_loop().create_task(self._start())
@@ -116,7 +118,10 @@ class Tail:
     async def _start(self) -> None:
         try:
             js = self.nc.jetstream()
-            last = (await js.stream_info(self.stream)).state.last_seq
+            state = (await js.stream_info(self.stream)).state
+            # warm: the last RING events are read first, so the clients of a gateway that just
+            # died, each seconds behind, join at once instead of each pulling its consumer
+            last = max(state.first_seq, state.last_seq + 1 - RING, 1) - 1
             config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                     opt_start_seq=last + 1)  # fmt: skip
             self._sub = await js.subscribe(

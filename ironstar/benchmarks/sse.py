@@ -8,6 +8,9 @@ consumer per client) and the ceiling, the seed's in-process broadcast
 (`ironstar/benchmarks/sse_baseline.py`), with the same HTTP stack and the same clients.
 Figures: deliveries/s, append→receive latency p50/p99 (one clock: the bench process),
 server RSS per idle connected client, and the others' p99 with one client that never reads.
+The same options give the latency figure of issue 15 (`--clients N --rate 10000 --duration 10
+--no-baseline --no-slow --inactive-s 300`). `--storm` (`sse_storm.py`) and `--density`
+(`sse_density.py`) are modes of their own, with the clients spread over worker processes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +40,9 @@ _RETRY_AFTER = re.compile(rb"(?im)^retry-after: *(\d+)")
 
 def add(parser: argparse.ArgumentParser) -> None:
     """Register this benchmark's options on its `ironstar bench` subparser."""
-    parser.add_argument("--clients", default="100,1000", help="client counts, comma separated")
+    parser.add_argument("--clients", default=None,
+                        help="client counts, comma separated (default 100,1000; --storm: one "
+                        "count, default 10000)")  # fmt: skip
     parser.add_argument("--rate", type=int, default=10_000, help="target deliveries/s")
     parser.add_argument("--groups", type=int, default=10, help="distinct filters")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of appends")
@@ -45,10 +51,15 @@ def add(parser: argparse.ArgumentParser) -> None:
         "--no-slow", action="store_true", help="skip the scenario with a stalled client"
     )
     parser.add_argument(
-        "--inactive-s", type=float, default=5.0,
+        "--inactive-s", type=float, default=None,
         help="the gateway's IRONSTAR_GATEWAY_SSE_INACTIVE_S (short: consumers of a finished "
-        "scenario go soon; longer for thousands of clients connecting on a loaded machine)",
+        "scenario go soon; longer for thousands of clients connecting on a loaded machine; "
+        "default 5, --storm 300: the gateway's default)",
     )  # fmt: skip
+    from ironstar.benchmarks import sse_density, sse_storm  # they build on this module
+
+    sse_storm.add(parser)
+    sse_density.add(parser)
 
 
 def _rss_kib(pid: int) -> int:
@@ -127,7 +138,8 @@ def _start_server(
 ) -> subprocess.Popen[bytes]:
     """A gateway, projector or the broadcast baseline as a process, once it serves."""
     ready = workdir / f"{service}-{port}.ready"
-    log = open(workdir / f"{service}-{port}.log", "wb")  # noqa: SIM115 - lives with the process
+    ready.unlink(missing_ok=True)  # a restart on the same port waits for its own
+    log = open(workdir / f"{service}-{port}.log", "ab")  # noqa: SIM115 - lives with the process
     if service in ("gateway", "projector"):
         cmd = [sys.executable, "-m", "ironstar", service, "--ready-file", str(ready)]
     else:
@@ -137,7 +149,8 @@ def _start_server(
            "IRONSTAR_NATS_STREAM": nats.stream, "IRONSTAR_GATEWAY_PORT": str(port),
            "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS": "100000",
            "IRONSTAR_GATEWAY_SSE_MAX_CONSUMERS_PER_PRINCIPAL": "100000",
-           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5", **(extra or {})}  # fmt: skip
+           "IRONSTAR_GATEWAY_SSE_INACTIVE_S": "5", "IRONSTAR_LIMIT_REQUESTS_PER_S": "0",
+           **(extra or {})}  # fmt: skip
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     log.close()
     deadline = time.monotonic() + 30
@@ -151,6 +164,19 @@ def _start_server(
 async def _append(
     nc: Any, nats: NatsSettings, groups: int, rate_per_s: float, duration_s: float
 ) -> dict[int, float]:
+    """{stream sequence: when it was sent} of `rate_per_s` appends/s for `duration_s` s."""
+    start = time.perf_counter()
+    appended = await append(
+        nc, nats, groups, rate_per_s, lambda: time.perf_counter() - start >= duration_s
+    )
+    return {seq: sent for seq, _, sent in appended}
+
+
+async def append(
+    nc: Any, nats: NatsSettings, groups: int, rate_per_s: float, done: Callable[[], bool]
+) -> list[tuple[int, int, float]]:
+    """Append `rate_per_s` events/s round-robin to the groups `todo_list:g<i>` until `done()`:
+    (stream sequence, group, when it was sent (time.perf_counter)) of each."""
     js = nc.jetstream(publish_async_max_pending=100_000)
     bodies = [
         envelope.encode(
@@ -167,19 +193,15 @@ async def _append(
         for g in range(groups)
     ]
     subjects = [f"{nats.prefix}.events.todo_list.g{g}" for g in range(groups)]
-    pending: list[tuple[Any, float]] = []
+    pending: list[tuple[Any, int, float]] = []
     start, n = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < duration_s:
-        for _ in range(int(elapsed * rate_per_s) - n):
-            pending.append(
-                (
-                    await js.publish_async(subjects[n % groups], bodies[n % groups]),
-                    time.perf_counter(),
-                )
-            )
+    while not done():
+        for _ in range(int((time.perf_counter() - start) * rate_per_s) - n):
+            future = await js.publish_async(subjects[n % groups], bodies[n % groups])
+            pending.append((future, n % groups, time.perf_counter()))
             n += 1
         await asyncio.sleep(0.005)
-    return {(await future).seq: sent for future, sent in pending}
+    return [((await future).seq, group, sent) for future, group, sent in pending]
 
 
 async def _scenario(
@@ -188,7 +210,7 @@ async def _scenario(
 ) -> dict[str, float]:  # fmt: skip
     port = free_port()
     tag = f"p{port}c"  # client ids of this scenario only: no consumer is reused
-    inactive = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s)}
+    inactive = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 5.0)}
     process = _start_server(server, nats, port, workdir, inactive)
     record: list[tuple[int, float]] = []
     opened: list[_Client] = []
@@ -245,6 +267,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Each client count against the gateway and the broadcast baseline (and one stalled client):
     `{"<server>_<clients>_deliveries_per_s", "..._p99_ms", "..._server_cpu_us_per_delivery",
     "gateway_vs_baseline_...": ratio, ...}`."""
+    from ironstar.benchmarks import sse_density, sse_storm  # they build on this module
+
+    if args.storm:
+        return await sse_storm.run(args)
+    if args.density:
+        return await sse_density.run(args)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     figures: dict[str, Any] = {}
@@ -252,7 +280,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         server = NatsServer(workdir / "nats", free_port()).start(log=workdir / "nats.log")
         try:
-            counts = [int(c) for c in args.clients.split(",")]
+            counts = [int(c) for c in (args.clients or "100,1000").split(",")]
             # every client holds a consumer, and those of the last scenario linger
             # IRONSTAR_GATEWAY_SSE_INACTIVE_S: room for two scenarios and the reserve
             nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE",

@@ -51,3 +51,23 @@ async def test_a_feed_that_falls_behind_catches_up_from_its_consumer_and_rejoins
         await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 2)
         later = await publish(nc, nats_settings, events(602, 3))
         assert await _ids(reader, 3) == later
+
+
+async def test_a_returning_client_a_few_events_behind_joins_a_fresh_gateways_tail_without_pulling(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    list_id = f"t{uuid.uuid4().hex[:8]}"
+    events = [
+        (f"todo_list.{list_id}", make("todo_list", list_id, n, "todo_added", {"todo_id": f"t{n}"}))
+        for n in range(1, 41)
+    ]
+    sequences = await publish(nc, nats_settings, events)
+    _, base = start_gateway()  # its tail starts with the stream's last events (a restart)
+    headers = {"Last-Event-ID": str(sequences[9])}
+    async with feed(http(base), headers, topics=f"todo_list:{list_id}", client_id="back") as r:
+        await r.until("connected")
+        assert await _ids(r, 30) == sequences[10:]  # every one missed, once, in order
+        name = consumer_name("back", (Topic("todo_list", list_id),))
+        info = await nc.jetstream().consumer_info(nats_settings.stream, name)
+        # served from the tail: its consumer delivered at most the joined feed's one-event touch
+        assert info.delivered.consumer_seq <= 1, info.delivered

@@ -31,7 +31,7 @@ def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: To
 async def test_a_feed_holds_at_most_its_capacity_while_the_backlog_waits_in_the_stream(
     nc: Client, nats_settings: NatsSettings
 ) -> None:
-    box = Inbox(nc, asyncio.Event(), per_client=8, total=100)
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
     await box.start()
     feed = _feed(nc, box, nats_settings, "slow", Topic("todo_list"))
     await feed.open(1, 0)
@@ -56,7 +56,7 @@ async def test_a_feed_holds_at_most_its_capacity_while_the_backlog_waits_in_the_
 async def test_one_inbox_routes_each_consumers_deliveries_to_its_own_feed(
     nc: Client, nats_settings: NatsSettings
 ) -> None:
-    box = Inbox(nc, asyncio.Event(), per_client=8, total=100)
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
     await box.start()
     feeds = [_feed(nc, box, nats_settings, f"c{n}", Topic("todo_list", f"l{n}")) for n in (1, 2)]
     for feed in feeds:
