@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -127,3 +128,30 @@ async def test_an_owner_that_leaves_during_the_first_evaluation_leaves_it_to_the
     assert dict(hub.lanes.owned) == {OTHER.key: 1}
     await commit(hub, projector, 2)
     assert (await next_answer(second)).sequence == 2
+
+
+async def test_a_joiner_with_a_far_ahead_min_seq_does_not_hold_the_key_for_the_others(
+    hub: Hub,
+) -> None:
+    """attack17b B4: the joiner waits (504 at its own deadline); the key stays due only as
+    far as was announced, so its other feeds keep getting every batch's answer."""
+    projector, first, joiner = Projector(), Subscriber(), Subscriber(10**9)
+    asked: list[int] = []
+
+    async def ask(min_seq: int, left_s: float) -> bytes:
+        asked.append(min_seq)
+        return await projector.ask(min_seq, left_s)
+
+    await hub.rounds.hear(1)
+    PRINCIPAL.set(OWNER)
+    await hub.subscribe(KEY, ask, -1, first, OWNER)
+    assert (await next_answer(first)).sequence == 1
+    far = asyncio.create_task(
+        hub.subscribe(KEY, ask, 10**9, joiner, OTHER, time.monotonic() + 0.5, 10**9)
+    )
+    await hub.rounds.hear(2)
+    await commit(hub, projector, 2)
+    assert (await next_answer(first)).sequence == 2  # the key was not held at 10**9
+    assert max(asked) < 10**9
+    with pytest.raises(Exception, match="did not reach sequence"):
+        await far
