@@ -26,7 +26,8 @@ client_lag = Summary(
 )
 skipped = Counter(
     "sse_skipped_events_total",
-    "stream messages a feed could not decode or render: sent as `skipped` frames (id only)",
+    "stream messages the gateway could not decode or render, once per reading (feeds on the "
+    "live tail share one): sent as `skipped` frames (id only)",
 )
 tail_joined = Counter(
     "sse_tail_joined_total", "times a caught-up feed joined the live tail (gateway/feed/tail.py)"

@@ -82,7 +82,9 @@ async def test_every_feed_format_shows_poison_as_skipped_with_its_id_and_goes_on
         resume = {"Last-Event-ID": str(seqs[1])}
         async with feed(client, resume, topics=topics) as resumed:
             assert [m.id for m in await resumed.events(5)] == [*seqs[2:], more]
-        assert await metric(client, "sse_skipped_events_total") >= 9
+        # counted once per reading of each unreadable message: feeds served from the live
+        # tail share its reading (its ring holds the stream's last events), pulls read anew
+        assert await metric(client, "sse_skipped_events_total") >= len(seqs[1:5])
 
 
 async def test_the_writer_answers_a_poisoned_aggregate_with_a_500_naming_the_sequence(
