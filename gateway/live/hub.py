@@ -64,7 +64,7 @@ from common.errors import IronstarError, Timeout, TooManyRequests, Unavailable
 from gateway import metrics
 from gateway.live.answer import Answer, Subscriber, vanished
 from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
-from gateway.live.rounds import Rounds
+from gateway.live.rounds import Rounds, not_reached
 from gateway.security.auth import ACTOR
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
@@ -371,8 +371,4 @@ async def _reached(subscriber: Subscriber, min_seq: int, deadline: float) -> Non
         async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
             await subscriber.wake.wait()
     except TimeoutError:
-        raise Timeout(
-            f"the read model did not reach sequence {min_seq} in time; retry later or "
-            "with a smaller min_seq",
-            min_seq=min_seq,
-        ) from None
+        raise not_reached(min_seq) from None

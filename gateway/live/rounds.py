@@ -61,6 +61,15 @@ class _Wanted:
     answer: asyncio.Future[bytes]
 
 
+def not_reached(min_seq: int) -> Timeout:
+    """The 504 of a live answer that must be as of `min_seq` when no answer got there in time."""
+    return Timeout(
+        f"the read model did not reach sequence {min_seq} in time; retry later or "
+        "with a smaller min_seq",
+        min_seq=min_seq,
+    )
+
+
 class Rounds:
     """The app lane's rounds of one gateway (see the module's doc)."""
 
@@ -88,11 +97,7 @@ class Rounds:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0)), self._news:
                 await self._news.wait_for(lambda: self.heard >= min_seq)
         except TimeoutError:
-            raise Timeout(
-                f"the read model did not reach sequence {min_seq} in time; retry later or "
-                "with a smaller min_seq",
-                min_seq=min_seq,
-            ) from None
+            raise not_reached(min_seq) from None
 
     async def ask(self, send: Send, key: LiveKey, min_seq: int, left_s: float) -> bytes:
         """The live reply of `key` as of `min_seq` or later (`{"sequence", "result",
