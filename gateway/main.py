@@ -24,6 +24,7 @@ from common.settings import (
 )
 from gateway.api.head import HeadAsGet
 from gateway.app import create_app
+from gateway.feed.direct import Capture
 from gateway.security.auth import bind_notice, verifier
 from gateway.security.deadlines import header_deadline
 
@@ -72,7 +73,7 @@ async def serve(
     app = create_app(nats_settings, settings, auth, limits)
     proxies = proxy_networks(settings.trusted_proxies)
     config = uvicorn.Config(
-        HeadAsGet(app),
+        Capture(HeadAsGet(app)),  # the server's own send, for the fan-outs' direct writes
         host=settings.host,
         port=settings.port,
         log_config=None,

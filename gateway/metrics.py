@@ -32,6 +32,11 @@ skipped = Counter(
 tail_joined = Counter(
     "sse_tail_joined_total", "times a caught-up feed joined the live tail (gateway/feed/tail.py)"
 )
+direct_writes = Counter(
+    "sse_direct_writes_total",
+    "frames a fan-out (the live tail, a live query's answers) wrote to a caught-up feed's socket "
+    "itself, past the ASGI send chain (gateway/feed/direct.py)",
+)
 tail_left = Counter(
     "sse_tail_left_total",
     "times a feed left the live tail (it fell `capacity` behind, or the tail lost its place) "

@@ -54,7 +54,7 @@ class ClientFeed:
         "_asked", "_credit", "_expiry", "_lent", "_next", "_refill", "_reply", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
         "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
-        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
+        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "sink", "stream",
         "tail",
     )  # fmt: skip
 
@@ -106,6 +106,8 @@ class ClientFeed:
         # the live tail (gateway/feed/tail.py): `live` holds its items while joined
         self.tail: Tail | None = None
         self.live: list[Item] | None = None
+        # set by the stream loop while it waits: the tail writes an item itself (True) or not
+        self.sink: Callable[[Item], bool] | None = None
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
         self.drained = False  # a `no_wait` request found nothing more: caught up
 
@@ -340,16 +342,18 @@ class ClientFeed:
         """
         busy = self.buffer or self.live or self.expired or self.fell
         if not (busy or self._wake.is_set()) and timeout_s > 0:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            when = now + timeout_s
-            timer = self._timer
-            if timer is None or timer.cancelled() or not now < timer.when() <= when:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_at(when, self._wake.set)
+            self.wake_by(asyncio.get_running_loop().time() + timeout_s)
             await self._wake.wait()
         self._wake.clear()
+
+    def wake_by(self, when: float) -> None:
+        """Wake the stream loop at `when` (event-loop seconds) at the latest."""
+        loop = asyncio.get_running_loop()
+        now, timer = loop.time(), self._timer
+        if timer is None or timer.cancelled() or not now < timer.when() <= when:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(when, self._wake.set)
 
     def take(self, limit: int) -> list[Msg]:
         """Up to `limit` buffered deliveries, oldest first, removed from the buffer (and from the

@@ -75,11 +75,16 @@ class LazyAcks:
 
     async def written(self, last: Item, count: int) -> None:
         """`count` items up to `last` went to the socket."""
-        if not self.count:
-            self.since = self.loop.time()
-        self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
-        if self.subject and self.count >= self.threshold:
+        if self.note(last, count, self.loop.time()):
             await self.flush()
+
+    def note(self, last: Item, count: int, now: float) -> bool:
+        """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
+        awaiting; whether an ack is due at once (half the capacity of consumer deliveries)."""
+        if not self.count:
+            self.since = now
+        self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
+        return bool(self.subject) and self.count >= self.threshold
 
     def deadline(self) -> float:
         """When (event-loop seconds) the unacknowledged writes are due; inf for none."""

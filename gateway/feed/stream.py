@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from common.jetstream import ack_position
 from common.settings import GatewaySettings
 from gateway import metrics
-from gateway.feed import reading
+from gateway.feed import direct, reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
 from gateway.feed.delivery import DeliveryOrder, LazyAcks
@@ -91,6 +91,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     run, feed = _Run(session), session.feed
     try:
         yield retry(session.settings.sse_retry_ms) + hello
+        run.socket = direct.socket() if run.plain else None  # the response has started
         run.join_tail()
         while not session.closing.is_set() and not feed.gone:
             if feed.overflowed:
@@ -181,6 +182,7 @@ class _Run:
         self.last_write = self.loop.time()
         self.touched = -INF  # a joined feed touches its consumer first
         self._rest: list[list[Item]] = []
+        self.socket: direct.Socket | None = None  # the tail writes here while the loop waits
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
@@ -212,11 +214,34 @@ class _Run:
         )  # fmt: skip
         if live:
             wake_at = min(wake_at, self.touched + self.touch_every_s)
-        await feed.wait(max(0.0, wake_at - self.loop.time()))
+        feed.sink = self._sink if live and self.socket is not None else None
+        try:
+            await feed.wait(max(0.0, wake_at - self.loop.time()))
+        finally:
+            feed.sink = None
         if self.acks.due():
             await self.acks.flush()
         feed.expired = False
         return self.loop.time()
+
+    def _sink(self, item: Item) -> bool:
+        """The tail's item written by the tail itself while this loop waits (a plain json feed
+        with nothing waiting before it, `gateway/feed/direct.py`), with the bookkeeping of a
+        write of the loop: position, lazy consumer move (its deadline wakes the loop), keep-alive
+        clock, correlation ids. False when the socket does not take it now (not drained, gone)
+        or the item has no ready frame: the tail appends it and wakes the loop."""
+        assert self.socket is not None
+        if not item.wire or not self.socket.write(item.wire):
+            return False
+        now, acks = self.loop.time(), self.acks
+        first = not acks.count
+        acks.note(item, 1, now)  # a tail item has no ack subject: never due at once
+        if first:
+            self.feed.wake_by(acks.deadline())
+        self.order.after, self.last_write = item.seq, now
+        if len(acks.trace) < 100 and item.event is not None:
+            acks.trace.add(item.event.metadata.correlation_id)
+        return True
 
     async def take(self, now: float) -> _Step | None:
         """What arrived: the tail's items (a joined feed) or the consumer's deliveries that

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import structlog
@@ -45,10 +45,13 @@ log = structlog.get_logger()
 
 
 class Member(Protocol):
-    """A joined feed: the tail appends to `live` (None once it left) and wakes it."""
+    """A joined feed: the tail appends to `live` (None once it left) and wakes it; or, while
+    its `sink` is set and `live` is empty, hands the item to `sink`, which writes it to the
+    client's socket itself (True) or declines (False: appended and woken after all)."""
 
     live: list[Item] | None
     capacity: int
+    sink: Callable[[Item], bool] | None
 
     def wake(self) -> None:
         """Items were appended to `live`."""
@@ -224,16 +227,23 @@ class Tail:
         exact = self._exact.get(subject)
         if exact:
             tables.append(exact)
-        seq, behind = item.seq, []
+        seq, behind, direct = item.seq, [], 0
         for table in tables:
             for member, after in table.items():
                 live = member.live
                 if live is None or seq <= after:
                     continue
-                if len(live) >= member.capacity:  # its socket does not drain: it leaves,
+                if not live:  # nothing waits before it: the feed's sink may write it now
+                    sink = member.sink
+                    if sink is not None and sink(item):
+                        direct += 1
+                        continue
+                elif len(live) >= member.capacity:  # its socket does not drain: it leaves,
                     behind.append(member)  # and pulls the rest from its consumer
                     continue
                 live.append(item)
                 member.wake()
+        if direct:
+            metrics.direct_writes.inc(direct)
         for member in behind:
             self.leave(member, "fell behind")

@@ -4,6 +4,7 @@ once it has caught up, without a gap or a duplicate (issue 15)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -11,9 +12,11 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from gateway.feed.topics import Topic, consumer_name
+from tests.support import chunked
 from tests.support.feeds import Reader, feed, make, publish
 from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually
+from tests.support.whatwg_sse import parse
 
 pytestmark = pytest.mark.e2e
 
@@ -71,3 +74,41 @@ async def test_a_returning_client_a_few_events_behind_joins_a_fresh_gateways_tai
         info = await nc.jetstream().consumer_info(nats_settings.stream, name)
         # served from the tail: its consumer delivered at most the joined feed's one-event touch
         assert info.delivered.consumer_seq <= 1, info.delivered
+
+
+async def test_the_tails_own_writes_are_exact_http_chunks_and_a_stopping_gateway_still_ends_them(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    """A caught-up feed's events are written by the tail itself, below the ASGI chain
+    (`gateway/feed/direct.py`): read over a raw HTTP/1.1 socket, every chunk is framed
+    exactly, the security headers came with the response's start, the events arrive once
+    and in order, and SIGTERM still ends the response (a jittered `retry:`, the last chunk)."""
+    gateway, base = start_gateway()
+    probe, list_id = http(base), f"t{uuid.uuid4().hex[:8]}"
+    before = await metric(probe, "sse_direct_writes_total")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    writer.write(f"GET /api/events?topics=todo_list:{list_id}&client_id=raw HTTP/1.1\r\n"
+                 "host: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n".encode())  # fmt: skip
+    head = (await chunked.head(reader)).lower()
+    assert b"x-content-type-options: nosniff" in head and b"text/event-stream" in head
+    raw = b""
+    while b"event: connected" not in raw:
+        raw += await chunked.chunk(reader)
+    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+    events = [
+        (f"todo_list.{list_id}", make("todo_list", list_id, n, "todo_added",
+                                      {"todo_id": f"t{n}", "text": "x"}))
+        for n in range(1, 21)
+    ]  # fmt: skip
+    sequences = []
+    for one in events:  # one at a time: each is a write of its own
+        sequences += await publish(nc, nats_settings, [one])
+    while raw.count(b"event: todo_added") < len(events):
+        raw += await asyncio.wait_for(chunked.chunk(reader), 10)
+    assert await metric(probe, "sse_direct_writes_total") >= before + len(events)
+    gateway.stop()
+    rest = await asyncio.wait_for(chunked.body(reader), 10)  # ends with the last chunk
+    parsed = parse(raw + b"".join(rest))
+    assert [int(e.last_event_id) for e in parsed.events if e.type == "todo_added"] == sequences
+    assert parsed.retries[-1] > 0  # the shutdown's come-back hint
+    writer.close()

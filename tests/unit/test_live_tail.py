@@ -36,6 +36,7 @@ class Feed:
         self.capacity = capacity
         self.woken = 0
         self.reason = ""
+        self.sink: Any = None
 
     def wake(self) -> None:
         self.woken += 1
@@ -133,3 +134,47 @@ def test_a_member_that_closes_leaves_every_table_it_was_in() -> None:
     tail.leave(feed)
     _receive(tail, 1, AGGREGATES[2])
     assert feed.live is None and feed.reason == "" and tail.members() == 0
+
+
+class Writing(Feed):
+    """A feed whose loop waits with a sink that takes an item when its socket is writable
+    (`writable`, drawn per offer), and otherwise takes what the tail queued at `takes`."""
+
+    def __init__(self, writable: list[bool]) -> None:
+        super().__init__()
+        self.writable, self.written = iter(writable), list[int]()
+        self.sink = self.write
+
+    def write(self, item: Item) -> bool:
+        assert self.live == []  # only ever offered with nothing queued before it
+        if next(self.writable, True):
+            self.written.append(item.seq)
+            return True
+        return False
+
+    def take(self) -> None:
+        assert self.live is not None
+        self.written += [i.seq for i in self.live]
+        self.live.clear()
+
+
+@given(
+    events=st.lists(st.sampled_from(AGGREGATES), min_size=1, max_size=40),
+    writable=st.lists(st.booleans(), max_size=40),
+    takes=st.sets(st.integers(0, 40)),
+    topics=st.sampled_from(sorted(FILTERS)),
+)
+def test_a_sink_and_the_loop_together_write_each_event_of_the_topics_once_in_order(
+    events: list[tuple[str, str]], writable: list[bool], takes: set[int], topics: str
+) -> None:
+    """A socket that stops taking frames (not drained) queues them for the loop; the sink is
+    offered the next one only once the loop took the queue: no event twice, none ahead."""
+    tail, feed = _tail(), Writing(writable)
+    assert tail.join(feed, FILTERS[topics], 0)
+    for seq, aggregate in enumerate(events, start=1):
+        _receive(tail, seq, aggregate)
+        if seq in takes:
+            feed.take()
+    feed.take()
+    expected = [seq for seq, a in enumerate(events, start=1) if _wanted(topics, a)]
+    assert feed.written == expected

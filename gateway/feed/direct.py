@@ -1,0 +1,95 @@
+"""Writing a response's body below the ASGI send chain: the one adapter to the server's socket.
+
+At 10,000 clients a delivery is one small write per client, and each went through the whole
+chain (the feed's task woken, Litestar's streaming response, its exception middleware, the
+front door's wrapper, uvicorn's `send`, the transport; ~50 % of the gateway's busy time at
+10,000 clients x 10,000 deliveries/s, docs/benchmarks.md). The live tail
+(`gateway/feed/tail.py`) and a live query's fan-out (`gateway/live/`) write a caught-up
+feed's frame straight to its connection instead, from their own loop (`Socket.write`).
+
+Only what uvicorn's httptools protocol would write is written: the body as one HTTP/1.1 chunk
+(`<size in hex>\\r\\n<body>\\r\\n`, RFC 9112 §7.1), on a response that started with chunked
+framing, and only while the connection is open and its transport is not paused (its buffer
+under the high-water mark: a client that does not read sends the feed back to its own,
+awaited, path). The response's start (status, security headers) and its end (the last chunk)
+always go through the normal chain.
+
+`Capture` (outermost, `gateway/main.py`) keeps the server's own `send` for the request's
+task; `socket()` turns it into a `Socket` only when it is exactly the shape this module knows
+(uvicorn's `httptools_impl.RequestResponseCycle.send`, not overridden, the attributes read
+below): anything else — h11, another server, a newer uvicorn that moved them — is None, and
+the feed keeps the normal path. `tests/unit/test_direct.py` fails when uvicorn's shape
+changes, so that fallback never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+_SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
+
+
+class Capture:
+    """ASGI wrapper, outermost: remembers the server's `send` of each HTTP request for the
+    request's task (a context variable; uvicorn runs each request in a task of its own)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        token = _SEND.set(send)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _SEND.reset(token)
+
+
+class Socket:
+    """A started chunked response's connection, written past the ASGI chain."""
+
+    __slots__ = ("_cycle", "_flow", "_transport")
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle, self._flow, self._transport = cycle, cycle.flow, cycle.transport
+
+    def write(self, body: bytes) -> bool:
+        """Write `body` (non-empty) as one chunk now; False, writing nothing, when the connection
+        is gone or its transport is paused (the caller takes its normal, awaited path)."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or self._flow.write_paused:
+            return False
+        self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        return True
+
+
+def socket() -> Socket | None:
+    """The running request's connection as a `Socket`, once its response started with
+    chunked framing; None when the server is not the one this module knows (see the
+    module docstring) or the response cannot take it (not started, HEAD, a length)."""
+    send = _SEND.get()
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or getattr(send, "__func__", None) is not _SEND_FN:
+        return None
+    try:
+        ready = (
+            cycle.response_started
+            and cycle.chunked_encoding is True
+            and not cycle.response_complete
+            and cycle.scope["method"] != "HEAD"
+            and isinstance(cycle.flow.write_paused, bool)
+            and callable(cycle.transport.write)
+        )
+    except AttributeError:
+        return None
+    return Socket(cycle) if ready else None
+
+
+_SEND_FN = RequestResponseCycle.send

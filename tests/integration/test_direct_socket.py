@@ -1,0 +1,136 @@
+"""The write below the ASGI send chain (`gateway/feed/direct.py`) against the real uvicorn the
+gateway runs (httptools), read back by a raw socket that checks HTTP/1.1 chunked framing byte
+for byte. If uvicorn changes the shape the adapter reads, `socket()` is None and the first
+test fails: the fan-outs would silently be back on the slow path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket as sockets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from gateway.feed import direct
+from gateway.security.deadlines import header_deadline
+from tests.support import chunked
+from tests.support.waiting import eventually
+
+START = {"type": "http.response.start", "status": 200,
+         "headers": [(b"content-type", b"text/event-stream")]}  # fmt: skip
+
+
+def _body(data: bytes, more: bool = True) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": more}
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: Any, http: Any, send_buffer: int = 0) -> AsyncIterator[int]:
+    sock = sockets.socket()
+    if send_buffer:
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_SNDBUF, send_buffer)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(direct.Capture(app), log_config=None, access_log=False,
+                            lifespan="off", http=http)  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: _started(server), bool, timeout=10)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def _started(server: uvicorn.Server) -> bool:
+    return server.started
+
+
+async def _chunks(port: int, reading: asyncio.Event | None = None) -> list[bytes]:
+    """GET / over HTTP/1.1 on a raw socket with a small receive buffer; the body's chunks."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.transport.get_extra_info("socket").setsockopt(
+        sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096
+    )
+    writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    if reading is not None:
+        await reading.wait()  # read nothing until told: the server's socket fills up
+    await chunked.head(reader)
+    chunks = await chunked.body(reader)
+    writer.close()
+    return chunks
+
+
+async def test_the_socket_writes_exact_chunks_between_the_asgi_sends_of_uvicorn_httptools() -> None:
+    found: list[direct.Socket | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        found.append(direct.socket())
+        sock = found[0]
+        if sock is not None:
+            for n in (1, 2, 300, 70_000):
+                assert sock.write(b"x" * n)
+        await send(_body(b"last\n"))
+        await send(_body(b"", more=False))
+
+    async with _serve(app, header_deadline(5.0)) as port:
+        chunks = await _chunks(port)
+    assert found[0] is not None, "uvicorn's httptools cycle changed shape: see direct.py"
+    assert chunks == [b"first\n", b"x", b"xx", b"x" * 300, b"x" * 70_000, b"last\n"]
+
+
+async def test_a_client_that_does_not_read_pauses_the_socket_and_loses_nothing() -> None:
+    """Writes stop being taken at the transport's high-water mark (the caller then awaits
+    the normal send, which waits for the drain); what was taken arrives whole, in order."""
+    taken, reading = [0], asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        sock = direct.socket()
+        assert sock is not None
+        while taken[0] < 10_000 and sock.write(b"%06d" % taken[0]):
+            taken[0] += 1
+        reading.set()
+        await send(_body(b"%06d" % taken[0]))  # waits for the client to drain
+        await send(_body(b"", more=False))
+
+    async with _serve(app, header_deadline(5.0), send_buffer=8192) as port:
+        chunks = await _chunks(port, reading)
+    assert 0 < taken[0] < 10_000  # ~64 KiB of transport buffer, not everything offered
+    assert chunks == [b"first\n", *(b"%06d" % n for n in range(taken[0] + 1))]
+
+
+@pytest.mark.parametrize("http", ["h11"])
+async def test_another_server_protocol_gets_no_socket_and_keeps_the_normal_path(
+    http: str,
+) -> None:
+    found: list[direct.Socket | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        found.append(direct.socket())
+        await send(_body(b"", more=False))
+
+    async with _serve(app, http) as port:
+        assert await _chunks(port) == [b"first\n"]
+    assert found == [None]
+
+
+async def test_a_response_that_has_not_started_gets_no_socket() -> None:
+    found: list[direct.Socket | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        found.append(direct.socket())
+        await send(START)
+        await send(_body(b"", more=False))
+
+    async with _serve(app, header_deadline(5.0)) as port:
+        assert await _chunks(port) == []
+    assert found == [None]
