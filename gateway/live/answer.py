@@ -118,11 +118,15 @@ class Subscriber:
     error: dict[str, Any] | None = None  # {"code", "message"} of a failed evaluation
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     owner: Principal | None = None
+    sink: Callable[[Answer], bool] | None = None  # writes it now (True), set by the feed's loop
 
     def offer(self, answer: Answer) -> None:
         """Hold `answer` (replacing one not taken yet) if it is as of the resume point or
-        later and its result differs from the one written last; wake the feed."""
+        later and its result differs from the one written last; wake the feed. With nothing
+        held, the feed's `sink` may write it at once instead (`gateway/live/follow.py`)."""
         if answer.sequence >= self.after and answer.version != self.version:
+            if self.latest is None and self.sink is not None and self.sink(answer):
+                return
             self.latest = answer
             self.wake.set()
 

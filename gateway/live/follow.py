@@ -40,6 +40,7 @@ from gateway import metrics
 from gateway.api import reads
 from gateway.backend import Backend
 from gateway.dashboard import datastar
+from gateway.feed import direct
 from gateway.feed.sse import parse_last_event_id
 from gateway.feed.wire import comment, fields, frame, retry
 from gateway.live.answer import Answer, Subscriber, with_nulls
@@ -293,33 +294,81 @@ async def _answers(
     client leaves, the gateway closes or the token expires (its place, key and pending
     answer are given back at `exp` by `follow`'s timer, whether or not this writes). One
     generator per feed, no wrapper: each layer was a coroutine step per answer per
-    subscriber (py-spy, `ironstar bench live`)."""
+    subscriber (py-spy, `ironstar bench live`). While it waits with nothing held, the key's
+    fan-out writes a due answer to the socket itself (`_Sink`, `gateway/feed/direct.py`)."""
+    sink: _Sink | None = None
     try:
         yield head
+        socket = direct.socket()  # the response has started
+        sink = _Sink(me, style, render, socket) if socket is not None else None
         while not closing.is_set():
             now = time.monotonic()
-            left = keepalive_s if ends is None else min(keepalive_s, ends - time.time())
-            if left <= 0:
+            if ends is not None and ends <= time.time():
                 yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
                 return
+            quiet = keepalive_s if sink is None else sink.wrote_at + keepalive_s - now
+            if quiet <= 0:  # the fan-out wrote nothing for keepalive_s
+                yield comment("keep-alive")
+                _wrote(sink)
+                continue
+            left = quiet if ends is None else min(quiet, ends - time.time())
             held = me.wake.is_set()  # something to write: wait only for its own interval
             if not held or now < me.next_at:
                 pause = min(left, me.next_at - now) if held else left
+                me.sink = None if held else sink
                 try:
                     async with asyncio.timeout(pause):
                         await (closing if held else me.wake).wait()
                 except TimeoutError:
-                    if pause >= left:
+                    if pause >= left and sink is None:
                         yield comment("keep-alive")
+                finally:
+                    me.sink = None
                 continue
             me.wake.clear()
             if me.error is not None:
                 error, me.error = me.error, None
                 yield frame(json.dumps(error), event="error")
+                _wrote(sink)
             answer = me.take()
             if answer is not None:
                 me.pace(answer, time.monotonic())
                 metrics.live_results.inc()
                 yield answer.frame(style, render)
+                _wrote(sink)
     finally:
+        me.sink = None
         release()
+
+
+def _wrote(sink: _Sink | None) -> None:
+    if sink is not None:
+        sink.wrote_at = time.monotonic()
+
+
+class _Sink:
+    """A feed's answers written by its key's fan-out (`Subscriber.offer`) while the feed's loop
+    waits: a due answer (its interval open, no error to tell first) goes to the socket at once,
+    taken and paced as the loop would; otherwise (not due, the socket not drained, gone) the
+    answer is held and the loop woken, as before."""
+
+    __slots__ = ("me", "render", "socket", "style", "wrote_at")
+
+    def __init__(
+        self, me: Subscriber, style: str, render: Callable[[Answer], bytes], socket: direct.Socket
+    ) -> None:
+        self.me, self.style, self.render, self.socket = me, style, render, socket
+        self.wrote_at = time.monotonic()  # the head was just written
+
+    def __call__(self, answer: Answer) -> bool:
+        me, now = self.me, time.monotonic()
+        if now < me.next_at or me.error is not None:
+            return False
+        if not self.socket.write(answer.frame(self.style, self.render)):
+            return False
+        me.after, me.version = answer.sequence, answer.version  # what `take` does
+        me.pace(answer, now)
+        self.wrote_at = now
+        metrics.live_results.inc()
+        metrics.direct_writes.inc()
+        return True

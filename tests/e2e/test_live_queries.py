@@ -17,9 +17,11 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from ironstar.natsserver import NatsServer
+from tests.support import chunked
 from tests.support.gateways import metric
 from tests.support.secured import SecuredStack, bearer, running, token, unique
 from tests.support.waiting import eventually
+from tests.support.whatwg_sse import parse
 
 pytestmark = pytest.mark.e2e
 ADMIN = bearer("admin")
@@ -551,3 +553,33 @@ async def test_a_feed_whose_client_stops_reading_gives_its_place_back_at_the_tok
         assert ended == before, "the feed kept its place past the token's exp"
     finally:
         sock.close()
+
+
+async def test_answers_the_fan_out_writes_itself_are_exact_http_chunks_going_forward(
+    http: httpx.AsyncClient, stack: SecuredStack
+) -> None:
+    """An answer due when it arrives is written by its key's fan-out below the ASGI chain
+    (`gateway/feed/direct.py`): over a raw HTTP/1.1 socket each chunk is framed exactly
+    and the answers only go forward, the last one with every todo."""
+    list_id, before = unique("list"), await metric(http, "sse_direct_writes_total")
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(stack.base.rsplit(":", 1)[1]))
+    writer.write(f"GET /api/live?query=todo_lists.get&list_id={list_id}&min_interval_ms=100 "
+                 f"HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {ADMIN['Authorization']}\r\n"
+                 "\r\n".encode())  # fmt: skip
+    await chunked.head(reader)
+    raw, texts = b"", []
+
+    async def direct_writes() -> float:  # one command at a time until the fan-out wrote one
+        nonlocal raw
+        texts.append(f"todo {len(texts)}")
+        last = await add(http, list_id, texts[-1])
+        while f"id: {last}\n".encode() not in raw:
+            raw += await asyncio.wait_for(chunked.chunk(reader), 10)
+        return await metric(http, "sse_direct_writes_total")
+
+    await eventually(direct_writes, lambda n: n > before, timeout=20, every=0.15)
+    writer.close()
+    results = [e for e in parse(raw).events if e.type == "result"]
+    ids = [int(e.last_event_id) for e in results]
+    assert ids == sorted(set(ids))
+    assert [i["text"] for i in json.loads(results[-1].data)["result"]["items"]] == texts
