@@ -82,7 +82,8 @@ async def test_the_tails_own_writes_are_exact_http_chunks_and_a_stopping_gateway
     """A caught-up feed's events are written by the tail itself, below the ASGI chain
     (`gateway/feed/direct.py`): read over a raw HTTP/1.1 socket, every chunk is framed
     exactly, the security headers came with the response's start, the events arrive once
-    and in order, and SIGTERM still ends the response (a jittered `retry:`, the last chunk)."""
+    and in order, SIGTERM still ends the response (a jittered `retry:`, the last chunk), and
+    the feed's consumer was moved to just after what was written."""
     gateway, base = start_gateway()
     probe, list_id = http(base), f"t{uuid.uuid4().hex[:8]}"
     before = await metric(probe, "sse_direct_writes_total")
@@ -112,3 +113,11 @@ async def test_the_tails_own_writes_are_exact_http_chunks_and_a_stopping_gateway
     assert [int(e.last_event_id) for e in parsed.events if e.type == "todo_added"] == sequences
     assert parsed.retries[-1] > 0  # the shutdown's come-back hint
     writer.close()
+    # the consumer followed what the tail wrote: a client returning by id continues after it
+    name = consumer_name("raw", (Topic("todo_list", list_id),))
+
+    async def cursor() -> int:  # the consumer's next delivery minus one
+        info = await nc.jetstream().consumer_info(nats_settings.stream, name)
+        return int(info.delivered.stream_seq)
+
+    await eventually(cursor, lambda seq: seq == sequences[-1], timeout=5)
