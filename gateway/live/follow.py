@@ -45,6 +45,7 @@ from gateway.feed.sse import parse_last_event_id
 from gateway.feed.wire import comment, fields, frame, retry
 from gateway.live.answer import Answer, Subscriber, with_nulls
 from gateway.live.hub import Ask, Hub, Key
+from gateway.live.sink import Sink, wrote
 from gateway.security.grants import PRINCIPAL, SQL, require_read
 
 OWN = frozenset(
@@ -293,23 +294,22 @@ async def _answers(
     write here is the same bytes for every subscriber), keep-alives between, until the
     client leaves, the gateway closes or the token expires (its place, key and pending
     answer are given back at `exp` by `follow`'s timer, whether or not this writes). One
-    generator per feed, no wrapper: each layer was a coroutine step per answer per
-    subscriber (py-spy, `ironstar bench live`). While it waits with nothing held, the key's
-    fan-out writes a due answer to the socket itself (`_Sink`, `gateway/feed/direct.py`)."""
-    sink: _Sink | None = None
+    generator per feed, no wrapper (py-spy, `ironstar bench live`); while it waits with
+    nothing held, the key's fan-out writes a due answer itself (`gateway/live/sink.py`)."""
+    sink: Sink | None = None
     try:
         yield head
         socket = direct.socket()  # the response has started
-        sink = _Sink(me, style, render, socket) if socket is not None else None
+        sink = Sink(me, style, render, socket) if socket is not None else None
         while not closing.is_set():
             now = time.monotonic()
             if ends is not None and ends <= time.time():
                 yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
                 return
             quiet = keepalive_s if sink is None else sink.wrote_at + keepalive_s - now
-            if quiet <= 0:  # the fan-out wrote nothing for keepalive_s
+            if quiet <= 0:  # nothing written (by the fan-out either) for keepalive_s
                 yield comment("keep-alive")
-                _wrote(sink)
+                wrote(sink)
                 continue
             left = quiet if ends is None else min(quiet, ends - time.time())
             held = me.wake.is_set()  # something to write: wait only for its own interval
@@ -329,46 +329,13 @@ async def _answers(
             if me.error is not None:
                 error, me.error = me.error, None
                 yield frame(json.dumps(error), event="error")
-                _wrote(sink)
+                wrote(sink)
             answer = me.take()
             if answer is not None:
                 me.pace(answer, time.monotonic())
                 metrics.live_results.inc()
                 yield answer.frame(style, render)
-                _wrote(sink)
+                wrote(sink)
     finally:
         me.sink = None
         release()
-
-
-def _wrote(sink: _Sink | None) -> None:
-    if sink is not None:
-        sink.wrote_at = time.monotonic()
-
-
-class _Sink:
-    """A feed's answers written by its key's fan-out (`Subscriber.offer`) while the feed's loop
-    waits: a due answer (its interval open, no error to tell first) goes to the socket at once,
-    taken and paced as the loop would; otherwise (not due, the socket not drained, gone) the
-    answer is held and the loop woken, as before."""
-
-    __slots__ = ("me", "render", "socket", "style", "wrote_at")
-
-    def __init__(
-        self, me: Subscriber, style: str, render: Callable[[Answer], bytes], socket: direct.Socket
-    ) -> None:
-        self.me, self.style, self.render, self.socket = me, style, render, socket
-        self.wrote_at = time.monotonic()  # the head was just written
-
-    def __call__(self, answer: Answer) -> bool:
-        me, now = self.me, time.monotonic()
-        if now < me.next_at or me.error is not None:
-            return False
-        if not self.socket.write(answer.frame(self.style, self.render)):
-            return False
-        me.after, me.version = answer.sequence, answer.version  # what `take` does
-        me.pace(answer, now)
-        self.wrote_at = now
-        metrics.live_results.inc()
-        metrics.direct_writes.inc()
-        return True
