@@ -123,7 +123,8 @@ class Evaluation:
 
     async def _run(self, min_seq: int, deadline: float) -> None:
         try:
-            self._take(await self._evaluate(min_seq, deadline))
+            asked = time.monotonic()
+            self._take(await self._evaluate(min_seq, deadline), asked)
         except BaseException as exc:
             shown = exc if isinstance(exc, Exception) else Unavailable("retry", retry_after=1)
             self.ready.set_exception(shown)
@@ -146,7 +147,7 @@ class Evaluation:
                 continue
             started = time.monotonic()
             try:
-                self._take(await self._evaluate(self.due, started + self.hub.wait_s))
+                self._take(await self._evaluate(self.due, started + self.hub.wait_s), started)
             except RETRYABLE as exc:  # busy (waited its deadline) or unavailable: next round
                 log.info("live_evaluation_retry", query=self.key[:2], error=exc.message[:200])
                 self.wake.set()  # again after the interval
@@ -183,7 +184,9 @@ class Evaluation:
         metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
         return reply
 
-    def _take(self, reply: bytes) -> None:
+    def _take(self, reply: bytes, asked: float) -> None:
+        """Offer the evaluation begun at `asked` (`time.monotonic()`, the key's pace: feeds
+        are paced by it, `Subscriber.pace`) to every subscriber, unless it is older."""
         body = json.loads(reply)
         self.reads = frozenset(body.pop("reads", None) or (EVERY,))
         body.pop("storage_exhausted", None)
@@ -196,7 +199,7 @@ class Evaluation:
         ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
         version = old.version if same and old is not None else (old.version + 1 if old else 0)
         gone, seen = vanished(old.seen if old is not None else {}, body)
-        self.answer = Answer(sequence, version, body, gone=gone, seen=seen)
+        self.answer = Answer(sequence, version, body, gone=gone, seen=seen, asked_at=asked)
         for subscriber in self.subscribers:
             subscriber.offer(self.answer)
 
