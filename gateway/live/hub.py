@@ -65,6 +65,7 @@ from gateway import metrics
 from gateway.live.answer import Answer, Subscriber, vanished
 from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
 from gateway.live.rounds import Rounds, not_reached
+from gateway.live.turns import Offers
 from gateway.security.auth import ACTOR
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
@@ -200,8 +201,7 @@ class Evaluation:
         version = old.version if same and old is not None else (old.version + 1 if old else 0)
         gone, seen = vanished(old.seen if old is not None else {}, body)
         self.answer = Answer(sequence, version, body, gone=gone, seen=seen, asked_at=asked)
-        for subscriber in self.subscribers:
-            subscriber.offer(self.answer)
+        self.hub.offers.offer(self)  # to every subscriber, a turn of the loop per `TURN` of them
 
     def successor(self) -> Principal | None:
         """Whom the key passes to when its owner's last feed of it left: the principal of
@@ -235,6 +235,7 @@ class Hub:
         self.evaluations: dict[Key, Evaluation] = {}
         self.lanes = Lanes(concurrency)
         self.rounds = Rounds()  # the app lane's evaluations, asked together
+        self.offers = Offers()  # answers fanned out to their subscribers in turns
         self.wait_s = wait_s
         self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
         self.per_owner = max(1, per_owner)
@@ -349,6 +350,7 @@ class Hub:
         """Drop `evaluation` (ended, or its first answer failed) and its owner's charge."""
         if self.evaluations.get(evaluation.key) is evaluation:
             del self.evaluations[evaluation.key]
+            self.offers.forget(evaluation)
             self.lanes.own(evaluation.owner, -1)
             metrics.live_queries.set(len(self.evaluations))
 
@@ -361,7 +363,9 @@ class Hub:
                 subscriber.wake.set()
 
     async def stop(self) -> None:
-        """Stop hearing announcements (evaluations end with their feeds)."""
+        """Stop hearing announcements and offering answers (evaluations end with their
+        feeds)."""
+        await self.offers.stop()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
