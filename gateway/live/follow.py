@@ -13,10 +13,9 @@ Answers never go back in sequence. `format=datastar` sends each answer as a
 of a request with `Datastar-Request`. A failed evaluation is an `event: error` (the feed
 goes on); in `format=datastar` it patches `<signal>.error` (`{"code", "message"}`) instead,
 which every answer sets back to null. A token that expires ends the feed with
-`event: expired`. Everything is checked
-before the stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
-(`gateway/security/grants.py`), 429 budgets and a busy gateway (`gateway/live/hub.py`),
-400 the SQL time limit, 504 `min_seq` not reached.
+`event: expired`. Everything is checked before the stream starts: 404 unknown query, 422
+bad parameters or SQL, 401/403 grants (`gateway/security/grants.py`), 429 budgets and a
+busy gateway (`gateway/live/hub.py`), 400 the SQL time limit, 504 `min_seq` not reached.
 """
 
 from __future__ import annotations
