@@ -47,8 +47,10 @@ from gateway.live.answer import Answer, Subscriber, with_nulls
 from gateway.live.hub import Ask, Hub, Key
 from gateway.security.grants import PRINCIPAL, SQL, require_read
 
+DATASTAR_SIGNALS = "datastar"  # a Datastar `@get`'s signals (JSON), never a query's parameter
 OWN = frozenset(
     {"query", "sql", "format", "signal", "min_interval_ms", "last_event_id", reads.MIN_SEQ}
+    | {DATASTAR_SIGNALS}
 )
 MAX_INTERVAL_MS = 60_000
 _SIGNAL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")

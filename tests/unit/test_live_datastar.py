@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.live.answer import Answer, Subscriber, vanished
-from gateway.live.follow import _answers, failure, renderer
+from gateway.live.follow import _answers, failure, renderer, target
 
 
 def merge(target: Any, patch: Any) -> Any:
@@ -123,3 +123,12 @@ def test_a_client_that_resumes_holding_an_error_is_cleared_by_its_first_answer()
 def test_the_plain_format_tells_a_failure_as_an_error_event() -> None:
     error = {"code": "payload_too_large", "message": "the answer is over 1000000 bytes"}
     assert failure("json", error) == b"event: error\ndata: " + json.dumps(error).encode() + b"\n\n"
+
+
+def test_the_signals_a_datastar_get_sends_are_not_taken_for_the_querys_parameters() -> None:
+    """Datastar's `@get` sends its signals as the `datastar` query parameter: a query whose
+    parameters forbid unknown fields (`stream.totals`), or SQL (no parameters), still
+    follows, with the same key as without them."""
+    signals = {"datastar": '{"live":{}}'}
+    assert target("stream.totals", None, signals) == target("stream.totals", None, {})
+    assert target(None, "SELECT 1", signals) == target(None, "SELECT 1", {})
