@@ -74,3 +74,13 @@ async def test_keys_are_fanned_out_in_the_order_their_answers_came() -> None:
     await asyncio.sleep(0)
     assert offered(first) == TURN and offered(second) == 0
     await all_offered(second)
+
+
+async def test_answers_changing_faster_than_their_fan_out_still_reach_every_feed() -> None:
+    key, offers = key_of(FEEDS), Offers()
+    for sequence in range(2, 2 + FEEDS // TURN):  # a newer answer after every turn
+        key.answer = Answer(sequence, sequence, {"sequence": sequence})
+        offers.offer(key)
+        await asyncio.sleep(0)  # one turn: the turns are the point
+    assert all(one.latest is not None for one in key.subscribers)
+    await all_offered(key)
