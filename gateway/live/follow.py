@@ -11,10 +11,11 @@ resumes nothing, a malformed one is ignored: the first answer is a full answer a
 Answers never go back in sequence. `format=datastar` sends each answer as a
 `datastar-patch-signals` of the signal `signal` (default `live`); it is the default format
 of a request with `Datastar-Request`. A failed evaluation is an `event: error` (the feed
-goes on); a token that expires ends the feed with `event: expired`. Everything is checked
-before the stream starts: 404 unknown query, 422 bad parameters or SQL, 401/403 grants
-(`gateway/security/grants.py`), 429 budgets and a busy gateway (`gateway/live/hub.py`),
-400 the SQL time limit, 504 `min_seq` not reached.
+goes on); in `format=datastar` it patches `<signal>.error` (`{"code", "message"}`) instead,
+which every answer sets back to null. A token that expires ends the feed with
+`event: expired`. Everything is checked before the stream starts: 404 unknown query, 422
+bad parameters or SQL, 401/403 grants (`gateway/security/grants.py`), 429 budgets and a
+busy gateway (`gateway/live/hub.py`), 400 the SQL time limit, 504 `min_seq` not reached.
 """
 
 from __future__ import annotations
@@ -48,11 +49,14 @@ from gateway.live.hub import Ask, Hub, Key
 from gateway.live.sink import Sink, wrote
 from gateway.security.grants import PRINCIPAL, SQL, require_read
 
+DATASTAR_SIGNALS = "datastar"  # a Datastar `@get`'s signals (JSON), never a query's parameter
 OWN = frozenset(
     {"query", "sql", "format", "signal", "min_interval_ms", "last_event_id", reads.MIN_SEQ}
+    | {DATASTAR_SIGNALS}
 )
 MAX_INTERVAL_MS = 60_000
 _SIGNAL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+DATASTAR = "datastar:"  # the cache name of a datastar feed's frames: this, then its signal
 _json = msgspec.json.Encoder()
 
 
@@ -107,11 +111,24 @@ def renderer(format: str | None, signal: str | None) -> tuple[str, Callable[[Ans
         raise Invalid(f"signal must be a name like `live`, got {name[:40]!r}", field="signal")
 
     def signals(answer: Answer) -> bytes:  # a merge patch: what vanished is sent as null
-        body = with_nulls(answer.body, {"truncated": None, **answer.gone})
+        body = with_nulls(answer.body, {"truncated": None, "error": None, **answer.gone})
         patch = datastar.patch_signals({name: body})
         return fields(patch, event="datastar-patch-signals", id=answer.sequence)
 
-    return f"datastar:{name}", signals
+    return f"{DATASTAR}{name}", signals
+
+
+def failure(style: str, error: dict[str, Any]) -> bytes:
+    """The frame telling a feed of `style` (a `renderer` cache name) that an evaluation
+    failed (`error`: `{"code", "message"}`; the answer it holds stays). The plain format:
+    `event: error`. Datastar (which ignores event types not its own): a
+    `datastar-patch-signals` of `{<signal>: {"error": error}}` without `id:` (the client's
+    resume point stays its answer's), cleared by the next answer's `"error": null`.
+    Dashboard views (`gateway/live/views.py`): `event: error`, their element kept."""
+    if style.startswith(DATASTAR):
+        patch = datastar.patch_signals({style.removeprefix(DATASTAR): {"error": error}})
+        return fields(patch, event="datastar-patch-signals")
+    return frame(json.dumps(error), event="error")
 
 
 class LiveController(Controller):
@@ -328,7 +345,7 @@ async def _answers(
             me.wake.clear()
             if me.error is not None:
                 error, me.error = me.error, None
-                yield frame(json.dumps(error), event="error")
+                yield failure(style, error)
                 wrote(sink)
             answer = me.take()
             if answer is not None:

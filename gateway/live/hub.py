@@ -65,6 +65,7 @@ from gateway import metrics
 from gateway.live.answer import Answer, Subscriber, vanished
 from gateway.live.lanes import APP_LANE, SQL_LANE, Lanes
 from gateway.live.rounds import Rounds, not_reached
+from gateway.live.turns import Offers
 from gateway.security.auth import ACTOR
 from gateway.security.grants import PRINCIPAL, SQL, Principal
 
@@ -123,7 +124,8 @@ class Evaluation:
 
     async def _run(self, min_seq: int, deadline: float) -> None:
         try:
-            self._take(await self._evaluate(min_seq, deadline))
+            asked = time.monotonic()
+            self._take(await self._evaluate(min_seq, deadline), asked)
         except BaseException as exc:
             shown = exc if isinstance(exc, Exception) else Unavailable("retry", retry_after=1)
             self.ready.set_exception(shown)
@@ -146,7 +148,7 @@ class Evaluation:
                 continue
             started = time.monotonic()
             try:
-                self._take(await self._evaluate(self.due, started + self.hub.wait_s))
+                self._take(await self._evaluate(self.due, started + self.hub.wait_s), started)
             except RETRYABLE as exc:  # busy (waited its deadline) or unavailable: next round
                 log.info("live_evaluation_retry", query=self.key[:2], error=exc.message[:200])
                 self.wake.set()  # again after the interval
@@ -183,7 +185,9 @@ class Evaluation:
         metrics.live_evaluation_seconds.observe(time.perf_counter() - started)
         return reply
 
-    def _take(self, reply: bytes) -> None:
+    def _take(self, reply: bytes, asked: float) -> None:
+        """Offer the evaluation begun at `asked` (`time.monotonic()`, the key's pace: feeds
+        are paced by it, `Subscriber.pace`) to every subscriber, unless it is older."""
         body = json.loads(reply)
         self.reads = frozenset(body.pop("reads", None) or (EVERY,))
         body.pop("storage_exhausted", None)
@@ -196,9 +200,8 @@ class Evaluation:
         ) and body.get("truncated") == old.body.get("truncated")  # fmt: skip
         version = old.version if same and old is not None else (old.version + 1 if old else 0)
         gone, seen = vanished(old.seen if old is not None else {}, body)
-        self.answer = Answer(sequence, version, body, gone=gone, seen=seen)
-        for subscriber in self.subscribers:
-            subscriber.offer(self.answer)
+        self.answer = Answer(sequence, version, body, gone=gone, seen=seen, asked_at=asked)
+        self.hub.offers.offer(self)  # to every subscriber, a turn of the loop per `TURN` of them
 
     def successor(self) -> Principal | None:
         """Whom the key passes to when its owner's last feed of it left: the principal of
@@ -232,6 +235,7 @@ class Hub:
         self.evaluations: dict[Key, Evaluation] = {}
         self.lanes = Lanes(concurrency)
         self.rounds = Rounds()  # the app lane's evaluations, asked together
+        self.offers = Offers()  # answers fanned out to their subscribers in turns
         self.wait_s = wait_s
         self.max_queries, self.total, self.per_principal = max_queries, total, per_principal
         self.per_owner = max(1, per_owner)
@@ -346,6 +350,7 @@ class Hub:
         """Drop `evaluation` (ended, or its first answer failed) and its owner's charge."""
         if self.evaluations.get(evaluation.key) is evaluation:
             del self.evaluations[evaluation.key]
+            self.offers.forget(evaluation)
             self.lanes.own(evaluation.owner, -1)
             metrics.live_queries.set(len(self.evaluations))
 
@@ -358,7 +363,9 @@ class Hub:
                 subscriber.wake.set()
 
     async def stop(self) -> None:
-        """Stop hearing announcements (evaluations end with their feeds)."""
+        """Stop hearing announcements and offering answers (evaluations end with their
+        feeds)."""
+        await self.offers.stop()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -74,7 +74,7 @@ def test_a_feed_gets_one_answer_per_its_interval_on_average_beside_a_faster_key(
     while now < 20:
         sequence += 1
         made = sequence * key_every_ms / 1000
-        me.offer(Answer(sequence, sequence, {"sequence": sequence}, made_at=made))
+        me.offer(Answer(sequence, sequence, {"sequence": sequence}, asked_at=made))
         now = max(made, me.next_at) + write_lag_ms[sequence % len(write_lag_ms)] / 1000
         if now < (sequence + 1) * key_every_ms / 1000 or me.next_at <= made:
             answer = me.take()
@@ -84,3 +84,29 @@ def test_a_feed_gets_one_answer_per_its_interval_on_average_beside_a_faster_key(
     gaps = [b - a for a, b in pairwise(writes)]
     assert all(gap >= interval_ms / 2000 - 1e-9 for gap in gaps), min(gaps)
     assert len(writes) <= writes[-1] / (interval_ms / 1000) + 2, (len(writes), writes[-1])
+
+
+@given(
+    interval_ms=st.integers(50, 1000),
+    round_share=st.lists(st.floats(0, 0.24), min_size=2, max_size=40),
+    write_lag=st.lists(st.floats(0, 0.24), min_size=1, max_size=5),
+)
+def test_a_feed_at_its_keys_pace_is_never_held_whatever_its_rounds_took(
+    interval_ms: int, round_share: list[float], write_lag: list[float]
+) -> None:
+    """A key evaluated every interval (from each evaluation's start) whose rounds take
+    different times (each under a quarter of the interval), a feed of the same interval
+    whose writes lag up to a quarter of it: every answer is written when it arrives, never
+    held for the feed's pace (paced by the answers' arrival, a round quicker than the one
+    before held the write)."""
+    interval = interval_ms / 1000
+    me = Subscriber(interval_s=interval)
+    asked = 0.0
+    for n, share in enumerate(round_share):
+        arrived = asked + share * interval
+        me.offer(Answer(n, n, {"sequence": n}, asked_at=asked))
+        assert me.next_at <= arrived, (n, me.next_at, arrived)
+        answer = me.take()
+        assert answer is not None
+        me.pace(answer, arrived + write_lag[n % len(write_lag)] * interval)
+        asked += interval  # the key's next evaluation starts an interval after this one
