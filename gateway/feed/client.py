@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +40,8 @@ from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
+_TOKENS = itertools.count(1)  # a feed's token in its pull requests' reply subject
+
 
 class ClientFeed:
     # thousands per gateway: no instance dict (issue 15, memory per idle client)
@@ -51,7 +53,7 @@ class ClientFeed:
     (`consumers.owner`), `held` the process's `unbounded` memory budget."""
 
     __slots__ = (
-        "_asked", "_credit", "_expiry", "_lent", "_next", "_refill", "_reply", "_timer", "_token",
+        "_asked", "_credit", "_expiry", "_lent", "_refill", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
         "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
         "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "stream",
@@ -92,9 +94,7 @@ class ClientFeed:
         self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)
         self._expiry = 15.0
         self._asked = 0.0
-        self._token = uuid.uuid4().hex
-        self._reply = ""
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        self._token = f"{next(_TOKENS):x}"  # unique in the process (the inbox prefix is random)
         self._wake = Wake()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
@@ -128,7 +128,7 @@ class ClientFeed:
         the start position or else its ack floor, so what was in flight comes again at once
         and the bound is this connection's.
         """
-        self._reply = self.inbox.register(self._token, self.name, self)
+        self.inbox.register(self._token, self.name, self)
         try:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
@@ -263,7 +263,8 @@ class ClientFeed:
 
     async def _move(self, start: int) -> int:
         """Reset an idle consumer of this feed's settings to deliver from `start` next; the
-        position before it (a refusal of the reset is raised as JetStream's APIError)."""
+        position before it (a refusal of the reset is raised as JetStream's APIError). Only for a
+        consumer known to exist: nats-server 2.15 does not answer a reset of a missing one."""
         reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
         answer = json.loads(reply.data)
         if "error" in answer:
@@ -271,9 +272,18 @@ class ClientFeed:
         self.delivered = 0
         return start - 1
 
+    # subjects built when used, not held by thousands of idle feeds (issue 15, memory per client)
     @property
     def _reset(self) -> str:
         return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
+
+    @property
+    def _next(self) -> str:
+        return f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
+
+    @property
+    def _reply(self) -> str:  # the reply subject of its pull requests (`Inbox.register`)
+        return f"{self.inbox.prefix}.{self._token}"
 
     async def reset(self, start: int) -> None:
         """Move the consumer to deliver from stream sequence `start` next (everything

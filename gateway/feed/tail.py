@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -39,7 +40,8 @@ from gateway.feed import reading
 from gateway.feed.window import Item
 from gateway.feed.wire import frame
 
-RING = 256  # messages kept for feeds that join a moment after they arrived (~1 MB at 1 KB)
+RING = 2048  # messages kept for feeds that join a moment after they arrived (~8 MB at 1 KB;
+# 200 s at 10 appends/s: the clients of a killed gateway join without pulling, issue 15)
 MIN_SERVER = (2, 14)  # `$JS.API.CONSUMER.RESET` came with nats-server 2.14
 log = structlog.get_logger()
 
@@ -147,7 +149,9 @@ class Tail:
         self._keys[member] = keys
         for match, key in keys:
             self._table(match, key)[member] = after
-        live.extend(i for i in self.ring if i.seq > after and self._wants(keys, i))
+        newer = itertools.takewhile(lambda i: i.seq > after, reversed(self.ring))  # its lag only
+        live.extend(i for i in newer if self._wants(keys, i))
+        live.reverse()
         if len(live) > member.capacity:
             self.leave(member, "behind already")
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
@@ -15,7 +16,9 @@ from tests.support.feeds import publish, todo
 from tests.support.waiting import eventually
 
 
-def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: Topic) -> ClientFeed:
+def _feed(
+    nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: Topic, capacity: int = 8
+) -> ClientFeed:
     return ClientFeed(
         nc.jetstream(),
         box,
@@ -23,7 +26,7 @@ def _feed(nc: Client, box: Inbox, settings: NatsSettings, client: str, topic: To
         subjects=Subjects(settings.prefix),
         client_id=client,
         topics=(topic,),
-        capacity=8,
+        capacity=capacity,
         inactive_s=60,
     )
 
@@ -76,3 +79,52 @@ async def test_one_inbox_routes_each_consumers_deliveries_to_its_own_feed(
         for feed in feeds:
             feed.close()
         await box.stop()
+
+
+async def test_a_client_returning_from_a_killed_gateway_gets_at_once_what_it_held_unacked(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    dead = await nats.connect(nats_settings.url)  # the gateway that will be killed
+    gone = Inbox(dead, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
+    await gone.start()
+    first = _feed(dead, gone, nats_settings, "back", Topic("todo_list"))
+    await first.open(1, 0)
+    sequences = await publish(nc, nats_settings, [todo("r", n) for n in range(1, 6)])
+    await first.ask(8, 30.0)
+    assert await eventually(lambda: _now(len(first.buffer)), lambda n: n == 5)
+    await dead.close()  # delivered, never acked, a pull request still open: the kill
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
+    await box.start()
+    back = _feed(nc, box, nats_settings, "back", Topic("todo_list"))
+    try:
+        assert await back.open(sequences[2], sequences[-1]) == sequences[1]  # had up to 2nd
+        await back.ask(8, 5.0)
+        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 3)
+        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[2:]
+    finally:
+        back.close()
+        await box.stop()
+
+
+async def test_a_returning_client_of_another_capacity_gets_a_consumer_of_its_own_bound(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
+    await box.start()
+    first = _feed(nc, box, nats_settings, "wider", Topic("todo_list"))
+    await first.open(1, 0)
+    first.close()
+    sequences = await publish(nc, nats_settings, [todo("w", n) for n in (1, 2)])
+    back = _feed(nc, box, nats_settings, "wider", Topic("todo_list"), capacity=32)
+    try:
+        assert await back.open(sequences[1], sequences[-1]) == sequences[0]
+        info = await nc.jetstream().consumer_info(nats_settings.stream, back.name)
+        assert info.config.max_ack_pending == 32
+        assert info.num_pending == 1  # the second event only
+    finally:
+        back.close()
+        await box.stop()
+
+
+async def _now(value: int) -> int:
+    return value
