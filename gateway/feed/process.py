@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,6 @@ from nats.aio.client import Client
 from nats.js.api import StreamInfo
 from nats.js.client import JetStreamContext
 
-from common.errors import Unavailable
 from common.settings import GatewaySettings
 from gateway.feed.consumers import Ledger
 from gateway.feed.holdings import Holdings
@@ -30,8 +28,6 @@ from gateway.feed.tail import Tail
 
 log = structlog.get_logger()
 STOP_WAIT_S = 2.0  # how long a stopping gateway waits for feeds' last acks to be sent
-OPEN_AT_ONCE = 64  # feeds positioning their consumers at once (issue 15, reconnect storm)
-OPEN_WAIT_S = 20.0  # the longest an opening feed waits for its turn before a 503
 
 
 def _retrieved(flight: asyncio.Future[Any]) -> None:
@@ -70,37 +66,6 @@ class Background:
             await asyncio.gather(*running, return_exceptions=True)
 
 
-class Turns:
-    """At most `size` feeds of the process position their consumers at once (JetStream
-    requests); the others wait their turn, first come first served, up to `wait_s` seconds,
-    then get a 503 whose `Retry-After` (1-5 s) is spread so the retries are not one wave.
-    Without it a reconnect storm of thousands of returning clients put thousands of opens'
-    requests in flight at once on a gateway that is short of CPU: their answers waited
-    behind each other past the request timeout, and those clients were refused after the
-    work was done (issue 15: 6,550 such 503s at 10,000 clients)."""
-
-    def __init__(self, size: int, wait_s: float) -> None:
-        self.wait_s = wait_s
-        self._slots = asyncio.Semaphore(size)
-
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """Hold one of the slots meanwhile (Unavailable past `wait_s`)."""
-        try:
-            async with asyncio.timeout(self.wait_s):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise Unavailable(
-                f"this gateway is opening many feeds at once and this one waited {self.wait_s:g} "
-                "s for its turn; retry",
-                retry_after=random.randint(1, 5),
-            ) from None
-        try:
-            yield
-        finally:
-            self._slots.release()
-
-
 @dataclass
 class FeedProcess:
     """The process-wide parts of the SSE feed (see the module docstring)."""
@@ -111,7 +76,6 @@ class FeedProcess:
     holdings: Holdings
     tail: Tail | None  # None: `sse_live_tail` off, every feed pulls its own consumer
     background: Background
-    turns: Turns = field(default_factory=lambda: Turns(OPEN_AT_ONCE, OPEN_WAIT_S))
     _info: asyncio.Future[StreamInfo] | None = field(default=None, init=False, repr=False)
 
     async def stream_info(self, stream: str) -> StreamInfo:

@@ -237,15 +237,14 @@ async def _position(
         created = 1
 
     try:
-        async with feeds.turns.turn():
-            info = await feeds.stream_info(backend.nats_settings.stream)
-            if request.resume is not None and request.resume > info.state.last_seq:
-                info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: old
-            resume, head = request.resume, b""
-            first, last = info.state.first_seq, info.state.last_seq
-            if resume is not None and not resumable(resume, first, last):
-                resume, head = await _snapshot(backend, request, last)
-            return await feed.open(None if resume is None else resume + 1, last, creating), head
+        info = await feeds.stream_info(backend.nats_settings.stream)
+        if request.resume is not None and request.resume > info.state.last_seq:
+            info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: too old
+        resume, head = request.resume, b""
+        first, last = info.state.first_seq, info.state.last_seq
+        if resume is not None and not resumable(resume, first, last):
+            resume, head = await _snapshot(backend, request, last)
+        return await feed.open(None if resume is None else resume + 1, last, creating), head
     except APIError as exc:
         log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip

@@ -225,9 +225,10 @@ async def _storm(bench: Stack) -> dict[str, Any]:
         ) / storm_s
         figures["gateway_rss_mib_after"] = _rss_kib(target.pid) / 1024
         figures.update(watch.figures())
-        jsz = await asyncio.to_thread(sse_nodes.jsz, bench.group.servers[0].monitor_port)
-        figures["nats_consumers"] = jsz.get("consumers")
-        figures["nats_memory_bytes"] = jsz.get("memory")
+        ports = [server.monitor_port for server in bench.group.servers]
+        every = [await asyncio.to_thread(sse_nodes.jsz, port) for port in ports]
+        figures["nats_consumers"] = sum(j.get("consumers", 0) for j in every)  # of all nodes
+        figures["nats_memory_bytes"] = sum(j.get("memory", 0) for j in every)
         figures["appended"] = len(appended)
         figures.update(verdict(await workers.ask("verify", appended), clients))
         return figures
