@@ -41,6 +41,7 @@ from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
 _TOKENS = itertools.count(1)  # a feed's token in its pull requests' reply subject
+RESET_FIRST_S = 2.0  # how long `open(likely=True)` waits for the reset's answer (seconds)
 
 
 class ClientFeed:
@@ -110,7 +111,12 @@ class ClientFeed:
         self.drained = False  # a `no_wait` request found nothing more: caught up
 
     async def open(
-        self, start: int | None, last: int, creating: Callable[[], None] = lambda: None
+        self,
+        start: int | None,
+        last: int,
+        creating: Callable[[], None] = lambda: None,
+        *,
+        likely: bool = False,
     ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
         returns the stream position the feed starts after (the `connected` frame's `id:`):
@@ -126,9 +132,14 @@ class ClientFeed:
         consumer that still has deliveries in flight or pull requests waiting (for a
         connection that is gone) or another capacity is replaced (deleted and created), from
         the start position or else its ack floor, so what was in flight comes again at once
-        and the bound is this connection's.
+        and the bound is this connection's. `likely`: the consumer most likely exists (a
+        returning client in a reconnect storm): it is reset first and judged by the reset's
+        answer, one request instead of two; no answer within `RESET_FIRST_S` (a reset of a
+        missing consumer is never answered) falls back to asking for its info.
         """
         self.inbox.register(self._token, self.name, self)
+        if likely and start is not None and self._resettable() and await self._reset_first(start):
+            return start - 1
         try:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
@@ -150,9 +161,7 @@ class ClientFeed:
             creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
-        version = self.inbox.nc.connected_server_version
-        resettable = (version.major, version.minor) >= MIN_SERVER
-        if info is not None and start is not None and not stale and resettable:
+        if info is not None and start is not None and not stale and self._resettable():
             with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
                 return await self._move(start)
             info = None
@@ -166,6 +175,28 @@ class ClientFeed:
         self.delivered = info.delivered.consumer_seq
         # the consumer's cursor minus one (nats-server reports `delivered.stream_seq` so)
         return int(info.delivered.stream_seq)
+
+    def _resettable(self) -> bool:
+        version = self.inbox.nc.connected_server_version
+        return (version.major, version.minor) >= MIN_SERVER
+
+    async def _reset_first(self, start: int) -> bool:
+        """Reset the consumer to `start` without asking for its info first; True when its answer
+        (the consumer's info after the reset) shows one of this feed's bound and no pull request
+        waiting (else, or without an answer, `open` goes the long way: the same reset again is
+        harmless, the info says whether to create or replace it)."""
+        try:
+            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start,
+                                                timeout=RESET_FIRST_S)  # fmt: skip
+        except (TimeoutError, NatsError):
+            return False
+        answer = json.loads(reply.data)
+        config = answer.get("config") or {}
+        fits = "error" not in answer and not answer.get("num_waiting")
+        if fits and config.get("max_ack_pending") == self.max_ack_pending:
+            self.delivered = 0
+            return True
+        return False
 
     def _config(self, start: int) -> ConsumerConfig:
         return ConsumerConfig(

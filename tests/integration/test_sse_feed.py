@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from common.settings import NatsSettings
 from common.subjects import Subjects
@@ -128,3 +130,63 @@ async def test_a_returning_client_of_another_capacity_gets_a_consumer_of_its_own
 
 async def _now(value: int) -> int:
     return value
+
+
+async def _api_calls(nc: Client) -> tuple[list[str], Any]:
+    """The consumer API requests (`RESET`, `INFO`, `CREATE`, ...) made from now on (nats-server
+    lets any client of the account listen to them)."""
+    seen: list[str] = []
+
+    async def heard(msg: Msg) -> None:
+        seen.append(msg.subject.split(".")[3])
+
+    return seen, await nc.subscribe("$JS.API.CONSUMER.*.>", cb=heard)
+
+
+async def test_in_a_storm_a_returning_client_costs_one_reset_and_still_resumes_exactly(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
+    await box.start()
+    first = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
+    await first.open(1, 0)
+    first.close()
+    sequences = await publish(nc, nats_settings, [todo("s", n) for n in range(1, 5)])
+    seen, sub = await _api_calls(nc)
+    back = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
+    try:
+        assert await back.open(sequences[1], sequences[-1], likely=True) == sequences[0]
+        await nc.flush()
+        assert seen == ["RESET"]  # no info request first
+        await back.ask(8, 5.0)
+        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 3)
+        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[1:]
+    finally:
+        await sub.unsubscribe()
+        back.close()
+        await box.stop()
+
+
+async def test_in_a_storm_a_client_whose_consumer_is_gone_gets_a_new_one_from_its_position(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
+    await box.start()
+    sequences = await publish(nc, nats_settings, [todo("g", n) for n in range(1, 4)])
+    seen, sub = await _api_calls(nc)
+    created: list[bool] = []
+    back = _feed(nc, box, nats_settings, "expired", Topic("todo_list"))
+    try:  # the reset of a missing consumer is never answered: the info says create it
+        opened = await back.open(sequences[1], sequences[-1], lambda: created.append(True),
+                                 likely=True)  # fmt: skip
+        assert opened == sequences[0]
+        assert created == [True]  # counted against the stream's headroom like any new one
+        await nc.flush()
+        assert seen == ["RESET", "INFO", "DURABLE"]  # `DURABLE.CREATE`
+        await back.ask(8, 5.0)
+        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 2)
+        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[1:]
+    finally:
+        await sub.unsubscribe()
+        back.close()
+        await box.stop()
