@@ -133,3 +133,18 @@ def test_a_member_that_closes_leaves_every_table_it_was_in() -> None:
     tail.leave(feed)
     _receive(tail, 1, AGGREGATES[2])
     assert feed.live is None and feed.reason == "" and tail.members() == 0
+
+
+def test_a_returning_feed_far_behind_within_the_ring_gets_exactly_its_missed_events() -> None:
+    """After a gateway restart its clients join hundreds of events behind (issue 15)."""
+    tail = _tail()
+    events = [AGGREGATES[n % 3] for n in range(RING)]
+    for seq, aggregate in enumerate(events, start=1):
+        _receive(tail, seq, aggregate)
+    for topics in FILTERS:
+        feed = Feed()
+        assert tail.join(feed, FILTERS[topics], 7)
+        expected = [s for s, a in enumerate(events, start=1) if s > 7 and _wanted(topics, a)]
+        assert feed.live is not None
+        assert [i.seq for i in feed.live] == expected
+        tail.leave(feed)
