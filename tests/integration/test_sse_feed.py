@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -83,49 +85,21 @@ async def test_one_inbox_routes_each_consumers_deliveries_to_its_own_feed(
         await box.stop()
 
 
-async def test_a_client_returning_from_a_killed_gateway_gets_at_once_what_it_held_unacked(
-    nc: Client, nats_settings: NatsSettings
-) -> None:
-    dead = await nats.connect(nats_settings.url)  # the gateway that will be killed
-    gone = Inbox(dead, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
-    await gone.start()
-    first = _feed(dead, gone, nats_settings, "back", Topic("todo_list"))
-    await first.open(1, 0)
-    sequences = await publish(nc, nats_settings, [todo("r", n) for n in range(1, 6)])
-    await first.ask(8, 30.0)
-    assert await eventually(lambda: _now(len(first.buffer)), lambda n: n == 5)
-    await dead.close()  # delivered, never acked, a pull request still open: the kill
+@contextlib.asynccontextmanager
+async def _inbox(nc: Client) -> AsyncIterator[Inbox]:
     box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
     await box.start()
-    back = _feed(nc, box, nats_settings, "back", Topic("todo_list"))
     try:
-        assert await back.open(sequences[2], sequences[-1]) == sequences[1]  # had up to 2nd
-        await back.ask(8, 5.0)
-        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 3)
-        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[2:]
+        yield box
     finally:
-        back.close()
         await box.stop()
 
 
-async def test_a_returning_client_of_another_capacity_gets_a_consumer_of_its_own_bound(
-    nc: Client, nats_settings: NatsSettings
-) -> None:
-    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
-    await box.start()
-    first = _feed(nc, box, nats_settings, "wider", Topic("todo_list"))
-    await first.open(1, 0)
-    first.close()
-    sequences = await publish(nc, nats_settings, [todo("w", n) for n in (1, 2)])
-    back = _feed(nc, box, nats_settings, "wider", Topic("todo_list"), capacity=32)
-    try:
-        assert await back.open(sequences[1], sequences[-1]) == sequences[0]
-        info = await nc.jetstream().consumer_info(nats_settings.stream, back.name)
-        assert info.config.max_ack_pending == 32
-        assert info.num_pending == 1  # the second event only
-    finally:
-        back.close()
-        await box.stop()
+async def _pulled(feed: ClientFeed, count: int) -> list[int]:
+    """Ask for up to 8 events, wait until `count` arrived; their stream sequences."""
+    await feed.ask(8, 5.0)
+    await eventually(lambda: _now(len(feed.buffer)), lambda n: n == count)
+    return [m.metadata.sequence.stream for m in feed.take(8)]
 
 
 async def _now(value: int) -> int:
@@ -133,8 +107,8 @@ async def _now(value: int) -> int:
 
 
 async def _api_calls(nc: Client) -> tuple[list[str], Any]:
-    """The consumer API requests (`RESET`, `INFO`, `CREATE`, ...) made from now on (nats-server
-    lets any client of the account listen to them)."""
+    """The consumer API requests (`RESET`, `INFO`, `DURABLE` create, ...) made from now on
+    (nats-server lets any client of the account listen to them)."""
     seen: list[str] = []
 
     async def heard(msg: Msg) -> None:
@@ -143,50 +117,73 @@ async def _api_calls(nc: Client) -> tuple[list[str], Any]:
     return seen, await nc.subscribe("$JS.API.CONSUMER.*.>", cb=heard)
 
 
+async def test_a_client_returning_from_a_killed_gateway_gets_at_once_what_it_held_unacked(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    dead = await nats.connect(nats_settings.url)  # the gateway that will be killed
+    async with _inbox(dead) as gone:
+        first = _feed(dead, gone, nats_settings, "back", Topic("todo_list"))
+        await first.open(1, 0)
+        sequences = await publish(nc, nats_settings, [todo("r", n) for n in range(1, 6)])
+        await first.ask(8, 30.0)
+        assert await eventually(lambda: _now(len(first.buffer)), lambda n: n == 5)
+        await dead.close()  # delivered, never acked, a pull request still open: the kill
+    async with _inbox(nc) as box:
+        back = _feed(nc, box, nats_settings, "back", Topic("todo_list"))
+        assert await back.open(sequences[2], sequences[-1]) == sequences[1]  # had up to 2nd
+        assert await _pulled(back, 3) == sequences[2:]
+        back.close()
+
+
+async def test_a_returning_client_of_another_capacity_gets_a_consumer_of_its_own_bound(
+    nc: Client, nats_settings: NatsSettings
+) -> None:
+    async with _inbox(nc) as box:
+        first = _feed(nc, box, nats_settings, "wider", Topic("todo_list"))
+        await first.open(1, 0)
+        first.close()
+        sequences = await publish(nc, nats_settings, [todo("w", n) for n in (1, 2)])
+        back = _feed(nc, box, nats_settings, "wider", Topic("todo_list"), capacity=32)
+        assert await back.open(sequences[1], sequences[-1]) == sequences[0]
+        info = await nc.jetstream().consumer_info(nats_settings.stream, back.name)
+        assert info.config.max_ack_pending == 32
+        assert info.num_pending == 1  # the second event only
+        back.close()
+
+
 async def test_in_a_storm_a_returning_client_costs_one_reset_and_still_resumes_exactly(
     nc: Client, nats_settings: NatsSettings
 ) -> None:
-    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
-    await box.start()
-    first = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
-    await first.open(1, 0)
-    first.close()
-    sequences = await publish(nc, nats_settings, [todo("s", n) for n in range(1, 5)])
-    seen, sub = await _api_calls(nc)
-    back = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
-    try:
+    async with _inbox(nc) as box:
+        first = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
+        await first.open(1, 0)
+        first.close()
+        sequences = await publish(nc, nats_settings, [todo("s", n) for n in range(1, 5)])
+        seen, sub = await _api_calls(nc)
+        back = _feed(nc, box, nats_settings, "storm", Topic("todo_list"))
         assert await back.open(sequences[1], sequences[-1], likely=True) == sequences[0]
         await nc.flush()
         assert seen == ["RESET"]  # no info request first
-        await back.ask(8, 5.0)
-        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 3)
-        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[1:]
-    finally:
+        assert await _pulled(back, 3) == sequences[1:]
         await sub.unsubscribe()
         back.close()
-        await box.stop()
 
 
 async def test_in_a_storm_a_client_whose_consumer_is_gone_gets_a_new_one_from_its_position(
     nc: Client, nats_settings: NatsSettings
 ) -> None:
-    box = Inbox(nc, asyncio.Event(), per_client=8, total=100, pull_budget=1000)
-    await box.start()
-    sequences = await publish(nc, nats_settings, [todo("g", n) for n in range(1, 4)])
-    seen, sub = await _api_calls(nc)
-    created: list[bool] = []
-    back = _feed(nc, box, nats_settings, "expired", Topic("todo_list"))
-    try:  # the reset of a missing consumer is never answered: the info says create it
+    async with _inbox(nc) as box:
+        sequences = await publish(nc, nats_settings, [todo("g", n) for n in range(1, 4)])
+        seen, sub = await _api_calls(nc)
+        created: list[bool] = []
+        back = _feed(nc, box, nats_settings, "expired", Topic("todo_list"))
+        # the reset of a missing consumer is never answered: the info says create it
         opened = await back.open(sequences[1], sequences[-1], lambda: created.append(True),
                                  likely=True)  # fmt: skip
         assert opened == sequences[0]
         assert created == [True]  # counted against the stream's headroom like any new one
         await nc.flush()
         assert seen == ["RESET", "INFO", "DURABLE"]  # `DURABLE.CREATE`
-        await back.ask(8, 5.0)
-        assert await eventually(lambda: _now(len(back.buffer)), lambda n: n == 2)
-        assert [m.metadata.sequence.stream for m in back.take(8)] == sequences[1:]
-    finally:
+        assert await _pulled(back, 2) == sequences[1:]
         await sub.unsubscribe()
         back.close()
-        await box.stop()
