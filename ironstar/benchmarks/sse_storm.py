@@ -236,10 +236,10 @@ async def _storm(bench: Stack) -> dict[str, Any]:
         await workers.stop()
         for gateway in gateways:
             if gateway.poll() is None:
-                stop(gateway)
+                stop_gateway(gateway)
 
 
-def stop(gateway: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+def stop_gateway(gateway: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
     """SIGTERM a gateway, SIGKILL it after `grace_s` (a loaded machine may take longer to let go
     of 10,000 feeds: the figures are printed all the same)."""
     gateway.terminate()
