@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +40,9 @@ from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
+_TOKENS = itertools.count(1)  # a feed's token in its pull requests' reply subject
+RESET_FIRST_S = 2.0  # how long `open(likely=True)` waits for the reset's answer (seconds)
+
 
 class ClientFeed:
     # thousands per gateway: no instance dict (issue 15, memory per idle client)
@@ -51,7 +54,7 @@ class ClientFeed:
     (`consumers.owner`), `held` the process's `unbounded` memory budget."""
 
     __slots__ = (
-        "_asked", "_credit", "_expiry", "_lent", "_next", "_refill", "_reply", "_timer", "_token",
+        "_asked", "_credit", "_expiry", "_lent", "_refill", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
         "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
         "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "sink", "stream",
@@ -92,9 +95,7 @@ class ClientFeed:
         self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)
         self._expiry = 15.0
         self._asked = 0.0
-        self._token = uuid.uuid4().hex
-        self._reply = ""
-        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        self._token = f"{next(_TOKENS):x}"  # unique in the process (the inbox prefix is random)
         self._wake = Wake()
         self.cap: int | None = None  # `unbounded`: keep pulling while blocked, up to this
         self.overflowed = 0  # `unbounded`: deliveries thrown away when the cap was passed
@@ -112,7 +113,12 @@ class ClientFeed:
         self.drained = False  # a `no_wait` request found nothing more: caught up
 
     async def open(
-        self, start: int | None, last: int, creating: Callable[[], None] = lambda: None
+        self,
+        start: int | None,
+        last: int,
+        creating: Callable[[], None] = lambda: None,
+        *,
+        likely: bool = False,
     ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
         returns the stream position the feed starts after (the `connected` frame's `id:`):
@@ -128,9 +134,14 @@ class ClientFeed:
         consumer that still has deliveries in flight or pull requests waiting (for a
         connection that is gone) or another capacity is replaced (deleted and created), from
         the start position or else its ack floor, so what was in flight comes again at once
-        and the bound is this connection's.
+        and the bound is this connection's. `likely`: the consumer most likely exists (a
+        returning client in a reconnect storm): it is reset first and judged by the reset's
+        answer, one request instead of two; no answer within `RESET_FIRST_S` (a reset of a
+        missing consumer is never answered) falls back to asking for its info.
         """
-        self._reply = self.inbox.register(self._token, self.name, self)
+        self.inbox.register(self._token, self.name, self)
+        if likely and start is not None and self._resettable() and await self._reset_first(start):
+            return start - 1
         try:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
@@ -152,9 +163,7 @@ class ClientFeed:
             creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
-        version = self.inbox.nc.connected_server_version
-        resettable = (version.major, version.minor) >= MIN_SERVER
-        if info is not None and start is not None and not stale and resettable:
+        if info is not None and start is not None and not stale and self._resettable():
             with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
                 return await self._move(start)
             info = None
@@ -168,6 +177,28 @@ class ClientFeed:
         self.delivered = info.delivered.consumer_seq
         # the consumer's cursor minus one (nats-server reports `delivered.stream_seq` so)
         return int(info.delivered.stream_seq)
+
+    def _resettable(self) -> bool:
+        version = self.inbox.nc.connected_server_version
+        return (version.major, version.minor) >= MIN_SERVER
+
+    async def _reset_first(self, start: int) -> bool:
+        """Reset the consumer to `start` without asking for its info first; True when its answer
+        (the consumer's info after the reset) shows one of this feed's bound and no pull request
+        waiting (else, or without an answer, `open` goes the long way: the same reset again is
+        harmless, the info says whether to create or replace it)."""
+        try:
+            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start,
+                                                timeout=RESET_FIRST_S)  # fmt: skip
+        except (TimeoutError, NatsError):
+            return False
+        answer = json.loads(reply.data)
+        config = answer.get("config") or {}
+        fits = "error" not in answer and not answer.get("num_waiting")
+        if fits and config.get("max_ack_pending") == self.max_ack_pending:
+            self.delivered = 0
+            return True
+        return False
 
     def _config(self, start: int) -> ConsumerConfig:
         return ConsumerConfig(
@@ -265,7 +296,8 @@ class ClientFeed:
 
     async def _move(self, start: int) -> int:
         """Reset an idle consumer of this feed's settings to deliver from `start` next; the
-        position before it (a refusal of the reset is raised as JetStream's APIError)."""
+        position before it (a refusal of the reset is raised as JetStream's APIError). Only for a
+        consumer known to exist: nats-server 2.15 does not answer a reset of a missing one."""
         reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
         answer = json.loads(reply.data)
         if "error" in answer:
@@ -273,9 +305,18 @@ class ClientFeed:
         self.delivered = 0
         return start - 1
 
+    # subjects built when used, not held by thousands of idle feeds (issue 15, memory per client)
     @property
     def _reset(self) -> str:
         return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
+
+    @property
+    def _next(self) -> str:
+        return f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.name}"
+
+    @property
+    def _reply(self) -> str:  # the reply subject of its pull requests (`Inbox.register`)
+        return f"{self.inbox.prefix}.{self._token}"
 
     async def reset(self, start: int) -> None:
         """Move the consumer to deliver from stream sequence `start` next (everything

@@ -76,6 +76,7 @@ class FeedProcess:
     holdings: Holdings
     tail: Tail | None  # None: `sse_live_tail` off, every feed pulls its own consumer
     background: Background
+    opens: int = 0  # feeds being opened right now (`gateway/feed/sse.py`)
     _info: asyncio.Future[StreamInfo] | None = field(default=None, init=False, repr=False)
 
     async def stream_info(self, stream: str) -> StreamInfo:

@@ -41,6 +41,7 @@ from gateway.feed.wire import frame
 from gateway.security.grants import PRINCIPAL
 
 log = structlog.get_logger()
+STORM_OPENS = 32  # feeds opening at once past which a named client's reset goes first
 
 
 def parse_last_event_id(value: str | None) -> int | None:
@@ -236,6 +237,10 @@ async def _position(
         feeds.ledger.opening += 1  # counted against the stream's headroom until it exists
         created = 1
 
+    # a named client resuming while many feeds open at once (a reconnect storm): its consumer
+    # most likely exists, so it is reset at once (one JetStream request per open, not two)
+    likely = not request.ephemeral and feeds.opens >= STORM_OPENS
+    feeds.opens += 1
     try:
         info = await feeds.stream_info(backend.nats_settings.stream)
         if request.resume is not None and request.resume > info.state.last_seq:
@@ -244,7 +249,8 @@ async def _position(
         first, last = info.state.first_seq, info.state.last_seq
         if resume is not None and not resumable(resume, first, last):
             resume, head = await _snapshot(backend, request, last)
-        return await feed.open(None if resume is None else resume + 1, last, creating), head
+        start = None if resume is None else resume + 1
+        return await feed.open(start, last, creating, likely=likely), head
     except APIError as exc:
         log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip
@@ -256,6 +262,7 @@ async def _position(
         ) from None
     finally:
         feeds.ledger.opening -= created
+        feeds.opens -= 1
 
 
 async def _snapshot(backend: Backend, request: FeedRequest, last: int) -> tuple[int, bytes]:

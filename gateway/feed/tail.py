@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -39,7 +40,9 @@ from gateway.feed import reading
 from gateway.feed.window import Item
 from gateway.feed.wire import frame
 
-RING = 256  # messages kept for feeds that join a moment after they arrived (~1 MB at 1 KB)
+RING = 2048  # messages kept for feeds that join a moment after they arrived (200 s at 10
+# appends/s: the clients of a killed gateway join without pulling, issue 15) ...
+RING_BYTES = 1 << 20  # ... and at most 1 MiB of their bodies and frames (~2.5 MB of memory)
 MIN_SERVER = (2, 14)  # `$JS.API.CONSUMER.RESET` came with nats-server 2.14
 log = structlog.get_logger()
 
@@ -74,6 +77,21 @@ def _index(filters: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _missed(keys: list[tuple[str, str]], items: Iterable[Item]) -> list[Item]:
+    """The `items` a joining feed of `keys` wants: sets, not `_wants` per item (a storm's
+    returning clients each scan up to `RING` items: ~3 µs each that way, issue 15)."""
+    if any(match == "all" for match, _ in keys):
+        return list(items)
+    exact = {key for match, key in keys if match == "exact"}
+    types = {key for match, key in keys if match == "type"}
+    wanted = []
+    for item in items:
+        subject = reading.subject_of(item)
+        if subject in exact or (types and subject.rsplit(".", 2)[-2] in types):
+            wanted.append(item)
+    return wanted
+
+
 class Tail:
     """The process's live tail (see the module docstring): one ordered consumer over `all_events` of
     `stream`, started with the first feed (`start`), stopped with the app (`stop`)."""
@@ -81,7 +99,8 @@ class Tail:
     def __init__(self, nc: Client, stream: str, all_events: str) -> None:
         self.nc, self.stream, self.all_events = nc, stream, all_events
         self.last = -1  # the stream sequence of the last message seen; -1: not started
-        self.ring: deque[Item] = deque(maxlen=RING)
+        self.ring: deque[Item] = deque()
+        self._ring_bytes = 0  # of `data` and `wire` in the ring (bounded by RING_BYTES)
         self._all: dict[Member, int] = {}  # member → the sequence it has everything up to
         self._types: dict[str, dict[Member, int]] = {}
         self._exact: dict[str, dict[Member, int]] = {}
@@ -150,7 +169,9 @@ class Tail:
         self._keys[member] = keys
         for match, key in keys:
             self._table(match, key)[member] = after
-        live.extend(i for i in self.ring if i.seq > after and self._wants(keys, i))
+        newer = itertools.takewhile(lambda i: i.seq > after, reversed(self.ring))  # its lag only
+        live.extend(_missed(keys, newer))
+        live.reverse()
         if len(live) > member.capacity:
             self.leave(member, "behind already")
             return False
@@ -211,12 +232,22 @@ class Tail:
             log.warning("sse_tail_gap", last=self.last, sequence=seq, members=self.members())
             self.break_all(f"the tail skipped from {self.last} to {seq}")
             self.ring.clear()
+            self._ring_bytes = 0
         self.last = seq
         item = reading.item(seq, subject, data)
         if not item.skipped:  # the `json` frame, once for all (datastar renders per client)
             item = item._replace(wire=frame(item.data, event=item.event_type, id=seq))
-        self.ring.append(item)
+        self._keep(item)
         self._dispatch(item)
+
+    def _keep(self, item: Item) -> None:
+        """Keep `item` in the ring, dropping the oldest past `RING` items or `RING_BYTES`."""
+        ring = self.ring
+        ring.append(item)
+        self._ring_bytes += len(item.data) + len(item.wire)
+        while len(ring) > RING or (self._ring_bytes > RING_BYTES and len(ring) > 1):
+            old = ring.popleft()
+            self._ring_bytes -= len(old.data) + len(old.wire)
 
     def _dispatch(self, item: Item) -> None:
         subject = reading.subject_of(item)

@@ -40,6 +40,7 @@ HEADERS = {
 }
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NO_PAGES = ("/schema", "/api/")  # never HTML pages (an API answer gets `API_CSP`)
 _INLINE = re.compile(rb"<(script|style)(?![^>]*\bsrc=)[^>]*>(.*?)</\1>", re.DOTALL | re.IGNORECASE)
 
 
@@ -143,8 +144,8 @@ class FrontDoor:
         PRINCIPAL.set(Principal(key, claims, auth=security.gate.check is not None))
         if method in _BODY_METHODS:
             receive = await self._bounded(headers, receive)
-        if not path.startswith("/schema"):
-            send = _with_page_csp(send, security)
+        if not path.startswith(_NO_PAGES):  # API answers keep the deny-all CSP; a wrapper
+            send = _with_page_csp(send, security)  # held by every open feed costs memory
         await self.app(scope, receive, send)
 
     async def _bounded(self, headers: dict[str, str], receive: Receive) -> Receive:

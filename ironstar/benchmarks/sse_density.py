@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from ironstar.benchmarks.sse import _cpu_s, _rss_kib, append
-from ironstar.benchmarks.sse_storm import Stack, stack, until_complete, verdict
+from ironstar.benchmarks.sse_storm import Stack, stack, stop_gateway, until_complete, verdict
 from ironstar.natsserver import free_port
 
 _STORM = ("all_caught_up_after_s", "caught_up_p50_s", "reopen_to_caught_up_p50_s",
@@ -87,5 +87,4 @@ async def _density(bench: Stack) -> dict[str, Any]:
         return figures
     finally:
         await workers.stop()
-        gateway.terminate()
-        gateway.wait(15)
+        stop_gateway(gateway)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import multiprocessing
 import resource
@@ -28,7 +27,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,11 +34,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from common import bus
 from common.settings import NatsSettings
-from ironstar.benchmarks import sse_fleet
+from ironstar.benchmarks import sse_fleet, sse_nodes
 from ironstar.benchmarks.sse import _cpu_s, _rss_kib, _start_server, append
-from ironstar.natsserver import NatsServer, free_port
+from ironstar.benchmarks.sse_nodes import Nodes
+from ironstar.natsserver import free_port
 
 PER_WORKER = 2_500  # clients per worker process (fd limit 20,000; one core per Python loop)
 
@@ -63,6 +64,10 @@ def add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir", help="--storm: keep the servers' logs here (default: a temp dir)"
     )
+    parser.add_argument("--cluster", action="store_true",
+                        help="--storm: 3 clustered nats-servers, the stream on all three "
+                        "(default 5000 clients); reports each node's /healthz and the meta "
+                        "leader's CPU and RSS")  # fmt: skip
     parser.add_argument("--deadline", type=float, default=180.0,
                         help="--storm: s after the kill the storm may take at most")  # fmt: skip
 
@@ -114,46 +119,6 @@ class Workers:
                 process.join()
 
 
-def _health(port: int) -> tuple[bool, float]:
-    """(nats-server's `/healthz` said ok within 2 s, seconds it took)."""
-    started = time.perf_counter()
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-            ok = json.loads(answer.read()).get("status") == "ok"
-    except (OSError, ValueError):
-        ok = False
-    return ok, time.perf_counter() - started
-
-
-def _jsz(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=10) as answer:
-        body: dict[str, Any] = json.loads(answer.read())
-    return body
-
-
-class Watch:
-    """nats-server's health and RSS sampled while the storm lasts."""
-
-    def __init__(self, monitor_port: int, pid: int) -> None:
-        self.port, self.pid = monitor_port, pid
-        self.checks: list[tuple[bool, float]] = []
-        self.rss_kib: list[int] = []
-
-    async def run(self) -> None:
-        while True:
-            self.checks.append(await asyncio.to_thread(_health, self.port))
-            self.rss_kib.append(_rss_kib(self.pid))
-            await asyncio.sleep(0.5)
-
-    def figures(self) -> dict[str, Any]:
-        return {
-            "nats_healthz_checks": len(self.checks),
-            "nats_healthz_failed": sum(not ok for ok, _ in self.checks),
-            "nats_healthz_slowest_ms": max((s for _, s in self.checks), default=0) * 1000,
-            "nats_rss_mib_max": max(self.rss_kib, default=0) / 1024,
-        }
-
-
 @dataclass
 class Stack:
     """What a scale bench runs against: its own nats-server (monitoring on) and stream, sized
@@ -164,9 +129,13 @@ class Stack:
     nats: NatsSettings
     nc: Any
     workdir: Path
-    monitor: int
-    nats_pid: int
+    group: Nodes
     env: dict[str, str]
+
+    @property
+    def nats_pid(self) -> int:
+        """The (first) nats-server's pid."""
+        return self.group.pids[0]
 
     def gateway(self, port: int) -> subprocess.Popen[bytes]:
         """A gateway on `port`, once it serves."""
@@ -180,33 +149,32 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(args: argparse.Namespace, clients: int) -> AsyncIterator[Stack]:
-    """A `Stack` for the bench's duration (descriptors raised to the hard limit meanwhile)."""
+    """A `Stack` for the bench's duration (descriptors raised to the hard limit meanwhile): one
+    nats-server, or three clustered with the stream on all three (`--cluster`)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    count = 3 if getattr(args, "cluster", False) else 1
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-sse-") as tmp:
         workdir = Path(args.workdir or tmp)
-        monitor = free_port()
-        server = NatsServer(workdir / "nats", free_port(), monitor_port=monitor)
-        server.start(log=workdir / "nats.log")
+        nats = NatsSettings(url="", prefix="bench", stream="BENCH_SSE", replicas=count,
+                            max_consumers=2 * clients + 200)  # fmt: skip
         try:
-            nats = NatsSettings(url=server.url, prefix="bench", stream="BENCH_SSE",
-                                max_consumers=2 * clients + 200)  # fmt: skip
-            nc = await bus.connect(nats, name="bench-sse-scale")
-            await bus.ensure_stream(nc, nats)
-            assert server.process is not None
-            env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0)}
-            yield Stack(args, clients, nats, nc, workdir, monitor, server.process.pid, env)
-            await nc.drain()
+            async with sse_nodes.nodes(workdir, count, nats) as group:
+                nats = msgspec.structs.replace(nats, url=group.url)
+                nc = await bus.connect(nats, name="bench-sse-scale")
+                env = {"IRONSTAR_GATEWAY_SSE_INACTIVE_S": str(args.inactive_s or 300.0)}
+                yield Stack(args, clients, nats, nc, workdir, group, env)
+                await nc.drain()
         finally:
-            server.stop()
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """The storm (see the module docstring): one dict of figures."""
-    clients = int(args.clients or 10_000)
+    clients = int(args.clients or (5_000 if args.cluster else 10_000))
     async with stack(args, clients) as bench:
-        return {"clients": clients, **await _storm(bench)}
+        figures = {"clients": clients, "nats_nodes_count": len(bench.group.servers)}
+        return {**figures, **await _storm(bench)}
 
 
 async def _storm(bench: Stack) -> dict[str, Any]:
@@ -224,9 +192,10 @@ async def _storm(bench: Stack) -> dict[str, Any]:
         appending = asyncio.create_task(append(nc, nats, args.groups, appends_per_s, stop.is_set))
         await asyncio.sleep(args.warmup)
         target = gateways[-1]
-        watch = Watch(bench.monitor, bench.nats_pid)
+        watch = sse_nodes.Watch(bench.group)
         watching = asyncio.create_task(watch.run())
-        nats_cpu, bench_cpu, own = _cpu_s(bench.nats_pid), workers.cpu_s(), time.process_time()
+        nats_cpu = sum(map(_cpu_s, bench.group.pids))
+        bench_cpu, own = workers.cpu_s(), time.process_time()
         killed = time.perf_counter()
         await workers.ask("target", ports[-1], killed)
         gateways[0].kill()
@@ -247,16 +216,19 @@ async def _storm(bench: Stack) -> dict[str, Any]:
         storm_s = time.perf_counter() - killed
         watching.cancel()
         figures["storm_s"] = storm_s
-        figures["nats_cpu_share_of_a_core"] = (_cpu_s(bench.nats_pid) - nats_cpu) / storm_s
+        figures["nats_cpu_share_of_a_core"] = (
+            sum(map(_cpu_s, bench.group.pids)) - nats_cpu
+        ) / storm_s
         figures["gateway_cpu_share_of_a_core"] = (_cpu_s(target.pid) - target_cpu) / storm_s
         figures["bench_cpu_share_of_a_core"] = (
             workers.cpu_s() - bench_cpu + time.process_time() - own
         ) / storm_s
         figures["gateway_rss_mib_after"] = _rss_kib(target.pid) / 1024
         figures.update(watch.figures())
-        jsz = await asyncio.to_thread(_jsz, bench.monitor)
-        figures["nats_consumers"] = jsz.get("consumers")
-        figures["nats_memory_bytes"] = jsz.get("memory")
+        ports = [server.monitor_port for server in bench.group.servers]
+        every = [await asyncio.to_thread(sse_nodes.jsz, port) for port in ports]
+        figures["nats_consumers"] = sum(j.get("consumers", 0) for j in every)  # of all nodes
+        figures["nats_memory_bytes"] = sum(j.get("memory", 0) for j in every)
         figures["appended"] = len(appended)
         figures.update(verdict(await workers.ask("verify", appended), clients))
         return figures
@@ -264,8 +236,18 @@ async def _storm(bench: Stack) -> dict[str, Any]:
         await workers.stop()
         for gateway in gateways:
             if gateway.poll() is None:
-                gateway.terminate()
-                gateway.wait(15)
+                stop_gateway(gateway)
+
+
+def stop_gateway(gateway: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """SIGTERM a gateway, SIGKILL it after `grace_s` (a loaded machine may take longer to let go
+    of 10,000 feeds: the figures are printed all the same)."""
+    gateway.terminate()
+    try:
+        gateway.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+        gateway.wait()
 
 
 async def _until_reopened(workers: Workers, clients: int, killed: float, deadline: float) -> float:

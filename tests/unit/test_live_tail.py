@@ -8,7 +8,7 @@ from typing import Any, cast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.feed.tail import RING, Tail
+from gateway.feed.tail import RING, RING_BYTES, Tail
 from gateway.feed.window import Item
 from tests.support.feeds import make
 
@@ -178,3 +178,33 @@ def test_a_sink_and_the_loop_together_write_each_event_of_the_topics_once_in_ord
     feed.take()
     expected = [seq for seq, a in enumerate(events, start=1) if _wanted(topics, a)]
     assert feed.written == expected
+
+
+def test_a_returning_feed_far_behind_within_the_ring_gets_exactly_its_missed_events() -> None:
+    """After a gateway restart its clients join hundreds of events behind (issue 15)."""
+    tail = _tail()
+    events = [AGGREGATES[n % 3] for n in range(300)]  # more than the ring of issue 15's start
+    for seq, aggregate in enumerate(events, start=1):
+        _receive(tail, seq, aggregate)
+    for topics in FILTERS:
+        feed = Feed()
+        assert tail.join(feed, FILTERS[topics], 7)
+        expected = [s for s, a in enumerate(events, start=1) if s > 7 and _wanted(topics, a)]
+        assert feed.live is not None
+        assert [i.seq for i in feed.live] == expected
+        tail.leave(feed)
+
+
+def test_the_ring_keeps_at_most_its_bytes_of_large_events_and_older_positions_cannot_join() -> None:
+    tail, body = (
+        _tail(),
+        make("todo_list", "a", 1, "todo_added", {"todo_id": "t", "text": "z" * 4000}),
+    )
+    for seq in range(1, 1001):
+        tail.receive(seq, f"{PREFIX}.todo_list.a", body)
+    held = sum(len(i.data) + len(i.wire) for i in tail.ring)
+    assert held <= RING_BYTES and len(tail.ring) < 1000
+    first = tail.ring[0].seq
+    assert [i.seq for i in tail.ring] == list(range(first, 1001))
+    assert not tail.join(Feed(), FILTERS["all"], first - 2)
+    assert tail.join(Feed(), FILTERS["all"], first - 1)
