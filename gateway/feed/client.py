@@ -25,7 +25,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
@@ -33,7 +32,7 @@ from common import jetstream
 from common.jetstream import is_delivery, pull_status
 from common.subjects import Subjects
 from gateway import metrics
-from gateway.feed import holdings
+from gateway.feed import holdings, requests
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import MIN_SERVER, Tail
 from gateway.feed.topics import Topic, consumer_name
@@ -121,24 +120,15 @@ class ClientFeed:
         likely: bool = False,
     ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
-        returns the stream position the feed starts after (the `connected` frame's `id:`):
-        every event of its topics after it comes next, none at or before it. `creating` is
-        called before a consumer that does not exist yet is created (it may raise to refuse).
-
-        A start position moves an existing consumer there with `$JS.API.CONSUMER.RESET`
-        (nats-server >= 2.14, else it is replaced; no meta-layer operation: a reconnect
-        storm of a killed gateway's clients, each with its `Last-Event-ID`, creates and
-        deletes nothing); without one an existing consumer
-        continues after its ack floor, and a new one starts after `last` (the stream's last
-        sequence when the client came), so that position is known exactly. An existing
-        consumer that still has deliveries in flight or pull requests waiting (for a
-        connection that is gone) or another capacity is replaced (deleted and created), from
-        the start position or else its ack floor, so what was in flight comes again at once
-        and the bound is this connection's. `likely`: the consumer most likely exists (a
-        returning client in a reconnect storm): it is reset first and judged by the reset's
-        answer, one request instead of two; no answer within `RESET_FIRST_S` (a reset of a
-        missing consumer is never answered) falls back to asking for its info.
-        """
+        returns the stream position the feed starts after (the `connected` frame's `id:`).
+        `creating` is called before a consumer that does not exist yet is created (it may
+        raise to refuse). An existing idle consumer of this bound is moved to `start` with a
+        reset (`gateway/feed/requests.py`: a storm creates and deletes nothing); one with
+        deliveries in flight, waiting pull requests or another bound is replaced from `start`,
+        else its ack floor; a new one starts after `last` (the stream's end when the client
+        came). `likely` (a returning client in a storm): reset first and judged by the reset's
+        answer, one request instead of two, falling back after `RESET_FIRST_S`.
+        docs/architecture.md, "Reconnect storms"."""
         self.inbox.register(self._token, self.name, self)
         if likely and start is not None and self._resettable() and await self._reset_first(start):
             return start - 1
@@ -170,7 +160,10 @@ class ClientFeed:
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
         if start is not None:
-            await self.js.add_consumer(self.stream, self._config(start))
+            config = requests.config(
+                self.name, self.filters, start, self.max_ack_pending, self.inactive_s
+            )
+            await self.js.add_consumer(self.stream, config)
             self.delivered = 0
             return start - 1
         assert info is not None  # continuing: nothing in flight, the next delivery follows
@@ -188,33 +181,13 @@ class ClientFeed:
         waiting (else, or without an answer, `open` goes the long way: the same reset again is
         harmless, the info says whether to create or replace it)."""
         try:
-            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start,
-                                                timeout=RESET_FIRST_S)  # fmt: skip
+            answer = await requests.reset(self.inbox.nc, self._reset, start, RESET_FIRST_S)
         except (TimeoutError, NatsError):
             return False
-        answer = json.loads(reply.data)
-        config = answer.get("config") or {}
-        fits = "error" not in answer and not answer.get("num_waiting")
-        if fits and config.get("max_ack_pending") == self.max_ack_pending:
+        if requests.idle_with_bound(answer, self.max_ack_pending):
             self.delivered = 0
             return True
         return False
-
-    def _config(self, start: int) -> ConsumerConfig:
-        return ConsumerConfig(
-            durable_name=self.name,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=AckPolicy.ALL,
-            ack_wait=30,
-            max_ack_pending=self.max_ack_pending,
-            max_waiting=16,
-            filter_subjects=self.filters if len(self.filters) > 1 else None,
-            filter_subject=self.filters[0] if len(self.filters) == 1 else None,
-            inactive_threshold=self.inactive_s,
-            num_replicas=1,
-            mem_storage=True,
-        )
 
     # -- called by the inbox, never awaiting ------------------------------------------
     def deliver(self, msg: Msg) -> None:
@@ -286,8 +259,7 @@ class ClientFeed:
         return self._credit <= 0 and not self.buffer
 
     def take_live(self) -> list[Item]:
-        """Everything the tail handed over (never more than `capacity`: past it, the feed
-        leaves the tail)."""
+        """Everything the tail handed over (at most `capacity`: past it, the feed left)."""
         taken = self.live
         if not taken:
             return []
@@ -295,20 +267,18 @@ class ClientFeed:
         return taken
 
     async def _move(self, start: int) -> int:
-        """Reset an idle consumer of this feed's settings to deliver from `start` next; the
-        position before it (a refusal of the reset is raised as JetStream's APIError). Only for a
-        consumer known to exist: nats-server 2.15 does not answer a reset of a missing one."""
-        reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
-        answer = json.loads(reply.data)
+        """Reset an idle consumer known to exist to deliver from `start` next; the position
+        before it (a refusal is raised as JetStream's APIError)."""
+        answer = await requests.reset(self.inbox.nc, self._reset, start, 5)
         if "error" in answer:
             APIError.from_error(answer["error"])  # raises the error's own class
         self.delivered = 0
         return start - 1
 
-    # subjects built when used, not held by thousands of idle feeds (issue 15, memory per client)
+    # subjects built when used, not held by idle feeds (issue 15, memory per client)
     @property
     def _reset(self) -> str:
-        return f"$JS.API.CONSUMER.RESET.{self.stream}.{self.name}"
+        return requests.reset_subject(self.stream, self.name)
 
     @property
     def _next(self) -> str:
@@ -322,25 +292,23 @@ class ClientFeed:
         """Move the consumer to deliver from stream sequence `start` next (everything
         before it counts as acknowledged; `$JS.API.CONSUMER.RESET`, nats-server >= 2.14),
         without waiting for the answer."""
-        await self.inbox.nc.publish(self._reset, b'{"seq":%d}' % start, reply=self.inbox.sink)
+        await self.inbox.nc.publish(self._reset, requests.reset_body(start), reply=self.inbox.sink)
 
     async def resume_pull(self, start: int) -> str:
         """Move the consumer to `start` and wait for it; '' or why it cannot be pulled."""
         try:
-            reply = await self.inbox.nc.request(self._reset, b'{"seq":%d}' % start, timeout=5)
+            answer = await requests.reset(self.inbox.nc, self._reset, start, 5)
         except (TimeoutError, NatsError) as exc:
             return f"the feed's consumer cannot be reset ({exc!s:.100})"
-        answer = json.loads(reply.data)
         if "error" in answer:
             return f"the feed's consumer cannot be reset: {answer['error']}"
         self._credit, self.drained, self.fell = 0, False, ""
         return ""
 
     async def touch(self) -> None:
-        """Keep a joined feed's consumer from being removed as inactive: a `no_wait`
-        request for one event, sent right after the consumer was moved to what was
-        written, so it finds nothing and is answered `404` at once (it never waits, so it
-        never meets a new event; a `503` or a deletion ends the stream)."""
+        """Keep a joined feed's consumer from being removed as inactive: a `no_wait` request
+        for one event right after the consumer was moved to what was written, answered `404`
+        at once (it never meets a new event; a `503` or a deletion ends the stream)."""
         await self.inbox.nc.publish(self._next, b'{"batch":1,"no_wait":true}', reply=self._reply)
 
     # -- called by the stream ---------------------------------------------------------

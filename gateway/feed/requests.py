@@ -1,0 +1,65 @@
+"""The JetStream API requests about one feed's durable consumer: the config it is created
+with, and `$JS.API.CONSUMER.RESET` (nats-server >= 2.14), which moves an existing consumer
+to deliver from a stream sequence next, counting everything before it as acknowledged.
+nats-server 2.15 does not answer a reset of a consumer that does not exist."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+ACK_WAIT_S = 30  # redelivery of an unacked delivery (seconds)
+MAX_WAITING = 16  # pull requests a consumer keeps waiting
+
+
+def config(
+    name: str, filters: list[str], start: int, max_ack_pending: int, inactive_s: float
+) -> ConsumerConfig:
+    """A feed's consumer: durable `name`, delivering `filters` (stream subjects) from stream
+    sequence `start`, acked with AckAll, at most `max_ack_pending` deliveries unacked, in
+    memory with one replica, removed `inactive_s` seconds after its last request."""
+    return ConsumerConfig(
+        durable_name=name,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.ALL,
+        ack_wait=ACK_WAIT_S,
+        max_ack_pending=max_ack_pending,
+        max_waiting=MAX_WAITING,
+        filter_subjects=filters if len(filters) > 1 else None,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        inactive_threshold=inactive_s,
+        num_replicas=1,
+        mem_storage=True,
+    )
+
+
+def reset_subject(stream: str, name: str) -> str:
+    """The subject of consumer `name`'s reset request on `stream`."""
+    return f"$JS.API.CONSUMER.RESET.{stream}.{name}"
+
+
+def reset_body(start: int) -> bytes:
+    """A reset request's body: deliver from stream sequence `start` next."""
+    return b'{"seq":%d}' % start
+
+
+async def reset(nc: Client, subject: str, start: int, timeout_s: float) -> dict[str, Any]:
+    """Reset the consumer of `subject` (`reset_subject`) to `start` and return JetStream's
+    answer: the consumer's info after the reset, or `{"error": {...}}` for a refusal.
+    Raises TimeoutError (no answer within `timeout_s` seconds: e.g. no such consumer) or a
+    nats-py error of the connection."""
+    reply = await nc.request(subject, reset_body(start), timeout=timeout_s)
+    answer: dict[str, Any] = json.loads(reply.data)
+    return answer
+
+
+def idle_with_bound(answer: dict[str, Any], max_ack_pending: int) -> bool:
+    """A reset's `answer` shows a consumer with no pull request waiting and this bound of
+    unacked deliveries (so it can be pulled as it is, not replaced)."""
+    config = answer.get("config") or {}
+    idle = "error" not in answer and not answer.get("num_waiting")
+    return bool(idle and config.get("max_ack_pending") == max_ack_pending)
