@@ -131,6 +131,7 @@ projection = Projection(
     name="todo_lists",
     version=5,
     grant="todo_list",
+    events=frozenset(TODO_EVENTS),  # a batch of none of them skips the statements
     tables=("todos", "todo_changes"),
     ddl=(
         # No primary key: `MERGE_TODOS` keeps one row per todo (a key would only add the

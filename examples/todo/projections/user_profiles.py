@@ -63,6 +63,7 @@ projection = Projection(
     name="user_profiles",
     version=4,
     grant="user_profile",
+    events=frozenset(USER_EVENTS),  # a batch of none of them skips the statements
     tables=("users",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS users (
