@@ -9,6 +9,7 @@ front of it) must also ignore changes to todos and users it never saw added.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,7 +177,7 @@ def test_the_sql_projections_equal_a_python_fold_whatever_the_batches(
     with tempfile.TemporaryDirectory() as tmp:
         model = ReadModel(Path(tmp) / "r.duckdb")
         try:
-            for start, end in zip(bounds, bounds[1:], strict=False):
+            for start, end in itertools.pairwise(bounds):
                 assert apply(model, deliveries[start:end], end, halt=True) == []
             todos, users, minutes, rows = _read(model)
         finally:
@@ -185,6 +186,12 @@ def test_the_sql_projections_equal_a_python_fold_whatever_the_batches(
     assert rows == len(fold.todos)  # one row per todo
     assert users == fold.users
     assert minutes == fold.minutes
+
+
+def _row(sequence: int, e: Envelope) -> tuple[Any, ...]:
+    payload = msgspec.json.encode(e.payload).decode()
+    return (sequence, e.aggregate_type, e.aggregate_id, e.event_type, e.version,
+            e.occurred_at, payload)  # fmt: skip
 
 
 def _sql_alone(events: list[Envelope]) -> duckdb.DuckDBPyConnection:
@@ -200,11 +207,7 @@ def _sql_alone(events: list[Envelope]) -> duckdb.DuckDBPyConnection:
     )
     con.executemany(
         "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            (i, e.aggregate_type, e.aggregate_id, e.event_type, e.version, e.occurred_at,
-             msgspec.json.encode(e.payload).decode())
-            for i, e in enumerate(events, start=1)
-        ],  # fmt: skip
+        [_row(i, e) for i, e in enumerate(events, start=1)],
     )
     assert isinstance(todo_lists.projection.apply, tuple)
     assert isinstance(user_profiles.projection.apply, tuple)
@@ -220,9 +223,9 @@ def test_the_sql_alone_ignores_changes_to_todos_and_users_never_added() -> None:
         codec.new_envelope("todo_list", "l0", 9, kind, {"todo_id": "ghost"}, occurred_at=at)
         for kind in ("todo_completed", "todo_reopened", "todo_deleted")
     ]
+    nobody = {"name": "X"}
     ghosts.append(
-        codec.new_envelope("user_profile", "nobody", 2, "profile_updated", {"name": "X"},
-                           occurred_at=at)  # fmt: skip
+        codec.new_envelope("user_profile", "x", 2, "profile_updated", nobody, occurred_at=at)
     )
     con = _sql_alone([*history, *ghosts])
     assert con.execute("SELECT list_id, todo_id FROM todos").fetchall() == [("l0", "t0")]
