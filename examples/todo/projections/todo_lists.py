@@ -10,9 +10,9 @@ order inside the batch's transaction, each written to stay linear in the history
 2. `COUNT_CHANGES`: the per-minute change of active and completed todos. A delete needs
    the todo's state *before* it: from the batch's earlier events, else from the row the
    merge just wrote (`completed` is never changed by a delete or after it). Those rows are
-   found by `updated_seq IN (SELECT sequence FROM batch)`: DuckDB skips every row group
-   whose `updated_seq` range holds none of the batch's sequences, so a small batch reads
-   only the row groups it touched, not the whole table.
+   found by their `updated_seq` (the todo's last sequence in the batch), one BIGINT column
+   filtered by the batch's sequences: DuckDB skips every row group whose `updated_seq`
+   range holds none of them, and never compares the key strings of the whole table.
 
 DuckDB (2.0) looks a key up in an ART index only for a constant; a join with `batch`
 (also `MERGE` and `INSERT … ON CONFLICT`, planned as a join) scans the table, so one scan
@@ -83,13 +83,17 @@ SELECT date_trunc('minute', occurred_at), sum(active), sum(completed) FROM (
                                    IGNORE NULLS) OVER earlier,
                         t.completed) AS was_completed,
                -- known before the batch (a row, not added by it), or added so far
-               (t.todo_id IS NOT NULL AND NOT bool_or(e.event_type = 'todo_added') OVER todo)
+               (t.updated_seq IS NOT NULL
+                AND NOT bool_or(e.event_type = 'todo_added') OVER todo)
                    OR bool_or(e.event_type = 'todo_added') OVER so_far AS known
-        FROM {_TODO_EVENTS} AS e
-        LEFT JOIN (  -- the rows this batch's merge wrote: row groups it did not touch are skipped
-            SELECT list_id, todo_id, completed FROM todos
+        FROM (  -- each event with its todo's last sequence in the batch: the merge's updated_seq
+            SELECT *, max(sequence) OVER (PARTITION BY aggregate_id, todo_id) AS last_seq
+            FROM {_TODO_EVENTS}
+        ) AS e
+        LEFT JOIN (  -- the rows the merge wrote, by one BIGINT: untouched row groups are skipped
+            SELECT updated_seq, completed FROM todos
             WHERE updated_seq IN (SELECT sequence FROM batch)
-        ) AS t ON t.list_id = e.aggregate_id AND t.todo_id = e.todo_id
+        ) AS t ON t.updated_seq = e.last_seq
         WHERE e.event_type IN ('todo_added', 'todo_completed', 'todo_reopened', 'todo_deleted')
         WINDOW todo AS (PARTITION BY e.aggregate_id, e.todo_id),
                so_far AS (todo ORDER BY e.sequence),
