@@ -1,22 +1,9 @@
 """`todo_lists`: TodoMVC state per list (one row per todo) and todo counts over time.
 
-Applied as SQL over the staged batch (`batch`, one row per event), two statements in
-order inside the batch's transaction, each written to stay linear in the history
-(docs/extending.md, "A projection that stays linear"):
-
-1. `MERGE_TODOS`: the batch folded to one row per todo (its last text, completed state,
-   deleted flag, …), merged into `todos` by key in one statement: a known todo is
-   updated, an added one inserted, a change to a todo never added is dropped.
-2. `COUNT_CHANGES`: the per-minute change of active and completed todos. A delete needs
-   the todo's state *before* it: from the batch's earlier events, else from the row the
-   merge just wrote (`completed` is never changed by a delete or after it). Those rows are
-   found by their `updated_seq` (the todo's last sequence in the batch), one BIGINT column
-   filtered by the batch's sequences: DuckDB skips every row group whose `updated_seq`
-   range holds none of them, and never compares the key strings of the whole table.
-
-DuckDB (2.0) looks a key up in an ART index only for a constant; a join with `batch`
-(also `MERGE` and `INSERT … ON CONFLICT`, planned as a join) scans the table, so one scan
-per batch (the merge) is what applying costs beyond the batch's own size.
+Applied as SQL over the staged batch (`batch`, one row per event). The statements run in
+order inside the batch's transaction: first the per-minute change of active and completed
+todos (a delete needs the todo's state *before* the batch's changes), then the added
+todos are inserted, then every other touched todo is updated once with its last values.
 "Active" is TodoMVC's word for an open todo: not completed, not deleted.
 """
 
@@ -26,40 +13,11 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
-TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted")
+TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted")  # what `apply` reads (`events=`)
 
 # The batch's todo events, with the todo id taken out of the payload.
 _TODO_EVENTS = """(SELECT *, payload->>'todo_id' AS todo_id FROM batch
                    WHERE aggregate_type = 'todo_list')"""
-
-MERGE_TODOS = f"""
-MERGE INTO todos AS t
-USING (
-    SELECT aggregate_id AS list_id, todo_id,
-           bool_or(event_type = 'todo_added') AS added,
-           arg_max(payload->>'text', sequence)
-               FILTER (event_type IN ('todo_added', 'todo_renamed')) AS text,
-           arg_max(event_type = 'todo_completed', sequence)
-               FILTER (event_type IN ('todo_added', 'todo_completed', 'todo_reopened'))
-               AS completed,
-           bool_or(event_type = 'todo_deleted') AS deleted,
-           arg_min(version, sequence) FILTER (event_type = 'todo_added') AS position,
-           arg_min(occurred_at, sequence) FILTER (event_type = 'todo_added') AS created_at,
-           arg_max(occurred_at, sequence) AS updated_at,
-           max(sequence) AS updated_seq
-    FROM {_TODO_EVENTS} GROUP BY ALL
-) AS c
-ON t.list_id = c.list_id AND t.todo_id = c.todo_id
-WHEN MATCHED THEN UPDATE SET
-    text = coalesce(c.text, t.text),
-    completed = coalesce(c.completed, t.completed),
-    deleted = t.deleted OR c.deleted,
-    updated_at = c.updated_at,
-    updated_seq = c.updated_seq
-WHEN NOT MATCHED AND c.added THEN INSERT VALUES (
-    c.list_id, c.todo_id, c.text, c.completed, c.deleted, c.position, c.created_at,
-    c.updated_at, c.updated_seq)
-"""
 
 COUNT_CHANGES = f"""
 INSERT INTO todo_changes (minute, active_delta, completed_delta)
@@ -76,33 +34,52 @@ SELECT date_trunc('minute', occurred_at), sum(active), sum(completed) FROM (
     FROM (
         SELECT e.occurred_at, e.event_type,
                -- the todo's state just before this event: from earlier events of the
-               -- batch, else as the merge left it (a delete leaves `completed` alone)
+               -- batch, else from the table as it was before the batch
                coalesce(last_value(CASE e.event_type WHEN 'todo_completed' THEN true
                                                      WHEN 'todo_reopened' THEN false
                                                      WHEN 'todo_added' THEN false END
                                    IGNORE NULLS) OVER earlier,
                         t.completed) AS was_completed,
-               -- known before the batch (a row, not added by it), or added so far
-               (t.updated_seq IS NOT NULL
-                AND NOT bool_or(e.event_type = 'todo_added') OVER todo)
+               t.todo_id IS NOT NULL
                    OR bool_or(e.event_type = 'todo_added') OVER so_far AS known
-        FROM (  -- each event with its todo's last sequence in the batch: the merge's updated_seq
-            SELECT *, max(sequence) OVER (PARTITION BY aggregate_id, todo_id) AS last_seq
-            FROM {_TODO_EVENTS}
-        ) AS e
-        LEFT JOIN (  -- the rows the merge wrote, by one BIGINT: untouched row groups are skipped
-            SELECT updated_seq, completed FROM todos
-            WHERE updated_seq IN (SELECT sequence FROM batch)
-        ) AS t ON t.updated_seq = e.last_seq
+        FROM {_TODO_EVENTS} AS e
+        LEFT JOIN todos AS t ON t.list_id = e.aggregate_id AND t.todo_id = e.todo_id
         WHERE e.event_type IN ('todo_added', 'todo_completed', 'todo_reopened', 'todo_deleted')
-        WINDOW todo AS (PARTITION BY e.aggregate_id, e.todo_id),
-               so_far AS (todo ORDER BY e.sequence),
+        WINDOW so_far AS (PARTITION BY e.aggregate_id, e.todo_id ORDER BY e.sequence),
                earlier AS (so_far ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
     ) WHERE known  -- changes to a todo never added count nothing
 ) GROUP BY ALL
 ON CONFLICT DO UPDATE SET
     active_delta = todo_changes.active_delta + excluded.active_delta,
     completed_delta = todo_changes.completed_delta + excluded.completed_delta
+"""
+
+INSERT_ADDED = f"""
+INSERT INTO todos
+SELECT aggregate_id, todo_id, payload->>'text', false, false, version,
+       occurred_at, occurred_at, sequence
+FROM {_TODO_EVENTS} WHERE event_type = 'todo_added'
+"""
+
+UPDATE_CHANGED = f"""
+UPDATE todos AS t SET
+    text = coalesce(c.text, t.text),
+    completed = coalesce(c.completed, t.completed),
+    deleted = t.deleted OR c.deleted,
+    updated_at = c.updated_at,
+    updated_seq = c.updated_seq
+FROM (
+    SELECT aggregate_id AS list_id, todo_id,
+           arg_max(payload->>'text', sequence) FILTER (event_type = 'todo_renamed') AS text,
+           arg_max(event_type = 'todo_completed', sequence)
+               FILTER (event_type IN ('todo_completed', 'todo_reopened')) AS completed,
+           bool_or(event_type = 'todo_deleted') AS deleted,
+           arg_max(occurred_at, sequence) AS updated_at,
+           max(sequence) AS updated_seq
+    FROM {_TODO_EVENTS} WHERE event_type <> 'todo_added'
+    GROUP BY ALL
+) AS c
+WHERE t.list_id = c.list_id AND t.todo_id = c.todo_id
 """
 
 
@@ -133,13 +110,12 @@ class ListSummary(Struct, frozen=True):
 
 projection = Projection(
     name="todo_lists",
-    version=5,
+    version=4,
     grant="todo_list",
-    events=frozenset(TODO_EVENTS),  # a batch of none of them skips the statements
+    events=frozenset(TODO_EVENTS),  # a batch with none of them skips the statements
     tables=("todos", "todo_changes"),
     ddl=(
-        # No primary key: `MERGE_TODOS` keeps one row per todo (a key would only add the
-        # cost of checking it; DuckDB does not use it to find the rows a batch changes).
+        # No primary key: rows are inserted when added and updated by a join on the batch.
         """CREATE TABLE IF NOT EXISTS todos (
             list_id VARCHAR NOT NULL,
             todo_id VARCHAR NOT NULL,
@@ -160,7 +136,7 @@ projection = Projection(
             completed_delta BIGINT NOT NULL
         )""",
     ),
-    apply=(MERGE_TODOS, COUNT_CHANGES),
+    apply=(COUNT_CHANGES, INSERT_ADDED, UPDATE_CHANGED),
     queries={
         "get": Query(
             sql="""SELECT $list_id AS list_id,

@@ -1,5 +1,6 @@
 """`user_profiles`: one row per registered user, applied as SQL over the staged batch:
-one `MERGE` of the batch folded per user (`MERGE_USERS`)."""
+users registered in the batch are inserted, every other touched user is updated once
+with its last name, e-mail and state."""
 
 from __future__ import annotations
 
@@ -7,35 +8,34 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
-USER_EVENTS = ("user_registered", "profile_updated", "user_deactivated")
+USER_EVENTS = ("user_registered", "profile_updated", "user_deactivated")  # what `apply` reads (`events=`)
 
-# The batch folded to one row per user, merged by key: a registered user is inserted, a
-# known one updated once with its last name, e-mail and state, any other dropped. One
-# statement, one scan of `users` (docs/extending.md, "A projection that stays linear").
-MERGE_USERS = """
-MERGE INTO users AS u
-USING (
-    SELECT aggregate_id AS user_id,
-           bool_or(event_type = 'user_registered') AS registered,
-           arg_max(payload->>'name', sequence) FILTER (payload->>'name' IS NOT NULL) AS name,
-           arg_max(payload->>'email', sequence) FILTER (payload->>'email' IS NOT NULL) AS email,
-           bool_or(event_type = 'user_deactivated') AS deactivated,
-           arg_min(occurred_at, sequence) FILTER (event_type = 'user_registered')
-               AS registered_at,
-           arg_max(occurred_at, sequence) AS updated_at,
-           max(sequence) AS updated_seq
-    FROM batch WHERE aggregate_type = 'user_profile' GROUP BY ALL
-) AS c
-ON u.user_id = c.user_id
-WHEN MATCHED THEN UPDATE SET
+INSERT_REGISTERED = """
+INSERT INTO users
+SELECT aggregate_id, payload->>'name', payload->>'email', true, occurred_at,
+       occurred_at, sequence
+FROM batch WHERE aggregate_type = 'user_profile' AND event_type = 'user_registered'
+"""
+
+UPDATE_CHANGED = """
+UPDATE users AS u SET
     name = coalesce(c.name, u.name),
     email = coalesce(c.email, u.email),
     active = u.active AND NOT c.deactivated,
     updated_at = c.updated_at,
     updated_seq = c.updated_seq
-WHEN NOT MATCHED AND c.registered THEN INSERT VALUES (
-    c.user_id, c.name, c.email, NOT c.deactivated, c.registered_at, c.updated_at,
-    c.updated_seq)
+FROM (
+    SELECT aggregate_id AS user_id,
+           arg_max(payload->>'name', sequence) FILTER (payload->>'name' IS NOT NULL) AS name,
+           arg_max(payload->>'email', sequence) FILTER (payload->>'email' IS NOT NULL) AS email,
+           bool_or(event_type = 'user_deactivated') AS deactivated,
+           arg_max(occurred_at, sequence) AS updated_at,
+           max(sequence) AS updated_seq
+    FROM batch
+    WHERE aggregate_type = 'user_profile' AND event_type <> 'user_registered'
+    GROUP BY ALL
+) AS c
+WHERE u.user_id = c.user_id
 """
 
 
@@ -61,9 +61,9 @@ class UserSummary(Struct, frozen=True):
 
 projection = Projection(
     name="user_profiles",
-    version=4,
+    version=3,
     grant="user_profile",
-    events=frozenset(USER_EVENTS),  # a batch of none of them skips the statements
+    events=frozenset(USER_EVENTS),  # a batch with none of them skips the statements
     tables=("users",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS users (
@@ -76,7 +76,7 @@ projection = Projection(
             updated_seq BIGINT NOT NULL
         )""",
     ),
-    apply=(MERGE_USERS,),
+    apply=(INSERT_REGISTERED, UPDATE_CHANGED),
     queries={
         "get": Query(
             sql="""SELECT user_id, name, email, active, registered_at, updated_seq
