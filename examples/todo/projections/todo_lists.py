@@ -13,7 +13,8 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
-TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted")  # what `apply` reads (`events=`)
+# What `apply` reads (`events=`): a batch with none of them skips the statements.
+TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted")
 
 # The batch's todo events, with the todo id taken out of the payload.
 _TODO_EVENTS = """(SELECT *, payload->>'todo_id' AS todo_id FROM batch
@@ -112,7 +113,7 @@ projection = Projection(
     name="todo_lists",
     version=4,
     grant="todo_list",
-    events=frozenset(TODO_EVENTS),  # a batch with none of them skips the statements
+    events=frozenset(TODO_EVENTS),
     tables=("todos", "todo_changes"),
     ddl=(
         # No primary key: rows are inserted when added and updated by a join on the batch.

@@ -8,7 +8,8 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
-USER_EVENTS = ("user_registered", "profile_updated", "user_deactivated")  # what `apply` reads (`events=`)
+# What `apply` reads (`events=`): a batch with none of them skips the statements.
+USER_EVENTS = ("user_registered", "profile_updated", "user_deactivated")
 
 INSERT_REGISTERED = """
 INSERT INTO users
@@ -63,7 +64,7 @@ projection = Projection(
     name="user_profiles",
     version=3,
     grant="user_profile",
-    events=frozenset(USER_EVENTS),  # a batch with none of them skips the statements
+    events=frozenset(USER_EVENTS),
     tables=("users",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS users (
