@@ -160,7 +160,7 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=20)
+@settings(max_examples=15)
 @given(steps=steps, cuts=st.sets(st.integers(1, 59), max_size=8))
 def test_the_sql_projections_equal_a_python_fold_whatever_the_batches(
     steps: list[tuple[int, int, int]], cuts: set[int]
