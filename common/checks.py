@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from msgspec import inspect
 
-from common.app import Feed, LiveView, Panel, Query
+from common.app import Feed, LiveView, Panel, Projection, Query
 from common.checks_aggregates import aggregate_problems
 from common.checks_functions import is_async, plain, takes
 from common.checks_names import NAME, name_problems, texts
@@ -72,10 +72,26 @@ def _tables(cat: Catalogue) -> Iterator[str]:
     tables: dict[str, str] = {}
     for projection in cat.projections.values():
         yield from projection_problems(projection)
+        yield from _reads(cat, projection)
         for table in projection.tables if texts(projection.tables) else ():
             if table in tables:
                 yield f"table {table} belongs to {tables[table]} and {projection.name}"
             tables[table] = projection.name
+
+
+def _reads(cat: Catalogue, projection: Projection) -> Iterator[str]:
+    """`events` of a projection: None, or a frozenset of the app's event types."""
+    if projection.events is None:
+        return
+    where = f"projection {projection.name}: events"
+    if not isinstance(projection.events, frozenset) or not texts(tuple(projection.events)):
+        yield f"{where} must be a frozenset of event types, got {projection.events!r}"
+        return
+    if not projection.events:
+        yield f"{where} is empty: the projection would never apply a batch (None: every batch)"
+    known = {t for aggregate in cat.app.aggregates for t in aggregate.event_types}
+    for event_type in sorted(projection.events - known):
+        yield f"{where}: {event_type!r} is no event type of the app's aggregates"
 
 
 def _assets(cat: Catalogue) -> Iterator[str]:

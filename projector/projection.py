@@ -56,11 +56,14 @@ def apply(
         return set()
     changed: set[str] = set()
     typed = stage(con, checker, events, preceding)  # also checks every payload
+    present = {e.event_type for _, e in events}
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
                 versions.fold(con, events, typed)
                 changed.add(projection.name)
+                continue
+            if not projection.reads(present):  # none of its `events`: its statements skipped
                 continue
             try:
                 if isinstance(projection.apply, tuple):

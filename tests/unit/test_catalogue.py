@@ -59,3 +59,22 @@ def test_installing_a_broken_app_raises_its_first_problem_and_a_missing_one_says
         install(Catalogue(dataclasses.replace(inventory, feeds=())))
     with pytest.raises(AppError, match="IRONSTAR_APP=no_such_app: cannot import it"):
         load("no_such_app")
+
+
+def test_a_projection_reading_event_types_the_app_lacks_or_none_at_all_is_named() -> None:
+    stock = inventory.projections[0]
+    typo = dataclasses.replace(stock, events=frozenset({"stock_received", "stock_shiped"}))
+    assert _problems(projections=(typo,)) == [
+        "projection stock: events: 'stock_shiped' is no event type of the app's aggregates"
+    ]
+    empty = dataclasses.replace(stock, events=frozenset())
+    assert _problems(projections=(empty,)) == [
+        "projection stock: events is empty: the projection would never apply a batch "
+        "(None: every batch)"
+    ]
+    listed = dataclasses.replace(stock, events=["stock_received"])
+    assert _problems(projections=(listed,)) == [
+        "projection stock: events must be a frozenset of event types, got ['stock_received']"
+    ]
+    fine = dataclasses.replace(stock, events=frozenset({"item_registered", "stock_received"}))
+    assert _problems(projections=(fine,)) == []

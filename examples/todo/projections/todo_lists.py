@@ -13,6 +13,9 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
+# What `apply` reads (`events=`): a batch with none of them skips the statements.
+TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", "todo_deleted")
+
 # The batch's todo events, with the todo id taken out of the payload.
 _TODO_EVENTS = """(SELECT *, payload->>'todo_id' AS todo_id FROM batch
                    WHERE aggregate_type = 'todo_list')"""
@@ -110,6 +113,7 @@ projection = Projection(
     name="todo_lists",
     version=4,
     grant="todo_list",
+    events=frozenset(TODO_EVENTS),
     tables=("todos", "todo_changes"),
     ddl=(
         # No primary key: rows are inserted when added and updated by a join on the batch.

@@ -8,6 +8,9 @@ from msgspec import Struct
 
 from common.app import Projection, Query
 
+# What `apply` reads (`events=`): a batch with none of them skips the statements.
+USER_EVENTS = ("user_registered", "profile_updated", "user_deactivated")
+
 INSERT_REGISTERED = """
 INSERT INTO users
 SELECT aggregate_id, payload->>'name', payload->>'email', true, occurred_at,
@@ -61,6 +64,7 @@ projection = Projection(
     name="user_profiles",
     version=3,
     grant="user_profile",
+    events=frozenset(USER_EVENTS),
     tables=("users",),
     ddl=(
         """CREATE TABLE IF NOT EXISTS users (
