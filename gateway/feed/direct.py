@@ -18,8 +18,10 @@ always go through the normal chain.
 task; `socket()` turns it into a `Socket` only when it is exactly the shape this module knows
 (uvicorn's `httptools_impl.RequestResponseCycle.send`, not overridden, the attributes read
 below): anything else — h11, another server, a newer uvicorn that moved them — is None, and
-the feed keeps the normal path. `tests/unit/test_direct.py` fails when uvicorn's shape
-changes, so that fallback never goes unnoticed.
+the feed keeps the normal path. `tests/integration/test_direct_socket.py` fails when
+uvicorn's shape changes, so that fallback never goes unnoticed. No middleware may transform
+a feed's body (compression would be bypassed): the app has none, and adding one means
+turning this path off.
 """
 
 from __future__ import annotations
