@@ -121,10 +121,12 @@ class Subscriber:
     sink: Callable[[Answer], bool] | None = None  # writes it now (True), set by the feed's loop
 
     def offer(self, answer: Answer) -> None:
-        """Hold `answer` (replacing one not taken yet) if it is as of the resume point or
-        later and its result differs from the one written last; wake the feed. With nothing
-        held, the feed's `sink` may write it at once instead (`gateway/live/follow.py`)."""
+        """Hold `answer` (replacing one not taken yet, and a failure not written yet: it is
+        older) if it is as of the resume point or later and its result differs from the one
+        written last; wake the feed. With nothing held, the feed's `sink` may write it at
+        once instead (`gateway/live/follow.py`)."""
         if answer.sequence >= self.after and answer.version != self.version:
+            self.error = None  # a failure not written yet is superseded (attack17c L1)
             if self.latest is None and self.sink is not None and self.sink(answer):
                 return
             self.latest = answer
@@ -153,9 +155,11 @@ class Subscriber:
         self.next_at = max(start + self.interval_s, now + self.interval_s / 2)
 
     def fail(self, code: str, message: str) -> None:
-        """Tell the feed an evaluation failed (an `event: error` frame; the feed goes on). The
-        next answer is written even if its result equals the one written before the error:
-        the client's last frame was the error, which that answer ends."""
+        """Tell the feed an evaluation failed (an `event: error` frame, paced like an answer;
+        the feed goes on). The next answer is written even if its result equals the one
+        written before the error: the client's last frame was the error, which that answer
+        ends."""
         self.error = {"code": code, "message": message}
+        self.latest = None  # an answer not written yet is older than the failure
         self.version = -1
         self.wake.set()

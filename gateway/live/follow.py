@@ -345,8 +345,10 @@ async def _answers(
             me.wake.clear()
             if me.error is not None:
                 error, me.error = me.error, None
+                me.next_at = time.monotonic() + me.interval_s  # a frame like an answer
                 yield failure(style, error)
                 wrote(sink)
+                continue
             answer = me.take()
             if answer is not None:
                 me.pace(answer, time.monotonic())

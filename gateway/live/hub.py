@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import time
 from collections import Counter
@@ -93,6 +94,7 @@ class Evaluation:
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()  # a joiner came or needs an answer now: re-check the pause
         self.hurried = False  # a joiner needs an answer newer than the one held: due now
+        self.awaited: list[int] = []  # (a heap) sequences joiners wait for, not announced yet
         self.task: asyncio.Task[None] | None = None
 
     def interval_s(self) -> float:
@@ -102,10 +104,24 @@ class Evaluation:
     def announce(self, sequence: int, tables: frozenset[str]) -> None:
         """A batch up to `sequence` committed, changing `tables` (`*`: any): due if newer
         than the answer and it touched a table the query reads."""
+        reached = bool(self.awaited) and self.awaited[0] <= sequence
+        while self.awaited and self.awaited[0] <= sequence:
+            heapq.heappop(self.awaited)
         if self.answer is not None and sequence <= self.answer.sequence:
             return
-        if EVERY in tables or EVERY in self.reads or tables & self.reads:
-            self.want(sequence)
+        if reached or EVERY in tables or EVERY in self.reads or tables & self.reads:
+            self.want(sequence, hurry=reached)  # a joiner waits for it: due now (attack17c M1)
+
+    def expect(self, sequence: int) -> None:
+        """A joiner waits for an answer as of `sequence`, not announced yet: its
+        announcement makes the key due within `HURRY_S`, whatever the interval."""
+        heapq.heappush(self.awaited, sequence)
+
+    def unexpect(self, sequence: int) -> None:
+        """The joiner waiting for `sequence` got its answer or gave up."""
+        with contextlib.suppress(ValueError):
+            self.awaited.remove(sequence)
+            heapq.heapify(self.awaited)
 
     def want(self, sequence: int, hurry: bool = False) -> None:
         """Evaluate again (after the interval; `hurry`: within `HURRY_S` of the last run)
@@ -300,26 +316,34 @@ class Hub:
         default `wait_s` from now). Raises the first evaluation's error (429 if it only
         waited for a slot), 504 `Timeout` if `min_seq` was not reached, 429 budgets."""
         deadline = time.monotonic() + self.wait_s if deadline is None else deadline
+        wanted = max(after, min_seq, 0)
+        # never past what was announced (nothing heard yet: the projector is asked): the
+        # key's other feeds must not wait for one subscriber's far-ahead `min_seq`
+        heard = self.rounds.heard
+        capped = min(wanted, heard) if heard else wanted
         evaluation = self.evaluations.get(key)
-        if evaluation is None:
+        if evaluation is None:  # its creator is a joiner like any other (attack17c M2)
             evaluation = self._begin(key, ask, owner)
-            evaluation.start(max(after, min_seq, 0), deadline)
+            evaluation.start(min(wanted, heard), deadline)
         subscriber.owner = owner
         evaluation.subscribers[subscriber] = None
         evaluation.changed.set()  # its interval may be the fastest now
+        expected = wanted if wanted > capped else 0
+        if expected:  # its announcement makes the key due at once (attack17c M1)
+            evaluation.expect(expected)
         try:
             await asyncio.shield(evaluation.ready)
             if evaluation.answer is not None:  # at once if it is as of what it needs
                 subscriber.offer(evaluation.answer)
-            wanted = max(after, min_seq)  # else due now, not at the timer; but never past
-            if self.rounds.heard:  # what was announced: the key's other feeds must not wait
-                wanted = min(wanted, self.rounds.heard)  # for one joiner's far-ahead min_seq
-            evaluation.want(wanted, hurry=True)
+            evaluation.want(capped, hurry=True)  # else due now, not at the timer
             if subscriber.latest is None and min_seq > 0:  # a joiner waits for min_seq too
                 await _reached(subscriber, min_seq, deadline)
         except BaseException:
             self.leave(key, subscriber)
             raise
+        finally:
+            if expected and min_seq > 0:
+                evaluation.unexpect(expected)
 
     def _begin(self, key: Key, ask: Ask, owner: Principal | None) -> Evaluation:
         self.lanes.room(owner, len(self.evaluations), self.max_queries, self.per_owner)

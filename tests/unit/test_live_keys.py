@@ -6,13 +6,14 @@ joiner that needs a newer answer than the one held gets it at once, not at the k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 import pytest
 
 from common.errors import TooManyRequests
-from gateway.live.answer import Subscriber
+from gateway.live.answer import Answer, Subscriber
 from gateway.live.follow import key_of
 from gateway.live.hub import Hub, Key
 from gateway.security.grants import SQL, Principal
@@ -121,3 +122,56 @@ def test_sql_keys_are_each_principals_own_and_catalogue_keys_shared() -> None:
     assert key_of(SQL, SQL, sql, "mal1") != key_of(SQL, SQL, sql, "victim")
     assert key_of(SQL, SQL, sql, "victim") == key_of(SQL, SQL, dict(sql), "victim")
     assert key_of("stream", "totals", {}, "mal1") == key_of("stream", "totals", {}, "victim")
+
+
+async def test_a_min_seq_announced_after_the_joiner_came_is_answered_at_once_not_at_the_timer(
+    hub: Hub,
+) -> None:
+    """attack17c M1: read-your-writes right after a POST, on a key with a long interval."""
+    projector, first = Projector(), Subscriber(interval_s=60)
+    await hub.rounds.hear(1)
+    await hub.subscribe(totals(), projector.ask, -1, first)
+    assert (await next_answer(first)).sequence == 1
+    joiner, joined = Subscriber(2, interval_s=60), time.monotonic()
+    waiting = asyncio.create_task(
+        hub.subscribe(totals(), projector.ask, 2, joiner, deadline=joined + 5, min_seq=2)
+    )
+    await asyncio.sleep(0)  # the joiner waits: 2 is not announced yet
+    await hub.rounds.hear(2)
+    projector.commit(hub, 2)
+    await waiting
+    assert (await next_answer(joiner)).sequence == 2
+    assert time.monotonic() - joined < 2, "the joiner waited for the key's minute"
+    assert hub.evaluations[totals()].awaited == []
+
+
+async def test_a_keys_creator_with_a_far_ahead_min_seq_holds_no_one_else(hub: Hub) -> None:
+    """attack17c M2: the first subscriber of a key is a joiner like any other: its own
+    far-ahead `min_seq` is a 504 to itself alone; the others get the current answer."""
+    projector = Projector()
+    await hub.rounds.hear(1)
+    far = asyncio.create_task(
+        hub.subscribe(
+            totals(), projector.ask, 10**9, Subscriber(10**9), None, time.monotonic() + 0.5, 10**9
+        )
+    )
+    await asyncio.sleep(0)
+    other = Subscriber()
+    await hub.subscribe(totals(), projector.ask, -1, other)
+    assert (await next_answer(other)).sequence == 1
+    assert max(projector.asked) < 10**9
+    with pytest.raises(Exception, match="did not reach sequence"):
+        await far
+
+
+def test_a_failure_not_written_yet_is_superseded_by_a_newer_answer_and_supersedes_an_older() -> (
+    None
+):
+    """attack17c L1: never an error frame right before the answer that ended it; an answer
+    held from before a failure is not written after it (it would clear the error)."""
+    feed = Subscriber()
+    feed.offer(Answer(1, 0, {"result": 1}))
+    feed.fail("bad_request", "the query failed")
+    assert feed.latest is None and feed.error is not None
+    feed.offer(Answer(2, 1, {"result": 2}))
+    assert feed.error is None and feed.latest is not None and feed.latest.sequence == 2
