@@ -26,6 +26,8 @@ NO_MESSAGES = "404"  # a `no_wait` request found nothing (more)
 REQUEST_TIMEOUT = "408"  # the request's `expires` passed
 CONFLICT = "409"  # the server ended the request; `Description` says why
 NO_RESPONDERS = "503"  # no server answers for the consumer (its node is gone)
+# JetStream API error codes (`err_code`)
+BELOW_START_SEQ = 10204  # a consumer reset to before its own start sequence ("invalid reset")
 
 
 class AckPosition(NamedTuple):

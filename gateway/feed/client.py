@@ -16,7 +16,6 @@ is kept alive (`touch`), until the feed falls behind and pulls it again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from collections import deque
@@ -142,21 +141,19 @@ class ClientFeed:
             or info.config.max_ack_pending != self.max_ack_pending
         )
         if info is not None and start is None and stale:
-            floor, delivered = info.ack_floor.stream_seq, info.delivered.stream_seq
-            start = (
-                floor + 1
-                if floor
-                else (delivered + 1 if delivered and not info.num_ack_pending else None)
-            )
-            start = start or info.config.opt_start_seq or last + 1
+            start = requests.replay_from(info) or last + 1
         if info is None:
             creating()  # a consumer more in the stream: its budget may refuse (raises)
         if info is None and start is None:
             start = last + 1
         if info is not None and start is not None and not stale and self._resettable():
-            with contextlib.suppress(NotFoundError):  # removed meanwhile: created below
+            try:
                 return await self._move(start)
-            info = None
+            except NotFoundError:  # removed meanwhile: created below
+                info = None
+            except APIError as exc:  # before the consumer's own start: replaced below
+                if exc.err_code != jetstream.BELOW_START_SEQ:
+                    raise
         if info is not None and start is not None:
             await self.js.delete_consumer(self.stream, self.name)
         if start is not None:
@@ -177,9 +174,8 @@ class ClientFeed:
 
     async def _reset_first(self, start: int) -> bool:
         """Reset the consumer to `start` without asking for its info first; True when its answer
-        (the consumer's info after the reset) shows one of this feed's bound and no pull request
-        waiting (else, or without an answer, `open` goes the long way: the same reset again is
-        harmless, the info says whether to create or replace it)."""
+        shows one of this feed's bound and no pull request waiting (else, or without an answer,
+        `open` goes the long way: its info says whether to move, create or replace it)."""
         try:
             answer = await requests.reset(self.inbox.nc, self._reset, start, RESET_FIRST_S)
         except (TimeoutError, NatsError):
@@ -365,8 +361,7 @@ class ClientFeed:
             self._timer = loop.call_at(when, self._wake.set)
 
     def take(self, limit: int) -> list[Msg]:
-        """Up to `limit` buffered deliveries, oldest first, removed from the buffer (and from the
-        `unbounded` memory budget)."""
+        """Up to `limit` buffered deliveries, oldest first (out of the `unbounded` budget)."""
         count = min(limit, len(self.buffer))
         taken = [self.buffer.popleft() for _ in range(count)]
         if self.holdings is not None and taken:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 ACK_WAIT_S = 30  # redelivery of an unacked delivery (seconds)
 MAX_WAITING = 16  # pull requests a consumer keeps waiting
@@ -63,3 +63,16 @@ def idle_with_bound(answer: dict[str, Any], max_ack_pending: int) -> bool:
     config = answer.get("config") or {}
     idle = "error" not in answer and not answer.get("num_waiting")
     return bool(idle and config.get("max_ack_pending") == max_ack_pending)
+
+
+def replay_from(info: ConsumerInfo) -> int:
+    """Where a consumer that is replaced starts again: after its ack floor (what was in
+    flight comes again), else after what it delivered if nothing is unacked, else its own
+    start sequence (0: none)."""
+    floor = info.ack_floor.stream_seq if info.ack_floor else 0
+    delivered = info.delivered.stream_seq if info.delivered else 0
+    if floor:
+        return int(floor) + 1
+    if delivered and not info.num_ack_pending:
+        return int(delivered) + 1
+    return int(info.config.opt_start_seq or 0)

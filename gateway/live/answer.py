@@ -140,6 +140,14 @@ class Subscriber:
         self.after, self.version = answer.sequence, answer.version
         return answer
 
+    def take_error(self, now: float) -> dict[str, Any] | None:
+        """The failure to write at `now` (`time.monotonic()`), paced like an answer (the
+        next frame one interval later), or None."""
+        error, self.error = self.error, None
+        if error is not None:
+            self.next_at = now + self.interval_s
+        return error
+
     def pace(self, answer: Answer, now: float) -> None:
         """After writing `answer` at `now` (`time.monotonic()`): the next write waits one
         interval from the later of this feed's own cadence (`next_at`) and the start of

@@ -343,9 +343,7 @@ async def _answers(
                     me.sink = None
                 continue
             me.wake.clear()
-            if me.error is not None:
-                error, me.error = me.error, None
-                me.next_at = time.monotonic() + me.interval_s  # a frame like an answer
+            if (error := me.take_error(time.monotonic())) is not None:
                 yield failure(style, error)
                 wrote(sink)
                 continue

@@ -11,9 +11,9 @@ whatever the number of subscribers. The interval is no part of the key (else eac
 `min_interval_ms` was a key of its own, and a few tokens filled the gateway's keys with
 one query): the key runs at its fastest subscriber's interval and each feed writes at
 most one answer per its own (`gateway/live/follow.py`).
-A joiner whose resume point or `min_seq` is past the held answer makes the key due now
-(at most one evaluation per `HURRY_S` for that), whatever the interval. Grants are
-checked per subscriber when it subscribes (`gateway/live/follow.py`).
+A joiner (its creator too) whose resume point or `min_seq` is past the held answer makes
+the key due now, or at its announcement (one evaluation per `HURRY_S` at most), never past
+what was announced. Grants are checked per subscriber (`gateway/live/follow.py`).
 
 Lanes: ad-hoc SQL (the `sql` lane) is one request per evaluation through `Backend.query`
 (the projector's sandbox, per-principal places, time and byte limits), as its owner, on
@@ -37,9 +37,8 @@ last ones from the others); keys of the dashboard's views (owned by no one, boun
 the app's catalogue) are counted apart, against `max_queries` of their own, so no
 principal can shut the dashboard's live parts out (429 past each).
 
-The first evaluation runs in the evaluation's own task, not in the subscribe that started
-it: a first subscriber that leaves while it runs leaves it to the others.
-
+The first evaluation runs in the evaluation's own task: a first subscriber that leaves
+while it runs leaves it to the others.
 An answer carries the sequence it is as of (read in its own transaction): subscribers
 get answers in increasing sequence only, and a changed result only. Each subscriber holds
 one answer at most (latest wins): a slow one skips the answers it had no time for.
@@ -112,14 +111,12 @@ class Evaluation:
         if reached or EVERY in tables or EVERY in self.reads or tables & self.reads:
             self.want(sequence, hurry=reached)  # a joiner waits for it: due now (attack17c M1)
 
-    def expect(self, sequence: int) -> None:
-        """A joiner waits for an answer as of `sequence`, not announced yet: its
-        announcement makes the key due within `HURRY_S`, whatever the interval."""
-        heapq.heappush(self.awaited, sequence)
-
-    def unexpect(self, sequence: int) -> None:
-        """The joiner waiting for `sequence` got its answer or gave up."""
-        with contextlib.suppress(ValueError):
+    def expect(self, sequence: int, waiting: bool = True) -> None:
+        """A joiner waits (`waiting`; False: no more) for an answer as of `sequence`, not
+        announced yet: its announcement makes the key due within `HURRY_S`."""
+        if waiting:
+            heapq.heappush(self.awaited, sequence)
+        elif sequence in self.awaited:
             self.awaited.remove(sequence)
             heapq.heapify(self.awaited)
 
@@ -316,11 +313,9 @@ class Hub:
         default `wait_s` from now). Raises the first evaluation's error (429 if it only
         waited for a slot), 504 `Timeout` if `min_seq` was not reached, 429 budgets."""
         deadline = time.monotonic() + self.wait_s if deadline is None else deadline
-        wanted = max(after, min_seq, 0)
-        # never past what was announced (nothing heard yet: the projector is asked): the
-        # key's other feeds must not wait for one subscriber's far-ahead `min_seq`
-        heard = self.rounds.heard
-        capped = min(wanted, heard) if heard else wanted
+        wanted, heard = max(after, min_seq, 0), self.rounds.heard
+        # never past what was announced (nothing heard: the projector is asked): the others
+        capped = min(wanted, heard) if heard else wanted  # never wait for one's `min_seq`
         evaluation = self.evaluations.get(key)
         if evaluation is None:  # its creator is a joiner like any other (attack17c M2)
             evaluation = self._begin(key, ask, owner)
@@ -343,7 +338,7 @@ class Hub:
             raise
         finally:
             if expected and min_seq > 0:
-                evaluation.unexpect(expected)
+                evaluation.expect(expected, waiting=False)
 
     def _begin(self, key: Key, ask: Ask, owner: Principal | None) -> Evaluation:
         self.lanes.room(owner, len(self.evaluations), self.max_queries, self.per_owner)

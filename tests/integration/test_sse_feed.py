@@ -176,3 +176,20 @@ async def test_in_a_storm_a_returning_client_resumes_exactly_after_one_reset_or_
         assert await _pulled(back, 3) == sequences[1:]
         await sub.unsubscribe()
         back.close()
+
+
+@pytest.mark.parametrize("likely", [False, True], ids=["open", "storm-open"])
+async def test_a_returning_client_resuming_before_its_consumers_start_gets_it_replaced_from_there(
+    likely: bool, nc: Client, nats_settings: NatsSettings
+) -> None:
+    """attack15 F1: a reset below the consumer's start sequence is refused by JetStream
+    (10204); the consumer is replaced from the resume point instead of a 400."""
+    async with _inbox(nc) as box:
+        sequences = await publish(nc, nats_settings, [todo("b", n) for n in range(1, 5)])
+        first = _feed(nc, box, nats_settings, "below", Topic("todo_list"))
+        assert await first.open(None, sequences[-1]) == sequences[-1]  # starts after them
+        first.close()
+        back = _feed(nc, box, nats_settings, "below", Topic("todo_list"))
+        assert await back.open(sequences[1], sequences[-1], likely=likely) == sequences[0]
+        assert await _pulled(back, 3) == sequences[1:]
+        back.close()
