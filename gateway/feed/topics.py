@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 
 from common import catalogue
-from common.errors import Invalid, TooManyRequests
+from common.errors import Invalid
 from common.subjects import valid_id
 
 
@@ -63,8 +63,9 @@ def parse_topics(value: str | None, max_topics: int = 32) -> tuple[Topic, ...]:
     return tuple(kept)
 
 
-def _too_many(max_topics: int, count: int) -> TooManyRequests:
-    return TooManyRequests(
+def _too_many(max_topics: int, count: int) -> Invalid:
+    # never a 429: asking again can never succeed (attack15 F6)
+    return Invalid(
         f"at most {max_topics} topics per feed, got {count}; "
         "subscribe to the aggregate type instead of single ids",
         field="topics",
