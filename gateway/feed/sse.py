@@ -189,6 +189,7 @@ async def open_feed(
         client_id=who,
         background=feeds.background,
         after=position,
+        ends=float(principal.claims.expires) if principal.claims is not None else None,
     )
     return Stream(
         stream(session, connected + head),

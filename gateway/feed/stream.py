@@ -13,6 +13,7 @@ live tail's frames as they are (`_Run` in `events`, a plain feed on the tail), `
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import weakref
@@ -33,7 +34,7 @@ from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
 from gateway.feed.window import Item
-from gateway.feed.wire import comment, retry
+from gateway.feed.wire import comment, frame, retry
 
 INF = float("inf")
 log = structlog.get_logger()
@@ -52,6 +53,7 @@ class Session:
     client_id: str
     background: Background
     after: int = 0  # the stream sequence the client already has everything up to
+    ends: float | None = None  # the token's `exp` (seconds since 1970): the feed ends there
     released: bool = False
 
     def release(self) -> None:
@@ -93,7 +95,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = direct.socket() if run.plain else None  # the response has started
         run.join_tail()
-        while not session.closing.is_set() and not feed.gone:
+        while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
                 yield run.overflow_notice()
                 return
@@ -128,6 +130,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         if rest:
             yield rest
             await run.written_rest()
+        if run.expired():  # as a live query's feed (attack15 F4): sign in again to resume
+            yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
+            return
         yield _comeback(session.settings)
     except Exception:  # a bug must not leave a client without a way back: it resumes by id
         log.exception("sse_stream_failed", client_id=session.client_id, consumer=feed.name)
@@ -183,6 +188,12 @@ class _Run:
         self.touched = -INF  # a joined feed touches its consumer first
         self._rest: list[list[Item]] = []
         self.socket: direct.Socket | None = None  # the tail writes here while the loop waits
+        ends = session.ends  # the token's expiry in the loop's clock
+        self.ends_at = INF if ends is None else self.loop.time() + ends - time.time()
+
+    def expired(self) -> bool:
+        """The token the feed was opened with has expired (`Session.ends`)."""
+        return self.loop.time() >= self.ends_at
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
@@ -210,7 +221,7 @@ class _Run:
             await feed.ask(self.ctl.capacity, self.keepalive_s, no_wait=bool(tail and tail.ready))
         wake_at = min(
             self.last_write + self.keepalive_s, self.pipeline.deadline() or INF,
-            self.acks.deadline(),
+            self.acks.deadline(), self.ends_at,
         )  # fmt: skip
         if live:
             wake_at = min(wake_at, self.touched + self.touch_every_s)

@@ -18,6 +18,7 @@ from httpx_sse import aconnect_sse
 
 from ironstar.natsserver import NatsServer
 from tests.support import chunked
+from tests.support.feeds import feed
 from tests.support.gateways import metric
 from tests.support.secured import SecuredStack, bearer, running, token, unique
 from tests.support.waiting import eventually
@@ -255,6 +256,23 @@ async def test_a_token_that_expires_ends_the_feed(http: httpx.AsyncClient) -> No
     assert one.task is not None
     await asyncio.wait_for(one.task, 10)  # the server ends it
     assert [e for e, _, _ in one.frames][-1] == "expired"
+
+
+async def test_an_event_feed_ends_when_its_token_expires_as_a_live_feed_does(
+    http: httpx.AsyncClient,
+) -> None:
+    """attack15 F4: `/api/events` too: at the token's `exp` an `event: expired`, then the
+    stream ends (the client resumes by id with a new token)."""
+    list_id = unique("l")
+    short = {"Authorization": f"Bearer {token('read:todo_list', subject=unique('s'), ttl_s=2)}"}
+    async with feed(http, short, topics=f"todo_list:{list_id}") as reader:
+        await reader.until("connected")
+        await add(http, list_id, "before")
+        assert [m.data["payload"]["text"] for m in await reader.events(1)] == ["before"]
+        ended = await reader.until("expired", timeout=10)
+        assert ended[-1].data == {"reason": "the token expired; sign in again"}
+        with pytest.raises(StopAsyncIteration):  # the stream is over: nothing after it
+            await reader.next(timeout=5)
 
 
 async def test_a_slow_subscriber_gets_only_the_latest_answer(
