@@ -153,6 +153,7 @@ async def open_feed(
     `closing` is set. Everything it holds is given back when it raises."""
     client = request.client_id
     principal = PRINCIPAL.get()
+    ends = principal.feed_ends()  # 401 for a token already past its `exp`
     own = consumers.owner(principal.claims.subject if principal.claims else None)
     who = f"{own}_{client}" if own else client  # connections counted per owned client id
     feed = _client_feed(backend, feeds, request, client, own)
@@ -189,7 +190,7 @@ async def open_feed(
         client_id=who,
         background=feeds.background,
         after=position,
-        ends=float(principal.claims.expires) if principal.claims is not None else None,
+        ends=ends,
     )
     return Stream(
         stream(session, connected + head),

@@ -244,6 +244,7 @@ async def follow(
     after = max(await _resumable(backend, after), min_seq)  # a joiner's: min_seq or later
     hub: Hub = state.live
     principal = PRINCIPAL.get()
+    ends = principal.feed_ends()  # 401 for a token already past its `exp`
     hub.admit(principal.key)
     key = key_of(projection, name, params, principal.key)
     me = Subscriber(after, interval_s=every / 1000)
@@ -254,7 +255,6 @@ async def follow(
     except BaseException:
         hub.release(principal.key)
         raise
-    ends = float(principal.claims.expires) if principal.claims is not None else None
     place = _Place(hub, key, me, principal.key, ends)
     settings = backend.settings
     head = retry(settings.sse_retry_ms)

@@ -23,6 +23,7 @@ nobody, so a read outside a request is refused, never allowed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -44,6 +45,17 @@ class Principal:
     key: str
     claims: Claims | None = None
     auth: bool = True
+
+    def feed_ends(self) -> float | None:
+        """When a feed of this caller ends: its token's `exp` (seconds since 1970; None: no
+        token). Raises Unauthorized (401) for a token already past it: accepted within the
+        clock-skew leeway, its feed would end at once and an EventSource reconnect in a loop
+        (verify5)."""
+        if self.claims is None:
+            return None
+        if self.claims.expires <= time.time():
+            raise Unauthorized("the token expired; sign in again")
+        return float(self.claims.expires)
 
     def may(self, scope: str) -> bool:
         """Whether this caller holds `scope` (always, with auth off)."""

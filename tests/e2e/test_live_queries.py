@@ -275,6 +275,21 @@ async def test_an_event_feed_ends_when_its_token_expires_as_a_live_feed_does(
             await reader.next(timeout=5)
 
 
+async def test_a_token_past_its_exp_within_the_leeway_opens_no_feed(
+    http: httpx.AsyncClient,
+) -> None:
+    """verify5: accepted within the clock-skew leeway, a feed would end at once and an
+    EventSource reconnect in a loop: a 401 instead, for event feeds and live queries."""
+    late = {"Authorization": f"Bearer {token('read:*', subject=unique('late'), ttl_s=-5)}"}
+    assert (await http.get("/api/read/stream/totals", headers=late)).status_code == 200
+    for path, params in (
+        ("/api/events", {"topics": "todo_list"}),
+        ("/api/live", {"query": "stream.totals"}),
+    ):
+        reply = await http.get(path, params=params, headers=late)
+        assert reply.status_code == 401 and "expired" in reply.json()["message"], reply.text
+
+
 async def test_a_slow_subscriber_gets_only_the_latest_answer(
     stack: SecuredStack, http: httpx.AsyncClient
 ) -> None:
