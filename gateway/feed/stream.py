@@ -93,7 +93,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     run, feed = _Run(session), session.feed
     try:
         yield retry(session.settings.sse_retry_ms) + hello
-        run.socket = direct.socket() if run.plain else None  # the response has started
+        run.socket = run.direct_socket()  # the response has started
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
@@ -194,6 +194,13 @@ class _Run:
     def expired(self) -> bool:
         """The token the feed was opened with has expired (`Session.ends`)."""
         return self.loop.time() >= self.ends_at
+
+    def direct_socket(self) -> direct.Socket | None:
+        """The connection the tail may write to itself: a plain feed's, not an `unbounded`
+        one's (its safety cap counts what it holds while its own writes are blocked)."""
+        if not self.plain or self.ctl.policy is Policy.UNBOUNDED:
+            return None
+        return direct.socket()
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
