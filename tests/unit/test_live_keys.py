@@ -17,6 +17,7 @@ from gateway.live.answer import Answer, Subscriber
 from gateway.live.follow import key_of
 from gateway.live.hub import Hub, Key
 from gateway.security.grants import SQL, Principal
+from tests.support.waiting import eventually
 from tests.unit.test_live_handoff import hub, next_answer
 from tests.unit.test_live_throttle import Projector
 
@@ -136,7 +137,11 @@ async def test_a_min_seq_announced_after_the_joiner_came_is_answered_at_once_not
     waiting = asyncio.create_task(
         hub.subscribe(totals(), projector.ask, 2, joiner, deadline=joined + 5, min_seq=2)
     )
-    await asyncio.sleep(0)  # the joiner waits: 2 is not announced yet
+
+    async def awaited() -> list[int]:
+        return hub.evaluations[totals()].awaited
+
+    await eventually(awaited, lambda seqs: seqs == [2])  # the joiner waits: 2 not announced
     await hub.rounds.hear(2)
     projector.commit(hub, 2)
     await waiting
@@ -155,7 +160,11 @@ async def test_a_keys_creator_with_a_far_ahead_min_seq_holds_no_one_else(hub: Hu
             totals(), projector.ask, 10**9, Subscriber(10**9), None, time.monotonic() + 0.5, 10**9
         )
     )
-    await asyncio.sleep(0)
+
+    async def started() -> bool:
+        return totals() in hub.evaluations
+
+    await eventually(started, bool)  # the creator's key exists: the other joins it
     other = Subscriber()
     await hub.subscribe(totals(), projector.ask, -1, other)
     assert (await next_answer(other)).sequence == 1
