@@ -188,6 +188,7 @@ class _Run:
         self.touched = -INF  # a joined feed touches its consumer first
         self._rest: list[list[Item]] = []
         self.socket: direct.Socket | None = None  # the tail writes here while the loop waits
+        self._held: list[Item] = []  # the sink's items, written when the turn ends
         ends = session.ends  # the token's expiry in the loop's clock
         self.ends_at = INF if ends is None else self.loop.time() + ends - time.time()
 
@@ -237,29 +238,54 @@ class _Run:
             await feed.wait(max(0.0, wake_at - self.loop.time()))
         finally:
             feed.sink = None
+            self._flush()  # held frames first: they precede anything the loop writes
         if self.acks.due():
             await self.acks.flush()
         feed.expired = False
         return self.loop.time()
 
     def _sink(self, item: Item) -> bool:
-        """The tail's item written by the tail itself while this loop waits (a plain json feed
-        with nothing waiting before it, `gateway/feed/direct.py`), with the bookkeeping of a
-        write of the loop: position, lazy consumer move (its deadline wakes the loop), keep-alive
-        clock, correlation ids. False when the socket does not take it now (not drained, gone)
-        or the item has no ready frame: the tail appends it and wakes the loop."""
-        assert self.socket is not None
-        if not item.wire or not self.socket.write(item.wire):
+        """The tail's item taken by the tail itself while this loop waits (a plain json feed
+        with nothing waiting before it, `gateway/feed/direct.py`), held until the loop's turn
+        ends (`_flush`) so that all the tail hands this feed in one turn is one write. False
+        for an item with no ready frame (a skipped event): the tail appends it and wakes the
+        loop, which flushes what is held first (`wait`)."""
+        if not item.wire:
             return False
-        now, acks = self.loop.time(), self.acks
+        held = self._held
+        if not held:
+            tail = self.feed.tail
+            assert tail is not None  # only a joined feed is offered items
+            tail.after_turn(self._flush)
+        held.append(item)
+        return True
+
+    def _flush(self) -> None:
+        """Write what the sink held as one chunk, with the bookkeeping of a write of the loop:
+        position, lazy consumer move (its deadline wakes the loop), keep-alive clock,
+        correlation ids — only once the bytes are the transport's, so the consumer is never
+        moved past what was not written. A socket that does not take them (gone, or not
+        drained) gets nothing: they go back in front of the feed's live buffer and the loop
+        is woken (its awaited path), as an item the sink declines."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        assert self.socket is not None
+        body = held[0].wire if len(held) == 1 else b"".join([i.wire for i in held])
+        if not self.socket.write(body):
+            live = self.feed.live
+            if live is not None:
+                live[:0] = held
+                self.feed.wake()
+            return
+        now, acks, last = self.loop.time(), self.acks, held[-1]
         first = not acks.count
-        acks.note(item, 1, now)  # a tail item has no ack subject: never due at once
+        acks.note(last, len(held), now)  # a tail item has no ack subject: never due at once
         if first:
             self.feed.wake_by(acks.deadline())
-        self.order.after, self.last_write = item.seq, now
-        if len(acks.trace) < 100 and item.event is not None:
-            acks.trace.add(item.event.metadata.correlation_id)
-        return True
+        self.order.after, self.last_write = last.seq, now
+        _trace(acks.trace, held)
 
     async def take(self, now: float) -> _Step | None:
         """What arrived: the tail's items (a joined feed) or the consumer's deliveries that
@@ -344,12 +370,17 @@ class _Run:
 def _live(items: list[Item], backlog: int, datastar: bool, trace: set[str]) -> list[Item]:
     """The tail's shared items for this client: its `pending` (what comes after each for
     it) only matters to the datastar `behind` signal, so only then are they copied."""
-    if len(trace) < 100:
-        trace.update(i.event.metadata.correlation_id for i in items[:100] if i.event is not None)
+    _trace(trace, items)
     if not datastar:
         return items
     last = len(items) - 1
     return [i._replace(pending=backlog + last - n) for n, i in enumerate(items)]
+
+
+def _trace(trace: set[str], items: list[Item]) -> None:
+    """Up to 100 correlation ids of written `items` for the next `sse_delivered` log."""
+    if len(trace) < 100:
+        trace.update(i.event.metadata.correlation_id for i in items[:100] if i.event is not None)
 
 
 async def _drain(session: Session, skip: Skip, last: Msg) -> None:
