@@ -17,7 +17,7 @@ import json
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -33,6 +33,7 @@ from gateway.feed.delivery import DeliveryOrder, LazyAcks
 from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
+from gateway.feed.turn import Held
 from gateway.feed.window import Item
 from gateway.feed.wire import comment, frame, retry
 
@@ -188,7 +189,8 @@ class _Run:
         self.touched = -INF  # a joined feed touches its consumer first
         self._rest: list[list[Item]] = []
         self.socket: direct.Socket | None = None  # the tail writes here while the loop waits
-        self._held: list[Item] = []  # the sink's items, written when the turn ends
+        # the tail's items for this feed while its loop waits, written when the turn ends
+        self.held = Held(self.ctl.capacity, self._write, self._written, self._refused, self._later)
         ends = session.ends  # the token's expiry in the loop's clock
         self.ends_at = INF if ends is None else self.loop.time() + ends - time.time()
 
@@ -233,59 +235,44 @@ class _Run:
         )  # fmt: skip
         if live:
             wake_at = min(wake_at, self.touched + self.touch_every_s)
-        feed.sink = self._sink if live and self.socket is not None else None
+        feed.sink = self.held.offer if live and self.socket is not None else None
         try:
             await feed.wait(max(0.0, wake_at - self.loop.time()))
         finally:
             feed.sink = None
-            self._flush()  # held frames first: they precede anything the loop writes
+            self.held.flush()  # held frames first: they precede anything the loop writes
         if self.acks.due():
             await self.acks.flush()
         feed.expired = False
         return self.loop.time()
 
-    def _sink(self, item: Item) -> bool:
-        """The tail's item taken by the tail itself while this loop waits (a plain json feed
-        with nothing waiting before it, `gateway/feed/direct.py`), held until the loop's turn
-        ends (`_flush`) so that all the tail hands this feed in one turn is one write. False
-        for an item with no ready frame (a skipped event): the tail appends it and wakes the
-        loop, which flushes what is held first (`wait`)."""
-        if not item.wire:
-            return False
-        held = self._held
-        if not held:
-            tail = self.feed.tail
-            assert tail is not None  # only a joined feed is offered items
-            tail.after_turn(self._flush)
-        held.append(item)
-        return True
+    def _later(self, flush: Callable[[], bool]) -> None:
+        tail = self.feed.tail
+        assert tail is not None  # only a joined feed is offered the tail's items
+        tail.after_turn(flush)
 
-    def _flush(self) -> None:
-        """Write what the sink held as one chunk, with the bookkeeping of a write of the loop:
-        position, lazy consumer move (its deadline wakes the loop), keep-alive clock,
-        correlation ids — only once the bytes are the transport's, so the consumer is never
-        moved past what was not written. A socket that does not take them (gone, or not
-        drained) gets nothing: they go back in front of the feed's live buffer and the loop
-        is woken (its awaited path), as an item the sink declines."""
-        held = self._held
-        if not held:
-            return
-        self._held = []
-        assert self.socket is not None
-        body = held[0].wire if len(held) == 1 else b"".join([i.wire for i in held])
-        if not self.socket.write(body):
-            live = self.feed.live
-            if live is not None:
-                live[:0] = held
-                self.feed.wake()
-            return
-        now, acks, last = self.loop.time(), self.acks, held[-1]
+    def _write(self, body: bytes) -> bool:
+        return self.socket is not None and self.socket.write(body)
+
+    def _refused(self, items: list[Item]) -> None:
+        """The socket did not take the held items: they go in front of the live buffer (if
+        the feed is still joined; else its consumer brings them again) for the loop to write."""
+        live = self.feed.live
+        if live is not None:
+            live[:0] = items
+            self.feed.wake()
+
+    def _written(self, items: list[Item]) -> None:
+        """The held `items` are the transport's (`gateway/feed/turn.py`): the bookkeeping of
+        a write of the loop — position, lazy consumer move (its deadline wakes the loop),
+        keep-alive clock, correlation ids."""
+        now, acks, last = self.loop.time(), self.acks, items[-1]
         first = not acks.count
-        acks.note(last, len(held), now)  # a tail item has no ack subject: never due at once
+        acks.note(last, len(items), now)  # a tail item has no ack subject: never due at once
         if first:
             self.feed.wake_by(acks.deadline())
         self.order.after, self.last_write = last.seq, now
-        _trace(acks.trace, held)
+        _trace(acks.trace, items)
 
     async def take(self, now: float) -> _Step | None:
         """What arrived: the tail's items (a joined feed) or the consumer's deliveries that

@@ -107,7 +107,7 @@ class Tail:
         self._exact: dict[str, dict[Member, int]] = {}
         self._keys: dict[Member, list[tuple[str, str]]] = {}
         self._sub: Any = None
-        self._flushes: list[Callable[[], None]] = []  # due when the loop's turn ends
+        self._flushes: list[Callable[[], object]] = []  # due when the loop's turn ends
         self._starting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -201,7 +201,7 @@ class Tail:
         for member in list(self._keys):
             self.leave(member, reason)
 
-    def after_turn(self, flush: Callable[[], None]) -> None:
+    def after_turn(self, flush: Callable[[], object]) -> None:
         """Call `flush` at the event loop's next turn, once every message that arrived in this
         one was dispatched: a member's sink holds what it took until then, so a client gets
         one write per turn instead of one per event (issue 15, saturation: the send syscall

@@ -15,6 +15,8 @@ import pytest
 import uvicorn
 
 from gateway.feed import direct
+from gateway.feed.turn import Held
+from gateway.feed.window import Item
 from gateway.security.deadlines import header_deadline
 from tests.support import chunked
 from tests.support.waiting import eventually
@@ -134,3 +136,29 @@ async def test_a_response_that_has_not_started_gets_no_socket() -> None:
     async with _serve(app, header_deadline(5.0)) as port:
         assert await _chunks(port) == []
     assert found == [None]
+
+
+async def test_frames_held_over_one_turn_reach_the_client_as_one_exact_chunk() -> None:
+    """The tail's frames of one loop turn (`gateway/feed/turn.py`) are one write: one chunk."""
+    frames = [b"id: %d\ndata: {}\n\n" % n for n in range(4)]
+    items = [Item(n, "k", "e", b"{}", wire=w) for n, w in enumerate(frames)]
+    written: list[Item] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        sock = direct.socket()
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        held = Held(16, sock.write, written.extend, written.extend, lambda f: loop.call_soon(f))
+        assert all(held.offer(i) for i in items[:3])  # one turn
+        await asyncio.sleep(0)
+        assert held.offer(items[3])  # the next
+        await asyncio.sleep(0)
+        await send(_body(b"last\n"))
+        await send(_body(b"", more=False))
+
+    async with _serve(app, header_deadline(5.0)) as port:
+        chunks = await _chunks(port)
+    assert chunks == [b"first\n", b"".join(frames[:3]), frames[3], b"last\n"]
+    assert written == items
