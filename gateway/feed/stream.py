@@ -190,7 +190,7 @@ class _Run:
         self._rest: list[list[Item]] = []
         self.socket: direct.Socket | None = None  # the tail writes here while the loop waits
         # the tail's items for this feed while its loop waits, written when the turn ends
-        self.held = Held(self.ctl.capacity, self._write, self._written, self._refused, self._later)
+        self.held = Held(self.ctl.capacity, self)
         ends = session.ends  # the token's expiry in the loop's clock
         self.ends_at = INF if ends is None else self.loop.time() + ends - time.time()
 
@@ -246,15 +246,17 @@ class _Run:
         feed.expired = False
         return self.loop.time()
 
-    def _later(self, flush: Callable[[], bool]) -> None:
+    def later(self, flush: Callable[[], bool]) -> None:
+        """`Writer.later`: at the end of the turn, with every feed's held frames."""
         tail = self.feed.tail
         assert tail is not None  # only a joined feed is offered the tail's items
         tail.after_turn(flush)
 
-    def _write(self, body: bytes) -> bool:
+    def write(self, body: bytes) -> bool:
+        """`Writer.write`: one chunk below the ASGI chain."""
         return self.socket is not None and self.socket.write(body)
 
-    def _refused(self, items: list[Item]) -> None:
+    def refused(self, items: list[Item]) -> None:
         """The socket did not take the held items: they go in front of the live buffer (if
         the feed is still joined; else its consumer brings them again) for the loop to write."""
         live = self.feed.live
@@ -262,7 +264,7 @@ class _Run:
             live[:0] = items
             self.feed.wake()
 
-    def _written(self, items: list[Item]) -> None:
+    def written(self, items: list[Item]) -> None:
         """The held `items` are the transport's (`gateway/feed/turn.py`): the bookkeeping of
         a write of the loop — position, lazy consumer move (its deadline wakes the loop),
         keep-alive clock, correlation ids."""

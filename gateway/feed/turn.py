@@ -20,29 +20,36 @@ them in front of the feed's live buffer for its awaited path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.feed.window import Item
 
 
+class Writer(Protocol):
+    """Where a `Held` writes (the feed's stream loop, `gateway/feed/stream.py`)."""
+
+    def write(self, body: bytes) -> bool:
+        """Write one chunk below the ASGI chain now; False: nothing was written."""
+
+    def written(self, items: list[Item]) -> None:
+        """The `items` of one chunk are the transport's."""
+
+    def refused(self, items: list[Item]) -> None:
+        """The socket did not take the chunk of `items` (nothing of it was written)."""
+
+    def later(self, flush: Callable[[], bool]) -> None:
+        """Call `flush` when the current turn of the event loop ends."""
+
+
 class Held:
-    """The tail's frames for one feed, held until the loop's turn ends (module docstring).
+    """The tail's frames for one feed, held until the loop's turn ends (module docstring);
+    thousands per gateway, so it keeps one reference to its `Writer` (issue 15, memory per
+    idle client)."""
 
-    `write(body) -> bool` writes one chunk below the ASGI chain (False: nothing written);
-    `written(items)` and `refused(items)` are told what happened to each flush's items, in
-    order; `later(flush)` calls `flush` when the current turn of the event loop ends."""
+    __slots__ = ("_capacity", "_items", "_to")
 
-    __slots__ = ("_capacity", "_items", "_later", "_refused", "_write", "_written")
-
-    def __init__(
-        self,
-        capacity: int,
-        write: Callable[[bytes], bool],
-        written: Callable[[list[Item]], None],
-        refused: Callable[[list[Item]], None],
-        later: Callable[[Callable[[], bool]], None],
-    ) -> None:
-        self._capacity, self._items = max(1, capacity), list[Item]()
-        self._write, self._written, self._refused, self._later = write, written, refused, later
+    def __init__(self, capacity: int, to: Writer) -> None:
+        self._capacity, self._items, self._to = max(1, capacity), list[Item](), to
 
     def offer(self, item: Item) -> bool:
         """Take `item` to write with the rest of this turn's; False (not taken) for an item
@@ -54,7 +61,7 @@ class Held:
             return False
         items = self._items
         if not items:
-            self._later(self.flush)
+            self._to.later(self.flush)
         items.append(item)
         return True
 
@@ -65,10 +72,10 @@ class Held:
             return True
         self._items = []
         body = items[0].wire if len(items) == 1 else b"".join([i.wire for i in items])
-        if not self._write(body):
-            self._refused(items)
+        if not self._to.write(body):
+            self._to.refused(items)
             return False
-        self._written(items)
+        self._to.written(items)
         return True
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket as sockets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -144,13 +144,19 @@ async def test_frames_held_over_one_turn_reach_the_client_as_one_exact_chunk() -
     items = [Item(n, "k", "e", b"{}", wire=w) for n, w in enumerate(frames)]
     written: list[Item] = []
 
+    class To:  # a feed's loop as `Held` sees it, on the real connection
+        def __init__(self, sock: direct.Socket) -> None:
+            self.write, self.written, self.refused = sock.write, written.extend, written.extend
+
+        def later(self, flush: Callable[[], bool]) -> None:
+            asyncio.get_running_loop().call_soon(flush)
+
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(START)
         await send(_body(b"first\n"))
         sock = direct.socket()
         assert sock is not None
-        loop = asyncio.get_running_loop()
-        held = Held(16, sock.write, written.extend, written.extend, lambda f: loop.call_soon(f))
+        held = Held(16, To(sock))
         assert all(held.offer(i) for i in items[:3])  # one turn
         await asyncio.sleep(0)
         assert held.offer(items[3])  # the next

@@ -20,25 +20,27 @@ def _item(seq: int, framed: bool = True) -> Item:
     return Item(seq, "p.events.todo_list.a", "todo_added", b"{}", wire=wire)
 
 
-class Socket:
-    """What `Held` writes to: takes a chunk while `taking`, records each."""
+class To:
+    """A `Writer`: its socket takes a chunk while `taking` (each recorded); what was written
+    and refused, in order; `later` holds what is due until the test ends the turn."""
 
     def __init__(self) -> None:
         self.taking, self.chunks = True, list[bytes]()
+        self.order: list[tuple[str, int]] = []
+        self.due: list[Callable[[], bool]] = []
 
     def write(self, body: bytes) -> bool:
         if self.taking:
             self.chunks.append(body)
         return self.taking
 
+    def written(self, items: list[Item]) -> None:
+        self.order += [("w", i.seq) for i in items]
 
-class Later:
-    """`later` of a turn: what is due when the test ends the turn."""
+    def refused(self, items: list[Item]) -> None:
+        self.order += [("r", i.seq) for i in items]
 
-    def __init__(self) -> None:
-        self.due: list[Callable[[], bool]] = []
-
-    def __call__(self, flush: Callable[[], bool]) -> None:
+    def later(self, flush: Callable[[], bool]) -> None:
         self.due.append(flush)
 
     def end_turn(self) -> None:
@@ -46,39 +48,39 @@ class Later:
         for flush in due:
             flush()
 
-
-def _held(capacity: int = 100) -> tuple[Held, Socket, Later, list[Item], list[Item]]:
-    sock, later, written, refused = Socket(), Later(), list[Item](), list[Item]()
-    held = Held(capacity, sock.write, written.extend, refused.extend, later)
-    return held, sock, later, written, refused
+    def seqs(self, kind: str) -> list[int]:
+        return [seq for k, seq in self.order if k == kind]
 
 
 def test_what_one_turn_hands_a_feed_is_one_write_when_the_turn_ends() -> None:
-    held, sock, later, written, _ = _held()
+    to = To()
+    held = Held(100, to)
     assert all(held.offer(_item(n)) for n in (1, 2, 3))
-    assert sock.chunks == [] and written == [] and len(later.due) == 1  # nothing yet
-    later.end_turn()
-    assert sock.chunks == [b"".join(_item(n).wire for n in (1, 2, 3))]
-    assert [i.seq for i in written] == [1, 2, 3]
-    assert held.offer(_item(4)) and len(later.due) == 1  # the next turn's own write
-    later.end_turn()
-    assert sock.chunks[1:] == [_item(4).wire] and len(held) == 0
+    assert to.chunks == [] and to.order == [] and len(to.due) == 1  # nothing yet
+    to.end_turn()
+    assert to.chunks == [b"".join(_item(n).wire for n in (1, 2, 3))]
+    assert to.seqs("w") == [1, 2, 3]
+    assert held.offer(_item(4)) and len(to.due) == 1  # the next turn's own write
+    to.end_turn()
+    assert to.chunks[1:] == [_item(4).wire] and len(held) == 0
 
 
 def test_past_capacity_what_is_held_is_written_before_the_next_item_is_taken() -> None:
-    held, sock, later, written, _ = _held(capacity=2)
+    to = To()
+    held = Held(2, to)
     assert all(held.offer(_item(n)) for n in (1, 2, 3, 4, 5))
-    assert sock.chunks == [_item(1).wire + _item(2).wire, _item(3).wire + _item(4).wire]
-    later.end_turn()
-    assert [i.seq for i in written] == [1, 2, 3, 4, 5]
+    assert to.chunks == [_item(1).wire + _item(2).wire, _item(3).wire + _item(4).wire]
+    to.end_turn()
+    assert to.seqs("w") == [1, 2, 3, 4, 5]
 
 
 def test_a_socket_that_refuses_gets_nothing_counted_as_written_and_the_items_go_back() -> None:
-    held, sock, _, written, refused = _held(capacity=2)
-    sock.taking = False
+    to = To()
+    held = Held(2, to)
+    to.taking = False
     assert held.offer(_item(1)) and held.offer(_item(2))
     assert not held.offer(_item(3))  # the full hold was refused: the caller queues 3 after them
-    assert [i.seq for i in refused] == [1, 2] and written == [] and len(held) == 0
+    assert to.order == [("r", 1), ("r", 2)] and len(held) == 0
     assert not held.offer(_item(4, framed=False))  # no frame (a skipped event): never held
 
 
@@ -93,10 +95,8 @@ def test_every_taken_item_is_written_or_refused_once_in_order_and_bytes_match(
 ) -> None:
     """Whatever the socket and the turns do, the items `written` are exactly the bytes the
     socket took, and written + refused are the taken items, each once, in order."""
-    sock, later = Socket(), Later()
-    taken, order, seq = list[int](), list[tuple[str, int]](), 0
-    held = Held(capacity, sock.write, lambda i: order.extend(("w", x.seq) for x in i),
-                lambda i: order.extend(("r", x.seq) for x in i), later)  # fmt: skip
+    to = To()
+    held, taken, seq = Held(capacity, to), list[int](), 0
     for step in steps:
         if step in ("offer", "skipped"):
             seq += 1
@@ -105,14 +105,13 @@ def test_every_taken_item_is_written_or_refused_once_in_order_and_bytes_match(
         elif step == "flush":
             held.flush()
         elif step == "turn":
-            later.end_turn()
+            to.end_turn()
         else:
-            sock.taking = step == "unblock"
-    sock.taking = True
+            to.taking = step == "unblock"
+    to.taking = True
     held.flush()
-    assert [s for _, s in order] == taken
-    wrote = [s for kind, s in order if kind == "w"]
-    assert b"".join(sock.chunks) == b"".join(_item(s).wire for s in wrote)
+    assert [s for _, s in to.order] == taken
+    assert b"".join(to.chunks) == b"".join(_item(s).wire for s in to.seqs("w"))
 
 
 async def test_the_tail_calls_what_is_due_once_each_when_the_turn_ends_despite_a_failing_one() -> (
