@@ -100,6 +100,14 @@ class LazyAcks:
         """Forget what is unacknowledged: a reset of the consumer covers it."""
         self.subject, self.count = "", 0
 
+    async def finish(self) -> None:
+        """The feed ended: move the consumer past what is unacknowledged, then write the floor of a
+        named feed (gateway/feed/floors.py)."""
+        if self.count:
+            await self.flush()
+        if self.feed.floor is not None:
+            await self.feed.floor.ended(self.seq)
+
     async def flush(self) -> None:
         """Ack, and log what was delivered since the last ack with its correlation ids."""
         subject, count, self.subject, self.count = self.subject, self.count, "", 0
@@ -107,6 +115,8 @@ class LazyAcks:
             await self.feed.ack(subject)
         else:
             await self.feed.reset(self.seq + 1)
+        if self.feed.floor is not None:
+            self.feed.floor.moved(self.seq)
         log.info("sse_delivered", client_id=self.client_id, events=count, last=self.seq,
                  correlation_ids=sorted(self.trace - {""}))  # fmt: skip
         self.trace.clear()

@@ -139,8 +139,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield _comeback(session.settings)
     finally:
         session.release()
-        if run.acks.count:  # those bytes were written: a returning client continues after them
-            session.background.spawn(run.acks.flush())
+        # those bytes were written: a returning client continues after them
+        session.background.spawn(run.acks.finish())
 
 
 def _comeback(settings: GatewaySettings) -> bytes:
