@@ -214,7 +214,6 @@ class _Run:
 
     async def back_to_consumer(self) -> None:
         """The tail let the feed go: move its consumer to the last event written."""
-        metrics.tail_left.inc()
         log.info("sse_tail_left", client_id=self.session.client_id, reason=self.feed.fell)
         self.acks.clear()
         self.feed.gone = await self.feed.resume_pull(self.acks.seq + 1)
