@@ -397,6 +397,8 @@ class ClientFeed:
         self.buffer.clear()
         if self.holdings is not None:
             self.holdings.drop(self)
+        if self.floor is not None:
+            self.floor.closed()
         closed, self.on_close = self.on_close, None
         if closed is not None:
             closed()

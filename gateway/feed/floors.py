@@ -11,8 +11,10 @@ by 8 clients).
 
 So every named consumer also has a *floor* in a file-backed KV bucket (`<stream>_SSE_FLOORS`, one
 key per consumer name, its last value only, kept `TTL_S`): a stream sequence its client is known
-to have everything up to — a lower bound, written when a feed is positioned (open), at most every
-`EVERY_S` while the feed moves its consumer, and when the feed ends (after its last move). A
+to have everything up to — a lower bound, written when a feed is positioned (open), while the feed
+moves its consumer at most every `EVERY_S` and, together with the process's other feeds, at most
+`WRITES_PER_S` times a second (each write is fsync'd: at 10,000 feeds a floor is then up to 500 s
+old), and when the feed ends (after its last move). A
 `client_id` open without `Last-Event-ID` whose consumer is missing continues after that floor
 (what came after it may come again: at least once, never a gap), or gets a snapshot first when the
 stream no longer holds the events after it; only a `client_id` with no floor is a new client.
@@ -33,7 +35,8 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger()
-EVERY_S = 60.0  # a running feed writes its floor at most this often (each write is fsync'd)
+EVERY_S = 5.0  # a running feed writes its floor at most this often (as often as it moves) ...
+WRITES_PER_S = 20.0  # ... and all of a process's feeds at most this often together (fsync'd)
 TTL_S = 7 * 86_400.0  # a floor not written for a week is forgotten: its client counts as new
 
 
@@ -55,6 +58,11 @@ class Floors:
     ) -> None:
         self.js, self.stream, self.replicas, self.spawn = js, stream, replicas, spawn
         self.kv: KeyValue | None = None
+        self.feeds = 0  # open named feeds: they share `WRITES_PER_S`
+
+    def every_s(self) -> float:
+        """How often (seconds) a running feed writes its floor."""
+        return max(EVERY_S, self.feeds / WRITES_PER_S)
 
     async def start(self) -> None:
         """Create the bucket (or find it); on failure log `sse_floors_unavailable`: named clients
@@ -95,25 +103,33 @@ class Floors:
 
 
 class Floor:
-    """One named feed's floor writes: `moved` after each consumer move (written at most every
-    `EVERY_S`), `ended` once when the feed ends."""
+    """One named feed's floor writes: `opened` once positioned, `moved` after each consumer move
+    (written at most every `Floors.every_s`), `closed` when the connection is given up, `ended`
+    once its last move went out."""
 
-    __slots__ = ("_at", "_floors", "_name")
+    __slots__ = ("_at", "_floors", "_name", "_open")
 
     def __init__(self, floors: Floors, name: str) -> None:
-        self._floors, self._name, self._at = floors, name, time.monotonic()
+        self._floors, self._name, self._at, self._open = floors, name, time.monotonic(), False
 
     def opened(self, position: int) -> None:
         """The feed starts after `position` (the client has everything up to it)."""
         self._floors.put(self._name, position)
-        self._at = time.monotonic()
+        self._at, self._open = time.monotonic(), True
+        self._floors.feeds += 1
 
     def moved(self, written: int) -> None:
         """The consumer was moved past `written` (the client was written everything up to it)."""
         now = time.monotonic()
-        if now - self._at >= EVERY_S:
+        if now - self._at >= self._floors.every_s():
             self._floors.put(self._name, written)
             self._at = now
+
+    def closed(self) -> None:
+        """The connection was given up (it no longer shares the writes)."""
+        if self._open:
+            self._open = False
+            self._floors.feeds -= 1
 
     async def ended(self, written: int) -> None:
         """The feed ended having written everything up to `written`."""

@@ -94,6 +94,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
+        run.acks.outgoing = direct.outgoing()  # moves only past bytes that left the process
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
