@@ -94,7 +94,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing = direct.outgoing()  # moves only past bytes that left the process
+        run.acks.outgoing = run.outgoing()  # moves only past bytes that left the process
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
@@ -202,6 +202,14 @@ class _Run:
         if not self.plain or self.ctl.policy is Policy.UNBOUNDED:
             return None
         return direct.socket()
+
+    def outgoing(self) -> direct.Outgoing | None:
+        """What of the response is still in the process, for the consumer's moves; not for an
+        `unbounded` feed, whose acks are its flow (it holds up to its cap while its client does
+        not read: waiting for the bytes to leave would make it a `block` feed)."""
+        if self.ctl.policy is Policy.UNBOUNDED:
+            return None
+        return direct.outgoing()
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
