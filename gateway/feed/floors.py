@@ -11,13 +11,15 @@ by 8 clients).
 
 So every named consumer also has a *floor* in a file-backed KV bucket (`<stream>_SSE_FLOORS`, one
 key per consumer name, its last value only, kept `TTL_S`): a stream sequence its client is known
-to have everything up to — a lower bound, written when a feed is positioned (open), while the feed
-moves its consumer at most every `EVERY_S` and, together with the process's other feeds, at most
-`WRITES_PER_S` times a second (each write is fsync'd: at 10,000 feeds a floor is then up to 500 s
-old), and when the feed ends (after its last move). A
-`client_id` open without `Last-Event-ID` whose consumer is missing continues after that floor
-(what came after it may come again: at least once, never a gap), or gets a snapshot first when the
-stream no longer holds the events after it; only a `client_id` with no floor is a new client.
+to have everything up to, a lower bound. It is written when a feed's consumer is created or moved
+by `Last-Event-ID` (not in a reconnect storm: thousands of fsync'd writes at once; a client that
+rewinds there and loses its consumer before its next floor may miss what it rewound to), while
+the feed moves its consumer (at most every `EVERY_S`, and all of a process's feeds together at
+most `WRITES_PER_S` times a second: at 10,000 feeds a floor is up to 500 s old), and when the
+feed ends (after its last move). A `client_id` open without `Last-Event-ID` whose consumer is
+missing continues after that floor (what came after it may come again: at least once, never a
+gap), or gets a snapshot first when the stream no longer holds the events after it; only a
+`client_id` with no floor is a new client.
 Writes never hold a feed up (background work); a failed one is logged and the next one covers it.
 """
 
@@ -112,10 +114,13 @@ class Floor:
     def __init__(self, floors: Floors, name: str) -> None:
         self._floors, self._name, self._at, self._open = floors, name, time.monotonic(), False
 
-    def opened(self, position: int) -> None:
-        """The feed starts after `position` (the client has everything up to it)."""
-        self._floors.put(self._name, position)
-        self._at, self._open = time.monotonic(), True
+    def opened(self, position: int, write: bool) -> None:
+        """The feed starts after `position` (the client has everything up to it); `write` it now
+        (a consumer created or moved), else the floor its last feed wrote still holds."""
+        if write:
+            self._floors.put(self._name, position)
+            self._at = time.monotonic()
+        self._open = True
         self._floors.feeds += 1
 
     def moved(self, written: int) -> None:

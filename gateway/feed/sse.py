@@ -172,7 +172,7 @@ async def open_feed(
                                        ephemeral=request.ephemeral,
                                        spawn=feeds.background.spawn)  # fmt: skip
     try:
-        position, head = await _position(backend, feeds, feed, request)
+        position, head, moved = await _position(backend, feeds, feed, request)
         if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
             raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
     except BaseException:
@@ -180,7 +180,7 @@ async def open_feed(
         feeds.inbox.release(who)
         raise
     if feed.floor is not None:
-        feed.floor.opened(position)
+        feed.floor.opened(position, write=moved)
     log.info("sse_opened", client_id=client, consumer=feed.name,
              policy=request.controls.policy.value, resume=request.resume, position=position,
              snapshot=bool(head))  # fmt: skip
@@ -234,10 +234,12 @@ def _client_feed(
 
 async def _position(
     backend: Backend, feeds: FeedProcess, feed: ClientFeed, request: FeedRequest
-) -> tuple[int, bytes]:
+) -> tuple[int, bytes, bool]:
     """(the stream position the feed starts after, the snapshot frame to send first or
-    b""). A consumer not in the stream yet must leave its reserve free (503). JetStream's
-    refusals become 4xx (`refusals.py`), NATS trouble 503."""
+    b"", whether its floor must be written now: a consumer created, or moved by
+    `Last-Event-ID` outside a storm, where a floor write per open would be thousands of
+    fsync'd writes at once). A consumer not in the stream yet must leave its reserve free (503).
+    JetStream's refusals become 4xx (`refusals.py`), NATS trouble 503."""
     created = 0
 
     def creating() -> None:  # only a consumer not in the stream yet takes headroom
@@ -281,7 +283,7 @@ async def _position(
         named = not request.ephemeral and start is None
         position = await feed.open(start, last, creating, likely=likely,
                                    recall=recall if named else None)  # fmt: skip
-        return position, head
+        return position, head, bool(created) or (start is not None and not likely)
     except APIError as exc:
         log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip
