@@ -39,6 +39,7 @@ from nats.js.kv import KeyValue
 log = structlog.get_logger()
 EVERY_S = 5.0  # a running feed writes its floor at most this often (as often as it moves) ...
 WRITES_PER_S = 20.0  # ... and all of a process's feeds at most this often together (fsync'd)
+RETRY_S = 10.0  # a bucket that could not be bound is tried again at most this often
 TTL_S = 7 * 86_400.0  # a floor not written for a week is forgotten: its client counts as new
 
 
@@ -60,6 +61,7 @@ class Floors:
     ) -> None:
         self.js, self.stream, self.replicas, self.spawn = js, stream, replicas, spawn
         self.kv: KeyValue | None = None
+        self._retry_at = 0.0  # monotonic seconds: when binding the bucket may be tried again
         self.feeds = 0  # open named feeds: they share `WRITES_PER_S`
 
     def every_s(self) -> float:
@@ -67,38 +69,46 @@ class Floors:
         return max(EVERY_S, self.feeds / WRITES_PER_S)
 
     async def start(self) -> None:
-        """Create the bucket (or find it); on failure log `sse_floors_unavailable`: named clients
-        whose consumer is lost then start after the stream's end, as new ones."""
-        try:
-            self.kv = await self.js.create_key_value(
-                bucket=bucket(self.stream), history=1, ttl=TTL_S, storage=StorageType.FILE,
-                replicas=self.replicas, direct=True,
-            )  # fmt: skip
-        except (TimeoutError, NatsError) as exc:
-            log.warning("sse_floors_unavailable", error=str(exc)[:200])
+        """Create the bucket (or find it); on failure log `sse_floors_unavailable` and try again
+        when next used, at most every `RETRY_S` (meanwhile named clients whose consumer is lost
+        start after the stream's end, as new ones)."""
+        await self._bind()
+
+    async def _bind(self) -> KeyValue | None:
+        if self.kv is None and time.monotonic() >= self._retry_at:
+            try:
+                self.kv = await self.js.create_key_value(
+                    bucket=bucket(self.stream), history=1, ttl=TTL_S, storage=StorageType.FILE,
+                    replicas=self.replicas, direct=True,
+                )  # fmt: skip
+            except (TimeoutError, NatsError) as exc:
+                self._retry_at = time.monotonic() + RETRY_S
+                log.warning("sse_floors_unavailable", error=str(exc)[:200])
+        return self.kv
 
     async def get(self, consumer: str) -> int | None:
         """The floor of `consumer` (None: none known, a new client). Raises TimeoutError or a
         nats-py error when the bucket cannot be read (the open answers 503: never a guess)."""
-        if self.kv is None:
+        kv = await self._bind()
+        if kv is None:
             return None
         try:
-            entry = await self.kv.get(consumer)
+            entry = await kv.get(consumer)
         except KeyNotFoundError:
             return None
         return int(entry.value or b"0")
 
     def put(self, consumer: str, floor: int) -> None:
         """Write `consumer`'s floor in the background."""
-        if self.kv is not None:
-            self.spawn(self.write(consumer, floor))
+        self.spawn(self.write(consumer, floor))
 
     async def write(self, consumer: str, floor: int) -> None:
         """Write `consumer`'s floor now (a failure is logged, never raised)."""
-        if self.kv is None:
+        kv = await self._bind()
+        if kv is None:
             return
         try:
-            await self.kv.put(consumer, b"%d" % floor)
+            await kv.put(consumer, b"%d" % floor)
         except (TimeoutError, NatsError) as exc:
             log.warning("sse_floor_not_written", consumer=consumer, floor=floor,
                         error=str(exc)[:200])  # fmt: skip
