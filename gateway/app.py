@@ -99,6 +99,7 @@ def _lifespan(
             all_events=app.state.backend.subjects.all_events,
             settings=settings,
             closing=app.state.closing,
+            replicas=nats_settings.replicas,
         )
         hub = app.state.live = Hub(
             settings.live_concurrency,

@@ -39,8 +39,8 @@ direct_writes = Counter(
 )
 tail_left = Counter(
     "sse_tail_left_total",
-    "times a feed left the live tail (it fell `capacity` behind, or the tail lost its place) "
-    "and pulled its own consumer again",
+    "times the live tail let a feed go (it fell `capacity` behind, the tail lost its place, or "
+    "the gateway stopped): it pulls its own consumer again",
 )
 live_subscriptions = Gauge("live_subscriptions", "open live-query feeds of this gateway")
 live_queries = Gauge(

@@ -9,9 +9,9 @@ user may publish and subscribe to follows the services' wire contracts:
 - projector: answers `<prefix>.query.>`, creates/reads/acks its consumer, creates or
   updates the stream, announces committed batches on `<prefix>.applied`.
 - gateway: sends commands and queries, runs SSE consumers (create, fetch, ack, reset,
-  delete) and the live tail's ordered consumer
-  and reads stream info; hears `<prefix>.applied` (live queries). It can not publish to
-  the event stream: only the writer appends.
+  delete) and the live tail's ordered consumer, keeps named feeds' floors in its own KV
+  bucket (`<stream>_SSE_FLOORS`), and reads stream info; hears `<prefix>.applied` (live
+  queries). It can not publish to the event stream: only the writer appends.
 - operator: everything; for the CLI commands run by the person who started the stack.
 
 Every user may reply to the requests it receives (`allow_responses`) and receive replies
@@ -78,13 +78,32 @@ def service_users(
         ),
         "gateway": user(
             "gateway",
-            (f"{prefix}.cmd.>", f"{prefix}.query.>", f"$JS.API.STREAM.INFO.{stream}", *consumers),
+            (
+                f"{prefix}.cmd.>",
+                f"{prefix}.query.>",
+                f"$JS.API.STREAM.INFO.{stream}",
+                *consumers,
+                *_floors(stream),
+            ),
             (f"{prefix}.applied",),
         ),
         # The person at the keyboard: `ironstar status|query|rebuild|snapshot` find it in
         # <data dir>/up.json (mode 0600). No service runs with it.
         "operator": user("operator", (">",), (">",)),
     }
+
+
+def _floors(stream: str) -> tuple[str, ...]:
+    """The gateway's KV bucket of named feeds' floors (`gateway/feed/floors.py`): create or find
+    it, write a floor, read one (direct get)."""
+    bucket = f"{stream}_SSE_FLOORS"
+    kv = f"KV_{bucket}"
+    return (
+        f"$JS.API.STREAM.INFO.{kv}",
+        f"$JS.API.STREAM.CREATE.{kv}",
+        f"$KV.{bucket}.>",
+        f"$JS.API.DIRECT.GET.{kv}.>",
+    )
 
 
 def authorization(users: dict[str, ServiceUser]) -> str:

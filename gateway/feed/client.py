@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -32,6 +32,7 @@ from common.jetstream import is_delivery, pull_status
 from common.subjects import Subjects
 from gateway import metrics
 from gateway.feed import holdings, requests
+from gateway.feed.floors import Floor
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import MIN_SERVER, Tail
 from gateway.feed.topics import Topic, consumer_name
@@ -54,7 +55,7 @@ class ClientFeed:
     __slots__ = (
         "_asked", "_credit", "_expiry", "_lent", "_refill", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
-        "filters", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
+        "filters", "floor", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
         "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "sink", "stream",
         "tail",
     )  # fmt: skip
@@ -109,6 +110,7 @@ class ClientFeed:
         self.sink: Callable[[Item], bool] | None = None
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
         self.drained = False  # a `no_wait` request found nothing more: caught up
+        self.floor: Floor | None = None  # a named feed's floor writes (gateway/feed/floors.py)
 
     async def open(
         self,
@@ -117,6 +119,7 @@ class ClientFeed:
         creating: Callable[[], None] = lambda: None,
         *,
         likely: bool = False,
+        recall: Callable[[], Awaitable[int | None]] | None = None,
     ) -> int:
         """Deliver from `start` (a new position), or continue where the consumer stopped;
         returns the stream position the feed starts after (the `connected` frame's `id:`).
@@ -126,7 +129,9 @@ class ClientFeed:
         deliveries in flight, waiting pull requests or another bound is replaced from `start`,
         else its ack floor; a new one starts after `last` (the stream's end when the client
         came). `likely` (a returning client in a storm): reset first and judged by the reset's
-        answer, one request instead of two, falling back after `RESET_FIRST_S`.
+        answer, one request instead of two, falling back after `RESET_FIRST_S`. `recall` (a named
+        client without `Last-Event-ID`) gives the position to start after when its consumer is
+        missing (its floor, `gateway/feed/floors.py`; None: a new client, after `last`).
         docs/architecture.md, "Reconnect storms"."""
         self.inbox.register(self._token, self.name, self)
         if likely and start is not None and self._resettable() and await self._reset_first(start):
@@ -144,6 +149,9 @@ class ClientFeed:
             start = requests.replay_from(info) or last + 1
         if info is None:
             creating()  # a consumer more in the stream: its budget may refuse (raises)
+        if info is None and start is None and recall is not None:
+            known = await recall()  # a returning client whose consumer was lost: its floor
+            start = None if known is None else known + 1
         if info is None and start is None:
             start = last + 1
         if info is not None and start is not None and not stale and self._resettable():
@@ -389,6 +397,8 @@ class ClientFeed:
         self.buffer.clear()
         if self.holdings is not None:
             self.holdings.drop(self)
+        if self.floor is not None:
+            self.floor.closed()
         closed, self.on_close = self.on_close, None
         if closed is not None:
             closed()

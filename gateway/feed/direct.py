@@ -72,13 +72,43 @@ class Socket:
         return True
 
 
+class Outgoing:
+    """What of a started response's bytes is still in this process (see `outgoing`)."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+
+    def held(self) -> int | None:
+        """Bytes written to the connection that its transport still holds (not yet handed to the
+        kernel: lost if the process dies; what the kernel holds is still sent); None once the
+        connection is gone (whatever it held then never left)."""
+        cycle = self._cycle
+        if cycle.disconnected:
+            return None
+        return int(cycle.transport.get_write_buffer_size())
+
+
+def outgoing() -> Outgoing | None:
+    """The running request's started response as an `Outgoing` (None on another server, see the
+    module docstring): a feed moves its consumer only past bytes that left the process."""
+    cycle = _cycle()
+    if cycle is None:
+        return None
+    try:
+        ready = cycle.response_started and callable(cycle.transport.get_write_buffer_size)
+    except AttributeError:
+        return None
+    return Outgoing(cycle) if ready and isinstance(cycle.disconnected, bool) else None
+
+
 def socket() -> Socket | None:
     """The running request's connection as a `Socket`, once its response started with
     chunked framing; None when the server is not the one this module knows (see the
     module docstring) or the response cannot take it (not started, HEAD, a length)."""
-    send = _SEND.get()
-    cycle = getattr(send, "__self__", None)
-    if type(cycle) is not RequestResponseCycle or getattr(send, "__func__", None) is not _SEND_FN:
+    cycle = _cycle()
+    if cycle is None:
         return None
     try:
         ready = (
@@ -92,6 +122,15 @@ def socket() -> Socket | None:
     except AttributeError:
         return None
     return Socket(cycle) if ready else None
+
+
+def _cycle() -> Any:
+    """The running request's uvicorn httptools cycle, when its `send` is exactly that one's."""
+    send = _SEND.get()
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or getattr(send, "__func__", None) is not _SEND_FN:
+        return None
+    return cycle
 
 
 _SEND_FN = RequestResponseCycle.send

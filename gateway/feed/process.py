@@ -22,6 +22,7 @@ from nats.js.client import JetStreamContext
 
 from common.settings import GatewaySettings
 from gateway.feed.consumers import Ledger
+from gateway.feed.floors import Floors
 from gateway.feed.holdings import Holdings
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import Tail
@@ -55,9 +56,13 @@ class Background:
 
     async def stop(self, wait_s: float) -> None:
         """Wait up to `wait_s` seconds for the running tasks, then cancel the others."""
-        if not self._tasks:
-            return
-        _, running = await asyncio.wait(set(self._tasks), timeout=wait_s)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        running: set[asyncio.Task[None]] = set()
+        while self._tasks:  # what the tasks spawn meanwhile is waited for too
+            left = deadline - asyncio.get_running_loop().time()
+            _, running = await asyncio.wait(set(self._tasks), timeout=max(left, 0.0))
+            if running:
+                break
         for task in running:
             task.cancel()
         if running:
@@ -76,6 +81,7 @@ class FeedProcess:
     holdings: Holdings
     tail: Tail | None  # None: `sse_live_tail` off, every feed pulls its own consumer
     background: Background
+    floors: Floors  # where named clients are when their consumers are lost (`floors.py`)
     opens: int = 0  # feeds being opened right now (`gateway/feed/sse.py`)
     _info: asyncio.Future[StreamInfo] | None = field(default=None, init=False, repr=False)
 
@@ -98,19 +104,25 @@ class FeedProcess:
         all_events: str,
         settings: GatewaySettings,
         closing: asyncio.Event,
+        replicas: int = 1,
     ) -> FeedProcess:
-        """Subscribe the inbox; the rest starts with the first feed. `stream` is the event
-        stream's name, `all_events` the subject filter of every event (the tail's)."""
+        """Subscribe the inbox and bind the floors' bucket (`replicas` as the event stream's); the
+        rest starts with the first feed. `stream` is the event stream's name, `all_events` the
+        subject filter of every event (the tail's)."""
         inbox = Inbox(nc, closing, settings.sse_max_per_client, settings.sse_max_connections,
                       settings.sse_pull_budget)  # fmt: skip
         await inbox.start()
+        js, background = nc.jetstream(), Background()
+        floors = Floors(js, stream, replicas, background.spawn)
+        await floors.start()
         return cls(
             inbox=inbox,
-            js=nc.jetstream(),
+            js=js,
             ledger=Ledger(settings.sse_max_consumers_per_principal, settings.sse_inactive_s),
             holdings=Holdings(settings.sse_unbounded_budget_bytes),
             tail=Tail(nc, stream, all_events) if settings.sse_live_tail else None,
-            background=Background(),
+            background=background,
+            floors=floors,
         )
 
     async def stop(self, wait_s: float = STOP_WAIT_S) -> None:

@@ -32,6 +32,7 @@ from gateway.dashboard import datastar
 from gateway.feed import consumers, controls, snapshot
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
+from gateway.feed.floors import Floor
 from gateway.feed.policy import Policy
 from gateway.feed.process import FeedProcess
 from gateway.feed.refusals import refusal
@@ -151,6 +152,8 @@ async def open_feed(
     found again, counted against the principal's and the process's budgets, positioned
     (with a snapshot first when `resume` cannot be continued), then streamed until
     `closing` is set. Everything it holds is given back when it raises."""
+    if closing.is_set():  # a feed opened now would end at once (attack15, Info)
+        raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
     client = request.client_id
     principal = PRINCIPAL.get()
     ends = principal.feed_ends()  # 401 for a token already past its `exp`
@@ -169,11 +172,15 @@ async def open_feed(
                                        ephemeral=request.ephemeral,
                                        spawn=feeds.background.spawn)  # fmt: skip
     try:
-        position, head = await _position(backend, feeds, feed, request)
+        position, head, moved = await _position(backend, feeds, feed, request)
+        if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
+            raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
     except BaseException:
         feed.close()
         feeds.inbox.release(who)
         raise
+    if feed.floor is not None:
+        feed.floor.opened(position, write=moved)
     log.info("sse_opened", client_id=client, consumer=feed.name,
              policy=request.controls.policy.value, resume=request.resume, position=position,
              snapshot=bool(head))  # fmt: skip
@@ -220,15 +227,19 @@ def _client_feed(
         held=feeds.holdings if unbounded else None,
     )
     feed.tail = feeds.tail
+    if not request.ephemeral:  # a client that can return by name: its floor survives its consumer
+        feed.floor = Floor(feeds.floors, feed.name)
     return feed
 
 
 async def _position(
     backend: Backend, feeds: FeedProcess, feed: ClientFeed, request: FeedRequest
-) -> tuple[int, bytes]:
+) -> tuple[int, bytes, bool]:
     """(the stream position the feed starts after, the snapshot frame to send first or
-    b""). A consumer not in the stream yet must leave its reserve free (503). JetStream's
-    refusals become 4xx (`refusals.py`), NATS trouble 503."""
+    b"", whether its floor must be written now: a consumer created, or moved by
+    `Last-Event-ID` outside a storm, where a floor write per open would be thousands of
+    fsync'd writes at once). A consumer not in the stream yet must leave its reserve free (503).
+    JetStream's refusals become 4xx (`refusals.py`), NATS trouble 503."""
     created = 0
 
     def creating() -> None:  # only a consumer not in the stream yet takes headroom
@@ -252,7 +263,27 @@ async def _position(
         if resume is not None and not resumable(resume, first, last):
             resume, head = await _snapshot(backend, request, last)
         start = None if resume is None else resume + 1
-        return await feed.open(start, last, creating, likely=likely), head
+
+        async def recall() -> int | None:
+            """A named client without `Last-Event-ID` whose consumer is gone: after its floor
+            (a snapshot first when the stream lost what follows it); None for a new client."""
+            nonlocal head
+            floor = await feeds.floors.get(feed.name)
+            if floor is None:
+                return None
+            log.info("sse_consumer_lost", client_id=request.client_id, consumer=feed.name,
+                     floor=floor)  # fmt: skip
+            newest = last
+            if floor > newest:  # the shared stream info may be one round trip old
+                newest = (await feeds.js.stream_info(backend.nats_settings.stream)).state.last_seq
+            if not resumable(floor, first, newest):
+                floor, head = await _snapshot(backend, request, newest)
+            return floor
+
+        named = not request.ephemeral and start is None
+        position = await feed.open(start, last, creating, likely=likely,
+                                   recall=recall if named else None)  # fmt: skip
+        return position, head, bool(created) or (start is not None and not likely)
     except APIError as exc:
         log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip

@@ -95,6 +95,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
+        run.acks.outgoing = run.outgoing()  # moves only past bytes that left the process
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
@@ -140,8 +141,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield _comeback(session.settings)
     finally:
         session.release()
-        if run.acks.count:  # those bytes were written: a returning client continues after them
-            session.background.spawn(run.acks.flush())
+        # those bytes were written: a returning client continues after them
+        session.background.spawn(run.acks.finish())
 
 
 def _comeback(settings: GatewaySettings) -> bytes:
@@ -205,6 +206,14 @@ class _Run:
             return None
         return direct.socket()
 
+    def outgoing(self) -> direct.Outgoing | None:
+        """What of the response is still in the process, for the consumer's moves; not for an
+        `unbounded` feed, whose acks are its flow (it holds up to its cap while its client does
+        not read: waiting for the bytes to leave would make it a `block` feed)."""
+        if self.ctl.policy is Policy.UNBOUNDED:
+            return None
+        return direct.outgoing()
+
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
         if self.feed.tail is not None:
@@ -217,7 +226,6 @@ class _Run:
 
     async def back_to_consumer(self) -> None:
         """The tail let the feed go: move its consumer to the last event written."""
-        metrics.tail_left.inc()
         log.info("sse_tail_left", client_id=self.session.client_id, reason=self.feed.fell)
         self.acks.clear()
         self.feed.gone = await self.feed.resume_pull(self.acks.seq + 1)

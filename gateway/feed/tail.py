@@ -192,7 +192,8 @@ class Tail:
                 (self._types if match == "type" else self._exact).pop(key, None)
         if member.live is not None:
             member.live = None
-            if reason:
+            if reason:  # counted here: the feed's loop may be blocked in a write meanwhile
+                metrics.tail_left.inc()
                 member.left(reason)
 
     def break_all(self, reason: str) -> None:

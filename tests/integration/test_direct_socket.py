@@ -89,7 +89,7 @@ async def test_the_socket_writes_exact_chunks_between_the_asgi_sends_of_uvicorn_
 async def test_a_client_that_does_not_read_pauses_the_socket_and_loses_nothing() -> None:
     """Writes stop being taken at the transport's high-water mark (the caller then awaits
     the normal send, which waits for the drain); what was taken arrives whole, in order."""
-    taken, reading = [0], asyncio.Event()
+    taken, reading, held = [0], asyncio.Event(), list[int | None]()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await send(START)
@@ -98,13 +98,18 @@ async def test_a_client_that_does_not_read_pauses_the_socket_and_loses_nothing()
         assert sock is not None
         while taken[0] < 10_000 and sock.write(b"%06d" % taken[0]):
             taken[0] += 1
+        outgoing = direct.outgoing()
+        assert outgoing is not None, "uvicorn's httptools cycle changed shape: see direct.py"
+        held.append(outgoing.held())  # paused: past the high-water mark, still in the process
         reading.set()
         await send(_body(b"%06d" % taken[0]))  # waits for the client to drain
+        held.append(outgoing.held())  # drained: what is written next has left the process
         await send(_body(b"", more=False))
 
     async with _serve(app, header_deadline(5.0), send_buffer=8192) as port:
         chunks = await _chunks(port, reading)
     assert 0 < taken[0] < 10_000  # ~64 KiB of transport buffer, not everything offered
+    assert held[0] is not None and held[1] is not None and held[0] > held[1] >= 0, held
     assert chunks == [b"first\n", *(b"%06d" % n for n in range(taken[0] + 1))]
 
 
@@ -118,6 +123,7 @@ async def test_another_server_protocol_gets_no_socket_and_keeps_the_normal_path(
         await send(START)
         await send(_body(b"first\n"))
         found.append(direct.socket())
+        assert direct.outgoing() is None  # its consumer moves as it did before
         await send(_body(b"", more=False))
 
     async with _serve(app, http) as port:

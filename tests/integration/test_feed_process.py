@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from common.settings import GatewaySettings, NatsSettings
 from gateway.app import create_app
@@ -49,3 +50,17 @@ async def test_work_that_outlives_the_stop_bound_is_cancelled_not_left_running()
     background.spawn(never.wait())  # type: ignore[arg-type]
     await asyncio.wait_for(background.stop(wait_s=0.05), 10)
     assert len(background) == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_a_gateway_that_began_to_stop_refuses_new_feeds_with_503_and_retry_after(
+    nats_settings: NatsSettings,
+) -> None:
+    app = create_app(nats_settings, GatewaySettings())
+    async with AsyncTestClient(app) as client:
+        app.state.closing.set()  # what `serve` does first when the gateway is told to stop
+        answer = await client.get("/api/events", params={"client_id": "late"})
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "shutting down" in answer.text
+        assert app.state.feeds.ledger.held("127.0.0.1") == 0  # nothing was taken

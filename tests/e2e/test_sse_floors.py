@@ -1,0 +1,149 @@
+"""A named client returning without `Last-Event-ID` after its consumer was lost (a nats-server
+restart removes every in-memory feed consumer; so does an expiry or the loss of its node) continues
+after its floor (`gateway/feed/floors.py`): never after the stream's end with a gap (attack15
+F2/F3). The loss is made here by deleting the consumer, as the restart does, so the session's
+nats-server keeps running."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
+
+from common.settings import NatsSettings
+from gateway.feed import floors
+from gateway.feed.delivery import LazyAcks
+from tests.support import chunked
+from tests.support.feeds import Message, Reader, feed, make, publish, todo
+from tests.support.gateways import Http, Start, metric
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+async def _floor(nc: Client, stream: str, consumer: str) -> int | None:
+    try:
+        kv = await nc.jetstream().key_value(floors.bucket(stream))
+        return int((await kv.get(consumer)).value or b"0")
+    except KeyNotFoundError:
+        return None
+
+
+async def _until_id(reader: Reader, last: int) -> list[Message]:
+    """Every message up to the event `last`."""
+    seen: list[Message] = []
+    while not seen or seen[-1].id != last or seen[-1].event != "todo_added":
+        seen.append(await reader.next())
+    return seen
+
+
+async def test_a_named_client_whose_consumer_was_lost_continues_after_what_it_was_written(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    before = await publish(nc, nats_settings, [todo("b", 1)])
+    _, base = start_gateway()
+    client, stream = http(base), nats_settings.stream
+    async with feed(client, topics="todo_list", client_id="back") as reader:
+        first = await reader.until("connected")  # a new client: after the stream's end
+        assert [(m.event, m.id) for m in first if m.data] == [("connected", before[-1])]
+        consumer = first[-1].data["consumer"]
+        written = await publish(nc, nats_settings, [todo("a", n) for n in (1, 2, 3)])
+        assert [m.id for m in await reader.events(3)] == written
+    # the feed ended (the client left): its floor is what it was written
+    assert await eventually(lambda: _floor(nc, stream, consumer), lambda f: f == written[-1])
+    await nc.jetstream().delete_consumer(stream, consumer)  # what a nats-server restart does
+    missed = await publish(nc, nats_settings, [todo("a", n) for n in (4, 5)])
+    async with feed(client, topics="todo_list", client_id="back") as reader:
+        seen = await _until_id(reader, missed[-1])
+    assert [m.data["position"] for m in seen if m.event == "connected"] == [written[-1]]
+    assert [m.id for m in seen if m.event == "todo_added"] == missed
+    assert "snapshot" not in {m.event for m in seen}
+
+
+async def test_after_a_kill_9_a_lost_consumers_client_may_see_events_again_but_never_misses_one(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    first, base = start_gateway()
+    client, stream = http(base), nats_settings.stream
+    got: list[int] = []
+    with contextlib.suppress(httpx.HTTPError):
+        async with feed(client, topics="todo_list", client_id="crash") as reader:
+            consumer = (await reader.until("connected"))[-1].data["consumer"]
+            await eventually(lambda: _floor(nc, stream, consumer), lambda f: f is not None)
+            written = await publish(nc, nats_settings, [todo("a", n) for n in (1, 2, 3)])
+            got += [m.id for m in await reader.events(3) if m.id is not None]
+            first.kill()  # SIGKILL: no last move, no last floor
+            await reader.next()
+    await nc.jetstream().delete_consumer(stream, consumer)
+    missed = await publish(nc, nats_settings, [todo("a", n) for n in (4, 5)])
+    _, base2 = start_gateway()
+    async with feed(http(base2), topics="todo_list", client_id="crash") as reader:
+        seen = await _until_id(reader, missed[-1])
+    again = [m.id for m in seen if m.event == "todo_added"]
+    assert got == written and again[-len(missed) :] == missed  # nothing after the floor skipped
+    assert set(again) <= set(written + missed)
+    assert again == sorted(again) and len(again) == len(set(again))
+
+
+async def _raw_feed(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client with a 4 KiB receive buffer that has read the response's head only."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)  # reads then stop
+    writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    await chunked.head(reader)
+    return reader, writer
+
+
+async def test_a_consumer_is_never_moved_past_bytes_still_held_in_the_gateways_transport(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    gateway, base = start_gateway(sse_send_buffer_bytes=4096)
+    port = int(base.rpartition(":")[2])
+    path = "/api/events?topics=todo_list:held&client_id=held&capacity=1000"
+    reader, writer = await _raw_feed(port, path)
+    await eventually(lambda: metric(http(base), "sse_tail_joined_total"), lambda n: n >= 1)
+    padding = {"text": "z" * 200, "note": "z" * 800}  # ~1.2 KB frames
+    events = [
+        (
+            "todo_list.held",
+            make("todo_list", "held", n, "todo_added", {"todo_id": f"t{n}", **padding}),
+        )
+        for n in range(1, 41)
+    ]
+    # ~55 KB written below the ASGI chain to a client that reads nothing: more than the two
+    # kernels' buffers hold, less than the transport's high-water mark (so it is never paused)
+    published = await publish(nc, nats_settings, events)
+    await eventually(lambda: metric(http(base), "sse_direct_writes_total"), lambda n: n >= 40)
+    # the scenario is time passing: the lazy move (`LazyAcks.LIVE_EVERY_S`) comes due meanwhile
+    await asyncio.sleep(LazyAcks.LIVE_EVERY_S + 0.5)
+    gateway.kill()  # SIGKILL: what the transport held is lost, what the kernel held is sent
+    got = [m.id for m in await _frames(reader) if m.event == "todo_added"]
+    writer.close()
+    assert len(got) < len(published)  # some frames died with the process
+    _, base2 = start_gateway()
+    async with feed(http(base2), topics="todo_list:held", client_id="held") as again:
+        after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
+    assert after and after[0] <= (got[-1] + 1 if got else published[0])  # no gap, maybe again
+    assert sorted(set(got + after)) == published
+
+
+async def _frames(reader: asyncio.StreamReader) -> list[Message]:
+    """Every whole SSE message the client can still read, to the connection's end."""
+    data = b""
+    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ValueError):
+        while piece := await chunked.chunk(reader):
+            data += piece
+    out = []
+    for block in data.decode().split("\n\n")[:-1]:
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "id" in fields:
+            out.append(Message(fields.get("event", "message"), int(fields["id"]), None))
+    return out
