@@ -17,6 +17,7 @@ import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import structlog
 
@@ -100,19 +101,24 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-def decode(deliveries: list[Delivery]) -> tuple[list[Stored], list[DeadLetter]]:
-    """Envelopes of a batch, and a dead letter for each message that is not an envelope of
+def decode(
+    deliveries: list[Delivery],
+) -> tuple[list[Stored], list[DeadLetter], dict[int, Any]]:
+    """Envelopes of a batch, a dead letter for each message that is not an envelope of
     the aggregate whose subject it is on (the same check as the writer's and the feed's:
-    `common.envelope.decode_stored`)."""
+    `common.envelope.decode_stored`), and the domain events that check built, by sequence."""
     events: list[Stored] = []
     dead: list[DeadLetter] = []
+    typed: dict[int, Any] = {}
     for sequence, subject, data in deliveries:
         parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
         try:
-            events.append(Stored(sequence, codec.decode_stored(data, *parts[-2:])))
+            envelope, typed[sequence] = codec.decode_checked(data, *parts[-2:])
         except codec.Undecodable as exc:
             dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
-    return events, dead
+        else:
+            events.append(Stored(sequence, envelope))
+    return events, dead, typed
 
 
 def apply(
@@ -125,9 +131,9 @@ def apply(
     """Decode and apply one batch (in a worker thread), recording its metrics; returns
     its dead letters."""
     started = time.perf_counter()
-    events, dead = decode(deliveries)
+    events, dead, typed = decode(deliveries)
     subjects = {sequence: subject for sequence, subject, _ in deliveries}
-    dead = model.apply(events, last, dead, halt, only, subjects)
+    dead = model.apply(events, last, dead, halt, only, subjects, typed)
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,
