@@ -23,7 +23,7 @@ import structlog
 
 from common import envelope as codec
 from common.envelope import Stored
-from projector import metrics
+from projector import collector, metrics
 from projector.feed import Delivery
 from projector.progress import Progress
 from projector.readmodel import ReadModel
@@ -33,6 +33,7 @@ log = structlog.get_logger()
 LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
 SWAP_GRACE_S = 0.5  # running queries get this long to end before a swap interrupts them
 INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent before a start
+QUIET_ABOVE = 1_000  # events: a larger batch (catching up) is applied without cyclic GC
 
 
 class Replica:
@@ -129,11 +130,13 @@ def apply(
     only: Collection[str] | None = None,
 ) -> list[DeadLetter]:
     """Decode and apply one batch (in a worker thread), recording its metrics; returns
-    its dead letters."""
+    its dead letters. A batch of more than `QUIET_ABOVE` events (catching up) runs with
+    cyclic garbage collection paused (`projector/collector.py`)."""
     started = time.perf_counter()
-    events, dead, typed = decode(deliveries)
-    subjects = {sequence: subject for sequence, subject, _ in deliveries}
-    dead = model.apply(events, last, dead, halt, only, subjects, typed)
+    with collector.paused() if len(deliveries) > QUIET_ABOVE else contextlib.nullcontext():
+        events, dead, typed = decode(deliveries)
+        subjects = {sequence: subject for sequence, subject, _ in deliveries}
+        dead = model.apply(events, last, dead, halt, only, subjects, typed)
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,

@@ -1,0 +1,49 @@
+"""Cyclic garbage collection paused while a catch-up batch is decoded and applied.
+
+A catch-up batch (up to 50,000 events) keeps about ten container objects per event alive
+until it is applied: they survive the young collections into the oldest generation, and
+the full collections that follow (of every object the process holds, the `versions`
+states included) ran several times per batch — 27 of them, 1.9 s of 8.7 s of CPU, over
+300,000 events of the example (docs/benchmarks.md, issue 16 session 6). The batch's
+objects die by reference counting once it is applied, so those collections found nothing.
+`paused()` turns automatic collection off while any thread is inside it and back on (if
+it was on) when the last one leaves; the collections that come due then run as usual.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class _Pause:
+    """How many threads are inside `paused()`, and whether collection was on before."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inside = 0
+        self.was_enabled = False
+
+
+_PAUSE = _Pause()
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No automatic cyclic collection while inside (process-wide; re-entrant and safe from
+    several threads); the state before the first entry is restored after the last exit,
+    also when the body raises."""
+    with _PAUSE.lock:
+        if _PAUSE.inside == 0:
+            _PAUSE.was_enabled = gc.isenabled()
+            gc.disable()
+        _PAUSE.inside += 1
+    try:
+        yield
+    finally:
+        with _PAUSE.lock:
+            _PAUSE.inside -= 1
+            if _PAUSE.inside == 0 and _PAUSE.was_enabled:
+                gc.enable()
