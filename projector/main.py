@@ -28,11 +28,11 @@ from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
 from projector import metrics, queries
-from projector.feed import Feed, FeedLost
+from projector.feed import Batch, Feed, FeedLost
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
-from projector.replica import Replica, apply
+from projector.replica import Decoded, Replica, apply, decode
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -66,6 +66,7 @@ async def serve(
     )
     stop_queries: Callable[[], None] = lambda: None  # noqa: E731
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
+    decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")  # the next catch-up batch
     try:
         await bus.ensure_stream(nc, nats_settings)
         stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
@@ -83,7 +84,9 @@ async def serve(
             await rebuilder.task
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
-        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop, applier)
+        await _follow(
+            nc, nats_settings, settings, replica, durable, subjects, stop, applier, decoder
+        )
     except Poisoned as exc:
         metrics.HALTED.set(1)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
@@ -93,6 +96,7 @@ async def serve(
         await bus.goodbye(nc)
         stop_queries()
         applier.shutdown(wait=True)
+        decoder.shutdown(wait=True)
         replica.model.close()
 
 
@@ -105,9 +109,14 @@ async def _follow(
     subjects: Subjects,
     stop: asyncio.Event,
     applier: ThreadPoolExecutor,
+    decoder: ThreadPoolExecutor,
 ) -> None:
     """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
-    consumer."""
+    consumer. While catching up (more than `batch_size` events wait after a batch), the
+    next batch is taken and decoded (on `decoder`) while this one is applied: DuckDB
+    releases the GIL while a statement runs, and the feed is then far ahead anyway. A
+    live batch is applied as before, so batches keep gathering what came during the last
+    apply (taking the next one early would cut it at its first event)."""
     halt = settings.on_poison == "halt"
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -122,19 +131,28 @@ async def _follow(
             settings.batch_ms / 1000,
             catchup_size=settings.catchup_batch_size,
         )
+        ahead: asyncio.Future[Taken | None] | None = None
         try:
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
             await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
-            while (batch := await feed.next(stop)) is not None:
+            taken = await _take(feed, stop)
+            while taken is not None:
+                batch, decoded = taken
+                if batch.pending > settings.batch_size:  # catching up: decode the next now
+                    ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
                 async with replica.writing:
                     if replica.generation != generation:
                         break  # a rebuilt file was swapped in: follow it from its checkpoint
                     model = replica.model
-                    work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
+                    work = functools.partial(
+                        apply, model, batch.deliveries, batch.last, halt, decoded=decoded
+                    )
                     await loop.run_in_executor(applier, work)
                     await feed.ack(batch)
                 await _applied(nc, subjects, settings.name, replica, model, batch.pending)
+                taken = await (_take(feed, stop) if ahead is None else ahead)
+                ahead = None
         except StorageFull as exc:
             if replica.storage is None:
                 log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
@@ -150,7 +168,28 @@ async def _follow(
         except (TimeoutError, NatsTimeout) as exc:
             log.warning("feed_unavailable", error=repr(exc))
         finally:
+            if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
             await feed.close()
+
+
+Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
+
+
+async def _take(
+    feed: Feed,
+    stop: asyncio.Event,
+    loop: asyncio.AbstractEventLoop | None = None,
+    decoder: ThreadPoolExecutor | None = None,
+) -> Taken | None:
+    """The feed's next batch (None once `stop` is set), decoded on `decoder` if given."""
+    batch = await feed.next(stop)
+    if batch is None:
+        return None
+    if loop is None or decoder is None:
+        return batch, None
+    return batch, await loop.run_in_executor(decoder, decode, batch.deliveries)
 
 
 async def _applied(

@@ -17,7 +17,7 @@ import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -102,24 +102,42 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-def decode(
-    deliveries: list[Delivery],
-) -> tuple[list[Stored], list[DeadLetter], dict[int, Any]]:
-    """Envelopes of a batch, a dead letter for each message that is not an envelope of
-    the aggregate whose subject it is on (the same check as the writer's and the feed's:
-    `common.envelope.decode_stored`), and the domain events that check built, by sequence."""
+class Decoded(NamedTuple):
+    """A batch decoded (`decode`): its envelopes, a dead letter for each message that is
+    not one, the domain events the check built and every delivery's subject, by sequence."""
+
+    events: list[Stored]
+    dead: list[DeadLetter]
+    typed: dict[int, Any]
+    subjects: dict[int, str]
+
+
+def decode(deliveries: list[Delivery]) -> Decoded:
+    """Decode a batch: a dead letter for each message that is not an envelope of the
+    aggregate whose subject it is on (the same check as the writer's and the feed's:
+    `common.envelope.decode_stored`). Pure; a catch-up batch (more than `QUIET_ABOVE`
+    deliveries) runs with cyclic GC paused, and may be decoded on another thread than the
+    one that applies it (`projector/main.py`)."""
     events: list[Stored] = []
     dead: list[DeadLetter] = []
     typed: dict[int, Any] = {}
-    for sequence, subject, data in deliveries:
-        parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
-        try:
-            envelope, typed[sequence] = codec.decode_checked(data, *parts[-2:])
-        except codec.Undecodable as exc:
-            dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
-        else:
-            events.append(Stored(sequence, envelope))
-    return events, dead, typed
+    with _quiet(deliveries):
+        for sequence, subject, data in deliveries:
+            parts = subject.rsplit(".", 2)  # <prefix>.events . <type> . <id>
+            try:
+                envelope, typed[sequence] = codec.decode_checked(data, *parts[-2:])
+            except codec.Undecodable as exc:
+                dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
+            else:
+                events.append(Stored(sequence, envelope))
+        subjects = {sequence: subject for sequence, subject, _ in deliveries}
+    return Decoded(events, dead, typed, subjects)
+
+
+def _quiet(deliveries: list[Delivery]) -> contextlib.AbstractContextManager[None]:
+    if len(deliveries) > QUIET_ABOVE:
+        return collector.paused()
+    return contextlib.nullcontext()
 
 
 def apply(
@@ -128,14 +146,15 @@ def apply(
     last: int,
     halt: bool,
     only: Collection[str] | None = None,
+    decoded: Decoded | None = None,
 ) -> list[DeadLetter]:
-    """Decode and apply one batch (in a worker thread), recording its metrics; returns
-    its dead letters. A batch of more than `QUIET_ABOVE` events (catching up) runs with
-    cyclic garbage collection paused (`projector/collector.py`)."""
+    """Apply one batch (in a worker thread), decoding it first unless `decoded` (the
+    `decode` of the same `deliveries`) is given; records its metrics and returns its dead
+    letters. A batch of more than `QUIET_ABOVE` events (catching up) runs with cyclic
+    garbage collection paused (`projector/collector.py`)."""
     started = time.perf_counter()
-    with collector.paused() if len(deliveries) > QUIET_ABOVE else contextlib.nullcontext():
-        events, dead, typed = decode(deliveries)
-        subjects = {sequence: subject for sequence, subject, _ in deliveries}
+    with _quiet(deliveries):
+        events, dead, typed, subjects = decode(deliveries) if decoded is None else decoded
         dead = model.apply(events, last, dead, halt, only, subjects, typed)
     log.info(
         "batch_applied",

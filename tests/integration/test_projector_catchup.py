@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.aio.client import Client
 
 from common import catalogue
 from common import envelope as codec
 from common.envelope import Envelope
-from projector import replica
+from common.settings import NatsSettings
+from examples.todo.history import domain_events
+from projector import replica as replicas
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import DeadLetter, Poisoned
 from tests.integration.test_projector_apply import _deliveries, _event
+from tests.support.projections import TODO_ROWS, USER_ROWS, ask, fold, replica, sql, store
 
 
 class Watched(ReadModel):
@@ -49,11 +53,11 @@ def _history(count: int) -> list[Envelope]:
 def test_a_catch_up_batch_is_applied_without_cyclic_collection_and_a_live_one_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replica, "QUIET_ABOVE", 3)
+    monkeypatch.setattr(replicas, "QUIET_ABOVE", 3)
     model = Watched(tmp_path / "r.duckdb")
     events = _history(6)
-    replica.apply(model, _deliveries(events[:4]), 4, False)  # catching up: more than 3
-    replica.apply(model, _deliveries(events[4:], 5), 6, False)  # live: 2
+    replicas.apply(model, _deliveries(events[:4]), 4, False)  # catching up: more than 3
+    replicas.apply(model, _deliveries(events[4:], 5), 6, False)  # live: 2
     assert model.collecting == [False, True]
     assert gc.isenabled() and model.checkpoint == 6
 
@@ -61,14 +65,14 @@ def test_a_catch_up_batch_is_applied_without_cyclic_collection_and_a_live_one_wi
 def test_a_catch_up_batch_that_halts_on_a_poisoned_event_leaves_collection_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replica, "QUIET_ABOVE", 1)
+    monkeypatch.setattr(replicas, "QUIET_ABOVE", 1)
     model = ReadModel(tmp_path / "r.duckdb")
     batch = [
         _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one"),
         _event("todo_list", "l", 1, "todo_added", todo_id="u", text="again"),  # version 1 twice
     ]
     with pytest.raises(Poisoned, match="next is 2"):
-        replica.apply(model, _deliveries(batch), 2, True)
+        replicas.apply(model, _deliveries(batch), 2, True)
     assert gc.isenabled() and model.checkpoint == 1
 
 
@@ -86,7 +90,7 @@ def test_the_domain_events_built_by_decoding_stage_what_staging_would_build_itse
     events = [*_history(3000), old]
     deliveries = _deliveries(events)
     handed = ReadModel(tmp_path / "handed.duckdb")
-    assert replica.apply(handed, deliveries, len(events), True) == []
+    assert replicas.apply(handed, deliveries, len(events), True) == []
     own = ReadModel(tmp_path / "own.duckdb")  # plain envelopes: staging converts each itself
     plain = [(sequence, codec.decode(body)) for sequence, _, body in deliveries]
     assert own.apply(plain, len(events), halt=True) == []
@@ -95,3 +99,27 @@ def test_the_domain_events_built_by_decoding_stage_what_staging_would_build_itse
         assert handed.con.execute(query).fetchall() == own.con.execute(query).fetchall(), table
     todo = handed.con.execute("SELECT text FROM todos WHERE list_id = 'old'").fetchall()
     assert todo == [("from schema 1",)]
+
+
+async def test_a_replica_catching_up_with_decoding_ahead_applies_every_event_once_in_order(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    events = list(domain_events(2_000, lists=10, users=10, seed=3))
+    repeat = codec.new_envelope(  # version 1 of a list again, around the writer: refused
+        events[0].aggregate_type, events[0].aggregate_id, 1, "todo_added",
+        {"todo_id": "again", "text": "again"}, schema=2, occurred_at=events[0].occurred_at,
+    )  # fmt: skip
+    stored = [*events[:1_000], repeat, *events[1_000:1_500]]
+    last = await store(nc, nats_settings, stored)
+    options = {"batch_size": 20, "catchup_batch_size": 100}  # catch-up batches, decoded ahead
+    async with replica(nats_settings, tmp_path, **options):
+        last = await store(nc, nats_settings, events[1_500:])  # live, after the catch-up
+        todos, users = fold(events)
+        assert {tuple(r) for r in await sql(nc, nats_settings, TODO_ROWS, last)} == todos
+        assert {tuple(r) for r in await sql(nc, nats_settings, USER_ROWS, last)} == users
+        totals = (await ask(nc, nats_settings, "analytics", "totals", last))["result"]
+        assert totals["events"] == len(events)
+    model = ReadModel(tmp_path / "r1.duckdb")
+    assert model.checkpoint == last
+    letters = model.con.execute("SELECT sequence, projection FROM dead_letters").fetchall()
+    assert letters == [(1_001, "*")]

@@ -17,8 +17,7 @@ def collection_on() -> Iterator[None]:
     was = gc.isenabled()
     gc.enable()
     yield
-    if not was:
-        gc.disable()
+    (gc.enable if was else gc.disable)()
 
 
 def test_collection_is_off_inside_and_on_again_after_even_when_the_body_raises() -> None:
