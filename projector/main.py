@@ -117,8 +117,6 @@ async def _follow(
     releases the GIL while a statement runs, and the feed is then far ahead anyway. A
     live batch is applied as before, so batches keep gathering what came during the last
     apply (taking the next one early would cut it at its first event)."""
-    halt = settings.on_poison == "halt"
-    loop = asyncio.get_running_loop()
     while not stop.is_set():
         generation = replica.generation
         feed = Feed(
@@ -131,28 +129,12 @@ async def _follow(
             settings.batch_ms / 1000,
             catchup_size=settings.catchup_batch_size,
         )
-        ahead: asyncio.Future[Taken | None] | None = None
         try:
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
             await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
-            taken = await _take(feed, stop)
-            while taken is not None:
-                batch, decoded = taken
-                if batch.pending > settings.batch_size:  # catching up: decode the next now
-                    ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
-                async with replica.writing:
-                    if replica.generation != generation:
-                        break  # a rebuilt file was swapped in: follow it from its checkpoint
-                    model = replica.model
-                    work = functools.partial(
-                        apply, model, batch.deliveries, batch.last, halt, decoded=decoded
-                    )
-                    await loop.run_in_executor(applier, work)
-                    await feed.ack(batch)
-                await _applied(nc, subjects, settings.name, replica, model, batch.pending)
-                taken = await (_take(feed, stop) if ahead is None else ahead)
-                ahead = None
+            follows = (replica, generation)  # the model this feed's position is of
+            await _apply_from(feed, nc, settings, follows, subjects, stop, applier, decoder)
         except StorageFull as exc:
             if replica.storage is None:
                 log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
@@ -168,10 +150,46 @@ async def _follow(
         except (TimeoutError, NatsTimeout) as exc:
             log.warning("feed_unavailable", error=repr(exc))
         finally:
-            if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
-                ahead.cancel()
-                await asyncio.gather(ahead, return_exceptions=True)
             await feed.close()
+
+
+async def _apply_from(
+    feed: Feed,
+    nc: Client,
+    settings: ProjectorSettings,
+    follows: tuple[Replica, int],
+    subjects: Subjects,
+    stop: asyncio.Event,
+    applier: ThreadPoolExecutor,
+    decoder: ThreadPoolExecutor,
+) -> None:
+    """Apply `feed`'s batches to the replica of `follows` until `stop`, or until a swap
+    moves it past the generation of `follows` (`_follow`); raises what ends the feed."""
+    replica, generation = follows
+    halt, loop = settings.on_poison == "halt", asyncio.get_running_loop()
+    ahead: asyncio.Future[Taken | None] | None = None
+    try:
+        taken = await _take(feed, stop)
+        while taken is not None:
+            batch, decoded = taken
+            if batch.pending > settings.batch_size:  # catching up: decode the next now
+                ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
+            async with replica.writing:
+                if replica.generation != generation:
+                    return  # a rebuilt file was swapped in: follow it from its checkpoint
+                model = replica.model
+                work = functools.partial(
+                    apply, model, batch.deliveries, batch.last, halt, decoded=decoded
+                )
+                await loop.run_in_executor(applier, work)
+                await feed.ack(batch)
+            await _applied(nc, subjects, settings.name, replica, model, batch.pending)
+            taken = await (_take(feed, stop) if ahead is None else ahead)
+            ahead = None
+    finally:
+        if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
 
 
 Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -159,15 +160,14 @@ async def _end_to_end(
     settings: NatsSettings,
     data_dir: Path,
     count: int,
-    size: int,
+    args: argparse.Namespace,
     catchup: int,
     tail: list[Envelope],
-    rate: int,
 ) -> tuple[float, float, list[float]]:
     """Seconds and process CPU seconds of the catch-up, and the live tail's latencies."""
     stop, ready = asyncio.Event(), asyncio.Event()
     config = ProjectorSettings(
-        name="bench", data_dir=str(data_dir), batch_size=size, catchup_batch_size=catchup
+        name="bench", data_dir=str(data_dir), batch_size=args.batch_size, catchup_batch_size=catchup
     )
     service = asyncio.create_task(projector.serve(settings, config, lambda _: ready.set(), stop))
     await ready.wait()
@@ -182,10 +182,17 @@ async def _end_to_end(
     )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert msgspec.json.decode(reply)["result"]["events"] == count
-    latencies = await _tail(nc, settings, tail, rate) if tail else []
+    latencies = await _tail(nc, settings, tail, args.tail_rate) if tail else []
     stop.set()
     await service
     return elapsed, cpu, latencies
+
+
+async def _cpu(work: Awaitable[float]) -> tuple[float, float]:
+    """What `work` returns (its seconds), and the process CPU seconds it took."""
+    cpu = time.process_time()
+    seconds = await work
+    return seconds, time.process_time() - cpu
 
 
 def _ms(latencies: list[float], quantile: float) -> float | None:
@@ -222,9 +229,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _say(f"loading {count:,} events")
             loaded = await load(nc, settings.prefix, envelopes)
             _say("ceiling: consuming with nats-py, applying nothing")
-            cpu = time.process_time()
-            nats_s = await _nats_only(nc, settings, count, args.batch_size)
-            nats_cpu = time.process_time() - cpu
+            nats_s, nats_cpu = await _cpu(_nats_only(nc, settings, count, args.batch_size))
             _say("ceiling: applying to DuckDB, no NATS")
             bodies = [
                 (Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
@@ -232,19 +237,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
-            cpu = time.process_time()
-            duck_s = await asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup)
-            duck_cpu = time.process_time() - cpu
+            duck_s, duck_cpu = await _cpu(asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup))
             _say("end to end: the projector from an empty file, then the live tail")
             e2e_s, e2e_cpu, latencies = await _end_to_end(
-                nc,
-                settings,
-                directory / "projector",
-                count,
-                args.batch_size,
-                catchup,
-                tail,
-                args.tail_rate,
+                nc, settings, directory / "projector", count, args, catchup, tail
             )
         finally:
             await nc.drain()
