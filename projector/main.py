@@ -27,7 +27,7 @@ from common.errors import StorageFull
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
-from projector import metrics, queries
+from projector import collector, metrics, queries
 from projector.feed import Batch, Feed, FeedLost
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
@@ -168,12 +168,16 @@ async def _apply_from(
     replica, generation = follows
     halt, loop = settings.on_poison == "halt", asyncio.get_running_loop()
     ahead: asyncio.Future[Taken | None] | None = None
+    stretch = collector.Stretch()  # no cyclic collection between catch-up batches
     try:
         taken = await _take(feed, stop)
         while taken is not None:
             batch, decoded = taken
             if batch.pending > settings.batch_size:  # catching up: decode the next now
+                stretch.hold(len(batch.deliveries))
                 ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
+            else:
+                stretch.release()
             async with replica.writing:
                 if replica.generation != generation:
                     return  # a rebuilt file was swapped in: follow it from its checkpoint
@@ -187,6 +191,7 @@ async def _apply_from(
             taken = await (_take(feed, stop) if ahead is None else ahead)
             ahead = None
     finally:
+        stretch.release()
         if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
             ahead.cancel()
             await asyncio.gather(ahead, return_exceptions=True)

@@ -105,6 +105,7 @@ async def test_a_replica_catching_up_with_decoding_ahead_applies_every_event_onc
     async with replica(nats_settings, tmp_path, **options):
         last = await store(nc, nats_settings, events[800:])  # live, after the catch-up
         await assert_folded(nc, nats_settings, events, last)
+        assert gc.isenabled()  # the catch-up's pause was left before the last batch
     model = ReadModel(tmp_path / "r1.duckdb")
     assert model.checkpoint == last
     letters = model.con.execute("SELECT sequence, projection FROM dead_letters").fetchall()

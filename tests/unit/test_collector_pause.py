@@ -3,6 +3,7 @@ restored after the last one leaves, whatever the body does."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 from collections.abc import Iterator
@@ -50,3 +51,33 @@ def test_collection_turned_off_by_someone_else_stays_off() -> None:
     with collector.paused():
         pass
     assert not gc.isenabled()
+
+
+def test_a_stretch_keeps_collection_off_across_catch_up_batches_until_released() -> None:
+    stretch = collector.Stretch(every=100)
+    stretch.hold(40)
+    stretch.hold(40)
+    assert not gc.isenabled() and stretch.events == 80
+    stretch.release()
+    assert gc.isenabled()
+    stretch.release()  # twice: nothing held
+    assert gc.isenabled()
+
+
+def test_a_stretch_is_left_and_paused_again_after_its_events(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered: list[bool] = []
+    pause = collector.paused
+
+    def counted() -> contextlib.AbstractContextManager[None]:
+        entered.append(gc.isenabled())  # on again between the two pauses
+        return pause()
+
+    monkeypatch.setattr(collector, "paused", counted)
+    stretch = collector.Stretch(every=100)
+    stretch.hold(100)
+    stretch.hold(1)  # past `every`: left, then paused again
+    assert entered == [True, True] and not gc.isenabled() and stretch.events == 1
+    stretch.release()
+    assert gc.isenabled()
