@@ -79,7 +79,14 @@ class Stretch:
         self.events += events
 
     def release(self) -> None:
-        """Leave the pause, if held (a live batch comes next, or the feed ends)."""
+        """Leave the pause, if held (a live batch comes next, or the feed ends), with one
+        full collection and a freeze of what survives it (the `versions` states the
+        catch-up built): walked once here, then skipped by every later full collection,
+        instead of walked by a young, a middle and a full collection in turn while the
+        live tail runs."""
         pause, self._pause = self._pause, None
         if pause is not None:
             pause.__exit__(None, None, None)
+            if gc.isenabled():
+                gc.collect()
+                gc.freeze()
