@@ -12,12 +12,15 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import msgspec
 from msgspec import Meta
 
 from common.subjects import ID_PATTERN
+
+if TYPE_CHECKING:
+    from common.catalogue import Catalogue
 
 # The domain of every envelope field, checked when a stored message is read (so writer,
 # projector and gateway read one message the same way): the limits are in docs/security.md.
@@ -104,67 +107,82 @@ def decode_stored(data: bytes, aggregate_type: str, aggregate_id: str) -> Envelo
     none of them can carry a line break, a selector or a wildcard into an SSE field, a
     page or a metric label, nor a value a read model cannot store.
     """
+    return decode_checked(data, aggregate_type, aggregate_id)[0]
+
+
+def decode_checked(data: bytes, aggregate_type: str, aggregate_id: str) -> tuple[Envelope, Any]:
+    """`decode_stored`, and the domain event its payload check built (the event type's
+    Struct, in the current schema): a reader that needs it (the projector's staging and
+    `versions` check) converts each payload once, not twice. Raises Undecodable."""
     try:
         stored = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise Undecodable(f"not an event envelope ({exc})") from None
-    if (stored.aggregate_type, stored.aggregate_id) != (aggregate_type, aggregate_id):
+    if stored.aggregate_type != aggregate_type or stored.aggregate_id != aggregate_id:
         raise Undecodable(
             f"an envelope of {stored.aggregate_type[:64]!r}.{stored.aggregate_id[:64]!r} "
             f"on the subject of {aggregate_type[:64]!r}.{aggregate_id[:64]!r}"
         )
-    problem = _names((aggregate_type, aggregate_id, stored.event_type)) or _content(stored)
+    problem = _names((aggregate_type, aggregate_id, stored.event_type))
     if problem:
         raise Undecodable(problem)
-    return stored
+    problem, event = _content(stored)
+    if problem:
+        raise Undecodable(problem)
+    return stored, event
 
 
-def _content(stored: Envelope) -> str:
-    """What is wrong with an envelope's time, event type, schema or payload, or ""."""
+def _content(stored: Envelope) -> tuple[str, Any]:
+    """What is wrong with an envelope's time, event type, schema or payload ("" when
+    nothing), and its domain event (None when something is)."""
     try:
         datetime.fromisoformat(stored.occurred_at)  # the pattern let 2026-13-45 through
     except ValueError:
-        return f"occurred_at {stored.occurred_at!r} is not a real time"
-    from common import catalogue  # the app's catalogue imports this module
-
-    aggregate = catalogue.current().aggregates.get(stored.aggregate_type)
+        return f"occurred_at {stored.occurred_at!r} is not a real time", None
+    aggregate = _catalogue().aggregates.get(stored.aggregate_type)
     if aggregate is None:
-        return f"aggregate type {stored.aggregate_type!r} is unknown to this version"
+        return f"aggregate type {stored.aggregate_type!r} is unknown to this version", None
     if stored.event_type not in aggregate.event_types:
-        return f"event type {stored.event_type!r} of {aggregate.name} is unknown to this version"
+        return (
+            f"event type {stored.event_type!r} of {aggregate.name} is unknown to this version",
+            None,
+        )
     current = aggregate.schema(stored.event_type)
     if stored.schema > current:
-        return f"schema {stored.schema} of {stored.event_type} (this version knows {current})"
+        return f"schema {stored.schema} of {stored.event_type} (this version knows {current})", None
     try:
-        aggregate.from_payload(stored.event_type, stored.schema, stored.payload)
+        return "", aggregate.from_payload(stored.event_type, stored.schema, stored.payload)
     except (msgspec.ValidationError, ValueError, KeyError, TypeError) as exc:
-        return f"payload of {stored.event_type} schema {stored.schema}: {str(exc)[:200]}"
-    return ""
+        return f"payload of {stored.event_type} schema {stored.schema}: {str(exc)[:200]}", None
 
 
-_checked: dict[tuple[str, str, str], str] = {}  # a feed checks every delivery: once per name
+def _catalogue() -> Catalogue:
+    from common import catalogue  # the app's catalogue imports this module
+
+    return catalogue.current()
+
+
+_valid: set[tuple[str, str]] = set()  # (aggregate type, event type) pairs found valid
 
 
 def _names(names: tuple[str, str, str]) -> str:
     """What is wrong with (aggregate type, aggregate id, event type), or "" when each is a
-    valid token. Answers are kept for up to 4,096 triples of names of at most 64 characters."""
-    problem = _checked.get(names)
-    if problem is not None:
-        return problem
+    valid token. Valid (type, event type) pairs are remembered (up to 4,096; a feed checks
+    every delivery), the id is matched every time."""
     aggregate_type, aggregate_id, event_type = names
+    if (aggregate_type, event_type) in _valid and ID_PATTERN.fullmatch(aggregate_id):
+        return ""  # the pattern bounds the id to 64 characters
     if max(map(len, names)) > 64:
         return "a name over 64 characters"
     if not (EVENT_TYPE.fullmatch(aggregate_type) and ID_PATTERN.fullmatch(aggregate_id)):
         # a subject token no command can make: it would become a selector or a label
-        problem = f"subject tokens {aggregate_type!r}.{aggregate_id!r}"
-    elif not EVENT_TYPE.fullmatch(event_type):
-        problem = f"event type {event_type!r} is not a snake_case name"
-    else:
-        problem = ""
-    if len(_checked) >= 4096:
-        _checked.clear()
-    _checked[names] = problem
-    return problem
+        return f"subject tokens {aggregate_type!r}.{aggregate_id!r}"
+    if not EVENT_TYPE.fullmatch(event_type):
+        return f"event type {event_type!r} is not a snake_case name"
+    if len(_valid) >= 4096:
+        _valid.clear()
+    _valid.add((aggregate_type, event_type))
+    return ""
 
 
 def uuid7(now_ms: int | None = None) -> str:

@@ -27,12 +27,12 @@ from common.errors import StorageFull
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
-from projector import metrics, queries
-from projector.feed import Feed, FeedLost
+from projector import collector, metrics, queries
+from projector.feed import Batch, Feed, FeedLost
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
-from projector.replica import Replica, apply
+from projector.replica import Decoded, Replica, apply, decode
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -66,6 +66,7 @@ async def serve(
     )
     stop_queries: Callable[[], None] = lambda: None  # noqa: E731
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
+    decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")  # the next catch-up batch
     try:
         await bus.ensure_stream(nc, nats_settings)
         stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
@@ -83,7 +84,9 @@ async def serve(
             await rebuilder.task
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
-        await _follow(nc, nats_settings, settings, replica, durable, subjects, stop, applier)
+        await _follow(
+            nc, nats_settings, settings, replica, durable, subjects, stop, applier, decoder
+        )
     except Poisoned as exc:
         metrics.HALTED.set(1)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
@@ -93,6 +96,7 @@ async def serve(
         await bus.goodbye(nc)
         stop_queries()
         applier.shutdown(wait=True)
+        decoder.shutdown(wait=True)
         replica.model.close()
 
 
@@ -105,11 +109,14 @@ async def _follow(
     subjects: Subjects,
     stop: asyncio.Event,
     applier: ThreadPoolExecutor,
+    decoder: ThreadPoolExecutor,
 ) -> None:
     """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
-    consumer."""
-    halt = settings.on_poison == "halt"
-    loop = asyncio.get_running_loop()
+    consumer. While catching up (more than `batch_size` events wait after a batch), the
+    next batch is taken and decoded (on `decoder`) while this one is applied: DuckDB
+    releases the GIL while a statement runs, and the feed is then far ahead anyway. A
+    live batch is applied as before, so batches keep gathering what came during the last
+    apply (taking the next one early would cut it at its first event)."""
     while not stop.is_set():
         generation = replica.generation
         feed = Feed(
@@ -126,15 +133,8 @@ async def _follow(
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
             await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
-            while (batch := await feed.next(stop)) is not None:
-                async with replica.writing:
-                    if replica.generation != generation:
-                        break  # a rebuilt file was swapped in: follow it from its checkpoint
-                    model = replica.model
-                    work = functools.partial(apply, model, batch.deliveries, batch.last, halt)
-                    await loop.run_in_executor(applier, work)
-                    await feed.ack(batch)
-                await _applied(nc, subjects, settings.name, replica, model, batch.pending)
+            follows = (replica, generation)  # the model this feed's position is of
+            await _apply_from(feed, nc, settings, follows, subjects, stop, applier, decoder)
         except StorageFull as exc:
             if replica.storage is None:
                 log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
@@ -151,6 +151,68 @@ async def _follow(
             log.warning("feed_unavailable", error=repr(exc))
         finally:
             await feed.close()
+
+
+async def _apply_from(
+    feed: Feed,
+    nc: Client,
+    settings: ProjectorSettings,
+    follows: tuple[Replica, int],
+    subjects: Subjects,
+    stop: asyncio.Event,
+    applier: ThreadPoolExecutor,
+    decoder: ThreadPoolExecutor,
+) -> None:
+    """Apply `feed`'s batches to the replica of `follows` until `stop`, or until a swap
+    moves it past the generation of `follows` (`_follow`); raises what ends the feed."""
+    replica, generation = follows
+    halt, loop = settings.on_poison == "halt", asyncio.get_running_loop()
+    ahead: asyncio.Future[Taken | None] | None = None
+    stretch = collector.Stretch()  # no cyclic collection between catch-up batches
+    try:
+        taken = await _take(feed, stop)
+        while taken is not None:
+            batch, decoded = taken
+            if batch.pending > settings.batch_size:  # catching up: decode the next now
+                stretch.hold(len(batch.deliveries))
+                ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
+            else:
+                stretch.release()
+            async with replica.writing:
+                if replica.generation != generation:
+                    return  # a rebuilt file was swapped in: follow it from its checkpoint
+                model = replica.model
+                work = functools.partial(
+                    apply, model, batch.deliveries, batch.last, halt, decoded=decoded
+                )
+                await loop.run_in_executor(applier, work)
+                await feed.ack(batch)
+            await _applied(nc, subjects, settings.name, replica, model, batch.pending)
+            taken = await (_take(feed, stop) if ahead is None else ahead)
+            ahead = None
+    finally:
+        stretch.release()
+        if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+
+
+Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
+
+
+async def _take(
+    feed: Feed,
+    stop: asyncio.Event,
+    loop: asyncio.AbstractEventLoop | None = None,
+    decoder: ThreadPoolExecutor | None = None,
+) -> Taken | None:
+    """The feed's next batch (None once `stop` is set), decoded on `decoder` if given."""
+    batch = await feed.next(stop)
+    if batch is None:
+        return None
+    if loop is None or decoder is None:
+        return batch, None
+    return batch, await loop.run_in_executor(decoder, decode, batch.deliveries)
 
 
 async def _applied(

@@ -11,6 +11,7 @@ rebuilt file's tables (`copy_tables`). Its former public names (`DeadLetter`, `P
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import threading
 from collections.abc import Collection, Mapping, Sequence
@@ -34,6 +35,16 @@ from projector.staging import Checker
 from projector.versions import Versions
 
 __all__ = ["EVERY", "LOCKED_DOWN", "DeadLetter", "Poisoned", "ReadModel", "checkpoint_of"]
+
+
+def _above(events: Sequence[tuple[int, Envelope]], checkpoint: int) -> list[Stored]:
+    """The events after `checkpoint` (events in stream order) as `Stored` records; a
+    batch of `Stored` records is taken as it is (no record made again per event)."""
+    start = bisect.bisect_right(events, checkpoint, key=lambda e: e[0])
+    tail = events[start:]
+    if all(type(e) is Stored for e in tail):
+        return list(tail)  # type: ignore[arg-type]
+    return [Stored._make(e) for e in tail]
 
 
 class ReadModel:
@@ -85,6 +96,7 @@ class ReadModel:
         halt: bool = False,
         only: Collection[str] | None = None,
         subjects: Mapping[int, str] | None = None,
+        typed: Mapping[int, Any] | None = None,
     ) -> list[DeadLetter]:
         """Apply a batch of `(sequence, envelope)` pairs (`Stored` records or plain tuples, in
         stream order) and move the checkpoint to `last_sequence`, all in one transaction.
@@ -103,13 +115,15 @@ class ReadModel:
         rest of the batch is applied. With `halt`, the events before it
         are applied, the checkpoint stops just before it and `Poisoned` is raised. Errors
         of the machine (a full disk, memory, I/O, an interrupt) are raised as they are.
+        `typed` (by sequence) may hold the domain events decoding built already
+        (`replica.decode`), so payloads are converted once.
         Returns the dead letters. The caller acks the stream only after this returns.
         `changed` then names the tables it changed (lower case; `checkpoint` included).
         """
         self.changed = frozenset()
         if last_sequence <= self.checkpoint:
             return []
-        fresh = [Stored._make(e) for e in events if e[0] > self.checkpoint]
+        fresh = _above(events, self.checkpoint)
         dead = [d for d in dead if d.sequence > self.checkpoint]
         projections = [
             p
@@ -117,7 +131,11 @@ class ReadModel:
             if only is None or p.name in only or p.name in ALWAYS
         ]
         batch = Applying(projections, subjects or {}, halt, self._commit, lambda: self.checkpoint)
-        return isolate(batch, fresh, dead, last_sequence)
+        self.checker.known = typed or {}
+        try:
+            return isolate(batch, fresh, dead, last_sequence)
+        finally:
+            self.checker.known = {}
 
     def _commit(
         self,

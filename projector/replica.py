@@ -17,12 +17,13 @@ import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any, NamedTuple
 
 import structlog
 
 from common import envelope as codec
 from common.envelope import Stored
-from projector import metrics
+from projector import collector, metrics
 from projector.feed import Delivery
 from projector.progress import Progress
 from projector.readmodel import ReadModel
@@ -32,6 +33,7 @@ log = structlog.get_logger()
 LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
 SWAP_GRACE_S = 0.5  # running queries get this long to end before a swap interrupts them
 INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent before a start
+QUIET_ABOVE = 1_000  # events: a larger batch (catching up) is applied without cyclic GC
 
 
 class Replica:
@@ -100,19 +102,42 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-def decode(deliveries: list[Delivery]) -> tuple[list[Stored], list[DeadLetter]]:
-    """Envelopes of a batch, and a dead letter for each message that is not an envelope of
-    the aggregate whose subject it is on (the same check as the writer's and the feed's:
-    `common.envelope.decode_stored`)."""
+class Decoded(NamedTuple):
+    """A batch decoded (`decode`): its envelopes, a dead letter for each message that is
+    not one, the domain events the check built and every delivery's subject, by sequence."""
+
+    events: list[Stored]
+    dead: list[DeadLetter]
+    typed: dict[int, Any]
+    subjects: dict[int, str]
+
+
+def decode(deliveries: list[Delivery]) -> Decoded:
+    """Decode a batch: a dead letter for each message that is not an envelope of the
+    aggregate whose subject it is on (the same check as the writer's and the feed's:
+    `common.envelope.decode_stored`). Pure; a catch-up batch (more than `QUIET_ABOVE`
+    deliveries) runs with cyclic GC paused, and may be decoded on another thread than the
+    one that applies it (`projector/main.py`)."""
     events: list[Stored] = []
     dead: list[DeadLetter] = []
-    for sequence, subject, data in deliveries:
-        parts = subject.rsplit(".", 2)  # <prefix>.events . <aggregate_type> . <aggregate_id>
-        try:
-            events.append(Stored(sequence, codec.decode_stored(data, *parts[-2:])))
-        except codec.Undecodable as exc:
-            dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
-    return events, dead
+    typed: dict[int, Any] = {}
+    with _quiet(deliveries):
+        for sequence, subject, data in deliveries:
+            parts = subject.rsplit(".", 2)  # <prefix>.events . <type> . <id>
+            try:
+                envelope, typed[sequence] = codec.decode_checked(data, *parts[-2:])
+            except codec.Undecodable as exc:
+                dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
+            else:
+                events.append(Stored(sequence, envelope))
+        subjects = {sequence: subject for sequence, subject, _ in deliveries}
+    return Decoded(events, dead, typed, subjects)
+
+
+def _quiet(deliveries: list[Delivery]) -> contextlib.AbstractContextManager[None]:
+    if len(deliveries) > QUIET_ABOVE:
+        return collector.paused()
+    return contextlib.nullcontext()
 
 
 def apply(
@@ -121,13 +146,16 @@ def apply(
     last: int,
     halt: bool,
     only: Collection[str] | None = None,
+    decoded: Decoded | None = None,
 ) -> list[DeadLetter]:
-    """Decode and apply one batch (in a worker thread), recording its metrics; returns
-    its dead letters."""
+    """Apply one batch (in a worker thread), decoding it first unless `decoded` (the
+    `decode` of the same `deliveries`) is given; records its metrics and returns its dead
+    letters. A batch of more than `QUIET_ABOVE` events (catching up) runs with cyclic
+    garbage collection paused (`projector/collector.py`)."""
     started = time.perf_counter()
-    events, dead = decode(deliveries)
-    subjects = {sequence: subject for sequence, subject, _ in deliveries}
-    dead = model.apply(events, last, dead, halt, only, subjects)
+    with _quiet(deliveries):
+        events, dead, typed, subjects = decode(deliveries) if decoded is None else decoded
+        dead = model.apply(events, last, dead, halt, only, subjects, typed)
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,

@@ -29,7 +29,7 @@ which also turns off scanning Python objects.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, get_args
 
 import duckdb
@@ -50,9 +50,12 @@ _S, _I = pa.string(), pa.int64()
 
 
 class Checker:
-    """Brings payloads to their current schema and checks them against their Struct."""
+    """Brings payloads to their current schema and checks them against their Struct.
+    `known` (by sequence) holds domain events built already from the same envelopes
+    (`common.envelope.decode_checked`), so their payloads are not converted again."""
 
     def __init__(self, catalogue: Catalogue) -> None:
+        self.known: Mapping[int, Any] = {}
         self._aggregates = catalogue.aggregates
         self._types: dict[tuple[str, str], Any] = {
             (a.name, t): member
@@ -69,12 +72,13 @@ class Checker:
             return event.payload, None  # not the app's: the SQL filters it out or reads it
         aggregate = self._aggregates[event.aggregate_type]
         try:
-            data = event.payload
-            if event.schema < aggregate.schema(event.event_type):
+            data, current = event.payload, aggregate.schema(event.event_type)
+            if event.schema < current:
                 data = aggregate.upcast(event.event_type, event.schema, data)
-            return data, aggregate.from_payload(
-                event.event_type, aggregate.schema(event.event_type), data
-            )
+            known = self.known.get(sequence)
+            if known is not None:
+                return data, known
+            return data, aggregate.from_payload(event.event_type, current, data)
         except (msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
             raise Unapplicable(sequence, f"{event.event_type}: {exc}") from exc
 

@@ -102,3 +102,16 @@ def fold(events: Iterable[Envelope]) -> tuple[set[tuple[Any, ...]], set[tuple[An
 
 TODO_ROWS = "SELECT list_id, todo_id, text, completed, deleted FROM todos"
 USER_ROWS = "SELECT user_id, name, email, active FROM users"
+
+
+async def assert_folded(
+    nc: Client, settings: NatsSettings, events: list[Envelope], last: int
+) -> dict[str, Any]:
+    """Assert the replica's rows at `last` are the fold of `events` (`fold`) and it counted
+    every one of them; returns the `analytics` totals."""
+    todos, users = fold(events)
+    assert {tuple(r) for r in await sql(nc, settings, TODO_ROWS, last)} == todos
+    assert {tuple(r) for r in await sql(nc, settings, USER_ROWS, last)} == users
+    totals: dict[str, Any] = (await ask(nc, settings, "analytics", "totals", last))["result"]
+    assert totals["events"] == len(events)
+    return totals

@@ -1,0 +1,112 @@
+"""Catching up cheaply changes nothing applied: a catch-up batch runs with cyclic
+collection paused (projector/collector.py) and restores it however the batch ends, and the
+domain events decoding built (common.envelope.decode_checked) stage exactly what the
+staging's own conversion would."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+
+from common import catalogue
+from common import envelope as codec
+from common.envelope import Envelope
+from common.settings import NatsSettings
+from examples.todo.history import domain_events
+from projector import replica as replicas
+from projector.readmodel import ReadModel
+from projector.readmodel_isolation import DeadLetter, Poisoned
+from tests.integration.test_projector_apply import _deliveries, _event
+from tests.support.projections import assert_folded, replica, store
+
+
+class Watched(ReadModel):
+    """A read model that notes whether cyclic collection was on for each batch."""
+
+    collecting: list[bool]
+
+    def apply(self, *args: Any, **kwargs: Any) -> list[DeadLetter]:
+        self.collecting = [*getattr(self, "collecting", []), gc.isenabled()]
+        return super().apply(*args, **kwargs)
+
+
+def _history(count: int) -> list[Envelope]:
+    app = catalogue.current().app
+    assert app.events is not None
+    return list(app.events(count, 1))
+
+
+def test_a_catch_up_batch_is_applied_without_cyclic_collection_and_a_live_one_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicas, "QUIET_ABOVE", 3)
+    model = Watched(tmp_path / "r.duckdb")
+    events = _history(6)
+    replicas.apply(model, _deliveries(events[:4]), 4, False)  # catching up: more than 3
+    replicas.apply(model, _deliveries(events[4:], 5), 6, False)  # live: 2
+    assert model.collecting == [False, True]
+    assert gc.isenabled() and model.checkpoint == 6
+
+
+def test_a_catch_up_batch_that_halts_on_a_poisoned_event_leaves_collection_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replicas, "QUIET_ABOVE", 1)
+    model = ReadModel(tmp_path / "r.duckdb")
+    batch = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one"),
+        _event("todo_list", "l", 1, "todo_added", todo_id="u", text="again"),  # version 1 twice
+    ]
+    with pytest.raises(Poisoned, match="next is 2"):
+        replicas.apply(model, _deliveries(batch), 2, True)
+    assert gc.isenabled() and model.checkpoint == 1
+
+
+def test_the_domain_events_built_by_decoding_stage_what_staging_would_build_itself(
+    tmp_path: Path,
+) -> None:
+    old = codec.new_envelope(  # an older schema: upcast before it is staged
+        "todo_list",
+        "old",
+        1,
+        "todo_added",
+        {"todo_id": "t", "title": "from schema 1"},
+        occurred_at="2026-01-01T00:00:00.000Z",
+    )
+    events = [*_history(3000), old]
+    deliveries = _deliveries(events)
+    handed = ReadModel(tmp_path / "handed.duckdb")
+    assert replicas.apply(handed, deliveries, len(events), True) == []
+    own = ReadModel(tmp_path / "own.duckdb")  # plain envelopes: staging converts each itself
+    plain = [(sequence, codec.decode(body)) for sequence, _, body in deliveries]
+    assert own.apply(plain, len(events), halt=True) == []
+    for table in ("todos", "users", "stream_counts", "aggregate_pending"):
+        query = f"SELECT * FROM {table} ORDER BY ALL"
+        assert handed.con.execute(query).fetchall() == own.con.execute(query).fetchall(), table
+    todo = handed.con.execute("SELECT text FROM todos WHERE list_id = 'old'").fetchall()
+    assert todo == [("from schema 1",)]
+
+
+async def test_a_replica_catching_up_with_decoding_ahead_applies_every_event_once_in_order(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    events = list(domain_events(1_000, lists=10, users=10, seed=3))
+    repeat = codec.new_envelope(  # version 1 of a list again, around the writer: refused
+        events[0].aggregate_type, events[0].aggregate_id, 1, "todo_added",
+        {"todo_id": "again", "text": "again"}, schema=2, occurred_at=events[0].occurred_at,
+    )  # fmt: skip
+    stored = [*events[:500], repeat, *events[500:800]]
+    last = await store(nc, nats_settings, stored)
+    options = {"batch_size": 20, "catchup_batch_size": 100}  # catch-up batches, decoded ahead
+    async with replica(nats_settings, tmp_path, **options):
+        last = await store(nc, nats_settings, events[800:])  # live, after the catch-up
+        await assert_folded(nc, nats_settings, events, last)
+        assert gc.isenabled()  # the catch-up's pause was left before the last batch
+    model = ReadModel(tmp_path / "r1.duckdb")
+    assert model.checkpoint == last
+    letters = model.con.execute("SELECT sequence, projection FROM dead_letters").fetchall()
+    assert letters == [(501, "*")]
