@@ -1,11 +1,11 @@
 """`todo_lists`: TodoMVC state per list (one row per list, its todos a LIST of STRUCTs)
 and todo counts over time.
 
-Layout (docs/architecture.md, "The example's todo lists: one row per list"): a `get` is
-one row found by its key, and a batch reads and rewrites only the lists it touches, never
-a table that grows with the whole history. A deleted todo leaves its list (deleting is
-terminal). Applied as SQL over the staged batch (`batch`, one row per event), in order
-inside the batch's transaction: first the per-minute change of active and completed
+Layout (docs/architecture.md, "Read layout"): a `get` is one row found by its key, and a
+batch reads and rewrites only the lists it touches (index scans for a batch of few lists),
+never every todo of the history. A deleted todo leaves its list (deleting is terminal).
+Applied as SQL over the staged batch (`batch`, one row per event), in order inside the
+batch's transaction: first the per-minute change of active and completed
 todos (a delete needs the todo's state *before* the batch), then a new row of every list
 with a change to a known todo (its items after the batch), then the old rows of those
 lists are deleted (a list's rows older than the batch, where a row of the batch exists).
