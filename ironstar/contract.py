@@ -169,7 +169,8 @@ def _answers_its_shape(
 
 
 def _seed(model: ReadModel, cat: Catalogue) -> None:
-    """One row in every projection table: 'x' / 1 / true / now, the values `sample` asks for."""
+    """One row in every projection table: 'x' / 1 / true / now, the values `sample` asks for
+    (an empty list in a LIST column)."""
     values = {"VARCHAR": "'x'", "BOOLEAN": "true", "JSON": "'{}'", "DATE": "current_date"}
     for table in (t for p in cat.projections.values() for t in p.tables):
         columns = model.con.execute(
@@ -177,7 +178,9 @@ def _seed(model: ReadModel, cat: Catalogue) -> None:
             [table],
         ).fetchall()
         row = [
-            values.get(sql_type, "now()" if sql_type.startswith("TIMESTAMP") else "1")
+            "[]"
+            if sql_type.endswith("[]")
+            else values.get(sql_type, "now()" if sql_type.startswith("TIMESTAMP") else "1")
             for (sql_type,) in columns
         ]
         model.con.execute(f"INSERT INTO {table} VALUES ({', '.join(row)})")

@@ -2,8 +2,9 @@
 
 Random valid histories (todos added, renamed, completed, reopened, deleted; users
 registered, updated, deactivated) cut into random batches are applied by the real engine
-to a real DuckDB file; `todos`, `users` and the per-minute todo counts must be what a
-simple fold of the events says, whatever the cuts. The SQL alone (no `versions` check in
+to a real DuckDB file; `todos` (the view of every list's todos; a deleted todo leaves its
+list), `users` and the per-minute todo counts must be what a simple fold of the events
+says, whatever the cuts. The SQL alone (no `versions` check in
 front of it) must also ignore changes to todos and users it never saw added.
 """
 
@@ -145,6 +146,8 @@ def _read(model: ReadModel) -> tuple[Any, ...]:
     minutes = con.execute(
         "SELECT epoch(minute)::BIGINT, active_delta, completed_delta FROM todo_changes"
     ).fetchall()
+    counted = con.execute("SELECT count(*), count(DISTINCT list_id) FROM todo_lists").fetchall()
+    assert counted[0][0] == counted[0][1]  # a batch's new row of a list replaced the old one
     return (
         {(row[0], row[1]): list(row[2:]) for row in todos},
         {row[0]: list(row[1:]) for row in users},
@@ -182,8 +185,9 @@ def test_the_sql_projections_equal_a_python_fold_whatever_the_batches(
             todos, users, minutes, rows = _read(model)
         finally:
             model.close()
-    assert todos == {key: value for key, value in fold.todos.items()}
-    assert rows == len(fold.todos)  # one row per todo
+    live = {key: value for key, value in fold.todos.items() if not value[2]}
+    assert todos == live  # a deleted todo leaves its list
+    assert rows == len(live)  # one row per todo
     assert users == fold.users
     assert minutes == fold.minutes
 
@@ -232,3 +236,28 @@ def test_the_sql_alone_ignores_changes_to_todos_and_users_never_added() -> None:
     assert con.execute("SELECT user_id FROM users").fetchall() == [("u0",)]
     counts = con.execute("SELECT sum(active_delta), sum(completed_delta) FROM todo_changes")
     assert counts.fetchall() == [(1, 0)]
+
+
+def test_get_reads_one_row_of_todo_lists_through_its_index(tmp_path: Path) -> None:
+    steps = [(1, which, choice) for choice in range(40) if choice % 5 != 4 for which in range(3)]
+    events = _history(steps)  # todos added, renamed, completed and reopened; none deleted
+    deliveries = [
+        (i, f"x.events.{e.aggregate_type}.{e.aggregate_id}", codec.encode(e))
+        for i, e in enumerate(events, start=1)
+    ]
+    model = ReadModel(tmp_path / "r.duckdb")
+    try:
+        assert apply(model, deliveries, len(deliveries), halt=True) == []
+        rows = model.con.execute("SELECT list_id FROM todo_lists ORDER BY 1").fetchall()
+        assert rows == [("l0",), ("l1",), ("l2",)]
+        sql = todo_lists.projection.queries["get"].sql
+        plan = model.con.execute(f"EXPLAIN ANALYZE {sql}", {"list_id": "l1"}).fetchall()
+        assert "Type: Index Scan" in plan[0][1]  # one row by key, not a scan of every list
+        answer = model.query("todo_lists", "get", todo_lists.ListId("l1"))
+        todos = "SELECT todo_id FROM todos WHERE list_id = 'l1' ORDER BY position"
+        expected = [row[0] for row in model.con.execute(todos).fetchall()]
+    finally:
+        model.close()
+    assert answer["list_id"] == "l1" and expected
+    assert [item["todo_id"] for item in answer["items"]] == expected
+    assert answer["active"] + answer["completed"] == len(expected)

@@ -52,7 +52,7 @@ def test_every_key_is_answered_as_of_the_same_checkpoint_with_the_tables_it_read
     listed, users = round_of(model, LIST, USERS)
     assert listed["sequence"] == users["sequence"] == model.checkpoint == 2
     assert [t["text"] for t in listed["result"]["items"]] == ["one"]
-    assert listed["reads"] == ["todos"] and users["reads"] == ["users"]
+    assert listed["reads"] == ["todo_lists"] and users["reads"] == ["users"]
     assert [u["name"] for u in users["result"]] == ["Ann"]
 
 
@@ -69,7 +69,7 @@ def test_an_unknown_query_or_bad_parameters_fail_only_their_own_key(model: ReadM
 def test_a_failing_statement_fails_its_key_and_the_next_keys_still_answer(
     model: ReadModel,
 ) -> None:
-    model.con.execute("DROP TABLE todos CASCADE")  # the list's query now fails in DuckDB
+    model.con.execute("DROP TABLE todo_lists CASCADE")  # the list's query now fails in DuckDB
     listed, users = round_of(model, LIST, USERS)
     assert listed["error"]["code"] == "internal"
     assert "todo_lists.get" in listed["error"]["message"]

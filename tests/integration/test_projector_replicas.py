@@ -91,7 +91,7 @@ async def test_a_changed_projection_version_is_rebuilt_at_start(
         expected = await sql(nc, nats_settings, "SELECT * FROM todos ORDER BY ALL", last)
     old = duckdb.connect(str(tmp_path / "v.duckdb"))
     old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'todo_lists'")
-    old.execute("DELETE FROM todos")  # what an old version left behind
+    old.execute("DELETE FROM todo_lists")  # what an old version left behind
     old.close()
     async with replica(nats_settings, tmp_path, "v"):
         # Answered from the old file while the rebuild runs, from the new one after the swap.

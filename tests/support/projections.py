@@ -79,7 +79,8 @@ async def replica(
 
 def fold(events: Iterable[Envelope]) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
     """The oracle: every aggregate folded with the domain's own `evolve`, as read-model rows
-    (list, todo, text, completed, deleted) and (user, name, email, active)."""
+    (list, todo, text, completed, deleted) of every todo not deleted and (user, name, email,
+    active)."""
     states: dict[tuple[str, str], Any] = {}
     for e in events:
         kind = aggregate(e.aggregate_type)
@@ -91,6 +92,7 @@ def fold(events: Iterable[Envelope]) -> tuple[set[tuple[Any, ...]], set[tuple[An
         for (kind, list_id), state in states.items()
         if kind == "todo_list"
         for todo_id, todo in state.todos.items()
+        if not todo.deleted  # a deleted todo leaves its list (the `todos` view)
     }
     users = {
         (user_id, state.name, state.email, state.active)

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from common.errors import BadRequest, Invalid, IronstarError
 
 WRITES = [
-    "WITH x AS (DELETE FROM todos RETURNING *) SELECT count(*) FROM x",
+    "WITH x AS (DELETE FROM todo_lists RETURNING *) SELECT count(*) FROM x",
     "WITH x AS (UPDATE checkpoint SET sequence = 0 RETURNING *) SELECT * FROM x",
     "WITH x AS (INSERT INTO dead_letters (sequence) VALUES (-1) RETURNING *) SELECT * FROM x",
     "WITH x AS (DELETE FROM users RETURNING 1) SELECT 1",
     "WITH a AS (SELECT 1), b AS (DELETE FROM projection_versions RETURNING *) FROM b",
     "WITH x AS MATERIALIZED (DELETE FROM stream_counts RETURNING *) SELECT count(*) FROM x",
-    "wItH x As (dElEtE fRoM TODOS returning *) select 1 from x",
+    "wItH x As (dElEtE fRoM TODO_LISTS returning *) select 1 from x",
 ]
 _RUN_SQL = [
     "WITH x AS (DELETE FROM todos RETURNING 1) SELECT count(*) FROM x",
@@ -109,7 +109,7 @@ ATTACKS: list[tuple[str, type[IronstarError], str]] = [
     *((attack, Invalid, "() is not allowed") for attack in BY_NAME),
     *((write, BadRequest, "read-only") for write in WRITES),
     (
-        "SELECT * FROM (WITH x AS (UPDATE todos SET text = 'p' RETURNING *) SELECT * FROM x)",
+        "SELECT * FROM (WITH x AS (UPDATE todo_lists SET active = 0 RETURNING *) SELECT * FROM x)",
         BadRequest,
         "data-modifying",
     ),

@@ -28,8 +28,8 @@ def _recent(view: str, description: str) -> Query:
 def totals(cursor: Any, params: NoParams) -> dict[str, Any]:
     """The stream's totals and the active and completed todos now."""
     active, completed = cursor.execute(
-        """SELECT count(*) FILTER (NOT deleted AND NOT completed),
-                  count(*) FILTER (NOT deleted AND completed) FROM todos"""
+        """SELECT coalesce(sum(active), 0)::BIGINT, coalesce(sum(completed), 0)::BIGINT
+           FROM todo_lists"""
     ).fetchone()
     return {**builtin.totals(cursor, params), "active": active, "completed": completed}
 

@@ -1,10 +1,17 @@
-"""`todo_lists`: TodoMVC state per list (one row per todo) and todo counts over time.
+"""`todo_lists`: TodoMVC state per list (one row per list, its todos a LIST of STRUCTs)
+and todo counts over time.
 
-Applied as SQL over the staged batch (`batch`, one row per event). The statements run in
-order inside the batch's transaction: first the per-minute change of active and completed
-todos (a delete needs the todo's state *before* the batch's changes), then the added
-todos are inserted, then every other touched todo is updated once with its last values.
-"Active" is TodoMVC's word for an open todo: not completed, not deleted.
+Layout (docs/architecture.md, "Read layout"): a `get` is one row found by its key, and a
+batch reads and rewrites only the lists it touches (index scans for a batch of few lists),
+never every todo of the history. A deleted todo leaves its list (deleting is terminal).
+Applied as SQL over the staged batch (`batch`, one row per event), in order inside the
+batch's transaction: first the per-minute change of active and completed
+todos (a delete needs the todo's state *before* the batch), then a new row of every list
+with a change to a known todo (its items after the batch), then the old rows of those
+lists are deleted (a list's rows older than the batch, where a row of the batch exists).
+The view `todos` unnests the items: one row per todo of a list (`deleted` always false,
+kept for the queries written against the former table). "Active" is TodoMVC's word for
+an open todo: not completed, not deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +26,13 @@ TODO_EVENTS = ("todo_added", "todo_renamed", "todo_completed", "todo_reopened", 
 # The batch's todo events, with the todo id taken out of the payload.
 _TODO_EVENTS = """(SELECT *, payload->>'todo_id' AS todo_id FROM batch
                    WHERE aggregate_type = 'todo_list')"""
+
+# The todos of the lists the batch touches, as they were before it (one row each).
+_TOUCHED = """(SELECT list_id, updated_at AS list_updated_at,
+                      unnest(items, recursive := true)
+               FROM todo_lists
+               WHERE list_id IN (SELECT aggregate_id FROM batch
+                                 WHERE aggregate_type = 'todo_list'))"""
 
 COUNT_CHANGES = f"""
 INSERT INTO todo_changes (minute, active_delta, completed_delta)
@@ -35,7 +49,7 @@ SELECT date_trunc('minute', occurred_at), sum(active), sum(completed) FROM (
     FROM (
         SELECT e.occurred_at, e.event_type,
                -- the todo's state just before this event: from earlier events of the
-               -- batch, else from the table as it was before the batch
+               -- batch, else from the list as it was before the batch
                coalesce(last_value(CASE e.event_type WHEN 'todo_completed' THEN true
                                                      WHEN 'todo_reopened' THEN false
                                                      WHEN 'todo_added' THEN false END
@@ -44,7 +58,7 @@ SELECT date_trunc('minute', occurred_at), sum(active), sum(completed) FROM (
                t.todo_id IS NOT NULL
                    OR bool_or(e.event_type = 'todo_added') OVER so_far AS known
         FROM {_TODO_EVENTS} AS e
-        LEFT JOIN todos AS t ON t.list_id = e.aggregate_id AND t.todo_id = e.todo_id
+        LEFT JOIN {_TOUCHED} AS t ON t.list_id = e.aggregate_id AND t.todo_id = e.todo_id
         WHERE e.event_type IN ('todo_added', 'todo_completed', 'todo_reopened', 'todo_deleted')
         WINDOW so_far AS (PARTITION BY e.aggregate_id, e.todo_id ORDER BY e.sequence),
                earlier AS (so_far ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
@@ -55,32 +69,51 @@ ON CONFLICT DO UPDATE SET
     completed_delta = todo_changes.completed_delta + excluded.completed_delta
 """
 
-INSERT_ADDED = f"""
-INSERT INTO todos
-SELECT aggregate_id, todo_id, payload->>'text', false, false, version,
-       occurred_at, occurred_at, sequence
-FROM {_TODO_EVENTS} WHERE event_type = 'todo_added'
+# Every touched list's todos after the batch, folded into one new row per list.
+INSERT_LISTS = f"""
+INSERT INTO todo_lists
+SELECT list_id,
+       coalesce(list({{'todo_id': todo_id, 'text': text, 'completed': completed,
+                       'position': position, 'updated_seq': updated_seq}} ORDER BY position)
+                    FILTER (NOT deleted), []),
+       count(*) FILTER (NOT deleted AND NOT completed),
+       count(*) FILTER (NOT deleted AND completed),
+       greatest(max(list_updated_at), max(changed_at)),
+       max(updated_seq)
+FROM (
+    SELECT coalesce(t.list_id, c.list_id) AS list_id, coalesce(t.todo_id, c.todo_id) AS todo_id,
+           coalesce(c.text, t.text) AS text,
+           coalesce(c.completed, t.completed, false) AS completed,
+           coalesce(c.deleted, false) AS deleted,
+           coalesce(t.position, c.position) AS position,
+           coalesce(c.updated_seq, t.updated_seq) AS updated_seq,
+           t.list_updated_at, c.changed_at
+    FROM {_TOUCHED} AS t
+    FULL JOIN (
+        SELECT aggregate_id AS list_id, todo_id,
+               bool_or(event_type = 'todo_added') AS added,
+               arg_max(payload->>'text', sequence)
+                   FILTER (event_type IN ('todo_added', 'todo_renamed')) AS text,
+               arg_max(event_type = 'todo_completed', sequence)
+                   FILTER (event_type IN ('todo_completed', 'todo_reopened')) AS completed,
+               bool_or(event_type = 'todo_deleted') AS deleted,
+               min(version) FILTER (event_type = 'todo_added') AS position,
+               max(occurred_at) AS changed_at,
+               max(sequence) AS updated_seq
+        FROM {_TODO_EVENTS} GROUP BY ALL
+    ) AS c ON t.list_id = c.list_id AND t.todo_id = c.todo_id
+    WHERE t.todo_id IS NOT NULL OR c.added  -- changes to a todo never added: nothing
+)
+GROUP BY list_id
+HAVING count(changed_at) > 0  -- a list with no change to a known todo keeps its row
 """
 
-UPDATE_CHANGED = f"""
-UPDATE todos AS t SET
-    text = coalesce(c.text, t.text),
-    completed = coalesce(c.completed, t.completed),
-    deleted = t.deleted OR c.deleted,
-    updated_at = c.updated_at,
-    updated_seq = c.updated_seq
-FROM (
-    SELECT aggregate_id AS list_id, todo_id,
-           arg_max(payload->>'text', sequence) FILTER (event_type = 'todo_renamed') AS text,
-           arg_max(event_type = 'todo_completed', sequence)
-               FILTER (event_type IN ('todo_completed', 'todo_reopened')) AS completed,
-           bool_or(event_type = 'todo_deleted') AS deleted,
-           arg_max(occurred_at, sequence) AS updated_at,
-           max(sequence) AS updated_seq
-    FROM {_TODO_EVENTS} WHERE event_type <> 'todo_added'
-    GROUP BY ALL
-) AS c
-WHERE t.list_id = c.list_id AND t.todo_id = c.todo_id
+# The rows the batch replaced: older than the batch, of a list with a row of the batch.
+DELETE_REPLACED = """
+DELETE FROM todo_lists
+WHERE updated_seq < (SELECT min(sequence) FROM batch)
+  AND list_id IN (SELECT list_id FROM todo_lists
+                  WHERE updated_seq >= (SELECT min(sequence) FROM batch))
 """
 
 
@@ -111,42 +144,43 @@ class ListSummary(Struct, frozen=True):
 
 projection = Projection(
     name="todo_lists",
-    version=4,
+    version=5,
     grant="todo_list",
     events=frozenset(TODO_EVENTS),
-    tables=("todos", "todo_changes"),
+    tables=("todo_lists", "todo_changes"),
     ddl=(
-        # No primary key: rows are inserted when added and updated by a join on the batch.
-        """CREATE TABLE IF NOT EXISTS todos (
+        # One row per list (between the statements of a batch, two): `items` in the order
+        # they were added, deleted ones left out.
+        """CREATE TABLE IF NOT EXISTS todo_lists (
             list_id VARCHAR NOT NULL,
-            todo_id VARCHAR NOT NULL,
-            text VARCHAR,
-            completed BOOLEAN,
-            deleted BOOLEAN NOT NULL,
-            position BIGINT,
-            created_at TIMESTAMPTZ,
+            items STRUCT(todo_id VARCHAR, text VARCHAR, completed BOOLEAN, position BIGINT,
+                         updated_seq BIGINT)[] NOT NULL,
+            active BIGINT NOT NULL,
+            completed BIGINT NOT NULL,
             updated_at TIMESTAMPTZ NOT NULL,
             updated_seq BIGINT NOT NULL
         )""",
-        # `get` reads one list: an index lookup instead of a scan of every todo (at 5M
-        # events, 1.75M rows: ~40 ms scanned, < 1 ms looked up; docs/benchmarks.md).
-        "CREATE INDEX IF NOT EXISTS todos_by_list ON todos (list_id)",
+        # `get` reads one list: one row looked up by its key (docs/benchmarks.md).
+        "CREATE INDEX IF NOT EXISTS todo_lists_by_id ON todo_lists (list_id)",
+        """CREATE OR REPLACE VIEW todos AS
+            SELECT list_id, unnest(items, recursive := true), false AS deleted
+            FROM todo_lists""",
         """CREATE TABLE IF NOT EXISTS todo_changes (
             minute TIMESTAMPTZ PRIMARY KEY,
             active_delta BIGINT NOT NULL,
             completed_delta BIGINT NOT NULL
         )""",
     ),
-    apply=(COUNT_CHANGES, INSERT_ADDED, UPDATE_CHANGED),
+    apply=(COUNT_CHANGES, INSERT_LISTS, DELETE_REPLACED),
     queries={
         "get": Query(
             sql="""SELECT $list_id AS list_id,
-                      coalesce(list({'todo_id': todo_id, 'text': text, 'completed': completed,
-                                     'updated_seq': updated_seq} ORDER BY position)
-                               FILTER (NOT deleted), []) AS items,
-                      count(*) FILTER (NOT deleted AND NOT completed) AS active,
-                      count(*) FILTER (NOT deleted AND completed) AS completed
-                   FROM todos WHERE list_id = $list_id""",
+                      coalesce(first([{'todo_id': i.todo_id, 'text': i.text,
+                                       'completed': i.completed, 'updated_seq': i.updated_seq}
+                                      FOR i IN items]), []) AS items,
+                      coalesce(first(active), 0) AS active,
+                      coalesce(first(completed), 0) AS completed
+                   FROM todo_lists WHERE list_id = $list_id""",
             params=ListId,
             result=TodoList,
             one=True,
@@ -154,11 +188,8 @@ projection = Projection(
             description="One todo list: its items in order and its active/completed counts.",
         ),
         "lists": Query(
-            sql="""SELECT list_id,
-                      count(*) FILTER (NOT deleted AND NOT completed) AS active,
-                      count(*) FILTER (NOT deleted AND completed) AS completed,
-                      max(updated_at) AS updated_at
-                   FROM todos GROUP BY list_id ORDER BY updated_at DESC LIMIT 100""",
+            sql="""SELECT list_id, active, completed, updated_at FROM todo_lists
+                   ORDER BY updated_at DESC LIMIT 100""",
             result=list[ListSummary],
             description="The most recently changed todo lists with their counts.",
         ),
