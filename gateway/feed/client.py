@@ -140,20 +140,8 @@ class ClientFeed:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
             info = None
-        stale = info is not None and (
-            info.num_ack_pending
-            or info.num_waiting
-            or info.config.max_ack_pending != self.max_ack_pending
-        )
-        if info is not None and start is None and stale:
-            start = requests.replay_from(info) or last + 1
-        if info is None:
-            creating()  # a consumer more in the stream: its budget may refuse (raises)
-        if info is None and start is None and recall is not None:
-            known = await recall()  # a returning client whose consumer was lost: its floor
-            start = None if known is None else known + 1
-        if info is None and start is None:
-            start = last + 1
+        stale = info is not None and requests.stale(info, self.max_ack_pending)
+        start = await requests.start_at(info, start, last, stale, creating, recall)
         if info is not None and start is not None and not stale and self._resettable():
             try:
                 return await self._move(start)
