@@ -33,6 +33,8 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from gateway.feed import sockets
+
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 
 
@@ -73,21 +75,39 @@ class Socket:
 
 
 class Outgoing:
-    """What of a started response's bytes is still in this process (see `outgoing`)."""
+    """How far a started response's bytes got (see `outgoing`): handed to the transport,
+    to the kernel, acknowledged by the peer's TCP."""
 
-    __slots__ = ("_cycle",)
+    __slots__ = ("_cycle", "_tcp")
 
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
+    def __init__(self, cycle: Any, tcp: sockets.Sock | None) -> None:
+        self._cycle, self._tcp = cycle, tcp  # None: not a TCP socket (no acknowledgements)
 
     def held(self) -> int | None:
         """Bytes written to the connection that its transport still holds (not yet handed to the
-        kernel: lost if the process dies; what the kernel holds is still sent); None once the
-        connection is gone (whatever it held then never left)."""
+        kernel: lost if the process dies); None once the connection is gone."""
         cycle = self._cycle
         if cycle.disconnected:
             return None
         return int(cycle.transport.get_write_buffer_size())
+
+    def progress(self) -> tuple[int, int] | None:
+        """(bytes the peer's TCP acknowledged since the connection opened, bytes written and not
+        yet acknowledged: in the kernel's send queue (SIOCOUTQ) or the transport's buffer);
+        None once the connection is gone. Their sum is every byte written so far, so a frame
+        whose end is at that sum is delivered once the first number reaches it. Without
+        TCP_INFO (not Linux, not TCP) the first number stays 0 and the second counts only the
+        transport's buffer: bytes are then only known to have left the process."""
+        held = self.held()
+        if held is None:
+            return None
+        if self._tcp is None:
+            return 0, held
+        try:
+            acked, queued = sockets.sent(self._tcp)
+        except OSError:  # closed under us: gone
+            return None
+        return acked, queued + held
 
 
 def outgoing() -> Outgoing | None:
@@ -100,7 +120,9 @@ def outgoing() -> Outgoing | None:
         ready = cycle.response_started and callable(cycle.transport.get_write_buffer_size)
     except AttributeError:
         return None
-    return Outgoing(cycle) if ready and isinstance(cycle.disconnected, bool) else None
+    if not ready or not isinstance(cycle.disconnected, bool):
+        return None
+    return Outgoing(cycle, sockets.tcp(cycle.transport.get_extra_info("socket")))
 
 
 def socket() -> Socket | None:
