@@ -105,6 +105,8 @@ class LazyAcks:
         """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
         awaiting; whether an ack is due at once (half the capacity of consumer deliveries,
         past the marker that waits for the peer)."""
+        if self.outgoing is not None and self.outgoing.gone:  # dropped by the server
+            return False
         if not self.count:
             self.since = now
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
@@ -130,7 +132,7 @@ class LazyAcks:
 
     def _in_flight(self) -> int | None:
         """Bytes written, not yet acknowledged by the peer (remembering what it acknowledged);
-        None once the connection is gone; 0 without a known transport."""
+        None when not known (the connection was lost unsampled); 0 without a known transport."""
         if self.outgoing is None:
             return 0
         progress = self.outgoing.progress()
@@ -172,8 +174,8 @@ class LazyAcks:
         deadline = self.loop.time() + self.END_WAIT_S
         while self.count and self.loop.time() < deadline:
             flight = self._in_flight()
-            if flight is None or flight == 0:  # gone (what was unacknowledged is lost), or all
-                break
+            if flight is None or flight == 0 or self.outgoing is None or self.outgoing.gone:
+                break  # all acknowledged, or gone (what was not is lost)
             await asyncio.sleep(self.END_POLL_S)  # the kernel has no ack event to wait on
         if self.count:
             await self.flush()
