@@ -95,6 +95,7 @@ class LazyAcks:
         self._acked = 0  # the peer's acknowledged bytes when last sampled
         self._check = INF  # when the marker is checked again (event-loop seconds)
         self.ended = False
+        self.ahead = after  # the consumer was moved this far without confirmation (`clear`)
 
     async def written(self, last: Item, count: int) -> None:
         """`count` items up to `last` went to the socket."""
@@ -127,7 +128,9 @@ class LazyAcks:
         return self.loop.time() >= self.deadline()
 
     def clear(self) -> None:
-        """Forget what is unacknowledged: a reset of the consumer covers it."""
+        """Forget what is unacknowledged: the consumer was moved past every write (`seq`) to
+        pull from there (it left the tail); `finish` moves it back to what was confirmed."""
+        self.ahead = max(self.ahead, self.seq)
         self.subject, self.count, self._mark, self._check = "", 0, None, INF
 
     def _in_flight(self) -> int | None:
@@ -179,6 +182,8 @@ class LazyAcks:
             await asyncio.sleep(self.END_POLL_S)  # the kernel has no ack event to wait on
         if self.count:
             await self.flush()
+        if self.ahead > self.moved:  # back to what the client's host has: at least once
+            await self.feed.reset(self.moved + 1)
         if self.feed.floor is not None:
             await self.feed.floor.ended(self.moved)
 
