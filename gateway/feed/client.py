@@ -35,6 +35,7 @@ from gateway.feed import holdings, requests
 from gateway.feed.floors import Floor
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import MIN_SERVER, Tail
+from gateway.feed.takeover import Handover
 from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
@@ -55,9 +56,9 @@ class ClientFeed:
     __slots__ = (
         "_asked", "_credit", "_expiry", "_lent", "_refill", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
-        "filters", "floor", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
-        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "sink", "stream",
-        "tail",
+        "filters", "floor", "gone", "handover", "held_bytes", "holdings", "inactive_s", "inbox",
+        "js", "live", "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed",
+        "sink", "stream", "tail",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +90,7 @@ class ClientFeed:
         self.buffer: deque[Msg] = deque()
         self.expired = False  # the last pull request ended (keep-alive tick)
         self.gone = ""  # why the consumer cannot be pulled any more
+        self.handover: Handover | None = None  # how the open connection gives way (F3)
         self.delivered = 0  # the consumer's delivery sequence before this connection's first
         self._credit = 0
         self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)

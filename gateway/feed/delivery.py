@@ -167,13 +167,22 @@ class LazyAcks:
         self._mark = mark
         return confirmed
 
-    async def finish(self) -> None:
+    async def finish(self, last: bool = True) -> None:
         """The feed ended: wait up to `END_WAIT_S` for the peer to acknowledge its last bytes,
         move the consumer past what it did, then write the floor of a named feed
-        (`floors.py`). Once; before the feed's last frame when the connection is still open."""
-        if self.ended:
-            return
-        self.ended = True
+        (`floors.py`). Once: before the feed's last frame when the connection is still open,
+        and `last` after the response (the connection given back): then a newer connection
+        waiting to take over goes on (`gateway/feed/takeover.py`)."""
+        try:
+            if not self.ended:
+                self.ended = True
+                await self._last_move()
+        finally:
+            if last and self.feed.handover is not None:
+                self.feed.handover.ended()
+
+    async def _last_move(self) -> None:
+        """`finish`'s work: the bounded wait for acknowledgements, the move, the floor."""
         deadline = self.loop.time() + self.END_WAIT_S
         while self.count and self.loop.time() < deadline:
             flight = self._in_flight()

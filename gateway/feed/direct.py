@@ -34,6 +34,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.feed import sockets
+from gateway.feed.takeover import Handover
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 
@@ -132,6 +133,14 @@ class Outgoing:
         assert self._tcp is not None
         acked, queued = sockets.sent(self._tcp)
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
+
+
+def handover() -> Handover | None:
+    """How the running request's connection gives way to a newer one of its consumer (cut:
+    `transport.abort`; `gateway/feed/takeover.py`); None on another server."""
+    cycle = _cycle()
+    abort = getattr(getattr(cycle, "transport", None), "abort", None)
+    return Handover(abort) if callable(abort) else None
 
 
 def outgoing() -> Outgoing | None:

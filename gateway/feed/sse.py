@@ -165,6 +165,7 @@ async def open_feed(
     feed = _client_feed(backend, feeds, request, client, own)
     if feed.tail is not None:
         await feed.tail.start()
+    await feeds.inbox.take_over(feed.name)  # an older connection of it ends first (F3)
     feeds.inbox.admit(who)
     try:
         feeds.ledger.claim(principal.key, feed.name, time.monotonic())

@@ -95,11 +95,11 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing = run.outgoing()  # moves only past bytes the client's host has
+        run.acks.outgoing, feed.handover = run.outgoing(), direct.handover()  # F1, F3
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
-                await run.acks.finish()  # the last move before the frame that ends the feed
+                await run.acks.finish(last=False)  # the last move before the ending frame
                 yield run.overflow_notice()
                 return
             if feed.fell:  # left the tail: pull the consumer from the last event written
@@ -133,7 +133,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         if rest:
             yield rest
             await run.written_rest()
-        await run.acks.finish()  # before the ending frame: a return finds it (attack15r F2)
+        await run.acks.finish(last=False)  # before the ending frame: a return finds it (F2)
         if run.expired():  # as a live query's feed (attack15 F4): sign in again to resume
             yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
             return

@@ -209,3 +209,27 @@ async def test_a_stopping_gateway_moves_a_named_consumer_before_the_frame_that_e
     assert (ending.event, ending.data) == ("message", None)
     assert floor == written[-1]
     assert info.delivered.stream_seq == written[-1]
+
+
+async def test_a_named_clients_new_connection_takes_over_from_its_stuck_one_without_a_gap(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    _, base = start_gateway()
+    port, probe = int(base.rpartition(":")[2]), http(base)
+    path = "/api/events?topics=todo_list:stuck&client_id=stuck"
+    reader, writer = await _raw_feed(port, path)  # reads nothing more: stuck
+    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+    padding = {"text": "z" * 200, "note": "z" * 800}
+    frames = [{"todo_id": f"t{n}", **padding} for n in range(1, 201)]
+    published = await publish(nc, nats_settings, [
+        ("todo_list.stuck", make("todo_list", "stuck", n, "todo_added", data))
+        for n, data in enumerate(frames, 1)
+    ])  # fmt: skip
+    await eventually(lambda: metric(probe, "sse_direct_writes_total"), lambda n: n >= 40)
+    async with feed(probe, topics="todo_list:stuck", client_id="stuck") as again:
+        after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
+    assert after == published  # the stuck one's client read nothing: everything, once
+    # the older connection was ended: its reader reaches the end (after what the kernel held)
+    old = [m.id for m in await asyncio.wait_for(_frames(reader), 10) if m.event == "todo_added"]
+    writer.close()
+    assert old == published[: len(old)]
