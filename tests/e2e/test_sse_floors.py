@@ -162,23 +162,32 @@ def _ids(data: bytes) -> list[int]:
     ]
 
 
+async def _stalled(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http, name: str
+) -> tuple[httpx.AsyncClient, asyncio.StreamReader, asyncio.StreamWriter, list[int]]:
+    """On a new gateway (its client returned first), a raw named client `name` (topic
+    `todo_list:<name>`) that reads nothing after the head, and 200 ~1.2 KB events (~240 KB)
+    written to it: most of them out of the gateway's process into the kernel's queues."""
+    _, base = start_gateway()
+    port, probe = int(base.rpartition(":")[2]), http(base)
+    reader, writer = await _raw_feed(port, f"/api/events?topics=todo_list:{name}&client_id={name}")
+    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+    padding = {"text": "z" * 200, "note": "z" * 800}
+    frames = [{"todo_id": f"t{n}", **padding} for n in range(1, 201)]
+    published = await publish(nc, nats_settings, [
+        (f"todo_list.{name}", make("todo_list", name, n, "todo_added", data))
+        for n, data in enumerate(frames, 1)
+    ])  # fmt: skip
+    await eventually(lambda: metric(probe, "sse_direct_writes_total"), lambda n: n >= 40)
+    return probe, reader, writer, published
+
+
 async def test_a_slow_client_that_reloads_by_client_id_misses_nothing_the_kernel_still_held(
     nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
 ) -> None:
-    _, base = start_gateway()
-    port, probe = int(base.rpartition(":")[2]), http(base)
-    path = "/api/events?topics=todo_list:reload&client_id=reload"
-    reader, writer = await _raw_feed(port, path)
-    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
-    padding = {"text": "z" * 200, "note": "z" * 800}  # ~1.2 KB frames, ~240 KB in all
-    frames = [{"todo_id": f"t{n}", **padding} for n in range(1, 201)]
-    events = [
-        ("todo_list.reload", make("todo_list", "reload", n, "todo_added", data))
-        for n, data in enumerate(frames, 1)
-    ]
-    published = await publish(nc, nats_settings, events)
-    # most of it went out of the process into the kernel's queues, unread by the client
-    await eventually(lambda: metric(probe, "sse_direct_writes_total"), lambda n: n >= 40)
+    probe, reader, writer, published = await _stalled(
+        nc, nats_settings, start_gateway, http, "reload"
+    )
     data = b""
     while len(_ids(data)) < 3:  # the client reads a little, then reloads (its connection ends)
         data += await asyncio.wait_for(chunked.chunk(reader), 10)
@@ -214,18 +223,9 @@ async def test_a_stopping_gateway_moves_a_named_consumer_before_the_frame_that_e
 async def test_a_named_clients_new_connection_takes_over_from_its_stuck_one_without_a_gap(
     nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
 ) -> None:
-    _, base = start_gateway()
-    port, probe = int(base.rpartition(":")[2]), http(base)
-    path = "/api/events?topics=todo_list:stuck&client_id=stuck"
-    reader, writer = await _raw_feed(port, path)  # reads nothing more: stuck
-    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
-    padding = {"text": "z" * 200, "note": "z" * 800}
-    frames = [{"todo_id": f"t{n}", **padding} for n in range(1, 201)]
-    published = await publish(nc, nats_settings, [
-        ("todo_list.stuck", make("todo_list", "stuck", n, "todo_added", data))
-        for n, data in enumerate(frames, 1)
-    ])  # fmt: skip
-    await eventually(lambda: metric(probe, "sse_direct_writes_total"), lambda n: n >= 40)
+    probe, reader, writer, published = await _stalled(
+        nc, nats_settings, start_gateway, http, "stuck"
+    )
     async with feed(probe, topics="todo_list:stuck", client_id="stuck") as again:
         after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
     assert after == published  # the stuck one's client read nothing: everything, once
