@@ -35,6 +35,7 @@ from gateway.feed import holdings, requests
 from gateway.feed.floors import Floor
 from gateway.feed.inbox import Inbox
 from gateway.feed.tail import MIN_SERVER, Tail
+from gateway.feed.takeover import Handover
 from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
@@ -55,9 +56,9 @@ class ClientFeed:
     __slots__ = (
         "_asked", "_credit", "_expiry", "_lent", "_refill", "_timer", "_token",
         "_wake", "buffer", "cap", "capacity", "delivered", "drained", "expired", "fell",
-        "filters", "floor", "gone", "held_bytes", "holdings", "inactive_s", "inbox", "js", "live",
-        "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed", "sink", "stream",
-        "tail",
+        "filters", "floor", "gone", "handover", "held_bytes", "holdings", "inactive_s", "inbox",
+        "js", "live", "max_ack_pending", "name", "on_close", "overflow_reason", "overflowed",
+        "sink", "stream", "tail",
     )  # fmt: skip
 
     def __init__(
@@ -89,6 +90,7 @@ class ClientFeed:
         self.buffer: deque[Msg] = deque()
         self.expired = False  # the last pull request ended (keep-alive tick)
         self.gone = ""  # why the consumer cannot be pulled any more
+        self.handover: Handover | None = None  # how the open connection gives way (F3)
         self.delivered = 0  # the consumer's delivery sequence before this connection's first
         self._credit = 0
         self._lent = 0  # of `_credit`: taken from the process's budget (`gateway/feed/credit.py`)
@@ -140,20 +142,8 @@ class ClientFeed:
             info = await self.js.consumer_info(self.stream, self.name)
         except NotFoundError:
             info = None
-        stale = info is not None and (
-            info.num_ack_pending
-            or info.num_waiting
-            or info.config.max_ack_pending != self.max_ack_pending
-        )
-        if info is not None and start is None and stale:
-            start = requests.replay_from(info) or last + 1
-        if info is None:
-            creating()  # a consumer more in the stream: its budget may refuse (raises)
-        if info is None and start is None and recall is not None:
-            known = await recall()  # a returning client whose consumer was lost: its floor
-            start = None if known is None else known + 1
-        if info is None and start is None:
-            start = last + 1
+        stale = info is not None and requests.stale(info, self.max_ack_pending)
+        start = await requests.start_at(info, start, last, stale, creating, recall)
         if info is not None and start is not None and not stale and self._resettable():
             try:
                 return await self._move(start)

@@ -57,18 +57,24 @@ class LazyAcks:
     tail moves the consumer past it (`reset`) `LIVE_EVERY_S` seconds after the first unmoved
     write (nothing waits on it, and each reset costs nats-server a consumer-info answer).
     A gateway that dies meanwhile only makes a returning client without `Last-Event-ID`
-    see up to that much again; a closing feed moves its consumer at once.
+    see up to that much again; an ending feed moves its consumer before its last frame.
 
-    The consumer is only ever moved past bytes that left the process (attack15 F3's invariant):
-    "written" means handed to the connection's transport, whose user-space buffer dies with the
-    process, while what the kernel holds is still sent. So a move goes as far as the last write
-    after which the transport held nothing (`outgoing`, `gateway/feed/direct.py`), and waits
-    (until the next deadline) while it holds bytes of a client that does not read; an ending
-    feed waits up to `END_WAIT_S` for them. Unknown servers (`outgoing` None) move as before."""
+    The consumer is only ever moved past bytes the client's host acknowledged (attack15r F1):
+    "written" means handed to the connection's transport; bytes then sit in its user-space
+    buffer and in the kernel's send queue (up to MBs for a client that reads slowly), and
+    are lost when the client's connection ends. When a move is due, the feed samples how far
+    its bytes got (`Outgoing.progress`, two syscalls): with nothing in flight it moves past
+    every write; else it keeps a marker (the last write, the end offset of its bytes) and
+    moves there once the peer's TCP acknowledged that offset (checked `CHECK_S` later, then
+    at each deadline). An ending feed waits up to `END_WAIT_S` for its bytes to be
+    acknowledged, then moves past what was. Without TCP counters (`progress` reports 0
+    acknowledged: not Linux, not TCP) a move goes past what left the process (the transport
+    held nothing), as before; unknown servers (`outgoing` None) move past every write."""
 
     EVERY_S = 1.0
     LIVE_EVERY_S = 5.0
-    END_WAIT_S = 2.0  # an ending feed waits this long for its last bytes to leave (seconds)
+    CHECK_S = 0.05  # a marker is checked this soon after it was set (seconds)
+    END_WAIT_S = 2.0  # an ending feed waits this long for its last bytes (seconds)
     END_POLL_S = 0.02
 
     def __init__(
@@ -82,9 +88,14 @@ class LazyAcks:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
         self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
         self.client_id, self.trace, self.sent = client_id, set[str](), 0
-        self.moved = after  # the consumer was moved past this (every byte up to it left)
+        self.moved = after  # the consumer was moved past this (the client's host has it)
         self.outgoing: Outgoing | None = None  # the response's transport, once started
-        self._left: tuple[int, str] | None = None  # the last write known to have left, unmoved
+        # the last write in flight when sampled: (seq, subject, end offset of its bytes, count)
+        self._mark: tuple[int, str, int, int] | None = None
+        self._acked = 0  # the peer's acknowledged bytes when last sampled
+        self._check = INF  # when the marker is checked again (event-loop seconds)
+        self.ended = False
+        self.ahead = after  # the consumer was moved this far without confirmation (`clear`)
 
     async def written(self, last: Item, count: int) -> None:
         """`count` items up to `last` went to the socket."""
@@ -93,67 +104,132 @@ class LazyAcks:
 
     def note(self, last: Item, count: int, now: float) -> bool:
         """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
-        awaiting; whether an ack is due at once (half the capacity of consumer deliveries)."""
+        awaiting; whether an ack is due at once (half the capacity of consumer deliveries,
+        past the marker that waits for the peer)."""
+        if self.outgoing is not None and self.outgoing.gone:  # dropped by the server
+            return False
         if not self.count:
             self.since = now
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
-        self._settle()
-        return bool(self.subject) and self.count >= self.threshold and self._left is not None
+        return bool(self.subject) and self.count - self._marked() >= self.threshold
 
-    def _settle(self) -> None:
-        """Everything written so far left the process when the transport holds nothing now."""
-        outgoing = self.outgoing
-        if self.count and (outgoing is None or outgoing.held() == 0):
-            self._left = (self.seq, self.subject)
+    def _marked(self) -> int:
+        """How many of the unacknowledged writes the marker covers."""
+        return 0 if self._mark is None else self._mark[3]
 
     def deadline(self) -> float:
         """When (event-loop seconds) the unacknowledged writes are due; inf for none."""
         if not self.count:
             return INF
-        return self.since + (self.EVERY_S if self.subject else self.LIVE_EVERY_S)
+        return min(self._check, self.since + (self.EVERY_S if self.subject else self.LIVE_EVERY_S))
 
     def due(self) -> bool:
         """Whether the deadline has passed."""
         return self.loop.time() >= self.deadline()
 
     def clear(self) -> None:
-        """Forget what is unacknowledged: a reset of the consumer covers it."""
-        self.subject, self.count, self._left = "", 0, None
+        """Forget what is unacknowledged: the consumer was moved past every write (`seq`) to
+        pull from there (it left the tail); `finish` moves it back to what was confirmed."""
+        self.ahead = max(self.ahead, self.seq)
+        self.subject, self.count, self._mark, self._check = "", 0, None, INF
 
-    async def finish(self) -> None:
-        """The feed ended: wait up to `END_WAIT_S` for its last bytes to leave the process, move
-        the consumer past what did, then write the floor of a named feed (`floors.py`)."""
+    def _in_flight(self) -> int | None:
+        """Bytes written, not yet acknowledged by the peer (remembering what it acknowledged);
+        None when not known (the connection was lost unsampled); 0 without a known transport."""
+        if self.outgoing is None:
+            return 0
+        progress = self.outgoing.progress()
+        if progress is None:
+            return None
+        self._acked = progress[0]
+        return progress[1]
+
+    def _confirmed(self) -> tuple[int, str] | None:
+        """The last write the client's host has (to move past), sampling a marker for the
+        writes after it; None: nothing new is confirmed. Moves past a marker take one deadline
+        (the marker is set at one, confirmed at the next), except the first marker of a burst
+        (checked `CHECK_S` later) and a pulling feed whose consumer waits on the move."""
+        flight = self._in_flight()
+        mark, now = self._mark, self.loop.time()
+        if flight == 0:
+            self._mark, self._check = None, INF
+            return self.seq, self.subject
+        confirmed = None
+        if mark is not None and self._acked >= mark[2]:
+            confirmed, mark = (mark[0], mark[1]), None
+            self.count -= self._marked()
+        if flight is not None and mark is None and confirmed != (self.seq, self.subject):
+            mark = (self.seq, self.subject, self._acked + flight, self.count)
+            self._check = INF if confirmed else now + self.CHECK_S
+        elif mark is not None:  # not acknowledged yet: soon when the consumer waits on it
+            waiting = bool(self.subject) and self.count - mark[3] >= self.threshold
+            self._check = now + self.CHECK_S if waiting else INF
+        self._mark = mark
+        return confirmed
+
+    async def finish(self, last: bool = True) -> None:
+        """The feed ended: wait up to `END_WAIT_S` for the peer to acknowledge its last bytes,
+        move the consumer past what it did, then write the floor of a named feed
+        (`floors.py`). Once: before the feed's last frame when the connection is still open,
+        and `last` after the response (the connection given back): then a newer connection
+        waiting to take over goes on (`gateway/feed/takeover.py`)."""
+        try:
+            if not self.ended:
+                self.ended = True
+                await self._last_move()
+        finally:
+            if last and self.feed.handover is not None:
+                self.feed.handover.ended()
+
+    async def _last_move(self) -> None:
+        """`finish`'s work: the bounded wait for acknowledgements, the move, the floor."""
         deadline = self.loop.time() + self.END_WAIT_S
-        while self.count and self.outgoing is not None and self.loop.time() < deadline:
-            held = self.outgoing.held()
-            if held is None or held == 0:  # gone (what it held is lost), or all of it left
-                break
-            await asyncio.sleep(self.END_POLL_S)  # the transport has no drain event to wait on
+        while self.count and self.loop.time() < deadline:
+            flight = self._in_flight()
+            if flight is None or flight == 0 or self.outgoing is None or self.outgoing.gone:
+                break  # all acknowledged, or gone (what was not is lost)
+            await asyncio.sleep(self.END_POLL_S)  # the kernel has no ack event to wait on
         if self.count:
             await self.flush()
+        if self.ahead > self.moved:  # back to what the client's host has: at least once
+            await self.feed.reset(self.moved + 1)
         if self.feed.floor is not None:
             await self.feed.floor.ended(self.moved)
 
+    async def _unblock(self) -> None:
+        """A pulling feed's consumer is acked past what left the process (the transport holds
+        nothing) while the client's host has not acknowledged it yet: its flow must not wait
+        for the client's delayed TCP acks (up to 40 ms each: 25 events/s at capacity 1). The
+        cursor of record stays `moved`: `finish` resets the consumer back to it (`ahead`)."""
+        out = self.outgoing
+        if self.subject and self.seq > self.ahead and out is not None and out.held() == 0:
+            self.ahead = self.seq
+            await self.feed.ack(self.subject)
+
     async def flush(self) -> None:
-        """Ack (or reset) past the last write that left the process, and log what was delivered
-        since the last move with its correlation ids; nothing left yet: again at the next
-        deadline."""
-        self._settle()
-        left, self._left = self._left, None
-        if left is None:
-            self.since = self.loop.time()
-            return
-        seq, subject = left
+        """Ack (or reset) past the last write the client's host acknowledged, and log what was
+        delivered since the last move with its correlation ids; nothing confirmed yet: again
+        at the next deadline."""
         count = self.count
-        if left == (self.seq, self.subject):
-            self.subject, self.count = "", 0
-        else:  # later writes are still in the transport: they move the consumer later
+        confirmed = self._confirmed() if count else None
+        if confirmed is None:
             self.since = self.loop.time()
-        if subject:
+            await self._unblock()
+            return
+        seq, subject = confirmed
+        if confirmed == (self.seq, self.subject):
+            self.subject, self.count = "", 0
+        else:  # later writes are still in flight: they move the consumer later
+            self.since, count = self.loop.time(), count - self.count
+        if seq <= self.ahead:  # the consumer is there already (`_unblock`, `clear`)
+            pass
+        elif subject:
             await self.feed.ack(subject)
         else:
             await self.feed.reset(seq + 1)
-        self.moved = seq
+        self.moved, self.ahead = seq, max(self.ahead, seq)
+        if self.count:  # later writes in flight
+            await self._unblock()
         if self.feed.floor is not None:
             self.feed.floor.moved(seq)
         log.info("sse_delivered", client_id=self.client_id, events=count, last=seq,

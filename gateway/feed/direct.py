@@ -33,6 +33,9 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from gateway.feed import sockets
+from gateway.feed.takeover import Handover
+
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 
 
@@ -73,21 +76,71 @@ class Socket:
 
 
 class Outgoing:
-    """What of a started response's bytes is still in this process (see `outgoing`)."""
+    """How far a started response's bytes got (see `outgoing`): handed to the transport,
+    to the kernel, acknowledged by the peer's TCP. On a TCP socket it samples the kernel's
+    counters once more when the connection is lost, just before the transport closes the
+    socket (it wraps the protocol's `connection_lost`): what a client that left had got."""
 
-    __slots__ = ("_cycle",)
+    __slots__ = ("_cycle", "_final", "_lost", "_tcp")
 
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
+    def __init__(self, cycle: Any, tcp: sockets.Sock | None) -> None:
+        self._cycle, self._tcp = cycle, tcp  # None: not a TCP socket (no acknowledgements)
+        self._final: tuple[int, int] | None = None
+        self._lost: Any = None
+        if tcp is not None:
+            protocol = cycle.transport.get_protocol()
+            self._lost, protocol.connection_lost = protocol.connection_lost, self._connection_lost
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        try:
+            self._final = self._sample()
+        except OSError:
+            pass
+        finally:
+            self._lost(exc)
+
+    @property
+    def gone(self) -> bool:
+        """The connection is gone: nothing more is written to it."""
+        return bool(self._cycle.disconnected)
 
     def held(self) -> int | None:
         """Bytes written to the connection that its transport still holds (not yet handed to the
-        kernel: lost if the process dies; what the kernel holds is still sent); None once the
-        connection is gone (whatever it held then never left)."""
+        kernel: lost if the process dies); None once the connection is gone."""
         cycle = self._cycle
         if cycle.disconnected:
             return None
         return int(cycle.transport.get_write_buffer_size())
+
+    def progress(self) -> tuple[int, int] | None:
+        """(bytes the peer's TCP acknowledged since the connection opened, bytes written and not
+        yet acknowledged: in the kernel's send queue (SIOCOUTQ) or the transport's buffer).
+        Their sum is every byte written so far, so a frame whose end is at that sum is
+        delivered once the first number reaches it. Once the connection is gone: the sample
+        taken when it was lost (None: not known). Without TCP_INFO (not Linux, not TCP) the
+        first number stays 0 and the second counts only the transport's buffer: bytes are
+        then only known to have left the process."""
+        if self._cycle.disconnected:
+            return self._final
+        if self._tcp is None:
+            return 0, int(self._cycle.transport.get_write_buffer_size())
+        try:
+            return self._sample()
+        except OSError:  # closed under us
+            return self._final
+
+    def _sample(self) -> tuple[int, int]:
+        assert self._tcp is not None
+        acked, queued = sockets.sent(self._tcp)
+        return acked, queued + int(self._cycle.transport.get_write_buffer_size())
+
+
+def handover() -> Handover | None:
+    """How the running request's connection gives way to a newer one of its consumer (cut:
+    `transport.abort`; `gateway/feed/takeover.py`); None on another server."""
+    cycle = _cycle()
+    abort = getattr(getattr(cycle, "transport", None), "abort", None)
+    return Handover(abort) if callable(abort) else None
 
 
 def outgoing() -> Outgoing | None:
@@ -100,7 +153,9 @@ def outgoing() -> Outgoing | None:
         ready = cycle.response_started and callable(cycle.transport.get_write_buffer_size)
     except AttributeError:
         return None
-    return Outgoing(cycle) if ready and isinstance(cycle.disconnected, bool) else None
+    if not ready or not isinstance(cycle.disconnected, bool):
+        return None
+    return Outgoing(cycle, sockets.tcp(cycle.transport.get_extra_info("socket")))
 
 
 def socket() -> Socket | None:

@@ -108,12 +108,20 @@ class Inbox:
             del self._clients[client_id]
         metrics.connections.dec()
 
+    async def take_over(self, consumer: str) -> None:
+        """End the open feed of `consumer` on this gateway, if any, and wait (bounded) for its
+        last move: the newest connection wins (`gateway/feed/takeover.py`)."""
+        handover = getattr(self._consumers.get(consumer), "handover", None)
+        if handover is not None:
+            await handover.give_way()
+
     def register(self, token: str, consumer: str, feed: Receiver) -> str:
         """The reply subject of `feed`'s pull requests."""
         if consumer in self._consumers:
             raise TooManyRequests(
                 f"consumer {consumer} already feeds an open connection on this gateway: the "
-                "same client_id and topics cannot be read twice at once; use another client_id",
+                "same client_id and topics cannot be read twice at once; the older one did not "
+                "end in time",
                 retry_after=1,
             )
         self._feeds[token] = self._consumers[consumer] = feed

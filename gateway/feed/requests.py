@@ -6,6 +6,7 @@ nats-server 2.15 does not answer a reset of a consumer that does not exist."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.aio.client import Client
@@ -76,3 +77,34 @@ def replay_from(info: ConsumerInfo) -> int:
     if delivered and not info.num_ack_pending:
         return int(delivered) + 1
     return int(info.config.opt_start_seq or 0)
+
+
+def stale(info: ConsumerInfo, max_ack_pending: int) -> bool:
+    """Whether an existing consumer cannot simply continue: deliveries in flight, waiting pull
+    requests, or another bound than `max_ack_pending`."""
+    return bool(
+        info.num_ack_pending or info.num_waiting or info.config.max_ack_pending != max_ack_pending
+    )
+
+
+async def start_at(
+    info: ConsumerInfo | None,
+    start: int | None,
+    last: int,
+    stale: bool,
+    creating: Callable[[], None],
+    recall: Callable[[], Awaitable[int | None]] | None,
+) -> int | None:
+    """Where a feed's consumer starts (`ClientFeed.open`; None: the existing one continues as it
+    is): `start`, a `stale` consumer's replay position, a lost consumer's floor (`recall`) or
+    after `last`. `creating` is called (it may raise to refuse) when no consumer exists."""
+    if info is not None and start is None and stale:
+        start = replay_from(info) or last + 1
+    if info is None:
+        creating()  # a consumer more in the stream: its budget may refuse (raises)
+    if info is None and start is None and recall is not None:
+        known = await recall()  # a returning client whose consumer was lost: its floor
+        start = None if known is None else known + 1
+    if info is None and start is None:
+        start = last + 1
+    return start

@@ -11,8 +11,10 @@ the stream loop that applies them is `gateway/feed/stream.py` (windows and forma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -22,6 +24,7 @@ from litestar.datastructures import State
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 from litestar.response import Stream
 from nats.errors import Error as NatsError
+from nats.js.api import StreamInfo
 from nats.js.errors import APIError
 
 from common.envelope import uuid7
@@ -162,6 +165,7 @@ async def open_feed(
     feed = _client_feed(backend, feeds, request, client, own)
     if feed.tail is not None:
         await feed.tail.start()
+    await feeds.inbox.take_over(feed.name)  # an older connection of it ends first (F3)
     feeds.inbox.admit(who)
     try:
         feeds.ledger.claim(principal.key, feed.name, time.monotonic())
@@ -242,7 +246,7 @@ async def _position(
     JetStream's refusals become 4xx (`refusals.py`), NATS trouble 503."""
     created = 0
 
-    def creating() -> None:  # only a consumer not in the stream yet takes headroom
+    def creating(info: StreamInfo) -> None:  # only a consumer not in the stream yet: headroom
         nonlocal created
         consumers.check_headroom(info.state.consumer_count, info.config.max_consumers or 0,
                                  backend.settings.sse_reserved_consumers,
@@ -255,37 +259,21 @@ async def _position(
     likely = not request.ephemeral and feeds.opens >= STORM_OPENS
     feeds.opens += 1
     try:
-        info = await feeds.stream_info(backend.nats_settings.stream)
-        if request.resume is not None and request.resume > info.state.last_seq:
-            info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: too old
-        resume, head = request.resume, b""
-        first, last = info.state.first_seq, info.state.last_seq
-        if resume is not None and not resumable(resume, first, last):
-            resume, head = await _snapshot(backend, request, last)
-        start = None if resume is None else resume + 1
+        with _answers(request.client_id):
+            position, head, moved = await _open(backend, feeds, feed, request, creating, likely)
+        return position, head, bool(created) or moved
+    finally:
+        feeds.ledger.opening -= created
+        feeds.opens -= 1
 
-        async def recall() -> int | None:
-            """A named client without `Last-Event-ID` whose consumer is gone: after its floor
-            (a snapshot first when the stream lost what follows it); None for a new client."""
-            nonlocal head
-            floor = await feeds.floors.get(feed.name)
-            if floor is None:
-                return None
-            log.info("sse_consumer_lost", client_id=request.client_id, consumer=feed.name,
-                     floor=floor)  # fmt: skip
-            newest = last
-            if floor > newest:  # the shared stream info may be one round trip old
-                newest = (await feeds.js.stream_info(backend.nats_settings.stream)).state.last_seq
-            if not resumable(floor, first, newest):
-                floor, head = await _snapshot(backend, request, newest)
-            return floor
 
-        named = not request.ephemeral and start is None
-        position = await feed.open(start, last, creating, likely=likely,
-                                   recall=recall if named else None)  # fmt: skip
-        return position, head, bool(created) or (start is not None and not likely)
+@contextlib.contextmanager
+def _answers(client_id: str) -> Iterator[None]:
+    """JetStream's refusals as 4xx (`refusals.py`), NATS trouble as 503."""
+    try:
+        yield
     except APIError as exc:
-        log.info("sse_refused", client_id=request.client_id, err_code=exc.err_code,
+        log.info("sse_refused", client_id=client_id, err_code=exc.err_code,
                  error=str(exc)[:200])  # fmt: skip
         raise refusal(exc) from None
     except (TimeoutError, NatsError) as exc:
@@ -293,9 +281,47 @@ async def _position(
             f"the event stream cannot be followed right now ({exc!s:.200}); retry",
             retry_after=1,
         ) from None
-    finally:
-        feeds.ledger.opening -= created
-        feeds.opens -= 1
+
+
+async def _open(
+    backend: Backend,
+    feeds: FeedProcess,
+    feed: ClientFeed,
+    request: FeedRequest,
+    creating: Callable[[StreamInfo], None],
+    likely: bool,
+) -> tuple[int, bytes, bool]:
+    """`_position`'s steps: the stream's bounds, a snapshot for an unresumable id, the open;
+    the last is whether `Last-Event-ID` moved the consumer outside a storm."""
+    info = await feeds.stream_info(backend.nats_settings.stream)
+    if request.resume is not None and request.resume > info.state.last_seq:
+        info = await feeds.js.stream_info(backend.nats_settings.stream)  # shared: too old
+    resume, head = request.resume, b""
+    first, last = info.state.first_seq, info.state.last_seq
+    if resume is not None and not resumable(resume, first, last):
+        resume, head = await _snapshot(backend, request, last)
+    start = None if resume is None else resume + 1
+
+    async def recall() -> int | None:
+        """A named client without `Last-Event-ID` whose consumer is gone: after its floor
+        (a snapshot first when the stream lost what follows it); None for a new client."""
+        nonlocal head
+        floor = await feeds.floors.get(feed.name)
+        if floor is None:
+            return None
+        log.info("sse_consumer_lost", client_id=request.client_id, consumer=feed.name,
+                 floor=floor)  # fmt: skip
+        newest = last
+        if floor > newest:  # the shared stream info may be one round trip old
+            newest = (await feeds.js.stream_info(backend.nats_settings.stream)).state.last_seq
+        if not resumable(floor, first, newest):
+            floor, head = await _snapshot(backend, request, newest)
+        return floor
+
+    named = not request.ephemeral and start is None
+    position = await feed.open(start, last, lambda: creating(info), likely=likely,
+                               recall=recall if named else None)  # fmt: skip
+    return position, head, start is not None and not likely
 
 
 async def _snapshot(backend: Backend, request: FeedRequest, last: int) -> tuple[int, bytes]:

@@ -95,10 +95,11 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing = run.outgoing()  # moves only past bytes that left the process
+        run.acks.outgoing, feed.handover = run.outgoing(), direct.handover()  # F1, F3
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
+                await run.acks.finish(last=False)  # the last move before the ending frame
                 yield run.overflow_notice()
                 return
             if feed.fell:  # left the tail: pull the consumer from the last event written
@@ -132,6 +133,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         if rest:
             yield rest
             await run.written_rest()
+        await run.acks.finish(last=False)  # before the ending frame: a return finds it (F2)
         if run.expired():  # as a live query's feed (attack15 F4): sign in again to resume
             yield frame(json.dumps({"reason": "the token expired; sign in again"}), "expired")
             return
@@ -141,7 +143,6 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield _comeback(session.settings)
     finally:
         session.release()
-        # those bytes were written: a returning client continues after them
         session.background.spawn(run.acks.finish())
 
 
@@ -207,9 +208,8 @@ class _Run:
         return direct.socket()
 
     def outgoing(self) -> direct.Outgoing | None:
-        """What of the response is still in the process, for the consumer's moves; not for an
-        `unbounded` feed, whose acks are its flow (it holds up to its cap while its client does
-        not read: waiting for the bytes to leave would make it a `block` feed)."""
+        """How far the response's bytes got, for the consumer's moves; not for an `unbounded`
+        feed, whose acks are its flow (waiting on its client would make it a `block` feed)."""
         if self.ctl.policy is Policy.UNBOUNDED:
             return None
         return direct.outgoing()

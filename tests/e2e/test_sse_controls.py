@@ -47,7 +47,9 @@ async def test_limits_refuse_with_429_per_client_and_503_per_process(
     assert too_many.status_code == 422 and too_many.json()["field"] == "topics"  # never retried
     async with feed(client, client_id="alice") as first:
         await first.until("connected")
-        again = await client.get("/api/events", params={"client_id": "alice"})
+        # another feed of alice (other topics; the same one would take over: test_sse_floors)
+        other = {"client_id": "alice", "topics": "todo_list"}
+        again = await client.get("/api/events", params=other)
         assert again.status_code == 429, again.text
         assert "alice" in again.json()["message"] and again.headers["Retry-After"]
         async with feed(client, client_id="bob") as second:

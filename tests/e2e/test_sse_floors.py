@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 
 import httpx
@@ -147,3 +148,88 @@ async def _frames(reader: asyncio.StreamReader) -> list[Message]:
         if "id" in fields:
             out.append(Message(fields.get("event", "message"), int(fields["id"]), None))
     return out
+
+
+def _ids(data: bytes) -> list[int]:
+    """The ids of the whole `todo_added` messages in `data` (the start of a feed's body)."""
+    blocks = data.decode(errors="replace").split("\n\n")[:-1]
+    return [
+        int(line[4:])
+        for block in blocks
+        if "event: todo_added" in block
+        for line in block.splitlines()
+        if line.startswith("id: ")
+    ]
+
+
+async def _stalled(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http, name: str
+) -> tuple[httpx.AsyncClient, asyncio.StreamReader, asyncio.StreamWriter, list[int]]:
+    """On a new gateway (its client returned first), a raw named client `name` (topic
+    `todo_list:<name>`) that reads nothing after the head, and 200 ~1.2 KB events (~240 KB)
+    written to it: most of them out of the gateway's process into the kernel's queues."""
+    _, base = start_gateway()
+    port, probe = int(base.rpartition(":")[2]), http(base)
+    reader, writer = await _raw_feed(port, f"/api/events?topics=todo_list:{name}&client_id={name}")
+    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+    padding = {"text": "z" * 200, "note": "z" * 800}
+    frames = [{"todo_id": f"t{n}", **padding} for n in range(1, 201)]
+    published = await publish(nc, nats_settings, [
+        (f"todo_list.{name}", make("todo_list", name, n, "todo_added", data))
+        for n, data in enumerate(frames, 1)
+    ])  # fmt: skip
+    await eventually(lambda: metric(probe, "sse_direct_writes_total"), lambda n: n >= 40)
+    return probe, reader, writer, published
+
+
+async def test_a_slow_client_that_reloads_by_client_id_misses_nothing_the_kernel_still_held(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    probe, reader, writer, published = await _stalled(
+        nc, nats_settings, start_gateway, http, "reload"
+    )
+    data = b""
+    while len(_ids(data)) < 3:  # the client reads a little, then reloads (its connection ends)
+        data += await asyncio.wait_for(chunked.chunk(reader), 10)
+    got = _ids(data)
+    writer.transport.abort()
+    await eventually(lambda: metric(probe, "sse_connections"), lambda n: n == 0)
+    async with feed(probe, topics="todo_list:reload", client_id="reload") as again:
+        after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
+    assert after[0] <= got[-1] + 1  # no gap: at most what its host acknowledged comes again
+    assert sorted(set(got + after)) == published
+
+
+async def test_a_stopping_gateway_moves_a_named_consumer_before_the_frame_that_ends_its_feed(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    gateway, base = start_gateway()
+    async with feed(http(base), topics="todo_list", client_id="stop") as reader:
+        consumer = (await reader.until("connected"))[-1].data["consumer"]
+        await eventually(lambda: metric(http(base), "sse_tail_joined_total"), lambda n: n >= 1)
+        written = await publish(nc, nats_settings, [todo("s", n) for n in (1, 2, 3)])
+        assert [m.id for m in await reader.events(3)] == written
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGTERM)
+        ending = await reader.next()  # the bare `retry:` that invites the client back
+        # read at once: a client back now, on any gateway, finds its consumer here
+        floor = await _floor(nc, nats_settings.stream, consumer)
+        info = await nc.jetstream().consumer_info(nats_settings.stream, consumer)
+    assert (ending.event, ending.data) == ("message", None)
+    assert floor == written[-1]
+    assert info.delivered.stream_seq == written[-1]
+
+
+async def test_a_named_clients_new_connection_takes_over_from_its_stuck_one_without_a_gap(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    probe, reader, writer, published = await _stalled(
+        nc, nats_settings, start_gateway, http, "stuck"
+    )
+    async with feed(probe, topics="todo_list:stuck", client_id="stuck") as again:
+        after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
+    assert after == published  # the stuck one's client read nothing: everything, once
+    # the older connection was ended: its reader reaches the end (after what the kernel held)
+    old = [m.id for m in await asyncio.wait_for(_frames(reader), 10) if m.event == "todo_added"]
+    writer.close()
+    assert old == published[: len(old)]
