@@ -25,6 +25,8 @@ Writes never hold a feed up (background work); a failed one is logged and the ne
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -39,6 +41,7 @@ from nats.js.kv import KeyValue
 log = structlog.get_logger()
 EVERY_S = 5.0  # a running feed writes its floor at most this often (as often as it moves) ...
 WRITES_PER_S = 20.0  # ... and all of a process's feeds at most this often together (fsync'd)
+IN_FLIGHT = 32  # floor writes a process has outstanding at most (the rest wait, latest only)
 RETRY_S = 10.0  # a bucket that could not be bound is tried again at most this often
 TTL_S = 7 * 86_400.0  # a floor not written for a week is forgotten: its client counts as new
 
@@ -63,6 +66,8 @@ class Floors:
         self.kv: KeyValue | None = None
         self._retry_at = 0.0  # monotonic seconds: when binding the bucket may be tried again
         self.feeds = 0  # open named feeds: they share `WRITES_PER_S`
+        self._pending: dict[str, int] = {}  # floors to write: consumer -> its latest floor
+        self._draining = False  # a background task writes `_pending`
 
     def every_s(self) -> float:
         """How often (seconds) a running feed writes its floor."""
@@ -99,11 +104,29 @@ class Floors:
         return int(entry.value or b"0")
 
     def put(self, consumer: str, floor: int) -> None:
-        """Write `consumer`'s floor in the background."""
-        self.spawn(self.write(consumer, floor))
+        """Write `consumer`'s floor in the background: queued as its latest floor (an older
+        one not written yet is replaced) and written by one task, at most `IN_FLIGHT` at a
+        time, so thousands of feeds opening at once (a reconnect storm) hold one dict entry
+        each, not a request each."""
+        self._pending[consumer] = floor
+        if not self._draining:
+            self._draining = True
+            self.spawn(self._drain())
+
+    async def _drain(self) -> None:
+        """Write the queued floors, `IN_FLIGHT` at a time, until none is left."""
+        try:
+            while self._pending:
+                some = list(itertools.islice(self._pending.items(), IN_FLIGHT))
+                for consumer, _ in some:
+                    del self._pending[consumer]
+                await asyncio.gather(*(self.write(c, f) for c, f in some))
+        finally:
+            self._draining = False
 
     async def write(self, consumer: str, floor: int) -> None:
         """Write `consumer`'s floor now (a failure is logged, never raised)."""
+        self._pending.pop(consumer, None)  # this write supersedes a queued one
         kv = await self._bind()
         if kv is None:
             return
