@@ -94,6 +94,7 @@ class LazyAcks:
         self._mark: tuple[int, str, int, int] | None = None
         self._acked = 0  # the peer's acknowledged bytes when last sampled
         self._check = INF  # when the marker is checked again (event-loop seconds)
+        self._spill = False  # the transport held bytes after the last write (a loss drops them)
         self.ended = False
         self.ahead = after  # the consumer was moved this far without confirmation (`clear`)
 
@@ -110,6 +111,7 @@ class LazyAcks:
             return False
         if not self.count:
             self.since = now
+        self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
         return bool(self.subject) and self.count - self._marked() >= self.threshold
 
@@ -151,7 +153,10 @@ class LazyAcks:
         (checked `CHECK_S` later) and a pulling feed whose consumer waits on the move."""
         flight = self._in_flight()
         mark, now = self._mark, self.loop.time()
-        if flight == 0:
+        out = self.outgoing
+        if flight == 0 and (out is None or not out.gone or out.exact or not self._spill):
+            # (else bytes its transport dropped may be missing from the count: only a marker
+            # set while the connection was open is trusted)
             self._mark, self._check = None, INF
             return self.seq, self.subject
         confirmed = None

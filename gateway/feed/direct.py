@@ -26,6 +26,7 @@ turning this path off.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from typing import Any
 
@@ -69,9 +70,12 @@ class Socket:
         """Write `body` (non-empty) as one chunk now; False, writing nothing, when the connection
         is gone or its transport is paused (the caller takes its normal, awaited path)."""
         cycle = self._cycle
+        transport = self._transport
         if cycle.disconnected or cycle.response_complete or self._flow.write_paused:
             return False
-        self._transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+        if transport.is_closing():  # cut or lost, not yet told: a write would vanish unseen
+            return False
+        transport.write(b"%x\r\n%b\r\n" % (len(body), body))
         return True
 
 
@@ -81,11 +85,12 @@ class Outgoing:
     counters once more when the connection is lost, just before the transport closes the
     socket (it wraps the protocol's `connection_lost`): what a client that left had got."""
 
-    __slots__ = ("_cycle", "_final", "_lost", "_tcp")
+    __slots__ = ("_cycle", "_final", "_lost", "_tcp", "exact")
 
     def __init__(self, cycle: Any, tcp: sockets.Sock | None) -> None:
         self._cycle, self._tcp = cycle, tcp  # None: not a TCP socket (no acknowledgements)
         self._final: tuple[int, int] | None = None
+        self.exact = False  # `_final` was sampled before the transport dropped anything (a cut)
         self._lost: Any = None
         if tcp is not None:
             protocol = cycle.transport.get_protocol()
@@ -93,7 +98,8 @@ class Outgoing:
 
     def _connection_lost(self, exc: Exception | None) -> None:
         try:
-            self._final = self._sample()
+            if self._final is None:  # a cut sampled it already, before its buffer was dropped
+                self._final = self._sample()
         except OSError:
             pass
         finally:
@@ -101,16 +107,25 @@ class Outgoing:
 
     @property
     def gone(self) -> bool:
-        """The connection is gone: nothing more is written to it."""
-        return bool(self._cycle.disconnected)
+        """The connection is gone or going (its transport closing: writes to it vanish and what
+        its buffer held is dropped): nothing more is written to it."""
+        cycle = self._cycle
+        return bool(cycle.disconnected) or bool(cycle.transport.is_closing())
+
+    def cut(self) -> None:
+        """End the connection now (`transport.abort`), sampling the kernel's counters first so
+        the last move counts what was written before anything was dropped (`exact`)."""
+        if self._tcp is not None and self._final is None and not self.gone:
+            with contextlib.suppress(OSError):  # closed under us: the loss samples it
+                self._final, self.exact = self._sample(), True
+        self._cycle.transport.abort()
 
     def held(self) -> int | None:
         """Bytes written to the connection that its transport still holds (not yet handed to the
         kernel: lost if the process dies); None once the connection is gone."""
-        cycle = self._cycle
-        if cycle.disconnected:
+        if self.gone:
             return None
-        return int(cycle.transport.get_write_buffer_size())
+        return int(self._cycle.transport.get_write_buffer_size())
 
     def progress(self) -> tuple[int, int] | None:
         """(bytes the peer's TCP acknowledged since the connection opened, bytes written and not
@@ -120,7 +135,7 @@ class Outgoing:
         taken when it was lost (None: not known). Without TCP_INFO (not Linux, not TCP) the
         first number stays 0 and the second counts only the transport's buffer: bytes are
         then only known to have left the process."""
-        if self._cycle.disconnected:
+        if self.gone:
             return self._final
         if self._tcp is None:
             return 0, int(self._cycle.transport.get_write_buffer_size())
@@ -135,9 +150,12 @@ class Outgoing:
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
 
 
-def handover() -> Handover | None:
+def handover(outgoing: Outgoing | None = None) -> Handover | None:
     """How the running request's connection gives way to a newer one of its consumer (cut:
-    `transport.abort`; `gateway/feed/takeover.py`); None on another server."""
+    `outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
+    server."""
+    if outgoing is not None:
+        return Handover(outgoing.cut)
     cycle = _cycle()
     abort = getattr(getattr(cycle, "transport", None), "abort", None)
     return Handover(abort) if callable(abort) else None

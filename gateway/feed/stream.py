@@ -1,13 +1,12 @@
 """The loop behind one SSE response: pull, apply the client's controls, write, ack.
 
-Deliveries are written in as few writes as possible (everything that arrived together is
-one write), and acked after the write returned: the socket's drain paces the consumer.
+Deliveries are written in as few writes as possible (what arrived together is one write),
+acked after the write returned: the socket's drain paces the consumer.
 Everything that is not written is accounted for: superseded by a later event of the same
 aggregate (debounce, drop-oldest) or dropped with a `lag` notice (the dropping policies).
 
 Three places write events, and a control that changes what is written applies in each: the
-live tail's frames as they are (`_Run` in `events`, a plain feed on the tail), `_Run.shape`
-(windows and back-pressure policies) and `_Run.finish` (the last flush when the feed ends).
+tail's frames (`_Run` in `events`), `_Run.shape` (windows, policies), `_Run.finish` (last flush).
 """
 
 from __future__ import annotations
@@ -95,7 +94,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing, feed.handover = run.outgoing(), direct.handover()  # F1, F3
+        run.acks.outgoing = run.outgoing()  # F1
+        feed.handover = direct.handover(run.acks.outgoing)  # F3
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:

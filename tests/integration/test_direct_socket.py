@@ -174,3 +174,37 @@ async def test_frames_held_over_one_turn_reach_the_client_as_one_exact_chunk() -
         chunks = await _chunks(port)
     assert chunks == [b"first\n", b"".join(frames[:3]), frames[3], b"last\n"]
     assert written == items
+
+
+async def test_a_cut_connection_takes_no_more_writes_and_keeps_the_count_from_before_the_cut() -> (
+    None
+):
+    """attack verify6 V1: between a cut (`transport.abort`) and uvicorn hearing of it, a write
+    vanished unseen while counted as written, and the last move went past it."""
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        out, sock = direct.outgoing(), direct.socket()
+        assert out is not None and sock is not None
+        await eventually(lambda: _acknowledged(out), bool, timeout=10)
+        before = out.progress()
+        out.cut()
+        seen.update(gone=out.gone, wrote=sock.write(b"after the cut\n"), exact=out.exact,
+                    before=before, after=out.progress(), held=out.held())  # fmt: skip
+
+    async with _serve(app, "httptools") as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = await reader.read()  # to the cut
+        writer.close()
+    assert b"after the cut" not in received
+    assert seen["gone"] and seen["exact"] and seen["held"] is None
+    assert seen["wrote"] is False  # refused: the caller counts nothing as written
+    assert seen["after"] == seen["before"]  # the count of before the cut, nothing dropped in it
+
+
+async def _acknowledged(out: direct.Outgoing) -> bool:
+    progress = out.progress()
+    return progress is not None and progress[0] > 0 and progress[1] == 0
