@@ -218,7 +218,8 @@ def test_what_an_analyst_needs_still_runs(model: ReadModel) -> None:
         "FROM generate_series(1, 3) g(n), unnest([1]) u(x) WINDOW w AS (ORDER BY n)",
     )
     assert windowed == [[1, 1, None, 1], [2, 2, 1, 3], [3, 3, 2, 6]]
-    assert ask(model, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'todo_lists'") == [[1]]
+    tables = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'todo_lists'"
+    assert ask(model, tables) == [[1]]
 
 
 def test_the_only_paths_duckdb_opens_to_the_database_are_its_own_files(model: ReadModel) -> None:
