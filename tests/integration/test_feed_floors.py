@@ -3,6 +3,9 @@ each consumer's latest floor and written at most `IN_FLIGHT` at a time."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
@@ -11,12 +14,23 @@ from gateway.feed.floors import Floors
 from gateway.feed.process import Background
 
 
+@pytest.fixture
+async def background() -> AsyncIterator[Background]:
+    work = Background()
+    yield work
+    await work.stop(wait_s=5)
+
+
+@pytest.fixture
+async def floors(nc: Client, nats_settings: NatsSettings, background: Background) -> Floors:
+    made = Floors(nc.jetstream(), nats_settings.stream, 1, background.spawn)
+    await made.start()
+    return made
+
+
 async def test_thousands_of_floors_put_at_once_are_written_latest_value_with_bounded_requests(
-    nc: Client, nats_settings: NatsSettings
+    floors: Floors, background: Background
 ) -> None:
-    background = Background()
-    floors = Floors(nc.jetstream(), nats_settings.stream, 1, background.spawn)
-    await floors.start()
     names = [f"c{i}" for i in range(2_000)]
     for name in names:  # a reconnect storm's opens
         floors.put(name, 10)
@@ -31,11 +45,8 @@ async def test_thousands_of_floors_put_at_once_are_written_latest_value_with_bou
 
 
 async def test_a_direct_write_supersedes_a_queued_floor_of_the_same_consumer(
-    nc: Client, nats_settings: NatsSettings
+    floors: Floors, background: Background
 ) -> None:
-    background = Background()
-    floors = Floors(nc.jetstream(), nats_settings.stream, 1, background.spawn)
-    await floors.start()
     floors.put("ending", 5)  # queued, not written yet (the loop has not turned)
     await floors.write("ending", 9)  # the feed's end, after its last move
     await background.stop(wait_s=30)
