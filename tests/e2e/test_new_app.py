@@ -97,7 +97,11 @@ async def test_a_new_app_passes_its_tests_and_runs_with_ironstar_up(
         )
         assert recorded.status_code == 200, recorded.text
         assert recorded.json()["sequence"] == 1  # the first event of a new stack
-        read = await http.get(shlex.split(READ)[1].removeprefix("localhost:8000"))  # as the doc
+        read = await eventually(  # as the doc; until the gateway heard of the projector
+            lambda: http.get(shlex.split(READ)[1].removeprefix("localhost:8000")),
+            lambda reply: reply.status_code != 503,
+            timeout=30,
+        )
         assert read.json().get("result") == {"id": "acme", "amount": 42, "entries": 1}, read.text
         page = (await http.get("/")).text
         assert 'id="billing-log"' in page and "<li>acme: 42</li>" in page
