@@ -24,7 +24,7 @@ from common.settings import (
 )
 from gateway.api.head import HeadAsGet
 from gateway.app import create_app
-from gateway.feed.direct import Capture
+from gateway.feed.direct import Capture, tracked
 from gateway.security.auth import bind_notice, verifier
 from gateway.security.deadlines import header_deadline
 
@@ -80,7 +80,7 @@ async def serve(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=3,
-        http=header_deadline(limits.header_timeout_s),
+        http=tracked(header_deadline(limits.header_timeout_s)),  # feeds hear a loss (direct.py)
         # X-Forwarded-For/-Proto only from the configured proxies (none by default: uvicorn
         # would otherwise believe 127.0.0.1, so any local client could pick its address).
         proxy_headers=bool(proxies),

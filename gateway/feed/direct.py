@@ -26,9 +26,11 @@ turning this path off.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -38,6 +40,44 @@ from gateway.feed import sockets
 from gateway.feed.takeover import Handover
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
+# what runs when a connection is lost, per protocol (`Lost`): one dict for the process, not an
+# attribute patched onto each protocol (that made uvicorn's protocol a full dict: 1.7 KiB a feed)
+_HOOKS: dict[Any, tuple[Callable[[], None], ...]] = {}
+P = TypeVar("P")
+
+
+class Lost:
+    """Mixin for the server's protocol class (`tracked`): when its connection is lost, the hooks
+    registered for it (`on_lost`) run first, while its socket is still open."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Run this connection's hooks once, then the protocol's own `connection_lost`."""
+        for hook in _HOOKS.pop(self, ()):
+            hook()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+def tracked(protocol: type[P]) -> type[P]:
+    """`protocol` (uvicorn's `http=` class) with `Lost` hooks (`gateway/main.py`)."""
+    return type(f"Tracked{protocol.__name__}", (Lost, protocol), {})
+
+
+def on_lost(protocol: Any, hook: Callable[[], None]) -> bool:
+    """Run `hook` (never raising) when `protocol`'s connection is lost; False when the protocol
+    has no hooks (another server, or uvicorn not given a `tracked` class)."""
+    if not isinstance(protocol, Lost):
+        return False
+    _HOOKS[protocol] = (*_HOOKS.get(protocol, ()), hook)
+    return True
+
+
+def forget(protocol: Any, hook: Callable[[], None]) -> None:
+    """`hook` no longer runs when `protocol`'s connection is lost."""
+    left = tuple(h for h in _HOOKS.get(protocol, ()) if h is not hook)
+    if left:
+        _HOOKS[protocol] = left
+    else:
+        _HOOKS.pop(protocol, None)
 
 
 class Capture:
@@ -94,14 +134,18 @@ class Outgoing:
         self._lost: Any = None
         if tcp is not None:
             protocol = cycle.transport.get_protocol()
-            self._lost, protocol.connection_lost = protocol.connection_lost, self._connection_lost
+            if not on_lost(protocol, self._sample_final):  # a protocol without hooks: patched
+                self._lost = protocol.connection_lost
+                protocol.connection_lost = self._connection_lost
+
+    def _sample_final(self) -> None:
+        if self._final is None:  # a cut sampled it already, before its buffer was dropped
+            with contextlib.suppress(OSError):
+                self._final = self._sample()
 
     def _connection_lost(self, exc: Exception | None) -> None:
         try:
-            if self._final is None:  # a cut sampled it already, before its buffer was dropped
-                self._final = self._sample()
-        except OSError:
-            pass
+            self._sample_final()
         finally:
             self._lost(exc)
 
@@ -159,6 +203,48 @@ def handover(outgoing: Outgoing | None = None) -> Handover | None:
     cycle = _cycle()
     abort = getattr(getattr(cycle, "transport", None), "abort", None)
     return Handover(abort) if callable(abort) else None
+
+
+class Watch:
+    """The running request's task, cancelled once when its connection is lost (`watch`): what
+    Litestar's streaming response learns with a second task per response listening for
+    `http.disconnect` (issue 15, memory per idle client). `lost`: the connection is gone."""
+
+    __slots__ = ("_protocol", "_task", "lost")
+
+    def __init__(self, protocol: Any, task: asyncio.Task[Any], lost: bool) -> None:
+        self._protocol, self._task, self.lost = protocol, task, lost
+
+    def __call__(self) -> None:
+        self.lost = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        """Stop watching (the body ended)."""
+        forget(self._protocol, self)
+
+    def swallow(self) -> bool:
+        """Whether the running task's cancellation was only this watch's (then taken back)."""
+        return self.lost and self._task.uncancel() == 0
+
+
+def watch() -> Watch | None:
+    """A `Watch` on the running request's connection; None when the server is not the one this
+    module knows or its protocol has no `Lost` hooks. Reading is resumed as an ASGI `receive`
+    would (a pipelined request may have paused it), so a client that leaves is noticed."""
+    cycle = _cycle()
+    task = asyncio.current_task()
+    if cycle is None or task is None:
+        return None
+    protocol = cycle.transport.get_protocol()
+    if not isinstance(protocol, Lost):
+        return None
+    if cycle.disconnected or cycle.response_complete:
+        return Watch(protocol, task, lost=True)
+    cycle.flow.resume_reading()
+    watching = Watch(protocol, task, lost=False)
+    on_lost(protocol, watching)
+    return watching
 
 
 def outgoing() -> Outgoing | None:

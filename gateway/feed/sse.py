@@ -22,7 +22,6 @@ import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import HeaderParameter, Parameter, QueryParameter
-from litestar.response import Stream
 from nats.errors import Error as NatsError
 from nats.js.api import StreamInfo
 from nats.js.errors import APIError
@@ -33,6 +32,7 @@ from common.subjects import valid_id
 from gateway.backend import Backend
 from gateway.dashboard import datastar
 from gateway.feed import consumers, controls, snapshot
+from gateway.feed.body import FeedStream
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
 from gateway.feed.floors import Floor
@@ -124,7 +124,7 @@ class EventsController(Controller):
         last_event_id: LastEventId = None,
         last_event_id_header: LastEventIdHeader = None,
         datastar_request: DatastarRequest = None,
-    ) -> Stream:
+    ) -> FeedStream:
         """Server-Sent Events of the stream, filtered by `topics`. 422 for a parameter
         that cannot be understood, 429/503 past a budget, 4xx for what JetStream refuses
         (`refusals.py`), 503 when the stream cannot be followed right now."""
@@ -150,7 +150,7 @@ class EventsController(Controller):
 
 async def open_feed(
     backend: Backend, feeds: FeedProcess, request: FeedRequest, closing: asyncio.Event
-) -> Stream:
+) -> FeedStream:
     """The SSE response of `request` for the current principal: its consumer created or
     found again, counted against the principal's and the process's budgets, positioned
     (with a snapshot first when `resume` cannot be continued), then streamed until
@@ -203,7 +203,7 @@ async def open_feed(
         after=position,
         ends=ends,
     )
-    return Stream(
+    return FeedStream(
         stream(session, connected + head),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

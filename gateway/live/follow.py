@@ -32,7 +32,6 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.params import Parameter
-from litestar.response import Stream
 
 from common import catalogue as catalogues
 from common.errors import Invalid
@@ -42,6 +41,7 @@ from gateway.api import reads
 from gateway.backend import Backend
 from gateway.dashboard import datastar
 from gateway.feed import direct
+from gateway.feed.body import FeedStream
 from gateway.feed.sse import parse_last_event_id
 from gateway.feed.wire import comment, fields, frame, retry
 from gateway.live.answer import Answer, Subscriber, with_nulls
@@ -160,7 +160,7 @@ class LiveController(Controller):
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
         datastar_request: Annotated[str | None, Parameter(header="Datastar-Request")] = None,
-    ) -> Stream:
+    ) -> FeedStream:
         """Server-Sent Events of a query's answer, kept current as batches commit."""
         arrived = time.monotonic()
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
@@ -228,7 +228,7 @@ async def follow(
     min_seq: int = 0,
     arrived: float | None = None,
     owned: bool = True,
-) -> Stream:
+) -> FeedStream:
     """The SSE response following `query` (projection, name, typed parameters) for the
     current principal, at most one answer per `every` ms, each rendered by `style` (its
     cache name, its render), from the resume point `after` (-1: none; an id ahead of the
@@ -260,7 +260,7 @@ async def follow(
     head = retry(settings.sse_retry_ms)
     body = _answers(me, *style, head, settings.sse_keepalive_s, ends, state.closing, place.release)
     weakref.finalize(body, place.release)  # a body never started still gives its place back
-    return Stream(
+    return FeedStream(
         body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
