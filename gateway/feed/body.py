@@ -17,13 +17,21 @@ from typing import Any
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Send
+from litestar.types import Empty, Receive, Scope, Send
+from litestar.utils.scope.state import ScopeState
 
 from gateway.feed import direct
 
 
 class _OneTask(ASGIStreamingResponse):
     __slots__ = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The response; the request's headers and query as Litestar parsed them for the handler
+        are dropped first (~1 KiB a feed; parsed again from the scope if anything asks)."""
+        state = ScopeState.from_scope(scope)
+        state.headers = state.parsed_query = Empty
+        await super().__call__(scope, receive, send)
 
     async def send_body(self, send: Send, receive: Receive) -> None:
         """The body's chunks, until it ends or the connection is lost (then it is cancelled

@@ -40,6 +40,7 @@ from gateway.feed.topics import Topic, consumer_name
 from gateway.feed.wake import Wake
 from gateway.feed.window import Item
 
+_NOTHING: deque[Msg] = deque()  # every feed's empty buffer, shared: never appended to
 _TOKENS = itertools.count(1)  # a feed's token in its pull requests' reply subject
 RESET_FIRST_S = 2.0  # how long `open(likely=True)` waits for the reset's answer (seconds)
 
@@ -87,7 +88,9 @@ class ClientFeed:
         self.capacity = capacity
         self.max_ack_pending = max_ack_pending or capacity
         self.inactive_s = inactive_s
-        self.buffer: deque[Msg] = deque()
+        # deliveries not taken yet; a deque of its own only while it holds some (~0.7 KiB each:
+        # an idle or joined feed holds none, issue 15)
+        self.buffer: deque[Msg] = _NOTHING
         self.expired = False  # the last pull request ended (keep-alive tick)
         self.gone = ""  # why the consumer cannot be pulled any more
         self.handover: Handover | None = None  # how the open connection gives way (F3)
@@ -197,6 +200,8 @@ class ClientFeed:
             self._credit -= 1
             if self.overflowed:  # ending with a notice; the client resumes from its id
                 return
+            if self.buffer is _NOTHING:
+                self.buffer = deque()
             self.buffer.append(msg)
             if self.holdings is not None:
                 self.holdings.add(self, holdings.size_bytes(msg))
@@ -233,7 +238,7 @@ class ClientFeed:
         metrics.drops.labels("unbounded").inc(len(self.buffer))
         self.overflowed += len(self.buffer) or 1
         self.overflow_reason = reason
-        self.buffer.clear()
+        self.buffer = _NOTHING
         if self.holdings is not None:
             self.holdings.drop(self)
         self.cap = None  # stop asking: the stream ends with a notice
@@ -362,6 +367,8 @@ class ClientFeed:
         """Up to `limit` buffered deliveries, oldest first (out of the `unbounded` budget)."""
         count = min(limit, len(self.buffer))
         taken = [self.buffer.popleft() for _ in range(count)]
+        if not self.buffer:
+            self.buffer = _NOTHING
         if self.holdings is not None and taken:
             self.holdings.remove(self, sum(map(holdings.size_bytes, taken)))
         return taken
@@ -384,7 +391,7 @@ class ClientFeed:
         self.inbox.unregister(self._token, self.name)
         self._give_back()
         self.inbox.credit.forget(self)
-        self.buffer.clear()
+        self.buffer = _NOTHING
         if self.holdings is not None:
             self.holdings.drop(self)
         if self.floor is not None:

@@ -87,7 +87,8 @@ class LazyAcks:
     ) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
         self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
-        self.client_id, self.trace, self.sent = client_id, set[str](), 0
+        self.client_id, self.sent = client_id, 0
+        self._trace: set[str] | None = None  # only while there is something to log (`trace`)
         self.moved = after  # the consumer was moved past this (the client's host has it)
         self.outgoing: Outgoing | None = None  # the response's transport, once started
         # the last write in flight when sampled: (seq, subject, end offset of its bytes, count)
@@ -97,6 +98,14 @@ class LazyAcks:
         self._spill = False  # the transport held bytes after the last write (a loss drops them)
         self.ended = False
         self.ahead = after  # the consumer was moved this far without confirmation (`clear`)
+
+    @property
+    def trace(self) -> set[str]:
+        """Correlation ids written since the last `sse_delivered` log (the caller keeps it to 100);
+        a set only once there are any (an idle feed holds none)."""
+        if self._trace is None:
+            self._trace = set()
+        return self._trace
 
     async def written(self, last: Item, count: int) -> None:
         """`count` items up to `last` went to the socket."""
@@ -238,5 +247,5 @@ class LazyAcks:
         if self.feed.floor is not None:
             self.feed.floor.moved(seq)
         log.info("sse_delivered", client_id=self.client_id, events=count, last=seq,
-                 correlation_ids=sorted(self.trace - {""}))  # fmt: skip
-        self.trace.clear()
+                 correlation_ids=sorted((self._trace or set()) - {""}))  # fmt: skip
+        self._trace = None
