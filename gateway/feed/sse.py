@@ -22,6 +22,7 @@ import structlog
 from litestar import Controller, get
 from litestar.datastructures import State
 from litestar.params import HeaderParameter, Parameter, QueryParameter
+from litestar.response import Stream
 from nats.errors import Error as NatsError
 from nats.js.api import StreamInfo
 from nats.js.errors import APIError
@@ -124,7 +125,7 @@ class EventsController(Controller):
         last_event_id: LastEventId = None,
         last_event_id_header: LastEventIdHeader = None,
         datastar_request: DatastarRequest = None,
-    ) -> FeedStream:
+    ) -> Stream:
         """Server-Sent Events of the stream, filtered by `topics`. 422 for a parameter
         that cannot be understood, 429/503 past a budget, 4xx for what JetStream refuses
         (`refusals.py`), 503 when the stream cannot be followed right now."""
@@ -150,7 +151,7 @@ class EventsController(Controller):
 
 async def open_feed(
     backend: Backend, feeds: FeedProcess, request: FeedRequest, closing: asyncio.Event
-) -> FeedStream:
+) -> Stream:
     """The SSE response of `request` for the current principal: its consumer created or
     found again, counted against the principal's and the process's budgets, positioned
     (with a snapshot first when `resume` cannot be continued), then streamed until

@@ -32,6 +32,7 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.params import Parameter
+from litestar.response import Stream
 
 from common import catalogue as catalogues
 from common.errors import Invalid
@@ -160,7 +161,7 @@ class LiveController(Controller):
         ] = None,
         last_event_id_header: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
         datastar_request: Annotated[str | None, Parameter(header="Datastar-Request")] = None,
-    ) -> FeedStream:
+    ) -> Stream:
         """Server-Sent Events of a query's answer, kept current as batches commit."""
         arrived = time.monotonic()
         values = {k: v for k, v in request.query_params.items() if isinstance(v, str)}
@@ -228,7 +229,7 @@ async def follow(
     min_seq: int = 0,
     arrived: float | None = None,
     owned: bool = True,
-) -> FeedStream:
+) -> Stream:
     """The SSE response following `query` (projection, name, typed parameters) for the
     current principal, at most one answer per `every` ms, each rendered by `style` (its
     cache name, its render), from the resume point `after` (-1: none; an id ahead of the
