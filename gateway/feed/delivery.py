@@ -69,7 +69,8 @@ class LazyAcks:
     at each deadline). An ending feed waits up to `END_WAIT_S` for its bytes to be
     acknowledged, then moves past what was. Without TCP counters (`progress` reports 0
     acknowledged: not Linux, not TCP) a move goes past what left the process (the transport
-    held nothing), as before; unknown servers (`outgoing` None) move past every write."""
+    held nothing), as before; unknown servers (`outgoing` None) move past every write. A
+    pulling feed is acked ahead of that for its flow (`_unblock`) and reset back as it ends."""
 
     EVERY_S = 1.0
     LIVE_EVERY_S = 5.0
@@ -84,8 +85,10 @@ class LazyAcks:
         loop: asyncio.AbstractEventLoop,
         client_id: str,
         after: int,
+        flow: bool = False,
     ) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
+        self.flow = flow  # `unbounded`: acked as written (its flow), reset back as it ends
         self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
         self.client_id, self.trace, self.sent = client_id, set[str](), 0
         self.moved = after  # the consumer was moved past this (the client's host has it)
@@ -204,10 +207,13 @@ class LazyAcks:
     async def _unblock(self) -> None:
         """A pulling feed's consumer is acked past what left the process (the transport holds
         nothing) while the client's host has not acknowledged it yet: its flow must not wait
-        for the client's delayed TCP acks (up to 40 ms each: 25 events/s at capacity 1). The
-        cursor of record stays `moved`: `finish` resets the consumer back to it (`ahead`)."""
+        for the client's delayed TCP acks (up to 40 ms each: 25 events/s at capacity 1). An
+        `unbounded` feed (`flow`) is acked past what it wrote, held or not: it keeps pulling up
+        to its cap while its client does not read (verify6 V2). The cursor of record stays
+        `moved`: `finish` resets the consumer back to it (`ahead`)."""
         out = self.outgoing
-        if self.subject and self.seq > self.ahead and out is not None and out.held() == 0:
+        left = self.flow or (out is not None and out.held() == 0)
+        if self.subject and self.seq > self.ahead and left:
             self.ahead = self.seq
             await self.feed.ack(self.subject)
 

@@ -94,7 +94,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
     try:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing = run.outgoing()  # F1
+        run.acks.outgoing = direct.outgoing()  # F1; `unbounded` too (V2)
         feed.handover = direct.handover(run.acks.outgoing)  # F3
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
@@ -181,6 +181,7 @@ class _Run:
             loop=self.loop,
             client_id=session.client_id,
             after=session.after,
+            flow=self.ctl.policy is Policy.UNBOUNDED,
         )
         self.order = DeliveryOrder(session.after, self.feed.delivered)
         self.touch_every_s = min(self.keepalive_s, settings.sse_inactive_s / 3)
@@ -206,13 +207,6 @@ class _Run:
         if not self.plain or self.ctl.policy is Policy.UNBOUNDED:
             return None
         return direct.socket()
-
-    def outgoing(self) -> direct.Outgoing | None:
-        """How far the response's bytes got, for the consumer's moves; not for an `unbounded`
-        feed, whose acks are its flow (waiting on its client would make it a `block` feed)."""
-        if self.ctl.policy is Policy.UNBOUNDED:
-            return None
-        return direct.outgoing()
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""
