@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from collections.abc import Callable
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -35,7 +36,6 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.feed import sockets
-from gateway.feed.takeover import Handover
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 
@@ -150,15 +150,15 @@ class Outgoing:
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
 
 
-def handover(outgoing: Outgoing | None = None) -> Handover | None:
-    """How the running request's connection gives way to a newer one of its consumer (cut:
-    `outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
+def cut(outgoing: Outgoing | None = None) -> Callable[[], None] | None:
+    """How the running request's connection is cut when a newer one of its consumer takes over
+    (`outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
     server."""
     if outgoing is not None:
-        return Handover(outgoing.cut)
+        return outgoing.cut
     cycle = _cycle()
     abort = getattr(getattr(cycle, "transport", None), "abort", None)
-    return Handover(abort) if callable(abort) else None
+    return abort if callable(abort) else None
 
 
 def outgoing() -> Outgoing | None:

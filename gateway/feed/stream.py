@@ -95,7 +95,8 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield retry(session.settings.sse_retry_ms) + hello
         run.socket = run.direct_socket()  # the response has started
         run.acks.outgoing = direct.outgoing()  # F1; `unbounded` too (V2)
-        feed.handover = direct.handover(run.acks.outgoing)  # F3
+        if feed.handover is not None:  # a named feed: now it can be cut (F3)
+            feed.handover.ready(direct.cut(run.acks.outgoing))
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:

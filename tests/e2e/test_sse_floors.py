@@ -13,6 +13,7 @@ import socket
 
 import httpx
 import pytest
+from httpx_sse import EventSource
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
@@ -247,3 +248,35 @@ async def test_a_named_clients_new_connection_takes_over_from_its_stuck_one_with
     old = [m.id for m in await asyncio.wait_for(_frames(reader), 10) if m.event == "todo_added"]
     writer.close()
     assert old == published[: len(old)]
+
+
+async def test_connections_of_one_client_arriving_at_once_leave_one_feeding_and_refuse_the_rest(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    # verify6 V3: the losers of such a race got 429 "the older one did not end in time" within
+    # milliseconds (no wait had happened); now the newest arrival takes over and each one it
+    # superseded while taking over answers 409, without `Retry-After` (a retry would cut it)
+    _, base = start_gateway()
+    client = http(base)
+    params = {"topics": "todo_list:race", "client_id": "race"}
+    async with feed(client, **params) as older:
+        await older.until("connected")
+        first = await publish(nc, nats_settings, [todo("race", 1)])
+        assert [m.id for m in await older.events(1)] == first
+        requests = [client.build_request("GET", "/api/events", params=params) for _ in range(3)]
+        answers = await asyncio.gather(*(client.send(r, stream=True) for r in requests))
+        try:
+            statuses = sorted(a.status_code for a in answers)
+            refused = [a for a in answers if a.status_code != 200]
+            for answer in refused:
+                body = (await answer.aread()).decode()
+                assert "newer connection" in body and "retry-after" not in answer.headers
+            assert statuses == [200, 409, 409], statuses
+            newest = Reader(EventSource(next(a for a in answers if a.status_code == 200)))
+            connected = (await newest.until("connected"))[-1]
+            assert connected.data["position"] == first[-1]  # exactly after the cut one
+            more = await publish(nc, nats_settings, [todo("race", 2)])
+            assert [m.id for m in await newest.events(1)] == more
+        finally:
+            for answer in answers:
+                await answer.aclose()
