@@ -90,7 +90,7 @@ class LazyAcks:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
         self.flow = flow  # `unbounded`: acked as written (its flow), reset back as it ends
         self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
-        self.client_id, self.trace, self.sent = client_id, set[str](), 0
+        self.client_id, self.trace, self.noted = client_id, set[str](), 0  # items ever written
         self.moved = after  # the consumer was moved past this (the client's host has it)
         self.outgoing: Outgoing | None = None  # the response's transport, once started
         # the last write in flight when sampled: (seq, subject, end offset of its bytes, count)
@@ -116,6 +116,9 @@ class LazyAcks:
             self.since = now
         self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
+        self.noted += count
+        if self.outgoing is not None:  # where this write ends, for a stalled client (V4)
+            self.outgoing.track(last.seq, last.ack, self.noted)
         return bool(self.subject) and self.count - self._marked() >= self.threshold
 
     def _marked(self) -> int:
@@ -161,9 +164,17 @@ class LazyAcks:
             # (else bytes its transport dropped may be missing from the count: only a marker
             # set while the connection was open is trusted)
             self._mark, self._check = None, INF
+            if out is not None:
+                out.settle()
             return self.seq, self.subject
         confirmed = None
-        if mark is not None and self._acked >= mark[2]:
+        part = None if out is None else out.reached(self._acked)
+        if part is not None and part[0] > self.moved:  # its host has this write (verify6 V4)
+            confirmed, left = (part[0], part[1]), min(self.count, self.noted - part[2])
+            done, self.count = self.count - left, left
+            if mark is not None:  # the marker now covers `done` fewer writes, or is passed
+                mark = None if mark[3] <= done else (*mark[:3], mark[3] - done)
+        elif mark is not None and self._acked >= mark[2]:
             confirmed, mark = (mark[0], mark[1]), None
             self.count -= self._marked()
         if flight is not None and mark is None and confirmed != (self.seq, self.subject):
