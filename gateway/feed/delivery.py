@@ -69,7 +69,8 @@ class LazyAcks:
     at each deadline). An ending feed waits up to `END_WAIT_S` for its bytes to be
     acknowledged, then moves past what was. Without TCP counters (`progress` reports 0
     acknowledged: not Linux, not TCP) a move goes past what left the process (the transport
-    held nothing), as before; unknown servers (`outgoing` None) move past every write."""
+    held nothing), as before; unknown servers (`outgoing` None) move past every write. A
+    pulling feed is acked ahead of that for its flow (`_unblock`) and reset back as it ends."""
 
     EVERY_S = 1.0
     LIVE_EVERY_S = 5.0
@@ -84,10 +85,12 @@ class LazyAcks:
         loop: asyncio.AbstractEventLoop,
         client_id: str,
         after: int,
+        flow: bool = False,
     ) -> None:
         self.feed, self.threshold, self.loop = feed, max(1, capacity // 2), loop
+        self.flow = flow  # `unbounded`: acked as written (its flow), reset back as it ends
         self.subject, self.seq, self.count, self.since = "", after, 0, 0.0
-        self.client_id, self.sent = client_id, 0
+        self.client_id, self.noted = client_id, 0  # items ever written
         self._trace: set[str] | None = None  # only while there is something to log (`trace`)
         self.moved = after  # the consumer was moved past this (the client's host has it)
         self.outgoing: Outgoing | None = None  # the response's transport, once started
@@ -122,6 +125,9 @@ class LazyAcks:
             self.since = now
         self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
+        self.noted += count
+        if self.outgoing is not None:  # where this write ends, for a stalled client (V4)
+            self.outgoing.track(last.seq, last.ack, self.noted)
         return bool(self.subject) and self.count - self._marked() >= self.threshold
 
     def _marked(self) -> int:
@@ -167,9 +173,17 @@ class LazyAcks:
             # (else bytes its transport dropped may be missing from the count: only a marker
             # set while the connection was open is trusted)
             self._mark, self._check = None, INF
+            if out is not None:
+                out.settle()
             return self.seq, self.subject
         confirmed = None
-        if mark is not None and self._acked >= mark[2]:
+        part = None if out is None else out.reached(self._acked)
+        if part is not None and part[0] > self.moved:  # its host has this write (verify6 V4)
+            confirmed, left = (part[0], part[1]), min(self.count, self.noted - part[2])
+            done, self.count = self.count - left, left
+            if mark is not None:  # the marker now covers `done` fewer writes, or is passed
+                mark = None if mark[3] <= done else (*mark[:3], mark[3] - done)
+        elif mark is not None and self._acked >= mark[2]:
             confirmed, mark = (mark[0], mark[1]), None
             self.count -= self._marked()
         if flight is not None and mark is None and confirmed != (self.seq, self.subject):
@@ -213,10 +227,13 @@ class LazyAcks:
     async def _unblock(self) -> None:
         """A pulling feed's consumer is acked past what left the process (the transport holds
         nothing) while the client's host has not acknowledged it yet: its flow must not wait
-        for the client's delayed TCP acks (up to 40 ms each: 25 events/s at capacity 1). The
-        cursor of record stays `moved`: `finish` resets the consumer back to it (`ahead`)."""
+        for the client's delayed TCP acks (up to 40 ms each: 25 events/s at capacity 1). An
+        `unbounded` feed (`flow`) is acked past what it wrote, held or not: it keeps pulling up
+        to its cap while its client does not read (verify6 V2). The cursor of record stays
+        `moved`: `finish` resets the consumer back to it (`ahead`)."""
         out = self.outgoing
-        if self.subject and self.seq > self.ahead and out is not None and out.held() == 0:
+        left = self.flow or (out is not None and out.held() == 0)
+        if self.subject and self.seq > self.ahead and left:
             self.ahead = self.seq
             await self.feed.ack(self.subject)
 

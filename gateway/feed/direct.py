@@ -27,6 +27,7 @@ turning this path off.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import contextvars
 from collections.abc import Callable
@@ -37,7 +38,6 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.feed import sockets
-from gateway.feed.takeover import Handover
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 # what runs when a connection is lost, per protocol (`Lost`): one dict for the process, not an
@@ -119,19 +119,45 @@ class Socket:
         return True
 
 
+class _Trail:
+    """Where recent writes of a connection end (verify6 V4): its transport's `write` is wrapped
+    to count the bytes it is handed (`sent`: one addition per write); `base` is that count's
+    origin in the kernel's count (acknowledged + queued when it was made). Holds at most
+    `TRAIL` entries (`sent` after the write, sequence, ack subject, items noted): when full
+    every second one is dropped (the newest kept), so what a stalled client's host
+    acknowledged is found with a resolution that halves as its backlog doubles, at O(1) per
+    write amortized."""
+
+    __slots__ = ("base", "entries", "sent", "write")
+
+    def __init__(self, transport: Any, base: int) -> None:
+        self.base = base
+        self.sent, self.entries = 0, list[tuple[int, int, str, int]]()
+        self.write, transport.write = transport.write, self._count
+
+    def _count(self, data: bytes) -> None:
+        self.sent += len(data)
+        self.write(data)
+
+
+TRAIL = 16  # writes a connection remembers at most while its peer has not acknowledged them
+
+
 class Outgoing:
     """How far a started response's bytes got (see `outgoing`): handed to the transport,
     to the kernel, acknowledged by the peer's TCP. On a TCP socket it samples the kernel's
     counters once more when the connection is lost, just before the transport closes the
-    socket (it wraps the protocol's `connection_lost`): what a client that left had got."""
+    socket (it wraps the protocol's `connection_lost`): what a client that left had got.
+    Where recent writes end is tracked from the first `track` on (`_Trail`)."""
 
-    __slots__ = ("_cycle", "_final", "_lost", "_tcp", "exact")
+    __slots__ = ("_cycle", "_final", "_lost", "_tcp", "_trail", "exact")
 
     def __init__(self, cycle: Any, tcp: sockets.Sock | None) -> None:
         self._cycle, self._tcp = cycle, tcp  # None: not a TCP socket (no acknowledgements)
         self._final: tuple[int, int] | None = None
         self.exact = False  # `_final` was sampled before the transport dropped anything (a cut)
         self._lost: Any = None
+        self._trail: _Trail | None = None  # from the first `track` on
         if tcp is not None:
             protocol = cycle.transport.get_protocol()
             if not on_lost(protocol, self._sample_final):  # a protocol without hooks: patched
@@ -164,6 +190,47 @@ class Outgoing:
                 self._final, self.exact = self._sample(), True
         self._cycle.transport.abort()
 
+    def track(self, seq: int, subject: str, noted: int) -> None:
+        """A write of frames up to stream sequence `seq` (ack subject `subject`, the `noted`th
+        item written) was handed to the transport just now: remember where its bytes end, O(1)
+        (the first write since nothing was in flight samples the kernel's counters: two
+        syscalls). Nothing without TCP counters or once the connection is gone."""
+        trail = self._trail
+        if trail is None:  # the first write since nothing was in flight: placed by a sample
+            if self._tcp is None or self.gone:
+                return
+            try:
+                acked, flight = self._sample()
+            except OSError:  # closed under us
+                return
+            trail = self._trail = _Trail(self._cycle.transport, acked + flight)
+        entries = trail.entries
+        if len(entries) >= TRAIL:
+            entries[:] = entries[1::2]
+        entries.append((trail.sent, seq, subject, noted))
+
+    def reached(self, acked: int) -> tuple[int, str, int] | None:
+        """The last tracked write whose bytes all are within the peer's `acked` bytes (from
+        `progress`): (sequence, ack subject, items noted), forgetting it and those before it;
+        None when there is none (or where writes end is not known yet)."""
+        trail = self._trail
+        if trail is None or not trail.entries:
+            return None
+        entries, within = trail.entries, acked - trail.base
+        at = bisect.bisect_right(entries, within, key=_end)
+        if not at:
+            return None
+        _, seq, subject, noted = entries[at - 1]
+        del entries[:at]
+        return seq, subject, noted
+
+    def settle(self) -> None:
+        """Nothing is in flight: forget the tracked writes (the transport's `write` unwrapped),
+        so a feed that keeps up holds no trail between its moves."""
+        trail, self._trail = self._trail, None
+        if trail is not None:
+            del self._cycle.transport.write  # the instance's wrapper: its class's method again
+
     def held(self) -> int | None:
         """Bytes written to the connection that its transport still holds (not yet handed to the
         kernel: lost if the process dies); None once the connection is gone."""
@@ -194,15 +261,19 @@ class Outgoing:
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
 
 
-def handover(outgoing: Outgoing | None = None) -> Handover | None:
-    """How the running request's connection gives way to a newer one of its consumer (cut:
-    `outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
+def _end(entry: tuple[int, int, str, int]) -> int:
+    return entry[0]
+
+
+def cut(outgoing: Outgoing | None = None) -> Callable[[], None] | None:
+    """How the running request's connection is cut when a newer one of its consumer takes over
+    (`outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
     server."""
     if outgoing is not None:
-        return Handover(outgoing.cut)
+        return outgoing.cut
     cycle = _cycle()
     abort = getattr(getattr(cycle, "transport", None), "abort", None)
-    return Handover(abort) if callable(abort) else None
+    return abort if callable(abort) else None
 
 
 class Watch:

@@ -24,6 +24,7 @@ from common.errors import TooManyRequests, Unavailable
 from common.jetstream import ack_position, is_delivery
 from gateway import metrics
 from gateway.feed.credit import Credit
+from gateway.feed.takeover import Arrivals, Handover
 
 
 class Receiver(Protocol):
@@ -56,6 +57,7 @@ class Inbox:
         self._consumers: dict[str, Receiver] = {}  # by consumer name
         self._clients: Counter[str] = Counter()
         self._open = 0  # the sum of `_clients` (a storm of opens must not sum it each time)
+        self.arrivals = Arrivals()  # connections taking over their consumer's feed
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -108,12 +110,13 @@ class Inbox:
             del self._clients[client_id]
         metrics.connections.dec()
 
-    async def take_over(self, consumer: str) -> None:
+    async def take_over(self, consumer: str, mine: Handover | None) -> None:
         """End the open feed of `consumer` on this gateway, if any, and wait (bounded) for its
-        last move: the newest connection wins (`gateway/feed/takeover.py`)."""
-        handover = getattr(self._consumers.get(consumer), "handover", None)
-        if handover is not None:
-            await handover.give_way()
+        last move: the newest connection wins (`gateway/feed/takeover.py`); Conflict (409)
+        when a newer one arrived meanwhile. `mine` None: a consumer no one else can name."""
+        if mine is not None:
+            feed = getattr(self._consumers.get(consumer), "handover", None)
+            await self.arrivals.take_over(consumer, mine, feed)
 
     def register(self, token: str, consumer: str, feed: Receiver) -> str:
         """The reply subject of `feed`'s pull requests."""

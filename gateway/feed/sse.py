@@ -41,6 +41,7 @@ from gateway.feed.policy import Policy
 from gateway.feed.process import FeedProcess
 from gateway.feed.refusals import refusal
 from gateway.feed.stream import Session, stream
+from gateway.feed.takeover import Handover
 from gateway.feed.topics import Topic, parse_topics
 from gateway.feed.wire import frame
 from gateway.security.grants import PRINCIPAL
@@ -166,24 +167,34 @@ async def open_feed(
     feed = _client_feed(backend, feeds, request, client, own)
     if feed.tail is not None:
         await feed.tail.start()
-    await feeds.inbox.take_over(feed.name)  # an older connection of it ends first (F3)
-    feeds.inbox.admit(who)
+    mine = feed.handover
+    # an older connection of it ends first (F3); the newest arrival wins (verify6 V3)
+    await feeds.inbox.take_over(feed.name, mine)
+    opened = False
     try:
-        feeds.ledger.claim(principal.key, feed.name, time.monotonic())
-    except BaseException:
-        feeds.inbox.release(who)
-        raise
-    feed.on_close = consumers.on_close(feeds.ledger, principal.key, feed,
-                                       ephemeral=request.ephemeral,
-                                       spawn=feeds.background.spawn)  # fmt: skip
-    try:
-        position, head, moved = await _position(backend, feeds, feed, request)
-        if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
-            raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
-    except BaseException:
-        feed.close()
-        feeds.inbox.release(who)
-        raise
+        feeds.inbox.admit(who)
+        try:
+            feeds.ledger.claim(principal.key, feed.name, time.monotonic())
+        except BaseException:
+            feeds.inbox.release(who)
+            raise
+        feed.on_close = consumers.on_close(feeds.ledger, principal.key, feed,
+                                           ephemeral=request.ephemeral,
+                                           spawn=feeds.background.spawn)  # fmt: skip
+        try:
+            position, head, moved = await _position(backend, feeds, feed, request)
+            if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
+                raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
+            if mine is not None:  # a newer connection arrived while this one opened: it wins
+                feeds.inbox.arrivals.check(feed.name, mine)
+        except BaseException:
+            feed.close()
+            feeds.inbox.release(who)
+            raise
+        opened = True
+    finally:
+        if mine is not None:
+            feeds.inbox.arrivals.settled(feed.name, mine, opened)
     if feed.floor is not None:
         feed.floor.opened(position, write=moved)
     log.info("sse_opened", client_id=client, consumer=feed.name,
@@ -234,6 +245,7 @@ def _client_feed(
     feed.tail = feeds.tail
     if not request.ephemeral:  # a client that can return by name: its floor survives its consumer
         feed.floor = Floor(feeds.floors, feed.name)
+        feed.handover = Handover()  # how a newer connection of it takes over (F3)
     return feed
 
 

@@ -95,8 +95,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
         yield retry(session.settings.sse_retry_ms) + hello
         del hello  # not held for the feed's life
         run.socket = run.direct_socket()  # the response has started
-        run.acks.outgoing = run.outgoing()  # F1
-        feed.handover = direct.handover(run.acks.outgoing)  # F3
+        run.acks.outgoing = direct.outgoing()  # F1; `unbounded` too (V2)
+        if feed.handover is not None:  # a named feed: now it can be cut (F3)
+            feed.handover.ready(direct.cut(run.acks.outgoing))
         run.join_tail()
         while not session.closing.is_set() and not feed.gone and not run.expired():
             if feed.overflowed:
@@ -176,8 +177,14 @@ class _Run:
         self.renderer, self.pipeline = Renderer(self.ctl), Pipeline(self.ctl)
         if self.ctl.policy is Policy.UNBOUNDED:
             self.feed.cap = settings.sse_unbounded_cap
-        self.acks = LazyAcks(self.feed, capacity=self.ctl.capacity, loop=self.loop,
-                             client_id=session.client_id, after=session.after)  # fmt: skip
+        self.acks = LazyAcks(
+            self.feed,
+            capacity=self.ctl.capacity,
+            loop=self.loop,
+            client_id=session.client_id,
+            after=session.after,
+            flow=self.ctl.policy is Policy.UNBOUNDED,
+        )
         self.order = DeliveryOrder(session.after, self.feed.delivered)
         self.touch_every_s = min(self.keepalive_s, settings.sse_inactive_s / 3)
         self.plain = self.ctl.format == "json" and self.ctl.debounce_s is None and (
@@ -202,13 +209,6 @@ class _Run:
         if not self.plain or self.ctl.policy is Policy.UNBOUNDED:
             return None
         return direct.socket()
-
-    def outgoing(self) -> direct.Outgoing | None:
-        """How far the response's bytes got, for the consumer's moves; not for an `unbounded`
-        feed, whose acks are its flow (waiting on its client would make it a `block` feed)."""
-        if self.ctl.policy is Policy.UNBOUNDED:
-            return None
-        return direct.outgoing()
 
     def join_tail(self) -> None:
         """Start on the live tail when it can continue exactly where the client is."""

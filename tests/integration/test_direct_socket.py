@@ -208,3 +208,65 @@ async def test_a_cut_connection_takes_no_more_writes_and_keeps_the_count_from_be
 async def _acknowledged(out: direct.Outgoing) -> bool:
     progress = out.progress()
     return progress is not None and progress[0] > 0 and progress[1] == 0
+
+
+async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_acknowledged() -> None:
+    """verify6 V4: the consumer of a client that stopped reading never moved (the one marker,
+    the last write, was never acknowledged); the trail finds the last write within what the
+    client's host acknowledged, counted from the response's first byte."""
+    frames = [b"%d" % n + b"y" * 3999 for n in range(12)]  # 48 KB: under the high-water mark
+    chunks = [b"%x\r\n%b\r\n" % (len(f), f) for f in frames]
+    read, seen = asyncio.Event(), dict[str, Any]()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(_body(b"first\n"))
+        out = direct.outgoing()
+        assert out is not None
+        for n, frame in enumerate(frames):
+            await send(_body(frame))
+            out.track(n, f"ack.{n}", n + 1)
+        await read.wait()
+        progress = await eventually(lambda: _progress(out), lambda p: p[0] >= seen["at"])
+        assert progress is not None
+        seen.update(acked=progress[0], reached=out.reached(progress[0]),
+                    again=out.reached(progress[0]))  # fmt: skip
+        transport = direct._cycle().transport
+        seen["wrapped"] = "write" in vars(transport)
+        out.settle()
+        seen["unwrapped"] = "write" not in vars(transport)
+        await send(_body(b"", more=False))
+
+    async with _serve(app, "httptools") as port:
+        sock = sockets.socket()
+        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        data = b""
+        while b"first\n\r\n" not in data:  # the head and the first chunk
+            data += await loop.sock_recv(sock, 1)
+        start = len(data)
+        ends = [start + sum(map(len, chunks[: n + 1])) for n in range(len(chunks))]
+        want = ends[4] + 100  # through the fifth frame and a little: then the client stalls
+        while len(data) < want:
+            data += await loop.sock_recv(sock, want - len(data))
+        seen["at"] = want
+        read.set()
+        await eventually(lambda: _has(seen, "unwrapped"), bool, timeout=10)
+        sock.close()
+    acked = seen["acked"]
+    last = max(n for n, end in enumerate(ends) if end <= acked)
+    assert 4 <= last < len(frames) - 1  # the client's host holds a few more than it read
+    assert seen["reached"] == (last, f"ack.{last}", last + 1)
+    assert seen["again"] is None  # forgotten once reached
+    assert seen["wrapped"] and seen["unwrapped"]
+
+
+async def _progress(out: direct.Outgoing) -> tuple[int, int]:
+    return out.progress() or (0, 0)
+
+
+async def _has(seen: dict[str, Any], key: str) -> bool:
+    return key in seen
