@@ -11,13 +11,18 @@ history has (docs/benchmarks.md). So:
 - Each batch appends its events (one `INSERT … SELECT` from the staged `batch`: sequence,
   aggregate, version, event type, payload in the current schema) to `aggregate_pending`,
   in the batch's transaction: what the file needs to know the states at its checkpoint.
-- Every `flush_events` events (or when the cache is full of unwritten states) the changed
-  states are written to `aggregate_states` and `aggregate_pending` is emptied, in the
-  transaction of that batch; each aggregate is written once per flush, not once per batch.
+- Every `flush_events` events, or every `PER_STATE` (2) events per state to write if that
+  is more (or when the cache is full of unwritten states), the changed states are written
+  to `aggregate_states` and `aggregate_pending` is emptied, in the transaction of that
+  batch; each aggregate is written once per flush, not once per batch. A write thus costs
+  at most half a state per event, however many aggregates a history has; at a fixed
+  50,000 events it cost (aggregates touched since the last write) / 50,000 states per
+  event, 4x more at 5M events than at 1M in the bench's history (docs/benchmarks.md,
+  "Issue 16, session 7").
 - After a restart, the first batch first folds the events in `aggregate_pending` onto the
-  written states (at most `flush_events` events; ~1 s per 12,000 events of the example's
-  long lists on the loaded test machine), so it is checked with the states of its
-  checkpoint. Lazily, so a replica is ready and answers queries at once.
+  written states (at most max(`flush_events`, 2 x `cached`) events; ~1 s per 12,000
+  events of the example's long lists on the loaded test machine), so it is checked with
+  the states of its checkpoint. Lazily, so a replica is ready and answers queries at once.
 
 A batch's changes reach the cache only after its commit (`committed`); a rolled back batch
 leaves the cache as it was (`rolled_back`). The view `aggregate_versions` gives every
@@ -42,7 +47,8 @@ log = structlog.get_logger()
 Key = tuple[str, str]  # aggregate type, aggregate id
 Entry = tuple[int, Any]  # last version, state (None until an app aggregate's first event)
 CACHED = 200_000  # aggregates whose state is kept decoded in memory
-FLUSH_EVENTS = 50_000  # events in aggregate_pending before the states are written
+FLUSH_EVENTS = 50_000  # events in aggregate_pending before the states are written ...
+PER_STATE = 2  # ... or this many per state the write would hold, if more
 _S = pa.string()
 _json = msgspec.json.Encoder()
 _ERRORS = (msgspec.ValidationError, KeyError, TypeError, ValueError)
@@ -134,7 +140,7 @@ class Versions:
                     raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
             changed[key] = (e.version, state)
         self._open, self._events, self._flushing = changed, len(events), False
-        if self._full or self._pending + len(events) >= self._flush_events:
+        if self._full or self._pending + len(events) >= self._every(changed):
             self._write(
                 con,
                 {k: changed[k] if k in changed else cache[k] for k in self._dirty | changed.keys()},
@@ -142,6 +148,13 @@ class Versions:
             self._flushing = True
         else:
             con.execute(PENDING)
+
+    def _every(self, changed: Mapping[Key, Entry]) -> int:
+        """Events logged before the states are written: `flush_events`, or `PER_STATE`
+        times the states a write would hold if more, so a write costs at most half a state
+        per event whatever the number of aggregates (docs/architecture.md)."""
+        states = len(self._dirty) + sum(1 for key in changed if key not in self._dirty)
+        return max(self._flush_events, PER_STATE * states)
 
     def committed(self) -> None:
         """The transaction that folded the last batch committed: keep its states."""
