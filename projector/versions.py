@@ -11,13 +11,13 @@ history has (docs/benchmarks.md). So:
 - Each batch appends its events (one `INSERT … SELECT` from the staged `batch`: sequence,
   aggregate, version, event type, payload in the current schema) to `aggregate_pending`,
   in the batch's transaction: what the file needs to know the states at its checkpoint.
-- Every `flush_events` events, or every `PER_STATE` (2) events per state to write if that
-  is more (or when the cache is full of unwritten states), the changed states are written
-  to `aggregate_states` and `aggregate_pending` is emptied, in the transaction of that
-  batch; each aggregate is written once per flush, not once per batch. A write thus costs
-  at most half a state per event, however many aggregates a history has; at a fixed
+- Every `flush_events` events, or every `PER_STATE` (2) events per aggregate in memory if
+  that is more (or when the cache is full of unwritten states), the changed states are
+  written to `aggregate_states` and `aggregate_pending` is emptied, in the transaction of
+  that batch; each aggregate is written once per flush, not once per batch. A write thus
+  costs at most half a state per event, however many aggregates a history has; at a fixed
   50,000 events it cost (aggregates touched since the last write) / 50,000 states per
-  event, 4x more at 5M events than at 1M in the bench's history (docs/benchmarks.md,
+  event, 2.3x more at 5M events than at 1M in the bench's history (docs/benchmarks.md,
   "Issue 16, session 7").
 - After a restart, the first batch first folds the events in `aggregate_pending` onto the
   written states (at most max(`flush_events`, 2 x `cached`) events; ~1 s per 12,000
@@ -151,10 +151,11 @@ class Versions:
 
     def _every(self, changed: Mapping[Key, Entry]) -> int:
         """Events logged before the states are written: `flush_events`, or `PER_STATE`
-        times the states a write would hold if more, so a write costs at most half a state
-        per event whatever the number of aggregates (docs/architecture.md)."""
-        states = len(self._dirty) + sum(1 for key in changed if key not in self._dirty)
-        return max(self._flush_events, PER_STATE * states)
+        times the aggregates in memory if more, so a write (of those changed since the
+        last) costs at most half a state per event, and about as many per event at 5M
+        events as at 1M (docs/architecture.md)."""
+        fresh = sum(1 for key in changed if key not in self._cache)
+        return max(self._flush_events, PER_STATE * (len(self._cache) + fresh))
 
     def committed(self) -> None:
         """The transaction that folded the last batch committed: keep its states."""

@@ -49,10 +49,10 @@ def test_an_impossible_event_is_refused_alike_wherever_the_state_before_it_was_k
     ).fetchall()
     assert found == [("l", 4), ("u", 1)]
     pending = model.con.execute("SELECT count(*) FROM aggregate_pending").fetchall()[0][0]
-    assert pending < max(flush_events, 2 * 2)  # written every max(flush_events, 2 x states)
+    assert pending < max(flush_events, 2 * 2)  # every max(flush_events, 2 x aggregates)
 
 
-def test_states_are_written_once_the_events_logged_reach_twice_their_number(
+def test_states_are_written_once_the_events_logged_reach_twice_the_aggregates_known(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(versions, "FLUSH_EVENTS", 1)
@@ -67,7 +67,7 @@ def test_states_are_written_once_the_events_logged_reach_twice_their_number(
 
     added = [_event("todo_list", k, 1, "todo_added", todo_id="t", text="x") for k in "abc"]
     apply(model, _deliveries(added), 3, halt=True)
-    assert counts() == (0, 3)  # 3 states to write: not before 6 events
+    assert counts() == (0, 3)  # 3 aggregates known: written after 6 events
     done = [_event("todo_list", k, 2, "todo_completed", todo_id="t") for k in "ab"]
     apply(model, _deliveries(done, 4), 5, halt=True)
     assert counts() == (0, 5)
