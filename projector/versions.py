@@ -7,7 +7,10 @@ more than all the SQL projections together, and more per event the more aggregat
 history has (docs/benchmarks.md). So:
 
 - States live decoded in memory (`_cache`, least recently used first; at most `cached`
-  aggregates, only ones whose state is also in the file are ever dropped).
+  aggregates, only ones whose state is also in the file are ever dropped). While none was
+  dropped since a start on an empty `aggregate_states` (a rebuild, a new replica), an
+  aggregate not in memory has no state: its batch reads nothing (a join that scans the
+  table, a cost per batch growing with the aggregates).
 - Each batch appends its events (one `INSERT … SELECT` from the staged `batch`: sequence,
   aggregate, version, event type, payload in the current schema) to `aggregate_pending`,
   in the batch's transaction: what the file needs to know the states at its checkpoint.
@@ -80,6 +83,7 @@ class Versions:
         self._flushing = False  # the open transaction writes the states
         self._full = False  # the cache holds too many unwritten states: write them
         self._loaded = False  # the events logged since the last write are folded
+        self._whole = False  # no aggregate outside `_cache` has a written state
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Fold the events appended since the states were last written (after a restart)."""
@@ -104,6 +108,7 @@ class Versions:
         self._dirty = {(kind, key) for kind, key, *_ in rows}
         self._pending = len(rows)
         self._loaded = True
+        self._whole = not con.execute("SELECT count(*) FROM aggregate_states").fetchall()[0][0]
 
     def fold(
         self,
@@ -119,7 +124,7 @@ class Versions:
         cache = self._cache
         missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
         if missing:  # committed states (clean); an aggregate never written has none yet
-            found = self._read(con, missing)
+            found = {} if self._whole else self._read(con, missing)  # a join scans the table
             cache.update({key: found.get(key, (0, None)) for key in missing})
         changed: dict[Key, Entry] = {}
         for (sequence, e), event in zip(events, typed, strict=True):
@@ -178,6 +183,7 @@ class Versions:
                 self._full = True  # written with the next batch, then dropped
                 break
             del cache[oldest]
+            self._whole = False  # its written state is now only in the file
 
     def rolled_back(self) -> None:
         """The transaction that folded the last batch rolled back: forget its states."""
