@@ -26,7 +26,7 @@ from common.builtin import ALWAYS
 from common.envelope import Envelope, Stored
 from common.errors import StorageFull, storage_exhausted
 from projector import readmodel_file as files
-from projector import snapshot
+from projector import snapshot, staging
 from projector.projection import answer
 from projector.projection import apply as apply_projections
 from projector.readmodel_file import LOCKED_DOWN, checkpoint_of
@@ -68,6 +68,7 @@ class ReadModel:
         with self._write:
             self.con.execute("BEGIN")
             files.create_engine_tables(self.con)
+            staging.prepare(self.con)
             self.checkpoint = checkpoint_of(self.con)
             if not self.stale():  # a stale file is only read until its rebuild swaps in
                 for projection in projections:

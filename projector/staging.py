@@ -47,6 +47,11 @@ VIEW = """CREATE TEMP VIEW IF NOT EXISTS batch AS
     FROM _staged"""
 _json = msgspec.json.Encoder()
 _S, _I = pa.string(), pa.int64()
+SCHEMA = pa.schema(
+    [("sequence", _I), ("aggregate_type", _S), ("aggregate_id", _S), ("event_type", _S),
+     ("version", _I), ("occurred_at", _S), ("payload", _S), ("metadata", _S),
+     ("command_id", _S), ("new_command", pa.bool_())]
+)  # fmt: skip
 
 
 class Checker:
@@ -115,8 +120,18 @@ def stage(
         }
     )
     con.register("_staged", table)
-    con.execute(VIEW)
     return [event for _, event in checked]
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the view `batch` on `con` once (inside a transaction that commits), so a
+    batch only registers its table: one statement fewer per batch (docs/benchmarks.md,
+    "Issue 16, session 7")."""
+    con.register("_staged", SCHEMA.empty_table())
+    try:
+        con.execute(VIEW)
+    finally:
+        con.unregister("_staged")
 
 
 def unstage(con: duckdb.DuckDBPyConnection) -> None:

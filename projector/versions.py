@@ -7,17 +7,25 @@ more than all the SQL projections together, and more per event the more aggregat
 history has (docs/benchmarks.md). So:
 
 - States live decoded in memory (`_cache`, least recently used first; at most `cached`
-  aggregates, only ones whose state is also in the file are ever dropped).
+  aggregates, only ones whose state is also in the file are ever dropped). While none was
+  dropped since a start on an empty `aggregate_states` (a rebuild, a new replica), an
+  aggregate not in memory has no state: its batch reads nothing (a join that scans the
+  table, a cost per batch growing with the aggregates).
 - Each batch appends its events (one `INSERT … SELECT` from the staged `batch`: sequence,
   aggregate, version, event type, payload in the current schema) to `aggregate_pending`,
   in the batch's transaction: what the file needs to know the states at its checkpoint.
-- Every `flush_events` events (or when the cache is full of unwritten states) the changed
-  states are written to `aggregate_states` and `aggregate_pending` is emptied, in the
-  transaction of that batch; each aggregate is written once per flush, not once per batch.
+- Every `flush_events` events, or every `PER_STATE` (2) events per aggregate in memory if
+  that is more (or when the cache is full of unwritten states), the changed states are
+  written to `aggregate_states` and `aggregate_pending` is emptied, in the transaction of
+  that batch; each aggregate is written once per flush, not once per batch. A write thus
+  costs at most half a state per event, however many aggregates a history has; at a fixed
+  50,000 events it cost (aggregates touched since the last write) / 50,000 states per
+  event, 2.3x more at 5M events than at 1M in the bench's history (docs/benchmarks.md,
+  "Issue 16, session 7").
 - After a restart, the first batch first folds the events in `aggregate_pending` onto the
-  written states (at most `flush_events` events; ~1 s per 12,000 events of the example's
-  long lists on the loaded test machine), so it is checked with the states of its
-  checkpoint. Lazily, so a replica is ready and answers queries at once.
+  written states (at most max(`flush_events`, 2 x `cached`) events; ~1 s per 12,000
+  events of the example's long lists on the loaded test machine), so it is checked with
+  the states of its checkpoint. Lazily, so a replica is ready and answers queries at once.
 
 A batch's changes reach the cache only after its commit (`committed`); a rolled back batch
 leaves the cache as it was (`rolled_back`). The view `aggregate_versions` gives every
@@ -42,7 +50,8 @@ log = structlog.get_logger()
 Key = tuple[str, str]  # aggregate type, aggregate id
 Entry = tuple[int, Any]  # last version, state (None until an app aggregate's first event)
 CACHED = 200_000  # aggregates whose state is kept decoded in memory
-FLUSH_EVENTS = 50_000  # events in aggregate_pending before the states are written
+FLUSH_EVENTS = 50_000  # events in aggregate_pending before the states are written ...
+PER_STATE = 2  # ... or this many per aggregate in memory, if more
 _S = pa.string()
 _json = msgspec.json.Encoder()
 _ERRORS = (msgspec.ValidationError, KeyError, TypeError, ValueError)
@@ -74,6 +83,7 @@ class Versions:
         self._flushing = False  # the open transaction writes the states
         self._full = False  # the cache holds too many unwritten states: write them
         self._loaded = False  # the events logged since the last write are folded
+        self._whole = False  # no aggregate outside `_cache` has a written state
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Fold the events appended since the states were last written (after a restart)."""
@@ -98,6 +108,7 @@ class Versions:
         self._dirty = {(kind, key) for kind, key, *_ in rows}
         self._pending = len(rows)
         self._loaded = True
+        self._whole = not con.execute("SELECT count(*) FROM aggregate_states").fetchall()[0][0]
 
     def fold(
         self,
@@ -113,7 +124,7 @@ class Versions:
         cache = self._cache
         missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
         if missing:  # committed states (clean); an aggregate never written has none yet
-            found = self._read(con, missing)
+            found = {} if self._whole else self._read(con, missing)  # a join scans the table
             cache.update({key: found.get(key, (0, None)) for key in missing})
         changed: dict[Key, Entry] = {}
         for (sequence, e), event in zip(events, typed, strict=True):
@@ -134,7 +145,7 @@ class Versions:
                     raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
             changed[key] = (e.version, state)
         self._open, self._events, self._flushing = changed, len(events), False
-        if self._full or self._pending + len(events) >= self._flush_events:
+        if self._full or self._pending + len(events) >= self._every(changed):
             self._write(
                 con,
                 {k: changed[k] if k in changed else cache[k] for k in self._dirty | changed.keys()},
@@ -142,6 +153,14 @@ class Versions:
             self._flushing = True
         else:
             con.execute(PENDING)
+
+    def _every(self, changed: Mapping[Key, Entry]) -> int:
+        """Events logged before the states are written: `flush_events`, or `PER_STATE`
+        times the aggregates in memory if more, so a write (of those changed since the
+        last) costs at most half a state per event, and about as many per event at 5M
+        events as at 1M (docs/architecture.md)."""
+        fresh = sum(1 for key in changed if key not in self._cache)
+        return max(self._flush_events, PER_STATE * (len(self._cache) + fresh))
 
     def committed(self) -> None:
         """The transaction that folded the last batch committed: keep its states."""
@@ -164,6 +183,7 @@ class Versions:
                 self._full = True  # written with the next batch, then dropped
                 break
             del cache[oldest]
+            self._whole = False  # its written state is now only in the file
 
     def rolled_back(self) -> None:
         """The transaction that folded the last batch rolled back: forget its states."""

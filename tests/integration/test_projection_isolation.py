@@ -210,6 +210,7 @@ def test_versions_keep_what_one_projection_missed_and_not_what_every_projection_
     versions_ = _rows(model, "SELECT aggregate_id, version FROM aggregate_versions ORDER BY 1")
     assert versions_ == [("i", 4), ("j", 2)]
     monkeypatch.setattr(versions, "FLUSH_EVENTS", 1)  # write every state with the next batch
+    monkeypatch.setattr(versions, "PER_STATE", 0)
     model.close()
     model = ReadModel(model.path)
     apply(model, [(9, *_event("j", 3, "stock_shipped", quantity=1))], 9, halt=False)

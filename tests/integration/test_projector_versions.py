@@ -49,7 +49,38 @@ def test_an_impossible_event_is_refused_alike_wherever_the_state_before_it_was_k
     ).fetchall()
     assert found == [("l", 4), ("u", 1)]
     pending = model.con.execute("SELECT count(*) FROM aggregate_pending").fetchall()[0][0]
-    assert pending < flush_events  # the states were written every `flush_events` events
+    assert pending < max(flush_events, 2 * 2)  # every max(flush_events, 2 x aggregates)
+
+
+def test_states_are_written_once_the_events_logged_reach_twice_the_aggregates_known(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versions, "FLUSH_EVENTS", 1)
+    path = tmp_path / "r.duckdb"
+    model = ReadModel(path)
+
+    def counts() -> tuple[int, int]:
+        states, pending = model.con.execute(
+            "SELECT (SELECT count(*) FROM aggregate_states), count(*) FROM aggregate_pending"
+        ).fetchall()[0]
+        return states, pending
+
+    added = [_event("todo_list", k, 1, "todo_added", todo_id="t", text="x") for k in "abc"]
+    apply(model, _deliveries(added), 3, halt=True)
+    assert counts() == (0, 3)  # 3 aggregates known: written after 6 events
+    done = [_event("todo_list", k, 2, "todo_completed", todo_id="t") for k in "ab"]
+    apply(model, _deliveries(done, 4), 5, halt=True)
+    assert counts() == (0, 5)
+    apply(
+        model, _deliveries([_event("todo_list", "c", 2, "todo_completed", todo_id="t")], 6), 6, True
+    )
+    assert counts() == (3, 0)
+    model.close()
+    model = ReadModel(path)  # and a restart reads them back
+    again = [_event("todo_list", k, 3, "todo_completed", todo_id="t") for k in "abc"]
+    dead = apply(model, _deliveries(again, 7), 9, halt=False)
+    assert [d[0] for d in dead] == [7, 8, 9]
+    assert all("completed already" in d[2] for d in dead)
 
 
 def test_states_dropped_from_memory_are_read_back_from_the_file(
