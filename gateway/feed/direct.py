@@ -123,10 +123,13 @@ class _Trail:
     """Where recent writes of a connection end (verify6 V4): its transport's `write` is wrapped
     to count the bytes it is handed (`sent`: one addition per write); `base` is that count's
     origin in the kernel's count (acknowledged + queued when it was made). Holds at most
-    `TRAIL` entries (`sent` after the write, sequence, ack subject, items noted): when full
-    every second one is dropped (the newest kept), so what a stalled client's host
-    acknowledged is found with a resolution that halves as its backlog doubles, at O(1) per
-    write amortized."""
+    `TRAIL` entries (`sent` after the write, sequence, ack subject, items noted). When full
+    (`Outgoing._prune`) the kernel's counters are sampled: the writes the peer acknowledged
+    are dropped but the last of them (a move's candidate), and if the rest still fill it,
+    every second one of its newer half: the oldest unacknowledged writes, the next the peer
+    reaches, stay one by one (verify7 V7-1: halving it evenly lost them, and a client that
+    stalled early came back at its first position). One sample per `TRAIL // 2` writes at
+    most, on a connection with unacknowledged writes only."""
 
     __slots__ = ("base", "entries", "sent", "write")
 
@@ -193,8 +196,9 @@ class Outgoing:
     def track(self, seq: int, subject: str, noted: int) -> None:
         """A write of frames up to stream sequence `seq` (ack subject `subject`, the `noted`th
         item written) was handed to the transport just now: remember where its bytes end, O(1)
-        (the first write since nothing was in flight samples the kernel's counters: two
-        syscalls). Nothing without TCP counters or once the connection is gone."""
+        amortized (the first write since nothing was in flight, and one in `TRAIL // 2` while
+        the peer lags, samples the kernel's counters: two syscalls). Nothing without TCP
+        counters or once the connection is gone."""
         trail = self._trail
         if trail is None:  # the first write since nothing was in flight: placed by a sample
             if self._tcp is None or self.gone:
@@ -204,10 +208,19 @@ class Outgoing:
             except OSError:  # closed under us
                 return
             trail = self._trail = _Trail(self._cycle.transport, acked + flight)
+        if len(trail.entries) >= TRAIL:
+            self._prune(trail)
+        trail.entries.append((trail.sent, seq, subject, noted))
+
+    def _prune(self, trail: _Trail) -> None:
         entries = trail.entries
+        with contextlib.suppress(OSError):  # closed under us: only thinned
+            acked = self._sample()[0] - trail.base
+            at = bisect.bisect_right(entries, acked, key=_end)
+            del entries[: max(0, at - 1)]
         if len(entries) >= TRAIL:
-            entries[:] = entries[1::2]
-        entries.append((trail.sent, seq, subject, noted))
+            half = TRAIL // 2
+            entries[half:] = entries[half::2]
 
     def reached(self, acked: int) -> tuple[int, str, int] | None:
         """The last tracked write whose bytes all are within the peer's `acked` bytes (from

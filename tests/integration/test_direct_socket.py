@@ -210,11 +210,16 @@ async def _acknowledged(out: direct.Outgoing) -> bool:
     return progress is not None and progress[0] > 0 and progress[1] == 0
 
 
-async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_acknowledged() -> None:
+@pytest.mark.parametrize(("count", "size", "spacing"), [(12, 4000, 1), (48, 1000, 4)])
+async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_acknowledged(
+    count: int, size: int, spacing: int
+) -> None:
     """verify6 V4: the consumer of a client that stopped reading never moved (the one marker,
     the last write, was never acknowledged); the trail finds the last write within what the
-    client's host acknowledged, counted from the response's first byte."""
-    frames = [b"%d" % n + b"y" * 3999 for n in range(12)]  # 48 KB: under the high-water mark
+    client's host acknowledged, counted from the response's first byte. With more writes
+    than the trail holds (verify7 V7-1: a client that stalled early) it finds one at most
+    `spacing` writes before it, never one after."""
+    frames = [b"%d" % n + b"y" * (size - 1) for n in range(count)]  # 48 KB: under the mark
     chunks = [b"%x\r\n%b\r\n" % (len(f), f) for f in frames]
     read, seen = asyncio.Event(), dict[str, Any]()
 
@@ -259,7 +264,10 @@ async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_ackn
     acked = seen["acked"]
     last = max(n for n, end in enumerate(ends) if end <= acked)
     assert 4 <= last < len(frames) - 1  # the client's host holds a few more than it read
-    assert seen["reached"] == (last, f"ack.{last}", last + 1)
+    assert seen["reached"] is not None
+    found = seen["reached"][0]
+    assert last - spacing < found <= last
+    assert seen["reached"] == (found, f"ack.{found}", found + 1)
     assert seen["again"] is None  # forgotten once reached
     assert seen["wrapped"] and seen["unwrapped"]
 
