@@ -88,8 +88,7 @@ class ClientFeed:
         self.capacity = capacity
         self.max_ack_pending = max_ack_pending or capacity
         self.inactive_s = inactive_s
-        # deliveries not taken yet; a deque of its own only while it holds some (~0.7 KiB each:
-        # an idle or joined feed holds none, issue 15)
+        # deliveries not taken yet; a deque of its own only while it holds some (issue 15)
         self.buffer: deque[Msg] = _NOTHING
         self.expired = False  # the last pull request ended (keep-alive tick)
         self.gone = ""  # why the consumer cannot be pulled any more

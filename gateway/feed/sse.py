@@ -167,34 +167,7 @@ async def open_feed(
     feed = _client_feed(backend, feeds, request, client, own)
     if feed.tail is not None:
         await feed.tail.start()
-    mine = feed.handover
-    # an older connection of it ends first (F3); the newest arrival wins (verify6 V3)
-    await feeds.inbox.take_over(feed.name, mine)
-    opened = False
-    try:
-        feeds.inbox.admit(who)
-        try:
-            feeds.ledger.claim(principal.key, feed.name, time.monotonic())
-        except BaseException:
-            feeds.inbox.release(who)
-            raise
-        feed.on_close = consumers.on_close(feeds.ledger, principal.key, feed,
-                                           ephemeral=request.ephemeral,
-                                           spawn=feeds.background.spawn)  # fmt: skip
-        try:
-            position, head, moved = await _position(backend, feeds, feed, request)
-            if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
-                raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
-            if mine is not None:  # a newer connection arrived while this one opened: it wins
-                feeds.inbox.arrivals.check(feed.name, mine)
-        except BaseException:
-            feed.close()
-            feeds.inbox.release(who)
-            raise
-        opened = True
-    finally:
-        if mine is not None:
-            feeds.inbox.arrivals.settled(feed.name, mine, opened)
+    position, head, moved = await _admit(backend, feeds, feed, request, principal.key, who, closing)
     if feed.floor is not None:
         feed.floor.opened(position, write=moved)
     log.info("sse_opened", client_id=client, consumer=feed.name,
@@ -220,6 +193,48 @@ async def open_feed(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _admit(
+    backend: Backend,
+    feeds: FeedProcess,
+    feed: ClientFeed,
+    request: FeedRequest,
+    principal: str,
+    who: str,
+    closing: asyncio.Event,
+) -> tuple[int, bytes, bool]:
+    """`_position` of `feed` once an older connection of it ended (F3; the newest arrival
+    wins, verify6 V3) and it is counted against the client's (`who`), the principal's and
+    the process's budgets; everything it holds is given back when it raises."""
+    mine = feed.handover
+    await feeds.inbox.take_over(feed.name, mine)
+    opened = False
+    try:
+        feeds.inbox.admit(who)
+        try:
+            feeds.ledger.claim(principal, feed.name, time.monotonic())
+        except BaseException:
+            feeds.inbox.release(who)
+            raise
+        feed.on_close = consumers.on_close(feeds.ledger, principal, feed,
+                                           ephemeral=request.ephemeral,
+                                           spawn=feeds.background.spawn)  # fmt: skip
+        try:
+            position, head, moved = await _position(backend, feeds, feed, request)
+            if closing.is_set():  # the gateway began to stop meanwhile: the client goes elsewhere
+                raise Unavailable("this gateway is shutting down; retry on another", retry_after=1)
+            if mine is not None:  # a newer connection arrived while this one opened: it wins
+                feeds.inbox.arrivals.check(feed.name, mine)
+        except BaseException:
+            feed.close()
+            feeds.inbox.release(who)
+            raise
+        opened = True
+        return position, head, moved
+    finally:
+        if mine is not None:
+            feeds.inbox.arrivals.settled(feed.name, mine, opened)
 
 
 def _client_feed(
