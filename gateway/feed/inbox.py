@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from common.errors import TooManyRequests, Unavailable
 from common.jetstream import ack_position, is_delivery
 from gateway import metrics
+from gateway.feed.collection import Collections
 from gateway.feed.credit import Credit
 from gateway.feed.takeover import Arrivals, Handover
 
@@ -58,12 +59,14 @@ class Inbox:
         self._clients: Counter[str] = Counter()
         self._open = 0  # the sum of `_clients` (a storm of opens must not sum it each time)
         self.arrivals = Arrivals()  # connections taking over their consumer's feed
+        self.collections = Collections(asyncio.get_running_loop())  # full GCs over the feeds
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Subscribe (once), and wake every registered feed when `closing` is set."""
         if self._sub is None:
+            self.collections.start()
             self._sub = await self.nc.subscribe(
                 f"{self.prefix}.*", cb=self._on_msg, pending_msgs_limit=0, pending_bytes_limit=0
             )
@@ -80,6 +83,8 @@ class Inbox:
         if self._watch is not None:
             self._watch.cancel()
         sub, self._sub, self._watch = self._sub, None, None
+        if sub is not None:
+            self.collections.stop()
         if sub is not None:
             with contextlib.suppress(NatsError):  # NATS already gone: nothing to undo
                 await sub.unsubscribe()
@@ -128,6 +133,7 @@ class Inbox:
                 retry_after=1,
             )
         self._feeds[token] = self._consumers[consumer] = feed
+        self.collections.opened()
         return f"{self.prefix}.{token}"
 
     def unregister(self, token: str, consumer: str) -> None:
@@ -135,6 +141,7 @@ class Inbox:
         dropped; the server redelivers what was not acked)."""
         if self._feeds.pop(token, None) is not None:
             self._consumers.pop(consumer, None)
+            self.collections.closed_one()
 
     async def _on_msg(self, msg: Msg) -> None:
         reply = msg.reply
