@@ -1,0 +1,80 @@
+"""The gateway's full-collection policy (gateway/feed/collection.py), on CPython's real collector."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.feed import collection
+from gateway.feed.collection import Collections
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+async def policy() -> AsyncIterator[Collections]:
+    gc.collect()
+    watch = Collections(asyncio.get_running_loop())
+    watch.start()
+    yield watch
+    watch.stop()
+    assert gc.get_freeze_count() == 0  # everything given back to the collector
+
+
+async def _settle() -> None:
+    await asyncio.sleep(0)  # the freeze is scheduled on the loop by the collector's callback
+    await asyncio.sleep(0)
+
+
+async def test_what_survives_a_full_collection_that_found_nothing_is_frozen(
+    policy: Collections,
+) -> None:
+    kept = [object() for _ in range(100)]
+    gc.collect()
+    await _settle()
+    assert gc.get_freeze_count() >= len(kept)
+    assert policy.frozen_with == 1
+
+
+async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
+    policy: Collections,
+) -> None:
+    feeds = 2 * collection.MIN_CLOSED
+    for _ in range(feeds):
+        policy.opened()
+    cycle = _Cycle()
+    dead = weakref.ref(cycle)
+    gc.collect()
+    await _settle()
+    assert policy.frozen_with == feeds
+    del cycle  # it dies frozen: no collection walks it
+    gc.collect()
+    assert dead() is not None
+    for _ in range(collection.MIN_CLOSED - 1):
+        policy.closed_one()
+    assert dead() is not None  # fewer than the churn that unfreezes
+    policy.closed_one()
+    assert dead() is None  # unfrozen and collected
+    assert gc.get_freeze_count() > 0  # what survived is frozen again
+    assert policy.closed == 0 and policy.frozen_with == feeds - collection.MIN_CLOSED
+
+
+async def test_a_round_ends_after_every_s_even_without_closed_feeds(
+    policy: Collections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cycle = _Cycle()
+    dead = weakref.ref(cycle)
+    gc.collect()
+    await _settle()
+    del cycle
+    monkeypatch.setattr(collection, "EVERY_S", 0.0)
+    gc.collect()  # finds nothing (the cycle is frozen): its freeze sees the round is over
+    await _settle()
+    assert dead() is None
