@@ -1,4 +1,4 @@
-"""The gateway's full-collection policy (gateway/feed/collection.py), on CPython's real collector."""
+"""The gateway's full-collection policy (gateway/feed/collection.py) on CPython's collector."""
 
 from __future__ import annotations
 
