@@ -9,13 +9,15 @@ feeds close (each closed feed leaves ~40 objects in reference cycles).
 
 `Collections` freezes (`gc.freeze`) what survived a full collection that collected (almost)
 nothing: later full collections walk only what is newer, and stay short. What is frozen is
-never collected, so once feeds closed since the freeze reach `CHURN` of those open at the
-freeze (and at least `MIN_CLOSED`), or `EVERY_S` after the first freeze (other cycles, e.g. of
-plain requests, may have died frozen meanwhile), it is unfrozen and one full collection frees
-them; what survives is frozen again. Garbage held meanwhile: the cycles of at most that many
-closed feeds (a few KiB each) and of what else died within `EVERY_S`; the price, one walk of
-everything per round (as CPython's own rule makes under churn). The technique: `gc.freeze`'s
-documentation, and Instagram's "Dismissing Python Garbage Collection at Instagram" (2017).
+never collected, so a round ends — everything unfrozen, one full collection, the survivors
+frozen again — once the feeds closed since the round began reach `CHURN` of those open then
+(and at least `MIN_CLOSED`; not sooner than `ROUND_MIN_S` after it began, so a mass
+disconnect costs one walk, not one per quarter), or `EVERY_S` after it began (other cycles,
+e.g. of plain requests, may have died frozen meanwhile). Garbage held meanwhile: the cycles
+of that many closed feeds (a few KiB each) and of what else died within the round; the price,
+one walk of everything per round (as CPython's own rule makes under churn). The technique:
+`gc.freeze`'s documentation, and Instagram's "Dismissing Python Garbage Collection at
+Instagram" (2017).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ NOTHING = 1_000  # a full collection that collected fewer objects found nothing 
 CHURN = 0.25  # closed feeds, as a share of those open at the freeze, that unfreeze
 MIN_CLOSED = 500  # closed feeds that unfreeze at least
 EVERY_S = 600.0  # seconds after the first freeze of a round that unfreeze at the latest
+ROUND_MIN_S = 30.0  # seconds a round lasts at least (a mass disconnect: one walk per 30 s)
 
 
 class Collections:
@@ -60,7 +63,8 @@ class Collections:
         """A feed closed: once enough did since the freeze, their cycles are collected."""
         self.open_feeds -= 1
         self.closed += 1
-        if self.frozen_with and self.closed >= max(MIN_CLOSED, CHURN * self.frozen_with):
+        churned = self.closed >= max(MIN_CLOSED, CHURN * self.frozen_with)
+        if self.frozen_with and churned and self.loop.time() - self.since >= ROUND_MIN_S:
             self.round()
 
     def round(self) -> None:

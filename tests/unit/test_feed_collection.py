@@ -44,7 +44,7 @@ async def test_what_survives_a_full_collection_that_found_nothing_is_frozen(
 
 
 async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
-    policy: Collections,
+    policy: Collections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = 2 * collection.MIN_CLOSED
     for _ in range(feeds):
@@ -57,6 +57,12 @@ async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
     del cycle  # it dies frozen: no collection walks it
     gc.collect()
     assert dead() is not None
+    for _ in range(collection.MIN_CLOSED):
+        policy.closed_one()
+    assert dead() is not None  # enough closed, but the round is younger than ROUND_MIN_S
+    policy.closed -= collection.MIN_CLOSED
+    policy.open_feeds += collection.MIN_CLOSED
+    monkeypatch.setattr(collection, "ROUND_MIN_S", 0.0)
     for _ in range(collection.MIN_CLOSED - 1):
         policy.closed_one()
     assert dead() is not None  # fewer than the churn that unfreezes
