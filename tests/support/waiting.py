@@ -34,3 +34,13 @@ def until(condition: Callable[[], bool], timeout: float, say: Callable[[], str])
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {say()}")
         time.sleep(0.02)
+
+
+async def soon(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Let the loop run until `condition()` holds (checked every millisecond); fail after
+    `timeout`. For in-process steps scheduled on the loop (callbacks, tasks just created)."""
+
+    async def probe() -> bool:
+        return condition()
+
+    await eventually(probe, bool, timeout=timeout, every=0.001)

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.feed import collection
 from gateway.feed.collection import Collections
+from tests.support.waiting import soon
 
 
 class _Cycle:
@@ -28,18 +29,12 @@ async def policy() -> AsyncIterator[Collections]:
     assert gc.get_freeze_count() == 0  # everything given back to the collector
 
 
-async def _settle() -> None:
-    await asyncio.sleep(0)  # the freeze is scheduled on the loop by the collector's callback
-    await asyncio.sleep(0)
-
-
 async def test_what_survives_a_full_collection_that_found_nothing_is_frozen(
     policy: Collections,
 ) -> None:
     kept = [object() for _ in range(100)]
-    gc.collect()
-    await _settle()
-    assert gc.get_freeze_count() >= len(kept)
+    gc.collect()  # its callback schedules the freeze on the loop
+    await soon(lambda: gc.get_freeze_count() >= len(kept))
     assert policy.frozen_with == 1
 
 
@@ -52,8 +47,7 @@ async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
     cycle = _Cycle()
     dead = weakref.ref(cycle)
     gc.collect()
-    await _settle()
-    assert policy.frozen_with == feeds
+    await soon(lambda: policy.frozen_with == feeds)
     del cycle  # it dies frozen: no collection walks it
     gc.collect()
     assert dead() is not None
@@ -78,9 +72,8 @@ async def test_a_round_ends_after_every_s_even_without_closed_feeds(
     cycle = _Cycle()
     dead = weakref.ref(cycle)
     gc.collect()
-    await _settle()
+    await soon(lambda: gc.get_freeze_count() > 0)
     del cycle
     monkeypatch.setattr(collection, "EVERY_S", 0.0)
     gc.collect()  # finds nothing (the cycle is frozen): its freeze sees the round is over
-    await _settle()
-    assert dead() is None
+    await soon(lambda: dead() is None)

@@ -9,6 +9,7 @@ import pytest
 
 from common.errors import Conflict
 from gateway.feed.takeover import Arrivals, Handover
+from tests.support.waiting import soon
 
 
 def _take_over(arrivals: Arrivals, open_feed: Handover, mine: Handover) -> asyncio.Future[None]:
@@ -21,9 +22,9 @@ async def test_of_connections_arriving_while_the_feed_ends_only_the_newest_takes
     open_feed.ready(lambda: cuts.append("open"))
     first, second, third = Handover(), Handover(), Handover()
     waits = [_take_over(arrivals, open_feed, h) for h in (first, second)]
-    await asyncio.sleep(0)
+    await soon(lambda: cuts == ["open"] and arrivals._newest.get("c") is second)
     waits.append(_take_over(arrivals, open_feed, third))
-    await asyncio.sleep(0)
+    await soon(lambda: arrivals._newest.get("c") is third)
     assert cuts == ["open"]  # cut once by the first arrival; the others wait in a chain
     assert not any(w.done() for w in waits)
     open_feed.ended()  # its last move done
@@ -40,7 +41,7 @@ async def test_a_connection_asked_to_give_way_before_its_response_started_is_cut
     cuts: list[str] = []
     opening = Handover()
     waiting = asyncio.ensure_future(opening.give_way(within_s=5))
-    await asyncio.sleep(0)
+    await soon(lambda: opening._done is not None)  # asked to give way, not cut yet
     opening.ready(lambda: cuts.append("cut"))
     assert cuts == ["cut"]
     opening.ended()
@@ -54,7 +55,7 @@ async def test_an_arrival_superseded_while_it_was_opening_is_refused_and_lets_th
     opening, newer = Handover(), Handover()
     await arrivals.take_over("c", opening, None)  # nothing open: it goes on at once
     waiting = _take_over(arrivals, Handover(), newer)  # it waits for the opening one
-    await asyncio.sleep(0)
+    await soon(lambda: arrivals._newest.get("c") is newer)
     with pytest.raises(Conflict, match="newer connection"):
         arrivals.check("c", opening)  # (the open's last step)
     assert not waiting.done()
