@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from typing import Any
 
 NOTHING = 1_000  # a full collection that collected fewer objects found nothing worth walking
@@ -35,11 +36,11 @@ ROUND_MIN_S = 30.0  # seconds a round lasts at least (a mass disconnect: one wal
 
 class Collections:
     """The gateway's full-collection policy (see the module docstring); `start` once the
-    process serves, `stop` at the end. `open_feeds` counts the feeds open now."""
+    process serves, `stop` at the end. `open_feeds()` is how many feeds are open now."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, open_feeds: Callable[[], int]) -> None:
         self.loop = loop
-        self.open_feeds = 0
+        self.open_feeds = open_feeds
         self.closed = 0  # feeds closed since the round's first freeze
         self.frozen_with = 0  # feeds open at the round's first freeze (0: nothing frozen)
         self.since = 0.0  # loop time of the round's first freeze
@@ -55,13 +56,8 @@ class Collections:
             gc.callbacks.remove(self._on_collection)
         gc.unfreeze()
 
-    def opened(self) -> None:
-        """A feed opened."""
-        self.open_feeds += 1
-
     def closed_one(self) -> None:
         """A feed closed: once enough did since the freeze, their cycles are collected."""
-        self.open_feeds -= 1
         self.closed += 1
         churned = self.closed >= max(MIN_CLOSED, CHURN * self.frozen_with)
         if self.frozen_with and churned and self.loop.time() - self.since >= ROUND_MIN_S:
@@ -89,5 +85,5 @@ class Collections:
             return
         if not self.frozen_with:  # a round begins: its churn counts from here
             self.since, self.closed = now, 0
-            self.frozen_with = max(1, self.open_feeds)
+            self.frozen_with = max(1, self.open_feeds())
         gc.freeze()

@@ -59,7 +59,8 @@ class Inbox:
         self._clients: Counter[str] = Counter()
         self._open = 0  # the sum of `_clients` (a storm of opens must not sum it each time)
         self.arrivals = Arrivals()  # connections taking over their consumer's feed
-        self.collections = Collections(asyncio.get_running_loop())  # full GCs over the feeds
+        # full collections over the feeds
+        self.collections = Collections(asyncio.get_running_loop(), lambda: len(self._feeds))
         self._sub: Any = None
         self._watch: asyncio.Task[None] | None = None
 
@@ -133,7 +134,6 @@ class Inbox:
                 retry_after=1,
             )
         self._feeds[token] = self._consumers[consumer] = feed
-        self.collections.opened()
         return f"{self.prefix}.{token}"
 
     def unregister(self, token: str, consumer: str) -> None:

@@ -13,6 +13,8 @@ from gateway.feed import collection
 from gateway.feed.collection import Collections
 from tests.support.waiting import soon
 
+OPEN: list[int] = []  # the feeds the policy is told are open
+
 
 class _Cycle:
     def __init__(self) -> None:
@@ -22,7 +24,8 @@ class _Cycle:
 @pytest.fixture
 async def policy() -> AsyncIterator[Collections]:
     gc.collect()
-    watch = Collections(asyncio.get_running_loop())
+    watch = Collections(asyncio.get_running_loop(), lambda: len(OPEN))
+    OPEN.clear()
     watch.start()
     yield watch
     watch.stop()
@@ -42,8 +45,7 @@ async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
     policy: Collections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feeds = 2 * collection.MIN_CLOSED
-    for _ in range(feeds):
-        policy.opened()
+    OPEN.extend(range(feeds))
     cycle = _Cycle()
     dead = weakref.ref(cycle)
     gc.collect()
@@ -54,12 +56,13 @@ async def test_a_cycle_frozen_with_a_feed_is_freed_once_enough_feeds_closed(
     for _ in range(collection.MIN_CLOSED):
         policy.closed_one()
     assert dead() is not None  # enough closed, but the round is younger than ROUND_MIN_S
-    policy.closed -= collection.MIN_CLOSED
-    policy.open_feeds += collection.MIN_CLOSED
+    policy.closed -= collection.MIN_CLOSED  # (as if those had not closed)
     monkeypatch.setattr(collection, "ROUND_MIN_S", 0.0)
     for _ in range(collection.MIN_CLOSED - 1):
+        OPEN.pop()
         policy.closed_one()
     assert dead() is not None  # fewer than the churn that unfreezes
+    OPEN.pop()
     policy.closed_one()
     assert dead() is None  # unfrozen and collected
     assert gc.get_freeze_count() > 0  # what survived is frozen again
