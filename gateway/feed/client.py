@@ -28,7 +28,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from common import jetstream
-from common.jetstream import is_delivery, pull_status
+from common.jetstream import ack_position, is_delivery, pull_status
 from common.subjects import Subjects
 from gateway import metrics
 from gateway.feed import holdings, requests
@@ -107,13 +107,12 @@ class ClientFeed:
         self.held_bytes = 0
         self._refill: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # the live tail (gateway/feed/tail.py): `live` holds its items while joined
-        self.tail: Tail | None = None
-        self.live: list[Item] | None = None
+        self.tail: Tail | None = None  # the live tail (gateway/feed/tail.py)
+        self.live: list[Item] | None = None  # the tail's items while joined
         # set by the stream loop while it waits: the tail writes an item itself (True) or not
         self.sink: Callable[[Item], bool] | None = None
         self.fell = ""  # why the feed left the tail (it pulls its consumer again)
-        self.drained = False  # a `no_wait` request found nothing more: caught up
+        self.drained = False  # a `no_wait` request found nothing more: caught up (`ask`)
         self.floor: Floor | None = None  # a named feed's floor writes (gateway/feed/floors.py)
 
     async def open(
@@ -187,9 +186,8 @@ class ClientFeed:
 
     # -- called by the inbox, never awaiting ------------------------------------------
     def deliver(self, msg: Msg) -> None:
-        """Take one message of a pull request (called by the inbox, never awaiting): a delivery is
-        buffered (or ignored while the tail feeds this feed); a status reply ends the request, and a
-        deleted or unreachable consumer sets `gone`. Wakes the stream loop."""
+        """Take one message of a pull request (by the inbox, never awaiting; wakes the loop): a
+        delivery is buffered, a status ends the request (`gone`: deleted or unreachable)."""
         if is_delivery(msg.reply):
             if self._lent:
                 self._lent -= 1
@@ -197,6 +195,8 @@ class ClientFeed:
             if self.live is not None:  # a keep-alive pull met a new event: the tail has it
                 return
             self._credit -= 1
+            if not self._credit and not ack_position(msg.reply).pending:
+                self.drained = True  # the request is filled: no `404` follows
             if self.overflowed:  # ending with a notice; the client resumes from its id
                 return
             if self.buffer is _NOTHING:
@@ -318,7 +318,7 @@ class ClientFeed:
 
     async def ask(self, count: int, expires_s: float, no_wait: bool = False) -> None:
         """Issue credit: one pull request for `count` more deliveries. `no_wait`: what the
-        stream holds now, then `404` (`drained`) instead of waiting for new events."""
+        stream holds now, then `404`, or a last delivery with `pending` 0 (`drained`)."""
         if count <= 0 or not self.should_ask():
             return
         self._give_back()  # a request lost on the way counts no more

@@ -343,9 +343,9 @@ class _Run:
     def rejoin_tail(self) -> None:
         """A pulling feed that caught up with the stream continues from the tail."""
         feed, tail = self.feed, self.feed.tail
-        if feed.drained and tail is not None and feed.live is None:
-            feed.drained = False
-            if feed.idle() and tail.join(feed, feed.filters, self.order.after):
+        if feed.drained and tail is not None and feed.live is None and feed.idle():
+            feed.drained = False  # a join that fails waits for the next catching up
+            if tail.join(feed, feed.filters, self.order.after):
                 self.touched = -INF
 
     def finish(self) -> bytes:

@@ -60,6 +60,32 @@ async def test_a_feed_that_falls_behind_catches_up_from_its_consumer_and_rejoins
         assert await _ids(reader, 3) == later
 
 
+async def test_a_feed_whose_catching_up_ends_on_a_full_pull_still_rejoins_the_tail(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    """The server ends a filled pull request without a status, so no `404` says the feed
+    caught up: its last delivery's `pending` (0) does, and the feed rejoins the tail
+    without waiting for a next event."""
+    _, base = start_gateway()
+    probe, list_id = http(base), f"t{uuid.uuid4().hex[:8]}"
+    padding = {"text": "z" * 200, "note": "z" * 800}  # ~1 KB: the tail's ring keeps ~450
+    events = [
+        (f"todo_list.{list_id}", make("todo_list", list_id, n, "todo_added",
+                                      {"todo_id": f"t{n}", **padding}))
+        for n in range(1, 802)
+    ]  # fmt: skip
+    sequences = await publish(nc, nats_settings, events)
+    headers = {"Last-Event-ID": str(sequences[0])}  # 800 behind: 50 full pulls of 16
+    async with feed(http(base), headers, topics=f"todo_list:{list_id}", capacity="16",
+                    client_id="full") as reader:  # fmt: skip
+        await reader.until("connected")
+        assert await _ids(reader, 800) == sequences[1:]
+        await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1, 10)
+        later = await publish(nc, nats_settings, [(f"todo_list.{list_id}", make(
+            "todo_list", list_id, 802, "todo_added", {"todo_id": "t802"}))])  # fmt: skip
+        assert await _ids(reader, 1) == later
+
+
 async def test_a_returning_client_a_few_events_behind_joins_a_fresh_gateways_tail_without_pulling(
     nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
 ) -> None:
