@@ -246,6 +246,10 @@ async def _scenario(
         while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the clients only append to a list: poll it
         gc.enable()
+        window = f"{time.time() - time.perf_counter() + started:.3f}-{time.time():.3f}"
+        print(f"bench sse: {server} x {clients}: window (unix s) {window}", file=sys.stderr)
+        window = f"{time.time() - time.perf_counter() + started:.3f}-{time.time():.3f}"
+        print(f"bench sse: {server} x {clients}: window (unix s) {window}", file=sys.stderr)
         cpu, nats_cpu = _cpu_s(process.pid) - cpu, _cpu_s(nats_pid) - nats_cpu
         own_cpu = time.process_time() - own_cpu
         latencies = sorted(t - sent[s] for s, t in record if s in sent)

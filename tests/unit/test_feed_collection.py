@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from gateway.feed import collection
-from gateway.feed.collection import Collections, resident_bytes
+from gateway.feed.collection import Collections
 from tests.support.waiting import soon
 
 OPEN: list[int] = []  # the feeds the policy is told are open
-MEMORY = [100 << 20]  # the resident bytes it is told
+BLOCKS = [500_000]  # the allocated blocks it is told
 
 
 class _Cycle:
@@ -27,8 +27,8 @@ async def policy() -> AsyncIterator[Collections]:
     gc.collect()
     before = gc.get_threshold()
     OPEN.clear()
-    MEMORY[:] = [100 << 20]
-    watch = Collections(asyncio.get_running_loop(), lambda: len(OPEN), lambda: MEMORY[0])
+    BLOCKS[:] = [500_000]
+    watch = Collections(asyncio.get_running_loop(), lambda: len(OPEN), lambda: BLOCKS[0])
     watch.start()
     yield watch
     watch.stop()
@@ -87,17 +87,25 @@ async def test_a_cycle_of_the_oldest_generation_is_freed_once_enough_feeds_close
     assert policy.closed == 0 and policy.open_then == feeds - collection.MIN_CLOSED
 
 
-async def test_a_round_starts_when_resident_memory_grew_by_a_quarter(
+async def test_what_is_new_is_collected_and_frozen_when_the_allocated_blocks_grew(
     policy: Collections,
 ) -> None:
     dead = _dead_in_the_oldest_generation()
-    MEMORY[0] = (100 << 20) + (63 << 20)  # grown by more than a quarter, less than MIN_GROWTH
+    kept = _Cycle()  # alive at the collection: frozen with the survivors
+    frozen = weakref.ref(kept)
+    BLOCKS[0] = 500_000 + collection.MIN_GROWTH - 1  # more than GROWTH, not MIN_GROWTH
+    assert collection.MIN_GROWTH - 1 > collection.GROWTH * 500_000
     policy.check()
     assert dead() is not None
-    MEMORY[0] = (100 << 20) + (64 << 20)
+    BLOCKS[0] = 2_000_000
     policy.check()
-    assert dead() is None
-    assert policy.memory_then == (100 << 20) + (64 << 20)  # the next round counts from here
+    assert dead() is None and policy.blocks_then == 2_000_000  # the next counts from here
+    del kept
+    BLOCKS[0] = 3_000_000
+    policy.check()
+    assert frozen() is not None  # died frozen: only a full round walks it again
+    policy.round()
+    assert frozen() is None
 
 
 async def test_closed_feeds_too_soon_after_a_round_start_one_at_a_later_check(
@@ -121,8 +129,3 @@ async def test_a_round_starts_every_s_after_the_last_even_without_closed_feeds(
     dead = _dead_in_the_oldest_generation()
     monkeypatch.setattr(collection, "EVERY_S", 0.0)
     await soon(lambda: dead() is None)
-
-
-def test_resident_memory_is_read_in_bytes() -> None:
-    ballast = bytearray(64 << 20)  # touched: resident
-    assert resident_bytes() > len(ballast)
