@@ -208,6 +208,30 @@ async def append(
     return [((await future).seq, group, sent) for future, group, sent in pending]
 
 
+async def _window(
+    nc: Any, nats: NatsSettings, args: argparse.Namespace, appends_per_s: float,
+    record: list[tuple[int, float]], clients: int,
+) -> tuple[dict[int, float], float, float]:  # fmt: skip
+    """The measured window: appends for `args.duration` s, then up to 5 s for the clients to
+    receive them, the bench's own collector off (module docstring); (what was sent when,
+    the window's start and end, time.perf_counter)."""
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        sent = await _append(nc, nats, args.groups, appends_per_s, args.duration)
+        ended = time.perf_counter()
+        expected = len(sent) * clients // args.groups
+        deadline = time.perf_counter() + 5
+        while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # the clients only append to a list: poll it
+    finally:
+        gc.enable()
+    epoch = time.time() - time.perf_counter()  # the window in unix seconds, to match logs
+    print(f"bench sse: {clients} clients: window (unix s) {epoch + started:.3f}-"
+          f"{epoch + ended:.3f}", file=sys.stderr)  # fmt: skip
+    return sent, started, ended
+
+
 async def _scenario(
     server: str, nats: NatsSettings, nc: Any, workdir: Path, args: argparse.Namespace,
     clients: int, slow: bool, nats_pid: int,
@@ -237,17 +261,8 @@ async def _scenario(
             opened.append(stalled)
         appends_per_s = args.rate * args.groups / clients  # for `args.rate` deliveries/s
         cpu, nats_cpu, own_cpu = _cpu_s(process.pid), _cpu_s(nats_pid), time.process_time()
-        gc.disable()  # the bench's pauses are not the server's latency (module docstring)
-        started = time.perf_counter()
-        sent = await _append(nc, nats, args.groups, appends_per_s, args.duration)
-        ended = time.perf_counter()
+        sent, started, ended = await _window(nc, nats, args, appends_per_s, record, clients)
         expected = len(sent) * clients // args.groups
-        deadline = time.perf_counter() + 5
-        while len(record) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # the clients only append to a list: poll it
-        gc.enable()
-        window = f"{time.time() - time.perf_counter() + started:.3f}-{time.time():.3f}"
-        print(f"bench sse: {server} x {clients}: window (unix s) {window}", file=sys.stderr)
         window = f"{time.time() - time.perf_counter() + started:.3f}-{time.time():.3f}"
         print(f"bench sse: {server} x {clients}: window (unix s) {window}", file=sys.stderr)
         cpu, nats_cpu = _cpu_s(process.pid) - cpu, _cpu_s(nats_pid) - nats_cpu
@@ -267,7 +282,6 @@ async def _scenario(
             "bench_cpu_us_per_delivery": own_cpu / max(len(record), 1) * 1e6,
         }
     finally:
-        gc.enable()
         for client in opened:
             client.close()
         process.terminate()
