@@ -263,8 +263,6 @@ async def _scenario(
         cpu, nats_cpu, own_cpu = _cpu_s(process.pid), _cpu_s(nats_pid), time.process_time()
         sent, started, ended = await _window(nc, nats, args, appends_per_s, record, clients)
         expected = len(sent) * clients // args.groups
-        window = f"{time.time() - time.perf_counter() + started:.3f}-{time.time():.3f}"
-        print(f"bench sse: {server} x {clients}: window (unix s) {window}", file=sys.stderr)
         cpu, nats_cpu = _cpu_s(process.pid) - cpu, _cpu_s(nats_pid) - nats_cpu
         own_cpu = time.process_time() - own_cpu
         latencies = sorted(t - sent[s] for s, t in record if s in sent)
