@@ -5,6 +5,7 @@ event once and in order (`DeliveryOrder`), and the writes acknowledged lazily
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import structlog
 from nats.aio.msg import Msg
@@ -12,9 +13,12 @@ from nats.aio.msg import Msg
 from common.jetstream import ack_position
 from gateway.feed.client import ClientFeed
 from gateway.feed.direct import Outgoing
+from gateway.feed.trail import Frame
 from gateway.feed.window import Item
 
 INF = float("inf")
+# a write's frames: (the last item in the frame, items through it in the write, its bytes)
+Frames = Sequence[tuple[Item, int, int]]
 log = structlog.get_logger()
 
 
@@ -110,15 +114,17 @@ class LazyAcks:
             self._trace = set()
         return self._trace
 
-    async def written(self, last: Item, count: int) -> None:
-        """`count` items up to `last` went to the socket."""
-        if self.note(last, count, self.loop.time()):
+    async def written(self, last: Item, count: int, frames: Frames | None = None) -> None:
+        """`count` items up to `last` went to the socket (in `frames`, see `note`)."""
+        if self.note(last, count, self.loop.time(), frames):
             await self.flush()
 
-    def note(self, last: Item, count: int, now: float) -> bool:
+    def note(self, last: Item, count: int, now: float, frames: Frames | None = None) -> bool:
         """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
-        awaiting; whether an ack is due at once (half the capacity of consumer deliveries,
-        past the marker that waits for the peer)."""
+        awaiting, as one write of `frames` ((last item of a frame, items through it in the
+        write, the frame's bytes), in order, the whole write; None: one frame); whether an
+        ack is due at once (half the capacity of consumer deliveries, past the marker that
+        waits for the peer)."""
         if self.outgoing is not None and self.outgoing.gone:  # dropped by the server
             return False
         if not self.count:
@@ -126,8 +132,9 @@ class LazyAcks:
         self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
         self.noted += count
-        if self.outgoing is not None:  # where this write ends, for a stalled client (V4)
-            self.outgoing.track(last.seq, last.ack, self.noted)
+        if self.outgoing is not None:  # where its frames end, for a client that lags (V4)
+            self.outgoing.track(_ends(frames, self.noted - count) if frames else
+                                [(0, last.seq, last.ack, self.noted)])  # fmt: skip
         return bool(self.subject) and self.count - self._marked() >= self.threshold
 
     def _marked(self) -> int:
@@ -266,3 +273,31 @@ class LazyAcks:
         log.info("sse_delivered", client_id=self.client_id, events=count, last=seq,
                  correlation_ids=sorted((self._trace or set()) - {""}))  # fmt: skip
         self._trace = None
+
+
+def _ends(frames: Frames, before: int) -> list[Frame]:
+    """`frames` of one write as `Outgoing.track` takes them; `before`: items noted before it."""
+    after = sum(size for _, _, size in frames)
+    out = []
+    for item, through, size in frames:
+        after -= size
+        out.append((after, item.seq, item.ack, before + through))
+    return out
+
+
+def per_item(items: list[Item], parts: list[bytes] | None = None) -> Frames | None:
+    """The frames of a write of one frame per item (`parts`: their bytes; None: their `wire`),
+    for `note`; None for one item (one frame)."""
+    if len(items) < 2:
+        return None
+    sizes = map(len, parts) if parts is not None else (len(i.wire) for i in items)
+    return [(i, n, size) for n, (i, size) in enumerate(zip(items, sizes, strict=True), 1)]
+
+
+def per_group(groups: list[list[Item]], parts: list[bytes]) -> Frames:
+    """The frames of a write of one frame per group of items (`parts`), for `note`."""
+    out, through = list[tuple[Item, int, int]](), 0
+    for group, part in zip(groups, parts, strict=True):
+        through += len(group)
+        out.append((group[-1], through, len(part)))
+    return out

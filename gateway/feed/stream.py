@@ -27,7 +27,7 @@ from gateway import metrics
 from gateway.feed import direct, reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
-from gateway.feed.delivery import DeliveryOrder, LazyAcks
+from gateway.feed.delivery import DeliveryOrder, Frames, LazyAcks, per_group, per_item
 from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
@@ -114,9 +114,10 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if step.items and run.plain and step.live:  # the tail's frames, as they are
                 metrics.client_lag.observe(step.lag)
                 started = time.perf_counter()
-                yield b"".join([i.wire or run.renderer.one(i) for i in step.items])
+                parts = [i.wire or run.renderer.one(i) for i in step.items]
+                yield b"".join(parts)
                 metrics.emit_seconds.observe(time.perf_counter() - started)
-                await run.acks.written(step.items[-1], len(step.items))
+                await run.acks.written(step.items[-1], len(step.items), per_item(step.items, parts))
                 run.wrote()
                 continue
             chunk, written = await run.shape(step, now)
@@ -274,7 +275,7 @@ class _Run:
         keep-alive clock, correlation ids."""
         now, acks, last = self.loop.time(), self.acks, items[-1]
         first = not acks.count
-        acks.note(last, len(items), now)  # a tail item has no ack subject: never due at once
+        acks.note(last, len(items), now, per_item(items))  # a tail item is never due at once
         if first:
             self.feed.wake_by(acks.deadline())
         self.order.after, self.last_write = last.seq, now
@@ -311,9 +312,9 @@ class _Run:
             await self.feed.touch()
             self.touched = now
 
-    async def shape(self, step: _Step, now: float) -> tuple[bytes, tuple[Item, int] | None]:
+    async def shape(self, step: _Step, now: float) -> tuple[bytes, tuple[Item, int, Frames] | None]:
         """The bytes for the client (windows, format, overflow policy) and, when every one
-        of them is a delivery, the last item and count to acknowledge once written."""
+        of them is a delivery, the last item, count and frames to acknowledge once written."""
         ctl, items = self.ctl, step.items
         if items:
             metrics.client_lag.observe(step.lag)
@@ -325,6 +326,8 @@ class _Run:
         groups += self.pipeline.push(items, now)
         if skip is not None and ctl.policy is Policy.DROP_NEWEST:
             groups += self.pipeline.flush()  # held back by a window: still owed
+        if not self.renderer.batched or self.renderer.datastar:  # a frame per item: the trail's
+            groups = [[i] for g in groups for i in g]  # resolution (gateway/feed/trail.py)
         chunks = [self.renderer.group(g) for g in groups]
         if skip is not None:
             metrics.lags.inc()
@@ -333,7 +336,8 @@ class _Run:
             kept = skip.kept()
             chunks.append(skip.notice() + (self.renderer.group(kept) if kept else b""))
         if groups and skip is None:  # every byte is a delivery: ack once written
-            return b"".join(chunks), (groups[-1][-1], sum(map(len, groups)))
+            frames = per_group(groups, chunks)
+            return b"".join(chunks), (groups[-1][-1], frames[-1][1], frames)
         return b"".join(chunks), None
 
     def wrote(self) -> None:

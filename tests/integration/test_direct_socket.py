@@ -230,7 +230,7 @@ async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_ackn
         assert out is not None
         for n, frame in enumerate(frames):
             await send(_body(frame))
-            out.track(n, f"ack.{n}", n + 1)
+            out.track([(0, n, f"ack.{n}", n + 1)])
         await read.wait()
         progress = await eventually(lambda: _progress(out), lambda p: p[0] >= seen["at"])
         assert progress is not None
