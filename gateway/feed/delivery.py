@@ -114,17 +114,29 @@ class LazyAcks:
             self._trace = set()
         return self._trace
 
-    async def written(self, last: Item, count: int, frames: Frames | None = None) -> None:
-        """`count` items up to `last` went to the socket (in `frames`, see `note`)."""
-        if self.note(last, count, self.loop.time(), frames):
+    def expect(self, frames: Frames, parts: list[bytes]) -> bytes:
+        """`parts` (one frame each, `frames`) as one body for the socket's awaited path; the
+        trail places the frames as the transport takes the body (`Outgoing.expect`): a client
+        that leaves while the send waits for its drain may have part of it. Then
+        `written(..., placed=True)`."""
+        body = b"".join(parts)
+        if self.outgoing is not None and not self.outgoing.gone:
+            self.outgoing.expect(len(body), _ends(frames, self.noted))
+        return body
+
+    async def written(self, last: Item, count: int, placed: bool = False) -> None:
+        """`count` items up to `last` went to the socket (`placed`: by `expect`)."""
+        if self.note(last, count, self.loop.time(), placed=placed):
             await self.flush()
 
-    def note(self, last: Item, count: int, now: float, frames: Frames | None = None) -> bool:
+    def note(
+        self, last: Item, count: int, now: float, frames: Frames | None = None, placed: bool = False
+    ) -> bool:
         """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
         awaiting, as one write of `frames` ((last item of a frame, items through it in the
-        write, the frame's bytes), in order, the whole write; None: one frame); whether an
-        ack is due at once (half the capacity of consumer deliveries, past the marker that
-        waits for the peer)."""
+        write, the frame's bytes), in order, the whole write; None: one frame; `placed`: the
+        trail has them, `expect`); whether an ack is due at once (half the capacity of
+        consumer deliveries, past the marker that waits for the peer)."""
         if self.outgoing is not None and self.outgoing.gone:  # dropped by the server
             return False
         if not self.count:
@@ -132,7 +144,7 @@ class LazyAcks:
         self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
         self.noted += count
-        if self.outgoing is not None:  # where its frames end, for a client that lags (V4)
+        if self.outgoing is not None and not placed:  # where its frames end (V4, V7b-1)
             self.outgoing.track(_ends(frames, self.noted - count) if frames else
                                 [(0, last.seq, last.ack, self.noted)])  # fmt: skip
         return bool(self.subject) and self.count - self._marked() >= self.threshold
@@ -186,7 +198,8 @@ class LazyAcks:
         confirmed = None
         part = None if out is None else out.reached(self._acked)
         if part is not None and part[0] > self.moved:  # its host has this write (verify6 V4)
-            confirmed, left = (part[0], part[1]), min(self.count, self.noted - part[2])
+            # (frames placed by `expect` whose send never returned are past `noted`)
+            confirmed, left = (part[0], part[1]), max(0, min(self.count, self.noted - part[2]))
             done, self.count = self.count - left, left
             if mark is not None:  # the marker now covers `done` fewer writes, or is passed
                 mark = None if mark[3] <= done else (*mark[:3], mark[3] - done)
@@ -265,7 +278,7 @@ class LazyAcks:
             await self.feed.ack(subject)
         else:
             await self.feed.reset(seq + 1)
-        self.moved, self.ahead = seq, max(self.ahead, seq)
+        self.moved, self.ahead = max(self.moved, seq), max(self.ahead, seq)
         if self.count:  # later writes in flight
             await self._unblock()
         if self.feed.floor is not None:
@@ -285,11 +298,8 @@ def _ends(frames: Frames, before: int) -> list[Frame]:
     return out
 
 
-def per_item(items: list[Item], parts: list[bytes] | None = None) -> Frames | None:
-    """The frames of a write of one frame per item (`parts`: their bytes; None: their `wire`),
-    for `note`; None for one item (one frame)."""
-    if len(items) < 2:
-        return None
+def per_item(items: list[Item], parts: list[bytes] | None = None) -> Frames:
+    """The frames of a write of one frame per item (`parts`: their bytes; None: `wire`)."""
     sizes = map(len, parts) if parts is not None else (len(i.wire) for i in items)
     return [(i, n, size) for n, (i, size) in enumerate(zip(items, sizes, strict=True), 1)]
 

@@ -37,7 +37,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.feed import sockets
-from gateway.feed.trail import Frame, Trail
+from gateway.feed.trail import TRAIL, Frame, Trail
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 # what runs when a connection is lost, per protocol (`Lost`): one dict for the process, not an
@@ -172,20 +172,36 @@ class Outgoing:
         nothing was in flight, and one write in `TRAIL - KEEP` frames while the peer lags,
         samples the kernel's counters: two syscalls). Nothing without TCP counters or once
         the connection is gone."""
+        trail = self._placed()
+        if trail is not None and trail.add(frames):
+            self._prune(trail)
+
+    def expect(self, body: int, frames: list[Frame]) -> None:
+        """As `track`, for the chunk of a `body`-byte response body about to be sent through
+        the ASGI chain (`Trail.expect`: placed when the transport takes it)."""
+        trail = self._placed()
+        if trail is not None:
+            if len(trail.entries) > TRAIL:
+                self._prune(trail)
+            trail.expect(len(b"%x\r\n" % body) + body + 2, frames)
+
+    def _placed(self) -> Trail | None:
         trail = self._trail
         if trail is None:  # the first write since nothing was in flight: placed by a sample
             if self._tcp is None or self.gone:
-                return
+                return None
             try:
                 base = sum(self._sample())
             except OSError:  # closed under us
-                return
+                return None
             trail = self._trail = Trail(self._cycle.transport, base)
-        if trail.add(frames):
-            acked: int | None = None  # closed under us: only thinned
-            with contextlib.suppress(OSError):
-                acked = self._sample()[0]
-            trail.prune(acked)
+        return trail
+
+    def _prune(self, trail: Trail) -> None:
+        acked: int | None = None  # closed under us: only thinned
+        with contextlib.suppress(OSError):
+            acked = self._sample()[0]
+        trail.prune(acked)
 
     def reached(self, acked: int) -> tuple[int, str, int] | None:
         """The last tracked frame whose bytes all are within the peer's `acked` bytes (from

@@ -27,7 +27,7 @@ from gateway import metrics
 from gateway.feed import direct, reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
-from gateway.feed.delivery import DeliveryOrder, Frames, LazyAcks, per_group, per_item
+from gateway.feed.delivery import DeliveryOrder, LazyAcks, per_group, per_item
 from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
@@ -115,9 +115,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 metrics.client_lag.observe(step.lag)
                 started = time.perf_counter()
                 parts = [i.wire or run.renderer.one(i) for i in step.items]
-                yield b"".join(parts)
+                yield run.acks.expect(per_item(step.items, parts), parts)
                 metrics.emit_seconds.observe(time.perf_counter() - started)
-                await run.acks.written(step.items[-1], len(step.items), per_item(step.items, parts))
+                await run.acks.written(step.items[-1], len(step.items), placed=True)
                 run.wrote()
                 continue
             chunk, written = await run.shape(step, now)
@@ -126,7 +126,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 yield chunk
                 metrics.emit_seconds.observe(time.perf_counter() - started)
                 if written is not None:
-                    await run.acks.written(*written)
+                    await run.acks.written(*written, placed=True)
                 run.wrote()
             elif now >= run.last_write + run.keepalive_s:
                 yield comment("keep-alive")
@@ -275,7 +275,7 @@ class _Run:
         keep-alive clock, correlation ids."""
         now, acks, last = self.loop.time(), self.acks, items[-1]
         first = not acks.count
-        acks.note(last, len(items), now, per_item(items))  # a tail item is never due at once
+        acks.note(last, len(items), now, per_item(items) if items[1:] else None)  # never due
         if first:
             self.feed.wake_by(acks.deadline())
         self.order.after, self.last_write = last.seq, now
@@ -312,9 +312,9 @@ class _Run:
             await self.feed.touch()
             self.touched = now
 
-    async def shape(self, step: _Step, now: float) -> tuple[bytes, tuple[Item, int, Frames] | None]:
+    async def shape(self, step: _Step, now: float) -> tuple[bytes, tuple[Item, int] | None]:
         """The bytes for the client (windows, format, overflow policy) and, when every one
-        of them is a delivery, the last item, count and frames to acknowledge once written."""
+        of them is a delivery, the last item and count to acknowledge once written."""
         ctl, items = self.ctl, step.items
         if items:
             metrics.client_lag.observe(step.lag)
@@ -335,9 +335,9 @@ class _Run:
             self.order.skipped(skip.last)
             kept = skip.kept()
             chunks.append(skip.notice() + (self.renderer.group(kept) if kept else b""))
-        if groups and skip is None:  # every byte is a delivery: ack once written
-            frames = per_group(groups, chunks)
-            return b"".join(chunks), (groups[-1][-1], frames[-1][1], frames)
+        if groups and skip is None:  # every byte is a delivery: placed, acked once written
+            body = self.acks.expect(per_group(groups, chunks), chunks)
+            return body, (groups[-1][-1], sum(map(len, groups)))
         return b"".join(chunks), None
 
     def wrote(self) -> None:

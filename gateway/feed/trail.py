@@ -34,16 +34,27 @@ Entry = tuple[int, int, str, int]  # (end in `sent`, sequence, ack subject, item
 class Trail:
     """The entries of one connection's writes in flight (module docstring)."""
 
-    __slots__ = ("base", "entries", "sent", "write")
+    __slots__ = ("base", "entries", "pending", "sent", "write")
 
     def __init__(self, transport: Any, base: int) -> None:
         self.base = base
         self.sent, self.entries = 0, list[Entry]()
+        self.pending: tuple[int, list[Frame]] | None = None  # (its write's size, its frames)
         self.write, transport.write = transport.write, self._count
 
     def _count(self, data: bytes) -> None:
         self.sent += len(data)
         self.write(data)
+        pending, self.pending = self.pending, None
+        if pending is not None and pending[0] == len(data):  # the write `expect` announced
+            self.add(pending[1])
+
+    def expect(self, size: int, frames: list[Frame]) -> None:
+        """The next write (`size` bytes) carries `frames`: they are placed as the transport
+        takes it, not once the caller's send returns (an awaited send waits for the drain,
+        and a client that leaves meanwhile may have acknowledged part of the write). A next
+        write of another size places nothing (at worst fewer entries, never a wrong one)."""
+        self.pending = (size, frames)
 
     def add(self, frames: list[Frame]) -> bool:
         """Remember `frames`, the frames of the write just counted, in order (an end is the

@@ -113,7 +113,7 @@ async def test_slow_and_bursty_named_readers_return_by_client_id_right_after_wha
     await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 2)
     stop = asyncio.Event()
     reading = [asyncio.create_task(r.read(stop)) for r in readers]
-    published = await _append(nc, nats_settings, readers, 100, 4.0)
+    published = await _append(nc, nats_settings, readers, 160, 5.0)
     await asyncio.sleep(0.7)  # the bursty one read again
     stop.set()
     await asyncio.gather(*reading)
