@@ -5,7 +5,7 @@ event once and in order (`DeliveryOrder`), and the writes acknowledged lazily
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from nats.aio.msg import Msg
@@ -18,7 +18,7 @@ from gateway.feed.window import Item
 
 INF = float("inf")
 # a write's frames: (the last item in the frame, items through it in the write, its bytes)
-Frames = Sequence[tuple[Item, int, int]]
+Frames = Sequence[tuple[Item, int, bytes]]
 log = structlog.get_logger()
 
 
@@ -114,12 +114,11 @@ class LazyAcks:
             self._trace = set()
         return self._trace
 
-    def expect(self, frames: Frames, parts: list[bytes]) -> bytes:
-        """`parts` (one frame each, `frames`) as one body for the socket's awaited path; the
-        trail places the frames as the transport takes the body (`Outgoing.expect`): a client
-        that leaves while the send waits for its drain may have part of it. Then
-        `written(..., placed=True)`."""
-        body = b"".join(parts)
+    def expect(self, frames: Frames) -> bytes:
+        """`frames` as one body for the socket's awaited path; the trail places them as the
+        transport takes the body (`Outgoing.expect`): a client that leaves while the send
+        waits for its drain may have part of it. Then `written(..., placed=True)`."""
+        body = b"".join([part for _, _, part in frames])
         if self.outgoing is not None and not self.outgoing.gone:
             self.outgoing.expect(len(body), _ends(frames, self.noted))
         return body
@@ -290,24 +289,25 @@ class LazyAcks:
 
 def _ends(frames: Frames, before: int) -> list[Frame]:
     """`frames` of one write as `Outgoing.track` takes them; `before`: items noted before it."""
-    after = sum(size for _, _, size in frames)
+    after = sum(len(part) for _, _, part in frames)
     out = []
-    for item, through, size in frames:
-        after -= size
+    for item, through, part in frames:
+        after -= len(part)
         out.append((after, item.seq, item.ack, before + through))
     return out
 
 
-def per_item(items: list[Item], parts: list[bytes] | None = None) -> Frames:
-    """The frames of a write of one frame per item (`parts`: their bytes; None: `wire`)."""
-    sizes = map(len, parts) if parts is not None else (len(i.wire) for i in items)
-    return [(i, n, size) for n, (i, size) in enumerate(zip(items, sizes, strict=True), 1)]
+def per_item(items: list[Item], render: Callable[[Item], bytes] | None = None) -> Frames:
+    """The frames of a write of one frame per item: its `wire`, else `render(item)`."""
+    if render is None:
+        return [(i, n, i.wire) for n, i in enumerate(items, 1)]
+    return [(i, n, i.wire or render(i)) for n, i in enumerate(items, 1)]
 
 
 def per_group(groups: list[list[Item]], parts: list[bytes]) -> Frames:
     """The frames of a write of one frame per group of items (`parts`), for `note`."""
-    out, through = list[tuple[Item, int, int]](), 0
+    out, through = list[tuple[Item, int, bytes]](), 0
     for group, part in zip(groups, parts, strict=True):
         through += len(group)
-        out.append((group[-1], through, len(part)))
+        out.append((group[-1], through, part))
     return out

@@ -114,8 +114,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if step.items and run.plain and step.live:  # the tail's frames, as they are
                 metrics.client_lag.observe(step.lag)
                 started = time.perf_counter()
-                parts = [i.wire or run.renderer.one(i) for i in step.items]
-                yield run.acks.expect(per_item(step.items, parts), parts)
+                yield run.acks.expect(per_item(step.items, run.renderer.one))
                 metrics.emit_seconds.observe(time.perf_counter() - started)
                 await run.acks.written(step.items[-1], len(step.items), placed=True)
                 run.wrote()
@@ -336,8 +335,8 @@ class _Run:
             kept = skip.kept()
             chunks.append(skip.notice() + (self.renderer.group(kept) if kept else b""))
         if groups and skip is None:  # every byte is a delivery: placed, acked once written
-            body = self.acks.expect(per_group(groups, chunks), chunks)
-            return body, (groups[-1][-1], sum(map(len, groups)))
+            frames = per_group(groups, chunks)
+            return self.acks.expect(frames), (groups[-1][-1], frames[-1][1])
         return b"".join(chunks), None
 
     def wrote(self) -> None:

@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client
 
 from common.settings import NatsSettings
+from tests.support import chunked
 from tests.support.feeds import feed, make, publish
 from tests.support.gateways import Http, Start, metric
 from tests.support.waiting import eventually
@@ -66,13 +67,8 @@ class Reader:
 
     def ids(self) -> list[int]:
         """The ids of the whole `todo_added` frames the client read."""
-        head = self.raw.find(b"\r\n\r\n")
-        body, at = bytearray(), head + 4
-        while (end := self.raw.find(b"\r\n", at)) > 0:  # <hex size>CRLF <data> CRLF
-            size = int(self.raw[at:end], 16)
-            body += self.raw[end + 2 : end + 2 + size]
-            at = end + 2 + size + 2
-        blocks = bytes(body).decode(errors="replace").split("\n\n")[:-1]
+        body = chunked.streamed(bytes(self.raw[self.raw.find(b"\r\n\r\n") + 4 :]))
+        blocks = body.decode(errors="replace").split("\n\n")[:-1]
         return [int(line[4:]) for b in blocks if "event: todo_added" in b
                 for line in b.splitlines() if line.startswith("id: ")]  # fmt: skip
 

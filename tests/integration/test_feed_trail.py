@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from gateway.feed import direct, trail
 from gateway.security.deadlines import header_deadline
 from tests.integration.test_direct_socket import START, _body, _serve
+from tests.support import chunked
 
 REPEATS = 16  # frames read that a return may send again (docs/architecture.md, (4))
 
@@ -65,12 +66,7 @@ async def _write(
 
 def _read_ids(body: bytes) -> list[int]:
     """The ids of the whole frames in `body` (raw chunked bytes from the first chunk on)."""
-    data, at = bytearray(), 0
-    while (end := body.find(b"\r\n", at)) > 0:
-        size = int(body[at:end], 16)
-        data += body[end + 2 : end + 2 + size]
-        at = end + 2 + size + 2
-    return [int(b.split(b"\n")[0][4:]) for b in bytes(data).split(b"\n\n")[:-1]]
+    return [int(b.split(b"\n")[0][4:]) for b in chunked.streamed(body).split(b"\n\n")[:-1]]
 
 
 async def _reader(port: int, rate: int, on: float, off: float, stop: asyncio.Event) -> Any:
