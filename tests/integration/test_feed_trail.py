@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from gateway.feed import direct, trail
 from gateway.security.deadlines import header_deadline
-from tests.integration.test_direct_socket import START, _body, _serve
+from tests.integration.test_direct_socket import START, _body, _serve, small_window_get
 from tests.support import chunked
 
 REPEATS = 16  # frames read that a return may send again (docs/architecture.md, (4))
@@ -70,12 +70,7 @@ def _read_ids(body: bytes) -> list[int]:
 
 
 async def _reader(port: int, rate: int, on: float, off: float, stop: asyncio.Event) -> Any:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    sock, loop = await small_window_get(port), asyncio.get_running_loop()
     raw, begun = bytearray(), time.monotonic()
     while b"\r\n\r\n" not in raw:
         raw += await loop.sock_recv(sock, 1)
