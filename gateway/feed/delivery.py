@@ -5,6 +5,7 @@ event once and in order (`DeliveryOrder`), and the writes acknowledged lazily
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 
 import structlog
 from nats.aio.msg import Msg
@@ -12,9 +13,12 @@ from nats.aio.msg import Msg
 from common.jetstream import ack_position
 from gateway.feed.client import ClientFeed
 from gateway.feed.direct import Outgoing
+from gateway.feed.trail import Frame
 from gateway.feed.window import Item
 
 INF = float("inf")
+# a write's frames: (the last item in the frame, items through it in the write, its bytes)
+Frames = Sequence[tuple[Item, int, bytes]]
 log = structlog.get_logger()
 
 
@@ -113,15 +117,28 @@ class LazyAcks:
             self._trace = set()
         return self._trace
 
-    async def written(self, last: Item, count: int) -> None:
-        """`count` items up to `last` went to the socket."""
-        if self.note(last, count, self.loop.time()):
+    def expect(self, frames: Frames) -> bytes:
+        """`frames` as one body for the socket's awaited path; the trail places them as the
+        transport takes the body (`Outgoing.expect`): a client that leaves while the send
+        waits for its drain may have part of it. Then `written(..., placed=True)`."""
+        body = b"".join([part for _, _, part in frames])
+        if self.outgoing is not None and not self.outgoing.gone:
+            self.outgoing.expect(len(body), _ends(frames, self.noted))
+        return body
+
+    async def written(self, last: Item, count: int, placed: bool = False) -> None:
+        """`count` items up to `last` went to the socket (`placed`: by `expect`)."""
+        if self.note(last, count, self.loop.time(), placed=placed):
             await self.flush()
 
-    def note(self, last: Item, count: int, now: float) -> bool:
+    def note(
+        self, last: Item, count: int, now: float, frames: Frames | None = None, placed: bool = False
+    ) -> bool:
         """`count` items up to `last` went to the socket at `now` (event-loop seconds), never
-        awaiting; whether an ack is due at once (half the capacity of consumer deliveries,
-        past the marker that waits for the peer)."""
+        awaiting, as one write of `frames` ((last item of a frame, items through it in the
+        write, the frame's bytes), in order, the whole write; None: one frame; `placed`: the
+        trail has them, `expect`); whether an ack is due at once (half the capacity of
+        consumer deliveries, past the marker that waits for the peer)."""
         if self.outgoing is not None and self.outgoing.gone:  # dropped by the server
             return False
         if not self.count:
@@ -129,8 +146,9 @@ class LazyAcks:
         self._spill = bool(self.outgoing is not None and self.outgoing.held())
         self.subject, self.seq, self.count = last.ack, last.seq, self.count + count
         self.noted += count
-        if self.outgoing is not None:  # where this write ends, for a stalled client (V4)
-            self.outgoing.track(last.seq, last.ack, self.noted)
+        if self.outgoing is not None and not placed:  # where its frames end (V4, V7b-1)
+            self.outgoing.track(_ends(frames, self.noted - count) if frames else
+                                [(0, last.seq, last.ack, self.noted)])  # fmt: skip
         return bool(self.subject) and self.count - self._marked() >= self.threshold
 
     def _marked(self) -> int:
@@ -183,7 +201,8 @@ class LazyAcks:
         confirmed = None
         part = None if out is None else out.reached(self._acked)
         if part is not None and part[0] > self.moved:  # its host has this write (verify6 V4)
-            confirmed, left = (part[0], part[1]), min(self.count, self.noted - part[2])
+            # (frames placed by `expect` whose send never returned are past `noted`)
+            confirmed, left = (part[0], part[1]), max(0, min(self.count, self.noted - part[2]))
             done, self.count = self.count - left, left
             if mark is not None:  # the marker now covers `done` fewer writes, or is passed
                 mark = None if mark[3] <= done else (*mark[:3], mark[3] - done)
@@ -262,7 +281,7 @@ class LazyAcks:
             await self.feed.ack(subject)
         else:
             await self.feed.reset(seq + 1)
-        self.moved, self.ahead = seq, max(self.ahead, seq)
+        self.moved, self.ahead = max(self.moved, seq), max(self.ahead, seq)
         if self.count:  # later writes in flight
             await self._unblock()
         if self.feed.floor is not None:
@@ -276,3 +295,29 @@ def _phase(client_id: str) -> float:
     """The share (0.5 to 1) of a move interval this feed waits: fixed per client id (its
     hash), spread evenly over the feeds of a process."""
     return 0.5 + (hash(client_id) & 1023) / 2046
+
+
+def _ends(frames: Frames, before: int) -> list[Frame]:
+    """`frames` of one write as `Outgoing.track` takes them; `before`: items noted before it."""
+    after = sum(len(part) for _, _, part in frames)
+    out = []
+    for item, through, part in frames:
+        after -= len(part)
+        out.append((after, item.seq, item.ack, before + through))
+    return out
+
+
+def per_item(items: list[Item], render: Callable[[Item], bytes] | None = None) -> Frames:
+    """The frames of a write of one frame per item: its `wire`, else `render(item)`."""
+    if render is None:
+        return [(i, n, i.wire) for n, i in enumerate(items, 1)]
+    return [(i, n, i.wire or render(i)) for n, i in enumerate(items, 1)]
+
+
+def per_group(groups: list[list[Item]], parts: list[bytes]) -> Frames:
+    """The frames of a write of one frame per group of items (`parts`), for `note`."""
+    out, through = list[tuple[Item, int, bytes]](), 0
+    for group, part in zip(groups, parts, strict=True):
+        through += len(group)
+        out.append((group[-1], through, part))
+    return out

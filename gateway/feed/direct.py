@@ -27,7 +27,6 @@ turning this path off.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import contextvars
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from gateway.feed import sockets
+from gateway.feed.trail import TRAIL, Frame, Trail
 
 _SEND: contextvars.ContextVar[Send | None] = contextvars.ContextVar("raw_send", default=None)
 # what runs when a connection is lost, per protocol (`Lost`): one dict for the process, not an
@@ -119,39 +119,12 @@ class Socket:
         return True
 
 
-class _Trail:
-    """Where recent writes of a connection end (verify6 V4): its transport's `write` is wrapped
-    to count the bytes it is handed (`sent`: one addition per write); `base` is that count's
-    origin in the kernel's count (acknowledged + queued when it was made). Holds at most
-    `TRAIL` entries (`sent` after the write, sequence, ack subject, items noted). When full
-    (`Outgoing._prune`) the kernel's counters are sampled: the writes the peer acknowledged
-    are dropped but the last of them (a move's candidate), and if the rest still fill it,
-    every second one of its newer half: the oldest unacknowledged writes, the next the peer
-    reaches, stay one by one (verify7 V7-1: halving it evenly lost them, and a client that
-    stalled early came back at its first position). One sample per `TRAIL // 2` writes at
-    most, on a connection with unacknowledged writes only."""
-
-    __slots__ = ("base", "entries", "sent", "write")
-
-    def __init__(self, transport: Any, base: int) -> None:
-        self.base = base
-        self.sent, self.entries = 0, list[tuple[int, int, str, int]]()
-        self.write, transport.write = transport.write, self._count
-
-    def _count(self, data: bytes) -> None:
-        self.sent += len(data)
-        self.write(data)
-
-
-TRAIL = 16  # writes a connection remembers at most while its peer has not acknowledged them
-
-
 class Outgoing:
     """How far a started response's bytes got (see `outgoing`): handed to the transport,
     to the kernel, acknowledged by the peer's TCP. On a TCP socket it samples the kernel's
     counters once more when the connection is lost, just before the transport closes the
     socket (it wraps the protocol's `connection_lost`): what a client that left had got.
-    Where recent writes end is tracked from the first `track` on (`_Trail`)."""
+    Where recent frames end is tracked from the first `track` on (`gateway/feed/trail.py`)."""
 
     __slots__ = ("_cycle", "_final", "_lost", "_tcp", "_trail", "exact")
 
@@ -160,7 +133,7 @@ class Outgoing:
         self._final: tuple[int, int] | None = None
         self.exact = False  # `_final` was sampled before the transport dropped anything (a cut)
         self._lost: Any = None
-        self._trail: _Trail | None = None  # from the first `track` on
+        self._trail: Trail | None = None  # from the first `track` on
         if tcp is not None:
             protocol = cycle.transport.get_protocol()
             if not on_lost(protocol, self._sample_final):  # a protocol without hooks: patched
@@ -193,49 +166,48 @@ class Outgoing:
                 self._final, self.exact = self._sample(), True
         self._cycle.transport.abort()
 
-    def track(self, seq: int, subject: str, noted: int) -> None:
-        """A write of frames up to stream sequence `seq` (ack subject `subject`, the `noted`th
-        item written) was handed to the transport just now: remember where its bytes end, O(1)
-        amortized (the first write since nothing was in flight, and one in `TRAIL // 2` while
-        the peer lags, samples the kernel's counters: two syscalls). Nothing without TCP
-        counters or once the connection is gone."""
+    def track(self, frames: list[Frame]) -> None:
+        """The frames of a write just handed to the transport, in order (`trail.Frame`):
+        remember where their bytes end, O(1) amortized per frame (the first write since
+        nothing was in flight, and one write in `TRAIL - KEEP` frames while the peer lags,
+        samples the kernel's counters: two syscalls). Nothing without TCP counters or once
+        the connection is gone."""
+        trail = self._placed()
+        if trail is not None and trail.add(frames):
+            self._prune(trail)
+
+    def expect(self, body: int, frames: list[Frame]) -> None:
+        """As `track`, for the chunk of a `body`-byte response body about to be sent through
+        the ASGI chain (`Trail.expect`: placed when the transport takes it)."""
+        trail = self._placed()
+        if trail is not None:
+            if len(trail.entries) > TRAIL:
+                self._prune(trail)
+            trail.expect(len(b"%x\r\n" % body) + body + 2, frames)
+
+    def _placed(self) -> Trail | None:
         trail = self._trail
         if trail is None:  # the first write since nothing was in flight: placed by a sample
             if self._tcp is None or self.gone:
-                return
+                return None
             try:
-                acked, flight = self._sample()
+                base = sum(self._sample())
             except OSError:  # closed under us
-                return
-            trail = self._trail = _Trail(self._cycle.transport, acked + flight)
-        if len(trail.entries) >= TRAIL:
-            self._prune(trail)
-        trail.entries.append((trail.sent, seq, subject, noted))
+                return None
+            trail = self._trail = Trail(self._cycle.transport, base)
+        return trail
 
-    def _prune(self, trail: _Trail) -> None:
-        entries = trail.entries
-        with contextlib.suppress(OSError):  # closed under us: only thinned
-            acked = self._sample()[0] - trail.base
-            at = bisect.bisect_right(entries, acked, key=_end)
-            del entries[: max(0, at - 1)]
-        if len(entries) >= TRAIL:
-            half = TRAIL // 2
-            entries[half:] = entries[half::2]
+    def _prune(self, trail: Trail) -> None:
+        acked: int | None = None  # closed under us: only thinned
+        with contextlib.suppress(OSError):
+            acked = self._sample()[0]
+        trail.prune(acked)
 
     def reached(self, acked: int) -> tuple[int, str, int] | None:
-        """The last tracked write whose bytes all are within the peer's `acked` bytes (from
+        """The last tracked frame whose bytes all are within the peer's `acked` bytes (from
         `progress`): (sequence, ack subject, items noted), forgetting it and those before it;
         None when there is none (or where writes end is not known yet)."""
-        trail = self._trail
-        if trail is None or not trail.entries:
-            return None
-        entries, within = trail.entries, acked - trail.base
-        at = bisect.bisect_right(entries, within, key=_end)
-        if not at:
-            return None
-        _, seq, subject, noted = entries[at - 1]
-        del entries[:at]
-        return seq, subject, noted
+        return None if self._trail is None else self._trail.reached(acked)
 
     def settle(self) -> None:
         """Nothing is in flight: forget the tracked writes (the transport's `write` unwrapped),
@@ -272,10 +244,6 @@ class Outgoing:
         assert self._tcp is not None
         acked, queued = sockets.sent(self._tcp)
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
-
-
-def _end(entry: tuple[int, int, str, int]) -> int:
-    return entry[0]
 
 
 def cut(outgoing: Outgoing | None = None) -> Callable[[], None] | None:
@@ -343,7 +311,10 @@ def outgoing() -> Outgoing | None:
         return None
     if not ready or not isinstance(cycle.disconnected, bool):
         return None
-    return Outgoing(cycle, sockets.tcp(cycle.transport.get_extra_info("socket")))
+    tcp = sockets.tcp(cycle.transport.get_extra_info("socket"))
+    if tcp is not None:  # a slow client's unacknowledged range stays small (V7b-1)
+        sockets.bound_unsent(tcp)
+    return Outgoing(cycle, tcp)
 
 
 def socket() -> Socket | None:

@@ -27,7 +27,7 @@ from gateway import metrics
 from gateway.feed import direct, reading
 from gateway.feed.client import ClientFeed
 from gateway.feed.controls import Controls
-from gateway.feed.delivery import DeliveryOrder, LazyAcks
+from gateway.feed.delivery import DeliveryOrder, LazyAcks, per_group, per_item
 from gateway.feed.pipeline import Pipeline, Renderer
 from gateway.feed.policy import Policy, Skip, overflowing, unbounded_notice
 from gateway.feed.process import Background
@@ -114,9 +114,9 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
             if step.items and run.plain and step.live:  # the tail's frames, as they are
                 metrics.client_lag.observe(step.lag)
                 started = time.perf_counter()
-                yield b"".join([i.wire or run.renderer.one(i) for i in step.items])
+                yield run.acks.expect(per_item(step.items, run.renderer.one))
                 metrics.emit_seconds.observe(time.perf_counter() - started)
-                await run.acks.written(step.items[-1], len(step.items))
+                await run.acks.written(step.items[-1], len(step.items), placed=True)
                 run.wrote()
                 continue
             chunk, written = await run.shape(step, now)
@@ -125,7 +125,7 @@ async def events(session: Session, hello: bytes) -> AsyncIterator[bytes]:
                 yield chunk
                 metrics.emit_seconds.observe(time.perf_counter() - started)
                 if written is not None:
-                    await run.acks.written(*written)
+                    await run.acks.written(*written, placed=True)
                 run.wrote()
             elif now >= run.last_write + run.keepalive_s:
                 yield comment("keep-alive")
@@ -274,7 +274,7 @@ class _Run:
         keep-alive clock, correlation ids."""
         now, acks, last = self.loop.time(), self.acks, items[-1]
         first = not acks.count
-        acks.note(last, len(items), now)  # a tail item has no ack subject: never due at once
+        acks.note(last, len(items), now, per_item(items) if items[1:] else None)  # never due
         if first:
             self.feed.wake_by(acks.deadline())
         self.order.after, self.last_write = last.seq, now
@@ -325,6 +325,8 @@ class _Run:
         groups += self.pipeline.push(items, now)
         if skip is not None and ctl.policy is Policy.DROP_NEWEST:
             groups += self.pipeline.flush()  # held back by a window: still owed
+        if not self.renderer.batched or self.renderer.datastar:  # a frame per item: the trail's
+            groups = [[i] for g in groups for i in g]  # resolution (gateway/feed/trail.py)
         chunks = [self.renderer.group(g) for g in groups]
         if skip is not None:
             metrics.lags.inc()
@@ -332,8 +334,9 @@ class _Run:
             self.order.skipped(skip.last)
             kept = skip.kept()
             chunks.append(skip.notice() + (self.renderer.group(kept) if kept else b""))
-        if groups and skip is None:  # every byte is a delivery: ack once written
-            return b"".join(chunks), (groups[-1][-1], sum(map(len, groups)))
+        if groups and skip is None:  # every byte is a delivery: placed, acked once written
+            frames = per_group(groups, chunks)
+            return self.acks.expect(frames), (groups[-1][-1], frames[-1][1])
         return b"".join(chunks), None
 
     def wrote(self) -> None:

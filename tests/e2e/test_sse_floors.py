@@ -138,11 +138,14 @@ async def test_a_consumer_is_never_moved_past_bytes_still_held_in_the_gateways_t
 
 
 async def _frames(reader: asyncio.StreamReader) -> list[Message]:
-    """Every whole SSE message the client can still read, to the connection's end."""
-    data = b""
-    with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, ValueError):
-        while piece := await chunked.chunk(reader):
-            data += piece
+    """Every whole SSE message the client can still read, to the connection's end (a chunk
+    cut short still brings the messages it carried whole: the trail places the consumer
+    within a write, verify7b V7b-1)."""
+    raw = b""
+    with contextlib.suppress(ConnectionError):
+        while piece := await reader.read(1 << 16):
+            raw += piece
+    data = chunked.streamed(raw)
     out = []
     for block in data.decode().split("\n\n")[:-1]:
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
@@ -247,7 +250,10 @@ async def test_a_named_clients_new_connection_takes_over_from_its_stuck_one_with
     )
     async with feed(probe, topics="todo_list:stuck", client_id="stuck") as again:
         after = [m.id for m in await _until_id(again, published[-1]) if m.event == "todo_added"]
-    assert after == published  # the stuck one's client read nothing: everything, once
+    # the stuck one's client read nothing: everything after what its host acknowledged (its
+    # 8 KiB receive buffer and its reader's 8 KiB: ~13 frames, lost as the cut resets it),
+    # in order, no gap after it
+    assert after[0] <= published[0] + 16 and after == published[published.index(after[0]) :]
     # the older connection was ended: its reader reaches the end (after what the kernel held)
     old = [m.id for m in await asyncio.wait_for(_frames(reader), 10) if m.event == "todo_added"]
     writer.close()

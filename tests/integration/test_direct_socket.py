@@ -230,7 +230,7 @@ async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_ackn
         assert out is not None
         for n, frame in enumerate(frames):
             await send(_body(frame))
-            out.track(n, f"ack.{n}", n + 1)
+            out.track([(0, n, f"ack.{n}", n + 1)])
         await read.wait()
         progress = await eventually(lambda: _progress(out), lambda p: p[0] >= seen["at"])
         assert progress is not None
@@ -243,12 +243,7 @@ async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_ackn
         await send(_body(b"", more=False))
 
     async with _serve(app, "httptools") as port:
-        sock = sockets.socket()
-        sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        loop = asyncio.get_running_loop()
-        await loop.sock_connect(sock, ("127.0.0.1", port))
-        await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        sock, loop = await small_window_get(port), asyncio.get_running_loop()
         data = b""
         while b"first\n\r\n" not in data:  # the head and the first chunk
             data += await loop.sock_recv(sock, 1)
@@ -270,6 +265,17 @@ async def test_a_stalled_peer_is_known_to_have_every_tracked_write_its_host_ackn
     assert seen["reached"] == (found, f"ack.{found}", found + 1)
     assert seen["again"] is None  # forgotten once reached
     assert seen["wrapped"] and seen["unwrapped"]
+
+
+async def small_window_get(port: int) -> sockets.socket:
+    """A non-blocking raw socket with a 4 KiB receive buffer that sent `GET /` to `port`."""
+    sock = sockets.socket()
+    sock.setsockopt(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    return sock
 
 
 async def _progress(out: direct.Outgoing) -> tuple[int, int]:

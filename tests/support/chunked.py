@@ -31,3 +31,15 @@ async def body(reader: asyncio.StreamReader) -> list[bytes]:
     while found := await chunk(reader):
         chunks.append(found)
     return chunks
+
+
+def streamed(raw: bytes) -> bytes:
+    """The data of the chunks in `raw` (a chunked body from its first chunk on, maybe cut
+    anywhere), the last one as far as it came: what a streaming client (EventSource) has
+    seen, which dispatches each message as its bytes arrive, not each chunk as a whole."""
+    data, at = bytearray(), 0
+    while (end := raw.find(b"\r\n", at)) > 0:  # <hex size>CRLF <data> CRLF
+        size = int(raw[at:end], 16)
+        data += raw[end + 2 : end + 2 + size]
+        at = end + 2 + size + 2
+    return bytes(data)
