@@ -85,6 +85,12 @@ class Versions:
         self._loaded = False  # the events logged since the last write are folded
         self._whole = False  # no aggregate outside `_cache` has a written state
 
+    @property
+    def aggregates(self) -> int:
+        """How many aggregates' states are in memory (at most `cached`): after a rebuild's
+        first pass, every aggregate of the history up to that bound."""
+        return len(self._cache)
+
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Fold the events appended since the states were last written (after a restart)."""
         rows = con.execute(
