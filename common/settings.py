@@ -125,7 +125,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "catchup_batch_size": "events per transaction at most while more than batch_size wait",
         "catchup_batch_max": "events per transaction at most while catching up over many "
         "aggregates (twice the aggregates known, from catchup_batch_size up to this; "
-        "~2 KB of memory per event)",
+        "~4 KB of projector memory per event of it)",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
         "sql_timeout_s": "time limit of an ad-hoc SQL query, counted from its arrival",
