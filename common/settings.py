@@ -123,6 +123,9 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "batch_size": "events applied per DuckDB transaction at most when not catching up",
         "batch_ms": "longest wait to fill a batch",
         "catchup_batch_size": "events per transaction at most while more than batch_size wait",
+        "catchup_batch_max": "events per transaction at most while catching up over many "
+        "aggregates (twice the aggregates known, from catchup_batch_size up to this; "
+        "~4 KB of projector memory per event of it)",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
         "sql_timeout_s": "time limit of an ad-hoc SQL query, counted from its arrival",
@@ -143,6 +146,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     batch_size: int = 1000
     batch_ms: int = 50
     catchup_batch_size: int = 50_000
+    catchup_batch_max: int = 250_000
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000

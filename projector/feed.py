@@ -13,9 +13,14 @@ batches wait, so a slow DuckDB back-pressures the server instead of filling memo
 consumer's `max_ack_pending` bounds the same window on the server side. One AckAll on the
 last message of a batch acknowledges the whole batch, after its commit.
 
-Catching up, a batch grows to `catchup_size` while the server reports more than `size`
-messages pending: the DuckDB stage pays per statement (see projections/bulk.py), so
-larger batches amortise it. A live tail (pending at or below `size`) keeps `size`.
+Catching up, a batch grows to `catchup` events while the server reports more than `size`
+messages pending: the DuckDB stage pays per statement and per aggregate a batch touches
+(an example projection rewrites each touched list's row, the `versions` check writes
+each touched state), so larger batches amortise it. `catchup` follows the aggregates the
+replica knows (`catchup_size`: twice as many events, between `catchup_size` and
+`catchup_max`), so a catch-up batch touches each aggregate about as often at 5M events
+as at 1M (docs/architecture.md, "Catch-up batches sized to the aggregates"). A live tail
+(pending at or below `size`) keeps `size`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,18 @@ from common.jetstream import (
 )
 
 Delivery = tuple[int, str, bytes]  # stream sequence, subject, body
+PER_AGGREGATE = 2  # catch-up events per aggregate known (the `versions` check's PER_STATE)
 _json = msgspec.json.Encoder()
+
+
+def catchup_size(aggregates: int, floor: int, cap: int) -> int:
+    """Events in a catch-up batch over a history of `aggregates` aggregates (those the
+    `versions` check keeps in memory): `PER_AGGREGATE` x `aggregates`, at least `floor`
+    and at most `cap` (at least `floor`). Per aggregate a batch touches, applying costs
+    about the aggregate's size (a rewritten row, a written state), so a batch growing with
+    the aggregates keeps that cost per event the same as a history grows
+    (docs/benchmarks.md, "Issue 16, session 8")."""
+    return max(floor, min(cap, PER_AGGREGATE * aggregates))
 
 
 class FeedLost(Exception):
@@ -67,7 +83,8 @@ class Batch:
 class Feed:
     """A durable pull consumer `durable` on `stream`, filtered to `subject`, delivering
     from `after` + 1 in `Batch`es: `size` messages (`catchup_size` while more than `size`
-    wait), or what came within `linger_s` seconds of the first. At most `credit_batches` x
+    wait; `catchup` may be moved up to `catchup_max` by `follow`), or what came within
+    `linger_s` seconds of the first. At most `credit_batches` x
     `size` messages are requested ahead and `max_ready` full batches held; no message or
     heartbeat for 3 x `heartbeat_s` seconds re-issues the pull requests. `next` raises
     `FeedLost` when the consumer is deleted or a delivery is missing (recreate the feed)."""
@@ -85,10 +102,12 @@ class Feed:
         max_ready: int = 2,
         heartbeat_s: float = 2.0,
         catchup_size: int = 0,
+        catchup_max: int = 0,
     ) -> None:
         self.nc, self.stream, self.durable, self.subject = nc, stream, durable, subject
         self.after, self.size, self.linger_s = after, size, linger_s
-        self.catchup = max(size, catchup_size)
+        self.catchup = self.catchup_floor = max(size, catchup_size)
+        self.catchup_max = max(self.catchup, catchup_max)
         self.max_credit, self.max_ready = credit_batches * size, max_ready
         self.heartbeat_s = heartbeat_s
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
@@ -126,7 +145,7 @@ class Feed:
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.after else DeliverPolicy.ALL,
                 opt_start_seq=self.after + 1 if self.after else None,
                 filter_subject=self.subject,
-                max_ack_pending=self.max_credit + (self.max_ready + 2) * self.catchup,
+                max_ack_pending=self.max_credit + (self.max_ready + 2) * self.catchup_max,
                 ack_wait=60,
                 max_waiting=64,
             ),
@@ -148,6 +167,11 @@ class Feed:
         if delete:
             with contextlib.suppress(Exception):
                 await self.nc.jetstream().delete_consumer(self.stream, self.durable)
+
+    def follow(self, aggregates: int) -> None:
+        """Size the next catch-up batches for a history of `aggregates` aggregates
+        (`catchup_size`); the batch being filled is cut at the new size."""
+        self.catchup = catchup_size(aggregates, self.catchup_floor, self.catchup_max)
 
     async def ack(self, batch: Batch) -> None:
         """AckAll up to the batch's last message; call only after its commit."""

@@ -63,6 +63,7 @@ async def serve(
         f"{durable}-rebuild",
         max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
         halt,
+        settings.catchup_batch_max,
     )
     stop_queries: Callable[[], None] = lambda: None  # noqa: E731
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
@@ -128,6 +129,7 @@ async def _follow(
             settings.batch_size,
             settings.batch_ms / 1000,
             catchup_size=settings.catchup_batch_size,
+            catchup_max=settings.catchup_batch_max,
         )
         try:
             await feed.start()
@@ -187,6 +189,7 @@ async def _apply_from(
                 )
                 await loop.run_in_executor(applier, work)
                 await feed.ack(batch)
+                feed.follow(model.versions.aggregates)  # catch-up batches grow with them
             await _applied(nc, subjects, settings.name, replica, model, batch.pending)
             taken = await (_take(feed, stop) if ahead is None else ahead)
             ahead = None

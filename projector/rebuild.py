@@ -44,15 +44,24 @@ class Status(msgspec.Struct, kw_only=True):
 
 class Rebuilder:
     """Rebuilds projections into a fresh file beside the live one, from a consumer of its
-    own (`durable`, batches of `batch_size`), while the live file answers; then pauses the
+    own (`durable`, batches of `batch_size`, growing with the aggregates up to
+    `catchup_max`: `projector.feed.catchup_size`), while the live file answers; then pauses the
     live feed, catches up to its checkpoint and swaps the rebuilt tables in. One rebuild
     at a time; `status` says how far it is, `halt` as the replica's `on_poison`."""
 
     def __init__(
-        self, nc: Client, stream: str, subject: str, durable: str, batch_size: int, halt: bool
+        self,
+        nc: Client,
+        stream: str,
+        subject: str,
+        durable: str,
+        batch_size: int,
+        halt: bool,
+        catchup_max: int = 0,
     ) -> None:
         self.nc, self.stream, self.subject = nc, stream, subject
         self.durable, self.batch_size, self.halt = durable, batch_size, halt
+        self.catchup_max = catchup_max
         self.status = Status()
         self.task: asyncio.Task[None] | None = None
 
@@ -71,7 +80,10 @@ class Rebuilder:
             stale.unlink(missing_ok=True)
         new = await asyncio.to_thread(ReadModel, path, tuple(live.projections.values()))
         kept = [n for n in live.projections if n not in names]
-        feed = Feed(self.nc, self.stream, self.durable, self.subject, 0, self.batch_size)
+        feed = Feed(
+            self.nc, self.stream, self.durable, self.subject, 0, self.batch_size,
+            catchup_max=self.catchup_max,
+        )  # fmt: skip
         try:
             await feed.start()
             started = time.monotonic()
@@ -116,6 +128,7 @@ class Rebuilder:
             last = min(batch.last, target) if exact else batch.last
             await asyncio.to_thread(apply, new, deliveries, last, self.halt, names)
             await feed.ack(batch)
+            feed.follow(new.versions.aggregates)
             elapsed = max(time.monotonic() - started, 1e-6)
             self.status.done = new.checkpoint
             self.status.rate = round(new.checkpoint / elapsed, 1)

@@ -62,8 +62,8 @@ class Checker:
     def __init__(self, catalogue: Catalogue) -> None:
         self.known: Mapping[int, Any] = {}
         self._aggregates = catalogue.aggregates
-        self._types: dict[tuple[str, str], Any] = {
-            (a.name, t): member
+        self._current: dict[tuple[str, str], int] = {  # (aggregate, event type): schema
+            (a.name, t): a.schema(t)
             for a in catalogue.aggregates.values()
             for member in _members(a)
             if (t := str(member.__struct_config__.tag))
@@ -72,15 +72,17 @@ class Checker:
     def payload(self, sequence: int, event: Envelope) -> tuple[dict[str, Any], Any]:
         """The payload in its current schema and its domain event (None: not the app's).
         Unapplicable (a dead letter of this event) when upcasting or decoding fails."""
-        kind = self._types.get((event.aggregate_type, event.event_type))
-        if kind is None:
+        current = self._current.get((event.aggregate_type, event.event_type))
+        if current is None:
             return event.payload, None  # not the app's: the SQL filters it out or reads it
+        known = self.known.get(sequence)
+        if known is not None and event.schema == current:  # checked already, as it is
+            return event.payload, known
         aggregate = self._aggregates[event.aggregate_type]
         try:
-            data, current = event.payload, aggregate.schema(event.event_type)
+            data = event.payload
             if event.schema < current:
                 data = aggregate.upcast(event.event_type, event.schema, data)
-            known = self.known.get(sequence)
             if known is not None:
                 return data, known
             return data, aggregate.from_payload(event.event_type, current, data)

@@ -55,6 +55,7 @@ PER_STATE = 2  # ... or this many per aggregate in memory, if more
 _S = pa.string()
 _json = msgspec.json.Encoder()
 _ERRORS = (msgspec.ValidationError, KeyError, TypeError, ValueError)
+_NEW: Entry = (0, None)  # an aggregate with no event yet
 
 PENDING = """INSERT INTO aggregate_pending
     SELECT sequence, aggregate_type, aggregate_id, version, event_type, payload::VARCHAR
@@ -73,6 +74,7 @@ class Versions:
         flush_events: int | None = None,
     ) -> None:
         self._aggregates = aggregates
+        self._kinds = {name: (a.evolve, a.initial, a) for name, a in aggregates.items()}
         self._cached = CACHED if cached is None else cached
         self._flush_events = FLUSH_EVENTS if flush_events is None else flush_events
         self._cache: OrderedDict[Key, Entry] = OrderedDict()
@@ -84,6 +86,12 @@ class Versions:
         self._full = False  # the cache holds too many unwritten states: write them
         self._loaded = False  # the events logged since the last write are folded
         self._whole = False  # no aggregate outside `_cache` has a written state
+
+    @property
+    def aggregates(self) -> int:
+        """How many aggregates' states are in memory (at most `cached`): after a rebuild's
+        first pass, every aggregate of the history up to that bound."""
+        return len(self._cache)
 
     def load(self, con: duckdb.DuckDBPyConnection) -> None:
         """Fold the events appended since the states were last written (after a restart)."""
@@ -122,25 +130,28 @@ class Versions:
         if not self._loaded:
             self.load(con)
         cache = self._cache
-        missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
-        if missing:  # committed states (clean); an aggregate never written has none yet
-            found = {} if self._whole else self._read(con, missing)  # a join scans the table
-            cache.update({key: found.get(key, (0, None)) for key in missing})
+        if not self._whole:  # an aggregate not in memory may have a written state
+            missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
+            if missing:  # committed states (clean); an aggregate never written has none yet
+                found = self._read(con, missing)  # a join that scans the table
+                cache.update({key: found.get(key, _NEW) for key in missing})
         changed: dict[Key, Entry] = {}
+        was, known, kinds = changed.get, cache.get, self._kinds  # per event: no lookups more
         for (sequence, e), event in zip(events, typed, strict=True):
             key = (e.aggregate_type, e.aggregate_id)
-            version, state = changed[key] if key in changed else cache.get(key, (0, None))
+            version, state = was(key) or known(key) or _NEW  # an entry is a non-empty tuple
             if e.version != version + 1:
                 raise Unapplicable(
                     sequence,
                     f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
                 )
-            aggregate = self._aggregates.get(e.aggregate_type)
-            if aggregate is not None:
+            kind = kinds.get(key[0])
+            if kind is not None:
+                evolve, initial, aggregate = kind
                 try:
                     if event is None:
                         event = aggregate.from_payload(e.event_type, e.schema, e.payload)
-                    state = aggregate.evolve(aggregate.initial if state is None else state, event)
+                    state = evolve(initial if state is None else state, event)
                 except _ERRORS as exc:
                     raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
             changed[key] = (e.version, state)

@@ -15,10 +15,12 @@ class ImpossibleEvent(ValueError):
     added twice, a change to a deleted one): history no reader can trust past it."""
 
 
-def possible(condition: bool, what: str) -> None:
-    """`evolve`'s check that an event follows from the state (the mirror of `require`)."""
+def possible(condition: bool, what: str, *args: object) -> None:
+    """`evolve`'s check that an event follows from the state (the mirror of `require`):
+    `what.format(*args)` is the error, formatted only when raised (`evolve` runs once per
+    event whenever a projector catches up: docs/benchmarks.md, "Issue 16, session 8")."""
     if not condition:
-        raise ImpossibleEvent(what)
+        raise ImpossibleEvent(what.format(*args))
 
 
 def require(condition: bool, rule: str) -> None:

@@ -144,7 +144,7 @@ def decide(state: TodoList, command: Command) -> list[Event]:
 
 def _changeable(todos: dict[str, Todo], tid: str) -> Todo:
     todo = todos.get(tid)
-    possible(todo is not None and not todo.deleted, f"todo {tid!r} is not in the list")
+    possible(todo is not None and not todo.deleted, "todo {!r} is not in the list", tid)
     assert todo is not None
     return todo
 
@@ -156,17 +156,17 @@ def evolve(state: TodoList, event: Event) -> TodoList:
     todos = state.todos
     match event:
         case TodoAdded(todo_id=tid, text=text):
-            possible(tid not in todos, f"todo {tid!r} was added before")
+            possible(tid not in todos, "todo {!r} was added before", tid)
             return TodoList({**todos, tid: Todo(text=text)})
         case TodoRenamed(todo_id=tid, text=text):
             return TodoList({**todos, tid: replace(_changeable(todos, tid), text=text)})
         case TodoCompleted(todo_id=tid):
             todo = _changeable(todos, tid)
-            possible(not todo.completed, f"todo {tid!r} is completed already")
+            possible(not todo.completed, "todo {!r} is completed already", tid)
             return TodoList({**todos, tid: replace(todo, completed=True)})
         case TodoReopened(todo_id=tid):
             todo = _changeable(todos, tid)
-            possible(todo.completed, f"todo {tid!r} is active already")
+            possible(todo.completed, "todo {!r} is active already", tid)
             return TodoList({**todos, tid: replace(todo, completed=False)})
         case TodoDeleted(todo_id=tid):
             return TodoList({**todos, tid: replace(_changeable(todos, tid), deleted=True)})

@@ -7,9 +7,10 @@ The server runs with its default `sync_interval` (not `always`): only loading is
 consumption never writes to the stream. Then, in one run:
 
 - `nats_only`: the projector's feed over every event, acking each batch, applying nothing;
-- `duckdb_only`: decoding and applying the same bodies in batches of the catch-up size
-  (the size the projector's batches reach while catching up), no NATS, the next batch
-  decoded while one is applied (as the projector does while catching up);
+- `duckdb_only`: decoding and applying the same bodies in catch-up batches as the
+  projector's (from the catch-up size, growing with the aggregates up to its maximum), no
+  NATS, the next batch decoded while one is applied (as the projector does while catching
+  up);
 - `end_to_end`: the projector service (in this process) from an empty file until a query
   with `min_seq` = the last sequence answers;
 - `tail`: then, over that history, `--tail-rate` more events per second for
@@ -43,7 +44,7 @@ from common.subjects import Subjects
 from common.telemetry import configure_logging
 from ironstar.natsserver import NatsServer, free_port
 from projector import main as projector
-from projector.feed import Feed
+from projector.feed import Delivery, Feed, catchup_size
 from projector.readmodel import ReadModel
 from projector.replica import apply, decode
 
@@ -66,6 +67,12 @@ def add(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=ProjectorSettings().catchup_batch_size,
         help="events per transaction while more than --batch-size wait (the projector's default)",
+    )
+    parser.add_argument(
+        "--catchup-batch-max",
+        type=int,
+        default=ProjectorSettings().catchup_batch_max,
+        help="catch-up batches grow with the aggregates up to this (the projector's default)",
     )
     parser.add_argument("--tail-rate", type=int, default=1000, help="live events/s after catch-up")
     parser.add_argument(
@@ -105,24 +112,28 @@ async def _nats_only(nc: Client, settings: NatsSettings, count: int, size: int) 
     return elapsed
 
 
-def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], size: int) -> float:
-    """Seconds to decode and apply `bodies` in batches of `size`, as the projector does
-    while catching up: the next batch decoded on a thread of its own meanwhile."""
+def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], floor: int, cap: int) -> float:
+    """Seconds to decode and apply `bodies` in catch-up batches as the projector's (from
+    `floor` events, growing with the aggregates up to `cap`: `feed.catchup_size`), the
+    next batch cut and decoded on a thread of its own while one is applied."""
     model = ReadModel(path)
-    started = time.perf_counter()
-    batches = [
-        [(offset + i + 1, subject, body) for i, (subject, body) in enumerate(chunk)]
-        for offset in range(0, len(bodies), size)
-        if (chunk := bodies[offset : offset + size])
-    ]
+    started, taken = time.perf_counter(), 0
+
+    def cut() -> list[Delivery]:
+        nonlocal taken
+        chunk = bodies[taken : taken + catchup_size(model.versions.aggregates, floor, cap)]
+        batch = [(taken + i + 1, subject, body) for i, (subject, body) in enumerate(chunk)]
+        taken += len(chunk)
+        return batch
+
     with ThreadPoolExecutor(1, thread_name_prefix="decode") as decoder:
-        ahead = decoder.submit(decode, batches[0]) if batches else None
-        for index, deliveries in enumerate(batches):
-            assert ahead is not None
-            decoded = ahead.result()
-            if index + 1 < len(batches):
-                ahead = decoder.submit(decode, batches[index + 1])
+        deliveries = cut()
+        ahead = decoder.submit(decode, deliveries)
+        while deliveries:
+            decoded, following = ahead.result(), cut()
+            ahead = decoder.submit(decode, following)
             apply(model, deliveries, deliveries[-1][0], halt=True, decoded=decoded)
+            deliveries = following
     elapsed = time.perf_counter() - started
     model.close()
     return elapsed
@@ -167,7 +178,11 @@ async def _end_to_end(
     """Seconds and process CPU seconds of the catch-up, and the live tail's latencies."""
     stop, ready = asyncio.Event(), asyncio.Event()
     config = ProjectorSettings(
-        name="bench", data_dir=str(data_dir), batch_size=args.batch_size, catchup_batch_size=catchup
+        name="bench",
+        data_dir=str(data_dir),
+        batch_size=args.batch_size,
+        catchup_batch_size=catchup,
+        catchup_batch_max=args.catchup_batch_max,
     )
     service = asyncio.create_task(projector.serve(settings, config, lambda _: ready.set(), stop))
     await ready.wait()
@@ -237,7 +252,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
-            duck_s, duck_cpu = await _cpu(asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup))
+            cap = args.catchup_batch_max
+            duck_s, duck_cpu = await _cpu(
+                asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup, cap)
+            )
             _say("end to end: the projector from an empty file, then the live tail")
             e2e_s, e2e_cpu, latencies = await _end_to_end(
                 nc, settings, directory / "projector", count, args, catchup, tail
@@ -259,6 +277,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "duckdb_only_cpu_events_per_s": round(count / duck_cpu),
         "batch_size": args.batch_size,
         "catchup_batch_size": catchup,
+        "catchup_batch_max": args.catchup_batch_max,
         "tail_events": len(latencies),
         "tail_rate_per_s": args.tail_rate,
         "tail_p50_ms": _ms(latencies, 0.5),

@@ -1,7 +1,8 @@
 """Catching up cheaply changes nothing applied: a catch-up batch runs with cyclic
-collection paused (projector/collector.py) and restores it however the batch ends, and the
+collection paused (projector/collector.py) and restores it however the batch ends, the
 domain events decoding built (common.envelope.decode_checked) stage exactly what the
-staging's own conversion would."""
+staging's own conversion would, and catch-up batches that grow with the aggregates
+(projector/feed.py: `catchup_size`) apply every event once, never past their maximum."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from common import envelope as codec
 from common.envelope import Envelope
 from common.settings import NatsSettings
 from examples.todo.history import domain_events
+from projector import main as projector_main
 from projector import replica as replicas
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import DeadLetter, Poisoned
@@ -110,3 +112,25 @@ async def test_a_replica_catching_up_with_decoding_ahead_applies_every_event_onc
     assert model.checkpoint == last
     letters = model.con.execute("SELECT sequence, projection FROM dead_letters").fetchall()
     assert letters == [(501, "*")]
+
+
+async def test_catch_up_batches_grow_with_the_aggregates_to_their_maximum_and_apply_every_event(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = list(domain_events(2_000, lists=100, users=300, seed=5))  # ~320 aggregates
+    last = await store(nc, nats_settings, events)
+    sizes: list[int] = []
+    real = projector_main.apply
+
+    def noted(model: ReadModel, deliveries: list[Any], *args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(deliveries))
+        return real(model, deliveries, *args, **kwargs)
+
+    monkeypatch.setattr(projector_main, "apply", noted)
+    # a long linger: a catch-up batch is cut by its size (or an empty stream), not by time
+    options = {"batch_size": 20, "batch_ms": 10_000, "catchup_batch_size": 100}
+    async with replica(nats_settings, tmp_path, catchup_batch_max=300, **options):
+        await assert_folded(nc, nats_settings, events, last)
+    assert sum(sizes) == len(events)  # each event applied once
+    assert sizes[0] == 100  # no aggregate known yet: the floor
+    assert max(sizes) == 300  # 2 x the aggregates known, cut at the maximum

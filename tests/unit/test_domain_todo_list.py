@@ -8,6 +8,7 @@ import pytest
 
 from common.catalogue import aggregate
 from common.errors import Invalid, NotFound, RuleViolation
+from examples.todo.rules import ImpossibleEvent
 from examples.todo.todo_list import (
     TodoAdded,
     TodoCompleted,
@@ -167,3 +168,21 @@ def test_a_payload_that_is_not_an_object_is_invalid() -> None:
     with pytest.raises(Invalid) as caught:
         todo_list.command("add_todo", ["milk"])
     assert caught.value.detail["field"] == "payload"
+
+
+@pytest.mark.parametrize(
+    ("given", "event", "said"),
+    [
+        ([ADDED], TodoAdded(todo_id="milk", text="again"), "todo 'milk' was added before"),
+        ([], TodoRenamed(todo_id="milk", text="x"), "todo 'milk' is not in the list"),
+        ([ADDED, TodoDeleted(todo_id="milk")], TodoCompleted(todo_id="milk"), "not in the list"),
+        ([ADDED, TodoCompleted(todo_id="milk")], TodoCompleted(todo_id="milk"), "completed"),
+        ([ADDED], TodoReopened(todo_id="milk"), "todo 'milk' is active already"),
+    ],
+)
+def test_an_impossible_event_is_refused_by_evolve_naming_its_todo(
+    given: list[Any], event: Any, said: str
+) -> None:
+    with pytest.raises(ImpossibleEvent) as refused:
+        todo_list.evolve(todo_list.fold(given), event)
+    assert said in str(refused.value)
