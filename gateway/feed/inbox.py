@@ -27,6 +27,8 @@ from gateway.feed.collection import Collections
 from gateway.feed.credit import Credit
 from gateway.feed.takeover import Arrivals, Handover
 
+STUCK_S = 1.0  # after `closing`, a feed still open this long is cut (below uvicorn's 3 s)
+
 
 class Receiver(Protocol):
     """A feed the inbox routes to (`ClientFeed`); neither method may await."""
@@ -156,3 +158,13 @@ class Inbox:
         await self.closing.wait()
         for feed in list(self._feeds.values()):
             feed.wake()
+        # A feed blocked in a write to a client that does not read never sees `closing`, and
+        # uvicorn cancels it after its graceful timeout (3 s) before its last move: the client
+        # came back at its first event (verify8 V8-1). Its connection is cut first — the
+        # kernel's counters sampled, then the bytes not acknowledged dropped — so the feed
+        # ends and moves its consumer exactly past what the client's host has.
+        await asyncio.sleep(STUCK_S)
+        for feed in list(self._feeds.values()):
+            handover = getattr(feed, "handover", None)  # a named feed's (`ClientFeed`)
+            if handover is not None:
+                handover.cut()

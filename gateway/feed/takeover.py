@@ -41,6 +41,11 @@ class Handover:
         if self._done is not None and cut is not None:
             cut()
 
+    def cut(self) -> None:
+        """End the connection now, if its response started (the gateway is stopping)."""
+        if self._cut is not None:
+            self._cut()
+
     async def give_way(self, within_s: float = TAKE_OVER_S) -> None:
         """Cut the connection (or, before its response started, as soon as it starts or refuse
         it, see `Arrivals`) and wait up to `within_s` for the feed's end (its last move); the
