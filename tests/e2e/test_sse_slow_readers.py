@@ -18,7 +18,7 @@ from common.settings import NatsSettings
 from tests.support import chunked
 from tests.support.feeds import feed, make, publish
 from tests.support.gateways import Http, Start, metric
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, soon
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +110,9 @@ async def test_slow_and_bursty_named_readers_return_by_client_id_right_after_wha
     stop = asyncio.Event()
     reading = [asyncio.create_task(r.read(stop)) for r in readers]
     published = await _append(nc, nats_settings, readers, 160, 5.0)
-    await asyncio.sleep(0.7)  # the bursty one read again
+    bursty = readers[1]
+    held = len(bursty.raw)
+    await soon(lambda: len(bursty.raw) > held, 5.0)  # the bursty one read again
     stop.set()
     await asyncio.gather(*reading)
     readers[0].close(reset=True)
