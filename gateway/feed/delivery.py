@@ -83,6 +83,7 @@ class LazyAcks:
     LIVE_EVERY_S = 5.0
     CHECK_S = 0.05  # a marker is checked this soon after it was set (seconds)
     END_WAIT_S = 2.0  # an ending feed waits this long for its last bytes (seconds)
+    CUT_WAIT_S = 1.0  # ... and 1 s once cut at a stop (process.STOP_WAIT_S leaves 1 s to move)
     END_POLL_S = 0.02
 
     def __init__(
@@ -223,21 +224,28 @@ class LazyAcks:
         move the consumer past what it did, then write the floor of a named feed
         (`floors.py`). Once: before the feed's last frame when the connection is still open,
         and `last` after the response (the connection given back): then a newer connection
-        waiting to take over goes on (`gateway/feed/takeover.py`)."""
+        waiting to take over goes on (`gateway/feed/takeover.py`). The first call counts only
+        once it completed: the connection lost while it waits (a cut at a stop) cancels it,
+        and the call after the response makes the move from the loss's sample (V8b-1)."""
         try:
             if not self.ended:
-                self.ended = True
                 await self._last_move()
+                self.ended = True
         finally:
-            if last and self.feed.handover is not None:
-                self.feed.handover.ended()
+            if last:
+                if self.outgoing is not None:
+                    self.outgoing.release()
+                if self.feed.handover is not None:
+                    self.feed.handover.ended()
 
     async def _last_move(self) -> None:
         """`finish`'s work: the bounded wait for acknowledgements, the move, the floor."""
-        deadline = self.loop.time() + self.END_WAIT_S
+        out = self.outgoing  # gone: cut at a stop (the kernel may still send), or lost
+        wait = self.CUT_WAIT_S if out is not None and out.gone else self.END_WAIT_S
+        deadline = self.loop.time() + wait
         while self.count and self.loop.time() < deadline:
             flight = self._in_flight()
-            if flight is None or flight == 0 or self.outgoing is None or self.outgoing.gone:
+            if not flight or out is None or (out.gone and not out.draining()):
                 break  # all acknowledged, or gone (what was not is lost)
             await asyncio.sleep(self.END_POLL_S)  # the kernel has no ack event to wait on
         if self.count:

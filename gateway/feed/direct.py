@@ -126,7 +126,7 @@ class Outgoing:
     socket (it wraps the protocol's `connection_lost`): what a client that left had got.
     Where recent frames end is tracked from the first `track` on (`gateway/feed/trail.py`)."""
 
-    __slots__ = ("_cycle", "_final", "_lost", "_tcp", "_trail", "exact")
+    __slots__ = ("_after", "_cycle", "_dropped", "_final", "_lost", "_tcp", "_trail", "exact")
 
     def __init__(self, cycle: Any, tcp: sockets.Sock | None) -> None:
         self._cycle, self._tcp = cycle, tcp  # None: not a TCP socket (no acknowledgements)
@@ -134,6 +134,8 @@ class Outgoing:
         self.exact = False  # `_final` was sampled before the transport dropped anything (a cut)
         self._lost: Any = None
         self._trail: Trail | None = None  # from the first `track` on
+        self._after: sockets.Duplicate | None = None  # a `drain` cut's duplicate of the socket
+        self._dropped = 0  # bytes its transport held at a `drain` cut (dropped)
         if tcp is not None:
             protocol = cycle.transport.get_protocol()
             if not on_lost(protocol, self._sample_final):  # a protocol without hooks: patched
@@ -158,13 +160,37 @@ class Outgoing:
         cycle = self._cycle
         return bool(cycle.disconnected) or bool(cycle.transport.is_closing())
 
-    def cut(self) -> None:
-        """End the connection now (`transport.abort`), sampling the kernel's counters first so
-        the last move counts what was written before anything was dropped (`exact`)."""
-        if self._tcp is not None and self._final is None and not self.gone:
+    def cut(self, drain: bool = False) -> None:
+        """End the connection now (`transport.abort`: what its transport holds is dropped),
+        sampling the kernel's counters first so the last move counts what was written before
+        anything was dropped (`exact`). `drain` (the gateway is stopping, the client reads
+        on): the kernel still sends what it queued, then a FIN, and `progress` follows it on
+        a duplicate of the socket until `release`; a reset would make a client that buffers
+        (asyncio's, aiohttp's `StreamReader`) drop frames its host acknowledged. Else (a
+        newer connection of the client takes over) a reset drops the kernel's queue too
+        (`sockets.reset_on_close`): the old connection gets nothing after the sample."""
+        tcp = self._tcp
+        if tcp is not None and self._final is None and not self.gone:
             with contextlib.suppress(OSError):  # closed under us: the loss samples it
                 self._final, self.exact = self._sample(), True
+                if drain:
+                    self._dropped = int(self._cycle.transport.get_write_buffer_size())
+                    self._after = sockets.finishing(tcp)
+                else:
+                    sockets.reset_on_close(tcp)
         self._cycle.transport.abort()
+
+    def draining(self) -> bool:
+        """Whether the kernel still sends bytes of a connection cut with `drain`."""
+        with contextlib.suppress(OSError, ValueError):
+            return self._after is not None and sockets.sent(self._after)[1] > 0
+        return False
+
+    def release(self) -> None:
+        """Close the duplicate a `drain` cut keeps (what the kernel still holds is sent on)."""
+        after, self._after = self._after, None
+        if after is not None:
+            sockets.close(after)
 
     def track(self, frames: list[Frame]) -> None:
         """The frames of a write just handed to the transport, in order (`trail.Frame`):
@@ -232,6 +258,10 @@ class Outgoing:
         first number stays 0 and the second counts only the transport's buffer: bytes are
         then only known to have left the process."""
         if self.gone:
+            if self._after is not None:  # cut with `drain`: the kernel still sends
+                with contextlib.suppress(OSError, ValueError):
+                    acked, queued = sockets.sent(self._after)
+                    return acked, queued + self._dropped
             return self._final
         if self._tcp is None:
             return 0, int(self._cycle.transport.get_write_buffer_size())
@@ -246,15 +276,15 @@ class Outgoing:
         return acked, queued + int(self._cycle.transport.get_write_buffer_size())
 
 
-def cut(outgoing: Outgoing | None = None) -> Callable[[], None] | None:
+def cut(outgoing: Outgoing | None = None) -> Callable[[bool], None] | None:
     """How the running request's connection is cut when a newer one of its consumer takes over
-    (`outgoing.cut`, else `transport.abort`; `gateway/feed/takeover.py`); None on another
-    server."""
+    or the gateway stops (`outgoing.cut(drain)`, else `transport.abort`;
+    `gateway/feed/takeover.py`); None on another server."""
     if outgoing is not None:
         return outgoing.cut
     cycle = _cycle()
     abort = getattr(getattr(cycle, "transport", None), "abort", None)
-    return abort if callable(abort) else None
+    return (lambda drain: abort()) if callable(abort) else None
 
 
 class Watch:

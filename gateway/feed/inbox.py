@@ -161,8 +161,9 @@ class Inbox:
         # A feed blocked in a write to a client that does not read never sees `closing`, and
         # uvicorn cancels it after its graceful timeout (3 s) before its last move: the client
         # came back at its first event (verify8 V8-1). Its connection is cut first — the
-        # kernel's counters sampled, then the bytes not acknowledged dropped — so the feed
-        # ends and moves its consumer exactly past what the client's host has.
+        # kernel's counters sampled, the transport's bytes dropped, what the kernel queued
+        # still sent (`drain`) — so the feed ends and moves its consumer past what the
+        # client's host acknowledged (verify8b V8b-1).
         await asyncio.sleep(STUCK_S)
         for feed in list(self._feeds.values()):
             handover = getattr(feed, "handover", None)  # a named feed's (`ClientFeed`)

@@ -31,20 +31,22 @@ class Handover:
     __slots__ = ("_cut", "_done")
 
     def __init__(self) -> None:
-        self._cut: Callable[[], None] | None = None
+        self._cut: Callable[[bool], None] | None = None
         self._done: asyncio.Future[None] | None = None
 
-    def ready(self, cut: Callable[[], None] | None) -> None:
-        """The response started: `cut` ends its connection (None: it cannot be cut, another
-        server). Cut at once when a newer connection asked before (it opened meanwhile)."""
+    def ready(self, cut: Callable[[bool], None] | None) -> None:
+        """The response started: `cut(drain)` ends its connection (None: it cannot be cut,
+        another server; `direct.Outgoing.cut`). Cut at once when a newer connection asked
+        before (it opened meanwhile)."""
         self._cut = cut
         if self._done is not None and cut is not None:
-            cut()
+            cut(False)
 
     def cut(self) -> None:
-        """End the connection now, if its response started (the gateway is stopping)."""
+        """End the connection now, if its response started (the gateway is stopping: what the
+        kernel queued is still sent, `drain`)."""
         if self._cut is not None:
-            self._cut()
+            self._cut(True)
 
     async def give_way(self, within_s: float = TAKE_OVER_S) -> None:
         """Cut the connection (or, before its response started, as soon as it starts or refuse
@@ -53,7 +55,7 @@ class Handover:
         if self._done is None:
             self._done = asyncio.get_running_loop().create_future()
         if self._cut is not None:
-            self._cut()
+            self._cut(False)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._done), within_s)
 

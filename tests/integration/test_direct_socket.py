@@ -176,11 +176,15 @@ async def test_frames_held_over_one_turn_reach_the_client_as_one_exact_chunk() -
     assert written == items
 
 
-async def test_a_cut_connection_takes_no_more_writes_and_keeps_the_count_from_before_the_cut() -> (
-    None
-):
+@pytest.mark.parametrize("drain", [False, True], ids=["takeover", "stop"])
+async def test_a_cut_connection_takes_no_more_writes_and_keeps_the_count_from_before_the_cut(
+    drain: bool,
+) -> None:
     """attack verify6 V1: between a cut (`transport.abort`) and uvicorn hearing of it, a write
-    vanished unseen while counted as written, and the last move went past it."""
+    vanished unseen while counted as written, and the last move went past it. A takeover's
+    cut resets the connection (the old one gets nothing after the sample); a stop's cut
+    (`drain`, verify8b V8b-1) ends it with a FIN after what the kernel holds, and its
+    count follows what the kernel still delivers until `release`."""
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -190,19 +194,35 @@ async def test_a_cut_connection_takes_no_more_writes_and_keeps_the_count_from_be
         assert out is not None and sock is not None
         await eventually(lambda: _acknowledged(out), bool, timeout=10)
         before = out.progress()
-        out.cut()
+        out.cut(drain)
         seen.update(gone=out.gone, wrote=sock.write(b"after the cut\n"), exact=out.exact,
                     before=before, after=out.progress(), held=out.held())  # fmt: skip
+        await eventually(lambda: _settled(out), bool, timeout=10)
+        seen.update(settled=out.progress(), draining=out.draining())
+        out.release()
 
     async with _serve(app, "httptools") as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        received = await reader.read()  # to the cut
+        try:
+            received, ended = await reader.read(), "eof"  # to the cut
+        except ConnectionResetError:
+            received, ended = b"", "reset"
         writer.close()
     assert b"after the cut" not in received
+    assert ended == ("eof" if drain else "reset")
     assert seen["gone"] and seen["exact"] and seen["held"] is None
     assert seen["wrote"] is False  # refused: the caller counts nothing as written
-    assert seen["after"] == seen["before"]  # the count of before the cut, nothing dropped in it
+    before = seen["before"]
+    if drain:  # the FIN is one more byte in the queue, then acknowledged
+        assert seen["after"] == (before[0], 1) and seen["settled"] == (before[0] + 1, 0)
+        assert not seen["draining"]
+    else:
+        assert seen["after"] == seen["settled"] == before  # nothing dropped in the count
+
+
+async def _settled(out: direct.Outgoing) -> bool:
+    return not out.draining()
 
 
 async def _acknowledged(out: direct.Outgoing) -> bool:

@@ -19,7 +19,7 @@ def _take_over(arrivals: Arrivals, open_feed: Handover, mine: Handover) -> async
 async def test_of_connections_arriving_while_the_feed_ends_only_the_newest_takes_it() -> None:
     arrivals, cuts = Arrivals(), []
     open_feed = Handover()
-    open_feed.ready(lambda: cuts.append("open"))
+    open_feed.ready(lambda drain: cuts.append("open" if not drain else "open, drained"))
     first, second, third = Handover(), Handover(), Handover()
     waits = [_take_over(arrivals, open_feed, h) for h in (first, second)]
     await soon(lambda: cuts == ["open"] and arrivals._newest.get("c") is second)
@@ -42,7 +42,7 @@ async def test_a_connection_asked_to_give_way_before_its_response_started_is_cut
     opening = Handover()
     waiting = asyncio.ensure_future(opening.give_way(within_s=5))
     await soon(lambda: opening._done is not None)  # asked to give way, not cut yet
-    opening.ready(lambda: cuts.append("cut"))
+    opening.ready(lambda drain: cuts.append("cut" if not drain else "cut, drained"))
     assert cuts == ["cut"]
     opening.ended()
     await asyncio.wait_for(waiting, 1)
