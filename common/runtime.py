@@ -3,6 +3,10 @@
 A service is an async function `main(ready, stop)`: it calls `ready()` once it serves
 and returns after `stop` is set. SIGINT and SIGTERM set `stop`. When `ready_file` is given
 (by `ironstar up`), `ready()` writes it, so the supervisor knows without polling ports.
+Started by a supervisor in the foreground (`ironstar up`, `ironstar cluster up`), it is
+given the read end of the supervisor's lifeline (`LIFELINE`, an inherited pipe whose write
+end only the supervisor holds): its end-of-file, when the supervisor died however it died
+(kill -9, the OOM killer), sets `stop` too, so no service outlives its supervisor.
 
 `ready()` also freezes what start-up made (`gc.freeze`, after one collection): full
 collections then skip the modules, catalogue and app, which live as long as the process.
@@ -14,11 +18,14 @@ the apply and the live round in flight; with the freeze, none in 2 runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -26,6 +33,7 @@ from common.errors import IronstarError
 from common.telemetry import configure_logging
 
 Main = Callable[[Callable[[str], None], asyncio.Event], Awaitable[None]]
+LIFELINE = "IRONSTAR_LIFELINE_FD"  # the inherited fd of the supervisor's lifeline (a pipe)
 
 
 def run(service: str, main: Main, ready_file: Path | None = None) -> int:
@@ -47,6 +55,7 @@ def run(service: str, main: Main, ready_file: Path | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        _watch_lifeline(loop, stop, log)
         await main(ready, stop)
 
     try:
@@ -60,3 +69,19 @@ def run(service: str, main: Main, ready_file: Path | None = None) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _watch_lifeline(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, log: Any) -> None:
+    """Set `stop` once the supervisor's lifeline (`LIFELINE`) reads end-of-file; nothing
+    without one (a service started by hand) or when the descriptor is not one to watch."""
+    fd = os.environ.get(LIFELINE, "")
+    if not fd.isdigit():
+        return
+
+    def orphaned() -> None:
+        loop.remove_reader(int(fd))  # end-of-file stays readable: once is enough
+        log.warning("supervisor_gone", detail="the supervisor's lifeline closed; stopping")
+        stop.set()
+
+    with contextlib.suppress(OSError, ValueError):
+        loop.add_reader(int(fd), orphaned)

@@ -220,6 +220,7 @@ class Cluster:
                     Path(ready_dir) / name,
                     name=name,
                     keep_fds=self.held,
+                    tied=not self.detach,
                 )
                 member.process = launch.process
                 launches.append(launch)

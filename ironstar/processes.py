@@ -7,6 +7,7 @@ Stopping is SIGTERM to all, then SIGKILL to whatever outlives the grace_s period
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.runtime import LIFELINE
+
 STOP_GRACE_S = 4.0
+_LIFELINE: list[int] = []  # this supervisor's lifeline: its read end (`lifeline`)
 
 
 class StartError(Exception):
@@ -40,12 +44,18 @@ def spawn(
     ready_file: Path,
     name: str | None = None,
     keep_fds: tuple[int, ...] = (),
+    tied: bool = True,
 ) -> Launch:
     """Start `python -m ironstar <service>` in a session of its own.
 
     Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
     only the supervisor, which stops the services in order. `keep_fds` are inherited.
+    `tied`: the service stops when this process exits, however (`lifeline`); not for a
+    detached cluster, whose services outlive the command on purpose.
     """
+    if tied:
+        env = {**env, LIFELINE: str(lifeline())}
+        keep_fds = (*keep_fds, lifeline())
     ready_file.unlink(missing_ok=True)
     offset = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
@@ -59,6 +69,17 @@ def spawn(
             pass_fds=keep_fds,
         )
     return Launch(name or service, process, ready_file, log, offset)
+
+
+def lifeline() -> int:
+    """The read end of this process's lifeline, made once: a pipe whose write end only this
+    process holds and never writes, so a service given the read end (`spawn`) reads
+    end-of-file exactly when this process is gone, however it ended
+    (`common.runtime`)."""
+    if not _LIFELINE:
+        read, _ = os.pipe()  # the write end stays open, unreferenced, until this process ends
+        _LIFELINE.append(read)
+    return _LIFELINE[0]
 
 
 def wait_ready(
@@ -132,7 +153,7 @@ def check_writable(directory: Path) -> None:
 def foreground(
     start: Callable[[], str], check: Callable[[], str | None], stop: Callable[[], bool]
 ) -> int:
-    """Start, print the banner `start` returns, run until Ctrl-C or SIGTERM, then stop.
+    """Start, print the banner `start` returns, run until Ctrl-C, SIGTERM or SIGHUP, then stop.
 
     `stop` returns whether there was anything to stop (a start refused at once has none).
     `check` runs every 0.2 s and supervises: it may restart what died, and returns a reason
@@ -144,8 +165,8 @@ def foreground(
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: its terminal closed
+        signal.signal(sig, on_signal)
     try:
         print(start())
         sys.stdout.flush()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -16,7 +18,7 @@ import pytest
 
 from ironstar.datadir import holder
 from ironstar.ports import free_port
-from tests.support.processes import run_cli
+from tests.support.processes import children, run_cli
 from tests.support.up import Up
 from tests.support.waiting import until
 
@@ -239,3 +241,34 @@ def test_ctrl_c_stops_the_services_before_nats_and_logs_no_failed_shutdown(
         assert datetime.fromisoformat(last) <= nats_down, f"{service} logged after NATS went"
     assert "ironstar: stopped" in up.output()
     assert not (data / "up.json").exists()
+
+
+def test_the_services_of_a_killed_up_stop_by_themselves(make_up: MakeUp, tmp_path: Path) -> None:
+    """kill -9 of `ironstar up` (or the OOM killer) left its services running, in sessions of
+    their own; now each reads the end of its supervisor's lifeline and stops cleanly. Its
+    nats-server, which cannot watch one, is left (docs/operations.md) and stopped here."""
+    data = tmp_path / "data"
+    up = make_up(data, free_port()).ready()
+    assert up.process is not None
+    nats = up.nats_pid()
+    services = [pid for pid in children(up.process.pid) if pid != nats]
+    assert len(services) == 3 and nats is not None
+    os.kill(up.process.pid, signal.SIGKILL)
+    up.process.wait()
+    try:
+        until(lambda: not any(_running(pid) for pid in services), 30,
+              lambda: f"still running: {[p for p in services if _running(p)]}")  # fmt: skip
+    finally:
+        os.kill(nats, signal.SIGTERM)
+    for service in ("gateway", "projector", "writer"):
+        text = (data / "logs" / f"{service}.log").read_text()
+        assert "supervisor_gone" in text and '"stopped"' in text, f"{service}: {text[-2000:]}"
+        assert "Traceback" not in text, f"{service}: {text[-3000:]}"
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie no parent reaped yet has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
