@@ -161,14 +161,14 @@ class Outgoing:
         return bool(cycle.disconnected) or bool(cycle.transport.is_closing())
 
     def cut(self, drain: bool = False) -> None:
-        """End the connection now (`transport.abort`: what its transport holds is dropped),
-        sampling the kernel's counters first so the last move counts what was written before
-        anything was dropped (`exact`). `drain` (the gateway is stopping, the client reads
-        on): the kernel still sends what it queued, then a FIN, and `progress` follows it on
-        a duplicate of the socket until `release`; a reset would make a client that buffers
-        (asyncio's, aiohttp's `StreamReader`) drop frames its host acknowledged. Else (a
-        newer connection of the client takes over) a reset drops the kernel's queue too
-        (`sockets.reset_on_close`): the old connection gets nothing after the sample."""
+        """End the connection now (`transport.abort`: what its transport holds is dropped; a
+        FIN follows what the kernel queued, which it still sends), sampling the kernel's
+        counters first so the last move counts what was written before anything was dropped
+        (`exact`). `drain` (the gateway is stopping, the client reads on): `progress` follows
+        what the kernel still delivers, on a duplicate of the socket, until `release`. A
+        takeover does not wait on it: its old connection may be dead. Never a reset: a client
+        whose library drops what it buffered on a reset (asyncio's `StreamReader`, httpx)
+        would miss frames its host acknowledged (verify9: a takeover's reset, 107-110)."""
         tcp = self._tcp
         if tcp is not None and self._final is None and not self.gone:
             with contextlib.suppress(OSError):  # closed under us: the loss samples it
@@ -176,8 +176,6 @@ class Outgoing:
                 if drain:
                     self._dropped = int(self._cycle.transport.get_write_buffer_size())
                     self._after = sockets.finishing(tcp)
-                else:
-                    sockets.reset_on_close(tcp)
         self._cycle.transport.abort()
 
     def draining(self) -> bool:

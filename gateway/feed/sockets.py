@@ -26,7 +26,6 @@ _BYTES_ACKED = struct.Struct("=Q")  # u64 at byte 120 of struct tcp_info (includ
 _AT = 120
 _OUTQ = struct.Struct("=i")
 Duplicate = socket.socket  # what `finishing` returns
-_LINGER_RESET = struct.pack("ii", 1, 0)  # struct linger {l_onoff 1, l_linger 0}: socket(7)
 UNSENT = 16 * 1024  # bytes the kernel queues unsent per feed connection (`bound_unsent`)
 _NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux >= 3.12
 
@@ -38,7 +37,7 @@ class Sock(Protocol):
 
     def getsockopt(self, level: int, option: int, size: int) -> bytes: ...
 
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None: ...
+    def setsockopt(self, level: int, option: int, value: int) -> None: ...
 
 
 def tcp(sock: Any) -> Sock | None:
@@ -77,16 +76,6 @@ def bound_unsent(sock: Sock, limit: int = UNSENT) -> None:
     the OS's autotuning. Nothing when the option is refused."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, limit)
-
-
-def reset_on_close(sock: Sock) -> None:
-    """Make closing `sock` send a TCP reset and drop its send queue (`SO_LINGER` on with a
-    0 s timeout, socket(7)) instead of a FIN after the queued bytes: a cut connection's
-    kernel otherwise goes on delivering up to `UNSENT` + the bytes in flight after the
-    feed moved its consumer past what was acknowledged, and a client reading on got them
-    twice on its return (V8b-1: ~24 frames). Nothing when the option is refused."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 def finishing(sock: Sock) -> socket.socket:

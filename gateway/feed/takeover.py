@@ -43,8 +43,8 @@ class Handover:
             cut(False)
 
     def cut(self) -> None:
-        """End the connection now, if its response started (the gateway is stopping: what the
-        kernel queued is still sent, `drain`)."""
+        """End the connection now, if its response started (the gateway is stopping: its last
+        move follows what the kernel still sends, `drain`)."""
         if self._cut is not None:
             self._cut(True)
 
