@@ -221,8 +221,9 @@ class _Run:
         return unbounded_notice(settings.sse_unbounded_cap, feed.overflowed, feed.overflow_reason)
 
     async def back_to_consumer(self) -> None:
-        """The tail let the feed go: move its consumer to the last event written."""
+        """The tail let the feed go: once its writes left the process, pull from the last."""
         log.info("sse_tail_left", client_id=self.session.client_id, reason=self.feed.fell)
+        await self.acks.left_process(lambda: self.session.closing.is_set() or self.expired())
         self.acks.clear()
         self.feed.gone = await self.feed.resume_pull(self.acks.seq + 1)
         self.order.delivered = 0

@@ -191,3 +191,51 @@ async def test_a_slow_named_reader_of_a_gateway_stopped_gracefully_returns_after
           len(read) - first)  # fmt: skip
     assert first >= before - REPEATS, (before, first)  # past what it had read at the stop
     assert len(read) - first <= REPEATS + (UNSENT + 2 * 4096) // frame, (len(read), first, frame)
+
+
+async def test_a_named_reader_that_fell_behind_returns_without_a_gap_after_a_kill_9(
+    nc: Client, nats_settings: NatsSettings, start_gateway: Start, http: Http
+) -> None:
+    """verify9 V9-2: a feed whose client stopped reading fell off the live tail and moved its
+    consumer to the last event it wrote, while its transport still held those frames; a
+    kill -9 then lost them for a return by `client_id` alone (8-32 events, for as long as
+    the client lagged). Now it moves only once its writes left the process."""
+    gateway, base = start_gateway()
+    port, probe = int(base.rpartition(":")[2]), http(base)
+    reader = Reader("fellkill", 5_000, 600, 1.0, 0.0)
+    await reader.open(port)
+    await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
+    stop = asyncio.Event()
+    reading = asyncio.create_task(reader.read(stop))
+    published = await _append(nc, nats_settings, [reader], 200, 3.0)
+    await eventually(lambda: metric(probe, "sse_tail_left_total"), lambda n: n >= 1)
+    js, names = nc.jetstream(), await nc.jetstream().consumers_info(nats_settings.stream)
+    (name,) = [c.name for c in names if c.name.startswith(f"sse_{reader.name}_")]
+
+    async def floor() -> int:
+        return int((await js.consumer_info(nats_settings.stream, name)).ack_floor.stream_seq)
+
+    def past(seq: int) -> bool:  # the consumer is past every frame the client has
+        ids = reader.ids()
+        return seq > (ids[-1] if ids else 0)
+
+    await eventually(floor, past, timeout=20)
+    gateway.kill()  # at once: what its transport held dies with it
+    stop.set()
+    await reading
+    reader.sock.setblocking(True)
+    while data := _recv(reader.sock, 65536):  # what the dead gateway's kernel still delivers
+        reader.raw += data
+    reader.close(reset=False)
+    sent, read = published[reader.name], reader.ids()
+    assert read == sent[: len(read)], len(read)
+    _, other = start_gateway()
+    async with feed(http(other), topics=f"todo_list:{reader.name}", client_id=reader.name) as r:
+        after = []
+        while not after or after[-1] != sent[-1]:
+            m = await r.next()
+            after += [m.id] if m.event == "todo_added" and m.id is not None else []
+    first = sent.index(after[0])
+    print("fell behind, killed (read, first again):", len(read), first)
+    assert after == sent[first:]
+    assert first <= len(read), (len(read), first)  # no gap: nothing it never got is skipped
