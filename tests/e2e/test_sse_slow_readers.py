@@ -202,7 +202,7 @@ async def test_a_named_reader_that_fell_behind_returns_without_a_gap_after_a_kil
     the client lagged). Now it moves only once its writes left the process."""
     gateway, base = start_gateway()
     port, probe = int(base.rpartition(":")[2]), http(base)
-    reader = Reader("fellkill", 5_000, 600, 1.0, 0.0)
+    reader = Reader("fellkill", 10_000, 600, 1.0, 0.0)
     await reader.open(port)
     await eventually(lambda: metric(probe, "sse_tail_joined_total"), lambda n: n >= 1)
     stop = asyncio.Event()
