@@ -184,6 +184,8 @@ async def _apply_from(
                 if replica.generation != generation:
                     return  # a rebuilt file was swapped in: follow it from its checkpoint
                 model = replica.model
+                if batch.pending <= settings.batch_size < len(batch.deliveries):
+                    model.versions.write_next()  # a catch-up's last batch: the states too
                 work = functools.partial(
                     apply, model, batch.deliveries, batch.last, halt, decoded=decoded
                 )
