@@ -128,6 +128,16 @@ async def test_a_catch_up_writes_the_states_with_its_last_batch_so_the_live_tail
     assert written == len({(e.aggregate_type, e.aggregate_id) for e in events})
 
 
+def test_a_read_models_wal_is_folded_into_its_file_when_a_catch_up_ends(tmp_path: Path) -> None:
+    model = ReadModel(tmp_path / "r.duckdb")
+    replicas.apply(model, _deliveries(_history(300)), 300, True)
+    wal = tmp_path / "r.duckdb.wal"
+    assert wal.exists() and wal.stat().st_size > 0  # under the 256 MB threshold: kept
+    model.checkpoint_wal()
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert model.checkpoint == 300
+
+
 async def test_catch_up_batches_grow_with_the_aggregates_to_their_maximum_and_apply_every_event(
     nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
