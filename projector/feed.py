@@ -250,7 +250,8 @@ class Feed:
                     self._wake.set()
                     return
                 self._credit = 0  # e.g. leadership change: outstanding requests are gone
-        await self._refill()
+        if self._credit < self.max_credit and len(self._ready) < self.max_ready:
+            await self._refill()  # (checked here first: a coroutine per message costs)
 
     async def _refill(self) -> None:
         if len(self._ready) >= self.max_ready:

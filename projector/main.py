@@ -184,11 +184,16 @@ async def _apply_from(
                 if replica.generation != generation:
                     return  # a rebuilt file was swapped in: follow it from its checkpoint
                 model = replica.model
+                settles = batch.pending <= settings.batch_size < len(batch.deliveries)
+                if settles:  # a catch-up's last batch: the states too, then the WAL
+                    model.versions.write_next()
                 work = functools.partial(
                     apply, model, batch.deliveries, batch.last, halt, decoded=decoded
                 )
                 await loop.run_in_executor(applier, work)
                 await feed.ack(batch)
+                if settles:
+                    await loop.run_in_executor(applier, model.checkpoint_wal)
                 feed.follow(model.versions.aggregates)  # catch-up batches grow with them
             await _applied(nc, subjects, settings.name, replica, model, batch.pending)
             taken = await (_take(feed, stop) if ahead is None else ahead)

@@ -186,6 +186,14 @@ class ReadModel:
                     ) from exc
                 raise
 
+    def checkpoint_wal(self) -> None:
+        """Fold the WAL into the file now (DuckDB's `CHECKPOINT`), as the projector does
+        after a catch-up: else the first live commit past the 256 MB threshold pays it
+        (~0.75 s at 1M events; docs/architecture.md, "Issue 16, session 9"). Best effort:
+        a checkpoint DuckDB cannot run now is left to the threshold."""
+        with self._write, contextlib.suppress(duckdb.Error):
+            self.con.execute("CHECKPOINT")
+
     def query(self, projection: str, name: str, params: Any) -> Any:
         """The answer of query `name` of `projection` with its typed `params` (a Struct)."""
         query = self.projections[projection].queries[name]

@@ -83,7 +83,7 @@ class Versions:
         self._open: dict[Key, Entry] | None = None  # the open transaction's changes
         self._events = 0  # and how many events it logged
         self._flushing = False  # the open transaction writes the states
-        self._full = False  # the cache holds too many unwritten states: write them
+        self._full = False  # write the states with the next batch (`write_next`, a full cache)
         self._loaded = False  # the events logged since the last write are folded
         self._whole = False  # no aggregate outside `_cache` has a written state
 
@@ -164,6 +164,12 @@ class Versions:
             self._flushing = True
         else:
             con.execute(PENDING)
+
+    def write_next(self) -> None:
+        """Write the states with the next batch, whatever its size: the projector calls it
+        for a catch-up's last batch, so the live tail that follows starts with no states
+        to write (docs/architecture.md, "Issue 16, session 9")."""
+        self._full = True
 
     def _every(self, changed: Mapping[Key, Entry]) -> int:
         """Events logged before the states are written: `flush_events`, or `PER_STATE`

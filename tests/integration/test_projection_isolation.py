@@ -139,6 +139,27 @@ def test_an_event_two_projections_cannot_apply_is_a_dead_letter_of_each(model: R
     assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
 
 
+@pytest.mark.parametrize("batch_size", [1, 3], ids=lambda n: f"batches of {n}")
+def test_an_event_the_versions_check_refuses_is_every_projections_also_when_sql_fails_on_it(
+    model: ReadModel, batch_size: int
+) -> None:
+    # The check runs beside the SQL statements: its refusal comes first, and no hook sees it.
+    events = [
+        _event("i", 1, "item_registered", name="bolt"),
+        _event("i", 3, "stock_received", quantity=2**40),  # not the next version; over INTEGER
+        _event("i", 2, "stock_received", quantity=1),
+    ]
+    deliveries, dead = _deliveries(events), []
+    for start in range(0, len(deliveries), batch_size):
+        part = deliveries[start : start + batch_size]
+        dead += apply(model, part, part[-1][0], halt=False)
+    assert [(d.sequence, d.projection) for d in dead] == [(2, "*")]
+    assert "its next is 2" in dead[0].error
+    assert _rows(model, "SELECT seq FROM ledger ORDER BY 1") == [(3,)]
+    assert _rows(model, "SELECT seq FROM audit ORDER BY 1") == [(1,), (3,)]
+    assert _rows(model, "SELECT on_hand FROM stock_levels") == [(1,)]
+
+
 def test_an_event_a_hook_calls_unapplicable_is_that_hooks_dead_letter_only(
     model: ReadModel,
 ) -> None:

@@ -114,6 +114,30 @@ async def test_a_replica_catching_up_with_decoding_ahead_applies_every_event_onc
     assert letters == [(501, "*")]
 
 
+async def test_a_catch_up_writes_the_states_with_its_last_batch_so_the_live_tail_starts_clean(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    events = list(domain_events(600, lists=10, users=10, seed=7))
+    last = await store(nc, nats_settings, events)
+    async with replica(nats_settings, tmp_path, batch_size=20, catchup_batch_size=100):
+        await assert_folded(nc, nats_settings, events, last)
+    model = ReadModel(tmp_path / "r1.duckdb")
+    pending = model.con.execute("SELECT count(*) FROM aggregate_pending").fetchall()[0][0]
+    assert pending <= 20  # at most the live-sized batches after the catch-up's last
+    written = model.con.execute("SELECT count(*) FROM aggregate_states").fetchall()[0][0]
+    assert written == len({(e.aggregate_type, e.aggregate_id) for e in events})
+
+
+def test_a_read_models_wal_is_folded_into_its_file_when_a_catch_up_ends(tmp_path: Path) -> None:
+    model = ReadModel(tmp_path / "r.duckdb")
+    replicas.apply(model, _deliveries(_history(300)), 300, True)
+    wal = tmp_path / "r.duckdb.wal"
+    assert wal.exists() and wal.stat().st_size > 0  # under the 256 MB threshold: kept
+    model.checkpoint_wal()
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert model.checkpoint == 300
+
+
 async def test_catch_up_batches_grow_with_the_aggregates_to_their_maximum_and_apply_every_event(
     nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
