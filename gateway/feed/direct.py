@@ -168,15 +168,21 @@ class Outgoing:
         what the kernel still delivers, on a duplicate of the socket, until `release`. A
         takeover does not wait on it: its old connection may be dead. Never a reset: a client
         whose library drops what it buffered on a reset (asyncio's `StreamReader`, httpx)
-        would miss frames its host acknowledged (verify9: a takeover's reset, 107-110)."""
-        tcp = self._tcp
+        would miss frames its host acknowledged (verify9: a takeover's reset, 107-110). When
+        its transport holds nothing, the body's last chunk is written first (V9b-2)."""
+        tcp, cycle = self._tcp, self._cycle
         if tcp is not None and self._final is None and not self.gone:
             with contextlib.suppress(OSError):  # closed under us: the loss samples it
                 self._final, self.exact = self._sample(), True
-                if drain:
-                    self._dropped = int(self._cycle.transport.get_write_buffer_size())
-                    self._after = sockets.finishing(tcp)
-        self._cycle.transport.abort()
+        if cycle.chunked_encoding is True and not self.gone and not self.held():
+            # whole chunks only went out: end the body (`0\r\n\r\n`, RFC 9112 §7.1) — a client
+            # seeing it end short raises and may drop what it buffered (httpx, verify9b V9b-2)
+            cycle.transport.write(b"0\r\n\r\n")
+        if tcp is not None and drain and self.exact and not self.gone:
+            with contextlib.suppress(OSError):
+                self._dropped = int(cycle.transport.get_write_buffer_size())
+                self._after = sockets.finishing(tcp)
+        cycle.transport.abort()
 
     def draining(self) -> bool:
         """Whether the kernel still sends bytes of a connection cut with `drain`."""
