@@ -11,6 +11,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from nats.aio.client import Client
 
@@ -81,6 +82,27 @@ def _recv(sock: socket.socket, size: int) -> bytes:
         return b""
 
 
+def _drain(reader: Reader) -> None:
+    """Read what the kernel still delivers to `reader` after its gateway went, to the FIN."""
+    reader.sock.setblocking(True)
+    while data := reader.sock.recv(65536):
+        reader.raw += data
+    reader.close(reset=False)
+
+
+async def _returns_at(client: httpx.AsyncClient, reader: Reader, sent: list[int]) -> int:
+    """Open `reader`'s feed again by `client_id` alone and read it to the last of `sent`: the
+    index in `sent` of the first event it gets, the rest following it in order (no gap)."""
+    async with feed(client, topics=f"todo_list:{reader.name}", client_id=reader.name) as again:
+        after: list[int] = []
+        while not after or after[-1] != sent[-1]:
+            m = await again.next()
+            after += [m.id] if m.event == "todo_added" and m.id is not None else []
+    first = sent.index(after[0])
+    assert after == sent[first:]  # no gap after the first, nothing out of order
+    return first
+
+
 async def _append(nc: Client, settings: NatsSettings, readers: list[Reader], rate: int,
                   seconds: float) -> dict[str, list[int]]:  # fmt: skip
     """`rate` events/s to each reader's topic for `seconds`; their sequences by reader."""
@@ -124,13 +146,7 @@ async def test_slow_and_bursty_named_readers_return_by_client_id_right_after_wha
         sent = published[reader.name]
         read = reader.ids()
         assert read == sent[: len(read)] and len(read) > 20, (reader.name, len(read))
-        async with feed(probe, topics=f"todo_list:{reader.name}", client_id=reader.name) as again:
-            after = []
-            while not after or after[-1] != sent[-1]:
-                m = await again.next()
-                after += [m.id] if m.event == "todo_added" and m.id is not None else []
-        first = sent.index(after[0])
-        assert after == sent[first:]  # no gap after the first, nothing out of order
+        first = await _returns_at(probe, reader, sent)
         repeats, unread = max(0, len(read) - first), max(0, first - len(read))
         report.append((reader.name, len(read), repeats, unread))
     print("readers (name, read, repeats, unread on the host):", report)
@@ -167,20 +183,11 @@ async def test_a_slow_named_reader_of_a_gateway_stopped_gracefully_returns_after
     await asyncio.to_thread(gateway.process.wait, 30)  # the reader reads on meanwhile
     stop.set()
     await reading
-    reader.sock.setblocking(True)
-    while data := reader.sock.recv(65536):  # what the kernel still delivers after the stop
-        reader.raw += data
-    reader.close(reset=False)
+    _drain(reader)
     _, other = start_gateway()
     sent, read = published[reader.name], reader.ids()
     assert read == sent[: len(read)] and len(read) > 20, len(read)
-    async with feed(http(other), topics=f"todo_list:{reader.name}", client_id=reader.name) as r:
-        after = []
-        while not after or after[-1] != sent[-1]:
-            m = await r.next()
-            after += [m.id] if m.event == "todo_added" and m.id is not None else []
-    first = sent.index(after[0])
-    assert after == sent[first:]
+    first = await _returns_at(http(other), reader, sent)
     # Cut 1 s after the stop, its last move follows what the kernel still sends it for 1 s
     # more; what it had not delivered by then comes again: at most its queue (`UNSENT`) and
     # the client's receive window (0-7 frames measured for the bursty one, 20-33 of the slow
@@ -223,19 +230,10 @@ async def test_a_named_reader_that_fell_behind_returns_without_a_gap_after_a_kil
     gateway.kill()  # at once: what its transport held dies with it
     stop.set()
     await reading
-    reader.sock.setblocking(True)
-    while data := _recv(reader.sock, 65536):  # what the dead gateway's kernel still delivers
-        reader.raw += data
-    reader.close(reset=False)
+    _drain(reader)
     sent, read = published[reader.name], reader.ids()
     assert read == sent[: len(read)], len(read)
     _, other = start_gateway()
-    async with feed(http(other), topics=f"todo_list:{reader.name}", client_id=reader.name) as r:
-        after = []
-        while not after or after[-1] != sent[-1]:
-            m = await r.next()
-            after += [m.id] if m.event == "todo_added" and m.id is not None else []
-    first = sent.index(after[0])
+    first = await _returns_at(http(other), reader, sent)
     print("fell behind, killed (read, first again):", len(read), first)
-    assert after == sent[first:]
     assert first <= len(read), (len(read), first)  # no gap: nothing it never got is skipped
