@@ -260,8 +260,9 @@ class LazyAcks:
         kill -9 the kernel still delivers what it took), making the moves that fall due
         meanwhile; at once without a known transport, once it is gone, or when `stop()`.
         Before a feed that fell behind moves its consumer to its last write (verify9 V9-2:
-        up to the transport's 64 KiB of frames were lost by a kill -9 while it waited)."""
-        out = self.outgoing
+        up to the transport's 64 KiB of frames were lost by a kill -9 while it waited). Not
+        an `unbounded` feed (`flow`): it keeps pulling to its cap (verify6 V2)."""
+        out = None if self.flow else self.outgoing
         while out is not None and out.held() and not stop():
             if self.due():
                 await self.flush()
