@@ -194,7 +194,7 @@ class Outgoing:
         """Close the duplicate a `drain` cut keeps (what the kernel still holds is sent on)."""
         after, self._after = self._after, None
         if after is not None:
-            sockets.close(after)
+            after.close()
 
     def track(self, frames: list[Frame]) -> None:
         """The frames of a write just handed to the transport, in order (`trail.Frame`):

@@ -86,9 +86,3 @@ def finishing(sock: Sock) -> socket.socket:
     duplicate = socket.socket(fileno=os.dup(sock.fileno()))
     duplicate.shutdown(socket.SHUT_WR)
     return duplicate
-
-
-def close(sock: socket.socket) -> None:
-    """Close a socket from `finishing` (never raising)."""
-    with contextlib.suppress(OSError):
-        sock.close()
