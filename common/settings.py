@@ -126,6 +126,8 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "catchup_batch_max": "events per transaction at most while catching up over many "
         "aggregates (twice the aggregates known, from catchup_batch_size up to this; "
         "~4 KB of projector memory per event of it)",
+        "catchup_process_above": "events behind at a feed's start above which catching up "
+        "runs its NATS client in a process of its own (0: never)",
         "on_poison": "'skip': record an event that cannot be decoded or applied in dead_letters, "
         "go on; 'halt': stop applying (queries go on)",
         "sql_timeout_s": "time limit of an ad-hoc SQL query, counted from its arrival",
@@ -147,6 +149,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     batch_ms: int = 50
     catchup_batch_size: int = 50_000
     catchup_batch_max: int = 250_000
+    catchup_process_above: int = 100_000
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000

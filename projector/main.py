@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -29,6 +30,7 @@ from common.subjects import Subjects
 from common.telemetry import serve_metrics
 from projector import collector, metrics, queries
 from projector.feed import Batch, Feed, FeedLost
+from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
@@ -118,19 +120,10 @@ async def _follow(
     releases the GIL while a statement runs, and the feed is then far ahead anyway. A
     live batch is applied as before, so batches keep gathering what came during the last
     apply (taking the next one early would cut it at its first event)."""
+    bulk = settings.catchup_process_above > 0  # until a feed process fails once
     while not stop.is_set():
         generation = replica.generation
-        feed = Feed(
-            nc,
-            nats_settings.stream,
-            durable,
-            subjects.all_events,
-            replica.model.checkpoint,
-            settings.batch_size,
-            settings.batch_ms / 1000,
-            catchup_size=settings.catchup_batch_size,
-            catchup_max=settings.catchup_batch_max,
-        )
+        feed = await _feed(nc, nats_settings, settings, replica.model.checkpoint, durable, bulk)
         try:
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
@@ -146,6 +139,7 @@ async def _follow(
             await asyncio.sleep(STORAGE_RETRY_S)  # a retry interval, not synchronisation
         except FeedLost as exc:
             log.warning("feed_lost", error=str(exc))
+            bulk = bulk and not isinstance(feed, FeedProcess)  # in this process from now on
         except (ServiceUnavailableError, NoRespondersError, ConnectionReconnectingError) as exc:
             log.warning("feed_unavailable", error=repr(exc))  # e.g. a consumer leader moving
             await asyncio.sleep(settings.batch_ms / 1000)  # back off, then recreate the feed
@@ -155,8 +149,33 @@ async def _follow(
             await feed.close()
 
 
+async def _feed(
+    nc: Client,
+    nats_settings: NatsSettings,
+    settings: ProjectorSettings,
+    after: int,
+    durable: str,
+    bulk: bool,
+) -> Feed | FeedProcess:
+    """The feed from `after` + 1: in a process of its own while more than
+    `catchup_process_above` events wait (`projector/feed_process.py`), else in this one."""
+    where = (nats_settings.stream, durable, Subjects(nats_settings.prefix).all_events, after)
+    options: dict[str, Any] = {
+        "size": settings.batch_size,
+        "linger_s": settings.batch_ms / 1000,
+        "catchup_size": settings.catchup_batch_size,
+        "catchup_max": settings.catchup_batch_max,
+    }
+    if bulk:
+        state = (await nc.jetstream().stream_info(nats_settings.stream)).state
+        if state.last_seq - after > settings.catchup_process_above:
+            # until its batch that leaves at most a live batch pending: the catch-up's last
+            return FeedProcess(nats_settings, *where, until=settings.batch_size, **options)
+    return Feed(nc, *where, **options)
+
+
 async def _apply_from(
-    feed: Feed,
+    feed: Feed | FeedProcess,
     nc: Client,
     settings: ProjectorSettings,
     follows: tuple[Replica, int],
@@ -209,7 +228,7 @@ Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
 
 
 async def _take(
-    feed: Feed,
+    feed: Feed | FeedProcess,
     stop: asyncio.Event,
     loop: asyncio.AbstractEventLoop | None = None,
     decoder: ThreadPoolExecutor | None = None,

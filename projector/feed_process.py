@@ -1,0 +1,242 @@
+"""Catching up far behind: the feed's NATS client in a process of its own.
+
+Catching up, the projector is bound by its one GIL (docs/benchmarks.md, "Issue 16,
+session 9"): nats-py's parser, its `Msg` objects and the feed's callback cost ~7 µs of it
+per event, beside decoding and applying. So when a replica starts more than
+`catchup_process_above` events behind, `FeedProcess` runs the same `Feed` (its own durable
+consumer, `<durable>-bulk`, from the checkpoint) in a child process, which hands each
+batch over a pipe as one msgpack frame: the parent's cost is a read and one decode per
+batch, on another core than the NATS client's. The child acknowledges a batch to the
+server when the next is asked for (a consumer only it uses, deleted at the end; the read
+model's checkpoint is the truth, as for `Feed`). It ends after the first batch that
+leaves at most `until` events pending; the replica then follows with its own `Feed`
+from the new checkpoint (`projector/main.py`).
+
+The child dies with its parent: it reads the requests from the pipe, and its end of the
+pipe closes when the parent is gone, however it ended. Anything that ends the child
+(its NATS errors, a missing delivery, a crash) reaches the parent as `FeedLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import socket
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from common import bus
+from common.settings import NatsSettings
+from projector.feed import Batch, Delivery, Feed, FeedLost
+
+_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process holding threads
+_NEXT, _FOLLOW, _QUIT = "next", "follow", "quit"
+STOP_WAIT_S = 5.0  # how long `close` waits for the child to end before killing it
+
+
+class _Frame(msgspec.Struct, array_like=True, frozen=True):
+    """Child to parent: `kind` "ready" (consumer made), "batch" (`pending`, `done`,
+    `deliveries`), "lost" or "failed" (`error`)."""
+
+    kind: str
+    pending: int = 0
+    done: bool = False
+    deliveries: list[tuple[int, str, bytes]] = []
+    error: str = ""
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_frames = msgspec.msgpack.Decoder(_Frame)
+_requests = msgspec.msgpack.Decoder(tuple[str, int])
+_LENGTH = struct.Struct("!Q")  # each message on the socket: its length, then its bytes
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    """One length-prefixed message (blocking)."""
+    sock.sendall(_LENGTH.pack(len(data)))
+    sock.sendall(data)
+
+
+def _receive(sock: socket.socket) -> bytearray:
+    """One length-prefixed message (blocking); EOFError when the other end closed. A batch
+    of ~75 MB is read by one call (`MSG_WAITALL`), not one per socket buffer: each read
+    takes the GIL back, which a thread running Python holds for up to 5 ms."""
+    size = _LENGTH.unpack(_exactly(sock, _LENGTH.size))[0]
+    return _exactly(sock, size)
+
+
+def _exactly(sock: socket.socket, size: int) -> bytearray:
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got, socket.MSG_WAITALL)
+        if n == 0:
+            raise EOFError("the other end closed")
+        got += n
+    return data
+
+
+class FeedProcess:
+    """`Feed`'s interface (`start`, `next`, `ack`, `follow`, `close`) over a child process
+    running a `Feed` on `<durable>-bulk` from `after` + 1, until a batch leaves at most
+    `until` events pending (then `next` answers None: follow with a `Feed`). `feed`
+    holds `Feed`'s keyword arguments (sizes, linger). Raises `FeedLost` for whatever ends
+    the child."""
+
+    def __init__(
+        self, nats: NatsSettings, stream: str, durable: str, subject: str, after: int, until: int,
+        **feed: Any,
+    ) -> None:  # fmt: skip
+        self._args = (msgspec.json.encode(nats), stream, f"{durable}-bulk", subject, after, until)
+        self._feed = feed
+        self._conn: socket.socket | None = None
+        self._process: Any = None
+        self._rx = ThreadPoolExecutor(1, thread_name_prefix="feed-rx")
+        self._asked = False
+        self._done = False
+
+    async def start(self) -> FeedProcess:
+        """Start the child and wait until its consumer exists. Raises `FeedLost`."""
+        ours, theirs = socket.socketpair()
+        self._conn = ours
+        self._process = _CONTEXT.Process(
+            target=_child, args=(theirs, *self._args, self._feed), name="ironstar-feed", daemon=True
+        )
+        await asyncio.to_thread(self._process.start)
+        theirs.close()  # ours is now the only other end: the child sees EOF when we go
+        frame = await self._receive()
+        if frame.kind != "ready":
+            raise FeedLost(f"feed process: {frame.error or frame.kind}")
+        return self
+
+    async def next(self, stop: asyncio.Event) -> Batch | None:
+        """The child's next batch; None once `stop` is set or the child's range is done."""
+        if self._done or stop.is_set():
+            return None
+        assert self._conn is not None
+        if not self._asked:
+            _send(self._conn, _encode((_NEXT, 0)))
+            self._asked = True
+        received = asyncio.ensure_future(self._receive())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((received, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not received.done():
+            received.cancel()  # its thread ends with the child (`close`)
+            return None
+        frame = received.result()
+        self._asked = False
+        if frame.kind != "batch":
+            raise FeedLost(f"feed process: {frame.error or frame.kind}")
+        self._done = frame.done
+        return Batch(frame.deliveries, frame.pending, "")
+
+    async def ack(self, batch: Batch) -> None:
+        """Nothing: the child acknowledges its consumer (the checkpoint is the truth)."""
+
+    def follow(self, aggregates: int) -> None:
+        """Size the child's next catch-up batches for `aggregates` aggregates."""
+        if self._conn is not None and not self._done:
+            with contextlib.suppress(OSError):
+                _send(self._conn, _encode((_FOLLOW, aggregates)))
+
+    async def close(self) -> None:
+        """End the child (it deletes its consumer), killing it after `STOP_WAIT_S`."""
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                _send(self._conn, _encode((_QUIT, 0)))
+        if self._process is not None:
+            await asyncio.to_thread(self._process.join, STOP_WAIT_S)
+            if self._process.exitcode is None:
+                self._process.kill()
+                await asyncio.to_thread(self._process.join)
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.shutdown(socket.SHUT_RDWR)  # wakes a read still waiting
+            self._conn.close()
+        self._rx.shutdown(wait=False)
+
+    async def _receive(self) -> _Frame:
+        conn = self._conn
+        assert conn is not None
+        try:
+            data = await asyncio.wrap_future(self._rx.submit(_receive, conn))
+        except (EOFError, OSError) as exc:
+            raise FeedLost(f"feed process ended ({exc!r})") from exc
+        return _frames.decode(data)
+
+
+def _child(
+    conn: socket.socket, nats: bytes, stream: str, durable: str, subject: str, after: int,
+    until: int, feed: dict[str, Any],
+) -> None:  # fmt: skip
+    """The child's entry point: serve batches until asked to quit, EOF on `conn` (the parent
+    is gone) or the range is done."""
+    settings = msgspec.json.decode(nats, type=NatsSettings)
+    with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
+        asyncio.run(_serve(conn, settings, (stream, durable, subject, after), until, feed))
+
+
+async def _serve(
+    conn: socket.socket, settings: NatsSettings, where: tuple[str, str, str, int], until: int,
+    options: dict[str, Any],
+) -> None:  # fmt: skip
+    nc = await bus.connect(settings, name=f"ironstar-{where[1]}")
+    feed = Feed(nc, *where, **options)
+    loop = asyncio.get_running_loop()
+    io = ThreadPoolExecutor(2, thread_name_prefix="feed-io")  # the requests' reader, a send
+    asked: asyncio.Queue[bool] = asyncio.Queue()  # True: a batch; False: quit
+    stop = asyncio.Event()
+
+    async def send(frame: _Frame) -> None:
+        await loop.run_in_executor(io, _send, conn, _encode(frame))
+
+    async def read() -> None:
+        try:
+            while True:
+                kind, value = _requests.decode(await loop.run_in_executor(io, _receive, conn))
+                if kind == _FOLLOW:
+                    feed.follow(value)
+                else:
+                    asked.put_nowait(kind == _NEXT)
+        finally:  # EOF: the parent is gone
+            stop.set()
+            asked.put_nowait(False)
+
+    reader = asyncio.create_task(read())
+    held: Batch | None = None
+    try:
+        await feed.start()
+        await send(_Frame("ready"))
+        while await asked.get():
+            if held is not None:
+                await feed.ack(held)
+            held = await feed.next(stop)
+            if held is None:
+                break
+            done = held.pending <= until
+            await send(_Frame("batch", held.pending, done, held.deliveries))
+            if done:
+                await asked.get()  # the parent applies it, then closes us
+                break
+    except FeedLost as exc:
+        await send(_Frame("lost", error=str(exc)))
+    except (EOFError, OSError):
+        pass  # the parent is gone
+    except Exception as exc:  # whatever ended it, the parent restarts the feed
+        await send(_Frame("failed", error=repr(exc)))
+    finally:
+        reader.cancel()
+        with contextlib.suppress(Exception):
+            await feed.close(delete=True)
+        await bus.goodbye(nc)
+        io.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["Delivery", "FeedProcess"]
