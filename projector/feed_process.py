@@ -151,6 +151,7 @@ class FeedProcess:
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_QUIT, 0)))
+                self._conn.shutdown(socket.SHUT_WR)  # its reader ends: nothing holds it
         if self._process is not None:
             await asyncio.to_thread(self._process.join, STOP_WAIT_S)
             if self._process.exitcode is None:
