@@ -94,7 +94,7 @@ class FeedProcess:
         self._args = (msgspec.json.encode(nats), stream, f"{durable}-bulk", subject, after, until)
         self._feed = feed
         self._conn: socket.socket | None = None
-        self._process: Any = None
+        self.process: multiprocessing.process.BaseProcess | None = None  # the child, once started
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="feed-rx")
         self._asked = False
         self._done = False
@@ -103,10 +103,10 @@ class FeedProcess:
         """Start the child and wait until its consumer exists. Raises `FeedLost`."""
         ours, theirs = socket.socketpair()
         self._conn = ours
-        self._process = _CONTEXT.Process(
+        self.process = _CONTEXT.Process(
             target=_child, args=(theirs, *self._args, self._feed), name="ironstar-feed", daemon=True
         )
-        await asyncio.to_thread(self._process.start)
+        await asyncio.to_thread(self.process.start)
         theirs.close()  # ours is now the only other end: the child sees EOF when we go
         frame = await self._receive()
         if frame.kind != "ready":
@@ -119,7 +119,10 @@ class FeedProcess:
             return None
         assert self._conn is not None
         if not self._asked:
-            _send(self._conn, _encode((_NEXT, 0)))
+            try:
+                _send(self._conn, _encode((_NEXT, 0)))
+            except OSError as exc:  # e.g. a broken pipe: the child is gone
+                raise FeedLost(f"feed process ended ({exc!r})") from exc
             self._asked = True
         received = asyncio.ensure_future(self._receive())
         stopped = asyncio.ensure_future(stop.wait())
@@ -152,11 +155,11 @@ class FeedProcess:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_QUIT, 0)))
                 self._conn.shutdown(socket.SHUT_WR)  # its reader ends: nothing holds it
-        if self._process is not None:
-            await asyncio.to_thread(self._process.join, STOP_WAIT_S)
-            if self._process.exitcode is None:
-                self._process.kill()
-                await asyncio.to_thread(self._process.join)
+        if self.process is not None:
+            await asyncio.to_thread(self.process.join, STOP_WAIT_S)
+            if self.process.exitcode is None:
+                self.process.kill()
+                await asyncio.to_thread(self.process.join)
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.shutdown(socket.SHUT_RDWR)  # wakes a read still waiting

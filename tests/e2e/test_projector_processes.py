@@ -1,10 +1,13 @@
-"""Projector replicas as real processes: kill -9 while events flow, read-your-writes over
-HTTP whichever replica answers, SQL refusals as HTTP 4xx."""
+"""Projector replicas as real processes: kill -9 while events flow (and while a feed process
+catches up for it), read-your-writes over HTTP whichever replica answers, SQL refusals as
+HTTP 4xx."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,8 +18,9 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings
 from examples.todo.history import domain_events
-from tests.support.processes import Service, run_cli
+from tests.support.processes import Service, children, run_cli
 from tests.support.projections import TODO_ROWS, USER_ROWS, fold, sql, store
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +145,29 @@ def test_the_cli_queries_snapshots_and_rebuilds_a_running_projector(
     rebuilt = run_cli(service_env, "rebuild", "--replica", "p1", "--projection", "todo_lists")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert f"up to sequence {sequence}" in rebuilt.stdout and "events" in rebuilt.stderr
+
+
+async def test_a_killed_projector_leaves_no_feed_process_behind(
+    nc: Client, nats_settings: NatsSettings, service_env: dict[str, str], tmp_path: Path
+) -> None:
+    events = list(domain_events(3_000, lists=100, users=300, seed=12))
+    await store(nc, nats_settings, events)
+    env = {  # far behind: catching up through a feed process, in batches of 100
+        **service_env,
+        "IRONSTAR_PROJECTOR_CATCHUP_PROCESS_ABOVE": "500",
+        "IRONSTAR_PROJECTOR_CATCHUP_BATCH_SIZE": "100",
+        "IRONSTAR_PROJECTOR_CATCHUP_BATCH_MAX": "100",
+        "IRONSTAR_PROJECTOR_BATCH_SIZE": "20",
+    }
+    projector = Service("projector", env, tmp_path).launch()
+    assert projector.process is not None
+    pid = projector.process.pid
+    until(lambda: bool(children(pid)), 30, lambda: projector.log.read_text()[-2000:])
+    spawned = children(pid)  # the feed process (and multiprocessing's resource tracker)
+    projector.kill()  # kill -9: no goodbye; its feed process reads end-of-file
+    alive = lambda: {p for p in spawned if Path(f"/proc/{p}").exists()}  # noqa: E731
+    try:
+        until(lambda: not alive(), 10, lambda: f"still running: {alive()}")
+    finally:
+        for leftover in alive():
+            os.kill(leftover, signal.SIGKILL)

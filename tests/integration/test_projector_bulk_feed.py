@@ -1,0 +1,111 @@
+"""A replica far behind catches up through a feed in a process of its own
+(projector/feed_process.py) and applies every event once, whatever happens to that process;
+then it follows the stream with its own feed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+from common.settings import NatsSettings
+from examples.todo.history import domain_events
+from projector import main as projector_main
+from projector.feed_process import FeedProcess
+from projector.readmodel import ReadModel
+from tests.support.projections import assert_folded, replica, store
+from tests.support.waiting import soon
+
+# far behind: 2,000 events, more than 500; catch-up batches of 100 to 300, cut by size
+OPTIONS: dict[str, Any] = {
+    "batch_size": 20,
+    "batch_ms": 10_000,
+    "catchup_batch_size": 100,
+    "catchup_batch_max": 300,
+    "catchup_process_above": 500,
+}
+
+
+class Noted:
+    """The feed processes a replica started, and the size of every batch it applied."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, kill_at: int | None = None) -> None:
+        self.started: list[FeedProcess] = []
+        self.sizes: list[int] = []
+        real_apply, real_start, noted = projector_main.apply, FeedProcess.start, self
+
+        async def start(feed: FeedProcess) -> FeedProcess:
+            noted.started.append(feed)
+            return await real_start(feed)
+
+        def apply(model: ReadModel, deliveries: list[Any], *args: Any, **kwargs: Any) -> Any:
+            noted.sizes.append(len(deliveries))
+            if len(noted.sizes) == kill_at:  # mid-catch-up: the process has more to send
+                os.kill(_pid(noted.started[-1]), signal.SIGKILL)
+            return real_apply(model, deliveries, *args, **kwargs)
+
+        monkeypatch.setattr(FeedProcess, "start", start)
+        monkeypatch.setattr(projector_main, "apply", apply)
+
+
+async def test_a_replica_far_behind_catches_up_through_a_feed_process_then_follows_with_its_own(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = list(domain_events(2_100, lists=100, users=300, seed=7))
+    last = await store(nc, nats_settings, events[:2_000])
+    noted = Noted(monkeypatch)
+    async with replica(nats_settings, tmp_path, **OPTIONS):
+        await assert_folded(nc, nats_settings, events[:2_000], last)
+        assert len(noted.started) == 1
+        assert sum(noted.sizes) == 2_000  # each event applied once
+        assert max(noted.sizes) == 300  # the process's batches grew with the aggregates too
+        live = len(noted.sizes)
+        last = await store(nc, nats_settings, events[2_000:])  # live: the replica's own feed
+        await assert_folded(nc, nats_settings, events, last)
+        assert sum(noted.sizes[live:]) == 100 and len(noted.started) == 1
+    assert not multiprocessing.active_children()  # the feed process ended, by itself (0),
+    assert _exitcode(noted.started[0]) == 0  # not killed after `STOP_WAIT_S`
+    with pytest.raises(NotFoundError):  # and deleted its consumer
+        await nc.jetstream().consumer_info(nats_settings.stream, "projector-r1-bulk")
+
+
+async def test_a_feed_process_killed_mid_catch_up_leaves_the_replica_catching_up_on_its_own(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = list(domain_events(2_000, lists=100, users=300, seed=8))
+    last = await store(nc, nats_settings, events)
+    noted = Noted(monkeypatch, kill_at=2)
+    async with replica(nats_settings, tmp_path, **OPTIONS):
+        await assert_folded(nc, nats_settings, events, last)
+    assert len(noted.started) == 1  # not started again: the rest in the replica's own feed
+    assert _exitcode(noted.started[0]) == -signal.SIGKILL
+    assert sum(noted.sizes) == 2_000  # nothing the dead process had sent was applied twice
+
+
+async def test_a_replica_stopped_while_a_feed_process_catches_up_ends_it(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = list(domain_events(2_000, lists=100, users=300, seed=9))
+    await store(nc, nats_settings, events)
+    noted = Noted(monkeypatch)
+    async with replica(nats_settings, tmp_path, **OPTIONS) as task:
+        await soon(lambda: len(noted.sizes) >= 2, timeout=20)  # mid-catch-up
+    assert task.done() and not task.cancelled()
+    assert len(noted.started) == 1 and _exitcode(noted.started[0]) == 0  # ended, not killed
+    assert not multiprocessing.active_children()
+
+
+def _pid(feed: FeedProcess) -> int:
+    assert feed.process is not None and feed.process.pid is not None
+    return feed.process.pid
+
+
+def _exitcode(feed: FeedProcess) -> int | None:
+    assert feed.process is not None
+    return feed.process.exitcode
