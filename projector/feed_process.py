@@ -149,8 +149,9 @@ class FeedProcess:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_FOLLOW, aggregates)))
 
-    async def close(self) -> None:
-        """End the child (it deletes its consumer), killing it after `STOP_WAIT_S`."""
+    async def close(self, delete: bool = True) -> None:
+        """End the child, killing it after `STOP_WAIT_S`. Its consumer is deleted whatever
+        `delete` says (`Feed.close`'s signature): it has no use past the child."""
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_QUIT, 0)))

@@ -29,12 +29,12 @@ from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import serve_metrics
 from projector import collector, metrics, queries
-from projector.feed import Batch, Feed, FeedLost
+from projector.feed import Feed, FeedLost
 from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
-from projector.replica import Decoded, Replica, apply, decode
+from projector.replica import Replica, Taken, apply, take
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
@@ -57,16 +57,7 @@ async def serve(
     nc = await bus.connect(nats_settings, name=f"ironstar-projector-{settings.name}")
     subjects = Subjects(nats_settings.prefix)
     durable = f"projector-{settings.name}"
-    halt = settings.on_poison == "halt"
-    rebuilder = Rebuilder(
-        nc,
-        nats_settings.stream,
-        subjects.all_events,
-        f"{durable}-rebuild",
-        max(settings.batch_size, settings.catchup_batch_size),  # a rebuild only catches up
-        halt,
-        settings.catchup_batch_max,
-    )
+    rebuilder = Rebuilder(nc, nats_settings, settings)
     stop_queries: Callable[[], None] = lambda: None  # noqa: E731
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")  # the next catch-up batch
@@ -191,12 +182,12 @@ async def _apply_from(
     ahead: asyncio.Future[Taken | None] | None = None
     stretch = collector.Stretch()  # no cyclic collection between catch-up batches
     try:
-        taken = await _take(feed, stop)
+        taken = await take(feed, stop)
         while taken is not None:
             batch, decoded = taken
             if batch.pending > settings.batch_size:  # catching up: decode the next now
                 stretch.hold(len(batch.deliveries))
-                ahead = asyncio.ensure_future(_take(feed, stop, loop, decoder))
+                ahead = asyncio.ensure_future(take(feed, stop, decoder))
             else:
                 stretch.release()
             async with replica.writing:
@@ -215,31 +206,13 @@ async def _apply_from(
                     await loop.run_in_executor(applier, model.checkpoint_wal)
                 feed.follow(model.versions.aggregates)  # catch-up batches grow with them
             await _applied(nc, subjects, settings.name, replica, model, batch.pending)
-            taken = await (_take(feed, stop) if ahead is None else ahead)
+            taken = await (take(feed, stop) if ahead is None else ahead)
             ahead = None
     finally:
         stretch.release()
         if ahead is not None:  # taken from a feed that is closed now: dropped, not acked
             ahead.cancel()
             await asyncio.gather(ahead, return_exceptions=True)
-
-
-Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
-
-
-async def _take(
-    feed: Feed | FeedProcess,
-    stop: asyncio.Event,
-    loop: asyncio.AbstractEventLoop | None = None,
-    decoder: ThreadPoolExecutor | None = None,
-) -> Taken | None:
-    """The feed's next batch (None once `stop` is set), decoded on `decoder` if given."""
-    batch = await feed.next(stop)
-    if batch is None:
-        return None
-    if loop is None or decoder is None:
-        return batch, None
-    return batch, await loop.run_in_executor(decoder, decode, batch.deliveries)
 
 
 async def _applied(

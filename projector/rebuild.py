@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import msgspec
 import structlog
 from nats.aio.client import Client
 
+from common.settings import NatsSettings, ProjectorSettings
+from common.subjects import Subjects
 from projector.feed import Feed
+from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
-from projector.replica import Replica, apply
+from projector.replica import Replica, Taken, apply, take
 
 log = structlog.get_logger()
 
@@ -44,26 +50,24 @@ class Status(msgspec.Struct, kw_only=True):
 
 class Rebuilder:
     """Rebuilds projections into a fresh file beside the live one, from a consumer of its
-    own (`durable`, batches of `batch_size`, growing with the aggregates up to
-    `catchup_max`: `projector.feed.catchup_size`), while the live file answers; then pauses the
-    live feed, catches up to its checkpoint and swaps the rebuilt tables in. One rebuild
-    at a time; `status` says how far it is, `halt` as the replica's `on_poison`."""
+    own (`projector-<name>-rebuild`, batches of the catch-up size growing with the
+    aggregates up to `catchup_batch_max`: `projector.feed.catchup_size`; far behind,
+    through a feed process: `projector/feed_process.py`), while the live file answers;
+    then pauses the live feed, catches up to its checkpoint and swaps the rebuilt tables
+    in. One rebuild at a time; `status` says how far it is; poison as the replica's
+    `on_poison`."""
 
-    def __init__(
-        self,
-        nc: Client,
-        stream: str,
-        subject: str,
-        durable: str,
-        batch_size: int,
-        halt: bool,
-        catchup_max: int = 0,
-    ) -> None:
-        self.nc, self.stream, self.subject = nc, stream, subject
-        self.durable, self.batch_size, self.halt = durable, batch_size, halt
-        self.catchup_max = catchup_max
+    def __init__(self, nc: Client, nats: NatsSettings, settings: ProjectorSettings) -> None:
+        self.nc, self.nats, self.stream = nc, nats, nats.stream
+        self.subject = Subjects(nats.prefix).all_events
+        self.durable = f"projector-{settings.name}-rebuild"
+        self.batch_size = max(settings.batch_size, settings.catchup_batch_size)  # only catches up
+        self.halt = settings.on_poison == "halt"
+        self.catchup_max = settings.catchup_batch_max
+        self.process_above = settings.catchup_process_above
         self.status = Status()
         self.task: asyncio.Task[None] | None = None
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="rebuild-decode")
 
     def start(self, replica: Replica, names: Collection[str]) -> Status:
         """Start rebuilding `names` (all when empty) unless a rebuild runs already."""
@@ -73,6 +77,13 @@ class Rebuilder:
             self.task = asyncio.create_task(self._run(replica, chosen))
         return self.status
 
+    def _feed(self, after: int, bulk: bool) -> Feed | FeedProcess:
+        where = (self.stream, self.durable, self.subject, after)
+        options: dict[str, Any] = {"size": self.batch_size, "catchup_max": self.catchup_max}
+        if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
+            return FeedProcess(self.nats, *where, until=-1, **options)
+        return Feed(self.nc, *where, **options)
+
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model
         path = live.path.with_name(live.path.stem + ".rebuild.duckdb")
@@ -80,14 +91,14 @@ class Rebuilder:
             stale.unlink(missing_ok=True)
         new = await asyncio.to_thread(ReadModel, path, tuple(live.projections.values()))
         kept = [n for n in live.projections if n not in names]
-        feed = Feed(
-            self.nc, self.stream, self.durable, self.subject, 0, self.batch_size,
-            catchup_max=self.catchup_max,
-        )  # fmt: skip
+        feed = self._feed(0, 0 < self.process_above < live.checkpoint)
         try:
             await feed.start()
             started = time.monotonic()
             await self._catch_up(feed, new, names, live.checkpoint, started, exact=False)
+            if isinstance(feed, FeedProcess):  # what is left is the live tail's: in process
+                await feed.close()
+                feed = await self._feed(new.checkpoint, False).start()
             async with replica.writing:
                 self.status.state = "swapping"
                 target = replica.model.checkpoint
@@ -108,7 +119,7 @@ class Rebuilder:
 
     async def _catch_up(
         self,
-        feed: Feed,
+        feed: Feed | FeedProcess,
         new: ReadModel,
         names: list[str],
         target: int,
@@ -116,24 +127,40 @@ class Rebuilder:
         exact: bool,
     ) -> None:
         """Apply `names` into `new` until its checkpoint reaches `target` (not beyond, if
-        `exact`: the other projections' tables will be copied at exactly `target`)."""
+        `exact`: the other projections' tables will be copied at exactly `target`). Unless
+        `exact`, the next batch is taken and decoded while one is applied, as the replica
+        does catching up (`projector/main.py`)."""
         self.status.total = target
-        never = asyncio.Event()
-        while new.checkpoint < target:
-            batch = await feed.next(never)
-            assert batch is not None
-            deliveries = (
-                [d for d in batch.deliveries if d[0] <= target] if exact else batch.deliveries
-            )
-            last = min(batch.last, target) if exact else batch.last
-            await asyncio.to_thread(apply, new, deliveries, last, self.halt, names)
-            await feed.ack(batch)
-            feed.follow(new.versions.aggregates)
-            elapsed = max(time.monotonic() - started, 1e-6)
-            self.status.done = new.checkpoint
-            self.status.rate = round(new.checkpoint / elapsed, 1)
-            left = max(target - new.checkpoint, 0)
-            self.status.eta_s = round(left / self.status.rate, 1) if self.status.rate else None
+        never, decoder = asyncio.Event(), None if exact else self._decoder
+        ahead: asyncio.Future[Taken | None] | None = None
+        try:
+            while new.checkpoint < target:
+                taken = await (ahead or take(feed, never, decoder))
+                assert taken is not None  # (`never` is never set)
+                batch, decoded = taken
+                ahead = None
+                deliveries = (
+                    [d for d in batch.deliveries if d[0] <= target] if exact else batch.deliveries
+                )
+                last = min(batch.last, target) if exact else batch.last
+                if not exact and last < target:
+                    ahead = asyncio.ensure_future(take(feed, never, decoder))
+                work = functools.partial(apply, new, deliveries, last, self.halt, names, decoded)
+                await asyncio.to_thread(work)
+                await feed.ack(batch)
+                feed.follow(new.versions.aggregates)
+                self._progress(new.checkpoint, target, started)
+        finally:
+            if ahead is not None:  # a batch taken past a failure: dropped, never acked
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+
+    def _progress(self, done: int, target: int, started: float) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        self.status.done = done
+        self.status.rate = round(done / elapsed, 1)
+        left = max(target - done, 0)
+        self.status.eta_s = round(left / self.status.rate, 1) if self.status.rate else None
 
 
 def _replace(old: ReadModel, new: ReadModel) -> ReadModel:

@@ -16,6 +16,7 @@ import contextlib
 import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NamedTuple
 
@@ -24,7 +25,8 @@ import structlog
 from common import envelope as codec
 from common.envelope import Stored
 from projector import collector, metrics
-from projector.feed import Delivery
+from projector.feed import Batch, Delivery, Feed
+from projector.feed_process import FeedProcess
 from projector.progress import Progress
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import DeadLetter
@@ -132,6 +134,24 @@ def decode(deliveries: list[Delivery]) -> Decoded:
                 events.append(Stored(sequence, envelope))
         subjects = {sequence: subject for sequence, subject, _ in deliveries}
     return Decoded(events, dead, typed, subjects)
+
+
+Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
+
+
+async def take(
+    feed: Feed | FeedProcess, stop: asyncio.Event, decoder: Executor | None = None
+) -> Taken | None:
+    """The feed's next batch (None once `stop` is set), decoded on `decoder` if given (a
+    catch-up decodes the next batch while one is applied: `projector/main.py`,
+    `projector/rebuild.py`)."""
+    batch = await feed.next(stop)
+    if batch is None:
+        return None
+    if decoder is None:
+        return batch, None
+    loop = asyncio.get_running_loop()
+    return batch, await loop.run_in_executor(decoder, decode, batch.deliveries)
 
 
 def _quiet(deliveries: list[Delivery]) -> contextlib.AbstractContextManager[None]:

@@ -17,6 +17,7 @@ from common.settings import NatsSettings
 from common.subjects import Subjects
 from examples.todo.history import domain_events
 from examples.todo.projections import todo_lists
+from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
 from tests.support.projections import (
     TODO_ROWS,
@@ -58,13 +59,27 @@ async def test_two_replicas_converge_to_the_same_rows(
     assert [m.checkpoint for m in files] == [last, last]
 
 
+@pytest.mark.parametrize("process_above", [0, 500], ids=["in process", "feed process"])
 async def test_rebuild_produces_the_same_rows_as_incremental_application(
-    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+    nc: Client,
+    nats_settings: NatsSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    process_above: int,
 ) -> None:
     events = list(domain_events(2_000, lists=10, users=10, seed=3))
     everything = "SELECT * FROM {} ORDER BY ALL"
     tables = ("todos", "users", "event_counts", "todo_changes")
-    async with replica(nats_settings, tmp_path, "r"):
+    started: list[FeedProcess] = []  # far behind (2,000 > 500): the rebuild's feed process
+    real = FeedProcess.start
+
+    async def noted(feed: FeedProcess) -> FeedProcess:
+        started.append(feed)
+        return await real(feed)
+
+    monkeypatch.setattr(FeedProcess, "start", noted)
+    options = {"catchup_process_above": process_above, "batch_size": 100, "catchup_batch_size": 300}
+    async with replica(nats_settings, tmp_path, "r", **options):
         last = await store(nc, nats_settings, events)
         before = [await sql(nc, nats_settings, everything.format(t), last) for t in tables]
         subject = Subjects(nats_settings.prefix).query("rebuild.r")
@@ -80,6 +95,7 @@ async def test_rebuild_produces_the_same_rows_as_incremental_application(
         assert status["done"] == last
         after = [await sql(nc, nats_settings, everything.format(t), last) for t in tables]
     assert after == before
+    assert len(started) == (1 if process_above else 0)
 
 
 async def test_a_changed_projection_version_is_rebuilt_at_start(
