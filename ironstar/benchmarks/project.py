@@ -11,12 +11,15 @@ consumption never writes to the stream. Then, in one run:
   projector's (from the catch-up size, growing with the aggregates up to its maximum), no
   NATS, the next batch decoded while one is applied (as the projector does while catching
   up);
-- `end_to_end`: the projector service (in this process) from an empty file until a query
-  with `min_seq` = the last sequence answers;
+- `end_to_end`: a projector process (`ironstar projector`, as `ironstar up` runs it; far
+  behind, it catches up through its feed process) from an empty file until a query with
+  `min_seq` = the last sequence answers; its CPU is that of its process and children;
 - `tail`: then, over that history, `--tail-rate` more events per second for
   `--tail-seconds` (open loop, the same app's histories going on), each published on its
   own, one in 10 timed from its ack until a query with its `min_seq` answers (applied and
-  readable), reported as p50/p99 milliseconds.
+  readable), reported as p50/p99 milliseconds;
+- `rebuild`: then a blue/green rebuild of every projection of that projector, from its
+  start until its status says done (what a user runs after a projection's version changed).
 """
 
 from __future__ import annotations
@@ -177,11 +180,11 @@ async def _end_to_end(
     args: argparse.Namespace,
     catchup: int,
     tail: list[Envelope],
-) -> tuple[float, float, float, list[float]]:
+) -> tuple[float, float, float, list[float], float]:
     """Seconds of the catch-up of a projector process (`ironstar projector`, as `ironstar up`
     runs it, so the tail's publishers and queries in this process take none of its GIL),
-    the CPU seconds of that process with its children and of nats-server meanwhile, and the
-    live tail's latencies."""
+    the CPU seconds of that process with its children and of nats-server meanwhile, the
+    live tail's latencies, and the seconds of a rebuild of every projection after it."""
     data_dir = directory / "projector"
     env = {
         **os.environ,
@@ -211,9 +214,31 @@ async def _end_to_end(
         cpu, server_cpu = _tree_cpu_s(pid) - cpu, _cpu_s(server_pid) - server_cpu
         assert msgspec.json.decode(reply)["result"]["events"] == count
         latencies = await _tail(nc, settings, tail, args.tail_rate) if tail else []
+        rebuilt = await _rebuild(nc, settings)
     finally:
         await asyncio.to_thread(processes.stop_all, [launch.process])
-    return elapsed, cpu, server_cpu, latencies
+    return elapsed, cpu, server_cpu, latencies, rebuilt
+
+
+async def _rebuild(nc: Client, settings: NatsSettings) -> float:
+    """Seconds of a blue/green rebuild of every projection of the projector "bench" (what
+    a user runs after a projection's version changed), from its start until it is done."""
+    subject = Subjects(settings.prefix).query("rebuild.bench")
+
+    async def ask(name: str) -> dict[str, Any]:
+        body = msgspec.json.encode(QueryRequest(name=name, params={"projections": []}))
+        result: dict[str, Any] = msgspec.json.decode(
+            await bus.request(nc, subject, body, 30, "projector")
+        )["result"]
+        return result
+
+    started = time.perf_counter()
+    status = await ask("start")
+    while status["state"] not in ("done", "failed"):
+        await asyncio.sleep(0.2)  # polling the rebuild's status, as `ironstar rebuild` does
+        status = await ask("status")
+    assert status["state"] == "done", status
+    return time.perf_counter() - started
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -272,18 +297,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _say("ceiling: consuming with nats-py, applying nothing")
             nats_s, nats_cpu = await _cpu(_nats_only(nc, settings, count, args.batch_size))
             _say("ceiling: applying to DuckDB, no NATS")
-            bodies = [
-                (Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
-                for e in envelopes
-            ]
+            bodies = [(Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
+                      for e in envelopes]  # fmt: skip
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
             cap = args.catchup_batch_max
             duck_s, duck_cpu = await _cpu(
                 asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup, cap)
             )
-            _say("end to end: the projector from an empty file, then the live tail")
-            e2e_s, e2e_cpu, server_cpu, latencies = await _end_to_end(
+            _say("end to end: a projector from an empty file, the live tail, a rebuild")
+            e2e_s, e2e_cpu, server_cpu, latencies, rebuild_s = await _end_to_end(
                 nc, settings, server, directory, count, args, catchup, tail
             )
         finally:
@@ -296,6 +319,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ceiling_nats_only_events_per_s": round(count / nats_s),
         "ceiling_duckdb_only_events_per_s": round(count / duck_s),
         "end_to_end_s": round(e2e_s, 2),
+        "rebuild_events_per_s": round(count / rebuild_s),
         # events per CPU second (steadier than wall time on a shared machine): of the projector
         # process and its children end to end, of this process for the ceilings
         "end_to_end_cpu_events_per_s": round(count / e2e_cpu),
