@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -36,6 +37,7 @@ from projector.feed import Batch, Delivery, Feed, FeedLost
 _CONTEXT = multiprocessing.get_context("spawn")  # never fork a process holding threads
 _NEXT, _FOLLOW, _QUIT = "next", "follow", "quit"
 STOP_WAIT_S = 5.0  # how long `close` waits for the child to end before killing it
+CONNECT_WAIT_S = 5.0  # how long the child tries to reach NATS before it gives up
 
 
 class _Frame(msgspec.Struct, array_like=True, frozen=True):
@@ -192,15 +194,42 @@ async def _serve(
     conn: socket.socket, settings: NatsSettings, where: tuple[str, str, str, int], until: int,
     options: dict[str, Any],
 ) -> None:  # fmt: skip
-    nc = await bus.connect(settings, name=f"ironstar-{where[1]}")
-    feed = Feed(nc, *where, **options)
     loop = asyncio.get_running_loop()
     io = ThreadPoolExecutor(2, thread_name_prefix="feed-io")  # the requests' reader, a send
-    asked: asyncio.Queue[bool] = asyncio.Queue()  # True: a batch; False: quit
-    stop = asyncio.Event()
 
     async def send(frame: _Frame) -> None:
         await loop.run_in_executor(io, _send, conn, _encode(frame))
+
+    try:
+        nc = await bus.connect(settings, name=f"ironstar-{where[1]}", wait_s=CONNECT_WAIT_S)
+    except Exception as exc:  # e.g. NATS unreachable: the parent goes on without us
+        await send(_Frame("failed", error=repr(exc)))
+        return
+    feed = Feed(nc, *where, **options)
+    try:
+        await _batches(conn, io, feed, until, send)
+    except FeedLost as exc:
+        await send(_Frame("lost", error=str(exc)))
+    except (EOFError, OSError):
+        pass  # the parent is gone
+    except Exception as exc:  # whatever ended it, the parent restarts the feed
+        await send(_Frame("failed", error=repr(exc)))
+    finally:
+        with contextlib.suppress(Exception):
+            await feed.close(delete=True)
+        await bus.goodbye(nc)
+        io.shutdown(wait=False, cancel_futures=True)
+
+
+async def _batches(
+    conn: socket.socket, io: ThreadPoolExecutor, feed: Feed, until: int,
+    send: Callable[[_Frame], Awaitable[None]],
+) -> None:  # fmt: skip
+    """Answer the parent's requests with `feed`'s batches until it quits or goes (EOF),
+    or the range is done; a batch is acknowledged when the next is asked for."""
+    loop = asyncio.get_running_loop()
+    asked: asyncio.Queue[bool] = asyncio.Queue()  # True: a batch; False: quit
+    stop = asyncio.Event()
 
     async def read() -> None:
         try:
@@ -210,38 +239,28 @@ async def _serve(
                     feed.follow(value)
                 else:
                     asked.put_nowait(kind == _NEXT)
-        finally:  # EOF: the parent is gone
+        finally:  # quit or EOF
             stop.set()
             asked.put_nowait(False)
 
     reader = asyncio.create_task(read())
-    held: Batch | None = None
     try:
         await feed.start()
         await send(_Frame("ready"))
+        held: Batch | None = None
         while await asked.get():
             if held is not None:
                 await feed.ack(held)
             held = await feed.next(stop)
             if held is None:
-                break
+                return
             done = held.pending <= until
             await send(_Frame("batch", held.pending, done, held.deliveries))
             if done:
                 await asked.get()  # the parent applies it, then closes us
-                break
-    except FeedLost as exc:
-        await send(_Frame("lost", error=str(exc)))
-    except (EOFError, OSError):
-        pass  # the parent is gone
-    except Exception as exc:  # whatever ended it, the parent restarts the feed
-        await send(_Frame("failed", error=repr(exc)))
+                return
     finally:
         reader.cancel()
-        with contextlib.suppress(Exception):
-            await feed.close(delete=True)
-        await bus.goodbye(nc)
-        io.shutdown(wait=False, cancel_futures=True)
 
 
 __all__ = ["Delivery", "FeedProcess"]
