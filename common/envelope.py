@@ -117,7 +117,8 @@ def decode_checked(data: bytes, aggregate_type: str, aggregate_id: str) -> tuple
     `versions` check) converts each payload once, not twice. Raises Undecodable."""
     try:
         stored = _decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than msgspec decodes (a poison message, verify10)
         raise Undecodable(f"not an event envelope ({exc})") from None
     if stored.aggregate_type != aggregate_type or stored.aggregate_id != aggregate_id:
         raise Undecodable(

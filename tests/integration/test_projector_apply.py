@@ -208,6 +208,21 @@ def test_deleting_a_todo_from_an_earlier_batch_moves_the_count_it_was_in(
     assert model.con.execute("SELECT text FROM todos WHERE NOT deleted").fetchall() == [("uno",)]
 
 
+def test_a_message_nested_deeper_than_the_decoder_goes_is_a_dead_letter(
+    model: ReadModel,
+) -> None:
+    events = [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
+    ]
+    deep = (2, "x.events.todo_list.l", b'{"a":' + b"[" * 5_000 + b"]" * 5_000 + b"}")
+    deliveries = [_deliveries(events)[0], deep, *_deliveries(events[1:], 3)]
+    dead = apply(model, deliveries, 3, halt=False)  # a verify10 input: it ended the projector
+    assert [(d.sequence, d.error[:25]) for d in dead] == [(2, "cannot decode: not an eve")]
+    assert model.con.execute("SELECT todo_id FROM todos ORDER BY 1").fetchall() == [("a",), ("b",)]
+    assert model.checkpoint == 3
+
+
 POISON_ENVELOPES = [  # fields outside their domain, as they are if nothing decodes them
     {"version": 2**63},
     {"version": 2**70},

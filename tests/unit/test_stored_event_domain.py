@@ -87,6 +87,29 @@ def test_a_field_outside_its_domain_makes_the_event_undecodable(changes: dict[st
         _decode(**changes)
 
 
+DEEP = "[" * 5_000 + "]" * 5_000  # deeper than msgspec decodes: RecursionError
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DEEP,
+        '{"a":' + DEEP + "}",
+        json.dumps({**GOOD, "payload": {"todo_id": "a", "text": "one"}})[:-1]
+        + ',"x":'
+        + DEEP
+        + "}",
+        json.dumps(GOOD).replace('"payload": {', '"payload": {"deep": ' + DEEP + ", "),
+        json.dumps(GOOD).replace('"metadata": {', '"metadata": {"deep": ' + DEEP + ", "),
+        '{"a":' * 5_000 + "1" + "}" * 5_000,
+    ],
+    ids=["array", "in an object", "an extra field", "in the payload", "in the metadata", "objects"],
+)
+def test_json_nested_deeper_than_the_decoder_goes_is_undecodable(body: str) -> None:
+    with pytest.raises(Undecodable):  # not RecursionError: a poison message, not a crash
+        decode_stored(body.encode(), "todo_list", "l")
+
+
 def test_a_payload_of_an_older_schema_is_checked_after_upcasting() -> None:
     assert _decode(schema=1, payload={"todo_id": "a", "title": "one"}).schema == 1
     with pytest.raises(Undecodable, match="title"):
