@@ -40,6 +40,7 @@ from nats.js.errors import NotFoundError
 from common.jetstream import (
     CONFLICT,
     NO_MESSAGES,
+    NO_RESPONDERS,
     REQUEST_TIMEOUT,
     ack_position,
     is_delivery,
@@ -250,6 +251,11 @@ class Feed:
                     self._wake.set()
                     return
                 self._credit = 0  # e.g. leadership change: outstanding requests are gone
+            elif status.code == NO_RESPONDERS:  # a pull no consumer takes: deleted while no
+                # request waited (verify10 F2: the feed waited forever), or its node gone
+                self._lost = FeedLost(f"consumer {self.durable} does not answer (deleted?)")
+                self._wake.set()
+                return
         if self._credit < self.max_credit and len(self._ready) < self.max_ready:
             await self._refill()  # (checked here first: a coroutine per message costs)
 

@@ -4,9 +4,11 @@ then it follows the stream with its own feed."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,12 @@ OPTIONS: dict[str, Any] = {
 
 
 class Noted:
-    """The feed processes a replica started, and the size of every batch it applied."""
+    """The feed processes a replica started, and the size of every batch it applied;
+    `at_second` runs (on the applying thread) while the second batch is applied."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, kill_at: int | None = None) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, at_second: Callable[[Noted], None] | None = None
+    ) -> None:
         self.started: list[FeedProcess] = []
         self.sizes: list[int] = []
         real_apply, real_start, noted = projector_main.apply, FeedProcess.start, self
@@ -46,8 +51,8 @@ class Noted:
 
         def apply(model: ReadModel, deliveries: list[Any], *args: Any, **kwargs: Any) -> Any:
             noted.sizes.append(len(deliveries))
-            if len(noted.sizes) == kill_at:  # mid-catch-up: the process has more to send
-                os.kill(_pid(noted.started[-1]), signal.SIGKILL)
+            if len(noted.sizes) == 2 and at_second is not None:  # mid-catch-up
+                at_second(noted)
             return real_apply(model, deliveries, *args, **kwargs)
 
         monkeypatch.setattr(FeedProcess, "start", start)
@@ -80,7 +85,7 @@ async def test_a_feed_process_killed_mid_catch_up_leaves_the_replica_catching_up
 ) -> None:
     events = list(domain_events(2_000, lists=100, users=300, seed=8))
     last = await store(nc, nats_settings, events)
-    noted = Noted(monkeypatch, kill_at=2)
+    noted = Noted(monkeypatch, lambda n: os.kill(_pid(n.started[-1]), signal.SIGKILL))
     async with replica(nats_settings, tmp_path, **OPTIONS):
         await assert_folded(nc, nats_settings, events, last)
     assert len(noted.started) == 1  # not started again: the rest in the replica's own feed
@@ -109,3 +114,30 @@ def _pid(feed: FeedProcess) -> int:
 def _exitcode(feed: FeedProcess) -> int | None:
     assert feed.process is not None
     return feed.process.exitcode
+
+
+@pytest.mark.parametrize("consumer", ["projector-r1-bulk", "projector-r1"])
+async def test_a_consumer_deleted_mid_catch_up_is_made_again_from_the_checkpoint(
+    nc: Client,
+    nats_settings: NatsSettings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    consumer: str,
+) -> None:
+    # verify10 F2: the feed then waited forever, without a word
+    events = list(domain_events(2_000, lists=100, users=300, seed=10))
+    last = await store(nc, nats_settings, events)
+    loop, js = asyncio.get_running_loop(), nc.jetstream()
+
+    def delete(_: Noted) -> None:  # from outside, while the replica applies a batch
+        gone = js.delete_consumer(nats_settings.stream, consumer)
+        assert asyncio.run_coroutine_threadsafe(gone, loop).result(10)
+
+    noted = Noted(monkeypatch, delete)
+    bulk = consumer.endswith("-bulk")
+    async with replica(
+        nats_settings, tmp_path, **{**OPTIONS, "catchup_process_above": 500 if bulk else 0}
+    ):
+        await assert_folded(nc, nats_settings, events, last)
+    assert sum(noted.sizes) == 2_000  # each event applied once
+    assert len(noted.started) == (1 if bulk else 0)
