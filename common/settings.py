@@ -149,7 +149,7 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     batch_ms: int = 50
     catchup_batch_size: int = 50_000
     catchup_batch_max: int = 250_000
-    catchup_process_above: int = 100_000
+    catchup_process_above: Annotated[int, msgspec.Meta(ge=0)] = 100_000
     on_poison: str = "skip"
     sql_timeout_s: float = 5.0
     sql_max_rows: int = 10_000

@@ -87,7 +87,8 @@ class Feed:
     wait; `catchup` may be moved up to `catchup_max` by `follow`), or what came within
     `linger_s` seconds of the first. At most `credit_batches` x
     `size` messages are requested ahead and `max_ready` full batches held; no message or
-    heartbeat for 3 x `heartbeat_s` seconds re-issues the pull requests. `next` raises
+    heartbeat for 3 x `heartbeat_s` seconds re-issues the pull requests. With `inactive_s`,
+    the server deletes the consumer once unused that long (a feed process's). `next` raises
     `FeedLost` when the consumer is deleted or a delivery is missing (recreate the feed)."""
 
     def __init__(
@@ -104,13 +105,14 @@ class Feed:
         heartbeat_s: float = 2.0,
         catchup_size: int = 0,
         catchup_max: int = 0,
+        inactive_s: float | None = None,
     ) -> None:
         self.nc, self.stream, self.durable, self.subject = nc, stream, durable, subject
         self.after, self.size, self.linger_s = after, size, linger_s
         self.catchup = self.catchup_floor = max(size, catchup_size)
         self.catchup_max = max(self.catchup, catchup_max)
         self.max_credit, self.max_ready = credit_batches * size, max_ready
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat_s, self.inactive_s = heartbeat_s, inactive_s
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._pull = _json.encode(
             {"batch": size, "expires": int(30e9), "idle_heartbeat": int(heartbeat_s * 1e9)}
@@ -149,6 +151,7 @@ class Feed:
                 max_ack_pending=self.max_credit + (self.max_ready + 2) * self.catchup_max,
                 ack_wait=60,
                 max_waiting=64,
+                inactive_threshold=self.inactive_s,
             ),
         )
         self._sub = await self.nc.subscribe(

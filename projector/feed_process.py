@@ -4,37 +4,45 @@ Catching up, the projector is bound by its one GIL (docs/benchmarks.md, "Issue 1
 session 9"): nats-py's parser, its `Msg` objects and the feed's callback cost ~7 µs of it
 per event, beside decoding and applying. So when a replica starts more than
 `catchup_process_above` events behind, `FeedProcess` runs the same `Feed` (its own durable
-consumer, `<durable>-bulk`, from the checkpoint) in a child process, which hands each
-batch over a pipe as one msgpack frame: the parent's cost is a read and one decode per
-batch, on another core than the NATS client's. The child acknowledges a batch to the
-server when the next is asked for (a consumer only it uses, deleted at the end; the read
-model's checkpoint is the truth, as for `Feed`). It ends after the first batch that
-leaves at most `until` events pending; the replica then follows with its own `Feed`
-from the new checkpoint (`projector/main.py`).
+consumer, `<durable>-bulk`, from the checkpoint) in a child process (`python -m
+projector.feed_process FD`, a fresh interpreter, never a fork of one holding threads),
+which hands each batch over a socketpair as one msgpack frame: the parent's cost is a
+read and one decode per batch, on another core than the NATS client's. The child
+acknowledges a batch to the server when the next is asked for (a consumer only it uses,
+deleted at the end, by the parent too if the child could not, and by the server after
+`BULK_INACTIVE_S` unused; the read model's checkpoint is the truth, as for `Feed`). It
+ends after the first batch that leaves at most `until` events pending; the replica then
+follows with its own `Feed` from the new checkpoint (`projector/main.py`).
 
-The child dies with its parent: it reads the requests from the pipe, and its end of the
-pipe closes when the parent is gone, however it ended. Anything that ends the child
-(its NATS errors, a missing delivery, a crash) reaches the parent as `FeedLost`.
+The child dies with its parent: it reads the requests from the socket, whose other end
+closes when the parent is gone, however it ended. Anything that ends the child (its NATS
+errors, a missing delivery, a crash) reaches the parent as `FeedLost`. Its settings,
+NATS credentials included, come over the socket, never on its command line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
+import structlog
+from nats.aio.client import Client
 
 from common import bus
 from common.settings import NatsSettings
+from common.telemetry import configure_logging
 from projector.feed import Batch, Delivery, Feed, FeedLost
 
-_CONTEXT = multiprocessing.get_context("spawn")  # never fork a process holding threads
+log = structlog.get_logger()
+BULK_INACTIVE_S = 300.0  # the server deletes a bulk consumer unused this long (both gone)
 _NEXT, _FOLLOW, _QUIT = "next", "follow", "quit"
 STOP_WAIT_S = 5.0  # how long `close` waits for the child to end before killing it
 CONNECT_WAIT_S = 5.0  # how long the child tries to reach NATS before it gives up
@@ -49,6 +57,18 @@ class _Frame(msgspec.Struct, array_like=True, frozen=True):
     done: bool = False
     deliveries: list[tuple[int, str, bytes]] = []
     error: str = ""
+
+
+class _Start(msgspec.Struct, array_like=True, frozen=True):
+    """Parent to child, first: where to read from and how (`Feed`'s arguments)."""
+
+    nats: NatsSettings
+    stream: str
+    durable: str
+    subject: str
+    after: int
+    until: int
+    feed: dict[str, Any]
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -90,13 +110,13 @@ class FeedProcess:
     the child."""
 
     def __init__(
-        self, nats: NatsSettings, stream: str, durable: str, subject: str, after: int, until: int,
-        **feed: Any,
+        self, nc: Client, nats: NatsSettings, stream: str, durable: str, subject: str,
+        after: int, until: int, **feed: Any,
     ) -> None:  # fmt: skip
-        self._args = (msgspec.json.encode(nats), stream, f"{durable}-bulk", subject, after, until)
-        self._feed = feed
+        self.nc, self.durable = nc, f"{durable}-bulk"
+        self._start = _Start(nats, stream, self.durable, subject, after, until, feed)
         self._conn: socket.socket | None = None
-        self.process: multiprocessing.process.BaseProcess | None = None  # the child, once started
+        self.process: subprocess.Popen[bytes] | None = None  # the child, once started
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="feed-rx")
         self._asked = False
         self._done = False
@@ -105,14 +125,16 @@ class FeedProcess:
         """Start the child and wait until its consumer exists. Raises `FeedLost`."""
         ours, theirs = socket.socketpair()
         self._conn = ours
-        self.process = _CONTEXT.Process(
-            target=_child, args=(theirs, *self._args, self._feed), name="ironstar-feed", daemon=True
-        )
-        await asyncio.to_thread(self.process.start)
-        theirs.close()  # ours is now the only other end: the child sees EOF when we go
+        with theirs:  # closed here once the child has it: EOF is then the child's end
+            command = [sys.executable, "-m", "projector.feed_process", str(theirs.fileno())]
+            self.process = await asyncio.to_thread(
+                subprocess.Popen, command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
+            )
+        _send(ours, _encode(self._start))
         frame = await self._receive()
         if frame.kind != "ready":
             raise FeedLost(f"feed process: {frame.error or frame.kind}")
+        log.info("feed_process_started", pid=self.process.pid, after=self._start.after)
         return self
 
     async def next(self, stop: asyncio.Event) -> Batch | None:
@@ -152,17 +174,22 @@ class FeedProcess:
                 _send(self._conn, _encode((_FOLLOW, aggregates)))
 
     async def close(self, delete: bool = True) -> None:
-        """End the child, killing it after `STOP_WAIT_S`. Its consumer is deleted whatever
-        `delete` says (`Feed.close`'s signature): it has no use past the child."""
+        """End the child, killing it after `STOP_WAIT_S`, and make sure its consumer is gone
+        (whatever `delete` says, `Feed.close`'s signature: it has no use past the child)."""
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_QUIT, 0)))
                 self._conn.shutdown(socket.SHUT_WR)  # its reader ends: nothing holds it
         if self.process is not None:
-            await asyncio.to_thread(self.process.join, STOP_WAIT_S)
-            if self.process.exitcode is None:
+            try:
+                await asyncio.to_thread(self.process.wait, STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-                await asyncio.to_thread(self.process.join)
+                await asyncio.to_thread(self.process.wait)
+            log.info("feed_process_ended", pid=self.process.pid, status=self.process.returncode)
+            if self.process.returncode != 0:  # it may have died before deleting its consumer
+                with contextlib.suppress(Exception):
+                    await self.nc.jetstream().delete_consumer(self._start.stream, self.durable)
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.shutdown(socket.SHUT_RDWR)  # wakes a read still waiting
@@ -179,15 +206,17 @@ class FeedProcess:
         return _frames.decode(data)
 
 
-def _child(
-    conn: socket.socket, nats: bytes, stream: str, durable: str, subject: str, after: int,
-    until: int, feed: dict[str, Any],
-) -> None:  # fmt: skip
-    """The child's entry point: serve batches until asked to quit, EOF on `conn` (the parent
-    is gone) or the range is done."""
-    settings = msgspec.json.decode(nats, type=NatsSettings)
+def _child(fd: int) -> None:
+    """The child's entry point (`python -m projector.feed_process FD`): read its `_Start`
+    from the socket `fd`, then serve batches until asked to quit, EOF (the parent is gone)
+    or the range is done."""
+    configure_logging("projector")
+    conn = socket.socket(fileno=fd)
     with contextlib.suppress(EOFError, OSError, KeyboardInterrupt):
-        asyncio.run(_serve(conn, settings, (stream, durable, subject, after), until, feed))
+        start = msgspec.msgpack.decode(_receive(conn), type=_Start)
+        where = (start.stream, start.durable, start.subject, start.after)
+        options = {**start.feed, "inactive_s": BULK_INACTIVE_S}
+        asyncio.run(_serve(conn, start.nats, where, start.until, options))
 
 
 async def _serve(
@@ -264,3 +293,6 @@ async def _batches(
 
 
 __all__ = ["Delivery", "FeedProcess"]
+
+if __name__ == "__main__":
+    _child(int(sys.argv[1]))

@@ -161,7 +161,7 @@ async def _feed(
         state = (await nc.jetstream().stream_info(nats_settings.stream)).state
         if state.last_seq - after > settings.catchup_process_above:
             # until its batch that leaves at most a live batch pending: the catch-up's last
-            return FeedProcess(nats_settings, *where, until=settings.batch_size, **options)
+            return FeedProcess(nc, nats_settings, *where, until=settings.batch_size, **options)
     return Feed(nc, *where, **options)
 
 

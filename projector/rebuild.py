@@ -81,7 +81,7 @@ class Rebuilder:
         where = (self.stream, self.durable, self.subject, after)
         options: dict[str, Any] = {"size": self.batch_size, "catchup_max": self.catchup_max}
         if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
-            return FeedProcess(self.nats, *where, until=-1, **options)
+            return FeedProcess(self.nc, self.nats, *where, until=-1, **options)
         return Feed(self.nc, *where, **options)
 
     async def _run(self, replica: Replica, names: list[str]) -> None:

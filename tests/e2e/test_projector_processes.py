@@ -163,10 +163,11 @@ async def test_a_killed_projector_leaves_no_feed_process_behind(
     assert projector.process is not None
     pid = projector.process.pid
     until(lambda: bool(children(pid)), 30, lambda: projector.log.read_text()[-2000:])
-    spawned = children(pid)  # the feed process (and multiprocessing's resource tracker)
+    spawned = children(pid)
     projector.kill()  # kill -9: no goodbye; its feed process reads end-of-file
     alive = lambda: {p for p in spawned if Path(f"/proc/{p}").exists()}  # noqa: E731
     try:
+        assert len(spawned) == 1  # the feed process alone (no helper process lives on)
         until(lambda: not alive(), 10, lambda: f"still running: {alive()}")
     finally:
         for leftover in alive():
