@@ -226,8 +226,8 @@ async def _serve(
     loop = asyncio.get_running_loop()
     io = ThreadPoolExecutor(2, thread_name_prefix="feed-io")  # the requests' reader, a send
 
-    async def send(frame: _Frame) -> None:
-        await loop.run_in_executor(io, _send, conn, _encode(frame))
+    async def send(frame: _Frame) -> None:  # encoded off the loop: it reads NATS meanwhile
+        await loop.run_in_executor(io, lambda: _send(conn, _encode(frame)))
 
     try:
         nc = await bus.connect(settings, name=f"ironstar-{where[1]}", wait_s=CONNECT_WAIT_S)

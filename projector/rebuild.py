@@ -50,9 +50,9 @@ class Status(msgspec.Struct, kw_only=True):
 
 class Rebuilder:
     """Rebuilds projections into a fresh file beside the live one, from a consumer of its
-    own (`projector-<name>-rebuild`, batches of the catch-up size growing with the
-    aggregates up to `catchup_batch_max`: `projector.feed.catchup_size`; far behind,
-    through a feed process: `projector/feed_process.py`), while the live file answers;
+    own (`projector-<name>-rebuild`, batches as the replica's own feed cuts them, growing
+    with the aggregates up to `catchup_batch_max`: `projector.feed.catchup_size`; far
+    behind, through a feed process: `projector/feed_process.py`), while the live file answers;
     then pauses the live feed, catches up to its checkpoint and swaps the rebuilt tables
     in. One rebuild at a time; `status` says how far it is; poison as the replica's
     `on_poison`."""
@@ -61,9 +61,13 @@ class Rebuilder:
         self.nc, self.nats, self.stream = nc, nats, nats.stream
         self.subject = Subjects(nats.prefix).all_events
         self.durable = f"projector-{settings.name}-rebuild"
-        self.batch_size = max(settings.batch_size, settings.catchup_batch_size)  # only catches up
+        self.options: dict[str, Any] = {  # as the replica's feed: pulls of `batch_size`
+            "size": settings.batch_size,  # (50,000 at a time made its feed process a slow
+            "linger_s": settings.batch_ms / 1000,  # consumer of the server: a gap, FeedLost)
+            "catchup_size": settings.catchup_batch_size,
+            "catchup_max": settings.catchup_batch_max,
+        }
         self.halt = settings.on_poison == "halt"
-        self.catchup_max = settings.catchup_batch_max
         self.process_above = settings.catchup_process_above
         self.status = Status()
         self.task: asyncio.Task[None] | None = None
@@ -79,10 +83,9 @@ class Rebuilder:
 
     def _feed(self, after: int, bulk: bool) -> Feed | FeedProcess:
         where = (self.stream, self.durable, self.subject, after)
-        options: dict[str, Any] = {"size": self.batch_size, "catchup_max": self.catchup_max}
         if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
-            return FeedProcess(self.nc, self.nats, *where, until=-1, **options)
-        return Feed(self.nc, *where, **options)
+            return FeedProcess(self.nc, self.nats, *where, until=-1, **self.options)
+        return Feed(self.nc, *where, **self.options)
 
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model

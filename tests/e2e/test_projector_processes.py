@@ -161,14 +161,15 @@ async def test_a_killed_projector_leaves_no_feed_process_behind(
     }
     projector = Service("projector", env, tmp_path).launch()
     assert projector.process is not None
-    pid = projector.process.pid
-    until(lambda: bool(children(pid)), 30, lambda: projector.log.read_text()[-2000:])
-    spawned = children(pid)
-    projector.kill()  # kill -9: no goodbye; its feed process reads end-of-file
+    pid, spawned = projector.process.pid, set[int]()
     alive = lambda: {p for p in spawned if Path(f"/proc/{p}").exists()}  # noqa: E731
     try:
+        until(lambda: bool(children(pid)), 30, lambda: projector.log.read_text()[-2000:])
+        spawned = children(pid)
+        projector.kill()  # kill -9: no goodbye; its feed process reads end-of-file
         assert len(spawned) == 1  # the feed process alone (no helper process lives on)
         until(lambda: not alive(), 10, lambda: f"still running: {alive()}")
     finally:
+        projector.kill()
         for leftover in alive():
             os.kill(leftover, signal.SIGKILL)
