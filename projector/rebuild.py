@@ -27,12 +27,13 @@ from nats.aio.client import Client
 
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
-from projector.feed import Feed
+from projector.feed import Feed, FeedLost
 from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
 from projector.replica import Replica, Taken, apply, take
 
 log = structlog.get_logger()
+LOSSES = 3  # lost feeds a rebuild makes again before it fails
 
 
 class Status(msgspec.Struct, kw_only=True):
@@ -90,22 +91,22 @@ class Rebuilder:
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model
         path = live.path.with_name(live.path.stem + ".rebuild.duckdb")
-        for stale in (path, path.with_name(path.name + ".wal")):
-            stale.unlink(missing_ok=True)
+        stale = (path, path.with_name(path.name + ".wal"))
+        for file in stale:
+            file.unlink(missing_ok=True)
         new = await asyncio.to_thread(ReadModel, path, tuple(live.projections.values()))
         kept = [n for n in live.projections if n not in names]
-        feed = self._feed(0, 0 < self.process_above < live.checkpoint)
+        # The kept projections' tables are copied at the live checkpoint: never apply past
+        # it (verify10b N1: a rebuild at start overshot a file behind the stream, and the
+        # kept projections never got the events between).
+        exact, started = bool(kept), time.monotonic()
         try:
-            await feed.start()
-            started = time.monotonic()
-            await self._catch_up(feed, new, names, live.checkpoint, started, exact=False)
-            if isinstance(feed, FeedProcess):  # what is left is the live tail's: in process
-                await feed.close()
-                feed = await self._feed(new.checkpoint, False).start()
+            bulk = 0 < self.process_above < live.checkpoint
+            await self._phase(new, names, live.checkpoint, started, exact, bulk)
             async with replica.writing:
                 self.status.state = "swapping"
                 target = replica.model.checkpoint
-                await self._catch_up(feed, new, names, target, started, exact=bool(kept))
+                await self._phase(new, names, target, started, exact, bulk=False)
                 if kept:
                     await asyncio.to_thread(new.copy_tables, replica.model, kept)
                 await asyncio.to_thread(new.apply, [], target)
@@ -117,8 +118,31 @@ class Rebuilder:
             log.exception("rebuild_failed", projections=names)
             with contextlib.suppress(Exception):
                 new.close()
-        finally:
-            await feed.close(delete=True)
+            for file in stale:  # nothing of a failed rebuild is kept (verify10b N3)
+                file.unlink(missing_ok=True)
+
+    async def _phase(
+        self, new: ReadModel, names: list[str], target: int, started: float, exact: bool,
+        bulk: bool,
+    ) -> None:  # fmt: skip
+        """Catch `new` up to `target` on a feed of its own from its checkpoint (a feed
+        process if `bulk`). A lost feed (its process ended, its consumer deleted) is made
+        again in this process from the checkpoint, as a replica's is, `LOSSES` times."""
+        for losses in range(LOSSES + 1):
+            if new.checkpoint >= target:
+                return
+            feed = self._feed(new.checkpoint, bulk)
+            try:
+                await feed.start()
+                await self._catch_up(feed, new, names, target, started, exact)
+                return
+            except FeedLost as exc:
+                if losses == LOSSES:
+                    raise
+                log.warning("rebuild_feed_lost", error=str(exc), sequence=new.checkpoint)
+                bulk = False
+            finally:
+                await feed.close(delete=True)
 
     async def _catch_up(
         self,
@@ -130,24 +154,27 @@ class Rebuilder:
         exact: bool,
     ) -> None:
         """Apply `names` into `new` until its checkpoint reaches `target` (not beyond, if
-        `exact`: the other projections' tables will be copied at exactly `target`). Unless
-        `exact`, the next batch is taken and decoded while one is applied, as the replica
-        does catching up (`projector/main.py`)."""
+        `exact`: the other projections' tables will be copied at exactly `target`). The
+        next batch is taken and decoded while one is applied, as the replica does catching
+        up (`projector/main.py`)."""
         self.status.total = target
-        never, decoder = asyncio.Event(), None if exact else self._decoder
+        never = asyncio.Event()
         ahead: asyncio.Future[Taken | None] | None = None
         try:
             while new.checkpoint < target:
-                taken = await (ahead or take(feed, never, decoder))
+                taken = await (ahead or take(feed, never, self._decoder))
                 assert taken is not None  # (`never` is never set)
                 batch, decoded = taken
                 ahead = None
-                deliveries = (
-                    [d for d in batch.deliveries if d[0] <= target] if exact else batch.deliveries
-                )
-                last = min(batch.last, target) if exact else batch.last
-                if not exact and last < target:
-                    ahead = asyncio.ensure_future(take(feed, never, decoder))
+                deliveries, last = batch.deliveries, batch.last
+                if exact and last > target:  # cut at the target, decoded again as cut
+                    deliveries, last, decoded = (
+                        [d for d in deliveries if d[0] <= target],
+                        target,
+                        None,
+                    )
+                if last < target:
+                    ahead = asyncio.ensure_future(take(feed, never, self._decoder))
                 work = functools.partial(apply, new, deliveries, last, self.halt, names, decoded)
                 await asyncio.to_thread(work)
                 await feed.ack(batch)

@@ -18,10 +18,11 @@ from nats.js.errors import NotFoundError
 from common.settings import NatsSettings
 from examples.todo.history import domain_events
 from projector import main as projector_main
+from projector import rebuild
 from projector.feed_process import FeedProcess
 from projector.readmodel import ReadModel
-from tests.support.projections import assert_folded, replica, store
-from tests.support.waiting import soon
+from tests.support.projections import ask, assert_folded, replica, store
+from tests.support.waiting import eventually, soon
 
 # far behind: 2,000 events, more than 500; catch-up batches of 100 to 300, cut by size
 OPTIONS: dict[str, Any] = {
@@ -140,3 +141,24 @@ async def test_a_consumer_deleted_mid_catch_up_is_made_again_from_the_checkpoint
         await assert_folded(nc, nats_settings, events, last)
     assert sum(noted.sizes) == 2_000  # each event applied once
     assert len(noted.started) == (1 if bulk else 0)
+
+
+async def test_a_rebuild_whose_feed_process_dies_goes_on_in_its_own_process(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # verify10b N2: the rebuild failed (at start: the replica halted)
+    events = list(domain_events(2_000, lists=100, users=300, seed=11))
+    last = await store(nc, nats_settings, events)
+    async with replica(nats_settings, tmp_path, **OPTIONS):
+        await assert_folded(nc, nats_settings, events, last)
+        noted = Noted(monkeypatch, lambda n: os.kill(_pid(n.started[-1]), signal.SIGKILL))
+        monkeypatch.setattr(rebuild, "apply", projector_main.apply)  # noted, as the replica's
+        status = await ask(nc, nats_settings, "rebuild.r1", "start", projections=["todo_lists"])
+        assert status["result"]["state"] == "running"
+        await eventually(
+            lambda: ask(nc, nats_settings, "rebuild.r1", "status", projections=[]),
+            lambda answer: answer["result"]["state"] in ("done", "failed"),
+        )
+        assert (await ask(nc, nats_settings, "rebuild.r1", "status"))["result"]["state"] == "done"
+        assert len(noted.started) == 1 and _exitcode(noted.started[0]) == -signal.SIGKILL
+        await assert_folded(nc, nats_settings, events, last)

@@ -121,6 +121,26 @@ async def test_a_changed_projection_version_is_rebuilt_at_start(
         assert versions == [[1]]
 
 
+@pytest.mark.parametrize("process_above", [0, 500], ids=["in process", "feed process"])
+async def test_a_rebuild_at_start_of_a_file_behind_the_stream_loses_no_event_of_the_others(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, process_above: int
+) -> None:
+    # verify10b N1: the rebuild applied past the file's checkpoint, then copied the other
+    # projections' tables at it: they never got the events between (then dead letters)
+    events = list(domain_events(3_000, lists=30, users=30, seed=6))
+    options = {"batch_size": 100, "catchup_batch_size": 300, "catchup_process_above": process_above}
+    first = await store(nc, nats_settings, events[:1_550])
+    async with replica(nats_settings, tmp_path, "v", **options):
+        await assert_folded(nc, nats_settings, events[:1_550], first)
+    last = await store(nc, nats_settings, events[1_550:])  # while the replica is down
+    old = duckdb.connect(str(tmp_path / "v.duckdb"))
+    old.execute("UPDATE projection_versions SET version = 1 WHERE name = 'todo_lists'")
+    old.close()
+    async with replica(nats_settings, tmp_path, "v", **options):
+        await assert_folded(nc, nats_settings, events, last)
+        assert await sql(nc, nats_settings, "SELECT count(*) FROM dead_letters", last) == [[0]]
+
+
 async def test_a_snapshot_opens_in_plain_duckdb_while_the_projector_writes(
     nc: Client, nats_settings: NatsSettings, tmp_path: Path
 ) -> None:
