@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from projector.feed import Feed, FeedLost
-from projector.feed_process import FeedProcess
+from projector.feed_process import BULK_INACTIVE_S, FeedProcess
 from projector.readmodel import ReadModel
 from projector.replica import Replica, Taken, apply, take
 
@@ -86,7 +86,7 @@ class Rebuilder:
         where = (self.stream, self.durable, self.subject, after)
         if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
             return FeedProcess(self.nc, self.nats, *where, until=-1, **self.options)
-        return Feed(self.nc, *where, **self.options)
+        return Feed(self.nc, *where, inactive_s=BULK_INACTIVE_S, **self.options)  # (verify10c N5)
 
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model
@@ -113,13 +113,15 @@ class Rebuilder:
                 await replica.swap(lambda old: _replace(old, new))
             self.status.state = "done"
             log.info("rebuilt", projections=names, sequence=new.checkpoint)
-        except Exception as exc:
+        except BaseException as exc:  # also cancelled (the projector stopping)
             self.status.state, self.status.error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("rebuild_failed", projections=names)
             with contextlib.suppress(Exception):
                 new.close()
             for file in stale:  # nothing of a failed rebuild is kept (verify10b N3)
                 file.unlink(missing_ok=True)
+            if not isinstance(exc, Exception):
+                raise
 
     async def _phase(
         self, new: ReadModel, names: list[str], target: int, started: float, exact: bool,
