@@ -37,7 +37,8 @@ import structlog
 from nats.aio.client import Client
 
 from common import bus
-from common.settings import NatsSettings
+from common.settings import NatsSettings, ProjectorSettings
+from common.subjects import Subjects
 from common.telemetry import configure_logging
 from projector.feed import Batch, Delivery, Feed, FeedLost
 
@@ -75,6 +76,28 @@ _encode = msgspec.msgpack.Encoder().encode
 _frames = msgspec.msgpack.Decoder(_Frame)
 _requests = msgspec.msgpack.Decoder(tuple[str, int])
 _LENGTH = struct.Struct("!Q")  # each message on the socket: its length, then its bytes
+
+
+def feed_for(
+    nc: Client, nats: NatsSettings, settings: ProjectorSettings, durable: str, after: int,
+    until: int | None = None, inactive_s: float | None = None,
+) -> Feed | FeedProcess:  # fmt: skip
+    """A feed of `durable` from `after` + 1 with a replica's batching (pulls of
+    `batch_size`, catch-up batches from `catchup_batch_size` to `catchup_batch_max`): in a
+    feed process that ends after a batch leaving at most `until` pending (-1: when
+    closed), or in this process when `until` is None (its consumer deleted by the server
+    once unused `inactive_s`, if given). Pulls of the catch-up size made the server drop a
+    busy client as a slow consumer at 1M events (docs/architecture.md)."""
+    where = (nats.stream, durable, Subjects(nats.prefix).all_events, after)
+    options: dict[str, Any] = {
+        "size": settings.batch_size,
+        "linger_s": settings.batch_ms / 1000,
+        "catchup_size": settings.catchup_batch_size,
+        "catchup_max": settings.catchup_batch_max,
+    }
+    if until is not None:
+        return FeedProcess(nc, nats, *where, until=until, **options)
+    return Feed(nc, *where, inactive_s=inactive_s, **options)
 
 
 def _send(sock: socket.socket, data: bytes) -> None:
@@ -292,7 +315,7 @@ async def _batches(
         reader.cancel()
 
 
-__all__ = ["Delivery", "FeedProcess"]
+__all__ = ["Delivery", "FeedProcess", "feed_for"]
 
 if __name__ == "__main__":
     _child(int(sys.argv[1]))

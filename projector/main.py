@@ -13,7 +13,6 @@ import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
@@ -30,7 +29,7 @@ from common.subjects import Subjects
 from common.telemetry import serve_metrics
 from projector import collector, metrics, queries
 from projector.feed import Feed, FeedLost
-from projector.feed_process import FeedProcess
+from projector.feed_process import FeedProcess, feed_for
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
@@ -150,19 +149,12 @@ async def _feed(
 ) -> Feed | FeedProcess:
     """The feed from `after` + 1: in a process of its own while more than
     `catchup_process_above` events wait (`projector/feed_process.py`), else in this one."""
-    where = (nats_settings.stream, durable, Subjects(nats_settings.prefix).all_events, after)
-    options: dict[str, Any] = {
-        "size": settings.batch_size,
-        "linger_s": settings.batch_ms / 1000,
-        "catchup_size": settings.catchup_batch_size,
-        "catchup_max": settings.catchup_batch_max,
-    }
+    until = None
     if bulk:
         state = (await nc.jetstream().stream_info(nats_settings.stream)).state
         if state.last_seq - after > settings.catchup_process_above:
-            # until its batch that leaves at most a live batch pending: the catch-up's last
-            return FeedProcess(nc, nats_settings, *where, until=settings.batch_size, **options)
-    return Feed(nc, *where, **options)
+            until = settings.batch_size  # its batch leaving a live batch pending: the last
+    return feed_for(nc, nats_settings, settings, durable, after, until)
 
 
 async def _apply_from(

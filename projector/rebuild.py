@@ -19,16 +19,14 @@ import functools
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import msgspec
 import structlog
 from nats.aio.client import Client
 
 from common.settings import NatsSettings, ProjectorSettings
-from common.subjects import Subjects
 from projector.feed import Feed, FeedLost
-from projector.feed_process import BULK_INACTIVE_S, FeedProcess
+from projector.feed_process import BULK_INACTIVE_S, FeedProcess, feed_for
 from projector.readmodel import ReadModel
 from projector.replica import Replica, Taken, apply, take
 
@@ -59,15 +57,8 @@ class Rebuilder:
     `on_poison`."""
 
     def __init__(self, nc: Client, nats: NatsSettings, settings: ProjectorSettings) -> None:
-        self.nc, self.nats, self.stream = nc, nats, nats.stream
-        self.subject = Subjects(nats.prefix).all_events
+        self.nc, self.nats, self.settings = nc, nats, settings
         self.durable = f"projector-{settings.name}-rebuild"
-        self.options: dict[str, Any] = {  # as the replica's feed: pulls of `batch_size`
-            "size": settings.batch_size,  # (50,000 at a time made its feed process a slow
-            "linger_s": settings.batch_ms / 1000,  # consumer of the server: a gap, FeedLost)
-            "catchup_size": settings.catchup_batch_size,
-            "catchup_max": settings.catchup_batch_max,
-        }
         self.halt = settings.on_poison == "halt"
         self.process_above = settings.catchup_process_above
         self.status = Status()
@@ -83,10 +74,11 @@ class Rebuilder:
         return self.status
 
     def _feed(self, after: int, bulk: bool) -> Feed | FeedProcess:
-        where = (self.stream, self.durable, self.subject, after)
         if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
-            return FeedProcess(self.nc, self.nats, *where, until=-1, **self.options)
-        return Feed(self.nc, *where, inactive_s=BULK_INACTIVE_S, **self.options)  # (verify10c N5)
+            return feed_for(self.nc, self.nats, self.settings, self.durable, after, until=-1)
+        return feed_for(  # its consumer gone once unused (verify10c N5: left after a kill -9)
+            self.nc, self.nats, self.settings, self.durable, after, inactive_s=BULK_INACTIVE_S
+        )
 
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model
