@@ -30,6 +30,7 @@ import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 from nats.aio.client import Client
@@ -46,6 +47,9 @@ from common.jetstream import (
     is_delivery,
     pull_status,
 )
+
+if TYPE_CHECKING:
+    from projector.prestage import Prestaged
 
 Delivery = tuple[int, str, bytes]  # stream sequence, subject, body
 PER_AGGREGATE = 2  # catch-up events per aggregate known (the `versions` check's PER_STATE)
@@ -74,6 +78,7 @@ class Batch:
     deliveries: list[Delivery]
     pending: int  # messages left in the stream for this consumer after this batch
     reply: str  # the last message's ack subject: AckAll acknowledges the whole batch
+    prestaged: Prestaged | None = None  # staged by the feed process (projector/prestage.py)
 
     @property
     def last(self) -> int:

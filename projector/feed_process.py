@@ -41,6 +41,7 @@ from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import configure_logging
 from projector.feed import Batch, Delivery, Feed, FeedLost
+from projector.prestage import Prestaged, prestage
 
 log = structlog.get_logger()
 BULK_INACTIVE_S = 300.0  # the server deletes a bulk consumer unused this long (both gone)
@@ -51,13 +52,14 @@ CONNECT_WAIT_S = 5.0  # how long the child tries to reach NATS before it gives u
 
 class _Frame(msgspec.Struct, array_like=True, frozen=True):
     """Child to parent: `kind` "ready" (consumer made), "batch" (`pending`, `done`,
-    `deliveries`), "lost" or "failed" (`error`)."""
+    `deliveries`, and `prestaged` if staged), "lost" or "failed" (`error`)."""
 
     kind: str
     pending: int = 0
     done: bool = False
     deliveries: list[tuple[int, str, bytes]] = []
     error: str = ""
+    prestaged: Prestaged | None = None
 
 
 class _Start(msgspec.Struct, array_like=True, frozen=True):
@@ -70,6 +72,7 @@ class _Start(msgspec.Struct, array_like=True, frozen=True):
     after: int
     until: int
     feed: dict[str, Any]
+    app: str = ""  # the app package batches are staged with ("": not staged)
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -80,14 +83,16 @@ _LENGTH = struct.Struct("!Q")  # each message on the socket: its length, then it
 
 def feed_for(
     nc: Client, nats: NatsSettings, settings: ProjectorSettings, durable: str, after: int,
-    until: int | None = None, inactive_s: float | None = None,
+    until: int | None = None, inactive_s: float | None = None, app: str = "",
 ) -> Feed | FeedProcess:  # fmt: skip
     """A feed of `durable` from `after` + 1 with a replica's batching (pulls of
     `batch_size`, catch-up batches from `catchup_batch_size` to `catchup_batch_max`): in a
     feed process that ends after a batch leaving at most `until` pending (-1: when
     closed), or in this process when `until` is None (its consumer deleted by the server
-    once unused `inactive_s`, if given). Pulls of the catch-up size made the server drop a
-    busy client as a slow consumer at 1M events (docs/architecture.md)."""
+    once unused `inactive_s`, if given). A feed process stages its batches with app
+    package `app` (`projector/prestage.py`; "": it does not). Pulls of the catch-up size
+    made the server drop a busy client as a slow consumer at 1M events
+    (docs/architecture.md)."""
     where = (nats.stream, durable, Subjects(nats.prefix).all_events, after)
     options: dict[str, Any] = {
         "size": settings.batch_size,
@@ -96,7 +101,7 @@ def feed_for(
         "catchup_max": settings.catchup_batch_max,
     }
     if until is not None:
-        return FeedProcess(nc, nats, *where, until=until, **options)
+        return FeedProcess(nc, nats, *where, until=until, app=app, **options)
     return Feed(nc, *where, inactive_s=inactive_s, **options)
 
 
@@ -134,14 +139,15 @@ class FeedProcess:
 
     def __init__(
         self, nc: Client, nats: NatsSettings, stream: str, durable: str, subject: str,
-        after: int, until: int, **feed: Any,
+        after: int, until: int, app: str = "", **feed: Any,
     ) -> None:  # fmt: skip
         self.nc, self.durable = nc, f"{durable}-bulk"
-        self._start = _Start(nats, stream, self.durable, subject, after, until, feed)
+        self._start = _Start(nats, stream, self.durable, subject, after, until, feed, app)
         self._conn: socket.socket | None = None
         self.process: subprocess.Popen[bytes] | None = None  # the child, once started
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="feed-rx")
-        self._asked = False
+        self._asked = False  # a batch is asked for and has not come yet
+        self._stage = True  # ask for the next batch staged (`follow`)
         self._done = False
 
     async def start(self) -> FeedProcess:
@@ -167,7 +173,7 @@ class FeedProcess:
         assert self._conn is not None
         if not self._asked:
             try:
-                _send(self._conn, _encode((_NEXT, 0)))
+                _send(self._conn, _encode((_NEXT, int(self._stage and bool(self._start.app)))))
             except OSError as exc:  # e.g. a broken pipe: the child is gone
                 raise FeedLost(f"feed process ended ({exc!r})") from exc
             self._asked = True
@@ -185,13 +191,18 @@ class FeedProcess:
         if frame.kind != "batch":
             raise FeedLost(f"feed process: {frame.error or frame.kind}")
         self._done = frame.done
-        return Batch(frame.deliveries, frame.pending, "")
+        return Batch(frame.deliveries, frame.pending, "", frame.prestaged)
 
     async def ack(self, batch: Batch) -> None:
         """Nothing: the child acknowledges its consumer (the checkpoint is the truth)."""
 
     def follow(self, aggregates: int) -> None:
-        """Size the child's next catch-up batches for `aggregates` aggregates."""
+        """Size the child's next catch-up batches for `aggregates` aggregates; called once
+        a batch is applied, it also balances the work of staging between the two
+        processes: the next batch asked for is staged by the child only if the one asked
+        for while this one was applied is here already (the child keeps up: the projector
+        is the slower of the two), else the projector decodes and stages it itself."""
+        self._stage = not self._asked
         if self._conn is not None and not self._done:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_FOLLOW, aggregates)))
@@ -239,33 +250,38 @@ def _child(fd: int) -> None:
         start = msgspec.msgpack.decode(_receive(conn), type=_Start)
         where = (start.stream, start.durable, start.subject, start.after)
         options = {**start.feed, "inactive_s": BULK_INACTIVE_S}
-        asyncio.run(_serve(conn, start.nats, where, start.until, options))
+        asyncio.run(_serve(conn, start, where, options))
 
 
 async def _serve(
-    conn: socket.socket, settings: NatsSettings, where: tuple[str, str, str, int], until: int,
-    options: dict[str, Any],
-) -> None:  # fmt: skip
+    conn: socket.socket, start: _Start, where: tuple[str, str, str, int], options: dict[str, Any]
+) -> None:
     loop = asyncio.get_running_loop()
     io = ThreadPoolExecutor(2, thread_name_prefix="feed-io")  # the requests' reader, a send
 
-    async def send(frame: _Frame) -> None:  # encoded off the loop: it reads NATS meanwhile
-        await loop.run_in_executor(io, lambda: _send(conn, _encode(frame)))
+    async def send(frame: _Frame, stage: bool = False) -> None:  # off the loop: it reads NATS
+        def framed() -> bytes:
+            if stage and start.app:
+                staged = prestage(start.app, frame.deliveries)
+                return _encode(msgspec.structs.replace(frame, prestaged=staged))
+            return _encode(frame)
+
+        await loop.run_in_executor(io, lambda: _send(conn, framed()))
 
     try:
-        nc = await bus.connect(settings, name=f"ironstar-{where[1]}", wait_s=CONNECT_WAIT_S)
+        nc = await bus.connect(start.nats, name=f"ironstar-{where[1]}", wait_s=CONNECT_WAIT_S)
     except Exception as exc:  # e.g. NATS unreachable: the parent goes on without us
-        await send(_Frame("failed", error=repr(exc)))
+        await send(_Frame("failed", error=repr(exc)), False)
         return
     feed = Feed(nc, *where, **options)
     try:
-        await _batches(conn, io, feed, until, send)
+        await _batches(conn, io, feed, start.until, send)
     except FeedLost as exc:
-        await send(_Frame("lost", error=str(exc)))
+        await send(_Frame("lost", error=str(exc)), False)
     except (EOFError, OSError):
         pass  # the parent is gone
     except Exception as exc:  # whatever ended it, the parent restarts the feed
-        await send(_Frame("failed", error=repr(exc)))
+        await send(_Frame("failed", error=repr(exc)), False)
     finally:
         with contextlib.suppress(Exception):
             await feed.close(delete=True)
@@ -275,12 +291,13 @@ async def _serve(
 
 async def _batches(
     conn: socket.socket, io: ThreadPoolExecutor, feed: Feed, until: int,
-    send: Callable[[_Frame], Awaitable[None]],
+    send: Callable[[_Frame, bool], Awaitable[None]],
 ) -> None:  # fmt: skip
-    """Answer the parent's requests with `feed`'s batches until it quits or goes (EOF),
-    or the range is done; a batch is acknowledged when the next is asked for."""
+    """Answer the parent's requests with `feed`'s batches (staged if asked so) until it
+    quits or goes (EOF), or the range is done; a batch is acknowledged when the next is
+    asked for."""
     loop = asyncio.get_running_loop()
-    asked: asyncio.Queue[bool] = asyncio.Queue()  # True: a batch; False: quit
+    asked: asyncio.Queue[int | None] = asyncio.Queue()  # a batch (1: staged); None: quit
     stop = asyncio.Event()
 
     async def read() -> None:
@@ -290,24 +307,24 @@ async def _batches(
                 if kind == _FOLLOW:
                     feed.follow(value)
                 else:
-                    asked.put_nowait(kind == _NEXT)
+                    asked.put_nowait(value if kind == _NEXT else None)
         finally:  # quit or EOF
             stop.set()
-            asked.put_nowait(False)
+            asked.put_nowait(None)
 
     reader = asyncio.create_task(read())
     try:
         await feed.start()
-        await send(_Frame("ready"))
+        await send(_Frame("ready"), False)
         held: Batch | None = None
-        while await asked.get():
+        while (stage := await asked.get()) is not None:
             if held is not None:
                 await feed.ack(held)
             held = await feed.next(stop)
             if held is None:
                 return
             done = held.pending <= until
-            await send(_Frame("batch", held.pending, done, held.deliveries))
+            await send(_Frame("batch", held.pending, done, held.deliveries), bool(stage))
             if done:
                 await asked.get()  # the parent applies it, then closes us
                 return

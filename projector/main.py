@@ -30,6 +30,7 @@ from common.telemetry import serve_metrics
 from projector import collector, metrics, queries
 from projector.feed import Feed, FeedLost
 from projector.feed_process import FeedProcess, feed_for
+from projector.prestage import app_of
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import Poisoned
 from projector.rebuild import Rebuilder
@@ -113,7 +114,7 @@ async def _follow(
     bulk = settings.catchup_process_above > 0  # until a feed process fails once
     while not stop.is_set():
         generation = replica.generation
-        feed = await _feed(nc, nats_settings, settings, replica.model.checkpoint, durable, bulk)
+        feed = await _feed(nc, nats_settings, settings, replica.model, durable, bulk)
         try:
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
@@ -143,18 +144,19 @@ async def _feed(
     nc: Client,
     nats_settings: NatsSettings,
     settings: ProjectorSettings,
-    after: int,
+    model: ReadModel,
     durable: str,
     bulk: bool,
 ) -> Feed | FeedProcess:
-    """The feed from `after` + 1: in a process of its own while more than
-    `catchup_process_above` events wait (`projector/feed_process.py`), else in this one."""
-    until = None
+    """The feed from `model`'s checkpoint: in a process of its own, which stages the
+    batches too, while more than `catchup_process_above` events wait
+    (`projector/feed_process.py`, `projector/prestage.py`), else in this one."""
+    after, until = model.checkpoint, None
     if bulk:
         state = (await nc.jetstream().stream_info(nats_settings.stream)).state
         if state.last_seq - after > settings.catchup_process_above:
             until = settings.batch_size  # its batch leaving a live batch pending: the last
-    return feed_for(nc, nats_settings, settings, durable, after, until)
+    return feed_for(nc, nats_settings, settings, durable, after, until, app=app_of(model))
 
 
 async def _apply_from(

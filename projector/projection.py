@@ -20,7 +20,7 @@ from common.builtin import VERSIONS_NAME
 from common.envelope import Stored
 from common.errors import NotFound
 from projector.hook_cursor import HookCursor
-from projector.staging import Checker, stage, unstage
+from projector.staging import Staged, stage, unstage
 from projector.versions import Versions
 
 __all__ = ["Failed", "Unapplicable", "answer", "apply"]
@@ -39,31 +39,31 @@ class Failed(Exception):
 
 def apply(
     con: duckdb.DuckDBPyConnection,
-    checker: Checker,
     versions: Versions,
     projections: Sequence[Projection],
-    events: Sequence[Stored],
+    batch: Staged,
+    events: Sequence[Stored] | None,
     preceding: str,
     machine: tuple[type[BaseException], ...] = (),
 ) -> set[str]:
-    """Apply `events` (in stream order, none applied before) to `projections`; the caller
-    holds the transaction. Returns the names of the projections that changed (a SQL
-    projection whose statements changed no row did not; a hook is assumed to have).
-    Raises `Unapplicable` naming an event that cannot be applied (with `projection` set
-    when only that projection cannot, e.g. a hook's), or `Failed` naming the projection
-    that raised anything else; errors of `machine` pass as they are."""
-    if not events:
+    """Apply the staged `batch` (`projector/staging.py`; in stream order, none applied
+    before) to `projections`; the caller holds the transaction. `events` are its envelopes,
+    for Python hooks (None: there is no hook). Returns the names of the projections that
+    changed (a SQL projection whose statements changed no row did not; a hook is assumed
+    to have). Raises `Unapplicable` naming an event that cannot be applied (with
+    `projection` set when only that projection cannot, e.g. a hook's), or `Failed` naming
+    the projection that raised anything else; errors of `machine` pass as they are."""
+    if not batch.sequences:
         return set()
     changed: set[str] = set()
-    typed = stage(con, checker, events, preceding)  # also checks every payload
-    present = {e.event_type for _, e in events}
+    stage(con, batch)
     try:
         for projection in projections:
             if projection.name == VERSIONS_NAME:  # the engine's: order and evolve
-                versions.fold(con, events, typed)
+                versions.fold(con, batch)
                 changed.add(projection.name)
                 continue
-            if not projection.reads(present):  # none of its `events`: its statements skipped
+            if not projection.reads(batch.present):  # none of its `events`: skipped
                 continue
             try:
                 if isinstance(projection.apply, tuple):
@@ -71,6 +71,7 @@ def apply(
                         if _rows_changed(con.execute(statement)):
                             changed.add(projection.name)
                 else:  # a hook raises Unapplicable(sequence, why) for an event it cannot read
+                    assert events is not None, "a hook needs the batch's envelopes"
                     cursor = HookCursor(con, projection.name, projection.tables)
                     projection.apply(cursor, Batch(events, preceding))
                     changed.add(projection.name)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import structlog
 
 from common import catalogue as catalogues
 from common.app import Projection
@@ -31,8 +32,10 @@ from projector.projection import answer
 from projector.projection import apply as apply_projections
 from projector.readmodel_file import LOCKED_DOWN, checkpoint_of
 from projector.readmodel_isolation import EVERY, MACHINE, Applying, DeadLetter, Poisoned, isolate
-from projector.staging import Checker
+from projector.staging import Checker, Staged, staged
 from projector.versions import Versions
+
+log = structlog.get_logger()
 
 __all__ = ["EVERY", "LOCKED_DOWN", "DeadLetter", "Poisoned", "ReadModel", "checkpoint_of"]
 
@@ -60,6 +63,7 @@ class ReadModel:
         if projections is None:
             projections = tuple(catalogue.projections.values())
         self.path = path
+        self.catalogue = catalogue
         self.projections = {p.name: p for p in projections}
         self.checker = Checker(catalogue)
         self.versions = Versions(catalogue.aggregates)
@@ -126,11 +130,7 @@ class ReadModel:
             return []
         fresh = _above(events, self.checkpoint)
         dead = [d for d in dead if d.sequence > self.checkpoint]
-        projections = [
-            p
-            for p in self.projections.values()
-            if only is None or p.name in only or p.name in ALWAYS
-        ]
+        projections = self._applying(only)
         batch = Applying(projections, subjects or {}, halt, self._commit, lambda: self.checkpoint)
         self.checker.known = typed or {}
         try:
@@ -138,31 +138,61 @@ class ReadModel:
         finally:
             self.checker.known = {}
 
+    def apply_staged(
+        self, batch: Staged, last_sequence: int, only: Collection[str] | None = None
+    ) -> bool:
+        """Apply a batch the feed process staged (`projector/prestage.py`), all of it
+        after the checkpoint and ending at `last_sequence`, and move the checkpoint there,
+        in one transaction; True once committed. False, nothing done, when it cannot be
+        taken so: it overlaps the checkpoint, or applying it failed for a reason that can
+        come from its data (`apply` its envelopes then: it isolates the event at fault).
+        Errors of the machine are raised as by `apply`; `changed` as after `apply`."""
+        self.changed = frozenset()
+        if not batch.sequences or batch.sequences[0] <= self.checkpoint:
+            return False
+        if batch.sequences[-1] != last_sequence:
+            return False
+        try:
+            self._commit(self._applying(only), batch, last_sequence, [])
+        except MACHINE:
+            raise
+        except Exception as exc:  # the data's: the envelopes' path isolates it
+            log.info("staged_batch_refused", first=batch.sequences[0], error=repr(exc)[:500])
+            return False
+        return True
+
+    def _applying(self, only: Collection[str] | None) -> list[Projection]:
+        """The projections a batch applies: `only` those (and the engine's), or all."""
+        return [
+            p
+            for p in self.projections.values()
+            if only is None or p.name in only or p.name in ALWAYS
+        ]
+
     def _commit(
         self,
         projections: Sequence[Projection],
-        events: Sequence[Stored],
+        events: Sequence[Stored] | Staged,
         last_sequence: int,
         dead: Sequence[DeadLetter],
     ) -> None:
-        """One transaction: `projections` apply `events`, the `dead` letters are recorded and
-        the checkpoint moves to `last_sequence`; `checkpoint` and `changed` follow once it
-        has committed. Raises `StorageFull` when the disk is, else what applying raised,
-        the transaction rolled back (the isolation's `Applying.commit`)."""
+        """One transaction: `projections` apply `events` (envelopes, or a batch staged
+        already), the `dead` letters are recorded and the checkpoint moves to
+        `last_sequence`; `checkpoint` and `changed` follow once it has committed. Raises
+        `StorageFull` when the disk is, else what applying raised, the transaction rolled
+        back (the isolation's `Applying.commit`)."""
         with self._write:
             self.con.execute("BEGIN")
             try:
+                if isinstance(events, Staged):
+                    batch, envelopes = events.preceded_by(self._command), None
+                else:
+                    batch, envelopes = staged(self.checker, events, self._command), events
                 names = apply_projections(
-                    self.con,
-                    self.checker,
-                    self.versions,
-                    projections,
-                    events,
-                    self._command,
-                    MACHINE,
+                    self.con, self.versions, projections, batch, envelopes, self._command, MACHINE
                 )
                 files.record_dead_letters(self.con, dead)
-                command = events[-1].event.metadata.command_id if events else self._command
+                command = batch.last_command if batch.sequences else self._command
                 self.con.execute(
                     "UPDATE checkpoint SET sequence = ?, command_id = ? WHERE id = 1",
                     [last_sequence, command],

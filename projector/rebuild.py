@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from common.settings import NatsSettings, ProjectorSettings
 from projector.feed import Feed, FeedLost
 from projector.feed_process import BULK_INACTIVE_S, FeedProcess, feed_for
+from projector.prestage import app_of
 from projector.readmodel import ReadModel
 from projector.replica import Replica, Taken, apply, take
 
@@ -73,9 +74,12 @@ class Rebuilder:
             self.task = asyncio.create_task(self._run(replica, chosen))
         return self.status
 
-    def _feed(self, after: int, bulk: bool) -> Feed | FeedProcess:
+    def _feed(self, new: ReadModel, bulk: bool) -> Feed | FeedProcess:
+        after = new.checkpoint
         if bulk:  # ends when closed (`until` -1): the rebuild stops at its own target
-            return feed_for(self.nc, self.nats, self.settings, self.durable, after, until=-1)
+            return feed_for(
+                self.nc, self.nats, self.settings, self.durable, after, until=-1, app=app_of(new)
+            )
         return feed_for(  # its consumer gone once unused (verify10c N5: left after a kill -9)
             self.nc, self.nats, self.settings, self.durable, after, inactive_s=BULK_INACTIVE_S
         )
@@ -125,7 +129,7 @@ class Rebuilder:
         for losses in range(LOSSES + 1):
             if new.checkpoint >= target:
                 return
-            feed = self._feed(new.checkpoint, bulk)
+            feed = self._feed(new, bulk)
             try:
                 await feed.start()
                 await self._catch_up(feed, new, names, target, started, exact)

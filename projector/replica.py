@@ -18,24 +18,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import Executor
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, NamedTuple
 
 import structlog
 
-from common import envelope as codec
-from common.envelope import Stored
-from projector import collector, metrics
+from projector import metrics
+from projector.decoding import LOGGED_IDS, Decoded, decode, quiet
 from projector.feed import Batch, Delivery, Feed
 from projector.feed_process import FeedProcess
+from projector.prestage import Received, received
 from projector.progress import Progress
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import DeadLetter
 
 log = structlog.get_logger()
-LOGGED_IDS = 100  # correlation ids per batch_applied log line at most
 SWAP_GRACE_S = 0.5  # running queries get this long to end before a swap interrupts them
 INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent before a start
-QUIET_ABOVE = 1_000  # events: a larger batch (catching up) is applied without cyclic GC
 
 
 class Replica:
@@ -104,39 +101,7 @@ class Replica:
         await self.progress.advance(self.model.checkpoint)
 
 
-class Decoded(NamedTuple):
-    """A batch decoded (`decode`): its envelopes, a dead letter for each message that is
-    not one, the domain events the check built and every delivery's subject, by sequence."""
-
-    events: list[Stored]
-    dead: list[DeadLetter]
-    typed: dict[int, Any]
-    subjects: dict[int, str]
-
-
-def decode(deliveries: list[Delivery]) -> Decoded:
-    """Decode a batch: a dead letter for each message that is not an envelope of the
-    aggregate whose subject it is on (the same check as the writer's and the feed's:
-    `common.envelope.decode_stored`). Pure; a catch-up batch (more than `QUIET_ABOVE`
-    deliveries) runs with cyclic GC paused, and may be decoded on another thread than the
-    one that applies it (`projector/main.py`)."""
-    events: list[Stored] = []
-    dead: list[DeadLetter] = []
-    typed: dict[int, Any] = {}
-    with _quiet(deliveries):
-        for sequence, subject, data in deliveries:
-            parts = subject.rsplit(".", 2)  # <prefix>.events . <type> . <id>
-            try:
-                envelope, typed[sequence] = codec.decode_checked(data, *parts[-2:])
-            except codec.Undecodable as exc:
-                dead.append(DeadLetter(sequence, subject, f"cannot decode: {exc}", data))
-            else:
-                events.append(Stored(sequence, envelope))
-        subjects = {sequence: subject for sequence, subject, _ in deliveries}
-    return Decoded(events, dead, typed, subjects)
-
-
-Taken = tuple[Batch, Decoded | None]  # a batch, decoded already or not
+Taken = tuple[Batch, Decoded | Received | None]  # a batch, decoded (or read back) or not
 
 
 async def take(
@@ -144,20 +109,20 @@ async def take(
 ) -> Taken | None:
     """The feed's next batch (None once `stop` is set), decoded on `decoder` if given (a
     catch-up decodes the next batch while one is applied: `projector/main.py`,
-    `projector/rebuild.py`)."""
+    `projector/rebuild.py`), or read back there if the feed process staged it."""
     batch = await feed.next(stop)
     if batch is None:
         return None
     if decoder is None:
         return batch, None
     loop = asyncio.get_running_loop()
-    return batch, await loop.run_in_executor(decoder, decode, batch.deliveries)
+    return batch, await loop.run_in_executor(decoder, _prepare, batch)
 
 
-def _quiet(deliveries: list[Delivery]) -> contextlib.AbstractContextManager[None]:
-    if len(deliveries) > QUIET_ABOVE:
-        return collector.paused()
-    return contextlib.nullcontext()
+def _prepare(batch: Batch) -> Decoded | Received:
+    """The batch as the feed process staged it (`projector/prestage.py`), else decoded."""
+    staged = None if batch.prestaged is None else received(batch.prestaged)
+    return staged or decode(batch.deliveries)
 
 
 def apply(
@@ -166,24 +131,34 @@ def apply(
     last: int,
     halt: bool,
     only: Collection[str] | None = None,
-    decoded: Decoded | None = None,
+    decoded: Decoded | Received | None = None,
 ) -> list[DeadLetter]:
     """Apply one batch (in a worker thread), decoding it first unless `decoded` (the
-    `decode` of the same `deliveries`) is given; records its metrics and returns its dead
-    letters. A batch of more than `QUIET_ABOVE` events (catching up) runs with cyclic
-    garbage collection paused (`projector/collector.py`)."""
+    `decode` of the same `deliveries`, or their batch as the feed process staged it) is
+    given; records its metrics and returns its dead letters. A batch of more than
+    `QUIET_ABOVE` events (catching up) runs with cyclic garbage collection paused
+    (`projector/collector.py`)."""
     started = time.perf_counter()
-    with _quiet(deliveries):
-        events, dead, typed, subjects = decode(deliveries) if decoded is None else decoded
-        dead = model.apply(events, last, dead, halt, only, subjects, typed)
+    with quiet(deliveries):
+        if isinstance(decoded, Received) and model.apply_staged(decoded.batch, last, only):
+            dead: list[DeadLetter] = []
+            ids, staged = decoded.correlation_ids, True
+        else:  # decoded here, or staged but refused: the envelopes' path isolates the fault
+            if not isinstance(decoded, Decoded):
+                decoded = decode(deliveries)
+            events, dead, typed, subjects = decoded
+            dead = model.apply(events, last, dead, halt, only, subjects, typed)
+            ids = heapq.nsmallest(  # sorted; a third of sorting 50,000 ids
+                LOGGED_IDS, {e.event.metadata.correlation_id for e in events}
+            )
+            staged = False
     log.info(
         "batch_applied",
         first=deliveries[0][0] if deliveries else last,
         last=last,
         events=len(deliveries),
-        correlation_ids=heapq.nsmallest(
-            LOGGED_IDS, {e.event.metadata.correlation_id for e in events}
-        ),  # sorted; a third of sorting 50,000 ids
+        staged=staged,  # by the feed process (projector/prestage.py)
+        correlation_ids=ids,
     )
     for letter in dead:
         metrics.DEAD_LETTERS.labels(letter.projection).inc()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 import duckdb
 import msgspec
@@ -73,13 +73,16 @@ class Checker:
         """The payload in its current schema and its domain event (None: not the app's).
         Unapplicable (a dead letter of this event) when upcasting or decoding fails."""
         current = self._current.get((event.aggregate_type, event.event_type))
-        if current is None:
+        aggregate = self._aggregates.get(event.aggregate_type)
+        if aggregate is None:
             return event.payload, None  # not the app's: the SQL filters it out or reads it
         known = self.known.get(sequence)
         if known is not None and event.schema == current:  # checked already, as it is
             return event.payload, known
-        aggregate = self._aggregates[event.aggregate_type]
         try:
+            if current is None:  # an event type its aggregate does not know: refused here
+                aggregate.from_payload(event.event_type, event.schema, event.payload)
+                raise ValueError(f"not an event type of {aggregate.name}")
             data = event.payload
             if event.schema < current:
                 data = aggregate.upcast(event.event_type, event.schema, data)
@@ -94,22 +97,60 @@ def _members(aggregate: Aggregate) -> tuple[Any, ...]:
     return get_args(aggregate.events) or (aggregate.events,)
 
 
-def stage(
-    con: duckdb.DuckDBPyConnection, checker: Checker, events: Sequence[Stored], preceding: str
-) -> list[Any]:
-    """Register `events` as `_staged` (the view `batch` reads it); checks every payload.
-    Returns each event's domain event (None for an event of no aggregate of the app)."""
+class Staged(NamedTuple):
+    """A batch staged (`staged`): its `table` (`SCHEMA`, registered by `stage`), and per
+    event, in stream order, its domain event (`typed`: None for an event of no aggregate of
+    the app) and what the `versions` check walks; `present` holds its event types."""
+
+    table: pa.Table
+    typed: list[Any]
+    sequences: list[int]
+    kinds: list[str]  # aggregate types
+    ids: list[str]  # aggregate ids
+    versions: list[int]
+    present: frozenset[str]
+
+    @property
+    def last_command(self) -> str:
+        """The command id of the batch's last event."""
+        return str(self.table.column("command_id")[-1].as_py())
+
+    def event_type(self, sequence: int) -> str:
+        """The event type of the batch's event at `sequence` (for an error's message)."""
+        return str(self.table.column("event_type")[self.sequences.index(sequence)].as_py())
+
+    def preceded_by(self, command: str) -> Staged:
+        """The same batch, its first event's `new_command` as it follows `command` (a batch
+        staged in a feed process is staged before the command before it is known)."""
+        column = self.table.column("new_command")
+        first = self.table.column("command_id")[0].as_py() != command
+        if column[0].as_py() == first:
+            return self
+        fixed = pa.concat_arrays([pa.array([first], pa.bool_()), *column.slice(1).chunks])
+        index = self.table.schema.get_field_index("new_command")
+        return self._replace(table=self.table.set_column(index, "new_command", fixed))
+
+
+def staged(checker: Checker, events: Sequence[Stored], preceding: str) -> Staged:
+    """`events` staged (pure): every payload checked (`Checker.payload`: Unapplicable for
+    one that does not fit), in its current schema. `preceding` is the command id of the
+    event before the batch."""
     checked = [checker.payload(seq, e) for seq, e in events]
     payloads = [_json.encode(data) for data, _ in checked]
     commands = [e.metadata.command_id for _, e in events]
-    previous = [preceding, *commands[:-1]]
+    previous = [preceding, *commands][: len(commands)]
+    sequences = [seq for seq, _ in events]
+    kinds = [e.aggregate_type for _, e in events]
+    ids = [e.aggregate_id for _, e in events]
+    versions = [e.version for _, e in events]
+    types = [e.event_type for _, e in events]
     table = pa.table(
         {
-            "sequence": pa.array([seq for seq, _ in events], _I),
-            "aggregate_type": pa.array([e.aggregate_type for _, e in events], _S),
-            "aggregate_id": pa.array([e.aggregate_id for _, e in events], _S),
-            "event_type": pa.array([e.event_type for _, e in events], _S),
-            "version": pa.array([e.version for _, e in events], _I),
+            "sequence": pa.array(sequences, _I),
+            "aggregate_type": pa.array(kinds, _S),
+            "aggregate_id": pa.array(ids, _S),
+            "event_type": pa.array(types, _S),
+            "version": pa.array(versions, _I),
             "occurred_at": pa.array([e.occurred_at for _, e in events], _S),
             "payload": pa.array(payloads, pa.binary()).cast(_S),
             "metadata": pa.array([_json.encode(e.metadata) for _, e in events], pa.binary()).cast(
@@ -121,8 +162,13 @@ def stage(
             ),
         }
     )
-    con.register("_staged", table)
-    return [event for _, event in checked]
+    typed = [event for _, event in checked]
+    return Staged(table, typed, sequences, kinds, ids, versions, frozenset(types))
+
+
+def stage(con: duckdb.DuckDBPyConnection, batch: Staged) -> None:
+    """Register `batch`'s table as `_staged` (the view `batch` reads it)."""
+    con.register("_staged", batch.table)
 
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:

@@ -35,7 +35,7 @@ aggregate's last version.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import duckdb
@@ -44,7 +44,7 @@ import pyarrow as pa
 import structlog
 
 from common.app import Aggregate, Unapplicable
-from common.envelope import Stored
+from projector.staging import Staged
 
 log = structlog.get_logger()
 Key = tuple[str, str]  # aggregate type, aggregate id
@@ -74,7 +74,7 @@ class Versions:
         flush_events: int | None = None,
     ) -> None:
         self._aggregates = aggregates
-        self._kinds = {name: (a.evolve, a.initial, a) for name, a in aggregates.items()}
+        self._kinds = {name: (a.evolve, a.initial) for name, a in aggregates.items()}
         self._cached = CACHED if cached is None else cached
         self._flush_events = FLUSH_EVENTS if flush_events is None else flush_events
         self._cache: OrderedDict[Key, Entry] = OrderedDict()
@@ -118,45 +118,41 @@ class Versions:
         self._loaded = True
         self._whole = not con.execute("SELECT count(*) FROM aggregate_states").fetchall()[0][0]
 
-    def fold(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        events: Sequence[Stored],
-        typed: Sequence[Any],
-    ) -> None:
-        """Raise `Unapplicable` at the first event out of its aggregate's order or refused
-        by its `evolve`; else log the batch (or write the states). `typed` holds each
-        event's domain event (None: not checked yet). Needs the staged `batch`."""
+    def fold(self, con: duckdb.DuckDBPyConnection, batch: Staged) -> None:
+        """Raise `Unapplicable` at the first event of the staged `batch` out of its
+        aggregate's order or refused by its `evolve`; else log the batch (or write the
+        states). Needs the staged `batch` registered (`projector/staging.py`)."""
         if not self._loaded:
             self.load(con)
         cache = self._cache
         if not self._whole:  # an aggregate not in memory may have a written state
-            missing = {(e.aggregate_type, e.aggregate_id) for _, e in events} - cache.keys()
+            missing = set(zip(batch.kinds, batch.ids, strict=True)) - cache.keys()
             if missing:  # committed states (clean); an aggregate never written has none yet
                 found = self._read(con, missing)  # a join that scans the table
                 cache.update({key: found.get(key, _NEW) for key in missing})
         changed: dict[Key, Entry] = {}
         was, known, kinds = changed.get, cache.get, self._kinds  # per event: no lookups more
-        for (sequence, e), event in zip(events, typed, strict=True):
-            key = (e.aggregate_type, e.aggregate_id)
+        rows = zip(
+            batch.sequences, batch.kinds, batch.ids, batch.versions, batch.typed, strict=True
+        )
+        for sequence, kind_name, aggregate_id, number, event in rows:
+            key = (kind_name, aggregate_id)
             version, state = was(key) or known(key) or _NEW  # an entry is a non-empty tuple
-            if e.version != version + 1:
+            if number != version + 1:
                 raise Unapplicable(
                     sequence,
-                    f"version {e.version} of {key[0]} {key[1]!r}: its next is {version + 1}",
+                    f"version {number} of {kind_name} {aggregate_id!r}: its next is {version + 1}",
                 )
-            kind = kinds.get(key[0])
-            if kind is not None:
-                evolve, initial, aggregate = kind
+            kind = kinds.get(kind_name)
+            if kind is not None:  # staging built its domain event (or refused it)
+                evolve, initial = kind
                 try:
-                    if event is None:
-                        event = aggregate.from_payload(e.event_type, e.schema, e.payload)
                     state = evolve(initial if state is None else state, event)
                 except _ERRORS as exc:
-                    raise Unapplicable(sequence, f"{e.event_type}: {exc}") from exc
-            changed[key] = (e.version, state)
-        self._open, self._events, self._flushing = changed, len(events), False
-        if self._full or self._pending + len(events) >= self._every(changed):
+                    raise Unapplicable(sequence, f"{batch.event_type(sequence)}: {exc}") from exc
+            changed[key] = (number, state)
+        self._open, self._events, self._flushing = changed, len(batch.sequences), False
+        if self._full or self._pending + self._events >= self._every(changed):
             self._write(
                 con,
                 {k: changed[k] if k in changed else cache[k] for k in self._dirty | changed.keys()},

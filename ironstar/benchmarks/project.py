@@ -49,9 +49,10 @@ from common.telemetry import configure_logging
 from ironstar import processes
 from ironstar.benchmarks.sse import _cpu_s
 from ironstar.natsserver import NatsServer, free_port
+from projector.decoding import decode
 from projector.feed import Delivery, Feed, catchup_size
 from projector.readmodel import ReadModel
-from projector.replica import apply, decode
+from projector.replica import apply
 
 SAMPLE = 10  # one live event in 10 is timed
 

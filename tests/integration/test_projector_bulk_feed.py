@@ -15,11 +15,14 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
+from common import envelope as codec
 from common.settings import NatsSettings
+from common.subjects import Subjects
 from examples.todo.history import domain_events
 from projector import main as projector_main
 from projector import rebuild
 from projector.feed_process import FeedProcess
+from projector.prestage import Received
 from projector.readmodel import ReadModel
 from tests.support.projections import ask, assert_folded, replica, store
 from tests.support.waiting import eventually, soon
@@ -43,6 +46,7 @@ class Noted:
     ) -> None:
         self.started: list[FeedProcess] = []
         self.sizes: list[int] = []
+        self.staged = 0  # batches the feed process staged (projector/prestage.py)
         real_apply, real_start, noted = projector_main.apply, FeedProcess.start, self
 
         async def start(feed: FeedProcess) -> FeedProcess:
@@ -51,6 +55,7 @@ class Noted:
 
         def apply(model: ReadModel, deliveries: list[Any], *args: Any, **kwargs: Any) -> Any:
             noted.sizes.append(len(deliveries))
+            noted.staged += isinstance(kwargs.get("decoded"), Received)
             if len(noted.sizes) == 2 and at_second is not None:  # mid-catch-up
                 at_second(noted)
             return real_apply(model, deliveries, *args, **kwargs)
@@ -70,6 +75,7 @@ async def test_a_replica_far_behind_catches_up_through_a_feed_process_then_follo
         assert len(noted.started) == 1
         assert sum(noted.sizes) == 2_000  # each event applied once
         assert max(noted.sizes) == 300  # the process's batches grew with the aggregates too
+        assert noted.staged >= 1  # and it staged some of them itself (the others: balanced)
         live = len(noted.sizes)
         last = await store(nc, nats_settings, events[2_000:])  # live: the replica's own feed
         await assert_folded(nc, nats_settings, events, last)
@@ -162,3 +168,45 @@ async def test_a_rebuild_whose_feed_process_dies_goes_on_in_its_own_process(
         assert (await ask(nc, nats_settings, "rebuild.r1", "status"))["result"]["state"] == "done"
         assert len(noted.started) == 1 and _exitcode(noted.started[0]) == -signal.SIGKILL
         await assert_folded(nc, nats_settings, events, last)
+
+
+async def test_poison_met_by_a_staging_feed_process_is_dead_lettered_as_in_the_replica(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = list(domain_events(2_000, lists=100, users=300, seed=10))
+    first = next(e for e in events if e.aggregate_type == "todo_list")
+    repeat = codec.new_envelope(  # version 1 of a list again, around the writer: refused
+        first.aggregate_type, first.aggregate_id, 1, "todo_added",
+        {"todo_id": "again", "text": "again"}, schema=2, occurred_at=first.occurred_at,
+    )  # fmt: skip
+    await store(nc, nats_settings, events[:700])
+    junk = await nc.jetstream().publish(
+        Subjects(nats_settings.prefix).events("todo_list", "j"), b"{"
+    )
+    last = await store(nc, nats_settings, [*events[700:1_400], repeat, *events[1_400:]])
+    noted = Noted(monkeypatch)
+    own = {**OPTIONS, "catchup_process_above": 0}  # decoding every batch itself
+    async with (
+        replica(nats_settings, tmp_path / "bulk", **OPTIONS),
+        replica(nats_settings, tmp_path / "own", name="r2", **own),
+    ):
+        await soon(lambda: sum(noted.sizes) == 2 * last, timeout=30)
+    assert noted.staged >= 1
+    found = []
+    for directory, name in ((tmp_path / "bulk", "r1"), (tmp_path / "own", "r2")):
+        model = ReadModel(directory / f"{name}.duckdb")
+        assert model.checkpoint == last
+        found.append(
+            [
+                model.con.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall()
+                for table, columns in (
+                    ("dead_letters", "sequence, projection"),
+                    ("todo_lists", "*"),
+                    ("users", "*"),
+                    ("aggregate_states", "*"),
+                )
+            ]
+        )
+        model.close()
+    assert found[0] == found[1]
+    assert found[0][0] == [(junk.seq, "*"), (1_402, "*")]

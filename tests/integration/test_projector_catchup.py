@@ -18,6 +18,7 @@ from common import envelope as codec
 from common.envelope import Envelope
 from common.settings import NatsSettings
 from examples.todo.history import domain_events
+from projector import decoding
 from projector import main as projector_main
 from projector import replica as replicas
 from projector.readmodel import ReadModel
@@ -45,7 +46,7 @@ def _history(count: int) -> list[Envelope]:
 def test_a_catch_up_batch_is_applied_without_cyclic_collection_and_a_live_one_with_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replicas, "QUIET_ABOVE", 3)
+    monkeypatch.setattr(decoding, "QUIET_ABOVE", 3)
     model = Watched(tmp_path / "r.duckdb")
     events = _history(6)
     replicas.apply(model, _deliveries(events[:4]), 4, False)  # catching up: more than 3
@@ -57,7 +58,7 @@ def test_a_catch_up_batch_is_applied_without_cyclic_collection_and_a_live_one_wi
 def test_a_catch_up_batch_that_halts_on_a_poisoned_event_leaves_collection_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(replicas, "QUIET_ABOVE", 1)
+    monkeypatch.setattr(decoding, "QUIET_ABOVE", 1)
     model = ReadModel(tmp_path / "r.duckdb")
     batch = [
         _event("todo_list", "l", 1, "todo_added", todo_id="t", text="one"),

@@ -1,0 +1,157 @@
+"""Catch-up batches decoded, checked and staged in the feed process, handed over as columns.
+
+Catching up with the NATS client in a process of its own (`projector/feed_process.py`),
+the projector is still one core of Python: per event ~5 µs decoding and checking the
+envelope, ~4 µs staging it as Arrow columns (docs/benchmarks.md, "Issue 16, session 11").
+Both are pure and need nothing of the read model, so the feed process does them too, with
+the same code (`decoding.decode`, `staging.staged`), and sends each batch's `Prestaged`
+beside its raw deliveries: the Arrow table of `batch` as an IPC stream, the domain events
+as msgpack (a list per aggregate type) and the correlation ids the projector logs. The
+projector reads them back (`received`: no per-event Python but the domain events'
+msgpack and the `versions` check's columns) and commits the batch in one transaction
+(`ReadModel.apply_staged`).
+
+Anything else is the projector's as before: a batch the feed process could not stage
+whole (a message that is not an envelope, a payload that does not fit: no `Prestaged`),
+one that does not read back, and one whose commit fails are decoded from the raw
+deliveries and applied by `ReadModel.apply`, which isolates the event at fault. The feed
+process stages only for a read model of its own app (`app_of`) whose projections are all
+SQL: a Python hook gets envelopes, which a staged batch does not carry.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import sys
+from typing import Any, NamedTuple
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from common import catalogue as catalogues
+from common.app import Aggregate, Unapplicable
+from common.settings import app_name
+from projector.decoding import LOGGED_IDS, decode
+from projector.feed import Delivery
+from projector.readmodel import ReadModel
+from projector.staging import SCHEMA, Checker, Staged, staged
+
+
+class Prestaged(msgspec.Struct, array_like=True, frozen=True):
+    """A batch staged by the feed process with app package `app`: `table` the Arrow IPC
+    stream of `batch`
+    (`staging.SCHEMA`, its first `new_command` as if no command came before), `typed`
+    (aggregate type, msgpack list of its domain events in stream order) for each of the
+    app's aggregate types in the batch, `correlation_ids` the batch's smallest
+    `LOGGED_IDS`, sorted."""
+
+    app: str
+    table: bytes
+    typed: list[tuple[str, bytes]]
+    correlation_ids: list[str]
+
+
+class Received(NamedTuple):
+    """A `Prestaged` read back: the staged batch and the correlation ids to log."""
+
+    batch: Staged
+    correlation_ids: list[str]
+
+
+def app_of(model: ReadModel) -> str:
+    """The app package (`IRONSTAR_APP`) a feed process stages `model`'s batches with, or
+    "" when it cannot: `model` runs another catalogue than that package's, or a projection
+    of it is a Python hook."""
+    name = app_name()
+    module = sys.modules.get(name)
+    if getattr(module, "app", None) is not model.catalogue.app:
+        return ""
+    if any(not isinstance(p.apply, tuple) for p in model.projections.values()):
+        return ""
+    return name
+
+
+def prestage(app: str, deliveries: list[Delivery]) -> Prestaged | None:
+    """`deliveries` decoded, checked and staged with app package `app` (pure); None when
+    any of them is a dead letter or does not fit, or the batch cannot be encoded: the
+    projector then does it all itself, as for any batch."""
+    checker = _checker(app)
+    decoded = decode(deliveries)
+    if decoded.dead:
+        return None
+    checker.known = decoded.typed
+    try:
+        batch = staged(checker, decoded.events, "")
+        groups: dict[str, list[Any]] = {}
+        for kind, event in zip(batch.kinds, batch.typed, strict=True):
+            if event is not None:
+                groups.setdefault(kind, []).append(event)
+        typed = [(kind, msgspec.msgpack.encode(events)) for kind, events in groups.items()]
+    except (Unapplicable, msgspec.EncodeError, OverflowError, TypeError, ValueError):
+        return None
+    finally:
+        checker.known = {}
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.table.schema) as writer:
+        writer.write_table(batch.table)
+    ids = {e.event.metadata.correlation_id for e in decoded.events}
+    table = sink.getvalue().to_pybytes()
+    return Prestaged(app, table, typed, heapq.nsmallest(LOGGED_IDS, ids))
+
+
+def received(pre: Prestaged) -> Received | None:
+    """`pre` read back into a staged batch, each event with its domain event; None when it
+    does not read back whole (the projector then decodes the raw deliveries)."""
+    try:
+        aggregates = _catalogue(pre.app).aggregates
+        table = pa.ipc.open_stream(pre.table).read_all()
+        if table.schema != SCHEMA:
+            return None
+        kinds = table.column("aggregate_type").to_pylist()
+        lists = {kind: _decoder(aggregates[kind]).decode(data) for kind, data in pre.typed}
+        if any(len(events) != kinds.count(kind) for kind, events in lists.items()):
+            return None
+        if any(kind in aggregates and kind not in lists for kind in set(kinds)):
+            return None
+        events = {kind: iter(found) for kind, found in lists.items()}
+        typed = [next(events[kind]) if kind in events else None for kind in kinds]
+        batch = Staged(
+            table,
+            typed,
+            table.column("sequence").to_pylist(),
+            kinds,
+            table.column("aggregate_id").to_pylist(),
+            table.column("version").to_pylist(),
+            frozenset(pc.unique(table.column("event_type")).to_pylist()),
+        )
+    except (
+        catalogues.AppError,
+        pa.ArrowException,
+        OSError,
+        msgspec.MsgspecError,
+        KeyError,
+        ValueError,
+    ):
+        return None
+    return Received(batch, pre.correlation_ids)
+
+
+@functools.cache
+def _catalogue(app: str) -> catalogues.Catalogue:
+    return catalogues.load(app)
+
+
+@functools.cache
+def _checker(app: str) -> Checker:
+    return Checker(_catalogue(app))
+
+
+def _decoder(aggregate: Aggregate) -> msgspec.msgpack.Decoder[list[Any]]:
+    return _decoder_of(aggregate.events)
+
+
+@functools.cache
+def _decoder_of(events: Any) -> msgspec.msgpack.Decoder[list[Any]]:
+    return msgspec.msgpack.Decoder(list[events])
