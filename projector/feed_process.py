@@ -40,6 +40,7 @@ from common import bus
 from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import configure_logging
+from projector import collector
 from projector.feed import Batch, Delivery, Feed, FeedLost
 from projector.prestage import Prestaged, prestage
 
@@ -313,6 +314,7 @@ async def _batches(
             asked.put_nowait(None)
 
     reader = asyncio.create_task(read())
+    stretch = collector.Stretch()  # no cyclic collection over the batches it holds
     try:
         await feed.start()
         await send(_Frame("ready"), False)
@@ -323,12 +325,14 @@ async def _batches(
             held = await feed.next(stop)
             if held is None:
                 return
+            stretch.hold(len(held.deliveries))
             done = held.pending <= until
             await send(_Frame("batch", held.pending, done, held.deliveries), bool(stage))
             if done:
                 await asked.get()  # the parent applies it, then closes us
                 return
     finally:
+        stretch.release()
         reader.cancel()
 
 
