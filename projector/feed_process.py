@@ -47,6 +47,7 @@ from projector.prestage import Prestaged, prestage
 log = structlog.get_logger()
 BULK_INACTIVE_S = 300.0  # the server deletes a bulk consumer unused this long (both gone)
 _NEXT, _FOLLOW, _QUIT = "next", "follow", "quit"
+SHARE_STEP = 10  # percent: how much the child's share of staging moves per batch
 STOP_WAIT_S = 5.0  # how long `close` waits for the child to end before killing it
 CONNECT_WAIT_S = 5.0  # how long the child tries to reach NATS before it gives up
 
@@ -148,7 +149,7 @@ class FeedProcess:
         self.process: subprocess.Popen[bytes] | None = None  # the child, once started
         self._rx = ThreadPoolExecutor(1, thread_name_prefix="feed-rx")
         self._asked = False  # a batch is asked for and has not come yet
-        self._stage = True  # ask for the next batch staged (`follow`)
+        self._share = SHARE_STEP * 5  # percent of the next batch the child stages (`follow`)
         self._done = False
 
     async def start(self) -> FeedProcess:
@@ -174,7 +175,7 @@ class FeedProcess:
         assert self._conn is not None
         if not self._asked:
             try:
-                _send(self._conn, _encode((_NEXT, int(self._stage and bool(self._start.app)))))
+                _send(self._conn, _encode((_NEXT, self._share if self._start.app else 0)))
             except OSError as exc:  # e.g. a broken pipe: the child is gone
                 raise FeedLost(f"feed process ended ({exc!r})") from exc
             self._asked = True
@@ -200,10 +201,12 @@ class FeedProcess:
     def follow(self, aggregates: int) -> None:
         """Size the child's next catch-up batches for `aggregates` aggregates; called once
         a batch is applied, it also balances the work of staging between the two
-        processes: the next batch asked for is staged by the child only if the one asked
-        for while this one was applied is here already (the child keeps up: the projector
-        is the slower of the two), else the projector decodes and stages it itself."""
-        self._stage = not self._asked
+        processes: the child stages `SHARE_STEP` percent more of the next batch asked for
+        if the one asked for while this one was applied is here already (the child keeps
+        up: the projector is the slower of the two), else that much less; the projector
+        stages the rest (`prestage.completed`)."""
+        step = -SHARE_STEP if self._asked else SHARE_STEP
+        self._share = min(100, max(0, self._share + step))
         if self._conn is not None and not self._done:
             with contextlib.suppress(OSError):
                 _send(self._conn, _encode((_FOLLOW, aggregates)))
@@ -260,10 +263,11 @@ async def _serve(
     loop = asyncio.get_running_loop()
     io = ThreadPoolExecutor(2, thread_name_prefix="feed-io")  # the requests' reader, a send
 
-    async def send(frame: _Frame, stage: bool = False) -> None:  # off the loop: it reads NATS
+    async def send(frame: _Frame, share: int = 0) -> None:  # off the loop: it reads NATS
         def framed() -> bytes:
-            if stage and start.app:
-                staged = prestage(start.app, frame.deliveries)
+            head = frame.deliveries[: len(frame.deliveries) * share // 100]
+            if head and start.app:
+                staged = prestage(start.app, head)
                 return _encode(msgspec.structs.replace(frame, prestaged=staged))
             return _encode(frame)
 
@@ -272,17 +276,17 @@ async def _serve(
     try:
         nc = await bus.connect(start.nats, name=f"ironstar-{where[1]}", wait_s=CONNECT_WAIT_S)
     except Exception as exc:  # e.g. NATS unreachable: the parent goes on without us
-        await send(_Frame("failed", error=repr(exc)), False)
+        await send(_Frame("failed", error=repr(exc)), 0)
         return
     feed = Feed(nc, *where, **options)
     try:
         await _batches(conn, io, feed, start.until, send)
     except FeedLost as exc:
-        await send(_Frame("lost", error=str(exc)), False)
+        await send(_Frame("lost", error=str(exc)), 0)
     except (EOFError, OSError):
         pass  # the parent is gone
     except Exception as exc:  # whatever ended it, the parent restarts the feed
-        await send(_Frame("failed", error=repr(exc)), False)
+        await send(_Frame("failed", error=repr(exc)), 0)
     finally:
         with contextlib.suppress(Exception):
             await feed.close(delete=True)
@@ -292,13 +296,13 @@ async def _serve(
 
 async def _batches(
     conn: socket.socket, io: ThreadPoolExecutor, feed: Feed, until: int,
-    send: Callable[[_Frame, bool], Awaitable[None]],
+    send: Callable[[_Frame, int], Awaitable[None]],
 ) -> None:  # fmt: skip
-    """Answer the parent's requests with `feed`'s batches (staged if asked so) until it
-    quits or goes (EOF), or the range is done; a batch is acknowledged when the next is
-    asked for."""
+    """Answer the parent's requests with `feed`'s batches (the share of each it asks for
+    staged) until it quits or goes (EOF), or the range is done; a batch is acknowledged
+    when the next is asked for."""
     loop = asyncio.get_running_loop()
-    asked: asyncio.Queue[int | None] = asyncio.Queue()  # a batch (1: staged); None: quit
+    asked: asyncio.Queue[int | None] = asyncio.Queue()  # a batch (% staged); None: quit
     stop = asyncio.Event()
 
     async def read() -> None:
@@ -317,9 +321,9 @@ async def _batches(
     stretch = collector.Stretch()  # no cyclic collection over the batches it holds
     try:
         await feed.start()
-        await send(_Frame("ready"), False)
+        await send(_Frame("ready"), 0)
         held: Batch | None = None
-        while (stage := await asked.get()) is not None:
+        while (share := await asked.get()) is not None:
             if held is not None:
                 await feed.ack(held)
             held = await feed.next(stop)
@@ -327,7 +331,7 @@ async def _batches(
                 return
             stretch.hold(len(held.deliveries))
             done = held.pending <= until
-            await send(_Frame("batch", held.pending, done, held.deliveries), bool(stage))
+            await send(_Frame("batch", held.pending, done, held.deliveries), share)
             if done:
                 await asked.get()  # the parent applies it, then closes us
                 return

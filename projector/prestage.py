@@ -79,11 +79,10 @@ def prestage(app: str, deliveries: list[Delivery]) -> Prestaged | None:
     projector then does it all itself, as for any batch."""
     checker = _checker(app)
     decoded = decode(deliveries)
-    if decoded.dead:
+    if decoded.dead or not deliveries:
         return None
-    checker.known = decoded.typed
     try:
-        batch = staged(checker, decoded.events, "")
+        batch = staged(checker, decoded.events, "", decoded.typed)
         groups: dict[str, list[Any]] = {}
         for kind, event in zip(batch.kinds, batch.typed, strict=True):
             if event is not None:
@@ -91,8 +90,6 @@ def prestage(app: str, deliveries: list[Delivery]) -> Prestaged | None:
         typed = [(kind, msgspec.msgpack.encode(events)) for kind, events in groups.items()]
     except (Unapplicable, msgspec.EncodeError, OverflowError, TypeError, ValueError):
         return None
-    finally:
-        checker.known = {}
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.table.schema) as writer:
         writer.write_table(batch.table)
@@ -136,6 +133,31 @@ def received(pre: Prestaged) -> Received | None:
     ):
         return None
     return Received(batch, pre.correlation_ids)
+
+
+def completed(pre: Prestaged, deliveries: list[Delivery]) -> Received | None:
+    """The batch of `deliveries` staged whole: the first ones as the feed process staged
+    them (`pre`: the share it was asked to stage, `FeedProcess.follow`), the rest staged
+    here, joined. None when any of it cannot be (the projector then decodes them all)."""
+    head = received(pre)
+    if head is None:
+        return None
+    count = len(head.batch.sequences)
+    if not count or [d[0] for d in deliveries[:count]] != head.batch.sequences:
+        return None  # not the deliveries it says it staged
+    rest = deliveries[count:]
+    if not rest:
+        return head
+    decoded = decode(rest)
+    if decoded.dead:
+        return None
+    try:
+        tail = staged(_checker(pre.app), decoded.events, head.batch.last_command, decoded.typed)
+    except Unapplicable:
+        return None
+    ids = {e.event.metadata.correlation_id for e in decoded.events}
+    ids.update(head.correlation_ids)
+    return Received(head.batch.joined(tail), heapq.nsmallest(LOGGED_IDS, ids))
 
 
 @functools.cache

@@ -81,6 +81,7 @@ class ReadModel:
                     files.set_version(self.con, projection)
             self.con.execute("COMMIT")
         self._command = files.last_command(self.con)
+        self._typed: Mapping[int, Any] = {}  # the domain events of the batch `apply` applies
         self.changed: frozenset[str] = frozenset()  # tables the last `apply` changed
 
     def stale(self) -> list[str]:
@@ -132,11 +133,11 @@ class ReadModel:
         dead = [d for d in dead if d.sequence > self.checkpoint]
         projections = self._applying(only)
         batch = Applying(projections, subjects or {}, halt, self._commit, lambda: self.checkpoint)
-        self.checker.known = typed or {}
+        self._typed = typed or {}
         try:
             return isolate(batch, fresh, dead, last_sequence)
         finally:
-            self.checker.known = {}
+            self._typed = {}
 
     def apply_staged(
         self, batch: Staged, last_sequence: int, only: Collection[str] | None = None
@@ -187,7 +188,8 @@ class ReadModel:
                 if isinstance(events, Staged):
                     batch, envelopes = events.preceded_by(self._command), None
                 else:
-                    batch, envelopes = staged(self.checker, events, self._command), events
+                    batch = staged(self.checker, events, self._command, self._typed)
+                    envelopes = events
                 names = apply_projections(
                     self.con, self.versions, projections, batch, envelopes, self._command, MACHINE
                 )

@@ -25,7 +25,7 @@ from projector import metrics
 from projector.decoding import LOGGED_IDS, Decoded, decode, quiet
 from projector.feed import Batch, Delivery, Feed
 from projector.feed_process import FeedProcess
-from projector.prestage import Received, received
+from projector.prestage import Received, completed
 from projector.progress import Progress
 from projector.readmodel import ReadModel
 from projector.readmodel_isolation import DeadLetter
@@ -120,8 +120,9 @@ async def take(
 
 
 def _prepare(batch: Batch) -> Decoded | Received:
-    """The batch as the feed process staged it (`projector/prestage.py`), else decoded."""
-    staged = None if batch.prestaged is None else received(batch.prestaged)
+    """The batch staged whole, if the feed process staged its share of it
+    (`projector/prestage.py`), else decoded."""
+    staged = None if batch.prestaged is None else completed(batch.prestaged, batch.deliveries)
     return staged or decode(batch.deliveries)
 
 

@@ -46,6 +46,7 @@ VIEW = """CREATE TEMP VIEW IF NOT EXISTS batch AS
            metadata::JSON AS metadata, command_id, new_command
     FROM _staged"""
 _json = msgspec.json.Encoder()
+_NONE: Mapping[int, Any] = {}
 _S, _I = pa.string(), pa.int64()
 SCHEMA = pa.schema(
     [("sequence", _I), ("aggregate_type", _S), ("aggregate_id", _S), ("event_type", _S),
@@ -56,11 +57,9 @@ SCHEMA = pa.schema(
 
 class Checker:
     """Brings payloads to their current schema and checks them against their Struct.
-    `known` (by sequence) holds domain events built already from the same envelopes
-    (`common.envelope.decode_checked`), so their payloads are not converted again."""
+    Holds nothing of a batch: one checker serves every thread."""
 
     def __init__(self, catalogue: Catalogue) -> None:
-        self.known: Mapping[int, Any] = {}
         self._aggregates = catalogue.aggregates
         self._current: dict[tuple[str, str], int] = {  # (aggregate, event type): schema
             (a.name, t): a.schema(t)
@@ -69,14 +68,17 @@ class Checker:
             if (t := str(member.__struct_config__.tag))
         }
 
-    def payload(self, sequence: int, event: Envelope) -> tuple[dict[str, Any], Any]:
+    def payload(
+        self, sequence: int, event: Envelope, known: Any = None
+    ) -> tuple[dict[str, Any], Any]:
         """The payload in its current schema and its domain event (None: not the app's).
+        `known` is its domain event if built already from the same envelope
+        (`common.envelope.decode_checked`): its payload is not converted again.
         Unapplicable (a dead letter of this event) when upcasting or decoding fails."""
         current = self._current.get((event.aggregate_type, event.event_type))
         aggregate = self._aggregates.get(event.aggregate_type)
         if aggregate is None:
             return event.payload, None  # not the app's: the SQL filters it out or reads it
-        known = self.known.get(sequence)
         if known is not None and event.schema == current:  # checked already, as it is
             return event.payload, known
         try:
@@ -115,6 +117,18 @@ class Staged(NamedTuple):
         """The command id of the batch's last event."""
         return str(self.table.column("command_id")[-1].as_py())
 
+    def joined(self, tail: Staged) -> Staged:
+        """This batch followed by `tail` (staged after this batch's last command)."""
+        return Staged(
+            pa.concat_tables([self.table, tail.table]),
+            self.typed + tail.typed,
+            self.sequences + tail.sequences,
+            self.kinds + tail.kinds,
+            self.ids + tail.ids,
+            self.versions + tail.versions,
+            self.present | tail.present,
+        )
+
     def event_type(self, sequence: int) -> str:
         """The event type of the batch's event at `sequence` (for an error's message)."""
         return str(self.table.column("event_type")[self.sequences.index(sequence)].as_py())
@@ -131,11 +145,14 @@ class Staged(NamedTuple):
         return self._replace(table=self.table.set_column(index, "new_command", fixed))
 
 
-def staged(checker: Checker, events: Sequence[Stored], preceding: str) -> Staged:
+def staged(
+    checker: Checker, events: Sequence[Stored], preceding: str, typed: Mapping[int, Any] = _NONE
+) -> Staged:
     """`events` staged (pure): every payload checked (`Checker.payload`: Unapplicable for
     one that does not fit), in its current schema. `preceding` is the command id of the
-    event before the batch."""
-    checked = [checker.payload(seq, e) for seq, e in events]
+    event before the batch; `typed` (by sequence) the domain events decoding built."""
+    known = typed.get
+    checked = [checker.payload(seq, e, known(seq)) for seq, e in events]
     payloads = [_json.encode(data) for data, _ in checked]
     commands = [e.metadata.command_id for _, e in events]
     previous = [preceding, *commands][: len(commands)]
@@ -162,8 +179,8 @@ def staged(checker: Checker, events: Sequence[Stored], preceding: str) -> Staged
             ),
         }
     )
-    typed = [event for _, event in checked]
-    return Staged(table, typed, sequences, kinds, ids, versions, frozenset(types))
+    events_typed = [event for _, event in checked]
+    return Staged(table, events_typed, sequences, kinds, ids, versions, frozenset(types))
 
 
 def stage(con: duckdb.DuckDBPyConnection, batch: Staged) -> None:

@@ -19,7 +19,7 @@ from common.catalogue import Catalogue
 from common.envelope import Envelope
 from common.settings import app_name
 from projector import replica as replicas
-from projector.prestage import Prestaged, Received, app_of, prestage, received
+from projector.prestage import Prestaged, Received, app_of, completed, prestage, received
 from projector.readmodel import ReadModel
 from tests.integration.test_projector_apply import _deliveries, _event
 
@@ -34,19 +34,23 @@ def _history(count: int) -> list[Envelope]:
     return list(app.events(count, 1))
 
 
-def _handed_over(deliveries: list[Delivery]) -> Received | None:
-    """As the feed process stages a batch and the projector reads it back: through msgpack."""
-    staged = prestage(app_name(), deliveries)
+def _handed_over(deliveries: list[Delivery], share: int = 100) -> Received | None:
+    """As the feed process stages its `share` (percent) of a batch, and the projector reads
+    it back through msgpack and stages the rest."""
+    staged = prestage(app_name(), deliveries[: max(1, len(deliveries) * share // 100)])
     assert staged is not None
-    return received(msgspec.msgpack.decode(msgspec.msgpack.encode(staged), type=Prestaged))
+    wire = msgspec.msgpack.decode(msgspec.msgpack.encode(staged), type=Prestaged)
+    return completed(wire, deliveries)
 
 
 def _build(path: Path, deliveries: list[Delivery], size: int, staged: bool) -> ReadModel:
-    """A read model of `deliveries` applied in batches of `size`, staged or decoded."""
+    """A read model of `deliveries` applied in batches of `size`, staged (by the feed
+    process a share of each batch from 10 to 100 %) or decoded."""
     model = ReadModel(path)
     for start in range(0, len(deliveries), size):
         batch = deliveries[start : start + size]
-        decoded = _handed_over(batch) if staged else None
+        share = 100 - 10 * (start // size % 10)
+        decoded = _handed_over(batch, share) if staged else None
         replicas.apply(model, batch, batch[-1][0], halt=False, decoded=decoded)
     return model
 
@@ -212,3 +216,23 @@ def test_only_a_read_model_of_the_process_app_with_sql_projections_is_staged(
     hook = Projection(name="hooked", version=1, tables=(), ddl=(), apply=lambda cursor, b: None)
     projections = (*current.projections.values(), hook)
     assert app_of(ReadModel(tmp_path / "hook.duckdb", projections=projections)) == ""
+
+
+@pytest.mark.parametrize("spoil", [_not_an_envelope, _on_another_subject, _payload_not_fitting])
+def test_a_batch_whose_part_left_to_the_projector_cannot_be_staged_is_decoded_whole(
+    spoil: Any,
+) -> None:
+    deliveries = _deliveries(_history(50))
+    head = prestage(app_name(), deliveries[:4])  # the spoiled event (the 6th) is the rest's
+    assert head is not None
+    assert completed(head, deliveries) is not None
+    assert completed(head, spoil(deliveries)) is None
+
+
+def test_a_staged_part_that_is_not_the_batch_head_is_not_taken() -> None:
+    deliveries = _deliveries(_history(50))
+    assert prestage(app_name(), []) is None
+    head = prestage(app_name(), deliveries[1:20])
+    assert head is not None
+    assert completed(head, deliveries) is None
+    assert completed(head, deliveries[1:]) is not None
