@@ -1,22 +1,23 @@
 """Catch-up batches decoded, checked and staged in the feed process, handed over as columns.
 
 Catching up with the NATS client in a process of its own (`projector/feed_process.py`),
-the projector is still one core of Python: per event ~5 µs decoding and checking the
+the projector is still one core of Python: per event ~6 µs decoding and checking the
 envelope, ~4 µs staging it as Arrow columns (docs/benchmarks.md, "Issue 16, session 11").
 Both are pure and need nothing of the read model, so the feed process does them too, with
-the same code (`decoding.decode`, `staging.staged`), and sends each batch's `Prestaged`
-beside its raw deliveries: the Arrow table of `batch` as an IPC stream, the domain events
-as msgpack (a list per aggregate type) and the correlation ids the projector logs. The
-projector reads them back (`received`: no per-event Python but the domain events'
-msgpack and the `versions` check's columns) and commits the batch in one transaction
-(`ReadModel.apply_staged`).
+the same code (`decoding.decode`, `staging.staged`), for the head of each batch (its
+share: `FeedProcess.follow` balances it), and sends a `Prestaged` beside the raw
+deliveries: the Arrow table of `batch` as an IPC stream, the domain events as msgpack (a
+list per aggregate type) and the correlation ids the projector logs. The projector reads
+them back and stages the rest itself (`completed`: ~0.7 µs per event for the staged head)
+and commits the batch in one transaction (`ReadModel.apply_staged`).
 
 Anything else is the projector's as before: a batch the feed process could not stage
-whole (a message that is not an envelope, a payload that does not fit: no `Prestaged`),
-one that does not read back, and one whose commit fails are decoded from the raw
-deliveries and applied by `ReadModel.apply`, which isolates the event at fault. The feed
-process stages only for a read model of its own app (`app_of`) whose projections are all
-SQL: a Python hook gets envelopes, which a staged batch does not carry.
+(a message that is not an envelope, a payload that does not fit: no `Prestaged`), one
+that does not read back, and one whose commit fails are decoded from the raw deliveries
+and applied by `ReadModel.apply`, which isolates the event at fault. The feed process
+stages only for a read model of its own app whose projections are all SQL (a Python hook
+gets envelopes, which a staged batch does not carry) and whose events msgpack gives back
+exactly (`app_of`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,11 @@ from projector.staging import SCHEMA, Checker, Staged, staged
 
 
 class Prestaged(msgspec.Struct, array_like=True, frozen=True):
-    """A batch staged by the feed process with app package `app`: `table` the Arrow IPC
-    stream of `batch`
-    (`staging.SCHEMA`, its first `new_command` as if no command came before), `typed`
-    (aggregate type, msgpack list of its domain events in stream order) for each of the
-    app's aggregate types in the batch, `correlation_ids` the batch's smallest
-    `LOGGED_IDS`, sorted."""
+    """The head of a batch, staged by the feed process with app package `app`: `table`
+    the Arrow IPC stream of `batch` (`staging.SCHEMA`, its first `new_command` as if no
+    command came before), `typed` (aggregate type, msgpack list of its domain events in
+    stream order) for each of the app's aggregate types in it, `correlation_ids` its
+    smallest `LOGGED_IDS`, sorted."""
 
     app: str
     table: bytes
@@ -63,8 +63,9 @@ class Received(NamedTuple):
 
 def app_of(model: ReadModel) -> str:
     """The app package (`IRONSTAR_APP`) a feed process stages `model`'s batches with, or
-    "" when it cannot: `model` runs another catalogue than that package's, or a projection
-    of it is a Python hook."""
+    "" when it cannot: `model` runs another catalogue than that package's, a projection
+    of it is a Python hook, or its events hold a type msgpack does not give back exactly
+    (`_faithful`)."""
     name = app_name()
     module = sys.modules.get(name)
     if getattr(module, "app", None) is not model.catalogue.app:
