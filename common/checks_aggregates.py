@@ -1,7 +1,8 @@
 """One aggregate's declarations, as `Catalogue.check` sees them.
 
 `decide` and `evolve` plain functions that return their result; commands and events
-msgspec Structs tagged on `type` / `event_type` with unique text tags; `initial` an
+msgspec Structs tagged on `type` / `event_type` with unique text tags, no event holding a
+dict keyed by anything JSON does not give back from its text keys; `initial` an
 instance msgspec encodes and reads back as its type; `critical` event types of its own;
 `schemas` ints ≥ 1 with an upcaster for every step below each, and every upcaster within
 its type's schemas. What spans aggregates (an event type in two) is `common.checks`'.
@@ -13,10 +14,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any, get_args
 
 import msgspec
+import msgspec.inspect as inspect
 
 from common.app import Aggregate
 from common.checks_functions import gives_awaitable, plain
 from common.checks_names import one_line
+from common.typewalk import walk
 
 
 def aggregate_problems(aggregate: Aggregate) -> Iterator[str]:
@@ -33,7 +36,8 @@ def aggregate_problems(aggregate: Aggregate) -> Iterator[str]:
                 "it must return its result, it is never awaited"
             )
     yield from _union(where, "command", aggregate.commands, "type")
-    yield from _union(where, "event", aggregate.events, "event_type")
+    events = list(_union(where, "event", aggregate.events, "event_type"))
+    yield from events or _keys(where, aggregate.events)
     shapes = {"critical": (frozenset, "a frozenset of event types"),
               "schemas": (Mapping, "a dict {event_type: current schema}"),
               "upcasters": (Mapping, "a dict {(event_type, schema): function}")}  # fmt: skip
@@ -72,6 +76,34 @@ def _union(where: str, what: str, union: Any, field: str) -> Iterator[str]:
         if config.tag in tags:
             yield f"{where}: two {what} types have the tag {config.tag!r}"
         tags.append(config.tag)
+
+
+def _keys(where: str, events: Any) -> Iterator[str]:
+    """No event holds a dict whose keys are not text once stored: an event is stored as
+    JSON, whose object keys are strings, and read back strictly (`Aggregate.from_payload`),
+    which refuses "1" for an int key: every such event would be every reader's dead letter
+    (verify11 F2)."""
+    for member in get_args(events) or (events,):
+        for part in walk(inspect.type_info(member)):
+            if isinstance(part, inspect.DictType) and not _text(part.key_type):
+                yield (
+                    f"{where}: event {member.__name__} holds a dict keyed by "
+                    f"{type(part.key_type).__name__.removesuffix('Type').lower()}; stored "
+                    "events are JSON, whose keys are text: key it by str (or a str Enum, "
+                    "Literal of str, UUID, date)"
+                )
+                break
+
+
+def _text(key: inspect.Type) -> bool:
+    """Whether dict keys of this type read back from JSON's text keys."""
+    if isinstance(key, inspect.EnumType):
+        return all(isinstance(member.value, str) for member in key.cls)
+    if isinstance(key, inspect.LiteralType):
+        return all(isinstance(value, str) for value in key.values)
+    if isinstance(key, inspect.UnionType):
+        return all(map(_text, key.types))
+    return not isinstance(key, inspect.IntType | inspect.FloatType | inspect.BoolType)
 
 
 def _schemas(where: str, aggregate: Aggregate) -> Iterator[str]:

@@ -165,7 +165,12 @@ class FeedProcess:
         frame = await self._receive()
         if frame.kind != "ready":
             raise FeedLost(f"feed process: {frame.error or frame.kind}")
-        log.info("feed_process_started", pid=self.process.pid, after=self._start.after)
+        log.info(
+            "feed_process_started",
+            pid=self.process.pid,
+            after=self._start.after,
+            stages=bool(self._start.app),  # whether it stages batches (projector/prestage.py)
+        )
         return self
 
     async def next(self, stop: asyncio.Event) -> Batch | None:

@@ -73,3 +73,18 @@ def test_why_a_time_with_its_offset_is_not() -> None:
     event = msgspec.json.decode(b'{"at": "2026-01-01T00:30:00+05:30"}', type=Stamped)
     back = msgspec.msgpack.decode(msgspec.msgpack.encode(event), type=Stamped)
     assert back == event and back.at.hour != event.at.hour  # equal instants, not equal times
+
+
+class Noted(msgspec.Struct):
+    text: str
+
+    def __post_init__(self) -> None:  # decoding runs it: from msgpack again (verify11 F1)
+        self.text += "!"
+
+
+def test_an_event_whose_decoding_runs_code_is_not_even_nested() -> None:
+    assert not _faithful(msgspec.inspect.type_info(Noted))
+    assert not _faithful(msgspec.inspect.type_info(list[Noted] | None))
+    once = msgspec.json.decode(b'{"text": "a"}', type=Noted)
+    twice = msgspec.msgpack.decode(msgspec.msgpack.encode(once), type=Noted)
+    assert (once.text, twice.text) == ("a!", "a!!")  # why
