@@ -91,8 +91,9 @@ class Aggregate:
 
     def decided(self, state: Any, command: Any) -> list[Any]:
         """`decide`'s events, checked before anything is appended: a list of this
-        aggregate's events, each within its own Struct's bounds (msgspec encodes it and
-        decodes it back, as the projector will), that `evolve` accepts in turn from
+        aggregate's events, each within its own Struct's bounds and read back equal to
+        itself (msgspec encodes it and decodes it back, as the projector will), that
+        `evolve` accepts in turn from
         `state`. TypeError (or what `evolve` raises) for anything else: a bug of the app,
         never stored."""
         events = self.decide(state, command)
@@ -106,12 +107,17 @@ class Aggregate:
                 )
             try:  # the projector decodes it as one of the declared events: out of bounds, or a
                 # subclass with looser fields, is never stored
-                msgspec.json.decode(msgspec.json.encode(event), type=self.events)
+                stored = msgspec.json.decode(msgspec.json.encode(event), type=self.events)
             except (msgspec.ValidationError, msgspec.EncodeError) as exc:
                 raise TypeError(
                     f"{self.name}: decide returned a {type(event).__name__} its own Struct "
                     f"refuses: {exc}"
                 ) from None
+            if stored != event:  # what every reader folds must be what the writer folds
+                raise TypeError(  # (a tuple in `Any`, a `__post_init__` run again: verify11b N1)
+                    f"{self.name}: decide returned a {type(event).__name__} that storing "
+                    f"changes: read back it is {stored!r}"[:500]
+                )
             state = self.evolve(state, event)
         return events
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from msgspec import Meta, Struct
@@ -186,3 +186,28 @@ def test_a_decided_event_is_held_to_the_declared_events_bounds_not_its_own_class
         )
         with pytest.raises(TypeError, match="its own Struct refuses"):
             aggregate.decided(STOCK_ITEM.initial, None)
+
+
+class _Noted(Struct, tag="stock_received", tag_field="event_type"):
+    text: str
+
+    def __post_init__(self) -> None:  # runs again for every reader (verify11b N1)
+        self.text += "!"
+
+
+class _Anything(Struct, frozen=True, tag="stock_received", tag_field="event_type"):
+    value: Any
+
+
+@pytest.mark.parametrize("event", [_Noted(text="a"), _Anything(value={"k": (1, 2)})])
+def test_a_decided_event_that_storing_changes_is_never_stored(event: Any) -> None:
+    aggregate = dataclasses.replace(
+        STOCK_ITEM,
+        events=type(event),
+        decide=lambda state, command: [event],
+        evolve=lambda state, event: state,
+    )
+    with pytest.raises(TypeError, match="that storing changes: read back it is"):
+        aggregate.decided(STOCK_ITEM.initial, None)
+    same = dataclasses.replace(aggregate, decide=lambda state, command: [_Anything(value=[1])])
+    assert dataclasses.replace(same, events=_Anything).decided(STOCK_ITEM.initial, None)
