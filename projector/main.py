@@ -156,7 +156,8 @@ async def _feed(
         state = (await nc.jetstream().stream_info(nats_settings.stream)).state
         if state.last_seq - after > settings.catchup_process_above:
             until = settings.batch_size  # its batch leaving a live batch pending: the last
-    return feed_for(nc, nats_settings, settings, durable, after, until, app=app_of(model))
+    app = app_of(model) if until is not None else ""  # a feed process's: it may stage
+    return feed_for(nc, nats_settings, settings, durable, after, until, app=app)
 
 
 async def _apply_from(

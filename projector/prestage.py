@@ -31,6 +31,7 @@ import msgspec
 import msgspec.inspect as inspect
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 
 from common import catalogue as catalogues
 from common.app import Aggregate, Unapplicable
@@ -40,6 +41,8 @@ from projector.decoding import LOGGED_IDS, decode
 from projector.feed import Delivery
 from projector.readmodel import ReadModel
 from projector.staging import SCHEMA, Checker, Staged, staged
+
+log = structlog.get_logger()
 
 
 class Prestaged(msgspec.Struct, array_like=True, frozen=True):
@@ -64,19 +67,33 @@ class Received(NamedTuple):
 
 def app_of(model: ReadModel) -> str:
     """The app package (`IRONSTAR_APP`) a feed process stages `model`'s batches with, or
-    "" when it cannot: `model` runs another catalogue than that package's, a projection
-    of it is a Python hook, or its events hold a type msgpack does not give back exactly
-    (`_faithful`)."""
+    "" when it cannot (logged, `staging_off`, with why: `_unstageable`)."""
     name = app_name()
-    module = sys.modules.get(name)
-    if getattr(module, "app", None) is not model.catalogue.app:
-        return ""
-    if any(not isinstance(p.apply, tuple) for p in model.projections.values()):
-        return ""
-    aggregates = model.catalogue.aggregates.values()
-    if not all(_faithful(info) for info in inspect.multi_type_info([a.events for a in aggregates])):
+    why = _unstageable(model, name)
+    if why:
+        log.info("staging_off", reason=why)
         return ""
     return name
+
+
+def _unstageable(model: ReadModel, app: str) -> str:
+    """Why a feed process cannot stage `model`'s batches with app package `app` ("": it
+    can): `model` runs another catalogue, a projection is a Python hook, or events hold a
+    type msgpack does not give back exactly (`_faithful`)."""
+    if getattr(sys.modules.get(app), "app", None) is not model.catalogue.app:
+        return f"the read model runs another app than {app}"
+    hooks = [p.name for p in model.projections.values() if not isinstance(p.apply, tuple)]
+    if hooks:
+        return f"projections {', '.join(sorted(hooks))} are Python hooks"
+    aggregates = list(model.catalogue.aggregates.values())
+    infos = inspect.multi_type_info([a.events for a in aggregates])
+    odd = [a.name for a, info in zip(aggregates, infos, strict=True) if not _faithful(info)]
+    if odd:
+        return (
+            f"the events of {', '.join(sorted(odd))} hold a datetime, time, Raw, custom type "
+            "or __post_init__ (msgpack would not give them back exactly)"
+        )
+    return ""
 
 
 # What msgpack gives back exactly as msgspec built it from JSON. Not: a `datetime` or

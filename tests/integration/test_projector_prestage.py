@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from common import catalogue
 from common import envelope as codec
@@ -210,12 +211,18 @@ def test_only_a_read_model_of_the_process_app_with_sql_projections_is_staged(
     tmp_path: Path,
 ) -> None:
     current = catalogue.current()
-    assert app_of(ReadModel(tmp_path / "own.duckdb")) == app_name()
     other = Catalogue(dataclasses.replace(current.app))  # another app object: not staged
-    assert app_of(ReadModel(tmp_path / "other.duckdb", catalogue=other)) == ""
     hook = Projection(name="hooked", version=1, tables=(), ddl=(), apply=lambda cursor, b: None)
-    projections = (*current.projections.values(), hook)
-    assert app_of(ReadModel(tmp_path / "hook.duckdb", projections=projections)) == ""
+    with capture_logs() as logs:
+        assert app_of(ReadModel(tmp_path / "own.duckdb")) == app_name()
+        assert app_of(ReadModel(tmp_path / "other.duckdb", catalogue=other)) == ""
+        projections = (*current.projections.values(), hook)
+        assert app_of(ReadModel(tmp_path / "hook.duckdb", projections=projections)) == ""
+    reasons = [entry["reason"] for entry in logs if entry["event"] == "staging_off"]
+    assert reasons == [
+        f"the read model runs another app than {app_name()}",
+        "projections hooked are Python hooks",
+    ]
 
 
 @pytest.mark.parametrize("spoil", [_not_an_envelope, _on_another_subject, _payload_not_fitting])
