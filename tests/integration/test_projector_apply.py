@@ -32,6 +32,14 @@ def _deliveries(events: list[Envelope], first: int = 1) -> list[tuple[int, str, 
     return [(first + i, _subject(e), codec.encode(e)) for i, e in enumerate(events)]
 
 
+def _two_added() -> list[Envelope]:
+    """Todos "a" ("one") and "b" ("two") added to list "l": versions 1 and 2."""
+    return [
+        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
+        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
+    ]
+
+
 def _subject(e: Envelope) -> str:
     return f"x.events.{e.aggregate_type}.{e.aggregate_id}"
 
@@ -192,11 +200,7 @@ def test_an_event_not_next_or_impossible_for_its_aggregate_is_a_dead_letter(
 def test_deleting_a_todo_from_an_earlier_batch_moves_the_count_it_was_in(
     model: ReadModel,
 ) -> None:
-    first = [
-        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
-        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
-        _event("todo_list", "l", 3, "todo_completed", todo_id="b"),
-    ]
+    first = [*_two_added(), _event("todo_list", "l", 3, "todo_completed", todo_id="b")]
     apply(model, _deliveries(first), 3, halt=True)
     second = [
         _event("todo_list", "l", 4, "todo_deleted", todo_id="b"),
@@ -211,10 +215,7 @@ def test_deleting_a_todo_from_an_earlier_batch_moves_the_count_it_was_in(
 def test_a_message_nested_deeper_than_the_decoder_goes_is_a_dead_letter(
     model: ReadModel,
 ) -> None:
-    events = [
-        _event("todo_list", "l", 1, "todo_added", todo_id="a", text="one"),
-        _event("todo_list", "l", 2, "todo_added", todo_id="b", text="two"),
-    ]
+    events = _two_added()
     deep = (2, "x.events.todo_list.l", b'{"a":' + b"[" * 5_000 + b"]" * 5_000 + b"}")
     deliveries = [_deliveries(events)[0], deep, *_deliveries(events[1:], 3)]
     dead = apply(model, deliveries, 3, halt=False)  # a verify10 input: it ended the projector
