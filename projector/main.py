@@ -114,8 +114,9 @@ async def _follow(
     bulk = settings.catchup_process_above > 0  # until a feed process fails once
     while not stop.is_set():
         generation = replica.generation
-        feed = await _feed(nc, nats_settings, settings, replica.model, durable, bulk)
-        try:
+        feed: Feed | FeedProcess | None = None
+        try:  # choosing the feed asks the stream's state: a leader moving may time it out
+            feed = await _feed(nc, nats_settings, settings, replica.model, durable, bulk)
             await feed.start()
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
             await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
@@ -137,7 +138,8 @@ async def _follow(
         except (TimeoutError, NatsTimeout) as exc:
             log.warning("feed_unavailable", error=repr(exc))
         finally:
-            await feed.close()
+            if feed is not None:
+                await feed.close()
 
 
 async def _feed(
