@@ -159,6 +159,7 @@ def apply(
         last=last,
         events=len(deliveries),
         staged=staged,  # by the feed process (projector/prestage.py)
+        ms=round((time.perf_counter() - started) * 1000, 2),  # decoding (if not given) to commit
         correlation_ids=ids,
     )
     for letter in dead:

@@ -10,14 +10,17 @@ consumption never writes to the stream. Then, in one run:
 - `duckdb_only`: decoding and applying the same bodies in catch-up batches as the
   projector's (from the catch-up size, growing with the aggregates up to its maximum), no
   NATS, the next batch decoded while one is applied (as the projector does while catching
-  up);
+  up); then, on that file (not in its rate), the tail's first `FLOOR_BATCHES` events one per batch:
+  the live tail's floor (`tail_floor_p50_ms`, `tail_floor_p99_ms`), the least time an
+  event waits to be applied when it meets no batch in progress, no NATS and no query;
 - `end_to_end`: a projector process (`ironstar projector`, as `ironstar up` runs it; far
   behind, it catches up through its feed process) from an empty file until a query with
   `min_seq` = the last sequence answers; its CPU is that of its process and children;
 - `tail`: then, over that history, `--tail-rate` more events per second for
   `--tail-seconds` (open loop, the same app's histories going on), each published on its
   own, one in 10 timed from its ack until a query with its `min_seq` answers (applied and
-  readable), reported as p50/p99 milliseconds;
+  readable), reported as p50/p99 milliseconds, beside what the projector's log says of
+  the tail's batches (`batch_applied`: events per batch and milliseconds to apply, p50);
 - `rebuild`: then a blue/green rebuild of every projection of that projector, from its
   start until its status says done (what a user runs after a projection's version changed).
 """
@@ -34,7 +37,7 @@ import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
@@ -55,6 +58,8 @@ from projector.readmodel import ReadModel
 from projector.replica import apply
 
 SAMPLE = 10  # one live event in 10 is timed
+T = TypeVar("T")
+FLOOR_BATCHES = 200  # one-event batches timed for the live tail's floor
 
 
 def _say(what: str) -> None:
@@ -118,10 +123,14 @@ async def _nats_only(nc: Client, settings: NatsSettings, count: int, size: int) 
     return elapsed
 
 
-def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], floor: int, cap: int) -> float:
+Body = tuple[str, bytes]  # subject, encoded envelope
+
+
+def _duckdb_only(path: Path, bodies: list[Body], floor: int, cap: int) -> tuple[float, ReadModel]:
     """Seconds to decode and apply `bodies` in catch-up batches as the projector's (from
     `floor` events, growing with the aggregates up to `cap`: `feed.catchup_size`), the
-    next batch cut and decoded on a thread of its own while one is applied."""
+    next batch cut and decoded on a thread of its own while one is applied; and the model,
+    still open (`_alone`)."""
     model = ReadModel(path)
     started, taken = time.perf_counter(), 0
 
@@ -140,9 +149,21 @@ def _duckdb_only(path: Path, bodies: list[tuple[str, bytes]], floor: int, cap: i
             ahead = decoder.submit(decode, following)
             apply(model, deliveries, deliveries[-1][0], halt=True, decoded=decoded)
             deliveries = following
-    elapsed = time.perf_counter() - started
-    model.close()
-    return elapsed
+    return time.perf_counter() - started, model
+
+
+def _alone(model: ReadModel, live: list[Body]) -> list[float]:
+    """Seconds of each of `live` applied alone, one batch each, after the model's
+    checkpoint (the live tail's floor); closes the model."""
+    seconds = []
+    try:
+        for sequence, (subject, body) in enumerate(live, start=model.checkpoint + 1):
+            started = time.perf_counter()
+            apply(model, [(sequence, subject, body)], sequence, halt=True)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        model.close()
+    return seconds
 
 
 async def _tail(
@@ -255,11 +276,34 @@ def _tree_cpu_s(pid: int) -> float:
     return _cpu_s(pid) + reaped + running
 
 
-async def _cpu(work: Awaitable[float]) -> tuple[float, float]:
-    """What `work` returns (its seconds), and the process CPU seconds it took."""
+async def _cpu(work: Awaitable[T]) -> tuple[T, float]:
+    """What `work` returns (its seconds, ...), and the process CPU seconds it took."""
     cpu = time.process_time()
     seconds = await work
     return seconds, time.process_time() - cpu
+
+
+def _bodies(envelopes: list[Envelope]) -> list[Body]:
+    return [(Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
+            for e in envelopes]  # fmt: skip
+
+
+def _tail_batches(log: Path, stored: int) -> dict[str, float | None]:
+    """What the projector's log (`batch_applied` JSON lines) says of the batches after the
+    `stored` history: their count, events per batch and milliseconds to apply, p50."""
+    batches = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"batch_applied"' in line:
+            with contextlib.suppress(msgspec.DecodeError):
+                entry = msgspec.json.decode(line)
+                if entry.get("first", 0) > stored:
+                    batches.append(entry)
+    sizes = sorted(entry["events"] for entry in batches)
+    return {
+        "tail_batches": len(batches),
+        "tail_batch_events_p50": sizes[len(sizes) // 2] if sizes else None,
+        "tail_batch_apply_p50_ms": _ms([entry["ms"] / 1000 for entry in batches], 0.5),
+    }
 
 
 def _ms(latencies: list[float], quantile: float) -> float | None:
@@ -298,18 +342,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             _say("ceiling: consuming with nats-py, applying nothing")
             nats_s, nats_cpu = await _cpu(_nats_only(nc, settings, count, args.batch_size))
             _say("ceiling: applying to DuckDB, no NATS")
-            bodies = [(Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
-                      for e in envelopes]  # fmt: skip
+            bodies, live = _bodies(envelopes), _bodies(tail[:FLOOR_BATCHES])
             ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
             cap = args.catchup_batch_max
-            duck_s, duck_cpu = await _cpu(
+            (duck_s, model), duck_cpu = await _cpu(
                 asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup, cap)
             )
+            _say("the live tail's floor: one event per batch, alone, on that file")
+            floor = await asyncio.to_thread(_alone, model, live)
             _say("end to end: a projector from an empty file, the live tail, a rebuild")
             e2e_s, e2e_cpu, server_cpu, latencies, rebuild_s = await _end_to_end(
                 nc, settings, server, directory, count, args, catchup, tail
             )
+            tail_batches = _tail_batches(directory / "projector.log", count)
         finally:
             await nc.drain()
             server.stop()
@@ -334,6 +380,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "tail_rate_per_s": args.tail_rate,
         "tail_p50_ms": _ms(latencies, 0.5),
         "tail_p99_ms": _ms(latencies, 0.99),
+        **tail_batches,
+        "tail_floor_p50_ms": _ms(floor, 0.5),
+        "tail_floor_p99_ms": _ms(floor, 0.99),
+        "goal_tail_p99_ms": 20,
         "load_average_1m": round(os.getloadavg()[0], 1),
         "goal_events_per_s": 50_000,
     }
