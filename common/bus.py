@@ -212,14 +212,24 @@ async def ensure_stream(nc: Client, settings: NatsSettings) -> None:
         ) from None
 
 
-async def request(nc: Client, subject: str, body: bytes, timeout_s: float, what: str) -> bytes:
+async def request(
+    nc: Client, subject: str, body: bytes, timeout_s: float, what: str, first: str | None = None
+) -> bytes:
     """Send `body` to the service `what` answering on `subject` and return its reply body,
-    waiting up to `timeout_s` seconds. Raises the service's own error (the IronstarError
-    of its `Ironstar-Error` reply, rebuilt by `from_reply`), or Unavailable (503, retry
-    after 1 s) when no service listens or none answers in time."""
+    waiting up to `timeout_s` seconds. With `first`, it goes there first and to `subject`
+    only if nothing listens on `first` (NATS answers "no responders" at once): e.g. the
+    caught-up projector replicas first, any replica else (`Subjects.current`). Raises the
+    service's own error (the IronstarError of its `Ironstar-Error` reply, rebuilt by
+    `from_reply`), or Unavailable (503, retry after 1 s) when no service listens or none
+    answers in time."""
     headers = {CORRELATION_HEADER: correlation_id()}
     try:
-        reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)
+        try:
+            if first is None:
+                raise NoRespondersError
+            reply = await nc.request(first, body, timeout=timeout_s, headers=headers)
+        except NoRespondersError:
+            reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)
     except NoRespondersError:
         raise Unavailable(f"no {what} is running; start one and retry", retry_after=1) from None
     except NatsTimeout:
@@ -259,9 +269,15 @@ def _error_reply(error: IronstarError) -> tuple[bytes, dict[str, str]]:
 
 
 async def serve(
-    nc: Client, subject: str, queue: str, handler: Handler, concurrency: int
+    nc: Client,
+    subject: str,
+    queue: str,
+    handler: Handler,
+    concurrency: int | asyncio.Semaphore,
+    flush: bool = True,
 ) -> Subscription:
-    """Answer requests on `subject` in `queue`, up to `concurrency` at once.
+    """Answer requests on `subject` in `queue`, up to `concurrency` at once (a semaphore:
+    shared with the other subscriptions given it).
 
     Each request runs in its own task so one slow request does not hold up the others;
     an `IronstarError` becomes an error reply. A failure to reach something (NATS, a
@@ -270,9 +286,14 @@ async def serve(
     500 `Internal` naming only the correlation id (no retry helps; docs/security.md), so a
     client never hangs until its timeout. A reply over the server's max payload
     becomes a 413 (it could never be delivered, so a retry would not help).
-    Returns the subscription, already known to the server (unsubscribe to stop serving).
+    Returns the subscription, already known to the server unless not `flush`
+    (unsubscribe or drain it to stop serving).
     """
-    slots = asyncio.Semaphore(concurrency)
+    slots = (
+        concurrency
+        if isinstance(concurrency, asyncio.Semaphore)
+        else asyncio.Semaphore(concurrency)
+    )
     tasks: set[asyncio.Task[None]] = set()
 
     async def answer(msg: Msg) -> None:
@@ -301,5 +322,6 @@ async def serve(
         task.add_done_callback(tasks.discard)
 
     sub = await nc.subscribe(subject, queue=queue, cb=on_message, pending_msgs_limit=65536)
-    await nc.flush()  # the server knows the subscription before anyone is told we serve
+    if flush:
+        await nc.flush()  # the server knows the subscription before anyone is told we serve
     return sub

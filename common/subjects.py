@@ -50,6 +50,11 @@ class Subjects:
         """Where the projectors' queue group answers queries of `projection` (request/reply)."""
         return f"{self.prefix}.query.{projection}"
 
+    def current(self, projection: str) -> str:
+        """Where only the caught-up replicas answer what `query(projection)` is asked (the
+        gateway asks here first: docs/architecture.md, "Reads go to caught-up replicas")."""
+        return f"{self.prefix}.query.current.{projection}"
+
     @property
     def applied(self) -> str:
         """Where projector replicas announce each committed batch (core NATS, no reply):

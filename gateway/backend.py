@@ -118,6 +118,7 @@ class Backend:
                 body,
                 wait_s + self.nats_settings.request_timeout_s,
                 "projector (live queries)",
+                first=self.subjects.current("live"),
             )
         )
 
@@ -136,7 +137,8 @@ class Backend:
         live: bool = False,
         wait_s: float | None = None,
     ) -> bytes:
-        """Ask a projector replica; it answers once it has applied `min_seq`.
+        """Ask a projector replica, a caught-up one if any is (`Subjects.current`); it
+        answers once it has applied `min_seq`.
 
         Only for a principal granted what the answer shows (`gateway/security/grants.py`): 401/403.
         `live`: a live query's evaluation (`QueryRequest.live`). `wait_s`: the seconds it
@@ -160,5 +162,6 @@ class Backend:
                 _json.encode(request),
                 wait + self.nats_settings.request_timeout_s,
                 f"projector ({projection})",
+                first=self.subjects.current(projection),
             )
         )

@@ -58,12 +58,12 @@ async def serve(
     subjects = Subjects(nats_settings.prefix)
     durable = f"projector-{settings.name}"
     rebuilder = Rebuilder(nc, nats_settings, settings)
-    stop_queries: Callable[[], None] = lambda: None  # noqa: E731
+    serving: queries.Serving | None = None
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")  # the next catch-up batch
     try:
         await bus.ensure_stream(nc, nats_settings)
-        stop_queries = await queries.serve(nc, subjects, replica, rebuilder, settings)
+        serving = await queries.serve(nc, subjects, replica, rebuilder, settings)
         port = serve_metrics(settings.metrics_host, settings.metrics_port)
         stale = model.stale()
         ready(
@@ -79,16 +79,20 @@ async def serve(
             if replica.model.stale():
                 raise Poisoned(f"rebuilding {', '.join(stale)} failed: {rebuilder.status.error}")
         await _follow(
-            nc, nats_settings, settings, replica, durable, subjects, stop, applier, decoder
-        )
+            nc, nats_settings, settings, replica, durable, subjects, stop, applier, decoder,
+            serving,
+        )  # fmt: skip
     except Poisoned as exc:
         metrics.HALTED.set(1)
+        if serving is not None:  # stopped before what others apply: not caught up
+            await serving.current(False)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it
         log.error("projection_halted", error=str(exc), sequence=replica.model.checkpoint)
         await stop.wait()  # keep answering queries at the halted checkpoint
     finally:
         await bus.goodbye(nc)
-        stop_queries()
+        if serving is not None:
+            serving.close()
         applier.shutdown(wait=True)
         decoder.shutdown(wait=True)
         replica.model.close()
@@ -104,25 +108,33 @@ async def _follow(
     stop: asyncio.Event,
     applier: ThreadPoolExecutor,
     decoder: ThreadPoolExecutor,
+    serving: queries.Serving,
 ) -> None:
     """Apply batches (on `applier`) until `stop`; restart the feed after a swap or a lost
-    consumer. While catching up (more than `batch_size` events wait after a batch), the
-    next batch is taken and decoded (on `decoder`) while this one is applied: DuckDB
-    releases the GIL while a statement runs, and the feed is then far ahead anyway. A
-    live batch is applied as before, so batches keep gathering what came during the last
-    apply (taking the next one early would cut it at its first event)."""
+    consumer. The replica answers as caught up (`serving.current`) while at most
+    `batch_size` events wait: at each feed's start and after each batch. While catching up
+    (more than `batch_size` events wait after a batch), the next batch is taken and decoded
+    (on `decoder`) while this one is applied: DuckDB releases the GIL while a statement
+    runs, and the feed is then far ahead anyway. A live batch is applied as before, so
+    batches keep gathering what came during the last apply (taking the next one early would
+    cut it at its first event).
+    """
     bulk = settings.catchup_process_above > 0  # until a feed process fails once
     while not stop.is_set():
         generation = replica.generation
         feed: Feed | FeedProcess | None = None
         try:  # choosing the feed asks the stream's state: a leader moving may time it out
-            feed = await _feed(nc, nats_settings, settings, replica.model, durable, bulk)
+            feed, behind = await _feed(nc, nats_settings, settings, replica.model, durable, bulk)
             await feed.start()
+            await serving.current(behind <= settings.batch_size)
             # (Re)started, maybe on a rebuilt file: whatever was answered before may differ.
             await _announce(nc, subjects, settings.name, replica.model.checkpoint, {"*"})
             follows = (replica, generation)  # the model this feed's position is of
-            await _apply_from(feed, nc, settings, follows, subjects, stop, applier, decoder)
+            await _apply_from(
+                feed, nc, settings, follows, subjects, stop, applier, decoder, serving
+            )
         except StorageFull as exc:
+            await serving.current(False)  # cannot apply what others do until space returns
             if replica.storage is None:
                 log.error("storage_exhausted", error=exc.message, sequence=replica.model.checkpoint)
             replica.storage = exc.message
@@ -149,17 +161,18 @@ async def _feed(
     model: ReadModel,
     durable: str,
     bulk: bool,
-) -> Feed | FeedProcess:
+) -> tuple[Feed | FeedProcess, int]:
     """The feed from `model`'s checkpoint: in a process of its own, which stages the
     batches too, while more than `catchup_process_above` events wait
-    (`projector/feed_process.py`, `projector/prestage.py`), else in this one."""
+    (`projector/feed_process.py`, `projector/prestage.py`), else in this one; and how
+    many events the stream holds past the checkpoint."""
     after, until = model.checkpoint, None
-    if bulk:
-        state = (await nc.jetstream().stream_info(nats_settings.stream)).state
-        if state.last_seq - after > settings.catchup_process_above:
-            until = settings.batch_size  # its batch leaving a live batch pending: the last
+    state = (await nc.jetstream().stream_info(nats_settings.stream)).state
+    behind = max(0, state.last_seq - after)
+    if bulk and behind > settings.catchup_process_above:
+        until = settings.batch_size  # its batch leaving a live batch pending: the last
     app = app_of(model) if until is not None else ""  # a feed process's: it may stage
-    return feed_for(nc, nats_settings, settings, durable, after, until, app=app)
+    return feed_for(nc, nats_settings, settings, durable, after, until, app=app), behind
 
 
 async def _apply_from(
@@ -171,6 +184,7 @@ async def _apply_from(
     stop: asyncio.Event,
     applier: ThreadPoolExecutor,
     decoder: ThreadPoolExecutor,
+    serving: queries.Serving,
 ) -> None:
     """Apply `feed`'s batches to the replica of `follows` until `stop`, or until a swap
     moves it past the generation of `follows` (`_follow`); raises what ends the feed."""
@@ -203,6 +217,7 @@ async def _apply_from(
                     await loop.run_in_executor(applier, model.checkpoint_wal)
                 feed.follow(model.versions.aggregates)  # catch-up batches grow with them
             await _applied(nc, subjects, settings.name, replica, model, batch.pending)
+            await serving.current(batch.pending <= settings.batch_size)
             taken = await (take(feed, stop) if ahead is None else ahead)
             ahead = None
     finally:

@@ -16,6 +16,10 @@ STORAGE_EXHAUSTED = Gauge(
     "1 while this replica cannot write its read model: its disk is full",
 )
 HALTED = Gauge("projection_halted", "1 while the replica has stopped on a poison event")
+CURRENT = Gauge(
+    "projection_current",
+    "1 while the replica is caught up and answers the reads asked of caught-up replicas first",
+)
 BATCH_SIZES = Histogram(
     "projection_batch_sizes",
     "Events per applied batch",

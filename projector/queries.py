@@ -1,8 +1,12 @@
 """What a replica answers over NATS: named queries, ad-hoc SQL, snapshots and rebuilds.
 
 Read-model queries use a queue group per projection, so replicas share the load; each
-waits for `min_seq` first (read-your-writes). A rebuild is for one replica (its file), so
-each replica answers it on a subject of its own: `<prefix>.query.rebuild.<replica>`.
+waits for `min_seq` first (read-your-writes). A replica that is caught up (`Serving.current`)
+also answers the same reads on `Subjects.current`, where the gateway asks first: a read,
+with `min_seq` or not, goes to a replica that is caught up whenever one is, not to one
+still catching up (verify10 F7: a `min_seq` read waited its 5 s there and answered 504).
+A rebuild is for one replica (its file), so each replica answers it on a subject of its
+own: `<prefix>.query.rebuild.<replica>`.
 
 Threads: named queries run on a pool of their own and ad-hoc SQL in `Slots` (bounded, 429
 past it), neither on the thread that applies events (`main.py`). Every reply is bounded
@@ -15,6 +19,7 @@ handler and a row there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -23,8 +28,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
+import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 
 from common import bus
 from common import catalogue as catalogues
@@ -38,6 +46,7 @@ from projector.rebuild import Rebuilder
 from projector.replica import Replica
 from projector.slots import Slots
 
+log = structlog.get_logger()
 _queries = msgspec.json.Decoder(QueryRequest)
 _rounds = msgspec.json.Decoder(LiveRound)
 _json = msgspec.json.Encoder(enc_hook=str)  # any other DuckDB value as text
@@ -69,7 +78,46 @@ class _Route(NamedTuple):
     subject: str
     queue: str
     handler: bus.Handler
-    concurrency: int
+    concurrency: asyncio.Semaphore
+
+
+class Serving:
+    """The queries a replica answers (`serve`). `current` puts it into the caught-up
+    replicas' queue groups (`Subjects.current`) or takes it out; `close` stops the query
+    threads, once the connection is drained."""
+
+    def __init__(self, nc: Client, server: _Server, twins: list[_Route]) -> None:
+        self._nc, self._server, self._twins = nc, server, twins
+        self._subscriptions: list[Subscription] = []
+        self._draining: set[asyncio.Task[None]] = set()
+        self.is_current = False
+
+    async def current(self, now: bool) -> None:
+        """Answer on the caught-up subjects too (`now`), or no longer: their subscriptions
+        are drained in the background (a request received already is answered; the
+        drain's round trip never holds up the caller). Nothing to do if it is so already."""
+        if now == self.is_current:
+            return
+        self.is_current = now
+        if now:  # queued while NATS reconnects, so never raises for that
+            for route in self._twins:
+                self._subscriptions.append(await bus.serve(self._nc, *route, flush=False))
+        else:
+            for subscription in self._subscriptions:
+                task = asyncio.create_task(_drain(subscription))
+                self._draining.add(task)
+                task.add_done_callback(self._draining.discard)
+            self._subscriptions = []
+        metrics.CURRENT.set(int(now))
+        log.info("queries_current" if now else "queries_behind")
+
+    def close(self) -> None:
+        self._server.close()
+
+
+async def _drain(subscription: Subscription) -> None:
+    with contextlib.suppress(NatsError):  # the connection closing: gone with it
+        await subscription.drain()  # type: ignore[no-untyped-call]
 
 
 async def serve(
@@ -78,14 +126,20 @@ async def serve(
     replica: Replica,
     rebuilder: Rebuilder,
     settings: ProjectorSettings,
-) -> Callable[[], None]:
-    """Answer queries until the connection drains; returns what stops their threads (call
-    it once the connection is drained). Raises `Invalid` if the replica's name cannot be
-    part of a subject."""
+) -> Serving:
+    """Answer queries until the connection drains (not yet as caught up: `Serving.current`).
+    Raises `Invalid` if the replica's name cannot be part of a subject."""
     server = _Server(replica, rebuilder, settings, nc.max_payload)
-    for route in server.routes(subjects):
+    routes = server.routes(subjects)
+    for route in routes:
         await bus.serve(nc, *route)
-    return server.close
+    prefix = subjects.query("")
+    twins = [  # the reads shared by every replica (a rebuild is one replica's own)
+        route._replace(subject=subjects.current(route.subject.removeprefix(prefix)))
+        for route in routes
+        if route.queue.startswith("projection.") and route.queue != "projection.snapshot"
+    ]
+    return Serving(nc, server, twins)
 
 
 class _Server:
@@ -116,7 +170,7 @@ class _Server:
                 subjects.query(projection),
                 f"projection.{projection}",
                 self.answer_with(projection, self.named(projection)),
-                NAMED_HANDLERS,
+                asyncio.Semaphore(NAMED_HANDLERS),
             )
             for projection in self.replica.model.projections
         ]
@@ -126,10 +180,19 @@ class _Server:
         # them (a refusal takes microseconds, so these handlers are mostly the admitted ones).
         return [
             *named,
-            _Route(subjects.query("sql"), "projection.sql", self.adhoc, SQL_HANDLERS),
-            _Route(subjects.query("live"), "projection.live", self.live_round, ROUND_HANDLERS),
-            _Route(subjects.query("snapshot"), "projection.snapshot", snapshot, 1),
-            _Route(rebuild, f"rebuild.{name}", self.rebuild, 4),
+            _Route(
+                subjects.query("sql"), "projection.sql", self.adhoc, asyncio.Semaphore(SQL_HANDLERS)
+            ),
+            _Route(
+                subjects.query("live"),
+                "projection.live",
+                self.live_round,
+                asyncio.Semaphore(ROUND_HANDLERS),
+            ),
+            _Route(
+                subjects.query("snapshot"), "projection.snapshot", snapshot, asyncio.Semaphore(1)
+            ),
+            _Route(rebuild, f"rebuild.{name}", self.rebuild, asyncio.Semaphore(4)),
         ]
 
     def answer_with(self, label: str, run: Run) -> bus.Handler:

@@ -322,6 +322,20 @@ def _history(stored: int, live: int) -> tuple[list[Envelope], list[Envelope]]:
     return envelopes[:stored], envelopes[stored:]
 
 
+async def _duckdb_phases(
+    path: Path, envelopes: list[Envelope], tail: list[Envelope], catchup: int, cap: int
+) -> tuple[float, float, list[float]]:
+    """The DuckDB-only ceiling's seconds and CPU seconds over `envelopes` (a new file at
+    `path`), then the live tail's floor on that file: the seconds of each of the first
+    `FLOOR_BATCHES` of `tail` applied alone."""
+    _say("ceiling: applying to DuckDB, no NATS")
+    bodies = _bodies(envelopes)
+    work = asyncio.to_thread(_duckdb_only, path, bodies, catchup, cap)
+    (seconds, model), cpu = await _cpu(work)
+    _say("the live tail's floor: one event per batch, alone, on that file")
+    return seconds, cpu, await asyncio.to_thread(_alone, model, _bodies(tail[:FLOOR_BATCHES]))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load the history, measure both ceilings, the end-to-end catch-up and the live
     tail (module docstring); returns the figures by name (rates in events per second,
@@ -341,16 +355,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             loaded = await load(nc, settings.prefix, envelopes)
             _say("ceiling: consuming with nats-py, applying nothing")
             nats_s, nats_cpu = await _cpu(_nats_only(nc, settings, count, args.batch_size))
-            _say("ceiling: applying to DuckDB, no NATS")
-            bodies, live = _bodies(envelopes), _bodies(tail[:FLOOR_BATCHES])
-            ceiling = directory / "ceiling.duckdb"
             catchup = max(args.batch_size, args.catchup_batch_size)
-            cap = args.catchup_batch_max
-            (duck_s, model), duck_cpu = await _cpu(
-                asyncio.to_thread(_duckdb_only, ceiling, bodies, catchup, cap)
+            duck_s, duck_cpu, floor = await _duckdb_phases(
+                directory / "ceiling.duckdb", envelopes, tail, catchup, args.catchup_batch_max
             )
-            _say("the live tail's floor: one event per batch, alone, on that file")
-            floor = await asyncio.to_thread(_alone, model, live)
             _say("end to end: a projector from an empty file, the live tail, a rebuild")
             e2e_s, e2e_cpu, server_cpu, latencies, rebuild_s = await _end_to_end(
                 nc, settings, server, directory, count, args, catchup, tail
