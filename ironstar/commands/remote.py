@@ -38,7 +38,8 @@ def target(args: argparse.Namespace) -> local.Target:
 async def ask(
     settings: NatsSettings, target: str, name: str, params: dict[str, Any], min_seq: int = 0
 ) -> dict[str, Any]:
-    """Send one query request to `<prefix>.query.<target>`; returns {"sequence", "result"}.
+    """Send one query request to `<prefix>.query.<target>` (a caught-up replica's first:
+    `Subjects.current`); returns {"sequence", "result"}.
     Raises Unavailable (saying how to start a stack) when NATS or no projector answers,
     and the projector's error for a refused query."""
     configure_logging("ironstar", "ERROR")  # stdout is for results; problems are raised
@@ -49,12 +50,14 @@ async def ask(
     try:
         wait = settings.request_timeout_s
         request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=wait)
+        subjects = Subjects(settings.prefix)
         reply = await bus.request(
             nc,
-            Subjects(settings.prefix).query(target),
+            subjects.query(target),
             msgspec.json.encode(request),
             wait * 2,
             "projector",
+            first=subjects.current(target),  # a caught-up replica if any, as the gateway asks
         )
     finally:
         await nc.close()
