@@ -10,12 +10,19 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args, get_type_hints
 from urllib.parse import urlsplit
 
 import msgspec
 
 from common.errors import Invalid
+
+# Bounds of settings: a value outside them is refused at start, naming its variable.
+Count = Annotated[int, msgspec.Meta(ge=1)]  # one or more
+Some = Annotated[int, msgspec.Meta(ge=0)]  # zero (none, or off where the help says so) or more
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]  # a duration, up to a day
+Port = Annotated[int, msgspec.Meta(ge=0, le=65_535)]
+MetricsPort = Annotated[int, msgspec.Meta(ge=-1, le=65_535)]  # 0: a free port, -1: off
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,7 +50,21 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True):
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:
-            raise Invalid(f"bad setting in {cls.env_prefix}: {exc}") from None
+            raise Invalid(cls._refusal(str(exc), values)) from None
+
+    @classmethod
+    def _refusal(cls, error: str, values: Mapping[str, Any]) -> str:
+        """msgspec's `error` ("Expected `int` >= 1 - at `$.batch_size`") said of the
+        variable and the value given: "IRONSTAR_PROJECTOR_BATCH_SIZE='-5': expected ..."."""
+        what, _, where = error.rpartition(" - at `$.")
+        name = where.rstrip("`")
+        if not what or name not in cls.__struct_fields__:  # not one field's: as msgspec says
+            return f"bad setting in IRONSTAR_{cls.env_prefix}_*: {error}"
+        given = str(values.get(name, ""))[:100]
+        choices = get_args(get_type_hints(cls)[name])  # a Literal's values, else ()
+        if choices:
+            what = "expected one of " + ", ".join(map(repr, choices))
+        return f"IRONSTAR_{cls.env_prefix}_{name.upper()}={given!r}: {what[0].lower()}{what[1:]}"
 
 
 APP_VARIABLE = "IRONSTAR_APP"
@@ -80,10 +101,10 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "ironstar"
     stream: str = "IRONSTAR_EVENTS"
-    replicas: int = 1
-    max_consumers: int = 20_000
-    duplicate_window_s: float = 300.0
-    request_timeout_s: float = 5.0
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    max_consumers: Count = 20_000
+    duplicate_window_s: Seconds = 300.0
+    request_timeout_s: Seconds = 5.0
     user: str = ""
     password: str = ""
     creds_file: str = ""
@@ -104,12 +125,12 @@ class WriterSettings(_Section, frozen=True, kw_only=True):
         "metrics_host": "interface of the writer's /metrics",
         "max_events_per_command": "most events one command may append (one atomic batch)",
     }
-    max_retries: int = 8
-    cache_size: int = 10_000
-    concurrency: int = 256
-    metrics_port: int = -1
+    max_retries: Some = 8
+    cache_size: Count = 10_000
+    concurrency: Count = 256
+    metrics_port: MetricsPort = -1
     metrics_host: str = "127.0.0.1"
-    max_events_per_command: int = 1000
+    max_events_per_command: Count = 1000
 
 
 class ProjectorSettings(_Section, frozen=True, kw_only=True):
@@ -145,20 +166,20 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     }
     name: str = "projector-1"
     data_dir: str = ".ironstar"
-    batch_size: int = 1000
-    batch_ms: int = 50
-    catchup_batch_size: int = 50_000
-    catchup_batch_max: int = 250_000
-    catchup_process_above: Annotated[int, msgspec.Meta(ge=0)] = 100_000
-    on_poison: str = "skip"
-    sql_timeout_s: float = 5.0
-    sql_max_rows: int = 10_000
-    sql_concurrency: int = 2
-    sql_queue: int = 8
-    sql_per_principal: int = 4
-    max_answer_bytes: int = 1_000_000
+    batch_size: Count = 1000
+    batch_ms: Some = 50
+    catchup_batch_size: Count = 50_000
+    catchup_batch_max: Count = 250_000
+    catchup_process_above: Some = 100_000
+    on_poison: Literal["skip", "halt"] = "skip"
+    sql_timeout_s: Seconds = 5.0
+    sql_max_rows: Count = 10_000
+    sql_concurrency: Count = 2
+    sql_queue: Some = 8
+    sql_per_principal: Count = 4
+    max_answer_bytes: Count = 1_000_000
     snapshot_storage_version: str = "v1.5.0"
-    metrics_port: int = -1
+    metrics_port: MetricsPort = -1
     metrics_host: str = "127.0.0.1"
 
 
@@ -218,38 +239,38 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
         "lane (catalogue queries and views go in rounds, one in flight)",
     }
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 64 * 1024
-    query_timeout_s: float = 5.0
-    sse_capacity: int = 256
-    sse_max_capacity: int = 10_000
-    sse_keepalive_s: float = 15.0
+    port: Port = 8000
+    max_body_bytes: Count = 64 * 1024
+    query_timeout_s: Seconds = 5.0
+    sse_capacity: Count = 256
+    sse_max_capacity: Count = 10_000
+    sse_keepalive_s: Seconds = 15.0
     sse_retry_ms: Annotated[int, msgspec.Meta(ge=0)] = 2000  # an SSE `retry:` is digits only
-    sse_inactive_s: float = 300.0
-    sse_unbounded_cap: int = 100_000
-    sse_max_per_client: int = 8
-    sse_max_connections: int = 10_000
-    sse_max_consumers_per_principal: int = 256
-    sse_reserved_consumers: int = 100
-    sse_unbounded_budget_bytes: int = 64 * 1024 * 1024
-    sse_max_topics: int = 32
-    sse_debounce_ms: int = 300
-    sse_debounce_max_wait_ms: int = 1_000
-    sse_batch_ms: int = 100
-    sse_batch_max: int = 500
-    sse_max_window_ms: int = 10_000
-    sse_send_buffer_bytes: int = 0
+    sse_inactive_s: Seconds = 300.0
+    sse_unbounded_cap: Count = 100_000
+    sse_max_per_client: Count = 8
+    sse_max_connections: Count = 10_000
+    sse_max_consumers_per_principal: Count = 256
+    sse_reserved_consumers: Some = 100
+    sse_unbounded_budget_bytes: Count = 64 * 1024 * 1024
+    sse_max_topics: Count = 32
+    sse_debounce_ms: Some = 300
+    sse_debounce_max_wait_ms: Some = 1_000
+    sse_batch_ms: Some = 100
+    sse_batch_max: Count = 500
+    sse_max_window_ms: Some = 10_000
+    sse_send_buffer_bytes: Some = 0
     sse_live_tail: bool = True
-    sse_pull_budget: Annotated[int, msgspec.Meta(ge=1)] = 8_192
+    sse_pull_budget: Count = 8_192
     datastar_url: str = ""
     storage_paths: str = ""
-    live_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 250
-    live_min_interval_ms: Annotated[int, msgspec.Meta(ge=1)] = 50
-    live_max_subscriptions: int = 5_000
-    live_max_per_principal: int = 64
-    live_max_queries: int = 256
-    live_max_queries_per_principal: Annotated[int, msgspec.Meta(ge=1)] = 64
-    live_concurrency: Annotated[int, msgspec.Meta(ge=1)] = 4
+    live_interval_ms: Count = 250
+    live_min_interval_ms: Count = 50
+    live_max_subscriptions: Count = 5_000
+    live_max_per_principal: Count = 64
+    live_max_queries: Count = 256
+    live_max_queries_per_principal: Count = 64
+    live_concurrency: Count = 4
     trusted_proxies: str = ""
     public_origin: str = ""
 
@@ -332,7 +353,7 @@ class AuthSettings(_Section, frozen=True, kw_only=True):
     secret_file: str = ""
     issuer: str = ""
     audience: str = ""
-    leeway_s: float = 30.0
+    leeway_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
     cookie_name: str = "ironstar_session"
     cookie_secure: bool = True
     cors_origins: str = ""
@@ -350,12 +371,12 @@ class LimitSettings(_Section, frozen=True, kw_only=True):
         "body_timeout_s": "time a client has to send its whole request body (else 408)",
         "header_timeout_s": "time a client has to send its request headers (else 408, closed)",
     }
-    requests_per_s: float = 1000.0
-    burst: int = 2000
-    json_depth: int = 32
-    string_bytes: int = 16 * 1024
-    body_timeout_s: float = 10.0
-    header_timeout_s: float = 10.0
+    requests_per_s: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
+    burst: Count = 2000
+    json_depth: Count = 32
+    string_bytes: Count = 16 * 1024
+    body_timeout_s: Seconds = 10.0
+    header_timeout_s: Seconds = 10.0
 
 
 SECTIONS: tuple[type[_Section], ...] = (
