@@ -114,7 +114,9 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
 
     Shape: `{"nats": {"url", "up": True}, "stream": {"name", "events", "bytes",
     "first_sequence", "last_sequence", "consumers"}, "writer": {"up", "ms" | "reason"},
-    "projector": {"up", "at", "lag" (events), ["storage_exhausted"], ["reason"]},
+    "projector": {"up", "at", "lag" (events), ["storage_exhausted"], ["reason"], "replicas":
+    [{"name", "up", "at", "lag", ["reason"]}]} (the first answer is any replica's, then each
+    replica that has a consumer, asked on its own subject),
     "consumers": [{"name", "kind": "sse" | "projector", "pending", "ack_pending",
     "delivered"}]}`; `ms` is the probe's round trip in milliseconds. Raises Unavailable
     when NATS cannot be reached, saying why (a refused TCP connection named as such)."""
@@ -134,15 +136,35 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
             _encode(QueryRequest(name="totals", params={}, min_seq=0, timeout_s=1.0)),
             "projector",
         )
+        asked = _encode(QueryRequest(name="status", timeout_s=1.0))
+        replicas = {
+            name: await _probe(nc, subjects.query(f"rebuild.{name}"), asked, f"projector {name}")
+            for name in _replicas(consumers)
+        }
     finally:
         await nc.close()
+    last = info.state.last_seq
     return {
         "nats": {"url": nats.url, "up": True},
         "stream": _stream(nats.stream, info.state),
         "writer": {k: v for k, v in writer.items() if k in ("up", "ms", "reason")},
-        "projector": _projector(projector, info.state.last_seq),
+        "projector": {
+            **_projector(projector, last),
+            "replicas": [{"name": n, **_projector(p, last)} for n, p in replicas.items()],
+        },
         "consumers": [_reader(c) for c in consumers],
     }
+
+
+def _replicas(consumers: list[ConsumerInfo]) -> list[str]:
+    """The projector replicas that have a consumer (`projector-<name>`; not a catch-up's
+    `-bulk` nor a rebuild's own), by name."""
+    durable = "projector-"
+    return sorted(
+        c.name.removeprefix(durable)
+        for c in consumers
+        if c.name.startswith(durable) and not c.name.endswith(("-bulk", "-rebuild"))
+    )
 
 
 def _stream(name: str, state: StreamState) -> dict[str, Any]:
@@ -219,15 +241,22 @@ def report(state: dict[str, Any]) -> list[str]:
 
 
 def _service_lines(w: dict[str, Any], p: dict[str, Any]) -> list[str]:
-    """The writer's and the projector's lines (`gather`'s "writer" and "projector")."""
-    mark = _MARK
+    """The writer's and the projector's lines (`gather`'s "writer" and "projector"), one
+    more per replica when there are several."""
+    replicas = p.get("replicas", [])
     return [
-        f"writer       {mark[w['up']]}  "
+        f"writer       {_MARK[w['up']]}  "
         + (f"answered in {w['ms']} ms" if w["up"] else w["reason"]),
-        f"projector    {mark[p['up']]}  "
-        + (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"])
-        + (f"; STORAGE EXHAUSTED: {p['storage_exhausted']}" if p.get("storage_exhausted") else ""),
-    ]
+        f"projector    {_MARK[p['up']]}  " + _position(p),
+        *(f"  replica    {r['name']}: {_MARK[r['up']].strip()}, {_position(r)}"
+          for r in (replicas if len(replicas) > 1 else ())),
+    ]  # fmt: skip
+
+
+def _position(p: dict[str, Any]) -> str:
+    return (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"]) + (
+        f"; STORAGE EXHAUSTED: {p['storage_exhausted']}" if p.get("storage_exhausted") else ""
+    )
 
 
 def _consumer_lines(readers: list[dict[str, Any]]) -> list[str]:
