@@ -20,7 +20,8 @@ consumption never writes to the stream. Then, in one run:
   `--tail-seconds` (open loop, the same app's histories going on), each published on its
   own, one in 10 timed from its ack until a query with its `min_seq` answers (applied and
   readable), reported as p50/p99 milliseconds, beside what the projector's log says of
-  the tail's batches (`batch_applied`: events per batch and milliseconds to apply, p50);
+  the tail's batches (`batch_applied`: events per batch, milliseconds to apply p50 and
+  p99, and the share of the tail's time spent applying);
 - `rebuild`: then a blue/green rebuild of every projection of that projector, from its
   start until its status says done (what a user runs after a projection's version changed).
 """
@@ -50,6 +51,7 @@ from common.settings import NatsSettings, ProjectorSettings
 from common.subjects import Subjects
 from common.telemetry import configure_logging
 from ironstar import processes
+from ironstar.benchmarks import livetail
 from ironstar.benchmarks.sse import _cpu_s
 from ironstar.natsserver import NatsServer, free_port
 from projector.decoding import decode
@@ -57,9 +59,7 @@ from projector.feed import Delivery, Feed, catchup_size
 from projector.readmodel import ReadModel
 from projector.replica import apply
 
-SAMPLE = 10  # one live event in 10 is timed
 T = TypeVar("T")
-FLOOR_BATCHES = 200  # one-event batches timed for the live tail's floor
 
 
 def _say(what: str) -> None:
@@ -123,10 +123,9 @@ async def _nats_only(nc: Client, settings: NatsSettings, count: int, size: int) 
     return elapsed
 
 
-Body = tuple[str, bytes]  # subject, encoded envelope
-
-
-def _duckdb_only(path: Path, bodies: list[Body], floor: int, cap: int) -> tuple[float, ReadModel]:
+def _duckdb_only(
+    path: Path, bodies: list[livetail.Body], floor: int, cap: int
+) -> tuple[float, ReadModel]:
     """Seconds to decode and apply `bodies` in catch-up batches as the projector's (from
     `floor` events, growing with the aggregates up to `cap`: `feed.catchup_size`), the
     next batch cut and decoded on a thread of its own while one is applied; and the model,
@@ -152,47 +151,6 @@ def _duckdb_only(path: Path, bodies: list[Body], floor: int, cap: int) -> tuple[
     return time.perf_counter() - started, model
 
 
-def _alone(model: ReadModel, live: list[Body]) -> list[float]:
-    """Seconds of each of `live` applied alone, one batch each, after the model's
-    checkpoint (the live tail's floor); closes the model."""
-    seconds = []
-    try:
-        for sequence, (subject, body) in enumerate(live, start=model.checkpoint + 1):
-            started = time.perf_counter()
-            apply(model, [(sequence, subject, body)], sequence, halt=True)
-            seconds.append(time.perf_counter() - started)
-    finally:
-        model.close()
-    return seconds
-
-
-async def _tail(
-    nc: Client, settings: NatsSettings, envelopes: list[Envelope], rate: int
-) -> list[float]:
-    """Seconds from the ack of every `SAMPLE`th event until a query with its min_seq
-    answered (not every event: the queries would load the process that also applies)."""
-    js, subjects = nc.jetstream(), Subjects(settings.prefix)
-    started, latencies = time.perf_counter(), []
-
-    async def one(envelope: Envelope, timed: bool) -> None:
-        subject = subjects.events(envelope.aggregate_type, envelope.aggregate_id)
-        ack = await js.publish(subject, codec.encode(envelope))
-        if not timed:
-            return
-        acked = time.perf_counter()
-        request = QueryRequest(name="totals", min_seq=ack.seq, timeout_s=30)
-        body = msgspec.json.encode(request)
-        await bus.request(nc, subjects.query(builtin.NAME), body, 30, "projector")
-        latencies.append(time.perf_counter() - acked)
-
-    tasks = []
-    for i, envelope in enumerate(envelopes):  # open loop: on schedule, whatever came back
-        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(envelope, i % SAMPLE == 0)))
-    await asyncio.gather(*tasks)
-    return latencies
-
-
 async def _end_to_end(
     nc: Client,
     settings: NatsSettings,
@@ -202,11 +160,12 @@ async def _end_to_end(
     args: argparse.Namespace,
     catchup: int,
     tail: list[Envelope],
-) -> tuple[float, float, float, list[float], float]:
+) -> tuple[float, float, float, dict[str, Any], float]:
     """Seconds of the catch-up of a projector process (`ironstar projector`, as `ironstar up`
     runs it, so the tail's publishers and queries in this process take none of its GIL),
     the CPU seconds of that process with its children and of nats-server meanwhile, the
-    live tail's latencies, and the seconds of a rebuild of every projection after it."""
+    live tail's figures (`livetail.measure`), and the seconds of a rebuild of every
+    projection after it."""
     data_dir = directory / "projector"
     env = {
         **os.environ,
@@ -235,11 +194,14 @@ async def _end_to_end(
         elapsed = time.perf_counter() - started
         cpu, server_cpu = _tree_cpu_s(pid) - cpu, _cpu_s(server_pid) - server_cpu
         assert msgspec.json.decode(reply)["result"]["events"] == count
-        latencies = await _tail(nc, settings, tail, args.tail_rate) if tail else []
+        log = directory / "projector.log"
+        figures = {}
+        if tail:  # read the log before the rebuild applies more past `count`
+            figures = await livetail.measure(nc, settings, tail, args.tail_rate, log, count)
         rebuilt = await _rebuild(nc, settings)
     finally:
         await asyncio.to_thread(processes.stop_all, [launch.process])
-    return elapsed, cpu, server_cpu, latencies, rebuilt
+    return elapsed, cpu, server_cpu, figures, rebuilt
 
 
 async def _rebuild(nc: Client, settings: NatsSettings) -> float:
@@ -283,36 +245,6 @@ async def _cpu(work: Awaitable[T]) -> tuple[T, float]:
     return seconds, time.process_time() - cpu
 
 
-def _bodies(envelopes: list[Envelope]) -> list[Body]:
-    return [(Subjects().events(e.aggregate_type, e.aggregate_id), codec.encode(e))
-            for e in envelopes]  # fmt: skip
-
-
-def _tail_batches(log: Path, stored: int) -> dict[str, float | None]:
-    """What the projector's log (`batch_applied` JSON lines) says of the batches after the
-    `stored` history: their count, events per batch and milliseconds to apply, p50."""
-    batches = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"batch_applied"' in line:
-            with contextlib.suppress(msgspec.DecodeError):
-                entry = msgspec.json.decode(line)
-                if entry.get("first", 0) > stored:
-                    batches.append(entry)
-    sizes = sorted(entry["events"] for entry in batches)
-    return {
-        "tail_batches": len(batches),
-        "tail_batch_events_p50": sizes[len(sizes) // 2] if sizes else None,
-        "tail_batch_apply_p50_ms": _ms([entry["ms"] / 1000 for entry in batches], 0.5),
-    }
-
-
-def _ms(latencies: list[float], quantile: float) -> float | None:
-    if not latencies:
-        return None
-    ordered = sorted(latencies)
-    return round(1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))], 1)
-
-
 def _history(stored: int, live: int) -> tuple[list[Envelope], list[Envelope]]:
     """`stored` envelopes of the app's history to load, and the `live` ones after them."""
     app = catalogue.current().app
@@ -324,16 +256,16 @@ def _history(stored: int, live: int) -> tuple[list[Envelope], list[Envelope]]:
 
 async def _duckdb_phases(
     path: Path, envelopes: list[Envelope], tail: list[Envelope], catchup: int, cap: int
-) -> tuple[float, float, list[float]]:
+) -> tuple[float, float, dict[str, float | None]]:
     """The DuckDB-only ceiling's seconds and CPU seconds over `envelopes` (a new file at
-    `path`), then the live tail's floor on that file: the seconds of each of the first
-    `FLOOR_BATCHES` of `tail` applied alone."""
+    `path`), then the live tail's floor on that file (`livetail.alone`: the first
+    `FLOOR_BATCHES` of `tail`, each applied alone)."""
     _say("ceiling: applying to DuckDB, no NATS")
-    bodies = _bodies(envelopes)
-    work = asyncio.to_thread(_duckdb_only, path, bodies, catchup, cap)
+    work = asyncio.to_thread(_duckdb_only, path, livetail.bodies(envelopes), catchup, cap)
     (seconds, model), cpu = await _cpu(work)
     _say("the live tail's floor: one event per batch, alone, on that file")
-    return seconds, cpu, await asyncio.to_thread(_alone, model, _bodies(tail[:FLOOR_BATCHES]))
+    live = livetail.bodies(tail[: livetail.FLOOR_BATCHES])
+    return seconds, cpu, await asyncio.to_thread(livetail.alone, model, live)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -342,6 +274,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     times in seconds or `_ms` milliseconds). Raises `AppError` when the app declares no
     history."""
     configure_logging("bench", "WARNING")  # JSON lines on stderr; figures on stdout
+    load_at_start = round(os.getloadavg()[0], 1)
     envelopes, tail = _history(args.events, int(args.tail_rate * args.tail_seconds))
     count = len(envelopes)
     with tempfile.TemporaryDirectory(prefix="ironstar-bench-project-") as tmp:
@@ -360,10 +293,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 directory / "ceiling.duckdb", envelopes, tail, catchup, args.catchup_batch_max
             )
             _say("end to end: a projector from an empty file, the live tail, a rebuild")
-            e2e_s, e2e_cpu, server_cpu, latencies, rebuild_s = await _end_to_end(
+            e2e_s, e2e_cpu, server_cpu, tailed, rebuild_s = await _end_to_end(
                 nc, settings, server, directory, count, args, catchup, tail
             )
-            tail_batches = _tail_batches(directory / "projector.log", count)
         finally:
             await nc.drain()
             server.stop()
@@ -384,14 +316,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "catchup_batch_size": catchup,
         "catchup_batch_max": args.catchup_batch_max,
-        "tail_events": len(latencies),
-        "tail_rate_per_s": args.tail_rate,
-        "tail_p50_ms": _ms(latencies, 0.5),
-        "tail_p99_ms": _ms(latencies, 0.99),
-        **tail_batches,
-        "tail_floor_p50_ms": _ms(floor, 0.5),
-        "tail_floor_p99_ms": _ms(floor, 0.99),
+        **tailed,  # livetail.measure
+        **floor,  # livetail.alone
         "goal_tail_p99_ms": 20,
+        "load_average_1m_start": load_at_start,
         "load_average_1m": round(os.getloadavg()[0], 1),
         "goal_events_per_s": 50_000,
     }
