@@ -18,11 +18,16 @@ import msgspec
 from common.errors import Invalid
 
 # Bounds of settings: a value outside them is refused at start, naming its variable.
-Count = Annotated[int, msgspec.Meta(ge=1)]  # one or more
-Some = Annotated[int, msgspec.Meta(ge=0)]  # zero (none, or off where the help says so) or more
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]  # a duration, up to a day
+_MOST = 2**31 - 1  # counts and byte sizes: what a C int (setsockopt, DuckDB, NATS) holds
+Count = Annotated[int, msgspec.Meta(ge=1, le=_MOST)]  # one or more
+Some = Annotated[int, msgspec.Meta(ge=0, le=_MOST)]  # zero (none, or off where said) or more
+Seconds = Annotated[float, msgspec.Meta(ge=0.01, le=86_400)]  # 10 ms up to a day
+Millis = Annotated[int, msgspec.Meta(ge=0, le=86_400_000)]  # a window: 0 up to a day
+Interval = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]  # 1 ms up to a day
 Port = Annotated[int, msgspec.Meta(ge=0, le=65_535)]
 MetricsPort = Annotated[int, msgspec.Meta(ge=-1, le=65_535)]  # 0: a free port, -1: off
+Token = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]  # a subject token
+COOKIE_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"  # an RFC 6265 token (RFC 9110 tchar)
 
 
 class _Section(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +72,14 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True):
         return f"IRONSTAR_{cls.env_prefix}_{name.upper()}={given!r}: {what[0].lower()}{what[1:]}"
 
 
+def check_all(environ: Mapping[str, str] | None = None) -> None:
+    """Every section read from `environ` (default the process's): Invalid naming the first
+    variable a service would refuse. For commands that start several services (`ironstar
+    up`, `ironstar cluster up`), before anything is started or created."""
+    for section in SECTIONS:
+        section.from_env(environ)
+
+
 APP_VARIABLE = "IRONSTAR_APP"
 DEFAULT_APP = "examples.todo"
 
@@ -99,8 +112,10 @@ class NatsSettings(_Section, frozen=True, kw_only=True):
         "tls_key_file": "key of `tls_cert_file`",
     }
     url: str = "nats://127.0.0.1:4222"
-    prefix: str = "ironstar"
-    stream: str = "IRONSTAR_EVENTS"
+    prefix: Annotated[
+        str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,3}$")
+    ] = "ironstar"
+    stream: Token = "IRONSTAR_EVENTS"
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     max_consumers: Count = 20_000
     duplicate_window_s: Seconds = 300.0
@@ -164,10 +179,10 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
         "metrics_port": "port of the projector's /metrics (0: a free port, -1: off)",
         "metrics_host": "interface of the projector's /metrics",
     }
-    name: str = "projector-1"
+    name: Token = "projector-1"
     data_dir: str = ".ironstar"
     batch_size: Count = 1000
-    batch_ms: Some = 50
+    batch_ms: Millis = 50
     catchup_batch_size: Count = 50_000
     catchup_batch_max: Count = 250_000
     catchup_process_above: Some = 100_000
@@ -178,7 +193,9 @@ class ProjectorSettings(_Section, frozen=True, kw_only=True):
     sql_queue: Some = 8
     sql_per_principal: Count = 4
     max_answer_bytes: Count = 1_000_000
-    snapshot_storage_version: str = "v1.5.0"
+    snapshot_storage_version: Annotated[
+        str, msgspec.Meta(pattern=r"^v[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$")
+    ] = "v1.5.0"
     metrics_port: MetricsPort = -1
     metrics_host: str = "127.0.0.1"
 
@@ -245,27 +262,27 @@ class GatewaySettings(_Section, frozen=True, kw_only=True):
     sse_capacity: Count = 256
     sse_max_capacity: Count = 10_000
     sse_keepalive_s: Seconds = 15.0
-    sse_retry_ms: Annotated[int, msgspec.Meta(ge=0)] = 2000  # an SSE `retry:` is digits only
+    sse_retry_ms: Millis = 2000  # an SSE `retry:` is digits only
     sse_inactive_s: Seconds = 300.0
     sse_unbounded_cap: Count = 100_000
     sse_max_per_client: Count = 8
     sse_max_connections: Count = 10_000
     sse_max_consumers_per_principal: Count = 256
     sse_reserved_consumers: Some = 100
-    sse_unbounded_budget_bytes: Count = 64 * 1024 * 1024
+    sse_unbounded_budget_bytes: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 64 * 1024 * 1024
     sse_max_topics: Count = 32
-    sse_debounce_ms: Some = 300
-    sse_debounce_max_wait_ms: Some = 1_000
-    sse_batch_ms: Some = 100
+    sse_debounce_ms: Millis = 300
+    sse_debounce_max_wait_ms: Millis = 1_000
+    sse_batch_ms: Millis = 100
     sse_batch_max: Count = 500
-    sse_max_window_ms: Some = 10_000
+    sse_max_window_ms: Millis = 10_000
     sse_send_buffer_bytes: Some = 0
     sse_live_tail: bool = True
     sse_pull_budget: Count = 8_192
     datastar_url: str = ""
     storage_paths: str = ""
-    live_interval_ms: Count = 250
-    live_min_interval_ms: Count = 50
+    live_interval_ms: Interval = 250
+    live_min_interval_ms: Interval = 50
     live_max_subscriptions: Count = 5_000
     live_max_per_principal: Count = 64
     live_max_queries: Count = 256
@@ -354,7 +371,7 @@ class AuthSettings(_Section, frozen=True, kw_only=True):
     issuer: str = ""
     audience: str = ""
     leeway_s: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
-    cookie_name: str = "ironstar_session"
+    cookie_name: Annotated[str, msgspec.Meta(pattern=COOKIE_NAME)] = "ironstar_session"
     cookie_secure: bool = True
     cors_origins: str = ""
 
@@ -371,7 +388,7 @@ class LimitSettings(_Section, frozen=True, kw_only=True):
         "body_timeout_s": "time a client has to send its whole request body (else 408)",
         "header_timeout_s": "time a client has to send its request headers (else 408, closed)",
     }
-    requests_per_s: Annotated[float, msgspec.Meta(ge=0)] = 1000.0
+    requests_per_s: Annotated[float, msgspec.Meta(ge=0, le=1e9)] = 1000.0
     burst: Count = 2000
     json_depth: Count = 32
     string_bytes: Count = 16 * 1024

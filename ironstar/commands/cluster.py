@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.settings import GatewaySettings
+from common.settings import GatewaySettings, check_all
 from common.telemetry import configure_logging
 from ironstar.commands import examples
 from ironstar.rerun import typed
@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ironstar: stopped {', '.join(stopped) or 'nothing (already gone)'}")
         return 0
     configure_logging("ironstar", "ERROR")  # its own `ironstar:` lines say what happens
-    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
+    check_all()  # a value any service would refuse: an error naming it, before any start
+    gateway = GatewaySettings.from_env()
     cluster = Cluster(
         args.data_dir,
         nats=args.nats,

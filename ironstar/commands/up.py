@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common import catalogue
-from common.settings import APP_VARIABLE, GatewaySettings, app_name
+from common.settings import APP_VARIABLE, GatewaySettings, app_name, check_all
 from ironstar.commands import examples
 
 
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ironstar up: app {cat.app.name} declares no demo traffic (App(demo=...)); "
               "run without --demo", file=sys.stderr)  # fmt: skip
         return 2
-    gateway = GatewaySettings.from_env()  # a bad value is an error naming it, here
+    check_all()  # a value any service would refuse: an error naming it, before any start
+    gateway = GatewaySettings.from_env()
     host = args.http_host or gateway.host
     port = gateway.port if args.http_port is None else args.http_port
     stack = Stack(args.data_dir, host, port, args.nats_port)

@@ -70,3 +70,33 @@ def test_a_service_refuses_to_start_with_one_line() -> None:
         "ironstar writer: IRONSTAR_APP=no_such_app: cannot import it "
         "(No module named 'no_such_app')"
     ]
+
+
+@pytest.mark.parametrize(
+    "command", [("up",), ("cluster", "up", "--detach")], ids=["up", "cluster up"]
+)
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IRONSTAR_PROJECTOR_BATCH_SIZE", "0"),
+        ("IRONSTAR_WRITER_CONCURRENCY", "-1"),
+        ("IRONSTAR_NATS_STREAM", ""),
+        ("IRONSTAR_LIMIT_REQUESTS_PER_S", "inf"),
+    ],
+)
+def test_a_command_starting_services_refuses_any_bad_setting_before_starting_anything(
+    tmp_path: Path, command: tuple[str, ...], variable: str, value: str
+) -> None:
+    """verify12b F4: `up` checked only the gateway's settings itself; a writer's or a
+    projector's bad one was refused by that service, after nats-server, the stream and
+    files were made."""
+    data = tmp_path / "d"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "ironstar", *command, "--data-dir", str(data)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0
+    assert lines[-1].startswith("ironstar") and f"{variable}={value!r}: expected" in lines[-1]
+    assert not data.exists() or not any(data.iterdir())  # nothing started, nothing made

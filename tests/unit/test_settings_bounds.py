@@ -14,6 +14,7 @@ from common.settings import (
     NatsSettings,
     ProjectorSettings,
     WriterSettings,
+    check_all,
 )
 
 Section = type[
@@ -39,20 +40,33 @@ Section = type[
         (ProjectorSettings, "IRONSTAR_PROJECTOR_BATCH_SIZE", "0", ">= 1"),
         (ProjectorSettings, "IRONSTAR_PROJECTOR_BATCH_SIZE", "-5", ">= 1"),
         (ProjectorSettings, "IRONSTAR_PROJECTOR_ON_POISON", "hlat", "one of 'skip', 'halt'"),
-        (ProjectorSettings, "IRONSTAR_PROJECTOR_SQL_TIMEOUT_S", "0", "> 0"),
+        (ProjectorSettings, "IRONSTAR_PROJECTOR_SQL_TIMEOUT_S", "0", ">= 0.01"),
+        (ProjectorSettings, "IRONSTAR_PROJECTOR_NAME", "p.1", "matching"),  # verify12b F5
+        (ProjectorSettings, "IRONSTAR_PROJECTOR_SNAPSHOT_STORAGE_VERSION", "abc", "matching"),
         (ProjectorSettings, "IRONSTAR_PROJECTOR_METRICS_PORT", "-2", ">= -1"),
         (GatewaySettings, "IRONSTAR_GATEWAY_SSE_RETRY_MS", "-5", ">= 0"),
         (GatewaySettings, "IRONSTAR_GATEWAY_PORT", "70000", "<= 65535"),
         (GatewaySettings, "IRONSTAR_GATEWAY_QUERY_TIMEOUT_S", "inf", "<= 86400"),
-        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_KEEPALIVE_S", "nan", "> 0"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_KEEPALIVE_S", "nan", ">= 0.01"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_QUERY_TIMEOUT_S", "5e-324", ">= 0.01"),  # F8
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_SEND_BUFFER_BYTES", "2147483648", "<= 2147483647"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS", "1e23", "`int`"),  # F7
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_MAX_CONNECTIONS", "99999999999", "<= 2147483647"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_DEBOUNCE_MS", "86400001", "<= 86400000"),
         (GatewaySettings, "IRONSTAR_GATEWAY_SSE_CAPACITY", "0", ">= 1"),
         (GatewaySettings, "IRONSTAR_GATEWAY_MAX_BODY_BYTES", "1.5", "`int`"),
         (NatsSettings, "IRONSTAR_NATS_REPLICAS", "7", "<= 5"),
-        (NatsSettings, "IRONSTAR_NATS_REQUEST_TIMEOUT_S", "-1", "> 0"),
+        (NatsSettings, "IRONSTAR_NATS_REQUEST_TIMEOUT_S", "-1", ">= 0.01"),
+        (NatsSettings, "IRONSTAR_NATS_STREAM", "", "matching"),  # verify12b F5
+        (NatsSettings, "IRONSTAR_NATS_PREFIX", "a b", "matching"),
+        (NatsSettings, "IRONSTAR_NATS_PREFIX", "", "matching"),
+        (NatsSettings, "IRONSTAR_NATS_PREFIX", "a.>", "matching"),
         (WriterSettings, "IRONSTAR_WRITER_CONCURRENCY", "0", ">= 1"),
         (AuthSettings, "IRONSTAR_AUTH_LEEWAY_S", "-3", ">= 0"),
         (LimitSettings, "IRONSTAR_LIMIT_REQUESTS_PER_S", "-1", ">= 0"),
         (LimitSettings, "IRONSTAR_LIMIT_JSON_DEPTH", "0", ">= 1"),
+        (LimitSettings, "IRONSTAR_LIMIT_REQUESTS_PER_S", "inf", "<= 1000000000"),
+        (AuthSettings, "IRONSTAR_AUTH_COOKIE_NAME", "a b", "matching"),
     ],
 )
 def test_a_setting_outside_its_domain_is_refused_naming_its_variable_and_value(
@@ -76,6 +90,9 @@ def test_a_setting_outside_its_domain_is_refused_naming_its_variable_and_value(
         (GatewaySettings, "IRONSTAR_GATEWAY_SSE_SEND_BUFFER_BYTES", "0"),  # the OS default
         (LimitSettings, "IRONSTAR_LIMIT_REQUESTS_PER_S", "0"),  # off
         (NatsSettings, "IRONSTAR_NATS_REPLICAS", "3"),
+        (NatsSettings, "IRONSTAR_NATS_PREFIX", "acme.prod"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_SSE_SEND_BUFFER_BYTES", "2147483647"),
+        (GatewaySettings, "IRONSTAR_GATEWAY_QUERY_TIMEOUT_S", "0.01"),
     ],
 )
 def test_a_value_at_a_bound_is_taken(section: Section, variable: str, value: str) -> None:
@@ -87,3 +104,9 @@ def test_a_value_at_a_bound_is_taken(section: Section, variable: str, value: str
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.env_prefix)
 def test_every_default_is_within_its_bounds(section: Section) -> None:
     assert section.from_env({}) == section()
+
+
+def test_every_section_is_checked_before_a_command_starts_several_services() -> None:
+    check_all({})  # the defaults
+    with pytest.raises(Invalid, match="IRONSTAR_WRITER_CONCURRENCY='0'"):
+        check_all({"IRONSTAR_GATEWAY_PORT": "8001", "IRONSTAR_WRITER_CONCURRENCY": "0"})
