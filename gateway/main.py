@@ -15,12 +15,12 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from common.errors import Unavailable
+from common.origins import proxy_networks
 from common.settings import (
     AuthSettings,
     GatewaySettings,
     LimitSettings,
     NatsSettings,
-    proxy_networks,
 )
 from gateway.api.head import HeadAsGet
 from gateway.app import create_app

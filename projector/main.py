@@ -84,6 +84,7 @@ async def serve(
         )  # fmt: skip
     except Poisoned as exc:
         metrics.HALTED.set(1)
+        replica.halted = str(exc)
         if serving is not None:  # stopped before what others apply: not caught up
             await serving.current(False)
         await replica.progress.advance(replica.model.checkpoint)  # what was applied before it

@@ -344,8 +344,9 @@ class _Server:
         return {"path": str(target), "sequence": sequence, "replica": self.settings.name}
 
     async def rebuild(self, msg: Msg) -> bytes:
-        """`{"sequence", "result": <rebuild status>}`; `start` first starts a rebuild of
-        `params.projections` (404 naming an unknown one)."""
+        """`{"sequence", "result": <rebuild status>, ["halted": why]}` (`ironstar status`
+        asks it of each replica); `start` first starts a rebuild of `params.projections`
+        (404 naming an unknown one)."""
         request = decoded(_queries, msg.data, "query request")
         if request.name == "start":
             names = request.params.get("projections") or []
@@ -354,8 +355,10 @@ class _Server:
                 known = ", ".join(self.replica.model.projections)
                 raise NotFound(f"no projection {unknown[0]!r}; known: {known}", field="projection")
             self.rebuilder.start(self.replica, names)
-        sequence = self.replica.model.checkpoint
-        return _json.encode({"sequence": sequence, "result": self.rebuilder.status})
+        reply = {"sequence": self.replica.model.checkpoint, "result": self.rebuilder.status}
+        if self.replica.halted is not None:
+            reply["halted"] = self.replica.halted
+        return _json.encode(reply)
 
     def close(self) -> None:
         """Interrupt the running queries and wait for their threads."""

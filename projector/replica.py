@@ -38,13 +38,15 @@ INTERRUPT_EVERY_S = 0.05  # a swap repeats interrupts: DuckDB drops one sent bef
 class Replica:
     """A replica's current `ReadModel` and what coordinates its users: `writing` (held
     by whoever applies or swaps), `progress` (for `min_seq`), `generation` (bumped by a
-    swap), `storage` (why the disk refuses writes, else None)."""
+    swap), `storage` (why the disk refuses writes, else None), `halted` (the poison event
+    it stopped before, with `on_poison=halt`, else None)."""
 
     def __init__(self, model: ReadModel) -> None:
         self.model = model
         self.progress = Progress(model.checkpoint)
         self.generation = 0  # bumped by every swap: the live feed restarts from the new file
         self.storage: str | None = None  # why the model cannot be written now (a full disk)
+        self.halted: str | None = None  # why it stopped applying for good (on_poison=halt)
         self.writing = asyncio.Lock()
         self._state = asyncio.Condition()
         self._readers = 0

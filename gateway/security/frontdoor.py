@@ -26,7 +26,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.errors import BadRequest, IronstarError, TooLarge
-from common.settings import AuthSettings, GatewaySettings, LimitSettings, origin_of
+from common.origins import origin_of
+from common.settings import AuthSettings, GatewaySettings, LimitSettings
 from gateway.api.openapi import complete
 from gateway.security.auth import ACTOR, Gate, session, verifier
 from gateway.security.grants import PRINCIPAL, Principal

@@ -144,16 +144,27 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
     finally:
         await nc.close()
     last = info.state.last_seq
+    each = [{"name": n, **_projector(p, last)} for n, p in replicas.items()]
     return {
         "nats": {"url": nats.url, "up": True},
         "stream": _stream(nats.stream, info.state),
         "writer": {k: v for k, v in writer.items() if k in ("up", "ms", "reason")},
-        "projector": {
-            **_projector(projector, last),
-            "replicas": [{"name": n, **_projector(p, last)} for n, p in replicas.items()],
-        },
+        "projector": {**_furthest(_projector(projector, last), each, last), "replicas": each},
         "consumers": [_reader(c) for c in consumers],
     }
+
+
+def _furthest(probe: dict[str, Any], replicas: list[dict[str, Any]], last: int) -> dict[str, Any]:
+    """The projector line: the furthest replica that answered on its own subject (not
+    whichever answered the queue group's probe, which changes from run to run), else the
+    probe's answer."""
+    answered = [r["at"] for r in replicas if r["up"] and r["at"] is not None]
+    if not answered:
+        return probe
+    at = max(answered)
+    found = {**probe, "up": True, "at": at, "lag": last - at}
+    found.pop("reason", None)
+    return found
 
 
 def _replicas(consumers: list[ConsumerInfo]) -> list[str]:
@@ -185,7 +196,7 @@ def _projector(probe: dict[str, Any], last_sequence: int) -> dict[str, Any]:
         "up": probe["up"],
         "at": at,
         "lag": None if at is None else last_sequence - at,
-        **{k: probe[k] for k in ("storage_exhausted",) if k in probe},
+        **{k: probe[k] for k in ("storage_exhausted", "halted") if k in probe},
         **({"reason": probe["reason"]} if "reason" in probe else {}),
     }
 
@@ -253,10 +264,18 @@ def _service_lines(w: dict[str, Any], p: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
+def _working(replica: dict[str, Any]) -> bool:
+    """A replica answers and applies (not halted on a poison event)."""
+    return bool(replica["up"]) and not replica.get("halted")
+
+
 def _position(p: dict[str, Any]) -> str:
-    return (f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"]) + (
-        f"; STORAGE EXHAUSTED: {p['storage_exhausted']}" if p.get("storage_exhausted") else ""
-    )
+    where = f"at #{p['at']}, {p['lag']} events behind" if p["up"] else p["reason"]
+    if p.get("storage_exhausted"):
+        where += f"; STORAGE EXHAUSTED: {p['storage_exhausted']}"
+    if p.get("halted"):
+        where += f"; HALTED: {p['halted']}"
+    return str(where)
 
 
 def _consumer_lines(readers: list[dict[str, Any]]) -> list[str]:
@@ -342,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
         and state["nats"]["up"]
         and state.get("writer", {}).get("up")
         and state.get("projector", {}).get("up")
+        and all(_working(r) for r in state.get("projector", {}).get("replicas", ()))
         and state["gateway"].get("http") == 200
     )
     if args.json:

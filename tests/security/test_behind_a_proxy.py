@@ -11,7 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from common.errors import Invalid
-from common.settings import GatewaySettings, origin_of, proxy_networks
+from common.origins import origin_of, proxy_networks
+from common.settings import GatewaySettings
 from ironstar.natsserver import NatsServer
 from tests.support.processes import run_cli
 from tests.support.secured import SecuredStack, bearer, running, token, unique

@@ -37,12 +37,14 @@ async def ask(
 ) -> dict[str, Any]:
     """A read-model query over NATS, as the gateway sends it: {"sequence", "result"}."""
     request = QueryRequest(name=name, params=params, min_seq=min_seq, timeout_s=10)
+    subjects = Subjects(settings.prefix)
     reply = await bus.request(
         nc,
-        Subjects(settings.prefix).query(projection),
+        subjects.query(projection),
         msgspec.json.encode(request),
         15,
         projection,
+        first=subjects.current(projection),  # a caught-up replica if any, as the gateway
     )
     answer: dict[str, Any] = msgspec.json.decode(reply)
     return answer
