@@ -58,6 +58,7 @@ async def serve(
     subjects = Subjects(nats_settings.prefix)
     durable = f"projector-{settings.name}"
     rebuilder = Rebuilder(nc, nats_settings, settings)
+    rebuilder.discard_leftovers(model)  # of a rebuild killed mid-way; the file is ours now
     serving: queries.Serving | None = None
     applier = ThreadPoolExecutor(1, thread_name_prefix="apply")  # no query ever runs here
     decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")  # the next catch-up batch

@@ -19,6 +19,7 @@ import functools
 import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import msgspec
 import structlog
@@ -84,12 +85,21 @@ class Rebuilder:
             self.nc, self.nats, self.settings, self.durable, after, inactive_s=BULK_INACTIVE_S
         )
 
+    def discard_leftovers(self, live: ReadModel) -> None:
+        """Delete the files a rebuild of `live` left when its process was killed mid-way
+        (kill -9 runs no cleanup): at start no rebuild runs, so they are nobody's, and they
+        held a copy of the read model's disk space until the next rebuild."""
+        for file in _files(live):
+            if file.exists():
+                file.unlink()
+                log.info("rebuild_leftover_deleted", path=str(file))
+
     async def _run(self, replica: Replica, names: list[str]) -> None:
         live = replica.model
-        path = live.path.with_name(live.path.stem + ".rebuild.duckdb")
-        stale = (path, path.with_name(path.name + ".wal"))
+        stale = _files(live)
         for file in stale:
             file.unlink(missing_ok=True)
+        path = stale[0]
         new = await asyncio.to_thread(ReadModel, path, tuple(live.projections.values()))
         kept = [n for n in live.projections if n not in names]
         # The kept projections' tables are copied at the live checkpoint: never apply past
@@ -198,3 +208,9 @@ def _replace(old: ReadModel, new: ReadModel) -> ReadModel:
     new.close()  # a clean close folds the WAL into the file: one file to rename
     new.path.replace(path)
     return ReadModel(path, projections)
+
+
+def _files(live: ReadModel) -> tuple[Path, Path]:
+    """A rebuild's file beside `live`'s (`<replica>.rebuild.duckdb`) and its WAL."""
+    path = live.path.with_name(live.path.stem + ".rebuild.duckdb")
+    return path, path.with_name(path.name + ".wal")

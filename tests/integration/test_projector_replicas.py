@@ -172,3 +172,18 @@ async def test_a_poison_event_is_skipped_by_default_and_halts_when_set_to_halt(
         with pytest.raises(Timeout) as waited:
             await bus.request(nc, subject, body, 5, "projector")
         assert waited.value.detail["sequence"] == 5  # halted before the poison, still serving
+
+
+async def test_a_rebuild_killed_mid_way_leaves_nothing_after_the_next_start(
+    nc: Client, nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    """A kill -9 mid-rebuild runs no cleanup: its file (a copy of the read model's size)
+    stayed until the next rebuild. At start no rebuild runs, so it is deleted."""
+    last = await store(nc, nats_settings, domain_events(50, lists=2, users=2, seed=9))
+    left = [tmp_path / "r1.rebuild.duckdb", tmp_path / "r1.rebuild.duckdb.wal"]
+    for file in left:
+        file.write_bytes(b"half a rebuild")
+    async with replica(nats_settings, tmp_path):
+        assert await sql(nc, nats_settings, "SELECT sequence FROM checkpoint", last) == [[last]]
+        assert not any(file.exists() for file in left)
+    assert (tmp_path / "r1.duckdb").exists()
