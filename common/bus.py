@@ -223,13 +223,17 @@ async def request(
     `from_reply`), or Unavailable (503, retry after 1 s) when no service listens or none
     answers in time."""
     headers = {CORRELATION_HEADER: correlation_id()}
+
+    async def ask(where: str) -> Msg:
+        return await nc.request(where, body, timeout=timeout_s, headers=headers)
+
     try:
         try:
-            if first is None:
-                raise NoRespondersError
-            reply = await nc.request(first, body, timeout=timeout_s, headers=headers)
+            reply = await ask(first or subject)
         except NoRespondersError:
-            reply = await nc.request(subject, body, timeout=timeout_s, headers=headers)
+            if first is None:
+                raise
+            reply = await ask(subject)
     except NoRespondersError:
         raise Unavailable(f"no {what} is running; start one and retry", retry_after=1) from None
     except NatsTimeout:

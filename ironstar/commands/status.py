@@ -137,10 +137,11 @@ async def gather(nats: NatsSettings, aggregate: str | catalogue.AppError) -> dic
             "projector",
         )
         asked = _encode(QueryRequest(name="status", timeout_s=1.0))
-        replicas = {
-            name: await _probe(nc, subjects.query(f"rebuild.{name}"), asked, f"projector {name}")
-            for name in _replicas(consumers)
-        }
+        names = _replicas(consumers)
+        probes = await asyncio.gather(  # at once: each one down waits its 2 s
+            *(_probe(nc, subjects.query(f"rebuild.{n}"), asked, f"projector {n}") for n in names)
+        )
+        replicas = dict(zip(names, probes, strict=True))
     finally:
         await nc.close()
     last = info.state.last_seq
