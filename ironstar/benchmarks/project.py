@@ -129,7 +129,7 @@ def _duckdb_only(
     """Seconds to decode and apply `bodies` in catch-up batches as the projector's (from
     `floor` events, growing with the aggregates up to `cap`: `feed.catchup_size`), the
     next batch cut and decoded on a thread of its own while one is applied; and the model,
-    still open (`_alone`)."""
+    still open (for `livetail.alone`)."""
     model = ReadModel(path)
     started, taken = time.perf_counter(), 0
 
